@@ -1,0 +1,481 @@
+// Package eventstore owns the event log: the Store port that every backend
+// implements, the types that travel through it, and the rules every backend
+// shares (validation, expected versions, positions).
+//
+// The log is the single source of truth of taskqueue. Streams are append-only
+// sequences of events keyed by a stream ID (for example "queue-alice"); every
+// event also has a place in one global log. Backends live in sub-packages
+// (sqlite, postgres, kurrentdb) and all pass the same contract suite in
+// eventstore/storetest.
+//
+// Contracts every backend keeps:
+//
+//   - Stream versions start at 1 and have no gaps: the first event of a
+//     stream has version 1, the stream's version is its number of events.
+//   - Append is atomic: all of its events are stored or none is.
+//   - Append is idempotent by event ID: appending events whose IDs are
+//     already stored at that place of the stream succeeds and stores nothing
+//     twice (a client retrying a command that timed out).
+//   - Readers of the global log (ReadAll, Subscribe) see every committed
+//     event exactly once and all in one order, even when transactions commit
+//     out of order. A long-open write may delay readers; it never makes them
+//     skip an event.
+//   - Data and metadata read back equal what was written, byte for byte,
+//     except OccurredAt, which is kept in UTC to the microsecond.
+//
+// This package is domain-agnostic: it knows nothing of queues or tasks.
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Store is the port to the event log. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// Append stores events at the end of stream if the stream's version
+	// matches expected, and reports the stream's new version and the global
+	// position of the last event. A mismatch returns a *WrongVersionError.
+	// Invalid input returns an error wrapping ErrInvalid and writes nothing.
+	//
+	// Idempotency: event IDs are unique in the whole log. When the events'
+	// IDs are already stored, in order, at the place the append would have
+	// put them (right after version n for Exact(n) and NoStream, anywhere in
+	// the stream for Any and StreamExists), Append writes nothing and
+	// returns the stored result with Duplicate set. An ID stored anywhere
+	// else is an error wrapping ErrInvalid (or a *WrongVersionError when the
+	// expected version does not match either).
+	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...EventData) (AppendResult, error)
+
+	// ReadStream returns up to limit events of stream with version >= from,
+	// in version order. A stream that does not exist reads as empty.
+	// limit <= 0 means no limit.
+	ReadStream(ctx context.Context, stream string, from int64, limit int) ([]RecordedEvent, error)
+
+	// ReadAll returns up to limit events of the global log strictly after
+	// position after that match filter, in log order. It returns only events
+	// that no reader will ever see preceded by a later commit (the safe
+	// prefix of the log), so a caller may checkpoint the last position it got.
+	// limit <= 0 means a backend-chosen page size.
+	ReadAll(ctx context.Context, after Position, filter Filter, limit int) ([]RecordedEvent, error)
+
+	// Subscribe reads the global log after position after: first what is
+	// stored (catch-up), then new events as they commit (live). An idle
+	// subscriber sees a new event within about 50 ms.
+	Subscribe(ctx context.Context, after Position, filter Filter) (Subscription, error)
+
+	// StreamVersion returns the version of stream: the version of its last
+	// event, or 0 when the stream does not exist.
+	StreamVersion(ctx context.Context, stream string) (int64, error)
+
+	// Head returns the position of the last event in the safe prefix of the
+	// global log (the zero Position for an empty log).
+	Head(ctx context.Context) (Position, error)
+
+	// Close releases the store's resources. Subscriptions end with ErrClosed.
+	Close() error
+}
+
+// Subscription delivers the global log to one reader. It is not safe for
+// concurrent use by several goroutines.
+type Subscription interface {
+	// Next blocks until at least one event after the last one delivered is
+	// available and returns them in log order (a non-empty batch), or returns
+	// an error: ctx.Err() when ctx ends, ErrClosed when the store or the
+	// subscription was closed.
+	Next(ctx context.Context) ([]RecordedEvent, error)
+
+	// Position is the position up to which the log has been scanned: every
+	// event at or below it was delivered or did not match the filter. A
+	// reader that checkpoints Position resumes without scanning again.
+	Position() Position
+
+	// Close ends the subscription and releases its resources.
+	Close() error
+}
+
+// EventData is an event to append.
+type EventData struct {
+	// ID identifies the event; appending an ID that is already stored at the
+	// same place of the stream is an idempotent no-op. Required.
+	ID uuid.UUID
+	// Type is the event's stable name, e.g. "TaskEnqueued". Required.
+	Type string
+	// SchemaVersion is the version of Data's schema, >= 1.
+	SchemaVersion int
+	// Data is the event's payload, a JSON document. Required.
+	Data json.RawMessage
+	// Metadata describes where the event came from.
+	Metadata Metadata
+}
+
+// Metadata travels with every event.
+type Metadata struct {
+	// OccurredAt is when the event happened in the domain (not when it was
+	// stored). Kept in UTC to the microsecond.
+	OccurredAt time.Time `json:"occurredAt"`
+	// CorrelationID ties together everything caused by one request.
+	CorrelationID string `json:"correlationId,omitempty"`
+	// CausationID is the ID of the command or event that caused this one.
+	CausationID string `json:"causationId,omitempty"`
+	// Actor is who caused the event: a player ID, "system", or an admin.
+	Actor string `json:"actor,omitempty"`
+}
+
+// RecordedEvent is an event as stored.
+type RecordedEvent struct {
+	EventData
+	// Stream is the stream the event belongs to.
+	Stream string
+	// Version is the event's version within its stream, from 1.
+	Version int64
+	// Position is the event's place in the global log.
+	Position Position
+	// RecordedAt is when the store committed the event (the store's clock).
+	RecordedAt time.Time
+}
+
+// AppendResult reports a successful append.
+type AppendResult struct {
+	// Version is the stream's version after the append.
+	Version int64
+	// Position is the global position of the last event appended.
+	Position Position
+	// Duplicate is true when every event was already stored (an idempotent
+	// retry) and nothing was written.
+	Duplicate bool
+}
+
+// Filter selects events of the global log. The zero Filter selects all.
+// An event matches when it matches every non-empty field.
+type Filter struct {
+	// EventTypes keeps events whose type is one of these.
+	EventTypes []string
+	// StreamPrefixes keeps events whose stream ID starts with one of these.
+	StreamPrefixes []string
+	// Streams keeps events of exactly these streams.
+	Streams []string
+}
+
+// IsZero reports whether f selects every event.
+func (f Filter) IsZero() bool {
+	return len(f.EventTypes) == 0 && len(f.StreamPrefixes) == 0 && len(f.Streams) == 0
+}
+
+// Match reports whether e is selected by f.
+func (f Filter) Match(stream, eventType string) bool {
+	if len(f.EventTypes) > 0 && !contains(f.EventTypes, eventType) {
+		return false
+	}
+	if len(f.Streams) > 0 && !contains(f.Streams, stream) {
+		return false
+	}
+	if len(f.StreamPrefixes) > 0 {
+		ok := false
+		for _, p := range f.StreamPrefixes {
+			if strings.HasPrefix(stream, p) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Position is a place in the global log. Positions are totally ordered by
+// (Commit, Seq); the zero Position is before the first event.
+//
+// What the two parts mean is the backend's business: PostgreSQL uses the
+// writing transaction's ID and a sequence number, KurrentDB its commit and
+// prepare positions, SQLite leaves Commit at 0 and counts events in Seq.
+// Callers only compare, store and print positions.
+type Position struct {
+	Commit uint64
+	Seq    uint64
+}
+
+// Start is the position before the first event of the log.
+var Start = Position{}
+
+// Compare returns -1, 0 or +1 as p is before, equal to or after q.
+func (p Position) Compare(q Position) int {
+	switch {
+	case p.Commit < q.Commit:
+		return -1
+	case p.Commit > q.Commit:
+		return 1
+	case p.Seq < q.Seq:
+		return -1
+	case p.Seq > q.Seq:
+		return 1
+	}
+	return 0
+}
+
+// Less reports whether p is before q.
+func (p Position) Less(q Position) bool { return p.Compare(q) < 0 }
+
+// IsZero reports whether p is Start.
+func (p Position) IsZero() bool { return p == Position{} }
+
+// String formats p as "Seq" when Commit is 0 and as "Commit:Seq" otherwise.
+// ParsePosition reads both forms back.
+func (p Position) String() string {
+	if p.Commit == 0 {
+		return strconv.FormatUint(p.Seq, 10)
+	}
+	return strconv.FormatUint(p.Commit, 10) + ":" + strconv.FormatUint(p.Seq, 10)
+}
+
+// ParsePosition parses the form written by Position.String.
+func ParsePosition(s string) (Position, error) {
+	commit, seq, found := strings.Cut(s, ":")
+	if !found {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return Position{}, fmt.Errorf("%w: position %q is not a number or \"commit:seq\"", ErrInvalid, s)
+		}
+		return Position{Seq: n}, nil
+	}
+	c, err1 := strconv.ParseUint(commit, 10, 64)
+	n, err2 := strconv.ParseUint(seq, 10, 64)
+	if err1 != nil || err2 != nil {
+		return Position{}, fmt.Errorf("%w: position %q is not a number or \"commit:seq\"", ErrInvalid, s)
+	}
+	return Position{Commit: c, Seq: n}, nil
+}
+
+// MarshalText encodes p with String, so positions travel in JSON as strings.
+func (p Position) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText decodes the form written by MarshalText.
+func (p *Position) UnmarshalText(b []byte) error {
+	q, err := ParsePosition(string(b))
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}
+
+// ExpectedVersion is the condition an Append puts on the stream's version.
+// Build one with Any, NoStream, StreamExists or Exact.
+type ExpectedVersion struct {
+	kind expectKind
+	n    int64
+}
+
+type expectKind uint8
+
+const (
+	expectAny expectKind = iota
+	expectNoStream
+	expectStreamExists
+	expectExact
+)
+
+var (
+	// Any appends whatever the stream's version.
+	Any = ExpectedVersion{kind: expectAny}
+	// NoStream appends only if the stream has no events.
+	NoStream = ExpectedVersion{kind: expectNoStream}
+	// StreamExists appends only if the stream has at least one event.
+	StreamExists = ExpectedVersion{kind: expectStreamExists}
+)
+
+// Exact appends only if the stream's version is n. Exact(0) is NoStream.
+// A negative n is invalid: Append rejects it with ErrInvalid.
+func Exact(n int64) ExpectedVersion { return ExpectedVersion{kind: expectExact, n: n} }
+
+// Version returns n and true for Exact(n) (0 for NoStream), and false for
+// Any and StreamExists.
+func (e ExpectedVersion) Version() (int64, bool) {
+	switch e.kind {
+	case expectExact:
+		return e.n, true
+	case expectNoStream:
+		return 0, true
+	}
+	return 0, false
+}
+
+// Check reports whether a stream at version actual satisfies e.
+func (e ExpectedVersion) Check(actual int64) bool {
+	switch e.kind {
+	case expectAny:
+		return true
+	case expectNoStream:
+		return actual == 0
+	case expectStreamExists:
+		return actual > 0
+	default:
+		return actual == e.n
+	}
+}
+
+// IsAny reports whether e is Any.
+func (e ExpectedVersion) IsAny() bool { return e.kind == expectAny }
+
+// IsStreamExists reports whether e is StreamExists.
+func (e ExpectedVersion) IsStreamExists() bool { return e.kind == expectStreamExists }
+
+func (e ExpectedVersion) String() string {
+	switch e.kind {
+	case expectAny:
+		return "any"
+	case expectNoStream:
+		return "no stream"
+	case expectStreamExists:
+		return "stream exists"
+	default:
+		return strconv.FormatInt(e.n, 10)
+	}
+}
+
+// Validate reports whether e is well formed.
+func (e ExpectedVersion) Validate() error {
+	if e.kind == expectExact && e.n < 0 {
+		return fmt.Errorf("%w: expected version %d is negative", ErrInvalid, e.n)
+	}
+	if e.kind > expectExact {
+		return fmt.Errorf("%w: unknown expected version", ErrInvalid)
+	}
+	return nil
+}
+
+var (
+	// ErrInvalid is wrapped by every error about bad input: nothing was written.
+	ErrInvalid = errors.New("invalid input")
+	// ErrClosed is returned by a closed store or subscription.
+	ErrClosed = errors.New("event store closed")
+	// ErrWrongVersion is matched (errors.Is) by every *WrongVersionError.
+	ErrWrongVersion = errors.New("wrong expected version")
+)
+
+// WrongVersionError reports an Append whose expected version did not match.
+type WrongVersionError struct {
+	Stream   string
+	Expected ExpectedVersion
+	Actual   int64
+}
+
+func (e *WrongVersionError) Error() string {
+	return fmt.Sprintf("stream %q: expected version %s, actual %d", e.Stream, e.Expected, e.Actual)
+}
+
+// Is makes errors.Is(err, ErrWrongVersion) true.
+func (e *WrongVersionError) Is(target error) bool { return target == ErrWrongVersion }
+
+// Limits on input, shared by every backend.
+const (
+	MaxStreamIDLength  = 256
+	MaxEventTypeLength = 128
+	// MaxEventsPerAppend bounds one atomic append.
+	MaxEventsPerAppend = 1000
+	// MaxEventDataSize bounds one event's JSON data.
+	MaxEventDataSize = 1 << 20
+)
+
+// ValidateStreamID reports whether id may name a stream: non-empty, at most
+// MaxStreamIDLength bytes of valid UTF-8 with no control characters.
+func ValidateStreamID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: stream ID is empty", ErrInvalid)
+	case len(id) > MaxStreamIDLength:
+		return fmt.Errorf("%w: stream ID is %d bytes, over the limit of %d", ErrInvalid, len(id), MaxStreamIDLength)
+	case !utf8.ValidString(id):
+		return fmt.Errorf("%w: stream ID is not valid UTF-8", ErrInvalid)
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: stream ID %q has a control character", ErrInvalid, id)
+		}
+	}
+	return nil
+}
+
+// ValidateAppend checks an append's input and returns the events normalized
+// as they will be stored (OccurredAt in UTC, to the microsecond; a zero
+// SchemaVersion becomes 1). Backends call it before writing anything.
+func ValidateAppend(stream string, expected ExpectedVersion, events []EventData) ([]EventData, error) {
+	if err := ValidateStreamID(stream); err != nil {
+		return nil, err
+	}
+	if err := expected.Validate(); err != nil {
+		return nil, err
+	}
+	if len(events) == 0 {
+		return nil, fmt.Errorf("%w: no events to append to %q", ErrInvalid, stream)
+	}
+	if len(events) > MaxEventsPerAppend {
+		return nil, fmt.Errorf("%w: %d events in one append, over the limit of %d", ErrInvalid, len(events), MaxEventsPerAppend)
+	}
+	out := make([]EventData, len(events))
+	seen := make(map[uuid.UUID]bool, len(events))
+	for i, e := range events {
+		switch {
+		case e.ID == uuid.Nil:
+			return nil, fmt.Errorf("%w: event %d has no ID", ErrInvalid, i)
+		case seen[e.ID]:
+			return nil, fmt.Errorf("%w: event %d repeats ID %s", ErrInvalid, i, e.ID)
+		case e.Type == "":
+			return nil, fmt.Errorf("%w: event %d has no type", ErrInvalid, i)
+		case len(e.Type) > MaxEventTypeLength || !utf8.ValidString(e.Type):
+			return nil, fmt.Errorf("%w: event %d type is not valid UTF-8 of at most %d bytes", ErrInvalid, i, MaxEventTypeLength)
+		case e.SchemaVersion < 0:
+			return nil, fmt.Errorf("%w: event %d has negative schema version %d", ErrInvalid, i, e.SchemaVersion)
+		case len(e.Data) == 0:
+			return nil, fmt.Errorf("%w: event %d (%s) has no data", ErrInvalid, i, e.Type)
+		case len(e.Data) > MaxEventDataSize:
+			return nil, fmt.Errorf("%w: event %d (%s) data is %d bytes, over the limit of %d", ErrInvalid, i, e.Type, len(e.Data), MaxEventDataSize)
+		case !json.Valid(e.Data):
+			return nil, fmt.Errorf("%w: event %d (%s) data is not valid JSON", ErrInvalid, i, e.Type)
+		}
+		seen[e.ID] = true
+		if e.SchemaVersion == 0 {
+			e.SchemaVersion = 1
+		}
+		e.Metadata.OccurredAt = e.Metadata.OccurredAt.UTC().Truncate(time.Microsecond)
+		out[i] = e
+	}
+	return out, nil
+}
+
+// IdempotentMatch decides an append whose expected version did not match:
+// if the events stored in the stream from version from on carry exactly the
+// IDs of events, in order, the append is a retry that already happened and
+// IdempotentMatch returns true. stored must be the stream's events from
+// version from, at least len(events) of them if there are that many.
+func IdempotentMatch(stored []RecordedEvent, events []EventData) bool {
+	if len(stored) < len(events) {
+		return false
+	}
+	for i, e := range events {
+		if stored[i].ID != e.ID {
+			return false
+		}
+	}
+	return true
+}

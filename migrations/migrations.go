@@ -1,0 +1,249 @@
+// Package migrations owns the SQL schema of both SQL backends (the event log,
+// the read models, the processor's schedule) and applies it.
+//
+// The files live in postgres/ and sqlite/ beside this file, are embedded in
+// the binary, and are named NNNN_name.sql. Up applies the pending ones in
+// order, each in its own transaction together with its row in
+// schema_migrations, so a crash leaves every migration either applied or not.
+// A migration that was applied and whose file changed since is reported as an
+// error: migrations that landed are never edited, a new one is added.
+//
+// On PostgreSQL, Up holds an advisory lock while it runs, so several
+// instances starting at once apply each migration exactly once. Statements
+// never name a schema: the connection's search_path decides where tables go,
+// which is how tests give every package a schema of its own.
+package migrations
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed postgres sqlite
+var files embed.FS
+
+// Dialect names a SQL backend. The set is closed: Postgres and SQLite.
+type Dialect struct{ name string }
+
+var (
+	Postgres = Dialect{"postgres"}
+	SQLite   = Dialect{"sqlite"}
+)
+
+func (d Dialect) String() string { return d.name }
+
+// Valid reports whether d is one of the known dialects.
+func (d Dialect) Valid() bool { return d == Postgres || d == SQLite }
+
+// Migration is one SQL file.
+type Migration struct {
+	Version  int
+	Name     string
+	SQL      string
+	Checksum string // hex SHA-256 of SQL
+}
+
+// State is a migration and whether it was applied.
+type State struct {
+	Migration
+	Applied   bool
+	AppliedAt time.Time
+	// Modified is true when the migration was applied from a file that has
+	// changed since.
+	Modified bool
+}
+
+// ErrModified is wrapped by Up's error when an applied migration's file
+// changed.
+var ErrModified = errors.New("applied migration was modified")
+
+// List returns the dialect's migrations in order.
+func List(d Dialect) ([]Migration, error) {
+	if !d.Valid() {
+		return nil, fmt.Errorf("list migrations: unknown dialect %q", d.name)
+	}
+	entries, err := fs.ReadDir(files, d.name)
+	if err != nil {
+		return nil, fmt.Errorf("list %s migrations: %w", d, err)
+	}
+	var out []Migration
+	seen := map[int]string{}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".sql") {
+			continue
+		}
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("list %s migrations: %s is not named NNNN_name.sql", d, name)
+		}
+		if other, dup := seen[v]; dup {
+			return nil, fmt.Errorf("list %s migrations: %s and %s share version %d", d, other, name, v)
+		}
+		seen[v] = name
+		b, err := files.ReadFile(path.Join(d.name, name))
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", name, err)
+		}
+		sum := sha256.Sum256(b)
+		out = append(out, Migration{Version: v, Name: strings.TrimSuffix(name, ".sql"), SQL: string(b), Checksum: hex.EncodeToString(sum[:])})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
+}
+
+// advisoryLockID keys the PostgreSQL advisory lock held while migrating.
+const advisoryLockID = 0x7461736b71756575 // "taskqueu"
+
+const createTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INTEGER PRIMARY KEY,
+	name       TEXT NOT NULL,
+	checksum   TEXT NOT NULL,
+	applied_at TEXT NOT NULL
+)`
+
+// Up applies every pending migration of d to db and returns the ones it
+// applied. It is safe to call from several processes at once.
+func Up(ctx context.Context, db *sql.DB, d Dialect) ([]Migration, error) {
+	all, err := List(d)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate %s: connect: %w", d, err)
+	}
+	defer conn.Close()
+	if d == Postgres {
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, int64(advisoryLockID)); err != nil {
+			return nil, fmt.Errorf("migrate %s: take lock: %w", d, err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(advisoryLockID)) //nolint:errcheck // the lock goes with the connection anyway
+	}
+	if _, err := conn.ExecContext(ctx, createTable); err != nil {
+		return nil, fmt.Errorf("migrate %s: create schema_migrations: %w", d, err)
+	}
+	applied, err := readApplied(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("migrate %s: %w", d, err)
+	}
+	var done []Migration
+	for _, m := range all {
+		if a, ok := applied[m.Version]; ok {
+			if a.checksum != m.Checksum {
+				return done, fmt.Errorf("migrate %s: %w: %04d_%s", d, ErrModified, m.Version, m.Name)
+			}
+			continue
+		}
+		if err := apply(ctx, conn, d, m); err != nil {
+			return done, err
+		}
+		done = append(done, m)
+	}
+	return done, nil
+}
+
+func apply(ctx context.Context, conn *sql.Conn, d Dialect, m Migration) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate %s: begin %04d_%s: %w", d, m.Version, m.Name, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return fmt.Errorf("migrate %s: apply %04d_%s: %w", d, m.Version, m.Name, err)
+	}
+	insert := `INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)`
+	if d == SQLite {
+		insert = `INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)`
+	}
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	if _, err := tx.ExecContext(ctx, insert, m.Version, m.Name, m.Checksum, now); err != nil {
+		return fmt.Errorf("migrate %s: record %04d_%s: %w", d, m.Version, m.Name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate %s: commit %04d_%s: %w", d, m.Version, m.Name, err)
+	}
+	return nil
+}
+
+type appliedRow struct {
+	checksum string
+	at       time.Time
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func readApplied(ctx context.Context, q querier) (map[int]appliedRow, error) {
+	rows, err := q.QueryContext(ctx, `SELECT version, checksum, applied_at FROM schema_migrations`)
+	if err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	defer rows.Close()
+	out := map[int]appliedRow{}
+	for rows.Next() {
+		var (
+			v       int
+			sum, at string
+		)
+		if err := rows.Scan(&v, &sum, &at); err != nil {
+			return nil, fmt.Errorf("read schema_migrations: %w", err)
+		}
+		t, _ := time.Parse(time.RFC3339Nano, at)
+		out[v] = appliedRow{checksum: sum, at: t}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	return out, nil
+}
+
+// Status reports every migration of d and whether db has it applied.
+func Status(ctx context.Context, db *sql.DB, d Dialect) ([]State, error) {
+	all, err := List(d)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.ExecContext(ctx, createTable); err != nil {
+		return nil, fmt.Errorf("migration status %s: %w", d, err)
+	}
+	applied, err := readApplied(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("migration status %s: %w", d, err)
+	}
+	out := make([]State, len(all))
+	for i, m := range all {
+		a, ok := applied[m.Version]
+		out[i] = State{Migration: m, Applied: ok, AppliedAt: a.at, Modified: ok && a.checksum != m.Checksum}
+	}
+	return out, nil
+}
+
+// Pending returns the migrations of d that db lacks; an empty result means
+// the schema is up to date (what /readyz checks).
+func Pending(ctx context.Context, db *sql.DB, d Dialect) ([]Migration, error) {
+	states, err := Status(ctx, db, d)
+	if err != nil {
+		return nil, err
+	}
+	var out []Migration
+	for _, s := range states {
+		if !s.Applied {
+			out = append(out, s.Migration)
+		}
+	}
+	return out, nil
+}
