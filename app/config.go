@@ -1,0 +1,407 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything the service can be told. Every field is an
+// environment variable TASKQUEUE_* and a flag of `taskqueue serve` (see
+// Options): the flag wins over the variable, the variable over the default.
+// The zero Config is the embedded default once setDefaults has run.
+type Config struct {
+	// Addr is the address the HTTP server listens on.
+	// TASKQUEUE_ADDR, --addr, default ":8080".
+	Addr string
+
+	// DataDir holds the SQLite file (events and read models in the embedded
+	// default) and the generated JWT secret. It is created when missing.
+	// TASKQUEUE_DATA_DIR, --data-dir, default "./data".
+	DataDir string
+
+	// DatabaseURL is a PostgreSQL connection string. When set, the event
+	// store (unless KurrentDBURL is set) and the read models live in
+	// PostgreSQL, and the service is not in dev mode unless Dev says so.
+	// TASKQUEUE_DATABASE_URL, --database-url, default "" (SQLite in DataDir).
+	DatabaseURL string
+
+	// DatabaseMaxConns bounds the PostgreSQL connection pool.
+	// TASKQUEUE_DATABASE_MAX_CONNS, --database-max-conns, default 16.
+	DatabaseMaxConns int
+
+	// KurrentDBURL is a KurrentDB connection string (kurrentdb:// or
+	// esdb://). When set, the event store is KurrentDB; read models stay in
+	// PostgreSQL when DatabaseURL is set, else in SQLite in DataDir.
+	// TASKQUEUE_KURRENTDB_URL, --kurrentdb-url, default "".
+	KurrentDBURL string
+
+	// RedisURL is a Redis server (redis:// or rediss://) for caches, rate
+	// limits, sessions and cross-instance fanout. Without it all of these
+	// are in-process.
+	// TASKQUEUE_REDIS_URL, --redis-url, default "".
+	RedisURL string
+
+	// JWTSecret signs and verifies tokens (HS256), at least 32 bytes.
+	// Required outside dev mode. In dev mode without it, a secret is
+	// generated once and kept in DataDir/jwt-secret (mode 0600).
+	// TASKQUEUE_JWT_SECRET, --jwt-secret, default "" (generated in dev mode).
+	JWTSecret string
+
+	// JWTIssuer, when set, is required as the tokens' "iss" and written
+	// into the tokens the service mints.
+	// TASKQUEUE_JWT_ISSUER, --jwt-issuer, default "" (not checked).
+	JWTIssuer string
+
+	// JWTAudience, when set, must be among the tokens' "aud" and is written
+	// into the tokens the service mints.
+	// TASKQUEUE_JWT_AUDIENCE, --jwt-audience, default "" (not checked).
+	JWTAudience string
+
+	// TokenTTL is the lifetime of the tokens the service mints
+	// (POST /api/auth/dev-token, and the default of `taskqueue token`).
+	// TASKQUEUE_TOKEN_TTL, --token-ttl, default 24h.
+	TokenTTL time.Duration
+
+	// Catalog is the path of a task catalog file replacing the embedded one.
+	// TASKQUEUE_CATALOG, --catalog, default "" (the embedded catalog).
+	Catalog string
+
+	// QueueLimit is how many tasks a queue holds at most (1–1000).
+	// TASKQUEUE_QUEUE_LIMIT, --queue-limit, default 10.
+	QueueLimit int
+
+	// CORSOrigins are the origins allowed to call the API from a browser,
+	// comma separated ("https://game.example,https://admin.example"), or "*".
+	// TASKQUEUE_CORS_ORIGINS, --cors-origins, default "" (none: same origin only).
+	CORSOrigins []string
+
+	// Dev turns on what a developer's machine needs and production must not
+	// have: POST /api/auth/dev-token and the generated JWT secret.
+	// TASKQUEUE_DEV, --dev, default true on the embedded default, false when
+	// DatabaseURL or KurrentDBURL is set.
+	Dev *bool
+
+	// LogFormat is "text" (for a terminal) or "json" (for a log collector).
+	// TASKQUEUE_LOG_FORMAT, --log-format, default "text".
+	LogFormat string
+
+	// LogLevel is "debug", "info", "warn" or "error".
+	// TASKQUEUE_LOG_LEVEL, --log-level, default "info".
+	LogLevel string
+
+	// ShutdownTimeout bounds how long a graceful shutdown waits for requests
+	// in flight before closing them.
+	// TASKQUEUE_SHUTDOWN_TIMEOUT, --shutdown-timeout, default 15s.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults of Config, applied by setDefaults to fields left at their zero value.
+const (
+	DefaultAddr             = ":8080"
+	DefaultDataDir          = "./data"
+	DefaultDatabaseMaxConns = 16
+	DefaultTokenTTL         = 24 * time.Hour
+	DefaultQueueLimit       = 10
+	DefaultLogFormat        = "text"
+	DefaultLogLevel         = "info"
+	DefaultShutdownTimeout  = 15 * time.Second
+	// MinJWTSecretLength is the least number of bytes of a JWT secret.
+	MinJWTSecretLength = 32
+	// MaxQueueLimit bounds QueueLimit.
+	MaxQueueLimit = 1000
+)
+
+// setDefaults fills every field left at its zero value.
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.DatabaseMaxConns == 0 {
+		c.DatabaseMaxConns = DefaultDatabaseMaxConns
+	}
+	if c.TokenTTL == 0 {
+		c.TokenTTL = DefaultTokenTTL
+	}
+	if c.QueueLimit == 0 {
+		c.QueueLimit = DefaultQueueLimit
+	}
+	if c.Dev == nil {
+		dev := c.DatabaseURL == "" && c.KurrentDBURL == ""
+		c.Dev = &dev
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = DefaultLogFormat
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = DefaultLogLevel
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
+
+// DevMode reports whether dev mode is on (after defaults).
+func (c Config) DevMode() bool {
+	if c.Dev == nil {
+		return c.DatabaseURL == "" && c.KurrentDBURL == ""
+	}
+	return *c.Dev
+}
+
+// Validate reports every problem of c at once (errors.Join), each naming
+// its environment variable. It expects defaults to be set.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(env, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", env, fmt.Sprintf(format, args...)))
+	}
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("TASKQUEUE_ADDR", "%q is not host:port: %v", c.Addr, err)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad("TASKQUEUE_ADDR", "%q has no valid port", c.Addr)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("TASKQUEUE_DATA_DIR", "is empty")
+	}
+	if c.DatabaseURL != "" && !validPostgresURL(c.DatabaseURL) {
+		bad("TASKQUEUE_DATABASE_URL", "is not a PostgreSQL URL (postgres://user@host:5432/db) or key=value string")
+	}
+	if c.DatabaseMaxConns < 1 || c.DatabaseMaxConns > 1000 {
+		bad("TASKQUEUE_DATABASE_MAX_CONNS", "%d is not between 1 and 1000", c.DatabaseMaxConns)
+	}
+	if c.KurrentDBURL != "" && !hasScheme(c.KurrentDBURL, "kurrentdb", "kurrentdb+discover", "esdb", "esdb+discover") {
+		bad("TASKQUEUE_KURRENTDB_URL", "is not a kurrentdb:// or esdb:// connection string")
+	}
+	if c.RedisURL != "" && !hasScheme(c.RedisURL, "redis", "rediss", "unix") {
+		bad("TASKQUEUE_REDIS_URL", "is not a redis:// or rediss:// URL")
+	}
+	switch {
+	case c.JWTSecret == "" && !c.DevMode():
+		bad("TASKQUEUE_JWT_SECRET", "is required outside dev mode (at least %d bytes)", MinJWTSecretLength)
+	case c.JWTSecret != "" && len(c.JWTSecret) < MinJWTSecretLength:
+		bad("TASKQUEUE_JWT_SECRET", "is %d bytes, fewer than %d", len(c.JWTSecret), MinJWTSecretLength)
+	}
+	if c.TokenTTL <= 0 {
+		bad("TASKQUEUE_TOKEN_TTL", "%s is not positive", c.TokenTTL)
+	}
+	if c.QueueLimit < 1 || c.QueueLimit > MaxQueueLimit {
+		bad("TASKQUEUE_QUEUE_LIMIT", "%d is not between 1 and %d", c.QueueLimit, MaxQueueLimit)
+	}
+	for _, o := range c.CORSOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			bad("TASKQUEUE_CORS_ORIGINS", "%q is not an origin like https://game.example or \"*\"", o)
+		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("TASKQUEUE_LOG_FORMAT", "%q is not text or json", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("TASKQUEUE_LOG_LEVEL", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("TASKQUEUE_SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+func validPostgresURL(s string) bool {
+	if hasScheme(s, "postgres", "postgresql") {
+		u, err := url.Parse(s)
+		return err == nil && u.Host != ""
+	}
+	return strings.Contains(s, "=") // key=value form
+}
+
+func hasScheme(s string, schemes ...string) bool {
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok {
+		return false
+	}
+	for _, want := range schemes {
+		if strings.EqualFold(scheme, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// Option describes one setting: its environment variable, its flag and its
+// default, as the README's configuration table shows them.
+type Option struct {
+	Env     string
+	Flag    string
+	Default string
+	Usage   string
+	value   func(c *Config) flag.Value
+}
+
+// Options lists every setting of Config, in the order of the README table.
+func Options() []Option { return options }
+
+var options = []Option{
+	{"TASKQUEUE_ADDR", "addr", DefaultAddr, "address to listen on", func(c *Config) flag.Value { return (*stringValue)(&c.Addr) }},
+	{"TASKQUEUE_DATA_DIR", "data-dir", DefaultDataDir, "directory of the SQLite file and the generated JWT secret", func(c *Config) flag.Value { return (*stringValue)(&c.DataDir) }},
+	{"TASKQUEUE_DATABASE_URL", "database-url", "", "PostgreSQL connection string (events and read models); empty: SQLite in the data directory", func(c *Config) flag.Value { return (*stringValue)(&c.DatabaseURL) }},
+	{"TASKQUEUE_DATABASE_MAX_CONNS", "database-max-conns", strconv.Itoa(DefaultDatabaseMaxConns), "PostgreSQL pool size", func(c *Config) flag.Value { return (*intValue)(&c.DatabaseMaxConns) }},
+	{"TASKQUEUE_KURRENTDB_URL", "kurrentdb-url", "", "KurrentDB connection string; when set, events are stored in KurrentDB", func(c *Config) flag.Value { return (*stringValue)(&c.KurrentDBURL) }},
+	{"TASKQUEUE_REDIS_URL", "redis-url", "", "Redis URL for caches, rate limits, sessions, cross-instance fanout; empty: in-process", func(c *Config) flag.Value { return (*stringValue)(&c.RedisURL) }},
+	{"TASKQUEUE_JWT_SECRET", "jwt-secret", "", "HS256 secret, at least 32 bytes; required outside dev mode, generated into the data directory in dev mode", func(c *Config) flag.Value { return (*stringValue)(&c.JWTSecret) }},
+	{"TASKQUEUE_JWT_ISSUER", "jwt-issuer", "", "required token issuer (iss); empty: not checked", func(c *Config) flag.Value { return (*stringValue)(&c.JWTIssuer) }},
+	{"TASKQUEUE_JWT_AUDIENCE", "jwt-audience", "", "required token audience (aud); empty: not checked", func(c *Config) flag.Value { return (*stringValue)(&c.JWTAudience) }},
+	{"TASKQUEUE_TOKEN_TTL", "token-ttl", DefaultTokenTTL.String(), "lifetime of the tokens the service mints", func(c *Config) flag.Value { return (*durationValue)(&c.TokenTTL) }},
+	{"TASKQUEUE_CATALOG", "catalog", "", "path of a task catalog JSON file; empty: the embedded catalog", func(c *Config) flag.Value { return (*stringValue)(&c.Catalog) }},
+	{"TASKQUEUE_QUEUE_LIMIT", "queue-limit", strconv.Itoa(DefaultQueueLimit), "most tasks a queue holds (1-1000)", func(c *Config) flag.Value { return (*intValue)(&c.QueueLimit) }},
+	{"TASKQUEUE_CORS_ORIGINS", "cors-origins", "", "comma-separated origins allowed to call the API from a browser, or *; empty: none", func(c *Config) flag.Value { return (*listValue)(&c.CORSOrigins) }},
+	{"TASKQUEUE_DEV", "dev", "true on SQLite, false with a database URL", "dev mode: POST /api/auth/dev-token and a generated JWT secret", func(c *Config) flag.Value { return &boolPtrValue{&c.Dev} }},
+	{"TASKQUEUE_LOG_FORMAT", "log-format", DefaultLogFormat, "log format: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
+	{"TASKQUEUE_LOG_LEVEL", "log-level", DefaultLogLevel, "log level: debug, info, warn or error", func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
+	{"TASKQUEUE_SHUTDOWN_TIMEOUT", "shutdown-timeout", DefaultShutdownTimeout.String(), "how long a graceful shutdown waits for requests in flight", func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
+}
+
+// FromEnv reads the TASKQUEUE_* variables through getenv (os.Getenv when
+// nil) into a Config, reporting every unparsable value at once. Defaults
+// are not applied: call Load, or WithDefaults.
+func FromEnv(getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var c Config
+	var errs []error
+	for _, o := range options {
+		v := getenv(o.Env)
+		if v == "" {
+			continue
+		}
+		if err := o.value(&c).Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", o.Env, err))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// RegisterFlags adds a flag per setting to fs, each writing into c. Call
+// it after FromEnv, so that a flag overrides the variable and a flag not
+// given keeps the variable's value.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	for _, o := range options {
+		usage := fmt.Sprintf("%s (%s", o.Usage, o.Env)
+		if o.Default != "" {
+			usage += ", default " + o.Default
+		}
+		usage += ")"
+		fs.Var(o.value(c), o.Flag, usage)
+	}
+}
+
+// Load builds the Config of a command: the environment through getenv,
+// then the flags in args (parsed by fs, which may carry the command's own
+// flags), then the defaults, then Validate. The error joins every problem.
+func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, error) {
+	c, err := FromEnv(getenv)
+	if err != nil {
+		return Config{}, err
+	}
+	c.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// EnvNames lists every TASKQUEUE_* variable, sorted.
+func EnvNames() []string {
+	out := make([]string, len(options))
+	for i, o := range options {
+		out[i] = o.Env
+	}
+	sort.Strings(out)
+	return out
+}
+
+type stringValue string
+
+func (v *stringValue) String() string     { return string(*v) }
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+type intValue int
+
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not an integer", s)
+	}
+	*v = intValue(n)
+	return nil
+}
+
+type durationValue time.Duration
+
+func (v *durationValue) String() string { return time.Duration(*v).String() }
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like 30s or 24h", s)
+	}
+	*v = durationValue(d)
+	return nil
+}
+
+type listValue []string
+
+func (v *listValue) String() string { return strings.Join(*v, ",") }
+func (v *listValue) Set(s string) error {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if p := strings.TrimSpace(part); p != "" {
+			out = append(out, strings.TrimSuffix(p, "/"))
+		}
+	}
+	*v = out
+	return nil
+}
+
+type boolPtrValue struct{ p **bool }
+
+func (v *boolPtrValue) String() string {
+	if v.p == nil || *v.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(**v.p)
+}
+func (v *boolPtrValue) Set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", s)
+	}
+	*v.p = &b
+	return nil
+}
+func (v *boolPtrValue) IsBoolFlag() bool { return true }

@@ -1,0 +1,126 @@
+package app
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func load(t *testing.T, env map[string]string, args ...string) (Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return Load(fs, args, envOf(env))
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := load(t, nil)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if c.Addr != ":8080" || c.DataDir != "./data" || c.QueueLimit != 10 || c.LogFormat != "text" ||
+		c.TokenTTL != 24*time.Hour || !c.DevMode() || len(c.CORSOrigins) != 0 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+var loadCases = []struct {
+	name  string
+	env   map[string]string
+	args  []string
+	check func(Config) bool
+}{
+	{"env sets a field", map[string]string{"TASKQUEUE_ADDR": "127.0.0.1:9000"}, nil,
+		func(c Config) bool { return c.Addr == "127.0.0.1:9000" }},
+	{"flag overrides env", map[string]string{"TASKQUEUE_QUEUE_LIMIT": "20"}, []string{"--queue-limit", "30"},
+		func(c Config) bool { return c.QueueLimit == 30 }},
+	{"env kept when flag absent", map[string]string{"TASKQUEUE_QUEUE_LIMIT": "20"}, []string{"--addr", ":1"},
+		func(c Config) bool { return c.QueueLimit == 20 && c.Addr == ":1" }},
+	{"database URL turns dev mode off", map[string]string{
+		"TASKQUEUE_DATABASE_URL": "postgres://u@h:5432/db", "TASKQUEUE_JWT_SECRET": strings.Repeat("s", 32)}, nil,
+		func(c Config) bool { return !c.DevMode() }},
+	{"dev forced on with a database", map[string]string{
+		"TASKQUEUE_DATABASE_URL": "postgres://u@h:5432/db", "TASKQUEUE_DEV": "true"}, nil,
+		func(c Config) bool { return c.DevMode() && c.JWTSecret == "" }},
+	{"dev flag off on sqlite", nil, []string{"--dev=false", "--jwt-secret", strings.Repeat("k", 40)},
+		func(c Config) bool { return !c.DevMode() }},
+	{"CORS list split and trimmed", map[string]string{"TASKQUEUE_CORS_ORIGINS": " https://a.example/ , http://b.example:3000"}, nil,
+		func(c Config) bool {
+			return len(c.CORSOrigins) == 2 && c.CORSOrigins[0] == "https://a.example" && c.CORSOrigins[1] == "http://b.example:3000"
+		}},
+	{"durations", map[string]string{"TASKQUEUE_TOKEN_TTL": "1h", "TASKQUEUE_SHUTDOWN_TIMEOUT": "3s"}, nil,
+		func(c Config) bool { return c.TokenTTL == time.Hour && c.ShutdownTimeout == 3*time.Second }},
+}
+
+func TestLoad(t *testing.T) {
+	for _, tc := range loadCases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := load(t, tc.env, tc.args...)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			if !tc.check(c) {
+				t.Fatalf("unexpected config %+v", c)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	_, err := load(t, map[string]string{
+		"TASKQUEUE_ADDR":          "nope",
+		"TASKQUEUE_DATABASE_URL":  "mysql://x",
+		"TASKQUEUE_REDIS_URL":     "http://x",
+		"TASKQUEUE_KURRENTDB_URL": "tcp://x",
+		"TASKQUEUE_JWT_SECRET":    "short",
+		"TASKQUEUE_QUEUE_LIMIT":   "-1",
+		"TASKQUEUE_CORS_ORIGINS":  "ftp://x",
+		"TASKQUEUE_LOG_FORMAT":    "xml",
+		"TASKQUEUE_LOG_LEVEL":     "loud",
+	})
+	if err == nil {
+		t.Fatal("load accepted a bad config")
+	}
+	for _, want := range []string{"TASKQUEUE_ADDR", "TASKQUEUE_DATABASE_URL", "TASKQUEUE_REDIS_URL", "TASKQUEUE_KURRENTDB_URL",
+		"TASKQUEUE_JWT_SECRET", "TASKQUEUE_QUEUE_LIMIT", "TASKQUEUE_CORS_ORIGINS", "TASKQUEUE_LOG_FORMAT", "TASKQUEUE_LOG_LEVEL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestSecretRequiredOutsideDevMode(t *testing.T) {
+	_, err := load(t, map[string]string{"TASKQUEUE_DATABASE_URL": "postgres://u@h/db"})
+	if err == nil || !strings.Contains(err.Error(), "TASKQUEUE_JWT_SECRET") {
+		t.Fatalf("want a missing-secret error, got %v", err)
+	}
+}
+
+func TestUnparsableEnvIsNamed(t *testing.T) {
+	_, err := load(t, map[string]string{"TASKQUEUE_QUEUE_LIMIT": "ten", "TASKQUEUE_DEV": "maybe", "TASKQUEUE_TOKEN_TTL": "1 day"})
+	for _, want := range []string{"TASKQUEUE_QUEUE_LIMIT", "TASKQUEUE_DEV", "TASKQUEUE_TOKEN_TTL"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+}
+
+func TestEveryOptionIsAFlag(t *testing.T) {
+	var c Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	for _, o := range Options() {
+		if fs.Lookup(o.Flag) == nil {
+			t.Errorf("%s has no flag --%s", o.Env, o.Flag)
+		}
+		if !strings.HasPrefix(o.Env, "TASKQUEUE_") {
+			t.Errorf("%s is not a TASKQUEUE_ variable", o.Env)
+		}
+	}
+}

@@ -1,0 +1,17 @@
+// Package app owns the service's configuration (Config: every setting an
+// environment variable TASKQUEUE_* and a flag of `taskqueue serve`) and the
+// one function that wires the whole application from it (New), so that the
+// binary and the tests build the same graph.
+//
+// Contracts:
+//   - Config is data: Load reads the environment, then flags, then fills
+//     defaults, then Validate reports every problem at once (errors.Join).
+//     Renaming an environment variable or a flag breaks deployments and the
+//     README's configuration table (a test checks the table).
+//   - New builds everything or nothing: on error every resource it opened is
+//     closed again; on success the returned cleanup closes them in reverse
+//     order of opening. Migrations are applied before New returns.
+//   - The event store backend is chosen by Config: KurrentDB when
+//     KurrentDBURL is set, else PostgreSQL when DatabaseURL is set, else a
+//     SQLite file in DataDir (the embedded default).
+package app
