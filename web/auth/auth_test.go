@@ -1,0 +1,211 @@
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+var (
+	testSecret = []byte(strings.Repeat("s3cr3t-", 6))
+	testNow    = time.Date(2026, 11, 29, 14, 0, 0, 0, time.UTC)
+)
+
+func newTestTokens(t *testing.T, issuer, audience string) *Tokens {
+	t.Helper()
+	tk, err := NewTokens(TokensConfig{Secret: testSecret, Issuer: issuer, Audience: audience, Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+func claims(sub string, role Role, mut func(*Claims)) Claims {
+	c := Claims{RegisteredClaims: jwt.RegisteredClaims{
+		Subject:   sub,
+		IssuedAt:  jwt.NewNumericDate(testNow.Add(-time.Minute)),
+		ExpiresAt: jwt.NewNumericDate(testNow.Add(time.Hour)),
+	}, Role: role}
+	if mut != nil {
+		mut(&c)
+	}
+	return c
+}
+
+func sign(t *testing.T, method jwt.SigningMethod, key any, c Claims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, c).SignedString(key)
+	if err != nil {
+		t.Fatalf("sign %s: %v", method.Alg(), err)
+	}
+	return s
+}
+
+func TestVerify(t *testing.T) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		issuer   string
+		audience string
+		token    func(t *testing.T) string
+		want     Principal
+		wantErr  string
+	}{
+		{name: "valid player", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", RolePlayer, nil))
+		}, want: Principal{PlayerID: "alice", Role: RolePlayer}},
+		{name: "valid admin with session", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS256, testSecret, claims("root", RoleAdmin, func(c *Claims) { c.SessionID = "s1" }))
+		}, want: Principal{PlayerID: "root", Role: RoleAdmin, SessionID: "s1"}},
+		{name: "bad signature", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("x", 40)), claims("alice", RolePlayer, nil))
+		}, wantErr: "signature"},
+		{name: "alg none", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims("alice", RolePlayer, nil))
+		}, wantErr: "signing method"},
+		{name: "HS384 with the right secret", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS384, testSecret, claims("alice", RolePlayer, nil))
+		}, wantErr: "signing method"},
+		{name: "RS256", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodRS256, rsaKey, claims("alice", RolePlayer, nil))
+		}, wantErr: "signing method"},
+		{name: "expired", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", RolePlayer, func(c *Claims) {
+				c.ExpiresAt = jwt.NewNumericDate(testNow.Add(-time.Minute))
+			}))
+		}, wantErr: "expired"},
+		{name: "no exp", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", RolePlayer, func(c *Claims) { c.ExpiresAt = nil }))
+		}, wantErr: "exp"},
+		{name: "not valid yet", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", RolePlayer, func(c *Claims) {
+				c.NotBefore = jwt.NewNumericDate(testNow.Add(time.Minute))
+			}))
+		}, wantErr: "not valid yet"},
+		{name: "unknown role", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", "root", nil))
+		}, wantErr: "role"},
+		{name: "bad subject", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS256, testSecret, claims("al ice", RolePlayer, nil))
+		}, wantErr: "sub"},
+		{name: "wrong issuer", issuer: "https://issuer.example", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", RolePlayer, func(c *Claims) { c.Issuer = "https://evil.example" }))
+		}, wantErr: "issuer"},
+		{name: "right issuer", issuer: "https://issuer.example", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", RolePlayer, func(c *Claims) { c.Issuer = "https://issuer.example" }))
+		}, want: Principal{PlayerID: "alice", Role: RolePlayer}},
+		{name: "wrong audience", audience: "taskqueue", token: func(t *testing.T) string {
+			return sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", RolePlayer, func(c *Claims) { c.Audience = jwt.ClaimStrings{"other"} }))
+		}, wantErr: "audience"},
+		{name: "malformed", token: func(*testing.T) string { return "not.a.jwt" }, wantErr: "malformed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tk := newTestTokens(t, tc.issuer, tc.audience)
+			got, err := tk.Verify(tc.token(t))
+			if tc.wantErr != "" {
+				if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Verify error = %v, want ErrUnauthorized mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Verify = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMintRoundTrip(t *testing.T) {
+	tk := newTestTokens(t, "iss", "aud")
+	tok, exp, err := tk.Mint("bob", RoleSystem, 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !exp.Equal(testNow.Add(2 * time.Hour)) {
+		t.Fatalf("expiry %s", exp)
+	}
+	p, err := tk.Verify(tok)
+	if err != nil || p != (Principal{PlayerID: "bob", Role: RoleSystem}) {
+		t.Fatalf("Verify(Mint) = %+v, %v", p, err)
+	}
+	if _, _, err := tk.Mint("", RolePlayer, time.Hour); err == nil {
+		t.Fatal("Mint accepted an empty player")
+	}
+	if _, _, err := tk.Mint("bob", "god", time.Hour); err == nil {
+		t.Fatal("Mint accepted an unknown role")
+	}
+	if _, err := NewTokens(TokensConfig{Secret: []byte("short")}); err == nil {
+		t.Fatal("NewTokens accepted a short secret")
+	}
+}
+
+func TestCanActOn(t *testing.T) {
+	for _, tc := range []struct {
+		p      Principal
+		target string
+		want   bool
+	}{
+		{Principal{"alice", RolePlayer, ""}, "alice", true},
+		{Principal{"alice", RolePlayer, ""}, "bob", false},
+		{Principal{"root", RoleAdmin, ""}, "bob", true},
+		{Principal{"proc", RoleSystem, ""}, "bob", true},
+		{Principal{"x", Role("guest"), ""}, "x", false},
+	} {
+		if got := tc.p.CanActOn(tc.target); got != tc.want {
+			t.Errorf("%+v.CanActOn(%s) = %v", tc.p, tc.target, got)
+		}
+	}
+}
+
+func TestLoadOrCreateSecret(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	var wg sync.WaitGroup
+	secrets := make([][]byte, 8)
+	errs := make([]error, 8)
+	for i := range secrets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			secrets[i], errs[i] = LoadOrCreateSecret(dir)
+		}()
+	}
+	wg.Wait()
+	for i := range secrets {
+		if errs[i] != nil {
+			t.Fatalf("LoadOrCreateSecret: %v", errs[i])
+		}
+		if string(secrets[i]) != string(secrets[0]) || len(secrets[i]) < MinSecretLength {
+			t.Fatalf("concurrent starts disagree on the secret")
+		}
+	}
+	info, err := os.Stat(filepath.Join(dir, SecretFileName))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file mode = %v, %v; want 0600", info.Mode().Perm(), err)
+	}
+	again, err := LoadOrCreateSecret(dir)
+	if err != nil || string(again) != string(secrets[0]) {
+		t.Fatalf("second start read another secret: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("data directory holds %d files, want only the secret", len(entries))
+	}
+	if err := os.Chmod(filepath.Join(dir, SecretFileName), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateSecret(dir); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a world-readable secret was accepted: %v", err)
+	}
+}
