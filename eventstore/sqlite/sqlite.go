@@ -1,0 +1,542 @@
+// Package sqlite is the embedded event store: eventstore.Store on one SQLite
+// file through modernc.org/sqlite (pure Go, driver name "sqlite"). It is the
+// default of `go run ./cmd/taskqueue`, which needs no server.
+//
+// # Connections
+//
+// A Store holds two database/sql pools on the same file:
+//
+//   - the writer, limited to ONE connection (SetMaxOpenConns(1)). Every
+//     append runs on it, so appends of this process are serialized by
+//     database/sql and never meet SQLITE_BUSY from one another. Its
+//     transactions start with BEGIN IMMEDIATE, which takes the file's write
+//     lock up front: a transaction that read first and wrote later could
+//     otherwise fail with SQLITE_BUSY_SNAPSHOT when another process wrote in
+//     between, an error no busy timeout retries. Against other processes
+//     writing the same file, the busy timeout (5 s) makes SQLite wait for the
+//     lock instead of failing.
+//   - the readers, a small pool of read-only connections. In WAL mode readers
+//     never block the writer nor each other, and every read transaction sees
+//     a consistent snapshot.
+//
+// WriteDB exposes the writer for code that must commit its own rows in the
+// same file in ONE transaction with nothing interleaved, as the projections
+// do with a read model and its checkpoint. Such a transaction waits for, and
+// holds up, every append of the process: keep it short, and never call
+// Append (or anything that does) while holding it, or the process deadlocks
+// on the single connection. ReadDB exposes the reader pool.
+//
+// # Positions
+//
+// Each event's eventstore.Position is {Commit: 0, Seq: position}, where
+// position is the events table's AUTOINCREMENT key. SQLite admits one
+// writer per file at a time and the key is taken inside the writing
+// transaction, so keys follow commit order: a reader's snapshot is always a
+// gap-free prefix of the log, the whole committed log is the safe prefix,
+// and "position > checkpoint" loses nothing here (unlike PostgreSQL).
+//
+// # Subscriptions
+//
+// A subscription reads pages of the log in read transactions. Between
+// pages it waits for a wake-up that every committed append of this Store
+// signals, or for a fallback poll (every 25 ms) that catches appends made by
+// another process (or another Store) on the same file.
+//
+// # Schema
+//
+// Open applies migrations.Up(ctx, db, migrations.SQLite) (every SQLite
+// migration, including other packages' read models) before returning. The
+// event log is migrations/sqlite/0001_events.sql; this package reads its
+// columns by name.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/migrations"
+)
+
+const (
+	// busyTimeout is how long a connection waits for a lock held by another
+	// process before it reports SQLITE_BUSY.
+	busyTimeout = 5 * time.Second
+	// pollInterval bounds how late a subscriber sees an append made by
+	// another process; appends through this Store wake subscribers at once.
+	pollInterval = 25 * time.Millisecond
+	// defaultPage is the page size of ReadAll when limit <= 0 and of every
+	// subscription read.
+	defaultPage = 500
+	// readers is the size of the reader pool.
+	readers = 4
+)
+
+// pragmas are applied to every connection, each as a `_pragma=` DSN
+// parameter (modernc runs busy_timeout first, then the rest in order).
+var pragmas = []string{
+	// Wait up to busyTimeout for a lock another process holds instead of
+	// failing at once with SQLITE_BUSY. In this process the single writer
+	// connection means appends never contend with one another.
+	fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()),
+	// Write-ahead log: readers keep reading a consistent snapshot while the
+	// writer appends, and a commit is one sequential write to the WAL.
+	"journal_mode(WAL)",
+	// With WAL, NORMAL syncs at checkpoints rather than at every commit: the
+	// database never corrupts, and a power loss (not a process crash) may
+	// forget the last commits. Commits are an order of magnitude faster.
+	"synchronous(NORMAL)",
+	// Enforce foreign keys, which SQLite leaves off by default, for the
+	// tables the other packages keep in this file.
+	"foreign_keys(ON)",
+}
+
+// dsn returns the connection string for path with the pragmas, plus extra
+// parameters.
+func dsn(path string, extra url.Values) string {
+	q := url.Values{}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	for k, vs := range extra {
+		for _, v := range vs {
+			q.Add(k, v)
+		}
+	}
+	return path + "?" + q.Encode()
+}
+
+// Store is eventstore.Store on a SQLite file. It is safe for concurrent use.
+type Store struct {
+	path   string
+	writer *sql.DB
+	reader *sql.DB
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced after every committed append
+	closed  chan struct{}
+	once    sync.Once
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// Open opens (creating it and its directory if needed) the SQLite file at
+// path, applies the SQLite migrations and returns the store. Close it when
+// done.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" || strings.ContainsRune(path, '?') {
+		// The driver reads everything after '?' as parameters.
+		return nil, fmt.Errorf("open sqlite event store: %w: path %q is empty or contains '?'", eventstore.ErrInvalid, path)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("open sqlite event store %s: create directory: %w", path, err)
+		}
+	}
+	// BEGIN IMMEDIATE for the writer: see the package doc.
+	writer, err := sql.Open("sqlite", dsn(path, url.Values{"_txlock": {"immediate"}}))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite event store %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+	// The first connection switches the file to WAL; opening it before the
+	// readers means no reader races the switch.
+	if err := writer.PingContext(ctx); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open sqlite event store %s: %w", path, err)
+	}
+	if _, err := migrations.Up(ctx, writer, migrations.SQLite); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open sqlite event store %s: %w", path, err)
+	}
+	reader, err := sql.Open("sqlite", dsn(path, url.Values{"_query_only": {"1"}}))
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open sqlite event store %s: readers: %w", path, err)
+	}
+	reader.SetMaxOpenConns(readers)
+	reader.SetMaxIdleConns(readers)
+	if err := reader.PingContext(ctx); err != nil {
+		writer.Close()
+		reader.Close()
+		return nil, fmt.Errorf("open sqlite event store %s: readers: %w", path, err)
+	}
+	return &Store{
+		path:    path,
+		writer:  writer,
+		reader:  reader,
+		changed: make(chan struct{}),
+		closed:  make(chan struct{}),
+	}, nil
+}
+
+// WriteDB returns the single writer connection pool, for callers that must
+// commit their own rows in this file serialized with appends, such as a
+// projection writing a read model and its checkpoint in one transaction.
+// Transactions begun on it are BEGIN IMMEDIATE. While such a transaction is
+// open every Append of this Store waits: keep it short and never call
+// Append inside it (that deadlocks). Do not close the returned pool.
+func (s *Store) WriteDB() *sql.DB { return s.writer }
+
+// ReadDB returns the pool of read-only connections. Do not close it.
+func (s *Store) ReadDB() *sql.DB { return s.reader }
+
+// Path returns the file the store was opened on.
+func (s *Store) Path() string { return s.path }
+
+// Close closes both pools. Subscriptions end with eventstore.ErrClosed.
+func (s *Store) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.closed)
+		err = errors.Join(s.writer.Close(), s.reader.Close())
+	})
+	return err
+}
+
+func (s *Store) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// wakeChan returns the channel the next committed append closes.
+func (s *Store) wakeChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// notify wakes every subscriber waiting on the current channel.
+func (s *Store) notify() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// Append implements eventstore.Store.
+func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
+	n := len(events)
+	events, err := eventstore.ValidateAppend(stream, expected, events)
+	if err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s: %w", n, stream, err)
+	}
+	if s.isClosed() {
+		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s: %w", len(events), stream, eventstore.ErrClosed)
+	}
+	res, err := s.append(ctx, stream, expected, events)
+	if err != nil {
+		return res, fmt.Errorf("append %d events to %s: %w", len(events), stream, err)
+	}
+	return res, nil
+}
+
+func (s *Store) append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return eventstore.AppendResult{}, s.closedOr(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+
+	var current int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?`, stream).Scan(&current); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("read stream version: %w", err)
+	}
+	dup, res, err := duplicateOf(ctx, tx, stream, expected, current, events)
+	if err != nil || dup {
+		return res, err
+	}
+	if !expected.Check(current) {
+		return eventstore.AppendResult{}, &eventstore.WrongVersionError{Stream: stream, Expected: expected, Actual: current}
+	}
+
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO events
+		(stream_id, version, event_id, event_type, schema_version, data, occurred_at, correlation_id, causation_id, actor, recorded_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("prepare insert: %w", err)
+	}
+	defer stmt.Close()
+	now := time.Now().UTC().UnixMicro()
+	var last int64
+	for i, e := range events {
+		r, err := stmt.ExecContext(ctx, stream, current+int64(i)+1, e.ID.String(), e.Type, e.SchemaVersion, []byte(e.Data),
+			e.Metadata.OccurredAt.UnixMicro(), e.Metadata.CorrelationID, e.Metadata.CausationID, e.Metadata.Actor, now)
+		if err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("insert event %d (%s): %w", i, e.ID, err)
+		}
+		if last, err = r.LastInsertId(); err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("insert event %d (%s): %w", i, e.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("commit: %w", s.closedOr(err))
+	}
+	s.notify()
+	return eventstore.AppendResult{
+		Version:  current + int64(len(events)),
+		Position: eventstore.Position{Seq: uint64(last)},
+	}, nil
+}
+
+// duplicateOf applies the port's idempotency rules. It reports dup when
+// every event is already stored at the place the append would have put it,
+// with the stored result; an error when some ID is stored elsewhere; and
+// neither when no ID is stored.
+func duplicateOf(ctx context.Context, tx *sql.Tx, stream string, expected eventstore.ExpectedVersion, current int64, events []eventstore.EventData) (bool, eventstore.AppendResult, error) {
+	// Where is the first ID stored, if anywhere? And is any other ID?
+	ids := make([]any, len(events))
+	for i, e := range events {
+		ids[i] = e.ID.String()
+	}
+	q := `SELECT event_id, stream_id, version FROM events WHERE event_id IN (?` + strings.Repeat(",?", len(ids)-1) + `) ORDER BY position LIMIT 1`
+	var (
+		foundID, foundStream string
+		foundVersion         int64
+	)
+	err := tx.QueryRowContext(ctx, q, ids...).Scan(&foundID, &foundStream, &foundVersion)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, eventstore.AppendResult{}, nil
+	}
+	if err != nil {
+		return false, eventstore.AppendResult{}, fmt.Errorf("look up event IDs: %w", err)
+	}
+
+	// The place the events would have gone: right after n for Exact(n) and
+	// NoStream, anywhere in the stream for Any and StreamExists.
+	from := int64(-1)
+	if n, ok := expected.Version(); ok {
+		from = n + 1
+	} else if foundStream == stream && foundID == events[0].ID.String() {
+		from = foundVersion
+	}
+	if from >= 1 {
+		stored, err := readStream(ctx, tx, stream, from, len(events))
+		if err != nil {
+			return false, eventstore.AppendResult{}, err
+		}
+		if eventstore.IdempotentMatch(stored, events) {
+			last := stored[len(events)-1]
+			return true, eventstore.AppendResult{Version: last.Version, Position: last.Position, Duplicate: true}, nil
+		}
+	}
+	if !expected.Check(current) {
+		return false, eventstore.AppendResult{}, &eventstore.WrongVersionError{Stream: stream, Expected: expected, Actual: current}
+	}
+	return false, eventstore.AppendResult{}, fmt.Errorf("%w: event ID %s is already stored in stream %q at version %d", eventstore.ErrInvalid, foundID, foundStream, foundVersion)
+}
+
+// closedOr returns ErrClosed when the store was closed (database/sql then
+// reports its own "database is closed"), else err.
+func (s *Store) closedOr(err error) error {
+	if s.isClosed() {
+		return eventstore.ErrClosed
+	}
+	return err
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+const selectEvents = `SELECT position, stream_id, version, event_id, event_type, schema_version, data,
+	occurred_at, correlation_id, causation_id, actor, recorded_at FROM events`
+
+func readStream(ctx context.Context, q queryer, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
+	query := selectEvents + ` WHERE stream_id = ? AND version >= ? ORDER BY version`
+	args := []any{stream, from}
+	if limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	return scanEvents(ctx, q, query, args...)
+}
+
+func scanEvents(ctx context.Context, q queryer, query string, args ...any) ([]eventstore.RecordedEvent, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query events: %w", err)
+	}
+	defer rows.Close()
+	var out []eventstore.RecordedEvent
+	for rows.Next() {
+		var (
+			e                  eventstore.RecordedEvent
+			pos                int64
+			id                 string
+			data               []byte
+			occurred, recorded int64
+		)
+		if err := rows.Scan(&pos, &e.Stream, &e.Version, &id, &e.Type, &e.SchemaVersion, &data,
+			&occurred, &e.Metadata.CorrelationID, &e.Metadata.CausationID, &e.Metadata.Actor, &recorded); err != nil {
+			return nil, fmt.Errorf("scan event: %w", err)
+		}
+		if e.ID, err = uuid.Parse(id); err != nil {
+			return nil, fmt.Errorf("scan event at position %d: event ID %q: %w", pos, id, err)
+		}
+		e.Data = data
+		e.Position = eventstore.Position{Seq: uint64(pos)}
+		e.Metadata.OccurredAt = time.UnixMicro(occurred).UTC()
+		e.RecordedAt = time.UnixMicro(recorded).UTC()
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	return out, nil
+}
+
+// ReadStream implements eventstore.Store. from < 1 reads from the first
+// event; a negative from is invalid input.
+func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
+	if err := eventstore.ValidateStreamID(stream); err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	if from < 0 {
+		return nil, fmt.Errorf("read stream %s: %w: from version %d is negative", stream, eventstore.ErrInvalid, from)
+	}
+	if s.isClosed() {
+		return nil, fmt.Errorf("read stream %s: %w", stream, eventstore.ErrClosed)
+	}
+	evs, err := readStream(ctx, s.reader, stream, from, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s from %d: %w", stream, from, s.closedOr(err))
+	}
+	return evs, nil
+}
+
+// ReadAll implements eventstore.Store. Every committed event is in the safe
+// prefix on SQLite (see the package doc).
+func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, filter eventstore.Filter, limit int) ([]eventstore.RecordedEvent, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("read all after %s: %w", after, eventstore.ErrClosed)
+	}
+	evs, _, err := s.scan(ctx, after, filter, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read all after %s: %w", after, s.closedOr(err))
+	}
+	return evs, nil
+}
+
+// scan reads up to limit events after position after that match filter, in
+// one read transaction, and reports the position up to which the log was
+// scanned: the last event returned when the page is full, else the head of
+// the log as the transaction saw it.
+func (s *Store) scan(ctx context.Context, after eventstore.Position, filter eventstore.Filter, limit int) ([]eventstore.RecordedEvent, eventstore.Position, error) {
+	if limit <= 0 {
+		limit = defaultPage
+	}
+	if after.Commit != 0 {
+		// Not a position this backend hands out: SQLite positions have
+		// Commit 0, so everything stored is at or before it.
+		return nil, after, fmt.Errorf("%w: position %s is not a SQLite position (commit part must be 0)", eventstore.ErrInvalid, after)
+	}
+	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, after, err
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+
+	var head int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(position), 0) FROM events`).Scan(&head); err != nil {
+		return nil, after, fmt.Errorf("read head: %w", err)
+	}
+	if uint64(head) <= after.Seq {
+		return nil, after, nil
+	}
+	where, args := filterSQL(filter)
+	query := selectEvents + ` WHERE position > ? AND position <= ?` + where + ` ORDER BY position LIMIT ?`
+	args = append([]any{int64(after.Seq), head}, args...)
+	args = append(args, limit)
+	evs, err := scanEvents(ctx, tx, query, args...)
+	if err != nil {
+		return nil, after, err
+	}
+	scanned := eventstore.Position{Seq: uint64(head)}
+	if len(evs) == limit {
+		scanned = evs[len(evs)-1].Position
+	}
+	return evs, scanned, nil
+}
+
+// filterSQL turns filter into SQL conditions (each starting with " AND ").
+// instr(stream_id, p) = 1 is "starts with p", byte for byte.
+func filterSQL(f eventstore.Filter) (string, []any) {
+	var (
+		b    strings.Builder
+		args []any
+	)
+	if len(f.EventTypes) > 0 {
+		b.WriteString(` AND event_type IN (?` + strings.Repeat(",?", len(f.EventTypes)-1) + `)`)
+		for _, t := range f.EventTypes {
+			args = append(args, t)
+		}
+	}
+	if len(f.Streams) > 0 {
+		b.WriteString(` AND stream_id IN (?` + strings.Repeat(",?", len(f.Streams)-1) + `)`)
+		for _, s := range f.Streams {
+			args = append(args, s)
+		}
+	}
+	if len(f.StreamPrefixes) > 0 {
+		b.WriteString(` AND (`)
+		for i, p := range f.StreamPrefixes {
+			if i > 0 {
+				b.WriteString(` OR `)
+			}
+			if p == "" {
+				b.WriteString(`1`)
+				continue
+			}
+			b.WriteString(`instr(stream_id, ?) = 1`)
+			args = append(args, p)
+		}
+		b.WriteString(`)`)
+	}
+	return b.String(), args
+}
+
+// StreamVersion implements eventstore.Store.
+func (s *Store) StreamVersion(ctx context.Context, stream string) (int64, error) {
+	if err := eventstore.ValidateStreamID(stream); err != nil {
+		return 0, fmt.Errorf("read version of %s: %w", stream, err)
+	}
+	if s.isClosed() {
+		return 0, fmt.Errorf("read version of %s: %w", stream, eventstore.ErrClosed)
+	}
+	var v int64
+	if err := s.reader.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?`, stream).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read version of %s: %w", stream, s.closedOr(err))
+	}
+	return v, nil
+}
+
+// Head implements eventstore.Store.
+func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
+	if s.isClosed() {
+		return eventstore.Position{}, fmt.Errorf("read head: %w", eventstore.ErrClosed)
+	}
+	var head int64
+	if err := s.reader.QueryRowContext(ctx, `SELECT COALESCE(MAX(position), 0) FROM events`).Scan(&head); err != nil {
+		return eventstore.Position{}, fmt.Errorf("read head: %w", s.closedOr(err))
+	}
+	return eventstore.Position{Seq: uint64(head)}, nil
+}

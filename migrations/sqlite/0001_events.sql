@@ -1,0 +1,26 @@
+-- The event log of the embedded SQLite backend (eventstore/sqlite).
+--
+-- position is the global log order. AUTOINCREMENT never reuses a value, and
+-- SQLite admits one writer per file at a time, so positions are handed out
+-- in commit order: every reader sees a gap-free prefix of the log.
+--
+-- Columns are read by name by eventstore/sqlite; renaming one breaks it.
+CREATE TABLE events (
+	position       INTEGER PRIMARY KEY AUTOINCREMENT,
+	stream_id      TEXT    NOT NULL,
+	version        INTEGER NOT NULL CHECK (version >= 1),
+	event_id       TEXT    NOT NULL UNIQUE,
+	event_type     TEXT    NOT NULL,
+	schema_version INTEGER NOT NULL CHECK (schema_version >= 1),
+	-- data is kept as a BLOB so it reads back byte for byte as written.
+	data           BLOB    NOT NULL,
+	-- occurred_at and recorded_at are Unix microseconds, UTC.
+	occurred_at    INTEGER NOT NULL,
+	correlation_id TEXT    NOT NULL DEFAULT '',
+	causation_id   TEXT    NOT NULL DEFAULT '',
+	actor          TEXT    NOT NULL DEFAULT '',
+	recorded_at    INTEGER NOT NULL,
+	UNIQUE (stream_id, version)
+);
+
+CREATE INDEX events_type_position ON events (event_type, position);
