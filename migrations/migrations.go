@@ -69,11 +69,13 @@ type State struct {
 var ErrModified = errors.New("applied migration was modified")
 
 // List returns the dialect's migrations in order.
-func List(d Dialect) ([]Migration, error) {
+func List(d Dialect) ([]Migration, error) { return list(files, d) }
+
+func list(fsys fs.FS, d Dialect) ([]Migration, error) {
 	if !d.Valid() {
 		return nil, fmt.Errorf("list migrations: unknown dialect %q", d.name)
 	}
-	entries, err := fs.ReadDir(files, d.name)
+	entries, err := fs.ReadDir(fsys, d.name)
 	if err != nil {
 		return nil, fmt.Errorf("list %s migrations: %w", d, err)
 	}
@@ -93,7 +95,7 @@ func List(d Dialect) ([]Migration, error) {
 			return nil, fmt.Errorf("list %s migrations: %s and %s share version %d", d, other, name, v)
 		}
 		seen[v] = name
-		b, err := files.ReadFile(path.Join(d.name, name))
+		b, err := fs.ReadFile(fsys, path.Join(d.name, name))
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", name, err)
 		}
@@ -117,7 +119,11 @@ const createTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // Up applies every pending migration of d to db and returns the ones it
 // applied. It is safe to call from several processes at once.
 func Up(ctx context.Context, db *sql.DB, d Dialect) ([]Migration, error) {
-	all, err := List(d)
+	return up(ctx, db, d, files)
+}
+
+func up(ctx context.Context, db *sql.DB, d Dialect, fsys fs.FS) ([]Migration, error) {
+	all, err := list(fsys, d)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +219,11 @@ func readApplied(ctx context.Context, q querier) (map[int]appliedRow, error) {
 
 // Status reports every migration of d and whether db has it applied.
 func Status(ctx context.Context, db *sql.DB, d Dialect) ([]State, error) {
-	all, err := List(d)
+	return status(ctx, db, d, files)
+}
+
+func status(ctx context.Context, db *sql.DB, d Dialect, fsys fs.FS) ([]State, error) {
+	all, err := list(fsys, d)
 	if err != nil {
 		return nil, err
 	}
