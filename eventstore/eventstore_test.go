@@ -120,7 +120,11 @@ var badAppends = []struct {
 	{"repeated id", "s", eventstore.Any, func() []eventstore.EventData { e := valid(); return []eventstore.EventData{e, e} }},
 	{"no type", "s", eventstore.Any, func() []eventstore.EventData { e := valid(); e.Type = ""; return []eventstore.EventData{e} }},
 	{"no data", "s", eventstore.Any, func() []eventstore.EventData { e := valid(); e.Data = nil; return []eventstore.EventData{e} }},
-	{"not json", "s", eventstore.Any, func() []eventstore.EventData { e := valid(); e.Data = []byte("{nope"); return []eventstore.EventData{e} }},
+	{"not json", "s", eventstore.Any, func() []eventstore.EventData {
+		e := valid()
+		e.Data = []byte("{nope")
+		return []eventstore.EventData{e}
+	}},
 	{"negative schema", "s", eventstore.Any, func() []eventstore.EventData { e := valid(); e.SchemaVersion = -2; return []eventstore.EventData{e} }},
 }
 
