@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -10,10 +9,10 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 )
 
-// Subscribe implements eventstore.Store. The subscription lives until it is
-// closed, the store is closed, or ctx ends; after that Next returns
-// eventstore.ErrClosed (or ctx's error). It holds no connection between
-// calls to Next.
+// Subscribe implements eventstore.Store. ctx bounds only the call: the
+// subscription lives until it or the store is closed (Next then returns
+// eventstore.ErrClosed), and each Next is bounded by its own context. It
+// holds no connection between calls to Next.
 func (s *Store) Subscribe(ctx context.Context, after eventstore.Position, filter eventstore.Filter) (eventstore.Subscription, error) {
 	if after.Commit != 0 {
 		return nil, fmt.Errorf("subscribe after %s: %w: not a SQLite position (commit part must be 0)", after, eventstore.ErrInvalid)
@@ -24,14 +23,13 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position, filter
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("subscribe after %s: %w", after, err)
 	}
-	return &subscription{store: s, life: ctx, filter: filter, pos: after, closed: make(chan struct{})}, nil
+	return &subscription{store: s, filter: filter, pos: after, closed: make(chan struct{})}, nil
 }
 
 // subscription pages through the log with Store.scan and waits between
 // pages for the store's wake-up or the fallback poll.
 type subscription struct {
 	store  *Store
-	life   context.Context // Subscribe's context: the subscription ends with it
 	filter eventstore.Filter
 	pos    eventstore.Position // scanned up to here
 
@@ -74,7 +72,6 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.RecordedEvent, 
 		case <-wake:
 		case <-timer.C:
 		case <-ctx.Done():
-		case <-sub.life.Done():
 		case <-sub.closed:
 		case <-sub.store.closed:
 		}
@@ -90,13 +87,7 @@ func (sub *subscription) done(ctx context.Context) error {
 		return eventstore.ErrClosed
 	default:
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := sub.life.Err(); err != nil {
-		return errors.Join(eventstore.ErrClosed, err)
-	}
-	return nil
+	return ctx.Err()
 }
 
 // Position implements eventstore.Subscription.
