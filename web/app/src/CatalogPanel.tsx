@@ -1,0 +1,134 @@
+import { useState } from 'react'
+import { durationAtLevel, formatDuration } from './progress'
+import type { Catalog, CatalogTask } from './types'
+import type { TaskQueueState } from './useTaskQueue'
+
+function itemList(catalog: Catalog, items: Record<string, number>): string {
+  const parts = Object.entries(items).map(([id, n]) => `${n} ${catalog.items.find((i) => i.id === id)?.name ?? id}`)
+  return parts.length ? parts.join(', ') : 'nothing'
+}
+
+function formatSeconds(ms: number): string {
+  return ms < 60000 ? `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)} s` : formatDuration(ms)
+}
+
+export function CatalogPanel({ q }: { q: TaskQueueState }) {
+  const { catalog, view, display } = q
+  const [position, setPosition] = useState('end')
+  const [open, setOpen] = useState<string | null>(null)
+  if (!catalog) {
+    return (
+      <div className="card">
+        <h2>Add tasks</h2>
+        <p className="muted">{q.connection === 'offline' ? 'The catalog loads when you are online.' : 'Loading the catalog…'}</p>
+      </div>
+    )
+  }
+  const tasks = display?.tasks ?? []
+  const min = display?.headLocked ? 1 : 0
+  const full = view ? tasks.length >= view.limit : false
+  const pos = position === 'end' ? undefined : Math.min(Number(position), tasks.length)
+  const bySkill = catalog.skills.map((s) => ({ skill: s, tasks: catalog.tasks.filter((t) => t.skill === s.id) })).filter((g) => g.tasks.length > 0)
+  const openSkill = open ?? bySkill[0]?.skill.id
+  return (
+    <div className="card catalog" data-testid="catalog">
+      <div className="catalog-head">
+        <h2>Add tasks</h2>
+        <label className="position">
+          <span className="muted tiny">Insert</span>
+          <select value={position} onChange={(e) => setPosition(e.target.value)} data-testid="position">
+            <option value="end">at the end</option>
+            {tasks.slice(min).map((t, i) => (
+              <option key={t.taskId} value={String(min + i)}>
+                before #{min + i + 1} {catalog.tasks.find((c) => c.id === t.type)?.name ?? t.type}
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+      {full && <p className="banner banner-info">Your queue is full ({view?.limit} tasks). Remove one to add more.</p>}
+      <div className="skill-tabs" role="tablist">
+        {bySkill.map(({ skill }) => (
+          <button
+            key={skill.id}
+            type="button"
+            role="tab"
+            aria-selected={skill.id === openSkill}
+            className={`tab ${skill.id === openSkill ? 'is-active' : ''}`}
+            onClick={() => setOpen(skill.id)}
+          >
+            {skill.name}
+            <span className="tiny muted"> Lv {view?.skills[skill.id]?.level ?? 1}</span>
+          </button>
+        ))}
+      </div>
+      {bySkill
+        .filter(({ skill }) => skill.id === openSkill)
+        .map(({ skill, tasks: list }) => (
+          <ul key={skill.id} className="catalog-list" role="tabpanel" aria-label={skill.name}>
+            {list.map((t) => (
+              <CatalogEntry key={t.id} task={t} catalog={catalog} level={view?.skills[t.skill]?.level ?? 1} skillName={skill.name} full={full} onAdd={(count) => void q.commands.enqueue(t.id, count, pos)} />
+            ))}
+          </ul>
+        ))}
+    </div>
+  )
+}
+
+function CatalogEntry({ task, catalog, level, skillName, full, onAdd }: { task: CatalogTask; catalog: Catalog; level: number; skillName: string; full: boolean; onAdd: (count: number) => void }) {
+  const [count, setCount] = useState('10')
+  const n = Number(count)
+  const validCount = Number.isInteger(n) && n >= 1 && n <= 1000
+  const locked = level < task.levelRequired
+  const duration = durationAtLevel(task.baseDurationMs, level, task.levelRequired)
+  const faster = duration < task.baseDurationMs
+  return (
+    <li className={`catalog-entry ${locked ? 'is-locked' : ''}`} data-testid="catalog-task" data-task-type={task.id}>
+      <div className="row">
+        <span className="task-name">{task.name}</span>
+        <span className="spacer" />
+        <span className="tiny muted">Lv {task.levelRequired}+</span>
+      </div>
+      <dl className="facts tiny">
+        <div>
+          <dt>Uses</dt>
+          <dd>{itemList(catalog, task.inputs)}</dd>
+        </div>
+        <div>
+          <dt>Makes</dt>
+          <dd>
+            {itemList(catalog, task.outputs)} · {task.xp} XP
+          </dd>
+        </div>
+        <div>
+          <dt>Takes</dt>
+          <dd>
+            {formatSeconds(duration)} each{faster && <span className="good"> (−{Math.round((1 - duration / task.baseDurationMs) * 100)}%)</span>}
+            {validCount && <span className="muted"> · {formatDuration(duration * n)} for {n}</span>}
+          </dd>
+        </div>
+      </dl>
+      {locked ? (
+        <p className="locked tiny" data-testid="locked-reason">
+          Needs {skillName} level {task.levelRequired} (you are level {level}).
+        </p>
+      ) : (
+        <form
+          className="add-row"
+          onSubmit={(e) => {
+            e.preventDefault()
+            if (validCount && !full) onAdd(n)
+          }}
+        >
+          <label className="visually-hidden" htmlFor={`count-${task.id}`}>
+            Repetitions of {task.name}
+          </label>
+          <input id={`count-${task.id}`} className="count-input" type="number" min={1} max={1000} value={count} onChange={(e) => setCount(e.target.value)} data-testid="count" />
+          <button type="submit" className="primary small" disabled={!validCount || full} data-testid="add">
+            Add
+          </button>
+        </form>
+      )}
+    </li>
+  )
+}

@@ -1,0 +1,60 @@
+import { useCallback } from 'react'
+import type { Session } from './api'
+import { CatalogPanel } from './CatalogPanel'
+import { QueuePanel } from './QueuePanel'
+import { InventoryPanel, SkillsPanel } from './StatsPanels'
+import { useTaskQueue, type Connection } from './useTaskQueue'
+
+const CONNECTION_LABEL: Record<Connection, string> = {
+  live: 'Live',
+  polling: 'Online',
+  reconnecting: 'Reconnecting…',
+  offline: 'Offline',
+}
+
+export function Player({ session, onSignOut }: { session: Session; onSignOut: (why?: string) => void }) {
+  const unauthorized = useCallback(() => onSignOut('Your session has ended: sign in again. Unsent commands are kept.'), [onSignOut])
+  const q = useTaskQueue(session, unauthorized)
+
+  return (
+    <div className="shell">
+      <header className="topbar">
+        <div className="brand">
+          <img src="/icon.svg" alt="" width="28" height="28" />
+          <span>taskqueue</span>
+        </div>
+        <div className="topbar-right">
+          <span className={`conn conn-${q.connection}`} data-testid="connection" title={q.connection === 'polling' ? 'Connected; updates every 2 s' : undefined}>
+            <span className="dot" aria-hidden="true" />
+            {CONNECTION_LABEL[q.connection]}
+          </span>
+          <span className="player" data-testid="player-name">
+            {session.playerId}
+          </span>
+          <button type="button" className="ghost small" onClick={() => onSignOut()}>
+            Sign out
+          </button>
+        </div>
+      </header>
+      <main className="layout">
+        <section className="col-main">
+          <QueuePanel q={q} />
+          <div className="stats-row">
+            <SkillsPanel view={q.view} catalog={q.catalog} />
+            <InventoryPanel view={q.view} catalog={q.catalog} />
+          </div>
+        </section>
+        <section className="col-side">
+          <CatalogPanel q={q} />
+        </section>
+      </main>
+      <div className="toasts" aria-live="polite">
+        {q.toasts.map((t) => (
+          <div key={t.id} className={`toast toast-${t.tone}`}>
+            {t.text}
+          </div>
+        ))}
+      </div>
+    </div>
+  )
+}

@@ -1,0 +1,245 @@
+import {
+  DndContext,
+  KeyboardSensor,
+  PointerSensor,
+  closestCenter,
+  useSensor,
+  useSensors,
+  type DragEndEvent,
+} from '@dnd-kit/core'
+import { SortableContext, arrayMove, sortableKeyboardCoordinates, useSortable, verticalListSortingStrategy } from '@dnd-kit/sortable'
+import { CSS } from '@dnd-kit/utilities'
+import { useEffect, useState } from 'react'
+import { isPendingTaskId, type DisplayTask } from './merge'
+import { computeProgress, formatDuration } from './progress'
+import type { Catalog, QueueView } from './types'
+import type { TaskQueueState } from './useTaskQueue'
+
+function taskName(catalog: Catalog | null, type: string): string {
+  return catalog?.tasks.find((t) => t.id === type)?.name ?? type
+}
+
+function describeCommand(catalog: Catalog | null, c: TaskQueueState['pending'][number]['command']): string {
+  switch (c.kind) {
+    case 'enqueue':
+      return `Add ${taskName(catalog, c.type)} ×${c.count}${c.position === undefined ? '' : ` at position ${c.position + 1}`}`
+    case 'remove':
+      return `Remove ${c.label ?? 'a task'}`
+    case 'stop':
+      return 'Stop the queue'
+    case 'start':
+      return 'Start the queue'
+    case 'reorder':
+      return 'Reorder the queue'
+  }
+}
+
+export function QueuePanel({ q }: { q: TaskQueueState }) {
+  const { view, display, catalog, commands } = q
+  if (!view || !display) {
+    return (
+      <div className="card queue">
+        <h2>Your queue</h2>
+        <p className="muted">{q.connection === 'offline' ? 'Offline, and no saved copy of your queue yet.' : 'Loading your queue…'}</p>
+      </div>
+    )
+  }
+  const head = display.headLocked ? display.tasks[0] : undefined
+  const waiting = display.headLocked ? display.tasks.slice(1) : display.tasks
+  const realCount = view.tasks.length
+  const stoppedByServer = !display.running && view.stoppedReason
+  return (
+    <div className="card queue" data-testid="queue">
+      <div className="queue-head">
+        <h2>Your queue</h2>
+        <span className={`badge ${display.running ? 'badge-run' : 'badge-stop'}`} data-testid="queue-state">
+          {display.running ? 'Running' : 'Stopped'}
+          {display.pendingRunning && <span className="pending-mark"> · pending</span>}
+        </span>
+        <span className="muted count" data-testid="queue-count">
+          {display.tasks.length} / {view.limit} tasks
+        </span>
+        <div className="spacer" />
+        {display.running ? (
+          <button type="button" onClick={() => void commands.stop()} data-testid="stop">
+            Stop
+          </button>
+        ) : (
+          <button type="button" className="primary" onClick={() => void commands.start()} data-testid="start" disabled={display.tasks.length === 0 && realCount === 0}>
+            Start
+          </button>
+        )}
+      </div>
+      {stoppedByServer && (
+        <p className="banner banner-bad" data-testid="stopped-reason">
+          Stopped by the server: {view.stoppedReason}
+        </p>
+      )}
+      <Outbox q={q} />
+      {display.tasks.length === 0 && <p className="empty muted">Nothing queued. Pick a task from the catalog to get going.</p>}
+      {head && <HeadTask task={head} view={view} offset={q.offset} catalog={catalog} onRemove={() => void commands.remove(head.taskId, taskName(catalog, head.type))} />}
+      {waiting.length > 0 && (
+        <>
+          <h3 className="subhead">{head ? 'Up next' : 'Waiting'}</h3>
+          <WaitingList tasks={waiting} headLocked={display.headLocked} q={q} />
+        </>
+      )}
+    </div>
+  )
+}
+
+function HeadTask({ task, view, offset, catalog, onRemove }: { task: DisplayTask; view: QueueView; offset: number; catalog: Catalog | null; onRemove: () => void }) {
+  const [now, setNow] = useState(() => Date.now())
+  useEffect(() => {
+    const id = setInterval(() => setNow(Date.now()), 200)
+    return () => clearInterval(id)
+  }, [])
+  const p = computeProgress(view, offset, now)
+  return (
+    <div className={`head-task ${task.pending === 'remove' ? 'is-removing' : ''}`} data-testid="head-task" data-task-id={task.taskId}>
+      <div className="row">
+        <div className="task-title">
+          <span className="task-name">{taskName(catalog, task.type)}</span>
+          <span className="muted"> ×{task.count}</span>
+        </div>
+        <div className="spacer" />
+        {task.pending === 'remove' ? (
+          <span className="pending-mark">removing…</span>
+        ) : (
+          <button type="button" className="ghost small" onClick={onRemove} aria-label={`Remove ${taskName(catalog, task.type)}`}>
+            Remove
+          </button>
+        )}
+      </div>
+      <div className="bar bar-progress" role="progressbar" aria-label="Repetition progress" aria-valuemin={0} aria-valuemax={100} aria-valuenow={p ? Math.round(p.fraction * 100) : 0}>
+        <div className="bar-fill" style={{ transform: `scaleX(${p ? p.fraction : 0})` }} />
+      </div>
+      <div className="row tiny progress-text">
+        <span data-testid="repetition">{p ? `Repetition ${p.repetition} of ${p.count}` : `${task.done} of ${task.count} done`}</span>
+        <span className="mono" data-testid="time-left">
+          {p ? (p.overdue ? 'finishing…' : `${formatDuration(p.remainingMs)} left · task ${formatDuration(p.taskRemainingMs)}`) : ''}
+        </span>
+      </div>
+    </div>
+  )
+}
+
+function WaitingList({ tasks, headLocked, q }: { tasks: DisplayTask[]; headLocked: boolean; q: TaskQueueState }) {
+  const sensors = useSensors(
+    useSensor(PointerSensor, { activationConstraint: { distance: 4 } }),
+    useSensor(KeyboardSensor, { coordinateGetter: sortableKeyboardCoordinates }),
+  )
+  const ids = tasks.map((t) => t.taskId)
+  function onDragEnd(e: DragEndEvent) {
+    const { active, over } = e
+    if (!over || active.id === over.id) return
+    const from = ids.indexOf(String(active.id))
+    const to = ids.indexOf(String(over.id))
+    if (from < 0 || to < 0) return
+    const order = arrayMove(ids, from, to).filter((id) => !isPendingTaskId(id))
+    void q.commands.reorder(order)
+  }
+  const firstPosition = headLocked ? 2 : 1
+  return (
+    <DndContext sensors={sensors} collisionDetection={closestCenter} onDragEnd={onDragEnd}>
+      <SortableContext items={ids} strategy={verticalListSortingStrategy}>
+        <ol className="waiting" data-testid="waiting">
+          {tasks.map((t, i) => (
+            <WaitingItem key={t.taskId} task={t} position={firstPosition + i} q={q} />
+          ))}
+        </ol>
+      </SortableContext>
+    </DndContext>
+  )
+}
+
+function WaitingItem({ task, position, q }: { task: DisplayTask; position: number; q: TaskQueueState }) {
+  const pendingAdd = task.pending === 'add'
+  const { attributes, listeners, setNodeRef, setActivatorNodeRef, transform, transition, isDragging } = useSortable({
+    id: task.taskId,
+    disabled: pendingAdd || task.pending === 'remove',
+  })
+  const name = taskName(q.catalog, task.type)
+  const sending = task.pendingKey !== undefined && task.pendingKey === q.inFlight
+  return (
+    <li
+      ref={setNodeRef}
+      style={{ transform: CSS.Translate.toString(transform), transition }}
+      className={`task ${isDragging ? 'is-dragging' : ''} ${task.pending ? 'is-pending' : ''} ${task.pending === 'remove' ? 'is-removing' : ''}`}
+      data-testid="task"
+      data-task-id={task.taskId}
+      data-task-type={task.type}
+      data-pending={task.pending ?? ''}
+    >
+      <button
+        type="button"
+        className="handle"
+        ref={setActivatorNodeRef}
+        {...attributes}
+        {...listeners}
+        aria-label={`Move ${name} (position ${position})`}
+        disabled={pendingAdd || task.pending === 'remove'}
+      >
+        <svg width="14" height="14" viewBox="0 0 14 14" aria-hidden="true">
+          <circle cx="4" cy="3" r="1.3" />
+          <circle cx="10" cy="3" r="1.3" />
+          <circle cx="4" cy="7" r="1.3" />
+          <circle cx="10" cy="7" r="1.3" />
+          <circle cx="4" cy="11" r="1.3" />
+          <circle cx="10" cy="11" r="1.3" />
+        </svg>
+      </button>
+      <span className="pos mono">{position}</span>
+      <span className="task-title">
+        <span className="task-name">{name}</span>
+        <span className="muted"> ×{task.count}</span>
+        {task.done > 0 && <span className="muted tiny"> ({task.done} done)</span>}
+      </span>
+      <span className="spacer" />
+      {task.pending && <span className="pending-mark">{sending ? 'sending…' : task.pending === 'add' ? 'pending' : 'removing…'}</span>}
+      {pendingAdd ? (
+        !sending && (
+          <button type="button" className="ghost small" onClick={() => task.pendingKey && void q.commands.cancel(task.pendingKey)}>
+            Cancel
+          </button>
+        )
+      ) : (
+        task.pending !== 'remove' && (
+          <button type="button" className="ghost small" onClick={() => void q.commands.remove(task.taskId, name)} aria-label={`Remove ${name}`}>
+            Remove
+          </button>
+        )
+      )}
+    </li>
+  )
+}
+
+function Outbox({ q }: { q: TaskQueueState }) {
+  const waiting = q.pending.length
+  if (waiting === 0 && q.rejections.length === 0) return null
+  return (
+    <div className="outbox" data-testid="outbox">
+      {waiting > 0 && (
+        <p className="banner banner-info" data-testid="outbox-pending">
+          {waiting === 1 ? '1 change waits' : `${waiting} changes wait`} to be sent
+          {q.connection === 'offline' || q.connection === 'reconnecting' ? ' when you are back online.' : '…'}
+          {(q.connection === 'offline' || q.connection === 'reconnecting') && (
+            <button type="button" className="link" onClick={q.commands.retry}>
+              Retry now
+            </button>
+          )}
+        </p>
+      )}
+      {q.rejections.map((r) => (
+        <p key={r.entry.key} className="banner banner-bad" data-testid="rejection">
+          <span>
+            <strong>Not done:</strong> {describeCommand(q.catalog, r.entry.command)}. {r.problem.detail || r.problem.title}
+          </span>
+          <button type="button" className="link" onClick={() => q.commands.dismiss(r.entry.key)} aria-label="Dismiss">
+            Dismiss
+          </button>
+        </p>
+      ))}
+    </div>
+  )
+}

@@ -1,0 +1,171 @@
+// The HTTP client of docs/API.md: bearer auth, problem+json errors, idempotency
+// keys. Every function throws ApiError for an answer the server gave (with its
+// problem) and NetworkError when no answer came (offline, connection refused):
+// the outbox keeps a command on NetworkError and drops it on a client error.
+import type { Catalog, Problem, QueueTask, QueueView } from './types'
+
+export class ApiError extends Error {
+  readonly problem: Problem
+  constructor(problem: Problem) {
+    super(problem.detail || problem.title || `HTTP ${problem.status}`)
+    this.name = 'ApiError'
+    this.problem = problem
+  }
+  get status(): number {
+    return this.problem.status
+  }
+  /** The problem type without the urn:taskqueue:problem: prefix. */
+  get kind(): string {
+    return this.problem.type.replace(/^urn:taskqueue:problem:/, '')
+  }
+}
+
+export class NetworkError extends Error {
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause))
+    this.name = 'NetworkError'
+  }
+}
+
+/** True when the server might accept the same request later (keep it in the outbox).
+ * 401 counts: the player signs in again and the command goes out then. */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof NetworkError) return true
+  if (err instanceof ApiError) return err.status >= 500 || err.status === 429 || err.status === 401 || (err.status === 409 && err.kind === 'conflict')
+  return false
+}
+
+export interface Session {
+  token: string
+  playerId: string
+  role: string
+  expiresAt?: string
+}
+
+export interface RequestOptions {
+  method?: string
+  body?: unknown
+  idempotencyKey?: string
+  signal?: AbortSignal
+}
+
+export class Api {
+  readonly base: string
+  private readonly token: string | null
+
+  constructor(token: string | null, base = '') {
+    this.token = token
+    this.base = base
+  }
+
+  async request<T>(path: string, options: RequestOptions = {}): Promise<{ body: T; response: Response }> {
+    const headers: Record<string, string> = { Accept: 'application/json, application/problem+json' }
+    if (this.token) headers.Authorization = `Bearer ${this.token}`
+    if (options.body !== undefined) headers['Content-Type'] = 'application/json'
+    if (options.idempotencyKey) headers['Idempotency-Key'] = options.idempotencyKey
+    let response: Response
+    try {
+      response = await fetch(this.base + path, {
+        method: options.method ?? 'GET',
+        headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        signal: options.signal,
+        cache: 'no-store',
+      })
+    } catch (err) {
+      if (err instanceof DOMException && err.name === 'AbortError') throw err
+      throw new NetworkError(err)
+    }
+    const text = await response.text().catch(() => '')
+    let parsed: unknown = undefined
+    if (text) {
+      try {
+        parsed = JSON.parse(text)
+      } catch {
+        parsed = undefined
+      }
+    }
+    if (!response.ok) {
+      const p = (parsed ?? {}) as Partial<Problem>
+      throw new ApiError({
+        type: p.type ?? `urn:taskqueue:problem:http-${response.status}`,
+        title: p.title ?? response.statusText ?? 'Request failed',
+        status: p.status ?? response.status,
+        detail: p.detail ?? (parsed === undefined && text ? text.slice(0, 200) : undefined),
+        field: p.field,
+        instance: p.instance,
+        requestId: p.requestId ?? response.headers.get('X-Request-Id') ?? undefined,
+      })
+    }
+    return { body: parsed as T, response }
+  }
+
+  async devToken(player: string): Promise<{ token: string; expiresAt: string }> {
+    return (await this.request<{ token: string; expiresAt: string }>('/api/auth/dev-token', {
+      method: 'POST',
+      body: { player, role: 'player' },
+    })).body
+  }
+
+  async catalog(): Promise<Catalog> {
+    return (await this.request<Catalog>('/api/catalog')).body
+  }
+
+  async queue(playerId: string, signal?: AbortSignal): Promise<QueueView> {
+    return (await this.request<QueueView>(`/api/queue/${encodeURIComponent(playerId)}`, { signal })).body
+  }
+
+  async enqueue(playerId: string, body: { type: string; count: number; position?: number }, key: string): Promise<QueueTask> {
+    return (await this.request<QueueTask>(`/api/queue/${encodeURIComponent(playerId)}/tasks`, {
+      method: 'POST',
+      body,
+      idempotencyKey: key,
+    })).body
+  }
+
+  async remove(playerId: string, taskId: string, key: string): Promise<QueueView> {
+    return (await this.request<QueueView>(
+      `/api/queue/${encodeURIComponent(playerId)}/tasks/${encodeURIComponent(taskId)}`,
+      { method: 'DELETE', idempotencyKey: key },
+    )).body
+  }
+
+  async stop(playerId: string, key: string): Promise<QueueView> {
+    return (await this.request<QueueView>(`/api/queue/${encodeURIComponent(playerId)}/stop`, { method: 'POST', idempotencyKey: key })).body
+  }
+
+  async start(playerId: string, key: string): Promise<QueueView> {
+    return (await this.request<QueueView>(`/api/queue/${encodeURIComponent(playerId)}/start`, { method: 'POST', idempotencyKey: key })).body
+  }
+
+  async reorder(playerId: string, order: string[], key: string): Promise<QueueView> {
+    return (await this.request<QueueView>(`/api/queue/${encodeURIComponent(playerId)}/reorder`, {
+      method: 'PUT',
+      body: { order },
+      idempotencyKey: key,
+    })).body
+  }
+}
+
+/** Reads sub, role and exp from a JWT without checking it (the server checks it). */
+export function sessionFromToken(token: string): Session {
+  const parts = token.trim().split('.')
+  if (parts.length !== 3) throw new Error('This is not a JWT (expected three dot-separated parts).')
+  let claims: { sub?: unknown; role?: unknown; exp?: unknown }
+  try {
+    const b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/')
+    const json = decodeURIComponent(
+      Array.from(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)), (c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join(''),
+    )
+    claims = JSON.parse(json)
+  } catch {
+    throw new Error('The token payload is not readable JSON.')
+  }
+  if (typeof claims.sub !== 'string' || claims.sub === '') throw new Error('The token has no subject (sub).')
+  return {
+    token: token.trim(),
+    playerId: claims.sub,
+    role: typeof claims.role === 'string' ? claims.role : 'player',
+    expiresAt: typeof claims.exp === 'number' ? new Date(claims.exp * 1000).toISOString() : undefined,
+  }
+}

@@ -1,0 +1,302 @@
+// The app's state for one signed-in player: the server's queue view (polled,
+// or pushed by the WebSocket once the server has it), the catalog, the outbox
+// and the connection state. Components render what this hook returns and call
+// its commands; every command goes through the outbox.
+import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react'
+import { Api, ApiError, NetworkError, type Session } from './api'
+import { IndexedDbOutboxStorage } from './idb'
+import { mergePending, rebaseOrder, type DisplayQueue } from './merge'
+import { MemoryOutboxStorage, Outbox, type Command, type OutboxEntry } from './outbox'
+import { clockOffset } from './progress'
+import { RealtimeClient, type RealtimeState } from './realtime'
+import type { Catalog, QueueView } from './types'
+
+/** How often the queue is fetched while the WebSocket is not live. */
+export const POLL_MS = 2000
+
+export type Connection = 'live' | 'polling' | 'reconnecting' | 'offline'
+
+export interface Toast {
+  id: number
+  text: string
+  tone: 'good' | 'bad' | 'info'
+}
+
+let sharedOutbox: Outbox | null = null
+function outbox(): Outbox {
+  if (!sharedOutbox) {
+    let storage
+    try {
+      storage = typeof indexedDB === 'undefined' ? new MemoryOutboxStorage() : new IndexedDbOutboxStorage()
+    } catch {
+      storage = new MemoryOutboxStorage()
+    }
+    sharedOutbox = new Outbox(storage)
+  }
+  return sharedOutbox
+}
+
+const cacheKey = (playerId: string) => `taskqueue.view.${playerId}`
+const CATALOG_KEY = 'taskqueue.catalog'
+
+function readCache<T>(key: string): T | null {
+  try {
+    const raw = localStorage.getItem(key)
+    return raw ? (JSON.parse(raw) as T) : null
+  } catch {
+    return null
+  }
+}
+
+function writeCache(key: string, value: unknown): void {
+  try {
+    localStorage.setItem(key, JSON.stringify(value))
+  } catch {
+    // Storage full or blocked: the cache is only a convenience.
+  }
+}
+
+/** Newer wins: a higher version, or the same version seen later. */
+function isNewer(next: QueueView, current: QueueView | null): boolean {
+  if (!current || current.playerId !== next.playerId) return true
+  if (next.version !== current.version) return next.version > current.version
+  return Date.parse(next.serverTime) >= Date.parse(current.serverTime)
+}
+
+export function useTaskQueue(session: Session, onUnauthorized: () => void) {
+  const playerId = session.playerId
+  const api = useMemo(() => new Api(session.token), [session.token])
+  const box = outbox()
+
+  const [view, setView] = useState<QueueView | null>(() => readCache<QueueView>(cacheKey(playerId)))
+  const [offset, setOffset] = useState(0)
+  const [catalog, setCatalog] = useState<Catalog | null>(() => readCache<Catalog>(CATALOG_KEY))
+  const [reachable, setReachable] = useState(true)
+  const [browserOnline, setBrowserOnline] = useState(() => navigator.onLine)
+  const [realtime, setRealtime] = useState<RealtimeState>('connecting')
+  const [toasts, setToasts] = useState<Toast[]>([])
+  const viewRef = useRef<QueueView | null>(view)
+  const removedByMe = useRef(new Set<string>())
+  const catalogRef = useRef(catalog)
+  catalogRef.current = catalog
+
+  const version = useSyncExternalStore(
+    useCallback((cb) => box.subscribe(cb), [box]),
+    () => box.pending().length + ':' + box.rejected().length + ':' + (box.inFlight ?? ''),
+  )
+  const pending = useMemo(() => box.pendingFor(playerId), [box, playerId, version])
+  const rejections = useMemo(() => box.rejected().filter((r) => r.entry.playerId === playerId), [box, playerId, version])
+  const inFlight = box.inFlight
+
+  const toast = useCallback((text: string, tone: Toast['tone'] = 'info') => {
+    const id = Date.now() + Math.random()
+    setToasts((t) => [...t.slice(-3), { id, text, tone }])
+    setTimeout(() => setToasts((t) => t.filter((x) => x.id !== id)), 5000)
+  }, [])
+
+  const taskName = useCallback((type: string) => catalogRef.current?.tasks.find((t) => t.id === type)?.name ?? type, [])
+
+  const accept = useCallback(
+    (next: QueueView, receivedAt: number) => {
+      const prev = viewRef.current
+      if (!isNewer(next, prev)) return
+      if (prev && prev.playerId === next.playerId && next.version > prev.version) {
+        const still = new Set(next.tasks.map((t) => t.taskId))
+        for (const t of prev.tasks) {
+          if (still.has(t.taskId)) continue
+          if (removedByMe.current.delete(t.taskId)) continue
+          toast(`Finished: ${taskName(t.type)} ×${t.count}`, 'good')
+        }
+        for (const [skill, s] of Object.entries(next.skills)) {
+          const before = prev.skills[skill]?.level ?? 1
+          if (s.level > before) {
+            const name = catalogRef.current?.skills.find((k) => k.id === skill)?.name ?? skill
+            toast(`${name} reached level ${s.level}`, 'good')
+          }
+        }
+        if (next.stoppedReason && next.stoppedReason !== prev.stoppedReason) toast(`Queue stopped: ${next.stoppedReason}`, 'bad')
+      }
+      viewRef.current = next
+      setView(next)
+      setOffset(clockOffset(next.serverTime, receivedAt))
+      writeCache(cacheKey(next.playerId), next)
+    },
+    [toast, taskName],
+  )
+
+  const handleError = useCallback(
+    (err: unknown) => {
+      if (err instanceof NetworkError) setReachable(false)
+      else if (err instanceof ApiError && err.status === 401) onUnauthorized()
+    },
+    [onUnauthorized],
+  )
+
+  /** Fetches the queue; true when it got an answer. */
+  const refresh = useCallback(async (): Promise<boolean> => {
+    try {
+      const v = await api.queue(playerId)
+      accept(v, Date.now())
+      setReachable(true)
+      return true
+    } catch (err) {
+      handleError(err)
+      return false
+    }
+  }, [api, playerId, accept, handleError])
+
+  const send = useCallback(
+    async (entry: OutboxEntry) => {
+      const c = entry.command
+      switch (c.kind) {
+        case 'enqueue':
+          await api.enqueue(playerId, { type: c.type, count: c.count, ...(c.position === undefined ? {} : { position: c.position }) }, entry.key)
+          await refresh()
+          break
+        case 'remove':
+          removedByMe.current.add(c.taskId)
+          accept(await api.remove(playerId, c.taskId, entry.key), Date.now())
+          break
+        case 'stop':
+          accept(await api.stop(playerId, entry.key), Date.now())
+          break
+        case 'start':
+          accept(await api.start(playerId, entry.key), Date.now())
+          break
+        case 'reorder': {
+          // The order was made against the view the player saw; rebase it on the
+          // server's current queue so it is a permutation the server accepts.
+          const current = await api.queue(playerId)
+          accept(current, Date.now())
+          const order = rebaseOrder(current, c.order)
+          if (order.length > 1) accept(await api.reorder(playerId, order, entry.key), Date.now())
+          break
+        }
+      }
+      setReachable(true)
+    },
+    [api, playerId, accept, refresh],
+  )
+
+  const flush = useCallback(async () => {
+    const r = await box.flush(playerId, send)
+    if (r.blockedBy !== undefined) handleError(r.blockedBy)
+    if (r.rejected > 0) {
+      toast(r.rejected === 1 ? 'A command was rejected' : `${r.rejected} commands were rejected`, 'bad')
+      await refresh()
+    }
+  }, [box, playerId, send, handleError, toast, refresh])
+
+  const run = useCallback(
+    async (command: Command) => {
+      await box.add(playerId, command)
+      await flush()
+    },
+    [box, playerId, flush],
+  )
+
+  // Catalog: once per session, cached for offline reloads.
+  useEffect(() => {
+    let alive = true
+    api
+      .catalog()
+      .then((c) => {
+        if (!alive) return
+        setCatalog(c)
+        writeCache(CATALOG_KEY, c)
+      })
+      .catch(() => {})
+    return () => {
+      alive = false
+    }
+  }, [api])
+
+  // First load: the stored outbox, then the queue, then send what waited.
+  useEffect(() => {
+    void box.load().then(async () => {
+      if (await refresh()) await flush()
+    })
+  }, [box, refresh, flush])
+
+  // Browser online/offline.
+  useEffect(() => {
+    const on = () => {
+      setBrowserOnline(true)
+      void refresh().then((ok) => { if (ok) void flush() })
+      rtRef.current?.kick()
+    }
+    const off = () => {
+      setBrowserOnline(false)
+      setReachable(false)
+    }
+    window.addEventListener('online', on)
+    window.addEventListener('offline', off)
+    return () => {
+      window.removeEventListener('online', on)
+      window.removeEventListener('offline', off)
+    }
+  }, [refresh, flush])
+
+  // The WebSocket (issue 6). Until the server has /api/ws it ends 'unavailable'.
+  const rtRef = useRef<RealtimeClient | null>(null)
+  useEffect(() => {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:'
+    const client = new RealtimeClient({
+      url: `${proto}//${location.host}/api/ws`,
+      token: session.token,
+      playerId,
+      onQueue: (v) => accept(v, Date.now()),
+      onState: setRealtime,
+    })
+    rtRef.current = client
+    client.start()
+    return () => {
+      client.stop()
+      rtRef.current = null
+    }
+  }, [session.token, playerId, accept])
+
+  // Polling while the WebSocket is not live; sends what waits when reachable.
+  const live = realtime === 'live'
+  useEffect(() => {
+    if (live) return
+    const id = setInterval(() => {
+      void refresh().then((ok) => {
+        if (ok && box.pendingFor(playerId).length > 0) void flush()
+      })
+    }, POLL_MS)
+    return () => clearInterval(id)
+  }, [live, refresh, flush, box, playerId])
+
+  // Fetch right when the running repetition is due.
+  const dueAt = view?.repetition?.dueAt
+  useEffect(() => {
+    if (!dueAt) return
+    const wait = Date.parse(dueAt) - (Date.now() + offset) + 250
+    if (wait < 0 || wait > 24 * 3600 * 1000) return
+    const id = setTimeout(() => void refresh(), wait)
+    return () => clearTimeout(id)
+  }, [dueAt, offset, refresh])
+
+  const connection: Connection = !browserOnline || !reachable ? (browserOnline ? 'reconnecting' : 'offline') : live ? 'live' : 'polling'
+
+  const display: DisplayQueue | null = useMemo(() => (view ? mergePending(view, pending) : null), [view, pending])
+
+  const commands = useMemo(
+    () => ({
+      enqueue: (type: string, count: number, position?: number) =>
+        run({ kind: 'enqueue', type, count, ...(position === undefined ? {} : { position }) }),
+      remove: (taskId: string, label?: string) => run({ kind: 'remove', taskId, label }),
+      stop: () => run({ kind: 'stop' }),
+      start: () => run({ kind: 'start' }),
+      reorder: (order: string[]) => run({ kind: 'reorder', order }),
+      cancel: (key: string) => box.cancel(key),
+      dismiss: (key: string) => box.dismiss(key),
+      retry: () => void refresh().then((ok) => { if (ok) void flush() }),
+    }),
+    [run, box, refresh, flush],
+  )
+
+  return { view, display, offset, catalog, pending, rejections, inFlight, connection, realtime, toasts, commands }
+}
+export type TaskQueueState = ReturnType<typeof useTaskQueue>
