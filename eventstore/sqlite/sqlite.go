@@ -123,6 +123,11 @@ type Store struct {
 	writer *sql.DB
 	reader *sql.DB
 
+	// Statements prepared on the writer's one connection: the hot path of
+	// a single-event append prepares nothing.
+	versionStmt *sql.Stmt
+	insertStmt  *sql.Stmt
+
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after every committed append
 	closed  chan struct{}
@@ -163,6 +168,16 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		writer.Close()
 		return nil, fmt.Errorf("open sqlite event store %s: %w", path, err)
 	}
+	versionStmt, err := writer.PrepareContext(ctx, selectVersion)
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open sqlite event store %s: prepare: %w", path, err)
+	}
+	insertStmt, err := writer.PrepareContext(ctx, insertSQL(1))
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open sqlite event store %s: prepare: %w", path, err)
+	}
 	reader, err := sql.Open("sqlite", dsn(path, url.Values{"_query_only": {"1"}}))
 	if err != nil {
 		writer.Close()
@@ -176,11 +191,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite event store %s: readers: %w", path, err)
 	}
 	return &Store{
-		path:    path,
-		writer:  writer,
-		reader:  reader,
-		changed: make(chan struct{}),
-		closed:  make(chan struct{}),
+		path:        path,
+		writer:      writer,
+		versionStmt: versionStmt,
+		insertStmt:  insertStmt,
+		reader:      reader,
+		changed:     make(chan struct{}),
+		closed:      make(chan struct{}),
 	}, nil
 }
 
@@ -203,7 +220,7 @@ func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.closed)
-		err = errors.Join(s.writer.Close(), s.reader.Close())
+		err = errors.Join(s.versionStmt.Close(), s.insertStmt.Close(), s.writer.Close(), s.reader.Close())
 	})
 	return err
 }
@@ -257,35 +274,27 @@ func (s *Store) append(ctx context.Context, stream string, expected eventstore.E
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 
 	var current int64
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?`, stream).Scan(&current); err != nil {
+	if err := tx.StmtContext(ctx, s.versionStmt).QueryRowContext(ctx, stream).Scan(&current); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("read stream version: %w", err)
 	}
-	dup, res, err := duplicateOf(ctx, tx, stream, expected, current, events)
-	if err != nil || dup {
-		return res, err
-	}
 	if !expected.Check(current) {
+		// Perhaps a retry of an append that already happened (Exact, NoStream).
+		if dup, res, err := duplicateOf(ctx, tx, stream, expected, current, events); err != nil || dup {
+			return res, err
+		}
 		return eventstore.AppendResult{}, &eventstore.WrongVersionError{Stream: stream, Expected: expected, Actual: current}
 	}
-
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO events
-		(stream_id, version, event_id, event_type, schema_version, data, occurred_at, correlation_id, causation_id, actor, recorded_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	last, err := s.insertEvents(ctx, tx, stream, current, events)
 	if err != nil {
-		return eventstore.AppendResult{}, fmt.Errorf("prepare insert: %w", err)
-	}
-	defer stmt.Close()
-	now := time.Now().UTC().UnixMicro()
-	var last int64
-	for i, e := range events {
-		r, err := stmt.ExecContext(ctx, stream, current+int64(i)+1, e.ID.String(), e.Type, e.SchemaVersion, []byte(e.Data),
-			e.Metadata.OccurredAt.UnixMicro(), e.Metadata.CorrelationID, e.Metadata.CausationID, e.Metadata.Actor, now)
-		if err != nil {
-			return eventstore.AppendResult{}, fmt.Errorf("insert event %d (%s): %w", i, e.ID, err)
+		// An event ID already stored breaks the UNIQUE constraint: a retry
+		// with Any or StreamExists, or an ID stored elsewhere. The failed
+		// statement wrote nothing and the transaction is still usable.
+		if ctx.Err() == nil {
+			if dup, res, derr := duplicateOf(ctx, tx, stream, expected, current, events); derr != nil || dup {
+				return res, derr
+			}
 		}
-		if last, err = r.LastInsertId(); err != nil {
-			return eventstore.AppendResult{}, fmt.Errorf("insert event %d (%s): %w", i, e.ID, err)
-		}
+		return eventstore.AppendResult{}, err
 	}
 	if err := tx.Commit(); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("commit: %w", s.closedOr(err))
@@ -295,6 +304,49 @@ func (s *Store) append(ctx context.Context, stream string, expected eventstore.E
 		Version:  current + int64(len(events)),
 		Position: eventstore.Position{Seq: uint64(last)},
 	}, nil
+}
+
+const selectVersion = `SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?`
+
+// insertSQL returns an INSERT of n events in one statement.
+func insertSQL(n int) string {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO events
+		(stream_id, version, event_id, event_type, schema_version, data, occurred_at, correlation_id, causation_id, actor, recorded_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	for i := 1; i < n; i++ {
+		q.WriteString(`, (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	}
+	return q.String()
+}
+
+// insertEvents stores events at versions current+1... in ONE statement, so
+// a failure (a duplicate event ID) leaves none of them, and returns the
+// position of the last one.
+func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, stream string, current int64, events []eventstore.EventData) (int64, error) {
+	now := time.Now().UTC().UnixMicro()
+	args := make([]any, 0, 11*len(events))
+	for i, e := range events {
+		args = append(args, stream, current+int64(i)+1, e.ID.String(), e.Type, e.SchemaVersion, []byte(e.Data),
+			e.Metadata.OccurredAt.UnixMicro(), e.Metadata.CorrelationID, e.Metadata.CausationID, e.Metadata.Actor, now)
+	}
+	var (
+		r   sql.Result
+		err error
+	)
+	if len(events) == 1 {
+		r, err = tx.StmtContext(ctx, s.insertStmt).ExecContext(ctx, args...)
+	} else {
+		r, err = tx.ExecContext(ctx, insertSQL(len(events)), args...)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("insert events: %w", err)
+	}
+	last, err := r.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("insert events: %w", err)
+	}
+	return last, nil
 }
 
 // duplicateOf applies the port's idempotency rules. It reports dup when
