@@ -1,0 +1,179 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// ProblemType is the stable kind of an error response (docs/API.md,
+// "Errors"). The set is closed; clients switch on these names, so renaming
+// one breaks them.
+type ProblemType struct {
+	name   string
+	status int
+	title  string
+}
+
+// The problem types of docs/API.md.
+var (
+	ProblemValidation           = ProblemType{"validation", http.StatusBadRequest, "Invalid request"}
+	ProblemUnauthorized         = ProblemType{"unauthorized", http.StatusUnauthorized, "Unauthorized"}
+	ProblemForbidden            = ProblemType{"forbidden", http.StatusForbidden, "Forbidden"}
+	ProblemNotFound             = ProblemType{"not-found", http.StatusNotFound, "Not found"}
+	ProblemMethodNotAllowed     = ProblemType{"method-not-allowed", http.StatusMethodNotAllowed, "Method not allowed"}
+	ProblemQueueFull            = ProblemType{"queue-full", http.StatusConflict, "Queue is full"}
+	ProblemConflict             = ProblemType{"conflict", http.StatusConflict, "Conflict"}
+	ProblemPreconditionFailed   = ProblemType{"precondition-failed", http.StatusPreconditionFailed, "Precondition failed"}
+	ProblemPayloadTooLarge      = ProblemType{"payload-too-large", http.StatusRequestEntityTooLarge, "Payload too large"}
+	ProblemUnsupportedMediaType = ProblemType{"unsupported-media-type", http.StatusUnsupportedMediaType, "Unsupported media type"}
+	ProblemRequirementNotMet    = ProblemType{"requirement-not-met", http.StatusUnprocessableEntity, "Requirement not met"}
+	ProblemIdempotencyKeyReused = ProblemType{"idempotency-key-reused", http.StatusUnprocessableEntity, "Idempotency key reused"}
+	ProblemRateLimited          = ProblemType{"rate-limited", http.StatusTooManyRequests, "Too many requests"}
+	ProblemNotImplemented       = ProblemType{"not-implemented", http.StatusNotImplemented, "Not implemented"}
+	ProblemUnavailable          = ProblemType{"unavailable", http.StatusServiceUnavailable, "Service unavailable"}
+	ProblemInternal             = ProblemType{"internal", http.StatusInternalServerError, "Internal error"}
+)
+
+// ProblemTypePrefix starts every problem type URI.
+const ProblemTypePrefix = "urn:taskqueue:problem:"
+
+// URI returns the type's URI, e.g. "urn:taskqueue:problem:validation".
+func (t ProblemType) URI() string { return ProblemTypePrefix + t.name }
+
+// Status returns the HTTP status of the type.
+func (t ProblemType) Status() int { return t.status }
+
+// Problem is an RFC 9457 problem details document.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Field     string `json:"field,omitempty"`
+	Instance  string `json:"instance,omitempty"`
+	RequestID string `json:"requestId,omitempty"`
+
+	retryAfter time.Duration
+}
+
+// Errors the HTTP layer itself raises. Handlers return them (wrapped with
+// a detail) and problemFor turns them into responses like any other error.
+var (
+	errForbidden            = errors.New("forbidden")
+	errNotFound             = errors.New("not found")
+	errMethodNotAllowed     = errors.New("method not allowed")
+	errPayloadTooLarge      = errors.New("payload too large")
+	errUnsupportedMedia     = errors.New("unsupported media type")
+	errPreconditionFailed   = errors.New("precondition failed")
+	errIdempotencyKeyReused = errors.New("idempotency key reused with another request")
+	errNotImplemented       = errors.New("not implemented")
+	errUnavailable          = errors.New("unavailable")
+)
+
+// fieldError is a request field that is wrong, found before the domain
+// sees the request (JSON decoding, headers, path parameters).
+type fieldError struct {
+	field  string
+	reason string
+}
+
+func (e *fieldError) Error() string { return e.field + " " + e.reason }
+
+func badField(field, format string, args ...any) error {
+	return &fieldError{field: field, reason: fmt.Sprintf(format, args...)}
+}
+
+// RateLimitError asks the client to come back after RetryAfter.
+type RateLimitError struct{ RetryAfter time.Duration }
+
+func (e *RateLimitError) Error() string { return "rate limited, retry after " + e.RetryAfter.String() }
+
+// problemFor decides the response for err: the ONE place where errors of
+// the domain, the command handlers, the event store and this package become
+// HTTP statuses. A kind it does not know is an internal error whose detail
+// stays in the log.
+func problemFor(err error) Problem {
+	var (
+		fe  *fieldError
+		ve  *domain.ValidationError
+		rl  *RateLimitError
+		mbe *http.MaxBytesError
+		t   ProblemType
+		p   Problem
+	)
+	detail := err.Error()
+	switch {
+	case errors.As(err, &fe):
+		t, p.Field, detail = ProblemValidation, fe.field, fe.Error()
+	case errors.As(err, &mbe), errors.Is(err, errPayloadTooLarge):
+		t, detail = ProblemPayloadTooLarge, fmt.Sprintf("the body is over the limit of %d bytes", maxBodyBytes)
+	case errors.Is(err, auth.ErrUnauthorized):
+		t, detail = ProblemUnauthorized, "a valid bearer token is required"
+		if errors.Is(err, errNoToken) {
+			detail = "the Authorization header has no bearer token"
+		}
+	case errors.Is(err, errForbidden):
+		t = ProblemForbidden
+	case errors.Is(err, errNotFound), errors.Is(err, domain.ErrTaskNotFound):
+		t = ProblemNotFound
+	case errors.Is(err, errMethodNotAllowed):
+		t = ProblemMethodNotAllowed
+	case errors.Is(err, errUnsupportedMedia):
+		t = ProblemUnsupportedMediaType
+	case errors.Is(err, errPreconditionFailed):
+		t = ProblemPreconditionFailed
+	case errors.Is(err, errIdempotencyKeyReused):
+		t = ProblemIdempotencyKeyReused
+	case errors.Is(err, errNotImplemented):
+		t = ProblemNotImplemented
+	case errors.Is(err, domain.ErrQueueFull):
+		t = ProblemQueueFull
+	case errors.Is(err, domain.ErrRequirementNotMet):
+		t = ProblemRequirementNotMet
+	case errors.As(err, &ve):
+		t, p.Field, detail = ProblemValidation, ve.Field, ve.Error()
+	case errors.Is(err, domain.ErrInvalid):
+		t = ProblemValidation
+	case errors.As(err, &rl):
+		t, p.retryAfter = ProblemRateLimited, rl.RetryAfter
+	case errors.Is(err, eventstore.ErrWrongVersion):
+		t, detail = ProblemConflict, "the queue changed concurrently too many times; retry"
+	case errors.Is(err, errUnavailable), errors.Is(err, eventstore.ErrClosed),
+		errors.Is(err, context.DeadlineExceeded):
+		t, detail = ProblemUnavailable, "the service cannot reach its store; retry later"
+	default:
+		t, detail = ProblemInternal, "an internal error occurred; the log has the details under the request ID"
+	}
+	p.Type, p.Title, p.Status, p.Detail = t.URI(), t.title, t.status, detail
+	return p
+}
+
+// writeProblem answers r with the problem for err and logs it: internal and
+// unavailable errors at error level with the cause, the rest at debug.
+func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	p := problemFor(err)
+	p.Instance = r.URL.Path
+	p.RequestID = RequestIDFrom(r.Context())
+	level := slog.LevelDebug
+	if p.Status >= 500 {
+		level = slog.LevelError
+	}
+	s.log.Log(r.Context(), level, "request failed", "status", p.Status, "problem", p.Type, "err", err)
+	if p.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((p.retryAfter+time.Second-1)/time.Second)))
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}

@@ -1,0 +1,277 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// Queues runs the queue's commands and reads a queue. app adapts the
+// command handlers (command/) to it; the web layer depends on nothing else
+// of the write side.
+//
+// Errors are returned as the domain, command and store packages make them;
+// problemFor maps them. A command whose IfMatch did not match returns an
+// error wrapping ErrPreconditionFailed; a reused idempotency key with
+// another request one wrapping ErrIdempotencyKeyReused.
+type Queues interface {
+	// Queue returns the queue of player as it is now.
+	Queue(ctx context.Context, player domain.PlayerID) (domain.QueueView, error)
+	// Enqueue adds a task; Result.Task is the task as queued.
+	Enqueue(ctx context.Context, m CommandMeta, task EnqueueTask) (Result, error)
+	// Remove takes a task out of the queue.
+	Remove(ctx context.Context, m CommandMeta, task domain.TaskID) (Result, error)
+	// Stop stops the queue.
+	Stop(ctx context.Context, m CommandMeta) (Result, error)
+	// Start starts the queue.
+	Start(ctx context.Context, m CommandMeta) (Result, error)
+	// Reorder permutes the waiting tasks.
+	Reorder(ctx context.Context, m CommandMeta, order []domain.TaskID) (Result, error)
+}
+
+// CommandMeta is what every command request carries besides its body.
+type CommandMeta struct {
+	// Player owns the queue the command acts on.
+	Player domain.PlayerID
+	// Actor is who sends the command (the token's principal).
+	Actor auth.Principal
+	// IdempotencyKey is the client's Idempotency-Key, or "" when it sent
+	// none (the command then makes one: the request is not retry-safe).
+	IdempotencyKey string
+	// Fingerprint identifies the request (method, path and body): a retry
+	// with the same key must carry the same fingerprint.
+	Fingerprint string
+	// IfMatch, when not nil, is the version the queue must have.
+	IfMatch *int64
+	// RequestID correlates the events with the request's log lines.
+	RequestID string
+}
+
+// EnqueueTask is the body of POST /api/queue/{playerId}/tasks.
+type EnqueueTask struct {
+	Type     domain.TaskTypeID `json:"type"`
+	Count    int               `json:"count"`
+	Position *int              `json:"position,omitempty"`
+}
+
+// Result is what a command answers.
+type Result struct {
+	// Queue is the queue after the command (or after the first run of a
+	// retried one).
+	Queue domain.QueueView
+	// Task is the task a command acted on (Enqueue: the task as queued).
+	Task domain.TaskView
+}
+
+// Errors a Queues implementation wraps to be mapped to 412 and 422.
+var (
+	ErrPreconditionFailed   = errPreconditionFailed
+	ErrIdempotencyKeyReused = errIdempotencyKeyReused
+)
+
+type reorderRequest struct {
+	Order []domain.TaskID `json:"order"`
+}
+
+// etag is the queue's entity tag: its version, quoted.
+func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
+
+// parseIfMatch reads If-Match: absent (nil), or one strong or weak entity
+// tag holding a version.
+func parseIfMatch(r *http.Request) (*int64, error) {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	if h == "" {
+		return nil, nil
+	}
+	v := strings.Trim(strings.TrimPrefix(h, "W/"), `"`)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return nil, badField("If-Match", "must be one entity tag like \"14\" (the queue's version), got %q", h)
+	}
+	return &n, nil
+}
+
+// parseIdempotencyKey reads Idempotency-Key: 1–128 printable ASCII.
+func parseIdempotencyKey(r *http.Request) (string, error) {
+	k := r.Header.Get("Idempotency-Key")
+	if k == "" {
+		return "", nil
+	}
+	if len(k) > 128 {
+		return "", badField("Idempotency-Key", "is %d characters, over the limit of 128", len(k))
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < ' ' || k[i] > '~' {
+			return "", badField("Idempotency-Key", "must be printable ASCII")
+		}
+	}
+	return k, nil
+}
+
+// commandMeta reads what every command carries and the body (for the
+// fingerprint), which it gives back to be decoded.
+func (s *Server) commandMeta(r *http.Request) (CommandMeta, []byte, error) {
+	key, err := parseIdempotencyKey(r)
+	if err != nil {
+		return CommandMeta{}, nil, err
+	}
+	ifMatch, err := parseIfMatch(r)
+	if err != nil {
+		return CommandMeta{}, nil, err
+	}
+	var body []byte
+	if r.Body != nil {
+		if body, err = io.ReadAll(r.Body); err != nil {
+			return CommandMeta{}, nil, err
+		}
+	}
+	p, _ := auth.PrincipalFrom(r.Context())
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %s\n", r.Method, r.URL.Path)
+	h.Write(bytes.TrimSpace(body))
+	return CommandMeta{
+		Player:         domain.PlayerID(chi.URLParam(r, "playerId")),
+		Actor:          p,
+		IdempotencyKey: key,
+		Fingerprint:    hex.EncodeToString(h.Sum(nil)),
+		IfMatch:        ifMatch,
+		RequestID:      RequestIDFrom(r.Context()),
+	}, body, nil
+}
+
+// decodeBody decodes a body already read by commandMeta.
+func decodeBody(r *http.Request, body []byte, v any) error {
+	r2 := r.Clone(r.Context())
+	r2.Body = io.NopCloser(bytes.NewReader(body))
+	return decodeJSON(r2, v)
+}
+
+// writeQueue answers with the queue view, its ETag and the server's time.
+func (s *Server) writeQueue(w http.ResponseWriter, status int, v domain.QueueView) {
+	b, err := json.Marshal(v)
+	if err != nil || len(b) < 2 || b[len(b)-1] != '}' {
+		// A QueueView always marshals to an object; this is a bug.
+		b = []byte(`{}`)
+	}
+	now, _ := json.Marshal(s.now().UTC().Format(time.RFC3339Nano))
+	b = append(b[:len(b)-1], `,"serverTime":`...)
+	b = append(b, now...)
+	b = append(b, '}', '\n')
+	w.Header().Set("ETag", etag(v.Version))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func (s *Server) getQueue(w http.ResponseWriter, r *http.Request) {
+	v, err := s.queues.Queue(r.Context(), domain.PlayerID(chi.URLParam(r, "playerId")))
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Trim(strings.TrimPrefix(inm, "W/"), `"`) == strconv.FormatInt(v.Version, 10) {
+		w.Header().Set("ETag", etag(v.Version))
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	s.writeQueue(w, http.StatusOK, v)
+}
+
+func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
+	m, body, err := s.commandMeta(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	var req EnqueueTask
+	if err := decodeBody(r, body, &req); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	if req.Type == "" {
+		s.writeProblem(w, r, badField("type", "is required"))
+		return
+	}
+	res, err := s.queues.Enqueue(r.Context(), m, req)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/queue/"+string(m.Player)+"/tasks/"+string(res.Task.TaskID))
+	w.Header().Set("ETag", etag(res.Queue.Version))
+	writeJSON(w, http.StatusCreated, res.Task)
+}
+
+func (s *Server) removeTask(w http.ResponseWriter, r *http.Request) {
+	m, _, err := s.commandMeta(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	id, err := domain.ParseTaskID(chi.URLParam(r, "taskId"))
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	s.answer(w, r)(s.queues.Remove(r.Context(), m, id))
+}
+
+func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
+	m, _, err := s.commandMeta(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	s.answer(w, r)(s.queues.Stop(r.Context(), m))
+}
+
+func (s *Server) start(w http.ResponseWriter, r *http.Request) {
+	m, _, err := s.commandMeta(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	s.answer(w, r)(s.queues.Start(r.Context(), m))
+}
+
+func (s *Server) reorder(w http.ResponseWriter, r *http.Request) {
+	m, body, err := s.commandMeta(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	var req reorderRequest
+	if err := decodeBody(r, body, &req); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	if req.Order == nil {
+		s.writeProblem(w, r, badField("order", "is required"))
+		return
+	}
+	s.answer(w, r)(s.queues.Reorder(r.Context(), m, req.Order))
+}
+
+// answer writes a command's result as the queue view, or its error.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request) func(Result, error) {
+	return func(res Result, err error) {
+		if err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		s.writeQueue(w, http.StatusOK, res.Queue)
+	}
+}

@@ -1,0 +1,299 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// ReadinessCheck is one thing /readyz asks: nil when ready, else what is
+// not. Checks run concurrently with a deadline, so each must honour ctx.
+type ReadinessCheck struct {
+	// Name keys the check in /readyz's body ("store", "migrations", ...).
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Config is what the HTTP layer is built from; app.New fills it.
+type Config struct {
+	// Tokens verifies bearer tokens and mints dev tokens. Required.
+	Tokens *auth.Tokens
+	// Dev enables POST /api/auth/dev-token.
+	Dev bool
+	// TokenTTL is the lifetime of dev tokens (default 24h).
+	TokenTTL time.Duration
+	// CORSOrigins are the origins allowed to call from a browser; "*" for any.
+	CORSOrigins []string
+	// Logger receives the access log and errors (default slog.Default()).
+	// It is decorated with LogHandler.
+	Logger *slog.Logger
+	// Catalog is served at GET /api/catalog. Required.
+	Catalog *domain.Catalog
+	// Queues runs the queue's commands and reads. Required.
+	Queues Queues
+	// Ready are the checks of /readyz.
+	Ready []ReadinessCheck
+	// Now is the clock of serverTime (default time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.TokenTTL == 0 {
+		c.TokenTTL = 24 * time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every missing dependency at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Tokens == nil {
+		errs = append(errs, errors.New("web config: Tokens is required"))
+	}
+	if c.Catalog == nil {
+		errs = append(errs, errors.New("web config: Catalog is required"))
+	}
+	if c.Queues == nil {
+		errs = append(errs, errors.New("web config: Queues is required"))
+	}
+	if c.TokenTTL < 0 {
+		errs = append(errs, fmt.Errorf("web config: TokenTTL %s is negative", c.TokenTTL))
+	}
+	return errors.Join(errs...)
+}
+
+// Server is the HTTP face of taskqueue. It is safe for concurrent use.
+type Server struct {
+	tokens      *auth.Tokens
+	dev         bool
+	tokenTTL    time.Duration
+	corsOrigins []string
+	log         *slog.Logger
+	catalog     *domain.Catalog
+	queues      Queues
+	ready       []ReadinessCheck
+	now         func() time.Time
+	app         *webApp
+	router      chi.Router
+}
+
+// NewServer builds the router of every route in docs/API.md.
+func NewServer(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	app, err := newWebApp()
+	if err != nil {
+		return nil, fmt.Errorf("new web server: %w", err)
+	}
+	s := &Server{
+		tokens:      cfg.Tokens,
+		dev:         cfg.Dev,
+		tokenTTL:    cfg.TokenTTL,
+		corsOrigins: cfg.CORSOrigins,
+		log:         slog.New(LogHandler(cfg.Logger.Handler())),
+		catalog:     cfg.Catalog,
+		queues:      cfg.Queues,
+		ready:       cfg.Ready,
+		now:         cfg.Now,
+		app:         app,
+	}
+	s.router = s.routes()
+	return s, nil
+}
+
+// ServeHTTP serves r.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+func (s *Server) routes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(requestID, s.accessLog, securityHeaders)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.writeProblem(w, r, fmt.Errorf("%w: no route %s %s", errNotFound, r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.writeProblem(w, r, fmt.Errorf("%w: %s %s", errMethodNotAllowed, r.Method, r.URL.Path))
+	})
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+
+	r.Route("/api", func(r chi.Router) {
+		r.Use(s.cors, s.limitBody, noStore)
+		r.Get("/catalog", s.getCatalog)
+		r.Post("/auth/dev-token", s.devToken)
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate)
+			r.Route("/queue/{playerId}", func(r chi.Router) {
+				r.Use(s.authorizePlayer)
+				r.Get("/", s.getQueue)
+				r.Post("/tasks", s.enqueue)
+				r.Delete("/tasks/{taskId}", s.removeTask)
+				r.Post("/stop", s.stop)
+				r.Post("/start", s.start)
+				r.Put("/reorder", s.reorder)
+				// The history belongs to the read side (query/, issue 4).
+				r.Get("/history", s.notImplemented)
+			})
+		})
+		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+			s.writeProblem(w, r, fmt.Errorf("%w: no route %s %s", errNotFound, r.Method, r.URL.Path))
+		})
+	})
+	r.Get("/*", s.app.serve(s))
+	r.Head("/*", s.app.serve(s))
+	return r
+}
+
+// noStore keeps API answers out of shared caches.
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authenticate requires a valid bearer token and puts its principal in the
+// request's context.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearerToken(r)
+		if !ok {
+			s.writeProblem(w, r, fmt.Errorf("%w: %w", auth.ErrUnauthorized, errNoToken))
+			return
+		}
+		p, err := s.tokens.Verify(token)
+		if err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		s.log.DebugContext(r.Context(), "authenticated", "player", p.PlayerID, "role", string(p.Role))
+		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+	})
+}
+
+// authorizePlayer checks {playerId} and that the principal may act on it.
+func (s *Server) authorizePlayer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		player := chi.URLParam(r, "playerId")
+		if _, err := domain.ParsePlayerID(player); err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		p, _ := auth.PrincipalFrom(r.Context())
+		if !p.CanActOn(player) {
+			s.writeProblem(w, r, fmt.Errorf("%w: %s may not act on the queue of %s", errForbidden, p.PlayerID, player))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readyTimeout bounds /readyz.
+const readyTimeout = 3 * time.Second
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	type result struct {
+		name string
+		err  error
+	}
+	results := make(chan result, len(s.ready))
+	for _, c := range s.ready {
+		go func() { results <- result{c.Name, c.Check(ctx)} }()
+	}
+	checks := map[string]string{}
+	ready := true
+	for range s.ready {
+		res := <-results
+		if res.err != nil {
+			ready = false
+			checks[res.name] = res.err.Error()
+			s.log.WarnContext(r.Context(), "not ready", "check", res.name, "err", res.err)
+		} else {
+			checks[res.name] = "ok"
+		}
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+}
+
+func (s *Server) getCatalog(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.catalog)
+}
+
+type devTokenRequest struct {
+	Player string `json:"player"`
+	Role   string `json:"role"`
+}
+
+type devTokenResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// devToken mints a token for anyone who asks: only in dev mode.
+func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
+	if !s.dev {
+		s.writeProblem(w, r, fmt.Errorf("%w: dev tokens exist only in dev mode", errNotFound))
+		return
+	}
+	var req devTokenRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	if !auth.ValidPlayerID(req.Player) {
+		s.writeProblem(w, r, badField("player", "must be 1-64 characters of [A-Za-z0-9_-]"))
+		return
+	}
+	role := auth.RolePlayer
+	if req.Role != "" {
+		var err error
+		if role, err = auth.ParseRole(req.Role); err != nil {
+			s.writeProblem(w, r, badField("role", "must be player, admin or system"))
+			return
+		}
+	}
+	token, exp, err := s.tokens.Mint(req.Player, role, s.tokenTTL)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, devTokenResponse{Token: token, ExpiresAt: exp})
+}
+
+func (s *Server) notImplemented(w http.ResponseWriter, r *http.Request) {
+	s.writeProblem(w, r, fmt.Errorf("%w: %s is served by the read side, not built yet", errNotImplemented, r.URL.Path))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
