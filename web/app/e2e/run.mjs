@@ -1,0 +1,391 @@
+// End-to-end tests: the real taskqueue binary on its embedded default (SQLite
+// in a temp dir, dev mode) driven through the built web app in headless
+// Chromium (Debian's /usr/bin/chromium, never a downloaded browser).
+//
+//   node e2e/run.mjs            build ./cmd/taskqueue, start it, run the scenario
+//   TASKQUEUE_E2E_BINARY=path   use an already built binary
+//   CHROMIUM=path               another Chromium executable
+//   SCREENSHOTS=dir             where the screenshots go (default docs/screenshots)
+//
+// Each step prints "ok" or "not ok"; the last line is "N passed, N failed".
+// Progress to a completed task needs the processor (not in the server yet),
+// so no step waits for a repetition to complete.
+import assert from 'node:assert/strict'
+import { spawn, execFileSync } from 'node:child_process'
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium } from 'playwright-core'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const repo = resolve(here, '../../..')
+const shots = resolve(process.env.SCREENSHOTS || join(repo, 'docs/screenshots'))
+const tmp = mkdtempSync(join(tmpdir(), 'taskqueue-e2e-'))
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
+const DESKTOP = { width: 1280, height: 860 }
+const PHONE = { width: 390, height: 844 }
+const WAIT = 15000
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer()
+    s.once('error', rej)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => res(port))
+    })
+  })
+}
+
+async function until(what, fn, timeout = WAIT) {
+  const deadline = Date.now() + timeout
+  let last
+  for (;;) {
+    try {
+      const v = await fn()
+      if (v) return v
+    } catch (err) {
+      last = err
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+// ---- the server ------------------------------------------------------------
+
+let binary = process.env.TASKQUEUE_E2E_BINARY
+if (!binary) {
+  binary = join(tmp, 'taskqueue')
+  console.log('# building ./cmd/taskqueue')
+  execFileSync('go', ['build', '-o', binary, './cmd/taskqueue'], { cwd: repo, stdio: 'inherit' })
+}
+const port = await freePort()
+const base = `http://127.0.0.1:${port}`
+const serverLog = []
+const server = spawn(binary, [], {
+  cwd: tmp,
+  env: { ...process.env, TASKQUEUE_ADDR: `127.0.0.1:${port}`, TASKQUEUE_DATA_DIR: join(tmp, 'data'), TASKQUEUE_DEV: 'true' },
+  stdio: ['ignore', 'pipe', 'pipe'],
+})
+server.stdout.on('data', (d) => serverLog.push(String(d)))
+server.stderr.on('data', (d) => serverLog.push(String(d)))
+let serverExited = null
+server.on('exit', (code, signal) => (serverExited = `exited with ${code ?? signal}`))
+
+async function api(method, path, token, body) {
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  })
+  const text = await res.text()
+  return { status: res.status, body: text ? JSON.parse(text) : null, headers: res.headers }
+}
+
+// ---- the steps -------------------------------------------------------------
+
+const results = []
+let browser
+const state = {}
+
+async function step(name, fn) {
+  const t0 = Date.now()
+  try {
+    if (serverExited) throw new Error(`server ${serverExited}`)
+    await fn()
+    results.push(true)
+    console.log(`ok ${results.length} - ${name} (${Date.now() - t0} ms)`)
+  } catch (err) {
+    results.push(false)
+    console.log(`not ok ${results.length} - ${name}\n  ${String(err.stack || err).split('\n').join('\n  ')}`)
+    if (state.page) await state.page.screenshot({ path: join(tmp, `failed-${results.length}.png`) }).catch(() => {})
+  }
+}
+
+async function shot(page, name) {
+  mkdirSync(shots, { recursive: true })
+  await page.waitForTimeout(300) // let the last transition end
+  await page.screenshot({ path: join(shots, `${name}.png`) })
+}
+
+async function newPage(viewport) {
+  const context = await browser.newContext({ viewport, baseURL: base, deviceScaleFactor: 1 })
+  const page = await context.newPage()
+  page.on('pageerror', (err) => console.log(`# page error: ${err.message}`))
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/WebSocket|ERR_INTERNET_DISCONNECTED|Failed to load resource/.test(m.text())) console.log(`# console: ${m.text()}`)
+  })
+  return { context, page }
+}
+
+async function signIn(page, name) {
+  await page.goto('/')
+  await page.getByLabel('Player name').fill(name)
+  await page.getByRole('button', { name: 'Play' }).click()
+  await page.getByTestId('player-name').filter({ hasText: name }).waitFor({ timeout: WAIT })
+  await page.getByTestId('queue').waitFor({ timeout: WAIT })
+  const token = await page.evaluate(() => JSON.parse(localStorage.getItem('taskqueue.session')).token)
+  return token
+}
+
+async function addTask(page, type, count, skillName) {
+  if (skillName) await page.getByRole('tab', { name: new RegExp(`^${skillName}`) }).click()
+  const entry = page.locator(`[data-testid=catalog-task][data-task-type="${type}"]`)
+  await entry.getByTestId('count').fill(String(count))
+  await entry.getByTestId('add').click()
+}
+
+/** The task types of the queue as the page shows them, head first. */
+async function shownTypes(page) {
+  return page.evaluate(() => {
+    const head = document.querySelector('[data-testid=head-task]')
+    const list = [...document.querySelectorAll('[data-testid=waiting] [data-testid=task]')].map((li) => li.getAttribute('data-task-type'))
+    return head ? [head.getAttribute('data-task-type'), ...list] : list
+  })
+}
+
+async function serverQueue(token, player) {
+  const r = await api('GET', `/api/queue/${player}`, token)
+  assert.equal(r.status, 200, `GET /api/queue/${player}: ${JSON.stringify(r.body)}`)
+  return r.body
+}
+
+async function waitServerTypes(token, player, want) {
+  let got
+  await until(`server queue ${JSON.stringify(want)}`, async () => {
+    got = (await serverQueue(token, player)).tasks.map((t) => t.type)
+    return JSON.stringify(got) === JSON.stringify(want)
+  }).catch((err) => {
+    throw new Error(`${err.message}; last: ${JSON.stringify(got)}`)
+  })
+}
+
+async function waitShownTypes(page, want) {
+  let got
+  await until(`page shows ${JSON.stringify(want)}`, async () => {
+    got = await shownTypes(page)
+    return JSON.stringify(got) === JSON.stringify(want)
+  }).catch((err) => {
+    throw new Error(`${err.message}; last: ${JSON.stringify(got)}`)
+  })
+}
+
+async function dragHandle(page, fromType, toType) {
+  const handle = (type) => page.locator(`[data-testid=waiting] [data-testid=task][data-task-type="${type}"] .handle`)
+  const a = await handle(fromType).boundingBox()
+  const b = await handle(toType).boundingBox()
+  await page.mouse.move(a.x + a.width / 2, a.y + a.height / 2)
+  await page.mouse.down()
+  const steps = 12
+  for (let i = 1; i <= steps; i++) {
+    await page.mouse.move(a.x + a.width / 2, a.y + a.height / 2 + ((b.y - a.y - 6) * i) / steps)
+    await page.waitForTimeout(16)
+  }
+  await page.mouse.up()
+}
+
+try {
+  await until('the server to answer /healthz', async () => (await fetch(`${base}/healthz`)).ok, 60000).catch((err) => {
+    throw new Error(`${err.message}\n${serverLog.join('')}`)
+  })
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+  })
+
+  await step('the app shell is served with its manifest and service worker', async () => {
+    const index = await fetch(base + '/')
+    assert.equal(index.status, 200)
+    assert.match(await index.text(), /<div id="root">/)
+    assert.ok((await fetch(base + '/manifest.webmanifest')).ok)
+    assert.ok((await fetch(base + '/sw.js')).ok)
+  })
+
+  await step('sign in with a player name (dev mode)', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    Object.assign(state, { context, page })
+    await page.goto('/')
+    await page.getByLabel('Player name').waitFor()
+    await shot(page, 'signin-desktop')
+    state.alice = await signIn(page, 'alice')
+    await page.getByText('Nothing queued').waitFor({ timeout: WAIT })
+    await page.getByTestId('connection').filter({ hasText: /Online|Live/ }).waitFor({ timeout: WAIT })
+    await page.evaluate(() => navigator.serviceWorker.ready.then(() => true))
+  })
+
+  await step('the catalog says why a task cannot be queued yet', async () => {
+    const { page } = state
+    await page.getByRole('tab', { name: /^Woodcutting/ }).click()
+    const oak = page.locator('[data-testid=catalog-task][data-task-type="chop-oak"]')
+    await oak.getByTestId('locked-reason').filter({ hasText: 'Needs Woodcutting level 5' }).waitFor()
+    assert.equal(await oak.getByTestId('add').count(), 0)
+  })
+
+  await step('add a chain of tasks; the head runs with a live progress bar', async () => {
+    const { page } = state
+    await addTask(page, 'chop-wood', 6, 'Woodcutting')
+    await addTask(page, 'saw-planks', 2, 'Crafting')
+    await addTask(page, 'catch-shrimp', 3, 'Fishing')
+    await addTask(page, 'cook-shrimp', 2, 'Cooking')
+    const want = ['chop-wood', 'saw-planks', 'catch-shrimp', 'cook-shrimp']
+    await waitServerTypes(state.alice, 'alice', want)
+    await waitShownTypes(page, want)
+    await page.getByTestId('repetition').filter({ hasText: 'Repetition 1 of 6' }).waitFor({ timeout: WAIT })
+    await page.getByTestId('queue-state').filter({ hasText: 'Running' }).waitFor()
+    const q = await serverQueue(state.alice, 'alice')
+    assert.ok(q.repetition, 'the head has a running repetition')
+    await page.getByRole('tab', { name: /^Woodcutting/ }).click()
+    await shot(page, 'queue-desktop')
+  })
+
+  await step('reorder by dragging; the server gets the new order', async () => {
+    const { page } = state
+    await dragHandle(page, 'cook-shrimp', 'saw-planks')
+    const want = ['chop-wood', 'cook-shrimp', 'saw-planks', 'catch-shrimp']
+    await waitServerTypes(state.alice, 'alice', want)
+    await waitShownTypes(page, want)
+  })
+
+  await step('reorder with the keyboard (space, arrow, space)', async () => {
+    const { page } = state
+    const handle = page.locator('[data-testid=waiting] [data-testid=task][data-task-type="catch-shrimp"] .handle')
+    await handle.focus()
+    await page.keyboard.press('Space')
+    await page.waitForTimeout(150)
+    await page.keyboard.press('ArrowUp')
+    await page.waitForTimeout(250)
+    await page.keyboard.press('Space')
+    const want = ['chop-wood', 'cook-shrimp', 'catch-shrimp', 'saw-planks']
+    await waitServerTypes(state.alice, 'alice', want)
+    await waitShownTypes(page, want)
+  })
+
+  await step('remove a waiting task', async () => {
+    const { page } = state
+    await page.locator('[data-testid=waiting] [data-testid=task][data-task-type="saw-planks"]').getByRole('button', { name: /^Remove/ }).click()
+    const want = ['chop-wood', 'cook-shrimp', 'catch-shrimp']
+    await waitServerTypes(state.alice, 'alice', want)
+    await waitShownTypes(page, want)
+  })
+
+  await step('stop and start the queue', async () => {
+    const { page } = state
+    await page.getByTestId('stop').click()
+    await page.getByTestId('queue-state').filter({ hasText: 'Stopped' }).waitFor()
+    await until('the server to stop the queue', async () => !(await serverQueue(state.alice, 'alice')).running)
+    assert.equal((await serverQueue(state.alice, 'alice')).repetition, null)
+    await page.getByTestId('start').click()
+    await page.getByTestId('queue-state').filter({ hasText: 'Running' }).waitFor()
+    await until('the server to run the queue', async () => {
+      const q = await serverQueue(state.alice, 'alice')
+      return q.running && q.repetition
+    })
+    await page.getByTestId('repetition').filter({ hasText: /Repetition \d+ of 6/ }).waitFor({ timeout: WAIT })
+  })
+
+  await step('offline: two tasks wait in the outbox, survive a reload, and sync on reconnect', async () => {
+    const { page, context } = state
+    await context.setOffline(true)
+    await page.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    await addTask(page, 'mine-copper', 4, 'Mining')
+    await addTask(page, 'mine-tin', 4, 'Mining')
+    await page.locator('[data-testid=task][data-pending=add]').nth(1).waitFor({ timeout: WAIT })
+    await page.getByTestId('outbox-pending').filter({ hasText: '2 changes wait' }).waitFor()
+    await shot(page, 'offline-desktop')
+    // The server has not seen them.
+    const before = await serverQueue(state.alice, 'alice')
+    assert.deepEqual(before.tasks.map((t) => t.type), ['chop-wood', 'cook-shrimp', 'catch-shrimp'])
+    // Reload while offline: the service worker serves the shell, IndexedDB keeps the outbox.
+    await page.reload()
+    await page.getByTestId('queue').waitFor({ timeout: WAIT })
+    await page.getByTestId('outbox-pending').filter({ hasText: '2 changes wait' }).waitFor({ timeout: WAIT })
+    assert.equal(await page.locator('[data-testid=task][data-pending=add]').count(), 2)
+    await context.setOffline(false)
+    const want = ['chop-wood', 'cook-shrimp', 'catch-shrimp', 'mine-copper', 'mine-tin']
+    await waitServerTypes(state.alice, 'alice', want)
+    await waitShownTypes(page, want)
+    await page.getByTestId('outbox-pending').waitFor({ state: 'detached', timeout: WAIT })
+    assert.equal(await page.locator('[data-testid=task][data-pending]:not([data-pending=""])').count(), 0)
+  })
+
+  await step('offline: a command the server refuses on reconnect is shown with its reason', async () => {
+    const { page, context } = state
+    await context.setOffline(true)
+    await page.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    await page.locator('[data-testid=waiting] [data-testid=task][data-task-type="mine-tin"]').getByRole('button', { name: /^Remove/ }).click()
+    await page.locator('[data-testid=task][data-pending=remove]').waitFor()
+    // Meanwhile the same task goes away through another client.
+    const q = await serverQueue(state.alice, 'alice')
+    const tin = q.tasks.find((t) => t.type === 'mine-tin')
+    const r = await api('DELETE', `/api/queue/alice/tasks/${tin.taskId}`, state.alice)
+    assert.equal(r.status, 200)
+    await context.setOffline(false)
+    await page.getByTestId('rejection').waitFor({ timeout: WAIT })
+    const text = await page.getByTestId('rejection').innerText()
+    assert.match(text, /Remove Mine tin/)
+    await waitShownTypes(page, ['chop-wood', 'cook-shrimp', 'catch-shrimp', 'mine-copper'])
+    await shot(page, 'rejected-desktop')
+    await page.getByTestId('rejection').getByRole('button', { name: 'Dismiss' }).click()
+  })
+
+  await step('phone width: the queue and the catalog fit without horizontal scrolling', async () => {
+    const { context, page } = await newPage(PHONE)
+    await page.goto('/')
+    await page.evaluate((token) => localStorage.setItem('taskqueue.session', JSON.stringify({ token, playerId: 'alice', role: 'player' })), state.alice)
+    await page.reload()
+    await page.getByTestId('head-task').waitFor({ timeout: WAIT })
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
+    assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`)
+    await shot(page, 'queue-phone')
+    await page.getByTestId('catalog').scrollIntoViewIfNeeded()
+    await page.screenshot({ path: join(shots, 'catalog-phone.png'), fullPage: false })
+    await context.close()
+  })
+
+  await step('no layout jump while the progress ticks', async () => {
+    const { page } = state
+    await page.getByTestId('head-task').waitFor()
+    const boxes = []
+    for (let i = 0; i < 5; i++) {
+      boxes.push(await page.evaluate(() => {
+        const r = (sel) => document.querySelector(sel).getBoundingClientRect()
+        return [r('[data-testid=head-task]').height, r('[data-testid=waiting]').top, r('[data-testid=catalog]').height].join(',')
+      }))
+      await page.waitForTimeout(400)
+    }
+    assert.equal(new Set(boxes).size, 1, `layout moved: ${boxes.join(' | ')}`)
+  })
+
+  await step("a second player cannot see the first player's queue", async () => {
+    const { context, page } = await newPage(DESKTOP)
+    const bob = await signIn(page, 'bob')
+    await page.getByText('Nothing queued').waitFor({ timeout: WAIT })
+    assert.deepEqual(await shownTypes(page), [])
+    const r = await api('GET', '/api/queue/alice', bob)
+    assert.equal(r.status, 403)
+    assert.equal(r.body.type, 'urn:taskqueue:problem:forbidden')
+    const w = await api('POST', '/api/queue/alice/tasks', bob, { type: 'chop-wood', count: 1 })
+    assert.equal(w.status, 403)
+    await context.close()
+  })
+} catch (err) {
+  results.push(false)
+  console.log(`not ok ${results.length} - setup\n  ${String(err.stack || err)}`)
+} finally {
+  await browser?.close().catch(() => {})
+  server.kill('SIGTERM')
+  await new Promise((r) => (serverExited ? r() : server.once('exit', r)))
+  const failed = results.filter((r) => !r).length
+  if (failed) {
+    writeFileSync(join(tmp, 'server.log'), serverLog.join(''))
+    console.log(`# server log and failure screenshots kept in ${tmp}`)
+  } else {
+    rmSync(tmp, { recursive: true, force: true })
+  }
+  console.log(`${results.length - failed} passed, ${failed} failed`)
+  process.exit(failed ? 1 : 0)
+}
