@@ -108,6 +108,27 @@ func head(t testing.TB, s eventstore.Store) eventstore.Position {
 	return p
 }
 
+// settle waits until the store's Head reaches pos. A backend may hold the
+// global log back while some transaction is open (PostgreSQL readers stop
+// below the oldest running transaction, and other tests share the server),
+// so a test that appended and then reads the global log expecting all of it
+// waits for the head first. It waits for a condition, with a generous
+// deadline; it never sleeps for correctness.
+func settle(t testing.TB, s eventstore.Store, pos eventstore.Position) {
+	t.Helper()
+	deadline := time.Now().Add(shortDeadline)
+	for {
+		h := head(t, s)
+		if !h.Less(pos) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("head stayed at %v, before %v, for %v", h, pos, shortDeadline)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func subscribe(t testing.TB, s eventstore.Store, after eventstore.Position, filter eventstore.Filter) eventstore.Subscription {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), shortDeadline)

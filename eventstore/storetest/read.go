@@ -86,6 +86,7 @@ func (s suite) testReadBack(t *testing.T) {
 
 	fromStream := readStream(t, st, "readback-1", 2, 0)
 	checkReadBack(t, "ReadStream", "readback-1", 2, batch, fromStream)
+	settle(t, st, res.Position)
 	if last := fromStream[len(fromStream)-1]; res.Position != last.Position || res.Version != last.Version {
 		t.Fatalf("append reported version %d position %v, the last event reads back at %d %v", res.Version, res.Position, last.Version, last.Position)
 	}
@@ -145,11 +146,13 @@ func (s suite) testReadAllPaging(t *testing.T) {
 	var appended []eventstore.EventData
 	streams := []string{"queue-alice", "queue-bob", "queue-alice-2", "other-1"}
 	types := []string{"TaskEnqueued", "TaskStarted", "TaskCompleted"}
+	var last eventstore.AppendResult
 	for i := 0; i < 25; i++ {
 		e := event(types[i%len(types)], i)
-		mustAppend(t, st, streams[i%len(streams)], eventstore.Any, e)
+		last = mustAppend(t, st, streams[i%len(streams)], eventstore.Any, e)
 		appended = append(appended, e)
 	}
+	settle(t, st, last.Position)
 	all := readAll(t, st, eventstore.Start, eventstore.Filter{}, 0)
 	if len(all) != len(appended) {
 		t.Fatalf("read all: %d events, want %d", len(all), len(appended))
@@ -217,6 +220,7 @@ func (s suite) testHead(t *testing.T) {
 	}
 	mustAppend(t, st, "head-1", eventstore.NoStream, events("A", 2)...)
 	res := mustAppend(t, st, "head-2", eventstore.NoStream, events("A", 3)...)
+	settle(t, st, res.Position)
 	h := head(t, st)
 	all := readAll(t, st, eventstore.Start, eventstore.Filter{}, 0)
 	if h != res.Position || h != all[len(all)-1].Position {

@@ -310,7 +310,10 @@ func (s suite) testOutOfOrderRollback(t *testing.T) {
 func (s suite) testResume(t *testing.T) {
 	st := s.store(t)
 	ctx := testContext(t, longDeadline)
-	const total = 60
+	const (
+		total       = 60
+		beforeClose = 50 // appended while the first subscriber reads
+	)
 	appended := make([]eventstore.EventData, total)
 	for i := range appended {
 		appended[i] = event("Tick", i)
@@ -318,7 +321,7 @@ func (s suite) testResume(t *testing.T) {
 	mustAppend(t, st, "resume-1", eventstore.NoStream, appended[:5]...)
 	writerDone := make(chan error, 1)
 	go func() {
-		for i := 5; i < total; i++ {
+		for i := 5; i < beforeClose; i++ {
 			stream := fmt.Sprintf("resume-%d", i%3)
 			if _, err := st.Append(ctx, stream, eventstore.Any, appended[i]); err != nil {
 				writerDone <- err
@@ -329,7 +332,7 @@ func (s suite) testResume(t *testing.T) {
 	}()
 
 	first := subscribe(t, st, eventstore.Start, eventstore.Filter{})
-	part1 := collectN(t, first, 20)
+	part1 := collectN(t, first, 5)
 	lastDelivered := part1[len(part1)-1].Position
 	scanned := first.Position()
 	if scanned.Less(lastDelivered) {
@@ -341,9 +344,18 @@ func (s suite) testResume(t *testing.T) {
 	if err := <-writerDone; err != nil {
 		t.Fatalf("writer: %v", err)
 	}
+	// Events that surely come after the stop.
+	var last eventstore.AppendResult
+	for i := beforeClose; i < total; i++ {
+		last = mustAppend(t, st, fmt.Sprintf("resume-%d", i%3), eventstore.Any, appended[i])
+	}
+	settle(t, st, last.Position)
 	all := readAll(t, st, eventstore.Start, eventstore.Filter{}, 0)
 	if len(all) != total {
 		t.Fatalf("log holds %d events, want %d", len(all), total)
+	}
+	if len(part1) >= total {
+		t.Fatalf("the first subscriber delivered %d events before it was stopped, more than were appended then", len(part1))
 	}
 
 	for _, cp := range []struct {
@@ -351,14 +363,14 @@ func (s suite) testResume(t *testing.T) {
 		pos  eventstore.Position
 	}{{"LastDeliveredPosition", lastDelivered}, {"SubscriptionPosition", scanned}} {
 		t.Run(cp.name, func(t *testing.T) {
-			var part1Upto []eventstore.RecordedEvent
+			var upTo []eventstore.RecordedEvent
 			for _, e := range all {
 				if !cp.pos.Less(e.Position) {
-					part1Upto = append(part1Upto, e)
+					upTo = append(upTo, e)
 				}
 			}
 			// With no filter, everything at or below the checkpoint was delivered.
-			sameSequence(t, "delivered before the stop vs the log up to the checkpoint", part1, part1Upto)
+			sameSequence(t, "delivered before the stop vs the log up to the checkpoint", part1, upTo)
 			resumed := subscribe(t, st, cp.pos, eventstore.Filter{})
 			part2 := collectN(t, resumed, total-len(part1))
 			sameSequence(t, "delivered before and after the resume vs read all", append(append([]eventstore.RecordedEvent{}, part1...), part2...), all)
@@ -392,7 +404,7 @@ func (s suite) testSubscribeFilters(t *testing.T) {
 	}
 	appendRound(1)
 	marker := event("Marker", 0)
-	mustAppend(t, st, "marker", eventstore.NoStream, marker)
+	settle(t, st, mustAppend(t, st, "marker", eventstore.NoStream, marker).Position)
 	all := readAll(t, st, eventstore.Start, eventstore.Filter{}, 0)
 	for i, f := range filters {
 		var want []eventstore.RecordedEvent
@@ -415,8 +427,7 @@ func (s suite) testPositionPastFiltered(t *testing.T) {
 	sub := subscribe(t, st, eventstore.Start, eventstore.Filter{EventTypes: []string{"Wanted"}})
 	mustAppend(t, st, "filtered-1", eventstore.NoStream, event("Wanted", 0))
 	got := collectN(t, sub, 1)
-	mustAppend(t, st, "filtered-1", eventstore.Exact(1), events("Unwanted", 5)...)
-	last := head(t, st)
+	last := mustAppend(t, st, "filtered-1", eventstore.Exact(1), events("Unwanted", 5)...).Position
 	if !got[0].Position.Less(last) {
 		t.Fatalf("head %v is not after the delivered event %v", last, got[0].Position)
 	}

@@ -1,0 +1,228 @@
+// Package postgres owns the PostgreSQL backend of the event store: an
+// eventstore.Store on a pgx v5 pool, over the tables created by
+// migrations/postgres/0001_event_store.sql (event_streams, event_log).
+//
+// # Writing
+//
+// An Append is one SQL statement, so one round trip and one implicit
+// transaction: it takes a per-stream advisory lock, moves the stream's
+// version in event_streams (the expected-version check), inserts all the
+// events from arrays (unnest), and calls pg_notify. Every event row is
+// stamped with the writing transaction's ID, pg_current_xact_id() (xid8), and
+// a number from an identity column (position). The advisory lock is taken
+// before anything is written, so a transaction gets its ID only once it holds
+// the stream: appends to one stream get increasing transaction IDs, which
+// keeps each stream's versions ascending in the global order. When the
+// statement writes nothing (version mismatch) or hits the unique event ID,
+// a few reads decide between an idempotent retry (Duplicate), a
+// *eventstore.WrongVersionError and an ErrInvalid error.
+//
+// # Reading the global log
+//
+// The global order is (transaction_id, position); an eventstore.Position is
+// {Commit: transaction_id, Seq: position}. Readers (ReadAll, Head, Subscribe)
+// see only rows whose transaction_id is below
+// pg_snapshot_xmin(pg_current_snapshot()): every transaction below that
+// horizon has finished, so no row can ever appear below a position a reader
+// has passed. A bare "position > checkpoint" would lose the events of a
+// transaction that drew its positions first and committed last. The price:
+// a transaction left open anywhere in the cluster (any writer, not only
+// appends) holds readers back until it ends. It delays them; it never makes
+// them skip.
+//
+// # Subscriptions
+//
+// A Store keeps ONE listener connection (LISTEN taskqueue_events), opened on
+// the first Subscribe and shared by all subscriptions; the payload is the
+// schema the append wrote to, so stores in other schemas of the same database
+// do not wake each other. A notification is only a wake-up: subscriptions
+// always read the table. When a read finds committed events still above the
+// horizon (held back by an open transaction) the subscription retries every
+// heldBackRetry; otherwise it waits for a notification, with a fallback poll
+// (idlePoll while the listener is up, downPoll while it reconnects). A dropped
+// listener connection is reconnected with backoff.
+//
+// # Schema and transactions
+//
+// Open and New do not apply migrations: the application runs migrations.Up
+// before serving (taskqueue migrate), and Migrate does it for tests and
+// tools. Open fails with a clear error when the tables are missing.
+// Pool exposes the pool so that a projection can write its read model and
+// its checkpoint in one transaction of the same database; AppendTx appends
+// inside a caller's transaction.
+//
+// The Store is safe for concurrent use. Renaming the tables, the notification
+// channel or the advisory lock class breaks running deployments: add a
+// migration and keep the old names readable.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/migrations"
+)
+
+const (
+	// notifyChannel is the LISTEN/NOTIFY channel appends notify on.
+	notifyChannel = "taskqueue_events"
+	// lockClass is the first key of the per-stream advisory locks
+	// (pg_advisory_xact_lock(lockClass, hashtext(stream))).
+	lockClass = 0x7471 // "tq"
+	// heldBackRetry is how soon a subscription that found events held back
+	// by an open transaction reads again.
+	heldBackRetry = 20 * time.Millisecond
+	// idlePoll is the fallback poll of an idle subscription while the
+	// listener is connected; notifications normally come first.
+	idlePoll = time.Second
+	// downPoll is the poll of an idle subscription while the listener is
+	// disconnected: it keeps the ~50 ms wake-up promise without NOTIFY.
+	downPoll = 50 * time.Millisecond
+	// defaultPage is the page size of ReadAll (limit <= 0) and subscriptions.
+	defaultPage = 500
+)
+
+// Store is the PostgreSQL event store. Build one with Open or New.
+type Store struct {
+	pool     *pgxpool.Pool
+	ownsPool bool
+	schema   string
+
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	done      <-chan struct{} // ctx.Done()
+	closeOnce sync.Once
+	listener  *listener
+}
+
+// Option configures Open.
+type Option func(*pgxpool.Config)
+
+// WithMaxConns bounds the pool Open creates (pgxpool's default is
+// max(4, number of CPUs)). The listener connection is not counted.
+func WithMaxConns(n int32) Option {
+	return func(c *pgxpool.Config) { c.MaxConns = n }
+}
+
+// WithPoolConfig lets the caller adjust the pool configuration Open parses
+// from the URL.
+func WithPoolConfig(f func(*pgxpool.Config)) Option { return Option(f) }
+
+// Open connects to the database at url (a pgx connection string) and returns
+// a Store that owns its pool: Close closes the pool. It does not migrate.
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres event store: parse url: %w", err)
+	}
+	for _, o := range opts {
+		o(cfg)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres event store: %w", err)
+	}
+	s, err := New(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownsPool = true
+	return s, nil
+}
+
+// New returns a Store on pool, which the caller keeps owning: Close leaves
+// it open. It checks that the event store's tables exist.
+func New(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
+	var schema string
+	var tables int
+	err := pool.QueryRow(ctx, `SELECT current_schema(),
+		(to_regclass('event_log') IS NOT NULL)::int + (to_regclass('event_streams') IS NOT NULL)::int`).Scan(&schema, &tables)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres event store: %w", err)
+	}
+	if tables != 2 {
+		return nil, fmt.Errorf("open postgres event store: tables event_log and event_streams are missing from schema %q: apply the migrations first (taskqueue migrate up, or postgres.Migrate)", schema)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &Store{pool: pool, schema: schema, ctx: sctx, cancel: cancel, done: sctx.Done()}
+	s.listener = newListener(sctx, pool.Config().ConnConfig, schema)
+	return s, nil
+}
+
+// Migrate applies every pending PostgreSQL migration (the event store's and
+// everyone else's) to the database of pool.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	if _, err := migrations.Up(ctx, db, migrations.Postgres); err != nil {
+		return fmt.Errorf("migrate event store: %w", err)
+	}
+	return nil
+}
+
+// Pool returns the store's pool, for writing read models and checkpoints in
+// the same database. Do not close it while the Store is in use.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close ends every subscription (their Next returns ErrClosed), stops the
+// listener and, when Open created the pool, closes it. A second Close
+// returns nil.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.listener.wait()
+		if s.ownsPool {
+			s.pool.Close()
+		}
+	})
+	return nil
+}
+
+func (s *Store) closed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// withStore returns a context that also ends when the store closes, so that
+// no query outlives Close. Call the returned function when done.
+func (s *Store) withStore(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// opError turns an error of a query run under withStore into what callers
+// expect: ctx.Err() when the caller's context ended, ErrClosed when the store
+// closed, err otherwise.
+func (s *Store) opError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if s.closed() {
+		return eventstore.ErrClosed
+	}
+	return err
+}
+
+// querier is what reads need: the pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+var errNotFirstWrite = errors.New("AppendTx must be the transaction's first write")

@@ -1,0 +1,60 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/eventstore/postgres"
+	"github.com/taskqueue/taskqueue/eventstore/storetest"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+)
+
+// openStore returns a store on a fresh, migrated schema, closed when the
+// test ends. Pools stay small: every engineer's tests share the server.
+func openStore(t testing.TB) *postgres.Store {
+	t.Helper()
+	url := testenv.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	migrate, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	err = postgres.Migrate(ctx, migrate)
+	migrate.Close()
+	if err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	s, err := postgres.Open(ctx, url, postgres.WithMaxConns(6))
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func harness() storetest.Harness {
+	return storetest.Harness{
+		New: func(t *testing.T) eventstore.Store { return openStore(t) },
+		HoldAppend: func(ctx context.Context, t *testing.T, st eventstore.Store, stream string, events ...eventstore.EventData) (storetest.HeldAppend, error) {
+			s := st.(*postgres.Store)
+			tx, err := s.Pool().Begin(ctx)
+			if err != nil {
+				return storetest.HeldAppend{}, err
+			}
+			if _, err := s.AppendTx(ctx, tx, stream, eventstore.Any, events...); err != nil {
+				_ = tx.Rollback(ctx)
+				return storetest.HeldAppend{}, err
+			}
+			return storetest.HeldAppend{Commit: tx.Commit, Rollback: tx.Rollback}, nil
+		},
+	}
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, harness())
+}

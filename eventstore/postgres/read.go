@@ -1,0 +1,230 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+)
+
+// eventColumns are read by scanEvent, in this order.
+const eventColumns = `transaction_id::text::bigint, position, event_id, stream_id, version, event_type,
+	schema_version, data::text, occurred_at, correlation_id, causation_id, actor, recorded_at`
+
+// ReadStream implements eventstore.Store. A stream's committed events are
+// final (appends to one stream are serialized), so it reads them directly,
+// without the global readers' horizon.
+func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
+	if s.closed() {
+		return nil, fmt.Errorf("read stream %s: %w", stream, eventstore.ErrClosed)
+	}
+	if err := eventstore.ValidateStreamID(stream); err != nil {
+		return nil, fmt.Errorf("read stream: %w", err)
+	}
+	ctx, done := s.withStore(ctx)
+	defer done()
+	evs, err := readStream(ctx, s.pool, stream, from, limit)
+	if err != nil {
+		return nil, s.opError(ctx, err)
+	}
+	return evs, nil
+}
+
+func readStream(ctx context.Context, q querier, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
+	var lim *int
+	if limit > 0 {
+		lim = &limit
+	}
+	rows, err := q.Query(ctx, `SELECT `+eventColumns+` FROM event_log
+		WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, stream, from, lim)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s from %d: %w", stream, from, err)
+	}
+	evs, err := pgx.CollectRows(rows, scanEvent)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s from %d: %w", stream, from, err)
+	}
+	return evs, nil
+}
+
+func scanEvent(row pgx.CollectableRow) (eventstore.RecordedEvent, error) {
+	var (
+		e    eventstore.RecordedEvent
+		xid  int64
+		pos  int64
+		data string
+	)
+	err := row.Scan(&xid, &pos, &e.ID, &e.Stream, &e.Version, &e.Type, &e.SchemaVersion, &data,
+		&e.Metadata.OccurredAt, &e.Metadata.CorrelationID, &e.Metadata.CausationID, &e.Metadata.Actor, &e.RecordedAt)
+	if err != nil {
+		return e, err
+	}
+	e.Data = []byte(data)
+	e.Position = eventstore.Position{Commit: uint64(xid), Seq: uint64(pos)}
+	e.Metadata.OccurredAt = e.Metadata.OccurredAt.UTC()
+	e.RecordedAt = e.RecordedAt.UTC()
+	return e, nil
+}
+
+// StreamVersion implements eventstore.Store.
+func (s *Store) StreamVersion(ctx context.Context, stream string) (int64, error) {
+	if s.closed() {
+		return 0, fmt.Errorf("read version of %s: %w", stream, eventstore.ErrClosed)
+	}
+	if err := eventstore.ValidateStreamID(stream); err != nil {
+		return 0, fmt.Errorf("read stream version: %w", err)
+	}
+	ctx, done := s.withStore(ctx)
+	defer done()
+	var v int64
+	err := s.pool.QueryRow(ctx, `SELECT version FROM event_streams WHERE stream_id = $1`, stream).Scan(&v)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("read version of %s: %w", stream, s.opError(ctx, err))
+	}
+	return v, nil
+}
+
+// Head implements eventstore.Store: the last event below the horizon.
+func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
+	if s.closed() {
+		return eventstore.Position{}, fmt.Errorf("read head: %w", eventstore.ErrClosed)
+	}
+	ctx, done := s.withStore(ctx)
+	defer done()
+	var xid, pos int64
+	err := s.pool.QueryRow(ctx, `SELECT transaction_id::text::bigint, position FROM event_log
+		WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY transaction_id DESC, position DESC LIMIT 1`).Scan(&xid, &pos)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return eventstore.Position{}, nil
+	case err != nil:
+		return eventstore.Position{}, fmt.Errorf("read head: %w", s.opError(ctx, err))
+	}
+	return eventstore.Position{Commit: uint64(xid), Seq: uint64(pos)}, nil
+}
+
+// ReadAll implements eventstore.Store.
+func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, filter eventstore.Filter, limit int) ([]eventstore.RecordedEvent, error) {
+	if s.closed() {
+		return nil, fmt.Errorf("read all after %v: %w", after, eventstore.ErrClosed)
+	}
+	if limit <= 0 {
+		limit = defaultPage
+	}
+	ctx, done := s.withStore(ctx)
+	defer done()
+	p, err := readPage(ctx, s.pool, after, filter, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read all after %v: %w", after, s.opError(ctx, err))
+	}
+	return p.events, nil
+}
+
+// page is one read of the global log, all from one snapshot.
+type page struct {
+	// events match the filter, after the position asked for, below the
+	// horizon, in log order; at most the limit.
+	events []eventstore.RecordedEvent
+	// head is the last event below the horizon (any filter), the zero
+	// Position if none.
+	head eventstore.Position
+	// heldBack is true when committed events exist at or above the
+	// horizon: an open transaction holds them back for now.
+	heldBack bool
+}
+
+// pageQuery reads a page and, in the same snapshot, the head and whether
+// events are held back. $1 after.Commit (as text, for xid8), $2 after.Seq,
+// $3 event types, $4 stream prefixes, $5 streams (NULL: no condition),
+// $6 limit. The (SELECT 1) row keeps head and heldBack when the page is
+// empty.
+const pageQuery = `WITH snap AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+head AS MATERIALIZED (
+	SELECT transaction_id, position FROM event_log
+	WHERE transaction_id < (SELECT xmin FROM snap)
+	ORDER BY transaction_id DESC, position DESC LIMIT 1
+),
+page AS MATERIALIZED (
+	SELECT ` + eventColumns + ` FROM event_log
+	WHERE (transaction_id, position) > ($1::text::xid8, $2::bigint)
+		AND transaction_id < (SELECT xmin FROM snap)
+		AND ($3::text[] IS NULL OR event_type = ANY($3::text[]))
+		AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS p(prefix) WHERE starts_with(stream_id, p.prefix)))
+		AND ($5::text[] IS NULL OR stream_id = ANY($5::text[]))
+	ORDER BY transaction_id, position
+	LIMIT $6
+)
+SELECT coalesce((SELECT transaction_id::text::bigint FROM head), 0),
+	coalesce((SELECT position FROM head), 0),
+	EXISTS (SELECT 1 FROM event_log WHERE transaction_id >= (SELECT xmin FROM snap)),
+	p.*
+FROM (SELECT 1) AS one LEFT JOIN page AS p ON true
+ORDER BY p.transaction_id, p.position`
+
+func readPage(ctx context.Context, q querier, after eventstore.Position, filter eventstore.Filter, limit int) (page, error) {
+	rows, err := q.Query(ctx, pageQuery, strconv.FormatUint(after.Commit, 10), int64(after.Seq),
+		nullable(filter.EventTypes), nullable(filter.StreamPrefixes), nullable(filter.Streams), limit)
+	if err != nil {
+		return page{}, err
+	}
+	defer rows.Close()
+	var p page
+	for rows.Next() {
+		var (
+			headXID, headPos                 int64
+			xid, pos, version                *int64
+			id                               *uuid.UUID
+			stream, typ, data, corr, caus, a *string
+			schema                           *int32
+			at, recorded                     *time.Time
+		)
+		if err := rows.Scan(&headXID, &headPos, &p.heldBack, &xid, &pos, &id, &stream, &version, &typ, &schema,
+			&data, &at, &corr, &caus, &a, &recorded); err != nil {
+			return page{}, err
+		}
+		p.head = eventstore.Position{Commit: uint64(headXID), Seq: uint64(headPos)}
+		if xid == nil {
+			continue // the empty page's single row
+		}
+		p.events = append(p.events, eventstore.RecordedEvent{
+			EventData: eventstore.EventData{
+				ID:            *id,
+				Type:          *typ,
+				SchemaVersion: int(*schema),
+				Data:          []byte(*data),
+				Metadata: eventstore.Metadata{
+					OccurredAt:    at.UTC(),
+					CorrelationID: *corr,
+					CausationID:   *caus,
+					Actor:         *a,
+				},
+			},
+			Stream:     *stream,
+			Version:    *version,
+			Position:   eventstore.Position{Commit: uint64(*xid), Seq: uint64(*pos)},
+			RecordedAt: recorded.UTC(),
+		})
+	}
+	if err := rows.Err(); err != nil {
+		return page{}, err
+	}
+	return p, nil
+}
+
+// nullable maps an empty filter list to SQL NULL ("no condition").
+func nullable(list []string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	return list
+}

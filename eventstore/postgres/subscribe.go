@@ -1,0 +1,266 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+)
+
+// Subscribe implements eventstore.Store. The subscription reads pages of
+// the global log below the horizon; ctx bounds only the call itself.
+func (s *Store) Subscribe(ctx context.Context, after eventstore.Position, filter eventstore.Filter) (eventstore.Subscription, error) {
+	if s.closed() {
+		return nil, fmt.Errorf("subscribe after %v: %w", after, eventstore.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("subscribe after %v: %w", after, err)
+	}
+	s.listener.start()
+	return &subscription{store: s, filter: filter, pos: after, done: make(chan struct{})}, nil
+}
+
+type subscription struct {
+	store  *Store
+	filter eventstore.Filter
+
+	mu  sync.Mutex // guards pos, for Position called from another goroutine
+	pos eventstore.Position
+
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// Next implements eventstore.Subscription.
+func (sub *subscription) Next(ctx context.Context) ([]eventstore.RecordedEvent, error) {
+	s := sub.store
+	for {
+		if err := sub.stopped(ctx); err != nil {
+			return nil, err
+		}
+		// Take the wake-up channel before reading, so a notification that
+		// arrives during the read is not lost.
+		wake, listening := s.listener.wake()
+		p, err := sub.read(ctx)
+		if err != nil {
+			if stop := sub.stopped(ctx); stop != nil {
+				return nil, stop
+			}
+			return nil, fmt.Errorf("subscription after %v: %w", sub.Position(), err)
+		}
+		if len(p.events) > 0 {
+			return p.events, nil
+		}
+		var wait time.Duration
+		switch {
+		case p.heldBack:
+			wait = heldBackRetry
+		case listening:
+			wait = idlePoll
+		default:
+			wait = downPoll
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-wake:
+		case <-timer.C:
+		case <-ctx.Done():
+		case <-sub.done:
+		case <-s.done:
+		}
+		timer.Stop()
+	}
+}
+
+// read reads one page after the subscription's position and moves the
+// position past the events delivered and, when the page reached the head,
+// past everything scanned.
+func (sub *subscription) read(ctx context.Context) (page, error) {
+	s := sub.store
+	qctx, done := s.withStore(ctx)
+	defer done()
+	qctx, cancel := context.WithCancel(qctx)
+	defer cancel()
+	stop := context.AfterFunc(doneContext(sub.done), cancel)
+	defer stop()
+	from := sub.Position()
+	p, err := readPage(qctx, s.pool, from, sub.filter, defaultPage)
+	if err != nil {
+		return p, err
+	}
+	next := from
+	if len(p.events) > 0 {
+		next = p.events[len(p.events)-1].Position
+	}
+	if len(p.events) < defaultPage && next.Less(p.head) {
+		next = p.head
+	}
+	sub.mu.Lock()
+	sub.pos = next
+	sub.mu.Unlock()
+	return p, nil
+}
+
+// stopped reports why Next must return, if it must.
+func (sub *subscription) stopped(ctx context.Context) error {
+	select {
+	case <-sub.done:
+		return eventstore.ErrClosed
+	case <-sub.store.done:
+		return eventstore.ErrClosed
+	default:
+	}
+	return ctx.Err()
+}
+
+// Position implements eventstore.Subscription.
+func (sub *subscription) Position() eventstore.Position {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return sub.pos
+}
+
+// Close implements eventstore.Subscription.
+func (sub *subscription) Close() error {
+	sub.closeOnce.Do(func() { close(sub.done) })
+	return nil
+}
+
+// doneContext is a context that ends when the channel is closed.
+type doneContext <-chan struct{}
+
+func (d doneContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (d doneContext) Done() <-chan struct{}       { return d }
+func (d doneContext) Value(any) any               { return nil }
+func (d doneContext) Err() error {
+	select {
+	case <-d:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+// listener holds the store's one LISTEN connection and wakes every waiting
+// subscription when an append to this schema commits.
+type listener struct {
+	config *pgx.ConnConfig
+	schema string
+	ctx    context.Context // ends when the store closes
+
+	startOnce sync.Once
+	finished  chan struct{} // closed when run returns; nil if never started
+
+	mu        sync.Mutex
+	wakeCh    chan struct{} // closed and replaced on every wake-up
+	listening bool
+	pid       uint32 // backend PID of the listener connection, 0 if none
+}
+
+func newListener(ctx context.Context, config *pgx.ConnConfig, schema string) *listener {
+	return &listener{config: config, schema: schema, ctx: ctx, wakeCh: make(chan struct{})}
+}
+
+// start runs the listener if it does not run yet.
+func (l *listener) start() {
+	l.startOnce.Do(func() {
+		l.mu.Lock()
+		l.finished = make(chan struct{})
+		l.mu.Unlock()
+		go l.run()
+	})
+}
+
+// wait returns once the listener has stopped (after the store's done).
+func (l *listener) wait() {
+	l.startOnce.Do(func() {}) // no start after this
+	l.mu.Lock()
+	finished := l.finished
+	l.mu.Unlock()
+	if finished != nil {
+		<-finished
+	}
+}
+
+// wake returns the channel closed at the next wake-up and whether the
+// listener connection is up.
+func (l *listener) wake() (<-chan struct{}, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.wakeCh, l.listening
+}
+
+func (l *listener) broadcast() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.wakeCh)
+	l.wakeCh = make(chan struct{})
+}
+
+func (l *listener) setConn(pid uint32, listening bool) {
+	l.mu.Lock()
+	l.pid, l.listening = pid, listening
+	l.mu.Unlock()
+	// Wake everyone: while the connection was down notifications were lost,
+	// and whoever waits on the slow poll must switch to the fast one.
+	l.broadcast()
+}
+
+func (l *listener) run() {
+	defer close(l.finished)
+	ctx := l.ctx
+	backoff := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		err := l.listen(ctx)
+		l.setConn(0, false)
+		if ctx.Err() != nil {
+			return
+		}
+		_ = err // the subscriptions poll fast until the connection is back
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+// listen connects, listens and relays notifications until the connection
+// fails or ctx ends.
+func (l *listener) listen(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, l.config.Copy())
+	if err != nil {
+		return fmt.Errorf("connect listener: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	l.setConn(conn.PgConn().PID(), true)
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		if n.Payload == l.schema {
+			l.broadcast()
+		}
+	}
+}
+
+// listenerPID is the backend PID of the listener connection, 0 when it is
+// down. Tests use it to kill the connection.
+func (l *listener) listenerPID() uint32 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pid
+}
