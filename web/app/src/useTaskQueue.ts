@@ -76,6 +76,7 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
   const [realtime, setRealtime] = useState<RealtimeState>('connecting')
   const [toasts, setToasts] = useState<Toast[]>([])
   const viewRef = useRef<QueueView | null>(view)
+  const liveRef = useRef(false)
   const removedByMe = useRef(new Set<string>())
   const catalogRef = useRef(catalog)
   catalogRef.current = catalog
@@ -101,11 +102,16 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
       const prev = viewRef.current
       if (!isNewer(next, prev)) return
       if (prev && prev.playerId === next.playerId && next.version > prev.version) {
+        // With polling alone a finished task is one that left the queue after
+        // it had started, and that this player did not remove. (Once the
+        // WebSocket is live, TaskCompleted and TaskFailed events say it exactly.)
         const still = new Set(next.tasks.map((t) => t.taskId))
-        for (const t of prev.tasks) {
+        for (const [i, t] of prev.tasks.entries()) {
           if (still.has(t.taskId)) continue
           if (removedByMe.current.delete(t.taskId)) continue
-          toast(`Finished: ${taskName(t.type)} ×${t.count}`, 'good')
+          if (liveRef.current) continue
+          const started = t.done > 0 || (i === 0 && prev.repetition?.taskId === t.taskId)
+          if (started) toast(`Finished: ${taskName(t.type)} ×${t.count}`, 'good')
         }
         for (const [skill, s] of Object.entries(next.skills)) {
           const before = prev.skills[skill]?.level ?? 1
@@ -246,7 +252,16 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
       token: session.token,
       playerId,
       onQueue: (v) => accept(v, Date.now()),
-      onState: setRealtime,
+      onEvent: (e) => {
+        // Data fields as in package domain's TaskCompleted and TaskFailed.
+        const name = taskName(String(e.data.type ?? ''))
+        if (e.type === 'TaskCompleted') toast(`Finished: ${name} ×${String(e.data.count ?? '')}`, 'good')
+        if (e.type === 'TaskFailed') toast(`Failed: ${name}: ${String(e.data.reason ?? '')}`, 'bad')
+      },
+      onState: (s) => {
+        liveRef.current = s === 'live'
+        setRealtime(s)
+      },
     })
     rtRef.current = client
     client.start()
@@ -254,7 +269,7 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
       client.stop()
       rtRef.current = null
     }
-  }, [session.token, playerId, accept])
+  }, [session.token, playerId, accept, toast, taskName])
 
   // Polling while the WebSocket is not live; sends what waits when reachable.
   const live = realtime === 'live'
