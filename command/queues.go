@@ -1,0 +1,372 @@
+package command
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+)
+
+// EventStore is the part of the event store port the command side uses.
+// Every eventstore.Store implements it.
+type EventStore interface {
+	ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error)
+	Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error)
+}
+
+// Config configures the command side. The zero value of every field means
+// its default.
+type Config struct {
+	// Rules are the game rules decisions follow (catalog, queue limit).
+	Rules domain.Rules
+	// Clock gives the time of each command. Default time.Now.
+	Clock func() time.Time
+	// MaxAttempts bounds the decisions of one command that loses to
+	// concurrent writers (eventstore.ErrWrongVersion). Default 5.
+	MaxAttempts int
+	// CacheSize bounds the queues kept loaded in memory. Default 10,000.
+	CacheSize int
+	// KeysPerQueue bounds the idempotency keys remembered per queue.
+	// Default 256.
+	KeysPerQueue int
+	// ReadPageSize is the number of events read per ReadStream call when
+	// loading. Default 1,000.
+	ReadPageSize int
+}
+
+func (c *Config) setDefaults() {
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 5
+	}
+	if c.CacheSize <= 0 {
+		c.CacheSize = 10_000
+	}
+	if c.KeysPerQueue <= 0 {
+		c.KeysPerQueue = 256
+	}
+	if c.ReadPageSize <= 0 {
+		c.ReadPageSize = 1000
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if err := c.Rules.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxAttempts > 100 {
+		errs = append(errs, fmt.Errorf("MaxAttempts %d is over 100", c.MaxAttempts))
+	}
+	return errors.Join(errs...)
+}
+
+// Queues loads, caches and saves queue aggregates. It is safe for
+// concurrent use.
+type Queues struct {
+	store EventStore
+	cfg   Config
+
+	mu      sync.Mutex
+	entries map[string]*list.Element // of *cached
+	lru     *list.List               // front: most recently used
+}
+
+// cached is one loaded queue. mu serializes the commands of one stream in
+// this process; st is nil until loaded (or after a failed load).
+type cached struct {
+	stream string
+	mu     sync.Mutex
+	st     *loaded
+}
+
+// loaded is a queue as of a stream version, with the idempotency keys of
+// its last commands.
+type loaded struct {
+	queue   *domain.Queue
+	version int64
+	keys    map[string]*keyRecord
+	order   []string // keys, oldest first
+}
+
+// keyRecord is what a queue remembers of one command's events.
+type keyRecord struct {
+	firstID  uuid.UUID
+	version  int64                // stream version after the command's last event
+	position eventstore.Position  // global position of the command's last event
+	enqueued *domain.TaskEnqueued // the task queued by the command, if any
+}
+
+// NewQueues returns the aggregate repository over store.
+func NewQueues(store EventStore, cfg Config) (*Queues, error) {
+	if store == nil {
+		return nil, errors.New("new command queues: nil event store")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("new command queues: %w", err)
+	}
+	cfg.setDefaults()
+	return &Queues{store: store, cfg: cfg, entries: map[string]*list.Element{}, lru: list.New()}, nil
+}
+
+// Now returns the time of the configured clock.
+func (r *Queues) Now() time.Time { return r.cfg.Clock() }
+
+// Rules returns the rules decisions follow.
+func (r *Queues) Rules() domain.Rules { return r.cfg.Rules }
+
+// entry returns the cache entry of stream, creating it (and evicting the
+// least recently used one beyond CacheSize).
+func (r *Queues) entry(stream string) *cached {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if el, ok := r.entries[stream]; ok {
+		r.lru.MoveToFront(el)
+		return el.Value.(*cached)
+	}
+	c := &cached{stream: stream}
+	r.entries[stream] = r.lru.PushFront(c)
+	for r.lru.Len() > r.cfg.CacheSize {
+		old := r.lru.Back()
+		r.lru.Remove(old)
+		delete(r.entries, old.Value.(*cached).stream)
+	}
+	return c
+}
+
+// Len returns the number of queues cached.
+func (r *Queues) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lru.Len()
+}
+
+// catchUp brings c's state to the end of its stream. c.mu must be held.
+func (r *Queues) catchUp(ctx context.Context, c *cached, player domain.PlayerID) (*loaded, error) {
+	if c.st == nil {
+		c.st = &loaded{queue: domain.NewQueue(player, r.cfg.Rules), keys: map[string]*keyRecord{}}
+	}
+	st := c.st
+	for {
+		page, err := r.store.ReadStream(ctx, c.stream, st.version+1, r.cfg.ReadPageSize)
+		if err != nil {
+			return nil, fmt.Errorf("read %s from version %d: %w", c.stream, st.version+1, err)
+		}
+		for _, rec := range page {
+			if err := r.applyRecorded(st, rec); err != nil {
+				c.st = nil // the next command loads from scratch
+				return nil, fmt.Errorf("load %s: %w", c.stream, err)
+			}
+		}
+		if len(page) < r.cfg.ReadPageSize {
+			return st, nil
+		}
+	}
+}
+
+func (r *Queues) applyRecorded(st *loaded, rec eventstore.RecordedEvent) error {
+	if rec.Version != st.version+1 {
+		return fmt.Errorf("event %s has version %d, expected %d", rec.ID, rec.Version, st.version+1)
+	}
+	e, err := domain.DecodeEvent(rec.Type, rec.SchemaVersion, rec.Data)
+	if err != nil {
+		return fmt.Errorf("event %d: %w", rec.Version, err)
+	}
+	if err := st.queue.Apply(e); err != nil {
+		return err
+	}
+	st.version = rec.Version
+	r.remember(st, rec.Metadata.CausationID, rec.ID, rec.Version, rec.Position, e)
+	return nil
+}
+
+// remember records that event id (at version, position) came from the
+// command with key.
+func (r *Queues) remember(st *loaded, key string, id uuid.UUID, version int64, position eventstore.Position, e domain.Event) {
+	if key == "" {
+		return
+	}
+	k, ok := st.keys[key]
+	if !ok {
+		k = &keyRecord{firstID: id}
+		st.keys[key] = k
+		st.order = append(st.order, key)
+		if len(st.order) > r.cfg.KeysPerQueue {
+			delete(st.keys, st.order[0])
+			st.order = st.order[1:]
+		}
+	}
+	k.version, k.position = version, position
+	if te, ok := e.(domain.TaskEnqueued); ok && k.enqueued == nil {
+		k.enqueued = &te
+	}
+}
+
+// Request carries what every command has besides its own fields.
+type Request struct {
+	// PlayerID is whose queue the command acts on.
+	PlayerID string
+	// IdempotencyKey identifies the request across retries (1-128
+	// printable ASCII). Empty: the handler makes one, so the request is
+	// not retry-safe.
+	IdempotencyKey string
+	// IfMatch, when set, makes the command conditional on the queue's
+	// stream version.
+	IfMatch *int64
+	// CorrelationID ties the events to the request (e.g. its request ID).
+	CorrelationID string
+	// Actor is who asked: a player ID, "system" or an admin.
+	Actor string
+}
+
+// Result is the outcome of a command.
+type Result struct {
+	// View is the queue after the command. For a duplicate it is the
+	// queue as it is now.
+	View domain.QueueView
+	// Version is the stream version after the command (the ETag); for a
+	// duplicate, the version right after the first execution.
+	Version int64
+	// Position is the global position of the command's last event (zero
+	// when it appended nothing).
+	Position eventstore.Position
+	// Events are the events the command appended (none for a duplicate).
+	Events []domain.Event
+	// Duplicate is true when the request was a retry of one already
+	// executed: nothing was appended.
+	Duplicate bool
+}
+
+// decision is what a handler asks the aggregate to do. key is the
+// command's idempotency key (to derive IDs from).
+type decision func(q *domain.Queue, now time.Time, key string) ([]domain.Event, error)
+
+// outcome is Result plus what a handler may need of the first execution.
+type outcome struct {
+	Result
+	first *keyRecord
+	key   string
+	fp    string
+}
+
+// execute runs one command: load, check idempotency and the condition,
+// decide, append with the exact expected version, retry on conflict.
+func (r *Queues) execute(ctx context.Context, req Request, fp string, decide decision) (outcome, error) {
+	player, err := domain.ParsePlayerID(req.PlayerID)
+	if err != nil {
+		return outcome{}, err
+	}
+	key := req.IdempotencyKey
+	if key == "" {
+		key = uuid.NewString()
+	} else if err := ValidateKey(key); err != nil {
+		return outcome{}, err
+	}
+	stream := player.Stream()
+	firstID := eventID(stream, key, fp, 0)
+	for attempt := 1; ; attempt++ {
+		out, retry, err := r.attempt(ctx, player, stream, req, key, fp, firstID, decide)
+		if !retry {
+			out.key, out.fp = key, fp
+			return out, err
+		}
+		if attempt >= r.cfg.MaxAttempts {
+			return outcome{}, fmt.Errorf("%s: %w: lost %d times to concurrent writers (last: %v)", stream, ErrConflict, attempt, err)
+		}
+		// A short random pause spreads competing processes apart.
+		pause := time.Duration(rand.Int64N(int64(attempt)*int64(5*time.Millisecond) + 1))
+		select {
+		case <-ctx.Done():
+			return outcome{}, fmt.Errorf("%s: retry after a conflict: %w", stream, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+// attempt makes one decision. retry reports a lost race worth retrying.
+func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision) (out outcome, retry bool, err error) {
+	c := r.entry(stream)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, err := r.catchUp(ctx, c, player)
+	if err != nil {
+		return outcome{}, false, err
+	}
+	if k, ok := st.keys[key]; ok {
+		if k.firstID != firstID {
+			return outcome{}, false, fmt.Errorf("%s: key %q: %w", stream, key, ErrIdempotencyKeyReused)
+		}
+		first := *k
+		return outcome{Result: Result{View: st.queue.View(), Version: k.version, Position: k.position, Duplicate: true}, first: &first}, false, nil
+	}
+	if req.IfMatch != nil && *req.IfMatch != st.version {
+		return outcome{}, false, &PreconditionFailedError{Stream: stream, Expected: *req.IfMatch, Actual: st.version}
+	}
+	q := st.queue.Clone()
+	events, err := decide(q, r.cfg.Clock(), key)
+	if err != nil {
+		return outcome{}, false, err
+	}
+	if len(events) == 0 {
+		return outcome{Result: Result{View: q.View(), Version: st.version}}, false, nil
+	}
+	data := make([]eventstore.EventData, len(events))
+	for i, e := range events {
+		typ, version, payload, err := domain.EncodeEvent(e)
+		if err != nil {
+			return outcome{}, false, err
+		}
+		data[i] = eventstore.EventData{
+			ID: eventID(stream, key, fp, i), Type: string(typ), SchemaVersion: version, Data: payload,
+			Metadata: eventstore.Metadata{
+				OccurredAt: e.OccurredAt(), CorrelationID: req.CorrelationID, CausationID: key, Actor: req.Actor,
+			},
+		}
+	}
+	res, err := r.store.Append(ctx, stream, eventstore.Exact(st.version), data...)
+	switch {
+	case errors.Is(err, eventstore.ErrWrongVersion):
+		return outcome{}, true, err
+	case err != nil:
+		return outcome{}, false, fmt.Errorf("append %d events to %s: %w", len(data), stream, err)
+	case res.Duplicate:
+		// The same request, appended concurrently by another process: the
+		// next attempt reads it and answers as a duplicate.
+		return outcome{}, true, fmt.Errorf("append %d events to %s: appended concurrently by the same request", len(data), stream)
+	case res.Version != q.Version():
+		c.st = nil
+		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports version %d, the queue counts %d", len(data), stream, res.Version, q.Version())
+	}
+	st.queue, st.version = q, res.Version
+	for i, e := range events {
+		r.remember(st, key, data[i].ID, res.Version-int64(len(events)-1-i), res.Position, e)
+	}
+	return outcome{Result: Result{View: q.View(), Version: res.Version, Position: res.Position, Events: events}}, false, nil
+}
+
+// read returns the queue of player as of the end of its stream.
+func (r *Queues) read(ctx context.Context, playerID string) (domain.QueueView, int64, error) {
+	player, err := domain.ParsePlayerID(playerID)
+	if err != nil {
+		return domain.QueueView{}, 0, err
+	}
+	c := r.entry(player.Stream())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, err := r.catchUp(ctx, c, player)
+	if err != nil {
+		return domain.QueueView{}, 0, err
+	}
+	return st.queue.View(), st.version, nil
+}
