@@ -26,9 +26,9 @@
 // # Commands
 //
 // Commands run through the Queues port (implemented in app/ over command/).
-// Each carries its Idempotency-Key, a fingerprint of the request (method,
-// path, body) so that a reused key with another request is refused, and
-// If-Match as an expected version. Successes carry ETag: "<version>".
+// Each carries its Idempotency-Key (command/ answers a retry with the first
+// result and refuses the key reused with other content) and If-Match as the
+// version the queue must have. Successes carry ETag: "<version>".
 //
 // # The web app
 //

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/web/auth"
@@ -69,15 +70,13 @@ type Problem struct {
 // Errors the HTTP layer itself raises. Handlers return them (wrapped with
 // a detail) and problemFor turns them into responses like any other error.
 var (
-	errForbidden            = errors.New("forbidden")
-	errNotFound             = errors.New("not found")
-	errMethodNotAllowed     = errors.New("method not allowed")
-	errPayloadTooLarge      = errors.New("payload too large")
-	errUnsupportedMedia     = errors.New("unsupported media type")
-	errPreconditionFailed   = errors.New("precondition failed")
-	errIdempotencyKeyReused = errors.New("idempotency key reused with another request")
-	errNotImplemented       = errors.New("not implemented")
-	errUnavailable          = errors.New("unavailable")
+	errForbidden        = errors.New("forbidden")
+	errNotFound         = errors.New("not found")
+	errMethodNotAllowed = errors.New("method not allowed")
+	errPayloadTooLarge  = errors.New("payload too large")
+	errUnsupportedMedia = errors.New("unsupported media type")
+	errNotImplemented   = errors.New("not implemented")
+	errUnavailable      = errors.New("unavailable")
 )
 
 // fieldError is a request field that is wrong, found before the domain
@@ -130,9 +129,9 @@ func problemFor(err error) Problem {
 		t = ProblemMethodNotAllowed
 	case errors.Is(err, errUnsupportedMedia):
 		t = ProblemUnsupportedMediaType
-	case errors.Is(err, errPreconditionFailed):
+	case errors.Is(err, command.ErrPreconditionFailed):
 		t = ProblemPreconditionFailed
-	case errors.Is(err, errIdempotencyKeyReused):
+	case errors.Is(err, command.ErrIdempotencyKeyReused):
 		t = ProblemIdempotencyKeyReused
 	case errors.Is(err, errNotImplemented):
 		t = ProblemNotImplemented
@@ -146,7 +145,7 @@ func problemFor(err error) Problem {
 		t = ProblemValidation
 	case errors.As(err, &rl):
 		t, p.retryAfter = ProblemRateLimited, rl.RetryAfter
-	case errors.Is(err, eventstore.ErrWrongVersion):
+	case errors.Is(err, command.ErrConflict), errors.Is(err, eventstore.ErrWrongVersion):
 		t, detail = ProblemConflict, "the queue changed concurrently too many times; retry"
 	case errors.Is(err, errUnavailable), errors.Is(err, eventstore.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded):

@@ -3,10 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -23,10 +21,10 @@ import (
 // command handlers (command/) to it; the web layer depends on nothing else
 // of the write side.
 //
-// Errors are returned as the domain, command and store packages make them;
-// problemFor maps them. A command whose IfMatch did not match returns an
-// error wrapping ErrPreconditionFailed; a reused idempotency key with
-// another request one wrapping ErrIdempotencyKeyReused.
+// Errors are returned as the domain, command and store packages make them
+// (command.ErrPreconditionFailed for an If-Match that did not match,
+// command.ErrIdempotencyKeyReused, command.ErrConflict, domain errors);
+// problemFor maps them.
 type Queues interface {
 	// Queue returns the queue of player as it is now.
 	Queue(ctx context.Context, player domain.PlayerID) (domain.QueueView, error)
@@ -49,11 +47,10 @@ type CommandMeta struct {
 	// Actor is who sends the command (the token's principal).
 	Actor auth.Principal
 	// IdempotencyKey is the client's Idempotency-Key, or "" when it sent
-	// none (the command then makes one: the request is not retry-safe).
+	// none (the command then makes one: the request is not retry-safe). A
+	// retry with the same key and the same content answers the first
+	// result; with other content it is refused.
 	IdempotencyKey string
-	// Fingerprint identifies the request (method, path and body): a retry
-	// with the same key must carry the same fingerprint.
-	Fingerprint string
 	// IfMatch, when not nil, is the version the queue must have.
 	IfMatch *int64
 	// RequestID correlates the events with the request's log lines.
@@ -69,18 +66,14 @@ type EnqueueTask struct {
 
 // Result is what a command answers.
 type Result struct {
-	// Queue is the queue after the command (or after the first run of a
-	// retried one).
+	// Queue is the queue after the command (for a retried one: as it is now).
 	Queue domain.QueueView
+	// Version is the queue's version right after the command (for a
+	// retried one: right after its first run); the ETag of a 201.
+	Version int64
 	// Task is the task a command acted on (Enqueue: the task as queued).
 	Task domain.TaskView
 }
-
-// Errors a Queues implementation wraps to be mapped to 412 and 422.
-var (
-	ErrPreconditionFailed   = errPreconditionFailed
-	ErrIdempotencyKeyReused = errIdempotencyKeyReused
-)
 
 type reorderRequest struct {
 	Order []domain.TaskID `json:"order"`
@@ -104,25 +97,19 @@ func parseIfMatch(r *http.Request) (*int64, error) {
 	return &n, nil
 }
 
-// parseIdempotencyKey reads Idempotency-Key: 1–128 printable ASCII.
+// parseIdempotencyKey reads Idempotency-Key (see command.ValidateKey).
 func parseIdempotencyKey(r *http.Request) (string, error) {
 	k := r.Header.Get("Idempotency-Key")
 	if k == "" {
 		return "", nil
 	}
-	if len(k) > 128 {
-		return "", badField("Idempotency-Key", "is %d characters, over the limit of 128", len(k))
-	}
-	for i := 0; i < len(k); i++ {
-		if k[i] < ' ' || k[i] > '~' {
-			return "", badField("Idempotency-Key", "must be printable ASCII")
-		}
+	if err := command.ValidateKey(k); err != nil {
+		return "", err
 	}
 	return k, nil
 }
 
-// commandMeta reads what every command carries and the body (for the
-// fingerprint), which it gives back to be decoded.
+// commandMeta reads what every command carries, and the body.
 func (s *Server) commandMeta(r *http.Request) (CommandMeta, []byte, error) {
 	key, err := parseIdempotencyKey(r)
 	if err != nil {
@@ -139,14 +126,10 @@ func (s *Server) commandMeta(r *http.Request) (CommandMeta, []byte, error) {
 		}
 	}
 	p, _ := auth.PrincipalFrom(r.Context())
-	h := sha256.New()
-	fmt.Fprintf(h, "%s %s\n", r.Method, r.URL.Path)
-	h.Write(bytes.TrimSpace(body))
 	return CommandMeta{
 		Player:         domain.PlayerID(chi.URLParam(r, "playerId")),
 		Actor:          p,
 		IdempotencyKey: key,
-		Fingerprint:    hex.EncodeToString(h.Sum(nil)),
 		IfMatch:        ifMatch,
 		RequestID:      RequestIDFrom(r.Context()),
 	}, body, nil
@@ -211,7 +194,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/api/queue/"+string(m.Player)+"/tasks/"+string(res.Task.TaskID))
-	w.Header().Set("ETag", etag(res.Queue.Version))
+	w.Header().Set("ETag", etag(res.Version))
 	writeJSON(w, http.StatusCreated, res.Task)
 }
 

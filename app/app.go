@@ -1,0 +1,265 @@
+package app
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/taskqueue/taskqueue/command"
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/eventstore/sqlite"
+	"github.com/taskqueue/taskqueue/migrations"
+	"github.com/taskqueue/taskqueue/web"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// SQLiteFileName is the SQLite file in the data directory.
+const SQLiteFileName = "taskqueue.db"
+
+// App is the whole application, built by New.
+type App struct {
+	// Config is the configuration the app was built from, defaults set.
+	Config Config
+	// Handler serves every HTTP route.
+	Handler http.Handler
+	// Store is the event log.
+	Store eventstore.Store
+	// Catalog is the task catalog in use.
+	Catalog *domain.Catalog
+	// Commands are the command handlers (decorated with logging).
+	Commands *command.Handlers
+	// Tokens mints and verifies bearer tokens.
+	Tokens *auth.Tokens
+	// Logger is the app's logger (request IDs attached from contexts).
+	Logger *slog.Logger
+	// Backend names the event store: "sqlite", "postgres" or "kurrentdb".
+	Backend string
+}
+
+// New builds the application from cfg: the logger, the event store chosen
+// by cfg with its migrations applied, the catalog, the tokens, the command
+// handlers and the HTTP handler. The returned cleanup closes what New
+// opened, in reverse order; on error New has already closed it.
+func New(ctx context.Context, cfg Config) (*App, func(), error) {
+	return build(ctx, cfg, os.Stderr)
+}
+
+// NewWithLog is New with the log written to logOut (tests send it to
+// their own log).
+func NewWithLog(ctx context.Context, cfg Config, logOut io.Writer) (*App, func(), error) {
+	return build(ctx, cfg, logOut)
+}
+
+func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(), err error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("build app: %w", err)
+	}
+	var closers []func()
+	cleanup := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	a := &App{Config: cfg, Logger: NewLogger(cfg, logOut)}
+
+	if a.Catalog, err = LoadCatalog(cfg); err != nil {
+		return nil, nil, err
+	}
+	if a.Tokens, err = NewTokens(cfg); err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	closers = append(closers, func() {
+		if err := st.close(); err != nil {
+			a.Logger.Error("close event store", "err", err)
+		}
+	})
+	a.Store, a.Backend = st.store, st.backend
+
+	a.Commands, err = command.NewHandlers(a.Store, command.Config{
+		Rules: domain.Rules{Catalog: a.Catalog, QueueLimit: cfg.QueueLimit},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("build app: %w", err)
+	}
+	a.Commands.Use(command.Logging(a.Logger))
+	srv, err := web.NewServer(web.Config{
+		Tokens:      a.Tokens,
+		Dev:         cfg.DevMode(),
+		TokenTTL:    cfg.TokenTTL,
+		CORSOrigins: cfg.CORSOrigins,
+		Logger:      a.Logger,
+		Catalog:     a.Catalog,
+		Queues:      queues{a.Commands},
+		Ready:       st.ready,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("build app: %w", err)
+	}
+	a.Handler = srv
+	a.Logger.Info("app built", "backend", a.Backend, "dev", cfg.DevMode(), "tasks", len(a.Catalog.Tasks()))
+	return a, cleanup, nil
+}
+
+// NewLogger returns the logger cfg asks for, writing to out, with request
+// IDs attached from contexts (web.LogHandler).
+func NewLogger(cfg Config, out io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(out, opts)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(out, opts)
+	}
+	return slog.New(web.LogHandler(h))
+}
+
+// LoadCatalog returns the catalog of cfg: the file cfg.Catalog names, or
+// the embedded one.
+func LoadCatalog(cfg Config) (*domain.Catalog, error) {
+	if cfg.Catalog == "" {
+		return domain.DefaultCatalog(), nil
+	}
+	b, err := os.ReadFile(cfg.Catalog)
+	if err != nil {
+		return nil, fmt.Errorf("load catalog (TASKQUEUE_CATALOG): %w", err)
+	}
+	c, err := domain.ParseCatalog(b)
+	if err != nil {
+		return nil, fmt.Errorf("load catalog %s: %w", cfg.Catalog, err)
+	}
+	return c, nil
+}
+
+// NewTokens returns the tokens of cfg: signed with cfg.JWTSecret, or in dev
+// mode without one with the secret kept in the data directory (generated on
+// first use).
+func NewTokens(cfg Config) (*auth.Tokens, error) {
+	cfg.setDefaults()
+	secret := []byte(cfg.JWTSecret)
+	if len(secret) == 0 {
+		if !cfg.DevMode() {
+			return nil, errors.New("TASKQUEUE_JWT_SECRET is required outside dev mode")
+		}
+		var err error
+		if secret, err = auth.LoadOrCreateSecret(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	t, err := auth.NewTokens(auth.TokensConfig{Secret: secret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	if err != nil {
+		return nil, fmt.Errorf("TASKQUEUE_JWT_SECRET: %w", err)
+	}
+	return t, nil
+}
+
+// openedStore is an event store with what /readyz asks about it.
+type openedStore struct {
+	store   eventstore.Store
+	backend string
+	ready   []web.ReadinessCheck
+	close   func() error
+}
+
+func openStore(ctx context.Context, cfg Config) (openedStore, error) {
+	switch {
+	case cfg.DatabaseURL != "":
+		return openPostgres(ctx, cfg)
+	default:
+		path := filepath.Join(cfg.DataDir, SQLiteFileName)
+		s, err := sqlite.Open(ctx, path)
+		if err != nil {
+			return openedStore{}, err
+		}
+		return openedStore{store: s, backend: "sqlite", close: s.Close, ready: []web.ReadinessCheck{
+			storeCheck(s),
+			migrationsCheck(s.ReadDB(), migrations.SQLite),
+		}}, nil
+	}
+}
+
+// storeCheck is ready when the store answers.
+func storeCheck(s eventstore.Store) web.ReadinessCheck {
+	return web.ReadinessCheck{Name: "store", Check: func(ctx context.Context) error {
+		if _, err := s.Head(ctx); err != nil {
+			return fmt.Errorf("event store does not answer: %w", err)
+		}
+		return nil
+	}}
+}
+
+// migrationsCheck is ready when every migration of d is applied to db. It
+// only reads, so it works on a read-only pool.
+func migrationsCheck(db *sql.DB, d migrations.Dialect) web.ReadinessCheck {
+	return web.ReadinessCheck{Name: "migrations", Check: func(ctx context.Context) error {
+		all, err := migrations.List(d)
+		if err != nil {
+			return err
+		}
+		rows, err := db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+		if err != nil {
+			return fmt.Errorf("read schema_migrations: %w", err)
+		}
+		defer rows.Close()
+		applied := map[int]bool{}
+		for rows.Next() {
+			var v int
+			if err := rows.Scan(&v); err != nil {
+				return fmt.Errorf("read schema_migrations: %w", err)
+			}
+			applied[v] = true
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read schema_migrations: %w", err)
+		}
+		var pending []string
+		for _, m := range all {
+			if !applied[m.Version] {
+				pending = append(pending, fmt.Sprintf("%04d_%s", m.Version, m.Name))
+			}
+		}
+		if len(pending) > 0 {
+			return fmt.Errorf("%d migrations pending: %v", len(pending), pending)
+		}
+		return nil
+	}}
+}
+
+// OpenSQL opens the SQL database of cfg without migrating it, for
+// `taskqueue migrate`: PostgreSQL when cfg.DatabaseURL is set, else the
+// SQLite file in the data directory. The returned func closes it.
+func OpenSQL(ctx context.Context, cfg Config) (*sql.DB, migrations.Dialect, func(), error) {
+	cfg.setDefaults()
+	if cfg.DatabaseURL != "" {
+		return openPostgresSQL(ctx, cfg)
+	}
+	path := filepath.Join(cfg.DataDir, SQLiteFileName)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, migrations.Dialect{}, nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	}
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		return nil, migrations.Dialect{}, nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, migrations.Dialect{}, nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, migrations.SQLite, func() { db.Close() }, nil
+}

@@ -1,0 +1,67 @@
+package app
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
+
+	"github.com/taskqueue/taskqueue/eventstore/postgres"
+	"github.com/taskqueue/taskqueue/migrations"
+	"github.com/taskqueue/taskqueue/web"
+)
+
+// openPostgres connects a pool of cfg.DatabaseMaxConns to cfg.DatabaseURL,
+// applies every PostgreSQL migration, and opens the event store on it.
+func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return openedStore{}, fmt.Errorf("TASKQUEUE_DATABASE_URL: %w", err)
+	}
+	pcfg.MaxConns = int32(cfg.DatabaseMaxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return openedStore{}, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return openedStore{}, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return openedStore{}, err
+	}
+	s, err := postgres.New(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return openedStore{}, err
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	return openedStore{
+		store:   s,
+		backend: "postgres",
+		ready:   []web.ReadinessCheck{storeCheck(s), migrationsCheck(db, migrations.Postgres)},
+		close: func() error {
+			err := s.Close()
+			db.Close()
+			pool.Close()
+			return err
+		},
+	}, nil
+}
+
+// openPostgresSQL opens cfg.DatabaseURL as a database/sql pool.
+func openPostgresSQL(ctx context.Context, cfg Config) (*sql.DB, migrations.Dialect, func(), error) {
+	db, err := sql.Open("pgx", cfg.DatabaseURL)
+	if err != nil {
+		return nil, migrations.Dialect{}, nil, fmt.Errorf("open PostgreSQL: %w", err)
+	}
+	db.SetMaxOpenConns(2)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, migrations.Dialect{}, nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	return db, migrations.Postgres, func() { db.Close() }, nil
+}

@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/taskqueue/taskqueue/app"
+	"github.com/taskqueue/taskqueue/migrations"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+const usage = `taskqueue runs the task queues of a game's players.
+
+Usage:
+  taskqueue [serve] [flags]                 serve the API and the web app (the default)
+  taskqueue migrate up|status [flags]       apply or list the SQL migrations
+  taskqueue token --player ID [--role player|admin|system] [--ttl 24h] [flags]
+                                            print a bearer token signed with the configured secret
+  taskqueue bench [--url URL] [--rate 500] [--duration 30s] [--players N]
+                                            load a running server with POST .../tasks, report latency
+  taskqueue version                         print the version
+  taskqueue help [command]                  print this help, or a command's flags
+
+Every setting is an environment variable TASKQUEUE_* and a flag; see
+"taskqueue help serve" and the README's configuration table.
+`
+
+// usageError is bad usage: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// run runs the command in args and returns the exit status. It never
+// panics on bad input: every failure is a message on stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	cmd, rest := "serve", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, rest = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, rest, stdout, stderr, getenv)
+	case "migrate":
+		err = migrate(ctx, rest, stdout, stderr, getenv)
+	case "token":
+		err = token(rest, stdout, stderr, getenv)
+	case "bench":
+		err = bench(ctx, rest, stdout, stderr, getenv)
+	case "version":
+		if len(rest) > 0 {
+			err = &usageError{"version takes no arguments"}
+		} else {
+			fmt.Fprintln(stdout, "taskqueue", versionString())
+		}
+	case "help", "-h", "--help":
+		err = help(rest, stdout, getenv)
+	default:
+		err = &usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
+	var ue *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "taskqueue: %s\n\n%s", ue.msg, usage)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "taskqueue %s: %v\n", cmd, err)
+		return exitFail
+	}
+}
+
+func help(args []string, stdout io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	if args[0] == "bench" {
+		return bench(context.Background(), []string{"-h"}, stdout, stdout, getenv)
+	}
+	fs, _ := commandFlags(args[0])
+	if fs == nil {
+		return &usageError{fmt.Sprintf("unknown command %q", args[0])}
+	}
+	var cfg app.Config
+	cfg.RegisterFlags(fs)
+	fs.SetOutput(stdout)
+	fmt.Fprintf(stdout, "Usage of taskqueue %s:\n", args[0])
+	fs.PrintDefaults()
+	return nil
+}
+
+// tokenFlags are the flags of `token` beside the configuration's.
+type tokenFlags struct {
+	player string
+	role   string
+	ttl    time.Duration
+}
+
+// commandFlags returns the flag set of a command with its own flags.
+func commandFlags(cmd string) (*flag.FlagSet, *tokenFlags) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	switch cmd {
+	case "serve", "migrate":
+		return fs, nil
+	case "token":
+		tf := &tokenFlags{}
+		fs.StringVar(&tf.player, "player", "", "player ID the token is for (the sub claim); required")
+		fs.StringVar(&tf.role, "role", string(auth.RolePlayer), "role: player, admin or system")
+		fs.DurationVar(&tf.ttl, "ttl", 0, "lifetime of the token (default TASKQUEUE_TOKEN_TTL, 24h)")
+		return fs, tf
+	}
+	return nil, nil
+}
+
+// loadConfig parses the configuration of cmd: the environment, then the
+// flags in args, then defaults and Validate. A bad flag is a usage error
+// (exit 2); a bad setting is a failure naming every problem (exit 1).
+func loadConfig(cmd string, args []string, stderr io.Writer, getenv func(string) string) (app.Config, *flag.FlagSet, *tokenFlags, error) {
+	fs, tf := commandFlags(cmd)
+	cfg, err := app.FromEnv(getenv)
+	if err != nil {
+		return cfg, fs, tf, fmt.Errorf("invalid environment:\n%w", err)
+	}
+	cfg.RegisterFlags(fs)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "Usage of taskqueue %s:\n", cmd)
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return cfg, fs, tf, err
+		}
+		return cfg, fs, tf, &usageError{err.Error()}
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return cfg, fs, tf, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, fs, tf, nil
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	cfg, fs, _, err := loadConfig("serve", args, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
+	}
+	a, cleanup, err := app.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          nil,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.Logger.Info("listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()), "version", versionString())
+	fmt.Fprintf(stdout, "taskqueue %s listening on http://%s\n", versionString(), displayAddr(ln.Addr()))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	a.Logger.Info("shutting down: no new connections, waiting for requests in flight", "timeout", cfg.ShutdownTimeout)
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		srv.Close()
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	a.Logger.Info("stopped")
+	return nil
+}
+
+// displayAddr turns ":8080" into "localhost:8080" for a clickable URL.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func migrate(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	sub := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	if sub != "up" && sub != "status" {
+		return &usageError{"migrate needs a subcommand: up or status"}
+	}
+	cfg, fs, _, err := loadConfig("migrate", args, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("migrate %s takes no arguments, got %q", sub, fs.Args())}
+	}
+	db, dialect, closeDB, err := app.OpenSQL(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	if sub == "up" {
+		done, err := migrations.Up(ctx, db, dialect)
+		for _, m := range done {
+			fmt.Fprintf(stdout, "applied %04d_%s\n", m.Version, m.Name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s schema is up to date (%d applied now)\n", dialect, len(done))
+		return nil
+	}
+	states, err := migrations.Status(ctx, db, dialect)
+	if err != nil {
+		return err
+	}
+	pending := 0
+	for _, s := range states {
+		state := "pending"
+		switch {
+		case s.Modified:
+			state = "MODIFIED since applied " + s.AppliedAt.Format(time.RFC3339)
+		case s.Applied:
+			state = "applied " + s.AppliedAt.Format(time.RFC3339)
+		default:
+			pending++
+		}
+		fmt.Fprintf(stdout, "%04d_%-32s %s\n", s.Version, s.Name, state)
+	}
+	fmt.Fprintf(stdout, "%s: %d migrations, %d pending\n", dialect, len(states), pending)
+	return nil
+}
+
+func token(args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	cfg, fs, tf, err := loadConfig("token", args, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("token takes no arguments, got %q", fs.Args())}
+	}
+	if tf.player == "" {
+		return &usageError{"token needs --player"}
+	}
+	if !auth.ValidPlayerID(tf.player) {
+		return &usageError{fmt.Sprintf("--player %q is not 1-64 characters of [A-Za-z0-9_-]", tf.player)}
+	}
+	role, err := auth.ParseRole(tf.role)
+	if err != nil {
+		return &usageError{"--role: " + err.Error()}
+	}
+	ttl := tf.ttl
+	if ttl == 0 {
+		ttl = cfg.TokenTTL
+	}
+	if ttl < 0 {
+		return &usageError{fmt.Sprintf("--ttl %s is negative", ttl)}
+	}
+	tokens, err := app.NewTokens(cfg)
+	if err != nil {
+		return err
+	}
+	tok, _, err := tokens.Mint(tf.player, role, ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			return bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "devel-" + s.Value[:12]
+			}
+		}
+	}
+	return "devel"
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/taskqueue/taskqueue/app"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// runCLI runs the command functions in process with env as the whole
+// environment.
+func runCLI(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code = run(context.Background(), args, &out, &errOut, func(k string) string { return env[k] })
+	return code, out.String(), errOut.String()
+}
+
+var usageCases = []struct {
+	name string
+	args []string
+	want string
+}{
+	{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+	{"unknown flag", []string{"serve", "--no-such-flag"}, "no-such-flag"},
+	{"serve argument", []string{"serve", "extra"}, "serve takes no arguments"},
+	{"migrate without subcommand", []string{"migrate"}, "up or status"},
+	{"migrate bad subcommand", []string{"migrate", "down"}, "up or status"},
+	{"token without player", []string{"token"}, "--player"},
+	{"token bad player", []string{"token", "--player", "a b"}, "is not 1-64"},
+	{"token bad role", []string{"token", "--player", "alice", "--role", "god"}, "role"},
+	{"token bad ttl", []string{"token", "--player", "alice", "--ttl", "soon"}, "ttl"},
+	{"version argument", []string{"version", "x"}, "no arguments"},
+	{"bench bad rate", []string{"bench", "--rate", "0"}, "--rate"},
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	for _, tc := range usageCases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, map[string]string{"TASKQUEUE_DATA_DIR": t.TempDir()}, tc.args...)
+			if code != exitUsage || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 mentioning %q", code, stderr, tc.want)
+			}
+		})
+	}
+}
+
+func TestInvalidConfigurationExit1(t *testing.T) {
+	code, _, stderr := runCLI(t, map[string]string{
+		"TASKQUEUE_QUEUE_LIMIT": "0x", "TASKQUEUE_DATA_DIR": t.TempDir(),
+	}, "serve")
+	if code != exitFail || !strings.Contains(stderr, "TASKQUEUE_QUEUE_LIMIT") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runCLI(t, map[string]string{
+		"TASKQUEUE_DATABASE_URL": "postgres://x@127.0.0.1:1/db", "TASKQUEUE_LOG_FORMAT": "xml",
+	}, "serve", "--queue-limit", "5000")
+	for _, want := range []string{"TASKQUEUE_JWT_SECRET", "TASKQUEUE_LOG_FORMAT", "TASKQUEUE_QUEUE_LIMIT"} {
+		if code != exitFail || !strings.Contains(stderr, want) {
+			t.Errorf("exit %d, stderr %q lacks %s", code, stderr, want)
+		}
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	if code, out, _ := runCLI(t, nil, "help"); code != 0 || !strings.Contains(out, "taskqueue token --player") {
+		t.Fatalf("help: %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, nil, "help", "serve"); code != 0 || !strings.Contains(out, "TASKQUEUE_ADDR") {
+		t.Fatalf("help serve: %d %q", code, out)
+	}
+	if code, _, stderr := runCLI(t, nil, "serve", "-h"); code != 0 || !strings.Contains(stderr, "-data-dir") {
+		t.Fatalf("serve -h: %d %q", code, stderr)
+	}
+	if code, out, _ := runCLI(t, nil, "version"); code != 0 || !strings.HasPrefix(out, "taskqueue ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+func TestTokenUsesTheDataDirSecret(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"TASKQUEUE_DATA_DIR": dir}
+	code, out, stderr := runCLI(t, env, "token", "--player", "alice", "--role", "admin", "--ttl", "2h")
+	if code != 0 {
+		t.Fatalf("token: %d %s", code, stderr)
+	}
+	// The server built on the same data directory accepts it.
+	tokens, err := app.NewTokens(app.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tokens.Verify(strings.TrimSpace(out))
+	if err != nil || p.PlayerID != "alice" || p.Role != auth.RoleAdmin {
+		t.Fatalf("token verifies as %+v, %v", p, err)
+	}
+	if info, err := os.Stat(filepath.Join(dir, auth.SecretFileName)); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file: %v %v", info, err)
+	}
+	// With a configured secret, the token is signed with it.
+	secret := strings.Repeat("z", 40)
+	code, out, _ = runCLI(t, map[string]string{"TASKQUEUE_JWT_SECRET": secret, "TASKQUEUE_DATABASE_URL": "postgres://x@h/db"}, "token", "--player", "bob")
+	other, _ := auth.NewTokens(auth.TokensConfig{Secret: []byte(secret)})
+	if p, err := other.Verify(strings.TrimSpace(out)); code != 0 || err != nil || p.Role != auth.RolePlayer {
+		t.Fatalf("token with TASKQUEUE_JWT_SECRET: %d %+v %v", code, p, err)
+	}
+}
+
+func TestMigrate(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		testMigrate(t, map[string]string{"TASKQUEUE_DATA_DIR": t.TempDir()})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		testMigrate(t, map[string]string{
+			"TASKQUEUE_DATABASE_URL": testenv.Postgres(t),
+			"TASKQUEUE_JWT_SECRET":   strings.Repeat("s", 32),
+		})
+	})
+}
+
+func testMigrate(t *testing.T, env map[string]string) {
+	code, out, stderr := runCLI(t, env, "migrate", "status")
+	if code != 0 || !strings.Contains(out, "pending") || strings.Contains(out, " 0 pending") {
+		t.Fatalf("status before: %d %q %q", code, out, stderr)
+	}
+	code, out, stderr = runCLI(t, env, "migrate", "up")
+	if code != 0 || !strings.Contains(out, "applied 0001_") {
+		t.Fatalf("up: %d %q %q", code, out, stderr)
+	}
+	code, out, _ = runCLI(t, env, "migrate", "up")
+	if code != 0 || !strings.Contains(out, "(0 applied now)") {
+		t.Fatalf("second up: %d %q", code, out)
+	}
+	code, out, _ = runCLI(t, env, "migrate", "status")
+	if code != 0 || !strings.Contains(out, ", 0 pending") {
+		t.Fatalf("status after: %d %q", code, out)
+	}
+}
+
+func TestMigrateUnreachableDatabase(t *testing.T) {
+	code, _, stderr := runCLI(t, map[string]string{
+		"TASKQUEUE_DATABASE_URL": "postgres://nobody@127.0.0.1:1/db?connect_timeout=2",
+		"TASKQUEUE_JWT_SECRET":   strings.Repeat("s", 32),
+	}, "migrate", "status")
+	if code != exitFail || !strings.Contains(stderr, "PostgreSQL") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestServeBinary builds the binary, starts it on the embedded default,
+// calls it, and stops it with SIGTERM: it must drain and exit 0.
+func TestServeBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("SIGTERM")
+	}
+	bin := filepath.Join(t.TempDir(), "taskqueue")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(bin) // no arguments: serve
+	cmd.Env = append(os.Environ(), "TASKQUEUE_DATA_DIR="+dir, "TASKQUEUE_ADDR=127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	lines := bufio.NewScanner(stdout)
+	var base string
+	for lines.Scan() {
+		if _, url, ok := strings.Cut(lines.Text(), "listening on "); ok {
+			base = url
+			break
+		}
+	}
+	if base == "" {
+		t.Fatalf("no listening line; stderr:\n%s", stderr.String())
+	}
+	go io.Copy(io.Discard, stdout)
+
+	code, out, _ := runCLI(t, map[string]string{"TASKQUEUE_DATA_DIR": dir}, "token", "--player", "alice")
+	if code != 0 {
+		t.Fatal("token failed")
+	}
+	req, _ := http.NewRequest("POST", base+"/api/queue/alice/tasks", strings.NewReader(`{"type":"chop-wood","count":2}`))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(out))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var task map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&task)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || task["type"] != "chop-wood" {
+		t.Fatalf("enqueue through the binary: %d %v\n%s", resp.StatusCode, task, stderr.String())
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("did not exit within 60s of SIGTERM\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "stopped") {
+		t.Fatalf("no clean stop in the log:\n%s", stderr.String())
+	}
+}
