@@ -1,0 +1,324 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskqueue/taskqueue/migrations"
+)
+
+// Queries in this package are written once for both dialects: "$1" style
+// placeholders (SQLite reads "$N" as the N-th argument), ON CONFLICT upserts,
+// no casts, no dialect-only functions. Where the dialects must differ the code
+// asks Tx.Dialect().
+
+// Tx is the runner's transaction as a projection sees it: every statement a
+// projection runs through it commits, or rolls back, together with the
+// projection's checkpoint. Not safe for concurrent use.
+type Tx interface {
+	Querier
+	// Exec runs a statement and reports the number of rows it affected.
+	Exec(ctx context.Context, query string, args ...any) (int64, error)
+}
+
+// Querier reads: a Tx, or a DB outside any transaction.
+type Querier interface {
+	// Dialect tells which SQL backend runs the statements.
+	Dialect() migrations.Dialect
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+	QueryRow(ctx context.Context, query string, args ...any) Row
+}
+
+// Rows is the common part of pgx.Rows and *sql.Rows.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Row is the common part of pgx.Row and *sql.Row.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// DB is a read-model database: PostgreSQL through a pgx pool, or SQLite
+// through database/sql. Safe for concurrent use.
+type DB interface {
+	Querier
+	// InTx runs fn in one transaction and commits it when fn returns nil.
+	InTx(ctx context.Context, fn func(Tx) error) error
+}
+
+// NewPostgresDB returns the DB of a PostgreSQL pool (the event store's pool
+// or one of its own; the read models live beside the log either way).
+func NewPostgresDB(pool *pgxpool.Pool) DB { return pgDB{pool} }
+
+// NewSQLiteDB returns the DB of a SQLite database: transactions run on
+// writer, reads outside transactions on reader (nil means writer). Pass the
+// event store's single writer (eventstore/sqlite's WriteDB) so that
+// read-model writes and checkpoints are serialized with appends to the same
+// file, and its reader pool (ReadDB) so that queries never wait for writes.
+func NewSQLiteDB(writer, reader *sql.DB) DB {
+	if reader == nil {
+		reader = writer
+	}
+	return liteDB{writer, reader}
+}
+
+type pgDB struct{ pool *pgxpool.Pool }
+
+func (pgDB) Dialect() migrations.Dialect { return migrations.Postgres }
+
+func (d pgDB) Query(ctx context.Context, q string, args ...any) (Rows, error) {
+	r, err := d.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (d pgDB) QueryRow(ctx context.Context, q string, args ...any) Row {
+	return d.pool.QueryRow(ctx, q, args...)
+}
+
+func (d pgDB) InTx(ctx context.Context, fn func(Tx) error) error {
+	tx, err := d.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	if err := fn(pgTx{tx}); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+type pgTx struct{ tx pgx.Tx }
+
+func (pgTx) Dialect() migrations.Dialect { return migrations.Postgres }
+
+func (t pgTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	tag, err := t.tx.Exec(ctx, q, args...)
+	return tag.RowsAffected(), err
+}
+
+func (t pgTx) Query(ctx context.Context, q string, args ...any) (Rows, error) {
+	r, err := t.tx.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (t pgTx) QueryRow(ctx context.Context, q string, args ...any) Row {
+	return t.tx.QueryRow(ctx, q, args...)
+}
+
+type liteDB struct{ db, reader *sql.DB }
+
+func (liteDB) Dialect() migrations.Dialect { return migrations.SQLite }
+
+func (d liteDB) Query(ctx context.Context, q string, args ...any) (Rows, error) {
+	r, err := d.reader.QueryContext(ctx, q, liteArgs(args)...)
+	if err != nil {
+		return nil, err
+	}
+	return liteRows{r}, nil
+}
+
+func (d liteDB) QueryRow(ctx context.Context, q string, args ...any) Row {
+	return d.reader.QueryRowContext(ctx, q, liteArgs(args)...)
+}
+
+func (d liteDB) InTx(ctx context.Context, fn func(Tx) error) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := fn(liteTx{tx}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+type liteTx struct{ tx *sql.Tx }
+
+func (liteTx) Dialect() migrations.Dialect { return migrations.SQLite }
+
+func (t liteTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	res, err := t.tx.ExecContext(ctx, q, liteArgs(args)...)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
+
+func (t liteTx) Query(ctx context.Context, q string, args ...any) (Rows, error) {
+	r, err := t.tx.QueryContext(ctx, q, liteArgs(args)...)
+	if err != nil {
+		return nil, err
+	}
+	return liteRows{r}, nil
+}
+
+func (t liteTx) QueryRow(ctx context.Context, q string, args ...any) Row {
+	return t.tx.QueryRowContext(ctx, q, liteArgs(args)...)
+}
+
+type liteRows struct{ *sql.Rows }
+
+func (r liteRows) Close() { _ = r.Rows.Close() }
+
+// sqliteTimeLayout is how times are stored in SQLite: UTC, fixed width to the
+// microsecond, so that text order is time order (range scans and indexes
+// work on the text).
+const sqliteTimeLayout = "2006-01-02T15:04:05.000000Z"
+
+// liteArgs stores times in sqliteTimeLayout.
+func liteArgs(args []any) []any {
+	for i, a := range args {
+		switch v := a.(type) {
+		case time.Time:
+			args[i] = formatLiteTime(v)
+		case *time.Time:
+			if v == nil {
+				args[i] = nil
+			} else {
+				args[i] = formatLiteTime(*v)
+			}
+		}
+	}
+	return args
+}
+
+func formatLiteTime(t time.Time) string { return t.UTC().Format(sqliteTimeLayout) }
+
+// Time scans a timestamp from either dialect (time.Time from PostgreSQL,
+// text from SQLite); a NULL scans as the zero time.
+type Time struct{ time.Time }
+
+// Scan implements sql.Scanner.
+func (t *Time) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		t.Time = time.Time{}
+	case time.Time:
+		t.Time = v.UTC()
+	case string:
+		return t.parse(v)
+	case []byte:
+		return t.parse(string(v))
+	default:
+		return fmt.Errorf("scan time: unsupported type %T", src)
+	}
+	return nil
+}
+
+func (t *Time) parse(s string) error {
+	if s == "" {
+		t.Time = time.Time{}
+		return nil
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		v, err = time.Parse("2006-01-02 15:04:05.999999999-07:00", s)
+	}
+	if err != nil {
+		return fmt.Errorf("scan time %q: %w", s, err)
+	}
+	t.Time = v.UTC()
+	return nil
+}
+
+// placeholders returns "$from, $from+1, ..., $from+n-1".
+func placeholders(from, n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('$')
+		b.WriteString(strconv.Itoa(from + i))
+	}
+	return b.String()
+}
+
+// maxParams bounds the arguments of one statement (SQLite's default limit is
+// 32766, PostgreSQL's 65535).
+const maxParams = 30000
+
+// upsert writes rows (each with len(cols) values) into table with multi-row
+// INSERT ... ON CONFLICT (key) DO UPDATE statements, as few as the parameter
+// limit allows: one round trip per few thousand rows, not one per row.
+// update lists "col = expression" assignments for the conflict case (for
+// example "n = table.n + excluded.n"); empty means DO NOTHING.
+func upsert(ctx context.Context, tx Tx, table string, cols, key []string, update []string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	per := maxParams / len(cols)
+	conflict := " ON CONFLICT (" + strings.Join(key, ", ") + ") DO NOTHING"
+	if len(update) > 0 {
+		conflict = " ON CONFLICT (" + strings.Join(key, ", ") + ") DO UPDATE SET " + strings.Join(update, ", ")
+	}
+	for start := 0; start < len(rows); start += per {
+		chunk := rows[start:min(start+per, len(rows))]
+		var b strings.Builder
+		b.WriteString("INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES ")
+		args := make([]any, 0, len(chunk)*len(cols))
+		for i, r := range chunk {
+			if len(r) != len(cols) {
+				return fmt.Errorf("upsert into %s: row has %d values for %d columns", table, len(r), len(cols))
+			}
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(" + placeholders(len(args)+1, len(cols)) + ")")
+			args = append(args, r...)
+		}
+		b.WriteString(conflict)
+		if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("upsert %d rows into %s: %w", len(chunk), table, err)
+		}
+	}
+	return nil
+}
+
+// excludedAll returns "c = excluded.c" for every column not in key.
+func excludedAll(cols, key []string) []string {
+	var out []string
+	for _, c := range cols {
+		isKey := false
+		for _, k := range key {
+			isKey = isKey || k == c
+		}
+		if !isKey {
+			out = append(out, c+" = excluded."+c)
+		}
+	}
+	return out
+}
+
+var errNoRows = errors.New("no rows")
+
+// isNoRows reports whether err means an empty result in either dialect.
+func isNoRows(err error) bool {
+	return errors.Is(err, pgx.ErrNoRows) || errors.Is(err, sql.ErrNoRows) || errors.Is(err, errNoRows)
+}

@@ -1,0 +1,183 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+)
+
+// Status is what a projection is doing, for /api/admin/projections, /readyz
+// and the CLI.
+type Status struct {
+	Name       string `json:"name"`
+	Version    int    `json:"version"`
+	Generation string `json:"generation"`
+	State      State  `json:"state"`
+	// Position is the checkpoint of the serving generation.
+	Position eventstore.Position `json:"position"`
+	// Head is the end of the log's safe prefix when the status was taken.
+	Head eventstore.Position `json:"head"`
+	// LagEvents is how far Position is behind Head, counted in log
+	// sequence numbers (exact on SQLite; on PostgreSQL sequence numbers
+	// may have gaps, so it is an upper bound).
+	LagEvents int64 `json:"lagEvents"`
+	// LagSeconds is how long the first event not yet applied has been in
+	// the log (0 when none is waiting).
+	LagSeconds      float64 `json:"lagSeconds"`
+	EventsPerSecond float64 `json:"eventsPerSecond"`
+	EventsApplied   int64   `json:"eventsApplied"`
+	// Failure is set when State is failed.
+	Failure *Failure `json:"failure,omitempty"`
+	// Rebuild is set while a new generation is being built.
+	Rebuild *Progress `json:"rebuild,omitempty"`
+}
+
+// Progress is a rebuild's progress.
+type Progress struct {
+	Generation      string              `json:"generation"`
+	Version         int                 `json:"version"`
+	State           State               `json:"state"`
+	Position        eventstore.Position `json:"position"`
+	Done            int64               `json:"done"`
+	Total           int64               `json:"total"`
+	EventsPerSecond float64             `json:"eventsPerSecond"`
+	ETA             time.Duration       `json:"etaMs"`
+	Failure         *Failure            `json:"failure,omitempty"`
+}
+
+// Names returns the runner's projection names, sorted.
+func (r *Runner) Names() []string { return append([]string(nil), r.order...) }
+
+// Status reports every projection, sorted by name.
+func (r *Runner) Status(ctx context.Context) ([]Status, error) {
+	head, err := r.cfg.Store.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("projection status: read head: %w", err)
+	}
+	out := make([]Status, 0, len(r.order))
+	for _, name := range r.order {
+		s, err := r.status(ctx, r.projs[name], head)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// StatusOf reports one projection, or ErrUnknownProjection.
+func (r *Runner) StatusOf(ctx context.Context, name string) (Status, error) {
+	pr, ok := r.projs[name]
+	if !ok {
+		return Status{}, fmt.Errorf("projection status %q: %w", name, ErrUnknownProjection)
+	}
+	head, err := r.cfg.Store.Head(ctx)
+	if err != nil {
+		return Status{}, fmt.Errorf("projection status: read head: %w", err)
+	}
+	return r.status(ctx, pr, head)
+}
+
+func (r *Runner) status(ctx context.Context, pr *proj, head eventstore.Position) (Status, error) {
+	now := r.cfg.Now()
+	s := Status{Name: pr.p.Name(), Version: pr.p.Version(), Head: head, State: StateStopped}
+	cps, err := loadCheckpoints(ctx, r.cfg.DB, pr.p.Name())
+	if err != nil {
+		return Status{}, err
+	}
+	pr.mu.Lock()
+	workers := make(map[string]*worker, len(pr.workers))
+	for g, w := range pr.workers {
+		workers[g] = w
+	}
+	pr.mu.Unlock()
+	for _, c := range cps {
+		w := workers[c.generation]
+		pos, applied, state, rate := c.position, c.applied, StateStopped, 0.0
+		var fail *Failure
+		if w != nil {
+			w.mu.Lock()
+			if w.pos.Compare(pos) > 0 {
+				pos, applied = w.pos, w.applied
+			}
+			state, fail, rate = w.state, w.fail, w.meter.rate(now)
+			w.mu.Unlock()
+		}
+		if c.active {
+			s.Version, s.Generation, s.Position, s.EventsApplied = c.version, c.generation, pos, applied
+			s.State, s.Failure, s.EventsPerSecond = state, fail, rate
+			s.LagEvents = seqLag(pos, head)
+			if pos.Less(head) {
+				next, err := r.cfg.Store.ReadAll(ctx, pos, pr.p.Filter(), 1)
+				if err != nil {
+					return Status{}, fmt.Errorf("projection status of %s: %w", pr.p.Name(), err)
+				}
+				if len(next) > 0 {
+					s.LagSeconds = max(0, now.Sub(next[0].RecordedAt).Seconds())
+				} else if state == StateCatchingUp {
+					s.LagEvents = 0 // nothing it reads is left
+				}
+			}
+			continue
+		}
+		pg := &Progress{Generation: c.generation, Version: c.version, State: state, Position: pos,
+			Done: int64(pos.Seq), Total: int64(head.Seq), EventsPerSecond: rate, Failure: fail}
+		if pg.Done > pg.Total {
+			pg.Total = pg.Done
+		}
+		if rate > 0 {
+			pg.ETA = time.Duration(float64(pg.Total-pg.Done) / rate * float64(time.Second))
+		}
+		s.Rebuild = pg
+	}
+	return s, nil
+}
+
+func seqLag(pos, head eventstore.Position) int64 {
+	if !pos.Less(head) || head.Seq < pos.Seq {
+		return 0
+	}
+	return int64(head.Seq - pos.Seq)
+}
+
+// Ready reports an error naming every failed projection, for /readyz.
+func (r *Runner) Ready(ctx context.Context) error {
+	st, err := r.Status(ctx)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, s := range st {
+		if s.State == StateFailed {
+			failed = append(failed, s.Name+" at "+s.Failure.Position.String())
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("projections failed: %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// FormatProgress renders a rebuild's progress as one terminal line:
+//
+//	[##########----------]  50.0%  500000/1000000 events  41250 ev/s  ETA 12s
+func FormatProgress(p Progress, width int) string {
+	if width < 10 {
+		width = 10
+	}
+	frac := 0.0
+	if p.Total > 0 {
+		frac = float64(p.Done) / float64(p.Total)
+	}
+	frac = min(max(frac, 0), 1)
+	n := int(frac * float64(width))
+	bar := strings.Repeat("#", n) + strings.Repeat("-", width-n)
+	eta := "--"
+	if p.EventsPerSecond > 0 {
+		eta = p.ETA.Round(time.Second).String()
+	}
+	return fmt.Sprintf("[%s] %5.1f%%  %d/%d events  %.0f ev/s  ETA %s", bar, frac*100, p.Done, p.Total, p.EventsPerSecond, eta)
+}

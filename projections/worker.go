@@ -1,0 +1,308 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+)
+
+// Failure describes the event a projection failed on.
+type Failure struct {
+	// Position is the failing event's position; Skip takes it.
+	Position  eventstore.Position `json:"position"`
+	EventID   string              `json:"eventId"`
+	EventType string              `json:"eventType"`
+	Stream    string              `json:"stream"`
+	Error     string              `json:"error"`
+	At        time.Time           `json:"at"`
+	// From is the checkpoint before the failing event.
+	From eventstore.Position `json:"-"`
+}
+
+// worker applies the log to one generation of one projection.
+type worker struct {
+	r          *Runner
+	pr         *proj
+	generation string
+	version    int
+	active     bool
+	tables     Tables
+
+	done chan struct{} // closed when run returns
+	wake chan struct{}
+
+	mu       sync.Mutex
+	state    State
+	pos      eventstore.Position
+	applied  int64 // events applied by this generation, all time
+	lastAt   time.Time
+	fail     *Failure
+	meter    rateMeter
+	caughtUp bool
+}
+
+func (r *Runner) newWorker(pr *proj, c checkpoint) *worker {
+	w := &worker{
+		r: r, pr: pr, generation: c.generation, version: c.version, active: c.active,
+		tables: Tables{c.generation}, done: make(chan struct{}), wake: make(chan struct{}, 1),
+		state: StateStarting, pos: c.position, applied: c.applied,
+	}
+	if !c.active {
+		w.state = StateRebuilding
+	}
+	pr.mu.Lock()
+	pr.workers[c.generation] = w
+	pr.mu.Unlock()
+	return w
+}
+
+func (w *worker) wakeUp() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) failure() *Failure {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fail
+}
+
+func (w *worker) setState(s State) {
+	w.mu.Lock()
+	w.state = s
+	w.mu.Unlock()
+}
+
+// run applies the log until ctx ends or the generation is superseded. For a
+// generation being built, stopActive stops the active generation's worker
+// before the switch.
+func (w *worker) run(ctx context.Context, stopActive func()) error {
+	defer close(w.done)
+	for {
+		err := w.follow(ctx, stopActive)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !errors.Is(err, errFailed) {
+			return err
+		}
+		// Failed: wait for Retry or Skip, then start again from the
+		// checkpoint in the database.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.wake:
+		}
+		if err := w.reloadPosition(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+var errFailed = errors.New("projection failed on an event")
+
+func (w *worker) reloadPosition(ctx context.Context) error {
+	cps, err := loadCheckpoints(ctx, w.r.cfg.DB, w.pr.p.Name())
+	if err != nil {
+		return err
+	}
+	for _, c := range cps {
+		if c.generation == w.generation {
+			w.mu.Lock()
+			w.pos, w.applied, w.fail = c.position, c.applied, nil
+			if w.active {
+				w.state = StateCatchingUp
+			} else {
+				w.state = StateRebuilding
+			}
+			w.mu.Unlock()
+			return nil
+		}
+	}
+	return errSuperseded
+}
+
+// follow catches up with pages of ReadAll, then follows a subscription.
+func (w *worker) follow(ctx context.Context, stopActive func()) error {
+	p := w.pr.p
+	if w.active {
+		w.setState(StateCatchingUp)
+	}
+	if err := w.catchUp(ctx); err != nil {
+		return err
+	}
+	if !w.active {
+		// Caught up: stop the old generation, take what it may still have
+		// seen, and switch the views in one transaction.
+		stopActive()
+		if err := w.catchUp(ctx); err != nil {
+			return err
+		}
+		w.mu.Lock()
+		at := w.pos
+		w.mu.Unlock()
+		if err := w.r.switchTo(ctx, p, w.generation, at); err != nil {
+			return fmt.Errorf("switch %s to generation %s: %w", p.Name(), w.generation, err)
+		}
+		w.r.cfg.Logger.Info("projection rebuild switched", "projection", p.Name(), "generation", w.generation, "position", at.String())
+		w.r.committed()
+		return errSwitched
+	}
+	w.mu.Lock()
+	from := w.pos
+	w.caughtUp = true
+	w.state = StateLive
+	w.mu.Unlock()
+	sub, err := w.r.cfg.Store.Subscribe(ctx, from, p.Filter())
+	if err != nil {
+		return fmt.Errorf("subscribe %s after %s: %w", p.Name(), from, err)
+	}
+	defer sub.Close()
+	for {
+		evs, err := sub.Next(ctx)
+		if err != nil {
+			return fmt.Errorf("follow the log for %s: %w", p.Name(), err)
+		}
+		if err := w.apply(ctx, evs, sub.Position()); err != nil {
+			return err
+		}
+	}
+}
+
+func (w *worker) catchUp(ctx context.Context) error {
+	p := w.pr.p
+	for {
+		w.mu.Lock()
+		from := w.pos
+		w.mu.Unlock()
+		evs, err := w.r.cfg.Store.ReadAll(ctx, from, p.Filter(), w.r.cfg.BatchSize)
+		if err != nil {
+			return fmt.Errorf("catch up %s after %s: %w", p.Name(), from, err)
+		}
+		if len(evs) == 0 {
+			return nil
+		}
+		if err := w.apply(ctx, evs, evs[len(evs)-1].Position); err != nil {
+			return err
+		}
+	}
+}
+
+// apply commits evs and the checkpoint `to` in one transaction. When the
+// batch fails, it applies the events one by one to find the failing one,
+// commits those before it and reports errFailed.
+func (w *worker) apply(ctx context.Context, evs []eventstore.RecordedEvent, to eventstore.Position) error {
+	w.mu.Lock()
+	from := w.pos
+	w.mu.Unlock()
+	err := w.commit(ctx, evs, from, to)
+	if err == nil || errors.Is(err, errSuperseded) || ctx.Err() != nil {
+		return err
+	}
+	w.r.cfg.Logger.Warn("projection batch failed; isolating the event", "projection", w.pr.p.Name(), "events", len(evs), "err", err)
+	for _, e := range evs {
+		w.mu.Lock()
+		from := w.pos
+		w.mu.Unlock()
+		err := w.commit(ctx, evs[:0:0], from, from) // still ours?
+		if err == nil {
+			err = w.commit(ctx, []eventstore.RecordedEvent{e}, from, e.Position)
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, errSuperseded) || ctx.Err() != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.fail = &Failure{
+			Position: e.Position, EventID: e.ID.String(), EventType: e.Type, Stream: e.Stream,
+			Error: err.Error(), At: w.r.cfg.Now(), From: from,
+		}
+		w.state = StateFailed
+		w.mu.Unlock()
+		w.r.cfg.Logger.Error("projection failed on an event", "projection", w.pr.p.Name(), "generation", w.generation,
+			"position", e.Position.String(), "event", e.ID, "type", e.Type, "stream", e.Stream, "err", err)
+		return errFailed
+	}
+	return nil
+}
+
+func (w *worker) commit(ctx context.Context, evs []eventstore.RecordedEvent, from, to eventstore.Position) error {
+	now := w.r.cfg.Now()
+	err := w.r.cfg.DB.InTx(ctx, func(tx Tx) error {
+		if len(evs) > 0 {
+			if err := w.pr.p.Apply(ctx, tx, w.tables, evs); err != nil {
+				return err
+			}
+		}
+		if err := advanceCheckpoint(ctx, tx, w.pr.p.Name(), w.generation, from, to, len(evs), now); err != nil {
+			return err
+		}
+		if h := w.r.cfg.beforeCommit; h != nil && len(evs) > 0 {
+			h(w.pr.p.Name())
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.pos = to
+	w.applied += int64(len(evs))
+	if len(evs) > 0 {
+		w.lastAt = evs[len(evs)-1].RecordedAt
+	}
+	w.meter.add(now, int64(len(evs)))
+	w.mu.Unlock()
+	if len(evs) > 0 {
+		w.r.committed()
+	}
+	return nil
+}
+
+// rateMeter measures events per second over the last few seconds.
+type rateMeter struct {
+	samples []rateSample
+}
+
+type rateSample struct {
+	at time.Time
+	n  int64 // cumulative
+}
+
+const rateWindow = 10 * time.Second
+
+func (m *rateMeter) add(now time.Time, n int64) {
+	total := n
+	if len(m.samples) > 0 {
+		total += m.samples[len(m.samples)-1].n
+	}
+	m.samples = append(m.samples, rateSample{now, total})
+	cut := 0
+	for cut < len(m.samples)-2 && now.Sub(m.samples[cut+1].at) > rateWindow {
+		cut++
+	}
+	m.samples = m.samples[cut:]
+}
+
+func (m *rateMeter) rate(now time.Time) float64 {
+	if len(m.samples) < 2 {
+		return 0
+	}
+	first, last := m.samples[0], m.samples[len(m.samples)-1]
+	if now.Sub(last.at) > rateWindow {
+		return 0
+	}
+	secs := now.Sub(first.at).Seconds()
+	if secs <= 0 {
+		return 0
+	}
+	return float64(last.n-first.n) / secs
+}
