@@ -35,7 +35,7 @@ type Config struct {
 	// CacheSize bounds the queues kept loaded in memory. Default 10,000.
 	CacheSize int
 	// KeysPerQueue bounds the idempotency keys remembered per queue.
-	// Default 256.
+	// Default 100.
 	KeysPerQueue int
 	// ReadPageSize is the number of events read per ReadStream call when
 	// loading. Default 1,000.
@@ -53,7 +53,7 @@ func (c *Config) setDefaults() {
 		c.CacheSize = 10_000
 	}
 	if c.KeysPerQueue <= 0 {
-		c.KeysPerQueue = 256
+		c.KeysPerQueue = 100
 	}
 	if c.ReadPageSize <= 0 {
 		c.ReadPageSize = 1000
