@@ -60,7 +60,22 @@ func (r *Runner) newWorker(pr *proj, c checkpoint) *worker {
 	return w
 }
 
+// wakeUp resumes a failed worker: its state leaves failed at once, and the
+// worker starts again from its checkpoint.
 func (w *worker) wakeUp() {
+	w.mu.Lock()
+	failed := w.fail != nil
+	if failed {
+		w.fail = nil
+		w.state = StateCatchingUp
+		if !w.active {
+			w.state = StateRebuilding
+		}
+	}
+	w.mu.Unlock()
+	if !failed {
+		return
+	}
 	select {
 	case w.wake <- struct{}{}:
 	default:

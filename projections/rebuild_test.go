@@ -1,0 +1,294 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/projections/projectiontest"
+)
+
+func eachDialect(t *testing.T, f func(t *testing.T, open func() backend)) {
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			f(t, func() backend {
+				if dialect == "sqlite" {
+					return openSQLite(t, "")
+				}
+				return openPostgres(t, "")
+			})
+		})
+	}
+}
+
+func countRows(ctx context.Context, q Querier, table string) (int, error) {
+	var n int
+	err := q.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+	return n, err
+}
+
+// An operator's rebuild builds a new generation from position 0 while the
+// old one serves; readers never see fewer rows than the full model; then the
+// views switch, the rows are the same, and the old tables are gone.
+func TestRebuildIsBlueGreen(t *testing.T) {
+	eachDialect(t, func(t *testing.T, open func() backend) {
+		ctx := context.Background()
+		b := open()
+		r := startRunner(t, b, Config{BatchSize: 100})
+		if _, err := (projectiontest.Workload{Seed: 5, Players: 15, Commands: 1500}).Run(ctx, b.store); err != nil {
+			t.Fatal(err)
+		}
+		waitCaughtUp(t, r)
+		before := map[string][]string{}
+		for _, v := range allViews() {
+			before[v] = dump(t, b.db, v)
+		}
+		full := len(before["task_history"])
+
+		// A reader that must never see a partial model.
+		stop := make(chan struct{})
+		var reads atomic.Int64
+		var wg sync.WaitGroup
+		var readErr error
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n, err := countRows(ctx, b.db, "task_history")
+				if err != nil {
+					readErr = err
+					return
+				}
+				if n != full {
+					readErr = errors.New("reader saw a half-built task_history")
+					return
+				}
+				reads.Add(1)
+			}
+		}()
+
+		gen, err := r.Rebuild(ctx, QueuesName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(gen, "v1r") {
+			t.Fatalf("rebuild of version 1 got generation %q", gen)
+		}
+		if _, err := r.Rebuild(ctx, QueuesName); !errors.Is(err, ErrRebuildInProgress) {
+			t.Fatalf("second rebuild: got %v, want ErrRebuildInProgress", err)
+		}
+		if _, err := r.Rebuild(ctx, "nope"); !errors.Is(err, ErrUnknownProjection) {
+			t.Fatalf("rebuild of unknown projection: got %v", err)
+		}
+		waitFor(t, r, "the switch to "+gen, func(ctx context.Context) (bool, error) {
+			s, err := r.StatusOf(ctx, QueuesName)
+			return s.Generation == gen && s.Rebuild == nil && s.State == StateLive, err
+		})
+		close(stop)
+		wg.Wait()
+		if readErr != nil {
+			t.Fatal(readErr)
+		}
+		if reads.Load() == 0 {
+			t.Fatal("the reader never read")
+		}
+		for _, v := range allViews() {
+			sameRows(t, v+" after rebuild", before[v], dump(t, b.db, v))
+		}
+		for _, tbl := range []string{"queue_status__v1", "task_history__v1"} {
+			if ok, err := tableExists(ctx, b.db, tbl); err != nil || ok {
+				t.Fatalf("old table %s still exists (%v)", tbl, err)
+			}
+		}
+		// The new generation keeps following the log.
+		if _, err := (projectiontest.Workload{Seed: 6, Prefix: "x", Players: 3, Commands: 100}).Run(ctx, b.store); err != nil {
+			t.Fatal(err)
+		}
+		waitCaughtUp(t, r)
+		if n, _ := countRows(ctx, b.db, "queue_status"); n != len(before["queue_status"])+3 {
+			t.Fatalf("queue_status has %d rows after 3 new players, want %d", n, len(before["queue_status"])+3)
+		}
+	})
+}
+
+type bumped struct {
+	Projection
+	v int
+}
+
+func (b bumped) Version() int { return b.v }
+
+// Raising a projection's version rebuilds it into generation v<version> at
+// start, with the same result.
+func TestVersionBumpRebuilds(t *testing.T) {
+	eachDialect(t, func(t *testing.T, open func() backend) {
+		ctx := context.Background()
+		b := open()
+		if _, err := (projectiontest.Workload{Seed: 9, Players: 10, Commands: 800}).Run(ctx, b.store); err != nil {
+			t.Fatal(err)
+		}
+		r1, cancel := runFor(t, b, Config{Projections: []Projection{PlayerProgress{}}})
+		waitCaughtUp(t, r1)
+		before := dump(t, b.db, "player_progress")
+		cancel()
+
+		r2 := startRunner(t, b, Config{Projections: []Projection{bumped{PlayerProgress{}, 2}}})
+		waitFor(t, r2, "generation v2 serving", func(ctx context.Context) (bool, error) {
+			s, err := r2.StatusOf(ctx, PlayerProgressName)
+			return s.Generation == "v2" && s.Version == 2 && s.Rebuild == nil && s.State == StateLive, err
+		})
+		sameRows(t, "player_progress v2", before, dump(t, b.db, "player_progress"))
+		if ok, _ := tableExists(ctx, b.db, "player_progress__v1"); ok {
+			t.Fatal("player_progress__v1 survived the switch")
+		}
+	})
+}
+
+// runFor runs a Runner until the returned cancel is called.
+func runFor(t *testing.T, b backend, cfg Config) (*Runner, func()) {
+	cfg.Store, cfg.DB = b.store, b.db
+	r, err := NewRunner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return r, sync.OnceFunc(stop)
+}
+
+// failing fails on one event while broken is set.
+type failing struct {
+	Projection
+	bad    eventstore.Position
+	broken *atomic.Bool
+}
+
+func (f failing) Apply(ctx context.Context, tx Tx, t Tables, evs []eventstore.RecordedEvent) error {
+	for _, e := range evs {
+		if e.Position == f.bad && f.broken.Load() {
+			return errors.New("boom")
+		}
+	}
+	return f.Projection.Apply(ctx, tx, t, evs)
+}
+
+// A failing event stops its projection in state failed, with the position
+// and the error visible, while the others go on; Retry after a fix resumes
+// it, and Skip moves past the event and records the skip.
+func TestFailedEventStopsProjectionUntilRetryOrSkip(t *testing.T) {
+	eachDialect(t, func(t *testing.T, open func() backend) {
+		ctx := context.Background()
+		b := open()
+		res, err := (projectiontest.Workload{Seed: 3, Players: 5, Commands: 400}).Run(ctx, b.store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := b.store.ReadAll(ctx, eventstore.Start, eventstore.Filter{}, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := evs[150]
+		var broken atomic.Bool
+		broken.Store(true)
+		r := startRunner(t, b, Config{BatchSize: 64, Projections: []Projection{
+			failing{Queues{}, bad.Position, &broken}, PlayerProgress{}, Analytics{},
+		}})
+		waitFor(t, r, "queues failed", func(ctx context.Context) (bool, error) {
+			s, err := r.StatusOf(ctx, QueuesName)
+			return s.State == StateFailed, err
+		})
+		s, _ := r.StatusOf(ctx, QueuesName)
+		if s.Failure.Position != bad.Position || s.Failure.EventID != bad.ID.String() || !strings.Contains(s.Failure.Error, "boom") {
+			t.Fatalf("failure %+v, want event %s at %s", s.Failure, bad.ID, bad.Position)
+		}
+		if s.Position != evs[149].Position {
+			t.Fatalf("failed projection at %s, want the event before the failing one, %s", s.Position, evs[149].Position)
+		}
+		if err := r.Ready(ctx); err == nil || !strings.Contains(err.Error(), QueuesName) {
+			t.Fatalf("Ready = %v, want the failed projection named", err)
+		}
+		waitFor(t, r, "the other projections at the head", func(ctx context.Context) (bool, error) {
+			p, err := r.StatusOf(ctx, PlayerProgressName)
+			return p.State == StateLive && !p.Position.Less(p.Head), err
+		})
+		if err := r.Skip(ctx, QueuesName, evs[10].Position, "ops"); !errors.Is(err, ErrNotFailed) {
+			t.Fatalf("skip of an event it did not fail on: %v", err)
+		}
+
+		// Fix, retry: resumes and applies everything, the bad event included.
+		broken.Store(false)
+		if err := r.Retry(QueuesName); err != nil {
+			t.Fatal(err)
+		}
+		waitCaughtUp(t, r)
+		s, _ = r.StatusOf(ctx, QueuesName)
+		if s.EventsApplied != int64(res.Events) {
+			t.Fatalf("after retry %d events applied, want %d", s.EventsApplied, res.Events)
+		}
+
+		// Now a projection that fails for good, and an operator's skip.
+		b2 := open()
+		if _, err := (projectiontest.Workload{Seed: 3, Players: 5, Commands: 400}).Run(ctx, b2.store); err != nil {
+			t.Fatal(err)
+		}
+		evs2, _ := b2.store.ReadAll(ctx, eventstore.Start, eventstore.Filter{}, 200)
+		var always atomic.Bool
+		always.Store(true)
+		r2 := startRunner(t, b2, Config{BatchSize: 64, Projections: []Projection{failing{Analytics{}, evs2[99].Position, &always}}})
+		waitFor(t, r2, "analytics failed", func(ctx context.Context) (bool, error) {
+			s, err := r2.StatusOf(ctx, AnalyticsName)
+			return s.State == StateFailed, err
+		})
+		if err := r2.Skip(ctx, AnalyticsName, evs2[99].Position, "ops"); err != nil {
+			t.Fatal(err)
+		}
+		waitCaughtUp(t, r2)
+		var n int
+		var by string
+		if err := b2.db.QueryRow(ctx, `SELECT count(*), max(skipped_by) FROM projection_skipped_events WHERE name = $1 AND event_id = $2`,
+			AnalyticsName, evs2[99].ID.String()).Scan(&n, &by); err != nil || n != 1 || by != "ops" {
+			t.Fatalf("skipped_events: %d rows by %q (%v)", n, by, err)
+		}
+		s2, _ := r2.StatusOf(ctx, AnalyticsName)
+		if s2.EventsApplied != int64(len(mustReadAll(t, b2.store)))-1 {
+			t.Fatalf("after skip %d events applied, want all but one", s2.EventsApplied)
+		}
+	})
+}
+
+func mustReadAll(t *testing.T, s eventstore.Store) []eventstore.RecordedEvent {
+	var out []eventstore.RecordedEvent
+	pos := eventstore.Start
+	for {
+		evs, err := s.ReadAll(context.Background(), pos, eventstore.Filter{}, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return out
+		}
+		out = append(out, evs...)
+		pos = evs[len(evs)-1].Position
+	}
+}
+
+func TestFormatProgress(t *testing.T) {
+	got := FormatProgress(Progress{Done: 250, Total: 1000, EventsPerSecond: 50, ETA: 15 * time.Second}, 20)
+	want := "[#####---------------]  25.0%  250/1000 events  50 ev/s  ETA 15s"
+	if got != want {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+}
