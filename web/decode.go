@@ -3,23 +3,18 @@ package web
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strings"
 )
 
 // decodeJSON reads r's body into v: a JSON object of known fields only,
 // nothing after it. Errors name the field when there is one and wrap what
-// problemFor maps (a fieldError, a *http.MaxBytesError, errUnsupportedMedia).
+// problemFor maps (a fieldError, a *http.MaxBytesError).
+//
+// The Content-Type is not checked: the body must be JSON whatever it says,
+// so `curl -d '{...}'` (which sends a form type) works as people expect.
 func decodeJSON(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return fmt.Errorf("%w: Content-Type %q is not application/json", errUnsupportedMedia, ct)
-		}
-	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)

@@ -36,7 +36,6 @@ var (
 	ProblemConflict             = ProblemType{"conflict", http.StatusConflict, "Conflict"}
 	ProblemPreconditionFailed   = ProblemType{"precondition-failed", http.StatusPreconditionFailed, "Precondition failed"}
 	ProblemPayloadTooLarge      = ProblemType{"payload-too-large", http.StatusRequestEntityTooLarge, "Payload too large"}
-	ProblemUnsupportedMediaType = ProblemType{"unsupported-media-type", http.StatusUnsupportedMediaType, "Unsupported media type"}
 	ProblemRequirementNotMet    = ProblemType{"requirement-not-met", http.StatusUnprocessableEntity, "Requirement not met"}
 	ProblemIdempotencyKeyReused = ProblemType{"idempotency-key-reused", http.StatusUnprocessableEntity, "Idempotency key reused"}
 	ProblemRateLimited          = ProblemType{"rate-limited", http.StatusTooManyRequests, "Too many requests"}
@@ -127,8 +126,6 @@ func problemFor(err error) Problem {
 		t = ProblemNotFound
 	case errors.Is(err, errMethodNotAllowed):
 		t = ProblemMethodNotAllowed
-	case errors.Is(err, errUnsupportedMedia):
-		t = ProblemUnsupportedMediaType
 	case errors.Is(err, command.ErrPreconditionFailed):
 		t = ProblemPreconditionFailed
 	case errors.Is(err, command.ErrIdempotencyKeyReused):
