@@ -17,6 +17,9 @@
 //   - Positions are $all positions: Commit is the commit position, Seq the
 //     prepare position. $all holds only committed events, in one order, so
 //     the whole log is the safe prefix and no reader ever skips an event.
+//     The server answers an append with its commit position only; for an
+//     append of several events Append reads the last one back (one more
+//     round trip) so AppendResult.Position is that event's $all position.
 //   - Data is stored as JSON content; the metadata (schema version,
 //     occurred-at, correlation and causation IDs, actor) as JSON in the
 //     event's user metadata, the IDs under KurrentDB's own keys
@@ -251,10 +254,21 @@ func (s *Store) append(ctx context.Context, stream string, expected eventstore.E
 		}
 		return eventstore.AppendResult{}, s.fail(ctx, err)
 	}
-	return eventstore.AppendResult{
+	res := eventstore.AppendResult{
 		Version:  versionOf(wr.NextExpectedVersion),
 		Position: toPosition(esdb.Position{Commit: wr.CommitPosition, Prepare: wr.PreparePosition}),
-	}, nil
+	}
+	if len(events) > 1 {
+		// The server reports the write's commit position as both parts,
+		// which for several events is not the last event's place in $all
+		// (its prepare position differs). Read the last event back, so the
+		// result equals what readers and a later idempotent retry see.
+		last, err := s.readStream(ctx, name, esdb.ReadStreamOptions{From: esdb.Revision(wr.NextExpectedVersion)}, 1)
+		if err == nil && len(last) == 1 && last[0].ID == events[len(events)-1].ID && last[0].Position.Seq != noPosition {
+			res.Position = last[0].Position
+		}
+	}
+	return res, nil
 }
 
 func reverse(evs []eventstore.RecordedEvent) {
