@@ -102,7 +102,8 @@ const (
 // Config says how to reach the server.
 type Config struct {
 	// URL is the connection string, e.g. "esdb://127.0.0.1:2113?tls=false"
-	// (TASKQUEUE_KURRENTDB_URL). Required.
+	// (TASKQUEUE_KURRENTDB_URL). KurrentDB's newer schemes kurrentdb:// and
+	// kurrentdb+discover:// are accepted too. Required.
 	URL string
 	// Namespace, when set, prefixes every stream name on the server and
 	// confines reads of the global log to streams under it, so several
@@ -139,7 +140,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("open kurrentdb event store: %w", err)
 	}
-	conf, err := esdb.ParseConnectionString(cfg.URL)
+	conf, err := esdb.ParseConnectionString(clientURL(cfg.URL))
 	if err != nil {
 		return nil, fmt.Errorf("open kurrentdb event store: parse URL: %w", err)
 	}

@@ -270,3 +270,18 @@ func idempotencyVerdict(stream string, expected eventstore.ExpectedVersion, curr
 	}
 	return false, eventstore.AppendResult{}, fmt.Errorf("%w: an event ID of this append is already stored in stream %q at another place", eventstore.ErrInvalid, stream)
 }
+
+// clientURL rewrites KurrentDB's newer connection-string schemes
+// (kurrentdb://, kurrentdb+discover://) to the ones esdb v4.2.0 parses
+// (esdb://, esdb+discover://); the rest of the string means the same.
+func clientURL(url string) string {
+	for _, s := range [...]struct{ from, to string }{
+		{"kurrentdb+discover://", "esdb+discover://"},
+		{"kurrentdb://", "esdb://"},
+	} {
+		if len(url) >= len(s.from) && strings.EqualFold(url[:len(s.from)], s.from) {
+			return s.to + url[len(s.from):]
+		}
+	}
+	return url
+}

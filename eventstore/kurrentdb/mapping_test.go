@@ -279,3 +279,19 @@ func TestIdempotencyVerdict(t *testing.T) {
 		})
 	}
 }
+
+func TestClientURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"kurrentdb://admin:changeit@127.0.0.1:2113?tls=false": "esdb://admin:changeit@127.0.0.1:2113?tls=false",
+		"KurrentDB+discover://a:2113,b:2113":                  "esdb+discover://a:2113,b:2113",
+		"esdb://127.0.0.1:2113":                               "esdb://127.0.0.1:2113",
+		"esdb+discover://x":                                   "esdb+discover://x",
+	} {
+		if got := clientURL(in); got != want {
+			t.Errorf("clientURL(%q) = %q, want %q", in, got, want)
+		}
+		if _, err := esdb.ParseConnectionString(clientURL(in)); err != nil {
+			t.Errorf("the client cannot parse %q rewritten: %v", in, err)
+		}
+	}
+}
