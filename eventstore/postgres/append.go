@@ -17,6 +17,8 @@ import (
 
 // Append implements eventstore.Store. The append is one statement in an
 // implicit transaction: a cancelled context leaves it fully done or undone.
+// Once it committed, Append wakes this store's subscriptions directly and
+// has the notifier NOTIFY other processes (see WithNotifyInTransaction).
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
 	if s.closed() {
 		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s: %w", len(events), stream, eventstore.ErrClosed)
@@ -27,16 +29,20 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	}
 	ctx, done := s.withStore(ctx)
 	defer done()
-	res, err := s.append(ctx, s.pool, stream, expected, evs)
+	res, err := s.append(ctx, s.pool, stream, expected, evs, s.notifyInTx)
 	if err != nil {
 		return res, fmt.Errorf("append %d events to %s: %w", len(events), stream, s.opError(ctx, err))
+	}
+	if !res.Duplicate {
+		s.announce()
 	}
 	return res, nil
 }
 
 // AppendTx appends inside tx, a transaction of this store's database that
 // the caller commits or rolls back; the events become visible to readers
-// when it commits. The append must be the transaction's first write: a
+// when it commits, and the statement NOTIFYs inside tx (AppendTx cannot
+// know when tx commits). The append must be the transaction's first write: a
 // transaction that already holds an ID could commit events behind a later
 // append to the same stream, so AppendTx refuses it. Like every open
 // transaction, tx holds global readers back until it ends: keep it short.
@@ -55,7 +61,7 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected
 	if assigned {
 		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s in a transaction: %w", len(events), stream, errNotFirstWrite)
 	}
-	res, err := s.append(ctx, savepointer{tx}, stream, expected, evs)
+	res, err := s.append(ctx, savepointer{tx}, stream, expected, evs, true)
 	if err != nil {
 		return res, fmt.Errorf("append %d events to %s in a transaction: %w", len(events), stream, err)
 	}
@@ -122,12 +128,12 @@ func (p poolExecer) attempt(_ context.Context, f func(q querier) error) error { 
 
 // append writes evs (already validated) and resolves a failed write into a
 // duplicate, a wrong version or invalid input.
-func (s *Store) append(ctx context.Context, q querier, stream string, expected eventstore.ExpectedVersion, evs []eventstore.EventData) (eventstore.AppendResult, error) {
+func (s *Store) append(ctx context.Context, q querier, stream string, expected eventstore.ExpectedVersion, evs []eventstore.EventData, notifyInTx bool) (eventstore.AppendResult, error) {
 	ex, ok := q.(execer)
 	if !ok {
 		ex = poolExecer{q}
 	}
-	sql, args := appendStatement(stream, expected, evs)
+	sql, args := appendStatement(stream, expected, evs, notifyInTx)
 	// A retry happens only when the stream changed between the failed
 	// statement and the reads that explain it; a few are plenty.
 	for range 5 {
@@ -165,7 +171,7 @@ func (s *Store) append(ctx context.Context, q querier, stream string, expected e
 // number of events, $3..$10 the events' columns as arrays, $11 the exact
 // expected version. The advisory lock is taken before any row is written,
 // so the transaction's ID is assigned while it holds the stream.
-func appendStatement(stream string, expected eventstore.ExpectedVersion, evs []eventstore.EventData) (string, []any) {
+func appendStatement(stream string, expected eventstore.ExpectedVersion, evs []eventstore.EventData, notify bool) (string, []any) {
 	var streamCTE string
 	n, exact := expected.Version()
 	switch {
@@ -182,6 +188,10 @@ func appendStatement(stream string, expected eventstore.ExpectedVersion, evs []e
 		streamCTE = `UPDATE event_streams AS st SET version = st.version + $2::bigint FROM lock
 			WHERE st.stream_id = $1::text RETURNING st.version`
 	}
+	notifyColumn := "NULL::bool"
+	if notify {
+		notifyColumn = `CASE WHEN count(*) > 0 THEN pg_notify('` + notifyChannel + `', current_schema()) IS NULL END`
+	}
 	sql := `WITH lock AS (SELECT pg_advisory_xact_lock(` + fmt.Sprint(lockClass) + `, hashtext($1::text)) AS locked),
 	s AS (` + streamCTE + `),
 	ins AS (
@@ -196,7 +206,7 @@ func appendStatement(stream string, expected eventstore.ExpectedVersion, evs []e
 	SELECT count(*), coalesce(max(position), 0),
 		(SELECT transaction_id::text::bigint FROM ins LIMIT 1),
 		(SELECT version FROM s),
-		CASE WHEN count(*) > 0 THEN pg_notify('` + notifyChannel + `', current_schema()) IS NULL END
+		` + notifyColumn + `
 	FROM ins`
 	var (
 		ids   = make([]uuid.UUID, len(evs))

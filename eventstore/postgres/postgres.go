@@ -7,7 +7,7 @@
 // An Append is one SQL statement, so one round trip and one implicit
 // transaction: it takes a per-stream advisory lock, moves the stream's
 // version in event_streams (the expected-version check), inserts all the
-// events from arrays (unnest), and calls pg_notify. Every event row is
+// events from arrays (unnest). Every event row is
 // stamped with the writing transaction's ID, pg_current_xact_id() (xid8), and
 // a number from an identity column (position). The advisory lock is taken
 // before anything is written, so a transaction gets its ID only once it holds
@@ -31,6 +31,17 @@
 // them skip.
 //
 // # Subscriptions
+//
+// NOTIFY is sent after the append committed, not inside it: a transaction
+// that NOTIFYs takes a cluster-wide lock at commit that is held through the
+// WAL flush, which serializes every notifying commit and cut single-event
+// append throughput by about 3.5 times in docs/BENCHMARKS.md. So Append
+// wakes the subscriptions of its own Store at once, and a notifier goroutine
+// sends one coalesced pg_notify for other processes (while one is in flight,
+// further appends share the next). WithNotifyInTransaction restores the
+// in-transaction NOTIFY; AppendTx always notifies in its transaction. A
+// process that dies between commit and NOTIFY costs other processes one
+// fallback poll, nothing more.
 //
 // A Store keeps ONE listener connection (LISTEN taskqueue_events), opened on
 // the first Subscribe and shared by all subscriptions; the payload is the
@@ -101,20 +112,39 @@ type Store struct {
 	done      <-chan struct{} // ctx.Done()
 	closeOnce sync.Once
 	listener  *listener
+
+	notifyInTx bool
+	pokes      chan struct{} // buffered 1: an append committed, NOTIFY pending
+	notifierWG sync.WaitGroup
 }
 
-// Option configures Open.
-type Option func(*pgxpool.Config)
+// Option configures Open or New.
+type Option func(*options)
+
+type options struct {
+	pool       []func(*pgxpool.Config)
+	notifyInTx bool
+}
 
 // WithMaxConns bounds the pool Open creates (pgxpool's default is
-// max(4, number of CPUs)). The listener connection is not counted.
+// max(4, number of CPUs)). The listener connection is not counted. New
+// ignores it.
 func WithMaxConns(n int32) Option {
-	return func(c *pgxpool.Config) { c.MaxConns = n }
+	return WithPoolConfig(func(c *pgxpool.Config) { c.MaxConns = n })
 }
 
 // WithPoolConfig lets the caller adjust the pool configuration Open parses
-// from the URL.
-func WithPoolConfig(f func(*pgxpool.Config)) Option { return Option(f) }
+// from the URL. New ignores it.
+func WithPoolConfig(f func(*pgxpool.Config)) Option {
+	return func(o *options) { o.pool = append(o.pool, f) }
+}
+
+// WithNotifyInTransaction makes every append NOTIFY inside its own
+// transaction instead of after it: no wake-up is ever lost to a crash, at the
+// price of serialized commits (see the package doc).
+func WithNotifyInTransaction() Option {
+	return func(o *options) { o.notifyInTx = true }
+}
 
 // Open connects to the database at url (a pgx connection string) and returns
 // a Store that owns its pool: Close closes the pool. It does not migrate.
@@ -123,14 +153,18 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open postgres event store: parse url: %w", err)
 	}
-	for _, o := range opts {
-		o(cfg)
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	for _, f := range o.pool {
+		f(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres event store: %w", err)
 	}
-	s, err := New(ctx, pool)
+	s, err := New(ctx, pool, opts...)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -141,7 +175,11 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 
 // New returns a Store on pool, which the caller keeps owning: Close leaves
 // it open. It checks that the event store's tables exist.
-func New(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
+func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var schema string
 	var tables int
 	err := pool.QueryRow(ctx, `SELECT current_schema(),
@@ -153,8 +191,13 @@ func New(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
 		return nil, fmt.Errorf("open postgres event store: tables event_log and event_streams are missing from schema %q: apply the migrations first (taskqueue migrate up, or postgres.Migrate)", schema)
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	s := &Store{pool: pool, schema: schema, ctx: sctx, cancel: cancel, done: sctx.Done()}
+	s := &Store{pool: pool, schema: schema, ctx: sctx, cancel: cancel, done: sctx.Done(),
+		notifyInTx: o.notifyInTx, pokes: make(chan struct{}, 1)}
 	s.listener = newListener(sctx, pool.Config().ConnConfig, schema)
+	if !s.notifyInTx {
+		s.notifierWG.Add(1)
+		go s.notifier()
+	}
 	return s, nil
 }
 
@@ -180,6 +223,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		s.listener.wait()
+		s.notifierWG.Wait()
 		if s.ownsPool {
 			s.pool.Close()
 		}
@@ -215,6 +259,33 @@ func (s *Store) opError(ctx context.Context, err error) error {
 		return eventstore.ErrClosed
 	}
 	return err
+}
+
+// announce tells this store's subscriptions, and through the notifier other
+// processes, that an append committed.
+func (s *Store) announce() {
+	s.listener.broadcast()
+	if s.notifyInTx {
+		return
+	}
+	select {
+	case s.pokes <- struct{}{}:
+	default: // a NOTIFY is already pending: it covers this append too
+	}
+}
+
+// notifier sends one pg_notify per burst of appends until the store closes.
+// A failed NOTIFY is dropped: listeners elsewhere fall back to polling.
+func (s *Store) notifier() {
+	defer s.notifierWG.Done()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.pokes:
+		}
+		_, _ = s.pool.Exec(s.ctx, `SELECT pg_notify($1, $2)`, notifyChannel, s.schema)
+	}
 }
 
 // querier is what reads need: the pool or a transaction.

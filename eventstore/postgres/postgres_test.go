@@ -13,23 +13,41 @@ import (
 	"github.com/taskqueue/taskqueue/internal/testenv"
 )
 
-// openStore returns a store on a fresh, migrated schema, closed when the
-// test ends. Pools stay small: every engineer's tests share the server.
-func openStore(t testing.TB) *postgres.Store {
+// migratedURL returns the URL of a fresh schema with the migrations
+// applied, dropped when the test ends.
+func migratedURL(t testing.TB) string {
 	t.Helper()
 	url := testenv.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	migrate, err := pgxpool.New(ctx, url)
+	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	err = postgres.Migrate(ctx, migrate)
-	migrate.Close()
-	if err != nil {
+	defer pool.Close()
+	if err := postgres.Migrate(ctx, pool); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	s, err := postgres.Open(ctx, url, postgres.WithMaxConns(6))
+	return url
+}
+
+// openStore returns a store on a fresh, migrated schema, closed when the
+// test ends. Pools stay small: every engineer's tests share the server.
+func openStore(t testing.TB) *postgres.Store {
+	t.Helper()
+	return openStoreOpts(t, postgres.WithMaxConns(6))
+}
+
+func openStoreOpts(t testing.TB, opts ...postgres.Option) *postgres.Store {
+	t.Helper()
+	return openURL(t, migratedURL(t), opts...)
+}
+
+func openURL(t testing.TB, url string, opts ...postgres.Option) *postgres.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := postgres.Open(ctx, url, opts...)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
