@@ -40,7 +40,7 @@ func FuzzQueue(f *testing.F) {
 			}
 			return v.Tasks[i%len(v.Tasks)].TaskID
 		}
-		for n := 0; len(script) > 0 && n < 200; n++ {
+		for n := 0; len(script) > 0 && n < 64; n++ {
 			now = now.Add(time.Duration(next()) * 37 * time.Millisecond)
 			xpBefore := map[domain.SkillID]int64{}
 			for _, s := range rules.Catalog.Skills() {

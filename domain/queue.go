@@ -270,7 +270,7 @@ func (q *Queue) Enqueue(id TaskID, typ TaskTypeID, count int, position *int, now
 			return invalid("taskId", "%q is already queued", id)
 		}
 		if len(d.tasks) >= d.rules.limit() {
-			return fmt.Errorf("enqueue %s: %w: %d of %d tasks", typ, ErrQueueFull, len(d.tasks), d.rules.limit())
+			return fmt.Errorf("%w: it holds %d of %d tasks", ErrQueueFull, len(d.tasks), d.rules.limit())
 		}
 		if level := LevelForXP(d.xp[tt.Skill]); level < tt.LevelRequired {
 			return &RequirementError{TaskType: typ, Skill: tt.Skill, Required: tt.LevelRequired, Level: level}
@@ -299,7 +299,7 @@ func (q *Queue) Remove(id TaskID, now time.Time) ([]Event, error) {
 		}
 		i := d.index(id)
 		if i < 0 {
-			return fmt.Errorf("remove task %q: %w", id, ErrTaskNotFound)
+			return fmt.Errorf("%w: %q is not in the queue", ErrTaskNotFound, id)
 		}
 		t := d.tasks[i]
 		if err := d.cancelIfRunning(id, now); err != nil {
@@ -417,8 +417,8 @@ func (q *Queue) CompleteRepetition(id TaskID, number int, now time.Time) ([]Even
 			return nil
 		}
 		if now.Before(d.rep.dueAt) {
-			return fmt.Errorf("complete repetition %d of %q due at %s at %s: %w",
-				number, id, d.rep.dueAt.Format(time.RFC3339Nano), now.Format(time.RFC3339Nano), ErrRepetitionNotDue)
+			return fmt.Errorf("%w: it is due at %s, the time is %s",
+				ErrRepetitionNotDue, d.rep.dueAt.Format(time.RFC3339Nano), now.Format(time.RFC3339Nano))
 		}
 		return d.advance(now)
 	})
@@ -437,7 +437,7 @@ func (q *Queue) Fail(id TaskID, reason string, now time.Time) ([]Event, error) {
 		}
 		i := d.index(id)
 		if i < 0 {
-			return fmt.Errorf("fail task %q: %w", id, ErrTaskNotFound)
+			return fmt.Errorf("%w: %q is not in the queue", ErrTaskNotFound, id)
 		}
 		if err := d.cancelIfRunning(id, now); err != nil {
 			return err
