@@ -241,6 +241,9 @@ func (t *Time) parse(s string) error {
 		v, err = time.Parse("2006-01-02 15:04:05.999999999-07:00", s)
 	}
 	if err != nil {
+		v, err = time.Parse(time.DateOnly, s)
+	}
+	if err != nil {
 		return fmt.Errorf("scan time %q: %w", s, err)
 	}
 	t.Time = v.UTC()
