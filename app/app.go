@@ -179,6 +179,8 @@ type openedStore struct {
 
 func openStore(ctx context.Context, cfg Config) (openedStore, error) {
 	switch {
+	case cfg.KurrentDBURL != "":
+		return openKurrentDB(ctx, cfg)
 	case cfg.DatabaseURL != "":
 		return openPostgres(ctx, cfg)
 	default:

@@ -43,6 +43,12 @@ type Config struct {
 	// TASKQUEUE_KURRENTDB_URL, --kurrentdb-url, default "".
 	KurrentDBURL string
 
+	// KurrentDBNamespace prefixes every stream on the KurrentDB server, so
+	// that several deployments (or test runs) can share one server.
+	// Changing it hides every event written under the old one.
+	// TASKQUEUE_KURRENTDB_NAMESPACE, --kurrentdb-namespace, default "".
+	KurrentDBNamespace string
+
 	// RedisURL is a Redis server (redis:// or rediss://) for caches, rate
 	// limits, sessions and cross-instance fanout. Without it all of these
 	// are in-process.
@@ -189,6 +195,9 @@ func (c Config) Validate() error {
 	if c.KurrentDBURL != "" && !hasScheme(c.KurrentDBURL, "kurrentdb", "kurrentdb+discover", "esdb", "esdb+discover") {
 		bad("TASKQUEUE_KURRENTDB_URL", "is not a kurrentdb:// or esdb:// connection string")
 	}
+	if strings.HasPrefix(c.KurrentDBNamespace, "$") {
+		bad("TASKQUEUE_KURRENTDB_NAMESPACE", "%q starts with '$', which KurrentDB keeps for system streams", c.KurrentDBNamespace)
+	}
 	if c.RedisURL != "" && !hasScheme(c.RedisURL, "redis", "rediss", "unix") {
 		bad("TASKQUEUE_REDIS_URL", "is not a redis:// or rediss:// URL")
 	}
@@ -267,6 +276,7 @@ var options = []Option{
 	{"TASKQUEUE_DATABASE_URL", "database-url", "", "PostgreSQL connection string (events and read models); empty: SQLite in the data directory", func(c *Config) flag.Value { return (*stringValue)(&c.DatabaseURL) }},
 	{"TASKQUEUE_DATABASE_MAX_CONNS", "database-max-conns", strconv.Itoa(DefaultDatabaseMaxConns), "PostgreSQL pool size", func(c *Config) flag.Value { return (*intValue)(&c.DatabaseMaxConns) }},
 	{"TASKQUEUE_KURRENTDB_URL", "kurrentdb-url", "", "KurrentDB connection string; when set, events are stored in KurrentDB", func(c *Config) flag.Value { return (*stringValue)(&c.KurrentDBURL) }},
+	{"TASKQUEUE_KURRENTDB_NAMESPACE", "kurrentdb-namespace", "", "prefix of every stream on the KurrentDB server", func(c *Config) flag.Value { return (*stringValue)(&c.KurrentDBNamespace) }},
 	{"TASKQUEUE_REDIS_URL", "redis-url", "", "Redis URL for caches, rate limits, sessions, cross-instance fanout; empty: in-process", func(c *Config) flag.Value { return (*stringValue)(&c.RedisURL) }},
 	{"TASKQUEUE_JWT_SECRET", "jwt-secret", "", "HS256 secret, at least 32 bytes; required outside dev mode, generated into the data directory in dev mode", func(c *Config) flag.Value { return (*stringValue)(&c.JWTSecret) }},
 	{"TASKQUEUE_JWT_ISSUER", "jwt-issuer", "", "required token issuer (iss); empty: not checked", func(c *Config) flag.Value { return (*stringValue)(&c.JWTIssuer) }},

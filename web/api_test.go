@@ -150,6 +150,9 @@ func backends(t *testing.T, f func(t *testing.T, build func(t *testing.T, opts .
 	t.Run("postgres", func(t *testing.T) {
 		f(t, func(t *testing.T, opts ...apptest.Option) *app.App { return apptest.Postgres(t, opts...) })
 	})
+	t.Run("kurrentdb", func(t *testing.T) {
+		f(t, func(t *testing.T, opts ...apptest.Option) *app.App { return apptest.KurrentDB(t, opts...) })
+	})
 }
 
 func TestAuthFailures(t *testing.T) {

@@ -6,6 +6,7 @@ package apptest
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,23 @@ func Postgres(t testing.TB, opts ...Option) *app.App {
 		DatabaseMaxConns: 4,
 		JWTSecret:        Secret,
 		LogLevel:         "warn",
+	}
+	return build(t, cfg, opts)
+}
+
+// KurrentDB builds the app with its events in KurrentDB (under a namespace
+// of the test's own) and its read models in SQLite. It skips without
+// TASKQUEUE_TEST_KURRENTDB_URL (see testenv.KurrentDB).
+func KurrentDB(t testing.TB, opts ...Option) *app.App {
+	t.Helper()
+	url := testenv.KurrentDB(t)
+	cfg := app.Config{
+		DataDir:            t.TempDir(),
+		Addr:               "127.0.0.1:0",
+		KurrentDBURL:       url,
+		KurrentDBNamespace: fmt.Sprintf("t%d-", time.Now().UnixNano()),
+		JWTSecret:          Secret,
+		LogLevel:           "warn",
 	}
 	return build(t, cfg, opts)
 }
