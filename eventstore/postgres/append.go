@@ -149,6 +149,9 @@ func (s *Store) append(ctx context.Context, q querier, stream string, expected e
 		})
 		violated := isUniqueViolation(err, "event_log_event_id_key")
 		switch {
+		case err != nil && isDataException(err):
+			// PostgreSQL refused a value that validation let through.
+			return eventstore.AppendResult{}, fmt.Errorf("%w: %w", eventstore.ErrInvalid, err)
 		case err != nil && !violated:
 			return eventstore.AppendResult{}, err
 		case err == nil && inserted == len(evs) && xid != nil && version != nil:
@@ -284,6 +287,13 @@ func resolve(ctx context.Context, q querier, stream string, expected eventstore.
 		}
 	}
 	return eventstore.AppendResult{}, true, nil
+}
+
+// isDataException reports a PostgreSQL "data exception" (SQLSTATE class
+// 22): a value the column types refuse.
+func isDataException(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22")
 }
 
 func isUniqueViolation(err error, constraint string) bool {

@@ -216,12 +216,16 @@ func (l *listener) run() {
 	ctx := l.ctx
 	backoff := 10 * time.Millisecond
 	for ctx.Err() == nil {
-		err := l.listen(ctx)
+		// While the connection is down the subscriptions poll fast, so the
+		// error needs no other handling than a retry.
+		connected, _ := l.listen(ctx)
 		l.setConn(0, false)
 		if ctx.Err() != nil {
 			return
 		}
-		_ = err // the subscriptions poll fast until the connection is back
+		if connected {
+			backoff = 10 * time.Millisecond
+		}
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -232,24 +236,28 @@ func (l *listener) run() {
 }
 
 // listen connects, listens and relays notifications until the connection
-// fails or ctx ends.
-func (l *listener) listen(ctx context.Context) error {
+// fails or ctx ends. connected reports whether LISTEN succeeded.
+func (l *listener) listen(ctx context.Context) (connected bool, err error) {
 	conn, err := pgx.ConnectConfig(ctx, l.config.Copy())
 	if err != nil {
-		return fmt.Errorf("connect listener: %w", err)
+		return false, fmt.Errorf("connect listener: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return false, fmt.Errorf("listen: %w", err)
 	}
 	l.setConn(conn.PgConn().PID(), true)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
-				return nil
+				return true, nil
 			}
-			return fmt.Errorf("wait for notification: %w", err)
+			return true, fmt.Errorf("wait for notification: %w", err)
 		}
 		if n.Payload == l.schema {
 			l.broadcast()
