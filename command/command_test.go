@@ -371,7 +371,8 @@ func TestConcurrentCommandsAreReflectedExactlyOnce(t *testing.T) {
 	eachBackend(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		clk := newClock()
-		procs := []*command.Handlers{handlers(t, store, clk, 1000), handlers(t, store, clk, 1000)}
+		conflicts := &conflictCounter{Store: store}
+		procs := []*command.Handlers{handlers(t, conflicts, clk, 1000), handlers(t, conflicts, clk, 1000)}
 		// Stopped, so every enqueue is exactly one TaskEnqueued.
 		if _, err := procs[0].StopQueue.Handle(ctx, command.StopQueue{Request: req("stop")}); err != nil {
 			t.Fatal(err)
@@ -428,7 +429,8 @@ func TestConcurrentCommandsAreReflectedExactlyOnce(t *testing.T) {
 				t.Errorf("%s stored %d times but never accepted", key, n)
 			}
 		}
-		t.Logf("%d of %d requests accepted, stream version %d", len(accepted), workers*each, len(stored))
+		t.Logf("%d of %d requests accepted, stream version %d, %d appends lost a race and were retried",
+			len(accepted), workers*each, len(stored), conflicts.n.Load())
 		if len(accepted) < workers*each/2 {
 			t.Errorf("only %d of %d requests accepted", len(accepted), workers*each)
 		}
@@ -450,5 +452,60 @@ func TestMiddlewareWrapsEveryHandler(t *testing.T) {
 	_, _ = h.RemoveTask.Handle(ctx, command.RemoveTask{Request: req("b"), TaskID: "x"})
 	if fmt.Sprint(names) != "[StartQueue GetQueue RemoveTask]" {
 		t.Fatalf("observed %v", names)
+	}
+}
+
+// conflictCounter counts the appends a real store refused for a wrong
+// expected version.
+type conflictCounter struct {
+	eventstore.Store
+	n atomic.Int64
+}
+
+func (c *conflictCounter) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
+	res, err := c.Store.Append(ctx, stream, expected, events...)
+	if errors.Is(err, eventstore.ErrWrongVersion) {
+		c.n.Add(1)
+	}
+	return res, err
+}
+
+func TestCacheIsBounded(t *testing.T) {
+	store := backends[0].open(t)
+	h, err := command.NewHandlers(store, command.Config{CacheSize: 2, Clock: newClock().now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i, p := range []string{"a", "b", "c", "a"} {
+		r := command.Request{PlayerID: p, IdempotencyKey: "k-" + p}
+		res, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: r, Type: "chop-wood", Count: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// "a" was evicted by "c": its retry is still recognized after the
+		// reload from the stream.
+		if i == 3 && (!res.Duplicate || res.Version != 2) {
+			t.Fatalf("retry after eviction: %+v", res)
+		}
+	}
+	if n := h.Queues.Len(); n != 2 {
+		t.Fatalf("%d queues cached, limit 2", n)
+	}
+}
+
+func TestEarlyCompletionIsRefused(t *testing.T) {
+	store := backends[0].open(t)
+	clk := newClock()
+	h := handlers(t, store, clk, 10)
+	ctx := context.Background()
+	res, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k"), Type: "chop-wood", Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.add(time.Second)
+	_, err = h.CompleteRepetition.Handle(ctx, command.CompleteRepetition{Request: req("c"), TaskID: string(res.Task.TaskID), Number: 1})
+	if !errors.Is(err, domain.ErrRepetitionNotDue) {
+		t.Fatalf("early completion: %v", err)
 	}
 }
