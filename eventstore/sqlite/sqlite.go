@@ -29,11 +29,13 @@
 // # Positions
 //
 // Each event's eventstore.Position is {Commit: 0, Seq: position}, where
-// position is the events table's AUTOINCREMENT key. SQLite admits one
-// writer per file at a time and the key is taken inside the writing
-// transaction, so keys follow commit order: a reader's snapshot is always a
-// gap-free prefix of the log, the whole committed log is the safe prefix,
-// and "position > checkpoint" loses nothing here (unlike PostgreSQL).
+// position is the events table's rowid (INTEGER PRIMARY KEY): one more
+// than the largest stored, taken inside the writing transaction. SQLite
+// admits one writer per file at a time, and the table is append-only
+// (triggers refuse UPDATE and DELETE), so keys follow commit order: a
+// reader's snapshot is always a gap-free prefix of the log, the whole
+// committed log is the safe prefix, and "position > checkpoint" loses
+// nothing here (unlike PostgreSQL).
 //
 // # Subscriptions
 //

@@ -264,3 +264,20 @@ func TestWriteDBCommitsWithAppendsInOneFile(t *testing.T) {
 		t.Error("ReadDB accepted a write")
 	}
 }
+
+// Positions rely on events never being deleted (see 0001_events.sql).
+func TestEventsAreAppendOnly(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "events.db"))
+	if _, err := s.Append(ctx, "s", eventstore.Any, event("A", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{`DELETE FROM events`, `UPDATE events SET data = x'7b7d'`} {
+		if _, err := s.WriteDB().ExecContext(ctx, stmt); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: %v, want the append-only trigger to refuse", stmt, err)
+		}
+	}
+	if evs, err := s.ReadStream(ctx, "s", 1, 0); err != nil || len(evs) != 1 {
+		t.Fatalf("stream after refused writes: %d events, %v", len(evs), err)
+	}
+}
