@@ -83,13 +83,26 @@ type Queues struct {
 	lru     *list.List               // front: most recently used
 }
 
-// cached is one loaded queue. mu serializes the commands of one stream in
-// this process; st is nil until loaded (or after a failed load).
+// cached is one loaded queue. lock (a one-slot semaphore, so waiting
+// honours the context) serializes the commands of one stream in this
+// process; st, guarded by lock, is nil until loaded or after a failed load.
 type cached struct {
 	stream string
-	mu     sync.Mutex
+	lock   chan struct{}
 	st     *loaded
 }
+
+// acquire takes c's lock, or returns ctx's error.
+func (c *cached) acquire(ctx context.Context) error {
+	select {
+	case c.lock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the other commands of %s: %w", c.stream, ctx.Err())
+	}
+}
+
+func (c *cached) release() { <-c.lock }
 
 // loaded is a queue as of a stream version, with the idempotency keys of
 // its last commands.
@@ -135,7 +148,7 @@ func (r *Queues) entry(stream string) *cached {
 		r.lru.MoveToFront(el)
 		return el.Value.(*cached)
 	}
-	c := &cached{stream: stream}
+	c := &cached{stream: stream, lock: make(chan struct{}, 1)}
 	r.entries[stream] = r.lru.PushFront(c)
 	for r.lru.Len() > r.cfg.CacheSize {
 		old := r.lru.Back()
@@ -152,7 +165,7 @@ func (r *Queues) Len() int {
 	return r.lru.Len()
 }
 
-// catchUp brings c's state to the end of its stream. c.mu must be held.
+// catchUp brings c's state to the end of its stream. c's lock must be held.
 func (r *Queues) catchUp(ctx context.Context, c *cached, player domain.PlayerID) (*loaded, error) {
 	if c.st == nil {
 		c.st = &loaded{queue: domain.NewQueue(player, r.cfg.Rules), keys: map[string]*keyRecord{}}
@@ -256,8 +269,6 @@ type decision func(q *domain.Queue, now time.Time, key string) ([]domain.Event, 
 type outcome struct {
 	Result
 	first *keyRecord
-	key   string
-	fp    string
 }
 
 // execute runs one command: load, check idempotency and the condition,
@@ -278,7 +289,6 @@ func (r *Queues) execute(ctx context.Context, req Request, fp string, decide dec
 	for attempt := 1; ; attempt++ {
 		out, retry, err := r.attempt(ctx, player, stream, req, key, fp, firstID, decide)
 		if !retry {
-			out.key, out.fp = key, fp
 			return out, err
 		}
 		if attempt >= r.cfg.MaxAttempts {
@@ -297,8 +307,10 @@ func (r *Queues) execute(ctx context.Context, req Request, fp string, decide dec
 // attempt makes one decision. retry reports a lost race worth retrying.
 func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision) (out outcome, retry bool, err error) {
 	c := r.entry(stream)
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if err := c.acquire(ctx); err != nil {
+		return outcome{}, false, err
+	}
+	defer c.release()
 	st, err := r.catchUp(ctx, c, player)
 	if err != nil {
 		return outcome{}, false, err
@@ -362,8 +374,10 @@ func (r *Queues) read(ctx context.Context, playerID string) (domain.QueueView, i
 		return domain.QueueView{}, 0, err
 	}
 	c := r.entry(player.Stream())
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if err := c.acquire(ctx); err != nil {
+		return domain.QueueView{}, 0, err
+	}
+	defer c.release()
 	st, err := r.catchUp(ctx, c, player)
 	if err != nil {
 		return domain.QueueView{}, 0, err
