@@ -281,7 +281,7 @@ var options = []Option{
 	{"TASKQUEUE_JWT_SECRET", "jwt-secret", "", "HS256 secret, at least 32 bytes; required outside dev mode, generated into the data directory in dev mode", func(c *Config) flag.Value { return (*stringValue)(&c.JWTSecret) }},
 	{"TASKQUEUE_JWT_ISSUER", "jwt-issuer", "", "required token issuer (iss); empty: not checked", func(c *Config) flag.Value { return (*stringValue)(&c.JWTIssuer) }},
 	{"TASKQUEUE_JWT_AUDIENCE", "jwt-audience", "", "required token audience (aud); empty: not checked", func(c *Config) flag.Value { return (*stringValue)(&c.JWTAudience) }},
-	{"TASKQUEUE_TOKEN_TTL", "token-ttl", DefaultTokenTTL.String(), "lifetime of the tokens the service mints", func(c *Config) flag.Value { return (*durationValue)(&c.TokenTTL) }},
+	{"TASKQUEUE_TOKEN_TTL", "token-ttl", "24h", "lifetime of the tokens the service mints", func(c *Config) flag.Value { return (*durationValue)(&c.TokenTTL) }},
 	{"TASKQUEUE_CATALOG", "catalog", "", "path of a task catalog JSON file; empty: the embedded catalog", func(c *Config) flag.Value { return (*stringValue)(&c.Catalog) }},
 	{"TASKQUEUE_QUEUE_LIMIT", "queue-limit", strconv.Itoa(DefaultQueueLimit), "most tasks a queue holds (1-1000)", func(c *Config) flag.Value { return (*intValue)(&c.QueueLimit) }},
 	{"TASKQUEUE_CORS_ORIGINS", "cors-origins", "", "comma-separated origins allowed to call the API from a browser, or *; empty: none", func(c *Config) flag.Value { return (*listValue)(&c.CORSOrigins) }},
