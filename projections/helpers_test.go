@@ -124,9 +124,11 @@ func waitFor(t testing.TB, r *Runner, what string, cond func(context.Context) (b
 	}
 }
 
-// waitCaughtUp waits until every projection is live at the head of the log
-// and no rebuild runs.
-func waitCaughtUp(t testing.TB, r *Runner) {
+// waitCaughtUp waits until every projection is live at the head of the log,
+// at or past each of the positions given (the last appends: on PostgreSQL
+// the safe head may trail them while other transactions are open), and no
+// rebuild runs.
+func waitCaughtUp(t testing.TB, r *Runner, last ...eventstore.Position) {
 	t.Helper()
 	waitFor(t, r, "projections at the head", func(ctx context.Context) (bool, error) {
 		st, err := r.Status(ctx)
@@ -139,6 +141,11 @@ func waitCaughtUp(t testing.TB, r *Runner) {
 			}
 			if s.State != StateLive || s.Position.Less(s.Head) || s.Rebuild != nil {
 				return false, nil
+			}
+			for _, l := range last {
+				if s.Position.Less(l) {
+					return false, nil
+				}
 			}
 		}
 		return true, nil
@@ -230,11 +237,12 @@ func sameRows(t testing.TB, what string, want, got []string) {
 	t.Fatalf("%s: %d rows want, %d rows got, differ", what, len(want), len(got))
 }
 
-// copyLog appends every event of from to the empty store to, in log order.
-func copyLog(t testing.TB, from, to eventstore.Store) int {
+// copyLog appends every event of from to the empty store to, in log order,
+// and returns the number of events and the position of the last append.
+func copyLog(t testing.TB, from, to eventstore.Store) (int, eventstore.Position) {
 	t.Helper()
 	ctx := context.Background()
-	pos := eventstore.Start
+	pos, last := eventstore.Start, eventstore.Start
 	n := 0
 	for {
 		evs, err := from.ReadAll(ctx, pos, eventstore.Filter{}, 1000)
@@ -242,7 +250,7 @@ func copyLog(t testing.TB, from, to eventstore.Store) int {
 			t.Fatal(err)
 		}
 		if len(evs) == 0 {
-			return n
+			return n, last
 		}
 		for i := 0; i < len(evs); {
 			j := i + 1
@@ -253,9 +261,11 @@ func copyLog(t testing.TB, from, to eventstore.Store) int {
 			for _, e := range evs[i:j] {
 				data = append(data, e.EventData)
 			}
-			if _, err := to.Append(ctx, evs[i].Stream, eventstore.Exact(evs[i].Version-1), data...); err != nil {
+			ar, err := to.Append(ctx, evs[i].Stream, eventstore.Exact(evs[i].Version-1), data...)
+			if err != nil {
 				t.Fatalf("copy log: %v", err)
 			}
+			last = ar.Position
 			n += j - i
 			i = j
 		}

@@ -84,11 +84,11 @@ func TestKillMidBatch(t *testing.T) {
 			t.Logf("%d events, %d kills mid-batch", res.Events, kills)
 
 			r := startRunner(t, b, Config{})
-			waitCaughtUp(t, r)
+			waitCaughtUp(t, r, res.Last)
 			fresh := open()
-			copyLog(t, b.store, fresh.store)
+			_, last := copyLog(t, b.store, fresh.store)
 			r2 := startRunner(t, fresh, Config{})
-			waitCaughtUp(t, r2)
+			waitCaughtUp(t, r2, last)
 			for _, v := range allViews() {
 				sameRows(t, v, dump(t, fresh.db, v, "last_position"), dump(t, b.db, v, "last_position"))
 			}

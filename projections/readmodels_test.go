@@ -24,7 +24,7 @@ func TestQueriesMatchTheAggregates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitCaughtUp(t, r)
+		waitCaughtUp(t, r, res.Last)
 		rm := NewReadModels(b.db)
 		views := query.NewQueueViewHandler(rm, r, 0)
 		for p, q := range res.Queues {
@@ -130,10 +130,11 @@ func TestHistoryPagination(t *testing.T) {
 		ctx := context.Background()
 		b := open()
 		r := startRunner(t, b, Config{})
-		if _, err := (projectiontest.Workload{Seed: 4, Players: 2, Commands: 1200}).Run(ctx, b.store); err != nil {
+		res, err := (projectiontest.Workload{Seed: 4, Players: 2, Commands: 1200}).Run(ctx, b.store)
+		if err != nil {
 			t.Fatal(err)
 		}
-		waitCaughtUp(t, r)
+		waitCaughtUp(t, r, res.Last)
 		h := query.NewHistoryHandler(NewReadModels(b.db))
 		var total int
 		if err := b.db.QueryRow(ctx, `SELECT count(*) FROM task_history WHERE player_id = 'p0'`).Scan(&total); err != nil {

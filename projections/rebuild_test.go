@@ -40,10 +40,11 @@ func TestRebuildIsBlueGreen(t *testing.T) {
 		ctx := context.Background()
 		b := open()
 		r := startRunner(t, b, Config{BatchSize: 100})
-		if _, err := (projectiontest.Workload{Seed: 5, Players: 15, Commands: 1500}).Run(ctx, b.store); err != nil {
+		res, err := (projectiontest.Workload{Seed: 5, Players: 15, Commands: 1500}).Run(ctx, b.store)
+		if err != nil {
 			t.Fatal(err)
 		}
-		waitCaughtUp(t, r)
+		waitCaughtUp(t, r, res.Last)
 		before := map[string][]string{}
 		for _, v := range allViews() {
 			before[v] = dump(t, b.db, v)
@@ -111,10 +112,11 @@ func TestRebuildIsBlueGreen(t *testing.T) {
 			}
 		}
 		// The new generation keeps following the log.
-		if _, err := (projectiontest.Workload{Seed: 6, Prefix: "x", Players: 3, Commands: 100}).Run(ctx, b.store); err != nil {
+		res2, err := (projectiontest.Workload{Seed: 6, Prefix: "x", Players: 3, Commands: 100}).Run(ctx, b.store)
+		if err != nil {
 			t.Fatal(err)
 		}
-		waitCaughtUp(t, r)
+		waitCaughtUp(t, r, res2.Last)
 		if n, _ := countRows(ctx, b.db, "queue_status"); n != len(before["queue_status"])+3 {
 			t.Fatalf("queue_status has %d rows after 3 new players, want %d", n, len(before["queue_status"])+3)
 		}
@@ -134,11 +136,12 @@ func TestVersionBumpRebuilds(t *testing.T) {
 	eachDialect(t, func(t *testing.T, open func() backend) {
 		ctx := context.Background()
 		b := open()
-		if _, err := (projectiontest.Workload{Seed: 9, Players: 10, Commands: 800}).Run(ctx, b.store); err != nil {
+		res, err := (projectiontest.Workload{Seed: 9, Players: 10, Commands: 800}).Run(ctx, b.store)
+		if err != nil {
 			t.Fatal(err)
 		}
 		r1, cancel := runFor(t, b, Config{Projections: []Projection{PlayerProgress{}}})
-		waitCaughtUp(t, r1)
+		waitCaughtUp(t, r1, res.Last)
 		before := dump(t, b.db, "player_progress")
 		cancel()
 
@@ -233,7 +236,7 @@ func TestFailedEventStopsProjectionUntilRetryOrSkip(t *testing.T) {
 		if err := r.Retry(QueuesName); err != nil {
 			t.Fatal(err)
 		}
-		waitCaughtUp(t, r)
+		waitCaughtUp(t, r, res.Last)
 		s, _ = r.StatusOf(ctx, QueuesName)
 		if s.EventsApplied != int64(res.Events) {
 			t.Fatalf("after retry %d events applied, want %d", s.EventsApplied, res.Events)
@@ -241,7 +244,8 @@ func TestFailedEventStopsProjectionUntilRetryOrSkip(t *testing.T) {
 
 		// Now a projection that fails for good, and an operator's skip.
 		b2 := open()
-		if _, err := (projectiontest.Workload{Seed: 3, Players: 5, Commands: 400}).Run(ctx, b2.store); err != nil {
+		res2, err := (projectiontest.Workload{Seed: 3, Players: 5, Commands: 400}).Run(ctx, b2.store)
+		if err != nil {
 			t.Fatal(err)
 		}
 		evs2, _ := b2.store.ReadAll(ctx, eventstore.Start, eventstore.Filter{}, 200)
@@ -255,7 +259,7 @@ func TestFailedEventStopsProjectionUntilRetryOrSkip(t *testing.T) {
 		if err := r2.Skip(ctx, AnalyticsName, evs2[99].Position, "ops"); err != nil {
 			t.Fatal(err)
 		}
-		waitCaughtUp(t, r2)
+		waitCaughtUp(t, r2, res2.Last)
 		var n int
 		var by string
 		if err := b2.db.QueryRow(ctx, `SELECT count(*), max(skipped_by) FROM projection_skipped_events WHERE name = $1 AND event_id = $2`,

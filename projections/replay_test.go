@@ -27,14 +27,15 @@ func TestReplayIntoFreshDatabaseMatchesLive(t *testing.T) {
 			if res.Events < 1000 {
 				t.Fatalf("workload wrote only %d events", res.Events)
 			}
-			waitCaughtUp(t, r)
+			waitCaughtUp(t, r, res.Last)
 
 			fresh := open()
-			if n := copyLog(t, live.store, fresh.store); n != res.Events {
+			n, last := copyLog(t, live.store, fresh.store)
+			if n != res.Events {
 				t.Fatalf("copied %d events, the workload wrote %d", n, res.Events)
 			}
 			r2 := startRunner(t, fresh, Config{BatchSize: 1000})
-			waitCaughtUp(t, r2)
+			waitCaughtUp(t, r2, last)
 
 			// Positions differ between two PostgreSQL logs (transaction IDs).
 			skip := []string{"last_position"}

@@ -48,6 +48,10 @@ type Result struct {
 	Events int
 	// End is the game time after the last command.
 	End time.Time
+	// Last is the position of the last event appended: a reader that has
+	// passed it has seen the whole workload (on PostgreSQL the log's safe
+	// head may lag behind it while other transactions are open).
+	Last eventstore.Position
 }
 
 // Run decides the commands and appends their events to store.
@@ -88,8 +92,12 @@ func (w Workload) Run(ctx context.Context, store eventstore.Store) (Result, erro
 					Metadata: eventstore.Metadata{OccurredAt: e.OccurredAt(), Actor: string(p)}}
 			}
 			expected := q.Version() - int64(len(evs)-start)
-			if _, err := store.Append(ctx, p.Stream(), eventstore.Exact(expected), data...); err != nil {
+			ar, err := store.Append(ctx, p.Stream(), eventstore.Exact(expected), data...)
+			if err != nil {
 				return fmt.Errorf("workload: append %d events to %s: %w", len(data), p.Stream(), err)
+			}
+			if res.Last.Less(ar.Position) {
+				res.Last = ar.Position
 			}
 		}
 		res.Events += len(evs)
