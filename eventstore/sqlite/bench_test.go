@@ -40,6 +40,24 @@ func BenchmarkIdleWakeup(b *testing.B) {
 	storetest.BenchmarkIdleWakeup(b, newBenchStore, 100*time.Millisecond)
 }
 
+// BenchmarkIdleWakeupOtherStore appends through a second Store on the same
+// file, as another process would: the subscriber sees it by the fallback
+// poll, not the in-process wake-up.
+func BenchmarkIdleWakeupOtherStore(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "events.db")
+	open := func() *Store {
+		s, err := Open(context.Background(), path)
+		if err != nil {
+			b.Fatalf("open: %v", err)
+		}
+		return s
+	}
+	writer, reader := open(), open()
+	defer writer.Close()
+	defer reader.Close()
+	storetest.BenchmarkIdleWakeupBetween(b, writer, reader, 100*time.Millisecond)
+}
+
 // BenchmarkRawInsertOneWriter is the baseline on one writer connection, as
 // the store writes.
 func BenchmarkRawInsertOneWriter(b *testing.B) { benchRawInsert(b, 1) }
