@@ -1,0 +1,58 @@
+// Package realtime owns the live face of taskqueue: GET /api/ws, the
+// WebSocket through which players watch their queue move and admins watch
+// every queue, with resume by global log position. The protocol (messages,
+// close codes) is documented in docs/REALTIME.md; the names there are a
+// contract with the web app and other clients.
+//
+// # One subscription, many sockets
+//
+// A Hub follows the event log with ONE store subscription per process
+// (filtered to the queue streams) and fans each event out to the sockets
+// subscribed to its queue and to the admins watching all. It folds the
+// queue aggregate of every watched player from the log (domain.Queue, an LRU
+// of Config.ViewCacheSize players), so each message carries the event and
+// the queue view right after it: a client just renders. The event store is
+// the only source of what is sent; nothing else (a Redis message, a command
+// result) ever becomes a message.
+//
+// # Resume without gap or duplicate
+//
+// A subscribe names the last position the client saw (since). The hub
+// registers the socket for live messages FIRST, then reads what the client
+// missed from the log (ReadAll filtered to the queue's stream, at most
+// MaxResumeEvents, else a reset with a fresh snapshot), sends it, and then
+// streams the live buffer, dropping every message at or below the last
+// position sent. Any event the hub dispatched before the registration is in
+// the log the catch-up reads; any later one is in the buffer. Start
+// subscribes before the hub serves anything, and a failed subscription
+// resumes from the last position it delivered, so the hub itself never
+// skips an event.
+//
+// # Slow clients
+//
+// Every socket has a bounded buffer (SendBuffer). The dispatcher never
+// blocks on a socket: when a buffer is full that socket is cut off with
+// CloseSlowConsumer (4408) and the others go on. Every write has a deadline
+// (WriteTimeout); idle sockets are pinged every PingInterval.
+//
+// # Several instances
+//
+// Each instance's hub reads the shared log itself: with PostgreSQL, every
+// instance's subscription sees every commit (LISTEN/NOTIFY wakes it), so
+// fanout across instances needs no Redis. A Waker (Redis pub/sub,
+// redisx.Wakeups) is an optional second wake-up: each hub announces the
+// position it reached, and a hub that hears of a position beyond its own
+// reads the log at once. Announcements lost during a Redis reconnect cost
+// nothing but latency: the hub reads by position, from where it is.
+//
+// # Ordering with the read model
+//
+// With a Watermark (the queue projection's checkpoint), each batch is
+// delivered only after the read model has applied it (at most
+// MaxWatermarkWait), so a REST read after a message never shows older
+// state.
+//
+// Concurrency: Hub is safe for concurrent use; each socket has one writer
+// goroutine (its HTTP handler) and coder/websocket's reader for control
+// frames.
+package realtime

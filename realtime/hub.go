@@ -1,0 +1,565 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// Config configures a Hub. Zero durations and sizes mean their defaults.
+type Config struct {
+	// Store is the event log: the source of everything sent. Required.
+	Store eventstore.Store
+	// Tokens verifies bearer tokens (*auth.Tokens). Required.
+	Tokens TokenVerifier
+	// Rules fold the queue views (the same catalog and queue limit as the
+	// command side, so views equal GET /api/queue's).
+	Rules domain.Rules
+	// Sessions, when set, refuses tokens of revoked sessions.
+	Sessions SessionChecker
+	// Presence, when set, is told when players come online and go offline.
+	Presence Presence
+	// Waker, when set, carries wake-ups between instances (Redis pub/sub).
+	Waker Waker
+	// Watermark, when set, delays live delivery until the queue read model
+	// has applied each batch (at most MaxWatermarkWait).
+	Watermark Watermark
+	// OriginPatterns are the origins allowed to open a socket from a
+	// browser besides the server's own host: "https://game.example",
+	// "game.example" or "*.example" (coder/websocket's AcceptOptions).
+	// "*" allows any origin.
+	OriginPatterns []string
+	// SendBuffer is how many messages may wait for a slow client before it
+	// is disconnected with CloseSlowConsumer. Default 256.
+	SendBuffer int
+	// WriteTimeout bounds every write to a client (messages, pings, the
+	// close frame). Default 10 s.
+	WriteTimeout time.Duration
+	// PingInterval is how often an idle connection is pinged; a missing
+	// pong within WriteTimeout closes it. Default 30 s.
+	PingInterval time.Duration
+	// AuthTimeout bounds the wait for the auth and subscribe messages.
+	// Default 10 s.
+	AuthTimeout time.Duration
+	// MaxResumeEvents is how many missed events a resume replays; a client
+	// further behind gets a reset. Default 1,000.
+	MaxResumeEvents int
+	// MaxResumeDistance bounds, in log sequence numbers (events on SQLite
+	// and PostgreSQL), how far back a resume may scan; a client further
+	// behind gets a reset without a scan. Default 1,000,000; negative: no
+	// bound.
+	MaxResumeDistance int64
+	// MaxWatermarkWait bounds the wait for the read model per batch; past
+	// it the batch is delivered anyway and a warning logged. Default 2 s.
+	MaxWatermarkWait time.Duration
+	// OfflineGrace is how long a player's last connection must stay closed
+	// before Presence hears PlayerOffline. Default 30 s.
+	OfflineGrace time.Duration
+	// ViewCacheSize bounds the queues kept folded in memory. Default 10,000.
+	ViewCacheSize int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now is the clock of serverTime and presence; default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.SendBuffer <= 0 {
+		c.SendBuffer = 256
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.AuthTimeout <= 0 {
+		c.AuthTimeout = 10 * time.Second
+	}
+	if c.MaxResumeEvents <= 0 {
+		c.MaxResumeEvents = 1000
+	}
+	if c.MaxResumeDistance == 0 {
+		c.MaxResumeDistance = 1_000_000
+	}
+	if c.MaxWatermarkWait <= 0 {
+		c.MaxWatermarkWait = 2 * time.Second
+	}
+	if c.OfflineGrace <= 0 {
+		c.OfflineGrace = 30 * time.Second
+	}
+	if c.ViewCacheSize <= 0 {
+		c.ViewCacheSize = 10_000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("realtime config: Store is required"))
+	}
+	if c.Tokens == nil {
+		errs = append(errs, errors.New("realtime config: Tokens is required"))
+	}
+	if err := c.Rules.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("realtime config: %w", err))
+	}
+	if c.SendBuffer > 1<<16 {
+		errs = append(errs, fmt.Errorf("realtime config: SendBuffer %d is over 65536", c.SendBuffer))
+	}
+	return errors.Join(errs...)
+}
+
+// Stats are the hub's counters.
+type Stats struct {
+	// Connections is the number of subscribed connections now.
+	Connections int64
+	// Delivered counts messages handed to connections' buffers.
+	Delivered int64
+	// SlowDisconnects counts connections cut off with CloseSlowConsumer.
+	SlowDisconnects int64
+	// Position is the last position the hub dispatched.
+	Position eventstore.Position
+}
+
+// Hub follows the event log with ONE subscription per process and fans every
+// queue event out to the connections subscribed to that queue (and to the
+// admins watching all). It serves the sockets of GET /api/ws (ServeHTTP).
+// Safe for concurrent use.
+type Hub struct {
+	cfg   Config
+	log   *slog.Logger
+	views *views
+
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	pos      eventstore.Position // last position dispatched
+	players  map[domain.PlayerID]map[*subscriber]struct{}
+	all      map[*subscriber]struct{}
+	sessions map[string]map[*subscriber]struct{}
+	online   map[domain.PlayerID]*presenceState
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	conns     atomic.Int64
+	delivered atomic.Int64
+	slow      atomic.Int64
+}
+
+// subscriber is one subscribed connection, as the hub sees it.
+type subscriber struct {
+	principal auth.Principal
+	player    domain.PlayerID // "" for all players
+	send      chan outMessage
+
+	kickOnce sync.Once
+	kicked   chan struct{}
+	code     websocket.StatusCode
+	reason   string
+}
+
+// outMessage is one encoded message and the position it carries.
+type outMessage struct {
+	pos  eventstore.Position
+	data []byte
+}
+
+// kick tells the connection to close with code; the first kick wins.
+func (s *subscriber) kick(code websocket.StatusCode, reason string) {
+	s.kickOnce.Do(func() {
+		s.code, s.reason = code, reason
+		close(s.kicked)
+	})
+}
+
+// presenceState counts a player's own connections on this instance.
+type presenceState struct {
+	conns   int
+	online  bool        // PlayerOnline was published and PlayerOffline not since
+	offline *time.Timer // pending PlayerOffline
+}
+
+// NewHub checks cfg and returns a hub; Start it before serving.
+func NewHub(cfg Config) (*Hub, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Hub{
+		cfg: cfg, log: cfg.Logger.With("component", "realtime"),
+		views:    newViews(cfg.Store, cfg.Rules, cfg.ViewCacheSize),
+		players:  map[domain.PlayerID]map[*subscriber]struct{}{},
+		all:      map[*subscriber]struct{}{},
+		sessions: map[string]map[*subscriber]struct{}{},
+		online:   map[domain.PlayerID]*presenceState{},
+	}, nil
+}
+
+// queueFilter selects the queue streams.
+var queueFilter = eventstore.Filter{StreamPrefixes: []string{domain.StreamPrefix}}
+
+// Start subscribes to the log at its head and starts dispatching. It
+// returns once the subscription exists, so every connection accepted after
+// Start sees every event committed after it subscribed. Close stops it.
+func (h *Hub) Start(ctx context.Context) error {
+	h.mu.Lock()
+	if h.started || h.closed {
+		h.mu.Unlock()
+		return errors.New("start realtime hub: already started or closed")
+	}
+	h.mu.Unlock()
+	head, err := h.cfg.Store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("start realtime hub: read head: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	sub, err := h.cfg.Store.Subscribe(ctx, head, queueFilter)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("start realtime hub: subscribe at %s: %w", head, err)
+	}
+	h.mu.Lock()
+	h.started, h.pos, h.cancel = true, head, cancel
+	h.mu.Unlock()
+	batches := make(chan []eventstore.RecordedEvent, 16)
+	h.wg.Add(2)
+	go func() {
+		defer h.wg.Done()
+		h.follow(runCtx, sub, head, batches)
+	}()
+	go func() {
+		defer h.wg.Done()
+		h.dispatchLoop(runCtx, batches)
+	}()
+	return nil
+}
+
+// Close stops the hub and closes every connection with CloseGoingAway.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	cancel := h.cancel
+	var subs []*subscriber
+	for s := range h.all {
+		subs = append(subs, s)
+	}
+	for _, set := range h.players {
+		for s := range set {
+			subs = append(subs, s)
+		}
+	}
+	for _, p := range h.online {
+		if p.offline != nil {
+			p.offline.Stop()
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range subs {
+		s.kick(CloseGoingAway, "server shutting down")
+	}
+	if cancel != nil {
+		cancel()
+	}
+	h.wg.Wait()
+}
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	pos := h.pos
+	h.mu.Unlock()
+	return Stats{Connections: h.conns.Load(), Delivered: h.delivered.Load(), SlowDisconnects: h.slow.Load(), Position: pos}
+}
+
+// follow reads the subscription into batches, resubscribing from the last
+// position it got after an error.
+func (h *Hub) follow(ctx context.Context, sub eventstore.Subscription, from eventstore.Position, batches chan<- []eventstore.RecordedEvent) {
+	defer close(batches)
+	backoff := 100 * time.Millisecond
+	for {
+		evs, err := sub.Next(ctx)
+		if err == nil {
+			backoff = 100 * time.Millisecond
+			from = evs[len(evs)-1].Position
+			select {
+			case batches <- evs:
+			case <-ctx.Done():
+				sub.Close()
+				return
+			}
+			continue
+		}
+		sub.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		h.log.Error("event store subscription failed; resubscribing", "from", from.String(), "err", err)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			if sub, err = h.cfg.Store.Subscribe(ctx, from, queueFilter); err == nil {
+				break
+			}
+			h.log.Error("resubscribe to the event store", "from", from.String(), "err", err)
+		}
+	}
+}
+
+// dispatchLoop dispatches the subscription's batches and, on wake-ups from
+// other instances, reads the log itself (whichever source is first wins;
+// the other's events are at or below the hub's position and dropped).
+func (h *Hub) dispatchLoop(ctx context.Context, batches <-chan []eventstore.RecordedEvent) {
+	var wakeups <-chan eventstore.Position
+	if h.cfg.Waker != nil {
+		wakeups = h.cfg.Waker.Wakeups()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case evs, ok := <-batches:
+			if !ok {
+				return
+			}
+			h.dispatch(ctx, evs)
+			if h.cfg.Waker != nil {
+				h.cfg.Waker.Announce(evs[len(evs)-1].Position)
+			}
+		case pos := <-wakeups:
+			h.mu.Lock()
+			behind := pos.IsZero() || h.pos.Less(pos)
+			h.mu.Unlock()
+			if behind {
+				h.readAhead(ctx)
+			}
+		}
+	}
+}
+
+// readAhead reads the log after the hub's position and dispatches it.
+func (h *Hub) readAhead(ctx context.Context) {
+	for {
+		h.mu.Lock()
+		from := h.pos
+		h.mu.Unlock()
+		evs, err := h.cfg.Store.ReadAll(ctx, from, queueFilter, 1000)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.Warn("read the log after a wake-up", "from", from.String(), "err", err)
+			}
+			return
+		}
+		if len(evs) == 0 {
+			return
+		}
+		h.dispatch(ctx, evs)
+	}
+}
+
+// dispatch fans out the events after the hub's position, in log order.
+func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
+	h.mu.Lock()
+	from := h.pos
+	h.mu.Unlock()
+	i := 0
+	for i < len(evs) && !from.Less(evs[i].Position) {
+		i++
+	}
+	evs = evs[i:]
+	if len(evs) == 0 {
+		return
+	}
+	last := evs[len(evs)-1].Position
+	h.awaitWatermark(ctx, last)
+	now := h.cfg.Now()
+	for _, e := range evs {
+		player, ok := domain.PlayerFromStream(e.Stream)
+		if !ok {
+			h.setPos(e.Position)
+			continue
+		}
+		if !h.interested(player) {
+			h.setPos(e.Position)
+			continue
+		}
+		var queue []byte
+		view, err := h.views.advance(ctx, player, e)
+		if err == nil {
+			queue, err = queueJSON(view, now)
+		}
+		if err != nil {
+			h.log.Warn("fold the queue view; sending the event without it", "player", player, "version", e.Version, "err", err)
+		}
+		data, err := eventMessage(player, e, queue)
+		if err != nil {
+			h.log.Error("encode a message", "err", err)
+			h.setPos(e.Position)
+			continue
+		}
+		h.deliver(player, outMessage{pos: e.Position, data: data})
+	}
+}
+
+func (h *Hub) setPos(p eventstore.Position) {
+	h.mu.Lock()
+	if h.pos.Less(p) {
+		h.pos = p
+	}
+	h.mu.Unlock()
+}
+
+func (h *Hub) interested(player domain.PlayerID) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.players[player]) > 0 || len(h.all) > 0
+}
+
+// deliver hands m to every subscriber of player and of all players, and
+// moves the hub's position to m's under the same lock, so a subscriber
+// registering concurrently either gets m here or finds it in the log. A
+// full buffer never blocks: that subscriber is cut off.
+func (h *Hub) deliver(player domain.PlayerID, m outMessage) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pos.Less(m.pos) {
+		h.pos = m.pos
+	}
+	offer := func(s *subscriber) {
+		select {
+		case s.send <- m:
+			h.delivered.Add(1)
+		default:
+			h.slow.Add(1)
+			s.kick(CloseSlowConsumer, fmt.Sprintf("too slow: %d messages waited", cap(s.send)))
+		}
+	}
+	for s := range h.players[player] {
+		offer(s)
+	}
+	for s := range h.all {
+		offer(s)
+	}
+}
+
+// awaitWatermark waits, at most MaxWatermarkWait, until the read model has
+// applied pos.
+func (h *Hub) awaitWatermark(ctx context.Context, pos eventstore.Position) {
+	if h.cfg.Watermark == nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, h.cfg.MaxWatermarkWait)
+	defer cancel()
+	if err := h.cfg.Watermark.WaitFor(wctx, pos); err != nil && ctx.Err() == nil {
+		h.log.Warn("the queue read model did not reach the position in time; delivering anyway",
+			"position", pos.String(), "waited", h.cfg.MaxWatermarkWait, "err", err)
+	}
+}
+
+// register adds a subscriber for player ("" for all). Live messages reach
+// its buffer from now on.
+func (h *Hub) register(p auth.Principal, player domain.PlayerID) (*subscriber, error) {
+	s := &subscriber{principal: p, player: player, send: make(chan outMessage, h.cfg.SendBuffer), kicked: make(chan struct{})}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || !h.started {
+		return nil, errors.New("realtime hub is not running")
+	}
+	if player == "" {
+		h.all[s] = struct{}{}
+	} else {
+		set := h.players[player]
+		if set == nil {
+			set = map[*subscriber]struct{}{}
+			h.players[player] = set
+		}
+		set[s] = struct{}{}
+	}
+	if p.SessionID != "" {
+		set := h.sessions[p.SessionID]
+		if set == nil {
+			set = map[*subscriber]struct{}{}
+			h.sessions[p.SessionID] = set
+		}
+		set[s] = struct{}{}
+	}
+	h.conns.Add(1)
+	if p.Role == auth.RolePlayer && player == domain.PlayerID(p.PlayerID) {
+		h.connectedLocked(player)
+	}
+	return s, nil
+}
+
+// unregister removes s.
+func (h *Hub) unregister(s *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.player == "" {
+		delete(h.all, s)
+	} else if set := h.players[s.player]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(h.players, s.player)
+		}
+	}
+	if sid := s.principal.SessionID; sid != "" {
+		if set := h.sessions[sid]; set != nil {
+			delete(set, s)
+			if len(set) == 0 {
+				delete(h.sessions, sid)
+			}
+		}
+	}
+	h.conns.Add(-1)
+	if s.principal.Role == auth.RolePlayer && s.player == domain.PlayerID(s.principal.PlayerID) {
+		h.disconnectedLocked(s.player)
+	}
+}
+
+// RevokeSession closes, with CloseUnauthorized, every connection
+// authenticated by a token of session sid. The session store calls it when
+// a session is revoked (on every instance).
+func (h *Hub) RevokeSession(sid string) {
+	h.mu.Lock()
+	var subs []*subscriber
+	for s := range h.sessions[sid] {
+		subs = append(subs, s)
+	}
+	h.mu.Unlock()
+	for _, s := range subs {
+		s.kick(CloseUnauthorized, "session revoked")
+	}
+}
+
+// position returns the last position dispatched.
+func (h *Hub) position() eventstore.Position {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pos
+}

@@ -1,0 +1,95 @@
+package realtime
+
+import (
+	"context"
+	"time"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// TokenVerifier checks a bearer token; *auth.Tokens implements it.
+type TokenVerifier interface {
+	Verify(token string) (auth.Principal, error)
+}
+
+// SessionChecker tells whether a session ("sid" claim) is still active;
+// redisx.Sessions implements it. A token without a session ID is not
+// checked.
+type SessionChecker interface {
+	Active(ctx context.Context, sessionID string) (bool, error)
+}
+
+// Presence publishes that a player came online (first connection) or went
+// offline (last connection closed and the grace period passed). The
+// processor's integration-event publisher (player.online, player.offline)
+// implements it. Calls come from the hub's goroutines with a deadline; an
+// error is logged, not retried.
+type Presence interface {
+	PlayerOnline(ctx context.Context, player domain.PlayerID, at time.Time) error
+	PlayerOffline(ctx context.Context, player domain.PlayerID, at time.Time) error
+}
+
+// Waker carries "the log has grown to this position" between instances;
+// redisx.Wakeups implements it on Redis pub/sub. It is only a wake-up: what
+// is sent always comes from the event store, by position, so a lost
+// wake-up delays delivery until the store's own subscription notices, and
+// never loses a message.
+type Waker interface {
+	// Announce tells the other instances that the log reached pos. It
+	// must not block.
+	Announce(pos eventstore.Position)
+	// Wakeups delivers the positions other instances announced, and a zero
+	// Position after a reconnect (announcements may have been lost: read
+	// the log from where you are).
+	Wakeups() <-chan eventstore.Position
+}
+
+// Watermark tells when the queue read model has applied the log up to a
+// position, so that a client reading GET /api/queue right after a message
+// never sees an older state. WaitFor returns nil once every event at or
+// below pos is applied, or ctx's error.
+type Watermark interface {
+	WaitFor(ctx context.Context, pos eventstore.Position) error
+}
+
+// PollingWatermark is a Watermark over a position reader (the projection
+// runner's checkpoint of the queue projection) and a channel that closes
+// after each commit (projections.Runner.Committed). It re-reads the position
+// on every commit and at least every poll (commits made by another
+// process's runner do not close the channel).
+func PollingWatermark(position func(ctx context.Context) (eventstore.Position, error), committed func() <-chan struct{}, poll time.Duration) Watermark {
+	if poll <= 0 {
+		poll = 50 * time.Millisecond
+	}
+	return pollingWatermark{position: position, committed: committed, poll: poll}
+}
+
+type pollingWatermark struct {
+	position  func(ctx context.Context) (eventstore.Position, error)
+	committed func() <-chan struct{}
+	poll      time.Duration
+}
+
+func (w pollingWatermark) WaitFor(ctx context.Context, pos eventstore.Position) error {
+	t := time.NewTimer(w.poll)
+	defer t.Stop()
+	for {
+		var ch <-chan struct{}
+		if w.committed != nil {
+			ch = w.committed()
+		}
+		at, err := w.position(ctx)
+		if err == nil && !at.Less(pos) {
+			return nil
+		}
+		t.Reset(w.poll)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		case <-t.C:
+		}
+	}
+}

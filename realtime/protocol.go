@@ -1,0 +1,139 @@
+package realtime
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+)
+
+// Message types. They are part of the protocol of docs/REALTIME.md:
+// renaming one breaks every client.
+const (
+	// Client to server.
+	TypeAuth      = "auth"
+	TypeSubscribe = "subscribe"
+	// Server to client.
+	TypeEvent      = "event"
+	TypeReset      = "reset"
+	TypeSubscribed = "subscribed"
+	TypeError      = "error"
+)
+
+// AllPlayers is the playerId an admin subscribes with to watch every queue.
+const AllPlayers = "*"
+
+// Close codes the server ends a connection with (docs/REALTIME.md). The
+// 4xxx codes are this application's; their last three digits follow the
+// HTTP status of the same meaning.
+const (
+	// CloseBadRequest: a message that is not JSON of the protocol, an
+	// unknown type, a bad playerId or since.
+	CloseBadRequest websocket.StatusCode = 4400
+	// CloseUnauthorized: no token in time, a bad or expired token, a
+	// revoked session.
+	CloseUnauthorized websocket.StatusCode = 4401
+	// CloseForbidden: a player subscribing to another player's queue, or
+	// to all queues.
+	CloseForbidden websocket.StatusCode = 4403
+	// CloseSlowConsumer: the client did not read fast enough and its
+	// buffer of messages filled up. Reconnect with since to resume.
+	CloseSlowConsumer websocket.StatusCode = 4408
+	// CloseGoingAway (1001): the server is shutting down. Reconnect.
+	CloseGoingAway = websocket.StatusGoingAway
+	// CloseTryAgainLater (1013): the server cannot serve the subscription
+	// right now (the event store failed). Reconnect with since.
+	CloseTryAgainLater = websocket.StatusTryAgainLater
+)
+
+// clientMessage is every message a client may send.
+type clientMessage struct {
+	Type     string `json:"type"`
+	Token    string `json:"token,omitempty"`
+	PlayerID string `json:"playerId,omitempty"`
+	Since    string `json:"since,omitempty"`
+}
+
+// eventJSON is a domain event as docs/API.md shows it ("Events a client
+// sees").
+type eventJSON struct {
+	Type       string              `json:"type"`
+	Version    int64               `json:"version"`
+	Position   eventstore.Position `json:"position"`
+	OccurredAt time.Time           `json:"occurredAt"`
+	Data       json.RawMessage     `json:"data"`
+}
+
+// problemJSON is an RFC 9457 problem, as docs/API.md's errors.
+type problemJSON struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// serverMessage is every message the server sends.
+type serverMessage struct {
+	Type     string               `json:"type"`
+	Position *eventstore.Position `json:"position,omitempty"`
+	PlayerID domain.PlayerID      `json:"playerId,omitempty"`
+	Event    *eventJSON           `json:"event,omitempty"`
+	Queue    json.RawMessage      `json:"queue,omitempty"`
+	Problem  *problemJSON         `json:"problem,omitempty"`
+}
+
+// queueJSON marshals v as GET /api/queue/{playerId} answers it, with
+// serverTime.
+func queueJSON(v domain.QueueView, now time.Time) (json.RawMessage, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("marshal queue view of %s: %w", v.PlayerID, err)
+	}
+	if len(b) < 2 || b[len(b)-1] != '}' {
+		return nil, fmt.Errorf("marshal queue view of %s: not an object", v.PlayerID)
+	}
+	t, _ := json.Marshal(now.UTC().Format(time.RFC3339Nano))
+	b = append(b[:len(b)-1], `,"serverTime":`...)
+	b = append(b, t...)
+	return append(b, '}'), nil
+}
+
+// eventMessage encodes the message of one event, with the queue after it
+// (nil queue: the view could not be folded; the message goes without it).
+func eventMessage(player domain.PlayerID, e eventstore.RecordedEvent, queue json.RawMessage) ([]byte, error) {
+	pos := e.Position
+	m := serverMessage{
+		Type: TypeEvent, Position: &pos, PlayerID: player,
+		Event: &eventJSON{Type: e.Type, Version: e.Version, Position: pos, OccurredAt: e.Metadata.OccurredAt, Data: e.Data},
+		Queue: queue,
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode message of event %s v%d: %w", e.Stream, e.Version, err)
+	}
+	return b, nil
+}
+
+func resetMessage(player domain.PlayerID, pos eventstore.Position, queue json.RawMessage) []byte {
+	b, _ := json.Marshal(serverMessage{Type: TypeReset, Position: &pos, PlayerID: player, Queue: queue})
+	return b
+}
+
+func subscribedMessage(player domain.PlayerID, pos eventstore.Position) []byte {
+	b, _ := json.Marshal(serverMessage{Type: TypeSubscribed, Position: &pos, PlayerID: player})
+	return b
+}
+
+// problem types of docs/API.md used on the socket.
+const problemPrefix = "urn:taskqueue:problem:"
+
+func errorMessage(kind, title string, status int, detail string) []byte {
+	b, _ := json.Marshal(serverMessage{Type: TypeError, Problem: &problemJSON{
+		Type: problemPrefix + kind, Title: title, Status: status, Detail: detail,
+	}})
+	return b
+}

@@ -1,0 +1,369 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// maxClientMessage bounds a client's message.
+const maxClientMessage = 8 << 10
+
+// ServeHTTP serves GET /api/ws: it authenticates (Authorization header,
+// ?access_token=, or a first "auth" message), upgrades, takes one
+// "subscribe", replays what the client missed (or a reset), then streams
+// live messages until either side closes.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	running := h.started && !h.closed
+	h.mu.Unlock()
+	if !running {
+		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Service unavailable", "the realtime hub is not running")
+		return
+	}
+	var (
+		principal auth.Principal
+		authed    bool
+	)
+	if token, ok := requestToken(r); ok {
+		p, err := h.authenticate(r.Context(), token)
+		if err != nil {
+			h.log.DebugContext(r.Context(), "websocket refused", "err", err)
+			writeProblem(w, http.StatusUnauthorized, "unauthorized", "Unauthorized", "the token is not valid")
+			return
+		}
+		principal, authed = p, true
+	}
+	opts := &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns}
+	for _, o := range h.cfg.OriginPatterns {
+		if o == "*" {
+			opts = &websocket.AcceptOptions{InsecureSkipVerify: true}
+		}
+	}
+	conn, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		// Accept has answered (403 for a foreign origin, 426/400 for a
+		// request that is not a WebSocket handshake).
+		h.log.DebugContext(r.Context(), "websocket handshake refused", "err", err)
+		return
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(maxClientMessage)
+	h.serveConn(r.Context(), conn, principal, authed)
+}
+
+// requestToken returns the bearer token of the Authorization header, else
+// of ?access_token=.
+func requestToken(r *http.Request) (string, bool) {
+	if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		if token = strings.TrimSpace(token); token != "" {
+			return token, true
+		}
+	}
+	if token := r.URL.Query().Get("access_token"); token != "" {
+		return token, true
+	}
+	return "", false
+}
+
+// authenticate verifies token and, when it names a session, that the
+// session is active.
+func (h *Hub) authenticate(ctx context.Context, token string) (auth.Principal, error) {
+	p, err := h.cfg.Tokens.Verify(token)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	if p.SessionID != "" && h.cfg.Sessions != nil {
+		ok, err := h.cfg.Sessions.Active(ctx, p.SessionID)
+		if err != nil {
+			return auth.Principal{}, fmt.Errorf("check session: %w", err)
+		}
+		if !ok {
+			return auth.Principal{}, fmt.Errorf("%w: session revoked or expired", auth.ErrUnauthorized)
+		}
+	}
+	return p, nil
+}
+
+// closeWith sends an error message, then closes with code.
+func (h *Hub) closeWith(ctx context.Context, conn *websocket.Conn, code websocket.StatusCode, msg []byte, reason string) {
+	if msg != nil {
+		wctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
+		_ = conn.Write(wctx, websocket.MessageText, msg)
+		cancel()
+	}
+	_ = conn.Close(code, reason)
+}
+
+// readMessage reads one client message within AuthTimeout.
+func (h *Hub) readMessage(ctx context.Context, conn *websocket.Conn) (clientMessage, error) {
+	rctx, cancel := context.WithTimeout(ctx, h.cfg.AuthTimeout)
+	defer cancel()
+	typ, b, err := conn.Read(rctx)
+	if err != nil {
+		return clientMessage{}, err
+	}
+	var m clientMessage
+	if typ != websocket.MessageText || json.Unmarshal(b, &m) != nil {
+		return clientMessage{}, errBadMessage
+	}
+	return m, nil
+}
+
+var errBadMessage = errors.New("not a JSON text message of the protocol")
+
+func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal auth.Principal, authed bool) {
+	m, err := h.readMessage(ctx, conn)
+	if err != nil {
+		h.refuseRead(ctx, conn, err)
+		return
+	}
+	if !authed {
+		if m.Type != TypeAuth || m.Token == "" {
+			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage("unauthorized", "Unauthorized", 401, "send {\"type\":\"auth\",\"token\":…} first, or the token in the Authorization header or ?access_token="), "no token")
+			return
+		}
+		if principal, err = h.authenticate(ctx, m.Token); err != nil {
+			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage("unauthorized", "Unauthorized", 401, "the token is not valid"), "bad token")
+			return
+		}
+		if m, err = h.readMessage(ctx, conn); err != nil {
+			h.refuseRead(ctx, conn, err)
+			return
+		}
+	}
+	if m.Type != TypeSubscribe {
+		h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, "expected {\"type\":\"subscribe\",\"playerId\":…}"), "expected subscribe")
+		return
+	}
+	var player domain.PlayerID
+	switch {
+	case m.PlayerID == AllPlayers:
+		if principal.Role != auth.RoleAdmin && principal.Role != auth.RoleSystem {
+			h.closeWith(ctx, conn, CloseForbidden, errorMessage("forbidden", "Forbidden", 403, "only an admin may watch every queue"), "forbidden")
+			return
+		}
+	default:
+		if player, err = domain.ParsePlayerID(m.PlayerID); err != nil {
+			h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, err.Error()), "bad playerId")
+			return
+		}
+		if !principal.CanActOn(string(player)) {
+			h.closeWith(ctx, conn, CloseForbidden, errorMessage("forbidden", "Forbidden", 403, "a player may watch only their own queue"), "forbidden")
+			return
+		}
+	}
+	var since *eventstore.Position
+	if m.Since != "" {
+		p, err := eventstore.ParsePosition(m.Since)
+		if err != nil {
+			h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, "since: "+err.Error()), "bad since")
+			return
+		}
+		since = &p
+	}
+
+	sub, err := h.register(principal, player)
+	if err != nil {
+		h.closeWith(ctx, conn, CloseGoingAway, nil, "server shutting down")
+		return
+	}
+	defer h.unregister(sub)
+	// From here on only control frames are read (pongs, the close
+	// handshake); a data message closes the connection.
+	ctx = conn.CloseRead(ctx)
+
+	last, err := h.catchUp(ctx, conn, player, since)
+	if err != nil {
+		if ctx.Err() == nil {
+			h.log.Warn("websocket catch-up failed", "player", player, "err", err)
+			h.closeWith(ctx, conn, CloseTryAgainLater, nil, "catch-up failed; reconnect with since")
+		}
+		return
+	}
+	if err := h.write(ctx, conn, subscribedMessage(player, last)); err != nil {
+		return
+	}
+	h.stream(ctx, conn, sub, last)
+}
+
+// refuseRead closes a connection whose first messages could not be read.
+func (h *Hub) refuseRead(ctx context.Context, conn *websocket.Conn, err error) {
+	switch {
+	case errors.Is(err, errBadMessage):
+		h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, err.Error()), "bad message")
+	case errors.Is(err, context.DeadlineExceeded):
+		h.closeWith(context.Background(), conn, CloseUnauthorized, nil, "no auth or subscribe message in time")
+	}
+	// Otherwise the client went away or broke the protocol: CloseNow.
+}
+
+// write sends one message within WriteTimeout.
+func (h *Hub) write(ctx context.Context, conn *websocket.Conn, msg []byte) error {
+	wctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
+	defer cancel()
+	return conn.Write(wctx, websocket.MessageText, msg)
+}
+
+// stream writes live messages after last until the connection ends, pinging
+// when idle.
+func (h *Hub) stream(ctx context.Context, conn *websocket.Conn, sub *subscriber, last eventstore.Position) {
+	ping := time.NewTicker(h.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub.kicked:
+			_ = conn.Close(sub.code, sub.reason)
+			return
+		case m := <-sub.send:
+			if !last.Less(m.pos) {
+				continue // already sent by the catch-up
+			}
+			if err := h.write(ctx, conn, m.data); err != nil {
+				return
+			}
+			last = m.pos
+		case <-ping.C:
+			pctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+// catchUp sends what the client missed after since: the events of its queue
+// (of every queue for player "") from the log, each with the queue after
+// it, or a reset with a snapshot when since is absent or too far behind. It
+// returns the position the client is at afterwards.
+func (h *Hub) catchUp(ctx context.Context, conn *websocket.Conn, player domain.PlayerID, since *eventstore.Position) (eventstore.Position, error) {
+	head, err := h.cfg.Store.Head(ctx)
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("read head: %w", err)
+	}
+	var missed []eventstore.RecordedEvent
+	resume := since != nil && !head.Less(*since) &&
+		(h.cfg.MaxResumeDistance < 0 || head.Seq <= since.Seq || int64(head.Seq-since.Seq) <= h.cfg.MaxResumeDistance)
+	if resume {
+		filter := queueFilter
+		if player != "" {
+			filter = eventstore.Filter{Streams: []string{player.Stream()}}
+		}
+		from := *since
+		for len(missed) <= h.cfg.MaxResumeEvents {
+			evs, err := h.cfg.Store.ReadAll(ctx, from, filter, h.cfg.MaxResumeEvents+1-len(missed))
+			if errors.Is(err, eventstore.ErrInvalid) {
+				resume = false // a position of another store
+				break
+			}
+			if err != nil {
+				return eventstore.Position{}, fmt.Errorf("read the log after %s: %w", from, err)
+			}
+			if len(evs) == 0 {
+				break
+			}
+			missed = append(missed, evs...)
+			from = evs[len(evs)-1].Position
+		}
+		if len(missed) > h.cfg.MaxResumeEvents {
+			resume = false
+		}
+	}
+	if !resume {
+		return h.reset(ctx, conn, player, head)
+	}
+	last := *since
+	if len(missed) == 0 {
+		return last, nil
+	}
+	last = missed[len(missed)-1].Position
+	h.awaitWatermark(ctx, last)
+	now := h.cfg.Now()
+	queues := map[domain.PlayerID]*domain.Queue{}
+	for _, e := range missed {
+		p, ok := domain.PlayerFromStream(e.Stream)
+		if !ok {
+			continue
+		}
+		var queue []byte
+		q, err := h.foldInto(ctx, queues, p, e)
+		if err == nil {
+			queue, err = queueJSON(q.View(), now)
+		}
+		if err != nil {
+			h.log.Warn("fold the queue view for a catch-up; sending the event without it", "player", p, "err", err)
+		}
+		msg, err := eventMessage(p, e, queue)
+		if err != nil {
+			return eventstore.Position{}, err
+		}
+		if err := h.write(ctx, conn, msg); err != nil {
+			return eventstore.Position{}, err
+		}
+	}
+	return last, nil
+}
+
+// foldInto applies e to the catch-up's queue of p, loading it at the
+// version before e first.
+func (h *Hub) foldInto(ctx context.Context, queues map[domain.PlayerID]*domain.Queue, p domain.PlayerID, e eventstore.RecordedEvent) (*domain.Queue, error) {
+	q := queues[p]
+	if q == nil || q.Version() != e.Version-1 {
+		var err error
+		if q, err = h.views.at(ctx, p, e.Version-1); err != nil {
+			delete(queues, p)
+			return nil, err
+		}
+		queues[p] = q
+	}
+	if err := apply(q, e); err != nil {
+		delete(queues, p)
+		return nil, err
+	}
+	return q, nil
+}
+
+// reset sends a snapshot of the player's queue with a position to resume
+// from: every event of the queue at or below it is in the snapshot, every
+// later one comes live. For all players it sends the position only.
+func (h *Hub) reset(ctx context.Context, conn *websocket.Conn, player domain.PlayerID, head eventstore.Position) (eventstore.Position, error) {
+	if player == "" {
+		return head, h.write(ctx, conn, resetMessage("", head, nil))
+	}
+	q, at, err := h.views.latest(ctx, player)
+	if err != nil {
+		return eventstore.Position{}, err
+	}
+	pos := head
+	if pos.Less(at) {
+		pos = at
+	}
+	h.awaitWatermark(ctx, pos)
+	queue, err := queueJSON(q.View(), h.cfg.Now())
+	if err != nil {
+		return eventstore.Position{}, err
+	}
+	return pos, h.write(ctx, conn, resetMessage(player, pos, queue))
+}
+
+// writeProblem answers a request refused before the upgrade.
+func writeProblem(w http.ResponseWriter, status int, kind, title, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(problemJSON{Type: problemPrefix + kind, Title: title, Status: status, Detail: detail})
+}
