@@ -81,6 +81,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 
@@ -110,6 +111,9 @@ type Config struct {
 	// stores (or test runs) can share one server. Changing it hides every
 	// event written under the old one. Default: none.
 	Namespace string
+	// Logger receives the client's log lines (discovery, reconnects,
+	// dropped subscriptions). Default: slog.Default().
+	Logger *slog.Logger
 }
 
 // Validate reports every problem of c at once.
@@ -144,6 +148,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open kurrentdb event store: parse URL: %w", err)
 	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	conf.Logger = slogLogging(logger)
 	client, err := esdb.NewClient(conf)
 	if err != nil {
 		return nil, fmt.Errorf("open kurrentdb event store: %w", err)

@@ -1,9 +1,11 @@
 package kurrentdb
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"regexp"
 	"strconv"
@@ -284,4 +286,20 @@ func clientURL(url string) string {
 		}
 	}
 	return url
+}
+
+// slogLogging sends the client's log lines to l, at the matching level.
+func slogLogging(l *slog.Logger) esdb.LoggingFunc {
+	return func(level esdb.LogLevel, format string, args ...any) {
+		lv := slog.LevelInfo
+		switch level {
+		case esdb.LogDebug:
+			lv = slog.LevelDebug
+		case esdb.LogWarn:
+			lv = slog.LevelWarn
+		case esdb.LogError:
+			lv = slog.LevelError
+		}
+		l.Log(context.Background(), lv, fmt.Sprintf(format, args...), "component", "esdb")
+	}
 }

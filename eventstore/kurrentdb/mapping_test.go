@@ -1,11 +1,14 @@
 package kurrentdb
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -293,5 +296,16 @@ func TestClientURL(t *testing.T) {
 		if _, err := esdb.ParseConnectionString(clientURL(in)); err != nil {
 			t.Errorf("the client cannot parse %q rewritten: %v", in, err)
 		}
+	}
+}
+
+func TestSlogLogging(t *testing.T) {
+	var buf bytes.Buffer
+	log := slogLogging(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	log(esdb.LogDebug, "hidden %d", 1)
+	log(esdb.LogWarn, "candidate %s refused", "127.0.0.1:1")
+	out := buf.String()
+	if strings.Contains(out, "hidden") || !strings.Contains(out, "level=WARN") || !strings.Contains(out, "candidate 127.0.0.1:1 refused") {
+		t.Errorf("logged %q", out)
 	}
 }
