@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/taskqueue/taskqueue/app"
+	"github.com/taskqueue/taskqueue/app/apptest"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -231,5 +234,27 @@ func TestServeBinary(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "stopped") {
 		t.Fatalf("no clean stop in the log:\n%s", stderr.String())
+	}
+}
+
+// TestBench drives the load generator against the real graph at a low rate
+// and checks that every scheduled request was sent and answered 201.
+func TestBench(t *testing.T) {
+	a := apptest.SQLite(t)
+	srv := httptest.NewServer(a.Handler)
+	t.Cleanup(srv.Close)
+	code, out, stderr := runCLI(t, map[string]string{"TASKQUEUE_DATA_DIR": a.Config.DataDir},
+		"bench", "--url", srv.URL, "--rate", "20", "--duration", "1s", "--warmup", "0s", "--players", "4", "--player-prefix", "b-")
+	if code != 0 {
+		t.Fatalf("bench: %d %s", code, stderr)
+	}
+	if !strings.Contains(out, "sent 20 ") || !strings.Contains(out, "201: 20,") || !strings.Contains(out, "p99") {
+		t.Fatalf("bench output:\n%s", out)
+	}
+	for i := 0; i < 4; i++ {
+		v, err := a.Store.StreamVersion(t.Context(), fmt.Sprintf("queue-b-%d", i))
+		if err != nil || v < 5 {
+			t.Fatalf("queue-b-%d has version %d (%v); want at least 5 (one enqueue each)", i, v, err)
+		}
 	}
 }
