@@ -315,12 +315,8 @@ func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream str
 	if err != nil {
 		return outcome{}, false, err
 	}
-	if k, ok := st.keys[key]; ok {
-		if k.firstID != firstID {
-			return outcome{}, false, fmt.Errorf("%s: key %q: %w", stream, key, ErrIdempotencyKeyReused)
-		}
-		first := *k
-		return outcome{Result: Result{View: st.queue.View(), Version: k.version, Position: k.position, Duplicate: true}, first: &first}, false, nil
+	if out, seen, err := seenBefore(st, stream, key, firstID); seen {
+		return out, false, err
 	}
 	if req.IfMatch != nil && *req.IfMatch != st.version {
 		return outcome{}, false, &PreconditionFailedError{Stream: stream, Expected: *req.IfMatch, Actual: st.version}
@@ -353,9 +349,15 @@ func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream str
 	case err != nil:
 		return outcome{}, false, fmt.Errorf("append %d events to %s: %w", len(data), stream, err)
 	case res.Duplicate:
-		// The same request, appended concurrently by another process: the
-		// next attempt reads it and answers as a duplicate.
-		return outcome{}, true, fmt.Errorf("append %d events to %s: appended concurrently by the same request", len(data), stream)
+		// The same request, appended concurrently by another process: read
+		// it and answer as a duplicate.
+		if st, err = r.catchUp(ctx, c, player); err != nil {
+			return outcome{}, false, err
+		}
+		if out, seen, err := seenBefore(st, stream, key, firstID); seen {
+			return out, false, err
+		}
+		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports them stored, the stream does not show them", len(data), stream)
 	case res.Version != q.Version():
 		c.st = nil
 		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports version %d, the queue counts %d", len(data), stream, res.Version, q.Version())
@@ -365,6 +367,22 @@ func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream str
 		r.remember(st, key, data[i].ID, res.Version-int64(len(events)-1-i), res.Position, e)
 	}
 	return outcome{Result: Result{View: q.View(), Version: res.Version, Position: res.Position, Events: events}}, false, nil
+}
+
+// seenBefore answers a request whose key the queue has seen: the first
+// result when firstID matches (the same request), else
+// ErrIdempotencyKeyReused. seen is false for a new key.
+func seenBefore(st *loaded, stream, key string, firstID uuid.UUID) (out outcome, seen bool, err error) {
+	k, ok := st.keys[key]
+	switch {
+	case !ok:
+		return outcome{}, false, nil
+	case k.firstID != firstID:
+		return outcome{}, true, fmt.Errorf("%s: key %q: %w", stream, key, ErrIdempotencyKeyReused)
+	}
+	first := *k
+	res := Result{View: st.queue.View(), Version: k.version, Position: k.position, Duplicate: true}
+	return outcome{Result: res, first: &first}, true, nil
 }
 
 // read returns the queue of player as of the end of its stream.
