@@ -5,9 +5,9 @@
 // # Writing
 //
 // An Append is one SQL statement, so one round trip and one implicit
-// transaction: it takes a per-stream advisory lock, moves the stream's
-// version in event_streams (the expected-version check), inserts all the
-// events from arrays (unnest). Every event row is
+// transaction, whatever the number of events: it takes a per-stream advisory
+// lock, moves the stream's version in event_streams (the expected-version
+// check) and inserts all the events from arrays (unnest). Every event row is
 // stamped with the writing transaction's ID, pg_current_xact_id() (xid8), and
 // a number from an identity column (position). The advisory lock is taken
 // before anything is written, so a transaction gets its ID only once it holds
@@ -59,8 +59,12 @@
 // before serving (taskqueue migrate), and Migrate does it for tests and
 // tools. Open fails with a clear error when the tables are missing.
 // Pool exposes the pool so that a projection can write its read model and
-// its checkpoint in one transaction of the same database; AppendTx appends
-// inside a caller's transaction.
+// its checkpoint in one transaction of the same database (store both parts
+// of the Position, or its String form: Commit alone or Seq alone is not a
+// checkpoint). AppendTx appends inside a caller's transaction.
+//
+// Input PostgreSQL text cannot hold (NUL bytes in the type or metadata,
+// invalid UTF-8) is refused with ErrInvalid before anything is written.
 //
 // The Store is safe for concurrent use. Renaming the tables, the notification
 // channel or the advisory lock class breaks running deployments: add a
