@@ -16,6 +16,7 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/migrations"
+	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/web"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -35,6 +36,8 @@ type App struct {
 	Catalog *domain.Catalog
 	// Commands are the command handlers (decorated with logging).
 	Commands *command.Handlers
+	// Projections runs the read models (nil on KurrentDB for now).
+	Projections *projections.Runner
 	// Tokens mints and verifies bearer tokens.
 	Tokens *auth.Tokens
 	// Logger is the app's logger (request IDs attached from contexts).
@@ -92,6 +95,18 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	})
 	a.Store, a.Backend = st.store, st.backend
 
+	var history web.History
+	if st.readModels != nil {
+		rs, err := startReadSide(a.Store, st.readModels, cfg, a.Logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, rs.stop)
+		a.Projections = rs.runner
+		history = rs.history
+		st.ready = append(st.ready, projectionsCheck(rs.runner))
+	}
+
 	a.Commands, err = command.NewHandlers(a.Store, command.Config{
 		Rules: domain.Rules{Catalog: a.Catalog, QueueLimit: cfg.QueueLimit},
 	})
@@ -107,6 +122,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		Logger:      a.Logger,
 		Catalog:     a.Catalog,
 		Queues:      queues{a.Commands},
+		History:     history,
 		Ready:       st.ready,
 	})
 	if err != nil {
@@ -175,6 +191,9 @@ type openedStore struct {
 	backend string
 	ready   []web.ReadinessCheck
 	close   func() error
+	// readModels is the database of the read models, nil when the read
+	// side does not run with this backend.
+	readModels projections.DB
 }
 
 func openStore(ctx context.Context, cfg Config) (openedStore, error) {
@@ -189,7 +208,7 @@ func openStore(ctx context.Context, cfg Config) (openedStore, error) {
 		if err != nil {
 			return openedStore{}, err
 		}
-		return openedStore{store: s, backend: "sqlite", close: s.Close, ready: []web.ReadinessCheck{
+		return openedStore{store: s, backend: "sqlite", close: s.Close, readModels: projections.NewSQLiteDB(s.WriteDB(), s.ReadDB()), ready: []web.ReadinessCheck{
 			storeCheck(s),
 			migrationsCheck(s.ReadDB(), migrations.SQLite),
 		}}, nil

@@ -84,6 +84,11 @@ type Config struct {
 	// TASKQUEUE_QUEUE_LIMIT, --queue-limit, default 10.
 	QueueLimit int
 
+	// HistoryRetentionDays is how many days of finished tasks the history
+	// read model keeps (GET /api/queue/{playerId}/history).
+	// TASKQUEUE_HISTORY_RETENTION_DAYS, --history-retention-days, default 30.
+	HistoryRetentionDays int
+
 	// CORSOrigins are the origins allowed to call the API from a browser,
 	// comma separated ("https://game.example,https://admin.example"), or "*".
 	// TASKQUEUE_CORS_ORIGINS, --cors-origins, default "" (none: same origin only).
@@ -116,6 +121,7 @@ const (
 	DefaultDatabaseMaxConns = 16
 	DefaultTokenTTL         = 24 * time.Hour
 	DefaultQueueLimit       = 10
+	DefaultHistoryRetention = 30
 	DefaultLogFormat        = "text"
 	DefaultLogLevel         = "info"
 	DefaultShutdownTimeout  = 15 * time.Second
@@ -141,6 +147,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueueLimit == 0 {
 		c.QueueLimit = DefaultQueueLimit
+	}
+	if c.HistoryRetentionDays == 0 {
+		c.HistoryRetentionDays = DefaultHistoryRetention
 	}
 	if c.Dev == nil {
 		dev := c.DatabaseURL == "" && c.KurrentDBURL == ""
@@ -213,6 +222,9 @@ func (c Config) Validate() error {
 	if c.QueueLimit < 1 || c.QueueLimit > MaxQueueLimit {
 		bad("TASKQUEUE_QUEUE_LIMIT", "%d is not between 1 and %d", c.QueueLimit, MaxQueueLimit)
 	}
+	if c.HistoryRetentionDays < 1 || c.HistoryRetentionDays > 3650 {
+		bad("TASKQUEUE_HISTORY_RETENTION_DAYS", "%d is not between 1 and 3650", c.HistoryRetentionDays)
+	}
 	for _, o := range c.CORSOrigins {
 		if o == "*" {
 			continue
@@ -284,6 +296,7 @@ var options = []Option{
 	{"TASKQUEUE_TOKEN_TTL", "token-ttl", "24h", "lifetime of the tokens the service mints", func(c *Config) flag.Value { return (*durationValue)(&c.TokenTTL) }},
 	{"TASKQUEUE_CATALOG", "catalog", "", "path of a task catalog JSON file; empty: the embedded catalog", func(c *Config) flag.Value { return (*stringValue)(&c.Catalog) }},
 	{"TASKQUEUE_QUEUE_LIMIT", "queue-limit", strconv.Itoa(DefaultQueueLimit), "most tasks a queue holds (1-1000)", func(c *Config) flag.Value { return (*intValue)(&c.QueueLimit) }},
+	{"TASKQUEUE_HISTORY_RETENTION_DAYS", "history-retention-days", strconv.Itoa(DefaultHistoryRetention), "days of finished tasks the history keeps", func(c *Config) flag.Value { return (*intValue)(&c.HistoryRetentionDays) }},
 	{"TASKQUEUE_CORS_ORIGINS", "cors-origins", "", "comma-separated origins allowed to call the API from a browser, or *; empty: none", func(c *Config) flag.Value { return (*listValue)(&c.CORSOrigins) }},
 	{"TASKQUEUE_DEV", "dev", "true on SQLite, false with a database URL", "dev mode: POST /api/auth/dev-token and a generated JWT secret", func(c *Config) flag.Value { return &boolPtrValue{&c.Dev} }},
 	{"TASKQUEUE_LOG_FORMAT", "log-format", DefaultLogFormat, "log format: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},

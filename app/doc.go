@@ -14,4 +14,12 @@
 //   - The event store backend is chosen by Config: KurrentDB when
 //     KurrentDBURL is set, else PostgreSQL when DatabaseURL is set, else a
 //     SQLite file in DataDir (the embedded default).
+//   - On SQLite and PostgreSQL the read side runs inside the app: the
+//     projections runner (queues, player_progress, analytics) follows the
+//     log into the same database, the history's retention sweeps hourly,
+//     GET .../history reads it, and /readyz fails while a projection has
+//     failed. The cleanup stops them before closing the store. With
+//     KurrentDB the read side is not wired yet (history answers 501).
+//   - GET /api/queue/{playerId} reads the aggregate through the command
+//     side's cache (always as of the last command), not the read model.
 package app

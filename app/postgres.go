@@ -10,6 +10,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/migrations"
+	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/web"
 )
 
@@ -40,9 +41,10 @@ func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	return openedStore{
-		store:   s,
-		backend: "postgres",
-		ready:   []web.ReadinessCheck{storeCheck(s), migrationsCheck(db, migrations.Postgres)},
+		store:      s,
+		backend:    "postgres",
+		readModels: projections.NewPostgresDB(pool),
+		ready:      []web.ReadinessCheck{storeCheck(s), migrationsCheck(db, migrations.Postgres)},
 		close: func() error {
 			err := s.Close()
 			db.Close()

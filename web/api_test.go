@@ -305,7 +305,9 @@ func TestProblems(t *testing.T) {
 		{"requirement not met", req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"chop-oak","count":1}`}, 422, "requirement-not-met", ""},
 		{"unknown API route", req{method: "GET", path: "/api/nope", token: alice}, 404, "not-found", ""},
 		{"unknown task", req{method: "DELETE", path: "/api/queue/alice/tasks/nope", token: alice}, 404, "not-found", ""},
-		{"history is the read side's", req{method: "GET", path: "/api/queue/alice/history", token: alice}, 501, "not-implemented", ""},
+		{"history bad time", req{method: "GET", path: "/api/queue/alice/history?from=yesterday", token: alice}, 400, "validation", "from"},
+		{"history bad limit", req{method: "GET", path: "/api/queue/alice/history?limit=100000", token: alice}, 400, "validation", "limit"},
+		{"history bad cursor", req{method: "GET", path: "/api/queue/alice/history?cursor=zzz", token: alice}, 400, "validation", "cursor"},
 		{"method not allowed", req{method: "PATCH", path: "/api/queue/alice/stop", token: alice}, 405, "method-not-allowed", ""},
 	}
 	for _, tc := range cases {
@@ -551,4 +553,61 @@ func TestWebAppAndHeaders(t *testing.T) {
 func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// TestHistory reads a removed task back from the history read model, which
+// the projections runner inside the app keeps.
+func TestHistory(t *testing.T) {
+	backends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+		c := newClient(t, build(t))
+		alice := c.token("alice", auth.RolePlayer)
+		var ids []string
+		for _, body := range []string{`{"type":"chop-wood","count":100}`, `{"type":"mine-copper","count":7}`} {
+			r := c.do(req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: body})
+			if r.status != 201 {
+				t.Fatalf("enqueue: %d %s", r.status, r.body)
+			}
+			ids = append(ids, r.json(t)["taskId"].(string))
+		}
+		if r := c.do(req{method: "DELETE", path: "/api/queue/alice/tasks/" + ids[1], token: alice}); r.status != 200 {
+			t.Fatalf("remove: %d %s", r.status, r.body)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			r := c.do(req{method: "GET", path: "/api/queue/alice/history?type=mine-copper", token: alice})
+			if r.status != 200 {
+				t.Fatalf("history: %d %s", r.status, r.body)
+			}
+			var page struct {
+				Entries []struct {
+					TaskID  string `json:"taskId"`
+					Type    string `json:"type"`
+					Outcome string `json:"outcome"`
+					Count   int    `json:"count"`
+				} `json:"entries"`
+			}
+			if err := json.Unmarshal(r.body, &page); err != nil {
+				t.Fatal(err)
+			}
+			if len(page.Entries) == 1 {
+				e := page.Entries[0]
+				if e.TaskID != ids[1] || e.Type != "mine-copper" || e.Count != 7 || e.Outcome == "completed" {
+					t.Fatalf("history entry %+v", e)
+				}
+				break
+			}
+			if len(page.Entries) > 1 || time.Now().After(deadline) {
+				t.Fatalf("history after 30 s: %s", r.body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		csv := c.do(req{method: "GET", path: "/api/queue/alice/history", token: alice, headers: map[string]string{"Accept": "text/csv"}})
+		if csv.status != 200 || !strings.HasPrefix(string(csv.body), "taskId,type,outcome") || !strings.Contains(string(csv.body), ids[1]) {
+			t.Fatalf("history CSV: %d %s", csv.status, csv.body)
+		}
+		c.do(req{method: "GET", path: "/api/queue/bob/history", token: alice}).problem(t, 403, "forbidden")
+		if r := c.do(req{method: "GET", path: "/readyz"}); r.status != 200 || !strings.Contains(string(r.body), `"projections":"ok"`) {
+			t.Fatalf("readyz: %d %s", r.status, r.body)
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -122,7 +123,7 @@ func problemFor(err error) Problem {
 		}
 	case errors.Is(err, errForbidden):
 		t = ProblemForbidden
-	case errors.Is(err, errNotFound), errors.Is(err, domain.ErrTaskNotFound):
+	case errors.Is(err, errNotFound), errors.Is(err, domain.ErrTaskNotFound), errors.Is(err, query.ErrNotFound):
 		t = ProblemNotFound
 	case errors.Is(err, errMethodNotAllowed):
 		t = ProblemMethodNotAllowed
@@ -144,6 +145,8 @@ func problemFor(err error) Problem {
 		t, p.retryAfter = ProblemRateLimited, rl.RetryAfter
 	case errors.Is(err, command.ErrConflict), errors.Is(err, eventstore.ErrWrongVersion):
 		t, detail = ProblemConflict, "the queue changed concurrently too many times; retry"
+	case errors.Is(err, query.ErrConflict):
+		t = ProblemConflict
 	case errors.Is(err, errUnavailable), errors.Is(err, eventstore.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded):
 		t, detail = ProblemUnavailable, "the service cannot reach its store; retry later"

@@ -40,6 +40,9 @@ type Config struct {
 	Catalog *domain.Catalog
 	// Queues runs the queue's commands and reads. Required.
 	Queues Queues
+	// History serves GET /api/queue/{playerId}/history; nil: 501 until the
+	// read side is wired.
+	History History
 	// Ready are the checks of /readyz.
 	Ready []ReadinessCheck
 	// Now is the clock of serverTime (default time.Now).
@@ -85,6 +88,7 @@ type Server struct {
 	log         *slog.Logger
 	catalog     *domain.Catalog
 	queues      Queues
+	history     History
 	ready       []ReadinessCheck
 	now         func() time.Time
 	app         *webApp
@@ -109,6 +113,7 @@ func NewServer(cfg Config) (*Server, error) {
 		log:         slog.New(LogHandler(cfg.Logger.Handler())),
 		catalog:     cfg.Catalog,
 		queues:      cfg.Queues,
+		history:     cfg.History,
 		ready:       cfg.Ready,
 		now:         cfg.Now,
 		app:         app,
@@ -146,8 +151,7 @@ func (s *Server) routes() chi.Router {
 				r.Post("/stop", s.stop)
 				r.Post("/start", s.start)
 				r.Put("/reorder", s.reorder)
-				// The history belongs to the read side (query/, issue 4).
-				r.Get("/history", s.notImplemented)
+				r.Get("/history", s.getHistory)
 			})
 		})
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
@@ -289,7 +293,7 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) notImplemented(w http.ResponseWriter, r *http.Request) {
-	s.writeProblem(w, r, fmt.Errorf("%w: %s is served by the read side, not built yet", errNotImplemented, r.URL.Path))
+	s.writeProblem(w, r, fmt.Errorf("%w: %s is served by the read side, not wired in this server", errNotImplemented, r.URL.Path))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
