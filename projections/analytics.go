@@ -27,9 +27,11 @@ func (Analytics) Version() int { return 1 }
 func (Analytics) Tables() []string {
 	return []string{"analytics_task_daily", "analytics_grants_daily", "analytics_active_players_hourly", "analytics_queue_lengths"}
 }
-func (Analytics) Filter() eventstore.Filter {
-	return eventstore.Filter{StreamPrefixes: []string{domain.StreamPrefix}}
-}
+
+// Filter reads the whole log: a stream-prefix filter makes the PostgreSQL
+// store's page query much slower than reading everything, and Apply skips
+// events of other streams itself.
+func (Analytics) Filter() eventstore.Filter { return eventstore.Filter{} }
 
 type taskDayKey struct{ day, typ string }
 type taskDay struct {
@@ -50,9 +52,12 @@ func (Analytics) Apply(ctx context.Context, tx Tx, t Tables, events []eventstore
 	hours := map[hourKey]int64{}
 	lengths := map[string]int64{} // change of queue length per player
 	for _, re := range events {
-		player, e, err := decode(re)
+		player, e, ok, err := decode(re)
 		if err != nil {
 			return err
+		}
+		if !ok {
+			continue // not a queue stream
 		}
 		at := e.OccurredAt().UTC()
 		day := at.Format(time.DateOnly)

@@ -23,9 +23,11 @@ const PlayerProgressName = "player_progress"
 func (PlayerProgress) Name() string     { return PlayerProgressName }
 func (PlayerProgress) Version() int     { return 1 }
 func (PlayerProgress) Tables() []string { return []string{"player_progress"} }
-func (PlayerProgress) Filter() eventstore.Filter {
-	return eventstore.Filter{StreamPrefixes: []string{domain.StreamPrefix}}
-}
+
+// Filter reads the whole log: a stream-prefix filter makes the PostgreSQL
+// store's page query much slower than reading everything, and Apply skips
+// events of other streams itself.
+func (PlayerProgress) Filter() eventstore.Filter { return eventstore.Filter{} }
 
 // SkillProgress is one skill of a player.
 type SkillProgress struct {
@@ -86,9 +88,12 @@ func (PlayerProgress) Apply(ctx context.Context, tx Tx, t Tables, events []event
 	}
 	changed := map[string]bool{}
 	for _, re := range events {
-		player, e, err := decode(re)
+		player, e, ok, err := decode(re)
 		if err != nil {
 			return err
+		}
+		if !ok {
+			continue // not a queue stream
 		}
 		r := rows[player]
 		if r == nil {

@@ -26,9 +26,11 @@ const QueuesName = "queues"
 func (Queues) Name() string     { return QueuesName }
 func (Queues) Version() int     { return 1 }
 func (Queues) Tables() []string { return []string{"queue_status", "task_history"} }
-func (Queues) Filter() eventstore.Filter {
-	return eventstore.Filter{StreamPrefixes: []string{domain.StreamPrefix}}
-}
+
+// Filter reads the whole log: a stream-prefix filter makes the PostgreSQL
+// store's page query much slower than reading everything, and Apply skips
+// events of other streams itself.
+func (Queues) Filter() eventstore.Filter { return eventstore.Filter{} }
 
 // queueTask is one element of queue_status.tasks: the task as the queue
 // view shows it, plus what its repetitions did so far (for task_history).
@@ -83,9 +85,12 @@ func (q Queues) Apply(ctx context.Context, tx Tx, t Tables, events []eventstore.
 	var history [][]any
 	changed := map[string]bool{}
 	for _, re := range events {
-		player, e, err := decode(re)
+		player, e, ok, err := decode(re)
 		if err != nil {
 			return err
+		}
+		if !ok {
+			continue // not a queue stream
 		}
 		row := rows[player]
 		if row == nil {
@@ -349,17 +354,20 @@ func itemsJSON(m map[string]int64) string {
 	return string(b)
 }
 
-// decode returns the player of a queue stream's event and the domain event.
-func decode(re eventstore.RecordedEvent) (string, domain.Event, error) {
-	player, ok := domain.PlayerFromStream(re.Stream)
+// decode returns the player of a queue stream's event and the domain event;
+// ok is false for an event of another stream (the projections skip those).
+// An event of a queue stream that does not decode is an error: the
+// projection fails on it rather than skip it silently.
+func decode(re eventstore.RecordedEvent) (player string, e domain.Event, ok bool, err error) {
+	p, ok := domain.PlayerFromStream(re.Stream)
 	if !ok {
-		return "", nil, fmt.Errorf("event %s at %s: stream %q is not a queue stream", re.ID, re.Position, re.Stream)
+		return "", nil, false, nil
 	}
-	e, err := domain.DecodeEvent(re.Type, re.SchemaVersion, re.Data)
+	e, err = domain.DecodeEvent(re.Type, re.SchemaVersion, re.Data)
 	if err != nil {
-		return "", nil, fmt.Errorf("event %s at %s: %w", re.ID, re.Position, err)
+		return "", nil, false, fmt.Errorf("event %s at %s: %w", re.ID, re.Position, err)
 	}
-	return string(player), e, nil
+	return string(p), e, true, nil
 }
 
 func playersOf(events []eventstore.RecordedEvent) []string {

@@ -158,7 +158,7 @@ func TestVersionBumpRebuilds(t *testing.T) {
 }
 
 // runFor runs a Runner until the returned cancel is called.
-func runFor(t *testing.T, b backend, cfg Config) (*Runner, func()) {
+func runFor(t testing.TB, b backend, cfg Config) (*Runner, func()) {
 	cfg.Store, cfg.DB = b.store, b.db
 	r, err := NewRunner(cfg)
 	if err != nil {

@@ -181,3 +181,53 @@ func FormatProgress(p Progress, width int) string {
 	}
 	return fmt.Sprintf("[%s] %5.1f%%  %d/%d events  %.0f ev/s  ETA %s", bar, frac*100, p.Done, p.Total, p.EventsPerSecond, eta)
 }
+
+// WaitRebuilt waits until the rebuild of the named projection into
+// generation has switched (its generation serves) and returns nil, calling
+// progress (may be nil) after commits, at most every interval (default 1 s).
+// It is what `taskqueue replay --projection NAME` runs after Rebuild, with
+// progress printing FormatProgress. The Runner must be running.
+func (r *Runner) WaitRebuilt(ctx context.Context, name, generation string, interval time.Duration, progress func(Progress)) error {
+	if _, ok := r.projs[name]; !ok {
+		return fmt.Errorf("wait for rebuild of %q: %w", name, ErrUnknownProjection)
+	}
+	if interval <= 0 {
+		interval = time.Second
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		s, err := r.StatusOf(ctx, name)
+		if err != nil {
+			return err
+		}
+		if s.Generation == generation && s.Rebuild == nil {
+			return nil
+		}
+		if s.Rebuild != nil && s.Rebuild.Generation != generation {
+			return fmt.Errorf("wait for rebuild of %s: generation %s is building instead of %s", name, s.Rebuild.Generation, generation)
+		}
+		if s.Rebuild == nil && s.Generation != generation {
+			// Not started yet by the runner, or superseded: check the row.
+			cps, err := loadCheckpoints(ctx, r.cfg.DB, name)
+			if err != nil {
+				return err
+			}
+			found := false
+			for _, c := range cps {
+				found = found || c.generation == generation
+			}
+			if !found {
+				return fmt.Errorf("wait for rebuild of %s: generation %s is gone", name, generation)
+			}
+		}
+		if progress != nil && s.Rebuild != nil {
+			progress(*s.Rebuild)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
