@@ -505,6 +505,43 @@ func TestCacheIsBounded(t *testing.T) {
 	}
 }
 
+// A key older than the keys a queue remembers is refused, not run twice
+// and not a server error: its derived event IDs are already stored.
+func TestForgottenKeyIsRefusedNotRunAgain(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+		ctx := context.Background()
+		h, err := command.NewHandlers(store, command.Config{
+			Rules: domain.Rules{Catalog: domain.DefaultCatalog(), QueueLimit: 10}, Clock: newClock().now, KeysPerQueue: 2,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enqueue := command.EnqueueTask{Request: req("old"), Type: "chop-wood", Count: 1}
+		first, err := h.EnqueueTask.Handle(ctx, enqueue)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Remove the task, so that running the old request again would be
+		// accepted by the domain, then push its key out of the window.
+		if _, err := h.RemoveTask.Handle(ctx, command.RemoveTask{Request: req("r1"), TaskID: string(first.Task.TaskID)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"k1", "k2"} {
+			if _, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req(k), Type: "mine-copper", Count: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before, _ := storeVersion(ctx, store)
+		_, err = h.EnqueueTask.Handle(ctx, enqueue)
+		if !errors.Is(err, command.ErrIdempotencyKeyReused) {
+			t.Fatalf("forgotten key: %v, want ErrIdempotencyKeyReused", err)
+		}
+		if after, _ := storeVersion(ctx, store); after != before {
+			t.Fatalf("the forgotten key appended: version %d -> %d", before, after)
+		}
+	})
+}
+
 func TestEarlyCompletionIsRefused(t *testing.T) {
 	store := backends[0].open(t)
 	clk := newClock()

@@ -346,6 +346,13 @@ func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream str
 	switch {
 	case errors.Is(err, eventstore.ErrWrongVersion):
 		return outcome{}, true, err
+	case errors.Is(err, eventstore.ErrInvalid) && eventstore.ValidateStreamID(stream) == nil:
+		// The events are well formed (the domain made them), so the store
+		// refused their IDs: they are stored at an earlier place of the
+		// stream. That is this key, used by a request older than the keys
+		// the queue remembers: too old to answer again, and not to be run
+		// twice.
+		return outcome{}, false, fmt.Errorf("%s: key %q was used by a request older than the last %d: %w", stream, key, r.cfg.KeysPerQueue, ErrIdempotencyKeyReused)
 	case err != nil:
 		return outcome{}, false, fmt.Errorf("append %d events to %s: %w", len(data), stream, err)
 	case res.Duplicate:
