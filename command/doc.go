@@ -40,7 +40,10 @@
 //     repetition that is no longer running) stores nothing, so its retry
 //     runs again; a command refused with an error stores nothing either.
 //   - A key older than the last KeysPerQueue keys of its stream is
-//     forgotten: reusing it runs the command again.
+//     forgotten: reused with the same request, the command decides event IDs
+//     that the store already holds, and is refused with
+//     ErrIdempotencyKeyReused (never run twice, never a server error);
+//     reused with another request, it runs as a new one.
 //
 // # Conditions
 //
