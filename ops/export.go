@@ -1,0 +1,64 @@
+package ops
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+)
+
+// ExportResult reports an export.
+type ExportResult struct {
+	// Events is the number of events written.
+	Events int
+	// Head is the log position the export read up to: events committed
+	// after the export began are not in it.
+	Head eventstore.Position
+}
+
+// Export writes every event of the log whose OccurredAt is in r to w as
+// JSON lines (EventLine), in log order: `taskqueue export --from T --to T`.
+// It reads up to the head of the log when it starts, so it ends on a live
+// store. An export with a From bound holds streams from their middle: Import
+// refuses it (a stream must start at version 1).
+func Export(ctx context.Context, store eventstore.Store, w io.Writer, r Range) (ExportResult, error) {
+	if err := r.Validate(); err != nil {
+		return ExportResult{}, err
+	}
+	head, err := store.Head(ctx)
+	if err != nil {
+		return ExportResult{}, fmt.Errorf("export: read the head of the log: %w", err)
+	}
+	res := ExportResult{Head: head}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	enc := json.NewEncoder(bw)
+	for after := eventstore.Start; after.Less(head); {
+		page, err := store.ReadAll(ctx, after, eventstore.Filter{}, readPage)
+		if err != nil {
+			return res, fmt.Errorf("export: read the log after %s: %w", after, err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			if head.Less(e.Position) {
+				break
+			}
+			if !r.Contains(e.Metadata.OccurredAt) {
+				continue
+			}
+			if err := enc.Encode(LineOf(e)); err != nil {
+				return res, fmt.Errorf("export: write event %d: %w", res.Events+1, err)
+			}
+			res.Events++
+		}
+		after = page[len(page)-1].Position
+	}
+	if err := bw.Flush(); err != nil {
+		return res, fmt.Errorf("export: write: %w", err)
+	}
+	return res, nil
+}
