@@ -25,6 +25,10 @@
 //     Next with a live context resumes where it stopped.
 //   - After Close of the store, Append, Subscribe and a blocked or later Next
 //     return errors wrapping ErrClosed.
+//   - Head eventually reaches the Position an Append returned. Tests that
+//     append and then expect ReadAll to return everything first wait for
+//     that (a backend may hold global readers back while some transaction
+//     is open, as PostgreSQL does).
 //
 // Subtest names are stable: CI logs and issue notes refer to them.
 package storetest
