@@ -183,12 +183,16 @@ type outMessage struct {
 	data []byte
 }
 
-// kick tells the connection to close with code; the first kick wins.
-func (s *subscriber) kick(code websocket.StatusCode, reason string) {
+// kick tells the connection to close with code; the first kick wins and
+// kick reports whether it was this one.
+func (s *subscriber) kick(code websocket.StatusCode, reason string) bool {
+	first := false
 	s.kickOnce.Do(func() {
 		s.code, s.reason = code, reason
 		close(s.kicked)
+		first = true
 	})
+	return first
 }
 
 // presenceState counts a player's own connections on this instance.
@@ -456,8 +460,10 @@ func (h *Hub) deliver(player domain.PlayerID, m outMessage) {
 		case s.send <- m:
 			h.delivered.Add(1)
 		default:
-			h.slow.Add(1)
-			s.kick(CloseSlowConsumer, fmt.Sprintf("too slow: %d messages waited", cap(s.send)))
+			if s.kick(CloseSlowConsumer, fmt.Sprintf("too slow: %d messages waited", cap(s.send))) {
+				h.slow.Add(1)
+				h.log.Info("slow websocket client cut off", "player", s.principal.PlayerID, "watching", s.player)
+			}
 		}
 	}
 	for s := range h.players[player] {

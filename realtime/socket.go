@@ -105,11 +105,17 @@ func (h *Hub) closeWith(ctx context.Context, conn *websocket.Conn, code websocke
 	_ = conn.Close(code, reason)
 }
 
-// readMessage reads one client message within AuthTimeout.
+// readMessage reads one client message; a client silent for AuthTimeout
+// is closed with CloseUnauthorized (a read whose context ends would close
+// the socket without a code).
 func (h *Hub) readMessage(ctx context.Context, conn *websocket.Conn) (clientMessage, error) {
-	rctx, cancel := context.WithTimeout(ctx, h.cfg.AuthTimeout)
-	defer cancel()
-	typ, b, err := conn.Read(rctx)
+	timer := time.AfterFunc(h.cfg.AuthTimeout, func() {
+		_ = conn.Close(CloseUnauthorized, "no auth or subscribe message in time")
+	})
+	typ, b, err := conn.Read(ctx)
+	if !timer.Stop() {
+		return clientMessage{}, errSilent
+	}
 	if err != nil {
 		return clientMessage{}, err
 	}
@@ -120,7 +126,10 @@ func (h *Hub) readMessage(ctx context.Context, conn *websocket.Conn) (clientMess
 	return m, nil
 }
 
-var errBadMessage = errors.New("not a JSON text message of the protocol")
+var (
+	errBadMessage = errors.New("not a JSON text message of the protocol")
+	errSilent     = errors.New("no message in time")
+)
 
 func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal auth.Principal, authed bool) {
 	m, err := h.readMessage(ctx, conn)
@@ -199,13 +208,11 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 
 // refuseRead closes a connection whose first messages could not be read.
 func (h *Hub) refuseRead(ctx context.Context, conn *websocket.Conn, err error) {
-	switch {
-	case errors.Is(err, errBadMessage):
+	if errors.Is(err, errBadMessage) {
 		h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, err.Error()), "bad message")
-	case errors.Is(err, context.DeadlineExceeded):
-		h.closeWith(context.Background(), conn, CloseUnauthorized, nil, "no auth or subscribe message in time")
 	}
-	// Otherwise the client went away or broke the protocol: CloseNow.
+	// Otherwise the timer has closed it (errSilent), or the client went
+	// away or broke the protocol: CloseNow.
 }
 
 // write sends one message within WriteTimeout.
