@@ -158,11 +158,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open kurrentdb event store: %w", err)
 	}
 	s := &Store{client: client, ns: cfg.Namespace, closed: make(chan struct{})}
-	if _, err := s.Head(ctx); err != nil {
+	if err := s.ping(ctx); err != nil {
 		client.Close()
 		return nil, fmt.Errorf("open kurrentdb event store: %w", err)
 	}
 	return s, nil
+}
+
+// ping reads the last record of $all, whatever it is: the server answers.
+func (s *Store) ping(ctx context.Context) error {
+	rs, err := s.client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	if _, err := rs.Recv(); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
 }
 
 // Close closes the client. Subscriptions end with eventstore.ErrClosed.
@@ -430,7 +443,9 @@ func (s *Store) readAllPage(ctx context.Context, pos eventstore.Position) ([]*es
 
 // Head implements eventstore.Store: the position of the last event of
 // this store's log, read backwards from the end of $all past KurrentDB's
-// own events and other namespaces.
+// own events and other namespaces. On a server shared by many namespaces
+// that is a scan back to this namespace's last event (to the start of $all
+// for an empty one).
 func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	if s.isClosed() {
 		return eventstore.Position{}, fmt.Errorf("read head: %w", eventstore.ErrClosed)
