@@ -41,7 +41,10 @@ func (a Admin) Status(ctx context.Context, name string) (query.ProjectionState, 
 
 func (a Admin) Rebuild(ctx context.Context, name string) (string, error) {
 	gen, err := a.R.Rebuild(ctx, name)
-	return gen, mapAdminErr(err)
+	if err != nil {
+		return "", mapAdminErr(err)
+	}
+	return gen, nil
 }
 
 func (a Admin) Skip(ctx context.Context, name, position, by string) error {

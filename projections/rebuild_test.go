@@ -85,8 +85,8 @@ func TestRebuildIsBlueGreen(t *testing.T) {
 		if !strings.HasPrefix(gen, "v1r") {
 			t.Fatalf("rebuild of version 1 got generation %q", gen)
 		}
-		if _, err := r.Rebuild(ctx, QueuesName); !errors.Is(err, ErrRebuildInProgress) {
-			t.Fatalf("second rebuild: got %v, want ErrRebuildInProgress", err)
+		if again, err := r.Rebuild(ctx, QueuesName); !errors.Is(err, ErrRebuildInProgress) || again != gen {
+			t.Fatalf("second rebuild: got %q, %v, want %q and ErrRebuildInProgress", again, err, gen)
 		}
 		if _, err := r.Rebuild(ctx, "nope"); !errors.Is(err, ErrUnknownProjection) {
 			t.Fatalf("rebuild of unknown projection: got %v", err)

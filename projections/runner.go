@@ -312,7 +312,9 @@ func (r *Runner) ensure(ctx context.Context, p Projection) ([]checkpoint, error)
 // keeps serving; when it has caught up, the views switch to it in one
 // transaction and the old tables are dropped. It returns the new
 // generation's name at once; Status shows the progress. The rebuild is
-// resumed after a restart.
+// resumed after a restart. When a rebuild is already under way it returns
+// that generation's name with an error matching ErrRebuildInProgress, so a
+// caller may wait for it instead (WaitRebuilt).
 func (r *Runner) Rebuild(ctx context.Context, name string) (string, error) {
 	pr, ok := r.projs[name]
 	if !ok {
@@ -324,7 +326,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string) (string, error) {
 	}
 	gen, err := r.startBuild(ctx, pr.p, cps)
 	if err != nil {
-		return "", err
+		return gen, err
 	}
 	select {
 	case pr.reload <- struct{}{}:
@@ -339,7 +341,7 @@ func (r *Runner) startBuild(ctx context.Context, p Projection, cps []checkpoint)
 	var active *checkpoint
 	for i := range cps {
 		if !cps[i].active {
-			return "", fmt.Errorf("rebuild %s: %w (generation %s)", p.Name(), ErrRebuildInProgress, cps[i].generation)
+			return cps[i].generation, fmt.Errorf("rebuild %s: %w (generation %s)", p.Name(), ErrRebuildInProgress, cps[i].generation)
 		}
 		active = &cps[i]
 	}
@@ -371,7 +373,7 @@ func (r *Runner) startBuild(ctx context.Context, p Projection, cps []checkpoint)
 	})
 	if err != nil {
 		if isUniqueViolation(err) {
-			return "", fmt.Errorf("rebuild %s: %w", p.Name(), ErrRebuildInProgress)
+			return gen, fmt.Errorf("rebuild %s: %w", p.Name(), ErrRebuildInProgress)
 		}
 		return "", fmt.Errorf("rebuild %s into generation %s: %w", p.Name(), gen, err)
 	}
