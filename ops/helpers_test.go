@@ -1,0 +1,124 @@
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/eventstore/postgres"
+	"github.com/taskqueue/taskqueue/eventstore/sqlite"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/projections"
+)
+
+// backend is an event store with its read-model database.
+type backend struct {
+	name  string
+	store eventstore.Store
+	db    projections.DB
+}
+
+func openSQLite(t testing.TB) backend {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "taskqueue.db"))
+	if err != nil {
+		t.Fatalf("open sqlite store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return backend{name: "sqlite", store: s, db: projections.NewSQLiteDB(s.WriteDB(), s.ReadDB())}
+}
+
+func openPostgres(t testing.TB) backend {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 6
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	s, err := postgres.New(ctx, pool)
+	if err != nil {
+		t.Fatalf("open postgres store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return backend{name: "postgres", store: s, db: projections.NewPostgresDB(pool)}
+}
+
+// startRunner runs the service's projections on b until the test ends.
+func startRunner(t testing.TB, b backend) *projections.Runner {
+	t.Helper()
+	r, err := projections.NewRunner(projections.Config{Store: b.store, DB: b.db, Projections: DefaultProjections(), Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return r
+}
+
+// waitCaughtUp waits until every projection of r is live at or past last,
+// with no rebuild running.
+func waitCaughtUp(t testing.TB, r *projections.Runner, last eventstore.Position) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for {
+		ch := r.Committed()
+		st, err := r.Status(ctx)
+		if err != nil {
+			t.Fatalf("status: %v", err)
+		}
+		ok := true
+		for _, s := range st {
+			if s.State == projections.StateFailed {
+				t.Fatalf("projection %s failed: %+v", s.Name, s.Failure)
+			}
+			ok = ok && s.State == projections.StateLive && !s.Position.Less(last) && s.Rebuild == nil
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for the projections to reach %s: %+v", last, st)
+		case <-ch:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func openSQLiteAt(t testing.TB, path string) backend {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("open sqlite store %s: %v", path, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return backend{name: "sqlite", store: s, db: projections.NewSQLiteDB(s.WriteDB(), s.ReadDB())}
+}
