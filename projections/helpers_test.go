@@ -70,7 +70,7 @@ func openPostgres(t testing.TB, url string) backend {
 	return backend{name: "postgres", store: s, db: NewPostgresDB(pool), url: url}
 }
 
-func allProjections() []Projection { return []Projection{Queues{}, PlayerProgress{}, Analytics{}} }
+func allProjections() []Projection { return All() }
 
 func allViews() []string {
 	var out []string

@@ -296,3 +296,26 @@ func TestFormatProgress(t *testing.T) {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
 }
+
+// Replay (the CLI's rebuild) switches the projection to a new generation
+// and reports it.
+func TestReplayCommand(t *testing.T) {
+	ctx := context.Background()
+	b := openSQLite(t, "")
+	r := startRunner(t, b, Config{})
+	res, err := (projectiontest.Workload{Seed: 12, Players: 5, Commands: 300}).Run(ctx, b.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, r, res.Last)
+	var out strings.Builder
+	if err := Replay(ctx, Config{Store: b.store, DB: b.db}, PlayerProgressName, &out, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "switched player_progress to generation v1r") || !strings.Contains(out.String(), "100.0%") {
+		t.Fatalf("replay printed %q", out.String())
+	}
+	if err := Replay(ctx, Config{Store: b.store, DB: b.db}, "nope", &out, 0); !errors.Is(err, ErrUnknownProjection) {
+		t.Fatalf("replay of unknown projection: %v", err)
+	}
+}
