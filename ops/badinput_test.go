@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -142,5 +143,35 @@ func TestBadOperatorInputGetsClearErrors(t *testing.T) {
 	}
 	if _, err := QueueAt(ctx, b.store, "", Moment{}, domain.Rules{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("queue of an empty player ID: %v", err)
+	}
+}
+
+func TestAdminParametersAreValidated(t *testing.T) {
+	ctx := context.Background()
+	b := openSQLite(t)
+	history := scriptedHistory(t, b.store)
+	var ve *domain.ValidationError
+	for _, c := range []struct {
+		params url.Values
+		field  string
+	}{
+		{url.Values{"from": {"last tuesday"}}, "from"},
+		{url.Values{"limit": {"0"}}, "limit"},
+		{url.Values{"limit": {"1001"}}, "limit"},
+	} {
+		if _, err := AdminEvents(ctx, b.store, "alice", c.params); !errors.As(err, &ve) || ve.Field != c.field {
+			t.Errorf("AdminEvents(%v): %v, want a validation error on %s", c.params, err, c.field)
+		}
+	}
+	if _, err := AdminQueueAt(ctx, b.store, "alice", url.Values{"at": {"then"}}, domain.Rules{}); !errors.As(err, &ve) || ve.Field != "at" {
+		t.Errorf("AdminQueueAt(at=then): %v", err)
+	}
+	page, err := AdminEvents(ctx, b.store, "alice", url.Values{"type": {"TaskEnqueued,QueueStopped"}, "limit": {"2"}})
+	if err != nil || len(page.Events) != 2 || page.Events[0].Type != "TaskEnqueued" || page.Events[1].Type != "TaskEnqueued" {
+		t.Fatalf("AdminEvents by type: %+v, %v", page, err)
+	}
+	res, err := AdminQueueAt(ctx, b.store, "alice", url.Values{"at": {history[0].at.Format(time.RFC3339)}}, domain.Rules{})
+	if err != nil || mustJSON(t, res.Queue) != mustJSON(t, history[0].view) {
+		t.Fatalf("AdminQueueAt: %+v, %v", res, err)
 	}
 }
