@@ -1,10 +1,12 @@
 import {
   DndContext,
   KeyboardSensor,
+  MeasuringStrategy,
   PointerSensor,
   closestCenter,
   useSensor,
   useSensors,
+  type Announcements,
   type DragEndEvent,
 } from '@dnd-kit/core'
 import { SortableContext, arrayMove, sortableKeyboardCoordinates, useSortable, verticalListSortingStrategy } from '@dnd-kit/sortable'
@@ -96,7 +98,7 @@ function HeadTask({ task, view, offset, catalog, onRemove }: { task: DisplayTask
   }, [])
   const p = computeProgress(view, offset, now)
   return (
-    <div className={`head-task ${task.pending === 'remove' ? 'is-removing' : ''}`} data-testid="head-task" data-task-id={task.taskId}>
+    <div className={`head-task ${task.pending === 'remove' ? 'is-removing' : ''}`} data-testid="head-task" data-task-id={task.taskId} data-task-type={task.type}>
       <div className="row">
         <div className="task-title">
           <span className="task-name">{taskName(catalog, task.type)}</span>
@@ -140,8 +142,29 @@ function WaitingList({ tasks, headLocked, q }: { tasks: DisplayTask[]; headLocke
     void q.commands.reorder(order)
   }
   const firstPosition = headLocked ? 2 : 1
+  // Screen-reader announcements in words (task names and positions), not IDs.
+  const label = (id: string | number) => {
+    const t = tasks.find((x) => x.taskId === String(id))
+    return t ? taskName(q.catalog, t.type) : 'the task'
+  }
+  const positionOf = (id: string | number | undefined) => firstPosition + Math.max(0, ids.indexOf(String(id)))
+  const announcements: Announcements = {
+    onDragStart: ({ active }) => `Picked up ${label(active.id)} at position ${positionOf(active.id)}.`,
+    onDragOver: ({ active, over }) => (over ? `${label(active.id)} moved to position ${positionOf(over.id)}.` : `${label(active.id)} is not over a position.`),
+    onDragEnd: ({ active, over }) => (over ? `${label(active.id)} dropped at position ${positionOf(over.id)}.` : `${label(active.id)} dropped.`),
+    onDragCancel: ({ active }) => `Moving ${label(active.id)} was cancelled.`,
+  }
+  const screenReaderInstructions = {
+    draggable: 'To move a task, press space or enter. Use the up and down arrow keys to choose its new place, space or enter to drop it there, escape to cancel.',
+  }
   return (
-    <DndContext sensors={sensors} collisionDetection={closestCenter} onDragEnd={onDragEnd}>
+    <DndContext
+      sensors={sensors}
+      collisionDetection={closestCenter}
+      measuring={{ droppable: { strategy: MeasuringStrategy.Always } }}
+      onDragEnd={onDragEnd}
+      accessibility={{ announcements, screenReaderInstructions }}
+    >
       <SortableContext items={ids} strategy={verticalListSortingStrategy}>
         <ol className="waiting" data-testid="waiting">
           {tasks.map((t, i) => (

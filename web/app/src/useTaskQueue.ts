@@ -172,10 +172,24 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
         case 'reorder': {
           // The order was made against the view the player saw; rebase it on the
           // server's current queue so it is a permutation the server accepts.
-          const current = await api.queue(playerId)
-          accept(current, Date.now())
-          const order = rebaseOrder(current, c.order)
-          if (order.length > 1) accept(await api.reorder(playerId, order, entry.key), Date.now())
+          for (let attempt = 1; ; attempt++) {
+            const current = await api.queue(playerId)
+            accept(current, Date.now())
+            const order = rebaseOrder(current, c.order)
+            if (order.length < 2) break
+            try {
+              accept(await api.reorder(playerId, order, entry.key), Date.now())
+              break
+            } catch (err) {
+              // The queue moved on between our read and the server's decision
+              // (a repetition fell due and its task left the head): read again
+              // and retry once. A refused command stores nothing, so the same
+              // idempotency key is still free.
+              const raced = err instanceof ApiError && err.status === 400 && err.problem.field === 'order'
+              if (!raced || attempt >= 2) throw err
+              await new Promise((r) => setTimeout(r, 300))
+            }
+          }
           break
         }
       }
