@@ -31,6 +31,8 @@ type Projection interface {
 	// moves the checkpoint. Apply must not commit, must not write outside
 	// tx, and must be deterministic: replaying the same events into empty
 	// tables gives the same rows. An error rolls back the whole batch.
+	// events may be shared with other projections: read them, never
+	// modify them.
 	Apply(ctx context.Context, tx Tx, t Tables, events []eventstore.RecordedEvent) error
 }
 

@@ -109,6 +109,8 @@ type Runner struct {
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced after every commit
+
+	cache pageCache
 }
 
 // proj is the runner's state for one projection.

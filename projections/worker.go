@@ -196,7 +196,7 @@ func (w *worker) catchUp(ctx context.Context) error {
 		w.mu.Lock()
 		from := w.pos
 		w.mu.Unlock()
-		evs, err := w.r.cfg.Store.ReadAll(ctx, from, p.Filter(), w.r.cfg.BatchSize)
+		evs, err := w.r.readPage(ctx, from, p.Filter())
 		if err != nil {
 			return fmt.Errorf("catch up %s after %s: %w", p.Name(), from, err)
 		}
@@ -320,4 +320,50 @@ func (m *rateMeter) rate(now time.Time) float64 {
 		return 0
 	}
 	return float64(last.n-first.n) / secs
+}
+
+// pageCache keeps the last pages of the log read during catch-up, so that
+// projections catching up together (at start, or all rebuilt at once) read
+// each page from the store once instead of once each. Any page ReadAll
+// returned for "after P" stays a correct answer for "after P" (the safe
+// prefix of the log never changes), at worst shorter than a fresh read.
+type pageCache struct {
+	mu    sync.Mutex
+	pages map[eventstore.Position][]eventstore.RecordedEvent
+	order []eventstore.Position
+}
+
+const cachedPages = 16
+
+// readPage returns the catch-up page after from: from the cache when the
+// filter is the zero one, else from the store.
+func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f eventstore.Filter) ([]eventstore.RecordedEvent, error) {
+	if !f.IsZero() {
+		return r.cfg.Store.ReadAll(ctx, from, f, r.cfg.BatchSize)
+	}
+	c := &r.cache
+	c.mu.Lock()
+	evs, ok := c.pages[from]
+	c.mu.Unlock()
+	if ok {
+		return evs, nil
+	}
+	evs, err := r.cfg.Store.ReadAll(ctx, from, f, r.cfg.BatchSize)
+	if err != nil || len(evs) == 0 {
+		return evs, err // an empty page means "caught up": never cached
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pages == nil {
+		c.pages = map[eventstore.Position][]eventstore.RecordedEvent{}
+	}
+	if _, ok := c.pages[from]; !ok {
+		c.pages[from] = evs
+		c.order = append(c.order, from)
+		if len(c.order) > cachedPages {
+			delete(c.pages, c.order[0])
+			c.order = c.order[1:]
+		}
+	}
+	return evs, nil
 }
