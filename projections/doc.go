@@ -60,6 +60,22 @@
 // Status.Rebuild; FormatProgress renders it as a terminal progress bar. A
 // rebuild interrupted by a restart resumes from its own checkpoint.
 //
+// Replay is what `taskqueue replay --projection NAME` runs: a rebuild, a
+// progress bar, the wait for the switch.
+//
+// # Catch-up
+//
+// Projections catching up together (all of them at first start, or all
+// rebuilt at once) share the pages of the log they read: the Runner keeps
+// the last few pages, so each is read from the store once. Events handed to
+// Apply are shared and must not be modified.
+//
+// # Retention
+//
+// Retention sweeps task_history: PostgreSQL drops whole daily partitions
+// (the Queues projection creates them as rows arrive), SQLite deletes
+// expired rows in small batches. The number of days is a setting.
+//
 // Concurrency: Runner is safe for concurrent use; a projection's Apply is
 // called by one goroutine at a time per generation.
 package projections
