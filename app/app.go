@@ -129,6 +129,10 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
 	a.Handler = srv
+	if cfg.DevMode() {
+		a.Logger.Warn("dev mode: anyone who reaches this server can mint any token with POST /api/auth/dev-token; " +
+			"set TASKQUEUE_DEV=false (and TASKQUEUE_JWT_SECRET) anywhere but a developer's machine")
+	}
 	a.Logger.Info("app built", "backend", a.Backend, "dev", cfg.DevMode(), "tasks", len(a.Catalog.Tasks()))
 	return a, cleanup, nil
 }
