@@ -31,6 +31,9 @@ type Config struct {
 	Presence Presence
 	// Waker, when set, carries wake-ups between instances (Redis pub/sub).
 	Waker Waker
+	// Changes, when set, hears of every queue change (see ChangeSink); the
+	// hub then folds every queue, watched or not.
+	Changes ChangeSink
 	// Watermark, when set, delays live delivery until the queue read model
 	// has applied each batch (at most MaxWatermarkWait).
 	Watermark Watermark
@@ -403,18 +406,35 @@ func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
 	last := evs[len(evs)-1].Position
 	h.awaitWatermark(ctx, last)
 	now := h.cfg.Now()
+	var changed map[domain.PlayerID]domain.QueueView
+	if h.cfg.Changes != nil {
+		changed = map[domain.PlayerID]domain.QueueView{}
+		defer func() {
+			for _, v := range changed {
+				h.cfg.Changes.QueueChanged(ctx, v)
+			}
+		}()
+	}
 	for _, e := range evs {
 		player, ok := domain.PlayerFromStream(e.Stream)
 		if !ok {
 			h.setPos(e.Position)
 			continue
 		}
-		if !h.interested(player) {
+		interested := h.interested(player)
+		if !interested && changed == nil {
 			h.setPos(e.Position)
 			continue
 		}
 		var queue []byte
 		view, err := h.views.advance(ctx, player, e)
+		if err == nil && changed != nil {
+			changed[player] = view
+		}
+		if !interested {
+			h.setPos(e.Position)
+			continue
+		}
 		if err == nil {
 			queue, err = queueJSON(view, now)
 		}

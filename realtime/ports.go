@@ -54,6 +54,15 @@ type Watermark interface {
 	WaitFor(ctx context.Context, pos eventstore.Position) error
 }
 
+// ChangeSink hears, after each batch is delivered, of every queue the batch
+// changed, with the view after the batch's last event of that queue (the
+// Redis queue cache and progress entries: redisx.QueueChanges). Calls come
+// from the hub's dispatcher: a slow sink delays the next batch, so keep it
+// bounded (redisx's commands time out).
+type ChangeSink interface {
+	QueueChanged(ctx context.Context, view domain.QueueView)
+}
+
 // PollingWatermark is a Watermark over a position reader (the projection
 // runner's checkpoint of the queue projection) and a channel that closes
 // after each commit (projections.Runner.Committed). It re-reads the position

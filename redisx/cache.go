@@ -1,0 +1,124 @@
+package redisx
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskqueue/taskqueue/domain"
+)
+
+// QueueTTL is how long a cached queue view lives.
+const QueueTTL = 5 * time.Minute
+
+// QueueCache is the read-through cache of queue views, queue:{playerId}
+// (TTL QueueTTL), in front of whatever reads a queue (the read model or the
+// command side). Writes are conditional on the view's version, so a slow
+// writer never replaces a newer view with an older one. Without Redis (nil
+// client, or Redis down) every Get loads. Safe for concurrent use.
+type QueueCache struct {
+	c *Client
+}
+
+// NewQueueCache returns the cache on c; a nil c caches nothing.
+func NewQueueCache(c *Client) *QueueCache {
+	qc := &QueueCache{c: c}
+	if c != nil {
+		// Invalidations were lost while Redis was down: drop every view.
+		c.OnUp(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := qc.flush(ctx); err != nil {
+				c.log.Warn("flush cached queue views after redis came back", "err", err)
+			}
+		})
+	}
+	return qc
+}
+
+const queueFamily = "queue:"
+
+// putNewer stores ARGV[2] at KEYS[1] for ARGV[3] ms unless the stored view
+// has a version >= ARGV[1].
+var putNewer = redis.NewScript(`
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, v = pcall(cjson.decode, old)
+  if ok and type(v) == 'table' and tonumber(v['version']) and tonumber(v['version']) >= tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`)
+
+// Get returns the cached view of player, or loads it and caches it.
+func (q *QueueCache) Get(ctx context.Context, player domain.PlayerID, load func(context.Context) (domain.QueueView, error)) (domain.QueueView, error) {
+	if q.c != nil && q.c.Up() {
+		b, err := q.c.rdb.Get(ctx, q.c.key(queueFamily, string(player))).Bytes()
+		q.c.observe(ctx, err)
+		if err == nil {
+			var v domain.QueueView
+			if json.Unmarshal(b, &v) == nil && v.PlayerID == player {
+				return v, nil
+			}
+		}
+	}
+	v, err := load(ctx)
+	if err != nil {
+		return domain.QueueView{}, err
+	}
+	q.Put(ctx, v)
+	return v, nil
+}
+
+// Put caches v unless a view of the same or a newer version is cached.
+// Errors only take Redis down; the cache is an optimization.
+func (q *QueueCache) Put(ctx context.Context, v domain.QueueView) {
+	if q.c == nil || !q.c.Up() {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	err = putNewer.Run(ctx, q.c.rdb, []string{q.c.key(queueFamily, string(v.PlayerID))}, v.Version, b, QueueTTL.Milliseconds()).Err()
+	q.c.observe(ctx, err)
+}
+
+// Invalidate drops the cached views of players (after a change whose view
+// the caller does not have).
+func (q *QueueCache) Invalidate(ctx context.Context, players ...domain.PlayerID) {
+	if q.c == nil || !q.c.Up() || len(players) == 0 {
+		return
+	}
+	keys := make([]string, len(players))
+	for i, p := range players {
+		keys[i] = q.c.key(queueFamily, string(p))
+	}
+	q.c.observe(ctx, q.c.rdb.Del(ctx, keys...).Err())
+}
+
+// flush deletes every cached view.
+func (q *QueueCache) flush(ctx context.Context) error {
+	iter := q.c.rdb.Scan(ctx, 0, q.c.key(queueFamily, "*"), 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			if err := q.c.rdb.Del(ctx, batch...).Err(); err != nil {
+				return fmt.Errorf("delete cached views: %w", err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("scan cached views: %w", err)
+	}
+	if len(batch) > 0 {
+		return q.c.rdb.Del(ctx, batch...).Err()
+	}
+	return nil
+}

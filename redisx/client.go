@@ -1,0 +1,158 @@
+package redisx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config configures a Client.
+type Config struct {
+	// URL is the Redis server (redis://, rediss:// or unix://). Required.
+	URL string
+	// Prefix starts every key and channel (tests give each their own).
+	// Default "" (the key families of the package doc as they are).
+	Prefix string
+	// Timeout bounds dialing and every command, so that a Redis that went
+	// away costs a request at most this much before the fallback takes
+	// over. Default 500 ms.
+	Timeout time.Duration
+	// HealthInterval is how often a Redis that is down is pinged to notice
+	// it is back. Default 1 s.
+	HealthInterval time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Timeout <= 0 {
+		c.Timeout = 500 * time.Millisecond
+	}
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Client is the Redis connection every role shares, with its health: while
+// Redis is down (a command failed for a reason other than a missing key),
+// Up reports false, the roles use their in-process fallbacks without
+// trying Redis, and a background ping brings it back. Going down and coming
+// back are each logged once. Safe for concurrent use.
+type Client struct {
+	rdb    *redis.Client
+	prefix string
+	log    *slog.Logger
+	health time.Duration
+
+	up      atomic.Bool
+	mu      sync.Mutex
+	onUp    []func()
+	stop    chan struct{}
+	stopped sync.Once
+	wg      sync.WaitGroup
+}
+
+// Open connects to cfg.URL. Redis need not be reachable yet: the client
+// starts down and comes up when the first ping answers.
+func Open(cfg Config) (*Client, error) {
+	cfg.setDefaults()
+	opts, err := redis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("open redis (TASKQUEUE_REDIS_URL): %w", err)
+	}
+	opts.DialTimeout = cfg.Timeout
+	opts.ReadTimeout = cfg.Timeout
+	opts.WriteTimeout = cfg.Timeout
+	opts.MaxRetries = 0 // the fallback is the retry
+	opts.PoolSize = 32
+	c := &Client{
+		rdb: redis.NewClient(opts), prefix: cfg.Prefix, health: cfg.HealthInterval,
+		log: cfg.Logger.With("component", "redis"), stop: make(chan struct{}),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	err = c.rdb.Ping(ctx).Err()
+	cancel()
+	if err == nil {
+		c.up.Store(true)
+	} else {
+		c.log.Warn("redis is down; serving from in-process fallbacks until it answers", "err", err)
+	}
+	c.wg.Add(1)
+	go c.watch()
+	return c, nil
+}
+
+// Close stops the health check and closes the connections.
+func (c *Client) Close() error {
+	c.stopped.Do(func() { close(c.stop) })
+	c.wg.Wait()
+	return c.rdb.Close()
+}
+
+// Redis returns the underlying client (for roles of other packages, e.g.
+// the watermill Redis Streams bus).
+func (c *Client) Redis() *redis.Client { return c.rdb }
+
+// Up reports whether Redis is believed to be reachable.
+func (c *Client) Up() bool { return c.up.Load() }
+
+// key returns the key of a family member, e.g. key("queue:", "alice").
+func (c *Client) key(family, id string) string { return c.prefix + family + id }
+
+// OnUp registers f to run (in its own goroutine) every time Redis comes
+// back after being down.
+func (c *Client) OnUp(f func()) {
+	c.mu.Lock()
+	c.onUp = append(c.onUp, f)
+	c.mu.Unlock()
+}
+
+// observe records the outcome of a command: an error other than a missing
+// key (redis.Nil) or the caller's own cancellation takes Redis down.
+func (c *Client) observe(ctx context.Context, err error) {
+	if err == nil || errors.Is(err, redis.Nil) || ctx.Err() != nil {
+		return
+	}
+	if c.up.CompareAndSwap(true, false) {
+		c.log.Warn("redis is down; serving from in-process fallbacks until it answers", "err", err)
+	}
+}
+
+// watch pings while Redis is down and brings it back up.
+func (c *Client) watch() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.health)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		if c.up.Load() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.health)
+		err := c.rdb.Ping(ctx).Err()
+		cancel()
+		if err != nil || !c.up.CompareAndSwap(false, true) {
+			continue
+		}
+		c.log.Info("redis is back")
+		c.mu.Lock()
+		fs := append([]func(){}, c.onUp...)
+		c.mu.Unlock()
+		for _, f := range fs {
+			go f()
+		}
+	}
+}

@@ -1,0 +1,33 @@
+// Package redisx owns taskqueue's Redis roles (github.com/redis/go-redis/v9),
+// each optional: without TASKQUEUE_REDIS_URL every role works in-process.
+// (It is not named redis so that it never clashes with go-redis's package
+// name.)
+//
+// Key families (after Config.Prefix). Renaming one orphans what running
+// instances stored and splits a fleet in the middle of a deploy:
+//
+//	queue:{playerId}          QueueCache: cached queue view, JSON, TTL 5 min;
+//	                          written only when newer (by version)
+//	rate:ratelimit:{playerId} Limiter: GCRA state per player (redis_rate adds
+//	rate:ratelimit:ip:{addr}  "rate:"), and per client address
+//	session:{sessionId}       Sessions: JSON, TTL 24 h renewed by Refresh
+//	progress:{playerId}       ProgressStore: the running repetition, TTL 1 h
+//
+// Pub/sub channels: session-revoked (a revoked session ID, so every
+// instance closes its sockets at once) and realtime-wake ("<instance>
+// <position>", the realtime hubs' cross-instance wake-up).
+//
+// # Redis going away
+//
+// Every role goes through one Client, which keeps Redis's health: a
+// command failing for any reason but a missing key marks Redis down (logged
+// once), after which no role tries Redis until a background ping answers
+// (logged once). Meanwhile the cache is bypassed (every read loads), the
+// rate limits are counted in-process, sessions are answered from this
+// process's memory (revocations made here still hold; others fail open)
+// and wake-ups are not sent (the event store's own wake-up carries on).
+// When Redis comes back, the queue cache is flushed, since invalidations
+// were lost.
+//
+// Every type is safe for concurrent use.
+package redisx

@@ -1,0 +1,187 @@
+package redisx
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// Rate is a limit: Per requests per Period on average, with bursts of Burst.
+type Rate struct {
+	Per    int
+	Period time.Duration
+	Burst  int
+}
+
+// LimitsConfig configures the command rate limits. A zero Rate means its
+// default; a negative Per disables that limit.
+type LimitsConfig struct {
+	// Player limits the commands of one player (by the token's subject).
+	// Default 120 per minute, bursts of 20.
+	Player Rate
+	// IP limits the commands from one client address. Default 600 per
+	// minute, bursts of 60.
+	IP Rate
+}
+
+func (c *LimitsConfig) setDefaults() {
+	if c.Player.Per == 0 {
+		c.Player = Rate{Per: 120, Period: time.Minute, Burst: 20}
+	}
+	if c.IP.Per == 0 {
+		c.IP = Rate{Per: 600, Period: time.Minute, Burst: 60}
+	}
+	for _, r := range []*Rate{&c.Player, &c.IP} {
+		if r.Period <= 0 {
+			r.Period = time.Minute
+		}
+		if r.Burst <= 0 {
+			r.Burst = max(1, r.Per)
+		}
+	}
+}
+
+// Limiter limits commands per player and per client address:
+// ratelimit:{playerId} and ratelimit:ip:{address} in Redis (GCRA, through
+// redis_rate, which stores them under its own "rate:" prefix), shared by
+// every instance; an in-process limiter of the same rates while Redis is
+// absent or down (each instance then allows the rate on its own). Safe for
+// concurrent use.
+type Limiter struct {
+	c     *Client
+	rl    *redis_rate.Limiter
+	cfg   LimitsConfig
+	local *localLimiter
+	now   func() time.Time
+}
+
+// NewLimiter returns the limiter on c (nil: in-process only).
+func NewLimiter(c *Client, cfg LimitsConfig) *Limiter {
+	cfg.setDefaults()
+	l := &Limiter{c: c, cfg: cfg, local: newLocalLimiter(), now: time.Now}
+	if c != nil {
+		l.rl = redis_rate.NewLimiter(c.rdb)
+	}
+	return l
+}
+
+const rateFamily = "ratelimit:"
+
+// Allow reports whether one more command of key ("player:alice" style
+// keys are built by AllowPlayer and AllowIP) may run under r, and if not,
+// when to retry.
+func (l *Limiter) allow(ctx context.Context, key string, r Rate) (bool, time.Duration) {
+	if r.Per < 0 {
+		return true, 0
+	}
+	if l.rl != nil && l.c.Up() {
+		res, err := l.rl.Allow(ctx, l.c.key(rateFamily, key), redis_rate.Limit{Rate: r.Per, Period: r.Period, Burst: r.Burst})
+		l.c.observe(ctx, err)
+		if err == nil {
+			return res.Allowed > 0, res.RetryAfter
+		}
+	}
+	return l.local.allow(key, r, l.now())
+}
+
+// AllowPlayer checks the per-player limit.
+func (l *Limiter) AllowPlayer(ctx context.Context, player string) (bool, time.Duration) {
+	return l.allow(ctx, player, l.cfg.Player)
+}
+
+// AllowIP checks the per-address limit.
+func (l *Limiter) AllowIP(ctx context.Context, ip string) (bool, time.Duration) {
+	return l.allow(ctx, "ip:"+ip, l.cfg.IP)
+}
+
+// Middleware limits the requests that change something (every method but
+// GET, HEAD and OPTIONS): per client address (r.RemoteAddr: put a trusted
+// proxy's real-IP middleware before it), then per player (the principal of
+// auth.PrincipalFrom, so it must run after authentication). A refused
+// request gets 429 problem+json "rate-limited" with Retry-After in seconds.
+func (l *Limiter) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			next.ServeHTTP(w, r)
+			return
+		}
+		ip, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			ip = r.RemoteAddr
+		}
+		ok, retry := l.AllowIP(r.Context(), ip)
+		if ok {
+			if p, found := auth.PrincipalFrom(r.Context()); found {
+				ok, retry = l.AllowPlayer(r.Context(), p.PlayerID)
+			}
+		}
+		if !ok {
+			writeRateLimited(w, r, retry)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// writeRateLimited answers 429 as docs/API.md says.
+func writeRateLimited(w http.ResponseWriter, r *http.Request, retry time.Duration) {
+	secs := int(math.Ceil(retry.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(http.StatusTooManyRequests)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"type": "urn:taskqueue:problem:rate-limited", "title": "Too many requests", "status": http.StatusTooManyRequests,
+		"detail": fmt.Sprintf("too many commands; retry in %d s", secs), "instance": r.URL.Path,
+		"requestId": w.Header().Get("X-Request-Id"),
+	})
+}
+
+// localLimiter is the in-process GCRA: per key, the theoretical arrival
+// time of the next request. Keys idle for longer than their burst window
+// are swept.
+type localLimiter struct {
+	mu        sync.Mutex
+	tat       map[string]time.Time
+	lastSweep time.Time
+}
+
+func newLocalLimiter() *localLimiter { return &localLimiter{tat: map[string]time.Time{}} }
+
+func (l *localLimiter) allow(key string, r Rate, now time.Time) (bool, time.Duration) {
+	interval := r.Period / time.Duration(r.Per)
+	window := interval * time.Duration(r.Burst)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.lastSweep) > time.Minute {
+		for k, t := range l.tat {
+			if now.After(t) {
+				delete(l.tat, k)
+			}
+		}
+		l.lastSweep = now
+	}
+	tat := l.tat[key]
+	if tat.Before(now) {
+		tat = now
+	}
+	next := tat.Add(interval)
+	if allowAt := next.Add(-window); allowAt.After(now) {
+		return false, allowAt.Sub(now)
+	}
+	l.tat[key] = next
+	return true, 0
+}

@@ -1,0 +1,368 @@
+package redisx_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// ownRedis is a redis-server of the test's own, on a free port, that the
+// test may stop and start again (never the shared one).
+type ownRedis struct {
+	t    *testing.T
+	port int
+	cmd  *exec.Cmd
+}
+
+func startOwnRedis(t *testing.T) *ownRedis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if testenv.Required() {
+			t.Fatal("redis-server is not on PATH")
+		}
+		t.Skip("redis-server is not on PATH")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	r := &ownRedis{t: t, port: port}
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *ownRedis) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
+
+func (r *ownRedis) start() {
+	r.t.Helper()
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no")
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("start redis-server: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
+	defer c.Close()
+	waitFor(r.t, "redis-server to answer", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Ping(ctx).Err() == nil
+	})
+}
+
+func (r *ownRedis) stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) count(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Count(s.b.String(), sub)
+}
+
+func open(t *testing.T, url, prefix string, log *syncBuffer) *redisx.Client {
+	t.Helper()
+	var logger *slog.Logger
+	if log != nil {
+		logger = slog.New(slog.NewTextHandler(log, nil))
+	}
+	c, err := redisx.Open(redisx.Config{URL: url, Prefix: prefix, Timeout: 200 * time.Millisecond, HealthInterval: 50 * time.Millisecond, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func shared(t *testing.T) *redisx.Client {
+	t.Helper()
+	url, prefix := testenv.Redis(t)
+	c := open(t, url, prefix, nil)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := c.Redis().Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Redis().Del(ctx, iter.Val())
+		}
+		iter = c.Redis().Scan(ctx, 0, "rate:"+prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Redis().Del(ctx, iter.Val())
+		}
+	})
+	waitFor(t, "redis up", c.Up)
+	return c
+}
+
+func view(player string, version int64) domain.QueueView {
+	return domain.QueueView{PlayerID: domain.PlayerID(player), Version: version, Running: true, Limit: 10,
+		Tasks: []domain.TaskView{{TaskID: "t1", Type: "chop-wood", Count: 5, Done: int(version)}}}
+}
+
+// The cache reads through, and an older view never replaces a newer one.
+func TestQueueCacheReadsThroughAndKeepsTheNewest(t *testing.T) {
+	c := shared(t)
+	cache := redisx.NewQueueCache(c)
+	ctx := context.Background()
+	var loads atomic.Int32
+	load := func(v int64) func(context.Context) (domain.QueueView, error) {
+		return func(context.Context) (domain.QueueView, error) { loads.Add(1); return view("alice", v), nil }
+	}
+	if v, err := cache.Get(ctx, "alice", load(3)); err != nil || v.Version != 3 || loads.Load() != 1 {
+		t.Fatalf("first get: %v, %v, %d loads", v.Version, err, loads.Load())
+	}
+	if v, _ := cache.Get(ctx, "alice", load(9)); v.Version != 3 || loads.Load() != 1 {
+		t.Fatalf("second get: version %d after %d loads, want the cached 3 after 1", v.Version, loads.Load())
+	}
+	cache.Put(ctx, view("alice", 5))
+	cache.Put(ctx, view("alice", 4)) // late writer
+	if v, _ := cache.Get(ctx, "alice", load(9)); v.Version != 5 || v.Tasks[0].Done != 5 {
+		t.Fatalf("got version %d, want 5", v.Version)
+	}
+	cache.Invalidate(ctx, "alice")
+	if v, _ := cache.Get(ctx, "alice", load(9)); v.Version != 9 || loads.Load() != 2 {
+		t.Fatalf("after invalidate: version %d, %d loads", v.Version, loads.Load())
+	}
+	if ttl := c.Redis().TTL(ctx, strings.TrimSuffix(testPrefix(t, c), "")+"queue:alice").Val(); ttl <= 0 || ttl > redisx.QueueTTL {
+		t.Fatalf("TTL %v, want up to %v", ttl, redisx.QueueTTL)
+	}
+	if _, ok, err := redisx.NewProgressStore(c).Get(ctx, "alice"); ok || err != nil {
+		t.Fatalf("progress of a player never put: %v, %v", ok, err)
+	}
+	ps := redisx.NewProgressStore(c)
+	redisx.QueueChanges{Cache: cache, Progress: ps}.QueueChanged(ctx, view("alice", 12))
+	if p, ok, err := ps.Get(ctx, "alice"); !ok || err != nil || p.Version != 12 || p.Done != 12 || p.Count != 5 {
+		t.Fatalf("progress %+v, %v, %v", p, ok, err)
+	}
+}
+
+// testPrefix finds the test's key prefix from a key it wrote.
+func testPrefix(t *testing.T, c *redisx.Client) string {
+	t.Helper()
+	keys, err := c.Redis().Keys(context.Background(), "test:*queue:alice").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys %v, %v", keys, err)
+	}
+	return strings.TrimSuffix(keys[0], "queue:alice")
+}
+
+// Commands over the rate are refused with 429 and Retry-After, per player
+// and per address; reads pass.
+func TestRateLimitMiddleware(t *testing.T) {
+	c := shared(t)
+	l := redisx.NewLimiter(c, redisx.LimitsConfig{
+		Player: redisx.Rate{Per: 3, Period: time.Minute, Burst: 3},
+		IP:     redisx.Rate{Per: 5, Period: time.Minute, Burst: 5},
+	})
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	do := func(method, player, addr string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, "/api/queue/"+player+"/stop", nil)
+		r.RemoteAddr = addr
+		r = r.WithContext(auth.WithPrincipal(r.Context(), auth.Principal{PlayerID: player, Role: auth.RolePlayer}))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	for i := 0; i < 3; i++ {
+		if w := do("POST", "alice", "10.0.0.1:1000"); w.Code != http.StatusNoContent {
+			t.Fatalf("command %d: %d", i, w.Code)
+		}
+	}
+	w := do("POST", "alice", "10.0.0.1:1000")
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" ||
+		!strings.Contains(w.Body.String(), "urn:taskqueue:problem:rate-limited") {
+		t.Fatalf("4th command: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	if w := do("GET", "alice", "10.0.0.1:1000"); w.Code != http.StatusNoContent {
+		t.Fatalf("a read was limited: %d", w.Code)
+	}
+	if w := do("POST", "bob", "10.0.0.1:1000"); w.Code != http.StatusNoContent {
+		t.Fatalf("bob's first command: %d", w.Code) // 5th from the address
+	}
+	if w := do("POST", "carol", "10.0.0.1:1000"); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("6th command from one address: %d", w.Code)
+	}
+	if w := do("POST", "carol", "10.0.0.2:1000"); w.Code != http.StatusNoContent {
+		t.Fatalf("carol from another address: %d", w.Code)
+	}
+}
+
+// Sessions are created, refreshed, and revoked everywhere at once: the
+// other instance's callbacks hear of it and its Active answers false.
+func TestSessionsRevokeEverywhere(t *testing.T) {
+	url, prefix := testenv.Redis(t)
+	a := redisx.NewSessions(open(t, url, prefix, nil))
+	defer a.Close()
+	bClient := open(t, url, prefix, nil)
+	b := redisx.NewSessions(bClient)
+	defer b.Close()
+	heard := make(chan string, 1)
+	b.OnRevoke(func(sid string) { heard <- sid })
+	ctx := context.Background()
+	sess, err := a.Create(ctx, "alice", auth.RolePlayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.Active(ctx, sess.ID); !ok || err != nil {
+		t.Fatalf("active on b: %v, %v", ok, err)
+	}
+	if got, err := b.Refresh(ctx, sess.ID); err != nil || got.PlayerID != "alice" || got.Role != auth.RolePlayer {
+		t.Fatalf("refresh: %+v, %v", got, err)
+	}
+	// b subscribes asynchronously: revoke until it hears (a revocation is
+	// idempotent).
+	var sid string
+	waitFor(t, "b to hear the revocation", func() bool {
+		if err := a.Revoke(ctx, sess.ID); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case sid = <-heard:
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	})
+	if sid != sess.ID {
+		t.Fatalf("b heard %q, want %q", sid, sess.ID)
+	}
+	if ok, _ := b.Active(ctx, sess.ID); ok {
+		t.Fatal("revoked session still active on b")
+	}
+	if _, err := a.Refresh(ctx, sess.ID); !errors.Is(err, redisx.ErrNoSession) {
+		t.Fatalf("refresh of a revoked session: %v", err)
+	}
+	if ok, _ := a.Active(ctx, "never-created"); ok {
+		t.Fatal("an unknown session is active")
+	}
+}
+
+// Redis stops mid-run: every role keeps serving (cache bypassed, limits
+// in-process, sessions from memory), the outage is logged once, and when
+// Redis is back the roles use it again by themselves.
+func TestRedisDownAndBack(t *testing.T) {
+	srv := startOwnRedis(t)
+	log := &syncBuffer{}
+	c := open(t, srv.url(), "", log)
+	waitFor(t, "redis up", c.Up)
+	cache := redisx.NewQueueCache(c)
+	limiter := redisx.NewLimiter(c, redisx.LimitsConfig{Player: redisx.Rate{Per: 2, Period: time.Hour, Burst: 2}})
+	sessions := redisx.NewSessions(c)
+	defer sessions.Close()
+	ctx := context.Background()
+	var loads atomic.Int32
+	load := func(context.Context) (domain.QueueView, error) { loads.Add(1); return view("alice", 1), nil }
+
+	cache.Get(ctx, "alice", load)
+	cache.Get(ctx, "alice", load)
+	if loads.Load() != 1 {
+		t.Fatalf("%d loads with Redis up, want 1", loads.Load())
+	}
+	sess, _ := sessions.Create(ctx, "alice", auth.RolePlayer)
+	revoked, _ := sessions.Create(ctx, "alice", auth.RolePlayer)
+
+	srv.stop()
+	for i := 0; i < 20; i++ {
+		if _, err := cache.Get(ctx, "alice", load); err != nil {
+			t.Fatalf("get with Redis down: %v", err)
+		}
+	}
+	if c.Up() {
+		t.Fatal("Redis is down but the client says up")
+	}
+	if n := loads.Load(); n < 20 {
+		t.Fatalf("%d loads with Redis down, want every get to load", n)
+	}
+	allowed := 0
+	for i := 0; i < 5; i++ {
+		if ok, _ := limiter.AllowPlayer(ctx, "bob"); ok {
+			allowed++
+		}
+	}
+	if allowed != 2 {
+		t.Fatalf("in-process limiter allowed %d of 5, want 2", allowed)
+	}
+	if err := sessions.Revoke(ctx, revoked.ID); err == nil {
+		t.Fatal("revoke with Redis down reported no error")
+	}
+	if ok, _ := sessions.Active(ctx, revoked.ID); ok {
+		t.Fatal("a session revoked here during the outage is active")
+	}
+	if ok, _ := sessions.Active(ctx, sess.ID); !ok {
+		t.Fatal("sessions fail open during an outage, but the session is refused")
+	}
+	if n := log.count("redis is down"); n != 1 {
+		t.Fatalf("the outage was logged %d times, want once", n)
+	}
+
+	srv.start()
+	waitFor(t, "the client to notice Redis is back", c.Up)
+	if n := log.count("redis is back"); n != 1 {
+		t.Fatalf("the recovery was logged %d times, want once", n)
+	}
+	before := loads.Load()
+	cache.Get(ctx, "alice", load)
+	cache.Get(ctx, "alice", load)
+	if got := loads.Load() - before; got != 1 {
+		t.Fatalf("%d loads after Redis came back, want 1 (then cached)", got)
+	}
+	allowed = 0
+	for i := 0; i < 5; i++ {
+		if ok, _ := limiter.AllowPlayer(ctx, "dave"); ok {
+			allowed++
+		}
+	}
+	if allowed != 2 {
+		t.Fatalf("Redis limiter allowed %d of 5, want 2", allowed)
+	}
+	if n, _ := c.Redis().Exists(ctx, "rate:ratelimit:dave").Result(); n != 1 {
+		t.Fatal("the limit after recovery was not counted in Redis")
+	}
+}

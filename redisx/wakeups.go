@@ -1,0 +1,129 @@
+package redisx
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+)
+
+const wakeChannel = "realtime-wake"
+
+// Wakeups carries "the log reached this position" between instances on the
+// realtime-wake pub/sub channel (realtime.Waker). Announce never blocks:
+// the latest position waits for the publisher goroutine, older ones are
+// coalesced. Announcements of this instance are not delivered back to it.
+// After the subscription (re)connects, Wakeups delivers a zero Position:
+// announcements may have been lost, read the log from where you are. Safe
+// for concurrent use.
+type Wakeups struct {
+	c    *Client
+	self string
+	out  chan eventstore.Position
+
+	mu      sync.Mutex
+	pending *eventstore.Position
+	poke    chan struct{}
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewWakeups starts publishing and listening on c. Close stops it.
+func NewWakeups(c *Client) *Wakeups {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Wakeups{c: c, self: uuid.NewString(), out: make(chan eventstore.Position, 64), poke: make(chan struct{}, 1), cancel: cancel}
+	ps := c.rdb.Subscribe(ctx, c.key(wakeChannel, ""))
+	w.wg.Add(2)
+	go func() {
+		defer w.wg.Done()
+		defer ps.Close()
+		w.listen(ctx, ps)
+	}()
+	go func() {
+		defer w.wg.Done()
+		w.publish(ctx)
+	}()
+	return w
+}
+
+// Close stops the goroutines.
+func (w *Wakeups) Close() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+// Announce implements realtime.Waker.
+func (w *Wakeups) Announce(pos eventstore.Position) {
+	w.mu.Lock()
+	if w.pending == nil || w.pending.Less(pos) {
+		w.pending = &pos
+	}
+	w.mu.Unlock()
+	select {
+	case w.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Wakeups implements realtime.Waker.
+func (w *Wakeups) Wakeups() <-chan eventstore.Position { return w.out }
+
+func (w *Wakeups) publish(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.poke:
+		}
+		w.mu.Lock()
+		pos := w.pending
+		w.pending = nil
+		w.mu.Unlock()
+		if pos == nil || !w.c.Up() {
+			continue // while Redis is down, the store's own wake-up carries on
+		}
+		err := w.c.rdb.Publish(ctx, w.c.key(wakeChannel, ""), w.self+" "+pos.String()).Err()
+		w.c.observe(ctx, err)
+	}
+}
+
+func (w *Wakeups) listen(ctx context.Context, ps *redis.PubSub) {
+	ch := ps.ChannelWithSubscriptions()
+	for {
+		var msg any
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			msg = m
+		}
+		var pos eventstore.Position
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			// (Re)subscribed: deliver the zero Position, "resync".
+		case *redis.Message:
+			from, p, ok := strings.Cut(m.Payload, " ")
+			if !ok || from == w.self {
+				continue
+			}
+			var err error
+			if pos, err = eventstore.ParsePosition(p); err != nil {
+				continue
+			}
+		default:
+			continue
+		}
+		select {
+		case w.out <- pos:
+		default: // the hub is busy reading; it reads by position anyway
+		}
+	}
+}
