@@ -314,6 +314,7 @@ try {
     await page.getByTestId('queue').waitFor({ timeout: WAIT })
     await page.getByTestId('outbox-pending').filter({ hasText: '2 changes wait' }).waitFor({ timeout: WAIT })
     assert.equal(await page.locator('[data-testid=task][data-pending=add]').count(), 2)
+    assert.ok(await page.evaluate(() => navigator.serviceWorker.controller !== null), 'the service worker controls the page')
     await context.setOffline(false)
     const want = ['chop-wood', 'cook-shrimp', 'catch-shrimp', 'mine-copper', 'mine-tin']
     await waitServerTypes(state.alice, 'alice', want)

@@ -37,15 +37,15 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
         </div>
       </header>
       <main className="layout">
-        <section className="col-main">
+        <section className="area-queue">
           <QueuePanel q={q} />
-          <div className="stats-row">
-            <SkillsPanel view={q.view} catalog={q.catalog} />
-            <InventoryPanel view={q.view} catalog={q.catalog} />
-          </div>
         </section>
-        <section className="col-side">
+        <section className="area-catalog">
           <CatalogPanel q={q} />
+        </section>
+        <section className="area-stats">
+          <SkillsPanel view={q.view} catalog={q.catalog} />
+          <InventoryPanel view={q.view} catalog={q.catalog} />
         </section>
       </main>
       <div className="toasts" aria-live="polite">
