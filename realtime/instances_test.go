@@ -1,0 +1,220 @@
+package realtime_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/eventstore/sqlite"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/realtime"
+	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// instance is one server process: its own store handle (pool, listener) on
+// the shared database, its own hub, maybe its own Redis client.
+type instance struct {
+	store eventstore.Store
+	srv   *server
+}
+
+// ownRedis is a redis-server of the test's own, on a free port, that the
+// test may stop and start again (never the shared one).
+type ownRedis struct {
+	t    *testing.T
+	port int
+	cmd  *exec.Cmd
+}
+
+func startOwnRedis(t *testing.T) *ownRedis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if testenv.Required() {
+			t.Fatal("redis-server is not on PATH")
+		}
+		t.Skip("redis-server is not on PATH")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	r := &ownRedis{t: t, port: port}
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *ownRedis) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
+
+func (r *ownRedis) start() {
+	r.t.Helper()
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no")
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("start redis-server: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
+	defer c.Close()
+	waitFor(r.t, "redis-server to answer", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Ping(ctx).Err() == nil
+	})
+}
+
+func (r *ownRedis) stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+}
+
+
+// Changes made through instance A reach a client of instance B, in order
+// and complete, with and without Redis wake-ups, on PostgreSQL and on one
+// SQLite file shared by two stores. With Redis, a session revoked on A
+// closes its socket on B.
+func TestTwoInstancesDeliverCrossInstance(t *testing.T) {
+	for _, backend := range []string{"postgres", "sqlite"} {
+		for _, withRedis := range []bool{false, true} {
+			name := backend
+			if withRedis {
+				name += "+redis"
+			}
+			t.Run(name, func(t *testing.T) {
+				var open func() eventstore.Store
+				switch backend {
+				case "postgres":
+					url := postgresURL(t)
+					open = func() eventstore.Store { return openPostgres(t, url) }
+				default:
+					path := filepath.Join(t.TempDir(), "events.db")
+					open = func() eventstore.Store {
+						s, err := sqlite.Open(context.Background(), path)
+						if err != nil {
+							t.Fatal(err)
+						}
+						t.Cleanup(func() { _ = s.Close() })
+						return s
+					}
+				}
+				tokens := newTokens(t)
+				var prefix string
+				if withRedis {
+					_, prefix = testenv.Redis(t)
+				}
+				var insts []instance
+				var sessions []*redisx.Sessions
+				for i := 0; i < 2; i++ {
+					store := open()
+					cfg := realtime.Config{Store: store, Tokens: tokens}
+					if withRedis {
+						url, _ := testenv.Redis(t)
+						c, err := redisx.Open(redisx.Config{URL: url, Prefix: prefix})
+						if err != nil {
+							t.Fatal(err)
+						}
+						t.Cleanup(func() { _ = c.Close() })
+						w := redisx.NewWakeups(c)
+						t.Cleanup(w.Close)
+						sess := redisx.NewSessions(c)
+						t.Cleanup(sess.Close)
+						sessions = append(sessions, sess)
+						cfg.Waker, cfg.Sessions = w, sess
+					}
+					srv := startHub(t, cfg)
+					if withRedis {
+						sessions[i].OnRevoke(srv.hub.RevokeSession)
+					}
+					insts = append(insts, instance{store: store, srv: srv})
+				}
+				a, b := insts[0], insts[1]
+				h := newHandlers(t, a.store)
+				tok := token(t, tokens, "alice", auth.RolePlayer)
+				var sid string
+				if withRedis {
+					sess, err := sessions[0].Create(context.Background(), "alice", auth.RolePlayer)
+					if err != nil {
+						t.Fatal(err)
+					}
+					sid = sess.ID
+					tok = sessionToken(t, "alice", sid)
+				}
+				c := mustDial(t, b.srv, tok)
+				c.subscribe("alice", "")
+				c.mustRead() // reset
+				c.mustRead() // subscribed
+				workload(context.Background(), t, h, []string{"alice", "bob"}, 80, 11)
+				want := streamVersion(t, a.store, "alice")
+				for v := int64(1); v <= want; v++ {
+					m := c.mustRead()
+					if m.Type != realtime.TypeEvent || m.Event.Version != v {
+						t.Fatalf("instance B: got %s v%d, want event v%d", m.Type, eventVersion(m), v)
+					}
+				}
+				if withRedis {
+					if err := sessions[0].Revoke(context.Background(), sid); err != nil {
+						t.Fatal(err)
+					}
+					if got := c.closeStatus(); got != realtime.CloseUnauthorized {
+						t.Fatalf("socket on B closed with %d after the session was revoked on A, want %d", got, realtime.CloseUnauthorized)
+					}
+				}
+			})
+		}
+	}
+}
+
+// A Redis restart in the middle of a stream loses nothing: what is sent
+// comes from the store by position, and the wake-ups resume by themselves.
+func TestRedisRestartLosesNothing(t *testing.T) {
+	srv := startOwnRedis(t)
+	url := postgresURL(t)
+	tokens := newTokens(t)
+	var insts []instance
+	for i := 0; i < 2; i++ {
+		c, err := redisx.Open(redisx.Config{URL: srv.url(), Timeout: 200 * time.Millisecond, HealthInterval: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		w := redisx.NewWakeups(c)
+		t.Cleanup(w.Close)
+		store := openPostgres(t, url)
+		insts = append(insts, instance{store: store, srv: startHub(t, realtime.Config{Store: store, Tokens: tokens, Waker: w})})
+	}
+	h := newHandlers(t, insts[0].store)
+	c := mustDial(t, insts[1].srv, token(t, tokens, "alice", auth.RolePlayer))
+	c.subscribe("alice", "")
+	c.mustRead()
+	c.mustRead()
+	next := int64(1)
+	readUpTo := func(want int64) {
+		for ; next <= want; next++ {
+			m := c.mustRead()
+			if m.Type != realtime.TypeEvent || m.Event.Version != next {
+				t.Fatalf("got %s v%d, want event v%d", m.Type, eventVersion(m), next)
+			}
+		}
+	}
+	workload(context.Background(), t, h, []string{"alice"}, 20, 1)
+	readUpTo(streamVersion(t, insts[0].store, "alice"))
+	srv.stop()
+	workload(context.Background(), t, h, []string{"alice"}, 20, 2)
+	readUpTo(streamVersion(t, insts[0].store, "alice"))
+	srv.start()
+	workload(context.Background(), t, h, []string{"alice"}, 20, 3)
+	readUpTo(streamVersion(t, insts[0].store, "alice"))
+}
