@@ -81,7 +81,6 @@ func (r *ownRedis) stop() {
 	r.cmd = nil
 }
 
-
 // Changes made through instance A reach a client of instance B, in order
 // and complete, with and without Redis wake-ups, on PostgreSQL and on one
 // SQLite file shared by two stores. With Redis, a session revoked on A
