@@ -17,6 +17,7 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/migrations"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/web"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -36,6 +37,8 @@ type App struct {
 	Catalog *domain.Catalog
 	// Commands are the command handlers (decorated with logging).
 	Commands *command.Handlers
+	// Realtime is the WebSocket hub of GET /api/ws.
+	Realtime *realtime.Hub
 	// Projections runs the read models (nil on KurrentDB for now).
 	Projections *projections.Runner
 	// Tokens mints and verifies bearer tokens.
@@ -107,13 +110,21 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		st.ready = append(st.ready, projectionsCheck(rs.runner))
 	}
 
-	a.Commands, err = command.NewHandlers(a.Store, command.Config{
-		Rules: domain.Rules{Catalog: a.Catalog, QueueLimit: cfg.QueueLimit},
-	})
+	rules := domain.Rules{Catalog: a.Catalog, QueueLimit: cfg.QueueLimit}
+	a.Commands, err = command.NewHandlers(a.Store, command.Config{Rules: rules})
 	if err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
 	a.Commands.Use(command.Logging(a.Logger))
+
+	var watermark realtime.Watermark
+	if a.Projections != nil {
+		watermark = queueWatermark(a.Projections)
+	}
+	if a.Realtime, err = startRealtime(ctx, a.Store, rules, a.Tokens, watermark, cfg, a.Logger); err != nil {
+		return nil, nil, err
+	}
+	closers = append(closers, a.Realtime.Close)
 	srv, err := web.NewServer(web.Config{
 		Tokens:      a.Tokens,
 		Dev:         cfg.DevMode(),
@@ -123,6 +134,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		Catalog:     a.Catalog,
 		Queues:      queues{a.Commands},
 		History:     history,
+		Realtime:    a.Realtime,
 		Ready:       st.ready,
 	})
 	if err != nil {

@@ -20,6 +20,10 @@
 //     GET .../history reads it, and /readyz fails while a projection has
 //     failed. The cleanup stops them before closing the store. With
 //     KurrentDB the read side is not wired yet (history answers 501).
+//   - The realtime hub (GET /api/ws) follows the log with one
+//     subscription; on SQLite and PostgreSQL it delivers a batch only after
+//     the queue projection applied it (a watermark on the runner). Redis
+//     (sessions, wake-ups across instances, caches) is not wired yet.
 //   - GET /api/queue/{playerId} reads the aggregate through the command
 //     side's cache (always as of the last command), not the read model.
 package app

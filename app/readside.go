@@ -2,15 +2,15 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
+	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/query"
+	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/web"
 )
 
@@ -65,20 +65,34 @@ func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *s
 
 // projectionsCheck is ready when no projection has failed.
 func projectionsCheck(r *projections.Runner) web.ReadinessCheck {
-	return web.ReadinessCheck{Name: "projections", Check: func(ctx context.Context) error {
-		statuses, err := r.Status(ctx)
-		if err != nil {
-			return err
-		}
-		var failed []string
-		for _, s := range statuses {
-			if s.State == projections.StateFailed {
-				failed = append(failed, s.Name)
-			}
-		}
-		if len(failed) > 0 {
-			return errors.New("failed projections: " + strings.Join(failed, ", "))
-		}
-		return nil
-	}}
+	return web.ReadinessCheck{Name: "projections", Check: r.Ready}
+}
+
+// queueWatermark tells the realtime hub when the queue read model has
+// applied a position, so that a REST read after a message is never older.
+func queueWatermark(r *projections.Runner) realtime.Watermark {
+	return realtime.PollingWatermark(func(ctx context.Context) (eventstore.Position, error) {
+		st, err := r.StatusOf(ctx, projections.QueuesName)
+		return st.Position, err
+	}, r.Committed, 0)
+}
+
+// startRealtime starts the WebSocket hub following store.
+func startRealtime(ctx context.Context, store eventstore.Store, rules domain.Rules, tokens realtime.TokenVerifier,
+	watermark realtime.Watermark, cfg Config, log *slog.Logger) (*realtime.Hub, error) {
+	hub, err := realtime.NewHub(realtime.Config{
+		Store:          store,
+		Tokens:         tokens,
+		Rules:          rules,
+		Watermark:      watermark,
+		OriginPatterns: cfg.CORSOrigins,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start realtime: %w", err)
+	}
+	if err := hub.Start(ctx); err != nil {
+		return nil, err
+	}
+	return hub, nil
 }

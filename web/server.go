@@ -43,6 +43,9 @@ type Config struct {
 	// History serves GET /api/queue/{playerId}/history; nil: 501 until the
 	// read side is wired.
 	History History
+	// Realtime serves GET /api/ws (realtime.Hub): it authenticates the
+	// socket itself (header, ?access_token= or a first message). Nil: 501.
+	Realtime http.Handler
 	// Ready are the checks of /readyz.
 	Ready []ReadinessCheck
 	// Now is the clock of serverTime (default time.Now).
@@ -89,6 +92,7 @@ type Server struct {
 	catalog     *domain.Catalog
 	queues      Queues
 	history     History
+	realtime    http.Handler
 	ready       []ReadinessCheck
 	now         func() time.Time
 	app         *webApp
@@ -114,6 +118,7 @@ func NewServer(cfg Config) (*Server, error) {
 		catalog:     cfg.Catalog,
 		queues:      cfg.Queues,
 		history:     cfg.History,
+		realtime:    cfg.Realtime,
 		ready:       cfg.Ready,
 		now:         cfg.Now,
 		app:         app,
@@ -140,6 +145,7 @@ func (s *Server) routes() chi.Router {
 	r.Route("/api", func(r chi.Router) {
 		r.Use(s.cors, s.limitBody, noStore)
 		r.Get("/catalog", s.getCatalog)
+		r.Get("/ws", s.websocket)
 		r.Post("/auth/dev-token", s.devToken)
 		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate)
@@ -290,6 +296,15 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, devTokenResponse{Token: token, ExpiresAt: exp})
+}
+
+// websocket hands GET /api/ws to the realtime hub.
+func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
+	if s.realtime == nil {
+		s.notImplemented(w, r)
+		return
+	}
+	s.realtime.ServeHTTP(w, r)
 }
 
 func (s *Server) notImplemented(w http.ResponseWriter, r *http.Request) {
