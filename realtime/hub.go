@@ -172,7 +172,7 @@ type Hub struct {
 type subscriber struct {
 	principal auth.Principal
 	player    domain.PlayerID // "" for all players
-	send      chan outMessage
+	send      chan *outMessage
 
 	kickOnce sync.Once
 	kicked   chan struct{}
@@ -180,7 +180,8 @@ type subscriber struct {
 	reason   string
 }
 
-// outMessage is one encoded message and the position it carries.
+// outMessage is one encoded message and the position it carries, shared by
+// every subscriber it goes to.
 type outMessage struct {
 	pos  eventstore.Position
 	data []byte
@@ -447,7 +448,7 @@ func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
 			h.setPos(e.Position)
 			continue
 		}
-		h.deliver(player, outMessage{pos: e.Position, data: data})
+		h.deliver(player, &outMessage{pos: e.Position, data: data})
 	}
 }
 
@@ -469,7 +470,7 @@ func (h *Hub) interested(player domain.PlayerID) bool {
 // moves the hub's position to m's under the same lock, so a subscriber
 // registering concurrently either gets m here or finds it in the log. A
 // full buffer never blocks: that subscriber is cut off.
-func (h *Hub) deliver(player domain.PlayerID, m outMessage) {
+func (h *Hub) deliver(player domain.PlayerID, m *outMessage) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.pos.Less(m.pos) {
@@ -511,7 +512,7 @@ func (h *Hub) awaitWatermark(ctx context.Context, pos eventstore.Position) {
 // register adds a subscriber for player ("" for all). Live messages reach
 // its buffer from now on.
 func (h *Hub) register(p auth.Principal, player domain.PlayerID) (*subscriber, error) {
-	s := &subscriber{principal: p, player: player, send: make(chan outMessage, h.cfg.SendBuffer), kicked: make(chan struct{})}
+	s := &subscriber{principal: p, player: player, send: make(chan *outMessage, h.cfg.SendBuffer), kicked: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || !h.started {
