@@ -1,0 +1,144 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/taskqueue/taskqueue/projections"
+)
+
+// due is a claimed due repetition.
+type due struct {
+	stream string
+	player string
+	taskID string
+	number int
+	dueAt  time.Time
+}
+
+// claimDue claims up to limit repetitions due at or before now that no
+// live claim holds, for owner until now+ttl, and returns them in due order.
+//
+// The claim is one INSERT ... ON CONFLICT (stream_id) DO UPDATE ... WHERE
+// the old claim expired or was for another repetition, RETURNING the rows
+// it took: on PostgreSQL the row lock of the conflicting claim serializes
+// two claimers (the second sees the first's fresh claim and takes nothing),
+// on SQLite the single writer does. The same statements run on both.
+func claimDue(ctx context.Context, db projections.DB, owner string, now time.Time, ttl time.Duration, limit int) ([]due, error) {
+	var out []due
+	err := db.InTx(ctx, func(tx projections.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT s.stream_id, s.player_id, s.task_id, s.number, s.due_at
+			FROM processor_schedule s
+			LEFT JOIN processor_claims c ON c.stream_id = s.stream_id AND c.task_id = s.task_id
+				AND c.number = s.number AND c.expires_at > $1
+			WHERE s.due_at <= $1 AND c.stream_id IS NULL
+			ORDER BY s.due_at LIMIT $2`, now, limit)
+		if err != nil {
+			return fmt.Errorf("select due repetitions: %w", err)
+		}
+		var cands []due
+		for rows.Next() {
+			var d due
+			var at projections.Time
+			if err := rows.Scan(&d.stream, &d.player, &d.taskID, &d.number, &at); err != nil {
+				rows.Close()
+				return fmt.Errorf("scan a due repetition: %w", err)
+			}
+			d.dueAt = at.Time
+			cands = append(cands, d)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("select due repetitions: %w", err)
+		}
+		if len(cands) == 0 {
+			return nil
+		}
+		var b strings.Builder
+		b.WriteString("INSERT INTO processor_claims (stream_id, task_id, number, owner, expires_at) VALUES ")
+		args := []any{owner, now.Add(ttl), now}
+		byStream := make(map[string]due, len(cands))
+		for i, d := range cands {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "($%d, $%d, $%d, $1, $2)", len(args)+1, len(args)+2, len(args)+3)
+			args = append(args, d.stream, d.taskID, d.number)
+			byStream[d.stream] = d
+		}
+		b.WriteString(` ON CONFLICT (stream_id) DO UPDATE SET task_id = excluded.task_id, number = excluded.number,
+			owner = excluded.owner, expires_at = excluded.expires_at
+			WHERE processor_claims.expires_at <= $3 OR processor_claims.task_id <> excluded.task_id
+				OR processor_claims.number <> excluded.number
+			RETURNING stream_id`)
+		taken, err := tx.Query(ctx, b.String(), args...)
+		if err != nil {
+			return fmt.Errorf("claim %d due repetitions: %w", len(cands), err)
+		}
+		got := map[string]bool{}
+		for taken.Next() {
+			var s string
+			if err := taken.Scan(&s); err != nil {
+				taken.Close()
+				return fmt.Errorf("scan a claim: %w", err)
+			}
+			got[s] = true
+		}
+		taken.Close()
+		if err := taken.Err(); err != nil {
+			return fmt.Errorf("claim %d due repetitions: %w", len(cands), err)
+		}
+		for _, d := range cands {
+			if got[d.stream] {
+				out = append(out, d)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// nextDue returns the earliest due time of a repetition that no live claim
+// holds, or the zero time when there is none.
+func nextDue(ctx context.Context, db projections.DB, now time.Time) (time.Time, error) {
+	var at projections.Time
+	err := db.QueryRow(ctx, `SELECT MIN(s.due_at) FROM processor_schedule s
+		LEFT JOIN processor_claims c ON c.stream_id = s.stream_id AND c.task_id = s.task_id
+			AND c.number = s.number AND c.expires_at > $1
+		WHERE c.stream_id IS NULL`, now).Scan(&at)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the next due time: %w", err)
+	}
+	return at.Time, nil
+}
+
+// releaseClaims deletes owner's claims (graceful shutdown), so another
+// instance takes their repetitions at once instead of after ClaimTTL.
+func releaseClaims(ctx context.Context, db projections.DB, owner string) (int64, error) {
+	var n int64
+	err := db.InTx(ctx, func(tx projections.Tx) error {
+		var err error
+		n, err = tx.Exec(ctx, `DELETE FROM processor_claims WHERE owner = $1`, owner)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release the claims of %s: %w", owner, err)
+	}
+	return n, nil
+}
+
+// pruneClaims deletes claims that expired before at: they no longer hold
+// anything and only grow the table.
+func pruneClaims(ctx context.Context, db projections.DB, at time.Time) error {
+	return db.InTx(ctx, func(tx projections.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM processor_claims WHERE expires_at <= $1`, at); err != nil {
+			return fmt.Errorf("prune expired claims: %w", err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,80 @@
+// Package processor owns the part of taskqueue that advances every running
+// queue on time, whether or not its player is connected: the schedule of
+// due repetitions, the due loop that claims and completes them, the
+// watermill command bus they travel on, the dead letter queue, and the
+// relay that publishes integration events (docs/EVENTS.md).
+//
+// # The schedule
+//
+// Schedule is a projection on projections.Runner (its rows and its
+// checkpoint commit in one transaction): table processor_schedule holds
+// one row per player with a running repetition (stream, task, repetition
+// number, due time). RepetitionStarted writes the row, RepetitionCompleted
+// and RepetitionCancelled of that repetition delete it. The name
+// "processor_schedule" keys its checkpoint: renaming it rebuilds it.
+//
+// # The due loop
+//
+// Processor.Run runs the schedule, the command handlers and the due loop.
+// The loop claims up to BatchSize rows due at or before Clock.Now() that no
+// live claim holds (table processor_claims: a lease per stream for one
+// repetition, expiring after ClaimTTL; see claimDue), and sends for each a
+// command.CompleteRepetition with the idempotency key
+// command.CompletionKey(task, number). The aggregate completes the
+// repetition at its due time, not at the time the command runs, starts the
+// next one at that due time, and completes everything else due by now
+// (offline progress, up to domain.MaxCatchUp per command; the next row is
+// claimed at once for the rest). Between polls the loop sleeps until the
+// next due time, at most MaxSleep, and wakes early when the schedule
+// commits a change.
+//
+// A repetition that has been due for longer than OfflineCap (default
+// 24 h) is not completed normally: the loop sends StopOfflineQueue, whose
+// handler completes, with the command clock pinned at due+OfflineCap,
+// every repetition due by then (each at its due time) and stops the queue
+// there with a reason the player sees. (The command clock is pinned through
+// a second set of command handlers whose clock is set per command; such
+// commands run one at a time per process.)
+//
+// # Never twice
+//
+// Several instances (processes) may run on one PostgreSQL: each claims
+// different rows (a claim is taken by INSERT ... ON CONFLICT DO UPDATE
+// WHERE the old claim expired, which the row lock serializes). Should two
+// ever send the same completion (a claim expired while its command was
+// still queued), the second is a no-op: the command's idempotency key and
+// derived event IDs, the aggregate's exact expected version, and the rule
+// that completing a repetition that is no longer running decides nothing.
+// A killed instance's claims expire after ClaimTTL (default 5 s) and are
+// taken by the others. On SQLite (one process) the same statements run.
+//
+// # The command bus
+//
+// Commands travel through watermill's components/cqrs CommandBus to a
+// CommandProcessor whose router has CorrelationID and Recoverer, and on
+// each command handler PoisonQueue (outermost) and Retry (exponential
+// backoff, MaxRetries; bad input is not retried). A command that still
+// fails goes to the poison topic "<prefix>.commands.deadletters"; a handler
+// stores it in processor_dead_letters with the error (DeadLetters: List,
+// Retry). Topics are "<prefix>.commands.<Command>.p<partition>": a
+// player's commands always use one partition (in order), partitions are
+// handled concurrently. Embedded default: one in-process GoChannel. With
+// Config.Redis: Redis streams (watermill-redisstream), each handler in a
+// consumer group named after it, so each command is handled by one
+// instance. Renaming a command type or TopicPrefix strands the messages
+// queued under the old names.
+//
+// # Shutdown and faults
+//
+// When Run's context ends the loop stops claiming, the router lets the
+// commands in flight finish (up to 30 s), and the instance deletes its
+// claims so others take its rows at once. A database error in the loop
+// makes it back off (100 ms doubling to ErrorBackoffMax) and resume;
+// commands failing for the same reason are retried, and a completion that
+// did land is never repeated (see above). A queued task whose type left
+// the catalog fails in the aggregate with a reason when its turn comes,
+// and the queue moves on.
+//
+// Concurrency: Processor, DeadLetters and Relay are safe for concurrent
+// use; Run may be called once per Processor.
+package processor

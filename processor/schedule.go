@@ -1,0 +1,154 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/projections"
+)
+
+// ScheduleName keys the schedule's checkpoint in projection_checkpoints:
+// renaming it rebuilds the schedule from position 0.
+const ScheduleName = "processor_schedule"
+
+// Schedule is the projection of due repetitions: one row per player whose
+// queue has a running repetition (stream, task, repetition number, due
+// time), in table processor_schedule (migration 0030). It runs on the
+// projections.Runner, so its rows and its checkpoint commit in one
+// transaction. Deterministic; safe for use by one goroutine at a time, as
+// the runner uses it.
+type Schedule struct{}
+
+// Name implements projections.Projection.
+func (Schedule) Name() string { return ScheduleName }
+
+// Version implements projections.Projection.
+func (Schedule) Version() int { return 1 }
+
+// Tables implements projections.Projection.
+func (Schedule) Tables() []string { return []string{"processor_schedule"} }
+
+// Filter reads the three events that start and end repetitions.
+func (Schedule) Filter() eventstore.Filter {
+	return eventstore.Filter{
+		EventTypes: []string{
+			string(domain.TypeRepetitionStarted),
+			string(domain.TypeRepetitionCompleted),
+			string(domain.TypeRepetitionCancelled),
+		},
+		StreamPrefixes: []string{domain.StreamPrefix},
+	}
+}
+
+// scheduleRow is one running repetition; nil in a batch's map means the
+// stream has none.
+type scheduleRow struct {
+	player    string
+	taskID    string
+	number    int
+	dueAt     time.Time
+	startedAt time.Time
+}
+
+// Apply folds the batch in memory (the last event of each stream decides
+// its row) and writes it back with one delete and one multi-row upsert.
+func (Schedule) Apply(ctx context.Context, tx projections.Tx, t projections.Tables, events []eventstore.RecordedEvent) error {
+	table := t.Name("processor_schedule")
+	rows := map[string]*scheduleRow{}
+	ended := map[string][2]any{} // stream -> (task, number) that ended, when no row is known in the batch
+	for _, e := range events {
+		player, ok := domain.PlayerFromStream(e.Stream)
+		if !ok {
+			continue
+		}
+		switch domain.EventType(e.Type) {
+		case domain.TypeRepetitionStarted:
+			var d struct {
+				TaskID    string    `json:"taskId"`
+				Number    int       `json:"number"`
+				StartedAt time.Time `json:"startedAt"`
+				DueAt     time.Time `json:"dueAt"`
+			}
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				return fmt.Errorf("decode %s %s at %s: %w", e.Type, e.ID, e.Position, err)
+			}
+			rows[e.Stream] = &scheduleRow{player: string(player), taskID: d.TaskID, number: d.Number, dueAt: d.DueAt.UTC(), startedAt: d.StartedAt.UTC()}
+			delete(ended, e.Stream)
+		case domain.TypeRepetitionCompleted, domain.TypeRepetitionCancelled:
+			var d struct {
+				TaskID string `json:"taskId"`
+				Number int    `json:"number"`
+			}
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				return fmt.Errorf("decode %s %s at %s: %w", e.Type, e.ID, e.Position, err)
+			}
+			if r, ok := rows[e.Stream]; ok && r != nil {
+				if r.taskID == d.TaskID && r.number == d.Number {
+					rows[e.Stream] = nil
+				}
+				continue
+			}
+			if _, ok := rows[e.Stream]; !ok {
+				ended[e.Stream] = [2]any{d.TaskID, d.Number}
+			}
+		}
+	}
+	streams := make([]string, 0, len(rows)+len(ended))
+	for s := range rows {
+		streams = append(streams, s)
+	}
+	for s := range ended {
+		streams = append(streams, s)
+	}
+	sort.Strings(streams)
+	var upserts [][]any
+	for _, s := range streams {
+		if te, ok := ended[s]; ok {
+			// The repetition the table holds for s ended (the batch started
+			// no other one): delete it if it is that one.
+			if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE stream_id = $1 AND task_id = $2 AND number = $3", s, te[0], te[1]); err != nil {
+				return fmt.Errorf("delete the schedule row of %s: %w", s, err)
+			}
+			continue
+		}
+		r := rows[s]
+		if r == nil {
+			if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE stream_id = $1", s); err != nil {
+				return fmt.Errorf("delete the schedule row of %s: %w", s, err)
+			}
+			continue
+		}
+		upserts = append(upserts, []any{s, r.player, r.taskID, r.number, r.dueAt, r.startedAt})
+	}
+	return upsertRows(ctx, tx, table, upserts)
+}
+
+// upsertRows writes schedule rows, a few thousand per statement.
+func upsertRows(ctx context.Context, tx projections.Tx, table string, rows [][]any) error {
+	const cols = 6
+	const per = 30000 / cols
+	for start := 0; start < len(rows); start += per {
+		chunk := rows[start:min(start+per, len(rows))]
+		q := "INSERT INTO " + table + " (stream_id, player_id, task_id, number, due_at, started_at) VALUES "
+		args := make([]any, 0, len(chunk)*cols)
+		for i, r := range chunk {
+			if i > 0 {
+				q += ", "
+			}
+			n := len(args)
+			q += fmt.Sprintf("($%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6)
+			args = append(args, r...)
+		}
+		q += " ON CONFLICT (stream_id) DO UPDATE SET player_id = excluded.player_id, task_id = excluded.task_id," +
+			" number = excluded.number, due_at = excluded.due_at, started_at = excluded.started_at"
+		if _, err := tx.Exec(ctx, q, args...); err != nil {
+			return fmt.Errorf("upsert %d schedule rows into %s: %w", len(chunk), table, err)
+		}
+	}
+	return nil
+}
