@@ -3,13 +3,13 @@ package processor
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -268,4 +268,5 @@ func catalogWithout(t testing.TB, ids ...string) *domain.Catalog {
 	}
 	return c
 }
+
 var waitDeadline = 2 * time.Minute

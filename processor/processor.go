@@ -304,4 +304,3 @@ func (p *Processor) handleStop(ctx context.Context, cmd *StopOfflineQueue) error
 	p.stopped.Add(1)
 	return nil
 }
-
