@@ -18,7 +18,8 @@ import (
 
 // Registry holds every taskqueue metric. Build it with New.
 type Registry struct {
-	reg *prometheus.Registry
+	reg        *prometheus.Registry
+	collectors []prometheus.Collector
 
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
@@ -94,12 +95,13 @@ func New() *Registry {
 	for _, outcome := range []string{"completed", "failed"} {
 		r.repetitions.WithLabelValues(outcome)
 	}
-	r.reg.MustRegister(
+	r.collectors = []prometheus.Collector{
 		r.httpRequests, r.httpDuration, r.commands, r.commandDuration, r.eventsAppended, r.repetitions,
 		r.lateness, r.databaseErrors, r.redisErrors, r.scrapeErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		sourceCollector{r},
-	)
+	}
+	r.reg.MustRegister(r.collectors...)
 	return r
 }
 
