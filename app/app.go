@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 
@@ -16,7 +17,9 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/migrations"
+	"github.com/taskqueue/taskqueue/ops"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/web"
 	"github.com/taskqueue/taskqueue/web/auth"
@@ -99,6 +102,14 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	a.Store, a.Backend = st.store, st.backend
 
 	var history web.History
+	admin := &web.Admin{
+		PlayerEvents: func(ctx context.Context, player string, params url.Values) (any, error) {
+			return ops.AdminEvents(ctx, a.Store, player, params)
+		},
+		QueueAt: func(ctx context.Context, player string, params url.Values) (any, error) {
+			return ops.AdminQueueAt(ctx, a.Store, player, params, domain.Rules{Catalog: a.Catalog, QueueLimit: cfg.QueueLimit})
+		},
+	}
 	if st.readModels != nil {
 		rs, err := startReadSide(a.Store, st.readModels, cfg, a.Logger)
 		if err != nil {
@@ -108,6 +119,10 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		a.Projections = rs.runner
 		history = rs.history
 		st.ready = append(st.ready, projectionsCheck(rs.runner))
+		pa := projections.Admin{R: rs.runner}
+		admin.Projections = query.NewProjectionStatusHandler(pa)
+		admin.Rebuild = query.NewRebuildProjectionHandler(pa)
+		admin.Skip = query.NewSkipEventHandler(pa)
 	}
 
 	rules := domain.Rules{Catalog: a.Catalog, QueueLimit: cfg.QueueLimit}
@@ -135,6 +150,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		Queues:      queues{a.Commands},
 		History:     history,
 		Realtime:    a.Realtime,
+		Admin:       admin,
 		Ready:       st.ready,
 	})
 	if err != nil {

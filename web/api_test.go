@@ -611,3 +611,50 @@ func TestHistory(t *testing.T) {
 		}
 	})
 }
+
+func TestAdmin(t *testing.T) {
+	backends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+		c := newClient(t, build(t))
+		alice, root := c.token("alice", auth.RolePlayer), c.token("root", auth.RoleAdmin)
+		for _, r := range []req{
+			{method: "GET", path: "/api/admin/projections", token: alice},
+			{method: "GET", path: "/api/admin/players/alice/events", token: alice},
+			{method: "POST", path: "/api/admin/projections/queues/rebuild", token: c.token("proc", auth.RoleSystem)},
+		} {
+			c.do(r).problem(t, 403, "forbidden")
+		}
+		c.do(req{method: "GET", path: "/api/admin/projections"}).problem(t, 401, "unauthorized")
+
+		enq := c.do(req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"chop-wood","count":2}`})
+		if enq.status != 201 {
+			t.Fatalf("enqueue: %d %s", enq.status, enq.body)
+		}
+		r := c.do(req{method: "GET", path: "/api/admin/players/alice/events", token: root})
+		var evs struct {
+			Events []struct {
+				Type     string `json:"type"`
+				Version  int64  `json:"version"`
+				Position string `json:"position"`
+			} `json:"events"`
+		}
+		if err := json.Unmarshal(r.body, &evs); err != nil || r.status != 200 || len(evs.Events) == 0 || evs.Events[0].Type != "TaskEnqueued" {
+			t.Fatalf("events: %d %s", r.status, r.body)
+		}
+		r = c.do(req{method: "GET", path: "/api/admin/players/alice/queue?at=" + evs.Events[0].Position, token: root})
+		if r.status != 200 || !strings.Contains(string(r.body), "chop-wood") {
+			t.Fatalf("queue at %s: %d %s", evs.Events[0].Position, r.status, r.body)
+		}
+		c.do(req{method: "GET", path: "/api/admin/players/alice/events?limit=0", token: root}).problem(t, 400, "validation")
+
+		r = c.do(req{method: "GET", path: "/api/admin/projections", token: root})
+		if r.status != 200 || !strings.Contains(string(r.body), `"queues"`) {
+			t.Fatalf("projections: %d %s", r.status, r.body)
+		}
+		c.do(req{method: "GET", path: "/api/admin/projections/nope", token: root}).problem(t, 404, "not-found")
+		c.do(req{method: "POST", path: "/api/admin/projections/nope/rebuild", token: root}).problem(t, 404, "not-found")
+		c.do(req{method: "POST", path: "/api/admin/projections/queues/skip", token: root, body: `{"position":"1"}`}).problem(t, 409, "conflict")
+		if r := c.do(req{method: "POST", path: "/api/admin/projections/queues/rebuild", token: root}); r.status != 202 || !strings.Contains(string(r.body), "generation") {
+			t.Fatalf("rebuild: %d %s", r.status, r.body)
+		}
+	})
+}

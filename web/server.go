@@ -43,6 +43,8 @@ type Config struct {
 	// History serves GET /api/queue/{playerId}/history; nil: 501 until the
 	// read side is wired.
 	History History
+	// Admin serves /api/admin (admin role only); nil: 501.
+	Admin *Admin
 	// Realtime serves GET /api/ws (realtime.Hub): it authenticates the
 	// socket itself (header, ?access_token= or a first message). Nil: 501.
 	Realtime http.Handler
@@ -93,6 +95,7 @@ type Server struct {
 	queues      Queues
 	history     History
 	realtime    http.Handler
+	admin       *Admin
 	ready       []ReadinessCheck
 	now         func() time.Time
 	app         *webApp
@@ -119,6 +122,7 @@ func NewServer(cfg Config) (*Server, error) {
 		queues:      cfg.Queues,
 		history:     cfg.History,
 		realtime:    cfg.Realtime,
+		admin:       cfg.Admin,
 		ready:       cfg.Ready,
 		now:         cfg.Now,
 		app:         app,
@@ -147,6 +151,7 @@ func (s *Server) routes() chi.Router {
 		r.Get("/catalog", s.getCatalog)
 		r.Get("/ws", s.websocket)
 		r.Post("/auth/dev-token", s.devToken)
+		r.Route("/admin", s.adminRoutes)
 		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate)
 			r.Route("/queue/{playerId}", func(r chi.Router) {
@@ -308,7 +313,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) notImplemented(w http.ResponseWriter, r *http.Request) {
-	s.writeProblem(w, r, fmt.Errorf("%w: %s is served by the read side, not wired in this server", errNotImplemented, r.URL.Path))
+	s.writeProblem(w, r, fmt.Errorf("%w: %s is not wired in this server (backend without a read side)", errNotImplemented, r.URL.Path))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

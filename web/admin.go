@@ -1,0 +1,124 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/taskqueue/taskqueue/query"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// Admin serves the admin API under /api/admin (role admin only; 403 for
+// anyone else). A nil field answers 501.
+type Admin struct {
+	// Projections answers GET /api/admin/projections[/{name}].
+	Projections *query.ProjectionStatusHandler
+	// Rebuild answers POST /api/admin/projections/{name}/rebuild (202).
+	Rebuild *query.RebuildProjectionHandler
+	// Skip answers POST /api/admin/projections/{name}/skip
+	// {"position":"…"} (204).
+	Skip *query.SkipEventHandler
+	// PlayerEvents answers GET /api/admin/players/{playerId}/events
+	// (?from=&type=&limit=; ops.AdminEvents).
+	PlayerEvents func(ctx context.Context, player string, params url.Values) (any, error)
+	// QueueAt answers GET /api/admin/players/{playerId}/queue?at=
+	// (ops.AdminQueueAt).
+	QueueAt func(ctx context.Context, player string, params url.Values) (any, error)
+}
+
+func (s *Server) adminRoutes(r chi.Router) {
+	r.Use(s.authenticate, requireAdmin(s))
+	r.Get("/projections", s.adminProjections)
+	r.Get("/projections/{name}", s.adminProjections)
+	r.Post("/projections/{name}/rebuild", s.adminRebuild)
+	r.Post("/projections/{name}/skip", s.adminSkip)
+	r.Get("/players/{playerId}/events", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.PlayerEvents }))
+	r.Get("/players/{playerId}/queue", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.QueueAt }))
+}
+
+// requireAdmin lets only admins through.
+func requireAdmin(s *Server) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, _ := auth.PrincipalFrom(r.Context())
+			if p.Role != auth.RoleAdmin {
+				s.writeProblem(w, r, fmt.Errorf("%w: %s is not an admin", errForbidden, p.PlayerID))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func (s *Server) adminProjections(w http.ResponseWriter, r *http.Request) {
+	if s.admin == nil || s.admin.Projections == nil {
+		s.notImplemented(w, r)
+		return
+	}
+	name := chi.URLParam(r, "name")
+	states, err := s.admin.Projections.Handle(r.Context(), query.ProjectionStatus{Name: name})
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	if name != "" && len(states) == 1 {
+		writeJSON(w, http.StatusOK, states[0])
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"projections": states})
+}
+
+func (s *Server) adminRebuild(w http.ResponseWriter, r *http.Request) {
+	if s.admin == nil || s.admin.Rebuild == nil {
+		s.notImplemented(w, r)
+		return
+	}
+	started, err := s.admin.Rebuild.Handle(r.Context(), query.RebuildProjection{Name: chi.URLParam(r, "name")})
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, started)
+}
+
+type skipRequest struct {
+	Position string `json:"position"`
+}
+
+func (s *Server) adminSkip(w http.ResponseWriter, r *http.Request) {
+	if s.admin == nil || s.admin.Skip == nil {
+		s.notImplemented(w, r)
+		return
+	}
+	var req skipRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	p, _ := auth.PrincipalFrom(r.Context())
+	err := s.admin.Skip.Handle(r.Context(), query.SkipEvent{Name: chi.URLParam(r, "name"), Position: req.Position, By: p.PlayerID})
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) adminPlayer(pick func(*Admin) func(context.Context, string, url.Values) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.admin == nil || pick(s.admin) == nil {
+			s.notImplemented(w, r)
+			return
+		}
+		v, err := pick(s.admin)(r.Context(), chi.URLParam(r, "playerId"), r.URL.Query())
+		if err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	}
+}
