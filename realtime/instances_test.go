@@ -15,6 +15,7 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/web/auth"
@@ -216,4 +217,52 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 	srv.start()
 	workload(context.Background(), t, h, []string{"alice"}, 20, 3)
 	readUpTo(streamVersion(t, insts[0].store, "alice"))
+}
+
+// With the queue projection's checkpoint as the watermark, every message
+// is sent only once the read model has applied its event: a REST read
+// right after a message never sees an older queue.
+func TestLiveDeliveryWaitsForTheReadModel(t *testing.T) {
+	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	runner, err := projections.NewRunner(projections.Config{
+		Store: store, DB: projections.NewSQLiteDB(store.WriteDB(), store.ReadDB()),
+		Projections: []projections.Projection{projections.Queues{}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = runner.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	watermark := realtime.PollingWatermark(func(ctx context.Context) (eventstore.Position, error) {
+		st, err := runner.StatusOf(ctx, projections.QueuesName)
+		return st.Position, err
+	}, runner.Committed, 20*time.Millisecond)
+	s := startHub(t, realtime.Config{Store: store, Watermark: watermark, MaxWatermarkWait: time.Minute})
+	c := mustDial(t, s, token(t, s.tokens, "alice", auth.RolePlayer))
+	c.subscribe("alice", "")
+	c.mustRead()
+	c.mustRead()
+	h := newHandlers(t, store)
+	workload(context.Background(), t, h, []string{"alice"}, 30, 5)
+	want := streamVersion(t, store, "alice")
+	for v := int64(1); v <= want; v++ {
+		m := c.mustRead()
+		if m.Type != realtime.TypeEvent || m.Event.Version != v {
+			t.Fatalf("got %s v%d, want event v%d", m.Type, eventVersion(m), v)
+		}
+		var applied int64
+		if err := store.ReadDB().QueryRow(`SELECT stream_version FROM queue_status WHERE player_id = ?`, "alice").Scan(&applied); err != nil {
+			t.Fatalf("read the read model after v%d: %v", v, err)
+		}
+		if applied < v {
+			t.Fatalf("message of v%d sent while the read model was at v%d", v, applied)
+		}
+	}
 }
