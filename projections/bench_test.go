@@ -19,6 +19,7 @@ import (
 var (
 	benchEvents   = flag.Int("rebuild-events", 20000, "events in the log of BenchmarkRebuildPostgres")
 	benchSettings = flag.String("rebuild-pg-settings", "", "extra PostgreSQL settings for BenchmarkRebuildPostgres's connections, as URL query parameters (e.g. enable_seqscan=off)")
+	benchFixed    = flag.Bool("rebuild-store-queries", false, "read the log with fixedReadStore's queries instead of the store's (see fixedReadStore)")
 )
 
 // BenchmarkRebuildPostgres fills a PostgreSQL log with about
@@ -46,6 +47,15 @@ func BenchmarkRebuildPostgres(b *testing.B) {
 		url += "&" + *benchSettings
 	}
 	be := openPostgres(b, url)
+	if *benchFixed {
+		pool, err := pgxpool.New(ctx, url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pool.Close()
+		be.store = fixedReadStore{be.store, pool}
+		fmt.Fprintln(os.Stderr, "reading the log with fixedReadStore's queries")
+	}
 	fill := time.Now()
 	res, err := projectiontest.Workload{Seed: 1, Players: max(10, *benchEvents/200), Commands: *benchEvents * 11 / 10, PerAppend: 100}.Run(ctx, be.store)
 	if err != nil {

@@ -119,6 +119,9 @@ func waitFor(t testing.TB, r *Runner, what string, cond func(context.Context) (b
 			st, _ := r.Status(context.Background())
 			t.Fatalf("timed out waiting for %s; status %+v", what, st)
 		case <-ch:
+			// Check again after a commit, but not more than every 20 ms:
+			// a status costs queries that would slow the projections.
+			time.Sleep(20 * time.Millisecond)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -65,13 +65,13 @@ func TestKillMidBatch(t *testing.T) {
 				return openPostgres(t, "")
 			}
 			b := open()
-			res, err := projectiontest.Workload{Seed: 11, Players: 20, Commands: 2000}.Run(context.Background(), b.store)
+			res, err := projectiontest.Workload{Seed: 11, Players: 15, Commands: 1200}.Run(context.Background(), b.store)
 			if err != nil {
 				t.Fatal(err)
 			}
 			rng := rand.New(rand.NewPCG(3, 4))
 			kills := 0
-			for round := 0; round < 12; round++ {
+			for round := 0; round < 8; round++ {
 				caughtUp := runChild(t, dialect, b.url, 1+rng.IntN(8))
 				if caughtUp {
 					break

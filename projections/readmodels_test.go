@@ -20,7 +20,7 @@ func TestQueriesMatchTheAggregates(t *testing.T) {
 		ctx := context.Background()
 		b := open()
 		r := startRunner(t, b, Config{})
-		res, err := (projectiontest.Workload{Seed: 21, Players: 12, Commands: 1500}).Run(ctx, b.store)
+		res, err := (projectiontest.Workload{Seed: 21, Players: 10, Commands: 1000}).Run(ctx, b.store)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +130,7 @@ func TestHistoryPagination(t *testing.T) {
 		ctx := context.Background()
 		b := open()
 		r := startRunner(t, b, Config{})
-		res, err := (projectiontest.Workload{Seed: 4, Players: 2, Commands: 1200}).Run(ctx, b.store)
+		res, err := (projectiontest.Workload{Seed: 4, Players: 2, Commands: 900}).Run(ctx, b.store)
 		if err != nil {
 			t.Fatal(err)
 		}

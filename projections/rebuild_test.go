@@ -40,7 +40,7 @@ func TestRebuildIsBlueGreen(t *testing.T) {
 		ctx := context.Background()
 		b := open()
 		r := startRunner(t, b, Config{BatchSize: 100})
-		res, err := (projectiontest.Workload{Seed: 5, Players: 15, Commands: 1500}).Run(ctx, b.store)
+		res, err := (projectiontest.Workload{Seed: 5, Players: 12, Commands: 1000}).Run(ctx, b.store)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func TestVersionBumpRebuilds(t *testing.T) {
 	eachDialect(t, func(t *testing.T, open func() backend) {
 		ctx := context.Background()
 		b := open()
-		res, err := (projectiontest.Workload{Seed: 9, Players: 10, Commands: 800}).Run(ctx, b.store)
+		res, err := (projectiontest.Workload{Seed: 9, Players: 8, Commands: 500}).Run(ctx, b.store)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,11 +20,11 @@ func TestReplayIntoFreshDatabaseMatchesLive(t *testing.T) {
 			}
 			live := open()
 			r := startRunner(t, live, Config{BatchSize: 200})
-			res, err := projectiontest.Workload{Seed: 7, Players: 25, Commands: 3000}.Run(context.Background(), live.store)
+			res, err := projectiontest.Workload{Seed: 7, Players: 20, Commands: 1500}.Run(context.Background(), live.store)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Events < 1000 {
+			if res.Events < 800 {
 				t.Fatalf("workload wrote only %d events", res.Events)
 			}
 			waitCaughtUp(t, r, res.Last)

@@ -16,10 +16,10 @@ func TestRetentionRemovesOldHistory(t *testing.T) {
 		b := open()
 		now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 		r := startRunner(t, b, Config{})
-		if _, err := (projectiontest.Workload{Seed: 1, Prefix: "old", Players: 4, Commands: 600, Start: now.AddDate(0, 0, -40)}).Run(ctx, b.store); err != nil {
+		if _, err := (projectiontest.Workload{Seed: 1, Prefix: "old", Players: 3, Commands: 400, Start: now.AddDate(0, 0, -40)}).Run(ctx, b.store); err != nil {
 			t.Fatal(err)
 		}
-		res, err := (projectiontest.Workload{Seed: 2, Prefix: "new", Players: 4, Commands: 600, Start: now.Add(-2 * time.Hour)}).Run(ctx, b.store)
+		res, err := (projectiontest.Workload{Seed: 2, Prefix: "new", Players: 3, Commands: 400, Start: now.Add(-2 * time.Hour)}).Run(ctx, b.store)
 		if err != nil {
 			t.Fatal(err)
 		}
