@@ -239,8 +239,10 @@ func (h *Hub) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start realtime hub: read head: %w", err)
 	}
+	// The subscription lives until Close, whatever ctx (which bounds only
+	// Start) does.
 	runCtx, cancel := context.WithCancel(context.Background())
-	sub, err := h.cfg.Store.Subscribe(ctx, head, queueFilter)
+	sub, err := h.cfg.Store.Subscribe(runCtx, head, queueFilter)
 	if err != nil {
 		cancel()
 		return fmt.Errorf("start realtime hub: subscribe at %s: %w", head, err)
