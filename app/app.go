@@ -316,3 +316,28 @@ func OpenSQL(ctx context.Context, cfg Config) (*sql.DB, migrations.Dialect, func
 	}
 	return db, migrations.SQLite, func() { db.Close() }, nil
 }
+
+// OpenEventStore opens the event store cfg chooses, with its migrations
+// applied, for the commands that work on the log without serving it
+// (`taskqueue events|queue|export|import`). The returned func closes it.
+func OpenEventStore(ctx context.Context, cfg Config) (eventstore.Store, func(), error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st.store, func() { _ = st.close() }, nil
+}
+
+// Rules returns the game rules cfg asks for (catalog and queue limit).
+func Rules(cfg Config) (domain.Rules, error) {
+	cfg.setDefaults()
+	c, err := LoadCatalog(cfg)
+	if err != nil {
+		return domain.Rules{}, err
+	}
+	return domain.Rules{Catalog: c, QueueLimit: cfg.QueueLimit}, nil
+}

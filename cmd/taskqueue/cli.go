@@ -37,6 +37,13 @@ Usage:
                                             print a bearer token signed with the configured secret
   taskqueue bench [--url URL] [--rate 500] [--duration 30s] [--players N]
                                             load a running server with POST .../tasks, report latency
+  taskqueue events --player ID [--from MOMENT] [--type T,...] [--limit N]
+                                            print a player's events as JSON lines
+  taskqueue queue --player ID [--at MOMENT] print a player's queue as it was at a moment (time travel)
+  taskqueue export [--from T] [--to T]      write the event log as JSON lines to stdout
+  taskqueue import [FILE]                   append an export (FILE or stdin) to an EMPTY store
+  taskqueue replay --projection NAME|all [--to-position N | --to-time T [--into FILE]]
+                                            rebuild read models blue-green, or as they were at a bound into a new SQLite file
   taskqueue version                         print the version
   taskqueue help [command]                  print this help, or a command's flags
 
@@ -51,7 +58,7 @@ func (e *usageError) Error() string { return e.msg }
 
 // run runs the command in args and returns the exit status. It never
 // panics on bad input: every failure is a message on stderr.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	cmd, rest := "serve", args
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, rest = args[0], args[1:]
@@ -66,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = token(rest, stdout, stderr, getenv)
 	case "bench":
 		err = bench(ctx, rest, stdout, stderr, getenv)
+	case "events", "queue", "export", "import", "replay":
+		err = opsCommand(ctx, cmd, rest, stdin, stdout, stderr, getenv)
 	case "version":
 		if len(rest) > 0 {
 			err = &usageError{"version takes no arguments"}
@@ -99,6 +108,9 @@ func help(args []string, stdout io.Writer, getenv func(string) string) error {
 		return bench(context.Background(), []string{"-h"}, stdout, stdout, getenv)
 	}
 	fs, _ := commandFlags(args[0])
+	if fs == nil {
+		fs, _ = opsFlagSet(args[0])
+	}
 	if fs == nil {
 		return &usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -28,7 +29,7 @@ import (
 func runCLI(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut strings.Builder
-	code = run(context.Background(), args, &out, &errOut, func(k string) string { return env[k] })
+	code = run(context.Background(), args, strings.NewReader(""), &out, &errOut, func(k string) string { return env[k] })
 	return code, out.String(), errOut.String()
 }
 
@@ -255,6 +256,64 @@ func TestBench(t *testing.T) {
 		v, err := a.Store.StreamVersion(t.Context(), fmt.Sprintf("queue-b-%d", i))
 		if err != nil || v < 5 {
 			t.Fatalf("queue-b-%d has version %d (%v); want at least 5 (one enqueue each)", i, v, err)
+		}
+	}
+}
+
+// TestOperatorCommands drives events, queue, export, import and replay
+// through the command functions on real SQLite stores: export from one data
+// directory, import into another, and see the same events there.
+func TestOperatorCommands(t *testing.T) {
+	src := t.TempDir()
+	a := apptest.SQLite(t, func(c *app.Config) { c.DataDir = src })
+	for _, typ := range []string{"chop-wood", "mine-copper"} {
+		_, err := a.Commands.EnqueueTask.Handle(t.Context(), command.EnqueueTask{
+			Request: command.Request{PlayerID: "alice", Actor: "alice"}, Type: typ, Count: 3,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := map[string]string{"TASKQUEUE_DATA_DIR": src}
+	code, out, stderr := runCLI(t, env, "events", "--player", "alice")
+	if code != 0 || strings.Count(out, "\n") < 2 || !strings.Contains(out, `"TaskEnqueued"`) {
+		t.Fatalf("events: %d %q %s", code, out, stderr)
+	}
+	srcLines := strings.Count(out, "\n")
+	if code, out, stderr = runCLI(t, env, "queue", "--player", "alice"); code != 0 || !strings.Contains(out, "mine-copper") {
+		t.Fatalf("queue: %d %q %s", code, out, stderr)
+	}
+	code, export, stderr := runCLI(t, env, "export")
+	if code != 0 || !strings.Contains(stderr, "exported") {
+		t.Fatalf("export: %d %s", code, stderr)
+	}
+	file := filepath.Join(t.TempDir(), "events.jsonl")
+	if err := os.WriteFile(file, []byte(export), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst := map[string]string{"TASKQUEUE_DATA_DIR": t.TempDir()}
+	if code, _, stderr = runCLI(t, dst, "import", file); code != 0 || !strings.Contains(stderr, "imported") {
+		t.Fatalf("import: %d %s", code, stderr)
+	}
+	if code, _, stderr = runCLI(t, dst, "import", file); code != exitFail {
+		t.Fatalf("a second import into a non-empty store: %d %s", code, stderr)
+	}
+	if code, out, _ = runCLI(t, dst, "events", "--player", "alice"); code != 0 || strings.Count(out, "\n") != srcLines {
+		t.Fatalf("events after import: %d lines, want %d", strings.Count(out, "\n"), srcLines)
+	}
+	if code, out, stderr = runCLI(t, dst, "replay", "--projection", "all"); code != 0 || !strings.Contains(out, "serves") {
+		t.Fatalf("replay: %d %q %s", code, out, stderr)
+	}
+	into := filepath.Join(t.TempDir(), "then.db")
+	if code, out, stderr = runCLI(t, dst, "replay", "--projection", "all", "--to-position", "1", "--into", into); code != 0 || !strings.Contains(out, "replayed into") {
+		t.Fatalf("replay to a position: %d %q %s", code, out, stderr)
+	}
+	if _, err := os.Stat(into); err != nil {
+		t.Fatalf("replay wrote no file: %v", err)
+	}
+	for _, args := range [][]string{{"events"}, {"queue", "--player", "a b"}, {"replay"}, {"replay", "--projection", "all", "--to-time", "2026-01-01", "--to-position", "3"}, {"events", "--player", "alice", "--from", "soon"}} {
+		if code, _, stderr := runCLI(t, env, args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr)
 		}
 	}
 }

@@ -1,6 +1,8 @@
 // Command taskqueue is the one binary of taskqueue: it serves the API and
 // the web app (serve, the default), applies migrations (migrate), mints
-// tokens (token) and prints its version (version). Run `taskqueue help`.
+// tokens (token), loads a server (bench), inspects and moves the event log
+// (events, queue, export, import), rebuilds read models (replay) and prints
+// its version (version). Run `taskqueue help`.
 //
 // It stays thin: configuration and wiring live in package app, the
 // commands in cli.go. Exit status: 0 success, 1 failure, 2 bad usage.
@@ -21,7 +23,7 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	os.Exit(code)
 }

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/taskqueue/taskqueue/app"
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/ops"
+)
+
+// opsFlags are the flags of the operator commands (events, queue, export,
+// import, replay) beside the configuration's.
+type opsFlags struct {
+	player     string
+	from       string
+	to         string
+	at         string
+	types      string
+	limit      int
+	projection string
+	toPosition string
+	toTime     string
+	into       string
+}
+
+func opsFlagSet(cmd string) (*flag.FlagSet, *opsFlags) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	of := &opsFlags{}
+	switch cmd {
+	case "events":
+		fs.StringVar(&of.player, "player", "", "player whose events to print (required)")
+		fs.StringVar(&of.from, "from", "", "first moment: an RFC 3339 time or a global position")
+		fs.StringVar(&of.types, "type", "", "comma-separated event types to keep")
+		fs.IntVar(&of.limit, "limit", 0, "most events to print (0: all)")
+	case "queue":
+		fs.StringVar(&of.player, "player", "", "player whose queue to show (required)")
+		fs.StringVar(&of.at, "at", "", "moment: an RFC 3339 time or a global position (default: now)")
+	case "export":
+		fs.StringVar(&of.from, "from", "", "events that occurred at or after this time")
+		fs.StringVar(&of.to, "to", "", "events that occurred before this time")
+	case "import":
+	case "replay":
+		fs.StringVar(&of.projection, "projection", "", "projection to rebuild, or all (required)")
+		fs.StringVar(&of.toPosition, "to-position", "", "build the read models as they were at this global position, into a new SQLite file")
+		fs.StringVar(&of.toTime, "to-time", "", "build the read models as they were at this time, into a new SQLite file")
+		fs.StringVar(&of.into, "into", "", "the new SQLite file of --to-position/--to-time (default ./replay-<time>.db)")
+	default:
+		return nil, nil
+	}
+	return fs, of
+}
+
+// opsCommand runs one of the operator commands.
+func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs, of := opsFlagSet(cmd)
+	cfg, err := app.FromEnv(getenv)
+	if err != nil {
+		return fmt.Errorf("invalid environment:\n%w", err)
+	}
+	cfg.RegisterFlags(fs)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "Usage of taskqueue %s:\n", cmd)
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return err
+		}
+		return &usageError{err.Error()}
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	rest := fs.Args()
+	if len(rest) > 0 && !(cmd == "import" && len(rest) == 1) {
+		return &usageError{fmt.Sprintf("%s takes no arguments, got %q", cmd, rest)}
+	}
+	switch cmd {
+	case "events", "queue":
+		if of.player == "" {
+			return &usageError{cmd + " needs --player"}
+		}
+		if _, err := domain.ParsePlayerID(of.player); err != nil {
+			return &usageError{"--player: " + err.Error()}
+		}
+	case "replay":
+		if of.projection == "" {
+			return &usageError{"replay needs --projection NAME or --projection all"}
+		}
+		if of.toPosition != "" && of.toTime != "" {
+			return &usageError{"replay takes --to-position or --to-time, not both"}
+		}
+	}
+
+	if cmd == "replay" && of.toPosition == "" && of.toTime == "" {
+		// A blue-green rebuild of the serving read models, by a runner of
+		// this process (a running server's runner follows the switch).
+		a, cleanup, err := app.NewWithLog(ctx, cfg, io.Discard)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		return ops.Replay(ctx, a.Projections, stdout, ops.ReplayOptions{Projection: of.projection, TTY: isTerminal(stdout)})
+	}
+
+	store, closeStore, err := app.OpenEventStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	switch cmd {
+	case "events":
+		from, err := ops.ParseMoment(of.from)
+		if err != nil {
+			return &usageError{"--from: " + err.Error()}
+		}
+		var types []string
+		for _, t := range strings.Split(of.types, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				types = append(types, t)
+			}
+		}
+		_, err = ops.ListEvents(ctx, store, stdout, ops.EventsQuery{Player: domain.PlayerID(of.player), From: from, Types: types, Limit: of.limit})
+		return err
+	case "queue":
+		at, err := ops.ParseMoment(of.at)
+		if err != nil {
+			return &usageError{"--at: " + err.Error()}
+		}
+		rules, err := app.Rules(cfg)
+		if err != nil {
+			return err
+		}
+		return ops.PrintQueueAt(ctx, store, stdout, domain.PlayerID(of.player), at, rules)
+	case "export":
+		r, err := ops.ParseRange(of.from, of.to)
+		if err != nil {
+			return &usageError{err.Error()}
+		}
+		res, err := ops.Export(ctx, store, stdout, r)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "exported %d events up to position %s\n", res.Events, res.Head)
+		return nil
+	case "import":
+		in := stdin
+		if len(rest) == 1 && rest[0] != "-" {
+			f, err := os.Open(rest[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in = f
+		}
+		res, err := ops.Import(ctx, store, in)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "imported %d events of %d streams; last position %s\n", res.Events, res.Streams, res.Last)
+		return nil
+	default: // replay to a bound
+		moment := of.toPosition
+		if moment == "" {
+			moment = of.toTime
+		}
+		to, err := ops.ParseMoment(moment)
+		if err != nil {
+			return &usageError{err.Error()}
+		}
+		into := of.into
+		if into == "" {
+			into = fmt.Sprintf("replay-%s.db", time.Now().UTC().Format("20060102T150405"))
+		}
+		res, err := ops.ReplayTo(ctx, store, stdout, ops.ReplayToOptions{
+			ReplayOptions: ops.ReplayOptions{Projection: of.projection, TTY: isTerminal(stdout)}, To: to, Into: into,
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d events replayed into %s\n", res.Events, res.Path)
+		return nil
+	}
+}
+
+// isTerminal reports whether w is a terminal (progress bars redraw in place).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && ops.IsTerminal(f)
+}
