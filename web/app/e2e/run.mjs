@@ -215,7 +215,8 @@ try {
     await shot(page, 'signin-desktop')
     state.alice = await signIn(page, 'alice')
     await page.getByText('Nothing queued').waitFor({ timeout: WAIT })
-    await page.getByTestId('connection').filter({ hasText: /Online|Live/ }).waitFor({ timeout: WAIT })
+    // The WebSocket (GET /api/ws) subscribes: the indicator says Live.
+    await page.getByTestId('connection').filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
     await page.evaluate(() => navigator.serviceWorker.ready.then(() => true))
   })
 
@@ -242,6 +243,17 @@ try {
     assert.ok(q.repetition, 'the head has a running repetition')
     await page.getByRole('tab', { name: /^Woodcutting/ }).click()
     await shot(page, 'queue-desktop')
+  })
+
+  await step('real time: a change made by another client shows up live', async () => {
+    const { page } = state
+    await page.getByTestId('connection').filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    const r = await api('POST', '/api/queue/alice/tasks', state.alice, { type: 'mine-copper', count: 1 })
+    assert.equal(r.status, 201)
+    await waitShownTypes(page, ['chop-wood', 'saw-planks', 'catch-shrimp', 'cook-shrimp', 'mine-copper'])
+    const d = await api('DELETE', `/api/queue/alice/tasks/${r.body.taskId}`, state.alice)
+    assert.equal(d.status, 200)
+    await waitShownTypes(page, ['chop-wood', 'saw-planks', 'catch-shrimp', 'cook-shrimp'])
   })
 
   await step('reorder by dragging; the server gets the new order', async () => {

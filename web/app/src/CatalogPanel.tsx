@@ -9,7 +9,7 @@ function itemList(catalog: Catalog, items: Record<string, number>): string {
 }
 
 function formatSeconds(ms: number): string {
-  return ms < 60000 ? `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)} s` : formatDuration(ms)
+  return ms < 60000 ? `${Number((ms / 1000).toFixed(2))} s` : formatDuration(ms)
 }
 
 export function CatalogPanel({ q }: { q: TaskQueueState }) {

@@ -9,7 +9,7 @@ class TestSocket {
   sent: string[] = []
   onopen: (() => void) | null = null
   onmessage: ((ev: { data: unknown }) => void) | null = null
-  onclose: (() => void) | null = null
+  onclose: ((ev: { code: number }) => void) | null = null
   onerror: (() => void) | null = null
   constructor(readonly url: string) {}
   send(data: string) {
@@ -17,7 +17,7 @@ class TestSocket {
   }
   close() {
     this.readyState = 3
-    this.onclose?.()
+    this.onclose?.({ code: 1000 })
   }
   open() {
     this.readyState = 1
@@ -26,9 +26,9 @@ class TestSocket {
   receive(m: unknown) {
     this.onmessage?.({ data: JSON.stringify(m) })
   }
-  drop() {
+  drop(code = 1006) {
     this.readyState = 3
-    this.onclose?.()
+    this.onclose?.({ code })
   }
 }
 
@@ -56,6 +56,9 @@ describe('RealtimeClient', () => {
     expect(sockets[0].url).toBe('ws://host/api/ws?access_token=tok%20en')
     sockets[0].open()
     expect(JSON.parse(sockets[0].sent[0])).toEqual({ type: 'subscribe', playerId: 'alice' })
+    expect(states.at(-1)).toBe('connecting')
+    sockets[0].receive({ type: 'subscribed', playerId: 'alice', position: '40' })
+    expect(states.at(-1)).toBe('live')
     sockets[0].receive({ type: 'event', position: '41', event: { type: 'TaskEnqueued', version: 15, position: '41', occurredAt: '', data: {} }, queue: viewOf({ version: 15 }) })
     sockets[0].receive({ type: 'reset', position: '90', queue: viewOf({ version: 20 }) })
     sockets[0].receive('garbage')
@@ -67,7 +70,13 @@ describe('RealtimeClient', () => {
     expect(sockets).toHaveLength(2)
     sockets[1].open()
     expect(JSON.parse(sockets[1].sent[0])).toEqual({ type: 'subscribe', playerId: 'alice', since: '90' })
+    sockets[1].receive({ type: 'subscribed', playerId: 'alice', position: '90' })
     expect(states.at(-1)).toBe('live')
+    // A refusal (4403) is not retried soon: the app polls meanwhile.
+    sockets[1].drop(4403)
+    expect(states.at(-1)).toBe('unavailable')
+    vi.advanceTimersByTime(20000)
+    expect(sockets).toHaveLength(2)
     client.stop()
     expect(states.at(-1)).toBe('closed')
   })

@@ -4,9 +4,11 @@
 //
 // Protocol as this client speaks it:
 //   client → {"type":"subscribe","playerId":"alice","since":"1042"}   (since omitted on first connect)
+//   server → {"type":"subscribed","playerId":"alice","position":"1042"}
 //   server → {"type":"event","position":"1043","event":{…DomainEvent},"queue":{…QueueView}}
 //   server → {"type":"reset","position":"1100","queue":{…QueueView}}    (too far behind: a fresh snapshot)
-//   server → {"type":"error","problem":{…}}                              (then closes)
+//   server → {"type":"error","problem":{…}}                              (then closes with a 4xxx code)
+// The token goes in ?access_token= (browsers cannot set headers on a socket).
 // Positions are opaque strings: the client stores the last one it saw and
 // sends it back on reconnect; it never compares two of them.
 import type { DomainEvent, Problem, QueueView } from './types'
@@ -14,6 +16,7 @@ import type { DomainEvent, Problem, QueueView } from './types'
 export type RealtimeState = 'connecting' | 'live' | 'reconnecting' | 'unavailable' | 'closed'
 
 export type ServerMessage =
+  | { type: 'subscribed'; position?: string; playerId?: string }
   | { type: 'event'; position: string; event: DomainEvent; queue?: QueueView }
   | { type: 'reset'; position: string; queue: QueueView }
   | { type: 'error'; problem: Problem }
@@ -47,6 +50,7 @@ export function parseServerMessage(data: unknown): ServerMessage | null {
   const o = m as Record<string, unknown>
   if (o.type === 'event' && typeof o.position === 'string' && o.event && typeof o.event === 'object') return o as unknown as ServerMessage
   if (o.type === 'reset' && typeof o.position === 'string' && o.queue && typeof o.queue === 'object') return o as unknown as ServerMessage
+  if (o.type === 'subscribed') return o as unknown as ServerMessage
   if (o.type === 'error') return o as unknown as ServerMessage
   return null
 }
@@ -100,24 +104,33 @@ export class RealtimeClient {
     }
     this.ws = ws
     ws.onopen = () => {
-      this.everOpened = true
-      this.failures = 0
       const msg: Record<string, string> = { type: 'subscribe', playerId: this.opts.playerId }
       if (this.position !== undefined) msg.since = this.position
       ws.send(JSON.stringify(msg))
-      this.opts.onState('live')
     }
     ws.onmessage = (ev) => {
       const m = parseServerMessage(ev.data)
       if (!m) return
       if (m.type === 'error') return
+      if (m.type === 'subscribed') {
+        // Live from here on: the server checked the token and the queue.
+        this.everOpened = true
+        this.failures = 0
+        if (m.position !== undefined && this.position === undefined) this.position = m.position
+        this.opts.onState('live')
+        return
+      }
       this.position = m.position
       if (m.type === 'event') this.opts.onEvent?.(m.event)
       if (m.queue) this.opts.onQueue(m.queue, m.position)
     }
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       if (this.ws === ws) this.ws = null
-      if (!this.stopped) this.retry()
+      if (this.stopped) return
+      // 4400 bad request, 4401 unauthorized, 4403 forbidden: retrying soon
+      // cannot help; poll and try again rarely (a new token makes a new client).
+      if (ev && (ev.code === 4400 || ev.code === 4401 || ev.code === 4403)) this.failures = Math.max(this.failures, 10)
+      this.retry()
     }
     ws.onerror = () => {
       // onclose follows and schedules the retry.
@@ -129,7 +142,7 @@ export class RealtimeClient {
     const min = this.opts.minDelayMs ?? 1000
     const max = this.opts.maxDelayMs ?? 30000
     // Never opened after a few tries: the server has no /api/ws (yet); poll and try rarely.
-    const unavailable = !this.everOpened && this.failures >= 3
+    const unavailable = this.failures >= 10 || (!this.everOpened && this.failures >= 3)
     this.opts.onState(unavailable ? 'unavailable' : 'reconnecting')
     const cap = unavailable ? Math.max(max, 60000) : max
     const delay = Math.min(cap, min * 2 ** Math.min(10, this.failures - 1)) * (0.75 + Math.random() * 0.5)

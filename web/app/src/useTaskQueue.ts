@@ -285,17 +285,20 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
     }
   }, [session.token, playerId, accept, toast, taskName])
 
-  // Polling while the WebSocket is not live; sends what waits when reachable.
+  // Polling while the WebSocket is not live, and also while the last request
+  // found no server or commands wait (a socket can outlive a network change,
+  // so a live socket alone does not prove that requests go through).
   const live = realtime === 'live'
+  const hasPending = pending.length > 0
   useEffect(() => {
-    if (live) return
+    if (live && reachable && !hasPending) return
     const id = setInterval(() => {
       void refresh().then((ok) => {
         if (ok && box.pendingFor(playerId).length > 0) void flush()
       })
     }, POLL_MS)
     return () => clearInterval(id)
-  }, [live, refresh, flush, box, playerId])
+  }, [live, reachable, hasPending, refresh, flush, box, playerId])
 
   // Fetch right when the running repetition is due.
   const dueAt = view?.repetition?.dueAt
