@@ -324,13 +324,21 @@ func (m *rateMeter) rate(now time.Time) float64 {
 
 // pageCache keeps the last pages of the log read during catch-up, so that
 // projections catching up together (at start, or all rebuilt at once) read
-// each page from the store once instead of once each. Any page ReadAll
-// returned for "after P" stays a correct answer for "after P" (the safe
-// prefix of the log never changes), at worst shorter than a fresh read.
+// each page from the store once instead of once each; a page being read is
+// waited for rather than read again. Any page ReadAll returned for "after
+// P" stays a correct answer for "after P" (the safe prefix of the log never
+// changes), at worst shorter than a fresh read.
 type pageCache struct {
-	mu    sync.Mutex
-	pages map[eventstore.Position][]eventstore.RecordedEvent
-	order []eventstore.Position
+	mu       sync.Mutex
+	pages    map[eventstore.Position][]eventstore.RecordedEvent
+	order    []eventstore.Position
+	inflight map[eventstore.Position]*pageRead
+}
+
+type pageRead struct {
+	done chan struct{}
+	evs  []eventstore.RecordedEvent
+	err  error
 }
 
 const cachedPages = 16
@@ -343,27 +351,42 @@ func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f event
 	}
 	c := &r.cache
 	c.mu.Lock()
-	evs, ok := c.pages[from]
-	c.mu.Unlock()
-	if ok {
+	if evs, ok := c.pages[from]; ok {
+		c.mu.Unlock()
 		return evs, nil
 	}
-	evs, err := r.cfg.Store.ReadAll(ctx, from, f, r.cfg.BatchSize)
-	if err != nil || len(evs) == 0 {
-		return evs, err // an empty page means "caught up": never cached
+	if rd, ok := c.inflight[from]; ok {
+		c.mu.Unlock()
+		select {
+		case <-rd.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if rd.err != nil {
+			return r.cfg.Store.ReadAll(ctx, from, f, r.cfg.BatchSize) // the reader's context may have ended
+		}
+		return rd.evs, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pages == nil {
+	if c.inflight == nil {
+		c.inflight = map[eventstore.Position]*pageRead{}
 		c.pages = map[eventstore.Position][]eventstore.RecordedEvent{}
 	}
-	if _, ok := c.pages[from]; !ok {
-		c.pages[from] = evs
+	rd := &pageRead{done: make(chan struct{})}
+	c.inflight[from] = rd
+	c.mu.Unlock()
+
+	rd.evs, rd.err = r.cfg.Store.ReadAll(ctx, from, f, r.cfg.BatchSize)
+	c.mu.Lock()
+	delete(c.inflight, from)
+	if rd.err == nil && len(rd.evs) > 0 { // an empty page means "caught up": never cached
+		c.pages[from] = rd.evs
 		c.order = append(c.order, from)
 		if len(c.order) > cachedPages {
 			delete(c.pages, c.order[0])
 			c.order = c.order[1:]
 		}
 	}
-	return evs, nil
+	c.mu.Unlock()
+	close(rd.done)
+	return rd.evs, rd.err
 }
