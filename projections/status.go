@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -143,19 +144,22 @@ func seqLag(pos, head eventstore.Position) int64 {
 	return int64(head.Seq - pos.Seq)
 }
 
-// Ready reports an error naming every failed projection, for /readyz.
+// Ready reports an error naming every failed projection (also a failed
+// rebuild), for /readyz. It reads only the runner's memory: no query.
 func (r *Runner) Ready(ctx context.Context) error {
-	st, err := r.Status(ctx)
-	if err != nil {
-		return err
-	}
 	var failed []string
-	for _, s := range st {
-		if s.State == StateFailed {
-			failed = append(failed, s.Name+" at "+s.Failure.Position.String())
+	for _, name := range r.order {
+		pr := r.projs[name]
+		pr.mu.Lock()
+		for _, w := range pr.workers {
+			if f := w.failure(); f != nil {
+				failed = append(failed, fmt.Sprintf("%s (generation %s) at %s", name, w.generation, f.Position))
+			}
 		}
+		pr.mu.Unlock()
 	}
 	if len(failed) > 0 {
+		sort.Strings(failed)
 		return fmt.Errorf("projections failed: %s", strings.Join(failed, ", "))
 	}
 	return nil
