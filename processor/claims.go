@@ -22,8 +22,8 @@ type due struct {
 // live claim holds, for owner until now+ttl, and returns them in due order.
 //
 // The claim is one INSERT ... ON CONFLICT (stream_id) DO UPDATE ... WHERE
-// the old claim expired or was for another repetition, RETURNING the rows
-// it took: on PostgreSQL the row lock of the conflicting claim serializes
+// the old claim expired or its repetition left the schedule (completed or
+// cancelled), RETURNING the rows it took: on PostgreSQL the row lock of the conflicting claim serializes
 // two claimers (the second sees the first's fresh claim and takes nothing),
 // on SQLite the single writer does. The same statements run on both.
 func claimDue(ctx context.Context, db projections.DB, owner string, now time.Time, ttl time.Duration, limit int) ([]due, error) {
@@ -70,8 +70,9 @@ func claimDue(ctx context.Context, db projections.DB, owner string, now time.Tim
 		}
 		b.WriteString(` ON CONFLICT (stream_id) DO UPDATE SET task_id = excluded.task_id, number = excluded.number,
 			owner = excluded.owner, expires_at = excluded.expires_at
-			WHERE processor_claims.expires_at <= $3 OR processor_claims.task_id <> excluded.task_id
-				OR processor_claims.number <> excluded.number
+			WHERE processor_claims.expires_at <= $3
+				OR NOT EXISTS (SELECT 1 FROM processor_schedule s WHERE s.stream_id = processor_claims.stream_id
+					AND s.task_id = processor_claims.task_id AND s.number = processor_claims.number)
 			RETURNING stream_id`)
 		taken, err := tx.Query(ctx, b.String(), args...)
 		if err != nil {

@@ -44,8 +44,15 @@ func openSQLite(t testing.TB) backend {
 
 func openPostgres(t testing.TB, maxConns int32) backend {
 	t.Helper()
+	return openPostgresAt(t, testenv.Postgres(t), maxConns)
+}
+
+// openPostgresAt opens a store of its own (its own pool) on url, as another
+// process would.
+func openPostgresAt(t testing.TB, url string, maxConns int32) backend {
+	t.Helper()
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
 	}
