@@ -1,0 +1,481 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/google/uuid"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/projections"
+)
+
+// Integration event types: the names other services subscribe to (topics
+// "<prefix>.events.<type>"); docs/EVENTS.md documents their JSON.
+// Renaming one breaks every consumer.
+const (
+	TypeTaskStarted   = "task.started"
+	TypeTaskCompleted = "task.completed"
+	TypeTaskFailed    = "task.failed"
+	TypeQueueUpdated  = "queue.updated"
+	TypePlayerOffline = "player.offline"
+)
+
+// IntegrationEventVersion is the version of the envelope and data schemas.
+const IntegrationEventVersion = 1
+
+// Metadata keys of every integration message (besides watermill's
+// correlation_id, set with middleware.SetCorrelationID).
+const (
+	MetaPosition = "position"
+	MetaEventID  = "event_id"
+	MetaType     = "type"
+)
+
+// IntegrationEvent is the JSON of every integration message.
+type IntegrationEvent struct {
+	Type    string `json:"type"`
+	Version int    `json:"version"`
+	// EventID is the ID of the domain event it came from (absent for
+	// player.offline).
+	EventID string `json:"eventId,omitempty"`
+	// Position is the domain event's global position ("" for
+	// player.offline): consumers may deduplicate and order by it.
+	Position      string          `json:"position,omitempty"`
+	OccurredAt    time.Time       `json:"occurredAt"`
+	PlayerID      string          `json:"playerId"`
+	CorrelationID string          `json:"correlationId,omitempty"`
+	Data          json.RawMessage `json:"data"`
+}
+
+// TaskStartedData is task.started's data (the first repetition started).
+type TaskStartedData struct {
+	TaskID     string    `json:"taskId"`
+	TaskType   string    `json:"taskType"`
+	StartedAt  time.Time `json:"startedAt"`
+	FirstDueAt time.Time `json:"firstDueAt"`
+	DurationMs int64     `json:"durationMs"`
+	Efficiency float64   `json:"efficiency"`
+}
+
+// Rewards are what a task granted.
+type Rewards struct {
+	XP    map[string]int64 `json:"xp"`
+	Items map[string]int64 `json:"items"`
+}
+
+// TaskCompletedData is task.completed's data.
+type TaskCompletedData struct {
+	TaskID      string    `json:"taskId"`
+	TaskType    string    `json:"taskType"`
+	Count       int       `json:"count"`
+	CompletedAt time.Time `json:"completedAt"`
+	Rewards     Rewards   `json:"rewards"`
+	// DurationMs is the sum of the durations of its repetitions.
+	DurationMs int64 `json:"durationMs"`
+	// Efficiency is base duration / actual duration over them.
+	Efficiency float64 `json:"efficiency"`
+}
+
+// TaskFailedData is task.failed's data.
+type TaskFailedData struct {
+	TaskID   string    `json:"taskId"`
+	TaskType string    `json:"taskType"`
+	Done     int       `json:"done"`
+	Count    int       `json:"count"`
+	Reason   string    `json:"reason"`
+	FailedAt time.Time `json:"failedAt"`
+}
+
+// QueueUpdatedData is queue.updated's data: which change, and the queue's
+// stream version after it (a consumer re-reads the queue when it cares).
+type QueueUpdatedData struct {
+	Change        string `json:"change"`
+	StreamVersion int64  `json:"streamVersion"`
+	TaskID        string `json:"taskId,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+}
+
+// PlayerOfflineData is player.offline's data.
+type PlayerOfflineData struct {
+	// LastPosition is the last global position the player's client saw.
+	LastPosition string `json:"lastPosition,omitempty"`
+}
+
+// Topic returns the topic of integration event type typ.
+func Topic(prefix, typ string) string { return prefix + ".events." + typ }
+
+// PublishPlayerOffline publishes player.offline for player (the realtime
+// part calls it when a player's last connection closes).
+func PublishPlayerOffline(pub message.Publisher, topicPrefix, player string, at time.Time, lastPosition eventstore.Position, correlationID string) error {
+	data, err := json.Marshal(PlayerOfflineData{LastPosition: positionText(lastPosition)})
+	if err != nil {
+		return err
+	}
+	ev := IntegrationEvent{Type: TypePlayerOffline, Version: IntegrationEventVersion, OccurredAt: at.UTC(), PlayerID: player, CorrelationID: correlationID, Data: data}
+	msg, err := newIntegrationMessage(uuid.NewString(), ev)
+	if err != nil {
+		return err
+	}
+	if err := pub.Publish(Topic(topicPrefix, TypePlayerOffline), msg); err != nil {
+		return fmt.Errorf("publish player.offline for %s: %w", player, err)
+	}
+	return nil
+}
+
+func positionText(p eventstore.Position) string {
+	if p.IsZero() {
+		return ""
+	}
+	return p.String()
+}
+
+func newIntegrationMessage(id string, ev IntegrationEvent) (*message.Message, error) {
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", ev.Type, err)
+	}
+	msg := message.NewMessage(id, payload)
+	msg.Metadata.Set(MetaType, ev.Type)
+	if ev.Position != "" {
+		msg.Metadata.Set(MetaPosition, ev.Position)
+	}
+	if ev.EventID != "" {
+		msg.Metadata.Set(MetaEventID, ev.EventID)
+	}
+	middleware.SetCorrelationID(ev.CorrelationID, msg)
+	return msg, nil
+}
+
+// RelayConfig configures a Relay.
+type RelayConfig struct {
+	// Store is the event log. Required.
+	Store eventstore.Store
+	// DB holds the checkpoint (processor_relay_checkpoints). Required.
+	DB projections.DB
+	// Publisher carries the integration messages. Required.
+	Publisher message.Publisher
+	// Name keys the checkpoint: renaming it publishes everything again.
+	// Default "integration".
+	Name string
+	// TopicPrefix starts every topic. Default "taskqueue".
+	TopicPrefix string
+	// RetryDelay is the wait after an error before starting again.
+	// Default 1 s.
+	RetryDelay time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *RelayConfig) setDefaults() {
+	if c.Name == "" {
+		c.Name = "integration"
+	}
+	if c.TopicPrefix == "" {
+		c.TopicPrefix = "taskqueue"
+	}
+	if c.RetryDelay <= 0 {
+		c.RetryDelay = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c RelayConfig) Validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("relay: Store is required"))
+	}
+	if c.DB == nil {
+		errs = append(errs, errors.New("relay: DB is required"))
+	}
+	if c.Publisher == nil {
+		errs = append(errs, errors.New("relay: Publisher is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Relay tails the event log and publishes integration events, at least
+// once, in log order: it publishes a batch, then moves its checkpoint (a
+// compare-and-set, so a second relay on the same checkpoint notices and
+// starts over from where the other got). A crash between the two
+// publishes the batch again; consumers deduplicate by message UUID (derived
+// from the domain event's ID and the integration type) or by position.
+type Relay struct {
+	cfg RelayConfig
+}
+
+// NewRelay checks cfg and returns a Relay; call Run to start it.
+func NewRelay(cfg RelayConfig) (*Relay, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Relay{cfg: cfg}, nil
+}
+
+// relayFilter selects the domain events the relay turns into messages.
+var relayFilter = eventstore.Filter{StreamPrefixes: []string{domain.StreamPrefix}, EventTypes: []string{
+	string(domain.TypeRepetitionStarted), string(domain.TypeTaskCompleted), string(domain.TypeTaskFailed),
+	string(domain.TypeTaskEnqueued), string(domain.TypeTaskRemoved), string(domain.TypeTasksReordered),
+	string(domain.TypeQueueStopped), string(domain.TypeQueueStarted),
+}}
+
+// Run publishes from the checkpoint on until ctx ends (then it returns
+// nil), starting over after errors.
+func (r *Relay) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		err := r.runOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.cfg.Logger.Warn("relay stopped; starting over", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(r.cfg.RetryDelay):
+		}
+	}
+	return nil
+}
+
+var errCheckpointMoved = errors.New("the relay checkpoint was moved by another relay")
+
+func (r *Relay) runOnce(ctx context.Context) error {
+	from, err := r.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	sub, err := r.cfg.Store.Subscribe(ctx, from, relayFilter)
+	if err != nil {
+		return fmt.Errorf("relay: subscribe after %s: %w", from, err)
+	}
+	defer sub.Close()
+	for {
+		events, err := sub.Next(ctx)
+		if err != nil {
+			return fmt.Errorf("relay: read after %s: %w", from, err)
+		}
+		if err := r.publish(ctx, events); err != nil {
+			return err
+		}
+		to := sub.Position()
+		// A published batch gets its checkpoint even when ctx just ended.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err = r.saveCheckpoint(sctx, from, to)
+		cancel()
+		if err != nil {
+			return err
+		}
+		from = to
+	}
+}
+
+// Checkpoint returns the position up to which the relay has published.
+func (r *Relay) Checkpoint(ctx context.Context) (eventstore.Position, error) {
+	var commit, seq int64
+	err := r.cfg.DB.QueryRow(ctx, `SELECT commit_position, seq_position FROM processor_relay_checkpoints WHERE name = $1`, r.cfg.Name).Scan(&commit, &seq)
+	if isNoRows(err) {
+		return eventstore.Start, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("relay: read checkpoint %s: %w", r.cfg.Name, err)
+	}
+	return eventstore.Position{Commit: uint64(commit), Seq: uint64(seq)}, nil
+}
+
+func (r *Relay) saveCheckpoint(ctx context.Context, old, pos eventstore.Position) error {
+	return r.cfg.DB.InTx(ctx, func(tx projections.Tx) error {
+		n, err := tx.Exec(ctx, `UPDATE processor_relay_checkpoints SET commit_position = $1, seq_position = $2, updated_at = $3
+			WHERE name = $4 AND commit_position = $5 AND seq_position = $6`,
+			int64(pos.Commit), int64(pos.Seq), time.Now().UTC(), r.cfg.Name, int64(old.Commit), int64(old.Seq))
+		if err != nil {
+			return fmt.Errorf("relay: save checkpoint %s: %w", pos, err)
+		}
+		if n == 1 {
+			return nil
+		}
+		if old.IsZero() {
+			n, err = tx.Exec(ctx, `INSERT INTO processor_relay_checkpoints (name, commit_position, seq_position, updated_at)
+				VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING`, r.cfg.Name, int64(pos.Commit), int64(pos.Seq), time.Now().UTC())
+			if err != nil {
+				return fmt.Errorf("relay: save checkpoint %s: %w", pos, err)
+			}
+			if n == 1 {
+				return nil
+			}
+		}
+		return errCheckpointMoved
+	})
+}
+
+// Republish publishes again every integration event after position
+// after, up to the head of the log when it is called, without touching
+// the checkpoint (`taskqueue relay --from N`: the seed's EventBridge
+// replay). It returns the number of messages published.
+func (r *Relay) Republish(ctx context.Context, after eventstore.Position) (int, error) {
+	head, err := r.cfg.Store.Head(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("relay: republish: read the head: %w", err)
+	}
+	n := 0
+	for after.Less(head) {
+		events, err := r.cfg.Store.ReadAll(ctx, after, relayFilter, 1000)
+		if err != nil {
+			return n, fmt.Errorf("relay: republish after %s: %w", after, err)
+		}
+		if len(events) == 0 {
+			break
+		}
+		var batch []eventstore.RecordedEvent
+		for _, e := range events {
+			if head.Less(e.Position) {
+				break
+			}
+			batch = append(batch, e)
+		}
+		if err := r.publish(ctx, batch); err != nil {
+			return n, err
+		}
+		n += len(batch)
+		if len(batch) < len(events) {
+			break
+		}
+		after = events[len(events)-1].Position
+	}
+	return n, nil
+}
+
+// publish turns events into messages and publishes them in order.
+func (r *Relay) publish(ctx context.Context, events []eventstore.RecordedEvent) error {
+	for _, e := range events {
+		msgs, err := r.messages(ctx, e)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if err := r.cfg.Publisher.Publish(Topic(r.cfg.TopicPrefix, m.Metadata.Get(MetaType)), m); err != nil {
+				return fmt.Errorf("relay: publish %s of event %s at %s: %w", m.Metadata.Get(MetaType), e.ID, e.Position, err)
+			}
+		}
+	}
+	return nil
+}
+
+// integrationNamespace derives message UUIDs from event IDs.
+var integrationNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("urn:taskqueue:integration-event"))
+
+// messages maps one domain event to its integration messages.
+func (r *Relay) messages(ctx context.Context, rec eventstore.RecordedEvent) ([]*message.Message, error) {
+	player, ok := domain.PlayerFromStream(rec.Stream)
+	if !ok {
+		return nil, nil
+	}
+	e, err := domain.DecodeEvent(rec.Type, rec.SchemaVersion, rec.Data)
+	if err != nil {
+		return nil, fmt.Errorf("relay: decode event %s at %s: %w", rec.ID, rec.Position, err)
+	}
+	type out struct {
+		typ  string
+		data any
+	}
+	var outs []out
+	updated := func(taskID domain.TaskID, reason string) {
+		outs = append(outs, out{TypeQueueUpdated, QueueUpdatedData{Change: rec.Type, StreamVersion: rec.Version, TaskID: string(taskID), Reason: reason}})
+	}
+	switch e := e.(type) {
+	case domain.RepetitionStarted:
+		if e.Number == 1 {
+			outs = append(outs, out{TypeTaskStarted, TaskStartedData{TaskID: string(e.TaskID), TaskType: string(e.Type),
+				StartedAt: e.StartedAt, FirstDueAt: e.DueAt, DurationMs: e.DurationMs, Efficiency: e.Efficiency}})
+		}
+	case domain.TaskCompleted:
+		d, err := r.completed(ctx, rec, e)
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, out{TypeTaskCompleted, d})
+		updated(e.TaskID, "")
+	case domain.TaskFailed:
+		outs = append(outs, out{TypeTaskFailed, TaskFailedData{TaskID: string(e.TaskID), TaskType: string(e.Type),
+			Done: e.Done, Count: e.Count, Reason: e.Reason, FailedAt: e.At}})
+		updated(e.TaskID, e.Reason)
+	case domain.TaskEnqueued:
+		updated(e.TaskID, "")
+	case domain.TaskRemoved:
+		updated(e.TaskID, "")
+	case domain.QueueStopped:
+		updated("", e.Reason)
+	case domain.TasksReordered, domain.QueueStarted:
+		updated("", "")
+	}
+	msgs := make([]*message.Message, 0, len(outs))
+	for _, o := range outs {
+		data, err := json.Marshal(o.data)
+		if err != nil {
+			return nil, fmt.Errorf("relay: encode %s: %w", o.typ, err)
+		}
+		ev := IntegrationEvent{
+			Type: o.typ, Version: IntegrationEventVersion, EventID: rec.ID.String(), Position: rec.Position.String(),
+			OccurredAt: rec.Metadata.OccurredAt, PlayerID: string(player), CorrelationID: rec.Metadata.CorrelationID, Data: data,
+		}
+		msg, err := newIntegrationMessage(uuid.NewSHA1(integrationNamespace, []byte(rec.ID.String()+"/"+o.typ)).String(), ev)
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, msg)
+	}
+	return msgs, nil
+}
+
+// completed sums the rewards, durations and efficiency of a completed
+// task's repetitions from the stream's tail before the TaskCompleted
+// event (a task of count n wrote at most about 3n events since its first
+// repetition started, plus the stops and starts in between).
+func (r *Relay) completed(ctx context.Context, rec eventstore.RecordedEvent, e domain.TaskCompleted) (TaskCompletedData, error) {
+	d := TaskCompletedData{TaskID: string(e.TaskID), TaskType: string(e.Type), Count: e.Count, CompletedAt: e.At,
+		Rewards: Rewards{XP: map[string]int64{}, Items: map[string]int64{}}}
+	from := max(1, rec.Version-int64(4*e.Count+64))
+	tail, err := r.cfg.Store.ReadStream(ctx, rec.Stream, from, int(rec.Version-from+1))
+	if err != nil {
+		return d, fmt.Errorf("relay: read %s for the rewards of task %s: %w", rec.Stream, e.TaskID, err)
+	}
+	durations := map[int]domain.RepetitionStarted{}
+	var base float64
+	for _, t := range tail {
+		ev, err := domain.DecodeEvent(t.Type, t.SchemaVersion, t.Data)
+		if err != nil {
+			return d, fmt.Errorf("relay: decode event %s: %w", t.ID, err)
+		}
+		switch ev := ev.(type) {
+		case domain.RepetitionStarted:
+			if ev.TaskID == e.TaskID {
+				durations[ev.Number] = ev
+			}
+		case domain.RepetitionCompleted:
+			if ev.TaskID != e.TaskID {
+				continue
+			}
+			d.Rewards.XP[string(ev.Skill)] += ev.XP
+			for item, n := range ev.Granted {
+				d.Rewards.Items[string(item)] += n
+			}
+			if s, ok := durations[ev.Number]; ok {
+				d.DurationMs += s.DurationMs
+				base += float64(s.DurationMs) * s.Efficiency
+			}
+		}
+	}
+	if d.DurationMs > 0 {
+		d.Efficiency = float64(int(base/float64(d.DurationMs)*100+0.5)) / 100
+	}
+	return d, nil
+}
