@@ -1,6 +1,7 @@
 import { useCallback } from 'react'
 import type { Session } from './api'
 import { CatalogPanel } from './CatalogPanel'
+import { HistoryPanel } from './HistoryPanel'
 import { QueuePanel } from './QueuePanel'
 import { InventoryPanel, SkillsPanel } from './StatsPanels'
 import { useTaskQueue, type Connection } from './useTaskQueue'
@@ -46,6 +47,9 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
         <section className="area-stats">
           <SkillsPanel view={q.view} catalog={q.catalog} />
           <InventoryPanel view={q.view} catalog={q.catalog} />
+        </section>
+        <section className="area-history">
+          <HistoryPanel api={q.api} playerId={session.playerId} catalog={q.catalog} version={q.view?.version} />
         </section>
       </main>
       <div className="toasts" aria-live="polite">

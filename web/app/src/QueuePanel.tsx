@@ -36,6 +36,24 @@ function describeCommand(catalog: Catalog | null, c: TaskQueueState['pending'][n
   }
 }
 
+/** Why the server refused a command, in the player's words where the kind is known. */
+export function reasonFor(problem: { type: string; title: string; detail?: string }): string {
+  switch (problem.type.replace(/^urn:taskqueue:problem:/, '')) {
+    case 'not-found':
+      return 'That task is no longer in the queue (it finished, or was removed elsewhere).'
+    case 'queue-full':
+      return 'The queue was full.'
+    case 'requirement-not-met':
+      return problem.detail ? `Your level is too low: ${problem.detail}.` : 'Your level is too low for that task.'
+    case 'idempotency-key-reused':
+      return 'It clashed with an earlier attempt of a different change.'
+    case 'forbidden':
+      return 'You may not change this queue.'
+    default:
+      return problem.detail || problem.title
+  }
+}
+
 export function QueuePanel({ q }: { q: TaskQueueState }) {
   const { view, display, catalog, commands } = q
   if (!view || !display) {
@@ -256,7 +274,7 @@ function Outbox({ q }: { q: TaskQueueState }) {
       {q.rejections.map((r) => (
         <p key={r.entry.key} className="banner banner-bad" data-testid="rejection">
           <span>
-            <strong>Not done:</strong> {describeCommand(q.catalog, r.entry.command)}. {r.problem.detail || r.problem.title}
+            <strong>Not done:</strong> {describeCommand(q.catalog, r.entry.command)}. {reasonFor(r.problem)}
           </span>
           <button type="button" className="link" onClick={() => q.commands.dismiss(r.entry.key)} aria-label="Dismiss">
             Dismiss

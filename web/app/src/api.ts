@@ -2,7 +2,7 @@
 // keys. Every function throws ApiError for an answer the server gave (with its
 // problem) and NetworkError when no answer came (offline, connection refused):
 // the outbox keeps a command on NetworkError and drops it on a client error.
-import type { Catalog, Problem, QueueTask, QueueView } from './types'
+import type { Catalog, HistoryPage, Problem, QueueTask, QueueView } from './types'
 
 export class ApiError extends Error {
   readonly problem: Problem
@@ -113,6 +113,16 @@ export class Api {
 
   async queue(playerId: string, signal?: AbortSignal): Promise<QueueView> {
     return (await this.request<QueueView>(`/api/queue/${encodeURIComponent(playerId)}`, { signal })).body
+  }
+
+  async history(playerId: string, filter: { type?: string; from?: string; cursor?: string; limit?: number }, signal?: AbortSignal): Promise<HistoryPage> {
+    const q = new URLSearchParams()
+    if (filter.type) q.set('type', filter.type)
+    if (filter.from) q.set('from', filter.from)
+    if (filter.cursor) q.set('cursor', filter.cursor)
+    if (filter.limit) q.set('limit', String(filter.limit))
+    const qs = q.toString()
+    return (await this.request<HistoryPage>(`/api/queue/${encodeURIComponent(playerId)}/history${qs ? '?' + qs : ''}`, { signal })).body
   }
 
   async enqueue(playerId: string, body: { type: string; count: number; position?: number }, key: string): Promise<QueueTask> {

@@ -83,3 +83,26 @@ export interface DomainEvent {
   occurredAt: string
   data: Record<string, unknown>
 }
+
+/** One finished task of GET /api/queue/{playerId}/history (query.HistoryEntry). */
+export interface HistoryEntry {
+  taskId: string
+  type: string
+  outcome: 'completed' | 'failed' | 'cancelled' | string
+  reason: string
+  count: number
+  repetitionsDone: number
+  enqueuedAt: string
+  startedAt: string | null
+  finishedAt: string
+  durationMs: number | null
+  xp: number
+  itemsGranted: Record<string, number> | null
+  itemsConsumed: Record<string, number> | null
+  efficiency: number | null
+}
+
+export interface HistoryPage {
+  entries: HistoryEntry[]
+  nextCursor: string
+}

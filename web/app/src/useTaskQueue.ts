@@ -329,6 +329,6 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
     [run, box, refresh, flush],
   )
 
-  return { view, display, offset, catalog, pending, rejections, inFlight, connection, realtime, toasts, commands }
+  return { api, view, display, offset, catalog, pending, rejections, inFlight, connection, realtime, toasts, commands }
 }
 export type TaskQueueState = ReturnType<typeof useTaskQueue>

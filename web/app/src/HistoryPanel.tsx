@@ -1,0 +1,157 @@
+// The player's finished tasks of the last days (GET /api/queue/{id}/history)
+// with filters, and their efficiency over time as a small chart. The panel
+// hides itself when the server has no read side (404 or 501).
+import { useEffect, useMemo, useState } from 'react'
+import { Api, ApiError } from './api'
+import { formatDuration } from './progress'
+import type { Catalog, HistoryEntry } from './types'
+
+const RANGES: Array<[string, number]> = [
+  ['24 hours', 1],
+  ['7 days', 7],
+  ['30 days', 30],
+]
+
+export function HistoryPanel({ api, playerId, catalog, version }: { api: Api; playerId: string; catalog: Catalog | null; version: number | undefined }) {
+  const [type, setType] = useState('')
+  const [days, setDays] = useState(30)
+  const [entries, setEntries] = useState<HistoryEntry[]>([])
+  const [next, setNext] = useState('')
+  const [hidden, setHidden] = useState(false)
+  const [error, setError] = useState('')
+
+  // Refetch when the filters change and, at most every few seconds, when the
+  // queue moved (a task may have finished).
+  const [tick, setTick] = useState(0)
+  useEffect(() => {
+    const id = setTimeout(() => setTick((t) => t + 1), 1500)
+    return () => clearTimeout(id)
+  }, [version])
+
+  useEffect(() => {
+    const ctl = new AbortController()
+    const from = new Date(Date.now() - days * 86400000).toISOString()
+    api
+      .history(playerId, { type: type || undefined, from, limit: 50 }, ctl.signal)
+      .then((page) => {
+        setEntries(page.entries ?? [])
+        setNext(page.nextCursor ?? '')
+        setError('')
+      })
+      .catch((err) => {
+        if (ctl.signal.aborted) return
+        if (err instanceof ApiError && (err.status === 404 || err.status === 501)) setHidden(true)
+        else setError(err instanceof Error ? err.message : String(err))
+      })
+    return () => ctl.abort()
+  }, [api, playerId, type, days, tick])
+
+  async function more() {
+    const from = new Date(Date.now() - days * 86400000).toISOString()
+    try {
+      const page = await api.history(playerId, { type: type || undefined, from, cursor: next, limit: 50 })
+      setEntries((e) => [...e, ...(page.entries ?? [])])
+      setNext(page.nextCursor ?? '')
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err))
+    }
+  }
+
+  if (hidden) return null
+  const name = (id: string) => catalog?.tasks.find((t) => t.id === id)?.name ?? id
+  const item = (id: string) => catalog?.items.find((t) => t.id === id)?.name ?? id
+  return (
+    <div className="card history" data-testid="history">
+      <div className="catalog-head">
+        <h2>History</h2>
+        <div className="row">
+          <select value={type} onChange={(e) => setType(e.target.value)} aria-label="Task type" data-testid="history-type">
+            <option value="">All tasks</option>
+            {catalog?.tasks.map((t) => (
+              <option key={t.id} value={t.id}>
+                {t.name}
+              </option>
+            ))}
+          </select>
+          <select value={days} onChange={(e) => setDays(Number(e.target.value))} aria-label="Time range">
+            {RANGES.map(([label, d]) => (
+              <option key={d} value={d}>
+                {label}
+              </option>
+            ))}
+          </select>
+        </div>
+      </div>
+      <EfficiencyChart entries={entries} />
+      {error && <p className="error tiny">{error}</p>}
+      {entries.length === 0 ? (
+        <p className="muted">No finished tasks in this range yet.</p>
+      ) : (
+        <ul className="history-list">
+          {entries.map((e) => (
+            <li key={e.taskId + e.finishedAt} data-testid="history-entry" data-outcome={e.outcome}>
+              <div className="row">
+                <span className={`outcome outcome-${e.outcome}`}>{e.outcome}</span>
+                <span className="task-name">{name(e.type)}</span>
+                <span className="muted">
+                  {e.repetitionsDone}/{e.count}
+                </span>
+                <span className="spacer" />
+                <time className="tiny muted" dateTime={e.finishedAt}>
+                  {new Date(e.finishedAt).toLocaleString()}
+                </time>
+              </div>
+              <div className="tiny muted">
+                {e.xp > 0 && `+${e.xp} XP`}
+                {e.itemsGranted && Object.keys(e.itemsGranted).length > 0 && ` · ${Object.entries(e.itemsGranted).map(([k, n]) => `${n} ${item(k)}`).join(', ')}`}
+                {e.durationMs != null && ` · ${formatDuration(e.durationMs)}`}
+                {e.efficiency != null && ` · efficiency ${e.efficiency.toFixed(2)}`}
+                {e.reason && ` · ${e.reason}`}
+              </div>
+            </li>
+          ))}
+        </ul>
+      )}
+      {next && (
+        <button type="button" className="ghost small" onClick={() => void more()}>
+          Show more
+        </button>
+      )}
+    </div>
+  )
+}
+
+/** Efficiency (base duration ÷ actual) of finished tasks over time: a small SVG line. */
+export function EfficiencyChart({ entries }: { entries: HistoryEntry[] }) {
+  const points = useMemo(
+    () =>
+      entries
+        .filter((e) => e.efficiency != null && e.outcome === 'completed')
+        .map((e) => ({ t: Date.parse(e.finishedAt), v: e.efficiency as number }))
+        .sort((a, b) => a.t - b.t),
+    [entries],
+  )
+  if (points.length < 2) return null
+  const W = 300
+  const H = 60
+  const t0 = points[0].t
+  const t1 = points[points.length - 1].t
+  // A margin around the values so a flat line sits in the middle, not on an edge.
+  const lo = Math.min(...points.map((p) => p.v)) - 0.05
+  const hi = Math.max(...points.map((p) => p.v)) + 0.05
+  const x = (t: number) => (t1 === t0 ? W / 2 : ((t - t0) / (t1 - t0)) * (W - 8) + 4)
+  const y = (v: number) => H - 4 - ((v - lo) / (hi - lo)) * (H - 8)
+  const line = points.map((p) => `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join(' ')
+  const last = points[points.length - 1].v
+  return (
+    <figure className="chart" data-testid="efficiency-chart">
+      <svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" role="img" aria-label={`Efficiency over time, latest ${last.toFixed(2)}`}>
+        {lo < 1 && hi > 1 && <line x1="0" x2={W} y1={y(1)} y2={y(1)} className="chart-base" />}
+        <polyline points={line} className="chart-line" />
+      </svg>
+      <figcaption className="tiny muted">
+        Efficiency (base ÷ actual duration): latest <strong>{last.toFixed(2)}</strong> over {points.length} tasks
+      </figcaption>
+    </figure>
+  )
+}
