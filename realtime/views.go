@@ -126,7 +126,26 @@ func (v *views) latest(ctx context.Context, player domain.PlayerID) (*domain.Que
 	if !last.IsZero() {
 		pos = last
 	}
+	v.warm(q, pos)
 	return q, pos, nil
+}
+
+// warm caches a copy of q (at pos) for a player the cache does not hold,
+// so that the dispatcher's first event of a newly watched player needs no
+// read. If q is ahead of the dispatcher, advance rebuilds the entry when
+// it meets an event at or below q's version: correct, only slower.
+func (v *views) warm(q *domain.Queue, pos eventstore.Position) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, ok := v.entries[q.Player()]; ok {
+		return
+	}
+	v.entries[q.Player()] = v.lru.PushFront(&viewEntry{player: q.Player(), queue: q.Clone(), pos: pos})
+	for v.lru.Len() > v.size {
+		old := v.lru.Back()
+		v.lru.Remove(old)
+		delete(v.entries, old.Value.(*viewEntry).player)
+	}
 }
 
 // advance folds e, the next event of its player's stream in log order, into
