@@ -1,0 +1,92 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+)
+
+// With Redis, commands travel on Redis streams in consumer groups: two
+// instances share them, and every queue still ends as the rules say.
+func TestRedisStreamsShareCommands(t *testing.T) {
+	redisURL, prefix := testenv.Redis(t)
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		keys, _ := client.Keys(ctx, prefix+"*").Result()
+		if len(keys) > 0 {
+			client.Del(ctx, keys...)
+		}
+		client.Close()
+	})
+	url := testenv.Postgres(t)
+	b1, b2 := openPostgresAt(t, url, 4), openPostgresAt(t, url, 4)
+	clock := NewManualClock(t0)
+	rules := domain.Rules{}
+	h := commands(t, b1, clock, rules)
+	const players = 40
+	tasks := [][2]any{{"mine-copper", 3}, {"mine-tin", 3}, {"smelt-bronze", 3}}
+	for i := range players {
+		for _, tk := range tasks {
+			enqueue(t, h, fmt.Sprintf("r%02d", i), tk[0].(string), tk[1].(int))
+		}
+	}
+	cfg := func(owner string) Config {
+		return Config{Clock: clock, Commands: commandConfig(rules), Redis: client, TopicPrefix: prefix + "tq", Owner: owner, Partitions: 2}
+	}
+	p1 := start(t, b1, cfg("one"))
+	p2 := start(t, b2, cfg("two"))
+	waitUntil(t, "the schedule", func() (bool, error) {
+		var n int
+		err := b1.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&n)
+		return n == players, err
+	})
+	for step := 0; ; step++ {
+		waitUntil(t, "every repetition due by now", func() (bool, error) {
+			n, err := dueCount(b1, clock.Now())
+			return n == 0, err
+		})
+		var left int
+		if err := b1.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			break
+		}
+		if step > 100 {
+			t.Fatalf("%d queues still running", left)
+		}
+		clock.Advance(time.Second)
+	}
+	s1, s2 := p1.p.Stats(), p2.p.Stats()
+	t.Logf("one: %+v, two: %+v", s1, s2)
+	if s1.Completed+s2.Completed == 0 {
+		t.Fatal("no command handled")
+	}
+	for i := range players {
+		player := fmt.Sprintf("r%02d", i)
+		got, recs := readQueue(t, b1, player, rules)
+		if n := checkCompletionsOnTime(t, player, recs); n != 9 {
+			t.Errorf("%s: %d repetitions completed, want 9", player, n)
+		}
+		if got.Inventory()["bronze-bar"] != 3 {
+			t.Errorf("%s: inventory %v", player, got.Inventory())
+		}
+	}
+	// The streams exist in Redis with their consumer groups.
+	c := cfg("")
+	groups, err := client.XInfoGroups(context.Background(), c.commandTopic(completeCommandName, 0)).Result()
+	if err != nil || len(groups) != 1 {
+		t.Fatalf("consumer groups of partition 0: %v, %v", groups, err)
+	}
+}
