@@ -18,6 +18,7 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/migrations"
 	"github.com/taskqueue/taskqueue/ops"
+	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
@@ -40,6 +41,8 @@ type App struct {
 	Catalog *domain.Catalog
 	// Commands are the command handlers (decorated with logging).
 	Commands *command.Handlers
+	// Processor completes due repetitions (nil on KurrentDB for now).
+	Processor *processor.Processor
 	// Realtime is the WebSocket hub of GET /api/ws.
 	Realtime *realtime.Hub
 	// Projections runs the read models (nil on KurrentDB for now).
@@ -131,6 +134,16 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
 	a.Commands.Use(command.Logging(a.Logger))
+
+	if st.readModels != nil {
+		proc, stop, err := startProcessor(a.Store, st.readModels, rules, a.Logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, stop)
+		a.Processor = proc
+		st.ready = append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready})
+	}
 
 	var watermark realtime.Watermark
 	if a.Projections != nil {

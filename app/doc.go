@@ -18,8 +18,11 @@
 //     projections runner (queues, player_progress, analytics) follows the
 //     log into the same database, the history's retention sweeps hourly,
 //     GET .../history reads it, and /readyz fails while a projection has
-//     failed. The cleanup stops them before closing the store. With
-//     KurrentDB the read side is not wired yet (history answers 501).
+//     failed. The processor (schedule, due loop, command bus) runs there
+//     too and completes repetitions on time. The cleanup stops them before
+//     closing the store. With KurrentDB neither is wired yet (history and
+//     the admin projection routes answer 501; repetitions complete only
+//     when the player's next command catches up).
 //   - The realtime hub (GET /api/ws) follows the log with one
 //     subscription; on SQLite and PostgreSQL it delivers a batch only after
 //     the queue projection applied it (a watermark on the runner). Redis

@@ -155,6 +155,17 @@ func backends(t *testing.T, f func(t *testing.T, build func(t *testing.T, opts .
 	})
 }
 
+// sqlBackends runs f on the backends that run the read side and the
+// processor inside the app (not KurrentDB yet).
+func sqlBackends(t *testing.T, f func(t *testing.T, build func(t *testing.T, opts ...apptest.Option) *app.App)) {
+	t.Run("sqlite", func(t *testing.T) {
+		f(t, func(t *testing.T, opts ...apptest.Option) *app.App { return apptest.SQLite(t, opts...) })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		f(t, func(t *testing.T, opts ...apptest.Option) *app.App { return apptest.Postgres(t, opts...) })
+	})
+}
+
 func TestAuthFailures(t *testing.T) {
 	a := apptest.SQLite(t, func(c *app.Config) { c.JWTIssuer = "https://issuer.example"; c.JWTAudience = "taskqueue" })
 	c := newClient(t, a)
@@ -558,7 +569,7 @@ func itoa(n int64) string {
 // TestHistory reads a removed task back from the history read model, which
 // the projections runner inside the app keeps.
 func TestHistory(t *testing.T) {
-	backends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
 		c := newClient(t, build(t))
 		alice := c.token("alice", auth.RolePlayer)
 		var ids []string
@@ -613,7 +624,7 @@ func TestHistory(t *testing.T) {
 }
 
 func TestAdmin(t *testing.T) {
-	backends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
 		c := newClient(t, build(t))
 		alice, root := c.token("alice", auth.RolePlayer), c.token("root", auth.RoleAdmin)
 		for _, r := range []req{
@@ -655,6 +666,51 @@ func TestAdmin(t *testing.T) {
 		c.do(req{method: "POST", path: "/api/admin/projections/queues/skip", token: root, body: `{"position":"1"}`}).problem(t, 409, "conflict")
 		if r := c.do(req{method: "POST", path: "/api/admin/projections/queues/rebuild", token: root}); r.status != 202 || !strings.Contains(string(r.body), "generation") {
 			t.Fatalf("rebuild: %d %s", r.status, r.body)
+		}
+	})
+}
+
+// TestRepetitionsCompleteOnTime: with nobody sending commands, the
+// processor inside the app completes a queued task when it is due, and the
+// queue and the history show it.
+func TestRepetitionsCompleteOnTime(t *testing.T) {
+	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+		c := newClient(t, build(t))
+		alice := c.token("alice", auth.RolePlayer)
+		if r := c.do(req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"catch-shrimp","count":1}`}); r.status != 201 {
+			t.Fatalf("enqueue: %d %s", r.status, r.body)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			var v struct {
+				Tasks     []any                     `json:"tasks"`
+				Skills    map[string]map[string]any `json:"skills"`
+				Inventory map[string]int            `json:"inventory"`
+			}
+			r := c.do(req{method: "GET", path: "/api/queue/alice", token: alice})
+			if err := json.Unmarshal(r.body, &v); err != nil {
+				t.Fatal(err)
+			}
+			if len(v.Tasks) == 0 {
+				if v.Inventory["raw-shrimp"] != 1 || v.Skills["fishing"]["xp"] != float64(8) {
+					t.Fatalf("completed queue shows %s", r.body)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the task did not complete within 60 s: %s", r.body)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for {
+			r := c.do(req{method: "GET", path: "/api/queue/alice/history", token: alice})
+			if strings.Contains(string(r.body), `"outcome":"completed"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the history has no completed task: %s", r.body)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 }
