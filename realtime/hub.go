@@ -173,6 +173,9 @@ type subscriber struct {
 	principal auth.Principal
 	player    domain.PlayerID // "" for all players
 	send      chan *outMessage
+	// last is the last position written to the socket; only the socket's
+	// handler goroutine touches it.
+	last eventstore.Position
 
 	kickOnce sync.Once
 	kicked   chan struct{}
@@ -202,8 +205,9 @@ func (s *subscriber) kick(code websocket.StatusCode, reason string) bool {
 // presenceState counts a player's own connections on this instance.
 type presenceState struct {
 	conns   int
-	online  bool        // PlayerOnline was published and PlayerOffline not since
-	offline *time.Timer // pending PlayerOffline
+	online  bool                // PlayerOnline was published and PlayerOffline not since
+	offline *time.Timer         // pending PlayerOffline
+	last    eventstore.Position // the last position sent to the player's sockets
 }
 
 // NewHub checks cfg and returns a hub; Start it before serving.
@@ -567,7 +571,7 @@ func (h *Hub) unregister(s *subscriber) {
 	}
 	h.conns.Add(-1)
 	if s.principal.Role == auth.RolePlayer && s.player == domain.PlayerID(s.principal.PlayerID) {
-		h.disconnectedLocked(s.player)
+		h.disconnectedLocked(s.player, s.last)
 	}
 }
 

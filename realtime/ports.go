@@ -22,13 +22,14 @@ type SessionChecker interface {
 }
 
 // Presence publishes that a player came online (first connection) or went
-// offline (last connection closed and the grace period passed). The
-// processor's integration-event publisher (player.online, player.offline)
-// implements it. Calls come from the hub's goroutines with a deadline; an
-// error is logged, not retried.
+// offline (last connection closed and the grace period passed), with the
+// last position the player's sockets were sent. The processor's
+// integration-event publisher (processor.PublishPlayerOffline) backs it.
+// Calls come from the hub's goroutines with a deadline; an error is
+// logged, not retried.
 type Presence interface {
 	PlayerOnline(ctx context.Context, player domain.PlayerID, at time.Time) error
-	PlayerOffline(ctx context.Context, player domain.PlayerID, at time.Time) error
+	PlayerOffline(ctx context.Context, player domain.PlayerID, at time.Time, lastPosition eventstore.Position) error
 }
 
 // Waker carries "the log has grown to this position" between instances;

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
 )
 
 // presenceTimeout bounds one call to Presence.
@@ -29,19 +30,22 @@ func (h *Hub) connectedLocked(player domain.PlayerID) {
 	}
 	if !p.online {
 		p.online = true
-		h.publishPresence(player, true)
+		h.publishPresence(player, true, eventstore.Position{})
 	}
 }
 
 // disconnectedLocked uncounts a player's own connection; the last one
 // schedules PlayerOffline after the grace period. h.mu is held.
-func (h *Hub) disconnectedLocked(player domain.PlayerID) {
+func (h *Hub) disconnectedLocked(player domain.PlayerID, last eventstore.Position) {
 	if h.cfg.Presence == nil {
 		return
 	}
 	p := h.online[player]
 	if p == nil {
 		return
+	}
+	if p.last.Less(last) {
+		p.last = last
 	}
 	p.conns--
 	if p.conns > 0 || h.closed {
@@ -56,7 +60,7 @@ func (h *Hub) disconnectedLocked(player domain.PlayerID) {
 		}
 		delete(h.online, player)
 		if p.online && !h.closed {
-			h.publishPresence(player, false)
+			h.publishPresence(player, false, p.last)
 		}
 	})
 	p.offline = t
@@ -64,7 +68,7 @@ func (h *Hub) disconnectedLocked(player domain.PlayerID) {
 
 // publishPresence calls Presence in its own goroutine, so a slow publisher
 // never holds the hub.
-func (h *Hub) publishPresence(player domain.PlayerID, online bool) {
+func (h *Hub) publishPresence(player domain.PlayerID, online bool, last eventstore.Position) {
 	at := h.cfg.Now()
 	h.wg.Add(1)
 	go func() {
@@ -75,7 +79,7 @@ func (h *Hub) publishPresence(player domain.PlayerID, online bool) {
 		if online {
 			err = h.cfg.Presence.PlayerOnline(ctx, player, at)
 		} else {
-			err = h.cfg.Presence.PlayerOffline(ctx, player, at)
+			err = h.cfg.Presence.PlayerOffline(ctx, player, at, last)
 		}
 		if err != nil {
 			h.log.Warn("publish presence", "player", player, "online", online, "err", err)

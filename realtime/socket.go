@@ -200,10 +200,11 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 		}
 		return
 	}
+	sub.last = last
 	if err := h.write(ctx, conn, subscribedMessage(player, last)); err != nil {
 		return
 	}
-	h.stream(ctx, conn, sub, last)
+	h.stream(ctx, conn, sub)
 }
 
 // refuseRead closes a connection whose first messages could not be read.
@@ -222,9 +223,9 @@ func (h *Hub) write(ctx context.Context, conn *websocket.Conn, msg []byte) error
 	return conn.Write(wctx, websocket.MessageText, msg)
 }
 
-// stream writes live messages after last until the connection ends, pinging
+// stream writes live messages after sub.last until the connection ends, pinging
 // when idle.
-func (h *Hub) stream(ctx context.Context, conn *websocket.Conn, sub *subscriber, last eventstore.Position) {
+func (h *Hub) stream(ctx context.Context, conn *websocket.Conn, sub *subscriber) {
 	ping := time.NewTicker(h.cfg.PingInterval)
 	defer ping.Stop()
 	for {
@@ -235,13 +236,13 @@ func (h *Hub) stream(ctx context.Context, conn *websocket.Conn, sub *subscriber,
 			_ = conn.Close(sub.code, sub.reason)
 			return
 		case m := <-sub.send:
-			if !last.Less(m.pos) {
+			if !sub.last.Less(m.pos) {
 				continue // already sent by the catch-up
 			}
 			if err := h.write(ctx, conn, m.data); err != nil {
 				return
 			}
-			last = m.pos
+			sub.last = m.pos
 		case <-ping.C:
 			pctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
 			err := conn.Ping(pctx)

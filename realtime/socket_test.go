@@ -385,10 +385,10 @@ func (p *presenceLog) PlayerOnline(_ context.Context, player domain.PlayerID, _ 
 	return nil
 }
 
-func (p *presenceLog) PlayerOffline(_ context.Context, player domain.PlayerID, _ time.Time) error {
+func (p *presenceLog) PlayerOffline(_ context.Context, player domain.PlayerID, _ time.Time, last eventstore.Position) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.calls = append(p.calls, "offline:"+string(player))
+	p.calls = append(p.calls, "offline:"+string(player)+"@"+last.String())
 	return nil
 }
 
@@ -411,6 +411,15 @@ func TestPresenceFollowsThePlayersLastConnection(t *testing.T) {
 	b := mustDial(t, s, tok)
 	b.subscribe("alice", "")
 	b.mustRead()
+	b.mustRead() // subscribed
+	h := newHandlers(t, store)
+	res, err := h.StopQueue.Handle(context.Background(), command.StopQueue{Request: command.Request{PlayerID: "alice", Actor: "alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := b.mustRead(); m.Type != realtime.TypeEvent {
+		t.Fatalf("got %+v, want the QueueStopped event", m)
+	}
 	admin := mustDial(t, s, token(t, s.tokens, "root", auth.RoleAdmin))
 	admin.subscribe("alice", "")
 	admin.mustRead()
@@ -420,7 +429,7 @@ func TestPresenceFollowsThePlayersLastConnection(t *testing.T) {
 	waitFor(t, "the first socket to be gone", func() bool { return s.hub.Stats().Connections == 2 })
 	b.conn.Close(websocket.StatusNormalClosure, "")
 	waitFor(t, "offline", func() bool { return len(pl.snapshot()) == 2 })
-	if got := pl.snapshot(); got[0] != "online:alice" || got[1] != "offline:alice" {
+	if got := pl.snapshot(); got[0] != "online:alice" || got[1] != "offline:alice@"+res.Position.String() {
 		t.Fatalf("presence calls %v", got)
 	}
 }
