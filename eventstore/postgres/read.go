@@ -13,7 +13,10 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 )
 
-// eventColumns are read by scanEvent, in this order.
+// eventColumns are read by scanEvent, in this order. The first is named
+// transaction_id like the table's xid8 column: an ORDER BY next to it must
+// name event_log.transaction_id, or it sorts by the bigint output column and
+// cannot walk the primary key (a full sort of the log per page).
 const eventColumns = `transaction_id::text::bigint, position, event_id, stream_id, version, event_type,
 	schema_version, data::text, occurred_at, correlation_id, causation_id, actor, recorded_at`
 
@@ -103,7 +106,7 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	var xid, pos int64
 	err := s.pool.QueryRow(ctx, `SELECT transaction_id::text::bigint, position FROM event_log
 		WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY transaction_id DESC, position DESC LIMIT 1`).Scan(&xid, &pos)
+		ORDER BY event_log.transaction_id DESC, event_log.position DESC LIMIT 1`).Scan(&xid, &pos)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return eventstore.Position{}, nil
@@ -161,7 +164,7 @@ page AS MATERIALIZED (
 		AND ($3::text[] IS NULL OR event_type = ANY($3::text[]))
 		AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS p(prefix) WHERE starts_with(stream_id, p.prefix)))
 		AND ($5::text[] IS NULL OR stream_id = ANY($5::text[]))
-	ORDER BY transaction_id, position
+	ORDER BY event_log.transaction_id, event_log.position
 	LIMIT $6
 )
 SELECT coalesce((SELECT transaction_id::text::bigint FROM head), 0),
