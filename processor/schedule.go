@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/taskqueue/taskqueue/domain"
@@ -134,19 +135,20 @@ func upsertRows(ctx context.Context, tx projections.Tx, table string, rows [][]a
 	const per = 30000 / cols
 	for start := 0; start < len(rows); start += per {
 		chunk := rows[start:min(start+per, len(rows))]
-		q := "INSERT INTO " + table + " (stream_id, player_id, task_id, number, due_at, started_at) VALUES "
+		var q strings.Builder
+		q.WriteString("INSERT INTO " + table + " (stream_id, player_id, task_id, number, due_at, started_at) VALUES ")
 		args := make([]any, 0, len(chunk)*cols)
 		for i, r := range chunk {
 			if i > 0 {
-				q += ", "
+				q.WriteString(", ")
 			}
 			n := len(args)
-			q += fmt.Sprintf("($%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6)
+			fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6)
 			args = append(args, r...)
 		}
-		q += " ON CONFLICT (stream_id) DO UPDATE SET player_id = excluded.player_id, task_id = excluded.task_id," +
-			" number = excluded.number, due_at = excluded.due_at, started_at = excluded.started_at"
-		if _, err := tx.Exec(ctx, q, args...); err != nil {
+		q.WriteString(" ON CONFLICT (stream_id) DO UPDATE SET player_id = excluded.player_id, task_id = excluded.task_id," +
+			" number = excluded.number, due_at = excluded.due_at, started_at = excluded.started_at")
+		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
 			return fmt.Errorf("upsert %d schedule rows into %s: %w", len(chunk), table, err)
 		}
 	}
