@@ -1,5 +1,6 @@
 import { useCallback } from 'react'
 import type { Session } from './api'
+import { AdminPanel } from './AdminPanel'
 import { CatalogPanel } from './CatalogPanel'
 import { HistoryPanel } from './HistoryPanel'
 import { QueuePanel } from './QueuePanel'
@@ -51,6 +52,11 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
         <section className="area-history">
           <HistoryPanel api={q.api} playerId={session.playerId} catalog={q.catalog} version={q.view?.version} />
         </section>
+        {session.role === 'admin' && (
+          <section className="area-admin">
+            <AdminPanel api={q.api} />
+          </section>
+        )}
       </main>
       <div className="toasts" aria-live="polite">
         {q.toasts.map((t) => (

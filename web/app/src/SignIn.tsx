@@ -9,6 +9,7 @@ export function SignIn({ onSignIn, notice }: { onSignIn: (s: Session) => void; n
   const [token, setToken] = useState('')
   const [error, setError] = useState('')
   const [busy, setBusy] = useState(false)
+  const [admin, setAdmin] = useState(false)
 
   async function devSignIn(e: FormEvent) {
     e.preventDefault()
@@ -19,7 +20,7 @@ export function SignIn({ onSignIn, notice }: { onSignIn: (s: Session) => void; n
     setBusy(true)
     setError('')
     try {
-      const { token, expiresAt } = await new Api(null).devToken(name)
+      const { token, expiresAt } = await new Api(null).devToken(name, admin ? 'admin' : 'player')
       onSignIn({ ...sessionFromToken(token), expiresAt })
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) {
@@ -66,6 +67,9 @@ export function SignIn({ onSignIn, notice }: { onSignIn: (s: Session) => void; n
               placeholder="alice"
               maxLength={64}
             />
+            <label className="check">
+              <input type="checkbox" checked={admin} onChange={(e) => setAdmin(e.target.checked)} data-testid="as-admin" /> Sign in as an admin (dev mode)
+            </label>
             <button type="submit" className="primary" disabled={busy}>
               {busy ? 'Signing in…' : 'Play'}
             </button>

@@ -100,10 +100,10 @@ export class Api {
     return { body: parsed as T, response }
   }
 
-  async devToken(player: string): Promise<{ token: string; expiresAt: string }> {
+  async devToken(player: string, role: 'player' | 'admin' = 'player'): Promise<{ token: string; expiresAt: string }> {
     return (await this.request<{ token: string; expiresAt: string }>('/api/auth/dev-token', {
       method: 'POST',
-      body: { player, role: 'player' },
+      body: { player, role },
     })).body
   }
 
