@@ -150,7 +150,9 @@ type page struct {
 // events are held back. $1 after.Commit (as text, for xid8), $2 after.Seq,
 // $3 event types, $4 stream prefixes, $5 streams (NULL: no condition),
 // $6 limit. The (SELECT 1) row keeps head and heldBack when the page is
-// empty.
+// empty. heldBack compares the newest transaction ID with the horizon: one
+// step down the primary key, where an EXISTS over ">= xmin" is planned as a
+// scan of the whole log.
 const pageQuery = `WITH snap AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
 head AS MATERIALIZED (
 	SELECT transaction_id, position FROM event_log
@@ -169,7 +171,7 @@ page AS MATERIALIZED (
 )
 SELECT coalesce((SELECT transaction_id::text::bigint FROM head), 0),
 	coalesce((SELECT position FROM head), 0),
-	EXISTS (SELECT 1 FROM event_log WHERE transaction_id >= (SELECT xmin FROM snap)),
+	coalesce((SELECT max(transaction_id) FROM event_log) >= (SELECT xmin FROM snap), false),
 	p.*
 FROM (SELECT 1) AS one LEFT JOIN page AS p ON true
 ORDER BY p.transaction_id, p.position`
