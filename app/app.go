@@ -16,6 +16,7 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
+	"github.com/taskqueue/taskqueue/metrics"
 	"github.com/taskqueue/taskqueue/migrations"
 	"github.com/taskqueue/taskqueue/ops"
 	"github.com/taskqueue/taskqueue/processor"
@@ -41,6 +42,8 @@ type App struct {
 	Catalog *domain.Catalog
 	// Commands are the command handlers (decorated with logging).
 	Commands *command.Handlers
+	// Metrics is the Prometheus registry of GET /metrics.
+	Metrics *metrics.Registry
 	// Processor completes due repetitions (nil on KurrentDB for now).
 	Processor *processor.Processor
 	// Realtime is the WebSocket hub of GET /api/ws.
@@ -102,7 +105,8 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 			a.Logger.Error("close event store", "err", err)
 		}
 	})
-	a.Store, a.Backend = st.store, st.backend
+	a.Metrics = metrics.New()
+	a.Store, a.Backend = a.Metrics.Store(st.store), st.backend
 
 	var history web.History
 	admin := &web.Admin{
@@ -133,7 +137,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	if err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
-	a.Commands.Use(command.Logging(a.Logger))
+	a.Commands.Use(command.Logging(a.Logger), command.Metrics(a.Metrics.ObserveCommand))
 
 	if st.readModels != nil {
 		proc, stop, err := startProcessor(a.Store, st.readModels, rules, a.Logger)
@@ -153,6 +157,16 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		return nil, nil, err
 	}
 	closers = append(closers, a.Realtime.Close)
+	sources := metrics.Sources{WebSocket: func() (int64, int64) {
+		st := a.Realtime.Stats()
+		return st.Connections, st.SlowDisconnects
+	}}
+	if a.Projections != nil {
+		sources.Projections = a.Projections.Status
+		sources.ActiveQueues = metrics.ActiveQueuesIn(st.readModels)
+		sources.DeadLetters = metrics.DeadLettersIn(st.readModels)
+	}
+	a.Metrics.SetSources(sources)
 	srv, err := web.NewServer(web.Config{
 		Tokens:      a.Tokens,
 		Dev:         cfg.DevMode(),
@@ -164,6 +178,8 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		History:     history,
 		Realtime:    a.Realtime,
 		Admin:       admin,
+		Metrics:     a.Metrics.Handler(),
+		Middleware:  []func(http.Handler) http.Handler{a.Metrics.HTTP},
 		Ready:       st.ready,
 	})
 	if err != nil {

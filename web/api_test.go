@@ -714,3 +714,41 @@ func TestRepetitionsCompleteOnTime(t *testing.T) {
 		}
 	})
 }
+
+// TestMetrics scrapes /metrics after a command: the HTTP, command, event
+// and scrape-time series of the app's registry are there.
+func TestMetrics(t *testing.T) {
+	c := newClient(t, apptest.SQLite(t))
+	alice := c.token("alice", auth.RolePlayer)
+	if r := c.do(req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"chop-wood","count":2}`}); r.status != 201 {
+		t.Fatalf("enqueue: %d %s", r.status, r.body)
+	}
+	c.do(req{method: "GET", path: "/api/queue/bob", token: alice}).problem(t, 403, "forbidden")
+	r := c.do(req{method: "GET", path: "/metrics"})
+	if r.status != 200 {
+		t.Fatalf("/metrics: %d", r.status)
+	}
+	for _, want := range []string{
+		`taskqueue_http_requests_total{method="POST",route="/api/queue/{playerId}/tasks",status="201"} 1`,
+		`taskqueue_http_requests_total{method="GET",route="/api/queue/{playerId}",status="403"} 1`,
+		`taskqueue_commands_total{`,
+		`taskqueue_events_appended_total{`,
+		`taskqueue_projection_state{projection="queues"`,
+		`taskqueue_websocket_connections 0`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("/metrics lacks %s\n%s", want, grepLines(string(r.body), "http_requests_total"))
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -43,6 +43,12 @@ type Config struct {
 	// History serves GET /api/queue/{playerId}/history; nil: 501 until the
 	// read side is wired.
 	History History
+	// Metrics serves GET /metrics (Prometheus); nil: not routed.
+	Metrics http.Handler
+	// Middleware wraps every request inside the router, after the request
+	// ID and before the access log (e.g. the HTTP metrics, which need the
+	// route pattern chi fills in).
+	Middleware []func(http.Handler) http.Handler
 	// Admin serves /api/admin (admin role only); nil: 501.
 	Admin *Admin
 	// Realtime serves GET /api/ws (realtime.Hub): it authenticates the
@@ -96,6 +102,8 @@ type Server struct {
 	history     History
 	realtime    http.Handler
 	admin       *Admin
+	metrics     http.Handler
+	middleware  []func(http.Handler) http.Handler
 	ready       []ReadinessCheck
 	now         func() time.Time
 	app         *webApp
@@ -123,6 +131,8 @@ func NewServer(cfg Config) (*Server, error) {
 		history:     cfg.History,
 		realtime:    cfg.Realtime,
 		admin:       cfg.Admin,
+		metrics:     cfg.Metrics,
+		middleware:  cfg.Middleware,
 		ready:       cfg.Ready,
 		now:         cfg.Now,
 		app:         app,
@@ -136,7 +146,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(requestID, s.accessLog, securityHeaders)
+	r.Use(requestID)
+	r.Use(s.middleware...)
+	r.Use(s.accessLog, securityHeaders)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, fmt.Errorf("%w: no route %s %s", errNotFound, r.Method, r.URL.Path))
 	})
@@ -145,6 +157,9 @@ func (s *Server) routes() chi.Router {
 	})
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
+	if s.metrics != nil {
+		r.Method(http.MethodGet, "/metrics", s.metrics)
+	}
 
 	r.Route("/api", func(r chi.Router) {
 		r.Use(s.cors, s.limitBody, noStore)
