@@ -83,7 +83,9 @@ func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *comman
 		}
 		b.pub = p
 	} else {
-		b.gochan = gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: int64(cfg.BatchSize)}, b.wmLogger)
+		// Publish returns when the command was handled (acked): the due
+		// loop's back-pressure, and no command is left queued at shutdown.
+		b.gochan = gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, b.wmLogger)
 		b.pub = b.gochan
 	}
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, b.wmLogger)

@@ -178,11 +178,7 @@ func (p *Processor) loop(ctx context.Context, b *bus) {
 		now := p.cfg.Clock.Now()
 		batch, err := claimDue(ctx, p.cfg.DB, p.cfg.Owner, now, p.cfg.ClaimTTL, p.cfg.BatchSize)
 		if err == nil {
-			for _, d := range batch {
-				if err = p.send(ctx, b, d, now); err != nil {
-					break
-				}
-			}
+			err = p.sendBatch(ctx, b, batch, now)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -223,6 +219,33 @@ func (p *Processor) loop(ctx context.Context, b *bus) {
 	}
 }
 
+// sendBatch sends the commands of a batch, the partitions concurrently and
+// each partition's in order. On the embedded GoChannel a send returns when
+// the command was handled, so the next poll claims only when the batch is
+// done: no claim expires while its command waits in a queue.
+func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time.Time) error {
+	groups := map[int][]due{}
+	for _, d := range batch {
+		k := partitionOf(d.player, p.cfg.Partitions)
+		groups[k] = append(groups[k], d)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(groups))
+	for _, g := range groups {
+		wg.Go(func() {
+			for _, d := range g {
+				if err := p.send(ctx, b, d, now); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
 // send sends the command for one claimed repetition: its completion, or,
 // when it has been due for longer than the offline cap, StopOfflineQueue.
 func (p *Processor) send(ctx context.Context, b *bus, d due, now time.Time) error {
@@ -239,10 +262,11 @@ func (p *Processor) send(ctx context.Context, b *bus, d due, now time.Time) erro
 				p.cfg.OfflineCap, until.UTC().Format(time.RFC3339)),
 		}
 	}
+	p.sent.Add(1)
 	if err := b.commands.Send(ctx, cmd); err != nil {
+		p.sent.Add(-1)
 		return fmt.Errorf("send the completion of repetition %d of %s for %s: %w", d.number, d.taskID, d.player, err)
 	}
-	p.sent.Add(1)
 	return nil
 }
 
