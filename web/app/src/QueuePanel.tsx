@@ -13,6 +13,7 @@ import { SortableContext, arrayMove, sortableKeyboardCoordinates, useSortable, v
 import { CSS } from '@dnd-kit/utilities'
 import { useEffect, useState } from 'react'
 import { isPendingTaskId, type DisplayTask } from './merge'
+import { reasonFor } from './problems'
 import { computeProgress, formatDuration } from './progress'
 import type { Catalog, QueueView } from './types'
 import type { TaskQueueState } from './useTaskQueue'
@@ -33,24 +34,6 @@ function describeCommand(catalog: Catalog | null, c: TaskQueueState['pending'][n
       return 'Start the queue'
     case 'reorder':
       return 'Reorder the queue'
-  }
-}
-
-/** Why the server refused a command, in the player's words where the kind is known. */
-export function reasonFor(problem: { type: string; title: string; detail?: string }): string {
-  switch (problem.type.replace(/^urn:taskqueue:problem:/, '')) {
-    case 'not-found':
-      return 'That task is no longer in the queue (it finished, or was removed elsewhere).'
-    case 'queue-full':
-      return 'The queue was full.'
-    case 'requirement-not-met':
-      return problem.detail ? `Your level is too low: ${problem.detail}.` : 'Your level is too low for that task.'
-    case 'idempotency-key-reused':
-      return 'It clashed with an earlier attempt of a different change.'
-    case 'forbidden':
-      return 'You may not change this queue.'
-    default:
-      return problem.detail || problem.title
   }
 }
 
