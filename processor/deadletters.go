@@ -119,7 +119,9 @@ func (d *DeadLetters) List(ctx context.Context, limit int, includeRetried bool) 
 // Retry re-sends dead letter id to its command topic as a new message
 // (same payload and metadata, minus the poison marks) and marks it
 // retried. If it fails again it comes back as a new dead letter. It needs
-// a running Processor (the one this DeadLetters belongs to).
+// a running Processor (the one this DeadLetters belongs to). On the
+// embedded GoChannel it returns once the command was handled (or failed
+// again after its retries); on Redis, once it is queued.
 func (d *DeadLetters) Retry(ctx context.Context, id string) error {
 	if d.pub == nil || d.pub() == nil {
 		return fmt.Errorf("retry dead letter %s: the processor is not running", id)

@@ -62,7 +62,9 @@
 // Config.Redis: Redis streams (watermill-redisstream), each handler in a
 // consumer group named after it, so each command is handled by one
 // instance. Renaming a command type or TopicPrefix strands the messages
-// queued under the old names.
+// queued under the old names. The due loop sends a batch's partitions
+// concurrently; on GoChannel a send returns only when the command was
+// handled, so the loop claims again only when its batch is done.
 //
 // # Shutdown and faults
 //
