@@ -173,6 +173,9 @@ func ReplayTo(ctx context.Context, src eventstore.Store, w io.Writer, opt Replay
 		for _, s := range st {
 			if s.State == projections.StateFailed {
 				bar.end("")
+				if s.Failure == nil {
+					return res, fmt.Errorf("replay: projection %s failed", s.Name)
+				}
 				return res, fmt.Errorf("replay: projection %s failed at %s: %s", s.Name, s.Failure.Position, s.Failure.Error)
 			}
 			done += int64(min(s.Position.Seq, last.Seq))
