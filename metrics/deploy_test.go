@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taskqueue/taskqueue/internal/testenv"
 )
 
 // registeredNames returns the name of every metric family r exports.
@@ -89,6 +91,8 @@ func TestComposeFileIsValid(t *testing.T) {
 		cmd = exec.Command("docker-compose", "--profile", "kurrentdb", "--profile", "monitoring", "config")
 	} else if _, err := exec.LookPath("docker"); err == nil && exec.Command("docker", "compose", "version").Run() == nil {
 		cmd = exec.Command("docker", "compose", "--profile", "kurrentdb", "--profile", "monitoring", "config")
+	} else if testenv.Required() {
+		t.Fatal("neither docker-compose nor the docker compose plugin is installed, and TASKQUEUE_TEST_REQUIRE_SERVICES=1 (.ci/run installs docker-compose)")
 	} else {
 		t.Skip("neither docker-compose nor the docker compose plugin is installed")
 	}
