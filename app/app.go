@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
@@ -23,6 +24,7 @@ import (
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
+	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/web"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -52,6 +54,10 @@ type App struct {
 	Projections *projections.Runner
 	// Tokens mints and verifies bearer tokens.
 	Tokens *auth.Tokens
+	// Redis is the Redis client of TASKQUEUE_REDIS_URL (nil without it).
+	Redis *redisx.Client
+	// Sessions are the login sessions (on Redis, or in-process).
+	Sessions *redisx.Sessions
 	// Logger is the app's logger (request IDs attached from contexts).
 	Logger *slog.Logger
 	// Backend names the event store: "sqlite", "postgres" or "kurrentdb".
@@ -105,6 +111,12 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 			a.Logger.Error("close event store", "err", err)
 		}
 	})
+	rr, err := openRedis(cfg, a.Logger, &closers)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.Redis = rr.client
+	a.Sessions = rr.sessions
 	a.Metrics = metrics.New()
 	a.Store, a.Backend = a.Metrics.Store(st.store), st.backend
 
@@ -153,10 +165,11 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	if a.Projections != nil {
 		watermark = queueWatermark(a.Projections)
 	}
-	if a.Realtime, err = startRealtime(ctx, a.Store, rules, a.Tokens, watermark, cfg, a.Logger); err != nil {
+	if a.Realtime, err = startRealtime(ctx, a.Store, rules, a.Tokens, watermark, rr, cfg, a.Logger); err != nil {
 		return nil, nil, err
 	}
 	closers = append(closers, a.Realtime.Close)
+	rr.sessions.OnRevoke(a.Realtime.RevokeSession)
 	sources := metrics.Sources{WebSocket: func() (int64, int64) {
 		st := a.Realtime.Stats()
 		return st.Connections, st.SlowDisconnects
@@ -174,13 +187,23 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		CORSOrigins: cfg.CORSOrigins,
 		Logger:      a.Logger,
 		Catalog:     a.Catalog,
-		Queues:      queues{a.Commands},
+		Queues:      queues{h: a.Commands, cache: rr.cache},
 		History:     history,
 		Realtime:    a.Realtime,
 		Admin:       admin,
 		Metrics:     a.Metrics.Handler(),
 		Middleware:  []func(http.Handler) http.Handler{a.Metrics.HTTP},
 		Ready:       st.ready,
+		Sessions:    rr.sessions.Middleware,
+		NewSession: func(ctx context.Context, player string, role auth.Role) (string, error) {
+			sess, err := rr.sessions.Create(ctx, player, role)
+			return sess.ID, err
+		},
+		Refresh: rr.sessions.RefreshHandler(func(player string, role auth.Role, sid string) (string, time.Time, error) {
+			return a.Tokens.MintSession(player, role, sid, cfg.TokenTTL)
+		}),
+		Logout:       rr.sessions.LogoutHandler(),
+		CommandLimit: rr.limiter.Middleware,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)

@@ -55,6 +55,24 @@ type Config struct {
 	// TASKQUEUE_REDIS_URL, --redis-url, default "".
 	RedisURL string
 
+	// RedisPrefix starts every Redis key and channel, so that several
+	// deployments (or test runs) can share one server. Changing it drops
+	// the caches, sessions and rate limits stored under the old one.
+	// TASKQUEUE_REDIS_PREFIX, --redis-prefix, default "".
+	RedisPrefix string
+
+	// RateLimitPlayer is how many commands (POST, PUT, DELETE on a queue)
+	// one player may send per minute on average, in bursts of a sixth of
+	// it; negative: no limit. Shared by every instance with Redis, per
+	// instance without.
+	// TASKQUEUE_RATE_LIMIT_PLAYER, --rate-limit-player, default 120.
+	RateLimitPlayer int
+
+	// RateLimitIP is how many commands one client address may send per
+	// minute on average, in bursts of a tenth of it; negative: no limit.
+	// TASKQUEUE_RATE_LIMIT_IP, --rate-limit-ip, default 600.
+	RateLimitIP int
+
 	// JWTSecret signs and verifies tokens (HS256), at least 32 bytes.
 	// Required outside dev mode. In dev mode without it, a secret is
 	// generated once and kept in DataDir/jwt-secret (mode 0600).
@@ -125,6 +143,8 @@ const (
 	DefaultLogFormat        = "text"
 	DefaultLogLevel         = "info"
 	DefaultShutdownTimeout  = 15 * time.Second
+	DefaultRateLimitPlayer  = 120
+	DefaultRateLimitIP      = 600
 	// MinJWTSecretLength is the least number of bytes of a JWT secret.
 	MinJWTSecretLength = 32
 	// MaxQueueLimit bounds QueueLimit.
@@ -163,6 +183,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.RateLimitPlayer == 0 {
+		c.RateLimitPlayer = DefaultRateLimitPlayer
+	}
+	if c.RateLimitIP == 0 {
+		c.RateLimitIP = DefaultRateLimitIP
 	}
 }
 
@@ -209,6 +235,12 @@ func (c Config) Validate() error {
 	}
 	if c.RedisURL != "" && !hasScheme(c.RedisURL, "redis", "rediss", "unix") {
 		bad("TASKQUEUE_REDIS_URL", "is not a redis:// or rediss:// URL")
+	}
+	if c.RateLimitPlayer > 1_000_000 {
+		bad("TASKQUEUE_RATE_LIMIT_PLAYER", "%d is above 1000000 per minute", c.RateLimitPlayer)
+	}
+	if c.RateLimitIP > 1_000_000 {
+		bad("TASKQUEUE_RATE_LIMIT_IP", "%d is above 1000000 per minute", c.RateLimitIP)
 	}
 	switch {
 	case c.JWTSecret == "" && !c.DevMode():
@@ -290,6 +322,9 @@ var options = []Option{
 	{"TASKQUEUE_KURRENTDB_URL", "kurrentdb-url", "", "KurrentDB connection string; when set, events are stored in KurrentDB", func(c *Config) flag.Value { return (*stringValue)(&c.KurrentDBURL) }},
 	{"TASKQUEUE_KURRENTDB_NAMESPACE", "kurrentdb-namespace", "", "prefix of every stream on the KurrentDB server", func(c *Config) flag.Value { return (*stringValue)(&c.KurrentDBNamespace) }},
 	{"TASKQUEUE_REDIS_URL", "redis-url", "", "Redis URL for caches, rate limits, sessions, cross-instance fanout; empty: in-process", func(c *Config) flag.Value { return (*stringValue)(&c.RedisURL) }},
+	{"TASKQUEUE_REDIS_PREFIX", "redis-prefix", "", "prefix of every Redis key and channel", func(c *Config) flag.Value { return (*stringValue)(&c.RedisPrefix) }},
+	{"TASKQUEUE_RATE_LIMIT_PLAYER", "rate-limit-player", strconv.Itoa(DefaultRateLimitPlayer), "commands per minute per player (bursts of a sixth); negative: no limit", func(c *Config) flag.Value { return (*intValue)(&c.RateLimitPlayer) }},
+	{"TASKQUEUE_RATE_LIMIT_IP", "rate-limit-ip", strconv.Itoa(DefaultRateLimitIP), "commands per minute per client address (bursts of a tenth); negative: no limit", func(c *Config) flag.Value { return (*intValue)(&c.RateLimitIP) }},
 	{"TASKQUEUE_JWT_SECRET", "jwt-secret", "", "HS256 secret, at least 32 bytes; required outside dev mode, generated into the data directory in dev mode", func(c *Config) flag.Value { return (*stringValue)(&c.JWTSecret) }},
 	{"TASKQUEUE_JWT_ISSUER", "jwt-issuer", "", "required token issuer (iss); empty: not checked", func(c *Config) flag.Value { return (*stringValue)(&c.JWTIssuer) }},
 	{"TASKQUEUE_JWT_AUDIENCE", "jwt-audience", "", "required token audience (aud); empty: not checked", func(c *Config) flag.Value { return (*stringValue)(&c.JWTAudience) }},

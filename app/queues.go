@@ -5,12 +5,18 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/web"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
-// queues adapts the command handlers to the web layer's Queues port.
-type queues struct{ h *command.Handlers }
+// queues adapts the command handlers to the web layer's Queues port. Reads
+// go through the queue cache; each command that succeeds puts its view in
+// it (conditional on the version, so an older view never replaces a newer).
+type queues struct {
+	h     *command.Handlers
+	cache *redisx.QueueCache
+}
 
 var _ web.Queues = queues{}
 
@@ -42,8 +48,18 @@ func result(r command.Result) web.Result {
 }
 
 func (q queues) Queue(ctx context.Context, player domain.PlayerID) (domain.QueueView, error) {
-	s, err := q.h.GetQueue.Handle(ctx, command.GetQueue{PlayerID: string(player)})
-	return s.View, err
+	return q.cache.Get(ctx, player, func(ctx context.Context) (domain.QueueView, error) {
+		s, err := q.h.GetQueue.Handle(ctx, command.GetQueue{PlayerID: string(player)})
+		return s.View, err
+	})
+}
+
+// cached puts the view of a successful command in the cache.
+func (q queues) cached(ctx context.Context, res web.Result, err error) (web.Result, error) {
+	if err == nil {
+		q.cache.Put(ctx, res.Queue)
+	}
+	return res, err
 }
 
 func (q queues) Enqueue(ctx context.Context, m web.CommandMeta, t web.EnqueueTask) (web.Result, error) {
@@ -52,22 +68,22 @@ func (q queues) Enqueue(ctx context.Context, m web.CommandMeta, t web.EnqueueTas
 	})
 	res := result(r.Result)
 	res.Task = r.Task
-	return res, err
+	return q.cached(ctx, res, err)
 }
 
 func (q queues) Remove(ctx context.Context, m web.CommandMeta, task domain.TaskID) (web.Result, error) {
 	r, err := q.h.RemoveTask.Handle(ctx, command.RemoveTask{Request: request(m), TaskID: string(task)})
-	return result(r), err
+	return q.cached(ctx, result(r), err)
 }
 
 func (q queues) Stop(ctx context.Context, m web.CommandMeta) (web.Result, error) {
 	r, err := q.h.StopQueue.Handle(ctx, command.StopQueue{Request: request(m)})
-	return result(r), err
+	return q.cached(ctx, result(r), err)
 }
 
 func (q queues) Start(ctx context.Context, m web.CommandMeta) (web.Result, error) {
 	r, err := q.h.StartQueue.Handle(ctx, command.StartQueue{Request: request(m)})
-	return result(r), err
+	return q.cached(ctx, result(r), err)
 }
 
 func (q queues) Reorder(ctx context.Context, m web.CommandMeta, order []domain.TaskID) (web.Result, error) {
@@ -76,5 +92,5 @@ func (q queues) Reorder(ctx context.Context, m web.CommandMeta, order []domain.T
 		ids[i] = string(id)
 	}
 	r, err := q.h.ReorderTasks.Handle(ctx, command.ReorderTasks{Request: request(m), Order: ids})
-	return result(r), err
+	return q.cached(ctx, result(r), err)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
+	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/web"
 )
 
@@ -79,17 +80,28 @@ func queueWatermark(r *projections.Runner) realtime.Watermark {
 	}, r.Committed, 0)
 }
 
-// startRealtime starts the WebSocket hub following store.
+// startRealtime starts the WebSocket hub following store, with the
+// sessions, queue cache, progress and (on Redis) presence and wake-ups of
+// rr.
 func startRealtime(ctx context.Context, store eventstore.Store, rules domain.Rules, tokens realtime.TokenVerifier,
-	watermark realtime.Watermark, cfg Config, log *slog.Logger) (*realtime.Hub, error) {
-	hub, err := realtime.NewHub(realtime.Config{
+	watermark realtime.Watermark, rr *redisRoles, cfg Config, log *slog.Logger) (*realtime.Hub, error) {
+	hubCfg := realtime.Config{
 		Store:          store,
 		Tokens:         tokens,
 		Rules:          rules,
 		Watermark:      watermark,
 		OriginPatterns: cfg.CORSOrigins,
 		Logger:         log,
-	})
+		Sessions:       rr.sessions,
+		Changes:        redisx.QueueChanges{Cache: rr.cache, Progress: rr.progress},
+	}
+	if rr.presence != nil {
+		hubCfg.Presence = rr.presence
+	}
+	if rr.wakeups != nil {
+		hubCfg.Waker = rr.wakeups
+	}
+	hub, err := realtime.NewHub(hubCfg)
 	if err != nil {
 		return nil, fmt.Errorf("start realtime: %w", err)
 	}

@@ -56,6 +56,19 @@ type Config struct {
 	Realtime http.Handler
 	// Ready are the checks of /readyz.
 	Ready []ReadinessCheck
+	// Sessions, when set, checks after authentication that a token's
+	// session is still active (redisx.Sessions.Middleware: 401 otherwise).
+	Sessions func(http.Handler) http.Handler
+	// NewSession, when set, starts a session for each dev token, whose ID
+	// the token carries in "sid" (redisx.Sessions.Create).
+	NewSession func(ctx context.Context, player string, role auth.Role) (sessionID string, err error)
+	// Refresh and Logout serve POST /api/auth/refresh and
+	// POST /api/auth/logout behind authentication (redisx.Sessions'
+	// RefreshHandler and LogoutHandler); nil: not routed.
+	Refresh, Logout http.Handler
+	// CommandLimit, when set, wraps the queue's command routes after
+	// authentication (redisx.Limiter.Middleware: 429 rate-limited).
+	CommandLimit func(http.Handler) http.Handler
 	// Now is the clock of serverTime (default time.Now).
 	Now func() time.Time
 }
@@ -105,6 +118,11 @@ type Server struct {
 	metrics     http.Handler
 	middleware  []func(http.Handler) http.Handler
 	ready       []ReadinessCheck
+	sessions    func(http.Handler) http.Handler
+	newSession  func(ctx context.Context, player string, role auth.Role) (string, error)
+	refresh     http.Handler
+	logout      http.Handler
+	limit       func(http.Handler) http.Handler
 	now         func() time.Time
 	app         *webApp
 	router      chi.Router
@@ -134,6 +152,11 @@ func NewServer(cfg Config) (*Server, error) {
 		metrics:     cfg.Metrics,
 		middleware:  cfg.Middleware,
 		ready:       cfg.Ready,
+		sessions:    cfg.Sessions,
+		newSession:  cfg.NewSession,
+		refresh:     cfg.Refresh,
+		logout:      cfg.Logout,
+		limit:       cfg.CommandLimit,
 		now:         cfg.Now,
 		app:         app,
 	}
@@ -169,15 +192,29 @@ func (s *Server) routes() chi.Router {
 		r.Route("/admin", s.adminRoutes)
 		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate)
+			if s.sessions != nil {
+				r.Use(s.sessions)
+			}
+			if s.refresh != nil {
+				r.Method(http.MethodPost, "/auth/refresh", s.refresh)
+			}
+			if s.logout != nil {
+				r.Method(http.MethodPost, "/auth/logout", s.logout)
+			}
 			r.Route("/queue/{playerId}", func(r chi.Router) {
 				r.Use(s.authorizePlayer)
 				r.Get("/", s.getQueue)
-				r.Post("/tasks", s.enqueue)
-				r.Delete("/tasks/{taskId}", s.removeTask)
-				r.Post("/stop", s.stop)
-				r.Post("/start", s.start)
-				r.Put("/reorder", s.reorder)
 				r.Get("/history", s.getHistory)
+				r.Group(func(r chi.Router) {
+					if s.limit != nil {
+						r.Use(s.limit)
+					}
+					r.Post("/tasks", s.enqueue)
+					r.Delete("/tasks/{taskId}", s.removeTask)
+					r.Post("/stop", s.stop)
+					r.Post("/start", s.start)
+					r.Put("/reorder", s.reorder)
+				})
 			})
 		})
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
@@ -310,7 +347,15 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	token, exp, err := s.tokens.Mint(req.Player, role, s.tokenTTL)
+	sid := ""
+	if s.newSession != nil {
+		var err error
+		if sid, err = s.newSession(r.Context(), req.Player, role); err != nil {
+			s.writeProblem(w, r, fmt.Errorf("start a session for %s: %w", req.Player, err))
+			return
+		}
+	}
+	token, exp, err := s.tokens.MintSession(req.Player, role, sid, s.tokenTTL)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return

@@ -160,8 +160,14 @@ func NewTokens(cfg TokensConfig) (*Tokens, error) {
 }
 
 // Mint returns a token for player acting as role, valid for ttl, and when
-// it expires.
+// it expires. The token carries no session ("sid").
 func (t *Tokens) Mint(player string, role Role, ttl time.Duration) (string, time.Time, error) {
+	return t.MintSession(player, role, "", ttl)
+}
+
+// MintSession is Mint with the session sid written into the "sid" claim
+// (none when sid is empty), so that revoking the session refuses the token.
+func (t *Tokens) MintSession(player string, role Role, sid string, ttl time.Duration) (string, time.Time, error) {
 	switch {
 	case !ValidPlayerID(player):
 		return "", time.Time{}, fmt.Errorf("mint token: player %q is not 1-64 characters of [A-Za-z0-9_-]", player)
@@ -180,7 +186,8 @@ func (t *Tokens) Mint(player string, role Role, ttl time.Duration) (string, time
 			NotBefore: jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(exp),
 		},
-		Role: role,
+		Role:      role,
+		SessionID: sid,
 	}
 	if t.audience != "" {
 		claims.Audience = jwt.ClaimStrings{t.audience}

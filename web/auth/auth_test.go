@@ -209,3 +209,15 @@ func TestLoadOrCreateSecret(t *testing.T) {
 		t.Fatalf("a world-readable secret was accepted: %v", err)
 	}
 }
+
+func TestMintSessionCarriesSID(t *testing.T) {
+	tk := newTestTokens(t, "", "")
+	tok, _, err := tk.MintSession("bob", RolePlayer, "s-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tk.Verify(tok)
+	if err != nil || p != (Principal{PlayerID: "bob", Role: RolePlayer, SessionID: "s-1"}) {
+		t.Fatalf("Verify(MintSession) = %+v, %v", p, err)
+	}
+}
