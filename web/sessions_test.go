@@ -197,3 +197,51 @@ func TestCommandRateLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestLogoutOnOneInstanceReachesAnother: two instances sharing Redis (and
+// the JWT secret); a logout on one refuses the token on the other at once
+// and closes the socket open there.
+func TestLogoutOnOneInstanceReachesAnother(t *testing.T) {
+	url, prefix := testenv.Redis(t)
+	shared := func(c *app.Config) {
+		c.RedisURL, c.RedisPrefix, c.JWTSecret = url, prefix, apptest.Secret
+	}
+	a, b := apptest.SQLite(t, shared), apptest.SQLite(t, shared)
+	cleanRedis(t, a)
+	ca, cb := newClient(t, a), newClient(t, b)
+	tok := devToken(t, ca, "alice")
+	if r := cb.do(req{method: "GET", path: "/api/queue/alice", token: tok}); r.status != 200 {
+		t.Fatalf("GET on the other instance: %d %s", r.status, r.body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(cb.url, "http")+"/api/ws?access_token="+tok, nil)
+	if err != nil {
+		t.Fatalf("dial the other instance: %v", err)
+	}
+	defer conn.CloseNow()
+	if err := conn.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","playerId":"alice"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, m, err := conn.Read(ctx)
+		if err != nil {
+			t.Fatalf("read before logout: %v", err)
+		}
+		if strings.Contains(string(m), `"subscribed"`) {
+			break
+		}
+	}
+	if r := ca.do(req{method: "POST", path: "/api/auth/logout", token: tok}); r.status != 204 {
+		t.Fatalf("logout: %d %s", r.status, r.body)
+	}
+	cb.do(req{method: "GET", path: "/api/queue/alice", token: tok}).problem(t, 401, "unauthorized")
+	for {
+		if _, _, err = conn.Read(ctx); err != nil {
+			break
+		}
+	}
+	if websocket.CloseStatus(err) != 4401 {
+		t.Fatalf("socket on the other instance closed with %v, want 4401", err)
+	}
+}
