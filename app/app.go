@@ -25,6 +25,7 @@ import (
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/tracing"
 	"github.com/taskqueue/taskqueue/web"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -118,7 +119,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	a.Redis = rr.client
 	a.Sessions = rr.sessions
 	a.Metrics = metrics.New()
-	a.Store, a.Backend = a.Metrics.Store(st.store), st.backend
+	a.Store, a.Backend = tracing.Store(a.Metrics.Store(st.store)), st.backend
 
 	var history web.History
 	admin := &web.Admin{
@@ -149,7 +150,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	if err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
-	a.Commands.Use(command.Logging(a.Logger), command.Metrics(a.Metrics.ObserveCommand))
+	a.Commands.Use(tracing.Command(), command.Logging(a.Logger), command.Metrics(a.Metrics.ObserveCommand))
 
 	if st.readModels != nil {
 		proc, stop, err := startProcessor(a.Store, st.readModels, rules, a.Logger)
@@ -208,7 +209,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	if err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
-	a.Handler = srv
+	a.Handler = tracing.HTTP(srv) // outside web's request ID: the trace is derived from it
 	if cfg.DevMode() {
 		a.Logger.Warn("dev mode: anyone who reaches this server can mint any token with POST /api/auth/dev-token; " +
 			"set TASKQUEUE_DEV=false (and TASKQUEUE_JWT_SECRET) anywhere but a developer's machine")

@@ -14,6 +14,7 @@ import (
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/tracing"
 	"github.com/taskqueue/taskqueue/web"
 )
 
@@ -35,7 +36,9 @@ func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *s
 		Store: store,
 		DB:    db,
 		Projections: []projections.Projection{
-			projections.Queues{}, projections.PlayerProgress{}, projections.Analytics{},
+			tracing.Projection(projections.Queues{}),
+			tracing.Projection(projections.PlayerProgress{}),
+			tracing.Projection(projections.Analytics{}),
 		},
 		Logger: log,
 	})
@@ -86,7 +89,7 @@ func queueWatermark(r *projections.Runner) realtime.Watermark {
 func startRealtime(ctx context.Context, store eventstore.Store, rules domain.Rules, tokens realtime.TokenVerifier,
 	watermark realtime.Watermark, rr *redisRoles, cfg Config, log *slog.Logger) (*realtime.Hub, error) {
 	hubCfg := realtime.Config{
-		Store:          store,
+		Store:          tracing.Subscriber(store, "fanout"),
 		Tokens:         tokens,
 		Rules:          rules,
 		Watermark:      watermark,

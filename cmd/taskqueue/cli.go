@@ -15,6 +15,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/migrations"
+	"github.com/taskqueue/taskqueue/tracing"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -180,6 +181,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if fs.NArg() > 0 {
 		return &usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
 	}
+	shutdownTracing, err := tracing.Setup(ctx, "taskqueue", versionString())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(ctx); err != nil {
+			fmt.Fprintln(stderr, "flush traces:", err)
+		}
+	}()
 	a, cleanup, err := app.New(ctx, cfg)
 	if err != nil {
 		return err
