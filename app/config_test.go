@@ -83,12 +83,13 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"TASKQUEUE_CORS_ORIGINS":  "ftp://x",
 		"TASKQUEUE_LOG_FORMAT":    "xml",
 		"TASKQUEUE_LOG_LEVEL":     "loud",
+		"TASKQUEUE_RATE_LIMIT_IP": "2000000",
 	})
 	if err == nil {
 		t.Fatal("load accepted a bad config")
 	}
 	for _, want := range []string{"TASKQUEUE_ADDR", "TASKQUEUE_DATABASE_URL", "TASKQUEUE_REDIS_URL", "TASKQUEUE_KURRENTDB_URL",
-		"TASKQUEUE_JWT_SECRET", "TASKQUEUE_QUEUE_LIMIT", "TASKQUEUE_CORS_ORIGINS", "TASKQUEUE_LOG_FORMAT", "TASKQUEUE_LOG_LEVEL"} {
+		"TASKQUEUE_JWT_SECRET", "TASKQUEUE_QUEUE_LIMIT", "TASKQUEUE_CORS_ORIGINS", "TASKQUEUE_LOG_FORMAT", "TASKQUEUE_LOG_LEVEL", "TASKQUEUE_RATE_LIMIT_IP"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}
@@ -122,5 +123,26 @@ func TestEveryOptionIsAFlag(t *testing.T) {
 		if !strings.HasPrefix(o.Env, "TASKQUEUE_") {
 			t.Errorf("%s is not a TASKQUEUE_ variable", o.Env)
 		}
+	}
+}
+
+func TestRateLimits(t *testing.T) {
+	c, err := load(t, map[string]string{"TASKQUEUE_RATE_LIMIT_PLAYER": "30", "TASKQUEUE_REDIS_PREFIX": "eu:"}, "--rate-limit-ip", "-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RateLimitPlayer != 30 || c.RateLimitIP != -1 || c.RedisPrefix != "eu:" {
+		t.Fatalf("rate limits %d/%d, prefix %q", c.RateLimitPlayer, c.RateLimitIP, c.RedisPrefix)
+	}
+	l := limits(c)
+	if l.Player.Per != 30 || l.Player.Burst != 5 || l.Player.Period != time.Minute || l.IP.Per >= 0 {
+		t.Fatalf("limiter config %+v", l)
+	}
+	d, err := load(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := limits(d); l.Player.Per != 120 || l.Player.Burst != 20 || l.IP.Per != 600 || l.IP.Burst != 60 {
+		t.Fatalf("default limiter config %+v, want 120/20 and 600/60", l)
 	}
 }

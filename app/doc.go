@@ -25,8 +25,24 @@
 //     when the player's next command catches up).
 //   - The realtime hub (GET /api/ws) follows the log with one
 //     subscription; on SQLite and PostgreSQL it delivers a batch only after
-//     the queue projection applied it (a watermark on the runner). Redis
-//     (sessions, wake-ups across instances, caches) is not wired yet.
+//     the queue projection applied it (a watermark on the runner).
+//   - Redis (package redisx) when RedisURL is set, in-process otherwise:
+//     sessions (dev tokens carry "sid"; POST /api/auth/refresh and
+//     /logout; a revoked session is refused on REST by web's session check
+//     and its sockets closed by the hub, on every instance), the command
+//     rate limits (RateLimitPlayer, RateLimitIP), the queue cache and
+//     progress entries (kept by the hub's change sink and by each
+//     successful command), the hub's cross-instance wake-ups, and
+//     player.offline on the integration topics (Redis streams, "taskqueue."
+//     prefix) when a player's last socket closes. RedisPrefix starts every
+//     key and channel.
 //   - GET /api/queue/{playerId} reads the aggregate through the command
-//     side's cache (always as of the last command), not the read model.
+//     side's cache (always as of the last command), not the read model,
+//     behind the Redis queue cache when Redis is configured (a processor's
+//     completion reaches that cache when the hub dispatches it).
+//   - Tracing (package tracing): the store, the commands, the projections
+//     and the hub's subscription are decorated, and tracing.HTTP wraps the
+//     whole handler outside web's request ID, so one change is one trace.
+//     Spans are exported only when cmd/taskqueue's serve set up an OTLP
+//     exporter (OTEL_EXPORTER_OTLP_ENDPOINT).
 package app

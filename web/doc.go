@@ -12,8 +12,13 @@
 // "internal" problem), security headers. Under /api also: CORS for the
 // configured origins (none by default; a preflight from any other origin is
 // 403), the 64 KiB body limit (413), Cache-Control: no-store, and on the
-// queue routes the bearer token (401) and the player check (403: a player
-// acts on its own queue only; admin and system on any).
+// queue routes the bearer token (401), the session check when configured
+// (Config.Sessions: a token whose "sid" was revoked or expired is 401), the
+// player check (403: a player acts on its own queue only; admin and system
+// on any), and on the command routes (POST, PUT, DELETE) the rate limit
+// when configured (Config.CommandLimit: 429 rate-limited with Retry-After).
+// POST /api/auth/refresh and /logout sit behind the token and session
+// check; GET /api/ws authenticates itself (the realtime hub).
 //
 // # Errors
 //
