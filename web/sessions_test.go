@@ -38,10 +38,20 @@ func cleanRedis(t *testing.T, a *app.App) {
 	})
 }
 
-// modes runs f with Redis configured and without.
-func modes(t *testing.T, f func(t *testing.T, opts ...apptest.Option)) {
-	t.Run("redis", func(t *testing.T) { f(t, withRedis(t)) })
-	t.Run("in-process", func(t *testing.T) { f(t) })
+// modes runs f with Redis configured and without, on SQLite, and with
+// Redis on PostgreSQL (in dev mode, for dev tokens).
+func modes(t *testing.T, f func(t *testing.T, build func(...apptest.Option) *app.App, redis bool)) {
+	sqlite := func(opts ...apptest.Option) *app.App { return apptest.SQLite(t, opts...) }
+	t.Run("redis", func(t *testing.T) {
+		r := withRedis(t)
+		f(t, func(opts ...apptest.Option) *app.App { return apptest.SQLite(t, append(opts, r)...) }, true)
+	})
+	t.Run("in-process", func(t *testing.T) { f(t, sqlite, false) })
+	t.Run("redis-postgres", func(t *testing.T) {
+		r := withRedis(t)
+		dev := func(c *app.Config) { d := true; c.Dev = &d }
+		f(t, func(opts ...apptest.Option) *app.App { return apptest.Postgres(t, append(opts, r, dev)...) }, true)
+	})
 }
 
 func devToken(t *testing.T, c *client, player string) string {
@@ -58,10 +68,10 @@ func devToken(t *testing.T, c *client, player string) string {
 // the session at once on REST (401) and closes its open WebSocket (4401),
 // while the queue cache keeps GET coherent with commands.
 func TestLogoutRevokesRESTAndWebSocket(t *testing.T) {
-	modes(t, func(t *testing.T, opts ...apptest.Option) {
-		a := apptest.SQLite(t, opts...)
-		if (a.Redis != nil) != (len(opts) > 0) {
-			t.Fatalf("app Redis = %v with %d options", a.Redis, len(opts))
+	modes(t, func(t *testing.T, build func(...apptest.Option) *app.App, redis bool) {
+		a := build()
+		if (a.Redis != nil) != redis {
+			t.Fatalf("app Redis = %v, want Redis %v", a.Redis, redis)
 		}
 		cleanRedis(t, a)
 		c := newClient(t, a)
@@ -162,10 +172,9 @@ func TestLogoutRevokesRESTAndWebSocket(t *testing.T) {
 // TestCommandRateLimit: past the burst a player's commands get 429
 // rate-limited with Retry-After; reads and other players are not limited.
 func TestCommandRateLimit(t *testing.T) {
-	modes(t, func(t *testing.T, opts ...apptest.Option) {
+	modes(t, func(t *testing.T, build func(...apptest.Option) *app.App, redis bool) {
 		// 12 per minute: bursts of 2, one more every 5 s.
-		opts = append(opts, func(c *app.Config) { c.RateLimitPlayer = 12 })
-		a := apptest.SQLite(t, opts...)
+		a := build(func(c *app.Config) { c.RateLimitPlayer = 12 })
 		cleanRedis(t, a)
 		c := newClient(t, a)
 		alice := devToken(t, c, "alice")
@@ -186,6 +195,12 @@ func TestCommandRateLimit(t *testing.T) {
 			t.Fatalf("only %d commands passed before 429, want the burst of 2", passed)
 		}
 		limited.problem(t, 429, "rate-limited")
+		if redis { // counted in Redis (redis_rate's "rate:" before the key; it expires on its own)
+			key := "rate:" + a.Config.RedisPrefix + "ratelimit:alice"
+			if n, err := a.Redis.Redis().Exists(context.Background(), key).Result(); err != nil || n != 1 {
+				t.Fatalf("rate limit state %s in Redis: %d, %v", key, n, err)
+			}
+		}
 		if s, err := strconv.Atoi(limited.header.Get("Retry-After")); err != nil || s < 1 {
 			t.Fatalf("Retry-After %q, want whole seconds >= 1", limited.header.Get("Retry-After"))
 		}
