@@ -2,15 +2,9 @@ package realtime_test
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
@@ -26,60 +20,6 @@ import (
 type instance struct {
 	store eventstore.Store
 	srv   *server
-}
-
-// ownRedis is a redis-server of the test's own, on a free port, that the
-// test may stop and start again (never the shared one).
-type ownRedis struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-}
-
-func startOwnRedis(t *testing.T) *ownRedis {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if testenv.Required() {
-			t.Fatal("redis-server is not on PATH")
-		}
-		t.Skip("redis-server is not on PATH")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	r := &ownRedis{t: t, port: port}
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *ownRedis) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
-func (r *ownRedis) start() {
-	r.t.Helper()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("start redis-server: %v", err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
-	defer c.Close()
-	waitFor(r.t, "redis-server to answer", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		return c.Ping(ctx).Err() == nil
-	})
-}
-
-func (r *ownRedis) stop() {
-	if r.cmd == nil || r.cmd.Process == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
-	r.cmd = nil
 }
 
 // Changes made through instance A reach a client of instance B, in order
@@ -180,12 +120,12 @@ func TestTwoInstancesDeliverCrossInstance(t *testing.T) {
 // A Redis restart in the middle of a stream loses nothing: what is sent
 // comes from the store by position, and the wake-ups resume by themselves.
 func TestRedisRestartLosesNothing(t *testing.T) {
-	srv := startOwnRedis(t)
+	srv := testenv.StartRedisServer(t)
 	url := postgresURL(t)
 	tokens := newTokens(t)
 	var insts []instance
 	for i := 0; i < 2; i++ {
-		c, err := redisx.Open(redisx.Config{URL: srv.url(), Timeout: 200 * time.Millisecond, HealthInterval: 50 * time.Millisecond})
+		c, err := redisx.Open(redisx.Config{URL: srv.URL(), Timeout: 200 * time.Millisecond, HealthInterval: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,10 +151,10 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 	}
 	workload(context.Background(), t, h, []string{"alice"}, 20, 1)
 	readUpTo(streamVersion(t, insts[0].store, "alice"))
-	srv.stop()
+	srv.Stop()
 	workload(context.Background(), t, h, []string{"alice"}, 20, 2)
 	readUpTo(streamVersion(t, insts[0].store, "alice"))
-	srv.start()
+	srv.Start()
 	workload(context.Background(), t, h, []string{"alice"}, 20, 3)
 	readUpTo(streamVersion(t, insts[0].store, "alice"))
 }

@@ -4,80 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
-
-// ownRedis is a redis-server of the test's own, on a free port, that the
-// test may stop and start again (never the shared one).
-type ownRedis struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-}
-
-func startOwnRedis(t *testing.T) *ownRedis {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if testenv.Required() {
-			t.Fatal("redis-server is not on PATH")
-		}
-		t.Skip("redis-server is not on PATH")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	r := &ownRedis{t: t, port: port}
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *ownRedis) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
-func (r *ownRedis) start() {
-	r.t.Helper()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("start redis-server: %v", err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
-	defer c.Close()
-	waitFor(r.t, "redis-server to answer", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		return c.Ping(ctx).Err() == nil
-	})
-}
-
-func (r *ownRedis) stop() {
-	if r.cmd == nil || r.cmd.Process == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
-	r.cmd = nil
-}
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -288,9 +228,9 @@ func TestSessionsRevokeEverywhere(t *testing.T) {
 // in-process, sessions from memory), the outage is logged once, and when
 // Redis is back the roles use it again by themselves.
 func TestRedisDownAndBack(t *testing.T) {
-	srv := startOwnRedis(t)
+	srv := testenv.StartRedisServer(t)
 	log := &syncBuffer{}
-	c := open(t, srv.url(), "", log)
+	c := open(t, srv.URL(), "", log)
 	waitFor(t, "redis up", c.Up)
 	cache := redisx.NewQueueCache(c)
 	limiter := redisx.NewLimiter(c, redisx.LimitsConfig{Player: redisx.Rate{Per: 2, Period: time.Hour, Burst: 2}})
@@ -308,7 +248,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	sess, _ := sessions.Create(ctx, "alice", auth.RolePlayer)
 	revoked, _ := sessions.Create(ctx, "alice", auth.RolePlayer)
 
-	srv.stop()
+	srv.Stop()
 	for i := 0; i < 20; i++ {
 		if _, err := cache.Get(ctx, "alice", load); err != nil {
 			t.Fatalf("get with Redis down: %v", err)
@@ -342,7 +282,7 @@ func TestRedisDownAndBack(t *testing.T) {
 		t.Fatalf("the outage was logged %d times, want once", n)
 	}
 
-	srv.start()
+	srv.Start()
 	waitFor(t, "the client to notice Redis is back", c.Up)
 	if n := log.count("redis is back"); n != 1 {
 		t.Fatalf("the recovery was logged %d times, want once", n)
