@@ -121,7 +121,11 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	a.Metrics = metrics.New()
 	a.Store, a.Backend = tracing.Store(a.Metrics.Store(st.store)), st.backend
 
-	var history web.History
+	var (
+		history   web.History
+		progress  web.Progress
+		analytics web.Analytics
+	)
 	admin := &web.Admin{
 		PlayerEvents: func(ctx context.Context, player string, params url.Values) (any, error) {
 			return ops.AdminEvents(ctx, a.Store, player, params)
@@ -137,7 +141,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		}
 		closers = append(closers, rs.stop)
 		a.Projections = rs.runner
-		history = rs.history
+		history, progress, analytics = rs.history, rs.progress, rs.analytics
 		st.ready = append(st.ready, projectionsCheck(rs.runner))
 		pa := projections.Admin{R: rs.runner}
 		admin.Projections = query.NewProjectionStatusHandler(pa)
@@ -159,6 +163,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		}
 		closers = append(closers, stop)
 		a.Processor = proc
+		admin.DeadLetters = proc.DeadLetters()
 		st.ready = append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready})
 	}
 
@@ -190,6 +195,8 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		Catalog:     a.Catalog,
 		Queues:      queues{h: a.Commands, cache: rr.cache},
 		History:     history,
+		Progress:    progress,
+		Analytics:   analytics,
 		Realtime:    a.Realtime,
 		Admin:       admin,
 		Metrics:     a.Metrics.Handler(),

@@ -24,9 +24,11 @@ const retentionInterval = time.Hour
 // readSide is the read side running inside the app: the projections
 // runner, the history retention, and the query handlers over them.
 type readSide struct {
-	runner  *projections.Runner
-	history *query.HistoryHandler
-	stop    func()
+	runner    *projections.Runner
+	history   *query.HistoryHandler
+	progress  *query.PlayerProgressHandler
+	analytics *query.AnalyticsHandler
+	stop      func()
 }
 
 // startReadSide starts the projections runner and the retention sweep on
@@ -58,9 +60,12 @@ func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *s
 			log.Warn("history retention sweep failed", "err", err)
 		})
 	}()
+	rm := projections.NewReadModels(db)
 	return &readSide{
-		runner:  runner,
-		history: query.NewHistoryHandler(projections.NewReadModels(db)),
+		runner:    runner,
+		history:   query.NewHistoryHandler(rm),
+		progress:  query.NewPlayerProgressHandler(rm),
+		analytics: query.NewAnalyticsHandler(rm, nil),
 		stop: func() {
 			cancel()
 			<-done

@@ -28,6 +28,9 @@ type Admin struct {
 	// QueueAt answers GET /api/admin/players/{playerId}/queue?at=
 	// (ops.AdminQueueAt).
 	QueueAt func(ctx context.Context, player string, params url.Values) (any, error)
+	// DeadLetters answers GET /api/admin/deadletters (?all=true&limit=) and
+	// POST /api/admin/deadletters/{id}/retry (202).
+	DeadLetters DeadLetterQueue
 }
 
 func (s *Server) adminRoutes(r chi.Router) {
@@ -38,6 +41,8 @@ func (s *Server) adminRoutes(r chi.Router) {
 	r.Post("/projections/{name}/skip", s.adminSkip)
 	r.Get("/players/{playerId}/events", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.PlayerEvents }))
 	r.Get("/players/{playerId}/queue", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.QueueAt }))
+	r.Get("/deadletters", s.adminDeadLetters)
+	r.Post("/deadletters/{id}/retry", s.adminRetryDeadLetter)
 }
 
 // requireAdmin lets only admins through.

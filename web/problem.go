@@ -13,6 +13,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -123,7 +124,8 @@ func problemFor(err error) Problem {
 		}
 	case errors.Is(err, errForbidden):
 		t = ProblemForbidden
-	case errors.Is(err, errNotFound), errors.Is(err, domain.ErrTaskNotFound), errors.Is(err, query.ErrNotFound):
+	case errors.Is(err, errNotFound), errors.Is(err, domain.ErrTaskNotFound), errors.Is(err, query.ErrNotFound),
+		errors.Is(err, processor.ErrDeadLetterNotFound):
 		t = ProblemNotFound
 	case errors.Is(err, errMethodNotAllowed):
 		t = ProblemMethodNotAllowed

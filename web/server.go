@@ -43,6 +43,12 @@ type Config struct {
 	// History serves GET /api/queue/{playerId}/history; nil: 501 until the
 	// read side is wired.
 	History History
+	// Progress serves GET /api/players/{playerId}/progress; nil: 501 until
+	// the read side is wired.
+	Progress Progress
+	// Analytics serves the admin-only GET /api/analytics/{report}; nil: 501
+	// until the read side is wired.
+	Analytics Analytics
 	// Metrics serves GET /metrics (Prometheus); nil: not routed.
 	Metrics http.Handler
 	// Middleware wraps every request inside the router, after the request
@@ -113,6 +119,8 @@ type Server struct {
 	catalog     *domain.Catalog
 	queues      Queues
 	history     History
+	progress    Progress
+	analytics   Analytics
 	realtime    http.Handler
 	admin       *Admin
 	metrics     http.Handler
@@ -147,6 +155,8 @@ func NewServer(cfg Config) (*Server, error) {
 		catalog:     cfg.Catalog,
 		queues:      cfg.Queues,
 		history:     cfg.History,
+		progress:    cfg.Progress,
+		analytics:   cfg.Analytics,
 		realtime:    cfg.Realtime,
 		admin:       cfg.Admin,
 		metrics:     cfg.Metrics,
@@ -190,6 +200,7 @@ func (s *Server) routes() chi.Router {
 		r.Get("/ws", s.websocket)
 		r.Post("/auth/dev-token", s.devToken)
 		r.Route("/admin", s.adminRoutes)
+		r.Route("/analytics", s.analyticsRoutes)
 		r.Group(func(r chi.Router) {
 			r.Use(s.authenticate)
 			if s.sessions != nil {
@@ -201,6 +212,10 @@ func (s *Server) routes() chi.Router {
 			if s.logout != nil {
 				r.Method(http.MethodPost, "/auth/logout", s.logout)
 			}
+			r.Route("/players/{playerId}", func(r chi.Router) {
+				r.Use(s.authorizePlayer)
+				r.Get("/progress", s.getProgress)
+			})
 			r.Route("/queue/{playerId}", func(r chi.Router) {
 				r.Use(s.authorizePlayer)
 				r.Get("/", s.getQueue)

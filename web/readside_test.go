@@ -1,0 +1,201 @@
+package web_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/taskqueue/taskqueue/app"
+	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// waitFor polls get until done accepts its body, for up to 60 s.
+func waitFor(t *testing.T, what string, get func() response, done func(response) bool) response {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r := get()
+		if done(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not seen within 60 s: %d %s", what, r.status, r.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type progressBody struct {
+	PlayerID string `json:"playerId"`
+	Skills   map[string]struct {
+		XP    int64 `json:"xp"`
+		Level int   `json:"level"`
+	} `json:"skills"`
+	Inventory  map[string]int64 `json:"inventory"`
+	TotalXP    int64            `json:"totalXp"`
+	TotalLevel int              `json:"totalLevel"`
+	Version    int64            `json:"version"`
+}
+
+func decodeInto[T any](t *testing.T, r response) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	return v
+}
+
+// TestProgressAndAnalytics: a task the processor completes shows in the
+// player's progress (own or admin; 403 for another player) and in the
+// admin-only analytics reports; bad parameters are validation problems
+// naming the field, an unknown report is not-found.
+func TestProgressAndAnalytics(t *testing.T) {
+	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+		c := newClient(t, build(t))
+		alice, root := c.token("alice", auth.RolePlayer), c.token("root", auth.RoleAdmin)
+		bob, proc := c.token("bob", auth.RolePlayer), c.token("proc", auth.RoleSystem)
+
+		r := c.do(req{method: "GET", path: "/api/players/alice/progress", token: alice})
+		if r.status != 200 {
+			t.Fatalf("progress before any event: %d %s", r.status, r.body)
+		}
+		if p := decodeInto[progressBody](t, r); p.PlayerID != "alice" || len(p.Skills) != 0 || len(p.Inventory) != 0 || p.Version != 0 {
+			t.Fatalf("progress before any event: %s", r.body)
+		}
+		c.do(req{method: "GET", path: "/api/players/alice/progress", token: bob}).problem(t, 403, "forbidden")
+		c.do(req{method: "GET", path: "/api/players/alice/progress"}).problem(t, 401, "unauthorized")
+		c.do(req{method: "GET", path: "/api/players/not%20a%20player/progress", token: root}).problem(t, 400, "validation")
+
+		if r := c.do(req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"catch-shrimp","count":1}`}); r.status != 201 {
+			t.Fatalf("enqueue: %d %s", r.status, r.body)
+		}
+		for _, tok := range []string{alice, root, proc} {
+			r := waitFor(t, "the completed task in the progress", func() response {
+				return c.do(req{method: "GET", path: "/api/players/alice/progress", token: tok})
+			}, func(r response) bool {
+				if r.status != 200 {
+					t.Fatalf("progress: %d %s", r.status, r.body)
+				}
+				return decodeInto[progressBody](t, r).Inventory["raw-shrimp"] == 1
+			})
+			p := decodeInto[progressBody](t, r)
+			if p.Skills["fishing"].XP != 8 || p.Skills["fishing"].Level < 1 || p.TotalXP != 8 || p.Version == 0 {
+				t.Fatalf("progress after the completion: %s", r.body)
+			}
+		}
+
+		from := time.Now().UTC().Add(-24 * time.Hour).Format(time.RFC3339)
+		r = waitFor(t, "the completion in task-daily", func() response {
+			return c.do(req{method: "GET", path: "/api/analytics/task-daily?taskType=catch-shrimp&from=" + from, token: root})
+		}, func(r response) bool {
+			if r.status != 200 {
+				t.Fatalf("task-daily: %d %s", r.status, r.body)
+			}
+			rep := decodeInto[struct {
+				Report   string `json:"report"`
+				TaskDays []struct {
+					TaskType    string `json:"taskType"`
+					Completions int64  `json:"completions"`
+				} `json:"taskDays"`
+			}](t, r)
+			if rep.Report != "task-daily" {
+				t.Fatalf("task-daily answers %s", r.body)
+			}
+			for _, d := range rep.TaskDays {
+				if d.TaskType != "catch-shrimp" {
+					t.Fatalf("task-daily filtered on catch-shrimp has %s", r.body)
+				}
+			}
+			return len(rep.TaskDays) == 1 && rep.TaskDays[0].Completions == 1
+		})
+		r = waitFor(t, "the fishing XP in grants-daily", func() response {
+			return c.do(req{method: "GET", path: "/api/analytics/grants-daily", token: root})
+		}, func(r response) bool {
+			if r.status != 200 {
+				t.Fatalf("grants-daily: %d %s", r.status, r.body)
+			}
+			rep := decodeInto[struct {
+				GrantDays []struct {
+					Kind   string `json:"kind"`
+					Name   string `json:"name"`
+					Amount int64  `json:"amount"`
+				} `json:"grantDays"`
+			}](t, r)
+			for _, g := range rep.GrantDays {
+				if g.Kind == "xp" && g.Name == "fishing" && g.Amount == 8 {
+					return true
+				}
+			}
+			return false
+		})
+		for _, report := range []string{"active-players-hourly", "queue-lengths"} {
+			r := c.do(req{method: "GET", path: "/api/analytics/" + report, token: root})
+			if r.status != 200 || r.json(t)["report"] != report {
+				t.Fatalf("%s: %d %s", report, r.status, r.body)
+			}
+		}
+
+		c.do(req{method: "GET", path: "/api/analytics/nope", token: root}).problem(t, 404, "not-found")
+		for field, q := range map[string]string{
+			"from":     "from=yesterday",
+			"to":       "to=2026-13-01",
+			"taskType": "taskType=Not%20A%20Type!",
+		} {
+			p := c.do(req{method: "GET", path: "/api/analytics/task-daily?" + q, token: root}).problem(t, 400, "validation")
+			if p["field"] != field {
+				t.Fatalf("?%s: problem names field %v, want %s", q, p["field"], field)
+			}
+		}
+		p := c.do(req{method: "GET", path: "/api/analytics/task-daily?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", token: root}).problem(t, 400, "validation")
+		if p["field"] != "from" {
+			t.Fatalf("from after to names field %v", p["field"])
+		}
+		c.do(req{method: "GET", path: "/api/analytics/task-daily", token: alice}).problem(t, 403, "forbidden")
+		c.do(req{method: "GET", path: "/api/analytics/task-daily", token: proc}).problem(t, 403, "forbidden")
+		c.do(req{method: "GET", path: "/api/analytics/task-daily"}).problem(t, 401, "unauthorized")
+	})
+}
+
+// TestDeadLettersAdmin: the processor's dead letter queue over HTTP is
+// admin only; with nothing failed the list is empty, a retry of an
+// unknown ID is not-found and bad parameters are validation problems.
+func TestDeadLettersAdmin(t *testing.T) {
+	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+		c := newClient(t, build(t))
+		alice, root := c.token("alice", auth.RolePlayer), c.token("root", auth.RoleAdmin)
+		for _, path := range []string{"/api/admin/deadletters", "/api/admin/deadletters?all=true"} {
+			r := c.do(req{method: "GET", path: path, token: root})
+			if r.status != 200 || r.header.Get("Content-Type") != "application/json" {
+				t.Fatalf("%s: %d %s", path, r.status, r.body)
+			}
+			body := decodeInto[struct {
+				DeadLetters []map[string]any `json:"deadLetters"`
+			}](t, r)
+			if body.DeadLetters == nil || len(body.DeadLetters) != 0 {
+				t.Fatalf("%s: want an empty list, got %s", path, r.body)
+			}
+		}
+		c.do(req{method: "GET", path: "/api/admin/deadletters", token: alice}).problem(t, 403, "forbidden")
+		c.do(req{method: "POST", path: "/api/admin/deadletters/x/retry", token: alice}).problem(t, 403, "forbidden")
+		c.do(req{method: "GET", path: "/api/admin/deadletters"}).problem(t, 401, "unauthorized")
+		c.do(req{method: "POST", path: "/api/admin/deadletters/no-such-id/retry", token: root}).problem(t, 404, "not-found")
+		for field, q := range map[string]string{"all": "all=maybe", "limit": "limit=0"} {
+			p := c.do(req{method: "GET", path: "/api/admin/deadletters?" + q, token: root}).problem(t, 400, "validation")
+			if p["field"] != field {
+				t.Fatalf("?%s: problem names field %v, want %s", q, p["field"], field)
+			}
+		}
+	})
+}
+
+// TestReadSideRoutesWithoutReadSide: on KurrentDB (no read side in the
+// app yet) progress, analytics and dead letters answer 501.
+func TestReadSideRoutesWithoutReadSide(t *testing.T) {
+	c := newClient(t, apptest.KurrentDB(t))
+	alice, root := c.token("alice", auth.RolePlayer), c.token("root", auth.RoleAdmin)
+	c.do(req{method: "GET", path: "/api/players/alice/progress", token: alice}).problem(t, 501, "not-implemented")
+	c.do(req{method: "GET", path: "/api/analytics/task-daily", token: root}).problem(t, 501, "not-implemented")
+	c.do(req{method: "GET", path: "/api/admin/deadletters", token: root}).problem(t, 501, "not-implemented")
+}
