@@ -1,9 +1,12 @@
 package web_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
@@ -198,4 +201,65 @@ func TestReadSideRoutesWithoutReadSide(t *testing.T) {
 	c.do(req{method: "GET", path: "/api/players/alice/progress", token: alice}).problem(t, 501, "not-implemented")
 	c.do(req{method: "GET", path: "/api/analytics/task-daily", token: root}).problem(t, 501, "not-implemented")
 	c.do(req{method: "GET", path: "/api/admin/deadletters", token: root}).problem(t, 501, "not-implemented")
+}
+
+// TestDeadLettersListedOverHTTP: rows in the processor's dead letter table
+// (written here with SQL, the same columns the processor's poison queue
+// writes, since a command cannot be made to fail through HTTP) are listed
+// newest first with their fields; retried ones only with ?all=true.
+func TestDeadLettersListedOverHTTP(t *testing.T) {
+	var url string
+	a := apptest.Postgres(t, func(c *app.Config) { url = c.DatabaseURL })
+	c := newClient(t, a)
+	root := c.token("root", auth.RoleAdmin)
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	failed := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for _, row := range []struct {
+		id      string
+		at      time.Time
+		retried any
+	}{{"dl-old", failed, failed.Add(time.Minute)}, {"dl-new", failed.Add(time.Hour), nil}} {
+		_, err := conn.Exec(t.Context(), `INSERT INTO processor_dead_letters
+			(id, topic, command_name, payload, metadata, error, correlation_id, failed_at, retried_at, retries)
+			VALUES ($1, 'tq.commands.CompleteRepetition.p0', 'CompleteRepetition', '{"TaskID":"t"}', '{}', 'boom', 'corr-1', $2, $3, 0)`,
+			row.id, row.at, row.retried)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	type page struct {
+		DeadLetters []struct {
+			ID            string          `json:"id"`
+			Command       string          `json:"command"`
+			Payload       json.RawMessage `json:"payload"`
+			Error         string          `json:"error"`
+			CorrelationID string          `json:"correlationId"`
+			FailedAt      time.Time       `json:"failedAt"`
+			RetriedAt     *time.Time      `json:"retriedAt"`
+		} `json:"deadLetters"`
+	}
+	r := c.do(req{method: "GET", path: "/api/admin/deadletters", token: root})
+	open := decodeInto[page](t, r)
+	if r.status != 200 || len(open.DeadLetters) != 1 {
+		t.Fatalf("open dead letters: %d %s", r.status, r.body)
+	}
+	d := open.DeadLetters[0]
+	if d.ID != "dl-new" || d.Command != "CompleteRepetition" || string(d.Payload) != `{"TaskID":"t"}` || d.Error != "boom" ||
+		d.CorrelationID != "corr-1" || !d.FailedAt.Equal(failed.Add(time.Hour)) || d.RetriedAt != nil {
+		t.Fatalf("open dead letter: %s", r.body)
+	}
+	r = c.do(req{method: "GET", path: "/api/admin/deadletters?all=true", token: root})
+	all := decodeInto[page](t, r)
+	if r.status != 200 || len(all.DeadLetters) != 2 || all.DeadLetters[0].ID != "dl-new" || all.DeadLetters[1].ID != "dl-old" ||
+		all.DeadLetters[1].RetriedAt == nil {
+		t.Fatalf("all dead letters: %d %s", r.status, r.body)
+	}
+	r = c.do(req{method: "GET", path: "/api/admin/deadletters?all=true&limit=1", token: root})
+	if one := decodeInto[page](t, r); r.status != 200 || len(one.DeadLetters) != 1 || one.DeadLetters[0].ID != "dl-new" {
+		t.Fatalf("limit=1: %d %s", r.status, r.body)
+	}
 }
