@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -261,5 +263,60 @@ func TestDeadLettersListedOverHTTP(t *testing.T) {
 	r = c.do(req{method: "GET", path: "/api/admin/deadletters?all=true&limit=1", token: root})
 	if one := decodeInto[page](t, r); r.status != 200 || len(one.DeadLetters) != 1 || one.DeadLetters[0].ID != "dl-new" {
 		t.Fatalf("limit=1: %d %s", r.status, r.body)
+	}
+}
+
+// TestDeadLetterRetryOverHTTP: a dead letter of a command that cannot
+// succeed (a CompleteRepetition of an invalid player ID, written to the
+// dead letter table with SQL as the poison queue writes it) is re-sent by
+// POST .../retry to the running processor's command topic; it fails again
+// and comes back as a new dead letter, while the first is marked retried.
+func TestDeadLetterRetryOverHTTP(t *testing.T) {
+	var url string
+	a := apptest.Postgres(t, func(c *app.Config) { url = c.DatabaseURL })
+	c := newClient(t, a)
+	root := c.token("root", auth.RoleAdmin)
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	payload, err := json.Marshal(&command.CompleteRepetition{
+		Request: command.Request{PlayerID: "not a player id!", IdempotencyKey: "k-1", CorrelationID: "corr-9", Actor: "system"},
+		TaskID:  "t", Number: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(t.Context(), `INSERT INTO processor_dead_letters
+		(id, topic, command_name, payload, metadata, error, correlation_id, failed_at)
+		VALUES ('dl-1', 'taskqueue.commands.CompleteRepetition.p0', 'CompleteRepetition', $1, '{"name":"CompleteRepetition"}', 'boom', 'corr-9', $2)`,
+		string(payload), time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.do(req{method: "POST", path: "/api/admin/deadletters/dl-1/retry", token: root}); r.status != 202 || r.json(t)["id"] != "dl-1" {
+		t.Fatalf("retry: %d %s", r.status, r.body)
+	}
+	type page struct {
+		DeadLetters []struct {
+			ID        string     `json:"id"`
+			Error     string     `json:"error"`
+			RetriedAt *time.Time `json:"retriedAt"`
+		} `json:"deadLetters"`
+	}
+	r := waitFor(t, "the retried command's new dead letter", func() response {
+		return c.do(req{method: "GET", path: "/api/admin/deadletters", token: root})
+	}, func(r response) bool {
+		p := decodeInto[page](t, r)
+		return r.status == 200 && len(p.DeadLetters) == 1 && p.DeadLetters[0].ID != "dl-1"
+	})
+	if d := decodeInto[page](t, r).DeadLetters[0]; !strings.Contains(d.Error, "not a player id!") {
+		t.Fatalf("the new dead letter: %s", r.body)
+	}
+	r = c.do(req{method: "GET", path: "/api/admin/deadletters?all=true", token: root})
+	all := decodeInto[page](t, r)
+	if len(all.DeadLetters) != 2 || all.DeadLetters[1].ID != "dl-1" || all.DeadLetters[1].RetriedAt == nil {
+		t.Fatalf("all dead letters after the retry: %s", r.body)
 	}
 }
