@@ -17,12 +17,15 @@
 //   - On SQLite and PostgreSQL the read side runs inside the app: the
 //     projections runner (queues, player_progress, analytics) follows the
 //     log into the same database, the history's retention sweeps hourly,
-//     GET .../history reads it, and /readyz fails while a projection has
-//     failed. The processor (schedule, due loop, command bus) runs there
-//     too and completes repetitions on time. The cleanup stops them before
-//     closing the store. With KurrentDB neither is wired yet (history and
-//     the admin projection routes answer 501; repetitions complete only
-//     when the player's next command catches up).
+//     GET .../history, GET /api/players/{id}/progress and
+//     GET /api/analytics/{report} read it, and /readyz fails while a
+//     projection has failed. The processor (schedule, due loop, command
+//     bus) runs there too and completes repetitions on time; its dead
+//     letter queue backs /api/admin/deadletters. The cleanup stops them
+//     before closing the store. With KurrentDB neither is wired yet
+//     (history, progress, analytics, dead letters and the admin projection
+//     routes answer 501; repetitions complete only when the player's next
+//     command catches up).
 //   - The realtime hub (GET /api/ws) follows the log with one
 //     subscription; on SQLite and PostgreSQL it delivers a batch only after
 //     the queue projection applied it (a watermark on the runner).
