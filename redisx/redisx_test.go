@@ -64,6 +64,13 @@ func open(t *testing.T, url, prefix string, log *syncBuffer) *redisx.Client {
 
 func shared(t *testing.T) *redisx.Client {
 	t.Helper()
+	c, _ := sharedWithPrefix(t)
+	return c
+}
+
+// sharedWithPrefix is shared, and the key prefix that only this test uses.
+func sharedWithPrefix(t *testing.T) (*redisx.Client, string) {
+	t.Helper()
 	url, prefix := testenv.Redis(t)
 	c := open(t, url, prefix, nil)
 	t.Cleanup(func() {
@@ -78,7 +85,7 @@ func shared(t *testing.T) *redisx.Client {
 		}
 	})
 	waitFor(t, "redis up", c.Up)
-	return c
+	return c, prefix
 }
 
 func view(player string, version int64) domain.QueueView {
@@ -88,7 +95,7 @@ func view(player string, version int64) domain.QueueView {
 
 // The cache reads through, and an older view never replaces a newer one.
 func TestQueueCacheReadsThroughAndKeepsTheNewest(t *testing.T) {
-	c := shared(t)
+	c, prefix := sharedWithPrefix(t)
 	cache := redisx.NewQueueCache(c)
 	ctx := context.Background()
 	var loads atomic.Int32
@@ -110,7 +117,7 @@ func TestQueueCacheReadsThroughAndKeepsTheNewest(t *testing.T) {
 	if v, _ := cache.Get(ctx, "alice", load(9)); v.Version != 9 || loads.Load() != 2 {
 		t.Fatalf("after invalidate: version %d, %d loads", v.Version, loads.Load())
 	}
-	if ttl := c.Redis().TTL(ctx, strings.TrimSuffix(testPrefix(t, c), "")+"queue:alice").Val(); ttl <= 0 || ttl > redisx.QueueTTL {
+	if ttl := c.Redis().TTL(ctx, prefix+"queue:alice").Val(); ttl <= 0 || ttl > redisx.QueueTTL {
 		t.Fatalf("TTL %v, want up to %v", ttl, redisx.QueueTTL)
 	}
 	if _, ok, err := redisx.NewProgressStore(c).Get(ctx, "alice"); ok || err != nil {
@@ -121,16 +128,6 @@ func TestQueueCacheReadsThroughAndKeepsTheNewest(t *testing.T) {
 	if p, ok, err := ps.Get(ctx, "alice"); !ok || err != nil || p.Version != 12 || p.Done != 12 || p.Count != 5 {
 		t.Fatalf("progress %+v, %v, %v", p, ok, err)
 	}
-}
-
-// testPrefix finds the test's key prefix from a key it wrote.
-func testPrefix(t *testing.T, c *redisx.Client) string {
-	t.Helper()
-	keys, err := c.Redis().Keys(context.Background(), "test:*queue:alice").Result()
-	if err != nil || len(keys) != 1 {
-		t.Fatalf("keys %v, %v", keys, err)
-	}
-	return strings.TrimSuffix(keys[0], "queue:alice")
 }
 
 // Commands over the rate are refused with 429 and Retry-After, per player
