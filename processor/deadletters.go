@@ -38,6 +38,10 @@ type DeadLetter struct {
 // ErrDeadLetterNotFound is returned by Retry for an unknown ID.
 var ErrDeadLetterNotFound = errors.New("dead letter not found")
 
+// ErrNotRunning: the processor is starting or stopping, so a dead letter
+// cannot be re-sent now (HTTP 503: try again).
+var ErrNotRunning = errors.New("the processor is not running")
+
 // DeadLetters is the durable dead letter queue (table
 // processor_dead_letters). Safe for concurrent use.
 type DeadLetters struct {
@@ -123,9 +127,6 @@ func (d *DeadLetters) List(ctx context.Context, limit int, includeRetried bool) 
 // embedded GoChannel it returns once the command was handled (or failed
 // again after its retries); on Redis, once it is queued.
 func (d *DeadLetters) Retry(ctx context.Context, id string) error {
-	if d.pub == nil || d.pub() == nil {
-		return fmt.Errorf("retry dead letter %s: the processor is not running", id)
-	}
 	var topic, payload, meta string
 	err := d.db.QueryRow(ctx, `SELECT topic, payload, metadata FROM processor_dead_letters WHERE id = $1`, id).Scan(&topic, &payload, &meta)
 	if err != nil {
@@ -133,6 +134,9 @@ func (d *DeadLetters) Retry(ctx context.Context, id string) error {
 			return fmt.Errorf("retry dead letter %q: %w", id, ErrDeadLetterNotFound)
 		}
 		return fmt.Errorf("retry dead letter %s: %w", id, err)
+	}
+	if d.pub == nil || d.pub() == nil {
+		return fmt.Errorf("retry dead letter %s: %w", id, ErrNotRunning)
 	}
 	msg := message.NewMessage(watermill.NewUUID(), []byte(payload))
 	if err := json.Unmarshal([]byte(meta), &msg.Metadata); err != nil {

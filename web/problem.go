@@ -152,6 +152,8 @@ func problemFor(err error) Problem {
 	case errors.Is(err, errUnavailable), errors.Is(err, eventstore.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded):
 		t, detail = ProblemUnavailable, "the service cannot reach its store; retry later"
+	case errors.Is(err, processor.ErrNotRunning):
+		t, detail = ProblemUnavailable, "the processor is starting or stopping; retry later"
 	default:
 		t, detail = ProblemInternal, "an internal error occurred; the log has the details under the request ID"
 	}
