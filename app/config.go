@@ -130,6 +130,32 @@ type Config struct {
 	// in flight before closing them.
 	// TASKQUEUE_SHUTDOWN_TIMEOUT, --shutdown-timeout, default 15s.
 	ShutdownTimeout time.Duration
+
+	// TLSCert and TLSKey are the PEM files of the server's certificate
+	// (chain) and private key. Both set: the server speaks HTTPS only,
+	// TLS 1.3 at least; both empty: plain HTTP (behind a proxy that ends
+	// TLS). One without the other is an error.
+	// TASKQUEUE_TLS_CERT, --tls-cert; TASKQUEUE_TLS_KEY, --tls-key; default "".
+	TLSCert string
+	TLSKey  string
+
+	// AnalystPassword, when set, is the password of the read-only
+	// PostgreSQL role taskqueue_analyst that the migrations create for
+	// analysts; empty: the role is not created (or left as it is).
+	// TASKQUEUE_ANALYST_PASSWORD, --analyst-password, default "".
+	AnalystPassword string
+
+	// OfflineCap is how much offline progress a queue gets: a repetition
+	// due longer ago than this is completed up to this much after its due
+	// time, and the queue stops there with a reason the player sees.
+	// TASKQUEUE_OFFLINE_CAP, --offline-cap, default 24h.
+	OfflineCap time.Duration
+
+	// Processor says whether `taskqueue serve` runs the processor (the
+	// loop that completes due repetitions) beside the API. Turn it off to
+	// run processors as separate `taskqueue processor` processes.
+	// TASKQUEUE_PROCESSOR, --processor, default true.
+	Processor *bool
 }
 
 // Defaults of Config, applied by setDefaults to fields left at their zero value.
@@ -145,6 +171,7 @@ const (
 	DefaultShutdownTimeout  = 15 * time.Second
 	DefaultRateLimitPlayer  = 120
 	DefaultRateLimitIP      = 600
+	DefaultOfflineCap       = 24 * time.Hour
 	// MinJWTSecretLength is the least number of bytes of a JWT secret.
 	MinJWTSecretLength = 32
 	// MaxQueueLimit bounds QueueLimit.
@@ -190,7 +217,20 @@ func (c *Config) setDefaults() {
 	if c.RateLimitIP == 0 {
 		c.RateLimitIP = DefaultRateLimitIP
 	}
+	if c.OfflineCap == 0 {
+		c.OfflineCap = DefaultOfflineCap
+	}
+	if c.Processor == nil {
+		on := true
+		c.Processor = &on
+	}
 }
+
+// ProcessorOn reports whether serve runs the processor (after defaults).
+func (c Config) ProcessorOn() bool { return c.Processor == nil || *c.Processor }
+
+// TLS reports whether the server speaks HTTPS (both TLS files are set).
+func (c Config) TLS() bool { return c.TLSCert != "" && c.TLSKey != "" }
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
@@ -277,6 +317,15 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		bad("TASKQUEUE_SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("TASKQUEUE_TLS_CERT", "TASKQUEUE_TLS_CERT and TASKQUEUE_TLS_KEY go together: set both or neither")
+	}
+	if c.AnalystPassword != "" && c.DatabaseURL == "" {
+		bad("TASKQUEUE_ANALYST_PASSWORD", "needs TASKQUEUE_DATABASE_URL: the analyst role is a PostgreSQL role")
+	}
+	if c.OfflineCap < time.Minute {
+		bad("TASKQUEUE_OFFLINE_CAP", "%s is shorter than a minute", c.OfflineCap)
+	}
 	return errors.Join(errs...)
 }
 
@@ -336,6 +385,11 @@ var options = []Option{
 	{"TASKQUEUE_DEV", "dev", "true on SQLite, false with a database URL", "dev mode: POST /api/auth/dev-token and a generated JWT secret", func(c *Config) flag.Value { return &boolPtrValue{&c.Dev} }},
 	{"TASKQUEUE_LOG_FORMAT", "log-format", DefaultLogFormat, "log format: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
 	{"TASKQUEUE_LOG_LEVEL", "log-level", DefaultLogLevel, "log level: debug, info, warn or error", func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
+	{"TASKQUEUE_TLS_CERT", "tls-cert", "", "PEM certificate file; with --tls-key the server speaks HTTPS (TLS 1.3)", func(c *Config) flag.Value { return (*stringValue)(&c.TLSCert) }},
+	{"TASKQUEUE_TLS_KEY", "tls-key", "", "PEM private key file of --tls-cert", func(c *Config) flag.Value { return (*stringValue)(&c.TLSKey) }},
+	{"TASKQUEUE_ANALYST_PASSWORD", "analyst-password", "", "password of the read-only PostgreSQL role taskqueue_analyst; empty: no role", func(c *Config) flag.Value { return (*stringValue)(&c.AnalystPassword) }},
+	{"TASKQUEUE_OFFLINE_CAP", "offline-cap", DefaultOfflineCap.String(), "how far back offline progress reaches before a queue stops", func(c *Config) flag.Value { return (*durationValue)(&c.OfflineCap) }},
+	{"TASKQUEUE_PROCESSOR", "processor", "true", "run the processor inside serve (false: run `taskqueue processor` separately)", func(c *Config) flag.Value { return &boolPtrValue{&c.Processor} }},
 	{"TASKQUEUE_SHUTDOWN_TIMEOUT", "shutdown-timeout", DefaultShutdownTimeout.String(), "how long a graceful shutdown waits for requests in flight", func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
 }
 
