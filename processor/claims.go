@@ -26,6 +26,14 @@ type due struct {
 // cancelled), RETURNING the rows it took: on PostgreSQL the row lock of the conflicting claim serializes
 // two claimers (the second sees the first's fresh claim and takes nothing),
 // on SQLite the single writer does. The same statements run on both.
+//
+// A claim whose repetition is not in the schedule is stale: claims are only
+// taken from schedule rows, and the schedule only moves forward (one shared
+// table, advanced with its checkpoint in one transaction), so such a
+// repetition was completed or cancelled. This does not hold while the
+// schedule projection is rebuilt from position 0; a claim displaced then
+// costs one no-op command (the completion key and the expected version keep
+// the repetition from completing twice), never a double reward.
 func claimDue(ctx context.Context, db projections.DB, owner string, now time.Time, ttl time.Duration, limit int) ([]due, error) {
 	var out []due
 	err := db.InTx(ctx, func(tx projections.Tx) error {
