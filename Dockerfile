@@ -32,6 +32,9 @@ ENV TASKQUEUE_ADDR=:8080 \
     TASKQUEUE_LOG_FORMAT=json
 VOLUME /data
 EXPOSE 8080
+# With TLS in the binary (TASKQUEUE_TLS_CERT/KEY, README "TLS") /healthz is
+# HTTPS only: override this check, e.g. in compose with
+#   wget -q --no-check-certificate -O /dev/null https://127.0.0.1:8080/healthz
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD wget -q -O /dev/null http://127.0.0.1:8080/healthz || exit 1
 ENTRYPOINT ["/usr/local/bin/taskqueue"]

@@ -181,6 +181,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if fs.NArg() > 0 {
 		return &usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
 	}
+	// TLS files are read before anything else starts: a missing file or a
+	// bad pair fails here, not at the first connection.
+	var certs *certReloader
+	if cfg.TLS() {
+		if certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return err
+		}
+	}
 	shutdownTracing, err := tracing.Setup(ctx, "taskqueue", versionString())
 	if err != nil {
 		return err
@@ -192,7 +200,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			fmt.Fprintln(stderr, "flush traces:", err)
 		}
 	}()
-	a, cleanup, err := app.New(ctx, cfg)
+	a, cleanup, err := app.NewWithLog(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -208,10 +216,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
 	}
+	scheme := "http"
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	a.Logger.Info("listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()), "version", versionString())
-	fmt.Fprintf(stdout, "taskqueue %s listening on http://%s\n", versionString(), displayAddr(ln.Addr()))
+	if certs != nil {
+		scheme = "https"
+		certs.log = a.Logger
+		certs.logLoaded("TLS certificate loaded", certs.cert)
+		srv.TLSConfig = certs.tlsConfig()
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	url := scheme + "://" + displayAddr(ln.Addr())
+	a.Logger.Info("listening", "addr", ln.Addr().String(), "url", url, "tls", certs != nil, "version", versionString())
+	fmt.Fprintf(stdout, "taskqueue %s listening on %s\n", versionString(), url)
 
 	select {
 	case err := <-errc:
