@@ -102,7 +102,11 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 
 	if cmd == "replay" && of.toPosition == "" && of.toTime == "" {
 		// A blue-green rebuild of the serving read models, by a runner of
-		// this process (a running server's runner follows the switch).
+		// this process (a running server's runner follows the switch). The
+		// processor stays off: replaying must not complete the repetitions
+		// that fell due (that appends events), whatever TASKQUEUE_PROCESSOR says.
+		off := false
+		cfg.Processor = &off
 		a, cleanup, err := app.NewWithLog(ctx, cfg, io.Discard)
 		if err != nil {
 			return err
