@@ -210,8 +210,9 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		Refresh: rr.sessions.RefreshHandler(func(player string, role auth.Role, sid string) (string, time.Time, error) {
 			return a.Tokens.MintSession(player, role, sid, cfg.TokenTTL)
 		}),
-		Logout:       rr.sessions.LogoutHandler(),
-		CommandLimit: rr.limiter.Middleware,
+		Logout:         rr.sessions.LogoutHandler(),
+		CommandLimit:   rr.limiter.Middleware,
+		TrustedProxies: cfg.TrustedProxies,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"sort"
@@ -150,6 +151,14 @@ type Config struct {
 	// time, and the queue stops there with a reason the player sees.
 	// TASKQUEUE_OFFLINE_CAP, --offline-cap, default 24h.
 	OfflineCap time.Duration
+
+	// TrustedProxies are the addresses (or CIDR ranges) of the reverse
+	// proxies in front of the service: for a request from one of them the
+	// client is the last untrusted address of X-Forwarded-For, for the
+	// access log and the per-address rate limit. Empty: the peer is the
+	// client and X-Forwarded-For is ignored.
+	// TASKQUEUE_TRUSTED_PROXIES, --trusted-proxies, default "".
+	TrustedProxies []netip.Prefix
 
 	// Processor says whether `taskqueue serve` runs the processor (the
 	// loop that completes due repetitions) beside the API. Turn it off to
@@ -389,6 +398,7 @@ var options = []Option{
 	{"TASKQUEUE_TLS_KEY", "tls-key", "", "PEM private key file of --tls-cert", func(c *Config) flag.Value { return (*stringValue)(&c.TLSKey) }},
 	{"TASKQUEUE_ANALYST_PASSWORD", "analyst-password", "", "password of the read-only PostgreSQL role taskqueue_analyst; empty: no role", func(c *Config) flag.Value { return (*stringValue)(&c.AnalystPassword) }},
 	{"TASKQUEUE_OFFLINE_CAP", "offline-cap", DefaultOfflineCap.String(), "how far back offline progress reaches before a queue stops", func(c *Config) flag.Value { return (*durationValue)(&c.OfflineCap) }},
+	{"TASKQUEUE_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For names the client", func(c *Config) flag.Value { return (*prefixListValue)(&c.TrustedProxies) }},
 	{"TASKQUEUE_PROCESSOR", "processor", "true", "run the processor inside serve (false: run `taskqueue processor` separately)", func(c *Config) flag.Value { return &boolPtrValue{&c.Processor} }},
 	{"TASKQUEUE_SHUTDOWN_TIMEOUT", "shutdown-timeout", DefaultShutdownTimeout.String(), "how long a graceful shutdown waits for requests in flight", func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
 }
@@ -495,6 +505,42 @@ func (v *listValue) Set(s string) error {
 		if p := strings.TrimSpace(part); p != "" {
 			out = append(out, strings.TrimSuffix(p, "/"))
 		}
+	}
+	*v = out
+	return nil
+}
+
+type prefixListValue []netip.Prefix
+
+func (v *prefixListValue) String() string {
+	parts := make([]string, len(*v))
+	for i, p := range *v {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (v *prefixListValue) Set(s string) error {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if strings.Contains(part, "/") {
+			p, err := netip.ParsePrefix(part)
+			if err != nil {
+				return fmt.Errorf("%q is not an address range like 10.0.0.0/8", part)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil {
+			return fmt.Errorf("%q is not an IP address or a range like 10.0.0.0/8", part)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	*v = out
 	return nil

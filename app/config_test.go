@@ -54,6 +54,16 @@ var loadCases = []struct {
 		func(c Config) bool {
 			return len(c.CORSOrigins) == 2 && c.CORSOrigins[0] == "https://a.example" && c.CORSOrigins[1] == "http://b.example:3000"
 		}},
+	{"trusted proxies: ranges and single addresses", map[string]string{"TASKQUEUE_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7 ,::1"}, nil,
+		func(c Config) bool {
+			return len(c.TrustedProxies) == 3 && c.TrustedProxies[0].String() == "10.0.0.0/8" &&
+				c.TrustedProxies[1].String() == "192.168.1.7/32" && c.TrustedProxies[2].String() == "::1/128"
+		}},
+	{"offline cap, processor off, TLS pair", map[string]string{"TASKQUEUE_OFFLINE_CAP": "2h", "TASKQUEUE_PROCESSOR": "false",
+		"TASKQUEUE_TLS_CERT": "c.pem", "TASKQUEUE_TLS_KEY": "k.pem"}, nil,
+		func(c Config) bool { return c.OfflineCap == 2*time.Hour && !c.ProcessorOn() && c.TLS() }},
+	{"processor on and 24h cap by default", nil, nil,
+		func(c Config) bool { return c.ProcessorOn() && c.OfflineCap == 24*time.Hour && !c.TLS() }},
 	{"durations", map[string]string{"TASKQUEUE_TOKEN_TTL": "1h", "TASKQUEUE_SHUTDOWN_TIMEOUT": "3s"}, nil,
 		func(c Config) bool { return c.TokenTTL == time.Hour && c.ShutdownTimeout == 3*time.Second }},
 }
@@ -84,15 +94,33 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"TASKQUEUE_LOG_FORMAT":    "xml",
 		"TASKQUEUE_LOG_LEVEL":     "loud",
 		"TASKQUEUE_RATE_LIMIT_IP": "2000000",
+		"TASKQUEUE_TLS_CERT":      "cert.pem",
+		"TASKQUEUE_OFFLINE_CAP":   "30s",
 	})
 	if err == nil {
 		t.Fatal("load accepted a bad config")
 	}
 	for _, want := range []string{"TASKQUEUE_ADDR", "TASKQUEUE_DATABASE_URL", "TASKQUEUE_REDIS_URL", "TASKQUEUE_KURRENTDB_URL",
-		"TASKQUEUE_JWT_SECRET", "TASKQUEUE_QUEUE_LIMIT", "TASKQUEUE_CORS_ORIGINS", "TASKQUEUE_LOG_FORMAT", "TASKQUEUE_LOG_LEVEL", "TASKQUEUE_RATE_LIMIT_IP"} {
+		"TASKQUEUE_JWT_SECRET", "TASKQUEUE_QUEUE_LIMIT", "TASKQUEUE_CORS_ORIGINS", "TASKQUEUE_LOG_FORMAT", "TASKQUEUE_LOG_LEVEL", "TASKQUEUE_RATE_LIMIT_IP",
+		"TASKQUEUE_TLS_CERT", "TASKQUEUE_OFFLINE_CAP"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}
+	}
+}
+
+func TestUnparsableValuesAreNamed(t *testing.T) {
+	_, err := load(t, map[string]string{"TASKQUEUE_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local", "TASKQUEUE_PROCESSOR": "maybe"})
+	if err == nil || !strings.Contains(err.Error(), `TASKQUEUE_TRUSTED_PROXIES: "proxy.local" is not an IP address`) ||
+		!strings.Contains(err.Error(), "TASKQUEUE_PROCESSOR") {
+		t.Fatalf("want both bad values named, got %v", err)
+	}
+}
+
+func TestAnalystPasswordNeedsPostgres(t *testing.T) {
+	_, err := load(t, map[string]string{"TASKQUEUE_ANALYST_PASSWORD": "pw"})
+	if err == nil || !strings.Contains(err.Error(), "TASKQUEUE_ANALYST_PASSWORD") {
+		t.Fatalf("want the analyst password refused without a database URL, got %v", err)
 	}
 }
 

@@ -105,8 +105,8 @@ func (l *Limiter) AllowIP(ctx context.Context, ip string) (bool, time.Duration) 
 }
 
 // Middleware limits the requests that change something (every method but
-// GET, HEAD and OPTIONS): per client address (r.RemoteAddr: put a trusted
-// proxy's real-IP middleware before it), then per player (the principal of
+// GET, HEAD and OPTIONS): per client address (r.RemoteAddr, which the web
+// server sets from X-Forwarded-For for TASKQUEUE_TRUSTED_PROXIES), then per player (the principal of
 // auth.PrincipalFrom, so it must run after authentication). A refused
 // request gets 429 problem+json "rate-limited" with Retry-After in seconds.
 func (l *Limiter) Middleware(next http.Handler) http.Handler {

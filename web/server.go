@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -77,6 +78,9 @@ type Config struct {
 	CommandLimit func(http.Handler) http.Handler
 	// Now is the clock of serverTime (default time.Now).
 	Now func() time.Time
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// (see clientAddr); empty: the peer is the client.
+	TrustedProxies []netip.Prefix
 }
 
 func (c *Config) setDefaults() {
@@ -132,6 +136,7 @@ type Server struct {
 	logout      http.Handler
 	limit       func(http.Handler) http.Handler
 	now         func() time.Time
+	trusted     []netip.Prefix
 	app         *webApp
 	router      chi.Router
 }
@@ -168,6 +173,7 @@ func NewServer(cfg Config) (*Server, error) {
 		logout:      cfg.Logout,
 		limit:       cfg.CommandLimit,
 		now:         cfg.Now,
+		trusted:     cfg.TrustedProxies,
 		app:         app,
 	}
 	s.router = s.routes()
@@ -179,7 +185,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(requestID)
+	r.Use(clientAddr(s.trusted), requestID)
 	r.Use(s.middleware...)
 	r.Use(s.accessLog, securityHeaders)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
