@@ -92,6 +92,9 @@ func New(cfg Config) (*Processor, error) {
 	return p, nil
 }
 
+// Owner is the name of this instance in its claims and leases.
+func (p *Processor) Owner() string { return p.cfg.Owner }
+
 // DeadLetters returns the processor's dead letter queue (list and retry).
 func (p *Processor) DeadLetters() *DeadLetters { return p.dead }
 

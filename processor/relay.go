@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -264,7 +265,7 @@ func (r *Relay) runOnce(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("relay: read after %s: %w", from, err)
 		}
-		if err := r.publish(ctx, events); err != nil {
+		if _, err := r.publish(ctx, events); err != nil {
 			return err
 		}
 		to := sub.Position()
@@ -317,10 +318,12 @@ func (r *Relay) saveCheckpoint(ctx context.Context, old, pos eventstore.Position
 	})
 }
 
-// Republish publishes again every integration event after position
-// after, up to the head of the log when it is called, without touching
-// the checkpoint (`taskqueue relay --from N`: the seed's EventBridge
-// replay). It returns the number of messages published.
+// Republish publishes again every integration event of the domain events
+// after position after, up to the head of the log when it is called,
+// without touching the checkpoint (`taskqueue relay --from N`: the seed's
+// EventBridge replay). It returns the number of messages published (a
+// domain event makes zero, one or two). The messages are the ones the
+// relay published the first time: same UUIDs, same payloads.
 func (r *Relay) Republish(ctx context.Context, after eventstore.Position) (int, error) {
 	head, err := r.cfg.Store.Head(ctx)
 	if err != nil {
@@ -342,10 +345,11 @@ func (r *Relay) Republish(ctx context.Context, after eventstore.Position) (int, 
 			}
 			batch = append(batch, e)
 		}
-		if err := r.publish(ctx, batch); err != nil {
+		m, err := r.publish(ctx, batch)
+		n += m
+		if err != nil {
 			return n, err
 		}
-		n += len(batch)
 		if len(batch) < len(events) {
 			break
 		}
@@ -354,20 +358,37 @@ func (r *Relay) Republish(ctx context.Context, after eventstore.Position) (int, 
 	return n, nil
 }
 
-// publish turns events into messages and publishes them in order.
-func (r *Relay) publish(ctx context.Context, events []eventstore.RecordedEvent) error {
+// Before returns the position just before p in the order of positions,
+// so that reading after Before(p) starts at p itself (`relay --from N`
+// includes the event at N). Before(Start) is Start.
+func Before(p eventstore.Position) eventstore.Position {
+	switch {
+	case p.Seq > 0:
+		return eventstore.Position{Commit: p.Commit, Seq: p.Seq - 1}
+	case p.Commit > 0:
+		// Backends store both parts as signed 64-bit integers.
+		return eventstore.Position{Commit: p.Commit - 1, Seq: math.MaxInt64}
+	}
+	return eventstore.Start
+}
+
+// publish turns events into messages and publishes them in order; it
+// returns how many it published.
+func (r *Relay) publish(ctx context.Context, events []eventstore.RecordedEvent) (int, error) {
+	n := 0
 	for _, e := range events {
 		msgs, err := r.messages(ctx, e)
 		if err != nil {
-			return err
+			return n, err
 		}
 		for _, m := range msgs {
 			if err := r.cfg.Publisher.Publish(Topic(r.cfg.TopicPrefix, m.Metadata.Get(MetaType)), m); err != nil {
-				return fmt.Errorf("relay: publish %s of event %s at %s: %w", m.Metadata.Get(MetaType), e.ID, e.Position, err)
+				return n, fmt.Errorf("relay: publish %s of event %s at %s: %w", m.Metadata.Get(MetaType), e.ID, e.Position, err)
 			}
+			n++
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // integrationNamespace derives message UUIDs from event IDs.
