@@ -77,6 +77,31 @@
 // the catalog fails in the aggregate with a reason when its turn comes,
 // and the queue moves on.
 //
+// No circuit breaker: backoff alone is the right choice here. While the
+// database is away the only steady caller is the due loop, one claim
+// query per poll, which already backs off exponentially and probes again
+// (what a breaker's half-open state would do). The commands in flight when
+// it went away are bounded by BatchSize and retry with their own backoff;
+// a breaker in front of the command handlers would only make them fail
+// at once, exhaust their retries sooner and fill the dead letter queue
+// with commands that the schedule sends again anyway once their claims
+// expire. (A command that did reach the dead letter queue during an
+// outage is harmless to retry: its repetition was completed since, and
+// completing it again decides nothing.) TestDatabaseOutageBackOffAndResume
+// cuts PostgreSQL between batches and inside a command and checks every
+// repetition completed once with the rules' rewards.
+//
+// # The relay
+//
+// Relay publishes the integration events (docs/EVENTS.md) at least once.
+// With several instances only one relays at a time: the app runs it under
+// RunLeased with RelayLeaseName, a lease row in processor_leases renewed
+// every TTL/3 (default TTL 10 s); a stopped holder releases it (another
+// takes over at once), a killed one's lease expires and is taken by the
+// next instance that asks. A holder that lost its lease while publishing
+// may publish a batch the next holder publishes again; the checkpoint is a
+// compare-and-set, so it never goes back, and consumers deduplicate.
+//
 // Concurrency: Processor, DeadLetters and Relay are safe for concurrent
 // use; Run may be called once per Processor.
 package processor
