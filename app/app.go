@@ -156,8 +156,9 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	}
 	a.Commands.Use(tracing.Command(), command.Logging(a.Logger), command.Metrics(a.Metrics.ObserveCommand))
 
-	if st.readModels != nil {
-		proc, stop, err := startProcessor(a.Store, st.readModels, rules, a.Logger)
+	switch {
+	case st.readModels != nil && cfg.ProcessorOn():
+		proc, stop, err := startProcessor(cfg, a.Store, st.readModels, rules, rr.client, a.Logger)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -165,6 +166,11 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		a.Processor = proc
 		admin.DeadLetters = proc.DeadLetters()
 		st.ready = append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready})
+	case st.readModels != nil:
+		// The processor runs elsewhere (`taskqueue processor`): admins
+		// still list its dead letters here; a retry answers 503.
+		a.Logger.Info("the processor does not run in this process (TASKQUEUE_PROCESSOR=false)")
+		admin.DeadLetters = processor.NewDeadLetters(st.readModels, nil)
 	}
 
 	var watermark realtime.Watermark

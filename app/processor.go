@@ -2,35 +2,285 @@ package app
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/metrics"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/tracing"
+	"github.com/taskqueue/taskqueue/web"
 )
 
+// TopicPrefix is the prefix of the processor's watermill topics (its
+// command streams and the integration events, docs/EVENTS.md):
+// TASKQUEUE_REDIS_PREFIX followed by "taskqueue", so that deployments
+// (and test runs) sharing a Redis server keep their streams apart.
+func TopicPrefix(cfg Config) string { return cfg.RedisPrefix + "taskqueue" }
+
 // startProcessor runs the processor (the schedule of due repetitions and
-// the due loop that completes them) on db until stop is called.
-func startProcessor(store eventstore.Store, db projections.DB, rules domain.Rules, log *slog.Logger) (*processor.Processor, func(), error) {
+// the due loop that completes them) on db until the returned stop is
+// called. With Redis (rc not nil) its commands travel on Redis streams
+// shared by every instance, and the relay of integration events runs too,
+// on the one instance that holds the relay lease at a time; without Redis
+// the relay does not run (nothing outside this process could consume a
+// GoChannel), which is logged once. stop stops claiming, lets the
+// commands in flight finish, releases the claims and the lease.
+func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules domain.Rules, rc *redisx.Client, log *slog.Logger) (*processor.Processor, func(), error) {
+	var rdb redis.UniversalClient
+	if rc != nil {
+		rdb = rc.Redis()
+	}
 	p, err := processor.New(processor.Config{
-		Store:    store,
-		DB:       db,
-		Commands: command.Config{Rules: rules},
-		Logger:   log,
+		Store:       store,
+		DB:          db,
+		Commands:    command.Config{Rules: rules},
+		OfflineCap:  cfg.OfflineCap,
+		Redis:       rdb,
+		TopicPrefix: TopicPrefix(cfg),
+		Logger:      log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("start the processor: %w", err)
 	}
+	var relay *processor.Relay
+	var relayPub interface{ Close() error }
+	if rdb != nil {
+		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb},
+			watermill.NewSlogLogger(log.With("component", "relay-publisher")))
+		if err != nil {
+			return nil, nil, fmt.Errorf("start the relay: %w", err)
+		}
+		relayPub = pub
+		relay, err = processor.NewRelay(processor.RelayConfig{
+			Store: store, DB: db, Publisher: pub, TopicPrefix: TopicPrefix(cfg), Logger: log.With("component", "relay"),
+		})
+		if err != nil {
+			_ = pub.Close()
+			return nil, nil, fmt.Errorf("start the relay: %w", err)
+		}
+	} else {
+		log.Info("integration events are not published: the relay publishes to Redis streams and needs TASKQUEUE_REDIS_URL (docs/EVENTS.md)")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		if err := p.Run(ctx); err != nil {
 			log.Error("processor stopped", "err", err)
 		}
+	})
+	if relay != nil {
+		wg.Go(func() {
+			err := processor.RunLeased(ctx, processor.LeaseConfig{
+				DB: db, Name: processor.RelayLeaseName, Owner: p.Owner(), Logger: log,
+			}, relay.Run)
+			if err != nil {
+				log.Error("relay stopped", "err", err)
+			}
+		})
+	}
+	return p, func() {
+		cancel()
+		wg.Wait()
+		if relayPub != nil {
+			_ = relayPub.Close()
+		}
+	}, nil
+}
+
+// ProcessorApp is `taskqueue processor`: the processor and the relay
+// without the API, with a small HTTP handler for probes and scraping.
+type ProcessorApp struct {
+	// Config is the configuration it was built from, defaults set.
+	Config Config
+	// Handler serves GET /healthz, /readyz and /metrics only.
+	Handler http.Handler
+	// Processor completes due repetitions.
+	Processor *processor.Processor
+	// Store is the event log.
+	Store eventstore.Store
+	// DB holds the processor's tables.
+	DB projections.DB
+	// Redis is the client of TASKQUEUE_REDIS_URL (nil without it).
+	Redis *redisx.Client
+	// Metrics is the Prometheus registry of GET /metrics.
+	Metrics *metrics.Registry
+	// Logger is its logger.
+	Logger *slog.Logger
+}
+
+// NewProcessorApp opens what `taskqueue processor` needs (the event store
+// with its migrations applied, Redis when configured) and starts the
+// processor and, with Redis, the relay. The returned stop shuts them down
+// gracefully and closes what was opened; on error everything is closed
+// already. logOut receives the log (os.Stderr when nil).
+func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *ProcessorApp, _ func(), err error) {
+	if logOut == nil {
+		logOut = os.Stderr
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("build processor: %w", err)
+	}
+	var closers []func()
+	cleanup := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
 	}()
-	return p, func() { cancel(); <-done }, nil
+	a := &ProcessorApp{Config: cfg, Logger: NewLogger(cfg, logOut)}
+	rules, err := Rules(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	closers = append(closers, func() {
+		if err := st.close(); err != nil {
+			a.Logger.Error("close event store", "err", err)
+		}
+	})
+	if st.readModels == nil {
+		return nil, nil, errors.New("the processor does not run on KurrentDB yet: it needs the SQL database of the read models")
+	}
+	a.DB = st.readModels
+	if cfg.RedisURL != "" {
+		c, err := redisx.Open(redisx.Config{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Logger: a.Logger})
+		if err != nil {
+			return nil, nil, err
+		}
+		a.Redis = c
+		closers = append(closers, func() { _ = c.Close() })
+	}
+	a.Metrics = metrics.New()
+	a.Store = tracing.Store(a.Metrics.Store(st.store))
+	proc, stop, err := startProcessor(cfg, a.Store, a.DB, rules, a.Redis, a.Logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	closers = append(closers, stop)
+	a.Processor = proc
+	ready := append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready})
+	a.Metrics.SetSources(metrics.Sources{
+		Projections:  proc.Runner().Status,
+		ActiveQueues: metrics.ActiveQueuesIn(a.DB),
+		DeadLetters:  metrics.DeadLettersIn(a.DB),
+	})
+	a.Handler = probeHandler(ready, a.Metrics.Handler(), a.Logger)
+	a.Logger.Info("processor built", "backend", st.backend, "redis", a.Redis != nil)
+	return a, cleanup, nil
+}
+
+// probeHandler serves /healthz (alive), /readyz (every check passes, same
+// JSON as the API's) and /metrics, and 404 for anything else.
+func probeHandler(ready []web.ReadinessCheck, metricsHandler http.Handler, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		checks := map[string]string{}
+		ok := true
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, c := range ready {
+			wg.Go(func() {
+				err := c.Check(ctx)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					ok = false
+					checks[c.Name] = err.Error()
+					log.WarnContext(r.Context(), "not ready", "check", c.Name, "err", err)
+					return
+				}
+				checks[c.Name] = "ok"
+			})
+		}
+		wg.Wait()
+		status := http.StatusOK
+		if !ok {
+			status = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": checks})
+	})
+	mux.Handle("GET /metrics", metricsHandler)
+	return mux
+}
+
+// Republish re-publishes the integration events of the domain events at
+// and after position from, up to the head of the log now, to the Redis
+// streams of the relay (`taskqueue relay --from N`), and returns how many
+// messages it published. It needs TASKQUEUE_REDIS_URL.
+func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut io.Writer) (int, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return 0, err
+	}
+	if cfg.RedisURL == "" {
+		return 0, errors.New("integration events are published to Redis streams: set TASKQUEUE_REDIS_URL")
+	}
+	if logOut == nil {
+		logOut = os.Stderr
+	}
+	log := NewLogger(cfg, logOut)
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = st.close() }()
+	if st.readModels == nil {
+		return 0, errors.New("the relay does not run on KurrentDB yet")
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return 0, fmt.Errorf("TASKQUEUE_REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return 0, fmt.Errorf("redis at TASKQUEUE_REDIS_URL does not answer: %w", err)
+	}
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb},
+		watermill.NewSlogLogger(log.With("component", "relay-publisher")))
+	if err != nil {
+		return 0, err
+	}
+	defer pub.Close()
+	r, err := processor.NewRelay(processor.RelayConfig{
+		Store: st.store, DB: st.readModels, Publisher: pub, TopicPrefix: TopicPrefix(cfg), Logger: log,
+	})
+	if err != nil {
+		return 0, err
+	}
+	return r.Republish(ctx, processor.Before(from))
 }

@@ -53,7 +53,7 @@ func openRedis(cfg Config, log *slog.Logger, closers *[]func()) (*redisRoles, er
 			return nil, fmt.Errorf("open the presence publisher: %w", err)
 		}
 		*closers = append(*closers, func() { _ = pub.Close() })
-		r.presence = &presence{pub: pub, prefix: integrationTopicPrefix}
+		r.presence = &presence{pub: pub, prefix: TopicPrefix(cfg)}
 	}
 	return r, nil
 }
@@ -70,10 +70,6 @@ func limits(cfg Config) redisx.LimitsConfig {
 	}
 	return redisx.LimitsConfig{Player: rate(cfg.RateLimitPlayer, 6), IP: rate(cfg.RateLimitIP, 10)}
 }
-
-// integrationTopicPrefix starts the integration topics (the processor's
-// default TopicPrefix, docs/EVENTS.md).
-const integrationTopicPrefix = "taskqueue"
 
 // presence tells other services that a player went offline
 // (player.offline on the integration topics, Redis streams) for the

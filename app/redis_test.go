@@ -41,7 +41,9 @@ func TestPresencePublishesPlayerOffline(t *testing.T) {
 	}
 	rdb := redis.NewClient(mustParse(t, url))
 	defer rdb.Close()
-	stream := processor.Topic(integrationTopicPrefix, processor.TypePlayerOffline)
+	// Under the test's own prefix (TASKQUEUE_REDIS_PREFIX + "taskqueue").
+	stream := processor.Topic(TopicPrefix(Config{RedisPrefix: prefix}), processor.TypePlayerOffline)
+	defer rdb.Del(context.Background(), stream)
 	msgs, err := rdb.XRevRangeN(ctx, stream, "+", "-", 100).Result()
 	if err != nil {
 		t.Fatal(err)
