@@ -33,6 +33,8 @@ const usage = `taskqueue runs the task queues of a game's players.
 
 Usage:
   taskqueue [serve] [flags]                 serve the API and the web app (the default)
+  taskqueue processor [flags]               run only the processor (and the relay, with Redis); probes on --addr
+  taskqueue relay --from N [flags]          re-publish the integration events from global position N
   taskqueue migrate up|status [flags]       apply or list the SQL migrations
   taskqueue token --player ID [--role player|admin|system] [--ttl 24h] [flags]
                                             print a bearer token signed with the configured secret
@@ -70,6 +72,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = serve(ctx, rest, stdout, stderr, getenv)
 	case "migrate":
 		err = migrate(ctx, rest, stdout, stderr, getenv)
+	case "processor":
+		err = processorCmd(ctx, rest, stdout, stderr, getenv)
+	case "relay":
+		err = relayCmd(ctx, rest, stdout, stderr, getenv)
 	case "token":
 		err = token(rest, stdout, stderr, getenv)
 	case "bench":
@@ -113,6 +119,9 @@ func help(args []string, stdout io.Writer, getenv func(string) string) error {
 		fs, _ = opsFlagSet(args[0])
 	}
 	if fs == nil {
+		fs, _ = relayFlagSet(args[0])
+	}
+	if fs == nil {
 		return &usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
 	var cfg app.Config
@@ -134,7 +143,7 @@ type tokenFlags struct {
 func commandFlags(cmd string) (*flag.FlagSet, *tokenFlags) {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	switch cmd {
-	case "serve", "migrate":
+	case "serve", "migrate", "processor":
 		return fs, nil
 	case "token":
 		tf := &tokenFlags{}

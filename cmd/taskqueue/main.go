@@ -1,8 +1,9 @@
 // Command taskqueue is the one binary of taskqueue: it serves the API and
-// the web app (serve, the default), applies migrations (migrate), mints
-// tokens (token), loads a server (bench), inspects and moves the event log
-// (events, queue, export, import), rebuilds read models (replay) and prints
-// its version (version). Run `taskqueue help`.
+// the web app (serve, the default), runs the processor alone (processor),
+// re-publishes integration events (relay), applies migrations (migrate),
+// mints tokens (token), loads a server (bench), inspects and moves the
+// event log (events, queue, export, import), rebuilds read models (replay)
+// and prints its version (version). Run `taskqueue help`.
 //
 // It stays thin: configuration and wiring live in package app, the
 // commands in cli.go. Exit status: 0 success, 1 failure, 2 bad usage.

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/taskqueue/taskqueue/app"
+	"github.com/taskqueue/taskqueue/eventstore"
+)
+
+// processorCmd is `taskqueue processor`: the processor (and, with Redis,
+// the relay) without the API, with /healthz, /readyz and /metrics on
+// TASKQUEUE_ADDR for probes. On SIGINT/SIGTERM (ctx ends) it stops
+// claiming, lets the commands in flight finish, releases its claims and
+// the relay lease, and exits 0.
+func processorCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	cfg, fs, _, err := loadConfig("processor", args, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("processor takes no arguments, got %q", fs.Args())}
+	}
+	a, cleanup, err := app.NewProcessorApp(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cleanup()
+		}
+	}
+	defer stop()
+	slog.SetDefault(a.Logger)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.Logger.Info("processor probes listening", "addr", ln.Addr().String(), "version", versionString())
+	fmt.Fprintf(stdout, "taskqueue %s processor running; probes on http://%s (/healthz /readyz /metrics)\n",
+		versionString(), displayAddr(ln.Addr()))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("probes: %w", err)
+	case <-ctx.Done():
+	}
+	a.Logger.Info("shutting down: no new claims, finishing the commands in flight")
+	// The processor first (probes stay up meanwhile), then the probes.
+	stop()
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		srv.Close()
+	}
+	a.Logger.Info("stopped")
+	return nil
+}
+
+// relayFlagSet returns the flag set of `relay` and its --from.
+func relayFlagSet(cmd string) (*flag.FlagSet, *string) {
+	if cmd != "relay" {
+		return nil, nil
+	}
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	from := fs.String("from", "", "re-publish the integration events of the domain events at and after this global position (required; 0: all)")
+	return fs, from
+}
+
+// relayCmd is `taskqueue relay --from N`: re-publish the integration
+// events from global position N on (the seed's EventBridge replay).
+func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs, from := relayFlagSet("relay")
+	cfg, err := app.FromEnv(getenv)
+	if err != nil {
+		return fmt.Errorf("invalid environment:\n%w", err)
+	}
+	cfg.RegisterFlags(fs)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "Usage of taskqueue relay:")
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return err
+		}
+		return &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("relay takes no arguments, got %q", fs.Args())}
+	}
+	if *from == "" {
+		return &usageError{"relay needs --from N: the global position to re-publish from (0: all), as `taskqueue events` prints it"}
+	}
+	pos, err := eventstore.ParsePosition(*from)
+	if err != nil {
+		return &usageError{fmt.Sprintf("--from %q is not a global position: write a number (SQLite, e.g. 42) or commit:seq (PostgreSQL, e.g. 375655:3)", *from)}
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	n, err := app.Republish(ctx, cfg, pos, stderr)
+	if err != nil {
+		if n > 0 {
+			return fmt.Errorf("%w (%d messages were published before the error)", err, n)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "re-published %d integration events from position %s to the streams %s.events.*\n", n, pos, app.TopicPrefix(cfg))
+	return nil
+}

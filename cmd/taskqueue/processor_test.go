@@ -1,0 +1,428 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskqueue/taskqueue/app"
+	"github.com/taskqueue/taskqueue/command"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/processor"
+	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/web/auth"
+)
+
+// lockedBuffer is a strings.Builder safe for a writer and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// serviceEnv is the environment of a deployment on the test's own
+// PostgreSQL schema and Redis prefix, and a client of that Redis that
+// deletes the prefix's keys when the test ends.
+func serviceEnv(t *testing.T) (map[string]string, *redis.Client, string) {
+	t.Helper()
+	redisURL, prefix := testenv.Redis(t)
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if keys, _ := rdb.Keys(ctx, prefix+"*").Result(); len(keys) > 0 {
+			rdb.Del(ctx, keys...)
+		}
+		rdb.Close()
+	})
+	return map[string]string{
+		"TASKQUEUE_DATABASE_URL": testenv.Postgres(t),
+		"TASKQUEUE_JWT_SECRET":   strings.Repeat("s", 32),
+		"TASKQUEUE_REDIS_URL":    redisURL,
+		"TASKQUEUE_REDIS_PREFIX": prefix,
+		"TASKQUEUE_ADDR":         "127.0.0.1:0",
+	}, rdb, prefix
+}
+
+// handlers opens the event store of env (applying the migrations) and
+// returns command handlers over it, as an API instance would have them.
+func handlers(t *testing.T, env map[string]string) (*command.Handlers, eventstore.Store) {
+	t.Helper()
+	cfg, err := app.FromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, closeStore, err := app.OpenEventStore(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeStore)
+	rules, err := app.Rules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := command.NewHandlers(store, command.Config{Rules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, store
+}
+
+func enqueueCLI(t *testing.T, h *command.Handlers, player, typ string, count int) {
+	t.Helper()
+	_, err := h.EnqueueTask.Handle(context.Background(), command.EnqueueTask{
+		Request: command.Request{PlayerID: player, Actor: player}, Type: typ, Count: count,
+	})
+	if err != nil {
+		t.Fatalf("enqueue %s for %s: %v", typ, player, err)
+	}
+}
+
+// streamEvents reads every integration message of one type from its Redis
+// stream.
+func streamEvents(t *testing.T, rdb *redis.Client, prefix, typ string) []processor.IntegrationEvent {
+	t.Helper()
+	msgs, err := rdb.XRange(context.Background(), processor.Topic(prefix+"taskqueue", typ), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []processor.IntegrationEvent
+	for _, m := range msgs {
+		payload, _ := m.Values["payload"].(string)
+		var ev processor.IntegrationEvent
+		if err := json.Unmarshal([]byte(payload), &ev); err != nil {
+			t.Fatalf("message %s of %s: %v", m.ID, typ, err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestProcessorCommand runs `taskqueue processor` on PostgreSQL and Redis:
+// it completes a queued chain with the right rewards without any API,
+// answers the probes, relays the integration events to the Redis streams
+// under TASKQUEUE_REDIS_PREFIX, and on cancellation (SIGTERM) stops
+// cleanly, releasing its claims and the relay lease.
+func TestProcessorCommand(t *testing.T) {
+	env, rdb, prefix := serviceEnv(t)
+	h, _ := handlers(t, env)
+	enqueueCLI(t, h, "pc", "chop-wood", 2)
+	enqueueCLI(t, h, "pc", "saw-planks", 1)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdoutR, stdoutW := io.Pipe()
+	var stderr lockedBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"processor"}, strings.NewReader(""), stdoutW, &stderr, func(k string) string { return env[k] })
+		stdoutW.Close()
+	}()
+	lines := bufio.NewScanner(stdoutR)
+	var base string
+	for lines.Scan() {
+		if _, rest, ok := strings.Cut(lines.Text(), "probes on "); ok {
+			base, _, _ = strings.Cut(rest, " ")
+			break
+		}
+	}
+	if base == "" {
+		t.Fatalf("no probe line; stderr:\n%s", stderr.String())
+	}
+	go io.Copy(io.Discard, stdoutR)
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if c, _ := get("/healthz"); c != http.StatusOK {
+		t.Fatalf("/healthz: %d", c)
+	}
+	waitFor(t, "/readyz 200", func() bool { c, _ := get("/readyz"); return c == http.StatusOK })
+	if _, body := get("/readyz"); !strings.Contains(body, `"processor":"ok"`) || !strings.Contains(body, `"store":"ok"`) {
+		t.Errorf("/readyz body: %s", body)
+	}
+	if c, body := get("/metrics"); c != http.StatusOK || !strings.Contains(body, "taskqueue_") {
+		t.Errorf("/metrics: %d, %.200s", c, body)
+	}
+	if c, _ := get("/api/queue/pc"); c != http.StatusNotFound {
+		t.Errorf("the processor serves the API: GET /api/queue/pc is %d", c)
+	}
+
+	// 2 × 3 s of chop-wood and 2 s of saw-planks, completed by the
+	// processor alone.
+	var view struct {
+		tasks     int
+		inventory map[string]int64
+	}
+	waitFor(t, "the chain to complete", func() bool {
+		snap, err := h.GetQueue.Handle(context.Background(), command.GetQueue{PlayerID: "pc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		view.tasks, view.inventory = len(snap.View.Tasks), map[string]int64{}
+		for k, v := range snap.View.Inventory {
+			view.inventory[string(k)] = v
+		}
+		return view.tasks == 0
+	})
+	if view.inventory["planks"] != 1 || view.inventory["logs"] != 0 {
+		t.Errorf("inventory %v, want 1 plank and no logs", view.inventory)
+	}
+
+	// The relay published both task.completed to the deployment's streams.
+	waitFor(t, "two task.completed on Redis", func() bool { return len(streamEvents(t, rdb, prefix, processor.TypeTaskCompleted)) >= 2 })
+	done := map[string]processor.TaskCompletedData{}
+	for _, ev := range streamEvents(t, rdb, prefix, processor.TypeTaskCompleted) {
+		var d processor.TaskCompletedData
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if ev.PlayerID != "pc" {
+			t.Errorf("task.completed of %q", ev.PlayerID)
+		}
+		done[d.TaskType] = d
+	}
+	if d := done["chop-wood"]; d.Count != 2 || d.Rewards.Items["logs"] != 2 || d.Rewards.XP["woodcutting"] != 20 {
+		t.Errorf("task.completed of chop-wood: %+v", d)
+	}
+	if d := done["saw-planks"]; d.Count != 1 || d.Rewards.Items["planks"] != 1 || d.Rewards.XP["crafting"] != 8 {
+		t.Errorf("task.completed of saw-planks: %+v", d)
+	}
+	// Nothing under the unprefixed names (deployments sharing a Redis
+	// server stay apart).
+	if n, _ := rdb.Exists(context.Background(), processor.Topic(prefix+"taskqueue", processor.TypeTaskStarted)).Result(); n != 1 {
+		t.Errorf("no task.started stream under the prefix")
+	}
+
+	cfg, _ := app.FromEnv(func(k string) string { return env[k] })
+	db := openDB(t, cfg)
+	holder, err := processor.LeaseHolder(context.Background(), db, processor.RelayLeaseName, time.Now())
+	if err != nil || holder == "" {
+		t.Fatalf("relay lease holder %q, %v; want this processor", holder, err)
+	}
+
+	cancel() // SIGTERM
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit %d after SIGTERM\n%s", c, stderr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("did not stop within 2 minutes\n%s", stderr.String())
+	}
+	log := stderr.String()
+	for _, want := range []string{"processor stopped", "claimsReleased", "stopped"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if holder, err := processor.LeaseHolder(context.Background(), db, processor.RelayLeaseName, time.Now()); err != nil || holder != "" {
+		t.Errorf("relay lease still held by %q after the stop (%v)", holder, err)
+	}
+	var claims int
+	if err := db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_claims WHERE owner = $1`, holder).Scan(&claims); err != nil || claims != 0 {
+		t.Errorf("%d claims left after the stop (%v)", claims, err)
+	}
+}
+
+// openDB opens the processor's tables of cfg for the test to read.
+func openDB(t *testing.T, cfg app.Config) projections.DB {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return projections.NewPostgresDB(pool)
+}
+
+// TestRelayCommand: `taskqueue relay --from N` on a PostgreSQL store with
+// events publishes to the Redis streams exactly the integration events of
+// the domain events at and after N, with the same message for the same
+// event, and prints how many.
+func TestRelayCommand(t *testing.T) {
+	env, rdb, prefix := serviceEnv(t)
+	h, store := handlers(t, env)
+	for i := range 3 {
+		enqueueCLI(t, h, fmt.Sprintf("rc%d", i), "chop-wood", 5)
+		enqueueCLI(t, h, fmt.Sprintf("rc%d", i), "mine-copper", 2)
+	}
+	all, err := store.ReadAll(context.Background(), eventstore.Start, eventstore.Filter{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3 × (TaskEnqueued, RepetitionStarted, TaskEnqueued): from the 4th
+	// event on, the integration events are 2 players' queue.updated ×2
+	// and task.started ×1 (the first player's come before).
+	from := all[3].Position
+	wantPositions := map[string]bool{}
+	want := 0
+	for _, e := range all[3:] {
+		switch e.Type {
+		case "TaskEnqueued", "RepetitionStarted":
+			wantPositions[e.Position.String()] = true
+			want++
+		default:
+			t.Fatalf("unexpected event %s: the count below assumes enqueues and first starts only", e.Type)
+		}
+	}
+
+	code, out, stderr := runCLI(t, env, "relay", "--from", from.String())
+	if code != 0 {
+		t.Fatalf("relay: %d %s", code, stderr)
+	}
+	if !strings.Contains(out, "re-published "+strconv.Itoa(want)+" integration events from position "+from.String()) {
+		t.Fatalf("relay printed %q, want %d events from %s", out, want, from)
+	}
+	got := map[string]bool{}
+	var ids []string
+	for _, typ := range []string{processor.TypeTaskStarted, processor.TypeQueueUpdated} {
+		for _, ev := range streamEvents(t, rdb, prefix, typ) {
+			if got[ev.Position] {
+				t.Errorf("position %s published twice", ev.Position)
+			}
+			got[ev.Position] = true
+			ids = append(ids, ev.EventID)
+			if !wantPositions[ev.Position] {
+				t.Errorf("%s of position %s, before --from %s or not an enqueue/start", ev.Type, ev.Position, from)
+			}
+		}
+	}
+	if len(got) != want {
+		t.Errorf("%d messages on the streams, want %d", len(got), want)
+	}
+
+	// Again from the same position: the same messages again (consumers
+	// deduplicate by event ID or position).
+	if code, out, _ := runCLI(t, env, "relay", "--from", from.String()); code != 0 || !strings.Contains(out, "re-published "+strconv.Itoa(want)+" ") {
+		t.Fatalf("second relay: %d %q", code, out)
+	}
+	var again []string
+	for _, typ := range []string{processor.TypeTaskStarted, processor.TypeQueueUpdated} {
+		evs := streamEvents(t, rdb, prefix, typ)
+		for _, ev := range evs[len(evs)/2:] {
+			again = append(again, ev.EventID)
+		}
+	}
+	sort.Strings(ids)
+	sort.Strings(again)
+	if strings.Join(ids, ",") != strings.Join(again, ",") {
+		t.Errorf("the second re-publication is not the same events")
+	}
+
+	// From the head on: nothing.
+	head, _ := store.Head(context.Background())
+	next := processor.Before(eventstore.Position{Commit: head.Commit, Seq: head.Seq + 2})
+	if code, out, _ := runCLI(t, env, "relay", "--from", next.String()); code != 0 || !strings.Contains(out, "re-published 0 ") {
+		t.Errorf("relay from past the head: %d %q", code, out)
+	}
+
+	// Bad input: clear messages, nothing published.
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"relay"}, exitUsage, "relay needs --from"},
+		{[]string{"relay", "--from", "soon"}, exitUsage, `--from "soon" is not a global position`},
+		{[]string{"relay", "--from", "1:x"}, exitUsage, "not a global position"},
+		{[]string{"relay", "--from", "1", "extra"}, exitUsage, "no arguments"},
+	} {
+		if code, _, stderr := runCLI(t, env, tc.args...); code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d %q; want %d mentioning %q", tc.args, code, stderr, tc.code, tc.want)
+		}
+	}
+	noRedis := map[string]string{}
+	for k, v := range env {
+		noRedis[k] = v
+	}
+	delete(noRedis, "TASKQUEUE_REDIS_URL")
+	if code, _, stderr := runCLI(t, noRedis, "relay", "--from", "0"); code != exitFail || !strings.Contains(stderr, "TASKQUEUE_REDIS_URL") {
+		t.Errorf("relay without Redis: exit %d %q", code, stderr)
+	}
+}
+
+// With TASKQUEUE_PROCESSOR=false serve runs no processor: nothing is
+// scheduled, and admins still list the dead letters (a retry would need
+// a running processor).
+func TestServeWithoutProcessor(t *testing.T) {
+	env, _, _ := serviceEnv(t)
+	env["TASKQUEUE_PROCESSOR"] = "false"
+	cfg, err := app.FromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, cleanup, err := app.NewWithLog(context.Background(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	if a.Processor != nil {
+		t.Fatal("serve built a processor with TASKQUEUE_PROCESSOR=false")
+	}
+	srv := httptest.NewServer(a.Handler)
+	t.Cleanup(srv.Close)
+	tok, _, err := a.Tokens.Mint("root", auth.RoleAdmin, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/api/admin/deadletters", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/admin/deadletters without a processor: %d", resp.StatusCode)
+	}
+	cmdCode, _, stderr := runCLI(t, map[string]string{"TASKQUEUE_DATA_DIR": t.TempDir()}, "processor", "extra")
+	if cmdCode != exitUsage || !strings.Contains(stderr, "processor takes no arguments") {
+		t.Fatalf("processor extra: %d %q", cmdCode, stderr)
+	}
+}
