@@ -126,7 +126,7 @@ func streamEvents(t *testing.T, rdb *redis.Client, prefix, typ string) []process
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitProc(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for !cond() {
@@ -182,7 +182,7 @@ func TestProcessorCommand(t *testing.T) {
 	if c, _ := get("/healthz"); c != http.StatusOK {
 		t.Fatalf("/healthz: %d", c)
 	}
-	waitFor(t, "/readyz 200", func() bool { c, _ := get("/readyz"); return c == http.StatusOK })
+	waitProc(t, "/readyz 200", func() bool { c, _ := get("/readyz"); return c == http.StatusOK })
 	if _, body := get("/readyz"); !strings.Contains(body, `"processor":"ok"`) || !strings.Contains(body, `"store":"ok"`) {
 		t.Errorf("/readyz body: %s", body)
 	}
@@ -199,7 +199,7 @@ func TestProcessorCommand(t *testing.T) {
 		tasks     int
 		inventory map[string]int64
 	}
-	waitFor(t, "the chain to complete", func() bool {
+	waitProc(t, "the chain to complete", func() bool {
 		snap, err := h.GetQueue.Handle(context.Background(), command.GetQueue{PlayerID: "pc"})
 		if err != nil {
 			t.Fatal(err)
@@ -215,7 +215,7 @@ func TestProcessorCommand(t *testing.T) {
 	}
 
 	// The relay published both task.completed to the deployment's streams.
-	waitFor(t, "two task.completed on Redis", func() bool { return len(streamEvents(t, rdb, prefix, processor.TypeTaskCompleted)) >= 2 })
+	waitProc(t, "two task.completed on Redis", func() bool { return len(streamEvents(t, rdb, prefix, processor.TypeTaskCompleted)) >= 2 })
 	done := map[string]processor.TaskCompletedData{}
 	for _, ev := range streamEvents(t, rdb, prefix, processor.TypeTaskCompleted) {
 		var d processor.TaskCompletedData
