@@ -35,7 +35,8 @@ const (
 	// unknown type, a bad playerId or since.
 	CloseBadRequest websocket.StatusCode = 4400
 	// CloseUnauthorized: no token in time, a bad or expired token, a
-	// revoked session.
+	// revoked session, or the token expired while the socket was open
+	// (reason ReasonTokenExpired).
 	CloseUnauthorized websocket.StatusCode = 4401
 	// CloseForbidden: a player subscribing to another player's queue, or
 	// to all queues.
@@ -49,6 +50,10 @@ const (
 	// right now (the event store failed). Reconnect with since.
 	CloseTryAgainLater = websocket.StatusTryAgainLater
 )
+
+// ReasonTokenExpired is the close reason, with CloseUnauthorized, of a
+// socket whose token reached its expiry while it was open.
+const ReasonTokenExpired = "token expired"
 
 // clientMessage is every message a client may send.
 type clientMessage struct {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
@@ -33,16 +34,17 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var (
 		principal auth.Principal
+		expires   time.Time
 		authed    bool
 	)
 	if token, ok := requestToken(r); ok {
-		p, err := h.authenticate(r.Context(), token)
+		p, exp, err := h.authenticate(r.Context(), token)
 		if err != nil {
 			h.log.DebugContext(r.Context(), "websocket refused", "err", err)
 			writeProblem(w, http.StatusUnauthorized, "unauthorized", "Unauthorized", "the token is not valid")
 			return
 		}
-		principal, authed = p, true
+		principal, expires, authed = p, exp, true
 	}
 	opts := &websocket.AcceptOptions{OriginPatterns: h.cfg.OriginPatterns}
 	for _, o := range h.cfg.OriginPatterns {
@@ -59,7 +61,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(maxClientMessage)
-	h.serveConn(r.Context(), conn, principal, authed)
+	h.serveConn(r.Context(), conn, principal, expires, authed)
 }
 
 // requestToken returns the bearer token of the Authorization header, else
@@ -77,22 +79,33 @@ func requestToken(r *http.Request) (string, bool) {
 }
 
 // authenticate verifies token and, when it names a session, that the
-// session is active.
-func (h *Hub) authenticate(ctx context.Context, token string) (auth.Principal, error) {
+// session is active. It returns the token's expiry too (zero when it has
+// none): the connection is closed then.
+func (h *Hub) authenticate(ctx context.Context, token string) (auth.Principal, time.Time, error) {
 	p, err := h.cfg.Tokens.Verify(token)
 	if err != nil {
-		return auth.Principal{}, err
+		return auth.Principal{}, time.Time{}, err
 	}
 	if p.SessionID != "" && h.cfg.Sessions != nil {
 		ok, err := h.cfg.Sessions.Active(ctx, p.SessionID)
 		if err != nil {
-			return auth.Principal{}, fmt.Errorf("check session: %w", err)
+			return auth.Principal{}, time.Time{}, fmt.Errorf("check session: %w", err)
 		}
 		if !ok {
-			return auth.Principal{}, fmt.Errorf("%w: session revoked or expired", auth.ErrUnauthorized)
+			return auth.Principal{}, time.Time{}, fmt.Errorf("%w: session revoked or expired", auth.ErrUnauthorized)
 		}
 	}
-	return p, nil
+	return p, tokenExpiry(token), nil
+}
+
+// tokenExpiry returns the exp claim of a token that Verify accepted (its
+// signature is checked there), or the zero time when it has none.
+func tokenExpiry(token string) time.Time {
+	var c jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &c); err != nil || c.ExpiresAt == nil {
+		return time.Time{}
+	}
+	return c.ExpiresAt.Time
 }
 
 // closeWith sends an error message, then closes with code.
@@ -131,7 +144,7 @@ var (
 	errSilent     = errors.New("no message in time")
 )
 
-func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal auth.Principal, authed bool) {
+func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal auth.Principal, expires time.Time, authed bool) {
 	m, err := h.readMessage(ctx, conn)
 	if err != nil {
 		h.refuseRead(ctx, conn, err)
@@ -142,7 +155,7 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage("unauthorized", "Unauthorized", 401, "send {\"type\":\"auth\",\"token\":…} first, or the token in the Authorization header or ?access_token="), "no token")
 			return
 		}
-		if principal, err = h.authenticate(ctx, m.Token); err != nil {
+		if principal, expires, err = h.authenticate(ctx, m.Token); err != nil {
 			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage("unauthorized", "Unauthorized", 401, "the token is not valid"), "bad token")
 			return
 		}
@@ -191,6 +204,15 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 	// From here on only control frames are read (pongs, the close
 	// handshake); a data message closes the connection.
 	ctx = conn.CloseRead(ctx)
+	// The connection lives as long as its token: at its expiry it is
+	// closed with CloseUnauthorized, "token expired" (a client reconnects
+	// with a fresh token and since, and misses nothing).
+	var expired <-chan time.Time
+	if !expires.IsZero() {
+		timer := time.NewTimer(max(0, time.Until(expires)))
+		defer timer.Stop()
+		expired = timer.C
+	}
 
 	last, err := h.catchUp(ctx, conn, player, since)
 	if err != nil {
@@ -204,7 +226,7 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 	if err := h.write(ctx, conn, subscribedMessage(player, last)); err != nil {
 		return
 	}
-	h.stream(ctx, conn, sub)
+	h.stream(ctx, conn, sub, expired)
 }
 
 // refuseRead closes a connection whose first messages could not be read.
@@ -224,8 +246,8 @@ func (h *Hub) write(ctx context.Context, conn *websocket.Conn, msg []byte) error
 }
 
 // stream writes live messages after sub.last until the connection ends, pinging
-// when idle.
-func (h *Hub) stream(ctx context.Context, conn *websocket.Conn, sub *subscriber) {
+// when idle, or until expired fires (the token's expiry).
+func (h *Hub) stream(ctx context.Context, conn *websocket.Conn, sub *subscriber, expired <-chan time.Time) {
 	ping := time.NewTicker(h.cfg.PingInterval)
 	defer ping.Stop()
 	for {
@@ -234,6 +256,10 @@ func (h *Hub) stream(ctx context.Context, conn *websocket.Conn, sub *subscriber)
 			return
 		case <-sub.kicked:
 			_ = conn.Close(sub.code, sub.reason)
+			return
+		case <-expired:
+			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage("unauthorized", "Unauthorized", 401,
+				"the token expired; reconnect with a fresh token and since to resume"), ReasonTokenExpired)
 			return
 		case m := <-sub.send:
 			if !sub.last.Less(m.pos) {
