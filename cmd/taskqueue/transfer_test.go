@@ -32,11 +32,11 @@ import (
 // replay there — and the read models, `events` and `queue --at` must agree
 // on both; then the way back, PostgreSQL to a new SQLite file.
 func TestCLIMovesTheLogBetweenSQLiteAndPostgres(t *testing.T) {
-	// The workload's clock starts a month ahead, so no repetition falls
-	// due while the test runs: a command that runs the processor (replay
-	// builds the whole app) finds nothing to complete, and each store holds
-	// exactly the log that was moved.
-	start := time.Now().UTC().Add(30 * 24 * time.Hour).Truncate(time.Second)
+	// The workload's clock started an hour ago: its running repetitions
+	// are overdue, so a command that ran the processor (replay builds the
+	// whole app) would complete them and append events; each export below
+	// checks that the store still holds exactly the log that was moved.
+	start := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	srcDir := t.TempDir()
 	wl := runWorkload(t, srcDir, projectiontest.Workload{Seed: 88, Players: 5, Commands: 400, Start: start})
 	players := slices.Sorted(func(yield func(domain.PlayerID) bool) {
