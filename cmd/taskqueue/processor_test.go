@@ -426,3 +426,119 @@ func TestServeWithoutProcessor(t *testing.T) {
 		t.Fatalf("processor extra: %d %q", cmdCode, stderr)
 	}
 }
+
+// startProcessorCLI runs `taskqueue processor` with env until the
+// returned stop (SIGTERM) is called; stop waits for it and checks exit 0.
+func startProcessorCLI(t *testing.T, env map[string]string) (base string, log *lockedBuffer, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdoutR, stdoutW := io.Pipe()
+	stderr := &lockedBuffer{}
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"processor"}, strings.NewReader(""), stdoutW, stderr, func(k string) string { return env[k] })
+		stdoutW.Close()
+	}()
+	lines := bufio.NewScanner(stdoutR)
+	for lines.Scan() {
+		if _, rest, ok := strings.Cut(lines.Text(), "probes on "); ok {
+			base, _, _ = strings.Cut(rest, " ")
+			break
+		}
+	}
+	go io.Copy(io.Discard, stdoutR)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case c := <-code:
+				if c != 0 {
+					t.Errorf("processor exit %d\n%s", c, stderr.String())
+				}
+			case <-time.After(2 * time.Minute):
+				t.Errorf("processor did not stop within 2 minutes\n%s", stderr.String())
+			}
+		})
+	}
+	t.Cleanup(stop)
+	if base == "" {
+		stop()
+		t.Fatalf("no probe line; stderr:\n%s", stderr.String())
+	}
+	return base, stderr, stop
+}
+
+// Two `taskqueue processor` instances on one database and Redis: they
+// share the work, only the lease holder relays (no message is published
+// twice), and when the holder stops the other takes over the relay.
+func TestTwoProcessorsOneRelay(t *testing.T) {
+	env, rdb, prefix := serviceEnv(t)
+	h, _ := handlers(t, env)
+	cfg, _ := app.FromEnv(func(k string) string { return env[k] })
+	db := openDB(t, cfg)
+	_, logA, stopA := startProcessorCLI(t, env)
+	_, _, stopB := startProcessorCLI(t, env)
+	const players = 6
+	for i := range players {
+		enqueueCLI(t, h, fmt.Sprintf("tp%d", i), "chop-wood", 1)
+	}
+	completed := func() []processor.IntegrationEvent {
+		return streamEvents(t, rdb, prefix, processor.TypeTaskCompleted)
+	}
+	waitProc(t, "every task.completed", func() bool { return len(completed()) >= players })
+	holder, err := processor.LeaseHolder(context.Background(), db, processor.RelayLeaseName, time.Now())
+	if err != nil || holder == "" {
+		t.Fatalf("relay lease holder %q, %v", holder, err)
+	}
+	// Both instances run processors and relays; one relays. No message
+	// twice (a second relay would publish from the same checkpoint).
+	checkOnce := func(typ string) {
+		t.Helper()
+		seen := map[string]bool{}
+		for _, ev := range streamEvents(t, rdb, prefix, typ) {
+			k := ev.EventID + "/" + ev.Type
+			if seen[k] {
+				t.Errorf("%s of event %s published twice", typ, ev.EventID)
+			}
+			seen[k] = true
+		}
+	}
+	for _, typ := range []string{processor.TypeTaskStarted, processor.TypeTaskCompleted, processor.TypeQueueUpdated} {
+		checkOnce(typ)
+	}
+
+	// Stop the holder (SIGTERM): the other takes over the relay.
+	stopHolder, other := stopB, stopA
+	if strings.Contains(logA.String(), "owner="+holder) {
+		stopHolder, other = stopA, stopB
+	}
+	stopHolder()
+	for i := range players {
+		enqueueCLI(t, h, fmt.Sprintf("tp%d", i), "chop-wood", 1)
+	}
+	waitProc(t, "the task.completed after the stop", func() bool { return len(completed()) >= 2*players })
+	after, err := processor.LeaseHolder(context.Background(), db, processor.RelayLeaseName, time.Now())
+	if err != nil || after == "" {
+		t.Fatalf("relay lease holder after the stop %q, %v", after, err)
+	}
+	if after == holder {
+		t.Fatalf("the stopped instance %s still holds the relay lease", holder)
+	}
+	for _, typ := range []string{processor.TypeTaskStarted, processor.TypeTaskCompleted, processor.TypeQueueUpdated} {
+		checkOnce(typ)
+	}
+	other()
+}
+
+func TestProcessorAndRelayHelp(t *testing.T) {
+	if code, out, _ := runCLI(t, nil, "help"); code != 0 || !strings.Contains(out, "taskqueue processor") || !strings.Contains(out, "taskqueue relay --from N") {
+		t.Fatalf("help: %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, nil, "help", "processor"); code != 0 || !strings.Contains(out, "TASKQUEUE_ADDR") {
+		t.Fatalf("help processor: %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, nil, "help", "relay"); code != 0 || !strings.Contains(out, "-from") {
+		t.Fatalf("help relay: %d %q", code, out)
+	}
+}
