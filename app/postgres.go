@@ -15,7 +15,9 @@ import (
 )
 
 // openPostgres connects a pool of cfg.DatabaseMaxConns to cfg.DatabaseURL,
-// applies every PostgreSQL migration, and opens the event store on it.
+// applies every PostgreSQL migration, creates or updates the analyst role
+// when cfg.AnalystPassword is set (EnsureAnalystRole), and opens the event
+// store on it.
 func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
 	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
@@ -34,12 +36,18 @@ func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
 		pool.Close()
 		return openedStore{}, err
 	}
-	s, err := postgres.New(ctx, pool)
-	if err != nil {
+	db := stdlib.OpenDBFromPool(pool)
+	if err := EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
+		db.Close()
 		pool.Close()
 		return openedStore{}, err
 	}
-	db := stdlib.OpenDBFromPool(pool)
+	s, err := postgres.New(ctx, pool)
+	if err != nil {
+		db.Close()
+		pool.Close()
+		return openedStore{}, err
+	}
 	return openedStore{
 		store:      s,
 		backend:    "postgres",
