@@ -62,9 +62,14 @@ func NewQueueViewHandler(rm QueueViewReadModel, committed Committed, queueLimit 
 	return &QueueViewHandler{rm: rm, committed: committed, limit: queueLimit, MaxWait: 5 * time.Second, Poll: 25 * time.Millisecond}
 }
 
-// Handle returns the queue view. With MinVersion it waits for the read
-// model; if the wait ends first it returns the latest view and an error
-// matching ErrStale.
+// Handle returns the queue view. The view's tasks (queue_status) and its
+// skills and inventory (player_progress) come from two projections that
+// commit apart, so Handle reads until both show the same stream version:
+// the view is the queue as of one version. With MinVersion it waits until
+// that version is at least MinVersion; if the wait (MaxWait, or the
+// context) ends first it returns the latest view and an error matching
+// ErrStale. Without MinVersion a wait that ends before the projections
+// agree returns the latest view, without an error.
 func (h *QueueViewHandler) Handle(ctx context.Context, q QueueView) (domain.QueueView, error) {
 	player, err := domain.ParsePlayerID(q.PlayerID)
 	if err != nil {
@@ -73,12 +78,8 @@ func (h *QueueViewHandler) Handle(ctx context.Context, q QueueView) (domain.Queu
 	if q.MinVersion < 0 {
 		return domain.QueueView{}, invalid("minVersion", "must be a stream version >= 0, got %d", q.MinVersion)
 	}
-	var deadline <-chan time.Time
-	if q.MinVersion > 0 {
-		t := time.NewTimer(h.MaxWait)
-		defer t.Stop()
-		deadline = t.C
-	}
+	t := time.NewTimer(h.MaxWait)
+	defer t.Stop()
 	for {
 		var changed <-chan struct{}
 		if h.committed != nil {
@@ -89,8 +90,15 @@ func (h *QueueViewHandler) Handle(ctx context.Context, q QueueView) (domain.Queu
 			return domain.QueueView{}, fmt.Errorf("read queue of %s: %w", player, err)
 		}
 		s.View.Limit = h.limit
-		if q.MinVersion == 0 || (s.View.Version >= q.MinVersion && s.ProgressVersion >= q.MinVersion) {
+		reached := s.View.Version >= q.MinVersion && s.ProgressVersion >= q.MinVersion
+		if reached && s.View.Version == s.ProgressVersion {
 			return s.View, nil
+		}
+		stale := func() (domain.QueueView, error) {
+			if reached {
+				return s.View, nil
+			}
+			return s.View, fmt.Errorf("queue of %s at version %d, waited for %d: %w", player, s.View.Version, q.MinVersion, ErrStale)
 		}
 		poll := time.NewTimer(h.Poll)
 		if changed != nil {
@@ -99,12 +107,12 @@ func (h *QueueViewHandler) Handle(ctx context.Context, q QueueView) (domain.Queu
 		select {
 		case <-changed:
 		case <-poll.C:
-		case <-deadline:
+		case <-t.C:
 			poll.Stop()
-			return s.View, fmt.Errorf("queue of %s at version %d, waited for %d: %w", player, s.View.Version, q.MinVersion, ErrStale)
+			return stale()
 		case <-ctx.Done():
 			poll.Stop()
-			return s.View, fmt.Errorf("queue of %s at version %d, waited for %d: %w", player, s.View.Version, q.MinVersion, ErrStale)
+			return stale()
 		}
 		poll.Stop()
 	}
