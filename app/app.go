@@ -122,6 +122,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	a.Store, a.Backend = tracing.Store(a.Metrics.Store(st.store)), st.backend
 
 	var (
+		queueView *query.QueueViewHandler
 		history   web.History
 		progress  web.Progress
 		analytics web.Analytics
@@ -141,7 +142,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		}
 		closers = append(closers, rs.stop)
 		a.Projections = rs.runner
-		history, progress, analytics = rs.history, rs.progress, rs.analytics
+		queueView, history, progress, analytics = rs.queue, rs.history, rs.progress, rs.analytics
 		st.ready = append(st.ready, projectionsCheck(rs.runner))
 		pa := projections.Admin{R: rs.runner}
 		admin.Projections = query.NewProjectionStatusHandler(pa)
@@ -199,7 +200,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		CORSOrigins: cfg.CORSOrigins,
 		Logger:      a.Logger,
 		Catalog:     a.Catalog,
-		Queues:      queues{h: a.Commands, cache: rr.cache},
+		Queues:      queues{h: a.Commands, cache: rr.cache, view: queueView, store: a.Store},
 		History:     history,
 		Progress:    progress,
 		Analytics:   analytics,

@@ -39,10 +39,34 @@
 //     player.offline on the integration topics (Redis streams, "taskqueue."
 //     prefix) when a player's last socket closes. RedisPrefix starts every
 //     key and channel.
-//   - GET /api/queue/{playerId} reads the aggregate through the command
-//     side's cache (always as of the last command), not the read model,
-//     behind the Redis queue cache when Redis is configured (a processor's
-//     completion reaches that cache when the hub dispatches it).
+//   - GET /api/queue/{playerId} reads the read side on SQLite and
+//     PostgreSQL: query.QueueViewHandler over queue_status and
+//     player_progress (projections.ReadModels), so that reads scale apart
+//     from the aggregate and the command side's cache. ?minVersion=N
+//     (read-your-writes, N the ETag of the client's command) waits up to
+//     5 s for the runner's commits until the read model shows version N or
+//     later, else the answer is 503 with Retry-After (query.ErrStale),
+//     never an older view. With KurrentDB, where no read side runs yet, it
+//     reads the aggregate (always current; a minVersion beyond it is 503
+//     too). The commands still answer the aggregate's view and version.
+//   - The Redis queue cache (queue:{playerId}, DESIGN.md's "queue" family)
+//     is a read-through cache in front of that read: a GET answers a
+//     cached view when its version is at least the minVersion asked for,
+//     else it reads the read model (waiting as above) and caches what it
+//     read. Every successful command and the hub's change sink put their
+//     views in it too, conditional on the version, so the cache is never
+//     older than what was put in it and may run ahead of the read model by
+//     a few milliseconds; a view read from it is still one consistent
+//     version of the queue. Without Redis nothing is cached and every GET
+//     reads the read model.
+//   - TASKQUEUE_ANALYST_PASSWORD (PostgreSQL only): after the migrations
+//     every start runs EnsureAnalystRole, which creates the read-only role
+//     taskqueue_analyst (or sets its password when it exists) and grants it
+//     SELECT in the server's schema, by re-running migration 0014 with the
+//     password set for its transaction only. A migration runs once per
+//     database; this step runs every time, so a changed password takes
+//     effect on the next start. `taskqueue migrate up` does the same. The
+//     password is never logged and errors carry no statement text.
 //   - Tracing (package tracing): the store, the commands, the projections
 //     and the hub's subscription are decorated, and tracing.HTTP wraps the
 //     whole handler outside web's request ID, so one change is one trace.

@@ -23,6 +23,7 @@ const retentionInterval = time.Hour
 // runner, the history retention, and the query handlers over them.
 type readSide struct {
 	runner    *projections.Runner
+	queue     *query.QueueViewHandler
 	history   *query.HistoryHandler
 	progress  *query.PlayerProgressHandler
 	analytics *query.AnalyticsHandler
@@ -61,6 +62,7 @@ func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *s
 	rm := projections.NewReadModels(db)
 	return &readSide{
 		runner:    runner,
+		queue:     query.NewQueueViewHandler(rm, runner, cfg.QueueLimit),
 		history:   query.NewHistoryHandler(rm),
 		progress:  query.NewPlayerProgressHandler(rm),
 		analytics: query.NewAnalyticsHandler(rm, nil),

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -380,9 +381,13 @@ func TestCommandsEndToEnd(t *testing.T) {
 		}
 
 		view := func() map[string]any {
-			r := c.do(req{method: "GET", path: "/api/queue/alice", token: alice})
-			if r.status != 200 || r.header.Get("ETag") != `"`+itoa(c.version("alice"))+`"` {
-				t.Fatalf("GET queue: %d ETag %s %s", r.status, r.header.Get("ETag"), r.body)
+			// The read side follows the log: ask for this client's own
+			// writes (minVersion), then the ETag is the stream version.
+			want := c.version("alice")
+			r := c.do(req{method: "GET", path: "/api/queue/alice?minVersion=" + itoa(want), token: alice})
+			got, err := strconv.ParseInt(strings.Trim(r.header.Get("ETag"), `"`), 10, 64)
+			if r.status != 200 || err != nil || got < want || got > c.version("alice") {
+				t.Fatalf("GET queue: %d ETag %s (stream at %d) %s", r.status, r.header.Get("ETag"), want, r.body)
 			}
 			v := r.json(t)
 			if _, ok := v["serverTime"].(string); !ok {
@@ -464,7 +469,8 @@ func TestIdempotencyAndConditions(t *testing.T) {
 			t.Fatalf("conditional stop: %d ETag %s %s", r.status, r.header.Get("ETag"), r.body)
 		}
 		// If-None-Match with the current ETag: 304.
-		r = c.do(req{method: "GET", path: "/api/queue/alice", token: alice, headers: map[string]string{"If-None-Match": r.header.Get("ETag")}})
+		r = c.do(req{method: "GET", path: "/api/queue/alice?minVersion=" + itoa(c.version("alice")), token: alice,
+			headers: map[string]string{"If-None-Match": r.header.Get("ETag")}})
 		if r.status != 304 {
 			t.Fatalf("If-None-Match: %d", r.status)
 		}
@@ -677,9 +683,12 @@ func TestRepetitionsCompleteOnTime(t *testing.T) {
 	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
 		c := newClient(t, build(t))
 		alice := c.token("alice", auth.RolePlayer)
-		if r := c.do(req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"catch-shrimp","count":1}`}); r.status != 201 {
-			t.Fatalf("enqueue: %d %s", r.status, r.body)
+		enq := c.do(req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"catch-shrimp","count":1}`})
+		if enq.status != 201 {
+			t.Fatalf("enqueue: %d %s", enq.status, enq.body)
 		}
+		// Read this client's own write (and later ones), never the empty queue before it.
+		own := "?minVersion=" + strings.Trim(enq.header.Get("ETag"), `"`)
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			var v struct {
@@ -687,7 +696,7 @@ func TestRepetitionsCompleteOnTime(t *testing.T) {
 				Skills    map[string]map[string]any `json:"skills"`
 				Inventory map[string]int            `json:"inventory"`
 			}
-			r := c.do(req{method: "GET", path: "/api/queue/alice", token: alice})
+			r := c.do(req{method: "GET", path: "/api/queue/alice" + own, token: alice})
 			if err := json.Unmarshal(r.body, &v); err != nil {
 				t.Fatal(err)
 			}

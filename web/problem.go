@@ -149,6 +149,9 @@ func problemFor(err error) Problem {
 		t, detail = ProblemConflict, "the queue changed concurrently too many times; retry"
 	case errors.Is(err, query.ErrConflict):
 		t = ProblemConflict
+	case errors.Is(err, query.ErrStale):
+		t, p.retryAfter, detail = ProblemUnavailable, time.Second,
+			"the read side has not reached the requested version yet; retry after a moment"
 	case errors.Is(err, errUnavailable), errors.Is(err, eventstore.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded):
 		t, detail = ProblemUnavailable, "the service cannot reach its store; retry later"

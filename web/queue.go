@@ -26,8 +26,11 @@ import (
 // command.ErrIdempotencyKeyReused, command.ErrConflict, domain errors);
 // problemFor maps them.
 type Queues interface {
-	// Queue returns the queue of player as it is now.
-	Queue(ctx context.Context, player domain.PlayerID) (domain.QueueView, error)
+	// Queue returns the queue of player. With minVersion > 0 it returns a
+	// view at that stream version or later, waiting a bounded time for the
+	// read side to reach it; when it does not in time it returns an error
+	// matching query.ErrStale (503 with Retry-After), never an older view.
+	Queue(ctx context.Context, player domain.PlayerID, minVersion int64) (domain.QueueView, error)
 	// Enqueue adds a task; Result.Task is the task as queued.
 	Enqueue(ctx context.Context, m CommandMeta, task EnqueueTask) (Result, error)
 	// Remove takes a task out of the queue.
@@ -159,8 +162,32 @@ func (s *Server) writeQueue(w http.ResponseWriter, status int, v domain.QueueVie
 	_, _ = w.Write(b)
 }
 
+// MinVersionParam is the query parameter of GET /api/queue/{playerId} that
+// asks for read-your-writes: the answer shows the queue at this stream
+// version (the ETag of the client's own command) or later.
+const MinVersionParam = "minVersion"
+
+// parseMinVersion reads ?minVersion=N: absent is 0 (no wait).
+func parseMinVersion(r *http.Request) (int64, error) {
+	q := r.URL.Query()
+	if !q.Has(MinVersionParam) {
+		return 0, nil
+	}
+	raw := q.Get(MinVersionParam)
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || n < 0 || len(q[MinVersionParam]) > 1 {
+		return 0, badField(MinVersionParam, "must be one stream version, an integer >= 0 (the version in the ETag of a command's answer), got %q", raw)
+	}
+	return n, nil
+}
+
 func (s *Server) getQueue(w http.ResponseWriter, r *http.Request) {
-	v, err := s.queues.Queue(r.Context(), domain.PlayerID(chi.URLParam(r, "playerId")))
+	minVersion, err := parseMinVersion(r)
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	v, err := s.queues.Queue(r.Context(), domain.PlayerID(chi.URLParam(r, "playerId")), minVersion)
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return
