@@ -203,8 +203,8 @@ func TestServeTLS(t *testing.T) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.Version != tls.VersionTLS13 {
-		t.Fatalf("GET /healthz: %d, TLS %+v; want 200 over TLS 1.3", resp.StatusCode, resp.TLS)
+	if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.Version != tls.VersionTLS13 || resp.ProtoMajor != 2 {
+		t.Fatalf("GET /healthz: %d %s, TLS %+v; want 200 over HTTP/2 and TLS 1.3", resp.StatusCode, resp.Proto, resp.TLS)
 	}
 	if got := resp.TLS.PeerCertificates[0].Subject.CommonName; got != "first" {
 		t.Fatalf("served certificate %q, want first", got)

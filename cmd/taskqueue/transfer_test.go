@@ -53,8 +53,24 @@ func TestCLIMovesTheLogBetweenSQLiteAndPostgres(t *testing.T) {
 	mustCLI(t, sqliteEnv, "serves", "replay", "--projection", "all")
 	file := exportTo(t, sqliteEnv, wl.Events)
 
+	// A damaged file (its last line cut short) is refused whole: the
+	// PostgreSQL store stays empty.
+	good, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := filepath.Join(t.TempDir(), "damaged.jsonl")
+	if err := os.WriteFile(damaged, good[:len(good)-20], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, pgEnv, "import", damaged)
+	if code != exitFail || !strings.Contains(stderr, fmt.Sprintf("line %d", wl.Events)) {
+		t.Fatalf("import of a damaged file: exit %d, %q; want 1 naming line %d", code, stderr, wl.Events)
+	}
+	exportTo(t, pgEnv, 0)
+
 	// Into the empty PostgreSQL store.
-	code, _, stderr := runCLI(t, pgEnv, "import", file)
+	code, _, stderr = runCLI(t, pgEnv, "import", file)
 	if want := fmt.Sprintf("imported %d events of %d streams", wl.Events, len(wl.Queues)); code != 0 || !strings.Contains(stderr, want) {
 		t.Fatalf("import into PostgreSQL: exit %d, %q; want 0 and %q", code, stderr, want)
 	}
