@@ -111,8 +111,14 @@ export class Api {
     return (await this.request<Catalog>('/api/catalog')).body
   }
 
-  async queue(playerId: string, signal?: AbortSignal): Promise<QueueView> {
-    return (await this.request<QueueView>(`/api/queue/${encodeURIComponent(playerId)}`, { signal })).body
+  /**
+   * The queue view. With minVersion (the version a command of this client
+   * answered) the server answers that version or a later one, never an older
+   * one (503 when its read side cannot get there in time).
+   */
+  async queue(playerId: string, signal?: AbortSignal, minVersion?: number): Promise<QueueView> {
+    const q = minVersion !== undefined && minVersion > 0 ? `?minVersion=${minVersion}` : ''
+    return (await this.request<QueueView>(`/api/queue/${encodeURIComponent(playerId)}${q}`, { signal })).body
   }
 
   async history(playerId: string, filter: { type?: string; from?: string; cursor?: string; limit?: number }, signal?: AbortSignal): Promise<HistoryPage> {
@@ -125,12 +131,14 @@ export class Api {
     return (await this.request<HistoryPage>(`/api/queue/${encodeURIComponent(playerId)}/history${qs ? '?' + qs : ''}`, { signal })).body
   }
 
-  async enqueue(playerId: string, body: { type: string; count: number; position?: number }, key: string): Promise<QueueTask> {
-    return (await this.request<QueueTask>(`/api/queue/${encodeURIComponent(playerId)}/tasks`, {
+  /** Queues a task; version is the queue's version after it (the ETag), to read this write with queue(). */
+  async enqueue(playerId: string, body: { type: string; count: number; position?: number }, key: string): Promise<{ task: QueueTask; version?: number }> {
+    const { body: task, response } = await this.request<QueueTask>(`/api/queue/${encodeURIComponent(playerId)}/tasks`, {
       method: 'POST',
       body,
       idempotencyKey: key,
-    })).body
+    })
+    return { task, version: etagVersion(response.headers.get('ETag')) }
   }
 
   async remove(playerId: string, taskId: string, key: string): Promise<QueueView> {
@@ -155,6 +163,12 @@ export class Api {
       idempotencyKey: key,
     })).body
   }
+}
+
+/** The queue version in an ETag ("14" or W/"14"), undefined when there is none. */
+export function etagVersion(etag: string | null): number | undefined {
+  const m = /^(?:W\/)?"(\d+)"$/.exec(etag?.trim() ?? '')
+  return m ? Number(m[1]) : undefined
 }
 
 /** Reads sub, role and exp from a JWT without checking it (the server checks it). */

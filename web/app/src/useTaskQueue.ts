@@ -138,10 +138,14 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
     [onUnauthorized],
   )
 
-  /** Fetches the queue; true when it got an answer. */
-  const refresh = useCallback(async (): Promise<boolean> => {
+  /**
+   * Fetches the queue; true when it got an answer. minVersion: the version a
+   * command of ours answered, so the read shows our write (the server reads
+   * its read side, a few milliseconds behind the commands).
+   */
+  const refresh = useCallback(async (minVersion?: number): Promise<boolean> => {
     try {
-      const v = await api.queue(playerId)
+      const v = await api.queue(playerId, undefined, minVersion)
       accept(v, Date.now())
       setReachable(true)
       return true
@@ -155,10 +159,12 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
     async (entry: OutboxEntry) => {
       const c = entry.command
       switch (c.kind) {
-        case 'enqueue':
-          await api.enqueue(playerId, { type: c.type, count: c.count, ...(c.position === undefined ? {} : { position: c.position }) }, entry.key)
-          await refresh()
+        case 'enqueue': {
+          // Read our own write: the answer's ETag is the version to wait for.
+          const { version } = await api.enqueue(playerId, { type: c.type, count: c.count, ...(c.position === undefined ? {} : { position: c.position }) }, entry.key)
+          await refresh(version)
           break
+        }
         case 'remove':
           removedByMe.current.add(c.taskId)
           accept(await api.remove(playerId, c.taskId, entry.key), Date.now())
