@@ -196,3 +196,40 @@ func TestQueueReadYourWrites(t *testing.T) {
 		}
 	})
 }
+
+// With Redis the queue cache sits in front of the read model: a GET
+// answers the cached view, but never one older than its minVersion; then it
+// reads the read model and caches what it read.
+func TestQueueCacheNeverOlderThanMinVersion(t *testing.T) {
+	// No processor: nothing here needs it, and its Redis consumers log
+	// after the test ends (a processor matter, not this test's).
+	off := false
+	a := apptest.SQLite(t, withRedis(t), func(c *app.Config) { c.Processor = &off })
+	c := newClient(t, a)
+	gina := c.token("gina", auth.RolePlayer)
+	r := c.do(req{method: "POST", path: "/api/queue/gina/tasks", token: gina, body: `{"type":"chop-wood","count":3}`})
+	if r.status != 201 {
+		t.Fatalf("enqueue: %d %s", r.status, r.body)
+	}
+	r = c.do(req{method: "POST", path: "/api/queue/gina/stop", token: gina})
+	if r.status != 200 {
+		t.Fatalf("stop: %d %s", r.status, r.body)
+	}
+	v := etagVersion(t, r)
+	// Plant an old view in the cache (as if it had missed the commands).
+	key := a.Config.RedisPrefix + "queue:gina"
+	old := `{"playerId":"gina","version":1,"running":true,"stoppedReason":"","limit":10,"tasks":[],"repetition":null,"skills":{},"inventory":{},"updatedAt":null}`
+	if err := a.Redis.Redis().Set(context.Background(), key, old, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if g := c.do(req{method: "GET", path: "/api/queue/gina", token: gina}); g.status != 200 || etagVersion(t, g) != 1 {
+		t.Fatalf("GET without minVersion: %d ETag %s, want the cached view at 1", g.status, g.header.Get("ETag"))
+	}
+	g := c.do(req{method: "GET", path: "/api/queue/gina?minVersion=" + itoa(v), token: gina})
+	if g.status != 200 || etagVersion(t, g) != v || g.json(t)["running"] != false {
+		t.Fatalf("GET ?minVersion=%d past an older cached view: %d %s", v, g.status, g.body)
+	}
+	if g := c.do(req{method: "GET", path: "/api/queue/gina", token: gina}); g.status != 200 || etagVersion(t, g) != v {
+		t.Fatalf("the view read for minVersion was not cached: %d ETag %s", g.status, g.header.Get("ETag"))
+	}
+}
