@@ -61,7 +61,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 	var relay *processor.Relay
 	var relayPub interface{ Close() error }
 	if rdb != nil {
-		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb},
+		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{rdb}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
 			watermill.NewSlogLogger(log.With("component", "relay-publisher")))
 		if err != nil {
 			return nil, nil, fmt.Errorf("start the relay: %w", err)
@@ -102,6 +102,13 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 		}
 	}, nil
 }
+
+// keepOpen hands a shared Redis client to watermill-redisstream, whose
+// publishers close their client when they close: the client belongs to
+// the app (its redisx.Client closes it last).
+type keepOpen struct{ redis.UniversalClient }
+
+func (keepOpen) Close() error { return nil }
 
 // ProcessorApp is `taskqueue processor`: the processor and the relay
 // without the API, with a small HTTP handler for probes and scraping.
@@ -270,7 +277,7 @@ func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return 0, fmt.Errorf("redis at TASKQUEUE_REDIS_URL does not answer: %w", err)
 	}
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb},
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{rdb}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
 		watermill.NewSlogLogger(log.With("component", "relay-publisher")))
 	if err != nil {
 		return 0, err

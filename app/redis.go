@@ -47,7 +47,7 @@ func openRedis(cfg Config, log *slog.Logger, closers *[]func()) (*redisRoles, er
 	if r.client != nil {
 		r.wakeups = redisx.NewWakeups(r.client)
 		*closers = append(*closers, r.wakeups.Close)
-		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: r.client.Redis()},
+		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{r.client.Redis()}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
 			watermill.NewSlogLogger(log.With("component", "presence")))
 		if err != nil {
 			return nil, fmt.Errorf("open the presence publisher: %w", err)

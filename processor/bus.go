@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
@@ -77,7 +78,7 @@ func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *comman
 		deadLetter: dl,
 	}
 	if cfg.Redis != nil {
-		p, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: cfg.Redis}, b.wmLogger)
+		p, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{cfg.Redis}, DefaultMaxlen: commandStreamMaxlen}, b.wmLogger)
 		if err != nil {
 			return nil, fmt.Errorf("redis stream publisher: %w", err)
 		}
@@ -183,6 +184,19 @@ func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *comman
 	return b, nil
 }
 
+// keepOpen is the caller's Redis client as watermill-redisstream gets it:
+// its publishers and subscribers close their client when they close, and
+// this one belongs to the caller (Config.Redis), so closing is a no-op.
+type keepOpen struct{ redis.UniversalClient }
+
+func (keepOpen) Close() error { return nil }
+
+// commandStreamMaxlen caps each command stream (XADD MAXLEN ~): commands
+// are handled within seconds, so only a long backlog is trimmed, and a
+// trimmed command is sent again by the due loop once its claim expires
+// (the schedule, not the stream, is the source of truth).
+const commandStreamMaxlen = 100_000
+
 // partitionHandler is a command handler bound to one partition's topic.
 type partitionHandler struct {
 	cqrs.CommandHandler
@@ -197,7 +211,7 @@ func (b *bus) subscriber(handler string) (message.Subscriber, error) {
 		return b.gochan, nil
 	}
 	s, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-		Client:        b.cfg.Redis,
+		Client:        keepOpen{b.cfg.Redis},
 		Consumer:      b.cfg.Owner,
 		ConsumerGroup: b.cfg.TopicPrefix + "." + handler,
 		// A message a killed instance read but never acked is claimed by

@@ -89,4 +89,11 @@ func TestRedisStreamsShareCommands(t *testing.T) {
 	if err != nil || len(groups) != 1 {
 		t.Fatalf("consumer groups of partition 0: %v, %v", groups, err)
 	}
+	// Stopping the processors leaves the caller's client open (watermill's
+	// Redis publishers and subscribers close theirs).
+	p1.stop()
+	p2.stop()
+	if err := client.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("the caller's Redis client after the processors stopped: %v", err)
+	}
 }

@@ -29,6 +29,11 @@ const (
 	TypePlayerOffline = "player.offline"
 )
 
+// IntegrationStreamMaxlen caps each integration stream on Redis (XADD
+// MAXLEN ~, docs/EVENTS.md): a consumer further behind than that many
+// messages of one type re-reads them with `taskqueue relay --from N`.
+const IntegrationStreamMaxlen = 1_000_000
+
 // IntegrationEventVersion is the version of the envelope and data schemas.
 const IntegrationEventVersion = 1
 
