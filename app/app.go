@@ -169,9 +169,15 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		st.ready = append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready})
 	case st.readModels != nil:
 		// The processor runs elsewhere (`taskqueue processor`): admins
-		// still list its dead letters here; a retry answers 503.
+		// still list its dead letters here, and with Redis a retry goes
+		// to the command streams the processors consume (without Redis
+		// it answers 503: nothing here could handle it).
 		a.Logger.Info("the processor does not run in this process (TASKQUEUE_PROCESSOR=false)")
-		admin.DeadLetters = processor.NewDeadLetters(st.readModels, nil)
+		dl, err := remoteDeadLetters(st.readModels, rr.client, &closers)
+		if err != nil {
+			return nil, nil, err
+		}
+		admin.DeadLetters = dl
 	}
 
 	var watermark realtime.Watermark

@@ -103,6 +103,23 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 	}, nil
 }
 
+// remoteDeadLetters is the dead letter queue of processors that run in
+// other processes: listed from db; retried onto their Redis command
+// streams when rc is set (a publisher closed at cleanup), else Retry
+// answers processor.ErrNotRunning.
+func remoteDeadLetters(db projections.DB, rc *redisx.Client, closers *[]func()) (*processor.DeadLetters, error) {
+	dl := processor.NewDeadLetters(db, nil)
+	if rc == nil {
+		return dl, nil
+	}
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{rc.Redis()}}, watermill.NopLogger{})
+	if err != nil {
+		return nil, fmt.Errorf("open the dead-letter retry publisher: %w", err)
+	}
+	*closers = append(*closers, func() { _ = pub.Close() })
+	return dl.WithPublisher(pub), nil
+}
+
 // keepOpen hands a shared Redis client to watermill-redisstream, whose
 // publishers close their client when they close: the client belongs to
 // the app (its redisx.Client closes it last).

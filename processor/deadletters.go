@@ -60,6 +60,17 @@ func NewDeadLetters(db projections.DB, clock Clock) *DeadLetters {
 	return &DeadLetters{db: db, clock: clock}
 }
 
+// WithPublisher returns a copy of d whose Retry publishes to pub: an
+// instance that runs no processor (`serve` with TASKQUEUE_PROCESSOR=false)
+// re-sends dead letters onto the Redis command streams that the
+// processors elsewhere consume (pub must be a Redis stream publisher
+// writing to the streams of the processors' Config.Redis and TopicPrefix).
+func (d *DeadLetters) WithPublisher(pub message.Publisher) *DeadLetters {
+	c := *d
+	c.pub = func() message.Publisher { return pub }
+	return &c
+}
+
 // store records a poisoned message; storing the same message twice (a
 // redelivery) keeps the first.
 func (d *DeadLetters) store(ctx context.Context, msg *message.Message, name string) error {

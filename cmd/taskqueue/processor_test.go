@@ -387,11 +387,11 @@ func TestRelayCommand(t *testing.T) {
 	}
 }
 
-// With TASKQUEUE_PROCESSOR=false serve runs no processor: nothing is
-// scheduled, and admins still list the dead letters (a retry would need
-// a running processor).
+// With TASKQUEUE_PROCESSOR=false serve runs no processor, and admins still
+// list the dead letters and retry them: the retry goes to the Redis command
+// stream the processors elsewhere consume.
 func TestServeWithoutProcessor(t *testing.T) {
-	env, _, _ := serviceEnv(t)
+	env, rdb, prefix := serviceEnv(t)
 	env["TASKQUEUE_PROCESSOR"] = "false"
 	cfg, err := app.FromEnv(func(k string) string { return env[k] })
 	if err != nil {
@@ -411,15 +411,41 @@ func TestServeWithoutProcessor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("GET", srv.URL+"/api/admin/deadletters", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
+	topic := prefix + "taskqueue.commands.CompleteRepetition.p3"
+	payload := `{"PlayerID":"dl","IdempotencyKey":"complete-t-1","TaskID":"t","Number":1}`
+	db := openDB(t, cfg)
+	err = db.InTx(context.Background(), func(tx projections.Tx) error {
+		_, err := tx.Exec(context.Background(), `INSERT INTO processor_dead_letters
+			(id, topic, command_name, payload, metadata, error, correlation_id, failed_at)
+			VALUES ('dl-1', $1, 'CompleteRepetition', $2, '{"name":"CompleteRepetition"}', 'boom', 'corr-dl', $3)`, topic, payload, time.Now())
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /api/admin/deadletters without a processor: %d", resp.StatusCode)
+	call := func(method, path string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("GET", "/api/admin/deadletters"); code != http.StatusOK || !strings.Contains(body, "dl-1") {
+		t.Fatalf("GET /api/admin/deadletters without a processor: %d %s", code, body)
+	}
+	if code, body := call("POST", "/api/admin/deadletters/dl-1/retry"); code != http.StatusAccepted {
+		t.Fatalf("retry without a processor here: %d %s", code, body)
+	}
+	msgs, err := rdb.XRange(context.Background(), topic, "-", "+").Result()
+	if err != nil || len(msgs) != 1 || msgs[0].Values["payload"] != payload {
+		t.Fatalf("the retried command on %s: %v %v", topic, msgs, err)
+	}
+	if code, _ := call("POST", "/api/admin/deadletters/nope/retry"); code != http.StatusNotFound {
+		t.Errorf("retry of an unknown dead letter: %d", code)
 	}
 	cmdCode, _, stderr := runCLI(t, map[string]string{"TASKQUEUE_DATA_DIR": t.TempDir()}, "processor", "extra")
 	if cmdCode != exitUsage || !strings.Contains(stderr, "processor takes no arguments") {
