@@ -12,7 +12,8 @@ import (
 // openKurrentDB opens the event store on cfg.KurrentDBURL. The SQL database
 // of the read models (PostgreSQL with cfg.DatabaseURL, else the SQLite file
 // in the data directory) is migrated too, so that every schema is in place
-// before serving.
+// before serving, and on PostgreSQL the analyst role is ensured as in
+// openPostgres.
 func openKurrentDB(ctx context.Context, cfg Config) (openedStore, error) {
 	s, err := kurrentdb.Open(ctx, kurrentdb.Config{URL: cfg.KurrentDBURL, Namespace: cfg.KurrentDBNamespace})
 	if err != nil {
@@ -27,6 +28,13 @@ func openKurrentDB(ctx context.Context, cfg Config) (openedStore, error) {
 		closeDB()
 		s.Close()
 		return openedStore{}, fmt.Errorf("migrate the read-model database: %w", err)
+	}
+	if dialect == migrations.Postgres {
+		if err := EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
+			closeDB()
+			s.Close()
+			return openedStore{}, err
+		}
 	}
 	return openedStore{
 		store:   s,
