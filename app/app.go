@@ -396,7 +396,7 @@ func OpenSQL(ctx context.Context, cfg Config) (*sql.DB, migrations.Dialect, func
 // (`taskqueue events|queue|export|import`). The returned func closes it.
 func OpenEventStore(ctx context.Context, cfg Config) (eventstore.Store, func(), error) {
 	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ValidateWithoutTokens(); err != nil {
 		return nil, nil, err
 	}
 	st, err := openStore(ctx, cfg)

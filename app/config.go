@@ -257,7 +257,14 @@ func (c Config) DevMode() bool {
 
 // Validate reports every problem of c at once (errors.Join), each naming
 // its environment variable. It expects defaults to be set.
-func (c Config) Validate() error {
+func (c Config) Validate() error { return c.validate(true) }
+
+// ValidateWithoutTokens is Validate for the commands that neither mint nor
+// verify tokens (processor, relay, migrate and the operator commands): a
+// missing TASKQUEUE_JWT_SECRET is fine there, a too short one is not.
+func (c Config) ValidateWithoutTokens() error { return c.validate(false) }
+
+func (c Config) validate(tokens bool) error {
 	var errs []error
 	bad := func(env, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", env, fmt.Sprintf(format, args...)))
@@ -292,7 +299,7 @@ func (c Config) Validate() error {
 		bad("TASKQUEUE_RATE_LIMIT_IP", "%d is above 1000000 per minute", c.RateLimitIP)
 	}
 	switch {
-	case c.JWTSecret == "" && !c.DevMode():
+	case c.JWTSecret == "" && !c.DevMode() && tokens:
 		bad("TASKQUEUE_JWT_SECRET", "is required outside dev mode (at least %d bytes)", MinJWTSecretLength)
 	case c.JWTSecret != "" && len(c.JWTSecret) < MinJWTSecretLength:
 		bad("TASKQUEUE_JWT_SECRET", "is %d bytes, fewer than %d", len(c.JWTSecret), MinJWTSecretLength)

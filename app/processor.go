@@ -158,7 +158,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 		logOut = os.Stderr
 	}
 	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ValidateWithoutTokens(); err != nil {
 		return nil, nil, fmt.Errorf("build processor: %w", err)
 	}
 	var closers []func()
@@ -267,7 +267,7 @@ func probeHandler(ready []web.ReadinessCheck, metricsHandler http.Handler, log *
 // messages it published. It needs TASKQUEUE_REDIS_URL.
 func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut io.Writer) (int, error) {
 	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ValidateWithoutTokens(); err != nil {
 		return 0, err
 	}
 	if cfg.RedisURL == "" {

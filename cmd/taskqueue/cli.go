@@ -176,7 +176,11 @@ func loadConfig(cmd string, args []string, stderr io.Writer, getenv func(string)
 		return cfg, fs, tf, &usageError{err.Error()}
 	}
 	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	validate := cfg.ValidateWithoutTokens
+	if cmd == "serve" || cmd == "token" {
+		validate = cfg.Validate
+	}
+	if err := validate(); err != nil {
 		return cfg, fs, tf, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return cfg, fs, tf, nil

@@ -127,11 +127,30 @@ func TestMigrate(t *testing.T) {
 		testMigrate(t, map[string]string{"TASKQUEUE_DATA_DIR": t.TempDir()})
 	})
 	t.Run("postgres", func(t *testing.T) {
-		testMigrate(t, map[string]string{
-			"TASKQUEUE_DATABASE_URL": testenv.Postgres(t),
-			"TASKQUEUE_JWT_SECRET":   strings.Repeat("s", 32),
-		})
+		// No JWT secret: only serve and token need one.
+		testMigrate(t, map[string]string{"TASKQUEUE_DATABASE_URL": testenv.Postgres(t)})
 	})
+}
+
+// TestOperatorCommandsNeedNoSecret: the commands that neither mint nor
+// verify tokens run outside dev mode without TASKQUEUE_JWT_SECRET; serve
+// still refuses to start without it.
+func TestOperatorCommandsNeedNoSecret(t *testing.T) {
+	env := map[string]string{"TASKQUEUE_DATABASE_URL": testenv.Postgres(t)}
+	for _, args := range [][]string{
+		{"migrate", "up"},
+		{"events", "--player", "alice"},
+		{"queue", "--player", "alice"},
+		{"export"},
+		{"replay", "--projection", "all"},
+	} {
+		if code, _, stderr := runCLI(t, env, args...); code != 0 {
+			t.Errorf("%v without a secret: exit %d: %s", args, code, stderr)
+		}
+	}
+	if code, _, stderr := runCLI(t, env, "serve", "--addr", "127.0.0.1:0"); code != 1 || !strings.Contains(stderr, "TASKQUEUE_JWT_SECRET") {
+		t.Errorf("serve without a secret: exit %d: %s", code, stderr)
+	}
 }
 
 func testMigrate(t *testing.T, env map[string]string) {

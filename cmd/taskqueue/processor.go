@@ -113,7 +113,7 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return &usageError{fmt.Sprintf("--from %q is not a global position: write a number (SQLite, e.g. 42) or commit:seq (PostgreSQL, e.g. 375655:3)", *from)}
 	}
 	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ValidateWithoutTokens(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	n, err := app.Republish(ctx, cfg, pos, stderr)
