@@ -41,10 +41,20 @@ func TopicPrefix(cfg Config) string { return cfg.RedisPrefix + "taskqueue" }
 // the relay does not run (nothing outside this process could consume a
 // GoChannel), which is logged once. stop stops claiming, lets the
 // commands in flight finish, releases the claims and the lease.
-func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules domain.Rules, rc *redisx.Client, log *slog.Logger) (*processor.Processor, func(), error) {
+func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules domain.Rules, rc *redisx.Client, log *slog.Logger) (_ *processor.Processor, _ func(), err error) {
 	var rdb redis.UniversalClient
+	var own *redis.Client
 	if rc != nil {
-		rdb = rc.Redis()
+		// A pool of its own: each command partition's subscriber holds a
+		// connection through every blocking read, which would leave the
+		// API's pool (sessions, rate limits, cache) short.
+		own = processorRedis(rc.Redis())
+		rdb = own
+		defer func() {
+			if err != nil {
+				_ = own.Close()
+			}
+		}()
 	}
 	p, err := processor.New(processor.Config{
 		Store:       store,
@@ -100,7 +110,22 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 		if relayPub != nil {
 			_ = relayPub.Close()
 		}
+		if own != nil {
+			_ = own.Close()
+		}
 	}, nil
+}
+
+// processorRedisPool is the pool size of the processor's Redis client:
+// two subscribers per partition (completions, offline stops), the dead
+// letters, the publishers and the relay, with room to spare.
+const processorRedisPool = 64
+
+// processorRedis returns a client of its own to the server of c.
+func processorRedis(c *redis.Client) *redis.Client {
+	opts := *c.Options()
+	opts.PoolSize = processorRedisPool
+	return redis.NewClient(&opts)
 }
 
 // remoteDeadLetters is the dead letter queue of processors that run in

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,7 +70,9 @@ func build(t testing.TB, cfg app.Config, opts []Option) *app.App {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	a, cleanup, err := app.NewWithLog(ctx, cfg, testWriter{t})
+	w := &testWriter{t: t}
+	t.Cleanup(w.close) // registered first, so it runs after the app's cleanup
+	a, cleanup, err := app.NewWithLog(ctx, cfg, w)
 	if err != nil {
 		t.Fatalf("build app: %v", err)
 	}
@@ -77,10 +80,27 @@ func build(t testing.TB, cfg app.Config, opts []Option) *app.App {
 	return a
 }
 
-// testWriter sends the app's log to the test's log.
-type testWriter struct{ t testing.TB }
+// testWriter sends the app's log to the test's log until the test's
+// cleanup is over. Some goroutines outlive the app's cleanup by a moment
+// (watermill-redisstream's blocked stream reads report their end after
+// the subscriber closed), and testing panics on a log after a test ended.
+type testWriter struct {
+	t      testing.TB
+	mu     sync.Mutex
+	closed bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
 }
