@@ -47,11 +47,11 @@ type App struct {
 	Commands *command.Handlers
 	// Metrics is the Prometheus registry of GET /metrics.
 	Metrics *metrics.Registry
-	// Processor completes due repetitions (nil on KurrentDB for now).
+	// Processor completes due repetitions (nil with TASKQUEUE_PROCESSOR=false).
 	Processor *processor.Processor
 	// Realtime is the WebSocket hub of GET /api/ws.
 	Realtime *realtime.Hub
-	// Projections runs the read models (nil on KurrentDB for now).
+	// Projections runs the read models.
 	Projections *projections.Runner
 	// Tokens mints and verifies bearer tokens.
 	Tokens *auth.Tokens
@@ -297,8 +297,8 @@ type openedStore struct {
 	backend string
 	ready   []web.ReadinessCheck
 	close   func() error
-	// readModels is the database of the read models, nil when the read
-	// side does not run with this backend.
+	// readModels is the SQL database of the read models, the processor
+	// and the relay (on KurrentDB, the one beside it).
 	readModels projections.DB
 }
 

@@ -14,20 +14,18 @@
 //   - The event store backend is chosen by Config: KurrentDB when
 //     KurrentDBURL is set, else PostgreSQL when DatabaseURL is set, else a
 //     SQLite file in DataDir (the embedded default).
-//   - On SQLite and PostgreSQL the read side runs inside the app: the
-//     projections runner (queues, player_progress, analytics) follows the
+//   - The read side runs inside the app on every backend (with KurrentDB
+//     in the SQL database beside it: PostgreSQL with DatabaseURL, else the
+//     SQLite file): the projections runner (queues, player_progress, analytics) follows the
 //     log into the same database, the history's retention sweeps hourly,
 //     GET .../history, GET /api/players/{id}/progress and
 //     GET /api/analytics/{report} read it, and /readyz fails while a
 //     projection has failed. The processor (schedule, due loop, command
 //     bus) runs there too and completes repetitions on time; its dead
 //     letter queue backs /api/admin/deadletters. The cleanup stops them
-//     before closing the store. With KurrentDB neither is wired yet
-//     (history, progress, analytics, dead letters and the admin projection
-//     routes answer 501; repetitions complete only when the player's next
-//     command catches up).
+//     before closing the store.
 //   - The realtime hub (GET /api/ws) follows the log with one
-//     subscription; on SQLite and PostgreSQL it delivers a batch only after
+//     subscription; it delivers a batch only after
 //     the queue projection applied it (a watermark on the runner).
 //   - Redis (package redisx) when RedisURL is set, in-process otherwise:
 //     sessions (dev tokens carry "sid"; POST /api/auth/refresh and
@@ -39,16 +37,14 @@
 //     player.offline on the integration topics (Redis streams, "taskqueue."
 //     prefix) when a player's last socket closes. RedisPrefix starts every
 //     key and channel.
-//   - GET /api/queue/{playerId} reads the read side on SQLite and
-//     PostgreSQL: query.QueueViewHandler over queue_status and
+//   - GET /api/queue/{playerId} reads the read side:
+//     query.QueueViewHandler over queue_status and
 //     player_progress (projections.ReadModels), so that reads scale apart
 //     from the aggregate and the command side's cache. ?minVersion=N
 //     (read-your-writes, N the ETag of the client's command) waits up to
 //     5 s for the runner's commits until the read model shows version N or
 //     later, else the answer is 503 with Retry-After (query.ErrStale),
-//     never an older view. With KurrentDB, where no read side runs yet, it
-//     reads the aggregate (always current; a minVersion beyond it is 503
-//     too). The commands still answer the aggregate's view and version.
+//     never an older view. The commands still answer the aggregate's view and version.
 //   - The Redis queue cache (queue:{playerId}, DESIGN.md's "queue" family)
 //     is a read-through cache in front of that read: a GET answers a
 //     cached view when its version is at least the minVersion asked for,

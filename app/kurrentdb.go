@@ -2,47 +2,62 @@ package app
 
 import (
 	"context"
-	"fmt"
+	"path/filepath"
 
 	"github.com/taskqueue/taskqueue/eventstore/kurrentdb"
+	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/migrations"
+	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/web"
 )
 
-// openKurrentDB opens the event store on cfg.KurrentDBURL. The SQL database
-// of the read models (PostgreSQL with cfg.DatabaseURL, else the SQLite file
-// in the data directory) is migrated too, so that every schema is in place
-// before serving, and on PostgreSQL the analyst role is ensured as in
-// openPostgres.
+// openKurrentDB opens the event store on cfg.KurrentDBURL, and the SQL
+// database of the read models, the processor's schedule and claims, and
+// the relay's checkpoint: PostgreSQL with cfg.DatabaseURL (migrated, the
+// analyst role ensured, as in openPostgres), else the SQLite file in the
+// data directory (its event tables stay empty). The read side and the
+// processor run on it exactly as on the SQL backends: they only follow the
+// log through the eventstore.Store port, and keep their checkpoints (the
+// log's positions) in that database.
 func openKurrentDB(ctx context.Context, cfg Config) (openedStore, error) {
 	s, err := kurrentdb.Open(ctx, kurrentdb.Config{URL: cfg.KurrentDBURL, Namespace: cfg.KurrentDBNamespace})
 	if err != nil {
 		return openedStore{}, err
 	}
-	db, dialect, closeDB, err := OpenSQL(ctx, cfg)
+	if cfg.DatabaseURL != "" {
+		pool, db, err := connectPostgres(ctx, cfg)
+		if err != nil {
+			s.Close()
+			return openedStore{}, err
+		}
+		return openedStore{
+			store:      s,
+			backend:    "kurrentdb",
+			readModels: projections.NewPostgresDB(pool),
+			ready:      []web.ReadinessCheck{storeCheck(s), migrationsCheck(db, migrations.Postgres)},
+			close: func() error {
+				err := s.Close()
+				db.Close()
+				pool.Close()
+				return err
+			},
+		}, nil
+	}
+	rm, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, SQLiteFileName))
 	if err != nil {
 		s.Close()
 		return openedStore{}, err
 	}
-	if _, err := migrations.Up(ctx, db, dialect); err != nil {
-		closeDB()
-		s.Close()
-		return openedStore{}, fmt.Errorf("migrate the read-model database: %w", err)
-	}
-	if dialect == migrations.Postgres {
-		if err := EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
-			closeDB()
-			s.Close()
-			return openedStore{}, err
-		}
-	}
 	return openedStore{
-		store:   s,
-		backend: "kurrentdb",
-		ready:   []web.ReadinessCheck{storeCheck(s), migrationsCheck(db, dialect)},
+		store:      s,
+		backend:    "kurrentdb",
+		readModels: projections.NewSQLiteDB(rm.WriteDB(), rm.ReadDB()),
+		ready:      []web.ReadinessCheck{storeCheck(s), migrationsCheck(rm.ReadDB(), migrations.SQLite)},
 		close: func() error {
 			err := s.Close()
-			closeDB()
+			if cerr := rm.Close(); err == nil {
+				err = cerr
+			}
 			return err
 		},
 	}, nil

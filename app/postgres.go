@@ -19,27 +19,8 @@ import (
 // when cfg.AnalystPassword is set (EnsureAnalystRole), and opens the event
 // store on it.
 func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
-	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	pool, db, err := connectPostgres(ctx, cfg)
 	if err != nil {
-		return openedStore{}, fmt.Errorf("TASKQUEUE_DATABASE_URL: %w", err)
-	}
-	pcfg.MaxConns = int32(cfg.DatabaseMaxConns)
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return openedStore{}, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return openedStore{}, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	if err := postgres.Migrate(ctx, pool); err != nil {
-		pool.Close()
-		return openedStore{}, err
-	}
-	db := stdlib.OpenDBFromPool(pool)
-	if err := EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
-		db.Close()
-		pool.Close()
 		return openedStore{}, err
 	}
 	s, err := postgres.New(ctx, pool)
@@ -60,6 +41,37 @@ func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
 			return err
 		},
 	}, nil
+}
+
+// connectPostgres connects a pool of cfg.DatabaseMaxConns to
+// cfg.DatabaseURL, applies every PostgreSQL migration and creates or
+// updates the analyst role (EnsureAnalystRole). db is a database/sql view
+// of the pool; close db, then the pool.
+func connectPostgres(ctx context.Context, cfg Config) (*pgxpool.Pool, *sql.DB, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("TASKQUEUE_DATABASE_URL: %w", err)
+	}
+	pcfg.MaxConns = int32(cfg.DatabaseMaxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	if err := EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
+		db.Close()
+		pool.Close()
+		return nil, nil, err
+	}
+	return pool, db, nil
 }
 
 // openPostgresSQL opens cfg.DatabaseURL as a database/sql pool.

@@ -211,9 +211,6 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 			a.Logger.Error("close event store", "err", err)
 		}
 	})
-	if st.readModels == nil {
-		return nil, nil, errors.New("the processor does not run on KurrentDB yet: it needs the SQL database of the read models")
-	}
 	a.DB = st.readModels
 	if cfg.RedisURL != "" {
 		c, err := redisx.Open(redisx.Config{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Logger: a.Logger})
@@ -307,9 +304,6 @@ func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut
 		return 0, err
 	}
 	defer func() { _ = st.close() }()
-	if st.readModels == nil {
-		return 0, errors.New("the relay does not run on KurrentDB yet")
-	}
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return 0, fmt.Errorf("TASKQUEUE_REDIS_URL: %w", err)

@@ -156,17 +156,6 @@ func backends(t *testing.T, f func(t *testing.T, build func(t *testing.T, opts .
 	})
 }
 
-// sqlBackends runs f on the backends that run the read side and the
-// processor inside the app (not KurrentDB yet).
-func sqlBackends(t *testing.T, f func(t *testing.T, build func(t *testing.T, opts ...apptest.Option) *app.App)) {
-	t.Run("sqlite", func(t *testing.T) {
-		f(t, func(t *testing.T, opts ...apptest.Option) *app.App { return apptest.SQLite(t, opts...) })
-	})
-	t.Run("postgres", func(t *testing.T) {
-		f(t, func(t *testing.T, opts ...apptest.Option) *app.App { return apptest.Postgres(t, opts...) })
-	})
-}
-
 func TestAuthFailures(t *testing.T) {
 	a := apptest.SQLite(t, func(c *app.Config) { c.JWTIssuer = "https://issuer.example"; c.JWTAudience = "taskqueue" })
 	c := newClient(t, a)
@@ -575,7 +564,7 @@ func itoa(n int64) string {
 // TestHistory reads a removed task back from the history read model, which
 // the projections runner inside the app keeps.
 func TestHistory(t *testing.T) {
-	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+	backends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
 		c := newClient(t, build(t))
 		alice := c.token("alice", auth.RolePlayer)
 		var ids []string
@@ -630,7 +619,7 @@ func TestHistory(t *testing.T) {
 }
 
 func TestAdmin(t *testing.T) {
-	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+	backends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
 		c := newClient(t, build(t))
 		alice, root := c.token("alice", auth.RolePlayer), c.token("root", auth.RoleAdmin)
 		for _, r := range []req{
@@ -680,7 +669,7 @@ func TestAdmin(t *testing.T) {
 // processor inside the app completes a queued task when it is due, and the
 // queue and the history show it.
 func TestRepetitionsCompleteOnTime(t *testing.T) {
-	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+	backends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
 		c := newClient(t, build(t))
 		alice := c.token("alice", auth.RolePlayer)
 		enq := c.do(req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"catch-shrimp","count":1}`})

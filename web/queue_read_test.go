@@ -74,7 +74,7 @@ func sameAsAggregate(t *testing.T, c *client, a *app.App, player, tok string) ma
 // times, waiting tasks in order, done counts, skills, inventory, stopped
 // state and reason, limit, version.
 func TestQueueReadModelMatchesAggregate(t *testing.T) {
-	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+	backends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
 		a := build(t)
 		c := newClient(t, a)
 		dana := c.token("dana", auth.RolePlayer)
@@ -131,7 +131,7 @@ func TestQueueReadModelMatchesAggregate(t *testing.T) {
 // a bounded wait, never an older view; a malformed one is 400; ETag and
 // If-None-Match work on the read model.
 func TestQueueReadYourWrites(t *testing.T) {
-	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+	backends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
 		c := newClient(t, build(t, func(c *app.Config) { c.RateLimitPlayer = 100_000 }))
 		fred := c.token("fred", auth.RolePlayer)
 		if r := c.do(req{method: "POST", path: "/api/queue/fred/stop", token: fred}); r.status != 200 {

@@ -57,7 +57,7 @@ func decodeInto[T any](t *testing.T, r response) T {
 // admin-only analytics reports; bad parameters are validation problems
 // naming the field, an unknown report is not-found.
 func TestProgressAndAnalytics(t *testing.T) {
-	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+	backends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
 		c := newClient(t, build(t))
 		alice, root := c.token("alice", auth.RolePlayer), c.token("root", auth.RoleAdmin)
 		bob, proc := c.token("bob", auth.RolePlayer), c.token("proc", auth.RoleSystem)
@@ -167,7 +167,7 @@ func TestProgressAndAnalytics(t *testing.T) {
 // admin only; with nothing failed the list is empty, a retry of an
 // unknown ID is not-found and bad parameters are validation problems.
 func TestDeadLettersAdmin(t *testing.T) {
-	sqlBackends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
+	backends(t, func(t *testing.T, build func(*testing.T, ...apptest.Option) *app.App) {
 		c := newClient(t, build(t))
 		alice, root := c.token("alice", auth.RolePlayer), c.token("root", auth.RoleAdmin)
 		for _, path := range []string{"/api/admin/deadletters", "/api/admin/deadletters?all=true"} {
@@ -193,16 +193,6 @@ func TestDeadLettersAdmin(t *testing.T) {
 			}
 		}
 	})
-}
-
-// TestReadSideRoutesWithoutReadSide: on KurrentDB (no read side in the
-// app yet) progress, analytics and dead letters answer 501.
-func TestReadSideRoutesWithoutReadSide(t *testing.T) {
-	c := newClient(t, apptest.KurrentDB(t))
-	alice, root := c.token("alice", auth.RolePlayer), c.token("root", auth.RoleAdmin)
-	c.do(req{method: "GET", path: "/api/players/alice/progress", token: alice}).problem(t, 501, "not-implemented")
-	c.do(req{method: "GET", path: "/api/analytics/task-daily", token: root}).problem(t, 501, "not-implemented")
-	c.do(req{method: "GET", path: "/api/admin/deadletters", token: root}).problem(t, 501, "not-implemented")
 }
 
 // TestDeadLettersListedOverHTTP: rows in the processor's dead letter table
