@@ -292,9 +292,19 @@ func TestRelayCommand(t *testing.T) {
 		enqueueCLI(t, h, fmt.Sprintf("rc%d", i), "chop-wood", 5)
 		enqueueCLI(t, h, fmt.Sprintf("rc%d", i), "mine-copper", 2)
 	}
-	all, err := store.ReadAll(context.Background(), eventstore.Start, eventstore.Filter{}, 0)
-	if err != nil {
-		t.Fatal(err)
+	// 3 × (TaskEnqueued, RepetitionStarted, TaskEnqueued). PostgreSQL's
+	// readers see the log up to the horizon, which any transaction of the
+	// cluster (another package's test) holds back for a while: wait until
+	// all 9 are readable, as the relay will read them.
+	var all []eventstore.RecordedEvent
+	for deadline := time.Now().Add(time.Minute); len(all) < 9; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if all, err = store.ReadAll(context.Background(), eventstore.Start, eventstore.Filter{}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 9 events readable after a minute", len(all))
+		}
 	}
 	// 3 × (TaskEnqueued, RepetitionStarted, TaskEnqueued): from the 4th
 	// event on, the integration events are 2 players' queue.updated ×2
