@@ -93,21 +93,33 @@ func TestDatabaseOutageBackOffAndResume(t *testing.T) {
 		t.Fatal("nothing completed before the outage")
 	}
 
+	// Should the test fail during an outage, PostgreSQL comes back before
+	// the processor's stop (cleanups run last-in, first-out), which would
+	// otherwise wait on it.
+	var down atomic.Bool
+	t.Cleanup(func() {
+		if down.Load() {
+			proxy.Start(t)
+		}
+	})
 	// Outage between batches: 30 s fall due while PostgreSQL is away.
+	down.Store(true)
 	proxy.Stop()
 	n := logs.count("due loop: backing off")
 	clock.Advance(30 * time.Second)
 	backingOff(n, "the due loop to fail and back off")
 	proxy.Start(t)
+	down.Store(false)
 	caughtUp("the 30 s due during the first outage")
 
 	// Outage in the middle of a command: the next append cuts PostgreSQL
 	// before it runs, so that command fails and is retried while the
 	// database is away.
-	cutter.arm(proxy.Stop)
+	cutter.arm(func() { down.Store(true); proxy.Stop() })
 	clock.Advance(10 * time.Minute)
 	waitUntil(t, "the cut command to be retried", func() (bool, error) { return cutter.failed.Load() >= 2, nil })
 	proxy.Start(t)
+	down.Store(false)
 	for i := range players {
 		waitUntil(t, "every queue to finish", queueDone(t, direct, fmt.Sprintf("o%02d", i), rules))
 	}
@@ -129,19 +141,20 @@ func TestDatabaseOutageBackOffAndResume(t *testing.T) {
 		}
 	}
 	if cutter.failed.Load() == 0 {
-		t.Fatal("no append failed: the second outage did not hit a command")
+		t.Fatal("no load or append failed: the second outage did not hit a command")
 	}
 	var dead int
 	if err := direct.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_dead_letters`).Scan(&dead); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d repetitions completed once each across two outages; %d back-offs logged; %d appends failed; %d dead letters; stats %+v",
+	t.Logf("%d repetitions completed once each across two outages; %d back-offs logged; %d loads or appends failed; %d dead letters; stats %+v",
 		completed, logs.count("due loop: backing off"), cutter.failed.Load(), dead, r.p.Stats())
 }
 
 // cuttingStore is the processor's event store; once armed, the next
 // Append first runs cut (the outage starts inside a command) and every
-// failed Append after that is counted.
+// failed load or append after that is counted (a retried command fails
+// at its load while the database is away).
 type cuttingStore struct {
 	eventstore.Store
 	mu     sync.Mutex
@@ -165,8 +178,24 @@ func (c *cuttingStore) Append(ctx context.Context, stream string, expected event
 		cut()
 	}
 	res, err := c.Store.Append(ctx, stream, expected, events...)
+	c.count(err, cut)
+	return res, err
+}
+
+// ReadStream is how a command (and its retry) loads its queue: while the
+// database is away a retry fails here, before reaching Append.
+func (c *cuttingStore) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
+	recs, err := c.Store.ReadStream(ctx, stream, from, limit)
+	c.mu.Lock()
+	cut := c.cut
+	c.mu.Unlock()
+	c.count(err, cut)
+	return recs, err
+}
+
+// count counts err once an outage was armed.
+func (c *cuttingStore) count(err error, cut func()) {
 	if err != nil && cut != nil {
 		c.failed.Add(1)
 	}
-	return res, err
 }
