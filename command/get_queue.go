@@ -8,8 +8,9 @@ import (
 )
 
 // GetQueue reads a player's queue from the event log (through the same
-// cache the commands use), for GET /api/queue/{playerId} until the read
-// side serves it. It changes nothing.
+// cache the commands use): always current, for operators and for a
+// server built without read models (GET /api/queue/{playerId} reads the
+// queue_status read model). It changes nothing.
 type GetQueue struct {
 	PlayerID string
 }

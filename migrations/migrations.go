@@ -49,7 +49,7 @@ func (d Dialect) Valid() bool { return d == Postgres || d == SQLite }
 // Migration is one SQL file.
 type Migration struct {
 	Version  int
-	Name     string
+	Name     string // the file name without "NNNN_" and ".sql"
 	SQL      string
 	Checksum string // hex SHA-256 of SQL
 }
@@ -86,7 +86,7 @@ func list(fsys fs.FS, d Dialect) ([]Migration, error) {
 		if e.IsDir() || !strings.HasSuffix(name, ".sql") {
 			continue
 		}
-		num, _, ok := strings.Cut(name, "_")
+		num, rest, ok := strings.Cut(name, "_")
 		v, err := strconv.Atoi(num)
 		if !ok || err != nil || v <= 0 {
 			return nil, fmt.Errorf("list %s migrations: %s is not named NNNN_name.sql", d, name)
@@ -100,7 +100,7 @@ func list(fsys fs.FS, d Dialect) ([]Migration, error) {
 			return nil, fmt.Errorf("read migration %s: %w", name, err)
 		}
 		sum := sha256.Sum256(b)
-		out = append(out, Migration{Version: v, Name: strings.TrimSuffix(name, ".sql"), SQL: string(b), Checksum: hex.EncodeToString(sum[:])})
+		out = append(out, Migration{Version: v, Name: strings.TrimSuffix(rest, ".sql"), SQL: string(b), Checksum: hex.EncodeToString(sum[:])})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	return out, nil

@@ -158,8 +158,12 @@ func testMigrate(t *testing.T, env map[string]string) {
 	if code != 0 || !strings.Contains(out, "pending") || strings.Contains(out, " 0 pending") {
 		t.Fatalf("status before: %d %q %q", code, out, stderr)
 	}
+	first := "0001_events" // the SQLite file name
+	if env["TASKQUEUE_DATABASE_URL"] != "" {
+		first = "0001_event_store"
+	}
 	code, out, stderr = runCLI(t, env, "migrate", "up")
-	if code != 0 || !strings.Contains(out, "applied 0001_") {
+	if code != 0 || !strings.Contains(out, "applied "+first+"\n") {
 		t.Fatalf("up: %d %q %q", code, out, stderr)
 	}
 	code, out, _ = runCLI(t, env, "migrate", "up")
