@@ -65,19 +65,19 @@ func claimDue(ctx context.Context, db projections.DB, owner string, now time.Tim
 			return nil
 		}
 		var b strings.Builder
-		b.WriteString("INSERT INTO processor_claims (stream_id, task_id, number, owner, expires_at) VALUES ")
+		b.WriteString("INSERT INTO processor_claims (stream_id, task_id, number, owner, expires_at, claimed_at) VALUES ")
 		args := []any{owner, now.Add(ttl), now}
 		byStream := make(map[string]due, len(cands))
 		for i, d := range cands {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "($%d, $%d, $%d, $1, $2)", len(args)+1, len(args)+2, len(args)+3)
+			fmt.Fprintf(&b, "($%d, $%d, $%d, $1, $2, $3)", len(args)+1, len(args)+2, len(args)+3)
 			args = append(args, d.stream, d.taskID, d.number)
 			byStream[d.stream] = d
 		}
 		b.WriteString(` ON CONFLICT (stream_id) DO UPDATE SET task_id = excluded.task_id, number = excluded.number,
-			owner = excluded.owner, expires_at = excluded.expires_at
+			owner = excluded.owner, expires_at = excluded.expires_at, claimed_at = excluded.claimed_at
 			WHERE processor_claims.expires_at <= $3
 				OR NOT EXISTS (SELECT 1 FROM processor_schedule s WHERE s.stream_id = processor_claims.stream_id
 					AND s.task_id = processor_claims.task_id AND s.number = processor_claims.number)
@@ -110,6 +110,36 @@ func claimDue(ctx context.Context, db projections.DB, owner string, now time.Tim
 		return nil, err
 	}
 	return out, nil
+}
+
+// claimHoldTTLs bounds how long, in ClaimTTLs from the claim (a minute at
+// the default 5 s), the instance that holds a claim keeps renewing it.
+const claimHoldTTLs = 12
+
+// renewClaims extends owner's live claims to now+ttl while their
+// repetitions are still in the schedule, for at most hold after each was
+// taken. Under load the schedule projection lags behind the completions: a
+// completed repetition stays in the schedule for a while, and without
+// renewal its claim would run out and its command (a no-op by then) go out
+// again every ttl — most of the commands at saturation did. A killed
+// instance renews nothing, so its claims are still taken over ttl after
+// its last renewal; a command that got lost (a trimmed Redis stream) or
+// dead-lettered goes out again once hold has passed.
+func renewClaims(ctx context.Context, db projections.DB, owner string, now time.Time, ttl, hold time.Duration) (int64, error) {
+	var n int64
+	err := db.InTx(ctx, func(tx projections.Tx) error {
+		var err error
+		n, err = tx.Exec(ctx, `UPDATE processor_claims SET expires_at = $1
+			WHERE owner = $2 AND expires_at > $3 AND claimed_at > $4
+				AND EXISTS (SELECT 1 FROM processor_schedule s WHERE s.stream_id = processor_claims.stream_id
+					AND s.task_id = processor_claims.task_id AND s.number = processor_claims.number)`,
+			now.Add(ttl), owner, now, now.Add(-hold))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("renew the claims of %s: %w", owner, err)
+	}
+	return n, nil
 }
 
 // nextDue returns the earliest due time of a repetition that no live claim

@@ -36,7 +36,9 @@ type Config struct {
 	// BatchSize is the most due repetitions claimed per poll. Default 256.
 	BatchSize int
 	// ClaimTTL is how long a claim holds: a killed processor's claims are
-	// taken over this long after it claimed them. Default 5 s.
+	// taken over this long after it last renewed them. A live instance
+	// renews its claims while their repetitions are in the schedule, up to
+	// 12×ClaimTTL after it took them (see renewClaims). Default 5 s.
 	ClaimTTL time.Duration
 	// MaxSleep bounds the sleep between polls when nothing is due sooner
 	// (a change of the schedule wakes the loop earlier). Default 1 s.

@@ -175,11 +175,20 @@ func (p *Processor) Run(ctx context.Context) error {
 func (p *Processor) loop(ctx context.Context, b *bus) {
 	log := p.cfg.Logger.With("component", "processor", "owner", p.cfg.Owner)
 	backoff := time.Duration(0)
-	lastPrune := time.Time{}
+	lastPrune, lastRenew := time.Time{}, time.Time{}
 	for ctx.Err() == nil {
 		changed := p.runner.Committed()
 		now := p.cfg.Clock.Now()
-		batch, err := claimDue(ctx, p.cfg.DB, p.cfg.Owner, now, p.cfg.ClaimTTL, p.cfg.BatchSize)
+		var err error
+		if now.Sub(lastRenew) >= p.cfg.ClaimTTL/3 {
+			if _, err = renewClaims(ctx, p.cfg.DB, p.cfg.Owner, now, p.cfg.ClaimTTL, claimHoldTTLs*p.cfg.ClaimTTL); err == nil {
+				lastRenew = now
+			}
+		}
+		var batch []due
+		if err == nil {
+			batch, err = claimDue(ctx, p.cfg.DB, p.cfg.Owner, now, p.cfg.ClaimTTL, p.cfg.BatchSize)
+		}
 		if err == nil {
 			err = p.sendBatch(ctx, b, batch, now)
 		}
