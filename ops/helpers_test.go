@@ -3,17 +3,13 @@ package ops
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
-	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
@@ -26,35 +22,13 @@ type backend struct {
 
 func openSQLite(t testing.TB) backend {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "taskqueue.db"))
-	if err != nil {
-		t.Fatalf("open sqlite store: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := teststore.SQLite(t, "")
 	return backend{name: "sqlite", store: s, db: projections.NewSQLiteDB(s.WriteDB(), s.ReadDB())}
 }
 
 func openPostgres(t testing.TB) backend {
 	t.Helper()
-	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 6
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	if err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	s, err := postgres.New(ctx, pool)
-	if err != nil {
-		t.Fatalf("open postgres store: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, pool := teststore.Postgres(t, "", 6)
 	return backend{name: "postgres", store: s, db: projections.NewPostgresDB(pool)}
 }
 

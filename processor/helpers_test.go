@@ -8,20 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/eventstore/postgres"
-	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
@@ -34,11 +30,7 @@ type backend struct {
 
 func openSQLite(t testing.TB) backend {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "taskqueue.db"))
-	if err != nil {
-		t.Fatalf("open sqlite store: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := teststore.SQLite(t, "")
 	return backend{name: "sqlite", store: s, db: projections.NewSQLiteDB(s.WriteDB(), s.ReadDB())}
 }
 
@@ -51,25 +43,7 @@ func openPostgres(t testing.TB, maxConns int32) backend {
 // process would.
 func openPostgresAt(t testing.TB, url string, maxConns int32) backend {
 	t.Helper()
-	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = maxConns
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	if err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	s, err := postgres.New(ctx, pool)
-	if err != nil {
-		t.Fatalf("open postgres store: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, pool := teststore.Postgres(t, url, maxConns)
 	return backend{name: "postgres", store: s, db: projections.NewPostgresDB(pool)}
 }
 

@@ -13,12 +13,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/eventstore/postgres"
-	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 )
 
 // backend is one event store with its read-model database.
@@ -34,39 +32,17 @@ func openSQLite(t testing.TB, path string) backend {
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "taskqueue.db")
 	}
-	s, err := sqlite.Open(context.Background(), path)
-	if err != nil {
-		t.Fatalf("open sqlite store: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := teststore.SQLite(t, path)
 	return backend{name: "sqlite", store: s, db: NewSQLiteDB(s.WriteDB(), s.ReadDB()), url: path}
 }
 
 // openPostgres opens a store on url, or on a fresh schema when url is "".
 func openPostgres(t testing.TB, url string) backend {
 	t.Helper()
-	ctx := context.Background()
 	if url == "" {
 		url = testenv.Postgres(t)
 	}
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 6
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	if err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	s, err := postgres.New(ctx, pool)
-	if err != nil {
-		t.Fatalf("open postgres store: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, pool := teststore.Postgres(t, url, 6)
 	return backend{name: "postgres", store: s, db: NewPostgresDB(pool), url: url}
 }
 

@@ -16,14 +16,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/eventstore/postgres"
-	"github.com/taskqueue/taskqueue/eventstore/sqlite"
-	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -32,40 +29,17 @@ var testSecret = []byte(strings.Repeat("realtime-secret-", 3))
 
 func openSQLite(t testing.TB) eventstore.Store {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "events.db"))
-	if err != nil {
-		t.Fatalf("open sqlite: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	return teststore.SQLite(t, filepath.Join(t.TempDir(), "events.db"))
 }
 
 // postgresURL returns a migrated fresh schema.
-func postgresURL(t testing.TB) string {
-	t.Helper()
-	url := testenv.Postgres(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer pool.Close()
-	if err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	return url
-}
+func postgresURL(t testing.TB) string { return teststore.PostgresURL(t) }
 
 // openPostgres opens a store of its own (its own pool and listener, as
 // another process would) on url.
 func openPostgres(t testing.TB, url string) eventstore.Store {
 	t.Helper()
-	s, err := postgres.Open(context.Background(), url, postgres.WithMaxConns(4))
-	if err != nil {
-		t.Fatalf("open postgres: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, _ := teststore.Postgres(t, url, 4)
 	return s
 }
 

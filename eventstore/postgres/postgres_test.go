@@ -5,31 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/eventstore/storetest"
-	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 )
 
 // migratedURL returns the URL of a fresh schema with the migrations
 // applied, dropped when the test ends.
-func migratedURL(t testing.TB) string {
-	t.Helper()
-	url := testenv.Postgres(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer pool.Close()
-	if err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	return url
-}
+func migratedURL(t testing.TB) string { return teststore.PostgresURL(t) }
 
 // openStore returns a store on a fresh, migrated schema, closed when the
 // test ends. Pools stay small: every engineer's tests share the server.

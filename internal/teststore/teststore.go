@@ -1,0 +1,86 @@
+// Package teststore opens the real event stores for tests: SQLite in a
+// file of the test's own, PostgreSQL in a fresh schema of internal/testenv
+// with every migration applied. Everything it opens is closed when the
+// test ends. It is for tests only (internal, and imported by _test files).
+//
+// It is apart from testenv because it imports the stores, whose own tests
+// import testenv.
+package teststore
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskqueue/taskqueue/eventstore/postgres"
+	"github.com/taskqueue/taskqueue/eventstore/sqlite"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+)
+
+// SQLite opens the SQLite store at path, or in a new file of the test's
+// temporary directory when path is "".
+func SQLite(t testing.TB, path string) *sqlite.Store {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "taskqueue.db")
+	}
+	s, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("open sqlite store %s: %v", path, err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// PostgresURL returns the connection string of a fresh schema with every
+// migration applied (testenv.Postgres: it skips, or fails when services
+// are required, without TASKQUEUE_TEST_DATABASE_URL).
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	url := testenv.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return url
+}
+
+// Postgres opens a store with a pool of its own of maxConns connections
+// on url, as another process would, migrating first; on a fresh schema
+// when url is "". Keep pools small: every package's tests share the
+// server.
+func Postgres(t testing.TB, url string, maxConns int32) (*postgres.Store, *pgxpool.Pool) {
+	t.Helper()
+	if url == "" {
+		url = testenv.Postgres(t)
+	}
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	s, err := postgres.New(ctx, pool)
+	if err != nil {
+		t.Fatalf("open postgres store: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s, pool
+}
