@@ -30,18 +30,7 @@ func openKurrentDB(ctx context.Context, cfg Config) (openedStore, error) {
 			s.Close()
 			return openedStore{}, err
 		}
-		return openedStore{
-			store:      s,
-			backend:    "kurrentdb",
-			readModels: projections.NewPostgresDB(pool),
-			ready:      []web.ReadinessCheck{storeCheck(s), migrationsCheck(db, migrations.Postgres)},
-			close: func() error {
-				err := s.Close()
-				db.Close()
-				pool.Close()
-				return err
-			},
-		}, nil
+		return onPostgres(s, "kurrentdb", pool, db), nil
 	}
 	rm, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, SQLiteFileName))
 	if err != nil {

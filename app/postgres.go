@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
 
+	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/migrations"
 	"github.com/taskqueue/taskqueue/projections"
@@ -29,9 +30,15 @@ func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
 		pool.Close()
 		return openedStore{}, err
 	}
+	return onPostgres(s, "postgres", pool, db), nil
+}
+
+// onPostgres is store s of backend with its read models in the PostgreSQL
+// of pool (db is its database/sql view); closing it closes s, db and pool.
+func onPostgres(s eventstore.Store, backend string, pool *pgxpool.Pool, db *sql.DB) openedStore {
 	return openedStore{
 		store:      s,
-		backend:    "postgres",
+		backend:    backend,
 		readModels: projections.NewPostgresDB(pool),
 		ready:      []web.ReadinessCheck{storeCheck(s), migrationsCheck(db, migrations.Postgres)},
 		close: func() error {
@@ -40,7 +47,7 @@ func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
 			pool.Close()
 			return err
 		},
-	}, nil
+	}
 }
 
 // connectPostgres connects a pool of cfg.DatabaseMaxConns to
