@@ -157,14 +157,16 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	}
 	a.Commands.Use(tracing.Command(), command.Logging(a.Logger), command.Metrics(a.Metrics.ObserveCommand))
 
+	var relaySource func(context.Context) (eventstore.Position, time.Duration, error)
 	switch {
 	case st.readModels != nil && cfg.ProcessorOn():
-		proc, stop, err := startProcessor(cfg, a.Store, st.readModels, rules, rr.client, a.Logger)
+		proc, relay, stop, err := startProcessor(cfg, a.Store, st.readModels, rules, rr.client, a.Logger)
 		if err != nil {
 			return nil, nil, err
 		}
 		closers = append(closers, stop)
 		a.Processor = proc
+		relaySource = relayLag(relay)
 		admin.DeadLetters = proc.DeadLetters()
 		st.ready = append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready})
 	case st.readModels != nil:
@@ -198,6 +200,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		sources.ActiveQueues = metrics.ActiveQueuesIn(st.readModels)
 		sources.DeadLetters = metrics.DeadLettersIn(st.readModels)
 	}
+	sources.Relay = relaySource
 	a.Metrics.SetSources(sources)
 	srv, err := web.NewServer(web.Config{
 		Tokens:      a.Tokens,

@@ -41,7 +41,7 @@ func TopicPrefix(cfg Config) string { return cfg.RedisPrefix + "taskqueue" }
 // the relay does not run (nothing outside this process could consume a
 // GoChannel), which is logged once. stop stops claiming, lets the
 // commands in flight finish, releases the claims and the lease.
-func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules domain.Rules, rc *redisx.Client, log *slog.Logger) (_ *processor.Processor, _ func(), err error) {
+func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules domain.Rules, rc *redisx.Client, log *slog.Logger) (_ *processor.Processor, _ *processor.Relay, _ func(), err error) {
 	var rdb redis.UniversalClient
 	var own *redis.Client
 	if rc != nil {
@@ -66,7 +66,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 		Logger:      log,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("start the processor: %w", err)
+		return nil, nil, nil, fmt.Errorf("start the processor: %w", err)
 	}
 	var relay *processor.Relay
 	var relayPub interface{ Close() error }
@@ -74,7 +74,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{rdb}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
 			watermill.NewSlogLogger(log.With("component", "relay-publisher")))
 		if err != nil {
-			return nil, nil, fmt.Errorf("start the relay: %w", err)
+			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
 		}
 		relayPub = pub
 		relay, err = processor.NewRelay(processor.RelayConfig{
@@ -82,7 +82,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 		})
 		if err != nil {
 			_ = pub.Close()
-			return nil, nil, fmt.Errorf("start the relay: %w", err)
+			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
 		}
 	} else {
 		log.Info("integration events are not published: the relay publishes to Redis streams and needs TASKQUEUE_REDIS_URL (docs/EVENTS.md)")
@@ -104,7 +104,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 			}
 		})
 	}
-	return p, func() {
+	return p, relay, func() {
 		cancel()
 		wg.Wait()
 		if relayPub != nil {
@@ -114,6 +114,16 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 			_ = own.Close()
 		}
 	}, nil
+}
+
+// relayLag is the metrics source of relay, nil without one.
+func relayLag(relay *processor.Relay) func(context.Context) (eventstore.Position, time.Duration, error) {
+	if relay == nil {
+		return nil
+	}
+	return func(ctx context.Context) (eventstore.Position, time.Duration, error) {
+		return relay.Lag(ctx, time.Now())
+	}
 }
 
 // processorRedisPool is the pool size of the processor's Redis client:
@@ -222,7 +232,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	}
 	a.Metrics = metrics.New()
 	a.Store = tracing.Store(a.Metrics.Store(st.store))
-	proc, stop, err := startProcessor(cfg, a.Store, a.DB, rules, a.Redis, a.Logger)
+	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, rules, a.Redis, a.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -233,6 +243,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 		Projections:  proc.Runner().Status,
 		ActiveQueues: metrics.ActiveQueuesIn(a.DB),
 		DeadLetters:  metrics.DeadLettersIn(a.DB),
+		Relay:        relayLag(relay),
 	})
 	a.Handler = probeHandler(ready, a.Metrics.Handler(), a.Logger)
 	a.Logger.Info("processor built", "backend", st.backend, "redis", a.Redis != nil)

@@ -2,6 +2,9 @@ package app_test
 
 import (
 	"context"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 )
 
@@ -18,17 +22,7 @@ import (
 // (sessions, rate limits, cache) stays free.
 func TestProcessorKeepsOffTheAPIsRedisPool(t *testing.T) {
 	url, prefix := testenv.Redis(t)
-	t.Cleanup(func() { // after the app closed: the processor's streams under the test's prefix
-		opts, err := redis.ParseURL(url)
-		if err != nil {
-			return
-		}
-		rdb := redis.NewClient(opts)
-		defer rdb.Close()
-		if keys, err := rdb.Keys(context.Background(), prefix+"*").Result(); err == nil && len(keys) > 0 {
-			_ = rdb.Del(context.Background(), keys...).Err()
-		}
-	})
+	t.Cleanup(func() { deletePrefix(url, prefix) }) // after the app closed: the processor's streams
 	a := apptest.SQLite(t, func(c *app.Config) { c.RedisURL, c.RedisPrefix = url, prefix })
 	if a.Processor == nil {
 		t.Fatal("no processor")
@@ -48,5 +42,68 @@ func TestProcessorKeepsOffTheAPIsRedisPool(t *testing.T) {
 	}
 	if most > 6 {
 		t.Fatalf("the API's Redis pool held %d connections with an idle API: the processor uses it", most)
+	}
+}
+
+// TestRelayMetrics: with Redis the relay runs and /metrics shows its
+// checkpoint and lag, which falls to 0 once it published a player's
+// events; without Redis there is no relay and no such series.
+func TestRelayMetrics(t *testing.T) {
+	scrape := func(t *testing.T, a *app.App) map[string]float64 {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		a.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		out := map[string]float64{}
+		for _, line := range strings.Split(rec.Body.String(), "\n") {
+			name, value, ok := strings.Cut(line, " ")
+			if !ok || !strings.HasPrefix(name, "taskqueue_relay_") {
+				continue
+			}
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			out[name] = v
+		}
+		return out
+	}
+	t.Run("redis", func(t *testing.T) {
+		url, prefix := testenv.Redis(t)
+		t.Cleanup(func() { deletePrefix(url, prefix) })
+		a := apptest.SQLite(t, func(c *app.Config) { c.RedisURL, c.RedisPrefix = url, prefix })
+		if _, err := a.Commands.EnqueueTask.Handle(context.Background(), command.EnqueueTask{
+			Request: command.Request{PlayerID: "rita", Actor: "rita"}, Type: "chop-wood", Count: 1,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			m := scrape(t, a)
+			pos, okPos := m["taskqueue_relay_position"]
+			lag, okLag := m["taskqueue_relay_lag_seconds"]
+			if okPos && okLag && pos > 0 && lag == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the relay metrics never showed rita's events published: %v", m)
+			}
+		}
+	})
+	t.Run("in-process", func(t *testing.T) {
+		if m := scrape(t, apptest.SQLite(t)); len(m) != 0 {
+			t.Fatalf("relay metrics without a relay: %v", m)
+		}
+	})
+}
+
+// deletePrefix deletes the keys under prefix (run after the app closed).
+func deletePrefix(url, prefix string) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	if keys, err := rdb.Keys(context.Background(), prefix+"*").Result(); err == nil && len(keys) > 0 {
+		_ = rdb.Del(context.Background(), keys...).Err()
 	}
 }

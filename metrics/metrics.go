@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
@@ -50,6 +51,10 @@ type Sources struct {
 	// cut off since it started (realtime.Hub.Stats: Connections,
 	// SlowDisconnects).
 	WebSocket func() (connections, slowDisconnects int64)
+	// Relay reports the relay of integration events (processor.Relay.Lag):
+	// its checkpoint and how long the first event it has not published yet
+	// has been in the log. Nil where no relay runs (without Redis).
+	Relay func(ctx context.Context) (eventstore.Position, time.Duration, error)
 }
 
 // scrapeTimeout bounds the reads of Sources in one scrape.

@@ -28,6 +28,10 @@ var (
 		"1 for the state the projection is in, 0 for the others.", []string{"projection", "state"}, nil)
 	descProjApplied = prometheus.NewDesc("taskqueue_projection_events_applied_total",
 		"Events the projection applied in this process.", []string{"projection"}, nil)
+	descRelayPosition = prometheus.NewDesc("taskqueue_relay_position",
+		"Sequence part of the relay's checkpoint (eventstore.Position.Seq): integration events are published up to it.", nil, nil)
+	descRelayLagSeconds = prometheus.NewDesc("taskqueue_relay_lag_seconds",
+		"How long the first event the relay has not published yet has been in the log (0: none waits).", nil, nil)
 )
 
 // projectionStates is the closed set of projections.State, so every state
@@ -42,7 +46,8 @@ type sourceCollector struct{ r *Registry }
 
 func (c sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descActiveQueues, descDeadLetters, descWSConnections, descWSSlow,
-		descProjPosition, descProjLagEvents, descProjLagSeconds, descProjState, descProjApplied} {
+		descProjPosition, descProjLagEvents, descProjLagSeconds, descProjState, descProjApplied,
+		descRelayPosition, descRelayLagSeconds} {
 		ch <- d
 	}
 }
@@ -70,6 +75,14 @@ func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		conns, slow := s.WebSocket()
 		ch <- prometheus.MustNewConstMetric(descWSConnections, prometheus.GaugeValue, float64(conns))
 		ch <- prometheus.MustNewConstMetric(descWSSlow, prometheus.CounterValue, float64(slow))
+	}
+	if s.Relay != nil {
+		if pos, lag, err := s.Relay(ctx); err != nil {
+			c.r.scrapeErrors.WithLabelValues("relay").Inc()
+		} else {
+			ch <- prometheus.MustNewConstMetric(descRelayPosition, prometheus.GaugeValue, float64(pos.Seq))
+			ch <- prometheus.MustNewConstMetric(descRelayLagSeconds, prometheus.GaugeValue, lag.Seconds())
+		}
 	}
 	if s.Projections != nil {
 		st, err := s.Projections(ctx)

@@ -285,6 +285,24 @@ func (r *Relay) runOnce(ctx context.Context) error {
 	}
 }
 
+// Lag reports how far the relay is behind the log at now: its checkpoint,
+// and how long the first event it has still to publish has been in the
+// log (0 when it has published everything).
+func (r *Relay) Lag(ctx context.Context, now time.Time) (eventstore.Position, time.Duration, error) {
+	cp, err := r.Checkpoint(ctx)
+	if err != nil {
+		return eventstore.Position{}, 0, err
+	}
+	next, err := r.cfg.Store.ReadAll(ctx, cp, relayFilter, 1)
+	if err != nil {
+		return cp, 0, fmt.Errorf("relay: read after the checkpoint %s: %w", cp, err)
+	}
+	if len(next) == 0 {
+		return cp, 0, nil
+	}
+	return cp, max(now.Sub(next[0].RecordedAt), 0), nil
+}
+
 // Checkpoint returns the position up to which the relay has published.
 func (r *Relay) Checkpoint(ctx context.Context) (eventstore.Position, error) {
 	var commit, seq int64
