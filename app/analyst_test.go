@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/pbkdf2"
@@ -12,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,29 +24,11 @@ import (
 // (other packages never set it) would change each other's password.
 const analystTestLock = analystLock + 1
 
-// lockedBuffer is the app's log, written from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startPostgresApp builds the app on dbURL with the analyst password pw
 // and closes it again; it returns the app's log.
 func startPostgresApp(t *testing.T, dbURL, pw string) string {
 	t.Helper()
-	var log lockedBuffer
+	var log testenv.SyncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, cleanup, err := NewWithLog(ctx, Config{

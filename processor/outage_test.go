@@ -16,22 +16,9 @@ import (
 )
 
 // logBuffer collects a logger's output for the test to read.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
+type logBuffer struct{ testenv.SyncBuffer }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
+func (l *logBuffer) count(s string) int { return strings.Count(l.String(), s) }
 
 // scheduleDue counts the schedule's rows due at or before at.
 func scheduleDue(b backend, at time.Time) (int, error) {

@@ -27,24 +27,6 @@ import (
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
-// lockedBuffer is a strings.Builder safe for a writer and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // serviceEnv is the environment of a deployment on the test's own
 // PostgreSQL schema and Redis prefix, and a client of that Redis that
 // deletes the prefix's keys when the test ends.
@@ -151,7 +133,7 @@ func TestProcessorCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stdoutR, stdoutW := io.Pipe()
-	var stderr lockedBuffer
+	var stderr testenv.SyncBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, []string{"processor"}, strings.NewReader(""), stdoutW, &stderr, func(k string) string { return env[k] })
@@ -465,11 +447,11 @@ func TestServeWithoutProcessor(t *testing.T) {
 
 // startProcessorCLI runs `taskqueue processor` with env until the
 // returned stop (SIGTERM) is called; stop waits for it and checks exit 0.
-func startProcessorCLI(t *testing.T, env map[string]string) (base string, log *lockedBuffer, stop func()) {
+func startProcessorCLI(t *testing.T, env map[string]string) (base string, log *testenv.SyncBuffer, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stdoutR, stdoutW := io.Pipe()
-	stderr := &lockedBuffer{}
+	stderr := &testenv.SyncBuffer{}
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, []string{"processor"}, strings.NewReader(""), stdoutW, stderr, func(k string) string { return env[k] })

@@ -16,37 +16,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+
+	"github.com/taskqueue/taskqueue/internal/testenv"
 )
-
-// syncBuffer is an io.Writer safe for the server's goroutines and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // servedCLI is `taskqueue serve` run in process by run, as main runs it.
 type servedCLI struct {
 	base           string // scheme://host:port from the "listening on" line
-	stdout, stderr *syncBuffer
+	stdout, stderr *testenv.SyncBuffer
 	cancel         context.CancelFunc
 	done           chan int
 }
@@ -57,7 +39,7 @@ type servedCLI struct {
 func startServe(t *testing.T, env map[string]string) *servedCLI {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &servedCLI{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	s := &servedCLI{stdout: &testenv.SyncBuffer{}, stderr: &testenv.SyncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() {
 		s.done <- run(ctx, []string{"serve"}, strings.NewReader(""), s.stdout, s.stderr, func(k string) string { return env[k] })
 	}()
