@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -189,17 +188,7 @@ func TestMigrateUnreachableDatabase(t *testing.T) {
 // TestServeBinary builds the binary, starts it on the embedded default,
 // calls it, and stops it with SIGTERM: it must drain and exit 0.
 func TestServeBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	if runtime.GOOS == "windows" {
-		t.Skip("SIGTERM")
-	}
-	bin := filepath.Join(t.TempDir(), "taskqueue")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := binary(t)
 	dir := t.TempDir()
 	cmd := exec.Command(bin) // no arguments: serve
 	cmd.Env = append(os.Environ(), "TASKQUEUE_DATA_DIR="+dir, "TASKQUEUE_ADDR=127.0.0.1:0")
