@@ -159,6 +159,7 @@ type Hub struct {
 	all      map[*subscriber]struct{}
 	sessions map[string]map[*subscriber]struct{}
 	online   map[domain.PlayerID]*presenceState
+	presence presenceCalls // see presence.go
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

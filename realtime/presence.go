@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/taskqueue/taskqueue/domain"
@@ -66,23 +67,66 @@ func (h *Hub) disconnectedLocked(player domain.PlayerID, last eventstore.Positio
 	p.offline = t
 }
 
-// publishPresence calls Presence in its own goroutine, so a slow publisher
-// never holds the hub.
+// presenceCall is one pending call to Presence.
+type presenceCall struct {
+	online bool
+	at     time.Time
+	last   eventstore.Position
+}
+
+// presenceCalls queues each player's calls to Presence so that they reach
+// it in the order the hub made them (an offline and the next online of a
+// quick reconnect must not cross: a shared presence would then forget a
+// connected player). A player has an entry while a goroutine drains it.
+type presenceCalls struct {
+	mu     sync.Mutex
+	queues map[domain.PlayerID][]presenceCall
+}
+
+// publishPresence calls Presence in a goroutine of the player's own, in
+// order, so a slow publisher never holds the hub.
 func (h *Hub) publishPresence(player domain.PlayerID, online bool, last eventstore.Position) {
-	at := h.cfg.Now()
+	c := presenceCall{online: online, at: h.cfg.Now(), last: last}
+	q := &h.presence
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.queues == nil {
+		q.queues = map[domain.PlayerID][]presenceCall{}
+	}
+	pending, running := q.queues[player]
+	q.queues[player] = append(pending, c)
+	if running {
+		return
+	}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), presenceTimeout)
-		defer cancel()
-		var err error
-		if online {
-			err = h.cfg.Presence.PlayerOnline(ctx, player, at)
-		} else {
-			err = h.cfg.Presence.PlayerOffline(ctx, player, at, last)
-		}
-		if err != nil {
-			h.log.Warn("publish presence", "player", player, "online", online, "err", err)
+		for {
+			q.mu.Lock()
+			pending := q.queues[player]
+			if len(pending) == 0 {
+				delete(q.queues, player)
+				q.mu.Unlock()
+				return
+			}
+			c := pending[0]
+			q.queues[player] = pending[1:]
+			q.mu.Unlock()
+			h.callPresence(player, c)
 		}
 	}()
+}
+
+func (h *Hub) callPresence(player domain.PlayerID, c presenceCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), presenceTimeout)
+	defer cancel()
+	var err error
+	if c.online {
+		err = h.cfg.Presence.PlayerOnline(ctx, player, c.at)
+	} else {
+		err = h.cfg.Presence.PlayerOffline(ctx, player, c.at, c.last)
+	}
+	if err != nil {
+		h.log.Warn("publish presence", "player", player, "online", c.online, "err", err)
+	}
 }
