@@ -53,7 +53,8 @@ func openRedis(cfg Config, log *slog.Logger, closers *[]func()) (*redisRoles, er
 			return nil, fmt.Errorf("open the presence publisher: %w", err)
 		}
 		*closers = append(*closers, func() { _ = pub.Close() })
-		r.presence = &presence{pub: pub, prefix: TopicPrefix(cfg)}
+		r.presence = newPresence(r.client, pub, TopicPrefix(cfg), redisx.PresenceConfig{Logger: log})
+		*closers = append(*closers, r.presence.shared.Close)
 	}
 	return r, nil
 }
@@ -73,14 +74,40 @@ func limits(cfg Config) redisx.LimitsConfig {
 
 // presence tells other services that a player went offline
 // (player.offline on the integration topics, Redis streams) for the
-// realtime hub (realtime.Presence). Coming online publishes nothing.
+// realtime hub (realtime.Presence): offline means no instance of the fleet
+// holds the player's socket any more, which redisx.Presence decides
+// (docs/REALTIME.md, "Presence"). Coming online publishes nothing; it
+// counts this instance in.
 type presence struct {
 	pub    message.Publisher
 	prefix string
+	shared *redisx.Presence
+	log    *slog.Logger
 }
 
-func (p *presence) PlayerOnline(context.Context, domain.PlayerID, time.Time) error { return nil }
+// newPresence starts the shared presence of this instance on c; the
+// players of dead instances are published offline with no last position.
+func newPresence(c *redisx.Client, pub message.Publisher, prefix string, cfg redisx.PresenceConfig) *presence {
+	p := &presence{pub: pub, prefix: prefix, log: cfg.Logger}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	cfg.Gone = func(_ context.Context, player string, at time.Time) {
+		if err := processor.PublishPlayerOffline(p.pub, p.prefix, player, at, eventstore.Position{}, ""); err != nil {
+			p.log.Warn("publish presence", "player", player, "online", false, "err", err)
+		}
+	}
+	p.shared = redisx.NewPresence(c, cfg)
+	return p
+}
 
-func (p *presence) PlayerOffline(_ context.Context, player domain.PlayerID, at time.Time, last eventstore.Position) error {
+func (p *presence) PlayerOnline(ctx context.Context, player domain.PlayerID, _ time.Time) error {
+	return p.shared.Join(ctx, string(player))
+}
+
+func (p *presence) PlayerOffline(ctx context.Context, player domain.PlayerID, at time.Time, last eventstore.Position) error {
+	if !p.shared.Leave(ctx, string(player)) {
+		return nil // another instance holds the player
+	}
 	return processor.PublishPlayerOffline(p.pub, p.prefix, string(player), at, last, "")
 }

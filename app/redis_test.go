@@ -13,6 +13,7 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/processor"
+	"github.com/taskqueue/taskqueue/redisx"
 )
 
 // TestPresencePublishesPlayerOffline: with Redis the hub's presence port
@@ -41,13 +42,31 @@ func TestPresencePublishesPlayerOffline(t *testing.T) {
 	}
 	rdb := redis.NewClient(mustParse(t, url))
 	defer rdb.Close()
-	// Under the test's own prefix (TASKQUEUE_REDIS_PREFIX + "taskqueue").
-	stream := processor.Topic(TopicPrefix(Config{RedisPrefix: prefix}), processor.TypePlayerOffline)
-	defer rdb.Del(context.Background(), stream)
-	msgs, err := rdb.XRevRangeN(ctx, stream, "+", "-", 100).Result()
+	defer rdb.Del(context.Background(), offlineStream(prefix))
+	got := offlineEvents(t, rdb, prefix, player)
+	if len(got) != 1 || !got[0].at.Equal(at) || got[0].data.LastPosition == "" {
+		t.Fatalf("player.offline for %s: %+v, want one at %v with a last position", player, got, at)
+	}
+}
+
+// offlineEvent is one player.offline read back from the stream.
+type offlineEvent struct {
+	at   time.Time
+	data processor.PlayerOfflineData
+}
+
+// offlineEvents returns (and deletes) the player.offline messages of
+// player on the stream of prefix (TASKQUEUE_REDIS_PREFIX + "taskqueue").
+// The caller deletes the stream (offlineStream) at the end.
+func offlineEvents(t *testing.T, rdb *redis.Client, prefix, player string) []offlineEvent {
+	t.Helper()
+	ctx := context.Background()
+	stream := offlineStream(prefix)
+	msgs, err := rdb.XRangeN(ctx, stream, "-", "+", 1000).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out []offlineEvent
 	for _, m := range msgs {
 		payload, _ := m.Values["payload"].(string)
 		var ev processor.IntegrationEvent
@@ -55,16 +74,100 @@ func TestPresencePublishesPlayerOffline(t *testing.T) {
 			continue
 		}
 		_ = rdb.XDel(ctx, stream, m.ID).Err()
+		if ev.Type != processor.TypePlayerOffline {
+			t.Fatalf("%s on the player.offline stream", ev.Type)
+		}
 		var data processor.PlayerOfflineData
 		if err := json.Unmarshal(ev.Data, &data); err != nil {
 			t.Fatal(err)
 		}
-		if ev.Type != processor.TypePlayerOffline || !ev.OccurredAt.Equal(at) || data.LastPosition == "" {
-			t.Fatalf("player.offline %+v data %+v", ev, data)
-		}
-		return
+		out = append(out, offlineEvent{at: ev.OccurredAt, data: data})
 	}
-	t.Fatalf("no player.offline for %s among %d messages of %s", player, len(msgs), stream)
+	return out
+}
+
+func offlineStream(prefix string) string {
+	return processor.Topic(TopicPrefix(Config{RedisPrefix: prefix}), processor.TypePlayerOffline)
+}
+
+// Two instances (two openRedis on one Redis and prefix): the first to
+// leave a player they both hold publishes nothing, the last publishes
+// player.offline once; an instance that dies holding a player alone is
+// swept by the other, which publishes player.offline without a last
+// position.
+func TestPresencePublishesOnceAcrossInstances(t *testing.T) {
+	url, prefix := testenv.Redis(t)
+	var closers []func()
+	t.Cleanup(func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	})
+	cfg := Config{RedisURL: url, RedisPrefix: prefix, RateLimitPlayer: 1, RateLimitIP: 1}
+	discard := slog.New(slog.DiscardHandler)
+	a, err := openRedis(cfg, discard, &closers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := openRedis(cfg, discard, &closers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(mustParse(t, url))
+	defer rdb.Close()
+	t.Cleanup(func() {
+		ctx := context.Background()
+		rdb.Del(ctx, offlineStream(prefix))
+		iter := rdb.Scan(ctx, 0, prefix+"presence*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+	})
+	ctx := context.Background()
+	player := domain.PlayerID("both-" + prefix[len(prefix)-9:len(prefix)-1])
+	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	pos := eventstore.Position{Commit: 7, Seq: 7}
+	for _, p := range []*presence{a.presence, b.presence} {
+		if err := p.PlayerOnline(ctx, player, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.presence.PlayerOffline(ctx, player, at, pos); err != nil {
+		t.Fatal(err)
+	}
+	if got := offlineEvents(t, rdb, prefix, string(player)); len(got) != 0 {
+		t.Fatalf("A left a player B holds and published %+v", got)
+	}
+	if err := b.presence.PlayerOffline(ctx, player, at, pos); err != nil {
+		t.Fatal(err)
+	}
+	if got := offlineEvents(t, rdb, prefix, string(player)); len(got) != 1 || got[0].data.LastPosition != pos.String() {
+		t.Fatalf("the last instance left: %+v, want one player.offline at %s", got, pos)
+	}
+
+	// An instance with a short TTL that dies (its heartbeat stops).
+	short := redisx.PresenceConfig{TTL: 300 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Logger: discard}
+	dead := newPresence(a.client, a.presence.pub, a.presence.prefix, short)
+	sweeper := newPresence(b.client, b.presence.pub, b.presence.prefix, short)
+	defer sweeper.shared.Close()
+	lone := player + "-lone"
+	if err := dead.PlayerOnline(ctx, lone, at); err != nil {
+		t.Fatal(err)
+	}
+	dead.shared.Close()
+	var got []offlineEvent
+	deadline := time.Now().Add(30 * time.Second)
+	for len(got) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		got = append(got, offlineEvents(t, rdb, prefix, string(lone))...)
+	}
+	for time.Now().Before(deadline) && rdb.ZScore(ctx, prefix+"presence-instances", dead.shared.Instance()).Err() == nil {
+		time.Sleep(20 * time.Millisecond) // until the sweep forgot the dead instance
+	}
+	got = append(got, offlineEvents(t, rdb, prefix, string(lone))...)
+	if len(got) != 1 || got[0].data.LastPosition != "" {
+		t.Fatalf("the dead instance's player: %+v, want one player.offline without a last position", got)
+	}
 }
 
 func TestNoRedisMeansInProcess(t *testing.T) {

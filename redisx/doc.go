@@ -12,6 +12,9 @@
 //	rate:ratelimit:ip:{addr}  "rate:"), and per client address
 //	session:{sessionId}       Sessions: JSON, TTL 24 h renewed by Refresh
 //	progress:{playerId}       ProgressStore: the running repetition, TTL 1 h
+//	presence:{playerId}       Presence: SET of the instances holding the player
+//	presence-instance:{id}    Presence: SET of the players an instance holds
+//	presence-instances        Presence: ZSET instance → alive until (ms)
 //
 // Pub/sub channels: session-revoked (a revoked session ID, so every
 // instance closes its sockets at once) and realtime-wake ("<instance>
@@ -24,8 +27,9 @@
 // once), after which no role tries Redis until a background ping answers
 // (logged once). Meanwhile the cache is bypassed (every read loads), the
 // rate limits are counted in-process, sessions are answered from this
-// process's memory (revocations made here still hold; others fail open)
-// and wake-ups are not sent (the event store's own wake-up carries on).
+// process's memory (revocations made here still hold; others fail open),
+// wake-ups are not sent (the event store's own wake-up carries on) and
+// presence is decided by each instance alone (then reconciled).
 // When Redis comes back, the queue cache is flushed, since invalidations
 // were lost.
 //
