@@ -84,15 +84,10 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
-	var closers []func()
-	cleanup := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
+	var cl closers
 	defer func() {
 		if err != nil {
-			cleanup()
+			cl.closeAll()
 		}
 	}()
 	a := &App{Config: cfg, Logger: NewLogger(cfg, logOut)}
@@ -107,12 +102,12 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	if err != nil {
 		return nil, nil, err
 	}
-	closers = append(closers, func() {
+	cl.add(func() {
 		if err := st.close(); err != nil {
 			a.Logger.Error("close event store", "err", err)
 		}
 	})
-	rr, err := openRedis(cfg, a.Logger, &closers)
+	rr, err := openRedis(cfg, a.Logger, &cl)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -140,7 +135,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		if err != nil {
 			return nil, nil, err
 		}
-		closers = append(closers, rs.stop)
+		cl.add(rs.stop)
 		a.Projections = rs.runner
 		queueView, history, progress, analytics = rs.queue, rs.history, rs.progress, rs.analytics
 		st.ready = append(st.ready, projectionsCheck(rs.runner))
@@ -164,7 +159,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		if err != nil {
 			return nil, nil, err
 		}
-		closers = append(closers, stop)
+		cl.add(stop)
 		a.Processor = proc
 		relaySource = relayLag(relay)
 		admin.DeadLetters = proc.DeadLetters()
@@ -175,7 +170,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		// to the command streams the processors consume (without Redis
 		// it answers 503: nothing here could handle it).
 		a.Logger.Info("the processor does not run in this process (TASKQUEUE_PROCESSOR=false)")
-		dl, err := remoteDeadLetters(st.readModels, rr.client, &closers)
+		dl, err := remoteDeadLetters(st.readModels, rr.client, &cl)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -189,7 +184,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	if a.Realtime, err = startRealtime(ctx, a.Store, rules, a.Tokens, watermark, rr, cfg, a.Logger); err != nil {
 		return nil, nil, err
 	}
-	closers = append(closers, a.Realtime.Close)
+	cl.add(a.Realtime.Close)
 	rr.sessions.OnRevoke(a.Realtime.RevokeSession)
 	sources := metrics.Sources{WebSocket: func() (int64, int64) {
 		st := a.Realtime.Stats()
@@ -239,7 +234,19 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 			"set TASKQUEUE_DEV=false (and TASKQUEUE_JWT_SECRET) anywhere but a developer's machine")
 	}
 	a.Logger.Info("app built", "backend", a.Backend, "dev", cfg.DevMode(), "tasks", len(a.Catalog.Tasks()))
-	return a, cleanup, nil
+	return a, cl.closeAll, nil
+}
+
+// closers are what a builder opened, to close in reverse order.
+type closers []func()
+
+func (c *closers) add(f func()) { *c = append(*c, f) }
+
+// closeAll closes them, the last opened first.
+func (c closers) closeAll() {
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
+	}
 }
 
 // NewLogger returns the logger cfg asks for, writing to out, with request

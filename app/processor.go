@@ -142,7 +142,7 @@ func processorRedis(c *redis.Client) *redis.Client {
 // other processes: listed from db; retried onto their Redis command
 // streams when rc is set (a publisher closed at cleanup), else Retry
 // answers processor.ErrNotRunning.
-func remoteDeadLetters(db projections.DB, rc *redisx.Client, closers *[]func()) (*processor.DeadLetters, error) {
+func remoteDeadLetters(db projections.DB, rc *redisx.Client, cl *closers) (*processor.DeadLetters, error) {
 	dl := processor.NewDeadLetters(db, nil)
 	if rc == nil {
 		return dl, nil
@@ -151,7 +151,7 @@ func remoteDeadLetters(db projections.DB, rc *redisx.Client, closers *[]func()) 
 	if err != nil {
 		return nil, fmt.Errorf("open the dead-letter retry publisher: %w", err)
 	}
-	*closers = append(*closers, func() { _ = pub.Close() })
+	cl.add(func() { _ = pub.Close() })
 	return dl.WithPublisher(pub), nil
 }
 
@@ -196,15 +196,10 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	if err := cfg.ValidateWithoutTokens(); err != nil {
 		return nil, nil, fmt.Errorf("build processor: %w", err)
 	}
-	var closers []func()
-	cleanup := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
+	var cl closers
 	defer func() {
 		if err != nil {
-			cleanup()
+			cl.closeAll()
 		}
 	}()
 	a := &ProcessorApp{Config: cfg, Logger: NewLogger(cfg, logOut)}
@@ -216,7 +211,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	if err != nil {
 		return nil, nil, err
 	}
-	closers = append(closers, func() {
+	cl.add(func() {
 		if err := st.close(); err != nil {
 			a.Logger.Error("close event store", "err", err)
 		}
@@ -228,7 +223,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 			return nil, nil, err
 		}
 		a.Redis = c
-		closers = append(closers, func() { _ = c.Close() })
+		cl.add(func() { _ = c.Close() })
 	}
 	a.Metrics = metrics.New()
 	a.Store = tracing.Store(a.Metrics.Store(st.store))
@@ -236,7 +231,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	if err != nil {
 		return nil, nil, err
 	}
-	closers = append(closers, stop)
+	cl.add(stop)
 	a.Processor = proc
 	ready := append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready})
 	a.Metrics.SetSources(metrics.Sources{
@@ -247,7 +242,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	})
 	a.Handler = probeHandler(ready, a.Metrics.Handler(), a.Logger)
 	a.Logger.Info("processor built", "backend", st.backend, "redis", a.Redis != nil)
-	return a, cleanup, nil
+	return a, cl.closeAll, nil
 }
 
 // probeHandler serves /healthz (alive), /readyz (every check passes, same

@@ -30,7 +30,7 @@ type redisRoles struct {
 
 // openRedis builds the Redis roles of cfg; every closer it adds to
 // closers runs at cleanup (in reverse order).
-func openRedis(cfg Config, log *slog.Logger, closers *[]func()) (*redisRoles, error) {
+func openRedis(cfg Config, log *slog.Logger, cl *closers) (*redisRoles, error) {
 	r := &redisRoles{}
 	if cfg.RedisURL != "" {
 		c, err := redisx.Open(redisx.Config{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Logger: log})
@@ -38,23 +38,23 @@ func openRedis(cfg Config, log *slog.Logger, closers *[]func()) (*redisRoles, er
 			return nil, err
 		}
 		r.client = c
-		*closers = append(*closers, func() { _ = c.Close() })
+		cl.add(func() { _ = c.Close() })
 	}
 	r.sessions = redisx.NewSessions(r.client)
-	*closers = append(*closers, r.sessions.Close)
+	cl.add(r.sessions.Close)
 	r.limiter = redisx.NewLimiter(r.client, limits(cfg))
 	r.cache, r.progress = redisx.NewQueueCache(r.client), redisx.NewProgressStore(r.client)
 	if r.client != nil {
 		r.wakeups = redisx.NewWakeups(r.client)
-		*closers = append(*closers, r.wakeups.Close)
+		cl.add(r.wakeups.Close)
 		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{r.client.Redis()}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
 			watermill.NewSlogLogger(log.With("component", "presence")))
 		if err != nil {
 			return nil, fmt.Errorf("open the presence publisher: %w", err)
 		}
-		*closers = append(*closers, func() { _ = pub.Close() })
+		cl.add(func() { _ = pub.Close() })
 		r.presence = newPresence(r.client, pub, TopicPrefix(cfg), redisx.PresenceConfig{Logger: log})
-		*closers = append(*closers, r.presence.shared.Close)
+		cl.add(r.presence.shared.Close)
 	}
 	return r, nil
 }

@@ -21,13 +21,9 @@ import (
 // position; without Redis there is no presence (nothing to publish to).
 func TestPresencePublishesPlayerOffline(t *testing.T) {
 	url, prefix := testenv.Redis(t)
-	var closers []func()
-	t.Cleanup(func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	})
-	rr, err := openRedis(Config{RedisURL: url, RedisPrefix: prefix, RateLimitPlayer: 1, RateLimitIP: 1}, slog.New(slog.DiscardHandler), &closers)
+	var cl closers
+	t.Cleanup(func() { cl.closeAll() })
+	rr, err := openRedis(Config{RedisURL: url, RedisPrefix: prefix, RateLimitPlayer: 1, RateLimitIP: 1}, slog.New(slog.DiscardHandler), &cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,19 +93,15 @@ func offlineStream(prefix string) string {
 // position.
 func TestPresencePublishesOnceAcrossInstances(t *testing.T) {
 	url, prefix := testenv.Redis(t)
-	var closers []func()
-	t.Cleanup(func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	})
+	var cl closers
+	t.Cleanup(func() { cl.closeAll() })
 	cfg := Config{RedisURL: url, RedisPrefix: prefix, RateLimitPlayer: 1, RateLimitIP: 1}
 	discard := slog.New(slog.DiscardHandler)
-	a, err := openRedis(cfg, discard, &closers)
+	a, err := openRedis(cfg, discard, &cl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := openRedis(cfg, discard, &closers)
+	b, err := openRedis(cfg, discard, &cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,16 +163,12 @@ func TestPresencePublishesOnceAcrossInstances(t *testing.T) {
 }
 
 func TestNoRedisMeansInProcess(t *testing.T) {
-	var closers []func()
-	rr, err := openRedis(Config{}, slog.New(slog.DiscardHandler), &closers)
+	var cl closers
+	rr, err := openRedis(Config{}, slog.New(slog.DiscardHandler), &cl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		for _, c := range closers {
-			c()
-		}
-	}()
+	defer cl.closeAll()
 	if rr.client != nil || rr.presence != nil || rr.wakeups != nil || rr.sessions == nil || rr.limiter == nil {
 		t.Fatalf("roles without Redis: %+v", rr)
 	}
