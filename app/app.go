@@ -313,6 +313,20 @@ type openedStore struct {
 }
 
 func openStore(ctx context.Context, cfg Config) (openedStore, error) {
+	st, err := openBackend(ctx, cfg)
+	if err != nil {
+		return openedStore{}, err
+	}
+	if err := bindLog(ctx, st.readModels, logOf(cfg), time.Now()); err != nil {
+		_ = st.close()
+		return openedStore{}, err
+	}
+	return st, nil
+}
+
+// openBackend opens the event store cfg chooses and the SQL database beside
+// it.
+func openBackend(ctx context.Context, cfg Config) (openedStore, error) {
 	switch {
 	case cfg.KurrentDBURL != "":
 		return openKurrentDB(ctx, cfg)
