@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,5 +137,51 @@ func TestPresenceIsDecidedAcrossInstances(t *testing.T) {
 	waitFor(t, "A's grace to pass again", func() bool { d, _ := log.snapshot(); return len(d) == 4 })
 	if _, p := log.snapshot(); !slices.Equal(p, []string{"alice", "alice"}) {
 		t.Fatalf("published %v, want alice offline twice (two offline transitions)", p)
+	}
+}
+
+// blockingPresence holds PlayerOffline until released.
+type blockingPresence struct {
+	presenceLog
+	offlineStarted chan struct{}
+	release        chan struct{}
+	releaseOnce    sync.Once
+}
+
+func (p *blockingPresence) releaseOffline() { p.releaseOnce.Do(func() { close(p.release) }) }
+
+func (p *blockingPresence) PlayerOffline(ctx context.Context, player domain.PlayerID, at time.Time, last eventstore.Position) error {
+	close(p.offlineStarted)
+	<-p.release
+	return p.presenceLog.PlayerOffline(ctx, player, at, last)
+}
+
+// A player's presence calls reach Presence in order: an online that comes
+// while the previous offline is still running waits for it (a shared
+// presence would otherwise remove a player who just reconnected).
+func TestPresenceCallsOfAPlayerAreOrdered(t *testing.T) {
+	store := openSQLite(t)
+	pl := &blockingPresence{offlineStarted: make(chan struct{}), release: make(chan struct{})}
+	s := startHub(t, realtime.Config{Store: store, Presence: pl, OfflineGrace: 10 * time.Millisecond})
+	t.Cleanup(pl.releaseOffline) // before the hub closes, which waits for the call
+	tok := token(t, s.tokens, "alice", auth.RolePlayer)
+	a := mustDial(t, s, tok)
+	a.subscribe("alice", "")
+	a.mustRead()
+	waitFor(t, "online", func() bool { return len(pl.snapshot()) == 1 })
+	a.conn.Close(websocket.StatusNormalClosure, "")
+	<-pl.offlineStarted
+
+	b := mustDial(t, s, tok)
+	b.subscribe("alice", "")
+	b.mustRead()
+	waitFor(t, "the new socket to count", func() bool { return s.hub.Stats().Connections == 1 })
+	if got := pl.snapshot(); len(got) != 1 {
+		t.Fatalf("presence calls %v while the offline was running, want the online to wait", got)
+	}
+	pl.releaseOffline()
+	waitFor(t, "the second online", func() bool { return len(pl.snapshot()) == 3 })
+	if got := pl.snapshot(); !strings.HasPrefix(got[1], "offline:alice@") || got[2] != "online:alice" {
+		t.Fatalf("presence calls %v, want online, offline, online", got)
 	}
 }
