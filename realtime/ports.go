@@ -21,12 +21,14 @@ type SessionChecker interface {
 	Active(ctx context.Context, sessionID string) (bool, error)
 }
 
-// Presence publishes that a player came online (first connection) or went
-// offline (last connection closed and the grace period passed), with the
-// last position the player's sockets were sent. The processor's
-// integration-event publisher (processor.PublishPlayerOffline) backs it.
-// Calls come from the hub's goroutines with a deadline; an error is
-// logged, not retried.
+// Presence is told that a player's first socket on this hub opened, or
+// that its last one closed and stayed closed for the grace period, with the
+// last position the player's sockets were sent. The hub only knows its own
+// sockets: the implementation decides whether the player is offline
+// everywhere (the app's, on Redis, asks every instance through
+// redisx.Presence before it publishes player.offline with
+// processor.PublishPlayerOffline). Calls for one player arrive in order,
+// one at a time, each with a deadline; an error is logged, not retried.
 type Presence interface {
 	PlayerOnline(ctx context.Context, player domain.PlayerID, at time.Time) error
 	PlayerOffline(ctx context.Context, player domain.PlayerID, at time.Time, lastPosition eventstore.Position) error
