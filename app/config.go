@@ -160,6 +160,12 @@ type Config struct {
 	// TASKQUEUE_TRUSTED_PROXIES, --trusted-proxies, default "".
 	TrustedProxies []netip.Prefix
 
+	// PresenceGrace is how long a player's last WebSocket must stay closed
+	// (on every instance, with Redis) before player.offline is published;
+	// a reconnect within it is not an absence.
+	// TASKQUEUE_PRESENCE_GRACE, --presence-grace, default 30s.
+	PresenceGrace time.Duration
+
 	// Processor says whether `taskqueue serve` runs the processor (the
 	// loop that completes due repetitions) beside the API. Turn it off to
 	// run processors as separate `taskqueue processor` processes.
@@ -181,6 +187,7 @@ const (
 	DefaultRateLimitPlayer  = 120
 	DefaultRateLimitIP      = 600
 	DefaultOfflineCap       = 24 * time.Hour
+	DefaultPresenceGrace    = 30 * time.Second
 	// MinJWTSecretLength is the least number of bytes of a JWT secret.
 	MinJWTSecretLength = 32
 	// MaxQueueLimit bounds QueueLimit.
@@ -228,6 +235,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.OfflineCap == 0 {
 		c.OfflineCap = DefaultOfflineCap
+	}
+	if c.PresenceGrace == 0 {
+		c.PresenceGrace = DefaultPresenceGrace
 	}
 	if c.Processor == nil {
 		on := true
@@ -342,6 +352,9 @@ func (c Config) validate(tokens bool) error {
 	if c.OfflineCap < time.Minute {
 		bad("TASKQUEUE_OFFLINE_CAP", "%s is shorter than a minute", c.OfflineCap)
 	}
+	if c.PresenceGrace <= 0 || c.PresenceGrace > time.Hour {
+		bad("TASKQUEUE_PRESENCE_GRACE", "%s is not between 0 and an hour", c.PresenceGrace)
+	}
 	return errors.Join(errs...)
 }
 
@@ -405,6 +418,7 @@ var options = []Option{
 	{"TASKQUEUE_TLS_KEY", "tls-key", "", "PEM private key file of --tls-cert", func(c *Config) flag.Value { return (*stringValue)(&c.TLSKey) }},
 	{"TASKQUEUE_ANALYST_PASSWORD", "analyst-password", "", "password of the read-only PostgreSQL role taskqueue_analyst; empty: no role", func(c *Config) flag.Value { return (*stringValue)(&c.AnalystPassword) }},
 	{"TASKQUEUE_OFFLINE_CAP", "offline-cap", DefaultOfflineCap.String(), "how far back offline progress reaches before a queue stops", func(c *Config) flag.Value { return (*durationValue)(&c.OfflineCap) }},
+	{"TASKQUEUE_PRESENCE_GRACE", "presence-grace", DefaultPresenceGrace.String(), "how long a player's last WebSocket must stay closed before player.offline", func(c *Config) flag.Value { return (*durationValue)(&c.PresenceGrace) }},
 	{"TASKQUEUE_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For names the client", func(c *Config) flag.Value { return (*prefixListValue)(&c.TrustedProxies) }},
 	{"TASKQUEUE_PROCESSOR", "processor", "true", "run the processor inside serve (false: run `taskqueue processor` separately)", func(c *Config) flag.Value { return &boolPtrValue{&c.Processor} }},
 	{"TASKQUEUE_SHUTDOWN_TIMEOUT", "shutdown-timeout", DefaultShutdownTimeout.String(), "how long a graceful shutdown waits for requests in flight", func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},

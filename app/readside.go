@@ -99,6 +99,7 @@ func startRealtime(ctx context.Context, store eventstore.Store, rules domain.Rul
 		Rules:          rules,
 		Watermark:      watermark,
 		OriginPatterns: cfg.CORSOrigins,
+		OfflineGrace:   cfg.PresenceGrace,
 		Logger:         log,
 		Sessions:       rr.sessions,
 		Changes:        redisx.QueueChanges{Cache: rr.cache, Progress: rr.progress},
