@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -243,6 +244,41 @@ func retryable(err error) bool {
 
 // close stops the router (it waits for the handlers in flight) and then
 // the pub/sub.
+// groups lists the Redis streams the bus consumes and their consumer
+// groups (nil on the GoChannel).
+func (b *bus) groups() map[string]string {
+	if b.gochan != nil {
+		return nil
+	}
+	out := map[string]string{b.poison: b.cfg.TopicPrefix + ".deadletters"}
+	for part := 0; part < b.cfg.Partitions; part++ {
+		for _, name := range []string{completeCommandName, stopCommandName} {
+			out[b.cfg.commandTopic(name, part)] = fmt.Sprintf("%s.%s.p%d", b.cfg.TopicPrefix, name, part)
+		}
+	}
+	return out
+}
+
+// restoreGroups creates the consumer groups that Redis no longer has
+// (reading from the start of their streams) and reports how many it
+// created. watermill-redisstream creates a group only when it subscribes:
+// after Redis restarted without its data, every read fails with NOGROUP
+// and nothing would be consumed again.
+func (b *bus) restoreGroups(ctx context.Context) (int, error) {
+	created := 0
+	for topic, group := range b.groups() {
+		err := b.cfg.Redis.XGroupCreateMkStream(ctx, topic, group, "0").Err()
+		switch {
+		case err == nil:
+			created++
+		case strings.HasPrefix(err.Error(), "BUSYGROUP"):
+		default:
+			return created, err
+		}
+	}
+	return created, nil
+}
+
 func (b *bus) close() error {
 	var errs []error
 	if err := b.router.Close(); err != nil {

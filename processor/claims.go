@@ -171,6 +171,33 @@ func releaseClaims(ctx context.Context, db projections.DB, owner string) (int64,
 	return n, nil
 }
 
+// releaseBatch deletes owner's claims on the repetitions of batch, after
+// their commands could not all be sent: the next poll sends them again
+// (the ones that did go out are then no-ops) instead of leaving them to a
+// claim that its holder keeps renewing.
+func releaseBatch(ctx context.Context, db projections.DB, owner string, batch []due) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("DELETE FROM processor_claims WHERE owner = $1 AND stream_id IN (")
+	args := []any{owner}
+	for i, d := range batch {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		args = append(args, d.stream)
+		fmt.Fprintf(&b, "$%d", len(args))
+	}
+	b.WriteString(")")
+	return db.InTx(ctx, func(tx projections.Tx) error {
+		if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("release the claims of a batch not sent: %w", err)
+		}
+		return nil
+	})
+}
+
 // pruneClaims deletes claims that expired before at: they no longer hold
 // anything and only grow the table.
 func pruneClaims(ctx context.Context, db projections.DB, at time.Time) error {

@@ -70,9 +70,14 @@
 //
 // When Run's context ends the loop stops claiming, the router lets the
 // commands in flight finish (up to 30 s), and the instance deletes its
-// claims so others take its rows at once. A database error in the loop
-// makes it back off (100 ms doubling to ErrorBackoffMax) and resume;
-// commands failing for the same reason are retried, and a completion that
+// claims so others take its rows at once. A database or Redis error in the
+// loop makes it back off (100 ms doubling to ErrorBackoffMax) and resume;
+// the claims of a batch it could not send are released, so the next poll
+// sends it again. When Redis comes back without its data, the instance
+// recreates the command streams' consumer groups (watermill-redisstream
+// only creates them when subscribing) and releases its claims, since the
+// commands sent before are gone (TestRedisOutageCommandsResume).
+// Commands failing for such a reason are retried, and a completion that
 // did land is never repeated (see above). A queued task whose type left
 // the catalog fails in the aggregate with a reason when its turn comes,
 // and the queue moves on.

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,6 +148,10 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.pub, p.bus = b.pub, b
 	p.pubMu.Unlock()
 	log.Info("processor started", "partitions", p.cfg.Partitions, "redis", p.cfg.Redis != nil)
+	if p.cfg.Redis != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.keepGroups(runCtx, b, log) }()
+	}
 
 	p.loop(ctx, b)
 
@@ -170,6 +175,34 @@ func (p *Processor) Run(ctx context.Context) error {
 	return nil
 }
 
+// groupCheckInterval is how often keepGroups looks for lost consumer groups.
+const groupCheckInterval = 2 * time.Second
+
+// keepGroups restores the command streams' consumer groups when Redis lost
+// them (a restart without persistence). Commands sent before the loss are
+// gone with it, so it also releases this instance's claims: the due loop
+// sends their repetitions again at once (the ones already handled are
+// no-ops) instead of waiting for the claims to run out.
+func (p *Processor) keepGroups(ctx context.Context, b *bus, log *slog.Logger) {
+	t := time.NewTicker(groupCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := b.restoreGroups(ctx)
+		if err != nil || n == 0 {
+			continue // Redis away: the due loop and the subscribers report it
+		}
+		log.Warn("Redis lost the command streams' consumer groups (a restart without its data?): recreated them, sending what is due again", "groups", n)
+		if _, err := releaseClaims(ctx, p.cfg.DB, p.cfg.Owner); err != nil {
+			log.Warn("claims not released; their repetitions go out again when they expire", "err", err)
+		}
+	}
+}
+
 // loop is the due loop: claim what is due, send it, sleep until the next
 // due time (at most MaxSleep) or a change of the schedule.
 func (p *Processor) loop(ctx context.Context, b *bus) {
@@ -190,7 +223,11 @@ func (p *Processor) loop(ctx context.Context, b *bus) {
 			batch, err = claimDue(ctx, p.cfg.DB, p.cfg.Owner, now, p.cfg.ClaimTTL, p.cfg.BatchSize)
 		}
 		if err == nil {
-			err = p.sendBatch(ctx, b, batch, now)
+			if err = p.sendBatch(ctx, b, batch, now); err != nil && ctx.Err() == nil {
+				if rerr := releaseBatch(context.WithoutCancel(ctx), p.cfg.DB, p.cfg.Owner, batch); rerr != nil {
+					log.Warn("due loop: claims of the batch not sent stay until they expire", "err", rerr)
+				}
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {

@@ -1,0 +1,83 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+)
+
+// Redis, which carries the commands, goes away while repetitions fall due
+// and comes back empty (a restart without persistence: the streams and
+// their consumer groups are gone). The processor backs off while it
+// cannot send and, once Redis answers, completes every repetition that
+// fell due meanwhile, each once, at its due time.
+func TestRedisOutageCommandsResume(t *testing.T) {
+	srv := testenv.StartRedisServer(t)
+	opts, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() })
+	b := openPostgres(t, 6)
+	clock := NewManualClock(t0)
+	rules := domain.Rules{}
+	h := commands(t, b, clock, rules)
+	const players = 10
+	tasks := [][2]any{{"chop-wood", 20}}
+	for i := range players {
+		enqueue(t, h, fmt.Sprintf("q%02d", i), "chop-wood", 20)
+	}
+	var logs logBuffer
+	start(t, b, Config{
+		Clock: clock, Commands: commandConfig(rules), Redis: client, TopicPrefix: "tq", Partitions: 2,
+		ErrorBackoffMax: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	caughtUp := func(what string) {
+		t.Helper()
+		waitUntil(t, what, func() (bool, error) {
+			var n int
+			if err := b.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&n); err != nil || n == 0 {
+				return n == 0 && err == nil && clock.Now().Sub(t0) >= 60*time.Second, err
+			}
+			due, err := dueCount(b, clock.Now())
+			return due == 0, err
+		})
+	}
+	clock.Advance(10 * time.Second)
+	caughtUp("the first 10 s")
+
+	srv.Stop()
+	n := logs.count("due loop: backing off")
+	clock.Advance(30 * time.Second)
+	defer func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	}()
+	waitUntil(t, "the due loop to back off without Redis", func() (bool, error) {
+		return logs.count("due loop: backing off") >= n+2, nil
+	})
+	srv.Start()
+	caughtUp("the 30 s due while Redis was away")
+	clock.Advance(30 * time.Second) // the rest of the 60 s of work
+	caughtUp("the rest")
+
+	for i := range players {
+		player := fmt.Sprintf("q%02d", i)
+		got, recs := readQueue(t, b, player, rules)
+		if c := checkCompletionsOnTime(t, player, recs); c != 20 {
+			t.Errorf("%s: %d repetitions completed, want 20", player, c)
+		}
+		if err := sameProgress(got, reference(t, player, rules, t0, clock.Now(), tasks)); err != nil {
+			t.Errorf("%s: %v", player, err)
+		}
+	}
+}
