@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -49,20 +48,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	fs.StringVar(&bf.prefix, "player-prefix", "", "prefix of the players' IDs (default: bench-<time>-, fresh queues each run)")
 	fs.StringVar(&bf.taskType, "type", "chop-wood", "task type to enqueue")
 	fs.IntVar(&bf.inflight, "max-inflight", 2000, "requests in flight at most; beyond, a scheduled request counts as dropped")
-	cfg, err := app.FromEnv(getenv)
+	cfg, err := parseCommandLine(fs, benchHelp, args, stderr, getenv)
 	if err != nil {
-		return fmt.Errorf("invalid environment:\n%w", err)
-	}
-	cfg.RegisterFlags(fs)
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, benchHelp)
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
-			return err
-		}
-		return &usageError{err.Error()}
+		return err
 	}
 	switch {
 	case fs.NArg() > 0:

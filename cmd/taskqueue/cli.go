@@ -160,30 +160,53 @@ func commandFlags(cmd string) (*flag.FlagSet, *tokenFlags) {
 // (exit 2); a bad setting is a failure naming every problem (exit 1).
 func loadConfig(cmd string, args []string, stderr io.Writer, getenv func(string) string) (app.Config, *flag.FlagSet, *tokenFlags, error) {
 	fs, tf := commandFlags(cmd)
+	cfg, err := parseCommandLine(fs, usageOf(cmd), args, stderr, getenv)
+	if err != nil {
+		return cfg, fs, tf, err
+	}
+	cfg, err = validated(cfg, cmd == "serve" || cmd == "token")
+	return cfg, fs, tf, err
+}
+
+// usageOf heads the -h output of cmd.
+func usageOf(cmd string) string { return "Usage of taskqueue " + cmd + ":" }
+
+// parseCommandLine reads the environment, then the flags in args (parsed
+// by fs, which may carry the command's own flags) into a Config, without
+// defaults or validation. -h prints help and fs's flags (flag.ErrHelp); a
+// bad flag is a usage error (exit 2), a bad variable a failure (exit 1).
+func parseCommandLine(fs *flag.FlagSet, help string, args []string, stderr io.Writer, getenv func(string) string) (app.Config, error) {
 	cfg, err := app.FromEnv(getenv)
 	if err != nil {
-		return cfg, fs, tf, fmt.Errorf("invalid environment:\n%w", err)
+		return cfg, fmt.Errorf("invalid environment:\n%w", err)
 	}
 	cfg.RegisterFlags(fs)
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "Usage of taskqueue %s:\n", cmd)
+			fmt.Fprintln(stderr, help)
 			fs.SetOutput(stderr)
 			fs.PrintDefaults()
-			return cfg, fs, tf, err
+			return cfg, err
 		}
-		return cfg, fs, tf, &usageError{err.Error()}
+		return cfg, &usageError{err.Error()}
 	}
+	return cfg, nil
+}
+
+// validated applies the defaults and checks cfg, every problem named;
+// tokens says whether the command mints or verifies tokens (only then is
+// TASKQUEUE_JWT_SECRET required outside dev mode).
+func validated(cfg app.Config, tokens bool) (app.Config, error) {
 	cfg = cfg.WithDefaults()
-	validate := cfg.ValidateWithoutTokens
-	if cmd == "serve" || cmd == "token" {
-		validate = cfg.Validate
+	check := cfg.ValidateWithoutTokens
+	if tokens {
+		check = cfg.Validate
 	}
-	if err := validate(); err != nil {
-		return cfg, fs, tf, fmt.Errorf("invalid configuration:\n%w", err)
+	if err := check(); err != nil {
+		return cfg, fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	return cfg, fs, tf, nil
+	return cfg, nil
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {

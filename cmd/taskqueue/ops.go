@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -61,24 +60,12 @@ func opsFlagSet(cmd string) (*flag.FlagSet, *opsFlags) {
 // opsCommand runs one of the operator commands.
 func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs, of := opsFlagSet(cmd)
-	cfg, err := app.FromEnv(getenv)
+	cfg, err := parseCommandLine(fs, usageOf(cmd), args, stderr, getenv)
 	if err != nil {
-		return fmt.Errorf("invalid environment:\n%w", err)
+		return err
 	}
-	cfg.RegisterFlags(fs)
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "Usage of taskqueue %s:\n", cmd)
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
-			return err
-		}
-		return &usageError{err.Error()}
-	}
-	cfg = cfg.WithDefaults()
-	if err := cfg.ValidateWithoutTokens(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+	if cfg, err = validated(cfg, false); err != nil {
+		return err
 	}
 	rest := fs.Args()
 	if len(rest) > 0 && !(cmd == "import" && len(rest) == 1) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -87,20 +86,9 @@ func relayFlagSet(cmd string) (*flag.FlagSet, *string) {
 // events from global position N on (the seed's EventBridge replay).
 func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs, from := relayFlagSet("relay")
-	cfg, err := app.FromEnv(getenv)
+	cfg, err := parseCommandLine(fs, usageOf("relay"), args, stderr, getenv)
 	if err != nil {
-		return fmt.Errorf("invalid environment:\n%w", err)
-	}
-	cfg.RegisterFlags(fs)
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "Usage of taskqueue relay:")
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
-			return err
-		}
-		return &usageError{err.Error()}
+		return err
 	}
 	if fs.NArg() > 0 {
 		return &usageError{fmt.Sprintf("relay takes no arguments, got %q", fs.Args())}
@@ -112,9 +100,8 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return &usageError{fmt.Sprintf("--from %q is not a global position: write a number (SQLite, e.g. 42) or commit:seq (PostgreSQL, e.g. 375655:3)", *from)}
 	}
-	cfg = cfg.WithDefaults()
-	if err := cfg.ValidateWithoutTokens(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+	if cfg, err = validated(cfg, false); err != nil {
+		return err
 	}
 	n, err := app.Republish(ctx, cfg, pos, stderr)
 	if err != nil {
