@@ -265,9 +265,16 @@ func (b *bus) groups() map[string]string {
 // after Redis restarted without its data, every read fails with NOGROUP
 // and nothing would be consumed again.
 func (b *bus) restoreGroups(ctx context.Context) (int, error) {
+	var cmds []*redis.StatusCmd
+	_, _ = b.cfg.Redis.Pipelined(ctx, func(pipe redis.Pipeliner) error { // one round trip; errors per command below
+		for topic, group := range b.groups() {
+			cmds = append(cmds, pipe.XGroupCreateMkStream(ctx, topic, group, "0"))
+		}
+		return nil
+	})
 	created := 0
-	for topic, group := range b.groups() {
-		err := b.cfg.Redis.XGroupCreateMkStream(ctx, topic, group, "0").Err()
+	for _, c := range cmds {
+		err := c.Err()
 		switch {
 		case err == nil:
 			created++
