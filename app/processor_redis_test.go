@@ -8,12 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
 	"github.com/taskqueue/taskqueue/command"
-	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 )
 
 // TestProcessorKeepsOffTheAPIsRedisPool: with Redis the processor's
@@ -21,8 +19,7 @@ import (
 // through its blocking reads) use a pool of their own, so the API's pool
 // (sessions, rate limits, cache) stays free.
 func TestProcessorKeepsOffTheAPIsRedisPool(t *testing.T) {
-	url, prefix := testenv.Redis(t)
-	t.Cleanup(func() { deletePrefix(url, prefix) }) // after the app closed: the processor's streams
+	url, prefix, _ := teststore.Redis(t) // cleaned after the app closed: the processor's streams
 	a := apptest.SQLite(t, func(c *app.Config) { c.RedisURL, c.RedisPrefix = url, prefix })
 	if a.Processor == nil {
 		t.Fatal("no processor")
@@ -68,8 +65,7 @@ func TestRelayMetrics(t *testing.T) {
 		return out
 	}
 	t.Run("redis", func(t *testing.T) {
-		url, prefix := testenv.Redis(t)
-		t.Cleanup(func() { deletePrefix(url, prefix) })
+		url, prefix, _ := teststore.Redis(t)
 		a := apptest.SQLite(t, func(c *app.Config) { c.RedisURL, c.RedisPrefix = url, prefix })
 		if _, err := a.Commands.EnqueueTask.Handle(context.Background(), command.EnqueueTask{
 			Request: command.Request{PlayerID: "rita", Actor: "rita"}, Type: "chop-wood", Count: 1,
@@ -93,17 +89,4 @@ func TestRelayMetrics(t *testing.T) {
 			t.Fatalf("relay metrics without a relay: %v", m)
 		}
 	})
-}
-
-// deletePrefix deletes the keys under prefix (run after the app closed).
-func deletePrefix(url, prefix string) {
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		return
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	if keys, err := rdb.Keys(context.Background(), prefix+"*").Result(); err == nil && len(keys) > 0 {
-		_ = rdb.Del(context.Background(), keys...).Err()
-	}
 }

@@ -6,29 +6,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 )
 
 // With Redis, commands travel on Redis streams in consumer groups: two
 // instances share them, and every queue still ends as the rules say.
 func TestRedisStreamsShareCommands(t *testing.T) {
-	redisURL, prefix := testenv.Redis(t)
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, _ := client.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			client.Del(ctx, keys...)
-		}
-		client.Close()
-	})
+	_, prefix, client := teststore.Redis(t)
 	url := testenv.Postgres(t)
 	b1, b2 := openPostgresAt(t, url, 4), openPostgresAt(t, url, 4)
 	clock := NewManualClock(t0)

@@ -8,11 +8,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
-	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -22,18 +21,7 @@ import (
 // while another instance still holds one is not reported offline; when
 // the last socket anywhere closes, player.offline is published once.
 func TestPlayerOfflineAcrossInstances(t *testing.T) {
-	url, prefix := testenv.Redis(t)
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { // after both apps closed (cleanups run last-in, first-out)
-		if keys, err := rdb.Keys(context.Background(), prefix+"*").Result(); err == nil && len(keys) > 0 {
-			_ = rdb.Del(context.Background(), keys...).Err()
-		}
-		_ = rdb.Close()
-	})
+	url, prefix, rdb := teststore.Redis(t) // cleaned after both apps closed
 	shared := func(c *app.Config) {
 		c.RedisURL, c.RedisPrefix, c.JWTSecret, c.PresenceGrace = url, prefix, apptest.Secret, time.Second
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/web/auth"
@@ -32,19 +33,7 @@ import (
 // deletes the prefix's keys when the test ends.
 func serviceEnv(t *testing.T) (map[string]string, *redis.Client, string) {
 	t.Helper()
-	redisURL, prefix := testenv.Redis(t)
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() {
-		ctx := context.Background()
-		if keys, _ := rdb.Keys(ctx, prefix+"*").Result(); len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-		rdb.Close()
-	})
+	redisURL, prefix, rdb := teststore.Redis(t)
 	return map[string]string{
 		"TASKQUEUE_DATABASE_URL": testenv.Postgres(t),
 		"TASKQUEUE_JWT_SECRET":   strings.Repeat("s", 32),

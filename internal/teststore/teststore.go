@@ -1,6 +1,7 @@
 // Package teststore opens the real event stores for tests: SQLite in a
 // file of the test's own, PostgreSQL in a fresh schema of internal/testenv
-// with every migration applied. Everything it opens is closed when the
+// with every migration applied; and a Redis client that cleans up the
+// test's key prefix. Everything it opens is closed when the
 // test ends. It is for tests only (internal, and imported by _test files).
 //
 // It is apart from testenv because it imports the stores, whose own tests
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
@@ -83,4 +85,27 @@ func Postgres(t testing.TB, url string, maxConns int32) (*postgres.Store, *pgxpo
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s, pool
+}
+
+// Redis returns the test Redis (testenv.Redis: it skips, or fails when
+// services are required, without TASKQUEUE_TEST_REDIS_URL), the test's key
+// prefix and a client that, when the test ends, deletes the keys under the
+// prefix and closes. Call it before building what writes there: cleanups
+// run last-in, first-out, so the keys go after the writers closed.
+func Redis(t testing.TB) (url, prefix string, rdb *redis.Client) {
+	t.Helper()
+	url, prefix = testenv.Redis(t)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("TASKQUEUE_TEST_REDIS_URL: %v", err)
+	}
+	rdb = redis.NewClient(opts)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if keys, err := rdb.Keys(ctx, prefix+"*").Result(); err == nil && len(keys) > 0 {
+			_ = rdb.Del(ctx, keys...).Err()
+		}
+		_ = rdb.Close()
+	})
+	return url, prefix, rdb
 }
