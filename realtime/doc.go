@@ -10,8 +10,10 @@
 // (filtered to the queue streams) and fans each event out to the sockets
 // subscribed to its queue and to the admins watching all. It folds the
 // queue aggregate of every watched player from the log (domain.Queue, an LRU
-// of Config.ViewCacheSize players), so each message carries the event and
-// the queue view right after it: a client just renders. The event store is
+// of Config.ViewCacheSize players), so the message of a command's last
+// event carries the queue view right after that command: a client just
+// renders (the views between one command's events are never sent; see
+// endsCommand). The event store is
 // the only source of what is sent; nothing else (a Redis message, a command
 // result) ever becomes a message.
 //

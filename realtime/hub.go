@@ -423,7 +423,7 @@ func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
 			}
 		}()
 	}
-	for _, e := range evs {
+	for i, e := range evs {
 		player, ok := domain.PlayerFromStream(e.Stream)
 		if !ok {
 			h.setPos(e.Position)
@@ -443,7 +443,7 @@ func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
 			h.setPos(e.Position)
 			continue
 		}
-		if err == nil {
+		if err == nil && endsCommand(evs, i) {
 			queue, err = queueJSON(view, now)
 		}
 		if err != nil {

@@ -107,8 +107,25 @@ func queueJSON(v domain.QueueView, now time.Time) (json.RawMessage, error) {
 	return append(b, '}'), nil
 }
 
+// endsCommand reports whether evs[i] is the last event of its command in
+// evs: the next event is of another stream or another command (events of one
+// command share the stream and CausationID, and the log keeps them together).
+// Only such an event's message carries the queue: the states between a
+// command's events were never a state of the queue for anyone (GET
+// /api/queue never shows them), and a client rendering them showed the head
+// task vanish and come back at every repetition. When a command's events are
+// split across two reads of the log, the last one read ends it here.
+func endsCommand(evs []eventstore.RecordedEvent, i int) bool {
+	if i+1 >= len(evs) {
+		return true
+	}
+	e, next := evs[i], evs[i+1]
+	return e.Metadata.CausationID == "" || next.Stream != e.Stream || next.Metadata.CausationID != e.Metadata.CausationID
+}
+
 // eventMessage encodes the message of one event, with the queue after it
-// (nil queue: the view could not be folded; the message goes without it).
+// (nil queue: a command's event before its last, or a view that could not
+// be folded).
 func eventMessage(player domain.PlayerID, e eventstore.RecordedEvent, queue json.RawMessage) ([]byte, error) {
 	pos := e.Position
 	m := serverMessage{

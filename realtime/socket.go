@@ -328,14 +328,14 @@ func (h *Hub) catchUp(ctx context.Context, conn *websocket.Conn, player domain.P
 	h.awaitWatermark(ctx, last)
 	now := h.cfg.Now()
 	queues := map[domain.PlayerID]*domain.Queue{}
-	for _, e := range missed {
+	for i, e := range missed {
 		p, ok := domain.PlayerFromStream(e.Stream)
 		if !ok {
 			continue
 		}
 		var queue []byte
 		q, err := h.foldInto(ctx, queues, p, e)
-		if err == nil {
+		if err == nil && endsCommand(missed, i) {
 			queue, err = queueJSON(q.View(), now)
 		}
 		if err != nil {

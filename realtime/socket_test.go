@@ -46,16 +46,35 @@ func TestPlayersReceiveOnlyTheirOwnQueue(t *testing.T) {
 		admin.mustRead() // subscribed
 
 		workload(context.Background(), t, h, []string{"alice", "bob"}, 120, 3)
-		total := 0
+		total, inside := 0, 0
 		for _, p := range []string{"alice", "bob"} {
-			want := streamVersion(t, store, p)
-			total += int(want)
-			for v := int64(1); v <= want; v++ {
+			evs, err := store.ReadStream(context.Background(), domain.PlayerID(p).Stream(), 1, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += len(evs)
+			for i, e := range evs {
 				m := clients[p].mustRead()
-				if m.Type != realtime.TypeEvent || m.PlayerID != p || m.Event.Version != v {
-					t.Fatalf("%s: got %s of %s v%d, want event v%d of its own queue", p, m.Type, m.PlayerID, eventVersion(m), v)
+				if m.Type != realtime.TypeEvent || m.PlayerID != p || m.Event.Version != e.Version {
+					t.Fatalf("%s: got %s of %s v%d, want event v%d of its own queue", p, m.Type, m.PlayerID, eventVersion(m), e.Version)
+				}
+				// Only a command's last event carries the queue, at its version:
+				// a client renders no state between a command's events.
+				last := i+1 == len(evs) || evs[i+1].Metadata.CausationID != e.Metadata.CausationID
+				switch {
+				case last && m.Queue == nil:
+					t.Fatalf("%s: v%d (%s) ends its command but carries no queue", p, e.Version, e.Type)
+				case last && m.queueVersion(t) != e.Version:
+					t.Fatalf("%s: v%d carries the queue at v%d", p, e.Version, m.queueVersion(t))
+				case !last && m.Queue != nil:
+					t.Fatalf("%s: v%d (%s) is inside its command but carries a queue", p, e.Version, e.Type)
+				case !last:
+					inside++
 				}
 			}
+		}
+		if inside == 0 {
+			t.Fatal("the workload had no command of several events; the check above checked nothing")
 		}
 		seen := map[string]int64{}
 		for i := 0; i < total; i++ {

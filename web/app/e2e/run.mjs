@@ -369,18 +369,31 @@ try {
     await context.close()
   })
 
-  await step('no layout jump while the progress ticks', async () => {
+  await step('no layout jump while the progress ticks, nor when a repetition ends', async () => {
     const { page } = state
     await page.getByTestId('head-task').waitFor()
-    const boxes = []
-    for (let i = 0; i < 5; i++) {
-      boxes.push(await page.evaluate(() => {
-        const r = (sel) => document.querySelector(sel).getBoundingClientRect()
-        return [r('[data-testid=head-task]').height, r('[data-testid=waiting]').top, r('[data-testid=catalog]').height].join(',')
-      }))
-      await page.waitForTimeout(400)
-    }
-    assert.equal(new Set(boxes).size, 1, `layout moved: ${boxes.join(' | ')}`)
+    // Watch every DOM change across a repetition boundary: the head task must
+    // never vanish (the server sends the queue once per command, not between
+    // its events) and nothing may change size or move.
+    await page.evaluate(() => {
+      const box = (sel) => {
+        const r = document.querySelector(sel)?.getBoundingClientRect()
+        return r ? `${r.height},${r.top}` : 'missing'
+      }
+      const sample = () => [box('[data-testid=head-task]'), box('[data-testid=waiting]'), box('[data-testid=catalog]')].join(' ')
+      const seen = (window.__layouts = new Set([sample()]))
+      window.__layoutObserver = new MutationObserver(() => seen.add(sample()))
+      window.__layoutObserver.observe(document.body, { childList: true, subtree: true, attributes: true, characterData: true })
+    })
+    const repetition = page.locator('[data-testid=head-task] [data-testid=repetition]')
+    const first = await repetition.innerText()
+    await until('the next repetition', async () => (await repetition.innerText()) !== first)
+    await page.waitForTimeout(500)
+    const layouts = await page.evaluate(() => {
+      window.__layoutObserver.disconnect()
+      return [...window.__layouts]
+    })
+    assert.equal(layouts.length, 1, `layout changed (${first} → ${await repetition.innerText()}): ${layouts.join(' | ')}`)
   })
 
   await step('a second player sees progress and a completion with its rewards', async () => {

@@ -1,11 +1,12 @@
-// The WebSocket client for GET /api/ws (issue 6; the protocol is documented in
-// docs/REALTIME.md once the server has it). Until the server answers on
+// The WebSocket client for GET /api/ws (the protocol is documented in
+// docs/REALTIME.md). Until the server answers on
 // /api/ws this client reports 'unavailable' and the app polls GET /api/queue.
 //
 // Protocol as this client speaks it:
 //   client → {"type":"subscribe","playerId":"alice","since":"1042"}   (since omitted on first connect)
 //   server → {"type":"subscribed","playerId":"alice","position":"1042"}
 //   server → {"type":"event","position":"1043","event":{…DomainEvent},"queue":{…QueueView}}
+//            (queue only on a command's last event: the view after the whole command)
 //   server → {"type":"reset","position":"1100","queue":{…QueueView}}    (too far behind: a fresh snapshot)
 //   server → {"type":"error","problem":{…}}                              (then closes with a 4xxx code)
 // The token goes in ?access_token= (browsers cannot set headers on a socket).
