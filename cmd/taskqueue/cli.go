@@ -242,29 +242,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 	defer cleanup()
 	slog.SetDefault(a.Logger) // packages that log through slog's default logger get the same format
-	ln, err := net.Listen("tcp", cfg.Addr)
+	srv, url, errc, err := startHTTP(cfg.Addr, a.Handler, certs, a.Logger)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return err
 	}
-	srv := &http.Server{
-		Handler:           a.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
-	}
-	scheme := "http"
-	errc := make(chan error, 1)
-	if certs != nil {
-		scheme = "https"
-		certs.log = a.Logger
-		certs.logLoaded("TLS certificate loaded", certs.cert)
-		srv.TLSConfig = certs.tlsConfig()
-		go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	} else {
-		go func() { errc <- srv.Serve(ln) }()
-	}
-	url := scheme + "://" + displayAddr(ln.Addr())
-	a.Logger.Info("listening", "addr", ln.Addr().String(), "url", url, "tls", certs != nil, "version", versionString())
+	a.Logger.Info("listening", "addr", cfg.Addr, "url", url, "tls", certs != nil, "version", versionString())
 	fmt.Fprintf(stdout, "taskqueue %s listening on %s\n", versionString(), url)
 
 	select {
@@ -281,6 +263,33 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 	a.Logger.Info("stopped")
 	return nil
+}
+
+// startHTTP listens on addr and serves h there, over TLS (1.3 at least,
+// certificates re-read when they change) when certs is set, else plain
+// HTTP. It returns the server, the URL it answers on, and the channel that
+// gets Serve's error.
+func startHTTP(addr string, h http.Handler, certs *certReloader, log *slog.Logger) (*http.Server, string, <-chan error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	if certs == nil {
+		go func() { errc <- srv.Serve(ln) }()
+		return srv, "http://" + displayAddr(ln.Addr()), errc, nil
+	}
+	certs.log = log
+	certs.logLoaded("TLS certificate loaded", certs.cert)
+	srv.TLSConfig = certs.tlsConfig()
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	return srv, "https://" + displayAddr(ln.Addr()), errc, nil
 }
 
 // displayAddr turns ":8080" into "localhost:8080" for a clickable URL.

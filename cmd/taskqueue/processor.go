@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/taskqueue/taskqueue/app"
@@ -27,6 +25,15 @@ func processorCmd(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if fs.NArg() > 0 {
 		return &usageError{fmt.Sprintf("processor takes no arguments, got %q", fs.Args())}
 	}
+	// The probes speak TLS too when the deployment has a certificate: an
+	// operator who set one expects no plain-HTTP port. Its files are read
+	// before anything starts.
+	var certs *certReloader
+	if cfg.TLS() {
+		if certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return err
+		}
+	}
 	a, cleanup, err := app.NewProcessorApp(ctx, cfg, stderr)
 	if err != nil {
 		return err
@@ -40,20 +47,12 @@ func processorCmd(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	}
 	defer stop()
 	slog.SetDefault(a.Logger)
-	ln, err := net.Listen("tcp", cfg.Addr)
+	srv, url, errc, err := startHTTP(cfg.Addr, a.Handler, certs, a.Logger)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return err
 	}
-	srv := &http.Server{
-		Handler:           a.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	a.Logger.Info("processor probes listening", "addr", ln.Addr().String(), "version", versionString())
-	fmt.Fprintf(stdout, "taskqueue %s processor running; probes on http://%s (/healthz /readyz /metrics)\n",
-		versionString(), displayAddr(ln.Addr()))
+	a.Logger.Info("processor probes listening", "addr", cfg.Addr, "url", url, "tls", certs != nil, "version", versionString())
+	fmt.Fprintf(stdout, "taskqueue %s processor running; probes on %s (/healthz /readyz /metrics)\n", versionString(), url)
 
 	select {
 	case err := <-errc:

@@ -354,3 +354,55 @@ func TestServeTLSBadFiles(t *testing.T) {
 		})
 	}
 }
+
+// `taskqueue processor` serves its probes over TLS when the deployment has
+// a certificate, not on a plain-HTTP port beside it.
+func TestProcessorProbesTLS(t *testing.T) {
+	dir := t.TempDir()
+	c := newTestCert(t, "probes")
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	replaceFile(t, certFile, c.certPEM)
+	replaceFile(t, keyFile, c.keyPEM)
+	env := map[string]string{
+		"TASKQUEUE_DATA_DIR": t.TempDir(), "TASKQUEUE_ADDR": "127.0.0.1:0",
+		"TASKQUEUE_TLS_CERT": certFile, "TASKQUEUE_TLS_KEY": keyFile,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stderr := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"processor"}, strings.NewReader(""), stdout, stderr, func(k string) string { return env[k] })
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("processor exited with %d; stderr:\n%s", code, stderr.String())
+		}
+	}()
+	var base string
+	waitFor(t, "the probe line", func() bool {
+		_, rest, ok := strings.Cut(stdout.String(), "probes on ")
+		base, _, _ = strings.Cut(rest, " ")
+		return ok && base != ""
+	})
+	if !strings.HasPrefix(base, "https://") {
+		t.Fatalf("probes on %q, want https", base)
+	}
+	base = strings.Replace(base, "localhost", "127.0.0.1", 1)
+	resp, err := httpsClient(0, c.cert).Get(base + "/healthz")
+	if err != nil {
+		t.Fatalf("GET /healthz over HTTPS: %v\n%s", err, stderr.String())
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.Version != tls.VersionTLS13 {
+		t.Fatalf("GET /healthz: %d, TLS %+v; want 200 over TLS 1.3", resp.StatusCode, resp.TLS)
+	}
+	// Plain HTTP on the same port gets no probe answer.
+	if resp, err := http.Get(strings.Replace(base, "https://", "http://", 1) + "/healthz"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatalf("plain HTTP got 200 %q", body)
+		}
+	}
+}
