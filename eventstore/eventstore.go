@@ -19,7 +19,9 @@
 //   - Readers of the global log (ReadAll, Subscribe) see every committed
 //     event exactly once and all in one order, even when transactions commit
 //     out of order. A long-open write may delay readers; it never makes them
-//     skip an event.
+//     skip an event. They get whole appends: a page (ReadAll, a
+//     subscription's batch) never ends inside one (SQL backends), so a read
+//     model committed page by page never shows half of one command.
 //   - Data and metadata read back equal what was written, byte for byte,
 //     except OccurredAt, which is kept in UTC to the microsecond.
 //
@@ -65,7 +67,11 @@ type Store interface {
 	// position after that match filter, in log order. It returns only events
 	// that no reader will ever see preceded by a later commit (the safe
 	// prefix of the log), so a caller may checkpoint the last position it got.
-	// limit <= 0 means a backend-chosen page size.
+	// limit <= 0 means a backend-chosen page size. A page never ends inside
+	// an append: when the limit cuts one, the page goes on to the append's
+	// last (matching) event, at most MaxEventsPerAppend-1 more, so a reader
+	// that commits page by page never shows part of one command's events.
+	// (SQL backends; KurrentDB's pages are not extended.)
 	ReadAll(ctx context.Context, after Position, filter Filter, limit int) ([]RecordedEvent, error)
 
 	// Subscribe reads the global log after position after: first what is

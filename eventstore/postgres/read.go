@@ -136,7 +136,8 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, filter e
 // page is one read of the global log, all from one snapshot.
 type page struct {
 	// events match the filter, after the position asked for, below the
-	// horizon, in log order; at most the limit.
+	// horizon, in log order; at most the limit, but never part of a
+	// transaction's events.
 	events []eventstore.RecordedEvent
 	// head is the last event below the horizon (any filter), the zero
 	// Position if none.
@@ -223,8 +224,34 @@ func readPage(ctx context.Context, q querier, after eventstore.Position, filter 
 	if err := rows.Err(); err != nil {
 		return page{}, err
 	}
+	rows.Close()
+	if len(p.events) == limit {
+		// The limit may have cut a transaction (an append): finish it, so a
+		// reader never sees part of one (eventstore.Store.ReadAll). Its
+		// events are all committed and below the horizon.
+		last := p.events[len(p.events)-1].Position
+		rows, err := q.Query(ctx, restOfTransaction, strconv.FormatUint(last.Commit, 10), int64(last.Seq),
+			nullable(filter.EventTypes), nullable(filter.StreamPrefixes), nullable(filter.Streams))
+		if err != nil {
+			return page{}, err
+		}
+		rest, err := pgx.CollectRows(rows, scanEvent)
+		if err != nil {
+			return page{}, err
+		}
+		p.events = append(p.events, rest...)
+	}
 	return p, nil
 }
+
+// restOfTransaction reads the events of transaction $1 after position $2
+// that match the filter ($3 to $5 as in pageQuery).
+const restOfTransaction = `SELECT ` + eventColumns + ` FROM event_log
+	WHERE transaction_id = $1::text::xid8 AND position > $2::bigint
+		AND ($3::text[] IS NULL OR event_type = ANY($3::text[]))
+		AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS p(prefix) WHERE starts_with(stream_id, p.prefix)))
+		AND ($5::text[] IS NULL OR stream_id = ANY($5::text[]))
+	ORDER BY position`
 
 // nullable maps an empty filter list to SQL NULL ("no condition").
 func nullable(list []string) []string {

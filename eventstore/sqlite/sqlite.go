@@ -490,10 +490,11 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, filter e
 	return evs, nil
 }
 
-// scan reads up to limit events after position after that match filter, in
-// one read transaction, and reports the position up to which the log was
-// scanned: the last event returned when the page is full, else the head of
-// the log as the transaction saw it.
+// scan reads up to limit events after position after that match filter
+// (more only to finish the append the limit cut), in one read transaction,
+// and reports the position up to which the log was scanned: the end of the
+// last event's append when the page is full, else the head of the log as
+// the transaction saw it.
 func (s *Store) scan(ctx context.Context, after eventstore.Position, filter eventstore.Filter, limit int) ([]eventstore.RecordedEvent, eventstore.Position, error) {
 	if limit <= 0 {
 		limit = defaultPage
@@ -526,9 +527,60 @@ func (s *Store) scan(ctx context.Context, after eventstore.Position, filter even
 	}
 	scanned := eventstore.Position{Seq: uint64(head)}
 	if len(evs) == limit {
-		scanned = evs[len(evs)-1].Position
+		// The limit may have cut an append: finish it, so a reader never
+		// sees part of one (eventstore.Store.ReadAll).
+		rest, end, err := restOfAppend(ctx, tx, evs[len(evs)-1], head, filter)
+		if err != nil {
+			return nil, after, err
+		}
+		evs, scanned = append(evs, rest...), end
 	}
 	return evs, scanned, nil
+}
+
+// restOfAppend returns the events of last's append after it that match
+// filter, and the position of that append's last event (matching or not).
+// One append's events have consecutive positions, one stream and one
+// recorded_at (insertEvents writes them in one statement at one reading of
+// the clock; the stream's next append reads the clock after this one
+// committed), so the append goes on while the next position has last's
+// stream and recorded_at.
+func restOfAppend(ctx context.Context, tx *sql.Tx, last eventstore.RecordedEvent, head int64, filter eventstore.Filter) ([]eventstore.RecordedEvent, eventstore.Position, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT position, stream_id, recorded_at FROM events
+		WHERE position > ? AND position <= ? ORDER BY position LIMIT ?`,
+		int64(last.Position.Seq), head, eventstore.MaxEventsPerAppend)
+	if err != nil {
+		return nil, last.Position, fmt.Errorf("read the rest of an append: %w", err)
+	}
+	defer rows.Close()
+	end, at := int64(last.Position.Seq), last.RecordedAt.UnixMicro()
+	for rows.Next() {
+		var (
+			pos, recorded int64
+			stream        string
+		)
+		if err := rows.Scan(&pos, &stream, &recorded); err != nil {
+			return nil, last.Position, fmt.Errorf("read the rest of an append: %w", err)
+		}
+		if pos != end+1 || stream != last.Stream || recorded != at {
+			break
+		}
+		end = pos
+	}
+	if err := rows.Err(); err != nil {
+		return nil, last.Position, fmt.Errorf("read the rest of an append: %w", err)
+	}
+	rows.Close()
+	if end == int64(last.Position.Seq) {
+		return nil, last.Position, nil
+	}
+	where, args := filterSQL(filter)
+	args = append([]any{int64(last.Position.Seq), end}, args...)
+	rest, err := scanEvents(ctx, tx, selectEvents+` WHERE position > ? AND position <= ?`+where+` ORDER BY position`, args...)
+	if err != nil {
+		return nil, last.Position, err
+	}
+	return rest, eventstore.Position{Seq: uint64(end)}, nil
 }
 
 // filterSQL turns filter into SQL conditions (each starting with " AND ").

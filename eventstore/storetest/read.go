@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -228,5 +229,47 @@ func (s suite) testHead(t *testing.T) {
 	}
 	if rest := readAll(t, st, h, eventstore.Filter{}, 0); len(rest) != 0 {
 		t.Fatalf("read all after head: %s, want nothing", describe(rest))
+	}
+}
+
+// A page never ends inside an append, even with a filter: a reader that
+// commits page by page never shows part of one command's events.
+func (s suite) testPagesEndAtAppends(t *testing.T) {
+	if s.h.PagesMayCutAppends != "" {
+		t.Skip(s.h.PagesMayCutAppends)
+	}
+	st := s.store(t)
+	mustAppend(t, st, "queue-a", eventstore.Any, event("TaskStarted", 0))
+	five := []eventstore.EventData{event("TaskStarted", 1), event("TaskCompleted", 2), event("TaskStarted", 3), event("TaskCompleted", 4), event("TaskStarted", 5)}
+	mustAppend(t, st, "queue-b", eventstore.Any, five...)
+	mustAppend(t, st, "queue-b", eventstore.Any, event("TaskStarted", 6))
+	last := mustAppend(t, st, "queue-c", eventstore.Any, event("TaskStarted", 7))
+	settle(t, st, last.Position)
+	all := readAll(t, st, eventstore.Start, eventstore.Filter{}, 0)
+	if len(all) != 8 {
+		t.Fatalf("read all: %s, want 8 events", describe(all))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shortDeadline)
+	defer cancel()
+	cases := []struct {
+		name   string
+		after  eventstore.Position
+		filter eventstore.Filter
+		limit  int
+		want   []eventstore.RecordedEvent
+	}{
+		{"the limit cuts the append after its first event", eventstore.Start, eventstore.Filter{}, 2, all[:6]},
+		{"the limit cuts it in the middle", all[2].Position, eventstore.Filter{}, 1, all[3:6]},
+		{"the limit ends at the append's end", all[0].Position, eventstore.Filter{}, 5, all[1:6]},
+		{"the stream's next append is another append", all[5].Position, eventstore.Filter{}, 1, all[6:7]},
+		{"filtered: the append's matching events only", eventstore.Start, eventstore.Filter{EventTypes: []string{"TaskCompleted"}}, 1, []eventstore.RecordedEvent{all[2], all[4]}},
+		{"filtered by stream", eventstore.Start, eventstore.Filter{Streams: []string{"queue-b"}}, 1, all[1:6]},
+	}
+	for _, c := range cases {
+		page, err := st.ReadAll(ctx, c.after, c.filter, c.limit)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		sameSequence(t, c.name, page, c.want)
 	}
 }

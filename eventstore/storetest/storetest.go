@@ -62,6 +62,10 @@ type Harness struct {
 	// HoldAppendSkipReason says why HoldAppend is nil; the out-of-order
 	// subtests skip with it. A default is used when empty.
 	HoldAppendSkipReason string
+
+	// PagesMayCutAppends, when set, says why this backend's ReadAll pages
+	// may end inside an append; the whole-appends subtest skips with it.
+	PagesMayCutAppends string
 }
 
 // HeldAppend is an append whose transaction is still open.
@@ -93,6 +97,7 @@ func Run(t *testing.T, h Harness) {
 		t.Run("ReadBackByteEqual", s.testReadBack)
 		t.Run("ReadStreamFromAndLimit", s.testReadStreamRange)
 		t.Run("ReadAllPagingAndFilters", s.testReadAllPaging)
+		t.Run("ReadAllPagesEndAtAppends", s.testPagesEndAtAppends)
 		t.Run("StreamVersion", s.testStreamVersion)
 		t.Run("Head", s.testHead)
 	})
