@@ -37,7 +37,7 @@ func TestContract(t *testing.T) {
 	testenv.KurrentDB(t)
 	storetest.Run(t, storetest.Harness{
 		PagesMayCutAppends: "kurrentdb: ReadAll pages are not extended to the end of an append (eventstore.Store.ReadAll)",
-		New: func(t *testing.T) eventstore.Store { return open(t) },
+		New:                func(t *testing.T) eventstore.Store { return open(t) },
 		HoldAppendSkipReason: "KurrentDB commits appends to $all in one order and exposes no open " +
 			"transaction to hold; its readers never see commits out of order",
 	})
