@@ -113,8 +113,9 @@ func queueJSON(v domain.QueueView, now time.Time) (json.RawMessage, error) {
 // Only such an event's message carries the queue: the states between a
 // command's events were never a state of the queue for anyone (GET
 // /api/queue never shows them), and a client rendering them showed the head
-// task vanish and come back at every repetition. When a command's events are
-// split across two reads of the log, the last one read ends it here.
+// task vanish and come back at every repetition. The SQL stores never split
+// an append across two reads of the log; where one is split (KurrentDB), the
+// last event read ends it here.
 func endsCommand(evs []eventstore.RecordedEvent, i int) bool {
 	if i+1 >= len(evs) {
 		return true
