@@ -16,9 +16,10 @@ import (
 )
 
 // Queries in this package are written once for both dialects: "$1" style
-// placeholders (SQLite reads "$N" as the N-th argument), ON CONFLICT upserts,
-// no casts, no dialect-only functions. Where the dialects must differ the code
-// asks Tx.Dialect().
+// placeholders (SQLite reads "$N" as the N-th argument; the SQLite DB sends
+// them as "?" when they come in order, see sqliteParams), ON CONFLICT
+// upserts, no casts, no dialect-only functions. Where the dialects must
+// differ the code asks Tx.Dialect().
 
 // Tx is the runner's transaction as a projection sees it: every statement a
 // projection runs through it commits, or rolls back, together with the
@@ -131,7 +132,7 @@ type liteDB struct{ db, reader *sql.DB }
 func (liteDB) Dialect() migrations.Dialect { return migrations.SQLite }
 
 func (d liteDB) Query(ctx context.Context, q string, args ...any) (Rows, error) {
-	r, err := d.reader.QueryContext(ctx, q, liteArgs(args)...)
+	r, err := d.reader.QueryContext(ctx, sqliteParams(q), liteArgs(args)...)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +140,7 @@ func (d liteDB) Query(ctx context.Context, q string, args ...any) (Rows, error) 
 }
 
 func (d liteDB) QueryRow(ctx context.Context, q string, args ...any) Row {
-	return d.reader.QueryRowContext(ctx, q, liteArgs(args)...)
+	return d.reader.QueryRowContext(ctx, sqliteParams(q), liteArgs(args)...)
 }
 
 func (d liteDB) InTx(ctx context.Context, fn func(Tx) error) error {
@@ -162,7 +163,7 @@ type liteTx struct{ tx *sql.Tx }
 func (liteTx) Dialect() migrations.Dialect { return migrations.SQLite }
 
 func (t liteTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, q, liteArgs(args)...)
+	res, err := t.tx.ExecContext(ctx, sqliteParams(q), liteArgs(args)...)
 	if err != nil {
 		return 0, err
 	}
@@ -171,7 +172,7 @@ func (t liteTx) Exec(ctx context.Context, q string, args ...any) (int64, error) 
 }
 
 func (t liteTx) Query(ctx context.Context, q string, args ...any) (Rows, error) {
-	r, err := t.tx.QueryContext(ctx, q, liteArgs(args)...)
+	r, err := t.tx.QueryContext(ctx, sqliteParams(q), liteArgs(args)...)
 	if err != nil {
 		return nil, err
 	}
@@ -179,12 +180,94 @@ func (t liteTx) Query(ctx context.Context, q string, args ...any) (Rows, error) 
 }
 
 func (t liteTx) QueryRow(ctx context.Context, q string, args ...any) Row {
-	return t.tx.QueryRowContext(ctx, q, liteArgs(args)...)
+	return t.tx.QueryRowContext(ctx, sqliteParams(q), liteArgs(args)...)
 }
 
 type liteRows struct{ *sql.Rows }
 
 func (r liteRows) Close() { _ = r.Rows.Close() }
+
+// sqliteParams returns q with its parameters written "?" when they are
+// exactly $1, $2, ..., $n in that order, each once (what upsert and every
+// IN list of this package write), and q unchanged otherwise. Both forms
+// bind the same arguments, but SQLite keeps "$N" parameters in a list it
+// searches linearly for every parameter, when it prepares the statement
+// and again when the driver binds it: a multi-row upsert of a few thousand
+// parameters spent most of its time there (quadratic in the batch), while
+// holding the single writer of the file that every append waits for.
+func sqliteParams(q string) string {
+	if !strings.Contains(q, "$") {
+		return q
+	}
+	var (
+		b    strings.Builder
+		next = 1 // the parameter expected next
+		last = 0 // end of the text copied so far
+	)
+	b.Grow(len(q))
+	for i := 0; i < len(q); i++ {
+		switch c := q[i]; c {
+		case '\'', '"', '`':
+			// A string literal or quoted identifier: skip to its end (a
+			// doubled quote is an escaped one and simply restarts the scan).
+			end := strings.IndexByte(q[i+1:], c)
+			if end < 0 {
+				return q
+			}
+			i += end + 1
+		case '[':
+			end := strings.IndexByte(q[i+1:], ']')
+			if end < 0 {
+				return q
+			}
+			i += end + 1
+		case '-':
+			if i+1 < len(q) && q[i+1] == '-' {
+				end := strings.IndexByte(q[i:], '\n')
+				if end < 0 {
+					return q
+				}
+				i += end
+			}
+		case '/':
+			if i+1 < len(q) && q[i+1] == '*' {
+				end := strings.Index(q[i+2:], "*/")
+				if end < 0 {
+					return q
+				}
+				i += end + 3
+			}
+		case '?', ':', '@':
+			return q // another kind of parameter: leave the statement alone
+		case '$':
+			if i > 0 && isNameByte(q[i-1]) {
+				return q // a '$' inside an identifier
+			}
+			j := i + 1
+			for j < len(q) && q[j] >= '0' && q[j] <= '9' {
+				j++
+			}
+			if j < len(q) && isNameByte(q[j]) {
+				return q // a named parameter such as $1a or $name
+			}
+			if n, err := strconv.Atoi(q[i+1 : j]); err != nil || n != next || q[i+1] == '0' {
+				return q // out of order, repeated, or not a number
+			}
+			next++
+			b.WriteString(q[last:i])
+			b.WriteByte('?')
+			last = j
+			i = j - 1
+		}
+	}
+	b.WriteString(q[last:])
+	return b.String()
+}
+
+// isNameByte reports whether c continues a SQLite parameter name.
+func isNameByte(c byte) bool {
+	return c == '_' || c == '$' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
+}
 
 // sqliteTimeLayout is how times are stored in SQLite: UTC, fixed width to the
 // microsecond, so that text order is time order (range scans and indexes
