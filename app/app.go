@@ -338,7 +338,7 @@ func openBackend(ctx context.Context, cfg Config) (openedStore, error) {
 		if err != nil {
 			return openedStore{}, err
 		}
-		return openedStore{store: s, backend: "sqlite", close: s.Close, readModels: projections.NewSQLiteDB(s.WriteDB(), s.ReadDB()), ready: []web.ReadinessCheck{
+		return openedStore{store: s, backend: "sqlite", close: s.Close, readModels: projections.NewSQLiteStoreDB(s), ready: []web.ReadinessCheck{
 			storeCheck(s),
 			migrationsCheck(s.ReadDB(), migrations.SQLite),
 		}}, nil

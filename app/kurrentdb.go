@@ -40,7 +40,7 @@ func openKurrentDB(ctx context.Context, cfg Config) (openedStore, error) {
 	return openedStore{
 		store:      s,
 		backend:    "kurrentdb",
-		readModels: projections.NewSQLiteDB(rm.WriteDB(), rm.ReadDB()),
+		readModels: projections.NewSQLiteStoreDB(rm),
 		ready:      []web.ReadinessCheck{storeCheck(s), migrationsCheck(rm.ReadDB(), migrations.SQLite)},
 		close: func() error {
 			err := s.Close()

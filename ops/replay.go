@@ -144,7 +144,7 @@ func ReplayTo(ctx context.Context, src eventstore.Store, w io.Writer, opt Replay
 		projs = append(projs, byName[name])
 	}
 	runner, err := projections.NewRunner(projections.Config{
-		Store: dst, DB: projections.NewSQLiteDB(dst.WriteDB(), dst.ReadDB()), Projections: projs,
+		Store: dst, DB: projections.NewSQLiteStoreDB(dst), Projections: projs,
 		Logger: discardLogger(),
 	})
 	if err != nil {

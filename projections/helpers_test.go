@@ -33,7 +33,7 @@ func openSQLite(t testing.TB, path string) backend {
 		path = filepath.Join(t.TempDir(), "taskqueue.db")
 	}
 	s := teststore.SQLite(t, path)
-	return backend{name: "sqlite", store: s, db: NewSQLiteDB(s.WriteDB(), s.ReadDB()), url: path}
+	return backend{name: "sqlite", store: s, db: NewSQLiteStoreDB(s), url: path}
 }
 
 // openPostgres opens a store on url, or on a fresh schema when url is "".

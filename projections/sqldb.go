@@ -67,12 +67,44 @@ func NewPostgresDB(pool *pgxpool.Pool) DB { return pgDB{pool} }
 // writer, reads outside transactions on reader (nil means writer). Pass the
 // event store's single writer (eventstore/sqlite's WriteDB) so that
 // read-model writes and checkpoints are serialized with appends to the same
-// file, and its reader pool (ReadDB) so that queries never wait for writes.
+// file, and its reader pool (ReadDB) so that queries never wait for writes;
+// or use NewSQLiteStoreDB, which also lets the appends go first.
 func NewSQLiteDB(writer, reader *sql.DB) DB {
 	if reader == nil {
 		reader = writer
 	}
-	return liteDB{writer, reader}
+	return liteDB{writeTx: func(ctx context.Context, fn func(*sql.Tx) error) error {
+		tx, err := writer.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	}, reader: reader}
+}
+
+// SQLiteStore is the embedded event store (eventstore/sqlite's *Store) as a
+// read-model database sees it.
+type SQLiteStore interface {
+	// WriteTx runs fn in a transaction on the store's single writer,
+	// after the appends waiting for it, and commits it when fn returns nil.
+	WriteTx(ctx context.Context, fn func(*sql.Tx) error) error
+	// ReadDB is the store's pool of read-only connections.
+	ReadDB() *sql.DB
+}
+
+// NewSQLiteStoreDB returns the DB of the event store's own file: read-model
+// transactions and checkpoints run through s.WriteTx, serialized with the
+// appends and behind those waiting (an append never waits for a queue of
+// projection batches), and reads outside transactions on s.ReadDB.
+func NewSQLiteStoreDB(s SQLiteStore) DB {
+	return liteDB{writeTx: s.WriteTx, reader: s.ReadDB()}
 }
 
 type pgDB struct{ pool *pgxpool.Pool }
@@ -127,7 +159,10 @@ func (t pgTx) QueryRow(ctx context.Context, q string, args ...any) Row {
 	return t.tx.QueryRow(ctx, q, args...)
 }
 
-type liteDB struct{ db, reader *sql.DB }
+type liteDB struct {
+	writeTx func(ctx context.Context, fn func(*sql.Tx) error) error
+	reader  *sql.DB
+}
 
 func (liteDB) Dialect() migrations.Dialect { return migrations.SQLite }
 
@@ -144,18 +179,7 @@ func (d liteDB) QueryRow(ctx context.Context, q string, args ...any) Row {
 }
 
 func (d liteDB) InTx(ctx context.Context, fn func(Tx) error) error {
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if err := fn(liteTx{tx}); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return d.writeTx(ctx, func(tx *sql.Tx) error { return fn(liteTx{tx}) })
 }
 
 type liteTx struct{ tx *sql.Tx }

@@ -7,8 +7,8 @@
 // A Store holds two database/sql pools on the same file:
 //
 //   - the writer, limited to ONE connection (SetMaxOpenConns(1)). Every
-//     append runs on it, so appends of this process are serialized by
-//     database/sql and never meet SQLITE_BUSY from one another. Its
+//     append runs on it, so appends of this process are serialized and
+//     never meet SQLITE_BUSY from one another. Its
 //     transactions start with BEGIN IMMEDIATE, which takes the file's write
 //     lock up front: a transaction that read first and wrote later could
 //     otherwise fail with SQLITE_BUSY_SNAPSHOT when another process wrote in
@@ -19,12 +19,18 @@
 //     never block the writer nor each other, and every read transaction sees
 //     a consistent snapshot.
 //
-// WriteDB exposes the writer for code that must commit its own rows in the
-// same file in ONE transaction with nothing interleaved, as the projections
-// do with a read model and its checkpoint. Such a transaction waits for, and
-// holds up, every append of the process: keep it short, and never call
-// Append (or anything that does) while holding it, or the process deadlocks
-// on the single connection. ReadDB exposes the reader pool.
+// WriteTx runs a transaction on the writer for code that must commit its own
+// rows in the same file in ONE transaction with nothing interleaved, as the
+// projections do with a read model and its checkpoint. Such a transaction
+// holds up every append of the process: keep it short, and never call
+// Append (or anything that does) inside it, or the process deadlocks on the
+// single connection. The Store orders the writer's users (see writeGate):
+// appends in arrival order and ahead of WriteTx transactions, which wait in
+// arrival order, with at most 32 appends passing a waiting one. (database/sql
+// alone hands a released connection to a random waiter: an append could wait
+// behind any number of later transactions, which made the latency tail.)
+// WriteDB exposes the writer's pool itself, whose transactions are not
+// ordered; ReadDB exposes the reader pool.
 //
 // # Positions
 //
@@ -130,6 +136,8 @@ type Store struct {
 	versionStmt *sql.Stmt
 	insertStmt  *sql.Stmt
 
+	gate writeGate // who uses the writer next
+
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after every committed append
 	closed  chan struct{}
@@ -203,12 +211,38 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}, nil
 }
 
-// WriteDB returns the single writer connection pool, for callers that must
-// commit their own rows in this file serialized with appends, such as a
-// projection writing a read model and its checkpoint in one transaction.
-// Transactions begun on it are BEGIN IMMEDIATE. While such a transaction is
-// open every Append of this Store waits: keep it short and never call
-// Append inside it (that deadlocks). Do not close the returned pool.
+// WriteTx runs fn in a transaction on the single writer connection (BEGIN
+// IMMEDIATE), for callers that must commit their own rows in this file
+// serialized with appends, such as a projection writing a read model and
+// its checkpoint in one transaction. It commits when fn returns nil and
+// rolls back otherwise. The transaction starts once the appends waiting for
+// the writer are through (at most 32 of them; see the package doc), and
+// while it is open every Append of this Store waits: keep it short and never
+// call Append inside it (that deadlocks).
+func (s *Store) WriteTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if err := s.gate.enter(ctx, false); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer s.gate.leave()
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// WriteDB returns the single writer connection pool. Transactions begun on
+// it are BEGIN IMMEDIATE and serialized with appends, but not ordered with
+// them: prefer WriteTx. While such a transaction is open every Append of
+// this Store waits: keep it short and never call Append inside it (that
+// deadlocks). Do not close the returned pool.
 func (s *Store) WriteDB() *sql.DB { return s.writer }
 
 // ReadDB returns the pool of read-only connections. Do not close it.
@@ -269,6 +303,10 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 }
 
 func (s *Store) append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events []eventstore.EventData) (eventstore.AppendResult, error) {
+	if err := s.gate.enter(ctx, true); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	defer s.gate.leave()
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return eventstore.AppendResult{}, s.closedOr(err)
