@@ -33,12 +33,16 @@ func queued(t *testing.T, g *writeGate, n, m int) {
 	}
 }
 
+func newReq(ctx context.Context, stream string) *appendReq {
+	return &appendReq{ctx: ctx, stream: stream, lead: make(chan struct{}), done: make(chan struct{})}
+}
+
 // TestWriteGateOrder: appends in arrival order and ahead of the others,
-// but no more than appendsAhead of them while another waits.
+// but no more than appendsAhead append transactions while another waits.
 func TestWriteGateOrder(t *testing.T) {
 	ctx := context.Background()
 	var g writeGate
-	if err := g.enter(ctx, false); err != nil {
+	if err := g.enter(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var (
@@ -46,26 +50,38 @@ func TestWriteGateOrder(t *testing.T) {
 		order []string
 		wg    sync.WaitGroup
 	)
-	wait := func(name string, first bool) {
-		defer wg.Done()
-		if err := g.enter(ctx, first); err != nil {
-			t.Error(err)
-			return
-		}
+	got := func(name string) {
 		mu.Lock()
 		order = append(order, name)
 		mu.Unlock()
 		g.leave()
 	}
+	tx := func(name string) {
+		defer wg.Done()
+		if err := g.enter(ctx); err != nil {
+			t.Error(err)
+			return
+		}
+		got(name)
+	}
+	app := func(name string) {
+		defer wg.Done()
+		lead, err := g.enterAppend(newReq(ctx, name))
+		if err != nil || !lead {
+			t.Errorf("append %s: lead %v, err %v", name, lead, err)
+			return
+		}
+		got(name) // a group of one: takes no followers
+	}
 	wg.Add(2)
-	go wait("tx1", false)
+	go tx("tx1")
 	queued(t, &g, 0, 1)
-	go wait("tx2", false)
+	go tx("tx2")
 	queued(t, &g, 0, 2)
 	const n = appendsAhead + 3
 	for i := range n {
 		wg.Add(1)
-		go wait(fmt.Sprintf("a%d", i), true)
+		go app(fmt.Sprintf("a%d", i))
 		queued(t, &g, i+1, 2)
 	}
 	g.leave()
@@ -90,16 +106,19 @@ func TestWriteGateOrder(t *testing.T) {
 func TestWriteGateCancel(t *testing.T) {
 	ctx := context.Background()
 	var g writeGate
-	if err := g.enter(ctx, false); err != nil {
+	if err := g.enter(ctx); err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- g.enter(cctx, true) }()
+	go func() {
+		_, err := g.enterAppend(newReq(cctx, "a"))
+		errc <- err
+	}()
 	queued(t, &g, 1, 0)
 	done := make(chan struct{})
 	go func() {
-		if err := g.enter(ctx, false); err != nil {
+		if err := g.enter(ctx); err != nil {
 			t.Error(err)
 		}
 		close(done)
@@ -107,7 +126,7 @@ func TestWriteGateCancel(t *testing.T) {
 	queued(t, &g, 1, 1)
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("enter with a cancelled context: %v", err)
+		t.Fatalf("enterAppend with a cancelled context: %v", err)
 	}
 	queued(t, &g, 0, 1)
 	g.leave()
@@ -119,6 +138,88 @@ func TestWriteGateCancel(t *testing.T) {
 	g.leave()
 	if g.busy {
 		t.Error("gate still busy after everyone left")
+	}
+}
+
+func anEvent() eventstore.EventData {
+	return eventstore.EventData{ID: uuid.New(), Type: "Happened", Data: json.RawMessage(`{}`),
+		Metadata: eventstore.Metadata{OccurredAt: time.Now()}}
+}
+
+// TestAppendGroup: appends queued while the writer is busy commit as one
+// group, each with its own outcome, in arrival order; one that fails or
+// whose context ended leaves the others stored.
+func TestAppendGroup(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+
+	hold, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = s.WriteTx(ctx, func(*sql.Tx) error {
+			close(hold)
+			<-release
+			return nil
+		})
+	}()
+	<-hold
+	cctx, cancel := context.WithCancel(ctx)
+	type outcome struct {
+		res eventstore.AppendResult
+		err error
+	}
+	calls := []struct {
+		ctx      context.Context
+		stream   string
+		expected eventstore.ExpectedVersion
+	}{
+		{ctx, "s-1", eventstore.NoStream},
+		{ctx, "s-2", eventstore.NoStream},
+		{ctx, "s-1", eventstore.NoStream},  // s-1 exists by then
+		{cctx, "s-3", eventstore.NoStream}, // cancelled while queued
+		{ctx, "s-1", eventstore.Exact(1)},
+	}
+	outs := make([]outcome, len(calls))
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i].res, outs[i].err = s.Append(c.ctx, c.stream, c.expected, anEvent())
+		}()
+		queued(t, &s.gate, i+1, 0)
+	}
+	cancel()
+	queued(t, &s.gate, len(calls)-1, 0)
+	close(release)
+	wg.Wait()
+
+	want := []string{"s-1 v1 @1", "s-2 v1 @2", "wrong version", "cancelled", "s-1 v2 @3"}
+	for i, o := range outs {
+		var got string
+		var wv *eventstore.WrongVersionError
+		switch {
+		case o.err == nil:
+			got = fmt.Sprintf("%s v%d @%d", calls[i].stream, o.res.Version, o.res.Position.Seq)
+		case errors.As(o.err, &wv):
+			got = "wrong version"
+		case errors.Is(o.err, context.Canceled):
+			got = "cancelled"
+		default:
+			got = o.err.Error()
+		}
+		if got != want[i] {
+			t.Errorf("append %d: %s, want %s", i, got, want[i])
+		}
+	}
+	if v, err := s.StreamVersion(ctx, "s-3"); err != nil || v != 0 {
+		t.Errorf("cancelled append: stream version %d (%v), want 0", v, err)
+	}
+	if head, err := s.Head(ctx); err != nil || head.Seq != 3 {
+		t.Errorf("head %v (%v), want 3", head, err)
 	}
 }
 
@@ -164,9 +265,7 @@ func TestAppendGoesBeforeWaitingWriteTx(t *testing.T) {
 	queued(t, &s.gate, 0, 1)
 	go func() {
 		defer wg.Done()
-		e := eventstore.EventData{ID: uuid.New(), Type: "Happened", Data: json.RawMessage(`{}`),
-			Metadata: eventstore.Metadata{OccurredAt: time.Now()}}
-		if _, err := s.Append(ctx, "s-1", eventstore.Any, e); err != nil {
+		if _, err := s.Append(ctx, "s-1", eventstore.Any, anEvent()); err != nil {
 			t.Error(err)
 		}
 	}()

@@ -8,13 +8,13 @@
 //
 //   - the writer, limited to ONE connection (SetMaxOpenConns(1)). Every
 //     append runs on it, so appends of this process are serialized and
-//     never meet SQLITE_BUSY from one another. Its
-//     transactions start with BEGIN IMMEDIATE, which takes the file's write
-//     lock up front: a transaction that read first and wrote later could
-//     otherwise fail with SQLITE_BUSY_SNAPSHOT when another process wrote in
-//     between, an error no busy timeout retries. Against other processes
-//     writing the same file, the busy timeout (5 s) makes SQLite wait for the
-//     lock instead of failing.
+//     never meet SQLITE_BUSY from one another. Its transactions start with
+//     BEGIN IMMEDIATE, which takes the file's write lock up front: a
+//     transaction that read first and wrote later could otherwise fail with
+//     SQLITE_BUSY_SNAPSHOT when another process wrote in between, an error
+//     no busy timeout retries. Against other processes writing the same
+//     file, the busy timeout (5 s) makes SQLite wait for the lock instead of
+//     failing.
 //   - the readers, a small pool of read-only connections. In WAL mode readers
 //     never block the writer nor each other, and every read transaction sees
 //     a consistent snapshot.
@@ -24,13 +24,22 @@
 // projections do with a read model and its checkpoint. Such a transaction
 // holds up every append of the process: keep it short, and never call
 // Append (or anything that does) inside it, or the process deadlocks on the
-// single connection. The Store orders the writer's users (see writeGate):
-// appends in arrival order and ahead of WriteTx transactions, which wait in
-// arrival order, with at most 32 appends passing a waiting one. (database/sql
-// alone hands a released connection to a random waiter: an append could wait
-// behind any number of later transactions, which made the latency tail.)
-// WriteDB exposes the writer's pool itself, whose transactions are not
-// ordered; ReadDB exposes the reader pool.
+// single connection. WriteDB exposes the writer's pool itself, whose
+// transactions bypass the ordering below; ReadDB exposes the reader pool.
+//
+// # Who writes next
+//
+// database/sql alone hands a released connection to a random waiter: with
+// one connection an append could wait behind any number of later projection
+// batches, which made the latency tail under load. The Store orders the
+// writer's users instead (writeGate): appends in arrival order and ahead of
+// WriteTx transactions, which wait in arrival order, with at most 32 append
+// transactions passing a waiting one. The append that gets the writer
+// commits the appends queued behind it in the same transaction (up to 64 in
+// all, a group commit), each with its own outcome: a queue of appends costs
+// one commit and one hand-over of the connection. A group is one
+// transaction, so readers see all of it or none of it, and its positions
+// are gap-free like any other commit's.
 //
 // # Positions
 //
@@ -216,11 +225,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // serialized with appends, such as a projection writing a read model and
 // its checkpoint in one transaction. It commits when fn returns nil and
 // rolls back otherwise. The transaction starts once the appends waiting for
-// the writer are through (at most 32 of them; see the package doc), and
-// while it is open every Append of this Store waits: keep it short and never
-// call Append inside it (that deadlocks).
+// the writer are through (at most 32 append transactions; see the package
+// doc), and while it is open every Append of this Store waits: keep it
+// short and never call Append inside it (that deadlocks).
 func (s *Store) WriteTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	if err := s.gate.enter(ctx, false); err != nil {
+	if err := s.gate.enter(ctx); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer s.gate.leave()
@@ -302,20 +311,92 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	return res, nil
 }
 
+// append stores events through the gate: as the leader of a group of
+// appends committed together, or as a follower whose outcome a leader
+// reports.
 func (s *Store) append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events []eventstore.EventData) (eventstore.AppendResult, error) {
-	if err := s.gate.enter(ctx, true); err != nil {
+	req := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events,
+		lead: make(chan struct{}), done: make(chan struct{})}
+	lead, err := s.gate.enterAppend(req)
+	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
+	if lead {
+		s.commitGroup(append([]*appendReq{req}, s.gate.followers(maxGroup-1)...))
+	}
+	return req.res, req.err
+}
+
+// commitGroup runs every request of group in ONE transaction, in order,
+// and commits it, then hands the writer on. Each request's outcome is its
+// own: a request that fails (wrong version, an event ID stored elsewhere)
+// wrote nothing, since its events go in with one statement, and the others
+// go on. The statements do not take the requests' contexts: interrupting
+// one would roll the whole transaction back; a request whose context has
+// ended is skipped instead, and the transaction is as short as its work.
+func (s *Store) commitGroup(group []*appendReq) {
 	defer s.gate.leave()
+	defer func() {
+		for _, r := range group[1:] {
+			close(r.done)
+		}
+	}()
+	fail := func(err error) {
+		for _, r := range group {
+			if r.err == nil {
+				r.res, r.err = eventstore.AppendResult{}, err
+			}
+		}
+	}
+	ctx := context.WithoutCancel(group[0].ctx)
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return eventstore.AppendResult{}, s.closedOr(err)
+		fail(s.closedOr(err))
+		return
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	stored := false
+	for _, r := range group {
+		if r.err = r.ctx.Err(); r.err != nil {
+			continue
+		}
+		r.res, r.err = s.appendIn(ctx, tx, r.stream, r.expected, r.events)
+		if r.err != nil && !ownFailure(r.err) {
+			// The transaction may be gone with it (SQLite rolls back on
+			// some errors): none of the group is stored.
+			err := r.err
+			for _, r := range group {
+				if r.err == nil || !ownFailure(r.err) {
+					r.res, r.err = eventstore.AppendResult{}, err
+				}
+			}
+			return
+		}
+		stored = stored || (r.err == nil && !r.res.Duplicate)
+	}
+	if err := tx.Commit(); err != nil {
+		fail(fmt.Errorf("commit: %w", s.closedOr(err)))
+		return
+	}
+	if stored {
+		s.notify()
+	}
+}
 
+// ownFailure reports whether err is an append's own failure, which leaves
+// the transaction as it was: a wrong expected version, or invalid input such
+// as an event ID stored elsewhere (the statement that broke the constraint
+// wrote nothing).
+func ownFailure(err error) bool {
+	var wv *eventstore.WrongVersionError
+	return errors.As(err, &wv) || errors.Is(err, eventstore.ErrInvalid)
+}
+
+// appendIn stores events in tx, or reports why not (then it wrote nothing).
+func (s *Store) appendIn(ctx context.Context, tx *sql.Tx, stream string, expected eventstore.ExpectedVersion, events []eventstore.EventData) (eventstore.AppendResult, error) {
 	var current int64
 	if err := tx.StmtContext(ctx, s.versionStmt).QueryRowContext(ctx, stream).Scan(&current); err != nil {
-		return eventstore.AppendResult{}, fmt.Errorf("read stream version: %w", err)
+		return eventstore.AppendResult{}, fmt.Errorf("read stream version: %w", s.closedOr(err))
 	}
 	if !expected.Check(current) {
 		// Perhaps a retry of an append that already happened (Exact, NoStream).
@@ -329,17 +410,11 @@ func (s *Store) append(ctx context.Context, stream string, expected eventstore.E
 		// An event ID already stored breaks the UNIQUE constraint: a retry
 		// with Any or StreamExists, or an ID stored elsewhere. The failed
 		// statement wrote nothing and the transaction is still usable.
-		if ctx.Err() == nil {
-			if dup, res, derr := duplicateOf(ctx, tx, stream, expected, current, events); derr != nil || dup {
-				return res, derr
-			}
+		if dup, res, derr := duplicateOf(ctx, tx, stream, expected, current, events); derr != nil || dup {
+			return res, derr
 		}
 		return eventstore.AppendResult{}, err
 	}
-	if err := tx.Commit(); err != nil {
-		return eventstore.AppendResult{}, fmt.Errorf("commit: %w", s.closedOr(err))
-	}
-	s.notify()
 	return eventstore.AppendResult{
 		Version:  current + int64(len(events)),
 		Position: eventstore.Position{Seq: uint64(last)},
