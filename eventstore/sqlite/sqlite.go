@@ -655,9 +655,10 @@ func (s *Store) scan(ctx context.Context, after eventstore.Position, filter even
 // filter, and the position of that append's last event (matching or not).
 // One append's events have consecutive positions, one stream and one
 // recorded_at (insertEvents writes them in one statement at one reading of
-// the clock; the stream's next append reads the clock after this one
-// committed), so the append goes on while the next position has last's
-// stream and recorded_at.
+// the clock; the stream's next append reads the clock after this one was
+// inserted, in a later transaction or later in the same group commit), so
+// the append goes on while the next position has last's stream and
+// recorded_at.
 func restOfAppend(ctx context.Context, tx *sql.Tx, last eventstore.RecordedEvent, head int64, filter eventstore.Filter) ([]eventstore.RecordedEvent, eventstore.Position, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT position, stream_id, recorded_at FROM events
 		WHERE position > ? AND position <= ? ORDER BY position LIMIT ?`,
