@@ -302,16 +302,98 @@ func TestWalkthroughStopReorderRemoveComplete(t *testing.T) {
 	})
 }
 
-// countingStore counts the events a real store returns to ReadStream.
+// countingStore counts the ReadStream calls to a real store and the events
+// they return.
 type countingStore struct {
 	eventstore.Store
-	read atomic.Int64
+	read, calls atomic.Int64
 }
 
 func (c *countingStore) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
 	evs, err := c.Store.ReadStream(ctx, stream, from, limit)
+	c.calls.Add(1)
 	c.read.Add(int64(len(evs)))
 	return evs, err
+}
+
+// With Optimistic, a command on a cached queue that nothing else wrote
+// appends without reading the stream; when another process did write it,
+// whatever the outdated queue would answer (a no-op, a duplicate, a failed
+// If-Match, a wrong version) is replaced by the answer on the caught-up
+// queue.
+func TestOptimisticSkipsTheReadUnlessOutdated(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+		ctx := context.Background()
+		clk := newClock()
+		counting := &countingStore{Store: store}
+		h, err := command.NewHandlers(counting, command.Config{
+			Rules: domain.Rules{Catalog: domain.DefaultCatalog(), QueueLimit: 10}, Clock: clk.now, Optimistic: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := handlers(t, store, clk, 10)
+		first, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k1"), Type: "chop-wood", Count: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := counting.calls.Load()
+		res, err := h.StopQueue.Handle(ctx, command.StopQueue{Request: req("stop1")})
+		if err != nil || len(res.Events) == 0 || res.Version != first.Version+int64(len(res.Events)) {
+			t.Fatalf("stop: %+v %v", res, err)
+		}
+		if n := counting.calls.Load() - calls; n != 0 {
+			t.Fatalf("a command on the current cached queue read the stream %d times, want 0", n)
+		}
+
+		// Another process starts the queue: stopping it again is a no-op
+		// on the outdated queue, a stop on the stream.
+		if _, err := other.StartQueue.Handle(ctx, command.StartQueue{Request: req("start1")}); err != nil {
+			t.Fatal(err)
+		}
+		res, err = h.StopQueue.Handle(ctx, command.StopQueue{Request: req("stop2")})
+		if v, _ := storeVersion(ctx, store); err != nil || len(res.Events) == 0 || res.Version != v || res.View.Running {
+			t.Fatalf("stop after another process started: %+v %v (stream version %d)", res, err, v)
+		}
+		// Another process enqueues: this one's enqueue loses the version
+		// race on the outdated queue and is decided again.
+		if _, err := other.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k2"), Type: "chop-wood", Count: 1}); err != nil {
+			t.Fatal(err)
+		}
+		res3, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k3"), Type: "mine-copper", Count: 1})
+		if v, _ := storeVersion(ctx, store); err != nil || res3.Version != v || len(res3.View.Tasks) != 3 {
+			t.Fatalf("enqueue after another process enqueued: %+v %v (stream version %d)", res3, err, v)
+		}
+		// If-Match on the stream's version, which the outdated queue does
+		// not know yet, holds.
+		if _, err := other.StartQueue.Handle(ctx, command.StartQueue{Request: req("start2")}); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := storeVersion(ctx, store)
+		r := req("stop3")
+		r.IfMatch = &v
+		if res, err = h.StopQueue.Handle(ctx, command.StopQueue{Request: r}); err != nil || len(res.Events) == 0 || res.Version != v+int64(len(res.Events)) {
+			t.Fatalf("If-Match %d after another process wrote: %+v %v", v, res, err)
+		}
+		// A retry, answered as a duplicate with the queue as it is now.
+		if _, err := other.RemoveTask.Handle(ctx, command.RemoveTask{Request: req("rm"), TaskID: string(res3.Task.TaskID)}); err != nil {
+			t.Fatal(err)
+		}
+		again, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k3"), Type: "mine-copper", Count: 1})
+		if err != nil || !again.Duplicate || again.Task.TaskID != res3.Task.TaskID || len(again.View.Tasks) != 2 {
+			t.Fatalf("retry of k3 after another process removed its task: %+v %v", again, err)
+		}
+		// A task only the stream knows: the outdated queue refuses its
+		// removal, the caught-up one removes it.
+		k4, err := other.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k4"), Type: "chop-wood", Count: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err = h.RemoveTask.Handle(ctx, command.RemoveTask{Request: req("rm4"), TaskID: string(k4.Task.TaskID)})
+		if v, _ := storeVersion(ctx, store); err != nil || len(res.Events) == 0 || res.Version != v {
+			t.Fatalf("remove a task another process queued: %+v %v (stream version %d)", res, err, v)
+		}
+	})
 }
 
 func TestCachedQueueReadsOnlyTheTail(t *testing.T) {

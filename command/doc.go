@@ -17,6 +17,15 @@
 // decides again, at most Config.MaxAttempts times, then fails with
 // ErrConflict.
 //
+// With Config.Optimistic (the processor sets it) a command on a cached
+// queue skips the read: it decides on the cached queue and appends with the
+// cached version, which the store accepts only if nothing was appended
+// since, so a decision that took was made on the current queue. Anything
+// else the cached queue answers (a wrong version, a refusal, no events, a
+// failed If-Match, a key it has seen) may come from an outdated queue: the
+// command then reads the tail and decides again as above, without counting
+// that try as an attempt.
+//
 // # Idempotency
 //
 // Every command carries an idempotency key (Request.IdempotencyKey, from

@@ -40,6 +40,16 @@ type Config struct {
 	// ReadPageSize is the number of events read per ReadStream call when
 	// loading. Default 1,000.
 	ReadPageSize int
+	// Optimistic makes a command on a cached queue decide without reading
+	// the stream's tail first and append with the cached version: one
+	// round trip instead of two when nothing else wrote the stream since.
+	// When the append finds another version, or the cached queue refuses
+	// the command, decides nothing, fails its If-Match or knows its key,
+	// the command reads the tail and decides again as usual. For a writer
+	// that makes most of its streams' writes (the processor); a handler
+	// whose cache other writers keep outdating pays a failed append (and
+	// the reads that explain it) instead of a read. Default false.
+	Optimistic bool
 }
 
 func (c *Config) setDefaults() {
@@ -305,28 +315,63 @@ func (r *Queues) execute(ctx context.Context, req Request, fp string, decide dec
 }
 
 // attempt makes one decision. retry reports a lost race worth retrying.
+// With Config.Optimistic it first decides on the cached queue as it is
+// (see decideOn), and catches up and decides again when that was not
+// enough.
 func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision) (out outcome, retry bool, err error) {
 	c := r.entry(stream)
 	if err := c.acquire(ctx); err != nil {
 		return outcome{}, false, err
 	}
 	defer c.release()
+	if r.cfg.Optimistic && c.st != nil {
+		out, retry, err := r.decideOn(ctx, c, c.st, player, stream, req, key, fp, firstID, decide, true)
+		if !errors.Is(err, errMaybeStale) {
+			return out, retry, err
+		}
+	}
 	st, err := r.catchUp(ctx, c, player)
 	if err != nil {
 		return outcome{}, false, err
 	}
+	return r.decideOn(ctx, c, st, player, stream, req, key, fp, firstID, decide, false)
+}
+
+// errMaybeStale is decideOn's answer, on a queue not caught up, to anything
+// but an append that took: the queue may be out of date, so the command
+// must catch up and decide again.
+var errMaybeStale = errors.New("the cached queue may be out of date")
+
+// decideOn checks idempotency and the condition on st, decides and appends
+// with the exact expected version st.version. c's lock must be held.
+// Unless caughtUp, st may lag behind the stream: then only an append that
+// took is an answer (it proves st was the end of the stream), and
+// everything else returns errMaybeStale.
+func (r *Queues) decideOn(ctx context.Context, c *cached, st *loaded, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision, optimistic bool) (out outcome, retry bool, err error) {
 	if out, seen, err := seenBefore(st, stream, key, firstID); seen {
+		if optimistic {
+			return outcome{}, false, errMaybeStale
+		}
 		return out, false, err
 	}
 	if req.IfMatch != nil && *req.IfMatch != st.version {
+		if optimistic {
+			return outcome{}, false, errMaybeStale
+		}
 		return outcome{}, false, &PreconditionFailedError{Stream: stream, Expected: *req.IfMatch, Actual: st.version}
 	}
 	q := st.queue.Clone()
 	events, err := decide(q, r.cfg.Clock(), key)
 	if err != nil {
+		if optimistic {
+			return outcome{}, false, errMaybeStale
+		}
 		return outcome{}, false, err
 	}
 	if len(events) == 0 {
+		if optimistic {
+			return outcome{}, false, errMaybeStale
+		}
 		return outcome{Result: Result{View: q.View(), Version: st.version}}, false, nil
 	}
 	data := make([]eventstore.EventData, len(events))
@@ -344,14 +389,17 @@ func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream str
 	}
 	res, err := r.store.Append(ctx, stream, eventstore.Exact(st.version), data...)
 	switch {
+	case errors.Is(err, eventstore.ErrWrongVersion) && optimistic:
+		return outcome{}, false, errMaybeStale
 	case errors.Is(err, eventstore.ErrWrongVersion):
 		return outcome{}, true, err
 	case errors.Is(err, eventstore.ErrInvalid) && eventstore.ValidateStreamID(stream) == nil:
 		// The events are well formed (the domain made them), so the store
 		// refused their IDs: they are stored at an earlier place of the
-		// stream. That is this key, used by a request older than the keys
-		// the queue remembers: too old to answer again, and not to be run
-		// twice.
+		// stream (a store reports a wrong version first, so st was the end
+		// of the stream). That is this key, used by a request older than the
+		// keys the queue remembers: too old to answer again, and not to be
+		// run twice.
 		return outcome{}, false, fmt.Errorf("%s: key %q was used by a request older than the last %d: %w", stream, key, r.cfg.KeysPerQueue, ErrIdempotencyKeyReused)
 	case err != nil:
 		return outcome{}, false, fmt.Errorf("append %d events to %s: %w", len(data), stream, err)

@@ -26,8 +26,9 @@ type Config struct {
 	// and reader. Required.
 	DB projections.DB
 	// Commands configures the processor's own command handlers (rules,
-	// cache size); its Clock is replaced by Clock. Commands.Rules must be
-	// the rules the rest of the application decides by.
+	// cache size); its Clock is replaced by Clock and Optimistic is set.
+	// Commands.Rules must be the rules the rest of the application
+	// decides by.
 	Commands command.Config
 	// Clock gives the time of claims and commands. Default SystemClock.
 	Clock Clock

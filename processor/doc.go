@@ -24,7 +24,10 @@
 // repetition at its due time, not at the time the command runs, starts the
 // next one at that due time, and completes everything else due by now
 // (offline progress, up to domain.MaxCatchUp per command; the next row is
-// claimed at once for the rest). Between polls the loop sleeps until the
+// claimed at once for the rest). The processor's command handlers are
+// optimistic (command.Config.Optimistic): a completion on a queue they have
+// cached is one append, without reading the stream first, as long as no
+// other writer appended to it since. Between polls the loop sleeps until the
 // next due time, at most MaxSleep, and wakes early when the schedule
 // commits a change.
 //

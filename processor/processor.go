@@ -63,6 +63,7 @@ func New(cfg Config) (*Processor, error) {
 	p := &Processor{cfg: cfg}
 	cc := cfg.Commands
 	cc.Clock = cfg.Clock.Now
+	cc.Optimistic = true // the processor makes most of its streams' writes
 	h, err := command.NewHandlers(cfg.Store, cc)
 	if err != nil {
 		return nil, fmt.Errorf("processor: %w", err)
