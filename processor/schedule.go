@@ -57,7 +57,7 @@ type scheduleRow struct {
 }
 
 // Apply folds the batch in memory (the last event of each stream decides
-// its row) and writes it back with one delete and one multi-row upsert.
+// its row) and writes it back with multi-row deletes and upserts.
 func (Schedule) Apply(ctx context.Context, tx projections.Tx, t projections.Tables, events []eventstore.RecordedEvent) error {
 	table := t.Name("processor_schedule")
 	rows := map[string]*scheduleRow{}
@@ -108,25 +108,68 @@ func (Schedule) Apply(ctx context.Context, tx projections.Tx, t projections.Tabl
 	}
 	sort.Strings(streams)
 	var upserts [][]any
+	var gone []string   // streams whose row goes, whatever it holds
+	var endedKeys []any // (stream, task, number) of rows that go only if they hold that repetition
 	for _, s := range streams {
 		if te, ok := ended[s]; ok {
 			// The repetition the table holds for s ended (the batch started
 			// no other one): delete it if it is that one.
-			if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE stream_id = $1 AND task_id = $2 AND number = $3", s, te[0], te[1]); err != nil {
-				return fmt.Errorf("delete the schedule row of %s: %w", s, err)
-			}
+			endedKeys = append(endedKeys, s, te[0], te[1])
 			continue
 		}
 		r := rows[s]
 		if r == nil {
-			if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE stream_id = $1", s); err != nil {
-				return fmt.Errorf("delete the schedule row of %s: %w", s, err)
-			}
+			gone = append(gone, s)
 			continue
 		}
 		upserts = append(upserts, []any{s, r.player, r.taskID, r.number, r.dueAt, r.startedAt})
 	}
+	if err := deleteRows(ctx, tx, table, gone, endedKeys); err != nil {
+		return err
+	}
 	return upsertRows(ctx, tx, table, upserts)
+}
+
+// deleteBatch bounds the rows one DELETE names.
+const deleteBatch = 1000
+
+// deleteRows deletes the rows of the streams gone, and the rows of the
+// (stream, task, number) triples of ended that still hold that repetition,
+// up to deleteBatch rows per statement (one statement per row cost a round
+// trip per emptied queue inside the schedule's transaction).
+func deleteRows(ctx context.Context, tx projections.Tx, table string, gone []string, ended []any) error {
+	for start := 0; start < len(gone); start += deleteBatch {
+		chunk := gone[start:min(start+deleteBatch, len(gone))]
+		var q strings.Builder
+		q.WriteString("DELETE FROM " + table + " WHERE stream_id IN (")
+		args := make([]any, len(chunk))
+		for i, s := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			fmt.Fprintf(&q, "$%d", i+1)
+			args[i] = s
+		}
+		q.WriteString(")")
+		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("delete %d schedule rows from %s: %w", len(chunk), table, err)
+		}
+	}
+	for start := 0; start < len(ended); start += 3 * deleteBatch {
+		args := ended[start:min(start+3*deleteBatch, len(ended))]
+		var q strings.Builder
+		q.WriteString("DELETE FROM " + table + " WHERE ")
+		for i := 0; i < len(args); i += 3 {
+			if i > 0 {
+				q.WriteString(" OR ")
+			}
+			fmt.Fprintf(&q, "(stream_id = $%d AND task_id = $%d AND number = $%d)", i+1, i+2, i+3)
+		}
+		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("delete %d ended repetitions from %s: %w", len(args)/3, table, err)
+		}
+	}
+	return nil
 }
 
 // upsertRows writes schedule rows, a few thousand per statement.
