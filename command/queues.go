@@ -344,9 +344,10 @@ var errMaybeStale = errors.New("the cached queue may be out of date")
 
 // decideOn checks idempotency and the condition on st, decides and appends
 // with the exact expected version st.version. c's lock must be held.
-// Unless caughtUp, st may lag behind the stream: then only an append that
-// took is an answer (it proves st was the end of the stream), and
-// everything else returns errMaybeStale.
+// When optimistic, st (the cached queue, not caught up) may lag behind the
+// stream: then only an append that took is an answer (it proves st was the
+// end of the stream), and a wrong version, a refusal, no events, a failed
+// If-Match or a known key return errMaybeStale.
 func (r *Queues) decideOn(ctx context.Context, c *cached, st *loaded, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision, optimistic bool) (out outcome, retry bool, err error) {
 	if out, seen, err := seenBefore(st, stream, key, firstID); seen {
 		if optimistic {
