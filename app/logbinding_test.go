@@ -35,7 +35,7 @@ func TestBindLog(t *testing.T) {
 	lite := teststore.SQLite(t, "")
 	_, pool := teststore.Postgres(t, "", 2)
 	for name, db := range map[string]projections.DB{
-		"sqlite":   projections.NewSQLiteDB(lite.WriteDB(), lite.ReadDB()),
+		"sqlite":   projections.NewSQLiteStoreDB(lite),
 		"postgres": projections.NewPostgresDB(pool),
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -69,7 +69,7 @@ func TestMetricsAfterAWorkload(t *testing.T) {
 	}
 	t.Cleanup(func() { raw.Close() })
 	store := reg.Store(raw)
-	db := projections.NewSQLiteDB(raw.WriteDB(), raw.ReadDB())
+	db := projections.NewSQLiteStoreDB(raw)
 
 	// The game clock starts 10 s ago, so a completion by the processor
 	// ("system") is about 7 s late.

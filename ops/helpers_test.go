@@ -23,7 +23,7 @@ type backend struct {
 func openSQLite(t testing.TB) backend {
 	t.Helper()
 	s := teststore.SQLite(t, "")
-	return backend{name: "sqlite", store: s, db: projections.NewSQLiteDB(s.WriteDB(), s.ReadDB())}
+	return backend{name: "sqlite", store: s, db: projections.NewSQLiteStoreDB(s)}
 }
 
 func openPostgres(t testing.TB) backend {
@@ -94,5 +94,5 @@ func openSQLiteAt(t testing.TB, path string) backend {
 		t.Fatalf("open sqlite store %s: %v", path, err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return backend{name: "sqlite", store: s, db: projections.NewSQLiteDB(s.WriteDB(), s.ReadDB())}
+	return backend{name: "sqlite", store: s, db: projections.NewSQLiteStoreDB(s)}
 }

@@ -22,8 +22,8 @@ type Config struct {
 	Store eventstore.Store
 	// DB holds the schedule, the claims, the dead letters and the relay
 	// checkpoint (migration 0030): projections.NewPostgresDB of the event
-	// store's pool, or projections.NewSQLiteDB of the SQLite store's writer
-	// and reader. Required.
+	// store's pool, or projections.NewSQLiteStoreDB of the SQLite
+	// store. Required.
 	DB projections.DB
 	// Commands configures the processor's own command handlers (rules,
 	// cache size); its Clock is replaced by Clock and Optimistic is set.

@@ -31,7 +31,7 @@ type backend struct {
 func openSQLite(t testing.TB) backend {
 	t.Helper()
 	s := teststore.SQLite(t, "")
-	return backend{name: "sqlite", store: s, db: projections.NewSQLiteDB(s.WriteDB(), s.ReadDB())}
+	return backend{name: "sqlite", store: s, db: projections.NewSQLiteStoreDB(s)}
 }
 
 func openPostgres(t testing.TB, maxConns int32) backend {

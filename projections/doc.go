@@ -24,9 +24,9 @@
 //
 // A projection's Apply gets a Tx, the runner's transaction, whichever
 // backend runs it: pgx on PostgreSQL (NewPostgresDB, the event store's pool),
-// database/sql on SQLite (NewSQLiteDB, the event store's single writer, so
-// read-model writes and checkpoints are serialized with appends in the same
-// file). Statements are written once with $N placeholders and ON CONFLICT
+// database/sql on SQLite (NewSQLiteStoreDB, the event store's single writer,
+// so read-model writes and checkpoints are serialized with appends in the
+// same file, behind the appends waiting). Statements are written once with $N placeholders and ON CONFLICT
 // upserts; Tx.Dialect tells where they must differ (PostgreSQL partitions).
 // Projections load the rows a batch touches with one query, apply the batch
 // in memory and write back with multi-row upserts: one round trip per

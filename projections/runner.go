@@ -31,7 +31,7 @@ type Config struct {
 	// Store is the event log. Required.
 	Store eventstore.Store
 	// DB holds the read models and the checkpoints. Required. On SQLite it
-	// must be the event store's single writer (see NewSQLiteDB).
+	// must be the event store's single writer (see NewSQLiteStoreDB).
 	DB DB
 	// Projections to run. Required; names must be unique.
 	Projections []Projection

@@ -63,32 +63,6 @@ type DB interface {
 // or one of its own; the read models live beside the log either way).
 func NewPostgresDB(pool *pgxpool.Pool) DB { return pgDB{pool} }
 
-// NewSQLiteDB returns the DB of a SQLite database: transactions run on
-// writer, reads outside transactions on reader (nil means writer). Pass the
-// event store's single writer (eventstore/sqlite's WriteDB) so that
-// read-model writes and checkpoints are serialized with appends to the same
-// file, and its reader pool (ReadDB) so that queries never wait for writes;
-// or use NewSQLiteStoreDB, which also lets the appends go first.
-func NewSQLiteDB(writer, reader *sql.DB) DB {
-	if reader == nil {
-		reader = writer
-	}
-	return liteDB{writeTx: func(ctx context.Context, fn func(*sql.Tx) error) error {
-		tx, err := writer.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("begin: %w", err)
-		}
-		defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-		if err := fn(tx); err != nil {
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("commit: %w", err)
-		}
-		return nil
-	}, reader: reader}
-}
-
 // SQLiteStore is the embedded event store (eventstore/sqlite's *Store) as a
 // read-model database sees it.
 type SQLiteStore interface {

@@ -46,7 +46,7 @@ func TestSQLiteParams(t *testing.T) {
 func TestSQLiteParamsBindTheSame(t *testing.T) {
 	ctx := context.Background()
 	s := teststore.SQLite(t, filepath.Join(t.TempDir(), "taskqueue.db"))
-	db := NewSQLiteDB(s.WriteDB(), s.ReadDB())
+	db := NewSQLiteStoreDB(s)
 	err := db.InTx(ctx, func(tx Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TABLE params_test (k TEXT PRIMARY KEY, a INTEGER, b TEXT)`); err != nil {
 			return err

@@ -169,7 +169,7 @@ func TestLiveDeliveryWaitsForTheReadModel(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	runner, err := projections.NewRunner(projections.Config{
-		Store: store, DB: projections.NewSQLiteDB(store.WriteDB(), store.ReadDB()),
+		Store: store, DB: projections.NewSQLiteStoreDB(store),
 		Projections: []projections.Projection{projections.Queues{}},
 	})
 	if err != nil {

@@ -95,7 +95,7 @@ func TestOneChangeIsOneTrace(t *testing.T) {
 	}
 	handlers.Use(tracing.Command())
 
-	runner, err := projections.NewRunner(projections.Config{Store: raw, DB: projections.NewSQLiteDB(raw.WriteDB(), raw.ReadDB()),
+	runner, err := projections.NewRunner(projections.Config{Store: raw, DB: projections.NewSQLiteStoreDB(raw),
 		Projections: []projections.Projection{tracing.Projection(projections.Queues{})}})
 	if err != nil {
 		t.Fatal(err)

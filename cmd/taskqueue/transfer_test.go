@@ -234,7 +234,7 @@ func openSQLiteReadModels(t *testing.T, path string) projections.Querier {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return projections.NewSQLiteDB(s.WriteDB(), s.ReadDB())
+	return projections.NewSQLiteStoreDB(s)
 }
 
 func openPostgresReadModels(t *testing.T, url string) projections.Querier {
