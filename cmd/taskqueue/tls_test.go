@@ -38,26 +38,33 @@ type servedCLI struct {
 // when the test ends, if stop was not called.
 func startServe(t *testing.T, env map[string]string) *servedCLI {
 	t.Helper()
+	return startCLI(t, "serve", env, "listening on ")
+}
+
+// startCLI runs the command cmd as startServe runs serve, and waits for
+// the line with marker; base is the word after it.
+func startCLI(t *testing.T, cmd string, env map[string]string, marker string) *servedCLI {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &servedCLI{stdout: &testenv.SyncBuffer{}, stderr: &testenv.SyncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() {
-		s.done <- run(ctx, []string{"serve"}, strings.NewReader(""), s.stdout, s.stderr, func(k string) string { return env[k] })
+		s.done <- run(ctx, []string{cmd}, strings.NewReader(""), s.stdout, s.stderr, func(k string) string { return env[k] })
 	}()
 	t.Cleanup(func() { s.stop(t) })
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if _, url, ok := strings.Cut(s.stdout.String(), "listening on "); ok {
-			s.base = strings.TrimSpace(url)
+		if _, rest, ok := strings.Cut(s.stdout.String(), marker); ok && strings.Contains(rest, "\n") {
+			s.base, _, _ = strings.Cut(strings.TrimSpace(rest), " ")
 			return s
 		}
 		select {
 		case code := <-s.done:
 			s.done <- code
-			t.Fatalf("serve exited with %d before listening; stderr:\n%s", code, s.stderr.String())
+			t.Fatalf("%s exited with %d before listening; stderr:\n%s", cmd, code, s.stderr.String())
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("serve did not listen within 60s; stderr:\n%s", s.stderr.String())
+			t.Fatalf("%s did not listen within 60s; stderr:\n%s", cmd, s.stderr.String())
 		}
 	}
 }
@@ -124,6 +131,17 @@ func newTestCert(t *testing.T, cn string) testCert {
 	}
 }
 
+// files writes c's certificate and key into a new directory and returns
+// their paths.
+func (c testCert) files(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	replaceFile(t, certFile, c.certPEM)
+	replaceFile(t, keyFile, c.keyPEM)
+	return certFile, keyFile
+}
+
 // replaceFile writes data to path the way rotation tools do: a new file
 // renamed over the old one.
 func replaceFile(t *testing.T, path string, data []byte) {
@@ -158,11 +176,8 @@ func httpsClient(maxVersion uint16, certs ...*x509.Certificate) *http.Client {
 // checks HTTPS (TLS 1.3 only), plain HTTP refused, a WebSocket over wss,
 // and a certificate rotation picked up without a restart.
 func TestServeTLS(t *testing.T) {
-	dir := t.TempDir()
 	first := newTestCert(t, "first")
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	replaceFile(t, certFile, first.certPEM)
-	replaceFile(t, keyFile, first.keyPEM)
+	certFile, keyFile := first.files(t)
 	dataDir := t.TempDir()
 	env := map[string]string{
 		"TASKQUEUE_DATA_DIR": dataDir, "TASKQUEUE_ADDR": "127.0.0.1:0",
@@ -358,40 +373,26 @@ func TestServeTLSBadFiles(t *testing.T) {
 // `taskqueue processor` serves its probes over TLS when the deployment has
 // a certificate, not on a plain-HTTP port beside it.
 func TestProcessorProbesTLS(t *testing.T) {
-	dir := t.TempDir()
 	c := newTestCert(t, "probes")
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	replaceFile(t, certFile, c.certPEM)
-	replaceFile(t, keyFile, c.keyPEM)
+	certFile, keyFile := c.files(t)
 	env := map[string]string{
 		"TASKQUEUE_DATA_DIR": t.TempDir(), "TASKQUEUE_ADDR": "127.0.0.1:0",
 		"TASKQUEUE_TLS_CERT": certFile, "TASKQUEUE_TLS_KEY": keyFile,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"processor"}, strings.NewReader(""), stdout, stderr, func(k string) string { return env[k] })
-	}()
+	p := startCLI(t, "processor", env, "probes on ")
 	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("processor exited with %d; stderr:\n%s", code, stderr.String())
+		if code := p.stop(t); code != 0 {
+			t.Errorf("processor exited with %d; stderr:\n%s", code, p.stderr.String())
 		}
 	}()
-	var base string
-	waitFor(t, "the probe line", func() bool {
-		_, rest, ok := strings.Cut(stdout.String(), "probes on ")
-		base, _, _ = strings.Cut(rest, " ")
-		return ok && base != ""
-	})
+	base := p.base
 	if !strings.HasPrefix(base, "https://") {
 		t.Fatalf("probes on %q, want https", base)
 	}
 	base = strings.Replace(base, "localhost", "127.0.0.1", 1)
 	resp, err := httpsClient(0, c.cert).Get(base + "/healthz")
 	if err != nil {
-		t.Fatalf("GET /healthz over HTTPS: %v\n%s", err, stderr.String())
+		t.Fatalf("GET /healthz over HTTPS: %v\n%s", err, p.stderr.String())
 	}
 	resp.Body.Close()
 	if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.Version != tls.VersionTLS13 {
