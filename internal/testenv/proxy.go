@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -11,15 +10,18 @@ import (
 
 // TCPProxy forwards TCP connections from its own loopback address to a
 // target (the shared PostgreSQL server, say) until stopped: tests play an
-// outage by stopping it and the recovery by starting it again on the same
-// address, while the shared server itself is never stopped.
+// outage by stopping it (connections cut, new ones refused) and the
+// recovery by starting it again on the same address, or a partition by
+// Partition (connections held open, nothing forwarded either way until
+// Heal), while the shared server itself is never stopped.
 type TCPProxy struct {
 	target string
 	addr   string
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  map[net.Conn]bool
-	gen    int // counts Stops: a connection accepted before one is cut
+	gen    int           // counts Stops: a connection accepted before one is cut
+	held   chan struct{} // while partitioned; Heal closes it
 }
 
 // StartTCPProxy starts a proxy to target (host:port) on a free loopback
@@ -91,6 +93,7 @@ func (p *TCPProxy) Start(t testing.TB) {
 }
 
 func (p *TCPProxy) forward(c net.Conn, gen int) {
+	p.wait() // a connection made during a partition gets no answer until it heals
 	up, err := net.Dial("tcp", p.target)
 	if err != nil {
 		c.Close()
@@ -106,8 +109,8 @@ func (p *TCPProxy) forward(c net.Conn, gen int) {
 	p.conns[c], p.conns[up] = true, true
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(up, c); done <- struct{}{} }()
-	go func() { io.Copy(c, up); done <- struct{}{} }()
+	go func() { p.pipe(up, c); done <- struct{}{} }()
+	go func() { p.pipe(c, up); done <- struct{}{} }()
 	<-done
 	c.Close()
 	up.Close()
@@ -117,11 +120,66 @@ func (p *TCPProxy) forward(c net.Conn, gen int) {
 	p.mu.Unlock()
 }
 
-// Stop closes the listener and every connection: the target is gone for
-// whoever connects through the proxy. Stopping a stopped proxy is a no-op.
+// pipe copies src to dst, holding each chunk while the proxy is partitioned.
+func (p *TCPProxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.wait()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// wait returns when the proxy is not partitioned.
+func (p *TCPProxy) wait() {
+	p.mu.Lock()
+	h := p.held
+	p.mu.Unlock()
+	if h != nil {
+		<-h
+	}
+}
+
+// Partition holds every connection open and forwards nothing, either way,
+// until Heal: what a client sees when packets to the server are dropped
+// (its reads and writes hang until its own deadline). New connections are
+// accepted and held the same way. What was sent meanwhile arrives after
+// Heal, as TCP would deliver it.
+func (p *TCPProxy) Partition() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		p.held = make(chan struct{})
+	}
+}
+
+// Heal ends a partition. Healing a proxy that is not partitioned is a no-op.
+func (p *TCPProxy) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held != nil {
+		close(p.held)
+		p.held = nil
+	}
+}
+
+// Stop closes the listener and every connection (ending a partition): the
+// target is gone for whoever connects through the proxy. Stopping a stopped
+// proxy is a no-op.
 func (p *TCPProxy) Stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.held != nil {
+		close(p.held)
+		p.held = nil
+	}
 	p.gen++
 	if p.ln != nil {
 		p.ln.Close()
