@@ -143,19 +143,19 @@ func pgState(code string) Kind {
 	case code == "53100": // disk_full
 		return StorageFull
 	case strings.HasPrefix(code, "08"), // connection exception
-		code == "40001", // serialization_failure
-		code == "40P01", // deadlock_detected
-		code == "55P03", // lock_not_available
-		code == "55006", // object_in_use
-		code == "57014", // query_canceled (statement_timeout)
-		code == "57P01", // admin_shutdown
-		code == "57P02", // crash_shutdown
-		code == "57P03", // cannot_connect_now (starting up, in recovery)
-		code == "57P05", // idle_session_timeout
-		code == "25006", // read_only_sql_transaction (a standby after failover)
-		code == "25P03", // idle_in_transaction_session_timeout
-		strings.HasPrefix(code, "53"), // insufficient resources
-		strings.HasPrefix(code, "58"), // system error (I/O)
+		code == "40001",                  // serialization_failure
+		code == "40P01",                  // deadlock_detected
+		code == "55P03",                  // lock_not_available
+		code == "55006",                  // object_in_use
+		code == "57014",                  // query_canceled (statement_timeout)
+		code == "57P01",                  // admin_shutdown
+		code == "57P02",                  // crash_shutdown
+		code == "57P03",                  // cannot_connect_now (starting up, in recovery)
+		code == "57P05",                  // idle_session_timeout
+		code == "25006",                  // read_only_sql_transaction (a standby after failover)
+		code == "25P03",                  // idle_in_transaction_session_timeout
+		strings.HasPrefix(code, "53"),    // insufficient resources
+		strings.HasPrefix(code, "58"),    // system error (I/O)
 		code == "XX001", code == "XX002": // data/index corrupted: an operator must act, but not the event's fault
 		return Unavailable
 	}
