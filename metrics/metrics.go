@@ -14,6 +14,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
@@ -32,6 +33,8 @@ type Registry struct {
 	databaseErrors  *prometheus.CounterVec
 	redisErrors     *prometheus.CounterVec
 	scrapeErrors    *prometheus.CounterVec
+	transient       *prometheus.CounterVec
+	degraded        *prometheus.GaugeVec
 
 	mu      sync.Mutex
 	sources Sources
@@ -97,12 +100,18 @@ func New() *Registry {
 	r.scrapeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "taskqueue_scrape_errors_total", Help: "Sources that failed to answer during a scrape, by source.",
 	}, []string{"source"})
+	r.transient = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "taskqueue_transient_errors_total", Help: "Transient failures (a dependency unreachable, timed out, or its storage full) met by a component that retries, by component and kind (unavailable, storage-full).",
+	}, []string{"component", "kind"})
+	r.degraded = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "taskqueue_component_degraded", Help: "1 while a component is retrying through an outage of a dependency, else 0.",
+	}, []string{"component"})
 	for _, outcome := range []string{"completed", "failed"} {
 		r.repetitions.WithLabelValues(outcome)
 	}
 	r.collectors = []prometheus.Collector{
 		r.httpRequests, r.httpDuration, r.commands, r.commandDuration, r.eventsAppended, r.repetitions,
-		r.lateness, r.databaseErrors, r.redisErrors, r.scrapeErrors,
+		r.lateness, r.databaseErrors, r.redisErrors, r.scrapeErrors, r.transient, r.degraded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		sourceCollector{r},
 	}
@@ -164,4 +173,18 @@ func (r *Registry) DatabaseError(operation string, err error) {
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		r.databaseErrors.WithLabelValues(operation).Inc()
 	}
+}
+
+// TransientError implements faults.Observer.
+func (r *Registry) TransientError(component string, kind faults.Kind) {
+	r.transient.WithLabelValues(component, kind.String()).Inc()
+}
+
+// Degraded implements faults.Observer.
+func (r *Registry) Degraded(component string, degraded bool) {
+	v := 0.0
+	if degraded {
+		v = 1
+	}
+	r.degraded.WithLabelValues(component).Set(v)
 }
