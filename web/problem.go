@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/web/auth"
@@ -43,7 +43,16 @@ var (
 	ProblemRateLimited          = ProblemType{"rate-limited", http.StatusTooManyRequests, "Too many requests"}
 	ProblemNotImplemented       = ProblemType{"not-implemented", http.StatusNotImplemented, "Not implemented"}
 	ProblemUnavailable          = ProblemType{"unavailable", http.StatusServiceUnavailable, "Service unavailable"}
+	ProblemStorageFull          = ProblemType{"storage-full", http.StatusInsufficientStorage, "Insufficient storage"}
 	ProblemInternal             = ProblemType{"internal", http.StatusInternalServerError, "Internal error"}
+)
+
+// How long a client is asked to wait (Retry-After) before retrying after a
+// dependency was unavailable, or after the storage was full (which takes
+// an operator, or a sweep, to free: come back less often).
+const (
+	retryUnavailable = time.Second
+	retryStorageFull = 10 * time.Second
 )
 
 // ProblemTypePrefix starts every problem type URI.
@@ -100,8 +109,12 @@ func (e *RateLimitError) Error() string { return "rate limited, retry after " + 
 
 // problemFor decides the response for err: the ONE place where errors of
 // the domain, the command handlers, the event store and this package become
-// HTTP statuses. A kind it does not know is an internal error whose detail
-// stays in the log.
+// HTTP statuses. An error that none of them claims is classified by
+// faults.Classify: a dependency that cannot be reached or did not answer
+// within the request's deadline is 503 unavailable, a full disk 507
+// storage-full, both with Retry-After and a detail that names no internals
+// (the log has the cause). Anything else is an internal error whose detail
+// stays in the log. Every 503 and 507 carries Retry-After.
 func problemFor(err error) Problem {
 	var (
 		fe  *fieldError
@@ -150,28 +163,44 @@ func problemFor(err error) Problem {
 	case errors.Is(err, query.ErrConflict):
 		t = ProblemConflict
 	case errors.Is(err, query.ErrStale):
-		t, p.retryAfter, detail = ProblemUnavailable, time.Second,
-			"the read side has not reached the requested version yet; retry after a moment"
-	case errors.Is(err, errUnavailable), errors.Is(err, eventstore.ErrClosed),
-		errors.Is(err, context.DeadlineExceeded):
+		t, detail = ProblemUnavailable, "the read side has not reached the requested version yet; retry after a moment"
+	case errors.Is(err, errUnavailable), errors.Is(err, eventstore.ErrClosed):
 		t, detail = ProblemUnavailable, "the service cannot reach its store; retry later"
 	case errors.Is(err, processor.ErrNotRunning):
 		t, detail = ProblemUnavailable, "the processor is starting or stopping; retry later"
 	default:
-		t, detail = ProblemInternal, "an internal error occurred; the log has the details under the request ID"
+		switch faults.Classify(err) {
+		case faults.StorageFull:
+			t, detail = ProblemStorageFull, "the server's storage is full; retry later"
+		case faults.Unavailable:
+			t, detail = ProblemUnavailable, "the service cannot reach its store in time; retry later"
+		default:
+			t, detail = ProblemInternal, "an internal error occurred; the log has the details under the request ID"
+		}
+	}
+	switch {
+	case t == ProblemStorageFull:
+		p.retryAfter = retryStorageFull
+	case t.status == http.StatusServiceUnavailable && p.retryAfter <= 0:
+		p.retryAfter = retryUnavailable
 	}
 	p.Type, p.Title, p.Status, p.Detail = t.URI(), t.title, t.status, detail
 	return p
 }
 
-// writeProblem answers r with the problem for err and logs it: internal and
-// unavailable errors at error level with the cause, the rest at debug.
+// writeProblem answers r with the problem for err and logs it with the
+// cause: internal errors at error level, an unavailable dependency or full
+// storage at warn (the component's own outage line says more), the rest at
+// debug.
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	p := problemFor(err)
 	p.Instance = r.URL.Path
 	p.RequestID = RequestIDFrom(r.Context())
 	level := slog.LevelDebug
-	if p.Status >= 500 {
+	switch {
+	case p.Status == http.StatusServiceUnavailable, p.Status == http.StatusInsufficientStorage:
+		level = slog.LevelWarn
+	case p.Status >= 500:
 		level = slog.LevelError
 	}
 	s.log.Log(r.Context(), level, "request failed", "status", p.Status, "problem", p.Type, "err", err)

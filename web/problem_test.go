@@ -7,15 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
+	"github.com/taskqueue/taskqueue/processor"
+	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -41,8 +46,14 @@ var problemCases = []struct {
 	{fmt.Errorf("enqueue: %w", &domain.RequirementError{Required: 5, Level: 1}), ProblemRequirementNotMet, "", ""},
 	{fmt.Errorf("enqueue: %w", command.ErrIdempotencyKeyReused), ProblemIdempotencyKeyReused, "", ""},
 	{&RateLimitError{RetryAfter: 1500 * time.Millisecond}, ProblemRateLimited, "", "2"},
-	{fmt.Errorf("read: %w", eventstore.ErrClosed), ProblemUnavailable, "", ""},
-	{fmt.Errorf("read: %w", context.DeadlineExceeded), ProblemUnavailable, "", ""},
+	{fmt.Errorf("read: %w", eventstore.ErrClosed), ProblemUnavailable, "", "1"},
+	{fmt.Errorf("read: %w", context.DeadlineExceeded), ProblemUnavailable, "", "1"},
+	{fmt.Errorf("read queue: %w", query.ErrStale), ProblemUnavailable, "", "1"},
+	{fmt.Errorf("retry: %w", processor.ErrNotRunning), ProblemUnavailable, "", "1"},
+	{fmt.Errorf("read: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), ProblemUnavailable, "", "1"},
+	{fmt.Errorf("refresh: %w", faults.ErrUnavailable), ProblemUnavailable, "", "1"},
+	{fmt.Errorf("append: %w", syscall.ENOSPC), ProblemStorageFull, "", "10"},
+	{errors.New("append 3 events to queue-a: commit: database or disk is full (13)"), ProblemStorageFull, "", "10"},
 	{errNotImplemented, ProblemNotImplemented, "", ""},
 	{errors.New("nil map write"), ProblemInternal, "", ""},
 }
@@ -69,6 +80,9 @@ func TestProblemFor(t *testing.T) {
 			}
 			if tc.typ == ProblemInternal && strings.Contains(p.Detail, "nil map") {
 				t.Fatalf("an internal error leaked its cause: %q", p.Detail)
+			}
+			if tc.typ == ProblemStorageFull && (strings.Contains(p.Detail, "13") || !strings.Contains(p.Detail, "storage is full")) {
+				t.Fatalf("storage-full detail %q: want it to say the storage is full, without the driver's words", p.Detail)
 			}
 		})
 	}
