@@ -212,18 +212,20 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		Admin:       admin,
 		Metrics:     a.Metrics.Handler(),
 		Middleware:  []func(http.Handler) http.Handler{a.Metrics.HTTP},
-		Ready:       st.ready,
+		Ready:       append(st.ready, rr.ready()...),
 		Sessions:    rr.sessions.Middleware,
 		NewSession: func(ctx context.Context, player string, role auth.Role) (string, error) {
 			sess, err := rr.sessions.Create(ctx, player, role)
 			return sess.ID, err
 		},
-		Refresh: rr.sessions.RefreshHandler(func(player string, role auth.Role, sid string) (string, time.Time, error) {
-			return a.Tokens.MintSession(player, role, sid, cfg.TokenTTL)
-		}),
-		Logout:         rr.sessions.LogoutHandler(),
+		SessionStore:   sessionStore{rr.sessions},
 		CommandLimit:   rr.limiter.Middleware,
 		TrustedProxies: cfg.TrustedProxies,
+		RequestTimeout: cfg.RequestTimeout,
+		Subscribable: func(ctx context.Context) error {
+			_, err := a.Store.Head(ctx)
+			return err
+		},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
@@ -340,7 +342,7 @@ func openBackend(ctx context.Context, cfg Config) (openedStore, error) {
 		}
 		return openedStore{store: s, backend: "sqlite", close: s.Close, readModels: projections.NewSQLiteStoreDB(s), ready: []web.ReadinessCheck{
 			storeCheck(s),
-			migrationsCheck(s.ReadDB(), migrations.SQLite),
+			readModelsCheck(s.ReadDB(), migrations.SQLite),
 		}}, nil
 	}
 }
@@ -355,10 +357,11 @@ func storeCheck(s eventstore.Store) web.ReadinessCheck {
 	}}
 }
 
-// migrationsCheck is ready when every migration of d is applied to db. It
-// only reads, so it works on a read-only pool.
-func migrationsCheck(db *sql.DB, d migrations.Dialect) web.ReadinessCheck {
-	return web.ReadinessCheck{Name: "migrations", Check: func(ctx context.Context) error {
+// readModelsCheck is ready when the database of the read models (beside
+// the event log, or its own beside KurrentDB) answers and every migration
+// of d is applied to it. It only reads, so it works on a read-only pool.
+func readModelsCheck(db *sql.DB, d migrations.Dialect) web.ReadinessCheck {
+	return web.ReadinessCheck{Name: "readModels", Check: func(ctx context.Context) error {
 		all, err := migrations.List(d)
 		if err != nil {
 			return err

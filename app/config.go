@@ -127,6 +127,15 @@ type Config struct {
 	// TASKQUEUE_LOG_LEVEL, --log-level, default "info".
 	LogLevel string
 
+	// RequestTimeout bounds every API request's work (each database call
+	// made for it, and the wait of GET /api/queue?minVersion) and every new
+	// connection to PostgreSQL: a request that cannot get its answer from
+	// the store in time is answered 503 unavailable with Retry-After instead
+	// of waiting on an unreachable database. The WebSocket's stream is not
+	// bounded by it; its subscribe and catch-up are.
+	// TASKQUEUE_REQUEST_TIMEOUT, --request-timeout, default 5s.
+	RequestTimeout time.Duration
+
 	// ShutdownTimeout bounds how long a graceful shutdown waits for requests
 	// in flight before closing them.
 	// TASKQUEUE_SHUTDOWN_TIMEOUT, --shutdown-timeout, default 15s.
@@ -184,6 +193,7 @@ const (
 	DefaultLogFormat        = "text"
 	DefaultLogLevel         = "info"
 	DefaultShutdownTimeout  = 15 * time.Second
+	DefaultRequestTimeout   = 5 * time.Second
 	DefaultRateLimitPlayer  = 120
 	DefaultRateLimitIP      = 600
 	DefaultOfflineCap       = 24 * time.Hour
@@ -226,6 +236,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.RateLimitPlayer == 0 {
 		c.RateLimitPlayer = DefaultRateLimitPlayer
@@ -343,6 +356,9 @@ func (c Config) validate(tokens bool) error {
 	if c.ShutdownTimeout <= 0 {
 		bad("TASKQUEUE_SHUTDOWN_TIMEOUT", "%s is not positive", c.ShutdownTimeout)
 	}
+	if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > 10*time.Minute {
+		bad("TASKQUEUE_REQUEST_TIMEOUT", "%s is not between 100ms and 10m", c.RequestTimeout)
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("TASKQUEUE_TLS_CERT", "TASKQUEUE_TLS_CERT and TASKQUEUE_TLS_KEY go together: set both or neither")
 	}
@@ -421,6 +437,7 @@ var options = []Option{
 	{"TASKQUEUE_PRESENCE_GRACE", "presence-grace", DefaultPresenceGrace.String(), "how long a player's last WebSocket must stay closed before player.offline", func(c *Config) flag.Value { return (*durationValue)(&c.PresenceGrace) }},
 	{"TASKQUEUE_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For names the client", func(c *Config) flag.Value { return (*prefixListValue)(&c.TrustedProxies) }},
 	{"TASKQUEUE_PROCESSOR", "processor", "true", "run the processor inside serve (false: run `taskqueue processor` separately)", func(c *Config) flag.Value { return &boolPtrValue{&c.Processor} }},
+	{"TASKQUEUE_REQUEST_TIMEOUT", "request-timeout", DefaultRequestTimeout.String(), "how long an API request may wait on the database (and a new PostgreSQL connection on connecting) before it answers 503 with Retry-After", func(c *Config) flag.Value { return (*durationValue)(&c.RequestTimeout) }},
 	{"TASKQUEUE_SHUTDOWN_TIMEOUT", "shutdown-timeout", DefaultShutdownTimeout.String(), "how long a graceful shutdown waits for requests in flight", func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
 }
 

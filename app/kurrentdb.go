@@ -41,7 +41,7 @@ func openKurrentDB(ctx context.Context, cfg Config) (openedStore, error) {
 		store:      s,
 		backend:    "kurrentdb",
 		readModels: projections.NewSQLiteStoreDB(rm),
-		ready:      []web.ReadinessCheck{storeCheck(s), migrationsCheck(rm.ReadDB(), migrations.SQLite)},
+		ready:      []web.ReadinessCheck{storeCheck(s), readModelsCheck(rm.ReadDB(), migrations.SQLite)},
 		close: func() error {
 			err := s.Close()
 			if cerr := rm.Close(); err == nil {

@@ -40,7 +40,7 @@ func onPostgres(s eventstore.Store, backend string, pool *pgxpool.Pool, db *sql.
 		store:      s,
 		backend:    backend,
 		readModels: projections.NewPostgresDB(pool),
-		ready:      []web.ReadinessCheck{storeCheck(s), migrationsCheck(db, migrations.Postgres)},
+		ready:      []web.ReadinessCheck{storeCheck(s), readModelsCheck(db, migrations.Postgres)},
 		close: func() error {
 			err := s.Close()
 			db.Close()
@@ -54,12 +54,21 @@ func onPostgres(s eventstore.Store, backend string, pool *pgxpool.Pool, db *sql.
 // cfg.DatabaseURL, applies every PostgreSQL migration and creates or
 // updates the analyst role (EnsureAnalystRole). db is a database/sql view
 // of the pool; close db, then the pool.
+//
+// A new connection gives up after cfg.RequestTimeout unless the URL sets
+// connect_timeout. pgxpool finishes a connection in the background after
+// the request that wanted it gave up, and without a timeout of its own
+// (pgxpool's is 2 minutes) connections begun while the network was
+// partitioned would hold the pool's slots that long after it healed.
 func connectPostgres(ctx context.Context, cfg Config) (*pgxpool.Pool, *sql.DB, error) {
 	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("TASKQUEUE_DATABASE_URL: %w", err)
 	}
 	pcfg.MaxConns = int32(cfg.DatabaseMaxConns)
+	if pcfg.ConnConfig.ConnectTimeout <= 0 {
+		pcfg.ConnConfig.ConnectTimeout = cfg.RequestTimeout
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to PostgreSQL: %w", err)

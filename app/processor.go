@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -245,8 +244,8 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	return a, cl.closeAll, nil
 }
 
-// probeHandler serves /healthz (alive), /readyz (every check passes, same
-// JSON as the API's) and /metrics, and 404 for anything else.
+// probeHandler serves /healthz (alive), /readyz (web.Readiness, as the
+// API's) and /metrics, and 404 for anything else.
 func probeHandler(ready []web.ReadinessCheck, metricsHandler http.Handler, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -254,37 +253,7 @@ func probeHandler(ready []web.ReadinessCheck, metricsHandler http.Handler, log *
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		checks := map[string]string{}
-		ok := true
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for _, c := range ready {
-			wg.Go(func() {
-				err := c.Check(ctx)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					ok = false
-					checks[c.Name] = err.Error()
-					log.WarnContext(r.Context(), "not ready", "check", c.Name, "err", err)
-					return
-				}
-				checks[c.Name] = "ok"
-			})
-		}
-		wg.Wait()
-		status := http.StatusOK
-		if !ok {
-			status = http.StatusServiceUnavailable
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": checks})
-	})
+	mux.Handle("GET /readyz", web.Readiness(ready, log))
 	mux.Handle("GET /metrics", metricsHandler)
 	return mux
 }

@@ -100,6 +100,7 @@ func startRealtime(ctx context.Context, store eventstore.Store, rules domain.Rul
 		Watermark:      watermark,
 		OriginPatterns: cfg.CORSOrigins,
 		OfflineGrace:   cfg.PresenceGrace,
+		ReadTimeout:    cfg.RequestTimeout,
 		Logger:         log,
 		Sessions:       rr.sessions,
 		Changes:        redisx.QueueChanges{Cache: rr.cache, Progress: rr.progress},

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/web"
+	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // redisRoles are the roles of package redisx the app runs: on Redis when
@@ -58,6 +61,38 @@ func openRedis(cfg Config, log *slog.Logger, cl *closers) (*redisRoles, error) {
 	}
 	return r, nil
 }
+
+// ready is the /readyz check of Redis, when configured: optional, since
+// every role has an in-process fallback (a Redis outage degrades the
+// fleet: caches, limits and sessions per instance; it does not stop it).
+// The processor's command streams, which need Redis, answer for
+// themselves in the processor's check.
+func (r *redisRoles) ready() []web.ReadinessCheck {
+	if r.client == nil {
+		return nil
+	}
+	rdb := r.client.Redis()
+	return []web.ReadinessCheck{{Name: "redis", Optional: true, Check: func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis does not answer (serving from in-process fallbacks): %w", err)
+		}
+		return nil
+	}}}
+}
+
+// sessionStore is the sessions as the web layer's refresh and logout see
+// them: a session that is gone is unauthorized.
+type sessionStore struct{ s *redisx.Sessions }
+
+func (s sessionStore) Refresh(ctx context.Context, sid string) (string, auth.Role, error) {
+	sess, err := s.s.Refresh(ctx, sid)
+	if errors.Is(err, redisx.ErrNoSession) {
+		return "", "", fmt.Errorf("%w: %w", auth.ErrUnauthorized, err)
+	}
+	return sess.PlayerID, sess.Role, err
+}
+
+func (s sessionStore) Revoke(ctx context.Context, sid string) error { return s.s.Revoke(ctx, sid) }
 
 // limits turns the per-minute settings into the limiter's rates: bursts of
 // a sixth (player) and a tenth (address) of the minute's rate, as

@@ -54,6 +54,11 @@ type Config struct {
 	// AuthTimeout bounds the wait for the auth and subscribe messages.
 	// Default 10 s.
 	AuthTimeout time.Duration
+	// ReadTimeout bounds each read of the store that a subscribe makes
+	// (the catch-up, the reset's snapshot): a store that cannot be reached
+	// closes the socket with CloseTryAgainLater within it, rather than when
+	// the store comes back. Default 5 s.
+	ReadTimeout time.Duration
 	// MaxResumeEvents is how many missed events a resume replays; a client
 	// further behind gets a reset. Default 1,000.
 	MaxResumeEvents int
@@ -88,6 +93,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AuthTimeout <= 0 {
 		c.AuthTimeout = 10 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 5 * time.Second
 	}
 	if c.MaxResumeEvents <= 0 {
 		c.MaxResumeEvents = 1000

@@ -285,7 +285,9 @@ func (h *Hub) stream(ctx context.Context, conn *websocket.Conn, sub *subscriber,
 // it, or a reset with a snapshot when since is absent or too far behind. It
 // returns the position the client is at afterwards.
 func (h *Hub) catchUp(ctx context.Context, conn *websocket.Conn, player domain.PlayerID, since *eventstore.Position) (eventstore.Position, error) {
-	head, err := h.cfg.Store.Head(ctx)
+	rctx, cancel := context.WithTimeout(ctx, h.cfg.ReadTimeout)
+	head, err := h.cfg.Store.Head(rctx)
+	cancel()
 	if err != nil {
 		return eventstore.Position{}, fmt.Errorf("read head: %w", err)
 	}
@@ -299,7 +301,9 @@ func (h *Hub) catchUp(ctx context.Context, conn *websocket.Conn, player domain.P
 		}
 		from := *since
 		for len(missed) <= h.cfg.MaxResumeEvents {
-			evs, err := h.cfg.Store.ReadAll(ctx, from, filter, h.cfg.MaxResumeEvents+1-len(missed))
+			rctx, cancel := context.WithTimeout(ctx, h.cfg.ReadTimeout)
+			evs, err := h.cfg.Store.ReadAll(rctx, from, filter, h.cfg.MaxResumeEvents+1-len(missed))
+			cancel()
 			if errors.Is(err, eventstore.ErrInvalid) {
 				resume = false // a position of another store
 				break
@@ -357,8 +361,11 @@ func (h *Hub) catchUp(ctx context.Context, conn *websocket.Conn, player domain.P
 func (h *Hub) foldInto(ctx context.Context, queues map[domain.PlayerID]*domain.Queue, p domain.PlayerID, e eventstore.RecordedEvent) (*domain.Queue, error) {
 	q := queues[p]
 	if q == nil || q.Version() != e.Version-1 {
+		rctx, cancel := context.WithTimeout(ctx, h.cfg.ReadTimeout)
 		var err error
-		if q, err = h.views.at(ctx, p, e.Version-1); err != nil {
+		q, err = h.views.at(rctx, p, e.Version-1)
+		cancel()
+		if err != nil {
 			delete(queues, p)
 			return nil, err
 		}
@@ -378,7 +385,9 @@ func (h *Hub) reset(ctx context.Context, conn *websocket.Conn, player domain.Pla
 	if player == "" {
 		return head, h.write(ctx, conn, resetMessage("", head, nil))
 	}
-	q, at, err := h.views.latest(ctx, player)
+	rctx, cancel := context.WithTimeout(ctx, h.cfg.ReadTimeout)
+	q, at, err := h.views.latest(rctx, player)
+	cancel()
 	if err != nil {
 		return eventstore.Position{}, err
 	}

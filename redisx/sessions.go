@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -129,7 +130,9 @@ func (s *Sessions) Create(ctx context.Context, player string, role auth.Role) (S
 }
 
 // Refresh renews the session's TTL and returns it; ErrNoSession when it
-// expired or was revoked.
+// expired or was revoked; an error wrapping faults.ErrUnavailable when the
+// session is in Redis and Redis is down (whether it was revoked meanwhile
+// cannot be known).
 func (s *Sessions) Refresh(ctx context.Context, sid string) (Session, error) {
 	if s.isRevoked(sid) {
 		return Session{}, fmt.Errorf("refresh session %s: %w", sid, ErrNoSession)
@@ -167,7 +170,7 @@ func (s *Sessions) Refresh(ctx context.Context, sid string) (Session, error) {
 		return sess, nil
 	}
 	if s.c != nil {
-		return Session{}, fmt.Errorf("refresh session %s: redis is down", sid)
+		return Session{}, fmt.Errorf("refresh session %s: redis is down: %w", sid, faults.ErrUnavailable)
 	}
 	return Session{}, fmt.Errorf("refresh session %s: %w", sid, ErrNoSession)
 }
@@ -186,14 +189,16 @@ func (s *Sessions) localSession(sid string, now time.Time) (Session, bool) {
 	return sess, true
 }
 
-// Revoke ends the session everywhere at once.
+// Revoke ends the session everywhere at once. With Redis down it is
+// revoked on this instance only and the error wraps faults.ErrUnavailable:
+// send it again once Redis is back.
 func (s *Sessions) Revoke(ctx context.Context, sid string) error {
 	s.revokedHere(sid)
 	if s.c == nil {
 		return nil
 	}
 	if !s.c.Up() {
-		return fmt.Errorf("revoke session %s: redis is down; revoked on this instance only", sid)
+		return fmt.Errorf("revoke session %s: redis is down; revoked on this instance only: %w", sid, faults.ErrUnavailable)
 	}
 	err := s.c.rdb.Del(ctx, s.c.key(sessionFamily, sid)).Err()
 	if err == nil {
@@ -281,55 +286,4 @@ func writeUnauthorized(w http.ResponseWriter, r *http.Request, detail string) {
 		"type": "urn:taskqueue:problem:unauthorized", "title": "Unauthorized", "status": http.StatusUnauthorized,
 		"detail": detail, "instance": r.URL.Path, "requestId": w.Header().Get("X-Request-Id"),
 	})
-}
-
-// MintFunc mints an access token for a session: auth.Tokens must write the
-// session ID into the "sid" claim.
-type MintFunc func(player string, role auth.Role, sessionID string) (token string, expiresAt time.Time, err error)
-
-// tokenResponse is the body of refresh (and of a login that creates a
-// session), as POST /api/auth/dev-token answers.
-type tokenResponse struct {
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expiresAt"`
-}
-
-// RefreshHandler serves POST /api/auth/refresh behind authentication: the
-// caller's token must carry an active session; the answer is a new token
-// of the same session, whose TTL restarts.
-func (s *Sessions) RefreshHandler(mint MintFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		p, ok := auth.PrincipalFrom(r.Context())
-		if !ok || p.SessionID == "" {
-			writeUnauthorized(w, r, "the token has no session to refresh")
-			return
-		}
-		sess, err := s.Refresh(r.Context(), p.SessionID)
-		if err != nil {
-			writeUnauthorized(w, r, "the session was revoked or has expired")
-			return
-		}
-		tok, exp, err := mint(sess.PlayerID, sess.Role, sess.ID)
-		if err != nil {
-			http.Error(w, "internal error", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(tokenResponse{Token: tok, ExpiresAt: exp})
-	}
-}
-
-// LogoutHandler serves POST /api/auth/logout behind authentication: it
-// revokes the caller's session (204), so every token of it stops working
-// at once, REST and WebSocket.
-func (s *Sessions) LogoutHandler() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		p, ok := auth.PrincipalFrom(r.Context())
-		if !ok || p.SessionID == "" {
-			writeUnauthorized(w, r, "the token has no session to end")
-			return
-		}
-		_ = s.Revoke(r.Context(), p.SessionID) // revoked here even when Redis is down
-		w.WriteHeader(http.StatusNoContent)
-	}
 }

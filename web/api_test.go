@@ -523,7 +523,7 @@ func TestWebAppAndHeaders(t *testing.T) {
 	if r := c.do(req{method: "GET", path: "/healthz"}); r.status != 200 || string(r.body) != "ok\n" {
 		t.Fatalf("healthz: %d %q", r.status, r.body)
 	}
-	if r := c.do(req{method: "GET", path: "/readyz"}); r.status != 200 || !strings.Contains(string(r.body), `"migrations":"ok"`) {
+	if r := c.do(req{method: "GET", path: "/readyz"}); r.status != 200 || !strings.Contains(string(r.body), `"readModels":"ok"`) {
 		t.Fatalf("readyz: %d %s", r.status, r.body)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -16,12 +17,21 @@ import (
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
-// ReadinessCheck is one thing /readyz asks: nil when ready, else what is
-// not. Checks run concurrently with a deadline, so each must honour ctx.
+// ReadinessCheck is one dependency /readyz asks about: nil when it is
+// fine, else what is wrong. Checks run concurrently, each time /readyz is
+// asked (nothing is cached, so a dependency that comes back is seen at
+// once), within a deadline, so each must honour ctx.
 type ReadinessCheck struct {
-	// Name keys the check in /readyz's body ("store", "migrations", ...).
+	// Name keys the check in /readyz's body ("store", "readModels",
+	// "redis", "projections", ...).
 	Name  string
 	Check func(ctx context.Context) error
+	// Optional marks a dependency the service serves without, from a
+	// fallback (Redis: in-process caches, limits and sessions): its failure
+	// shows in the body as "degraded: …" but leaves the instance ready, so
+	// that a shared dependency going down never takes every instance out of
+	// rotation at once.
+	Optional bool
 }
 
 // Config is what the HTTP layer is built from; app.New fills it.
@@ -63,16 +73,25 @@ type Config struct {
 	Realtime http.Handler
 	// Ready are the checks of /readyz.
 	Ready []ReadinessCheck
+	// RequestTimeout bounds the work of every /api request but the
+	// WebSocket's stream (its context's deadline: each database call made
+	// for it honours it); one that runs out answers 503 unavailable with
+	// Retry-After. Default 5 s.
+	RequestTimeout time.Duration
+	// Subscribable, when set, is asked (within RequestTimeout) before
+	// GET /api/ws upgrades: an error (the store cannot be reached) answers
+	// its problem (503 with Retry-After) instead of a socket that could
+	// only be closed.
+	Subscribable func(ctx context.Context) error
 	// Sessions, when set, checks after authentication that a token's
 	// session is still active (redisx.Sessions.Middleware: 401 otherwise).
 	Sessions func(http.Handler) http.Handler
 	// NewSession, when set, starts a session for each dev token, whose ID
 	// the token carries in "sid" (redisx.Sessions.Create).
 	NewSession func(ctx context.Context, player string, role auth.Role) (sessionID string, err error)
-	// Refresh and Logout serve POST /api/auth/refresh and
-	// POST /api/auth/logout behind authentication (redisx.Sessions'
-	// RefreshHandler and LogoutHandler); nil: not routed.
-	Refresh, Logout http.Handler
+	// SessionStore, when set, serves POST /api/auth/refresh and
+	// POST /api/auth/logout behind authentication; nil: not routed.
+	SessionStore SessionStore
 	// CommandLimit, when set, wraps the queue's command routes after
 	// authentication (redisx.Limiter.Middleware: 429 rate-limited).
 	CommandLimit func(http.Handler) http.Handler
@@ -92,6 +111,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 5 * time.Second
 	}
 }
 
@@ -115,30 +137,31 @@ func (c Config) Validate() error {
 
 // Server is the HTTP face of taskqueue. It is safe for concurrent use.
 type Server struct {
-	tokens      *auth.Tokens
-	dev         bool
-	tokenTTL    time.Duration
-	corsOrigins []string
-	log         *slog.Logger
-	catalog     *domain.Catalog
-	queues      Queues
-	history     History
-	progress    Progress
-	analytics   Analytics
-	realtime    http.Handler
-	admin       *Admin
-	metrics     http.Handler
-	middleware  []func(http.Handler) http.Handler
-	ready       []ReadinessCheck
-	sessions    func(http.Handler) http.Handler
-	newSession  func(ctx context.Context, player string, role auth.Role) (string, error)
-	refresh     http.Handler
-	logout      http.Handler
-	limit       func(http.Handler) http.Handler
-	now         func() time.Time
-	trusted     []netip.Prefix
-	app         *webApp
-	router      chi.Router
+	tokens       *auth.Tokens
+	dev          bool
+	tokenTTL     time.Duration
+	corsOrigins  []string
+	log          *slog.Logger
+	catalog      *domain.Catalog
+	queues       Queues
+	history      History
+	progress     Progress
+	analytics    Analytics
+	realtime     http.Handler
+	admin        *Admin
+	metrics      http.Handler
+	middleware   []func(http.Handler) http.Handler
+	ready        http.Handler
+	sessions     func(http.Handler) http.Handler
+	newSession   func(ctx context.Context, player string, role auth.Role) (string, error)
+	sessionStore SessionStore
+	timeout      time.Duration
+	subscribable func(ctx context.Context) error
+	limit        func(http.Handler) http.Handler
+	now          func() time.Time
+	trusted      []netip.Prefix
+	app          *webApp
+	router       chi.Router
 }
 
 // NewServer builds the router of every route in docs/API.md.
@@ -152,30 +175,31 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("new web server: %w", err)
 	}
 	s := &Server{
-		tokens:      cfg.Tokens,
-		dev:         cfg.Dev,
-		tokenTTL:    cfg.TokenTTL,
-		corsOrigins: cfg.CORSOrigins,
-		log:         slog.New(LogHandler(cfg.Logger.Handler())),
-		catalog:     cfg.Catalog,
-		queues:      cfg.Queues,
-		history:     cfg.History,
-		progress:    cfg.Progress,
-		analytics:   cfg.Analytics,
-		realtime:    cfg.Realtime,
-		admin:       cfg.Admin,
-		metrics:     cfg.Metrics,
-		middleware:  cfg.Middleware,
-		ready:       cfg.Ready,
-		sessions:    cfg.Sessions,
-		newSession:  cfg.NewSession,
-		refresh:     cfg.Refresh,
-		logout:      cfg.Logout,
-		limit:       cfg.CommandLimit,
-		now:         cfg.Now,
-		trusted:     cfg.TrustedProxies,
-		app:         app,
+		tokens:       cfg.Tokens,
+		dev:          cfg.Dev,
+		tokenTTL:     cfg.TokenTTL,
+		corsOrigins:  cfg.CORSOrigins,
+		log:          slog.New(LogHandler(cfg.Logger.Handler())),
+		catalog:      cfg.Catalog,
+		queues:       cfg.Queues,
+		history:      cfg.History,
+		progress:     cfg.Progress,
+		analytics:    cfg.Analytics,
+		realtime:     cfg.Realtime,
+		admin:        cfg.Admin,
+		metrics:      cfg.Metrics,
+		middleware:   cfg.Middleware,
+		sessions:     cfg.Sessions,
+		newSession:   cfg.NewSession,
+		sessionStore: cfg.SessionStore,
+		timeout:      cfg.RequestTimeout,
+		subscribable: cfg.Subscribable,
+		limit:        cfg.CommandLimit,
+		now:          cfg.Now,
+		trusted:      cfg.TrustedProxies,
+		app:          app,
 	}
+	s.ready = Readiness(cfg.Ready, s.log)
 	s.router = s.routes()
 	return s, nil
 }
@@ -195,7 +219,7 @@ func (s *Server) routes() chi.Router {
 		s.writeProblem(w, r, fmt.Errorf("%w: %s %s", errMethodNotAllowed, r.Method, r.URL.Path))
 	})
 	r.Get("/healthz", s.healthz)
-	r.Get("/readyz", s.readyz)
+	r.Method(http.MethodGet, "/readyz", s.ready)
 	if s.metrics != nil {
 		r.Method(http.MethodGet, "/metrics", s.metrics)
 	}
@@ -203,40 +227,10 @@ func (s *Server) routes() chi.Router {
 	r.Route("/api", func(r chi.Router) {
 		r.Use(s.cors, s.limitBody, noStore)
 		r.Get("/catalog", s.getCatalog)
-		r.Get("/ws", s.websocket)
-		r.Post("/auth/dev-token", s.devToken)
-		r.Route("/admin", s.adminRoutes)
-		r.Route("/analytics", s.analyticsRoutes)
+		r.Get("/ws", s.websocket) // its stream outlives any deadline; it bounds its own subscribe
 		r.Group(func(r chi.Router) {
-			r.Use(s.authenticate)
-			if s.sessions != nil {
-				r.Use(s.sessions)
-			}
-			if s.refresh != nil {
-				r.Method(http.MethodPost, "/auth/refresh", s.refresh)
-			}
-			if s.logout != nil {
-				r.Method(http.MethodPost, "/auth/logout", s.logout)
-			}
-			r.Route("/players/{playerId}", func(r chi.Router) {
-				r.Use(s.authorizePlayer)
-				r.Get("/progress", s.getProgress)
-			})
-			r.Route("/queue/{playerId}", func(r chi.Router) {
-				r.Use(s.authorizePlayer)
-				r.Get("/", s.getQueue)
-				r.Get("/history", s.getHistory)
-				r.Group(func(r chi.Router) {
-					if s.limit != nil {
-						r.Use(s.limit)
-					}
-					r.Post("/tasks", s.enqueue)
-					r.Delete("/tasks/{taskId}", s.removeTask)
-					r.Post("/stop", s.stop)
-					r.Post("/start", s.start)
-					r.Put("/reorder", s.reorder)
-				})
-			})
+			r.Use(s.deadline)
+			s.boundedRoutes(r)
 		})
 		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 			s.writeProblem(w, r, fmt.Errorf("%w: no route %s %s", errNotFound, r.Method, r.URL.Path))
@@ -245,6 +239,55 @@ func (s *Server) routes() chi.Router {
 	r.Get("/*", s.app.serve(s))
 	r.Head("/*", s.app.serve(s))
 	return r
+}
+
+// boundedRoutes are the /api routes that answer within the request
+// deadline.
+func (s *Server) boundedRoutes(r chi.Router) {
+	r.Post("/auth/dev-token", s.devToken)
+	r.Route("/admin", s.adminRoutes)
+	r.Route("/analytics", s.analyticsRoutes)
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate)
+		if s.sessions != nil {
+			r.Use(s.sessions)
+		}
+		if s.sessionStore != nil {
+			r.Post("/auth/refresh", s.refreshSession)
+			r.Post("/auth/logout", s.logout)
+		}
+		r.Route("/players/{playerId}", func(r chi.Router) {
+			r.Use(s.authorizePlayer)
+			r.Get("/progress", s.getProgress)
+		})
+		r.Route("/queue/{playerId}", func(r chi.Router) {
+			r.Use(s.authorizePlayer)
+			r.Get("/", s.getQueue)
+			r.Get("/history", s.getHistory)
+			r.Group(func(r chi.Router) {
+				if s.limit != nil {
+					r.Use(s.limit)
+				}
+				r.Post("/tasks", s.enqueue)
+				r.Delete("/tasks/{taskId}", s.removeTask)
+				r.Post("/stop", s.stop)
+				r.Post("/start", s.start)
+				r.Put("/reorder", s.reorder)
+			})
+		})
+	})
+}
+
+// deadline bounds the request's work by the request timeout: every
+// database call made for it honours its context, so an unreachable or
+// partitioned store costs the client at most this long, and the error
+// (context.DeadlineExceeded, or the driver's own timeout) answers 503.
+func (s *Server) deadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // noStore keeps API answers out of shared caches.
@@ -297,35 +340,73 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// readyTimeout bounds /readyz.
-const readyTimeout = 3 * time.Second
+// defaultReadyTimeout bounds /readyz: a check that does not answer in time
+// (a partitioned database, or a check that ignores its context) is
+// reported as such, and never holds the probe.
+const defaultReadyTimeout = 3 * time.Second
 
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+// Readiness serves GET /readyz over checks, for the API server and for the
+// probes of processes without the API (`taskqueue processor`): 200 when
+// every required check passes, else 503 with Retry-After. The body names
+// each dependency and its state: "ok", "degraded: …" (an optional one,
+// served from a fallback) or what is wrong with it.
+func Readiness(checks []ReadinessCheck, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	return readiness{checks: checks, timeout: defaultReadyTimeout, log: log}
+}
+
+type readiness struct {
+	checks  []ReadinessCheck
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+func (rd readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), rd.timeout)
 	defer cancel()
 	type result struct {
-		name string
-		err  error
+		check ReadinessCheck
+		err   error
 	}
-	results := make(chan result, len(s.ready))
-	for _, c := range s.ready {
-		go func() { results <- result{c.Name, c.Check(ctx)} }()
+	results := make(chan result, len(rd.checks))
+	for _, c := range rd.checks {
+		go func() { results <- result{c, c.Check(ctx)} }()
 	}
 	checks := map[string]string{}
 	ready := true
-	for range s.ready {
-		res := <-results
-		if res.err != nil {
+	record := func(res result) {
+		switch {
+		case res.err == nil:
+			checks[res.check.Name] = "ok"
+		case res.check.Optional:
+			checks[res.check.Name] = "degraded: " + res.err.Error()
+		default:
 			ready = false
-			checks[res.name] = res.err.Error()
-			s.log.WarnContext(r.Context(), "not ready", "check", res.name, "err", res.err)
-		} else {
-			checks[res.name] = "ok"
+			checks[res.check.Name] = res.err.Error()
+			rd.log.WarnContext(r.Context(), "not ready", "check", res.check.Name, "err", res.err)
+		}
+	}
+collect:
+	for range rd.checks {
+		select {
+		case res := <-results:
+			record(res)
+		case <-ctx.Done():
+			break collect
+		}
+	}
+	// A check still running when the time is up did not answer in time.
+	for _, c := range rd.checks {
+		if _, ok := checks[c.Name]; !ok {
+			record(result{c, fmt.Errorf("no answer within %s", rd.timeout)})
 		}
 	}
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", strconv.Itoa(int(retryUnavailable/time.Second)))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, status, map[string]any{"ready": ready, "checks": checks})
@@ -384,11 +465,22 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, devTokenResponse{Token: token, ExpiresAt: exp})
 }
 
-// websocket hands GET /api/ws to the realtime hub.
+// websocket hands GET /api/ws to the realtime hub, once the store answers
+// (Subscribable): while it cannot be reached the client gets 503 with
+// Retry-After before the upgrade, not a socket closed at once.
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	if s.realtime == nil {
 		s.notImplemented(w, r)
 		return
+	}
+	if s.subscribable != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+		err := s.subscribable(ctx)
+		cancel()
+		if err != nil {
+			s.writeProblem(w, r, fmt.Errorf("subscribe: %w", err))
+			return
+		}
 	}
 	s.realtime.ServeHTTP(w, r)
 }

@@ -150,12 +150,21 @@ func WithNotifyInTransaction() Option {
 	return func(o *options) { o.notifyInTx = true }
 }
 
+// DefaultConnectTimeout bounds a new connection of a pool that Open
+// creates, unless the URL sets connect_timeout: a database that does not
+// answer (a partition) fails the connection rather than holding a slot of
+// the pool for pgxpool's own 2 minutes.
+const DefaultConnectTimeout = 5 * time.Second
+
 // Open connects to the database at url (a pgx connection string) and returns
 // a Store that owns its pool: Close closes the pool. It does not migrate.
 func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres event store: parse url: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout <= 0 {
+		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
 	var o options
 	for _, opt := range opts {

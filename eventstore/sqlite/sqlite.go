@@ -77,6 +77,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -334,6 +335,10 @@ func (s *Store) append(ctx context.Context, stream string, expected eventstore.E
 // go on. The statements do not take the requests' contexts: interrupting
 // one would roll the whole transaction back; a request whose context has
 // ended is skipped instead, and the transaction is as short as its work.
+// Only the wait for the file's write lock (BEGIN IMMEDIATE, up to the busy
+// timeout while another process writes) ends early, once no request of
+// the group has a live context (groupContext): then nobody is left to
+// wait for, and each request reports its context's end.
 func (s *Store) commitGroup(group []*appendReq) {
 	defer s.gate.leave()
 	defer func() {
@@ -349,7 +354,21 @@ func (s *Store) commitGroup(group []*appendReq) {
 		}
 	}
 	ctx := context.WithoutCancel(group[0].ctx)
-	tx, err := s.writer.BeginTx(ctx, nil)
+	live, stop := groupContext(group)
+	defer stop()
+	defer func() {
+		// The transaction is bound to live: once it ended, database/sql
+		// rolls back, and what failed failed for that.
+		if live.Err() == nil {
+			return
+		}
+		for _, r := range group {
+			if r.err != nil && !ownFailure(r.err) && !errors.Is(r.err, r.ctx.Err()) {
+				r.err = fmt.Errorf("%w: %w", r.ctx.Err(), r.err)
+			}
+		}
+	}()
+	tx, err := s.writer.BeginTx(live, nil)
 	if err != nil {
 		fail(s.closedOr(err))
 		return
@@ -380,6 +399,28 @@ func (s *Store) commitGroup(group []*appendReq) {
 	}
 	if stored {
 		s.notify()
+	}
+}
+
+// groupContext returns a context that ends once the contexts of every
+// request of group have ended (and the function that releases it).
+func groupContext(group []*appendReq) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(group[0].ctx))
+	var left atomic.Int32
+	left.Store(int32(len(group)))
+	stops := make([]func() bool, len(group))
+	for i, r := range group {
+		stops[i] = context.AfterFunc(r.ctx, func() {
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+		})
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
 	}
 }
 
