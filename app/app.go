@@ -95,6 +95,11 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	if a.Catalog, err = LoadCatalog(cfg); err != nil {
 		return nil, nil, err
 	}
+	if cfg.usesDataDir() {
+		if err := sqlite.PrepareDir(cfg.DataDir); err != nil {
+			return nil, nil, fmt.Errorf("TASKQUEUE_DATA_DIR: %w", err)
+		}
+	}
 	if a.Tokens, err = NewTokens(cfg); err != nil {
 		return nil, nil, err
 	}
@@ -404,8 +409,8 @@ func OpenSQL(ctx context.Context, cfg Config) (*sql.DB, migrations.Dialect, func
 		return openPostgresSQL(ctx, cfg)
 	}
 	path := filepath.Join(cfg.DataDir, SQLiteFileName)
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, migrations.Dialect{}, nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	if err := sqlite.PrepareDir(cfg.DataDir); err != nil {
+		return nil, migrations.Dialect{}, nil, fmt.Errorf("TASKQUEUE_DATA_DIR: %w", err)
 	}
 	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
 	if err != nil {

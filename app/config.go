@@ -24,7 +24,9 @@ type Config struct {
 	Addr string
 
 	// DataDir holds the SQLite file (events and read models in the embedded
-	// default) and the generated JWT secret. It is created when missing.
+	// default) and the generated JWT secret. It is created when missing; a
+	// directory that cannot be created or written is reported at start in
+	// those words (sqlite.PrepareDir).
 	// TASKQUEUE_DATA_DIR, --data-dir, default "./data".
 	DataDir string
 
@@ -268,6 +270,13 @@ func (c Config) TLS() bool { return c.TLSCert != "" && c.TLSKey != "" }
 func (c Config) WithDefaults() Config {
 	c.setDefaults()
 	return c
+}
+
+// usesDataDir reports whether the service keeps files in DataDir: the
+// SQLite file (without a database URL, or beside KurrentDB without one),
+// or the JWT secret it generates in dev mode.
+func (c Config) usesDataDir() bool {
+	return c.DatabaseURL == "" || (c.DevMode() && c.JWTSecret == "")
 }
 
 // DevMode reports whether dev mode is on (after defaults).

@@ -72,12 +72,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -164,10 +166,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		// The driver reads everything after '?' as parameters.
 		return nil, fmt.Errorf("open sqlite event store: %w: path %q is empty or contains '?'", eventstore.ErrInvalid, path)
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("open sqlite event store %s: create directory: %w", path, err)
-		}
+	if err := PrepareDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("open sqlite event store %s: %w", path, err)
+	}
+	if err := checkWritable(path); err != nil {
+		return nil, fmt.Errorf("open sqlite event store: %w", err)
 	}
 	// BEGIN IMMEDIATE for the writer: see the package doc.
 	writer, err := sql.Open("sqlite", dsn(path, url.Values{"_txlock": {"immediate"}}))
@@ -219,6 +222,56 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		changed:     make(chan struct{}),
 		closed:      make(chan struct{}),
 	}, nil
+}
+
+// PrepareDir creates dir (and its parents) when missing and checks that
+// this process may create files in it, as SQLite must (the database and
+// its -wal and -shm files beside it), so that a directory that cannot be
+// used is reported plainly at start ("the data directory /x is read-only")
+// rather than as SQLite's "unable to open database file (14)".
+func PrepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path != dir {
+			return fmt.Errorf("cannot create the data directory %s: %s: %w", dir, pe.Path, pe.Err)
+		}
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("cannot create the data directory %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		switch {
+		case errors.Is(err, syscall.EROFS):
+			return fmt.Errorf("the data directory %s is read-only: its file system is mounted read-only", dir)
+		case errors.Is(err, fs.ErrPermission):
+			return fmt.Errorf("the data directory %s is read-only for this process (user %d): permission denied", dir, os.Getuid())
+		}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("cannot create files in the data directory %s: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// checkWritable reports plainly an existing database file this process
+// may not write.
+func checkWritable(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // SQLite creates it
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("the SQLite file %s is read-only for this process (user %d): %w", path, os.Getuid(), err)
+	case err != nil:
+		return fmt.Errorf("cannot open the SQLite file %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // WriteTx runs fn in a transaction on the single writer connection (BEGIN
