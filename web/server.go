@@ -345,6 +345,10 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 // reported as such, and never holds the probe.
 const defaultReadyTimeout = 3 * time.Second
 
+// readyGrace is how long /readyz waits past its deadline for the checks to
+// report it.
+const readyGrace = 100 * time.Millisecond
+
 // Readiness serves GET /readyz over checks, for the API server and for the
 // probes of processes without the API (`taskqueue processor`): 200 when
 // every required check passes, else 503 with Retry-After. The body names
@@ -364,8 +368,12 @@ type readiness struct {
 }
 
 func (rd readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The checks get the deadline; the answer waits a moment longer, so a
+	// check that honours it reports its own error.
 	ctx, cancel := context.WithTimeout(r.Context(), rd.timeout)
 	defer cancel()
+	late := time.NewTimer(rd.timeout + readyGrace)
+	defer late.Stop()
 	type result struct {
 		check ReadinessCheck
 		err   error
@@ -393,11 +401,13 @@ collect:
 		select {
 		case res := <-results:
 			record(res)
-		case <-ctx.Done():
+		case <-late.C:
 			break collect
+		case <-r.Context().Done():
+			return // the prober went away
 		}
 	}
-	// A check still running when the time is up did not answer in time.
+	// A check still running now ignored its deadline.
 	for _, c := range rd.checks {
 		if _, ok := checks[c.Name]; !ok {
 			record(result{c, fmt.Errorf("no answer within %s", rd.timeout)})
