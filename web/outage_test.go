@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -419,19 +420,19 @@ func enqueued(t *testing.T, c *client, player string, count int) []string {
 	return ids
 }
 
-// TestTimedOutCommandRetriedOnce: a command whose append reaches
-// PostgreSQL but whose answer does not come back within the request
-// deadline (the append waits on a lock, the client is answered 503, then
-// the append commits) is the ambiguous case a client's retry must survive:
-// the retry with the same Idempotency-Key answers the task the first try
-// stored, and the task is stored once.
+// TestTimedOutCommandRetriedOnce plays the ambiguous case a client's retry
+// must survive: a command's append reaches PostgreSQL and waits there on a
+// lock, the network is partitioned (so the driver's cancel request never
+// arrives), the lock goes and the append commits, and the client, past its
+// deadline, is answered 503. The retry with the same Idempotency-Key after
+// the heal answers the task the first try stored, and it is stored once.
 func TestTimedOutCommandRetriedOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits out a request deadline")
 	}
 	t.Parallel()
-	const deadline = time.Second
-	a := apptest.Postgres(t, func(cfg *app.Config) { cfg.RequestTimeout = deadline })
+	const deadline = 3 * time.Second
+	a, p := proxiedPostgres(t, func(cfg *app.Config) { cfg.RequestTimeout = deadline })
 	c := newClient(t, a)
 	carol := c.token("carol", auth.RolePlayer)
 	// A stopped queue: nothing but this test appends to it.
@@ -442,13 +443,27 @@ func TestTimedOutCommandRetriedOnce(t *testing.T) {
 		t.Fatalf("stop: %d %s", r.status, r.body)
 	}
 
+	// Straight to PostgreSQL, not through the proxy.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, a.Config.DatabaseURL)
+	direct := strings.Replace(a.Config.DatabaseURL, p.Addr(), hostOf(t, os.Getenv("TASKQUEUE_TEST_DATABASE_URL")), 1)
+	conn, err := pgx.Connect(ctx, direct)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	watch, err := pgx.Connect(ctx, direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close(ctx)
+	version := func() (v int64) {
+		if err := watch.QueryRow(ctx, `SELECT version FROM event_streams WHERE stream_id = 'queue-carol'`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := version()
 	lock, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -458,32 +473,77 @@ func TestTimedOutCommandRetriedOnce(t *testing.T) {
 	}
 	keyed := req{method: "POST", path: "/api/queue/carol/tasks", token: carol, body: `{"type":"chop-wood","count":7}`,
 		headers: map[string]string{"Idempotency-Key": "ambiguous-commit"}}
-	r, took, err := c.timed(keyed, 30*time.Second)
-	if err != nil || took > deadline+3*time.Second {
-		t.Fatalf("keyed command behind a lock: %v after %s, want an answer within %s", err, took, deadline+3*time.Second)
+	type answer struct {
+		r    response
+		took time.Duration
+		err  error
 	}
-	unavailable(t, "keyed command behind a lock", r)
+	answered := make(chan answer, 1)
+	go func() {
+		r, took, err := c.timed(keyed, 60*time.Second)
+		answered <- answer{r, took, err}
+	}()
+	// The append waits on the lock; cut the network under it, then let it
+	// commit.
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		var n int
+		if err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, conn.PgConn().PID()).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Since(start) > deadline {
+			t.Fatal("the command's append never waited on the lock")
+		}
+	}
+	p.Partition()
+	healed := false
+	defer func() {
+		if !healed {
+			p.Heal()
+		}
+	}()
 	if err := lock.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-
-	// The append the client gave up on commits once the lock is gone.
-	stored := func() []string { return enqueued(t, c, "carol", 7) }
-	for start := time.Now(); len(stored()) == 0; time.Sleep(50 * time.Millisecond) {
+	for start := time.Now(); version() == before; time.Sleep(10 * time.Millisecond) {
 		if time.Since(start) > 10*time.Second {
-			t.Fatal("the append that timed out never committed: this test no longer plays an ambiguous commit")
+			t.Fatal("the append that lost its client never committed")
 		}
 	}
-	first := stored()[0]
+	ans := <-answered
+	if ans.err != nil || ans.took > deadline+3*time.Second {
+		t.Fatalf("the command whose answer was cut off: %v after %s, want an answer within %s", ans.err, ans.took, deadline+3*time.Second)
+	}
+	unavailable(t, "the command whose answer was cut off", ans.r)
+
+	p.Heal()
+	healed = true
+	waitDependencies(t, c, time.Minute)
+	stored := enqueued(t, c, "carol", 7)
+	if len(stored) != 1 {
+		t.Fatalf("before the retry the keyed task is stored %d times (%v), want once", len(stored), stored)
+	}
 	for i := range 2 {
 		r := c.do(keyed)
-		if r.status != http.StatusCreated || r.json(t)["taskId"] != first {
-			t.Fatalf("retry %d: %d %s, want 201 with the stored task %s", i+1, r.status, r.body, first)
+		if r.status != http.StatusCreated || r.json(t)["taskId"] != stored[0] {
+			t.Fatalf("retry %d: %d %s, want 201 with the stored task %s", i+1, r.status, r.body, stored[0])
 		}
 	}
-	if ids := stored(); len(ids) != 1 {
+	if ids := enqueued(t, c, "carol", 7); len(ids) != 1 {
 		t.Fatalf("the keyed task is stored %d times (%v), want once", len(ids), ids)
 	}
+}
+
+// hostOf returns the host:port of a postgres:// URL.
+func hostOf(t *testing.T, databaseURL string) string {
+	t.Helper()
+	u, err := url.Parse(databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
 }
 
 // TestReadyzRecoversEveryRound: over many rounds of PostgreSQL refusing
