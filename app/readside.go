@@ -63,7 +63,7 @@ func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *s
 	return &readSide{
 		runner:    runner,
 		queue:     query.NewQueueViewHandler(rm, runner, cfg.QueueLimit),
-		history:   query.NewHistoryHandler(rm),
+		history:   query.NewHistoryHandler(rm).WithCutoff(retention.Cutoff),
 		progress:  query.NewPlayerProgressHandler(rm),
 		analytics: query.NewAnalyticsHandler(rm, nil),
 		stop: func() {
