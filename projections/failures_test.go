@@ -81,7 +81,7 @@ func TestOneRefusalIsNotAFailure(t *testing.T) {
 func TestTransientErrorDegradesAndHeals(t *testing.T) {
 	b, res, evs := workloadLog(t)
 	full := fmt.Errorf("upsert 12 rows into player_progress__v1: %w", faults.ErrStorageFull)
-	f := newFlaky(PlayerProgress{}, evs[150].Position, full, 6)
+	f := newFlaky(PlayerProgress{}, evs[150].Position, full, 4)
 	r := startRunner(t, b, Config{BatchSize: 64, RetryDelay: time.Hour, Projections: []Projection{f}})
 	var seen Status
 	waitFor(t, r, "degraded", func(ctx context.Context) (bool, error) {
