@@ -280,7 +280,7 @@ func TestQueueViewWaitsForItsWrite(t *testing.T) {
 func TestAdminErrors(t *testing.T) {
 	b := openSQLite(t, "")
 	r := startRunner(t, b, Config{})
-	a := Admin{r}
+	a := NewAdmin(r)
 	ctx := context.Background()
 	if _, err := query.NewProjectionStatusHandler(a).Handle(ctx, query.ProjectionStatus{Name: "nope"}); !errors.Is(err, query.ErrNotFound) {
 		t.Fatalf("status of unknown: %v", err)
