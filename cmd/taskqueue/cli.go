@@ -242,6 +242,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 	defer cleanup()
 	slog.SetDefault(a.Logger) // packages that log through slog's default logger get the same format
+	stopDebug, err := startDebug(cfg.DebugAddr, a.Logger)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	srv, url, errc, err := startHTTP(cfg.Addr, a.Handler, certs, a.Logger)
 	if err != nil {
 		return err
