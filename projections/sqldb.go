@@ -87,10 +87,11 @@ func NewSQLiteStoreDB(s SQLiteStore) DB {
 // (pgx.QueryExecModeDescribeExec: the unnamed statement, one more round
 // trip) instead of the default, which prepares every text it meets on each
 // pooled connection and keeps it (512 per connection, with its
-// description; the server keeps their plans): an hour's soak had 20 MB of
-// the heap in such statements, growing with every batch size not seen
-// before on a connection (docs/SOAK.md). Statements of a fixed text, or of
-// a few texts, are left prepared. SQLite ignores the mark (a comment).
+// description; the server keeps their plans): in a soak such statements
+// held 24 MB of the heap after 30 minutes, growing with every batch size
+// a connection had not met yet (docs/SOAK.md). Statements of a fixed
+// text, or of a few texts, are left prepared. SQLite ignores the mark (a
+// comment).
 func Unprepared(query string) string { return unpreparedMark + query }
 
 // unpreparedMark starts the text of a statement marked by Unprepared.
