@@ -30,7 +30,9 @@
 // upserts; Tx.Dialect tells where they must differ (PostgreSQL partitions).
 // Projections load the rows a batch touches with one query, apply the batch
 // in memory and write back with multi-row upserts: one round trip per
-// thousands of rows, not one per event.
+// thousands of rows, not one per event. Such a statement's text depends on
+// its number of rows: mark it Unprepared, or pgx keeps one prepared
+// statement per size on every connection.
 //
 // # Failures
 //
