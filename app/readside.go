@@ -8,6 +8,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
@@ -92,7 +93,7 @@ func queueWatermark(r *projections.Runner) realtime.Watermark {
 // sessions, queue cache, progress and (on Redis) presence and wake-ups of
 // rr.
 func startRealtime(ctx context.Context, store eventstore.Store, rules domain.Rules, tokens realtime.TokenVerifier,
-	watermark realtime.Watermark, rr *redisRoles, cfg Config, log *slog.Logger) (*realtime.Hub, error) {
+	watermark realtime.Watermark, rr *redisRoles, cfg Config, obs faults.Observer, log *slog.Logger) (*realtime.Hub, error) {
 	hubCfg := realtime.Config{
 		Store:          tracing.Subscriber(store, "fanout"),
 		Tokens:         tokens,
@@ -103,6 +104,7 @@ func startRealtime(ctx context.Context, store eventstore.Store, rules domain.Rul
 		Logger:         log,
 		Sessions:       rr.sessions,
 		Changes:        redisx.QueueChanges{Cache: rr.cache, Progress: rr.progress},
+		Observer:       obs,
 	}
 	if rr.presence != nil {
 		hubCfg.Presence = rr.presence
