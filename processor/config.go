@@ -64,9 +64,11 @@ type Config struct {
 	// TopicPrefix starts every topic (and Redis stream) name. Default
 	// "taskqueue".
 	TopicPrefix string
-	// MaxRetries bounds the retries of a failing command (exponential
-	// backoff from RetryInitial to RetryMax) before it goes to the dead
-	// letter queue. Defaults 5, 100 ms, 5 s.
+	// MaxRetries bounds the retries of a command failing for a permanent
+	// reason (exponential backoff from RetryInitial to RetryMax) before it
+	// goes to the dead letter queue; a transient failure (the database
+	// away) is retried until it passes and never goes there. Defaults 5,
+	// 100 ms, 5 s.
 	MaxRetries   int
 	RetryInitial time.Duration
 	RetryMax     time.Duration
