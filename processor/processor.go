@@ -186,18 +186,19 @@ func (p *Processor) Run(ctx context.Context) error {
 		log.Warn("closing the command bus", "err", err)
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	if p.cfg.Redis != nil {
-		// Its consumers are gone: the messages they read and did not
-		// finish are taken by the other instances at once.
-		b.dead(rctx)
-	}
+	defer cancel()
 	n, err := releaseClaims(rctx, p.cfg.DB, p.cfg.Owner)
-	cancel()
 	if err != nil {
 		log.Warn("claims not released; they expire by themselves", "err", err)
 	}
 	stopRunner()
 	wg.Wait()
+	if p.cfg.Redis != nil {
+		// Its consumers are gone (and tendRedis, which kept them alive):
+		// the messages they read and did not finish are taken by the
+		// other instances at once.
+		b.dead(rctx)
+	}
 	log.Info("processor stopped", "claimsReleased", n)
 	return nil
 }
