@@ -208,7 +208,9 @@ func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *comman
 	}
 	dlRetry := middleware.Retry{MaxRetries: 20, InitialInterval: 100 * time.Millisecond, MaxInterval: 5 * time.Second, Multiplier: 2, Logger: b.wmLogger}
 	h := router.AddConsumerHandler("deadletters", b.poison, dlSub, func(msg *message.Message) error {
-		return dl.store(msg.Context(), msg, b.marshaler.NameFromMessage(msg))
+		ctx, cancel := context.WithTimeout(msg.Context(), cfg.CommandTimeout)
+		defer cancel()
+		return dl.store(ctx, msg, b.marshaler.NameFromMessage(msg))
 	})
 	h.AddMiddleware(dlRetry.Middleware, b.transientRetry)
 	return b, nil
