@@ -131,7 +131,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		},
 	}
 	if st.readModels != nil {
-		rs, err := startReadSide(a.Store, st.readModels, cfg, a.Logger)
+		rs, err := startReadSide(a.Store, st.readModels, cfg, a.Logger, a.Metrics)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -139,10 +139,6 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		a.Projections = rs.runner
 		queueView, history, progress, analytics = rs.queue, rs.history, rs.progress, rs.analytics
 		st.ready = append(st.ready, projectionsCheck(rs.runner))
-		pa := projections.Admin{R: rs.runner}
-		admin.Projections = query.NewProjectionStatusHandler(pa)
-		admin.Rebuild = query.NewRebuildProjectionHandler(pa)
-		admin.Skip = query.NewSkipEventHandler(pa)
 	}
 
 	rules := domain.Rules{Catalog: a.Catalog, QueueLimit: cfg.QueueLimit}
@@ -175,6 +171,16 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 			return nil, nil, err
 		}
 		admin.DeadLetters = dl
+	}
+
+	if a.Projections != nil {
+		// Every projection this process runs: the read side's and, when the
+		// processor runs here, processor_schedule (see projectionAdmin).
+		var sched *projections.Runner
+		if a.Processor != nil {
+			sched = a.Processor.Runner()
+		}
+		projectionAdmin(admin, a.Projections, sched)
 	}
 
 	var watermark realtime.Watermark

@@ -166,6 +166,14 @@ type Config struct {
 	// TASKQUEUE_PRESENCE_GRACE, --presence-grace, default 30s.
 	PresenceGrace time.Duration
 
+	// DebugAddr, when set, is the address of a second HTTP server with Go's
+	// profiler (net/http/pprof under /debug/pprof/), for `go tool pprof`
+	// during a soak or an incident. It has no authentication: bind it to
+	// loopback ("127.0.0.1:6060") and reach it over SSH or kubectl
+	// port-forward, never expose it. Empty: no such server.
+	// TASKQUEUE_DEBUG_ADDR, --debug-addr, default "" (off).
+	DebugAddr string
+
 	// Processor says whether `taskqueue serve` runs the processor (the
 	// loop that completes due repetitions) beside the API. Turn it off to
 	// run processors as separate `taskqueue processor` processes.
@@ -352,6 +360,13 @@ func (c Config) validate(tokens bool) error {
 	if c.OfflineCap < time.Minute {
 		bad("TASKQUEUE_OFFLINE_CAP", "%s is shorter than a minute", c.OfflineCap)
 	}
+	if c.DebugAddr != "" {
+		if _, port, err := net.SplitHostPort(c.DebugAddr); err != nil {
+			bad("TASKQUEUE_DEBUG_ADDR", "%q is not host:port: %v", c.DebugAddr, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("TASKQUEUE_DEBUG_ADDR", "%q has no valid port", c.DebugAddr)
+		}
+	}
 	if c.PresenceGrace <= 0 || c.PresenceGrace > time.Hour {
 		bad("TASKQUEUE_PRESENCE_GRACE", "%s is not between 0 and an hour", c.PresenceGrace)
 	}
@@ -421,6 +436,7 @@ var options = []Option{
 	{"TASKQUEUE_PRESENCE_GRACE", "presence-grace", DefaultPresenceGrace.String(), "how long a player's last WebSocket must stay closed before player.offline", func(c *Config) flag.Value { return (*durationValue)(&c.PresenceGrace) }},
 	{"TASKQUEUE_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For names the client", func(c *Config) flag.Value { return (*prefixListValue)(&c.TrustedProxies) }},
 	{"TASKQUEUE_PROCESSOR", "processor", "true", "run the processor inside serve (false: run `taskqueue processor` separately)", func(c *Config) flag.Value { return &boolPtrValue{&c.Processor} }},
+	{"TASKQUEUE_DEBUG_ADDR", "debug-addr", "", "address of the profiler (net/http/pprof, no auth): bind to loopback, e.g. 127.0.0.1:6060; empty: off", func(c *Config) flag.Value { return (*stringValue)(&c.DebugAddr) }},
 	{"TASKQUEUE_SHUTDOWN_TIMEOUT", "shutdown-timeout", DefaultShutdownTimeout.String(), "how long a graceful shutdown waits for requests in flight", func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
 }
 

@@ -96,13 +96,14 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"TASKQUEUE_RATE_LIMIT_IP": "2000000",
 		"TASKQUEUE_TLS_CERT":      "cert.pem",
 		"TASKQUEUE_OFFLINE_CAP":   "30s",
+		"TASKQUEUE_DEBUG_ADDR":    "6060",
 	})
 	if err == nil {
 		t.Fatal("load accepted a bad config")
 	}
 	for _, want := range []string{"TASKQUEUE_ADDR", "TASKQUEUE_DATABASE_URL", "TASKQUEUE_REDIS_URL", "TASKQUEUE_KURRENTDB_URL",
 		"TASKQUEUE_JWT_SECRET", "TASKQUEUE_QUEUE_LIMIT", "TASKQUEUE_CORS_ORIGINS", "TASKQUEUE_LOG_FORMAT", "TASKQUEUE_LOG_LEVEL", "TASKQUEUE_RATE_LIMIT_IP",
-		"TASKQUEUE_TLS_CERT", "TASKQUEUE_OFFLINE_CAP"} {
+		"TASKQUEUE_TLS_CERT", "TASKQUEUE_OFFLINE_CAP", "TASKQUEUE_DEBUG_ADDR"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}

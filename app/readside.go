@@ -33,7 +33,8 @@ type readSide struct {
 
 // startReadSide starts the projections runner and the retention sweep on
 // db (the read-model database) following store. stop ends both and waits.
-func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *slog.Logger) (*readSide, error) {
+// obs is told of the projections' outages (the metrics registry).
+func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *slog.Logger, obs faults.Observer) (*readSide, error) {
 	runner, err := projections.NewRunner(projections.Config{
 		Store: store,
 		DB:    db,
@@ -42,7 +43,8 @@ func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *s
 			tracing.Projection(projections.PlayerProgress{}),
 			tracing.Projection(projections.Analytics{}),
 		},
-		Logger: log,
+		Logger:   log,
+		Observer: obs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start the read side: %w", err)
@@ -64,7 +66,7 @@ func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *s
 	return &readSide{
 		runner:    runner,
 		queue:     query.NewQueueViewHandler(rm, runner, cfg.QueueLimit),
-		history:   query.NewHistoryHandler(rm),
+		history:   query.NewHistoryHandler(rm).WithCutoff(retention.Cutoff),
 		progress:  query.NewPlayerProgressHandler(rm),
 		analytics: query.NewAnalyticsHandler(rm, nil),
 		stop: func() {
@@ -75,7 +77,22 @@ func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *s
 	}, nil
 }
 
-// projectionsCheck is ready when no projection has failed.
+// projectionAdmin routes the admin API's projection requests (status,
+// rebuild, skip, retry) to the runners of this process: the read side's
+// and, when the processor runs here, its schedule's (processor_schedule).
+// When the processor runs in another process (TASKQUEUE_PROCESSOR=false),
+// processor_schedule is not listed here: its state is on that process's
+// /readyz and /metrics (taskqueue_projection_state), and it is managed
+// there (a restart retries it).
+func projectionAdmin(admin *web.Admin, runners ...*projections.Runner) {
+	pa := projections.NewAdmin(runners...)
+	admin.Projections = query.NewProjectionStatusHandler(pa)
+	admin.Rebuild = query.NewRebuildProjectionHandler(pa)
+	admin.Skip = query.NewSkipEventHandler(pa)
+	admin.Retry = query.NewRetryProjectionHandler(pa)
+}
+
+// projectionsCheck is ready when no projection has failed or is degraded.
 func projectionsCheck(r *projections.Runner) web.ReadinessCheck {
 	return web.ReadinessCheck{Name: "projections", Check: r.Ready}
 }

@@ -245,8 +245,10 @@ func (d *Queue) emit(e Event) error {
 }
 
 // Enqueue adds a task of type typ with count repetitions at index position
-// of the tasks (nil: the end; past the end: the end; never before a running
-// head: index 0 becomes 1). On a running queue with nothing running, the
+// of the tasks (nil: the end; past the end: the end, since the queue may
+// have moved on since the client saw it; never before a running head: index
+// 0 becomes 1). A position that no queue within the limit could have
+// (negative, or the limit or more) is invalid. On a running queue with nothing running, the
 // task's first repetition starts at now.
 func (q *Queue) Enqueue(id TaskID, typ TaskTypeID, count int, position *int, now time.Time) ([]Event, error) {
 	if _, err := ParseTaskID(string(id)); err != nil {
@@ -255,8 +257,9 @@ func (q *Queue) Enqueue(id TaskID, typ TaskTypeID, count int, position *int, now
 	if count < MinCount || count > MaxCount {
 		return nil, invalid("count", "must be between %d and %d, got %d", MinCount, MaxCount, count)
 	}
-	if position != nil && *position < 0 {
-		return nil, invalid("position", "must not be negative, got %d", *position)
+	if position != nil && (*position < 0 || *position >= q.rules.limit()) {
+		return nil, invalid("position", "must be between 0 and %d (an index in a queue of at most %d tasks), got %d",
+			q.rules.limit()-1, q.rules.limit(), *position)
 	}
 	tt, ok := q.rules.catalog().Task(typ)
 	if !ok {

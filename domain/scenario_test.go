@@ -125,10 +125,12 @@ func TestEnqueuePositionNeverDisplacesTheRunningHead(t *testing.T) {
 	}
 }
 
+// A position past the end but within the limit (the client saw a longer
+// queue, or one that has since moved on) appends.
 func TestEnqueuePositionPastTheEndAppends(t *testing.T) {
 	q := given(t, chopEnqueued, chop1Started)
 	before := q.Clone()
-	got, err := q.Enqueue("t2", "saw-planks", 1, ptr(99), at(10))
+	got, err := q.Enqueue("t2", "saw-planks", 1, ptr(2), at(10))
 	then(t, before, q, got, err, sawEnqueued)
 }
 
@@ -164,6 +166,8 @@ var enqueueErrors = []struct {
 	{"count zero", nil, "t1", "chop-wood", 0, nil, domain.ErrInvalid, "count"},
 	{"count over 1000", nil, "t1", "chop-wood", 1001, nil, domain.ErrInvalid, "count"},
 	{"negative position", nil, "t1", "chop-wood", 1, ptr(-1), domain.ErrInvalid, "position"},
+	{"position at the queue limit", nil, "t1", "chop-wood", 1, ptr(3), domain.ErrInvalid, "position"},
+	{"position past any queue", nil, "t1", "chop-wood", 1, ptr(2147483648), domain.ErrInvalid, "position"},
 	{"unknown type", nil, "t1", "bake-bread", 1, nil, domain.ErrUnknownTaskType, "type"},
 	{"bad task ID", nil, "t 1", "chop-wood", 1, nil, domain.ErrInvalid, "taskId"},
 	{"duplicate task ID", []domain.Event{chopEnqueued, chop1Started}, "t1", "chop-wood", 1, nil, domain.ErrInvalid, "taskId"},

@@ -36,10 +36,7 @@ var (
 
 // projectionStates is the closed set of projections.State, so every state
 // has a series (0 or 1) and alerts can test "== 1".
-var projectionStates = []projections.State{
-	projections.StateStarting, projections.StateCatchingUp, projections.StateLive,
-	projections.StateRebuilding, projections.StateFailed, projections.StateStopped,
-}
+var projectionStates = projections.States
 
 // sourceCollector reads Sources at scrape time.
 type sourceCollector struct{ r *Registry }

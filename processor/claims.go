@@ -82,7 +82,7 @@ func claimDue(ctx context.Context, db projections.DB, owner string, now time.Tim
 				OR NOT EXISTS (SELECT 1 FROM processor_schedule s WHERE s.stream_id = processor_claims.stream_id
 					AND s.task_id = processor_claims.task_id AND s.number = processor_claims.number)
 			RETURNING stream_id`)
-		taken, err := tx.Query(ctx, b.String(), args...)
+		taken, err := tx.Query(ctx, projections.Unprepared(b.String()), args...)
 		if err != nil {
 			return fmt.Errorf("claim %d due repetitions: %w", len(cands), err)
 		}
@@ -191,7 +191,7 @@ func releaseBatch(ctx context.Context, db projections.DB, owner string, batch []
 	}
 	b.WriteString(")")
 	return db.InTx(ctx, func(tx projections.Tx) error {
-		if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
+		if _, err := tx.Exec(ctx, projections.Unprepared(b.String()), args...); err != nil {
 			return fmt.Errorf("release the claims of a batch not sent: %w", err)
 		}
 		return nil

@@ -151,7 +151,7 @@ func deleteRows(ctx context.Context, tx projections.Tx, table string, gone []str
 			args[i] = s
 		}
 		q.WriteString(")")
-		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+		if _, err := tx.Exec(ctx, projections.Unprepared(q.String()), args...); err != nil {
 			return fmt.Errorf("delete %d schedule rows from %s: %w", len(chunk), table, err)
 		}
 	}
@@ -165,7 +165,7 @@ func deleteRows(ctx context.Context, tx projections.Tx, table string, gone []str
 			}
 			fmt.Fprintf(&q, "(stream_id = $%d AND task_id = $%d AND number = $%d)", i+1, i+2, i+3)
 		}
-		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+		if _, err := tx.Exec(ctx, projections.Unprepared(q.String()), args...); err != nil {
 			return fmt.Errorf("delete %d ended repetitions from %s: %w", len(args)/3, table, err)
 		}
 	}
@@ -191,7 +191,7 @@ func upsertRows(ctx context.Context, tx projections.Tx, table string, rows [][]a
 		}
 		q.WriteString(" ON CONFLICT (stream_id) DO UPDATE SET player_id = excluded.player_id, task_id = excluded.task_id," +
 			" number = excluded.number, due_at = excluded.due_at, started_at = excluded.started_at")
-		if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+		if _, err := tx.Exec(ctx, projections.Unprepared(q.String()), args...); err != nil {
 			return fmt.Errorf("upsert %d schedule rows into %s: %w", len(chunk), table, err)
 		}
 	}

@@ -30,15 +30,29 @@
 // upserts; Tx.Dialect tells where they must differ (PostgreSQL partitions).
 // Projections load the rows a batch touches with one query, apply the batch
 // in memory and write back with multi-row upserts: one round trip per
-// thousands of rows, not one per event.
+// thousands of rows, not one per event. Such a statement's text depends on
+// its number of rows: mark it Unprepared, or pgx keeps one prepared
+// statement per size on every connection.
 //
 // # Failures
 //
-// When a batch fails, the runner applies its events one by one, commits the
-// ones before the failing event and stops that projection in state failed,
-// with the event's position, ID, type and the error in Status (the others
-// keep running). Retry resumes after a fix; Skip moves the checkpoint past
-// the failing event and records it in projection_skipped_events.
+// A transient error (faults.Transient: the database or the log could not
+// be reached, a timeout, a serialization failure, a full disk), wherever it
+// happens (catch-up read, subscription, a batch's commit, a checkpoint
+// load, a rebuild's switch), is never a failure of an event: the projection
+// shows degraded (since when, the last error), backs off (faults.Outage,
+// one per projection, told to Config.Observer) and starts again from its
+// checkpoints in the database (a commit whose acknowledgement was lost may
+// have committed), without limit. When the projection's code refuses a
+// batch (a permanent error), the runner applies its events one by one,
+// commits the ones before the refused event and tries that event once more
+// from the checkpoint after Config.RetryDelay; only if it is refused again
+// does the projection stop in state failed, with the event's position, ID,
+// type and the error in Status (the others keep running). Retry resumes it
+// after a fix; Skip applies the event in a transaction it rolls back and,
+// only if it is still refused, moves the checkpoint past it and records it
+// in projection_skipped_events (else ErrSkipRefused, and an event that
+// applies now resumes the projection).
 //
 // # Blue-green rebuilds
 //

@@ -56,8 +56,8 @@ func (PlayerProgress) Apply(ctx context.Context, tx Tx, t Tables, events []event
 		for i, p := range chunk {
 			args[i] = p
 		}
-		rs, err := tx.Query(ctx, `SELECT player_id, skills, inventory, stream_version, updated_at FROM `+table+
-			` WHERE player_id IN (`+placeholders(1, len(chunk))+`)`, args...)
+		rs, err := tx.Query(ctx, Unprepared(`SELECT player_id, skills, inventory, stream_version, updated_at FROM `+table+
+			` WHERE player_id IN (`+placeholders(1, len(chunk))+`)`), args...)
 		if err != nil {
 			return fmt.Errorf("load progress of %d players: %w", len(chunk), err)
 		}

@@ -137,11 +137,11 @@ func (Queues) load(ctx context.Context, tx Tx, table string, players []string) (
 		for i, p := range chunk {
 			args[i] = p
 		}
-		rows, err := tx.Query(ctx, `SELECT player_id, stream_version, stopped, stopped_reason,
+		rows, err := tx.Query(ctx, Unprepared(`SELECT player_id, stream_version, stopped, stopped_reason,
 			repetition_number, repetition_started_at, repetition_due_at, repetition_duration_ms, repetition_efficiency,
 			tasks, tasks_enqueued, tasks_completed, tasks_failed, tasks_cancelled, repetitions_completed, xp_gained,
 			created_at, updated_at, last_position
-			FROM `+table+` WHERE player_id IN (`+placeholders(1, len(chunk))+`)`, args...)
+			FROM `+table+` WHERE player_id IN (`+placeholders(1, len(chunk))+`)`), args...)
 		if err != nil {
 			return nil, fmt.Errorf("load %d queues from %s: %w", len(chunk), table, err)
 		}

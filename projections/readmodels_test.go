@@ -193,6 +193,26 @@ func TestHistoryPagination(t *testing.T) {
 				t.Fatalf("filtered page holds %+v", e)
 			}
 		}
+		// Past the retention's cutoff nothing is served, whatever from says.
+		hc := query.NewHistoryHandler(NewReadModels(b.db)).WithCutoff(func() time.Time { return mid })
+		page, err = hc.Handle(ctx, query.History{PlayerID: "p0", From: mid.Add(-time.Hour), Limit: query.MaxHistoryLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = 0
+		for _, e := range all {
+			if !e.FinishedAt.Before(mid) {
+				want++
+			}
+		}
+		if len(page.Entries) != want || want == len(all) {
+			t.Fatalf("with the cutoff at %s: %d entries, want %d of %d", mid, len(page.Entries), want, len(all))
+		}
+		for _, e := range page.Entries {
+			if e.FinishedAt.Before(mid) {
+				t.Fatalf("an entry past the cutoff was served: %+v", e)
+			}
+		}
 		// Bad input.
 		for _, c := range []struct {
 			q     query.History
@@ -260,7 +280,7 @@ func TestQueueViewWaitsForItsWrite(t *testing.T) {
 func TestAdminErrors(t *testing.T) {
 	b := openSQLite(t, "")
 	r := startRunner(t, b, Config{})
-	a := Admin{r}
+	a := NewAdmin(r)
 	ctx := context.Background()
 	if _, err := query.NewProjectionStatusHandler(a).Handle(ctx, query.ProjectionStatus{Name: "nope"}); !errors.Is(err, query.ErrNotFound) {
 		t.Fatalf("status of unknown: %v", err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 )
 
 // State is what a projection's worker is doing. The set is closed.
@@ -22,9 +23,18 @@ const (
 	StateCatchingUp State = "catching-up"
 	StateLive       State = "live"
 	StateRebuilding State = "rebuilding"
-	StateFailed     State = "failed"
-	StateStopped    State = "stopped"
+	// StateDegraded: the infrastructure failed (the database or the log
+	// could not be reached, the disk is full); the projection retries by
+	// itself, with backoff, from its checkpoint, until it is back.
+	StateDegraded State = "degraded"
+	// StateFailed: the projection's own code refused an event twice, on
+	// two attempts; it waits for Retry or Skip.
+	StateFailed  State = "failed"
+	StateStopped State = "stopped"
 )
+
+// States is the closed set of State, in a fixed order.
+var States = []State{StateStarting, StateCatchingUp, StateLive, StateRebuilding, StateDegraded, StateFailed, StateStopped}
 
 // Config configures a Runner.
 type Config struct {
@@ -38,9 +48,17 @@ type Config struct {
 	// BatchSize is the most events applied in one transaction during
 	// catch-up. Default 1000.
 	BatchSize int
-	// RetryDelay is how long a projection waits before starting again after
-	// an infrastructure error (the database went away). Default 1 s.
+	// RetryDelay is how long a projection waits before it tries an event
+	// that its code refused once again (a refusal becomes a failure only
+	// when the fresh attempt fails too), and before it starts again after
+	// an error that is neither transient nor an event's. Default 1 s.
+	// Transient errors (faults.Transient) back off by themselves
+	// (faults.Outage: 100 ms doubling to 5 s, with jitter).
 	RetryDelay time.Duration
+	// Observer is told of the projections' transient errors and outages
+	// (component "projection <name>"); may be nil. metrics.Registry
+	// implements it.
+	Observer faults.Observer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now is the clock of status timestamps and lag; default time.Now.
@@ -116,10 +134,16 @@ type Runner struct {
 // proj is the runner's state for one projection.
 type proj struct {
 	p      Projection
-	reload chan struct{} // a rebuild was requested: restart the workers
+	reload chan struct{} // a rebuild or a retry was requested: restart the workers
+	// outage tracks the transient failures of the projection's
+	// generations: it outlives the workers, which start again after each.
+	outage *faults.Outage
 
 	mu      sync.Mutex
 	workers map[string]*worker // by generation
+	// suspect is, by generation, the event the projection's code refused
+	// once: it becomes a failure only if the fresh attempt fails too.
+	suspect map[string]eventstore.Position
 }
 
 // NewRunner checks cfg and returns a Runner; call Run to start it.
@@ -130,7 +154,10 @@ func NewRunner(cfg Config) (*Runner, error) {
 	}
 	r := &Runner{cfg: cfg, projs: map[string]*proj{}, notify: make(chan struct{})}
 	for _, p := range cfg.Projections {
-		r.projs[p.Name()] = &proj{p: p, reload: make(chan struct{}, 1), workers: map[string]*worker{}}
+		r.projs[p.Name()] = &proj{
+			p: p, reload: make(chan struct{}, 1), workers: map[string]*worker{}, suspect: map[string]eventstore.Position{},
+			outage: faults.NewOutage(faults.OutageConfig{Component: "projection " + p.Name(), Logger: cfg.Logger, Observer: cfg.Observer}),
+		}
 		r.order = append(r.order, p.Name())
 	}
 	sort.Strings(r.order)
@@ -169,8 +196,12 @@ func (r *Runner) committed() {
 }
 
 // supervise runs a projection's generations until ctx ends, starting over
-// (reloading checkpoints) whenever a rebuild switched or was requested, or
-// another runner took over.
+// (reloading checkpoints) whenever a rebuild switched or was requested,
+// another runner took over, or something failed. After a transient error
+// (faults.Transient: the database or the log could not be reached, the
+// disk is full) it backs off with the projection's Outage, which shows the
+// projection degraded, and starts again from the checkpoints in the
+// database: a commit whose acknowledgement was lost may have committed.
 func (r *Runner) supervise(ctx context.Context, pr *proj) {
 	log := r.cfg.Logger.With("projection", pr.p.Name())
 	for ctx.Err() == nil {
@@ -178,15 +209,23 @@ func (r *Runner) supervise(ctx context.Context, pr *proj) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil && !errors.Is(err, errSuperseded) && !errors.Is(err, errSwitched) && !errors.Is(err, errReload) {
+		var wait time.Duration
+		switch {
+		case err == nil, errors.Is(err, errSuperseded), errors.Is(err, errSwitched), errors.Is(err, errReload):
+			continue
+		case faults.Transient(err):
+			wait = pr.outage.Failed(err)
+		default:
 			log.Error("projection stopped; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(r.cfg.RetryDelay):
-			case <-pr.reload:
-			}
+			wait = r.cfg.RetryDelay
 		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-pr.reload:
+		}
+		t.Stop()
 	}
 }
 
@@ -422,12 +461,18 @@ func (r *Runner) switchTo(ctx context.Context, p Projection, gen string, at even
 }
 
 // Retry restarts a failed projection from its checkpoint (after the cause
-// was fixed, e.g. the database is back). It returns ErrUnknownProjection for
-// an unknown name.
+// was fixed), or ends the backoff of a degraded one at once. It returns
+// ErrUnknownProjection for an unknown name.
 func (r *Runner) Retry(name string) error {
 	pr, ok := r.projs[name]
 	if !ok {
 		return fmt.Errorf("retry %q: %w", name, ErrUnknownProjection)
+	}
+	if _, _, down := pr.outage.Down(); down {
+		select {
+		case pr.reload <- struct{}{}:
+		default:
+		}
 	}
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
@@ -437,10 +482,28 @@ func (r *Runner) Retry(name string) error {
 	return nil
 }
 
+// ErrSkipRefused is returned by Skip when skipping the event could lose
+// data: the event applies now (the projection is resumed instead), or the
+// checkpoint is no longer where the failure left it.
+var ErrSkipRefused = errors.New("skip refused")
+
+// errDryRun rolls back the transaction of Skip's dry run.
+var errDryRun = errors.New("dry run")
+
 // Skip moves a failed projection past the event it failed on (at position
 // pos) without applying it, records the skip in projection_skipped_events
 // with who asked, and resumes the projection. It returns ErrNotFailed when
 // the projection is not failed at pos.
+//
+// Skipping is safe only for an event the projection's code refuses for
+// good: a projection fails only on a refusal (never on a transient error,
+// see faults), confirmed by a fresh attempt, and Skip first applies the
+// event again in a transaction that it rolls back (a dry run). When the
+// event applies now, Skip resumes the projection instead and returns
+// ErrSkipRefused saying so; when the checkpoint moved (another runner
+// applied it), ErrSkipRefused too. When the dry run cannot tell (the
+// database is unavailable), Skip returns that transient error and skips
+// nothing.
 func (r *Runner) Skip(ctx context.Context, name string, pos eventstore.Position, by string) error {
 	pr, ok := r.projs[name]
 	if !ok {
@@ -458,6 +521,9 @@ func (r *Runner) Skip(ctx context.Context, name string, pos eventstore.Position,
 		return fmt.Errorf("skip event at %s in %s: %w", pos, name, ErrNotFailed)
 	}
 	f := w.failure()
+	if err := r.stillFails(ctx, pr, w, f); err != nil {
+		return fmt.Errorf("skip event at %s in %s: %w", pos, name, err)
+	}
 	err := r.cfg.DB.InTx(ctx, func(tx Tx) error {
 		if err := advanceCheckpoint(ctx, tx, name, w.generation, f.From, f.Position, 0, r.cfg.Now()); err != nil {
 			return err
@@ -468,6 +534,10 @@ func (r *Runner) Skip(ctx context.Context, name string, pos eventstore.Position,
 			name, w.generation, int64(pos.Commit), int64(pos.Seq), f.EventID, f.EventType, f.Stream, f.Error, by, r.cfg.Now())
 		return err
 	})
+	if errors.Is(err, errSuperseded) {
+		err = fmt.Errorf("%w: the checkpoint of generation %s moved (another runner applied the event?); "+
+			"read the status again", ErrSkipRefused, w.generation)
+	}
 	if err != nil {
 		return fmt.Errorf("skip event at %s in %s: %w", pos, name, err)
 	}
@@ -475,6 +545,48 @@ func (r *Runner) Skip(ctx context.Context, name string, pos eventstore.Position,
 	w.wakeUp()
 	return nil
 }
+
+// stillFails applies the failed event again after the failure's checkpoint
+// in a transaction that it rolls back, and returns nil only when the
+// projection's code refuses it again. When the event applies, it resumes
+// the worker and returns ErrSkipRefused.
+func (r *Runner) stillFails(ctx context.Context, pr *proj, w *worker, f *Failure) error {
+	evs, err := r.cfg.Store.ReadAll(ctx, f.From, pr.p.Filter(), 1)
+	if err != nil {
+		return fmt.Errorf("read the event again: %w", err)
+	}
+	if len(evs) == 0 || evs[0].Position != f.Position {
+		return fmt.Errorf("%w: the event after the checkpoint %s is not the failed one", ErrSkipRefused, f.From)
+	}
+	err = r.cfg.DB.InTx(ctx, func(tx Tx) error {
+		if err := advanceCheckpoint(ctx, tx, pr.p.Name(), w.generation, f.From, f.Position, 1, r.cfg.Now()); err != nil {
+			return err
+		}
+		if err := pr.p.Apply(ctx, tx, w.tables, evs); err != nil {
+			return applyError{err}
+		}
+		return errDryRun
+	})
+	var refusal applyError
+	switch {
+	case errors.Is(err, errDryRun):
+		w.wakeUp()
+		return fmt.Errorf("%w: the event applies now, so the projection was resumed instead of skipping it", ErrSkipRefused)
+	case errors.Is(err, errSuperseded):
+		return fmt.Errorf("%w: the checkpoint of generation %s moved (another runner applied the event?); "+
+			"read the status again", ErrSkipRefused, w.generation)
+	case errors.As(err, &refusal) && !faults.Transient(refusal.err):
+		return nil // refused again, for good
+	}
+	return fmt.Errorf("apply the event again: %w", err)
+}
+
+// applyError is an error of a projection's Apply, told apart from the
+// runner's own statements around it.
+type applyError struct{ err error }
+
+func (e applyError) Error() string { return e.err.Error() }
+func (e applyError) Unwrap() error { return e.err }
 
 // isUniqueViolation reports a primary-key clash in either dialect.
 func isUniqueViolation(err error) bool {

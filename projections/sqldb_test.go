@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskqueue/taskqueue/internal/teststore"
 )
@@ -75,6 +78,87 @@ func TestSQLiteParamsBindTheSame(t *testing.T) {
 	}
 	if want := "x=1,one y=2,deux z=3,three"; strings.Join(got, " ") != want {
 		t.Errorf("rows = %v, want %s", got, want)
+	}
+}
+
+// TestPostgresStatementsBuiltPerBatchStayUnprepared runs multi-row
+// upserts and IN-list reads of 1 to 60 rows (120 statement texts) on one
+// pooled PostgreSQL connection, and checks that the connection prepared
+// none of them. pgx prepares and keeps every text it runs by default (512
+// a connection, and the server keeps each one's plan), so the statements
+// built for each batch size held a part of the heap that grew with every
+// size a connection had not met yet (docs/SOAK.md).
+func TestPostgresStatementsBuiltPerBatchStayUnprepared(t *testing.T) {
+	url := teststore.PostgresURL(t)
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1 // one connection: its statements are all of the test's
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	db := NewPostgresDB(pool)
+	// pgx keeps a statement prepared on the server exactly while it
+	// caches it, so the server's list of the session is pgx's cache.
+	prepared := func() (n int) {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Release()
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := db.InTx(ctx, func(tx Tx) error {
+		_, err := tx.Exec(ctx, `CREATE TABLE batch_test (k text PRIMARY KEY, n bigint NOT NULL, at timestamptz NOT NULL)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := prepared()
+	at := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	const sizes = 60
+	for n := 1; n <= sizes; n++ {
+		rows := make([][]any, n)
+		players := make([]string, n)
+		for i := range rows {
+			rows[i] = []any{fmt.Sprintf("p%d", i), int64(n), at.Add(time.Duration(n) * time.Second)}
+			players[i] = fmt.Sprintf("p%d", i)
+		}
+		err := db.InTx(ctx, func(tx Tx) error {
+			if err := upsert(ctx, tx, "batch_test", []string{"k", "n", "at"}, []string{"k"}, excludedAll([]string{"k", "n", "at"}, []string{"k"}), rows); err != nil {
+				return err
+			}
+			_, err := Queues{}.load(ctx, tx, "queue_status", players)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("batch of %d: %v", n, err)
+		}
+	}
+	// Every row holds what the last batch that had it wrote.
+	for i := 0; i < sizes; i++ {
+		var n int64
+		var got time.Time
+		if err := db.QueryRow(ctx, `SELECT n, at FROM batch_test WHERE k = $1`, fmt.Sprintf("p%d", i)).Scan(&n, &got); err != nil {
+			t.Fatal(err)
+		}
+		if n != sizes || !got.Equal(at.Add(sizes*time.Second)) {
+			t.Fatalf("row p%d = (%d, %s), want (%d, %s)", i, n, got, sizes, at.Add(sizes*time.Second))
+		}
+	}
+	after := prepared()
+	// Only the fixed texts of this test may be prepared (the row check
+	// and the count): none of the 2×60 built for a batch.
+	if after-before > 2 {
+		t.Errorf("after %d batch sizes the connection holds %d prepared statements (%d before): statements built per batch size are prepared and kept",
+			sizes, after, before)
 	}
 }
 

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -32,8 +33,33 @@ type Status struct {
 	EventsApplied   int64   `json:"eventsApplied"`
 	// Failure is set when State is failed.
 	Failure *Failure `json:"failure,omitempty"`
+	// Degraded is set when State is degraded.
+	Degraded *Degradation `json:"degraded,omitempty"`
 	// Rebuild is set while a new generation is being built.
 	Rebuild *Progress `json:"rebuild,omitempty"`
+}
+
+// Degradation is an outage of the infrastructure a projection needs (the
+// database or the log unreachable, the disk full): the projection retries
+// by itself until it is over.
+type Degradation struct {
+	// Since is when the first attempt of the outage failed.
+	Since time.Time `json:"since"`
+	// Error is the last transient error.
+	Error string `json:"error"`
+}
+
+// degradation returns pr's outage, nil when there is none.
+func (pr *proj) degradation() *Degradation {
+	since, last, down := pr.outage.Down()
+	if !down {
+		return nil
+	}
+	d := &Degradation{Since: since}
+	if last != nil {
+		d.Error = last.Error()
+	}
+	return d
 }
 
 // Progress is a rebuild's progress.
@@ -95,6 +121,7 @@ func (r *Runner) status(ctx context.Context, pr *proj, head eventstore.Position)
 		workers[g] = w
 	}
 	pr.mu.Unlock()
+	degraded := pr.degradation()
 	for _, c := range cps {
 		w := workers[c.generation]
 		pos, applied, state, rate := c.position, c.applied, StateStopped, 0.0
@@ -106,6 +133,9 @@ func (r *Runner) status(ctx context.Context, pr *proj, head eventstore.Position)
 			}
 			state, fail, rate = w.state, w.fail, w.meter.rate(now)
 			w.mu.Unlock()
+		}
+		if degraded != nil && fail == nil {
+			state = StateDegraded
 		}
 		if c.active {
 			s.Version, s.Generation, s.Position, s.EventsApplied = c.version, c.generation, pos, applied
@@ -134,6 +164,10 @@ func (r *Runner) status(ctx context.Context, pr *proj, head eventstore.Position)
 		}
 		s.Rebuild = pg
 	}
+	if degraded != nil && s.Failure == nil {
+		// Also before its first checkpoint could be written.
+		s.State, s.Degraded = StateDegraded, degraded
+	}
 	return s, nil
 }
 
@@ -145,11 +179,16 @@ func seqLag(pos, head eventstore.Position) int64 {
 }
 
 // Ready reports an error naming every failed projection (also a failed
-// rebuild), for /readyz. It reads only the runner's memory: no query.
+// rebuild) and every degraded one with its last error, for /readyz. It
+// reads only the runner's memory: no query. A degraded projection is ready
+// again by itself once it has caught up or committed after the outage.
 func (r *Runner) Ready(ctx context.Context) error {
-	var failed []string
+	var failed, degraded []string
 	for _, name := range r.order {
 		pr := r.projs[name]
+		if d := pr.degradation(); d != nil {
+			degraded = append(degraded, fmt.Sprintf("%s since %s (%s)", name, d.Since.UTC().Format(time.RFC3339), d.Error))
+		}
 		pr.mu.Lock()
 		for _, w := range pr.workers {
 			if f := w.failure(); f != nil {
@@ -158,9 +197,16 @@ func (r *Runner) Ready(ctx context.Context) error {
 		}
 		pr.mu.Unlock()
 	}
+	sort.Strings(failed)
+	var parts []string
 	if len(failed) > 0 {
-		sort.Strings(failed)
-		return fmt.Errorf("projections failed: %s", strings.Join(failed, ", "))
+		parts = append(parts, "projections failed: "+strings.Join(failed, ", "))
+	}
+	if len(degraded) > 0 {
+		parts = append(parts, "projections degraded (retrying by themselves): "+strings.Join(degraded, "; "))
+	}
+	if len(parts) > 0 {
+		return errors.New(strings.Join(parts, "; "))
 	}
 	return nil
 }

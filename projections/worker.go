@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 )
 
-// Failure describes the event a projection failed on.
+// Failure describes the event a projection failed on: its code refused
+// the event (a permanent error, faults.Classify) on two attempts.
 type Failure struct {
 	// Position is the failing event's position; Skip takes it.
 	Position  eventstore.Position `json:"position"`
@@ -96,7 +98,9 @@ func (w *worker) setState(s State) {
 
 // run applies the log until ctx ends or the generation is superseded. For a
 // generation being built, stopActive stops the active generation's worker
-// before the switch.
+// before the switch. Any other error, transient ones included, is
+// returned: the runner's supervise starts every worker of the projection
+// again.
 func (w *worker) run(ctx context.Context, stopActive func()) error {
 	defer close(w.done)
 	for {
@@ -104,23 +108,39 @@ func (w *worker) run(ctx context.Context, stopActive func()) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if !errors.Is(err, errFailed) {
+		switch {
+		case errors.Is(err, errFailed):
+			// Failed: wait for Retry or Skip.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-w.wake:
+			}
+		case errors.Is(err, errFreshAttempt):
+			t := time.NewTimer(w.r.cfg.RetryDelay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		default:
 			return err
 		}
-		// Failed: wait for Retry or Skip, then start again from the
-		// checkpoint in the database.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-w.wake:
-		}
+		// Start again from the checkpoint in the database.
 		if err := w.reloadPosition(ctx); err != nil {
 			return err
 		}
 	}
 }
 
-var errFailed = errors.New("projection failed on an event")
+var (
+	errFailed = errors.New("projection failed on an event")
+	// errFreshAttempt: the projection's code refused an event for the first
+	// time; the worker tries again from its checkpoint before calling it a
+	// failure, so that a one-off is never recorded as a failure of the data.
+	errFreshAttempt = errors.New("projection refused an event once")
+)
 
 func (w *worker) reloadPosition(ctx context.Context) error {
 	cps, err := loadCheckpoints(ctx, w.r.cfg.DB, w.pr.p.Name())
@@ -174,6 +194,7 @@ func (w *worker) follow(ctx context.Context, stopActive func()) error {
 	w.caughtUp = true
 	w.state = StateLive
 	w.mu.Unlock()
+	w.pr.outage.Recovered() // it read the log and its checkpoint
 	sub, err := w.r.cfg.Store.Subscribe(ctx, from, p.Filter())
 	if err != nil {
 		return fmt.Errorf("subscribe %s after %s: %w", p.Name(), from, err)
@@ -209,15 +230,20 @@ func (w *worker) catchUp(ctx context.Context) error {
 	}
 }
 
-// apply commits evs and the checkpoint `to` in one transaction. When the
-// batch fails, it applies the events one by one to find the failing one,
-// commits those before it and reports errFailed.
+// apply commits evs and the checkpoint `to` in one transaction. A transient
+// error (faults.Transient) is returned as it is: nothing is wrong with the
+// events, the runner backs off and starts again from the checkpoint in the
+// database. When the projection's code refuses the batch, apply applies
+// the events one by one to find the refused one, commits those before it
+// and reports errFreshAttempt the first time that event is refused, then
+// errFailed (the worker stops, state failed) when the fresh attempt is
+// refused too.
 func (w *worker) apply(ctx context.Context, evs []eventstore.RecordedEvent, to eventstore.Position) error {
 	w.mu.Lock()
 	from := w.pos
 	w.mu.Unlock()
 	err := w.commit(ctx, evs, from, to)
-	if err == nil || errors.Is(err, errSuperseded) || ctx.Err() != nil {
+	if err == nil || errors.Is(err, errSuperseded) || ctx.Err() != nil || faults.Transient(err) {
 		return err
 	}
 	w.r.cfg.Logger.Warn("projection batch failed; isolating the event", "projection", w.pr.p.Name(), "events", len(evs), "err", err)
@@ -225,28 +251,51 @@ func (w *worker) apply(ctx context.Context, evs []eventstore.RecordedEvent, to e
 		w.mu.Lock()
 		from := w.pos
 		w.mu.Unlock()
-		err := w.commit(ctx, evs[:0:0], from, from) // still ours?
-		if err == nil {
-			err = w.commit(ctx, []eventstore.RecordedEvent{e}, from, e.Position)
+		// Still ours, and the database answers? An error here is not the
+		// event's.
+		if err := w.commit(ctx, nil, from, from); err != nil {
+			return err
 		}
+		err := w.commit(ctx, []eventstore.RecordedEvent{e}, from, e.Position)
 		if err == nil {
 			continue
 		}
-		if errors.Is(err, errSuperseded) || ctx.Err() != nil {
+		if errors.Is(err, errSuperseded) || ctx.Err() != nil || faults.Transient(err) {
 			return err
 		}
-		w.mu.Lock()
-		w.fail = &Failure{
-			Position: e.Position, EventID: e.ID.String(), EventType: e.Type, Stream: e.Stream,
-			Error: err.Error(), At: w.r.cfg.Now(), From: from,
-		}
-		w.state = StateFailed
-		w.mu.Unlock()
-		w.r.cfg.Logger.Error("projection failed on an event", "projection", w.pr.p.Name(), "generation", w.generation,
-			"position", e.Position.String(), "event", e.ID, "type", e.Type, "stream", e.Stream, "err", err)
-		return errFailed
+		return w.refused(e, from, err)
 	}
 	return nil
+}
+
+// refused handles the projection's refusal of event e (a permanent error):
+// errFreshAttempt the first time, a Failure and errFailed when the same
+// event is refused again.
+func (w *worker) refused(e eventstore.RecordedEvent, from eventstore.Position, err error) error {
+	log := w.r.cfg.Logger.With("projection", w.pr.p.Name(), "generation", w.generation,
+		"position", e.Position.String(), "event", e.ID, "type", e.Type, "stream", e.Stream, "err", err)
+	w.pr.mu.Lock()
+	suspect, seen := w.pr.suspect[w.generation]
+	again := seen && suspect == e.Position
+	if again {
+		delete(w.pr.suspect, w.generation) // a Retry gets two attempts too
+	} else {
+		w.pr.suspect[w.generation] = e.Position
+	}
+	w.pr.mu.Unlock()
+	if !again {
+		log.Warn("projection refused an event; trying it once more from the checkpoint", "after", w.r.cfg.RetryDelay)
+		return fmt.Errorf("%w: %w", errFreshAttempt, err)
+	}
+	w.mu.Lock()
+	w.fail = &Failure{
+		Position: e.Position, EventID: e.ID.String(), EventType: e.Type, Stream: e.Stream,
+		Error: err.Error(), At: w.r.cfg.Now(), From: from,
+	}
+	w.state = StateFailed
+	w.mu.Unlock()
+	log.Error("projection failed on an event")
+	return errFailed
 }
 
 func (w *worker) commit(ctx context.Context, evs []eventstore.RecordedEvent, from, to eventstore.Position) error {
@@ -277,6 +326,12 @@ func (w *worker) commit(ctx context.Context, evs []eventstore.RecordedEvent, fro
 	w.meter.add(now, int64(len(evs)))
 	w.mu.Unlock()
 	if len(evs) > 0 {
+		w.pr.outage.Recovered()
+		w.pr.mu.Lock()
+		if s, ok := w.pr.suspect[w.generation]; ok && !to.Less(s) {
+			delete(w.pr.suspect, w.generation) // applied after all: a one-off
+		}
+		w.pr.mu.Unlock()
 		w.r.committed()
 	}
 	return nil

@@ -68,9 +68,12 @@ type QueueLength struct {
 
 // AnalyticsReport is the answer: exactly one of the row lists is set.
 type AnalyticsReport struct {
-	Report       string        `json:"report"`
-	From         *time.Time    `json:"from,omitempty"`
-	To           *time.Time    `json:"to,omitempty"`
+	Report string     `json:"report"`
+	From   *time.Time `json:"from,omitempty"`
+	To     *time.Time `json:"to,omitempty"`
+	// At is when a report of the present (queue-lengths) was taken; it
+	// has no From and To.
+	At           *time.Time    `json:"at,omitempty"`
 	TaskDays     []TaskDay     `json:"taskDays,omitempty"`
 	GrantDays    []GrantDay    `json:"grantDays,omitempty"`
 	ActiveHours  []ActiveHour  `json:"activeHours,omitempty"`
@@ -108,6 +111,9 @@ func (h *AnalyticsHandler) Handle(ctx context.Context, q Analytics) (AnalyticsRe
 	if !known {
 		return AnalyticsReport{}, fmt.Errorf("analytics report %q: %w", truncate(q.Report), ErrNotFound)
 	}
+	if q.Report == ReportQueueLengths {
+		return h.queueLengths(ctx, q)
+	}
 	from, to := q.From.UTC(), q.To.UTC()
 	if to.IsZero() {
 		to = h.now().UTC()
@@ -141,15 +147,28 @@ func (h *AnalyticsHandler) Handle(ctx context.Context, q Analytics) (AnalyticsRe
 		if out.ActiveHours == nil {
 			out.ActiveHours = []ActiveHour{}
 		}
-	case ReportQueueLengths:
-		out.From, out.To = nil, nil
-		out.QueueLengths, err = h.rm.QueueLengths(ctx)
-		if out.QueueLengths == nil {
-			out.QueueLengths = []QueueLength{}
-		}
 	}
 	if err != nil {
 		return AnalyticsReport{}, fmt.Errorf("analytics %s: %w", q.Report, err)
 	}
 	return out, nil
+}
+
+// queueLengths answers ReportQueueLengths: the distribution now, so a range
+// or a task type is refused rather than ignored.
+func (h *AnalyticsHandler) queueLengths(ctx context.Context, q Analytics) (AnalyticsReport, error) {
+	for field, set := range map[string]bool{"from": !q.From.IsZero(), "to": !q.To.IsZero(), "taskType": q.TaskType != ""} {
+		if set {
+			return AnalyticsReport{}, invalid(field, "does not apply to %s, which is the distribution now", ReportQueueLengths)
+		}
+	}
+	at := h.now().UTC()
+	rows, err := h.rm.QueueLengths(ctx)
+	if err != nil {
+		return AnalyticsReport{}, fmt.Errorf("analytics %s: %w", q.Report, err)
+	}
+	if rows == nil {
+		rows = []QueueLength{}
+	}
+	return AnalyticsReport{Report: q.Report, At: &at, QueueLengths: rows}, nil
 }

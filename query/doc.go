@@ -8,12 +8,12 @@
 //     the field (malformed cursor, from after to, page size over the
 //     maximum, a malformed player ID or position) -> 400 validation;
 //   - ErrNotFound: an unknown projection -> 404 not-found;
-//   - ErrConflict: a rebuild already running -> 409 conflict;
+//   - ErrConflict: a rebuild already running, a skip refused -> 409 conflict;
 //   - ErrStale: the read model did not reach the requested version in time
 //     (read-your-writes wait) -> the handler still returns the latest view.
 //
 // Handlers are safe for concurrent use. They never write, except the
-// projection admin commands (rebuild, skip), which go to the runner.
+// projection admin commands (rebuild, skip, retry), which go to the runner.
 package query
 
 import (
@@ -27,7 +27,8 @@ var (
 	// ErrNotFound: no such projection.
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the request conflicts with what is running (a rebuild in
-	// progress, a skip of an event the projection did not fail on).
+	// progress, a skip of an event the projection did not fail on or that
+	// applies now).
 	ErrConflict = errors.New("conflict")
 	// ErrStale: the read model had not reached the requested stream
 	// version when the wait ended.

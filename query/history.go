@@ -80,15 +80,32 @@ type HistoryReadModel interface {
 }
 
 // HistoryHandler answers History.
-type HistoryHandler struct{ rm HistoryReadModel }
+type HistoryHandler struct {
+	rm     HistoryReadModel
+	cutoff func() time.Time
+}
 
-func NewHistoryHandler(rm HistoryReadModel) *HistoryHandler { return &HistoryHandler{rm} }
+func NewHistoryHandler(rm HistoryReadModel) *HistoryHandler { return &HistoryHandler{rm: rm} }
+
+// WithCutoff makes h serve no entry that finished before cutoff() (the
+// retention's, projections.Retention.Cutoff): rows past retention stay in
+// the table until the next sweep, and a rebuild re-creates them for a
+// while, but a read never returns them. It returns h.
+func (h *HistoryHandler) WithCutoff(cutoff func() time.Time) *HistoryHandler {
+	h.cutoff = cutoff
+	return h
+}
 
 // Handle validates q and returns one page.
 func (h *HistoryHandler) Handle(ctx context.Context, q History) (HistoryPage, error) {
 	f, err := q.filter()
 	if err != nil {
 		return HistoryPage{}, err
+	}
+	if h.cutoff != nil {
+		if c := h.cutoff().UTC(); f.From.Before(c) {
+			f.From = c
+		}
 	}
 	want := f.Limit
 	f.Limit++ // one more tells whether a next page exists

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -52,8 +53,9 @@ func (c *LimitsConfig) setDefaults() {
 }
 
 // Limiter limits commands per player and per client address:
-// ratelimit:{playerId} and ratelimit:ip:{address} in Redis (GCRA, through
-// redis_rate, which stores them under its own "rate:" prefix), shared by
+// {prefix}rate:ratelimit:{playerId} and {prefix}rate:ratelimit:ip:{address}
+// in Redis (GCRA, through redis_rate, which adds its own "rate:" after the
+// prefix: see prefixedScripts), shared by
 // every instance; an in-process limiter of the same rates while Redis is
 // absent or down (each instance then allows the rate on its own). Safe for
 // concurrent use.
@@ -70,7 +72,7 @@ func NewLimiter(c *Client, cfg LimitsConfig) *Limiter {
 	cfg.setDefaults()
 	l := &Limiter{c: c, cfg: cfg, local: newLocalLimiter(), now: time.Now}
 	if c != nil {
-		l.rl = redis_rate.NewLimiter(c.rdb)
+		l.rl = redis_rate.NewLimiter(prefixedScripts{c.rdb, c.prefix})
 	}
 	return l
 }
@@ -85,13 +87,58 @@ func (l *Limiter) allow(ctx context.Context, key string, r Rate) (bool, time.Dur
 		return true, 0
 	}
 	if l.rl != nil && l.c.Up() {
-		res, err := l.rl.Allow(ctx, l.c.key(rateFamily, key), redis_rate.Limit{Rate: r.Per, Period: r.Period, Burst: r.Burst})
+		res, err := l.rl.Allow(ctx, rateFamily+key, redis_rate.Limit{Rate: r.Per, Period: r.Period, Burst: r.Burst})
 		l.c.observe(ctx, err)
 		if err == nil {
 			return res.Allowed > 0, res.RetryAfter
 		}
 	}
 	return l.local.allow(key, r, l.now())
+}
+
+// prefixedScripts is the part of a Redis client that redis_rate uses, with
+// the configured prefix put in front of every key: redis_rate names its
+// keys "rate:"+key itself, and every key the service writes must start
+// with TASKQUEUE_REDIS_PREFIX.
+type prefixedScripts struct {
+	rdb    *redis.Client
+	prefix string
+}
+
+func (p prefixedScripts) keys(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = p.prefix + k
+	}
+	return out
+}
+
+func (p prefixedScripts) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return p.rdb.Eval(ctx, script, p.keys(keys), args...)
+}
+
+func (p prefixedScripts) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return p.rdb.EvalSha(ctx, sha1, p.keys(keys), args...)
+}
+
+func (p prefixedScripts) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return p.rdb.EvalRO(ctx, script, p.keys(keys), args...)
+}
+
+func (p prefixedScripts) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return p.rdb.EvalShaRO(ctx, sha1, p.keys(keys), args...)
+}
+
+func (p prefixedScripts) ScriptExists(ctx context.Context, hashes ...string) *redis.BoolSliceCmd {
+	return p.rdb.ScriptExists(ctx, hashes...)
+}
+
+func (p prefixedScripts) ScriptLoad(ctx context.Context, script string) *redis.StringCmd {
+	return p.rdb.ScriptLoad(ctx, script)
+}
+
+func (p prefixedScripts) Del(ctx context.Context, keys ...string) *redis.IntCmd {
+	return p.rdb.Del(ctx, p.keys(keys)...)
 }
 
 // AllowPlayer checks the per-player limit.

@@ -64,10 +64,6 @@ func sharedWithPrefix(t *testing.T) (*redisx.Client, string) {
 		for iter.Next(ctx) {
 			c.Redis().Del(ctx, iter.Val())
 		}
-		iter = c.Redis().Scan(ctx, 0, "rate:"+prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Redis().Del(ctx, iter.Val())
-		}
 	})
 	waitFor(t, "redis up", c.Up)
 	return c, prefix

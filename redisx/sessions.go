@@ -48,10 +48,11 @@ type Sessions struct {
 	c   *Client
 	now func() time.Time
 
-	mu       sync.Mutex
-	local    map[string]Session   // without Redis, and created during an outage
-	revoked  map[string]time.Time // revoked here: until when to remember
-	onRevoke []func(sid string)
+	mu        sync.Mutex
+	local     map[string]Session   // without Redis, and created during an outage
+	lastSweep time.Time            // of local's expired sessions
+	revoked   map[string]time.Time // revoked here: until when to remember
+	onRevoke  []func(sid string)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -123,9 +124,27 @@ func (s *Sessions) Create(ctx context.Context, player string, role auth.Role) (S
 		}
 	}
 	s.mu.Lock()
+	s.sweepLocked(now)
 	s.local[sess.ID] = sess
 	s.mu.Unlock()
 	return sess, nil
+}
+
+// sweepLocked drops the in-process sessions expired at now, at most once a
+// minute. An expired session is deleted when it is looked up, but one that
+// nobody uses again (a dev token thrown away, a browser closed) is never
+// looked up: without the sweep the map grew by one session per sign-in
+// for the life of the process. s.mu is held.
+func (s *Sessions) sweepLocked(now time.Time) {
+	if now.Sub(s.lastSweep) < time.Minute {
+		return
+	}
+	s.lastSweep = now
+	for id, sess := range s.local {
+		if now.Sub(sess.RefreshedAt) > SessionTTL {
+			delete(s.local, id)
+		}
+	}
 }
 
 // Refresh renews the session's TTL and returns it; ErrNoSession when it

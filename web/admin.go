@@ -8,6 +8,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/taskqueue/taskqueue/internal/faults"
+
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -20,8 +22,10 @@ type Admin struct {
 	// Rebuild answers POST /api/admin/projections/{name}/rebuild (202).
 	Rebuild *query.RebuildProjectionHandler
 	// Skip answers POST /api/admin/projections/{name}/skip
-	// {"position":"…"} (204).
+	// {"position":"…"} (204; 409 with the reason when refused).
 	Skip *query.SkipEventHandler
+	// Retry answers POST /api/admin/projections/{name}/retry (202).
+	Retry *query.RetryProjectionHandler
 	// PlayerEvents answers GET /api/admin/players/{playerId}/events
 	// (?from=&type=&limit=; ops.AdminEvents).
 	PlayerEvents func(ctx context.Context, player string, params url.Values) (any, error)
@@ -39,6 +43,7 @@ func (s *Server) adminRoutes(r chi.Router) {
 	r.Get("/projections/{name}", s.adminProjections)
 	r.Post("/projections/{name}/rebuild", s.adminRebuild)
 	r.Post("/projections/{name}/skip", s.adminSkip)
+	r.Post("/projections/{name}/retry", s.adminRetry)
 	r.Get("/players/{playerId}/events", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.PlayerEvents }))
 	r.Get("/players/{playerId}/queue", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.QueueAt }))
 	r.Get("/deadletters", s.adminDeadLetters)
@@ -107,10 +112,32 @@ func (s *Server) adminSkip(w http.ResponseWriter, r *http.Request) {
 	p, _ := auth.PrincipalFrom(r.Context())
 	err := s.admin.Skip.Handle(r.Context(), query.SkipEvent{Name: chi.URLParam(r, "name"), Position: req.Position, By: p.PlayerID})
 	if err != nil {
-		s.writeProblem(w, r, err)
+		s.writeProblem(w, r, unavailableIfTransient(err))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) adminRetry(w http.ResponseWriter, r *http.Request) {
+	if s.admin == nil || s.admin.Retry == nil {
+		s.notImplemented(w, r)
+		return
+	}
+	name := chi.URLParam(r, "name")
+	if err := s.admin.Retry.Handle(r.Context(), query.RetryProjection{Name: name}); err != nil {
+		s.writeProblem(w, r, unavailableIfTransient(err))
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"name": name})
+}
+
+// unavailableIfTransient marks a transient error (the database could not
+// be reached to try the event again) as unavailable: 503, never 500.
+func unavailableIfTransient(err error) error {
+	if faults.Transient(err) {
+		return fmt.Errorf("%w: %w", errUnavailable, err)
+	}
+	return err
 }
 
 func (s *Server) adminPlayer(pick func(*Admin) func(context.Context, string, url.Values) (any, error)) http.HandlerFunc {

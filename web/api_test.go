@@ -296,6 +296,8 @@ func TestProblems(t *testing.T) {
 		{"unknown field", req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"chop-wood","count":1,"colour":"red"}`}, 400, "validation", "colour"},
 		{"wrong type of field", req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"chop-wood","count":"ten"}`}, 400, "validation", "count"},
 		{"count out of range", req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"chop-wood","count":0}`}, 400, "validation", "count"},
+		{"position past any queue", req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"chop-wood","count":1,"position":99999}`}, 400, "validation", "position"},
+		{"position past int32", req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"chop-wood","count":1,"position":2147483648}`}, 400, "validation", "position"},
 		{"unknown task type", req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"fly","count":1}`}, 400, "validation", "type"},
 		{"missing type", req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"count":1}`}, 400, "validation", "type"},
 		{"data after the object", req{method: "POST", path: "/api/queue/alice/tasks", token: alice, body: `{"type":"chop-wood","count":1} {}`}, 400, "validation", "body"},

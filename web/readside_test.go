@@ -142,6 +142,17 @@ func TestProgressAndAnalytics(t *testing.T) {
 			}
 		}
 
+		// queue-lengths is the distribution now: it says when, and takes no range.
+		ql := c.do(req{method: "GET", path: "/api/analytics/queue-lengths", token: root}).json(t)
+		if at, ok := ql["at"].(string); !ok || at == "" || ql["from"] != nil || ql["to"] != nil {
+			t.Fatalf("queue-lengths: %v; want an \"at\" and no from/to", ql)
+		}
+		for field, q := range map[string]string{"from": "from=2026-11-01T00:00:00Z", "to": "to=2026-11-01T00:00:00Z", "taskType": "taskType=chop-wood"} {
+			p := c.do(req{method: "GET", path: "/api/analytics/queue-lengths?" + q, token: root}).problem(t, 400, "validation")
+			if p["field"] != field {
+				t.Fatalf("queue-lengths?%s: problem names field %v, want %s", q, p["field"], field)
+			}
+		}
 		c.do(req{method: "GET", path: "/api/analytics/nope", token: root}).problem(t, 404, "not-found")
 		for field, q := range map[string]string{
 			"from":     "from=yesterday",

@@ -196,8 +196,8 @@ func TestCommandRateLimit(t *testing.T) {
 			t.Fatalf("only %d commands passed before 429, want the burst of 2", passed)
 		}
 		limited.problem(t, 429, "rate-limited")
-		if redis { // counted in Redis (redis_rate's "rate:" before the key; it expires on its own)
-			key := "rate:" + a.Config.RedisPrefix + "ratelimit:alice"
+		if redis { // counted in Redis (under the prefix; it expires on its own)
+			key := a.Config.RedisPrefix + "rate:ratelimit:alice"
 			if n, err := a.Redis.Redis().Exists(context.Background(), key).Result(); err != nil || n != 1 {
 				t.Fatalf("rate limit state %s in Redis: %d, %v", key, n, err)
 			}

@@ -18,7 +18,7 @@ import (
 )
 
 // benchFlags are the flags of `bench` beside the configuration's (which
-// give the JWT secret to sign the load's token with).
+// give the JWT secret to sign the players' tokens with).
 type benchFlags struct {
 	url      string
 	rate     int
@@ -34,7 +34,12 @@ const benchHelp = `bench drives POST /api/queue/{playerId}/tasks of a running se
 steady rate (open loop: requests are sent on schedule whether or not earlier
 ones have answered) over many players, then reports the latency percentiles.
 Latency is measured from each request's scheduled send time, so a server that
-falls behind is charged for the wait (no coordinated omission).`
+falls behind is charged for the wait (no coordinated omission). Each player
+sends with a token of its own, as players do; all the load comes from one
+address, so a server with its default per-address limit (TASKQUEUE_RATE_LIMIT_IP)
+answers most of it 429: start the server with TASKQUEUE_RATE_LIMIT_IP=-1 to
+measure the service rather than its limiter. The report says how many
+requests were rate limited.`
 
 // bench runs the load generator.
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -74,11 +79,14 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if err != nil {
 		return err
 	}
-	tok, _, err := tokens.Mint("bench", auth.RoleSystem, bf.duration+bf.warmup+time.Hour)
-	if err != nil {
-		return err
+	ttl := bf.duration + bf.warmup + time.Hour
+	playerTokens := make([]string, bf.players)
+	for i := range playerTokens {
+		if playerTokens[i], _, err = tokens.Mint(benchPlayer(bf, i), auth.RolePlayer, ttl); err != nil {
+			return err
+		}
 	}
-	res, err := runBench(ctx, bf, tok)
+	res, err := runBench(ctx, bf, playerTokens)
 	if err != nil {
 		return err
 	}
@@ -96,7 +104,11 @@ type benchResult struct {
 	lastErr   string
 }
 
-func runBench(ctx context.Context, bf benchFlags, token string) (*benchResult, error) {
+// benchPlayer is the ID of the i-th simulated player.
+func benchPlayer(bf benchFlags, i int) string { return fmt.Sprintf("%s%d", bf.prefix, i) }
+
+// runBench sends the load, the i-th player's requests with tokens[i].
+func runBench(ctx context.Context, bf benchFlags, tokens []string) (*benchResult, error) {
 	client := &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
@@ -144,7 +156,7 @@ func runBench(ctx context.Context, bf benchFlags, token string) (*benchResult, e
 			}
 			continue
 		}
-		player := fmt.Sprintf("%s%d", bf.prefix, i%bf.players)
+		player, token := benchPlayer(bf, i%bf.players), tokens[i%bf.players]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -204,6 +216,11 @@ func (r *benchResult) print(w io.Writer, bf benchFlags) {
 	fmt.Fprintf(w, "latency of 201s: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
 		ms(percentile(r.latencies, 50)), ms(percentile(r.latencies, 90)), ms(percentile(r.latencies, 99)),
 		ms(percentile(r.latencies, 99.9)), ms(percentile(r.latencies, 100)))
+	if n := r.statuses[http.StatusTooManyRequests]; n > 0 {
+		fmt.Fprintf(w, "RATE LIMITED: %d of %d requests answered 429, so this measured the server's rate limits, not its speed; "+
+			"all the load comes from one address: start the server with TASKQUEUE_RATE_LIMIT_IP=-1 "+
+			"(and TASKQUEUE_RATE_LIMIT_PLAYER=-1, or more --players) to measure the service\n", n, r.sent)
+	}
 }
 
 func otherStatuses(m map[int]int) map[int]int {

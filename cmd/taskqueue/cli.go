@@ -40,6 +40,8 @@ Usage:
                                             print a bearer token signed with the configured secret
   taskqueue bench [--url URL] [--rate 500] [--duration 30s] [--players N]
                                             load a running server with POST .../tasks, report latency
+  taskqueue soak [--url URL] [--debug-url URL] [--duration 1h] [--players 100]
+                                            play a steady load for long and sample the server's memory
   taskqueue events --player ID [--from MOMENT] [--type T,...] [--limit N]
                                             print a player's events as JSON lines
   taskqueue queue --player ID [--at MOMENT] print a player's queue as it was at a moment (time travel)
@@ -80,6 +82,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = token(rest, stdout, stderr, getenv)
 	case "bench":
 		err = bench(ctx, rest, stdout, stderr, getenv)
+	case "soak":
+		err = soak(ctx, rest, stdout, stderr, getenv)
 	case "events", "queue", "export", "import", "replay":
 		err = opsCommand(ctx, cmd, rest, stdin, stdout, stderr, getenv)
 	case "version":
@@ -113,6 +117,9 @@ func help(args []string, stdout io.Writer, getenv func(string) string) error {
 	}
 	if args[0] == "bench" {
 		return bench(context.Background(), []string{"-h"}, stdout, stdout, getenv)
+	}
+	if args[0] == "soak" {
+		return soak(context.Background(), []string{"-h"}, stdout, stdout, getenv)
 	}
 	fs, _ := commandFlags(args[0])
 	if fs == nil {
@@ -242,6 +249,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 	defer cleanup()
 	slog.SetDefault(a.Logger) // packages that log through slog's default logger get the same format
+	stopDebug, err := startDebug(cfg.DebugAddr, a.Logger)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	srv, url, errc, err := startHTTP(cfg.Addr, a.Handler, certs, a.Logger)
 	if err != nil {
 		return err

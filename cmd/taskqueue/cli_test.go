@@ -251,7 +251,9 @@ func TestServeBinary(t *testing.T) {
 }
 
 // TestBench drives the load generator against the real graph at a low rate
-// and checks that every scheduled request was sent and answered 201.
+// and checks that every scheduled request was sent and answered 201, each
+// as its own player; then, past the server's per-address limit, that the
+// report says the limiter was measured.
 func TestBench(t *testing.T) {
 	a := apptest.SQLite(t)
 	srv := httptest.NewServer(a.Handler)
@@ -269,6 +271,20 @@ func TestBench(t *testing.T) {
 		if err != nil || v < 5 {
 			t.Fatalf("queue-b-%d has version %d (%v); want at least 5 (one enqueue each)", i, v, err)
 		}
+		evs, err := a.Store.ReadStream(t.Context(), fmt.Sprintf("queue-b-%d", i), 0, 1)
+		if err != nil || len(evs) != 1 || evs[0].Metadata.Actor != fmt.Sprintf("b-%d", i) {
+			t.Fatalf("queue-b-%d's first event: %+v, %v; want it caused by the player b-%d", i, evs, err, i)
+		}
+	}
+	if strings.Contains(out, "RATE LIMITED") {
+		t.Fatalf("bench reported rate limiting below the limits:\n%s", out)
+	}
+	// 150 requests in a second from one address: over the per-address
+	// burst of 60.
+	_, out, _ = runCLI(t, map[string]string{"TASKQUEUE_DATA_DIR": a.Config.DataDir},
+		"bench", "--url", srv.URL, "--rate", "150", "--duration", "1s", "--warmup", "0s", "--players", "50", "--player-prefix", "c-")
+	if !strings.Contains(out, "RATE LIMITED: ") || !strings.Contains(out, "TASKQUEUE_RATE_LIMIT_IP=-1") {
+		t.Fatalf("bench past the per-address limit does not say it measured the limiter:\n%s", out)
 	}
 }
 

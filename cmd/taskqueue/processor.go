@@ -47,6 +47,11 @@ func processorCmd(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	}
 	defer stop()
 	slog.SetDefault(a.Logger)
+	stopDebug, err := startDebug(cfg.DebugAddr, a.Logger)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	srv, url, errc, err := startHTTP(cfg.Addr, a.Handler, certs, a.Logger)
 	if err != nil {
 		return err
