@@ -87,7 +87,8 @@ type Config struct {
 	CommandTimeout time.Duration
 	// Observer hears of the processor's outages (metrics.Registry: the
 	// components "processor due loop", "processor commands", "processor
-	// redis"). May be nil.
+	// redis", and the schedule's runner's "projection processor_schedule").
+	// May be nil.
 	Observer faults.Observer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger

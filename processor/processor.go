@@ -94,6 +94,7 @@ func New(cfg Config) (*Processor, error) {
 		DB:          cfg.DB,
 		Projections: []projections.Projection{Schedule{}},
 		Logger:      cfg.Logger,
+		Observer:    cfg.Observer,
 		Now:         cfg.Clock.Now,
 	})
 	if err != nil {
