@@ -444,8 +444,6 @@ func retryable(err error) bool {
 	return true
 }
 
-// close stops the router (it waits for the handlers in flight) and then
-// the pub/sub.
 // groups lists the Redis streams the bus consumes and their consumer
 // groups (nil on the GoChannel).
 func (b *bus) groups() map[string]string {
@@ -488,6 +486,18 @@ func (b *bus) restoreGroups(ctx context.Context) (int, error) {
 	return created, nil
 }
 
+// closeUnstarted closes the subscribers and the publisher of a bus whose
+// router failed to start (closing such a router waits its whole
+// CloseTimeout for handlers that never ran).
+func (b *bus) closeUnstarted() {
+	for _, s := range b.subs {
+		_ = s.Close()
+	}
+	_ = b.pub.Close()
+}
+
+// close stops the router (it waits for the handlers in flight) and then
+// the pub/sub.
 func (b *bus) close() error {
 	var errs []error
 	if err := b.router.Close(); err != nil {

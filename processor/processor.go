@@ -138,35 +138,22 @@ func (p *Processor) Stats() Stats {
 // Run runs the schedule projection, the command handlers and the due loop
 // until ctx ends, then shuts down gracefully: it stops claiming, lets the
 // commands in flight finish, releases its claims and returns nil. It
-// returns an error only when it cannot start.
+// returns an error only when it cannot start for a permanent reason; while
+// Redis is away it keeps trying to start the command bus.
 func (p *Processor) Run(ctx context.Context) error {
-	b, err := newBus(&p.cfg, p.dead, p.handleComplete, p.handleStop, p.cmdOutage, p.redisOutage)
-	if err != nil {
-		return fmt.Errorf("processor: %w", err)
-	}
 	log := p.cfg.Logger.With("component", "processor", "owner", p.cfg.Owner)
-	stopping := context.AfterFunc(ctx, b.stop)
-	defer stopping()
-	if p.cfg.Redis != nil {
-		// Alive before the first read, so that no other instance takes
-		// this one's messages for a dead consumer's.
-		b.heartbeat(ctx)
-	}
-
 	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = p.runner.Run(runCtx) }()
-	routerErr := make(chan error, 1)
-	go func() { defer wg.Done(); routerErr <- b.router.Run(runCtx) }()
-	select {
-	case <-b.router.Running():
-	case err := <-routerErr:
+	wg.Go(func() { _ = p.runner.Run(runCtx) })
+	b, routerDone, err := p.startBus(ctx, runCtx)
+	if b == nil {
 		stopRunner()
 		wg.Wait()
-		return fmt.Errorf("processor: command router: %w", err)
-	case <-ctx.Done():
+		return err
 	}
+	wg.Go(func() { <-routerDone })
+	stopping := context.AfterFunc(ctx, b.stop)
+	defer stopping()
 	p.pubMu.Lock()
 	p.pub, p.bus = b.pub, b
 	p.pubMu.Unlock()
@@ -202,6 +189,43 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	log.Info("processor stopped", "claimsReleased", n)
 	return nil
+}
+
+// startBus builds the command bus and runs its router (until runCtx ends;
+// the returned channel receives what the router's Run returned), again and
+// again while it cannot start for a transient reason — Redis away when
+// the processor starts: its consumer groups cannot be created — waiting
+// the Redis outage's backoff in between. It returns a nil bus when ctx
+// ended first (and a nil error) or when the bus failed for a permanent
+// reason.
+func (p *Processor) startBus(ctx, runCtx context.Context) (*bus, <-chan error, error) {
+	for {
+		b, err := newBus(&p.cfg, p.dead, p.handleComplete, p.handleStop, p.cmdOutage, p.redisOutage)
+		if err != nil {
+			return nil, nil, fmt.Errorf("processor: %w", err)
+		}
+		if p.cfg.Redis != nil {
+			// Alive before the first read, so that no other instance
+			// takes this one's messages for a dead consumer's.
+			b.heartbeat(ctx)
+		}
+		done := make(chan error, 1)
+		go func() { done <- b.router.Run(runCtx) }()
+		// Even when ctx ends first: a watermill router closed while it
+		// still starts its handlers waits its whole CloseTimeout (30 s).
+		select {
+		case <-b.router.Running():
+			return b, done, nil
+		case err = <-done:
+		}
+		b.closeUnstarted()
+		if !faults.Transient(err) {
+			return nil, nil, fmt.Errorf("processor: command router: %w", err)
+		}
+		if !p.redisOutage.Wait(ctx, err) {
+			return nil, nil, nil
+		}
+	}
 }
 
 // tendRedis keeps this instance's consumers alive in Redis (b.heartbeat,

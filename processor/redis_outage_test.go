@@ -103,3 +103,46 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 		}
 	}
 }
+
+// Redis is down when the processor starts (its command router cannot
+// create the streams' consumer groups): it keeps trying to start its
+// command bus, with the Redis outage's backoff, and once Redis answers
+// completes what is due, without a restart. (It used to return an error
+// from Run, and the app carried on without a processor.)
+func TestProcessorStartsWithoutRedis(t *testing.T) {
+	srv := testenv.StartRedisServer(t)
+	opts, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() })
+	b := openPostgres(t, 4)
+	clock := NewManualClock(t0)
+	rules := domain.Rules{}
+	h := commands(t, b, clock, rules)
+	enqueue(t, h, "s00", "chop-wood", 5)
+	srv.Stop()
+	var logs logBuffer
+	r := start(t, b, Config{Clock: clock, Commands: commandConfig(rules), Redis: client, TopicPrefix: "tq", Partitions: 2,
+		ErrorBackoffMax: time.Second, Logger: logs.logger()})
+	defer func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	}()
+	waitUntil(t, "the processor to find Redis away", func() (bool, error) {
+		return logs.count(outageStarted(redisComponent)) > 0, nil
+	})
+	time.Sleep(5 * time.Second) // the command router tries to subscribe meanwhile
+	srv.Start()
+	clock.Advance(20 * time.Second)
+	waitUntil(t, "the queue to finish", queueDone(t, b, "s00", rules))
+	_, recs := readQueue(t, b, "s00", rules)
+	if c := checkCompletionsOnTime(t, "s00", recs); c != 5 {
+		t.Errorf("%d repetitions completed, want 5", c)
+	}
+	if r.p.Stats().Completed == 0 {
+		t.Error("completed by nobody")
+	}
+}
