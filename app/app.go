@@ -156,7 +156,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	var relaySource func(context.Context) (eventstore.Position, time.Duration, error)
 	switch {
 	case st.readModels != nil && cfg.ProcessorOn():
-		proc, relay, stop, err := startProcessor(cfg, a.Store, st.readModels, rules, rr.client, a.Logger)
+		proc, relay, stop, err := startProcessor(cfg, a.Store, st.readModels, rules, rr.client, a.Metrics, a.Logger)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -192,7 +192,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	if a.Projections != nil {
 		watermark = queueWatermark(a.Projections)
 	}
-	if a.Realtime, err = startRealtime(ctx, a.Store, rules, a.Tokens, watermark, rr, cfg, a.Logger); err != nil {
+	if a.Realtime, err = startRealtime(ctx, a.Store, rules, a.Tokens, watermark, rr, cfg, a.Metrics, a.Logger); err != nil {
 		return nil, nil, err
 	}
 	cl.add(a.Realtime.Close)

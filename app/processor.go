@@ -18,6 +18,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/metrics"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
@@ -40,7 +41,7 @@ func TopicPrefix(cfg Config) string { return cfg.RedisPrefix + "taskqueue" }
 // the relay does not run (nothing outside this process could consume a
 // GoChannel), which is logged once. stop stops claiming, lets the
 // commands in flight finish, releases the claims and the lease.
-func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules domain.Rules, rc *redisx.Client, log *slog.Logger) (_ *processor.Processor, _ *processor.Relay, _ func(), err error) {
+func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules domain.Rules, rc *redisx.Client, obs faults.Observer, log *slog.Logger) (_ *processor.Processor, _ *processor.Relay, _ func(), err error) {
 	var rdb redis.UniversalClient
 	var own *redis.Client
 	if rc != nil {
@@ -62,6 +63,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 		OfflineCap:  cfg.OfflineCap,
 		Redis:       rdb,
 		TopicPrefix: TopicPrefix(cfg),
+		Observer:    obs,
 		Logger:      log,
 	})
 	if err != nil {
@@ -77,7 +79,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 		}
 		relayPub = pub
 		relay, err = processor.NewRelay(processor.RelayConfig{
-			Store: store, DB: db, Publisher: pub, TopicPrefix: TopicPrefix(cfg), Logger: log.With("component", "relay"),
+			Store: store, DB: db, Publisher: pub, TopicPrefix: TopicPrefix(cfg), Observer: obs, Logger: log.With("component", "relay"),
 		})
 		if err != nil {
 			_ = pub.Close()
@@ -96,7 +98,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 	if relay != nil {
 		wg.Go(func() {
 			err := processor.RunLeased(ctx, processor.LeaseConfig{
-				DB: db, Name: processor.RelayLeaseName, Owner: p.Owner(), Logger: log,
+				DB: db, Name: processor.RelayLeaseName, Owner: p.Owner(), Observer: obs, Logger: log,
 			}, relay.Run)
 			if err != nil {
 				log.Error("relay stopped", "err", err)
@@ -226,7 +228,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	}
 	a.Metrics = metrics.New()
 	a.Store = tracing.Store(a.Metrics.Store(st.store))
-	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, rules, a.Redis, a.Logger)
+	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, rules, a.Redis, a.Metrics, a.Logger)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -110,7 +110,7 @@ func queueWatermark(r *projections.Runner) realtime.Watermark {
 // sessions, queue cache, progress and (on Redis) presence and wake-ups of
 // rr.
 func startRealtime(ctx context.Context, store eventstore.Store, rules domain.Rules, tokens realtime.TokenVerifier,
-	watermark realtime.Watermark, rr *redisRoles, cfg Config, log *slog.Logger) (*realtime.Hub, error) {
+	watermark realtime.Watermark, rr *redisRoles, cfg Config, obs faults.Observer, log *slog.Logger) (*realtime.Hub, error) {
 	hubCfg := realtime.Config{
 		Store:          tracing.Subscriber(store, "fanout"),
 		Tokens:         tokens,
@@ -122,6 +122,7 @@ func startRealtime(ctx context.Context, store eventstore.Store, rules domain.Rul
 		Logger:         log,
 		Sessions:       rr.sessions,
 		Changes:        redisx.QueueChanges{Cache: rr.cache, Progress: rr.progress},
+		Observer:       obs,
 	}
 	if rr.presence != nil {
 		hubCfg.Presence = rr.presence

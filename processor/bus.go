@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/internal/faults"
 )
 
 // StopOfflineQueue is the processor's command for a queue whose running
@@ -54,8 +56,24 @@ type bus struct {
 	poison     string
 	marshaler  cqrs.CommandEventMarshaler
 	wmLogger   watermill.LoggerAdapter
+	subLogger  watermill.LoggerAdapter // the Redis subscribers': transient errors feed redisOutage
 	subs       []message.Subscriber
 	deadLetter *DeadLetters
+
+	cmdOutage   *faults.Outage // the commands' transient failures
+	redisOutage *faults.Outage // Redis away (heartbeat, sends, subscribers)
+
+	stopOnce sync.Once
+	stopping chan struct{} // closed when the processor stops
+
+	aliveMu   sync.Mutex
+	aliveSeen map[string]aliveAt // consumer -> what its key said, and when
+}
+
+// aliveAt is a consumer's liveness as last read.
+type aliveAt struct {
+	alive bool
+	at    time.Time
 }
 
 func (c *Config) commandTopic(name string, partition int) string {
@@ -70,14 +88,20 @@ func partitionOf(player string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *command.CompleteRepetition) error, stop func(context.Context, *StopOfflineQueue) error) (*bus, error) {
+func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *command.CompleteRepetition) error, stop func(context.Context, *StopOfflineQueue) error,
+	cmdOutage, redisOutage *faults.Outage) (*bus, error) {
 	b := &bus{
-		cfg:        cfg,
-		poison:     cfg.TopicPrefix + ".commands.deadletters",
-		marshaler:  cqrs.JSONMarshaler{GenerateName: cqrs.StructName},
-		wmLogger:   watermill.NewSlogLogger(cfg.Logger.With("component", "processor-bus")),
-		deadLetter: dl,
+		cfg:         cfg,
+		poison:      cfg.TopicPrefix + ".commands.deadletters",
+		marshaler:   cqrs.JSONMarshaler{GenerateName: cqrs.StructName},
+		wmLogger:    watermill.NewSlogLogger(cfg.Logger.With("component", "processor-bus")),
+		deadLetter:  dl,
+		cmdOutage:   cmdOutage,
+		redisOutage: redisOutage,
+		stopping:    make(chan struct{}),
+		aliveSeen:   map[string]aliveAt{},
 	}
+	b.subLogger = outageLogger{LoggerAdapter: b.wmLogger, outage: redisOutage, observer: cfg.Observer}
 	if cfg.Redis != nil {
 		p, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{cfg.Redis}, DefaultMaxlen: commandStreamMaxlen}, b.wmLogger)
 		if err != nil {
@@ -143,7 +167,10 @@ func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *comman
 	if err != nil {
 		return nil, fmt.Errorf("command processor: %w", err)
 	}
-	poison, err := middleware.PoisonQueue(b.pub, b.poison)
+	// A transient failure is never the command's: it never reaches the
+	// poison queue (transientRetry retries it until the dependency is
+	// back, or gives it up unacknowledged when the processor stops).
+	poison, err := middleware.PoisonQueueWithFilter(b.pub, b.poison, func(err error) bool { return !faults.Transient(err) })
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +179,7 @@ func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *comman
 		InitialInterval: cfg.RetryInitial,
 		MaxInterval:     cfg.RetryMax,
 		Multiplier:      2,
-		ShouldRetry:     func(p middleware.RetryParams) bool { return retryable(p.Err) },
+		ShouldRetry:     func(p middleware.RetryParams) bool { return retryable(p.Err) && !faults.Transient(p.Err) },
 		// Each attempt gets the message's own context back.
 		ResetContextOnRetry: true,
 		Logger:              b.wmLogger,
@@ -167,9 +194,11 @@ func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *comman
 			if err != nil {
 				return nil, fmt.Errorf("add command handler %s: %w", h.HandlerName(), err)
 			}
-			// Outermost first: a command that still fails after the
-			// retries goes to the poison queue (and is acked).
-			rh.AddMiddleware(poison, retry.Middleware)
+			// Outermost first: a command that still fails for a
+			// permanent reason after the retries goes to the poison
+			// queue (and is acked); transient failures are retried
+			// innermost, without limit.
+			rh.AddMiddleware(poison, retry.Middleware, b.transientRetry)
 		}
 	}
 
@@ -179,10 +208,176 @@ func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *comman
 	}
 	dlRetry := middleware.Retry{MaxRetries: 20, InitialInterval: 100 * time.Millisecond, MaxInterval: 5 * time.Second, Multiplier: 2, Logger: b.wmLogger}
 	h := router.AddConsumerHandler("deadletters", b.poison, dlSub, func(msg *message.Message) error {
-		return dl.store(msg.Context(), msg, b.marshaler.NameFromMessage(msg))
+		ctx, cancel := context.WithTimeout(msg.Context(), cfg.CommandTimeout)
+		defer cancel()
+		return dl.store(ctx, msg, b.marshaler.NameFromMessage(msg))
 	})
-	h.AddMiddleware(dlRetry.Middleware)
+	h.AddMiddleware(dlRetry.Middleware, b.transientRetry)
 	return b, nil
+}
+
+// transientRetry retries a command (or a dead letter's store) that failed
+// for a transient reason (faults.Transient: the database away, a call that
+// ran out of CommandTimeout) until it succeeds or fails for a permanent
+// reason, pacing the attempts by the commands' outage (one log line when it
+// starts, one when it ends). Such a failure is never recorded against the
+// command. It gives up only when the processor stops: on Redis it then
+// waits for its subscriber to close and leaves the message unacknowledged
+// (pending, taken over by a live instance); on the in-process GoChannel,
+// whose sender (this instance's due loop) waits for it, it acknowledges it
+// — the claim on its repetition is released or expires, and the schedule
+// sends it again.
+func (b *bus) transientRetry(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		for {
+			out, err := h(msg)
+			if err == nil {
+				b.cmdOutage.Recovered()
+				return out, nil
+			}
+			if !faults.Transient(err) {
+				return out, err
+			}
+			ctx := msg.Context()
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			stopping := b.stopping
+			select {
+			case <-stopping:
+				if b.gochan != nil {
+					return nil, nil
+				}
+				<-ctx.Done() // the subscriber closes after the due loop stopped
+				return nil, err
+			default:
+			}
+			wait := time.NewTimer(b.cmdOutage.Failed(err))
+			select {
+			case <-wait.C:
+			case <-ctx.Done():
+			case <-stopping:
+			}
+			wait.Stop()
+		}
+	}
+}
+
+// stop tells the handlers that the processor stops (see transientRetry).
+func (b *bus) stop() { b.stopOnce.Do(func() { close(b.stopping) }) }
+
+// outageLogger is the Redis subscribers' watermill logger: they log every
+// failed read and claim round (several a second each while Redis is away).
+// A transient error (or NOGROUP, a group lost with Redis's data, which
+// tendRedis restores) is not logged but counted toward the Redis outage
+// while one is under way (its start and end are logged once, by whoever
+// noticed: the heartbeat, the due loop's sends), and else only counted in
+// the metrics; anything else is logged as it is.
+type outageLogger struct {
+	watermill.LoggerAdapter
+	outage   *faults.Outage
+	observer faults.Observer
+}
+
+func (l outageLogger) Error(msg string, err error, fields watermill.LogFields) {
+	if isNoGroup(err) {
+		err = fmt.Errorf("%w: %w", faults.ErrUnavailable, err)
+	}
+	if !faults.Transient(err) {
+		l.LoggerAdapter.Error(msg, err, fields)
+		return
+	}
+	if _, _, down := l.outage.Down(); down {
+		l.outage.Failed(err)
+	} else if l.observer != nil {
+		l.observer.TransientError(redisComponent, faults.Classify(err))
+	}
+}
+
+func (l outageLogger) With(fields watermill.LogFields) watermill.LoggerAdapter {
+	return outageLogger{LoggerAdapter: l.LoggerAdapter.With(fields), outage: l.outage, observer: l.observer}
+}
+
+// redisComponent names the Redis outage in the log and the metrics.
+const redisComponent = "processor redis"
+
+func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
+
+// takeOverMargin is the most that a take-over of a killed instance's work
+// takes beyond ClaimTTL (with the default MaxSleep): one poll of the due
+// loop (MaxSleep) for the repetitions it had claimed, one claim round of
+// the Redis consumers (redisClaimInterval) for the commands its consumers
+// had read. docs/EVENTS.md states the bound.
+const takeOverMargin = time.Second
+
+// redisClaimInterval is how often each Redis consumer looks for pending
+// messages idle for as long (watermill-redisstream's ClaimInterval and
+// MaxIdleTime); it takes those of dead consumers (shouldClaim).
+const redisClaimInterval = takeOverMargin
+
+// aliveKey is the Redis key that says the consumers of instance owner are
+// alive: set with a TTL of ClaimTTL, renewed every ClaimTTL/3 (heartbeat),
+// deleted at a graceful stop (dead).
+func (c *Config) aliveKey(owner string) string { return c.TopicPrefix + ".alive." + owner }
+
+// heartbeat renews this instance's alive key; it reports whether Redis
+// answered (a failure counts toward the Redis outage).
+func (b *bus) heartbeat(ctx context.Context) bool {
+	hctx, cancel := context.WithTimeout(ctx, b.cfg.ClaimTTL/3)
+	defer cancel()
+	if err := b.cfg.Redis.Set(hctx, b.cfg.aliveKey(b.cfg.Owner), b.cfg.Owner, b.cfg.ClaimTTL).Err(); err != nil {
+		if ctx.Err() == nil {
+			b.redisOutage.Failed(err)
+		}
+		return false
+	}
+	return true
+}
+
+// dead deletes this instance's alive key (graceful stop), so that the
+// messages its consumers read and did not finish are taken at once.
+func (b *bus) dead(ctx context.Context) {
+	_ = b.cfg.Redis.Del(ctx, b.cfg.aliveKey(b.cfg.Owner)).Err()
+}
+
+// shouldClaim decides whether this instance's consumer takes a message
+// pending (read, not acknowledged) for another consumer for at least
+// redisClaimInterval: yes when that consumer's instance is dead (its alive
+// key expired: killed, or stopped), so a killed instance's commands go on
+// within ClaimTTL + redisClaimInterval — the survivor's own claims on them
+// are renewed meanwhile, so the due loop would not send them again; for a
+// live consumer only after the claim hold (12×ClaimTTL, when the due loop
+// sends it again anyway), since it is still handling the message (a
+// command retried through an outage stays pending) and a second handler
+// would only repeat its work.
+func (b *bus) shouldClaim(xp redis.XPendingExt) bool {
+	return xp.Idle >= claimHoldTTLs*b.cfg.ClaimTTL || !b.alive(xp.Consumer)
+}
+
+// alive reports whether consumer's instance is alive, from its alive key,
+// read at most once per half claim interval. When Redis cannot say, it is
+// presumed alive.
+func (b *bus) alive(consumer string) bool {
+	if consumer == b.cfg.Owner {
+		return true
+	}
+	b.aliveMu.Lock()
+	seen, ok := b.aliveSeen[consumer]
+	b.aliveMu.Unlock()
+	if ok && time.Since(seen.at) < redisClaimInterval/2 {
+		return seen.alive
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), redisClaimInterval)
+	n, err := b.cfg.Redis.Exists(ctx, b.cfg.aliveKey(consumer)).Result()
+	cancel()
+	alive := err != nil || n > 0
+	b.aliveMu.Lock()
+	if len(b.aliveSeen) > 1000 {
+		clear(b.aliveSeen)
+	}
+	b.aliveSeen[consumer] = aliveAt{alive: alive, at: time.Now()}
+	b.aliveMu.Unlock()
+	return alive
 }
 
 // keepOpen is the caller's Redis client as watermill-redisstream gets it:
@@ -216,14 +411,21 @@ func (b *bus) subscriber(handler string) (message.Subscriber, error) {
 		Consumer:      b.cfg.Owner,
 		ConsumerGroup: b.cfg.TopicPrefix + "." + handler,
 		// A message a killed instance read but never acked is claimed by
-		// another after this idle time.
-		MaxIdleTime:   max(5*time.Second, 2*b.cfg.RetryMax),
-		ClaimInterval: time.Second,
-		BlockTime:     100 * time.Millisecond,
-		OldestId:      "0",
+		// another within a claim round of its alive key's expiry
+		// (shouldClaim), not after a fixed idle time that would have to
+		// exceed the longest handling of a live one.
+		MaxIdleTime:               redisClaimInterval,
+		ClaimInterval:             redisClaimInterval,
+		ShouldClaimPendingMessage: b.shouldClaim,
+		BlockTime:                 100 * time.Millisecond,
+		OldestId:                  "0",
+		// A nacked message (a handler that gave up as the processor
+		// stops) is not resent in a tight loop before the subscriber
+		// closes.
+		NackResendSleep: 100 * time.Millisecond,
 		// Never block forever on the first read, so Close returns.
 		DisableIndefiniteInitialBlock: true,
-	}, b.wmLogger)
+	}, b.subLogger)
 	if err != nil {
 		return nil, fmt.Errorf("redis stream subscriber for %s: %w", handler, err)
 	}
@@ -242,8 +444,6 @@ func retryable(err error) bool {
 	return true
 }
 
-// close stops the router (it waits for the handlers in flight) and then
-// the pub/sub.
 // groups lists the Redis streams the bus consumes and their consumer
 // groups (nil on the GoChannel).
 func (b *bus) groups() map[string]string {
@@ -286,6 +486,18 @@ func (b *bus) restoreGroups(ctx context.Context) (int, error) {
 	return created, nil
 }
 
+// closeUnstarted closes the subscribers and the publisher of a bus whose
+// router failed to start (closing such a router waits its whole
+// CloseTimeout for handlers that never ran).
+func (b *bus) closeUnstarted() {
+	for _, s := range b.subs {
+		_ = s.Close()
+	}
+	_ = b.pub.Close()
+}
+
+// close stops the router (it waits for the handlers in flight) and then
+// the pub/sub.
 func (b *bus) close() error {
 	var errs []error
 	if err := b.router.Close(); err != nil {

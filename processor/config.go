@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
@@ -39,7 +40,10 @@ type Config struct {
 	// ClaimTTL is how long a claim holds: a killed processor's claims are
 	// taken over this long after it last renewed them. A live instance
 	// renews its claims while their repetitions are in the schedule, up to
-	// 12×ClaimTTL after it took them (see renewClaims). Default 5 s.
+	// 12×ClaimTTL after it took them (see renewClaims). It also bounds how
+	// long a killed instance's commands wait on Redis (see the package
+	// doc, "Failover"): every repetition of a killed instance completes
+	// within ClaimTTL + max(MaxSleep, 1 s) of its death. Default 5 s.
 	ClaimTTL time.Duration
 	// MaxSleep bounds the sleep between polls when nothing is due sooner
 	// (a change of the schedule wakes the loop earlier). Default 1 s.
@@ -60,15 +64,32 @@ type Config struct {
 	// TopicPrefix starts every topic (and Redis stream) name. Default
 	// "taskqueue".
 	TopicPrefix string
-	// MaxRetries bounds the retries of a failing command (exponential
-	// backoff from RetryInitial to RetryMax) before it goes to the dead
-	// letter queue. Defaults 5, 100 ms, 5 s.
+	// MaxRetries bounds the retries of a command failing for a permanent
+	// reason (exponential backoff from RetryInitial to RetryMax) before it
+	// goes to the dead letter queue; a transient failure (the database
+	// away) is retried until it passes and never goes there. Defaults 5,
+	// 100 ms, 5 s.
 	MaxRetries   int
 	RetryInitial time.Duration
 	RetryMax     time.Duration
-	// ErrorBackoffMax bounds the wait of the due loop after a database
-	// error (it doubles from 100 ms). Default 5 s.
+	// ErrorBackoffMax bounds the wait between attempts while a dependency
+	// is away (the due loop's and the commands' retries back off
+	// exponentially from 100 ms, with jitter, up to it). Default 5 s.
 	ErrorBackoffMax time.Duration
+	// QueryTimeout bounds every database call of the due loop (claims,
+	// renewals, releases, the next due time, pruning): a partitioned
+	// database fails the call after it, like a refused connection, instead
+	// of holding the loop. Default 5 s.
+	QueryTimeout time.Duration
+	// CommandTimeout bounds each attempt of a command on the bus (a
+	// completion; each step of an offline stop); an attempt that runs out
+	// is retried like any transient failure. Default 10 s.
+	CommandTimeout time.Duration
+	// Observer hears of the processor's outages (metrics.Registry: the
+	// components "processor due loop", "processor commands", "processor
+	// redis", and the schedule's runner's "projection processor_schedule").
+	// May be nil.
+	Observer faults.Observer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -110,6 +131,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ErrorBackoffMax <= 0 {
 		c.ErrorBackoffMax = 5 * time.Second
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = 5 * time.Second
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

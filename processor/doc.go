@@ -73,31 +73,27 @@
 //
 // When Run's context ends the loop stops claiming, the router lets the
 // commands in flight finish (up to 30 s), and the instance deletes its
-// claims so others take its rows at once. A database or Redis error in the
-// loop makes it back off (100 ms doubling to ErrorBackoffMax) and resume;
-// the claims of a batch it could not send are released, so the next poll
-// sends it again. When Redis comes back without its data, the instance
-// recreates the command streams' consumer groups (watermill-redisstream
-// only creates them when subscribing) and releases its claims, since the
-// commands sent before are gone (TestRedisOutageCommandsResume).
-// Commands failing for such a reason are retried, and a completion that
-// did land is never repeated (see above). A queued task whose type left
-// the catalog fails in the aggregate with a reason when its turn comes,
-// and the queue moves on.
+// claims so others take its rows at once.
 //
-// No circuit breaker: backoff alone is the right choice here. While the
-// database is away the only steady caller is the due loop, one claim
-// query per poll, which already backs off exponentially and probes again
-// (what a breaker's half-open state would do). The commands in flight when
-// it went away are bounded by BatchSize and retry with their own backoff;
-// a breaker in front of the command handlers would only make them fail
-// at once, exhaust their retries sooner and fill the dead letter queue
-// with commands that the schedule sends again anyway once their claims
-// expire. (A command that did reach the dead letter queue during an
-// outage is harmless to retry: its repetition was completed since, and
-// completing it again decides nothing.) TestDatabaseOutageBackOffAndResume
-// cuts PostgreSQL between batches and inside a command and checks every
-// repetition completed once with the rules' rewards.
+// A transient failure (internal/faults) is never recorded as a failure of
+// the data: the due loop (every database call bounded by QueryTimeout) and
+// the commands (transientRetry, innermost on each handler, each attempt
+// bounded by CommandTimeout) retry it with a faults.Outage's backoff until
+// the dependency is back; the poison queue refuses transient errors, so
+// only a failure the same command would meet again is dead-lettered. Each
+// outage is logged when it starts and when it ends and told to
+// Config.Observer ("processor due loop", "processor commands", "processor
+// redis"); the Redis subscribers' transient errors count toward the Redis
+// outage instead of being logged (outageLogger). When Redis comes back
+// without its data, tendRedis recreates the consumer groups and releases
+// this instance's claims, since the commands sent before are gone. No
+// circuit breaker: the due loop's backoff already probes like a half-open
+// breaker, and failing commands at once would only delay them.
+//
+// A killed instance's work is taken over within ClaimTTL + 1 s on every
+// transport (docs/EVENTS.md, "Failover"): its claims expire, and with Redis
+// the commands its consumers had read are taken once its alive key expired
+// (bus.shouldClaim).
 //
 // # The relay
 //
@@ -106,9 +102,14 @@
 // RunLeased with RelayLeaseName, a lease row in processor_leases renewed
 // every TTL/3 (default TTL 10 s); a stopped holder releases it (another
 // takes over at once), a killed one's lease expires and is taken by the
-// next instance that asks. A holder that lost its lease while publishing
-// may publish a batch the next holder publishes again; the checkpoint is a
-// compare-and-set, so it never goes back, and consumers deduplicate.
+// next instance that asks. A holder that cannot renew its lease within
+// TTL·2/3 (the database refused or partitioned: every lease call has a
+// deadline) stops relaying before the lease expires. A holder that lost
+// its lease while publishing may publish a batch the next holder publishes
+// again; the checkpoint is a compare-and-set, so it never goes back, and
+// consumers deduplicate. The relay retries transient failures forever
+// from its checkpoint (faults.Outage: components "relay integration",
+// "relay integration publisher", "lease relay:integration").
 //
 // Concurrency: Processor, DeadLetters and Relay are safe for concurrent
 // use; Run may be called once per Processor.

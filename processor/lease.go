@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
@@ -26,6 +27,9 @@ type LeaseConfig struct {
 	// Now gives the time of the leases. Default time.Now. Instances that
 	// share a lease must have clocks that agree to well within TTL.
 	Now func() time.Time
+	// Observer hears of the outages of the lease's database (component
+	// "lease <Name>"). May be nil.
+	Observer faults.Observer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -62,11 +66,19 @@ func (c *LeaseConfig) setDefaults() error {
 // at a time (as long as clocks agree and a holder is not paused for longer
 // than TTL): it takes the lease when it is free or expired, runs fn with a
 // context that ends when the lease is lost (not renewed within TTL·2/3) or
-// ctx ends, renews the lease every TTL/3 meanwhile, and asks again every
+// ctx ends, renews the lease every TTL/3 meanwhile (every TTL/12 after a
+// failed renewal, until the TTL·2/3 are up), and asks again every
 // TTL/3 while another instance holds it. When ctx ends it waits for fn,
 // releases the lease (another instance takes it at once) and returns nil;
 // it returns an error only for a bad cfg. When fn returns on its own before
 // ctx ends, the lease is released and asked for again after TTL/3.
+//
+// Every call to the database has a deadline: a renewal must succeed
+// before TTL·2/3 has passed since the last one, so a holder that cannot
+// reach the database (refused, or partitioned: connections held open,
+// nothing answered) stops fn before its lease expires and another instance
+// may take it. The database's outages are logged once each, when they
+// start and end (faults.Outage), and told to cfg.Observer.
 //
 // A lease is no fence: a holder that was paused past its lease may still
 // act for a moment after another took over. The relay tolerates that
@@ -76,6 +88,7 @@ func RunLeased(ctx context.Context, cfg LeaseConfig, fn func(ctx context.Context
 		return err
 	}
 	log := cfg.Logger.With("component", "lease", "lease", cfg.Name, "owner", cfg.Owner)
+	outage := faults.NewOutage(faults.OutageConfig{Component: "lease " + cfg.Name, Logger: log, Observer: cfg.Observer})
 	every := cfg.TTL / 3
 	wait := func() bool {
 		select {
@@ -85,26 +98,40 @@ func RunLeased(ctx context.Context, cfg LeaseConfig, fn func(ctx context.Context
 			return true
 		}
 	}
+	// ask takes or renews the lease within timeout, and tells the outage.
 	warned := false
+	ask := func(timeout time.Duration) (bool, error) {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		held, err := takeLease(actx, cfg)
+		switch {
+		case err == nil:
+			outage.Recovered()
+			warned = false
+		case ctx.Err() != nil:
+		case faults.Transient(err):
+			outage.Failed(err)
+		case !warned:
+			log.Error("cannot ask for the lease; asking again", "err", err)
+			warned = true
+		}
+		return held, err
+	}
 	for ctx.Err() == nil {
-		held, err := takeLease(ctx, cfg)
+		held, err := ask(every)
 		if err != nil || !held {
-			if err != nil && ctx.Err() == nil && !warned {
-				log.Warn("cannot ask for the lease; asking again", "err", err)
-				warned = true
-			}
 			if !wait() {
 				break
 			}
 			continue
 		}
-		warned = false
 		log.Info("lease taken: running")
 		renewed := cfg.Now()
 		fctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- fn(fctx) }()
 		lost := false
+		next := every
 	hold:
 		for {
 			select {
@@ -113,17 +140,27 @@ func RunLeased(ctx context.Context, cfg LeaseConfig, fn func(ctx context.Context
 					log.Warn("stopped by itself; releasing the lease", "err", err)
 				}
 				break hold
-			case <-time.After(every):
-				held, err := takeLease(ctx, cfg)
+			case <-time.After(next):
+				// The renewal must land before TTL·2/3 since the last one;
+				// after a failed one it is tried again sooner.
+				left := renewed.Add(2 * cfg.TTL / 3).Sub(cfg.Now())
+				var held bool
+				var err error
+				if left > 0 {
+					held, err = ask(left)
+				}
+				next = every
 				switch {
-				case err == nil && held:
+				case left > 0 && err == nil && held:
 					renewed = cfg.Now()
-				case err == nil && !held:
+				case left > 0 && err == nil && !held:
 					log.Warn("lease taken by another instance: stopping")
 					lost = true
-				case cfg.Now().Sub(renewed) > 2*cfg.TTL/3:
+				case cfg.Now().Sub(renewed) >= 2*cfg.TTL/3:
 					log.Warn("lease not renewed in time: stopping", "err", err)
 					lost = true
+				default:
+					next = every / 4
 				}
 				if lost {
 					cancel()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
@@ -32,6 +33,10 @@ type Processor struct {
 	pubMu sync.Mutex
 	pub   message.Publisher
 	bus   *bus
+
+	// The outages of the due loop's database calls, of the commands on
+	// the bus, and (with Redis) of the command streams.
+	loopOutage, cmdOutage, redisOutage *faults.Outage
 
 	sent, completed, stopped atomic.Int64
 }
@@ -61,6 +66,15 @@ func New(cfg Config) (*Processor, error) {
 		return nil, err
 	}
 	p := &Processor{cfg: cfg}
+	outage := func(component string) *faults.Outage {
+		return faults.NewOutage(faults.OutageConfig{
+			Component: component, Logger: cfg.Logger.With("owner", cfg.Owner),
+			Observer: cfg.Observer, Max: cfg.ErrorBackoffMax,
+		})
+	}
+	p.loopOutage = outage("processor due loop")
+	p.cmdOutage = outage("processor commands")
+	p.redisOutage = outage("processor redis")
 	cc := cfg.Commands
 	cc.Clock = cfg.Clock.Now
 	cc.Optimistic = true // the processor makes most of its streams' writes
@@ -80,6 +94,7 @@ func New(cfg Config) (*Processor, error) {
 		DB:          cfg.DB,
 		Projections: []projections.Projection{Schedule{}},
 		Logger:      cfg.Logger,
+		Observer:    cfg.Observer,
 		Now:         cfg.Clock.Now,
 	})
 	if err != nil {
@@ -123,35 +138,29 @@ func (p *Processor) Stats() Stats {
 // Run runs the schedule projection, the command handlers and the due loop
 // until ctx ends, then shuts down gracefully: it stops claiming, lets the
 // commands in flight finish, releases its claims and returns nil. It
-// returns an error only when it cannot start.
+// returns an error only when it cannot start for a permanent reason; while
+// Redis is away it keeps trying to start the command bus.
 func (p *Processor) Run(ctx context.Context) error {
-	b, err := newBus(&p.cfg, p.dead, p.handleComplete, p.handleStop)
-	if err != nil {
-		return fmt.Errorf("processor: %w", err)
-	}
 	log := p.cfg.Logger.With("component", "processor", "owner", p.cfg.Owner)
-
 	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = p.runner.Run(runCtx) }()
-	routerErr := make(chan error, 1)
-	go func() { defer wg.Done(); routerErr <- b.router.Run(runCtx) }()
-	select {
-	case <-b.router.Running():
-	case err := <-routerErr:
+	wg.Go(func() { _ = p.runner.Run(runCtx) })
+	b, routerDone, err := p.startBus(ctx, runCtx)
+	if b == nil {
 		stopRunner()
 		wg.Wait()
-		return fmt.Errorf("processor: command router: %w", err)
-	case <-ctx.Done():
+		return err
 	}
+	wg.Go(func() { <-routerDone })
+	stopping := context.AfterFunc(ctx, b.stop)
+	defer stopping()
 	p.pubMu.Lock()
 	p.pub, p.bus = b.pub, b
 	p.pubMu.Unlock()
 	log.Info("processor started", "partitions", p.cfg.Partitions, "redis", p.cfg.Redis != nil)
 	if p.cfg.Redis != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); p.keepGroups(runCtx, b, log) }()
+		go func() { defer wg.Done(); p.tendRedis(runCtx, b, log) }()
 	}
 
 	p.loop(ctx, b)
@@ -165,27 +174,69 @@ func (p *Processor) Run(ctx context.Context) error {
 		log.Warn("closing the command bus", "err", err)
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	n, err := releaseClaims(rctx, p.cfg.DB, p.cfg.Owner)
-	cancel()
 	if err != nil {
 		log.Warn("claims not released; they expire by themselves", "err", err)
 	}
 	stopRunner()
 	wg.Wait()
+	if p.cfg.Redis != nil {
+		// Its consumers are gone (and tendRedis, which kept them alive):
+		// the messages they read and did not finish are taken by the
+		// other instances at once.
+		b.dead(rctx)
+	}
 	log.Info("processor stopped", "claimsReleased", n)
 	return nil
 }
 
-// groupCheckInterval is how often keepGroups looks for lost consumer groups.
-const groupCheckInterval = 2 * time.Second
+// startBus builds the command bus and runs its router (until runCtx ends;
+// the returned channel receives what the router's Run returned), again and
+// again while it cannot start for a transient reason — Redis away when
+// the processor starts: its consumer groups cannot be created — waiting
+// the Redis outage's backoff in between. It returns a nil bus when ctx
+// ended first (and a nil error) or when the bus failed for a permanent
+// reason.
+func (p *Processor) startBus(ctx, runCtx context.Context) (*bus, <-chan error, error) {
+	for {
+		b, err := newBus(&p.cfg, p.dead, p.handleComplete, p.handleStop, p.cmdOutage, p.redisOutage)
+		if err != nil {
+			return nil, nil, fmt.Errorf("processor: %w", err)
+		}
+		if p.cfg.Redis != nil {
+			// Alive before the first read, so that no other instance
+			// takes this one's messages for a dead consumer's.
+			b.heartbeat(ctx)
+		}
+		done := make(chan error, 1)
+		go func() { done <- b.router.Run(runCtx) }()
+		// Even when ctx ends first: a watermill router closed while it
+		// still starts its handlers waits its whole CloseTimeout (30 s).
+		select {
+		case <-b.router.Running():
+			return b, done, nil
+		case err = <-done:
+		}
+		b.closeUnstarted()
+		if !faults.Transient(err) {
+			return nil, nil, fmt.Errorf("processor: command router: %w", err)
+		}
+		if !p.redisOutage.Wait(ctx, err) {
+			return nil, nil, nil
+		}
+	}
+}
 
-// keepGroups restores the command streams' consumer groups when Redis lost
-// them (a restart without persistence). Commands sent before the loss are
-// gone with it, so it also releases this instance's claims: the due loop
-// sends their repetitions again at once (the ones already handled are
-// no-ops) instead of waiting for the claims to run out.
-func (p *Processor) keepGroups(ctx context.Context, b *bus, log *slog.Logger) {
-	t := time.NewTicker(groupCheckInterval)
+// tendRedis keeps this instance's consumers alive in Redis (b.heartbeat,
+// every ClaimTTL/3) and restores the command streams' consumer groups when
+// Redis lost them (a restart without persistence). Commands sent before the
+// loss are gone with it, so it also releases this instance's claims: the
+// due loop sends their repetitions again at once (the ones already handled
+// are no-ops) instead of waiting for the claims to run out. A failure counts
+// toward the Redis outage; a success ends it.
+func (p *Processor) tendRedis(ctx context.Context, b *bus, log *slog.Logger) {
+	t := time.NewTicker(p.cfg.ClaimTTL / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -193,67 +244,100 @@ func (p *Processor) keepGroups(ctx context.Context, b *bus, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
+		if !b.heartbeat(ctx) {
+			continue
+		}
 		n, err := b.restoreGroups(ctx)
-		if err != nil || n == 0 {
-			continue // Redis away: the due loop and the subscribers report it
+		if err != nil {
+			if ctx.Err() == nil {
+				p.redisOutage.Failed(err)
+			}
+			continue
+		}
+		p.redisOutage.Recovered()
+		if n == 0 {
+			continue
 		}
 		log.Warn("Redis lost the command streams' consumer groups (a restart without its data?): recreated them, sending what is due again", "groups", n)
-		if _, err := releaseClaims(ctx, p.cfg.DB, p.cfg.Owner); err != nil {
+		qctx, cancel := context.WithTimeout(ctx, p.cfg.QueryTimeout)
+		if _, err := releaseClaims(qctx, p.cfg.DB, p.cfg.Owner); err != nil {
 			log.Warn("claims not released; their repetitions go out again when they expire", "err", err)
 		}
+		cancel()
 	}
 }
 
 // loop is the due loop: claim what is due, send it, sleep until the next
-// due time (at most MaxSleep) or a change of the schedule.
+// due time (at most MaxSleep) or a change of the schedule. It stops only
+// when ctx ends: a transient failure (the database or Redis away, a call
+// that ran out of QueryTimeout) waits the outage's backoff and tries again;
+// a permanent one is logged and tried again after ErrorBackoffMax.
 func (p *Processor) loop(ctx context.Context, b *bus) {
-	log := p.cfg.Logger.With("component", "processor", "owner", p.cfg.Owner)
-	backoff := time.Duration(0)
 	lastPrune, lastRenew := time.Time{}, time.Time{}
 	for ctx.Err() == nil {
 		changed := p.runner.Committed()
 		now := p.cfg.Clock.Now()
-		var err error
 		if now.Sub(lastRenew) >= p.cfg.ClaimTTL/3 {
-			if _, err = renewClaims(ctx, p.cfg.DB, p.cfg.Owner, now, p.cfg.ClaimTTL, claimHoldTTLs*p.cfg.ClaimTTL); err == nil {
-				lastRenew = now
+			if err := p.query(ctx, func(ctx context.Context) error {
+				_, err := renewClaims(ctx, p.cfg.DB, p.cfg.Owner, now, p.cfg.ClaimTTL, claimHoldTTLs*p.cfg.ClaimTTL)
+				return err
+			}); err != nil {
+				p.backOff(ctx, p.loopOutage, err)
+				continue
 			}
+			lastRenew = now
 		}
 		var batch []due
-		if err == nil {
+		if err := p.query(ctx, func(ctx context.Context) (err error) {
 			batch, err = claimDue(ctx, p.cfg.DB, p.cfg.Owner, now, p.cfg.ClaimTTL, p.cfg.BatchSize)
+			return err
+		}); err != nil {
+			p.backOff(ctx, p.loopOutage, err)
+			continue
 		}
-		if err == nil {
-			if err = p.sendBatch(ctx, b, batch, now); err != nil && ctx.Err() == nil {
-				if rerr := releaseBatch(context.WithoutCancel(ctx), p.cfg.DB, p.cfg.Owner, batch); rerr != nil {
-					log.Warn("due loop: claims of the batch not sent stay until they expire", "err", rerr)
-				}
-			}
-		}
-		if err != nil {
+		p.loopOutage.Recovered()
+		if err := p.sendBatch(ctx, b, batch, now); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), p.cfg.ErrorBackoffMax)
-			log.Warn("due loop: backing off", "err", err, "backoff", backoff)
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
+			// The next poll sends the batch again (what did go out is then
+			// a no-op) instead of leaving it to claims this instance keeps
+			// renewing.
+			if rerr := p.query(context.WithoutCancel(ctx), func(ctx context.Context) error {
+				return releaseBatch(ctx, p.cfg.DB, p.cfg.Owner, batch)
+			}); rerr != nil {
+				p.loopOutage.Failed(rerr)
 			}
+			p.backOff(ctx, p.sendOutage(), err)
 			continue
 		}
-		backoff = 0
+		if len(batch) > 0 && p.cfg.Redis != nil {
+			p.redisOutage.Recovered()
+		}
 		if len(batch) == p.cfg.BatchSize {
 			continue // more may be due
 		}
 		if now.Sub(lastPrune) > 10*p.cfg.ClaimTTL {
-			if err := pruneClaims(ctx, p.cfg.DB, now.Add(-p.cfg.ClaimTTL)); err != nil {
-				log.Warn("due loop", "err", err)
+			if err := p.query(ctx, func(ctx context.Context) error {
+				return pruneClaims(ctx, p.cfg.DB, now.Add(-p.cfg.ClaimTTL))
+			}); err != nil && faults.Transient(err) {
+				p.backOff(ctx, p.loopOutage, err)
+				continue
+			} else if err != nil {
+				p.cfg.Logger.Error("due loop: expired claims not pruned", "owner", p.cfg.Owner, "err", err)
 			}
 			lastPrune = now
 		}
 		wake := now.Add(p.cfg.MaxSleep)
-		if next, err := nextDue(ctx, p.cfg.DB, now); err == nil && !next.IsZero() && next.Before(wake) {
+		var next time.Time
+		if err := p.query(ctx, func(ctx context.Context) (err error) {
+			next, err = nextDue(ctx, p.cfg.DB, now)
+			return err
+		}); err != nil {
+			p.backOff(ctx, p.loopOutage, err)
+			continue
+		}
+		if !next.IsZero() && next.Before(wake) {
 			wake = next
 		}
 		if !wake.After(now) {
@@ -266,6 +350,45 @@ func (p *Processor) loop(ctx context.Context, b *bus) {
 		case <-changed:
 		case <-p.cfg.Clock.At(wake):
 		}
+	}
+}
+
+// query runs one database call of the due loop with its deadline
+// (QueryTimeout).
+func (p *Processor) query(ctx context.Context, call func(ctx context.Context) error) error {
+	qctx, cancel := context.WithTimeout(ctx, p.cfg.QueryTimeout)
+	defer cancel()
+	return call(qctx)
+}
+
+// sendOutage is the outage a failed send belongs to: Redis's when commands
+// travel on it, else the due loop's (an in-process bus fails only when it
+// closes).
+func (p *Processor) sendOutage() *faults.Outage {
+	if p.cfg.Redis != nil {
+		return p.redisOutage
+	}
+	return p.loopOutage
+}
+
+// backOff waits after a failed step of the due loop, unless ctx ended: a
+// transient failure counts toward outage (one log line when it starts, one
+// when it ends, metrics) and waits its backoff; a permanent one (a bug, a
+// missing table) is logged every time and waits ErrorBackoffMax.
+func (p *Processor) backOff(ctx context.Context, outage *faults.Outage, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	if faults.Transient(err) {
+		outage.Wait(ctx, err)
+		return
+	}
+	p.cfg.Logger.Error("due loop: failed; trying again", "owner", p.cfg.Owner, "err", err, "wait", p.cfg.ErrorBackoffMax)
+	t := time.NewTimer(p.cfg.ErrorBackoffMax)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
@@ -322,7 +445,11 @@ func (p *Processor) send(ctx context.Context, b *bus, d due, now time.Time) erro
 
 // handleComplete runs CompleteRepetition (the bus's handler).
 func (p *Processor) handleComplete(ctx context.Context, cmd *command.CompleteRepetition) error {
-	res, err := p.handlers.CompleteRepetition.Handle(ctx, *cmd)
+	var res command.Result
+	err := p.attempt(ctx, func(ctx context.Context) (err error) {
+		res, err = p.handlers.CompleteRepetition.Handle(ctx, *cmd)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -330,6 +457,13 @@ func (p *Processor) handleComplete(ctx context.Context, cmd *command.CompleteRep
 		p.completed.Add(1)
 	}
 	return nil
+}
+
+// attempt runs one step of a command with its deadline (CommandTimeout).
+func (p *Processor) attempt(ctx context.Context, step func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.CommandTimeout)
+	defer cancel()
+	return step(ctx)
 }
 
 // maxCappedSteps bounds the completions of one StopOfflineQueue (a queue
@@ -345,7 +479,11 @@ func (p *Processor) handleStop(ctx context.Context, cmd *StopOfflineQueue) error
 	defer p.capMu.Unlock()
 	p.pinned.set(cmd.Until)
 	for range maxCappedSteps {
-		snap, err := p.capped.GetQueue.Handle(ctx, command.GetQueue{PlayerID: cmd.PlayerID})
+		var snap command.QueueSnapshot
+		err := p.attempt(ctx, func(ctx context.Context) (err error) {
+			snap, err = p.capped.GetQueue.Handle(ctx, command.GetQueue{PlayerID: cmd.PlayerID})
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("offline cap of %s: %w", cmd.PlayerID, err)
 		}
@@ -357,20 +495,26 @@ func (p *Processor) handleStop(ctx context.Context, cmd *StopOfflineQueue) error
 			break
 		}
 		key := command.CompletionKey(string(rep.TaskID), rep.Number)
-		_, err = p.capped.CompleteRepetition.Handle(ctx, command.CompleteRepetition{
-			Request: command.Request{PlayerID: cmd.PlayerID, IdempotencyKey: key, CorrelationID: cmd.CorrelationID, Actor: "system"},
-			TaskID:  string(rep.TaskID), Number: rep.Number,
+		err = p.attempt(ctx, func(ctx context.Context) error {
+			_, err := p.capped.CompleteRepetition.Handle(ctx, command.CompleteRepetition{
+				Request: command.Request{PlayerID: cmd.PlayerID, IdempotencyKey: key, CorrelationID: cmd.CorrelationID, Actor: "system"},
+				TaskID:  string(rep.TaskID), Number: rep.Number,
+			})
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("offline cap of %s: %w", cmd.PlayerID, err)
 		}
 	}
-	_, err := p.capped.StopQueue.Handle(ctx, command.StopQueue{
-		Request: command.Request{
-			PlayerID: cmd.PlayerID, IdempotencyKey: fmt.Sprintf("offline-cap-%s-%d", cmd.TaskID, cmd.Number),
-			CorrelationID: cmd.CorrelationID, Actor: "system",
-		},
-		Reason: cmd.Reason,
+	err := p.attempt(ctx, func(ctx context.Context) error {
+		_, err := p.capped.StopQueue.Handle(ctx, command.StopQueue{
+			Request: command.Request{
+				PlayerID: cmd.PlayerID, IdempotencyKey: fmt.Sprintf("offline-cap-%s-%d", cmd.TaskID, cmd.Number),
+				CorrelationID: cmd.CorrelationID, Actor: "system",
+			},
+			Reason: cmd.Reason,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("offline cap of %s: %w", cmd.PlayerID, err)

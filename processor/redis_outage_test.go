@@ -13,11 +13,15 @@ import (
 	"github.com/taskqueue/taskqueue/internal/testenv"
 )
 
-// Redis, which carries the commands, goes away while repetitions fall due
-// and comes back empty (a restart without persistence: the streams and
-// their consumer groups are gone). The processor backs off while it
-// cannot send and, once Redis answers, completes every repetition that
-// fell due meanwhile, each once, at its due time.
+// Redis, which carries the commands, goes away for a few seconds while
+// repetitions fall due and comes back empty (a restart without persistence:
+// the streams and their consumer groups are gone). The processor backs off
+// while it cannot send and, once Redis answers, completes every repetition
+// that fell due meanwhile, each once, at its due time. The log shows one
+// line when Redis went and one when it was back — not the hundreds of
+// ERROR lines that watermill-redisstream's subscribers log for their
+// failed reads and claim rounds (two a second each) — and the Observer
+// counts every failure meanwhile.
 func TestRedisOutageCommandsResume(t *testing.T) {
 	srv := testenv.StartRedisServer(t)
 	opts, err := redis.ParseURL(srv.URL())
@@ -36,9 +40,10 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 		enqueue(t, h, fmt.Sprintf("q%02d", i), "chop-wood", 20)
 	}
 	var logs logBuffer
+	rec := newRecorder()
 	start(t, b, Config{
 		Clock: clock, Commands: commandConfig(rules), Redis: client, TopicPrefix: "tq", Partitions: 2,
-		ErrorBackoffMax: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		ErrorBackoffMax: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Observer: rec,
 	})
 	caughtUp := func(what string) {
 		t.Helper()
@@ -55,20 +60,37 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 	caughtUp("the first 10 s")
 
 	srv.Stop()
-	n := logs.count("due loop: backing off")
 	clock.Advance(30 * time.Second)
 	defer func() {
 		if t.Failed() {
 			t.Logf("log:\n%s", logs.String())
 		}
 	}()
-	waitUntil(t, "the due loop to back off without Redis", func() (bool, error) {
-		return logs.count("due loop: backing off") >= n+2, nil
+	const component = "processor redis"
+	waitUntil(t, "the outage of Redis to be noticed", func() (bool, error) {
+		return logs.count(outageStarted(component)) > 0, nil
 	})
+	time.Sleep(5 * time.Second) // watermill-redisstream logged ~50 ERROR lines a second with 2 partitions
 	srv.Start()
 	caughtUp("the 30 s due while Redis was away")
 	clock.Advance(30 * time.Second) // the rest of the 60 s of work
 	caughtUp("the rest")
+	waitUntil(t, "the end of the outage", func() (bool, error) { return logs.count(outageEnded(component)) > 0, nil })
+	time.Sleep(time.Second) // a late line would show
+
+	if n, m := logs.count(outageStarted(component)), logs.count(outageEnded(component)); n != 1 || m != 1 {
+		t.Errorf("%d lines for the start and %d for the end of one Redis outage, want 1 and 1", n, m)
+	}
+	if n := logs.count("level=ERROR"); n != 0 {
+		t.Errorf("%d ERROR lines during a Redis outage, want none", n)
+	}
+	if got := rec.transitions(component); len(got) != 2 || !got[0] || got[1] {
+		t.Errorf("the Observer heard degraded %v, want true then false", got)
+	}
+	if rec.errors(component) < 10 {
+		t.Errorf("the Observer counted %d failures during 5 s without Redis, want every failed read", rec.errors(component))
+	}
+	t.Logf("%d log lines in all; %d failures counted during the outage", logs.count("\n"), rec.errors(component))
 
 	for i := range players {
 		player := fmt.Sprintf("q%02d", i)
@@ -79,5 +101,48 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 		if err := sameProgress(got, reference(t, player, rules, t0, clock.Now(), tasks)); err != nil {
 			t.Errorf("%s: %v", player, err)
 		}
+	}
+}
+
+// Redis is down when the processor starts (its command router cannot
+// create the streams' consumer groups): it keeps trying to start its
+// command bus, with the Redis outage's backoff, and once Redis answers
+// completes what is due, without a restart. (It used to return an error
+// from Run, and the app carried on without a processor.)
+func TestProcessorStartsWithoutRedis(t *testing.T) {
+	srv := testenv.StartRedisServer(t)
+	opts, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() })
+	b := openPostgres(t, 4)
+	clock := NewManualClock(t0)
+	rules := domain.Rules{}
+	h := commands(t, b, clock, rules)
+	enqueue(t, h, "s00", "chop-wood", 5)
+	srv.Stop()
+	var logs logBuffer
+	r := start(t, b, Config{Clock: clock, Commands: commandConfig(rules), Redis: client, TopicPrefix: "tq", Partitions: 2,
+		ErrorBackoffMax: time.Second, Logger: logs.logger()})
+	defer func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	}()
+	waitUntil(t, "the processor to find Redis away", func() (bool, error) {
+		return logs.count(outageStarted(redisComponent)) > 0, nil
+	})
+	time.Sleep(5 * time.Second) // the command router tries to subscribe meanwhile
+	srv.Start()
+	clock.Advance(20 * time.Second)
+	waitUntil(t, "the queue to finish", queueDone(t, b, "s00", rules))
+	_, recs := readQueue(t, b, "s00", rules)
+	if c := checkCompletionsOnTime(t, "s00", recs); c != 5 {
+		t.Errorf("%d repetitions completed, want 5", c)
+	}
+	if r.p.Stats().Completed == 0 {
+		t.Error("completed by nobody")
 	}
 }

@@ -75,9 +75,25 @@ func TestRedisStreamsShareCommands(t *testing.T) {
 	if err != nil || len(groups) != 1 {
 		t.Fatalf("consumer groups of partition 0: %v, %v", groups, err)
 	}
+	// Each instance keeps its alive key while it runs (so that the others
+	// leave its pending commands to it) and deletes it when it stops (so
+	// that they take them at once).
+	alive := func(owner string) int64 {
+		n, err := client.Exists(context.Background(), c.aliveKey(owner)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if alive("one") != 1 || alive("two") != 1 {
+		t.Fatalf("alive keys of running instances: %d, %d", alive("one"), alive("two"))
+	}
 	// Stopping the processors leaves the caller's client open (watermill's
 	// Redis publishers and subscribers close theirs).
 	p1.stop()
+	if alive("one") != 0 || alive("two") != 1 {
+		t.Fatalf("alive keys after one stopped: %d, %d; want 0, 1", alive("one"), alive("two"))
+	}
 	p2.stop()
 	if err := client.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("the caller's Redis client after the processors stopped: %v", err)

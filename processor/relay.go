@@ -15,6 +15,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
@@ -173,9 +174,15 @@ type RelayConfig struct {
 	Name string
 	// TopicPrefix starts every topic. Default "taskqueue".
 	TopicPrefix string
-	// RetryDelay is the wait after an error before starting again.
+	// RetryDelay is the wait after a permanent error (one the same events
+	// would cause again, such as an event it cannot decode) before
+	// starting again. Transient errors (the database or Redis away) are
+	// retried with the backoff of faults.Outage, 100 ms up to 5 s.
 	// Default 1 s.
 	RetryDelay time.Duration
+	// Observer hears of the relay's outages (component "relay <Name>").
+	// May be nil.
+	Observer faults.Observer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -218,6 +225,8 @@ func (c RelayConfig) Validate() error {
 // from the domain event's ID and the integration type) or by position.
 type Relay struct {
 	cfg RelayConfig
+	// The outages of its database (checkpoint, log) and of its publisher.
+	outage, pubOutage *faults.Outage
 }
 
 // NewRelay checks cfg and returns a Relay; call Run to start it.
@@ -226,8 +235,18 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Relay{cfg: cfg}, nil
+	outage := func(component string) *faults.Outage {
+		return faults.NewOutage(faults.OutageConfig{Component: component, Logger: cfg.Logger, Observer: cfg.Observer})
+	}
+	return &Relay{cfg: cfg, outage: outage("relay " + cfg.Name), pubOutage: outage("relay " + cfg.Name + " publisher")}, nil
 }
+
+// publishError is a failure of the publisher (Redis), apart from the
+// failures of the database.
+type publishError struct{ err error }
+
+func (e publishError) Error() string { return e.err.Error() }
+func (e publishError) Unwrap() error { return e.err }
 
 // relayFilter selects the domain events the relay turns into messages.
 var relayFilter = eventstore.Filter{StreamPrefixes: []string{domain.StreamPrefix}, EventTypes: []string{
@@ -237,14 +256,37 @@ var relayFilter = eventstore.Filter{StreamPrefixes: []string{domain.StreamPrefix
 }}
 
 // Run publishes from the checkpoint on until ctx ends (then it returns
-// nil), starting over after errors.
+// nil), starting over from the checkpoint after errors, forever: a
+// transient one (the database or Redis away) is retried with backoff and
+// logged once per outage (faults.Outage), a permanent one is logged and
+// retried after RetryDelay. Starting over from the checkpoint skips
+// nothing: what was published after it is published again (at least
+// once).
 func (r *Relay) Run(ctx context.Context) error {
+	// A relay that stops (its lease lost, the process stopping) depends on
+	// nothing any more: its outages end with it, rather than showing it
+	// degraded while another instance relays.
+	defer r.pubOutage.Recovered()
+	defer r.outage.Recovered()
 	for ctx.Err() == nil {
 		err := r.runOnce(ctx)
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return nil
+		case faults.Transient(err):
+			outage := r.outage
+			if errors.As(err, new(publishError)) {
+				outage = r.pubOutage
+			}
+			outage.Wait(ctx, err)
+			continue
+		case errors.Is(err, errCheckpointMoved):
+			// Another relay ran for a moment (a lease is no fence):
+			// start over from where it got.
+			r.cfg.Logger.Info("relay: another relay moved the checkpoint; starting over from it")
+		default:
+			r.cfg.Logger.Error("relay failed; starting over", "err", err, "wait", r.cfg.RetryDelay)
 		}
-		r.cfg.Logger.Warn("relay stopped; starting over", "err", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(r.cfg.RetryDelay):
@@ -260,6 +302,7 @@ func (r *Relay) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.outage.Recovered()
 	sub, err := r.cfg.Store.Subscribe(ctx, from, relayFilter)
 	if err != nil {
 		return fmt.Errorf("relay: subscribe after %s: %w", from, err)
@@ -273,6 +316,7 @@ func (r *Relay) runOnce(ctx context.Context) error {
 		if _, err := r.publish(ctx, events); err != nil {
 			return err
 		}
+		r.pubOutage.Recovered()
 		to := sub.Position()
 		// A published batch gets its checkpoint even when ctx just ended.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -406,7 +450,7 @@ func (r *Relay) publish(ctx context.Context, events []eventstore.RecordedEvent) 
 		}
 		for _, m := range msgs {
 			if err := r.cfg.Publisher.Publish(Topic(r.cfg.TopicPrefix, m.Metadata.Get(MetaType)), m); err != nil {
-				return n, fmt.Errorf("relay: publish %s of event %s at %s: %w", m.Metadata.Get(MetaType), e.ID, e.Position, err)
+				return n, publishError{fmt.Errorf("relay: publish %s of event %s at %s: %w", m.Metadata.Get(MetaType), e.ID, e.Position, err)}
 			}
 			n++
 		}

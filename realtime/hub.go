@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -79,6 +80,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of serverTime and presence; default time.Now.
 	Now func() time.Time
+	// Observer hears of the outages of the hub's event log (component
+	// "realtime hub"). May be nil.
+	Observer faults.Observer
 }
 
 func (c *Config) setDefaults() {
@@ -155,9 +159,10 @@ type Stats struct {
 // admins watching all). It serves the sockets of GET /api/ws (ServeHTTP).
 // Safe for concurrent use.
 type Hub struct {
-	cfg   Config
-	log   *slog.Logger
-	views *views
+	cfg    Config
+	log    *slog.Logger
+	views  *views
+	outage *faults.Outage // of its subscription to the log
 
 	mu       sync.Mutex
 	started  bool
@@ -225,8 +230,10 @@ func NewHub(cfg Config) (*Hub, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	log := cfg.Logger.With("component", "realtime")
 	return &Hub{
-		cfg: cfg, log: cfg.Logger.With("component", "realtime"),
+		cfg: cfg, log: log,
+		outage:   faults.NewOutage(faults.OutageConfig{Component: "realtime hub", Logger: log, Observer: cfg.Observer}),
 		views:    newViews(cfg.Store, cfg.Rules, cfg.ViewCacheSize),
 		players:  map[domain.PlayerID]map[*subscriber]struct{}{},
 		all:      map[*subscriber]struct{}{},
@@ -318,14 +325,16 @@ func (h *Hub) Stats() Stats {
 }
 
 // follow reads the subscription into batches, resubscribing from the last
-// position it got after an error.
+// position it got after an error, forever: the log's outages (the database
+// away) are logged once when they start and once when they end, paced by
+// the outage's backoff, and told to the Observer; clients see nothing but
+// a pause, then every event they missed, in order.
 func (h *Hub) follow(ctx context.Context, sub eventstore.Subscription, from eventstore.Position, batches chan<- []eventstore.RecordedEvent) {
 	defer close(batches)
-	backoff := 100 * time.Millisecond
 	for {
 		evs, err := sub.Next(ctx)
 		if err == nil {
-			backoff = 100 * time.Millisecond
+			h.outage.Recovered()
 			from = evs[len(evs)-1].Position
 			select {
 			case batches <- evs:
@@ -339,19 +348,42 @@ func (h *Hub) follow(ctx context.Context, sub eventstore.Subscription, from even
 		if ctx.Err() != nil {
 			return
 		}
-		h.log.Error("event store subscription failed; resubscribing", "from", from.String(), "err", err)
 		for {
-			select {
-			case <-ctx.Done():
+			if !h.pause(ctx, from, err) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			// Is the log back? (A subscription says so only with its
+			// next event.)
+			hctx, cancel := context.WithTimeout(ctx, headTimeout)
+			_, err = h.cfg.Store.Head(hctx)
+			cancel()
+			if err != nil {
+				continue
+			}
 			if sub, err = h.cfg.Store.Subscribe(ctx, from, queueFilter); err == nil {
+				h.outage.Recovered()
 				break
 			}
-			h.log.Error("resubscribe to the event store", "from", from.String(), "err", err)
 		}
+	}
+}
+
+// headTimeout bounds the probe of the log after an outage.
+const headTimeout = 5 * time.Second
+
+// pause waits before the hub subscribes again after err: a transient
+// error counts toward the outage and waits its backoff; anything else is
+// logged and waits a second. It reports whether ctx is still alive.
+func (h *Hub) pause(ctx context.Context, from eventstore.Position, err error) bool {
+	if faults.Transient(err) {
+		return h.outage.Wait(ctx, err)
+	}
+	h.log.Error("event store subscription failed; resubscribing", "from", from.String(), "err", err)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(time.Second):
+		return true
 	}
 }
 
@@ -394,7 +426,11 @@ func (h *Hub) readAhead(ctx context.Context) {
 		h.mu.Unlock()
 		evs, err := h.cfg.Store.ReadAll(ctx, from, queueFilter, 1000)
 		if err != nil {
-			if ctx.Err() == nil {
+			switch {
+			case ctx.Err() != nil:
+			case faults.Transient(err):
+				h.outage.Failed(err) // the subscription retries; this only counts
+			default:
 				h.log.Warn("read the log after a wake-up", "from", from.String(), "err", err)
 			}
 			return
