@@ -15,14 +15,17 @@ import (
 	"github.com/taskqueue/taskqueue/projections/projectiontest"
 )
 
-// proxiedPostgres opens a fresh schema twice: b, whose event store and
-// read-model database (what the Runner uses, as in production: one pool
-// for both) go through a TCP proxy the test cuts, and writer, a store on
-// the same schema connected directly, so that the log keeps growing while
-// the projections cannot reach it.
+// proxiedPostgres opens a PostgreSQL server of the test's own twice: b,
+// whose event store and read-model database (what the Runner uses, as in
+// production: one pool for both) go through a TCP proxy the test cuts, and
+// writer, a store on the same database connected directly, so that the log
+// keeps growing while the projections cannot reach it. A server of its own
+// because a partition that catches an open write transaction holds back
+// the horizon of every reader of the server: on the shared one, every
+// other test's subscriptions would stall with it.
 func proxiedPostgres(t testing.TB) (b backend, writer eventstore.Store, proxy *testenv.TCPProxy) {
 	t.Helper()
-	url := testenv.Postgres(t)
+	url := testenv.StartPostgresServer(t).URL()
 	w, _ := teststore.Postgres(t, url, 2)
 	purl, proxy := testenv.ProxyPostgres(t, url)
 	s, pool := teststore.Postgres(t, purl, 3)

@@ -47,6 +47,9 @@ func ProxyPostgres(t testing.TB, databaseURL string) (string, *TCPProxy) {
 	return u.String(), p
 }
 
+// Target is the address the proxy forwards to (host:port).
+func (p *TCPProxy) Target() string { return p.target }
+
 // Addr is the proxy's address (host:port).
 func (p *TCPProxy) Addr() string {
 	p.mu.Lock()
