@@ -50,6 +50,15 @@ func onPostgres(s eventstore.Store, backend string, pool *pgxpool.Pool, db *sql.
 	}
 }
 
+// IdleInTransactionTimeout is the idle_in_transaction_session_timeout of
+// the service's PostgreSQL sessions unless TASKQUEUE_DATABASE_URL sets one
+// (e.g. "?idle_in_transaction_session_timeout=60s"). No transaction of the
+// service waits for anything but the database between its statements, so
+// a session idle that long in a transaction is one cut off from us.
+const IdleInTransactionTimeout = "30s"
+
+const idleInTransactionParam = "idle_in_transaction_session_timeout"
+
 // connectPostgres connects a pool of cfg.DatabaseMaxConns to
 // cfg.DatabaseURL, applies every PostgreSQL migration and creates or
 // updates the analyst role (EnsureAnalystRole). db is a database/sql view
@@ -60,6 +69,15 @@ func onPostgres(s eventstore.Store, backend string, pool *pgxpool.Pool, db *sql.
 // the request that wanted it gave up, and without a timeout of its own
 // (pgxpool's is 2 minutes) connections begun while the network was
 // partitioned would hold the pool's slots that long after it healed.
+//
+// Every session sets idle_in_transaction_session_timeout (default
+// IdleInTransactionTimeout, or the URL's): when this process is cut off
+// from the server in the middle of a transaction (a partition, a frozen
+// VM), the server ends the transaction after that long instead of keeping
+// it open until TCP gives up, minutes later. An open write transaction
+// holds back the horizon below which every reader of the log reads (see
+// eventstore/postgres), so it would stall every projection, processor and
+// WebSocket hub of the deployment, and hold its row locks, for as long.
 func connectPostgres(ctx context.Context, cfg Config) (*pgxpool.Pool, *sql.DB, error) {
 	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
@@ -68,6 +86,9 @@ func connectPostgres(ctx context.Context, cfg Config) (*pgxpool.Pool, *sql.DB, e
 	pcfg.MaxConns = int32(cfg.DatabaseMaxConns)
 	if pcfg.ConnConfig.ConnectTimeout <= 0 {
 		pcfg.ConnConfig.ConnectTimeout = cfg.RequestTimeout
+	}
+	if _, set := pcfg.ConnConfig.RuntimeParams[idleInTransactionParam]; !set {
+		pcfg.ConnConfig.RuntimeParams[idleInTransactionParam] = IdleInTransactionTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
