@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -13,11 +14,16 @@ import (
 
 const (
 	// defaultLanes is how many group transactions a Store runs at once
-	// (WithAppendLanes).
-	defaultLanes = 2
+	// (WithAppendLanes). One: where commits wait for the WAL flush (the
+	// machine of docs/BENCHMARKS.md: about 3.5 ms per fdatasync), a second
+	// lane halves the groups and flushes about twice as often for the same
+	// appends, and measured slower in BenchmarkAppendVsRawInsert.
+	defaultLanes = 1
 	// maxGroup is the most appends one group transaction takes; an
 	// AppendMany call of more runs alone.
 	maxGroup = 128
+	// maxLinger bounds how long a lane waits for a group to fill (gather).
+	maxLinger = 2 * time.Millisecond
 )
 
 // appendReq is one Append or AppendMany call waiting for a lane. A lane
@@ -48,8 +54,9 @@ type appendPart struct {
 // and one round trip, not one each.
 type committer struct {
 	mu      sync.Mutex
-	queue   []*appendReq // oldest first
-	running int          // lanes running
+	queue   []*appendReq  // oldest first
+	grew    chan struct{} // closed and replaced when a request queues; nil until a lane waits
+	running int           // lanes running
 	lanes   int
 }
 
@@ -60,13 +67,9 @@ type committer struct {
 // cancelled single statement.
 func (s *Store) submit(req *appendReq) error {
 	c := &s.commit
-	c.mu.Lock()
-	c.queue = append(c.queue, req)
-	if c.running < c.lanes {
-		c.running++
+	if c.enqueue(req) {
 		go s.lane()
 	}
-	c.mu.Unlock()
 	select {
 	case <-req.done:
 		return req.err
@@ -83,14 +86,74 @@ func (s *Store) submit(req *appendReq) error {
 	}
 }
 
+// enqueue queues req and reports whether a lane must start for it.
+func (c *committer) enqueue(req *appendReq) (startLane bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.queue = append(c.queue, req)
+	if c.grew != nil {
+		close(c.grew)
+		c.grew = nil
+	}
+	if c.running < c.lanes {
+		c.running++
+		return true
+	}
+	return false
+}
+
 // lane commits groups until the queue is empty.
 func (s *Store) lane() {
+	var (
+		last int           // calls in the last group
+		took time.Duration // how long its commit took
+	)
 	for {
+		s.commit.gather(last, min(took/4, maxLinger))
 		group := s.commit.take()
 		if group == nil {
 			return
 		}
+		start := time.Now()
 		s.commitGroup(group)
+		last, took = len(group), time.Since(start)
+	}
+}
+
+// gather lets a lane that just committed a group of last calls wait,
+// before it takes the next group, until as many are queued again, for at
+// most linger (the lane gives a quarter of the time that commit took, at
+// most maxLinger): the callers it just answered are about to append again,
+// and on a busy machine the next group would otherwise leave them behind
+// and be half as large, costing a commit (a WAL flush) more. With nothing
+// queued it returns at once: waiting would delay no one, and gain nothing.
+func (c *committer) gather(last int, linger time.Duration) {
+	if last < 2 {
+		return
+	}
+	deadline := time.Now().Add(linger)
+	for {
+		c.mu.Lock()
+		n := len(c.queue)
+		if n == 0 || n >= last {
+			c.mu.Unlock()
+			return
+		}
+		if c.grew == nil {
+			c.grew = make(chan struct{})
+		}
+		grew := c.grew
+		c.mu.Unlock()
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-grew:
+		case <-timer.C:
+		}
+		timer.Stop()
 	}
 }
 

@@ -89,7 +89,7 @@ var lockStatement = `SELECT count(pg_advisory_xact_lock(` + fmt.Sprint(lockClass
 const groupStatement = `WITH a AS MATERIALIZED (
 	SELECT a.i, a.stream, a.n, a.exp, coalesce(st.version, 0) AS actual
 	FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS a(stream, n, exp, i)
-	LEFT JOIN event_streams st ON st.stream_id = a.stream
+	LEFT JOIN LATERAL (SELECT version FROM event_streams WHERE stream_id = a.stream OFFSET 0) AS st ON true
 ),
 e AS MATERIALIZED (
 	SELECT * FROM unnest($4::int8[], $5::int8[], $6::uuid[], $7::text[], $8::int4[], $9::text[],
@@ -98,7 +98,8 @@ e AS MATERIALIZED (
 ),
 found AS MATERIALIZED (
 	SELECT e.i, e.k, l.event_id, l.stream_id, l.version, l.transaction_id, l.position
-	FROM e JOIN event_log l ON l.event_id = e.id
+	FROM e CROSS JOIN LATERAL (SELECT event_id, stream_id, version, transaction_id, position
+		FROM event_log WHERE event_id = e.id OFFSET 0) AS l
 ),
 g AS MATERIALIZED (
 	SELECT f.i, count(*) AS nfound, bool_and(f.stream_id = a.stream) AS here,

@@ -14,13 +14,15 @@
 // versions ascending in the global order.
 //
 // Appends go through a group commit (committer): Append and AppendMany
-// calls queue, and up to WithAppendLanes goroutines (default 2) each take
+// calls queue, and up to WithAppendLanes goroutines (default 1) each take
 // what is queued as one group and commit it in ONE transaction, each
 // append with its own outcome; while the lanes are busy appends queue, so
 // the busier the store the larger the groups, and a queue of appends costs
 // one commit (one WAL flush) and one round trip instead of one each. A
-// group takes each stream at most once (a second append to a stream waits
-// for the next group) and never splits an AppendMany call.
+// lane that just answered a group waits a little (a quarter of that
+// commit's time at most) for as many calls to queue again before it takes
+// the next. A group takes each stream at most once (a second append to a
+// stream waits for the next group) and never splits an AppendMany call.
 //
 //   - A group of one Append is one statement in an implicit transaction
 //     (appendStatement): the lock, the version, the events. When it writes
@@ -184,8 +186,10 @@ func WithNotifyInTransaction() Option {
 }
 
 // WithAppendLanes sets how many group transactions of appends the store
-// commits at once (default 2; see the package doc). Each takes a pool
-// connection while it runs. n < 1 means 1.
+// commits at once (default 1; see the package doc). Each takes a pool
+// connection while it runs. More lanes mean smaller groups: they pay where
+// commits are cheap next to executing a group (a fast disk, a busy
+// server), not where they wait for the WAL flush. n < 1 means 1.
 func WithAppendLanes(n int) Option {
 	return func(o *options) { o.lanes = max(n, 1) }
 }
