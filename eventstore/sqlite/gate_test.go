@@ -424,3 +424,30 @@ func TestAppendGroupRedoneAfterConstraint(t *testing.T) {
 		t.Errorf("head %v (%v), want 3", head, err)
 	}
 }
+
+// TestGroupReadsVersionsOfAnyStreamID: a group reads its streams' versions
+// through a JSON array; quotes and backslashes in stream IDs survive it.
+func TestGroupReadsVersionsOfAnyStreamID(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	streams := []string{`a"b`, `c\d`, `e\"f`, `g\\`, "ünï ✓"}
+	for round := int64(0); round < 3; round++ {
+		appends := make([]eventstore.StreamAppend, len(streams))
+		for i, stream := range streams {
+			appends[i] = eventstore.StreamAppend{Stream: stream, Expected: eventstore.Exact(round), Events: []eventstore.EventData{anEvent()}}
+		}
+		outs, err := s.AppendMany(ctx, appends)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range outs {
+			if o.Err != nil || o.Version != round+1 {
+				t.Fatalf("round %d, stream %q: %+v, %v", round, streams[i], o.AppendResult, o.Err)
+			}
+		}
+	}
+}

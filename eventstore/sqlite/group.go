@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -31,11 +32,20 @@ const selectVersions = `SELECT j.value, COALESCE((SELECT MAX(version) FROM event
 
 // groupStatements are the statements a group runs, prepared on the
 // writer's one connection once and kept: the version of many streams, and
-// INSERT OR ROLLBACKs of 1 to preparedRows rows. Only the gate's holder
-// uses them.
+// INSERT OR ROLLBACKs of 1 to preparedRows rows. The gate's holder
+// prepares and uses them; mu keeps Close apart.
 type groupStatements struct {
+	mu       sync.Mutex
 	versions *sql.Stmt
 	inserts  map[int]*sql.Stmt
+}
+
+// statements returns the prepared version read and INSERT of rows rows,
+// nil for those not prepared.
+func (g *groupStatements) statements(rows int) (versions, insert *sql.Stmt) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.versions, g.inserts[rows]
 }
 
 // prepare prepares, outside any transaction, the statements a group of
@@ -43,6 +53,8 @@ type groupStatements struct {
 // the group to meet (it then prepares its statements in its transaction).
 func (s *Store) prepare(ctx context.Context, rows int) {
 	g := &s.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.versions == nil {
 		if st, err := s.writer.PrepareContext(ctx, selectVersions); err == nil {
 			g.versions = st
@@ -61,6 +73,8 @@ func (s *Store) prepare(ctx context.Context, rows int) {
 
 // closeGroupStatements closes what prepare prepared.
 func (s *Store) closeGroupStatements() error {
+	s.group.mu.Lock()
+	defer s.group.mu.Unlock()
 	var errs []error
 	if s.group.versions != nil {
 		errs = append(errs, s.group.versions.Close())
@@ -166,8 +180,8 @@ func (s *Store) versionsOf(ctx context.Context, tx *sql.Tx, parts []*appendPart)
 		rows *sql.Rows
 		err  error
 	)
-	if s.group.versions != nil {
-		rows, err = tx.StmtContext(ctx, s.group.versions).QueryContext(ctx, list.String())
+	if st, _ := s.group.statements(0); st != nil {
+		rows, err = tx.StmtContext(ctx, st).QueryContext(ctx, list.String())
 	} else {
 		rows, err = tx.QueryContext(ctx, selectVersions, list.String())
 	}
@@ -221,7 +235,7 @@ func (s *Store) insertParts(ctx context.Context, tx *sql.Tx, parts []*appendPart
 		r   sql.Result
 		err error
 	)
-	if st := s.group.inserts[rows]; st != nil {
+	if _, st := s.group.statements(rows); st != nil {
 		r, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	} else {
 		r, err = tx.ExecContext(ctx, insertOrRollbackSQL(rows), args...)
