@@ -16,6 +16,13 @@
 //   - Append is idempotent by event ID: appending events whose IDs are
 //     already stored at that place of the stream succeeds and stores nothing
 //     twice (a client retrying a command that timed out).
+//   - AppendMany appends to many streams in one call: each stream's append
+//     is atomic, idempotent and checked against its own expected version
+//     exactly as an Append, and has its own outcome; on the SQL backends
+//     the successful ones commit in one transaction (one commit, one
+//     wake-up of subscribers) and a failed call stores nothing (or, when
+//     it failed during the commit, all or nothing).
+//     KurrentDB keeps only the per-stream part (see its package doc).
 //   - Readers of the global log (ReadAll, Subscribe) see every committed
 //     event exactly once and all in one order, even when transactions commit
 //     out of order. A long-open write may delay readers; it never makes them
@@ -57,6 +64,39 @@ type Store interface {
 	// else is an error wrapping ErrInvalid (or a *WrongVersionError when the
 	// expected version does not match either).
 	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...EventData) (AppendResult, error)
+
+	// AppendMany performs many appends, each to a stream of its own, in one
+	// call, and returns one outcome per StreamAppend, in the same order.
+	//
+	// Each append is judged alone, exactly as Append would judge it: its
+	// own input validation, expected version and idempotency (an append
+	// whose events are already stored at its place succeeds with Duplicate
+	// set). An outcome whose Err is not nil carries what Append would have
+	// returned (a *WrongVersionError, an error wrapping ErrInvalid for bad
+	// input or an event ID stored elsewhere): none of that stream's events
+	// is stored, and the other appends are not affected.
+	//
+	// The appends that succeed are stored together. On the SQL backends
+	// they commit in ONE transaction: one commit, one wake-up of the
+	// subscribers, and readers of the global log see all of them or none.
+	// When the call returns an error, the call as a whole failed and
+	// returns no outcomes: the call itself is invalid input (ErrInvalid: a
+	// stream or an event ID in two of its appends, more than
+	// MaxStreamsPerAppendMany appends), the store is closed, its context
+	// ended, or the database failed (a transient error: retry). Nothing of
+	// the call was stored, except when the failure came while the
+	// transaction committed (a connection lost then, the context ended
+	// while the commit was under way): then either all of it was stored or
+	// none, never a part. Retrying the same call is always safe: what was
+	// stored comes back as Duplicate.
+	//
+	// Backends without multi-stream transactions (KurrentDB) store each
+	// append on its own: their outcomes may then also carry an
+	// infrastructure error, after which that stream's events may or may
+	// not be stored (retry it with the same events), and readers may see
+	// some of the appends before the others. An empty call stores nothing
+	// and returns no outcomes.
+	AppendMany(ctx context.Context, appends []StreamAppend) ([]AppendOutcome, error)
 
 	// ReadStream returns up to limit events of stream with version >= from,
 	// in version order. A stream that does not exist reads as empty.
@@ -159,6 +199,21 @@ type AppendResult struct {
 	// Duplicate is true when every event was already stored (an idempotent
 	// retry) and nothing was written.
 	Duplicate bool
+}
+
+// StreamAppend is one append of an AppendMany call: what Append takes.
+type StreamAppend struct {
+	Stream   string
+	Expected ExpectedVersion
+	Events   []EventData
+}
+
+// AppendOutcome is the outcome of one StreamAppend: the AppendResult
+// Append would have returned, or, when Err is not nil, the error it would
+// have returned (then none of the append's events was stored).
+type AppendOutcome struct {
+	AppendResult
+	Err error
 }
 
 // Filter selects events of the global log. The zero Filter selects all.
@@ -399,6 +454,8 @@ const (
 	MaxEventTypeLength = 128
 	// MaxEventsPerAppend bounds one atomic append.
 	MaxEventsPerAppend = 1000
+	// MaxStreamsPerAppendMany bounds the appends of one AppendMany call.
+	MaxStreamsPerAppendMany = 1000
 	// MaxEventDataSize bounds one event's JSON data.
 	MaxEventDataSize = 1 << 20
 )
@@ -467,6 +524,32 @@ func ValidateAppend(stream string, expected ExpectedVersion, events []EventData)
 		out[i] = e
 	}
 	return out, nil
+}
+
+// ValidateAppendMany checks what makes appends one AppendMany call: at
+// most MaxStreamsPerAppendMany appends, no stream and no event ID in two
+// of them. It does not check each append (ValidateAppend does, for that
+// append's outcome). Backends call it before writing anything; an error
+// fails the whole call.
+func ValidateAppendMany(appends []StreamAppend) error {
+	if len(appends) > MaxStreamsPerAppendMany {
+		return fmt.Errorf("%w: %d appends in one call, over the limit of %d", ErrInvalid, len(appends), MaxStreamsPerAppendMany)
+	}
+	streams := make(map[string]int, len(appends))
+	ids := make(map[uuid.UUID]int)
+	for i, a := range appends {
+		if j, ok := streams[a.Stream]; ok {
+			return fmt.Errorf("%w: appends %d and %d of one call are both to stream %q", ErrInvalid, j, i, a.Stream)
+		}
+		streams[a.Stream] = i
+		for _, e := range a.Events {
+			if j, ok := ids[e.ID]; ok && j != i && e.ID != uuid.Nil {
+				return fmt.Errorf("%w: event ID %s is in appends %d and %d of one call", ErrInvalid, e.ID, j, i)
+			}
+			ids[e.ID] = i
+		}
+	}
+	return nil
 }
 
 // IdempotentMatch decides an append whose expected version did not match:

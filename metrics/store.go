@@ -41,10 +41,35 @@ func (s *store) Append(ctx context.Context, stream string, expected eventstore.E
 		s.r.storeError("append", err)
 		return res, err
 	}
-	if res.Duplicate {
-		return res, nil
+	if !res.Duplicate {
+		s.appended(events, time.Now())
+	}
+	return res, nil
+}
+
+// AppendMany counts each stored append of the call as Append does, and
+// each append that failed with an error not of its own caller's making.
+func (s *store) AppendMany(ctx context.Context, appends []eventstore.StreamAppend) ([]eventstore.AppendOutcome, error) {
+	outs, err := s.Store.AppendMany(ctx, appends)
+	if err != nil {
+		s.r.storeError("append", err)
+		return outs, err
 	}
 	now := time.Now()
+	for i, o := range outs {
+		switch {
+		case o.Err != nil:
+			s.r.storeError("append", o.Err)
+		case !o.Duplicate:
+			s.appended(appends[i].Events, now)
+		}
+	}
+	return outs, nil
+}
+
+// appended counts events stored at now: by type, repetitions, and the
+// lateness of the processor's completions.
+func (s *store) appended(events []eventstore.EventData, now time.Time) {
 	for _, e := range events {
 		s.r.eventsAppended.WithLabelValues(e.Type).Inc()
 		switch e.Type {
@@ -57,7 +82,6 @@ func (s *store) Append(ctx context.Context, stream string, expected eventstore.E
 			s.r.repetitions.WithLabelValues("failed").Inc()
 		}
 	}
-	return res, nil
 }
 
 func (s *store) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {

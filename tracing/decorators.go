@@ -55,6 +55,37 @@ func (s *store) Append(ctx context.Context, stream string, expected eventstore.E
 	return res, err
 }
 
+// AppendMany records one span per call (streams and events, and how
+// many appends failed on their own), in the trace of its first event's
+// correlation ID when it runs outside any span.
+func (s *store) AppendMany(ctx context.Context, appends []eventstore.StreamAppend) ([]eventstore.AppendOutcome, error) {
+	events := 0
+	for _, a := range appends {
+		events += len(a.Events)
+	}
+	if events > 0 && !trace.SpanContextFromContext(ctx).IsValid() {
+		for _, a := range appends {
+			if len(a.Events) > 0 {
+				ctx = correlated(ctx, a.Events[0].Metadata.CorrelationID)
+				break
+			}
+		}
+	}
+	ctx, span := tracer().Start(ctx, "eventstore.append_many", trace.WithAttributes(
+		attribute.Int("taskqueue.streams", len(appends)), attribute.Int("taskqueue.events", events)))
+	defer span.End()
+	outs, err := s.Store.AppendMany(ctx, appends)
+	fail(span, err)
+	failed := 0
+	for _, o := range outs {
+		if o.Err != nil {
+			failed++
+		}
+	}
+	span.SetAttributes(attribute.Int("taskqueue.failed_appends", failed))
+	return outs, err
+}
+
 // Unwrap returns the decorated store.
 func (s *store) Unwrap() eventstore.Store { return s.Store }
 

@@ -47,6 +47,25 @@
 //     not have been applied (it is atomic either way); a retry with the
 //     same IDs then resolves it.
 //
+// # AppendMany: one append per stream
+//
+// KurrentDB has no transaction across streams, and this client (v4) only
+// appends to one stream per request. AppendMany therefore sends each of
+// its appends as an Append of its own (up to manyInFlight at once), which
+// keeps what the port promises per stream (atomic, checked against its
+// expected version, idempotent, its own outcome) and gives up what it
+// promises for the call on the SQL backends:
+//
+//   - The appends are not one commit: subscribers may see some of them
+//     before the others, and wake up once per append.
+//   - A failure stops no other append: an outcome may carry an
+//     infrastructure error (the server unreachable, the context ended),
+//     after which that stream's events may or may not be stored, while the
+//     other appends of the call are. The call itself fails (and sends
+//     nothing) only when it is invalid, the store is closed or its context
+//     has already ended. Retrying the whole call with the same events is
+//     safe, as with Append.
+//
 // # Reads and subscriptions
 //
 // ReadAll pages through $all forward and filters on the client (this
@@ -98,6 +117,9 @@ const (
 	defaultPage = 500
 	// allPage is how many $all events one ReadAll request reads.
 	allPage = 512
+	// manyInFlight is how many appends of one AppendMany call are sent at
+	// once.
+	manyInFlight = 16
 )
 
 // Config says how to reach the server.
@@ -226,6 +248,39 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		return res, fmt.Errorf("append %d events to %s: %w", n, stream, err)
 	}
 	return res, nil
+}
+
+// AppendMany implements eventstore.Store without a multi-stream
+// transaction, which KurrentDB does not offer: each append is an Append of
+// its own (atomic, idempotent, checked against its expected version), at
+// most manyInFlight at a time. See the package doc for what that gives up.
+func (s *Store) AppendMany(ctx context.Context, appends []eventstore.StreamAppend) ([]eventstore.AppendOutcome, error) {
+	if len(appends) == 0 {
+		return nil, nil
+	}
+	if err := eventstore.ValidateAppendMany(appends); err != nil {
+		return nil, fmt.Errorf("append to %d streams: %w", len(appends), err)
+	}
+	if s.isClosed() {
+		return nil, fmt.Errorf("append to %d streams: %w", len(appends), eventstore.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("append to %d streams: %w", len(appends), err)
+	}
+	outs := make([]eventstore.AppendOutcome, len(appends))
+	slots := make(chan struct{}, manyInFlight)
+	var wg sync.WaitGroup
+	for i, a := range appends {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			outs[i].AppendResult, outs[i].Err = s.Append(ctx, a.Stream, a.Expected, a.Events...)
+		}()
+	}
+	wg.Wait()
+	return outs, nil
 }
 
 func (s *Store) append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events []eventstore.EventData) (eventstore.AppendResult, error) {

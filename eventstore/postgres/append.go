@@ -15,10 +15,12 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 )
 
-// Append implements eventstore.Store. The append is one statement in an
-// implicit transaction: a cancelled context leaves it fully done or undone.
-// Once it committed, Append wakes this store's subscriptions directly and
-// has the notifier NOTIFY other processes (see WithNotifyInTransaction).
+// Append implements eventstore.Store. The append goes through the group
+// commit (see the package doc): alone, it is one statement in an implicit
+// transaction; queued behind others, it commits with them in one
+// transaction. Either way a cancelled context leaves it fully done or
+// undone. Once it committed, the store's subscriptions are woken directly
+// and the notifier NOTIFYs other processes (see WithNotifyInTransaction).
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
 	if s.closed() {
 		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s: %w", len(events), stream, eventstore.ErrClosed)
@@ -27,16 +29,16 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	if err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s: %w", len(events), stream, err)
 	}
-	ctx, done := s.withStore(ctx)
-	defer done()
-	res, err := s.append(ctx, s.pool, stream, expected, evs, s.notifyInTx)
+	req := &appendReq{ctx: ctx, single: true, done: make(chan struct{}),
+		parts: []appendPart{{stream: stream, expected: expected, events: evs}}}
+	err = s.submit(req)
+	if err == nil {
+		err = req.parts[0].err
+	}
 	if err != nil {
-		return res, fmt.Errorf("append %d events to %s: %w", len(events), stream, s.opError(ctx, err))
+		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s: %w", len(events), stream, err)
 	}
-	if !res.Duplicate {
-		s.announce()
-	}
-	return res, nil
+	return req.parts[0].res, nil
 }
 
 // AppendTx appends inside tx, a transaction of this store's database that

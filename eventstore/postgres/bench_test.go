@@ -2,8 +2,7 @@ package postgres_test
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
+	"fmt"
 	"testing"
 	"time"
 
@@ -13,11 +12,11 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/eventstore/storetest"
-	"github.com/taskqueue/taskqueue/internal/testenv"
 )
 
-// benchConns is the pool size of every PostgreSQL benchmark, store and
-// baseline alike.
+// benchConns is the pool size of the stores of BenchmarkAppend and the
+// wake-up benchmarks (BenchmarkAppendVsRawInsert gives the store Open's
+// default pool, and the baselines a connection per writer).
 const benchConns = 8
 
 // BenchmarkAppend: single-event appends from 16 concurrent writers.
@@ -49,10 +48,22 @@ func BenchmarkIdleWakeupOtherStore(b *testing.B) {
 	storetest.BenchmarkIdleWakeupBetween(b, writer, reader, 100*time.Millisecond)
 }
 
-// BenchmarkBaselineInsertCommit is the baseline for BenchmarkAppend: the
+// BenchmarkAppendVsRawInsert is the goal of issue 13 in one benchmark:
+// in every run, b.N appends as BenchmarkAppend makes them and b.N raw
+// autocommit INSERTs of an equivalent row (rawInsert), each of the 16
+// writers on a connection of its own, so that 16 statements are in flight
+// and PostgreSQL shares WAL flushes among their commits; the two alternate
+// in slices. It reports both rates and their ratio (see
+// storetest.BenchmarkAppendVsBaseline). The store gets the pool Open gives
+// it by default; the baseline is not limited by it.
+func BenchmarkAppendVsRawInsert(b *testing.B) {
+	storetest.BenchmarkAppendVsBaseline(b, func(tb testing.TB) eventstore.Store { return openStoreOpts(tb) }, rawInsert(false))
+}
+
+// BenchmarkBaselineInsertCommit is a baseline for BenchmarkAppend: the
 // same rows (an event's columns) inserted into a plain table with raw pgx,
-// BEGIN + INSERT + COMMIT per row, from the same 16 writers on a pool of
-// the same size, on the same server.
+// BEGIN + INSERT + COMMIT per row, from 16 writers each on a connection of
+// its own, on the same server.
 func BenchmarkBaselineInsertCommit(b *testing.B) {
 	baseline(b, true)
 }
@@ -64,71 +75,72 @@ func BenchmarkBaselineInsertAutocommit(b *testing.B) {
 }
 
 func baseline(b *testing.B, explicitTx bool) {
-	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(testenv.Postgres(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.MaxConns = benchConns
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
-	_, err = pool.Exec(ctx, `CREATE TABLE plain_events (
-		position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-		event_id uuid NOT NULL UNIQUE, stream_id text NOT NULL, version bigint NOT NULL,
-		event_type text NOT NULL, schema_version integer NOT NULL, data json NOT NULL,
-		occurred_at timestamptz NOT NULL, correlation_id text NOT NULL, causation_id text NOT NULL,
-		actor text NOT NULL, recorded_at timestamptz NOT NULL DEFAULT statement_timestamp())`)
-	if err != nil {
-		b.Fatal(err)
-	}
-	const insert = `INSERT INTO plain_events (event_id, stream_id, version, event_type, schema_version, data,
-		occurred_at, correlation_id, causation_id, actor) VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10)`
-	at := time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
-	var next atomic.Int64
-	var failed atomic.Pointer[error]
+	op := rawInsert(explicitTx)(b)
 	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < storetest.BenchWriters; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			stream := "bench-" + uuid.NewString()[:8]
-			for v := int64(1); next.Add(1) <= int64(b.N); v++ {
-				args := []any{uuid.New(), stream, v, "Bench", 1, `{"n":1}`, at, "corr", "", "tester"}
-				var err error
-				if explicitTx {
-					err = insertInTx(ctx, pool, insert, args)
-				} else {
-					_, err = pool.Exec(ctx, insert, args...)
-				}
-				if err != nil {
-					failed.Store(&err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, err := storetest.RunWriters(b.N, op)
 	b.StopTimer()
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
+	if err != nil {
+		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "appends/s")
 }
 
-func insertInTx(ctx context.Context, pool *pgxpool.Pool, insert string, args []any) error {
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return err
+// rawInsert is the raw baseline: a plain table with an event's columns
+// (an identity key, a unique event ID, a json data column) in a fresh
+// schema, and an operation that inserts one row with raw pgx on writer w's
+// own connection (storetest.BenchWriters of them, none shared), in
+// autocommit or inside BEGIN/COMMIT.
+func rawInsert(explicitTx bool) storetest.Baseline {
+	return func(tb testing.TB) func(ctx context.Context, w int, seq int64) error {
+		ctx := context.Background()
+		cfg, err := pgxpool.ParseConfig(migratedURL(tb))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cfg.MaxConns = storetest.BenchWriters
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(pool.Close)
+		_, err = pool.Exec(ctx, `CREATE TABLE plain_events (
+			position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+			event_id uuid NOT NULL UNIQUE, stream_id text NOT NULL, version bigint NOT NULL,
+			event_type text NOT NULL, schema_version integer NOT NULL, data json NOT NULL,
+			occurred_at timestamptz NOT NULL, correlation_id text NOT NULL, causation_id text NOT NULL,
+			actor text NOT NULL, recorded_at timestamptz NOT NULL DEFAULT statement_timestamp())`)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		conns := make([]*pgxpool.Conn, storetest.BenchWriters)
+		for w := range conns {
+			if conns[w], err = pool.Acquire(ctx); err != nil {
+				tb.Fatal(err)
+			}
+			tb.Cleanup(conns[w].Release)
+		}
+		const insert = `INSERT INTO plain_events (event_id, stream_id, version, event_type, schema_version, data,
+			occurred_at, correlation_id, causation_id, actor) VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10)`
+		at := time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
+		streams := make([]string, storetest.BenchWriters)
+		for w := range streams {
+			streams[w] = "bench-" + uuid.NewString()[:8]
+		}
+		return func(ctx context.Context, w int, seq int64) error {
+			args := []any{uuid.New(), streams[w], seq, "Bench", 1, fmt.Sprintf(`{"n":%d}`, seq), at, "corr", "", "tester"}
+			if !explicitTx {
+				_, err := conns[w].Exec(ctx, insert, args...)
+				return err
+			}
+			tx, err := conns[w].Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, insert, args...); err != nil {
+				return err
+			}
+			return tx.Commit(ctx)
+		}
 	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, insert, args...); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
 }

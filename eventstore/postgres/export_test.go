@@ -3,3 +3,11 @@ package postgres
 // ListenerPID returns the backend PID of s's listener connection, 0 while
 // it is down.
 func ListenerPID(s *Store) uint32 { return s.listener.listenerPID() }
+
+// QueuedAppends returns how many Append and AppendMany calls wait in s's
+// group commit queue.
+func QueuedAppends(s *Store) int {
+	s.commit.mu.Lock()
+	defer s.commit.mu.Unlock()
+	return len(s.commit.queue)
+}

@@ -4,18 +4,50 @@
 //
 // # Writing
 //
-// An Append is one SQL statement, so one round trip and one implicit
-// transaction, whatever the number of events: it takes a per-stream advisory
-// lock, moves the stream's version in event_streams (the expected-version
-// check) and inserts all the events from arrays (unnest). Every event row is
-// stamped with the writing transaction's ID, pg_current_xact_id() (xid8), and
-// a number from an identity column (position). The advisory lock is taken
-// before anything is written, so a transaction gets its ID only once it holds
-// the stream: appends to one stream get increasing transaction IDs, which
-// keeps each stream's versions ascending in the global order. When the
-// statement writes nothing (version mismatch) or hits the unique event ID,
-// a few reads decide between an idempotent retry (Duplicate), a
-// *eventstore.WrongVersionError and an ErrInvalid error.
+// An append takes a per-stream advisory lock, moves the stream's version
+// in event_streams (the expected-version check) and inserts its events.
+// Every event row is stamped with the writing transaction's ID,
+// pg_current_xact_id() (xid8), and a number from an identity column
+// (position). The advisory locks are taken before anything is written, so
+// a transaction gets its ID only once it holds its streams: appends to one
+// stream get increasing transaction IDs, which keeps each stream's
+// versions ascending in the global order.
+//
+// Appends go through a group commit (committer): Append and AppendMany
+// calls queue, and up to WithAppendLanes goroutines (default 1) each take
+// what is queued as one group and commit it in ONE transaction, each
+// append with its own outcome; while the lanes are busy appends queue, so
+// the busier the store the larger the groups, and a queue of appends costs
+// one commit (one WAL flush) and one round trip instead of one each. A
+// lane that just answered a group waits a little (a quarter of that
+// commit's time at most) for as many calls to queue again before it takes
+// the next. A group takes each stream at most once (a second append to a
+// stream waits for the next group) and never splits an AppendMany call.
+//
+//   - A group of one Append is one statement in an implicit transaction
+//     (appendStatement): the lock, the version, the events. When it writes
+//     nothing (version mismatch) or hits the unique event ID, a few reads
+//     decide between an idempotent retry (Duplicate), a
+//     *eventstore.WrongVersionError and an ErrInvalid error.
+//   - Any other group is two statements sent together in one round trip,
+//     one implicit transaction: lockStatement takes every stream's lock in
+//     ascending order of lock key (so two transactions never wait for each
+//     other in a cycle), then groupStatement, whose snapshot is taken once
+//     the locks are held, judges every append (duplicate, wrong version,
+//     an event ID stored elsewhere, or written) and writes those that pass.
+//     An event ID that a concurrent transaction was storing breaks the
+//     unique constraint and fails the statement: the group runs again and
+//     then sees it. A value PostgreSQL refuses (a data exception) cannot be
+//     traced to its append by the statement, so each call of the group then
+//     runs alone.
+//   - A transaction holds at most one append per stream, which is how
+//     ReadAll finds where an append cut by its limit ends (restOfAppend).
+//
+// A call waits for its group's outcome until its context ends. The group's
+// transaction is not interrupted by one caller giving up, only when all of
+// them have (or the store closes): a call that returned its context's error
+// may thus still have been stored, all of it or none, as a cancelled
+// statement may.
 //
 // # Reading the global log
 //
@@ -35,8 +67,8 @@
 // NOTIFY is sent after the append committed, not inside it: a transaction
 // that NOTIFYs takes a cluster-wide lock at commit that is held through the
 // WAL flush, which serializes every notifying commit and cut single-event
-// append throughput by about 3.5 times in docs/BENCHMARKS.md. So Append
-// wakes the subscriptions of its own Store at once, and a notifier goroutine
+// append throughput by about 3.5 times in docs/BENCHMARKS.md. So a committed
+// group wakes the subscriptions of its own Store at once, and a notifier goroutine
 // sends one coalesced pg_notify for other processes (while one is in flight,
 // further appends share the next). WithNotifyInTransaction restores the
 // in-transaction NOTIFY; AppendTx always notifies in its transaction. A
@@ -120,6 +152,8 @@ type Store struct {
 	notifyInTx bool
 	pokes      chan struct{} // buffered 1: an append committed, NOTIFY pending
 	notifierWG sync.WaitGroup
+
+	commit committer // the group commit of appends
 }
 
 // Option configures Open or New.
@@ -128,6 +162,7 @@ type Option func(*options)
 type options struct {
 	pool       []func(*pgxpool.Config)
 	notifyInTx bool
+	lanes      int
 }
 
 // WithMaxConns bounds the pool Open creates (pgxpool's default is
@@ -155,6 +190,15 @@ func WithNotifyInTransaction() Option {
 // answer (a partition) fails the connection rather than holding a slot of
 // the pool for pgxpool's own 2 minutes.
 const DefaultConnectTimeout = 5 * time.Second
+
+// WithAppendLanes sets how many group transactions of appends the store
+// commits at once (default 1; see the package doc). Each takes a pool
+// connection while it runs. More lanes mean smaller groups: they pay where
+// commits are cheap next to executing a group (a fast disk, a busy
+// server), not where they wait for the WAL flush. n < 1 means 1.
+func WithAppendLanes(n int) Option {
+	return func(o *options) { o.lanes = max(n, 1) }
+}
 
 // Open connects to the database at url (a pgx connection string) and returns
 // a Store that owns its pool: Close closes the pool. It does not migrate.
@@ -206,6 +250,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Store{pool: pool, schema: schema, ctx: sctx, cancel: cancel, done: sctx.Done(),
 		notifyInTx: o.notifyInTx, pokes: make(chan struct{}, 1)}
+	s.commit.lanes = defaultLanes
+	if o.lanes > 0 {
+		s.commit.lanes = o.lanes
+	}
 	s.listener = newListener(sctx, pool.Config().ConnConfig, schema)
 	if !s.notifyInTx {
 		s.notifierWG.Add(1)

@@ -226,12 +226,12 @@ func readPage(ctx context.Context, q querier, after eventstore.Position, filter 
 	}
 	rows.Close()
 	if len(p.events) == limit {
-		// The limit may have cut a transaction (an append): finish it, so a
-		// reader never sees part of one (eventstore.Store.ReadAll). Its
-		// events are all committed and below the horizon.
-		last := p.events[len(p.events)-1].Position
-		rows, err := q.Query(ctx, restOfTransaction, strconv.FormatUint(last.Commit, 10), int64(last.Seq),
-			nullable(filter.EventTypes), nullable(filter.StreamPrefixes), nullable(filter.Streams))
+		// The limit may have cut an append: finish it, so a reader never
+		// sees part of one (eventstore.Store.ReadAll). Its events are all
+		// committed and below the horizon.
+		last := p.events[len(p.events)-1]
+		rows, err := q.Query(ctx, restOfAppend, strconv.FormatUint(last.Position.Commit, 10), int64(last.Position.Seq),
+			nullable(filter.EventTypes), nullable(filter.StreamPrefixes), nullable(filter.Streams), last.Stream)
 		if err != nil {
 			return page{}, err
 		}
@@ -244,10 +244,14 @@ func readPage(ctx context.Context, q querier, after eventstore.Position, filter 
 	return p, nil
 }
 
-// restOfTransaction reads the events of transaction $1 after position $2
-// that match the filter ($3 to $5 as in pageQuery).
-const restOfTransaction = `SELECT ` + eventColumns + ` FROM event_log
-	WHERE transaction_id = $1::text::xid8 AND position > $2::bigint
+// restOfAppend reads the events of stream $6 in transaction $1 after
+// position $2 that match the filter ($3 to $5 as in pageQuery): the rest of
+// the append, since a transaction holds at most one append per stream (an
+// append is one statement, a group commit or an AppendMany takes each
+// stream once, AppendTx must be its transaction's first write) while
+// holding the stream's lock.
+const restOfAppend = `SELECT ` + eventColumns + ` FROM event_log
+	WHERE transaction_id = $1::text::xid8 AND position > $2::bigint AND stream_id = $6
 		AND ($3::text[] IS NULL OR event_type = ANY($3::text[]))
 		AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS p(prefix) WHERE starts_with(stream_id, p.prefix)))
 		AND ($5::text[] IS NULL OR stream_id = ANY($5::text[]))

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +33,16 @@ func newBenchStore(tb testing.TB) eventstore.Store {
 }
 
 func BenchmarkAppend(b *testing.B) { storetest.BenchmarkAppend(b, newBenchStore) }
+
+// BenchmarkAppendVsRawInsert is the goal of issue 13 in one benchmark: in
+// every run, b.N appends as BenchmarkAppend makes them and b.N raw
+// INSERT+COMMITs of the same rows on one writer connection from the same
+// 16 writers (BenchmarkRawInsertOneWriter's workload), alternating in
+// slices. It reports both rates and their ratio (see
+// storetest.BenchmarkAppendVsBaseline).
+func BenchmarkAppendVsRawInsert(b *testing.B) {
+	storetest.BenchmarkAppendVsBaseline(b, newBenchStore, rawInsertBaseline(1))
+}
 
 func BenchmarkIdleWakeup(b *testing.B) {
 	storetest.BenchmarkIdleWakeup(b, newBenchStore, 100*time.Millisecond)
@@ -68,47 +76,42 @@ func BenchmarkRawInsertOneWriter(b *testing.B) { benchRawInsert(b, 1) }
 func BenchmarkRawInsertPool(b *testing.B) { benchRawInsert(b, storetest.BenchWriters) }
 
 func benchRawInsert(b *testing.B, conns int) {
-	ctx := context.Background()
-	db, err := sql.Open("sqlite", dsn(filepath.Join(b.TempDir(), "raw.db"), url.Values{"_txlock": {"immediate"}}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(conns)
-	db.SetMaxIdleConns(conns)
-	if _, err := db.ExecContext(ctx, `CREATE TABLE raw_events (
-		position INTEGER PRIMARY KEY, stream_id TEXT, version INTEGER, event_id TEXT, event_type TEXT,
-		schema_version INTEGER, data BLOB, occurred_at INTEGER, correlation_id TEXT, causation_id TEXT,
-		actor TEXT, recorded_at INTEGER)`); err != nil {
-		b.Fatal(err)
-	}
-	occurred := time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC).UnixMicro()
-	var next atomic.Int64
-	var failed atomic.Pointer[error]
+	op := rawInsertBaseline(conns)(b)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < storetest.BenchWriters; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			stream := fmt.Sprintf("bench-%d", w)
-			for v := int64(1); next.Add(1) <= int64(b.N); v++ {
-				if err := rawInsert(ctx, db, stream, v, occurred); err != nil {
-					failed.Store(&err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, err := storetest.RunWriters(b.N, op)
 	b.StopTimer()
-	if err := failed.Load(); err != nil {
-		b.Fatalf("insert: %v", *err)
+	if err != nil {
+		b.Fatalf("insert: %v", err)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "appends/s")
+}
+
+// rawInsertBaseline is the raw baseline: a plain table with an event's
+// columns (rowid key, no other index) in a fresh file with the store's
+// pragmas, written by database/sql INSERT+COMMIT (BEGIN IMMEDIATE) of one
+// row on a pool of conns connections.
+func rawInsertBaseline(conns int) storetest.Baseline {
+	return func(tb testing.TB) func(ctx context.Context, w int, seq int64) error {
+		ctx := context.Background()
+		db, err := sql.Open("sqlite", dsn(filepath.Join(tb.TempDir(), "raw.db"), url.Values{"_txlock": {"immediate"}}))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { db.Close() })
+		db.SetMaxOpenConns(conns)
+		db.SetMaxIdleConns(conns)
+		if _, err := db.ExecContext(ctx, `CREATE TABLE raw_events (
+			position INTEGER PRIMARY KEY, stream_id TEXT, version INTEGER, event_id TEXT, event_type TEXT,
+			schema_version INTEGER, data BLOB, occurred_at INTEGER, correlation_id TEXT, causation_id TEXT,
+			actor TEXT, recorded_at INTEGER)`); err != nil {
+			tb.Fatal(err)
+		}
+		occurred := time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC).UnixMicro()
+		return func(ctx context.Context, w int, seq int64) error {
+			return rawInsert(ctx, db, fmt.Sprintf("bench-%d", w), seq, occurred)
+		}
+	}
 }
 
 func rawInsert(ctx context.Context, db *sql.DB, stream string, v, occurred int64) error {

@@ -14,7 +14,8 @@ const (
 	// appends go first, but a steady stream of them never holds a
 	// projection batch back for long.
 	appendsAhead = 32
-	// maxGroup is the most appends committed in one transaction.
+	// maxGroup is the most appends committed in one transaction (an
+	// AppendMany call of more leads a group of its own).
 	maxGroup = 64
 )
 
@@ -26,8 +27,9 @@ const (
 // processor's claims), which wait in arrival order too, with at most
 // appendsAhead append transactions passing a waiting one. The append that
 // gets the writer leads a group: it takes the appends queued behind it (up
-// to maxGroup in all) and commits them in one transaction, so that a queue
-// of appends costs one commit and one hand-over, not one each.
+// to maxGroup in all, an AppendMany call counting one per stream) and
+// commits them in one transaction, so that a queue of appends costs one
+// commit and one hand-over, not one each.
 //
 // Whoever holds the gate is the only user of the connection through the
 // Store, so database/sql never chooses. The gate only orders: the
@@ -42,17 +44,28 @@ type writeGate struct {
 	passed  int             // append transactions let through while others waited
 }
 
-// appendReq is one Append waiting for the writer.
+// appendReq is one Append or AppendMany call waiting for the writer. A
+// leader commits all of its parts in the same transaction as one another,
+// or none of them.
 type appendReq struct {
-	ctx      context.Context
-	stream   string
-	expected eventstore.ExpectedVersion
-	events   []eventstore.EventData
+	ctx   context.Context
+	parts []appendPart
 
 	lead chan struct{} // closed when the request is to lead a group
-	done chan struct{} // closed when a leader stored res and err
-	res  eventstore.AppendResult
-	err  error
+	done chan struct{} // closed when a leader stored the outcomes
+	// err is set when the call as a whole failed (its context ended, the
+	// transaction failed): then none of its parts was stored.
+	err error
+}
+
+// appendPart is one stream's append within a request.
+type appendPart struct {
+	stream   string
+	expected eventstore.ExpectedVersion
+	events   []eventstore.EventData // validated
+	from     int64                  // while a group holds it: the version its events follow
+	res      eventstore.AppendResult
+	err      error // the append's own failure: nothing of it stored
 }
 
 // enterAppend waits until req leads a group (lead: the caller holds the
@@ -92,13 +105,18 @@ func (g *writeGate) enterAppend(req *appendReq) (lead bool, err error) {
 	}
 }
 
-// followers takes up to n appends queued behind a leader.
+// followers takes the requests queued behind a leader, oldest first, as
+// long as their parts add up to at most n.
 func (g *writeGate) followers(n int) []*appendReq {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	n = min(n, len(g.appends))
-	out := slices.Clone(g.appends[:n])
-	g.appends = slices.Delete(g.appends, 0, n)
+	k := 0
+	for k < len(g.appends) && len(g.appends[k].parts) <= n {
+		n -= len(g.appends[k].parts)
+		k++
+	}
+	out := slices.Clone(g.appends[:k])
+	g.appends = slices.Delete(g.appends, 0, k)
 	return out
 }
 

@@ -34,7 +34,7 @@ func queued(t *testing.T, g *writeGate, n, m int) {
 }
 
 func newReq(ctx context.Context, stream string) *appendReq {
-	return &appendReq{ctx: ctx, stream: stream, lead: make(chan struct{}), done: make(chan struct{})}
+	return &appendReq{ctx: ctx, parts: []appendPart{{stream: stream}}, lead: make(chan struct{}), done: make(chan struct{})}
 }
 
 // TestWriteGateOrder: appends in arrival order and ahead of the others,
@@ -278,5 +278,176 @@ func TestAppendGoesBeforeWaitingWriteTx(t *testing.T) {
 	}
 	if head != 1 {
 		t.Errorf("the waiting transaction saw head %d: it ran before the append that came later", head)
+	}
+}
+
+// TestAppendManyInGroup: an AppendMany call queued with single appends
+// commits in their transaction, its appends each with its own outcome; a
+// database error in the transaction fails every call of the group and
+// stores none of it.
+func TestAppendManyInGroup(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	// A trigger stands in for a database failure in the middle of the
+	// transaction (what a full disk or an I/O error does).
+	if err := s.WriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TRIGGER boom BEFORE INSERT ON events
+			WHEN NEW.stream_id = 'boom' BEGIN SELECT RAISE(ABORT, 'the disk broke'); END`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	group := func(withBoom bool) (single [2]error, outs []eventstore.AppendOutcome, manyErr error) {
+		hold, release := make(chan struct{}), make(chan struct{})
+		go func() {
+			_ = s.WriteTx(ctx, func(*sql.Tx) error {
+				close(hold)
+				<-release
+				return nil
+			})
+		}()
+		<-hold
+		var wg sync.WaitGroup
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			_, single[0] = s.Append(ctx, "g-single-1", eventstore.Any, anEvent())
+		}()
+		queued(t, &s.gate, 1, 0)
+		go func() {
+			defer wg.Done()
+			appends := []eventstore.StreamAppend{
+				{Stream: "g-many-1", Expected: eventstore.Any, Events: []eventstore.EventData{anEvent(), anEvent()}},
+				{Stream: "g-many-wrong", Expected: eventstore.Exact(9), Events: []eventstore.EventData{anEvent()}},
+				{Stream: "g-many-2", Expected: eventstore.Any, Events: []eventstore.EventData{anEvent()}},
+			}
+			if withBoom {
+				appends = append(appends, eventstore.StreamAppend{Stream: "boom", Expected: eventstore.Any, Events: []eventstore.EventData{anEvent()}})
+			}
+			outs, manyErr = s.AppendMany(ctx, appends)
+		}()
+		queued(t, &s.gate, 2, 0)
+		go func() {
+			defer wg.Done()
+			_, single[1] = s.Append(ctx, "g-single-2", eventstore.Any, anEvent())
+		}()
+		queued(t, &s.gate, 3, 0)
+		close(release)
+		wg.Wait()
+		return single, outs, manyErr
+	}
+
+	single, outs, err := group(true)
+	if err == nil || errors.Is(err, eventstore.ErrInvalid) || errors.Is(err, eventstore.ErrWrongVersion) {
+		t.Fatalf("AppendMany in a group that hit a database error: %+v, %v; want the database's error", outs, err)
+	}
+	if single[0] == nil || single[1] == nil {
+		t.Fatalf("appends in a group that hit a database error: %v", single)
+	}
+	if head, err := s.Head(ctx); err != nil || head.Seq != 0 {
+		t.Fatalf("head %v (%v): the failed group stored something", head, err)
+	}
+
+	single, outs, err = group(false)
+	if err != nil || single[0] != nil || single[1] != nil {
+		t.Fatalf("group: %v, %v", err, single)
+	}
+	var wv *eventstore.WrongVersionError
+	if outs[0].Err != nil || outs[2].Err != nil || !errors.As(outs[1].Err, &wv) {
+		t.Fatalf("outcomes %+v", outs)
+	}
+	// One transaction, in arrival order: single-1, the call's appends, single-2.
+	if outs[0].Position.Seq != 3 || outs[2].Position.Seq != 4 {
+		t.Errorf("the call's appends at %v and %v, want 3 and 4", outs[0].Position, outs[2].Position)
+	}
+	if head, err := s.Head(ctx); err != nil || head.Seq != 5 {
+		t.Errorf("head %v (%v), want 5", head, err)
+	}
+}
+
+// TestAppendGroupRedoneAfterConstraint: a group's INSERT that meets an
+// event ID already stored (a retry with Any) rolls back, and the group
+// runs again append by append in one new transaction: the retry is a
+// duplicate, the other appends are stored once, together.
+func TestAppendGroupRedoneAfterConstraint(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	retried := anEvent()
+	first, err := s.Append(ctx, "r-retried", eventstore.Any, retried)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = s.WriteTx(ctx, func(*sql.Tx) error {
+			close(hold)
+			<-release
+			return nil
+		})
+	}()
+	<-hold
+	calls := []struct {
+		stream string
+		event  eventstore.EventData
+	}{{"r-1", anEvent()}, {"r-retried", retried}, {"r-2", anEvent()}}
+	res := make([]eventstore.AppendResult, len(calls))
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i], errs[i] = s.Append(ctx, c.stream, eventstore.Any, c.event)
+		}()
+		queued(t, &s.gate, i+1, 0)
+	}
+	close(release)
+	wg.Wait()
+	if errors.Join(errs...) != nil {
+		t.Fatal(errors.Join(errs...))
+	}
+	if !res[1].Duplicate || res[1].Position != first.Position {
+		t.Errorf("retry = %+v, want the first result %+v as a duplicate", res[1], first)
+	}
+	if res[0].Position.Seq != 2 || res[2].Position.Seq != 3 || res[0].Duplicate || res[2].Duplicate {
+		t.Errorf("appends beside the retry: %+v, %+v; want positions 2 and 3", res[0], res[2])
+	}
+	if head, err := s.Head(ctx); err != nil || head.Seq != 3 {
+		t.Errorf("head %v (%v), want 3", head, err)
+	}
+}
+
+// TestGroupReadsVersionsOfAnyStreamID: a group reads its streams' versions
+// through a JSON array; quotes and backslashes in stream IDs survive it.
+func TestGroupReadsVersionsOfAnyStreamID(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	streams := []string{`a"b`, `c\d`, `e\"f`, `g\\`, "ünï ✓"}
+	for round := int64(0); round < 3; round++ {
+		appends := make([]eventstore.StreamAppend, len(streams))
+		for i, stream := range streams {
+			appends[i] = eventstore.StreamAppend{Stream: stream, Expected: eventstore.Exact(round), Events: []eventstore.EventData{anEvent()}}
+		}
+		outs, err := s.AppendMany(ctx, appends)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range outs {
+			if o.Err != nil || o.Version != round+1 {
+				t.Fatalf("round %d, stream %q: %+v, %v", round, streams[i], o.AppendResult, o.Err)
+			}
+		}
 	}
 }

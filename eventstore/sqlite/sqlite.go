@@ -36,10 +36,21 @@
 // WriteTx transactions, which wait in arrival order, with at most 32 append
 // transactions passing a waiting one. The append that gets the writer
 // commits the appends queued behind it in the same transaction (up to 64 in
-// all, a group commit), each with its own outcome: a queue of appends costs
-// one commit and one hand-over of the connection. A group is one
+// all, a group commit; those that queue while it runs join it), each with
+// its own outcome: a queue of appends costs one commit and one hand-over of
+// the connection. An AppendMany call is one request of the gate, its
+// appends committed in the same group, never split. A group is one
 // transaction, so readers see all of it or none of it, and its positions
 // are gap-free like any other commit's.
+//
+// A group normally costs two statements: one read of its streams'
+// versions and one INSERT OR ROLLBACK of the events of every append whose
+// expected version matches (storeParts). OR ROLLBACK spares SQLite the
+// statement journal that a multi-row INSERT which may abort halfway needs
+// (a copy of every page it changes: as many writes again as the WAL's);
+// the price is that an event ID already stored (a retry with Any, an ID
+// of another stream) rolls the group back, and the group runs again, one
+// append at a time, in a new transaction.
 //
 // # Positions
 //
@@ -76,6 +87,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -148,7 +160,8 @@ type Store struct {
 	versionStmt *sql.Stmt
 	insertStmt  *sql.Stmt
 
-	gate writeGate // who uses the writer next
+	gate  writeGate       // who uses the writer next
+	group groupStatements // kept prepared for group commits (gate holder only)
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after every committed append
@@ -319,7 +332,7 @@ func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.closed)
-		err = errors.Join(s.versionStmt.Close(), s.insertStmt.Close(), s.writer.Close(), s.reader.Close())
+		err = errors.Join(s.versionStmt.Close(), s.insertStmt.Close(), s.closeGroupStatements(), s.writer.Close(), s.reader.Close())
 	})
 	return err
 }
@@ -358,42 +371,95 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	if s.isClosed() {
 		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s: %w", len(events), stream, eventstore.ErrClosed)
 	}
-	res, err := s.append(ctx, stream, expected, events)
-	if err != nil {
-		return res, fmt.Errorf("append %d events to %s: %w", len(events), stream, err)
+	req := s.newReq(ctx, []appendPart{{stream: stream, expected: expected, events: events}})
+	err = s.append(req)
+	if err == nil {
+		err = req.parts[0].err
 	}
-	return res, nil
+	if err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s: %w", len(events), stream, err)
+	}
+	return req.parts[0].res, nil
 }
 
-// append stores events through the gate: as the leader of a group of
-// appends committed together, or as a follower whose outcome a leader
-// reports.
-func (s *Store) append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events []eventstore.EventData) (eventstore.AppendResult, error) {
-	req := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events,
-		lead: make(chan struct{}), done: make(chan struct{})}
+// AppendMany implements eventstore.Store: the call's appends go through
+// the gate as one request, which a leader commits in one transaction with
+// whatever other appends it groups (see the package doc).
+func (s *Store) AppendMany(ctx context.Context, appends []eventstore.StreamAppend) ([]eventstore.AppendOutcome, error) {
+	if len(appends) == 0 {
+		return nil, nil
+	}
+	if err := eventstore.ValidateAppendMany(appends); err != nil {
+		return nil, fmt.Errorf("append to %d streams: %w", len(appends), err)
+	}
+	if s.isClosed() {
+		return nil, fmt.Errorf("append to %d streams: %w", len(appends), eventstore.ErrClosed)
+	}
+	outs := make([]eventstore.AppendOutcome, len(appends))
+	parts := make([]appendPart, 0, len(appends))
+	index := make([]int, 0, len(appends)) // parts[i] is appends[index[i]]
+	for i, a := range appends {
+		events, err := eventstore.ValidateAppend(a.Stream, a.Expected, a.Events)
+		if err != nil {
+			outs[i].Err = fmt.Errorf("append %d events to %s: %w", len(a.Events), a.Stream, err)
+			continue
+		}
+		parts = append(parts, appendPart{stream: a.Stream, expected: a.Expected, events: events})
+		index = append(index, i)
+	}
+	if len(parts) > 0 {
+		req := s.newReq(ctx, parts)
+		if err := s.append(req); err != nil {
+			return nil, fmt.Errorf("append to %d streams: %w", len(appends), err)
+		}
+		for j, p := range req.parts {
+			o := &outs[index[j]]
+			o.AppendResult = p.res
+			if p.err != nil {
+				o.Err = fmt.Errorf("append %d events to %s: %w", len(p.events), p.stream, p.err)
+			}
+		}
+	}
+	return outs, nil
+}
+
+func (s *Store) newReq(ctx context.Context, parts []appendPart) *appendReq {
+	return &appendReq{ctx: ctx, parts: parts, lead: make(chan struct{}), done: make(chan struct{})}
+}
+
+// append stores req's parts through the gate: as the leader of a group of
+// requests committed together, or as a follower whose outcome a leader
+// reports. It returns the error of the request as a whole; each part's
+// own outcome is in req.parts.
+func (s *Store) append(req *appendReq) error {
 	lead, err := s.gate.enterAppend(req)
 	if err != nil {
-		return eventstore.AppendResult{}, err
+		return err
 	}
 	if lead {
-		s.commitGroup(append([]*appendReq{req}, s.gate.followers(maxGroup-1)...))
+		s.commitGroup(req)
 	}
-	return req.res, req.err
+	return req.err
 }
 
-// commitGroup runs every request of group in ONE transaction, in order,
-// and commits it, then hands the writer on. Each request's outcome is its
-// own: a request that fails (wrong version, an event ID stored elsewhere)
-// wrote nothing, since its events go in with one statement, and the others
-// go on. The statements do not take the requests' contexts: interrupting
-// one would roll the whole transaction back; a request whose context has
-// ended is skipped instead, and the transaction is as short as its work.
-// Only the wait for the file's write lock (BEGIN IMMEDIATE, up to the busy
-// timeout while another process writes) ends early, once no request of
-// the group has a live context (groupContext): then nobody is left to
-// wait for, and each request reports its context's end.
-func (s *Store) commitGroup(group []*appendReq) {
+// commitGroup runs lead and the requests queued behind it in ONE
+// transaction, in order, and commits it, then hands the writer on.
+// Requests that queue while the transaction runs join it too, up to
+// maxGroup appends in all: they would only wait for the next one. Each
+// part's outcome is its own (storeParts): a part that fails (wrong
+// version, an event ID stored elsewhere) wrote nothing, and the others go
+// on. The statements do not take the requests' contexts: interrupting one
+// would roll the whole transaction back; a request whose context has
+// ended is skipped instead, whole, and the transaction is as short as its
+// work. Any other error fails every request of the group, none of which
+// is then stored.
+func (s *Store) commitGroup(lead *appendReq) {
 	defer s.gate.leave()
+	// Let the appends whose outcome the last group reported queue again
+	// before this one is taken: on a busy machine they are runnable but
+	// not yet running, and a group of one costs a commit each.
+	runtime.Gosched()
+	group := append([]*appendReq{lead}, s.gate.followers(maxGroup-len(lead.parts))...)
 	defer func() {
 		for _, r := range group[1:] {
 			close(r.done)
@@ -402,52 +468,27 @@ func (s *Store) commitGroup(group []*appendReq) {
 	fail := func(err error) {
 		for _, r := range group {
 			if r.err == nil {
-				r.res, r.err = eventstore.AppendResult{}, err
+				r.err = err
 			}
 		}
 	}
-	ctx := context.WithoutCancel(group[0].ctx)
-	live, stop := groupContext(group)
-	defer stop()
-	defer func() {
-		// The transaction is bound to live: once it ended, database/sql
-		// rolls back, and what failed failed for that.
-		if live.Err() == nil {
-			return
-		}
-		for _, r := range group {
-			if r.err != nil && !ownFailure(r.err) && !errors.Is(r.err, r.ctx.Err()) {
-				r.err = fmt.Errorf("%w: %w", r.ctx.Err(), r.err)
-			}
-		}
-	}()
-	tx, err := s.writer.BeginTx(live, nil)
-	if err != nil {
-		fail(s.closedOr(err))
-		return
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	stored := false
+	ctx := context.WithoutCancel(lead.ctx)
+	rows := 0
 	for _, r := range group {
-		if r.err = r.ctx.Err(); r.err != nil {
-			continue
+		for _, p := range r.parts {
+			rows += len(p.events)
 		}
-		r.res, r.err = s.appendIn(ctx, tx, r.stream, r.expected, r.events)
-		if r.err != nil && !ownFailure(r.err) {
-			// The transaction may be gone with it (SQLite rolls back on
-			// some errors): none of the group is stored.
-			err := r.err
-			for _, r := range group {
-				if r.err == nil || !ownFailure(r.err) {
-					r.res, r.err = eventstore.AppendResult{}, err
-				}
-			}
-			return
-		}
-		stored = stored || (r.err == nil && !r.res.Duplicate)
 	}
-	if err := tx.Commit(); err != nil {
-		fail(fmt.Errorf("commit: %w", s.closedOr(err)))
+	s.prepare(ctx, rows)
+	stored, err := s.storeGroup(ctx, &group, true)
+	if errors.Is(err, errRolledBack) {
+		for _, r := range group {
+			r.err = nil
+		}
+		stored, err = s.storeGroup(ctx, &group, false)
+	}
+	if err != nil {
+		fail(err)
 		return
 	}
 	if stored {
@@ -455,10 +496,72 @@ func (s *Store) commitGroup(group []*appendReq) {
 	}
 }
 
-// groupContext returns a context that ends once the contexts of every
-// request of group have ended (and the function that releases it).
-func groupContext(group []*appendReq) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(group[0].ctx))
+// storeGroup runs *group in one transaction (see commitGroup), taking in
+// the requests that queue meanwhile, and commits it. An error leaves
+// nothing of the group stored.
+func (s *Store) storeGroup(ctx context.Context, group *[]*appendReq, fast bool) (stored bool, err error) {
+	parts := 0
+	for _, r := range *group {
+		parts += len(r.parts)
+	}
+	// Only the wait for the file's write lock (BEGIN IMMEDIATE, up to the
+	// busy timeout while another process writes) ends early, once no
+	// request of the group is still waiting for it (groupContext); after
+	// that the transaction runs to its end.
+	live, begun, release := groupContext(ctx, *group)
+	defer release()
+	tx, err := s.writer.BeginTx(live, nil)
+	begun()
+	if err != nil {
+		if live.Err() != nil {
+			for _, r := range *group {
+				r.err = r.ctx.Err()
+			}
+		}
+		return false, s.closedOr(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit, an error after OR ROLLBACK
+	var clock recordClock
+	for next := 0; next < len(*group); {
+		var batch []*appendPart
+		for _, r := range (*group)[next:] {
+			if r.err = r.ctx.Err(); r.err != nil {
+				continue
+			}
+			for i := range r.parts {
+				batch = append(batch, &r.parts[i])
+			}
+		}
+		next = len(*group)
+		wrote, err := s.storeParts(ctx, tx, batch, fast, &clock)
+		if err != nil {
+			// The transaction may be gone with it (SQLite rolls back on
+			// some errors): none of the group is stored.
+			return false, err
+		}
+		stored = stored || wrote
+		if live.Err() != nil {
+			break // every request it began for has gone: take no more into it
+		}
+		if more := s.gate.followers(maxGroup - parts); len(more) > 0 {
+			for _, r := range more {
+				parts += len(r.parts)
+			}
+			*group = append(*group, more...)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("commit: %w", s.closedOr(err))
+	}
+	return stored, nil
+}
+
+// groupContext returns a context derived from ctx (which never ends) that
+// ends once the contexts of every request of group have ended, a function
+// to call once the transaction has begun (from then on it ends only with
+// release), and release.
+func groupContext(ctx context.Context, group []*appendReq) (context.Context, func(), func()) {
+	live, cancel := context.WithCancel(ctx)
 	var left atomic.Int32
 	left.Store(int32(len(group)))
 	stops := make([]func() bool, len(group))
@@ -469,12 +572,12 @@ func groupContext(group []*appendReq) (context.Context, func()) {
 			}
 		})
 	}
-	return ctx, func() {
+	begun := func() {
 		for _, stop := range stops {
 			stop()
 		}
-		cancel()
 	}
+	return live, begun, func() { begun(); cancel() }
 }
 
 // ownFailure reports whether err is an append's own failure, which leaves
@@ -487,7 +590,7 @@ func ownFailure(err error) bool {
 }
 
 // appendIn stores events in tx, or reports why not (then it wrote nothing).
-func (s *Store) appendIn(ctx context.Context, tx *sql.Tx, stream string, expected eventstore.ExpectedVersion, events []eventstore.EventData) (eventstore.AppendResult, error) {
+func (s *Store) appendIn(ctx context.Context, tx *sql.Tx, stream string, expected eventstore.ExpectedVersion, events []eventstore.EventData, clock *recordClock) (eventstore.AppendResult, error) {
 	var current int64
 	if err := tx.StmtContext(ctx, s.versionStmt).QueryRowContext(ctx, stream).Scan(&current); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("read stream version: %w", s.closedOr(err))
@@ -499,7 +602,7 @@ func (s *Store) appendIn(ctx context.Context, tx *sql.Tx, stream string, expecte
 		}
 		return eventstore.AppendResult{}, &eventstore.WrongVersionError{Stream: stream, Expected: expected, Actual: current}
 	}
-	last, err := s.insertEvents(ctx, tx, stream, current, events)
+	last, err := s.insertEvents(ctx, tx, stream, current, events, clock.next())
 	if err != nil {
 		// An event ID already stored breaks the UNIQUE constraint: a retry
 		// with Any or StreamExists, or an ID stored elsewhere. The failed
@@ -532,8 +635,7 @@ func insertSQL(n int) string {
 // insertEvents stores events at versions current+1... in ONE statement, so
 // a failure (a duplicate event ID) leaves none of them, and returns the
 // position of the last one.
-func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, stream string, current int64, events []eventstore.EventData) (int64, error) {
-	now := time.Now().UTC().UnixMicro()
+func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, stream string, current int64, events []eventstore.EventData, now int64) (int64, error) {
 	args := make([]any, 0, 11*len(events))
 	for i, e := range events {
 		args = append(args, stream, current+int64(i)+1, e.ID.String(), e.Type, e.SchemaVersion, []byte(e.Data),

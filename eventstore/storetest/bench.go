@@ -22,8 +22,75 @@ const BenchWriters = 16
 func BenchmarkAppend(b *testing.B, newStore func(testing.TB) eventstore.Store) {
 	st := newStore(b)
 	defer st.Close()
+	op := appendOp(b, st)
+	b.ReportAllocs()
+	b.ResetTimer()
+	elapsed, err := RunWriters(b.N, op)
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("append: %v", err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "appends/s")
+}
+
+// Baseline prepares the raw workload a store's appends are compared with
+// and returns its operation: op(ctx, w, seq) does the seq-th operation
+// (from 1) of writer w (from 0 to BenchWriters-1), for example one INSERT
+// of an event's row and its commit. What it opened closes with tb's
+// cleanups.
+type Baseline func(tb testing.TB) (op func(ctx context.Context, w int, seq int64) error)
+
+// BenchmarkAppendVsBaseline runs, in each run of the benchmark, b.N
+// single-event appends exactly as BenchmarkAppend makes them and b.N
+// operations of baseline from the same BenchWriters writers, on a fresh
+// store and a fresh baseline, and reports both rates ("appends/s",
+// "baseline/s") and their ratio ("ratio", appends/s divided by
+// baseline/s): one run is one round of a side-by-side comparison. The two
+// workloads alternate in slices (of about a tenth of b.N each, the first
+// slice of each pair taking turns), so that load that comes and goes on
+// the machine hits both alike. ns/op covers both.
+func BenchmarkAppendVsBaseline(b *testing.B, newStore func(testing.TB) eventstore.Store, baseline Baseline) {
+	st := newStore(b)
+	defer st.Close()
+	appendOp := appendOp(b, st)
+	baseOp := baseline(b)
+	// Warm the baseline up as appendOp warmed the store (connections,
+	// files, prepared statements).
+	if _, err := RunWriters(BenchWriters, baseOp); err != nil {
+		b.Fatalf("warm up the baseline: %v", err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var appends, base time.Duration
+	const slices = 10
+	for i := range slices {
+		n := b.N*(i+1)/slices - b.N*i/slices
+		if n == 0 {
+			continue
+		}
+		ops := []func(context.Context, int, int64) error{appendOp, baseOp}
+		took := []*time.Duration{&appends, &base}
+		for k := range 2 {
+			j := (i + k) % 2
+			d, err := RunWriters(n, ops[j])
+			if err != nil {
+				b.Fatalf("%s: %v", [2]string{"append", "baseline"}[j], err)
+			}
+			*took[j] += d
+		}
+	}
+	b.StopTimer()
+	perSecond := func(d time.Duration) float64 { return float64(b.N) / d.Seconds() }
+	b.ReportMetric(perSecond(appends), "appends/s")
+	b.ReportMetric(perSecond(base), "baseline/s")
+	b.ReportMetric(perSecond(appends)/perSecond(base), "ratio")
+}
+
+// appendOp creates BenchWriters streams in st (warming the store up) and
+// returns the operation of BenchAppend's writers: append one event to the
+// writer's stream at its exact version.
+func appendOp(b *testing.B, st eventstore.Store) func(ctx context.Context, w int, seq int64) error {
 	ctx := context.Background()
-	// Warm up: create the streams (and the pool's connections).
 	versions := make([]int64, BenchWriters)
 	for w := range versions {
 		res, err := st.Append(ctx, fmt.Sprintf("bench-%d", w), eventstore.NoStream, event("Bench", 0))
@@ -32,35 +99,44 @@ func BenchmarkAppend(b *testing.B, newStore func(testing.TB) eventstore.Store) {
 		}
 		versions[w] = res.Version
 	}
+	return func(ctx context.Context, w int, _ int64) error {
+		res, err := st.Append(ctx, fmt.Sprintf("bench-%d", w), eventstore.Exact(versions[w]), event("Bench", int(versions[w])))
+		if err != nil {
+			return err
+		}
+		versions[w] = res.Version // only writer w touches versions[w]
+		return nil
+	}
+}
+
+// RunWriters runs n operations from BenchWriters concurrent writers, op(ctx,
+// w, seq) being the seq-th (from 1) of writer w, each writer taking the
+// next as soon as it finished its last, and returns the time they took, or
+// the first error. Benchmarks time their baselines with it.
+func RunWriters(n int, op func(ctx context.Context, w int, seq int64) error) (time.Duration, error) {
+	ctx := context.Background()
 	var next atomic.Int64
 	var failed atomic.Pointer[error]
-	b.ReportAllocs()
-	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < BenchWriters; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			stream := fmt.Sprintf("bench-%d", w)
-			v := versions[w]
-			for next.Add(1) <= int64(b.N) {
-				res, err := st.Append(ctx, stream, eventstore.Exact(v), event("Bench", int(v)))
-				if err != nil {
+			for seq := int64(1); next.Add(1) <= int64(n); seq++ {
+				if err := op(ctx, w, seq); err != nil {
 					failed.Store(&err)
 					return
 				}
-				v = res.Version
 			}
 		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	b.StopTimer()
 	if err := failed.Load(); err != nil {
-		b.Fatalf("append: %v", *err)
+		return elapsed, *err
 	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "appends/s")
+	return elapsed, nil
 }
 
 // BenchmarkIdleWakeup measures how long an idle subscriber takes to

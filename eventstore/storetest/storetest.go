@@ -64,8 +64,14 @@ type Harness struct {
 	HoldAppendSkipReason string
 
 	// PagesMayCutAppends, when set, says why this backend's ReadAll pages
-	// may end inside an append; the whole-appends subtest skips with it.
+	// may end inside an append; the whole-appends subtests skip with it.
 	PagesMayCutAppends string
+
+	// AppendManyPerStream, when set, says why this backend's AppendMany
+	// stores each append on its own, without a multi-stream transaction:
+	// the subtests that check a call's atomicity as a whole then check each
+	// append's, and the subtest that readers see a call whole skips.
+	AppendManyPerStream string
 }
 
 // HeldAppend is an append whose transaction is still open.
@@ -93,17 +99,28 @@ func Run(t *testing.T, h Harness) {
 		t.Run("BadInput", s.testBadInput)
 		t.Run("CancelledMidAppend", s.testCancelledMidAppend)
 	})
+	t.Run("AppendMany", func(t *testing.T) {
+		t.Run("OutcomePerStream", s.testAppendManyOutcomes)
+		t.Run("IdempotentRetry", s.testAppendManyIdempotentRetry)
+		t.Run("AtomicPerStream", s.testAppendManyAtomicPerStream)
+		t.Run("InvalidCallStoresNothing", s.testAppendManyInvalidCall)
+		t.Run("CancelledMidCall", s.testAppendManyCancelled)
+		t.Run("AfterClose", s.testAppendManyAfterClose)
+		t.Run("ReadersSeeACallWhole", s.testAppendManySeenWhole)
+	})
 	t.Run("Read", func(t *testing.T) {
 		t.Run("ReadBackByteEqual", s.testReadBack)
 		t.Run("ReadStreamFromAndLimit", s.testReadStreamRange)
 		t.Run("ReadAllPagingAndFilters", s.testReadAllPaging)
 		t.Run("ReadAllPagesEndAtAppends", s.testPagesEndAtAppends)
+		t.Run("ReadAllPagesEndAtAppendsOfOneCall", s.testPagesEndAtAppendsOfOneCall)
 		t.Run("StreamVersion", s.testStreamVersion)
 		t.Run("Head", s.testHead)
 	})
 	t.Run("Subscribe", func(t *testing.T) {
 		t.Run("CatchUpThenLive", s.testCatchUpThenLive)
 		t.Run("ConcurrentWritersLiveSubscriber", s.testConcurrentWriters)
+		t.Run("ConcurrentMultiAppendsLiveSubscriber", s.testConcurrentMultiAppends)
 		t.Run("OutOfOrderCommit", s.testOutOfOrderCommit)
 		t.Run("OutOfOrderRollback", s.testOutOfOrderRollback)
 		t.Run("ResumeFromCheckpoint", s.testResume)

@@ -49,28 +49,8 @@ func (s suite) testConcurrentWriters(t *testing.T) {
 	// The subscriber reads concurrently with the writers until it sees the
 	// sentinel appended after they all finished.
 	sentinel := event("Sentinel", 0)
-	type result struct {
-		got []eventstore.RecordedEvent
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		var got []eventstore.RecordedEvent
-		for {
-			batch, err := sub.Next(ctx)
-			if err != nil {
-				done <- result{got, err}
-				return
-			}
-			got = append(got, batch...)
-			for _, e := range batch {
-				if e.ID == sentinel.ID {
-					done <- result{got, nil}
-					return
-				}
-			}
-		}
-	}()
+	done := make(chan subscriberResult, 1)
+	go func() { done <- readUntil(ctx, sub, sentinel.ID) }()
 
 	var (
 		mu        sync.Mutex
@@ -127,7 +107,7 @@ func (s suite) testConcurrentWriters(t *testing.T) {
 	mustAppend(t, st, "conc-end", eventstore.NoStream, sentinel)
 	committed[sentinel.ID] = "conc-end"
 
-	var res result
+	var res subscriberResult
 	select {
 	case res = <-done:
 	case <-ctx.Done():
@@ -136,7 +116,38 @@ func (s suite) testConcurrentWriters(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("subscriber: %v after %d events", res.err, len(res.got))
 	}
-	got := res.got
+	checkDelivered(t, st, res.got, committed, sentinel.ID)
+}
+
+// subscriberResult is what a subscriber delivered until it stopped.
+type subscriberResult struct {
+	got []eventstore.RecordedEvent
+	err error
+}
+
+// readUntil reads sub until it delivers the event with ID last.
+func readUntil(ctx context.Context, sub eventstore.Subscription, last uuid.UUID) subscriberResult {
+	var got []eventstore.RecordedEvent
+	for {
+		batch, err := sub.Next(ctx)
+		if err != nil {
+			return subscriberResult{got, err}
+		}
+		got = append(got, batch...)
+		for _, e := range batch {
+			if e.ID == last {
+				return subscriberResult{got, nil}
+			}
+		}
+	}
+}
+
+// checkDelivered fails unless got, what a live subscriber delivered up to
+// the sentinel, is every committed event (ID -> stream) exactly once, in
+// log order, each stream's versions gap-free, and the same sequence that
+// ReadAll and a second subscriber from the start return.
+func checkDelivered(t *testing.T, st eventstore.Store, got []eventstore.RecordedEvent, committed map[uuid.UUID]string, sentinel uuid.UUID) {
+	t.Helper()
 	checkLogOrder(t, "live subscriber", got)
 	if len(got) != len(committed) {
 		t.Fatalf("subscriber delivered %d events, %d were committed", len(got), len(committed))
@@ -158,7 +169,7 @@ func (s suite) testConcurrentWriters(t *testing.T) {
 	}
 	sameSequence(t, "live subscriber vs read all afterwards", got, readAll(t, st, eventstore.Start, eventstore.Filter{}, 50))
 	second := subscribe(t, st, eventstore.Start, eventstore.Filter{})
-	sameSequence(t, "live subscriber vs a subscriber from the start", got, collectIDs(t, second, longDeadline, sentinel.ID))
+	sameSequence(t, "live subscriber vs a subscriber from the start", got, collectIDs(t, second, longDeadline, sentinel))
 }
 
 // appendWithRetry appends batch to stream at its current version, reading

@@ -1,0 +1,303 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/eventstore/postgres"
+	"github.com/taskqueue/taskqueue/internal/faults"
+)
+
+// holdStream appends to stream in a transaction left open: it holds the
+// stream's lock until the returned function commits it.
+func holdStream(t *testing.T, s *postgres.Store, stream string) (commit func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendTx(ctx, tx, stream, eventstore.Any, newEvent("Held")); err != nil {
+		_ = tx.Rollback(ctx)
+		t.Fatal(err)
+	}
+	var once sync.Once
+	commit = func() {
+		once.Do(func() {
+			if err := tx.Commit(ctx); err != nil {
+				t.Errorf("commit the held append: %v", err)
+			}
+		})
+	}
+	t.Cleanup(commit)
+	return commit
+}
+
+// lockWaiter waits until a backend waits for stream's advisory lock and
+// returns its PID.
+func lockWaiter(t *testing.T, s *postgres.Store, stream string) int32 {
+	t.Helper()
+	var pid int32
+	waitFor(t, "a backend waiting for the lock of "+stream, func() bool {
+		err := s.Pool().QueryRow(context.Background(), `SELECT pid FROM pg_locks
+			WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+				AND classid = 29809 AND objsubid = 2 AND objid::bigint = (hashtext($1)::bigint & 4294967295)
+			LIMIT 1`, stream).Scan(&pid)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
+	return pid
+}
+
+// Appends that queue while the lane is busy commit together, in one
+// transaction (one transaction ID), each with its own outcome.
+func TestGroupCommitSharesOneTransaction(t *testing.T) {
+	s := openStoreOpts(t, postgres.WithMaxConns(4), postgres.WithAppendLanes(1))
+	ctx := context.Background()
+	foreign := newEvent("Foreign")
+	if _, err := s.Append(ctx, "group-home", eventstore.NoStream, foreign); err != nil {
+		t.Fatal(err)
+	}
+	commit := holdStream(t, s, "group-held")
+	// The one lane waits for the held stream's lock...
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, "group-held", eventstore.Any, newEvent("Blocked"))
+		blocked <- err
+	}()
+	lockWaiter(t, s, "group-held")
+
+	// ...while these queue behind it.
+	type call struct {
+		stream   string
+		expected eventstore.ExpectedVersion
+		event    eventstore.EventData
+	}
+	calls := []call{
+		{"group-1", eventstore.NoStream, newEvent("A")},
+		{"group-2", eventstore.Any, newEvent("A")},
+		{"group-wrong", eventstore.Exact(3), newEvent("A")},
+		{"group-foreign", eventstore.NoStream, foreign},
+		{"group-3", eventstore.NoStream, newEvent("A")},
+	}
+	results := make([]eventstore.AppendResult, len(calls)+2)
+	errs := make([]error, len(calls)+1)
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = s.Append(ctx, c.stream, c.expected, c.event)
+		}()
+		waitFor(t, "the append to queue", func() bool { return postgres.QueuedAppends(s) == i+1 })
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		outs, err := s.AppendMany(ctx, []eventstore.StreamAppend{
+			{Stream: "group-many-1", Expected: eventstore.NoStream, Events: []eventstore.EventData{newEvent("M"), newEvent("M")}},
+			{Stream: "group-many-2", Expected: eventstore.NoStream, Events: []eventstore.EventData{newEvent("M")}},
+		})
+		if errs[len(calls)] = err; err == nil {
+			results[len(calls)], results[len(calls)+1] = outs[0].AppendResult, outs[1].AppendResult
+			errs[len(calls)] = errors.Join(outs[0].Err, outs[1].Err)
+		}
+	}()
+	waitFor(t, "the call to queue", func() bool { return postgres.QueuedAppends(s) == len(calls)+1 })
+	commit()
+	if err := <-blocked; err != nil {
+		t.Fatalf("the append that waited for the lock: %v", err)
+	}
+	wg.Wait()
+
+	var wv *eventstore.WrongVersionError
+	if !errors.As(errs[2], &wv) || wv.Actual != 0 {
+		t.Errorf("append with a wrong version: %v", errs[2])
+	}
+	if !errors.Is(errs[3], eventstore.ErrInvalid) {
+		t.Errorf("append of an event stored in another stream: %v", errs[3])
+	}
+	stored := []int{0, 1, 4, 5, 6}
+	xid := results[0].Position.Commit
+	for _, i := range stored {
+		if i < len(calls) && errs[i] != nil || i >= len(calls) && errs[len(calls)] != nil {
+			t.Fatalf("append %d: %v", i, errors.Join(errs...))
+		}
+		if results[i].Position.Commit != xid {
+			t.Errorf("append %d committed in transaction %d, append 0 in %d: not one group", i, results[i].Position.Commit, xid)
+		}
+	}
+	if results[5].Version != 2 || results[6].Version != 1 {
+		t.Errorf("AppendMany results %+v, %+v", results[5], results[6])
+	}
+	for _, stream := range []string{"group-wrong", "group-foreign"} {
+		if v, err := s.StreamVersion(ctx, stream); err != nil || v != 0 {
+			t.Errorf("failed append to %s: version %d, %v", stream, v, err)
+		}
+	}
+}
+
+// A connection lost in the middle of an AppendMany's transaction (here:
+// while it waits for a stream's lock) fails the call, transiently, and
+// stores none of it; the same call retried stores it once.
+func TestAppendManyConnectionLostStoresNothing(t *testing.T) {
+	s := openStoreOpts(t, postgres.WithMaxConns(4))
+	ctx := context.Background()
+	commit := holdStream(t, s, "lost-held")
+	call := []eventstore.StreamAppend{
+		{Stream: "lost-a", Expected: eventstore.NoStream, Events: []eventstore.EventData{newEvent("A"), newEvent("A")}},
+		{Stream: "lost-held", Expected: eventstore.Exact(1), Events: []eventstore.EventData{newEvent("A")}},
+		{Stream: "lost-z", Expected: eventstore.NoStream, Events: []eventstore.EventData{newEvent("A")}},
+	}
+	type result struct {
+		outs []eventstore.AppendOutcome
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		outs, err := s.AppendMany(ctx, call)
+		done <- result{outs, err}
+	}()
+	pid := lockWaiter(t, s, "lost-held")
+	var killed bool
+	if err := s.Pool().QueryRow(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate backend %d: %v, %v", pid, killed, err)
+	}
+	r := <-done
+	if r.err == nil {
+		t.Fatalf("call whose connection was terminated succeeded: %+v", r.outs)
+	}
+	if faults.Classify(r.err) != faults.Unavailable {
+		t.Errorf("error %v classified %v, want Unavailable (transient)", r.err, faults.Classify(r.err))
+	}
+	for _, stream := range []string{"lost-a", "lost-z"} {
+		if v, err := s.StreamVersion(ctx, stream); err != nil || v != 0 {
+			t.Fatalf("after the failed call %s is at version %d (%v), want nothing stored", stream, v, err)
+		}
+	}
+	commit()
+	outs, err := s.AppendMany(ctx, call)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	for i, o := range outs {
+		if o.Err != nil || o.Duplicate {
+			t.Fatalf("retry, append %d: %+v, %v", i, o.AppendResult, o.Err)
+		}
+	}
+	if outs[0].Position.Commit != outs[2].Position.Commit {
+		t.Errorf("one call in transactions %d and %d", outs[0].Position.Commit, outs[2].Position.Commit)
+	}
+}
+
+// Calls over the same streams in every order, from two stores (as two
+// processes) with two lanes each, never deadlock: every transaction takes
+// its streams' locks in one order.
+func TestAppendManyLocksInOneOrder(t *testing.T) {
+	url := migratedURL(t)
+	stores := []*postgres.Store{
+		openURL(t, url, postgres.WithMaxConns(3), postgres.WithAppendLanes(2)),
+		openURL(t, url, postgres.WithMaxConns(3), postgres.WithAppendLanes(2)),
+	}
+	streams := []string{"order-a", "order-b", "order-c", "order-d", "order-e", "order-f"}
+	calls := 25
+	if testing.Short() {
+		calls = 8
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := stores[w%2]
+			for i := range calls {
+				order := rand.Perm(len(streams))
+				appends := make([]eventstore.StreamAppend, len(order))
+				for j, k := range order {
+					appends[j] = eventstore.StreamAppend{Stream: streams[k], Expected: eventstore.Any, Events: []eventstore.EventData{newEvent("O")}}
+				}
+				outs, err := s.AppendMany(ctx, appends)
+				if err == nil {
+					for _, o := range outs {
+						err = errors.Join(err, o.Err)
+					}
+				}
+				if err != nil {
+					errs <- fmt.Errorf("writer %d call %d: %w", w, i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, stream := range streams {
+		if v, err := stores[0].StreamVersion(ctx, stream); err != nil || v != int64(8*calls) {
+			t.Fatalf("%s at version %d (%v), want %d", stream, v, err, 8*calls)
+		}
+	}
+}
+
+// A value PostgreSQL refuses (a time beyond timestamptz's range) that
+// arrives in a group fails only its own call: the group is retried one
+// call at a time. An AppendMany holding one fails as a whole, with
+// ErrInvalid, storing nothing.
+func TestGroupWithRefusedValue(t *testing.T) {
+	s := openStoreOpts(t, postgres.WithMaxConns(4), postgres.WithAppendLanes(1))
+	ctx := context.Background()
+	far := newEvent("Far")
+	far.Metadata.OccurredAt = time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+	outs, err := s.AppendMany(ctx, []eventstore.StreamAppend{
+		{Stream: "refused-ok", Expected: eventstore.NoStream, Events: []eventstore.EventData{newEvent("A")}},
+		{Stream: "refused-far", Expected: eventstore.NoStream, Events: []eventstore.EventData{far}},
+	})
+	if !errors.Is(err, eventstore.ErrInvalid) {
+		t.Fatalf("call with a refused value = %+v, %v; want ErrInvalid", outs, err)
+	}
+	if v, err := s.StreamVersion(ctx, "refused-ok"); err != nil || v != 0 {
+		t.Fatalf("the refused call stored refused-ok at version %d (%v)", v, err)
+	}
+
+	commit := holdStream(t, s, "refused-held")
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, "refused-held", eventstore.Any, newEvent("Blocked"))
+		blocked <- err
+	}()
+	lockWaiter(t, s, "refused-held")
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i, e := range []eventstore.EventData{newEvent("A"), far, newEvent("A")} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.Append(ctx, fmt.Sprintf("refused-%d", i), eventstore.NoStream, e)
+		}()
+		waitFor(t, "the append to queue", func() bool { return postgres.QueuedAppends(s) == i+1 })
+	}
+	commit()
+	wg.Wait()
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], eventstore.ErrInvalid) {
+		t.Fatalf("appends grouped with a refused value: %v", errs)
+	}
+}
