@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ type playerLoad struct {
 
 	mu         sync.Mutex
 	phase      string
+	order      []string                  // phases in the order they began
 	answers    map[string]map[string]int // phase → "POST 201" → count
 	acked      map[string][]ackedTask    // player → tasks acknowledged (201)
 	violations []string
@@ -63,6 +65,7 @@ func newPlayerLoad(t *testing.T, base func() string, tokens map[string]string, r
 		t: t, base: base, tokens: tokens, deadline: requestTimeout + allowedSlack,
 		client:  &http.Client{Timeout: 60 * time.Second},
 		phase:   "warm-up",
+		order:   []string{"warm-up"},
 		answers: map[string]map[string]int{},
 		acked:   map[string][]ackedTask{},
 		stop:    make(chan struct{}),
@@ -72,8 +75,11 @@ func newPlayerLoad(t *testing.T, base func() string, tokens map[string]string, r
 // setPhase names what the answers from now on are counted under.
 func (l *playerLoad) setPhase(p string) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.phase = p
-	l.mu.Unlock()
+	if !slices.Contains(l.order, p) {
+		l.order = append(l.order, p)
+	}
 }
 
 // phaseAnswers returns what the players saw during phase p, e.g.
@@ -87,6 +93,13 @@ func (l *playerLoad) phaseAnswers(p string) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ", ")
+}
+
+// phases returns the phases in the order they began.
+func (l *playerLoad) phases() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.order)
 }
 
 func (l *playerLoad) start() {

@@ -200,8 +200,9 @@ type deployment struct {
 	base string
 	logs []*testenv.SyncBuffer // of every process started
 
-	failedSeen []string // "projections failed" seen by the watcher
-	recoveries []string // one line per fault, for the report
+	failedSeen []string        // "projections failed" seen by the watcher
+	probing    []chan struct{} // the probe's commands sent during a fault
+	recoveries []string        // one line per fault, for the report
 }
 
 func newDeployment(t *testing.T, bin string, env map[string]string, separate bool) *deployment {
@@ -272,6 +273,9 @@ func (d *deployment) play(scenarios func()) {
 	d.t.Logf("slowest answer %s; %d commands acknowledged", d.load.slowest.Round(time.Millisecond), d.ackedCount())
 	for _, r := range d.recoveries {
 		d.t.Log(r)
+	}
+	for _, phase := range d.load.phases() {
+		d.t.Logf("players saw, %s: %s", phase, d.load.phaseAnswers(phase))
 	}
 	d.mu.Lock()
 	failed := d.failedSeen
@@ -393,8 +397,16 @@ func (d *deployment) operatorView() string {
 // accepted, the processor advancing, the read model live), and records
 // how long that took. Nothing is restarted: a component that does not
 // come back by itself within 90 s fails the test.
-func (d *deployment) recovered(fault string, healed time.Time) time.Duration {
+func (d *deployment) recovered(fault, label string, healed time.Time) time.Duration {
 	d.t.Helper()
+	d.load.setPhase(fault + ": after")
+	d.mu.Lock()
+	probing := d.probing
+	d.probing = nil
+	d.mu.Unlock()
+	for _, done := range probing {
+		<-done
+	}
 	for {
 		ok, bodies := d.ready()
 		if ok {
@@ -425,14 +437,21 @@ func (d *deployment) recovered(fault string, healed time.Time) time.Duration {
 		time.Sleep(50 * time.Millisecond)
 	}
 	took := time.Since(healed)
-	d.recoveries = append(d.recoveries, fmt.Sprintf("%s: ready after %s, a new task completed after %s; players saw: %s",
-		fault, readyAfter.Round(10*time.Millisecond), took.Round(10*time.Millisecond), d.load.phaseAnswers(fault)))
+	d.recoveries = append(d.recoveries, fmt.Sprintf("%s: ready after %s, a new task completed after %s",
+		label, readyAfter.Round(10*time.Millisecond), took.Round(10*time.Millisecond)))
 	return took
 }
 
-// during names the phase of the load and returns a func ending it.
+// during counts the players' answers from now on under "<fault>: during",
+// and has the probe player send a command meanwhile (retried until it is
+// acknowledged, so at least one command meets each fault).
 func (d *deployment) during(fault string) {
-	d.load.setPhase(fault)
+	d.load.setPhase(fault + ": during")
+	done := make(chan struct{})
+	go func() { defer close(done); d.load.enqueue(probePlayer, 1) }()
+	d.mu.Lock()
+	d.probing = append(d.probing, done)
+	d.mu.Unlock()
 }
 
 func (d *deployment) killServe(fault string) {
@@ -441,7 +460,7 @@ func (d *deployment) killServe(fault string) {
 	killed := time.Now()
 	d.kill()
 	d.start()
-	d.recovered(fault, killed)
+	d.recovered(fault, fault, killed)
 	d.load.setPhase("between faults")
 }
 
@@ -459,18 +478,19 @@ func (d *deployment) blips(fault string, proxy *testenv.TCPProxy, n int) {
 		}
 		proxy.Start(d.t)
 		healed := time.Now()
-		took := d.recovered(fmt.Sprintf("%s (blip %d)", fault, i+1), healed)
+		took := d.recovered(fault, fmt.Sprintf("%s (blip %d)", fault, i+1), healed)
 		worst = max(worst, took)
 		if took > 10*time.Second {
 			stalls++
 		}
-		d.load.setPhase(fault)
+		if i+1 < n {
+			d.during(fault)
+		}
 	}
 	d.t.Logf("%s: %d blips, worst recovery %s, %d stalls over 10 s", fault, n, worst.Round(10*time.Millisecond), stalls)
 	if stalls > 0 {
 		d.t.Errorf("%s: the queues stalled after %d of %d blips", fault, stalls, n)
 	}
-	d.recoveries = append(d.recoveries, fmt.Sprintf("%s: players saw: %s", fault, d.load.phaseAnswers(fault)))
 	d.load.setPhase("between faults")
 }
 
@@ -481,7 +501,7 @@ func (d *deployment) databaseOutage(fault string, proxy *testenv.TCPProxy, lengt
 	d.t.Logf("%s: operators see:\n  %s", fault, d.operatorView())
 	time.Sleep(length - length/2)
 	proxy.Start(d.t)
-	d.recovered(fault, time.Now())
+	d.recovered(fault, fault, time.Now())
 	d.load.setPhase("between faults")
 }
 
@@ -492,7 +512,7 @@ func (d *deployment) partition(fault string, proxy *testenv.TCPProxy, length tim
 	d.t.Logf("%s: operators see:\n  %s", fault, d.operatorView())
 	time.Sleep(length - length/2)
 	proxy.Heal()
-	d.recovered(fault, time.Now())
+	d.recovered(fault, fault, time.Now())
 	d.load.setPhase("between faults")
 }
 
@@ -503,14 +523,13 @@ func (d *deployment) redisLoss(fault string, rds *testenv.RedisServer, length ti
 	d.t.Logf("%s: operators see:\n  %s", fault, d.operatorView())
 	time.Sleep(length - length/2)
 	rds.Start() // empty: its streams and consumer groups are gone
-	d.recovered(fault, time.Now())
+	d.recovered(fault, fault, time.Now())
 	d.load.setPhase("between faults")
 }
 
 // diskFull fills the data directory's file system for length, then frees
 // the space.
 func (d *deployment) diskFull(fault, dir string, length time.Duration) {
-	d.during(fault)
 	// Empty the WAL first (it is shared by every connection to the file):
 	// else the writes of a light load go on in the space it holds already.
 	db, err := sql.Open("sqlite", filepath.Join(dir, app.SQLiteFileName))
@@ -539,9 +558,7 @@ func (d *deployment) diskFull(fault, dir string, length time.Duration) {
 		}
 	}
 	f.Close()
-	// A player queues a task meanwhile, and retries until it is accepted.
-	probed := make(chan struct{})
-	go func() { defer close(probed); d.load.enqueue(probePlayer, 1) }()
+	d.during(fault)
 	time.Sleep(length / 2)
 	d.t.Logf("%s: operators see:\n  %s", fault, d.operatorView())
 	time.Sleep(length - length/2)
@@ -549,10 +566,9 @@ func (d *deployment) diskFull(fault, dir string, length time.Duration) {
 		d.t.Fatal(err)
 	}
 	freed := time.Now()
-	<-probed
-	d.recovered(fault, freed)
-	if got := d.load.phaseAnswers(fault); !strings.Contains(got, "POST 507") {
-		d.t.Logf("%s: no command met the full disk (%s)", fault, got)
+	d.recovered(fault, fault, freed)
+	if got := d.load.phaseAnswers(fault + ": during"); !strings.Contains(got, "POST 507") {
+		d.t.Errorf("%s: no command met the full disk (%s)", fault, got)
 	}
 	d.load.setPhase("between faults")
 }
@@ -628,7 +644,7 @@ func (d *deployment) killDuringRebuild(fault string) {
 	killed := time.Now()
 	d.kill()
 	d.start()
-	d.recovered(fault, killed)
+	d.recovered(fault, fault, killed)
 	for end := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		after := d.adminProjections()
 		done := true
@@ -655,7 +671,7 @@ func (d *deployment) killReplayCommand(fault string) {
 	_ = replay.cmd.Process.Signal(syscall.SIGKILL)
 	_ = replay.cmd.Wait()
 	killed := time.Now()
-	d.recovered(fault, killed)
+	d.recovered(fault, fault, killed)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errOut strings.Builder
@@ -664,7 +680,7 @@ func (d *deployment) killReplayCommand(fault string) {
 	if code != 0 || strings.Count(out.String(), "serves") < 3 {
 		d.t.Fatalf("%s: replay again: exit %d\n%s\n%s", fault, code, out.String(), errOut.String())
 	}
-	d.recovered(fault+", and `taskqueue replay` run again to its end", killed)
+	d.recovered(fault, fault+", and `taskqueue replay` run again to its end", killed)
 	d.load.setPhase("between faults")
 }
 
