@@ -285,11 +285,9 @@ func (h *Hub) stream(ctx context.Context, conn *websocket.Conn, sub *subscriber,
 // it, or a reset with a snapshot when since is absent or too far behind. It
 // returns the position the client is at afterwards.
 func (h *Hub) catchUp(ctx context.Context, conn *websocket.Conn, player domain.PlayerID, since *eventstore.Position) (eventstore.Position, error) {
-	rctx, cancel := context.WithTimeout(ctx, h.cfg.ReadTimeout)
-	head, err := h.cfg.Store.Head(rctx)
-	cancel()
+	head, err := h.readableHead(ctx)
 	if err != nil {
-		return eventstore.Position{}, fmt.Errorf("read head: %w", err)
+		return eventstore.Position{}, err
 	}
 	var missed []eventstore.RecordedEvent
 	resume := since != nil && !head.Less(*since) &&
@@ -354,6 +352,45 @@ func (h *Hub) catchUp(ctx context.Context, conn *websocket.Conn, player domain.P
 		}
 	}
 	return last, nil
+}
+
+// readableHead returns the head of the log's readable part (Store.Head)
+// once it has reached every event committed when it was called, so that a
+// catch-up that reads up to it holds everything acknowledged before the
+// subscribe. On PostgreSQL an event committed after a transaction that is
+// still open is committed (its command was answered) but not yet readable:
+// it waits, polling Head, for that transaction to end. Without the wait
+// such events came after subscribed, as live messages. The whole wait is
+// bounded by ReadTimeout: past it the catch-up fails (CloseTryAgainLater),
+// since subscribed would break its promise.
+func (h *Hub) readableHead(ctx context.Context) (eventstore.Position, error) {
+	rctx, cancel := context.WithTimeout(ctx, h.cfg.ReadTimeout)
+	defer cancel()
+	var target eventstore.Position
+	if h.committed != nil {
+		var err error
+		if target, err = h.committed.CommittedHead(rctx); err != nil {
+			return eventstore.Position{}, fmt.Errorf("read the committed head: %w", err)
+		}
+	}
+	wait := time.Millisecond
+	for {
+		head, err := h.cfg.Store.Head(rctx)
+		if err != nil {
+			return eventstore.Position{}, fmt.Errorf("read head: %w", err)
+		}
+		if !head.Less(target) {
+			return head, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-rctx.Done():
+			t.Stop()
+			return eventstore.Position{}, fmt.Errorf("the log's readable head %s did not reach %s, committed before the subscribe: %w", head, target, rctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 20*time.Millisecond)
+	}
 }
 
 // foldInto applies e to the catch-up's queue of p, loading it at the
