@@ -72,7 +72,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 	var relay *processor.Relay
 	var relayPub interface{ Close() error }
 	if rdb != nil {
-		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{rdb}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
+		pub, err := processor.NewIntegrationPublisher(rdb,
 			watermill.NewSlogLogger(log.With("component", "relay-publisher")))
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
@@ -290,7 +290,7 @@ func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return 0, fmt.Errorf("redis at TASKQUEUE_REDIS_URL does not answer: %w", err)
 	}
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{rdb}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
+	pub, err := processor.NewIntegrationPublisher(rdb,
 		watermill.NewSlogLogger(log.With("component", "relay-publisher")))
 	if err != nil {
 		return 0, err
