@@ -17,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/taskqueue/taskqueue/api/asyncapi"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
@@ -211,6 +212,11 @@ func (c *client) read(timeout time.Duration) (message, error) {
 	_, b, err := c.conn.Read(ctx)
 	if err != nil {
 		return message{}, err
+	}
+	// Every message the server sends is one of the spec's
+	// (api/asyncapi/asyncapi.yaml, ServerMessage).
+	if err := asyncapi.Validate(asyncapi.ServerMessage, b); err != nil {
+		c.t.Errorf("a server message breaks the AsyncAPI spec: %v", err)
 	}
 	var m message
 	if err := json.Unmarshal(b, &m); err != nil {
