@@ -114,7 +114,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		}
 	})
 	horizon := st.watchHorizon(a.Logger, &cl)
-	rr, err := openRedis(cfg, a.Logger, &cl)
+	rr, err := openRedis(cfg, a.Logger, &cl, st.readModels)
 	if err != nil {
 		return nil, nil, err
 	}
