@@ -28,13 +28,21 @@ func TestResumeCatchUpHoldsEverythingAcknowledged(t *testing.T) {
 	// The store behind the app's decorators, as app.startRealtime gives it.
 	s := startHub(t, realtime.Config{Store: tracing.Subscriber(tracing.Store(store), "fanout")})
 	const player = "alice"
-	tok := token(t, s.tokens, player, auth.RolePlayer)
+	// The player watching their queue, and an admin watching every queue
+	// (whose catch-up waits for the whole log's committed head).
+	watchers := []struct {
+		tok, watch, since string
+	}{
+		{tok: token(t, s.tokens, player, auth.RolePlayer), watch: player},
+		{tok: token(t, s.tokens, "root", auth.RoleAdmin), watch: realtime.AllPlayers},
+	}
 	ctx := context.Background()
-
-	c := mustDial(t, s, tok)
-	c.subscribe(player, "")
-	since := readUntilSubscribed(t, c, nil).Position
-	c.conn.CloseNow()
+	for i := range watchers {
+		c := mustDial(t, s, watchers[i].tok)
+		c.subscribe(watchers[i].watch, "")
+		watchers[i].since = readUntilSubscribed(t, c, nil).Position
+		c.conn.CloseNow()
+	}
 
 	for round := range 8 {
 		before := streamVersion(t, store, player)
@@ -69,26 +77,32 @@ func TestResumeCatchUpHoldsEverythingAcknowledged(t *testing.T) {
 		}
 		want := streamVersion(t, store, player)
 
-		c := mustDial(t, s, tok)
-		c.subscribe(player, since)
+		clients := make([]*client, len(watchers))
+		for i, w := range watchers {
+			clients[i] = mustDial(t, s, w.tok)
+			clients[i].subscribe(w.watch, w.since)
+		}
 		if release != nil {
 			time.AfterFunc(300*time.Millisecond, release)
 		}
-		var got []int64
-		sub := readUntilSubscribed(t, c, func(m message) {
-			if m.Type != realtime.TypeEvent {
-				t.Fatalf("round %d: %s message in a resume from %s", round, m.Type, since)
+		for i, c := range clients {
+			var got []int64
+			sub := readUntilSubscribed(t, c, func(m message) {
+				if m.Type != realtime.TypeEvent {
+					t.Fatalf("round %d, %s: %s message in a resume from %s", round, watchers[i].watch, m.Type, watchers[i].since)
+				}
+				got = append(got, m.Event.Version)
+			})
+			if len(got) != int(want-before) || (len(got) > 0 && (got[0] != before+1 || got[len(got)-1] != want)) {
+				t.Fatalf("round %d (held back: %t), watching %s: catch-up before subscribed had versions %v, want %d to %d",
+					round, release != nil, watchers[i].watch, got, before+1, want)
 			}
-			got = append(got, m.Event.Version)
-		})
+			watchers[i].since = sub.Position
+			c.conn.CloseNow()
+		}
 		if release != nil {
 			release()
 		}
-		if len(got) != int(want-before) || (len(got) > 0 && (got[0] != before+1 || got[len(got)-1] != want)) {
-			t.Fatalf("round %d (held back: %t): catch-up before subscribed had versions %v, want %d to %d", round, release != nil, got, before+1, want)
-		}
-		since = sub.Position
-		c.conn.CloseNow()
 	}
 }
 

@@ -105,6 +105,12 @@ func startHub(t testing.TB, cfg realtime.Config) *server {
 	if cfg.Tokens == nil {
 		cfg.Tokens = newTokens(t)
 	}
+	if cfg.ReadTimeout == 0 {
+		// A catch-up on PostgreSQL waits for the log's readable part to
+		// reach what was committed; on the shared server other tests'
+		// transactions may hold it back for longer than the default 5 s.
+		cfg.ReadTimeout = time.Minute
+	}
 	hub, err := realtime.NewHub(cfg)
 	if err != nil {
 		t.Fatal(err)
