@@ -18,12 +18,12 @@ import (
 // day), so loading it from the start makes an old player's first command
 // after a restart or an eviction cost seconds. Where the store keeps
 // snapshots (Config.Snapshots), Queues stores one every
-// Config.SnapshotEvery events: the queue's state and the idempotency keys
+// Config.SnapshotEvery events (default 50): the queue's state and the idempotency keys
 // it remembers, as of a version, and the ID of the event at that version.
 // Loading reads the snapshot and the stream from that version on, and
 // takes the snapshot only if its event is there (a snapshot of another
 // history, such as a log restored from an older backup, is ignored), and
-// only if it was written by this SnapshotSchema (a changed aggregate
+// only if it was written by this snapshotSchema (a changed aggregate
 // rebuilds from the stream and snapshots again). A snapshot is a cache:
 // failing to read or save one costs a longer load, never a wrong one.
 
@@ -46,11 +46,27 @@ type snapshotKey struct {
 	FirstID  uuid.UUID           `json:"firstId"`
 	Version  int64               `json:"version"`
 	Position eventstore.Position `json:"position"`
-	// Enqueued is the TaskEnqueued of the key's command, as stored
-	// (domain.EncodeEvent), when it queued a task.
-	EnqueuedVersion int             `json:"enqueuedVersion,omitempty"`
-	Enqueued        json.RawMessage `json:"enqueued,omitempty"`
+	// Enqueued is the task the key's command queued, if any.
+	Enqueued *snapshotEnqueued `json:"enqueued,omitempty"`
 }
+
+// snapshotEnqueued is a domain.TaskEnqueued, times in Unix milliseconds
+// (a change to TaskEnqueued needs a new snapshotKeysSchema).
+type snapshotEnqueued struct {
+	TaskID     domain.TaskID     `json:"t"`
+	Type       domain.TaskTypeID `json:"y"`
+	Count      int               `json:"c"`
+	Position   int               `json:"p"`
+	EnqueuedAt int64             `json:"a"`
+}
+
+// snapshotKeysSchema versions what this package adds to the queue's state
+// in a snapshot (snapshotData, snapshotKey); a snapshot's schema is
+// snapshotSchema, which combines it with domain.SnapshotSchema.
+const snapshotKeysSchema = 1
+
+// snapshotSchema is the schema of the snapshots Queues writes and reads.
+const snapshotSchema = domain.SnapshotSchema<<8 | snapshotKeysSchema
 
 // snapshotter takes and reads the snapshots of Queues.
 type snapshotter struct {
@@ -78,7 +94,7 @@ func (s *snapshotter) load(ctx context.Context, stream string, player domain.Pla
 		return nil
 	}
 	snap, ok, err := s.store.ReadSnapshot(ctx, stream)
-	if err != nil || !ok || snap.Schema != domain.SnapshotSchema {
+	if err != nil || !ok || snap.Schema != snapshotSchema {
 		return nil
 	}
 	var d snapshotData
@@ -93,13 +109,9 @@ func (s *snapshotter) load(ctx context.Context, stream string, player domain.Pla
 		last: snap.EventID, check: snap.EventID, snapshotAt: snap.Version}
 	for _, k := range d.Keys {
 		rec := &keyRecord{firstID: k.FirstID, version: k.Version, position: k.Position}
-		if k.Enqueued != nil {
-			e, err := domain.DecodeEvent(string(domain.TypeTaskEnqueued), k.EnqueuedVersion, k.Enqueued)
-			te, ok := e.(domain.TaskEnqueued)
-			if err != nil || !ok {
-				return nil
-			}
-			rec.enqueued = &te
+		if e := k.Enqueued; e != nil {
+			rec.enqueued = &domain.TaskEnqueued{TaskID: e.TaskID, Type: e.Type, Count: e.Count, Position: e.Position,
+				EnqueuedAt: time.UnixMilli(e.EnqueuedAt).UTC()}
 		}
 		st.keys[k.Key] = rec
 		st.order = append(st.order, k.Key)
@@ -143,12 +155,8 @@ func encodeSnapshot(st *loaded) (eventstore.Snapshot, error) {
 	for _, key := range st.order {
 		rec := st.keys[key]
 		k := snapshotKey{Key: key, FirstID: rec.firstID, Version: rec.version, Position: rec.position}
-		if rec.enqueued != nil {
-			_, version, data, err := domain.EncodeEvent(*rec.enqueued)
-			if err != nil {
-				return eventstore.Snapshot{}, err
-			}
-			k.EnqueuedVersion, k.Enqueued = version, data
+		if e := rec.enqueued; e != nil {
+			k.Enqueued = &snapshotEnqueued{TaskID: e.TaskID, Type: e.Type, Count: e.Count, Position: e.Position, EnqueuedAt: e.EnqueuedAt.UnixMilli()}
 		}
 		d.Keys = append(d.Keys, k)
 	}
@@ -156,5 +164,5 @@ func encodeSnapshot(st *loaded) (eventstore.Snapshot, error) {
 	if err != nil {
 		return eventstore.Snapshot{}, fmt.Errorf("encode the snapshot: %w", err)
 	}
-	return eventstore.Snapshot{Version: st.version, EventID: st.last, Schema: domain.SnapshotSchema, Data: data}, nil
+	return eventstore.Snapshot{Version: st.version, EventID: st.last, Schema: snapshotSchema, Data: data}, nil
 }

@@ -57,7 +57,7 @@ func TestColdLoadStartsFromTheSnapshot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if snap.Version < head-60 || snap.Schema != domain.SnapshotSchema {
+		if snap.Version < head-60 || snap.Schema != command.SnapshotSchema {
 			t.Fatalf("snapshot at version %d (schema %d) of %d events: want one within 50 events of the end", snap.Version, snap.Schema, head)
 		}
 
@@ -81,11 +81,16 @@ func TestColdLoadStartsFromTheSnapshot(t *testing.T) {
 
 		// A retry of a command from before the snapshot is answered as the
 		// duplicate it is, by both.
+		answers := map[string]command.EnqueueTaskResult{}
 		for name, h := range map[string]*command.Handlers{"snapshot": cold, "whole": whole} {
 			res, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k50"), Type: "chop-wood", Count: 1})
 			if err != nil || !res.Duplicate || res.Task.Type != "chop-wood" {
 				t.Fatalf("%s: retry of k50 = %+v, %v; want a duplicate with its task", name, res, err)
 			}
+			answers[name] = res
+		}
+		if !reflect.DeepEqual(answers["snapshot"], answers["whole"]) {
+			t.Fatalf("the retry's answer from the snapshot:\n%+v\nfrom the whole stream:\n%+v", answers["snapshot"], answers["whole"])
 		}
 	})
 }
@@ -111,8 +116,8 @@ func TestForeignSnapshotsAreIgnored(t *testing.T) {
 			name string
 			snap eventstore.Snapshot
 		}{
-			{"another history", eventstore.Snapshot{Version: 40, EventID: uuid.New(), Schema: domain.SnapshotSchema, Data: data}},
-			{"another schema", eventstore.Snapshot{Version: 41, EventID: eventAt(t, store, 41), Schema: domain.SnapshotSchema + 1, Data: data}},
+			{"another history", eventstore.Snapshot{Version: 40, EventID: uuid.New(), Schema: command.SnapshotSchema, Data: data}},
+			{"another schema", eventstore.Snapshot{Version: 41, EventID: eventAt(t, store, 41), Schema: command.SnapshotSchema + 1, Data: data}},
 		} {
 			name, snap := c.name, c.snap
 			if err := snaps.SaveSnapshot(ctx, "queue-alice", snap); err != nil {
