@@ -129,6 +129,7 @@ type Runner struct {
 	notify   chan struct{} // closed and replaced after every commit
 
 	cache pageCache
+	scan  bulkScan
 }
 
 // proj is the runner's state for one projection.
@@ -144,6 +145,9 @@ type proj struct {
 	// suspect is, by generation, the event the projection's code refused
 	// once: it becomes a failure only if the fresh attempt fails too.
 	suspect map[string]eventstore.Position
+	// noBulk marks, by generation, the builds whose bulk build the
+	// projection's code refused (bulk.go): they build batch by batch.
+	noBulk map[string]bool
 }
 
 // NewRunner checks cfg and returns a Runner; call Run to start it.
@@ -155,7 +159,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 	r := &Runner{cfg: cfg, projs: map[string]*proj{}, notify: make(chan struct{})}
 	for _, p := range cfg.Projections {
 		r.projs[p.Name()] = &proj{
-			p: p, reload: make(chan struct{}, 1), workers: map[string]*worker{}, suspect: map[string]eventstore.Position{},
+			p: p, reload: make(chan struct{}, 1), workers: map[string]*worker{}, suspect: map[string]eventstore.Position{}, noBulk: map[string]bool{},
 			outage: faults.NewOutage(faults.OutageConfig{Component: "projection " + p.Name(), Logger: cfg.Logger, Observer: cfg.Observer}),
 		}
 		r.order = append(r.order, p.Name())
