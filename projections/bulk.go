@@ -383,11 +383,11 @@ type scanRead struct {
 // than bulkCachedChunks pages behind the fastest; it then reads it again).
 // The page after the one asked for is read ahead. Safe for concurrent use.
 type bulkScan struct {
-	mu       sync.Mutex
-	users    int
-	target   eventstore.Position
-	reads    map[scanKey]*scanRead
-	order    []scanKey
+	mu     sync.Mutex
+	users  int
+	target eventstore.Position
+	reads  map[scanKey]*scanRead
+	order  []scanKey
 }
 
 // begin returns the target of the builds under way, or the head of the
