@@ -17,7 +17,7 @@ import (
 // PostgreSQL at the pace of COPY rather than of batches of upserts.
 //
 // The log up to a target position (the head when the build starts) is read
-// in stream order (eventstore/postgres ReadByStream: pages of bulkChunk
+// in stream order (eventstore/postgres ReadByStream: pages of defaultBulkChunk
 // events by the (stream_id, version) key, each a short read-only query),
 // decoded once for all the projections building at the same time (they
 // share the pages, bulkScan), and folded in memory one stream at a time
@@ -44,7 +44,7 @@ import (
 // seconds). Other processes wait until the checkpoint leaves Start, then
 // catch up from it as usual.
 //
-// Memory: at most bulkCachedChunks pages of bulkChunk events, decoded
+// Memory: at most bulkCachedChunks pages of defaultBulkChunk events, decoded
 // (about 1 KB an event: some 70 MB), plus one stream's state and the rows
 // of one page per projection, plus the day-keyed aggregates (days × task
 // types, skills and items). It does not grow with the number of players or
@@ -57,9 +57,9 @@ import (
 // (fresh attempt, then failed) exactly as before.
 
 const (
-	// bulkChunk is the number of events of one read of the log and of one
-	// commit of the bulk build.
-	bulkChunk = 8192
+	// defaultBulkChunk is the number of events of one read of the log and
+	// of one commit of the bulk build.
+	defaultBulkChunk = 8192
 	// bulkCachedChunks is the number of decoded pages kept for the
 	// projections building together.
 	bulkCachedChunks = 8
@@ -287,7 +287,7 @@ func (w *worker) bulkFold(ctx context.Context, bp bulkProjection, src streamRead
 		player string
 	)
 	for {
-		ch, err := w.r.scan.chunk(ctx, src, scanKey{target, cur})
+		ch, err := w.r.scan.chunk(ctx, src, scanKey{target, cur}, w.r.cfg.bulkChunk)
 		if err != nil {
 			return n, fmt.Errorf("read the log after %s/%d: %w", cur.stream, cur.version, err)
 		}
@@ -328,6 +328,11 @@ func (w *worker) bulkFold(ctx context.Context, bp bulkProjection, src streamRead
 		w.bulkDone = n
 		w.meter.add(w.r.cfg.Now(), int64(len(ch)))
 		w.mu.Unlock()
+		if h := w.r.cfg.afterBulkChunk; h != nil {
+			if err := h(name); err != nil {
+				return n, err
+			}
+		}
 	}
 	fold.endStream()
 	now := w.r.cfg.Now()
@@ -346,6 +351,9 @@ func (w *worker) bulkFold(ctx context.Context, bp bulkProjection, src streamRead
 	w.mu.Lock()
 	w.pos, w.applied, w.bulkDone = target, n, 0
 	w.mu.Unlock()
+	if h := w.r.cfg.bulkBuilt; h != nil {
+		h(name, n)
+	}
 	w.r.committed()
 	return n, nil
 }
@@ -425,8 +433,8 @@ func (s *bulkScan) end() {
 
 // chunk returns the page at k, read (and decoded) once for every builder,
 // and starts reading the next one.
-func (s *bulkScan) chunk(ctx context.Context, src streamReader, k scanKey) ([]scanned, error) {
-	rd := s.read(src, k)
+func (s *bulkScan) chunk(ctx context.Context, src streamReader, k scanKey, size int) ([]scanned, error) {
+	rd := s.read(src, k, size)
 	select {
 	case <-rd.done:
 	case <-ctx.Done():
@@ -440,15 +448,15 @@ func (s *bulkScan) chunk(ctx context.Context, src streamReader, k scanKey) ([]sc
 		s.mu.Unlock()
 		return nil, rd.err
 	}
-	if len(rd.events) == bulkChunk {
+	if len(rd.events) == size {
 		last := rd.events[len(rd.events)-1].re
-		s.read(src, scanKey{k.upTo, scanCursor{last.Stream, last.Version}}) // read ahead
+		s.read(src, scanKey{k.upTo, scanCursor{last.Stream, last.Version}}, size) // read ahead
 	}
 	return rd.events, nil
 }
 
 // read returns the read of page k, started if need be.
-func (s *bulkScan) read(src streamReader, k scanKey) *scanRead {
+func (s *bulkScan) read(src streamReader, k scanKey, size int) *scanRead {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if rd, ok := s.reads[k]; ok {
@@ -469,7 +477,7 @@ func (s *bulkScan) read(src streamReader, k scanKey) *scanRead {
 		// Not the asker's context: other builders may wait for this page.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		evs, err := src.ReadByStream(ctx, k.upTo, k.after.stream, k.after.version, bulkChunk)
+		evs, err := src.ReadByStream(ctx, k.upTo, k.after.stream, k.after.version, size)
 		if err != nil {
 			rd.err = err
 			return

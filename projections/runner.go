@@ -68,11 +68,23 @@ type Config struct {
 	// transaction after the read-model writes and the checkpoint, just
 	// before the commit.
 	beforeCommit func(projection string)
+	// bulkChunk, when set (by tests), is the page size of bulk builds
+	// instead of defaultBulkChunk.
+	bulkChunk int
+	// afterBulkChunk, when set (by tests), runs after each page a bulk
+	// build committed; an error stops the build there.
+	afterBulkChunk func(projection string) error
+	// bulkBuilt, when set (by tests), is told of every bulk build that
+	// ended, with the events it applied.
+	bulkBuilt func(projection string, events int64)
 }
 
 func (c *Config) setDefaults() {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 1000
+	}
+	if c.bulkChunk <= 0 {
+		c.bulkChunk = defaultBulkChunk
 	}
 	if c.RetryDelay <= 0 {
 		c.RetryDelay = time.Second
