@@ -59,10 +59,12 @@ import (
 const (
 	// defaultBulkChunk is the number of events of one read of the log and
 	// of one commit of the bulk build.
-	defaultBulkChunk = 8192
+	defaultBulkChunk = 16384
 	// bulkCachedChunks is the number of decoded pages kept for the
 	// projections building together.
-	bulkCachedChunks = 8
+	bulkCachedChunks = 6
+	// bulkReadAhead is the number of pages read ahead of the one asked for.
+	bulkReadAhead = 2
 )
 
 // bulkProjection is a projection that can build a generation from position
@@ -448,11 +450,23 @@ func (s *bulkScan) chunk(ctx context.Context, src streamReader, k scanKey, size 
 		s.mu.Unlock()
 		return nil, rd.err
 	}
-	if len(rd.events) == size {
-		last := rd.events[len(rd.events)-1].re
-		s.read(src, scanKey{k.upTo, scanCursor{last.Stream, last.Version}}, size) // read ahead
-	}
+	s.readAhead(src, k, rd, size, bulkReadAhead)
 	return rd.events, nil
+}
+
+// readAhead starts reading the n pages after page k (read by rd) as soon
+// as each is known.
+func (s *bulkScan) readAhead(src streamReader, k scanKey, rd *scanRead, size, n int) {
+	if n == 0 || rd.err != nil || len(rd.events) < size {
+		return
+	}
+	last := rd.events[len(rd.events)-1].re
+	next := scanKey{k.upTo, scanCursor{last.Stream, last.Version}}
+	nrd := s.read(src, next, size)
+	go func() {
+		<-nrd.done
+		s.readAhead(src, next, nrd, size, n-1)
+	}()
 }
 
 // read returns the read of page k, started if need be.
@@ -483,12 +497,21 @@ func (s *bulkScan) read(src streamReader, k scanKey, size int) *scanRead {
 			return
 		}
 		out := make([]scanned, len(evs))
-		for i := range evs {
-			se := &out[i]
-			se.re = evs[i]
-			evs[i] = eventstore.RecordedEvent{} // the copy in out is the one kept
-			se.player, se.e, _, se.err = decode(se.re)
+		// Decoding costs about as much as reading: on two goroutines.
+		var wg sync.WaitGroup
+		half := len(evs) / 2
+		for _, part := range [][2]int{{0, half}, {half, len(evs)}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := part[0]; i < part[1]; i++ {
+					se := &out[i]
+					se.re = evs[i]
+					se.player, se.e, _, se.err = decode(se.re)
+				}
+			}()
 		}
+		wg.Wait()
 		rd.events = out
 	}()
 	return rd
