@@ -45,7 +45,7 @@ import (
 // catch up from it as usual.
 //
 // Memory: at most bulkCachedChunks pages of defaultBulkChunk events, decoded
-// (about 1 KB an event: some 70 MB), plus one stream's state and the rows
+// (about 1 KB an event: some 100 MB), plus one stream's state and the rows
 // of one page per projection, plus the day-keyed aggregates (days × task
 // types, skills and items). It does not grow with the number of players or
 // the length of a stream.
