@@ -27,7 +27,6 @@ func shippedBefore(t *testing.T, d Dialect, v int) fstest.MapFS {
 	return out
 }
 
-
 // queue_status.state is the state the API shows (query.QueueStateOf) for
 // every combination of running and task count, read through the view, on
 // both dialects — also where a rebuild had replaced queue_status__v1 by
