@@ -830,17 +830,18 @@ export interface components {
             retriedAt: string | null;
             retries: number;
         };
-        /** @description Exactly one of taskDays, grantDays, activeHours, queueLengths; from/to for a range, at for queue-lengths. */
+        /**
+         * @description One report: `from`/`to` and its rows for a range report, `at` and queueLengths for queue-lengths.
+         *     The rows are always there, `[]` when there are none.
+         */
         AnalyticsReport: {
-            /** @enum {string} */
-            report: "task-daily" | "grants-daily" | "active-players-hourly" | "queue-lengths";
+            /** @constant */
+            report: "task-daily";
             /** Format: date-time */
-            from?: string;
+            from: string;
             /** Format: date-time */
-            to?: string;
-            /** Format: date-time */
-            at?: string;
-            taskDays?: {
+            to: string;
+            taskDays: {
                 /** Format: date */
                 day: string;
                 taskType: string;
@@ -850,7 +851,14 @@ export interface components {
                 repetitions: number;
                 averageEfficiency: number | null;
             }[];
-            grantDays?: {
+        } | {
+            /** @constant */
+            report: "grants-daily";
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            grantDays: {
                 /** Format: date */
                 day: string;
                 /** @enum {string} */
@@ -858,12 +866,24 @@ export interface components {
                 name: string;
                 amount: number;
             }[];
-            activeHours?: {
+        } | {
+            /** @constant */
+            report: "active-players-hourly";
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            activeHours: {
                 /** Format: date-time */
                 hour: string;
                 players: number;
             }[];
-            queueLengths?: {
+        } | {
+            /** @constant */
+            report: "queue-lengths";
+            /** Format: date-time */
+            at: string;
+            queueLengths: {
                 length: number;
                 players: number;
             }[];
