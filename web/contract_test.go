@@ -18,6 +18,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/taskqueue/taskqueue/api"
+	"github.com/taskqueue/taskqueue/app/apptest"
 )
 
 // The contract test: every response the HTTP tests of this package get
@@ -213,3 +214,59 @@ func (w *teeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (w *teeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// The contract check is not vacuous: a documented answer passes, and an
+// undocumented field, status or header, or a missing required header,
+// each fails it.
+func TestContractCheckRefusesWhatTheSpecDoesNotSay(t *testing.T) {
+	view := `{"playerId":"a","version":1,"state":"idle","running":true,"stoppedReason":"","limit":10,"tasks":[],` +
+		`"repetition":null,"skills":{},"inventory":{},"updatedAt":null,"serverTime":"2026-12-06T00:00:00Z"%s}`
+	ok := http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"r1"}, "Etag": {`"1"`}}
+	with := func(h http.Header, k, v string) http.Header {
+		h = h.Clone()
+		if v == "" {
+			h.Del(k)
+		} else {
+			h.Set(k, v)
+		}
+		return h
+	}
+	get, _ := http.NewRequest("GET", "/api/queue/a", nil)
+	for _, c := range []struct {
+		name   string
+		status int
+		header http.Header
+		body   string
+		valid  bool
+	}{
+		{"as documented", 200, ok, fmt.Sprintf(view, ""), true},
+		{"an undocumented field", 200, ok, fmt.Sprintf(view, `,"secret":1`), false},
+		{"a state outside the enum", 200, ok, strings.Replace(fmt.Sprintf(view, ""), `"idle"`, `"busy"`, 1), false},
+		{"an undocumented status", 418, ok, fmt.Sprintf(view, ""), false},
+		{"an undocumented header", 200, with(ok, "X-Debug", "1"), fmt.Sprintf(view, ""), false},
+		{"no ETag", 200, with(ok, "Etag", ""), fmt.Sprintf(view, ""), false},
+		{"a problem of the wrong type", 403, with(ok, "Content-Type", "application/problem+json"),
+			`{"type":"urn:taskqueue:problem:validation","title":"x","status":403}`, false},
+	} {
+		err := contractViolation(get, c.status, c.header, []byte(c.body))
+		if (err == nil) != c.valid {
+			t.Errorf("%s: contractViolation = %v, want valid %t", c.name, err, c.valid)
+		}
+	}
+}
+
+// GET /api/openapi.json serves the spec, without a token.
+func TestOpenAPIServed(t *testing.T) {
+	c := newClient(t, apptest.SQLite(t))
+	r := c.do(req{method: "GET", path: "/api/openapi.json"})
+	if r.status != 200 || r.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("%d %q", r.status, r.header.Get("Content-Type"))
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(r.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil || doc.OpenAPI != "3.1.0" || doc.Paths.Find("/api/queue/{playerId}") == nil {
+		t.Fatalf("served spec: openapi %q, valid: %v", doc.OpenAPI, err)
+	}
+}
