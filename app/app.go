@@ -16,6 +16,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/metrics"
 	"github.com/taskqueue/taskqueue/migrations"
@@ -112,7 +113,8 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 			a.Logger.Error("close event store", "err", err)
 		}
 	})
-	rr, err := openRedis(cfg, a.Logger, &cl)
+	horizon := st.watchHorizon(a.Logger, &cl)
+	rr, err := openRedis(cfg, a.Logger, &cl, st.readModels)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -207,6 +209,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		sources.DeadLetters = metrics.DeadLettersIn(st.readModels)
 	}
 	sources.Relay = relaySource
+	sources.LogHorizon = horizon
 	a.Metrics.SetSources(sources)
 	srv, err := web.NewServer(web.Config{
 		Tokens:      a.Tokens,
@@ -323,6 +326,25 @@ type openedStore struct {
 	// readModels is the SQL database of the read models, the processor
 	// and the relay (on KurrentDB, the one beside it).
 	readModels projections.DB
+	// pg is the event store on PostgreSQL (nil on other backends), whose
+	// horizon watchHorizon watches.
+	pg *postgres.Store
+}
+
+// watchHorizon starts, on PostgreSQL, the watch of what holds back the
+// log's readers (horizonWatch) until cl closes, and adds its check to
+// st.ready. It returns the metrics source, nil on other backends.
+func (st *openedStore) watchHorizon(log *slog.Logger, cl *closers) func() (time.Duration, int64) {
+	if st.pg == nil {
+		return nil
+	}
+	w := &horizonWatch{store: st.pg, log: log}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.run(ctx) }()
+	cl.add(func() { cancel(); <-done })
+	st.ready = append(st.ready, w.readiness())
+	return w.state
 }
 
 func openStore(ctx context.Context, cfg Config) (openedStore, error) {

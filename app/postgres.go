@@ -30,7 +30,9 @@ func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
 		pool.Close()
 		return openedStore{}, err
 	}
-	return onPostgres(s, "postgres", pool, db), nil
+	st := onPostgres(s, "postgres", pool, db)
+	st.pg = s
+	return st, nil
 }
 
 // onPostgres is store s of backend with its read models in the PostgreSQL

@@ -218,6 +218,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 		}
 	})
 	a.DB = st.readModels
+	horizon := st.watchHorizon(a.Logger, &cl)
 	if cfg.RedisURL != "" {
 		c, err := redisx.Open(redisx.Config{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Logger: a.Logger})
 		if err != nil {
@@ -240,6 +241,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 		ActiveQueues: metrics.ActiveQueuesIn(a.DB),
 		DeadLetters:  metrics.DeadLettersIn(a.DB),
 		Relay:        relayLag(relay),
+		LogHorizon:   horizon,
 	})
 	a.Handler = probeHandler(ready, a.Metrics.Handler(), a.Logger)
 	a.Logger.Info("processor built", "backend", st.backend, "redis", a.Redis != nil)

@@ -58,6 +58,11 @@ type Sources struct {
 	// its checkpoint and how long the first event it has not published yet
 	// has been in the log. Nil where no relay runs (without Redis).
 	Relay func(ctx context.Context) (eventstore.Position, time.Duration, error)
+	// LogHorizon reports, on PostgreSQL, how long the oldest writing
+	// transaction of the cluster has been open (it holds back every reader
+	// of the log) and how many committed events wait behind it. Nil on
+	// other backends.
+	LogHorizon func() (age time.Duration, waiting int64)
 }
 
 // scrapeTimeout bounds the reads of Sources in one scrape.

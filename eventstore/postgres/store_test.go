@@ -200,3 +200,40 @@ func TestDataColumnKeepsText(t *testing.T) {
 		t.Fatalf("stored %q, want %q", raw, e.Data)
 	}
 }
+
+// Horizon reports a writing transaction that holds the log's readers back,
+// and the committed events waiting behind it. (The server is shared with
+// other tests, so an older transaction may be the one named: the age is at
+// least ours.)
+func TestHorizonReportsAHeldLog(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var pid int32
+	var xid string
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid(), pg_current_xact_id()::text`).Scan(&pid, &xid); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if _, err := s.Append(ctx, "horizon-"+uuid.NewString(), eventstore.NoStream, newEvent("Behind")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	h, err := s.Horizon(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held := time.Since(began); h.Age < held-100*time.Millisecond {
+		t.Fatalf("horizon age %v, want at least the %v our transaction has been open", h.Age, held)
+	}
+	if h.Unreadable < 1 {
+		t.Fatalf("horizon counts %d events waiting, want the one appended behind our transaction", h.Unreadable)
+	}
+	if h.PID == pid && (h.Database == "" || !strings.Contains(h.String(), "open for")) {
+		t.Fatalf("horizon names our transaction without its details: %+v", h)
+	}
+}
