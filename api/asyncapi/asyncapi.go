@@ -31,6 +31,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v4"
+
+	"github.com/taskqueue/taskqueue/api"
 )
 
 // YAML is the spec as written.
@@ -38,9 +40,14 @@ import (
 //go:embed asyncapi.yaml
 var YAML []byte
 
-// docURL names the document for the schema compiler: schemas refer to each
-// other with "#/components/schemas/…".
-const docURL = "https://taskqueue.invalid/api/asyncapi.json"
+// docURL and openAPIURL name the documents for the schema compiler, as
+// they lie in the repository: schemas refer to each other with
+// "#/components/schemas/…", and to the HTTP spec's with
+// "../openapi.yaml#/components/schemas/…".
+const (
+	docURL     = "https://taskqueue.invalid/api/asyncapi/asyncapi.yaml"
+	openAPIURL = "https://taskqueue.invalid/api/openapi.yaml"
+)
 
 // Document returns the spec decoded as JSON values (maps, slices,
 // json.Number, strings, booleans and nil).
@@ -49,9 +56,18 @@ func Document() (any, error) {
 	if err := yaml.Unmarshal(YAML, &doc); err != nil {
 		return nil, fmt.Errorf("parse api/asyncapi/asyncapi.yaml: %w", err)
 	}
+	v, err := jsonValue(doc)
+	if err != nil {
+		return nil, fmt.Errorf("api/asyncapi/asyncapi.yaml: %w", err)
+	}
+	return v, nil
+}
+
+// jsonValue turns a decoded YAML document into JSON values.
+func jsonValue(doc any) (any, error) {
 	b, err := json.Marshal(doc)
 	if err != nil {
-		return nil, fmt.Errorf("encode api/asyncapi/asyncapi.yaml as JSON: %w", err)
+		return nil, fmt.Errorf("encode as JSON: %w", err)
 	}
 	return jsonschema.UnmarshalJSON(bytes.NewReader(b))
 }
@@ -77,6 +93,18 @@ var compiler = sync.OnceValues(func() (*jsonschema.Compiler, error) {
 	c.AssertContent()
 	if err := c.AddResource(docURL, doc); err != nil {
 		return nil, fmt.Errorf("load the AsyncAPI document: %w", err)
+	}
+	// Schemas shared with the HTTP API (the queue view) are the OpenAPI
+	// spec's, referred to as ../openapi.yaml.
+	var openapi any
+	if err := yaml.Unmarshal(api.OpenAPIYAML, &openapi); err != nil {
+		return nil, fmt.Errorf("parse api/openapi.yaml: %w", err)
+	}
+	if openapi, err = jsonValue(openapi); err != nil {
+		return nil, fmt.Errorf("api/openapi.yaml: %w", err)
+	}
+	if err := c.AddResource(openAPIURL, openapi); err != nil {
+		return nil, fmt.Errorf("load the OpenAPI document: %w", err)
 	}
 	return c, nil
 })
