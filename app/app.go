@@ -138,7 +138,11 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		},
 	}
 	if st.readModels != nil {
-		rs, err := startReadSide(a.Store, st.readModels, cfg, a.Logger, a.Metrics)
+		replicas, err := openReplicas(ctx, cfg, a.Logger, &cl)
+		if err != nil {
+			return nil, nil, err
+		}
+		rs, err := startReadSide(a.Store, st.readModels, replicas, cfg, a.Logger, a.Metrics, a.Metrics.ReplicaRead)
 		if err != nil {
 			return nil, nil, err
 		}
