@@ -29,7 +29,8 @@ import (
 // runs 1-second repetitions, and their lateness (the commit time of the
 // completion minus its due time); then, on the same PostgreSQL, River
 // running the equivalent scheduled job (one job per player that, when it
-// runs, schedules the next one a second after its own scheduled time).
+// runs, schedules the next one a second after its own scheduled time),
+// tuned for latency (riverLatencyConfig).
 // Size: TASKQUEUE_BENCH_PLAYERS (default 1000) players, each
 // TASKQUEUE_BENCH_REPETITIONS (default 20) repetitions. Run with
 // -benchtime=1x.
@@ -205,11 +206,7 @@ func benchRiver(b *testing.B, players, reps int) {
 	w := &tickWorker{}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, w)
-	client, err := river.NewClient(driver, &river.Config{
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 100}},
-		Workers: workers,
-		Logger:  quietLogger(),
-	})
+	client, err := river.NewClient(driver, riverLatencyConfig(workers))
 	if err != nil {
 		b.Fatal(err)
 	}
