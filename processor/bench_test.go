@@ -13,15 +13,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/internal/testenv"
 )
 
 // BenchmarkRepetitions measures, on PostgreSQL with the real clock, how
@@ -185,24 +181,7 @@ func (w *tickWorker) Work(ctx context.Context, job *river.Job[tickArgs]) error {
 
 func benchRiver(b *testing.B, players, reps int) {
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(testenv.Postgres(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.MaxConns = 12
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	driver := riverpgxv5.New(pool)
-	migrator, err := rivermigrate.New(driver, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		b.Fatal(err)
-	}
+	_, driver := riverPool(b, 12)
 	w := &tickWorker{}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, w)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -215,13 +216,32 @@ func riverLatencyConfig(workers *river.Workers) *river.Config {
 }
 
 // riverPool opens a pool of conns on a fresh schema with River's tables
-// (rivermigrate).
+// (rivermigrate). The schema's name is short: River names its NOTIFY
+// channels after it, and PostgreSQL refuses channel names over 63 bytes.
 func riverPool(b *testing.B, conns int32) (*pgxpool.Pool, *riverpgxv5.Driver) {
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(testenv.Postgres(b))
+	testenv.Postgres(b) // skips without the test database
+	base := os.Getenv("TASKQUEUE_TEST_DATABASE_URL")
+	schema := "river_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	admin, err := pgx.Connect(ctx, base)
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if c, err := pgx.Connect(context.Background(), base); err == nil {
+			_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+			_ = c.Close(context.Background())
+		}
+	})
+	cfg, err := pgxpool.ParseConfig(base)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	cfg.MaxConns = conns
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
