@@ -82,8 +82,8 @@ type batchEntry struct {
 // run them one by one, but with one read for the queues that need one and
 // one AppendMany for every decision that appends. An item whose append
 // finds another version (another writer got there first), or that
-// needs the stream read again, runs again alone afterwards (execute), so
-// a conflict costs that item a retry, never the batch. An item naming a
+// needs the stream read again, runs again alone afterwards, reading its
+// stream first, so a conflict costs that item a retry, never the batch. An item naming a
 // stream an earlier item names also runs alone. It returns the outcome or
 // the error of each item, or an error of the batch as a whole (from the
 // read or the append) with no outcomes.
@@ -118,10 +118,11 @@ func (r *Queues) executeBatch(ctx context.Context, items []batchItem) ([]outcome
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, i := range append(alone, again...) {
-		var out outcome
-		out, errs[i] = r.execute(ctx, items[i].req, items[i].fp, items[i].decide)
-		outs[i] = out
+	for _, i := range alone {
+		outs[i], errs[i] = r.execute(ctx, items[i].req, items[i].fp, items[i].decide)
+	}
+	for _, i := range again { // their cached queues proved out of date: read first
+		outs[i], errs[i] = r.executeAs(ctx, items[i].req, items[i].fp, items[i].decide, false)
 	}
 	return outs, errs, nil
 }

@@ -286,6 +286,11 @@ type outcome struct {
 // execute runs one command: load, check idempotency and the condition,
 // decide, append with the exact expected version, retry on conflict.
 func (r *Queues) execute(ctx context.Context, req Request, fp string, decide decision) (outcome, error) {
+	return r.executeAs(ctx, req, fp, decide, r.cfg.Optimistic)
+}
+
+// executeAs is execute, optimistic (Config.Optimistic) or not.
+func (r *Queues) executeAs(ctx context.Context, req Request, fp string, decide decision, optimistic bool) (outcome, error) {
 	player, err := domain.ParsePlayerID(req.PlayerID)
 	if err != nil {
 		return outcome{}, err
@@ -299,7 +304,7 @@ func (r *Queues) execute(ctx context.Context, req Request, fp string, decide dec
 	stream := player.Stream()
 	firstID := eventID(stream, key, fp, 0)
 	for attempt := 1; ; attempt++ {
-		out, retry, err := r.attempt(ctx, player, stream, req, key, fp, firstID, decide)
+		out, retry, err := r.attempt(ctx, player, stream, req, key, fp, firstID, decide, optimistic)
 		if !retry {
 			return out, err
 		}
@@ -317,16 +322,16 @@ func (r *Queues) execute(ctx context.Context, req Request, fp string, decide dec
 }
 
 // attempt makes one decision. retry reports a lost race worth retrying.
-// With Config.Optimistic it first decides on the cached queue as it is
+// When optimistic it first decides on the cached queue as it is
 // (see decideOn), and catches up and decides again when that was not
 // enough.
-func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision) (out outcome, retry bool, err error) {
+func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision, optimistic bool) (out outcome, retry bool, err error) {
 	c := r.entry(stream)
 	if err := c.acquire(ctx); err != nil {
 		return outcome{}, false, err
 	}
 	defer c.release()
-	if r.cfg.Optimistic && c.st != nil {
+	if optimistic && c.st != nil {
 		out, retry, err := r.decideOn(ctx, c, c.st, player, stream, req, key, fp, firstID, decide, true)
 		if !errors.Is(err, errMaybeStale) {
 			return out, retry, err
