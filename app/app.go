@@ -138,7 +138,11 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		},
 	}
 	if st.readModels != nil {
-		rs, err := startReadSide(a.Store, st.readModels, cfg, a.Logger, a.Metrics)
+		replicas, err := openReplicas(ctx, cfg, a.Logger, &cl)
+		if err != nil {
+			return nil, nil, err
+		}
+		rs, err := startReadSide(a.Store, st.readModels, replicas, cfg, a.Logger, a.Metrics, a.Metrics.ReplicaRead)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -149,7 +153,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	}
 
 	rules := domain.Rules{Catalog: a.Catalog, QueueLimit: cfg.QueueLimit}
-	a.Commands, err = command.NewHandlers(a.Store, command.Config{Rules: rules})
+	a.Commands, err = command.NewHandlers(a.Store, commandConfig(rules, st.store))
 	if err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
@@ -158,7 +162,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	var relaySource func(context.Context) (eventstore.Position, time.Duration, error)
 	switch {
 	case st.readModels != nil && cfg.ProcessorOn():
-		proc, relay, stop, err := startProcessor(cfg, a.Store, st.readModels, rules, rr.client, a.Metrics, a.Logger)
+		proc, relay, stop, err := startProcessor(cfg, a.Store, st.readModels, commandConfig(rules, st.store), rr.client, a.Metrics, a.Logger)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -315,6 +319,17 @@ func NewTokens(cfg Config) (*auth.Tokens, error) {
 		return nil, fmt.Errorf("TASKQUEUE_JWT_SECRET: %w", err)
 	}
 	return t, nil
+}
+
+// commandConfig is the command side's configuration: rules, and the
+// snapshots of store (unwrapped: the metrics and tracing decorators of
+// App.Store do not carry them) when it keeps them.
+func commandConfig(rules domain.Rules, store eventstore.Store) command.Config {
+	cc := command.Config{Rules: rules}
+	if s, ok := store.(eventstore.SnapshotStore); ok {
+		cc.Snapshots = s
+	}
+	return cc
 }
 
 // openedStore is an event store with what /readyz asks about it.

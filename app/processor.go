@@ -16,7 +16,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/command"
-	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/metrics"
@@ -41,7 +40,7 @@ func TopicPrefix(cfg Config) string { return cfg.RedisPrefix + "taskqueue" }
 // the relay does not run (nothing outside this process could consume a
 // GoChannel), which is logged once. stop stops claiming, lets the
 // commands in flight finish, releases the claims and the lease.
-func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules domain.Rules, rc *redisx.Client, obs faults.Observer, log *slog.Logger) (_ *processor.Processor, _ *processor.Relay, _ func(), err error) {
+func startProcessor(cfg Config, store eventstore.Store, db projections.DB, commands command.Config, rc *redisx.Client, obs faults.Observer, log *slog.Logger) (_ *processor.Processor, _ *processor.Relay, _ func(), err error) {
 	var rdb redis.UniversalClient
 	var own *redis.Client
 	if rc != nil {
@@ -59,7 +58,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 	p, err := processor.New(processor.Config{
 		Store:       store,
 		DB:          db,
-		Commands:    command.Config{Rules: rules},
+		Commands:    commands,
 		OfflineCap:  cfg.OfflineCap,
 		Redis:       rdb,
 		TopicPrefix: TopicPrefix(cfg),
@@ -72,7 +71,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 	var relay *processor.Relay
 	var relayPub interface{ Close() error }
 	if rdb != nil {
-		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{rdb}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
+		pub, err := processor.NewIntegrationPublisher(rdb,
 			watermill.NewSlogLogger(log.With("component", "relay-publisher")))
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
@@ -229,7 +228,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	}
 	a.Metrics = metrics.New()
 	a.Store = tracing.Store(a.Metrics.Store(st.store))
-	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, rules, a.Redis, a.Metrics, a.Logger)
+	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, commandConfig(rules, st.store), a.Redis, a.Metrics, a.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -292,7 +291,7 @@ func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return 0, fmt.Errorf("redis at TASKQUEUE_REDIS_URL does not answer: %w", err)
 	}
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{rdb}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
+	pub, err := processor.NewIntegrationPublisher(rdb,
 		watermill.NewSlogLogger(log.With("component", "relay-publisher")))
 	if err != nil {
 		return 0, err

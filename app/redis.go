@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/taskqueue/taskqueue/domain"
@@ -57,7 +56,7 @@ func openRedis(cfg Config, log *slog.Logger, cl *closers, db projections.DB) (*r
 	if r.client != nil {
 		r.wakeups = redisx.NewWakeups(r.client)
 		cl.add(r.wakeups.Close)
-		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{r.client.Redis()}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
+		pub, err := processor.NewIntegrationPublisher(r.client.Redis(),
 			watermill.NewSlogLogger(log.With("component", "presence")))
 		if err != nil {
 			return nil, fmt.Errorf("open the presence publisher: %w", err)

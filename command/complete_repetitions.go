@@ -137,6 +137,7 @@ func (r *Queues) decideBatch(ctx context.Context, items []batchItem, entries []*
 	held := 0
 	defer func() {
 		for _, e := range entries[:held] {
+			r.snapshotIfDue(e.c) // before the release
 			e.c.release()
 		}
 	}()
@@ -191,14 +192,21 @@ func (r *Queues) decideBatch(ctx context.Context, items []batchItem, entries []*
 // loadBatch brings the queues of entries up to date for a decision, their
 // locks held: with Config.Optimistic a cached queue is used as it is (the
 // append's expected version proves it current), every other queue is read
-// from where its cache stands, all in one ReadStreams call (a stream longer
-// than a page reads the rest alone). A queue that fails to load fails its
-// item; a failed read fails the batch.
+// from where its cache stands, all in one ReadStreams call. A stream longer
+// than a page is loaded alone (catchUp: from its snapshot, if it has one),
+// and so is a queue restored from a snapshot not checked yet. A queue that
+// fails to load fails its item; a failed read fails the batch.
 func (r *Queues) loadBatch(ctx context.Context, entries []*batchEntry, errs []error) error {
 	var reads []eventstore.StreamRead
 	var loading []*batchEntry
 	for _, e := range entries {
-		if r.cfg.Optimistic && e.c.st != nil {
+		switch {
+		case e.c.st != nil && e.c.st.check != uuid.Nil:
+			if _, err := r.catchUp(ctx, e.c, e.player); err != nil {
+				errs[e.item] = err
+			}
+			continue
+		case r.cfg.Optimistic && e.c.st != nil:
 			e.optimistic = true
 			continue
 		}
@@ -225,11 +233,17 @@ func (r *Queues) loadBatch(ctx context.Context, entries []*batchEntry, errs []er
 	return nil
 }
 
-// applyPage applies the first page of e's stream read by loadBatch, and
-// reads the rest alone when the page was full.
+// applyPage applies the first page of e's stream read by loadBatch. When
+// the page is full, the stream is long: a queue not loaded before is
+// loaded alone instead (from its snapshot, if any), a cached one reads
+// the rest of its tail.
 func (r *Queues) applyPage(ctx context.Context, e *batchEntry, page []eventstore.RecordedEvent) error {
+	if len(page) == r.cfg.ReadPageSize {
+		_, err := r.catchUp(ctx, e.c, e.player)
+		return err
+	}
 	if e.c.st == nil {
-		e.c.st = &loaded{queue: domain.NewQueue(e.player, r.cfg.Rules), keys: map[string]*keyRecord{}}
+		e.c.st = r.fresh(e.player)
 	}
 	for _, rec := range page {
 		if err := r.applyRecorded(e.c.st, rec); err != nil {
@@ -237,9 +251,5 @@ func (r *Queues) applyPage(ctx context.Context, e *batchEntry, page []eventstore
 			return fmt.Errorf("load %s: %w", e.stream, err)
 		}
 	}
-	if len(page) < r.cfg.ReadPageSize {
-		return nil
-	}
-	_, err := r.catchUp(ctx, e.c, e.player)
-	return err
+	return nil
 }

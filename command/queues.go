@@ -52,6 +52,15 @@ type Config struct {
 	// whose cache other writers keep outdating pays a failed append (and
 	// the reads that explain it) instead of a read. Default false.
 	Optimistic bool
+	// Snapshots keeps the queues' snapshots (see snapshots.go): a queue
+	// that is not cached loads from its snapshot and the events after it.
+	// Nil: the event store's own when it implements
+	// eventstore.SnapshotStore (a decorated store must be given here).
+	Snapshots eventstore.SnapshotStore
+	// SnapshotEvery is how many events a queue's stream grows between two
+	// snapshots of it. Default 50; negative: no snapshots are taken or
+	// read.
+	SnapshotEvery int
 }
 
 func (c *Config) setDefaults() {
@@ -69,6 +78,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReadPageSize <= 0 {
 		c.ReadPageSize = 1000
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = 50
 	}
 }
 
@@ -89,6 +101,7 @@ func (c Config) Validate() error {
 type Queues struct {
 	store EventStore
 	cfg   Config
+	snaps *snapshotter
 
 	mu      sync.Mutex
 	entries map[string]*list.Element // of *cached
@@ -123,6 +136,10 @@ type loaded struct {
 	version int64
 	keys    map[string]*keyRecord
 	order   []string // keys, oldest first
+
+	last       uuid.UUID // ID of the event at version
+	check      uuid.UUID // restored from a snapshot: the event to find at version before going on
+	snapshotAt int64     // version of the last snapshot taken or restored
 }
 
 // keyRecord is what a queue remembers of one command's events.
@@ -142,7 +159,8 @@ func NewQueues(store EventStore, cfg Config) (*Queues, error) {
 		return nil, fmt.Errorf("new command queues: %w", err)
 	}
 	cfg.setDefaults()
-	return &Queues{store: store, cfg: cfg, entries: map[string]*list.Element{}, lru: list.New()}, nil
+	return &Queues{store: store, cfg: cfg, snaps: newSnapshotter(store, cfg.Snapshots, cfg.SnapshotEvery),
+		entries: map[string]*list.Element{}, lru: list.New()}, nil
 }
 
 // Now returns the time of the configured clock.
@@ -177,16 +195,33 @@ func (r *Queues) Len() int {
 	return r.lru.Len()
 }
 
-// catchUp brings c's state to the end of its stream. c's lock must be held.
+// catchUp brings c's state to the end of its stream, from its snapshot
+// when it is not loaded yet. c's lock must be held.
 func (r *Queues) catchUp(ctx context.Context, c *cached, player domain.PlayerID) (*loaded, error) {
 	if c.st == nil {
-		c.st = &loaded{queue: domain.NewQueue(player, r.cfg.Rules), keys: map[string]*keyRecord{}}
+		c.st = r.snaps.load(ctx, c.stream, player, r.cfg.Rules)
+	}
+	if c.st == nil {
+		c.st = r.fresh(player)
 	}
 	st := c.st
 	for {
-		page, err := r.store.ReadStream(ctx, c.stream, st.version+1, r.cfg.ReadPageSize)
+		from := st.version + 1
+		if st.check != uuid.Nil {
+			from = st.version // the snapshot's own event, to check
+		}
+		page, err := r.store.ReadStream(ctx, c.stream, from, r.cfg.ReadPageSize)
 		if err != nil {
-			return nil, fmt.Errorf("read %s from version %d: %w", c.stream, st.version+1, err)
+			return nil, fmt.Errorf("read %s from version %d: %w", c.stream, from, err)
+		}
+		full := len(page) == r.cfg.ReadPageSize
+		if st.check != uuid.Nil {
+			if len(page) == 0 || page[0].Version != st.version || page[0].ID != st.check {
+				c.st = r.fresh(player) // a snapshot of another history: load the stream from the start
+				st = c.st
+				continue
+			}
+			st.check, page = uuid.Nil, page[1:]
 		}
 		for _, rec := range page {
 			if err := r.applyRecorded(st, rec); err != nil {
@@ -194,9 +229,23 @@ func (r *Queues) catchUp(ctx context.Context, c *cached, player domain.PlayerID)
 				return nil, fmt.Errorf("load %s: %w", c.stream, err)
 			}
 		}
-		if len(page) < r.cfg.ReadPageSize {
+		if !full {
 			return st, nil
 		}
+	}
+}
+
+// fresh is the state of a queue before its first event.
+func (r *Queues) fresh(player domain.PlayerID) *loaded {
+	return &loaded{queue: domain.NewQueue(player, r.cfg.Rules), keys: map[string]*keyRecord{}}
+}
+
+// snapshotIfDue saves c's state in the background when its stream grew by
+// Config.SnapshotEvery events since the last snapshot. c's lock must be
+// held.
+func (r *Queues) snapshotIfDue(c *cached) {
+	if r.snaps.due(c.st) {
+		r.snaps.take(c.stream, c.st)
 	}
 }
 
@@ -211,7 +260,7 @@ func (r *Queues) applyRecorded(st *loaded, rec eventstore.RecordedEvent) error {
 	if err := st.queue.Apply(e); err != nil {
 		return err
 	}
-	st.version = rec.Version
+	st.version, st.last = rec.Version, rec.ID
 	r.remember(st, rec.Metadata.CausationID, rec.ID, rec.Version, rec.Position, e)
 	return nil
 }
@@ -331,7 +380,8 @@ func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream str
 		return outcome{}, false, err
 	}
 	defer c.release()
-	if optimistic && c.st != nil {
+	defer r.snapshotIfDue(c) // before the release
+	if optimistic && c.st != nil && c.st.check == uuid.Nil {
 		out, retry, err := r.decideOn(ctx, c, c.st, player, stream, req, key, fp, firstID, decide, true)
 		if !errors.Is(err, errMaybeStale) {
 			return out, retry, err
@@ -452,7 +502,7 @@ func (r *Queues) settle(ctx context.Context, c *cached, st *loaded, player domai
 		c.st = nil
 		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports version %d, the queue counts %d", len(p.data), stream, res.Version, p.queue.Version())
 	}
-	st.queue, st.version = p.queue, res.Version
+	st.queue, st.version, st.last = p.queue, res.Version, p.data[len(p.data)-1].ID
 	for i, e := range p.events {
 		r.remember(st, key, p.data[i].ID, res.Version-int64(len(p.events)-1-i), res.Position, e)
 	}
@@ -486,6 +536,7 @@ func (r *Queues) read(ctx context.Context, playerID string) (domain.QueueView, i
 		return domain.QueueView{}, 0, err
 	}
 	defer c.release()
+	defer r.snapshotIfDue(c) // before the release
 	st, err := r.catchUp(ctx, c, player)
 	if err != nil {
 		return domain.QueueView{}, 0, err

@@ -170,6 +170,11 @@ func apply(ctx context.Context, conn *sql.Conn, d Dialect, m Migration) error {
 	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 		return fmt.Errorf("migrate %s: apply %04d_%s: %w", d, m.Version, m.Name, err)
 	}
+	if step := steps[d][m.Version]; step != nil {
+		if err := step(ctx, tx); err != nil {
+			return fmt.Errorf("migrate %s: apply %04d_%s: %w", d, m.Version, m.Name, err)
+		}
+	}
 	insert := `INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)`
 	if d == SQLite {
 		insert = `INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)`
@@ -180,6 +185,50 @@ func apply(ctx context.Context, conn *sql.Conn, d Dialect, m Migration) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("migrate %s: commit %04d_%s: %w", d, m.Version, m.Name, err)
+	}
+	return nil
+}
+
+// steps are the parts of migrations that a dialect cannot say in SQL
+// alone, run after the file's SQL in the same transaction (so a migration
+// is still applied whole or not at all). The file describes its step in a
+// comment; like the file, a step that landed is never changed.
+var steps = map[Dialect]map[int]func(ctx context.Context, tx *sql.Tx) error{
+	SQLite: {15: sqliteQueueState},
+}
+
+// sqliteQueueState is the step of sqlite/0015_queue_state.sql: the
+// generated column queue_status.state on every generation of the table.
+func sqliteQueueState(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master
+		WHERE type = 'table' AND name LIKE 'queue\_status\_\_%' ESCAPE '\' ORDER BY name`)
+	if err != nil {
+		return fmt.Errorf("list queue_status tables: %w", err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("list queue_status tables: %w", err)
+		}
+		tables = append(tables, name)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list queue_status tables: %w", err)
+	}
+	for _, t := range tables {
+		stmts := []string{
+			`ALTER TABLE "` + t + `" ADD COLUMN state TEXT GENERATED ALWAYS AS (
+	CASE WHEN NOT running THEN 'stopped' WHEN task_count = 0 THEN 'idle' ELSE 'running' END) VIRTUAL`,
+			`CREATE INDEX "` + t + `_state_updated" ON "` + t + `" (state, updated_at)`,
+		}
+		for _, s := range stmts {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return fmt.Errorf("add state to %s: %w", t, err)
+			}
+		}
 	}
 	return nil
 }

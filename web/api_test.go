@@ -20,7 +20,8 @@ import (
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
-// client drives one app over real HTTP.
+// client drives one app over real HTTP; every response is checked against
+// the spec (checkContract).
 type client struct {
 	t   *testing.T
 	app *app.App
@@ -29,7 +30,7 @@ type client struct {
 
 func newClient(t *testing.T, a *app.App) *client {
 	t.Helper()
-	srv := httptest.NewServer(a.Handler)
+	srv := httptest.NewServer(checkContract(t, a.Handler))
 	t.Cleanup(srv.Close)
 	return &client{t: t, app: a, url: srv.URL}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/taskqueue/taskqueue/api"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -227,6 +228,7 @@ func (s *Server) routes() chi.Router {
 	r.Route("/api", func(r chi.Router) {
 		r.Use(s.cors, s.limitBody, noStore)
 		r.Get("/catalog", s.getCatalog)
+		r.Get("/openapi.json", s.getOpenAPI)
 		r.Get("/ws", s.websocket) // its stream outlives any deadline; it bounds its own subscribe
 		r.Group(func(r chi.Router) {
 			r.Use(s.deadline)
@@ -420,6 +422,18 @@ collect:
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+}
+
+// getOpenAPI serves the HTTP API's spec (package api), the contract that
+// the tests hold every response to.
+func (s *Server) getOpenAPI(w http.ResponseWriter, r *http.Request) {
+	b, err := api.OpenAPIJSON()
+	if err != nil {
+		s.writeProblem(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
 }
 
 func (s *Server) getCatalog(w http.ResponseWriter, _ *http.Request) {

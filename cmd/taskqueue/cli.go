@@ -47,6 +47,7 @@ Usage:
   taskqueue queue --player ID [--at MOMENT] print a player's queue as it was at a moment (time travel)
   taskqueue export [--from T] [--to T]      write the event log as JSON lines to stdout
   taskqueue import [FILE]                   append an export (FILE or stdin) to an EMPTY store
+  taskqueue backup --to DIR                 copy the SQLite data directory while serving (restore: serve with DIR)
   taskqueue replay --projection NAME|all [--to-position N | --to-time T [--into FILE]]
                                             rebuild read models blue-green, or as they were at a bound into a new SQLite file
   taskqueue version                         print the version
@@ -84,7 +85,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = bench(ctx, rest, stdout, stderr, getenv)
 	case "soak":
 		err = soak(ctx, rest, stdout, stderr, getenv)
-	case "events", "queue", "export", "import", "replay":
+	case "events", "queue", "export", "import", "replay", "backup":
 		err = opsCommand(ctx, cmd, rest, stdin, stdout, stderr, getenv)
 	case "version":
 		if len(rest) > 0 {

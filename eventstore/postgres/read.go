@@ -116,10 +116,50 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	return eventstore.Position{Commit: uint64(xid), Seq: uint64(pos)}, nil
 }
 
+// CommittedHead returns the position of the last committed event of the
+// log, whether or not it is in the safe prefix yet (Head): an event
+// committed after a transaction that is still open is committed but not
+// yet readable. Once Head has reached it, ReadAll returns every event that
+// was committed when CommittedHead was called. The realtime catch-up waits
+// for that, so that everything acknowledged before a resume is in it.
+func (s *Store) CommittedHead(ctx context.Context) (eventstore.Position, error) {
+	if s.closed() {
+		return eventstore.Position{}, fmt.Errorf("read committed head: %w", eventstore.ErrClosed)
+	}
+	ctx, done := s.withStore(ctx)
+	defer done()
+	var xid, pos int64
+	err := s.pool.QueryRow(ctx, `SELECT transaction_id::text::bigint, position FROM event_log
+		ORDER BY event_log.transaction_id DESC, event_log.position DESC LIMIT 1`).Scan(&xid, &pos)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return eventstore.Position{}, nil
+	case err != nil:
+		return eventstore.Position{}, fmt.Errorf("read committed head: %w", s.opError(ctx, err))
+	}
+	return eventstore.Position{Commit: uint64(xid), Seq: uint64(pos)}, nil
+}
+
+// checkPosition refuses a position this backend never hands out: every
+// PostgreSQL position has a commit part (a transaction ID), so "1042" (a
+// SQLite position, Commit 0) comes from another store. Read as a
+// PostgreSQL position it would sit before every event and replay the whole
+// log; ErrInvalid lets the caller tell (the realtime hub answers a reset).
+// Start (0) is valid.
+func checkPosition(p eventstore.Position) error {
+	if p.Commit == 0 && p.Seq != 0 {
+		return fmt.Errorf("%w: position %s is not a PostgreSQL position (it has no commit part)", eventstore.ErrInvalid, p)
+	}
+	return nil
+}
+
 // ReadAll implements eventstore.Store.
 func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, filter eventstore.Filter, limit int) ([]eventstore.RecordedEvent, error) {
 	if s.closed() {
 		return nil, fmt.Errorf("read all after %v: %w", after, eventstore.ErrClosed)
+	}
+	if err := checkPosition(after); err != nil {
+		return nil, fmt.Errorf("read all: %w", err)
 	}
 	if limit <= 0 {
 		limit = defaultPage

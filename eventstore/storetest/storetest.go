@@ -118,6 +118,7 @@ func Run(t *testing.T, h Harness) {
 		t.Run("StreamVersion", s.testStreamVersion)
 		t.Run("Head", s.testHead)
 	})
+	t.Run("Snapshots", s.testSnapshots)
 	t.Run("Subscribe", func(t *testing.T) {
 		t.Run("CatchUpThenLive", s.testCatchUpThenLive)
 		t.Run("ConcurrentWritersLiveSubscriber", s.testConcurrentWriters)
