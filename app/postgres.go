@@ -43,6 +43,7 @@ func onPostgres(s eventstore.Store, backend string, pool *pgxpool.Pool, db *sql.
 		store:      s,
 		backend:    backend,
 		readModels: projections.NewPostgresDB(pool),
+		pool:       pool,
 		ready:      []web.ReadinessCheck{storeCheck(s), readModelsCheck(db, migrations.Postgres)},
 		close: func() error {
 			err := s.Close()
