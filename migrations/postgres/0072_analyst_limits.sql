@@ -1,5 +1,5 @@
--- Limits of the analyst role taskqueue_analyst (0014_analyst_role), set
--- under the same condition as the role itself: only when the migrating
+-- Limits of the analyst role taskqueue_analyst (0014_analyst_role), and the
+-- table it may not read (audit_log), set under the same condition as the role itself: only when the migrating
 -- connection carries taskqueue.analyst_password (the server runs this file
 -- again at every start with TASKQUEUE_ANALYST_PASSWORD, after 0014). A
 -- bounded number of connections (which the role cannot change), and
@@ -21,5 +21,8 @@ BEGIN
 	ALTER ROLE taskqueue_analyst SET statement_timeout = '60s';
 	ALTER ROLE taskqueue_analyst SET idle_in_transaction_session_timeout = '10s';
 	ALTER ROLE taskqueue_analyst SET default_transaction_read_only = on;
+	-- 0014 grants SELECT on every table; the audit trail is not for
+	-- analysts (0071_audit_log).
+	REVOKE ALL ON audit_log FROM taskqueue_analyst;
 END
 $$;
