@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/taskqueue/taskqueue/audit"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
@@ -146,7 +148,11 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		},
 	}
 	if st.readModels != nil {
-		rs, err := startReadSide(a.Store, st.readModels, cfg, a.Logger, a.Metrics)
+		replicas, err := openReplicas(ctx, cfg, a.Logger, &cl)
+		if err != nil {
+			return nil, nil, err
+		}
+		rs, err := startReadSide(a.Store, st.readModels, replicas, cfg, a.Logger, a.Metrics, a.Metrics.ReplicaRead)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -166,7 +172,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	var relaySource func(context.Context) (eventstore.Position, time.Duration, error)
 	switch {
 	case st.readModels != nil && cfg.ProcessorOn():
-		proc, relay, stop, err := startProcessor(cfg, a.Store, st.readModels, commandConfig(rules, st.store), rr.client, a.Metrics, a.Logger)
+		proc, relay, stop, err := startProcessor(cfg, a.Store, st.readModels, st.pool, commandConfig(rules, st.store), rr.client, a.Metrics, a.Logger)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -352,6 +358,9 @@ type openedStore struct {
 	// pg is the event store on PostgreSQL (nil on other backends), whose
 	// horizon watchHorizon watches.
 	pg *postgres.Store
+	// pool is the PostgreSQL pool of the read models (nil on SQLite): the
+	// outbox of integration events without Redis.
+	pool *pgxpool.Pool
 }
 
 // watchHorizon starts, on PostgreSQL, the watch of what holds back the

@@ -36,6 +36,15 @@ type Config struct {
 	// TASKQUEUE_DATABASE_URL, --database-url, default "" (SQLite in DataDir).
 	DatabaseURL string
 
+	// DatabaseReplicaURLs are PostgreSQL hot standbys of DatabaseURL that
+	// serve the read side's queries (queue view, history, progress,
+	// analytics) in turn; the primary serves a query whose replica fails,
+	// or has not replayed a queue view's minVersion within ReplicaWait.
+	// Commands, projections and the processor use the primary.
+	// TASKQUEUE_DATABASE_REPLICA_URLS, --database-replica-urls (comma-
+	// separated), default none.
+	DatabaseReplicaURLs []string
+
 	// DatabaseMaxConns bounds the PostgreSQL connection pool.
 	// TASKQUEUE_DATABASE_MAX_CONNS, --database-max-conns, default 16.
 	DatabaseMaxConns int
@@ -368,6 +377,9 @@ func (c Config) validate(tokens bool) error {
 	if c.HistoryRetentionDays < 1 || c.HistoryRetentionDays > 3650 {
 		bad("TASKQUEUE_HISTORY_RETENTION_DAYS", "%d is not between 1 and 3650", c.HistoryRetentionDays)
 	}
+	if len(c.DatabaseReplicaURLs) > 0 && c.DatabaseURL == "" {
+		bad("TASKQUEUE_DATABASE_REPLICA_URLS", "needs TASKQUEUE_DATABASE_URL: replicas are standbys of the PostgreSQL primary")
+	}
 	for _, o := range c.CORSOrigins {
 		if o == "*" {
 			continue
@@ -461,6 +473,7 @@ var options = []Option{
 	{"TASKQUEUE_ADDR", "addr", DefaultAddr, "address to listen on", func(c *Config) flag.Value { return (*stringValue)(&c.Addr) }},
 	{"TASKQUEUE_DATA_DIR", "data-dir", DefaultDataDir, "directory of the SQLite file and the generated JWT secret", func(c *Config) flag.Value { return (*stringValue)(&c.DataDir) }},
 	{"TASKQUEUE_DATABASE_URL", "database-url", "", "PostgreSQL connection string (events and read models); empty: SQLite in the data directory", func(c *Config) flag.Value { return (*stringValue)(&c.DatabaseURL) }},
+	{"TASKQUEUE_DATABASE_REPLICA_URLS", "database-replica-urls", "", "comma-separated PostgreSQL hot standbys that serve the read side's queries; empty: the primary serves them", func(c *Config) flag.Value { return (*listValue)(&c.DatabaseReplicaURLs) }},
 	{"TASKQUEUE_DATABASE_MAX_CONNS", "database-max-conns", strconv.Itoa(DefaultDatabaseMaxConns), "PostgreSQL pool size", func(c *Config) flag.Value { return (*intValue)(&c.DatabaseMaxConns) }},
 	{"TASKQUEUE_KURRENTDB_URL", "kurrentdb-url", "", "KurrentDB connection string; when set, events are stored in KurrentDB", func(c *Config) flag.Value { return (*stringValue)(&c.KurrentDBURL) }},
 	{"TASKQUEUE_KURRENTDB_NAMESPACE", "kurrentdb-namespace", "", "prefix of every stream on the KurrentDB server", func(c *Config) flag.Value { return (*stringValue)(&c.KurrentDBNamespace) }},
