@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskqueue/taskqueue/audit"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
@@ -66,6 +67,12 @@ type App struct {
 	Logger *slog.Logger
 	// Backend names the event store: "sqlite", "postgres" or "kurrentdb".
 	Backend string
+	// Audit is the audit trail (log lines, and the table audit_log of the
+	// SQL database).
+	Audit *audit.Trail
+	// AdminHandler serves /metrics, /healthz and /readyz on
+	// TASKQUEUE_ADMIN_ADDR (nil without it; Handler serves /metrics then).
+	AdminHandler http.Handler
 }
 
 // New builds the application from cfg: the logger, the event store chosen
@@ -123,6 +130,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	a.Redis = rr.client
 	a.Sessions = rr.sessions
 	a.Metrics = metrics.New()
+	a.Audit = startAudit(st.readModels, cfg, a.Logger, &cl)
 	a.Store, a.Backend = tracing.Store(a.Metrics.Store(st.store)), st.backend
 
 	var (
@@ -230,7 +238,8 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		Analytics:   analytics,
 		Realtime:    a.Realtime,
 		Admin:       admin,
-		Metrics:     a.Metrics.Handler(),
+		Metrics:     publicMetrics(cfg, a.Metrics.Handler()),
+		Audit:       a.Audit,
 		Middleware:  []func(http.Handler) http.Handler{a.Metrics.HTTP},
 		Ready:       append(st.ready, rr.ready()...),
 		Sessions:    rr.sessions.Middleware,
@@ -251,9 +260,12 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
 	a.Handler = tracing.HTTP(srv) // outside web's request ID: the trace is derived from it
+	if cfg.AdminAddr != "" {
+		a.AdminHandler = adminHandler(a.Metrics.Handler(), web.Readiness(append(st.ready, rr.ready()...), a.Logger))
+	}
 	if cfg.DevMode() {
-		a.Logger.Warn("dev mode: anyone who reaches this server can mint any token with POST /api/auth/dev-token; " +
-			"set TASKQUEUE_DEV=false (and TASKQUEUE_JWT_SECRET) anywhere but a developer's machine")
+		a.Logger.Warn("DEV MODE: anyone who can reach this server can mint an admin token (POST /api/auth/dev-token); " +
+			"set TASKQUEUE_DEV=false and TASKQUEUE_JWT_SECRET anywhere but a developer's machine")
 	}
 	a.Logger.Info("app built", "backend", a.Backend, "dev", cfg.DevMode(), "tasks", len(a.Catalog.Tasks()))
 	return a, cl.closeAll, nil

@@ -194,6 +194,17 @@ type Config struct {
 	// TASKQUEUE_DEBUG_ADDR, --debug-addr, default "" (off).
 	DebugAddr string
 
+	// AdminAddr, when set, is the address of an internal HTTP server that
+	// serves GET /metrics (and /healthz, /readyz), and the public listener
+	// (Addr) then serves no /metrics. Bind it to a private network.
+	// TASKQUEUE_ADMIN_ADDR, --admin-addr, default "" (metrics on Addr).
+	AdminAddr string
+
+	// AuditRetentionDays is how many days the audit trail (table
+	// audit_log) keeps its entries (at least 1).
+	// TASKQUEUE_AUDIT_RETENTION_DAYS, --audit-retention-days, default 90.
+	AuditRetentionDays int
+
 	// Processor says whether `taskqueue serve` runs the processor (the
 	// loop that completes due repetitions) beside the API. Turn it off to
 	// run processors as separate `taskqueue processor` processes.
@@ -209,6 +220,7 @@ const (
 	DefaultTokenTTL         = 24 * time.Hour
 	DefaultQueueLimit       = 10
 	DefaultHistoryRetention = 30
+	DefaultAuditRetention   = 90
 	DefaultLogFormat        = "text"
 	DefaultLogLevel         = "info"
 	DefaultShutdownTimeout  = 15 * time.Second
@@ -242,6 +254,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HistoryRetentionDays == 0 {
 		c.HistoryRetentionDays = DefaultHistoryRetention
+	}
+	if c.AuditRetentionDays == 0 {
+		c.AuditRetentionDays = DefaultAuditRetention
 	}
 	if c.Dev == nil {
 		dev := c.DatabaseURL == "" && c.KurrentDBURL == ""
@@ -397,6 +412,16 @@ func (c Config) validate(tokens bool) error {
 	if c.OfflineCap < time.Minute {
 		bad("TASKQUEUE_OFFLINE_CAP", "%s is shorter than a minute", c.OfflineCap)
 	}
+	if c.AuditRetentionDays < 1 || c.AuditRetentionDays > 3650 {
+		bad("TASKQUEUE_AUDIT_RETENTION_DAYS", "%d is not between 1 and 3650", c.AuditRetentionDays)
+	}
+	if c.AdminAddr != "" {
+		if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			bad("TASKQUEUE_ADMIN_ADDR", "%q is not host:port: %v", c.AdminAddr, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("TASKQUEUE_ADMIN_ADDR", "%q has no valid port", c.AdminAddr)
+		}
+	}
 	if c.DebugAddr != "" {
 		if _, port, err := net.SplitHostPort(c.DebugAddr); err != nil {
 			bad("TASKQUEUE_DEBUG_ADDR", "%q is not host:port: %v", c.DebugAddr, err)
@@ -475,6 +500,8 @@ var options = []Option{
 	{"TASKQUEUE_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For names the client", func(c *Config) flag.Value { return (*prefixListValue)(&c.TrustedProxies) }},
 	{"TASKQUEUE_PROCESSOR", "processor", "true", "run the processor inside serve (false: run `taskqueue processor` separately)", func(c *Config) flag.Value { return &boolPtrValue{&c.Processor} }},
 	{"TASKQUEUE_DEBUG_ADDR", "debug-addr", "", "address of the profiler (net/http/pprof, no auth): bind to loopback, e.g. 127.0.0.1:6060; empty: off", func(c *Config) flag.Value { return (*stringValue)(&c.DebugAddr) }},
+	{"TASKQUEUE_ADMIN_ADDR", "admin-addr", "", "internal address serving /metrics (then not served on --addr), /healthz and /readyz; empty: /metrics on --addr", func(c *Config) flag.Value { return (*stringValue)(&c.AdminAddr) }},
+	{"TASKQUEUE_AUDIT_RETENTION_DAYS", "audit-retention-days", strconv.Itoa(DefaultAuditRetention), "days the audit trail keeps its entries", func(c *Config) flag.Value { return (*intValue)(&c.AuditRetentionDays) }},
 	{"TASKQUEUE_REQUEST_TIMEOUT", "request-timeout", DefaultRequestTimeout.String(), "how long an API request may wait on the database (and a new PostgreSQL connection on connecting) before it answers 503 with Retry-After", func(c *Config) flag.Value { return (*durationValue)(&c.RequestTimeout) }},
 	{"TASKQUEUE_SHUTDOWN_TIMEOUT", "shutdown-timeout", DefaultShutdownTimeout.String(), "how long a graceful shutdown waits for requests in flight", func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/taskqueue/taskqueue/api"
+	"github.com/taskqueue/taskqueue/audit"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -61,7 +62,8 @@ type Config struct {
 	// Analytics serves the admin-only GET /api/analytics/{report}; nil: 501
 	// until the read side is wired.
 	Analytics Analytics
-	// Metrics serves GET /metrics (Prometheus); nil: not routed.
+	// Metrics serves GET /metrics (Prometheus); nil: 404 (served on
+	// another listener, TASKQUEUE_ADMIN_ADDR).
 	Metrics http.Handler
 	// Middleware wraps every request inside the router, after the request
 	// ID and before the access log (e.g. the HTTP metrics, which need the
@@ -101,6 +103,9 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// (see clientAddr); empty: the peer is the client.
 	TrustedProxies []netip.Prefix
+	// Audit records sign-ins, refreshes, logouts, every admin request and
+	// every 401 and 403 (audit.go); nil records nothing.
+	Audit *audit.Trail
 }
 
 func (c *Config) setDefaults() {
@@ -161,6 +166,7 @@ type Server struct {
 	limit        func(http.Handler) http.Handler
 	now          func() time.Time
 	trusted      []netip.Prefix
+	audit        *audit.Trail
 	app          *webApp
 	router       chi.Router
 }
@@ -198,6 +204,7 @@ func NewServer(cfg Config) (*Server, error) {
 		limit:        cfg.CommandLimit,
 		now:          cfg.Now,
 		trusted:      cfg.TrustedProxies,
+		audit:        cfg.Audit,
 		app:          app,
 	}
 	s.ready = Readiness(cfg.Ready, s.log)
@@ -223,6 +230,12 @@ func (s *Server) routes() chi.Router {
 	r.Method(http.MethodGet, "/readyz", s.ready)
 	if s.metrics != nil {
 		r.Method(http.MethodGet, "/metrics", s.metrics)
+	} else {
+		// Served elsewhere (TASKQUEUE_ADMIN_ADDR), or not at all: never
+		// the web app's page in its place.
+		r.Get("/metrics", func(w http.ResponseWriter, r *http.Request) {
+			s.writeProblem(w, r, fmt.Errorf("%w: /metrics is not served on this listener", errNotFound))
+		})
 	}
 
 	r.Route("/api", func(r chi.Router) {
@@ -315,6 +328,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		s.log.DebugContext(r.Context(), "authenticated", "player", p.PlayerID, "role", string(p.Role))
+		noteAuthenticated(r.Context(), p)
 		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 	})
 }
@@ -486,6 +500,7 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
+	s.RecordSignIn(r, auth.Principal{PlayerID: req.Player, Role: role, SessionID: sid}, "dev-token")
 	writeJSON(w, http.StatusOK, devTokenResponse{Token: token, ExpiresAt: exp})
 }
 
