@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
@@ -113,7 +114,7 @@ func TestVerify(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := newTestTokens(t, tc.issuer, tc.audience)
-			got, err := tk.Verify(tc.token(t))
+			got, err := tk.Verify(context.Background(), tc.token(t))
 			if tc.wantErr != "" {
 				if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Verify error = %v, want ErrUnauthorized mentioning %q", err, tc.wantErr)
@@ -136,7 +137,7 @@ func TestMintRoundTrip(t *testing.T) {
 	if !exp.Equal(testNow.Add(2 * time.Hour)) {
 		t.Fatalf("expiry %s", exp)
 	}
-	p, err := tk.Verify(tok)
+	p, err := tk.Verify(context.Background(), tok)
 	if err != nil || p != (Principal{PlayerID: "bob", Role: RoleSystem}) {
 		t.Fatalf("Verify(Mint) = %+v, %v", p, err)
 	}
@@ -216,7 +217,7 @@ func TestMintSessionCarriesSID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := tk.Verify(tok)
+	p, err := tk.Verify(context.Background(), tok)
 	if err != nil || p != (Principal{PlayerID: "bob", Role: RolePlayer, SessionID: "s-1"}) {
 		t.Fatalf("Verify(MintSession) = %+v, %v", p, err)
 	}
