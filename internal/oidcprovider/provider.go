@@ -294,17 +294,19 @@ func (c *client) RedirectURIs() []string              { return c.redirects }
 func (c *client) PostLogoutRedirectURIs() []string    { return c.logoutRedirects }
 func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeUserAgent }
 func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodNone }
-func (c *client) ResponseTypes() []oidc.ResponseType  { return []oidc.ResponseType{oidc.ResponseTypeCode} }
+func (c *client) ResponseTypes() []oidc.ResponseType {
+	return []oidc.ResponseType{oidc.ResponseTypeCode}
+}
 func (c *client) GrantTypes() []oidc.GrantType {
 	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
 }
-func (c *client) LoginURL(id string) string              { return "/login/username?authRequestID=" + id }
-func (c *client) AccessTokenType() op.AccessTokenType    { return op.AccessTokenTypeJWT }
-func (c *client) IDTokenLifetime() time.Duration         { return time.Hour }
-func (c *client) DevMode() bool                          { return true }
-func (c *client) IsScopeAllowed(string) bool             { return false }
-func (c *client) IDTokenUserinfoClaimsAssertion() bool   { return false }
-func (c *client) ClockSkew() time.Duration               { return 0 }
+func (c *client) LoginURL(id string) string            { return "/login/username?authRequestID=" + id }
+func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeJWT }
+func (c *client) IDTokenLifetime() time.Duration       { return time.Hour }
+func (c *client) DevMode() bool                        { return true }
+func (c *client) IsScopeAllowed(string) bool           { return false }
+func (c *client) IDTokenUserinfoClaimsAssertion() bool { return false }
+func (c *client) ClockSkew() time.Duration             { return 0 }
 func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }

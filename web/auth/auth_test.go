@@ -236,7 +236,7 @@ func TestKeyRotation(t *testing.T) {
 		}
 		return tk
 	}
-	legacy := mk(Key{Secret: oldSecret})      // before key IDs: TASKQUEUE_JWT_SECRET alone
+	legacy := mk(Key{Secret: oldSecret})       // before key IDs: TASKQUEUE_JWT_SECRET alone
 	v1 := mk(Key{ID: "k1", Secret: oldSecret}) // TASKQUEUE_JWT_SECRETS=k1:…
 	overlap := mk(Key{ID: "k2", Secret: newSecret}, Key{ID: "k1", Secret: oldSecret}, Key{Secret: oldSecret})
 	after := mk(Key{ID: "k2", Secret: newSecret})
