@@ -1,0 +1,17 @@
+import { describe, expect, it } from 'vitest'
+import { createHash } from 'node:crypto'
+import { pkceChallenge, refreshDelay } from './oidc'
+
+describe('oidc', () => {
+  it('derives the S256 PKCE challenge of RFC 7636', async () => {
+    const verifier = 'dBjftJeZ4CVP-mJ0kzXG2FXc9Opa8Ek6f-bSpa-fQ8s'
+    const want = createHash('sha256').update(verifier).digest('base64url')
+    expect(await pkceChallenge(verifier)).toBe(want)
+  })
+  it('refreshes a minute before a long-lived token expires, a fifth before a short one', () => {
+    const now = Date.parse('2026-12-06T12:00:00Z')
+    expect(refreshDelay('2026-12-06T13:00:00Z', now)).toBe(59 * 60_000)
+    expect(refreshDelay('2026-12-06T12:01:40Z', now)).toBe(80_000)
+    expect(refreshDelay('2026-12-06T11:00:00Z', now)).toBe(0)
+  })
+})
