@@ -888,6 +888,7 @@ export interface components {
                 failures: number;
                 cancellations: number;
                 repetitions: number;
+                /** @description mean efficiency of the day's repetitions, rounded to 6 decimals; null without repetitions */
                 averageEfficiency: number | null;
             }[];
         } | {
