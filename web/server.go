@@ -38,8 +38,15 @@ type ReadinessCheck struct {
 
 // Config is what the HTTP layer is built from; app.New fills it.
 type Config struct {
-	// Tokens verifies bearer tokens and mints dev tokens. Required.
+	// Tokens mints the service's own tokens (dev tokens, refreshed
+	// sessions). Required.
 	Tokens *auth.Tokens
+	// Verifier checks bearer tokens (auth.Verifiers: the service's own and
+	// the OpenID provider's); default Tokens.
+	Verifier auth.Verifier
+	// SignIn is what GET /api/auth/config tells the web app about signing
+	// in; nil: the app offers dev sign-in (in dev mode) or a pasted token.
+	SignIn *SignIn
 	// Dev enables POST /api/auth/dev-token.
 	Dev bool
 	// TokenTTL is the lifetime of dev tokens (default 24h).
@@ -118,6 +125,9 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Verifier == nil && c.Tokens != nil {
+		c.Verifier = c.Tokens
+	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 5 * time.Second
 	}
@@ -144,6 +154,8 @@ func (c Config) Validate() error {
 // Server is the HTTP face of taskqueue. It is safe for concurrent use.
 type Server struct {
 	tokens       *auth.Tokens
+	verifier     auth.Verifier
+	signIn       *SignIn
 	dev          bool
 	tokenTTL     time.Duration
 	corsOrigins  []string
@@ -183,6 +195,8 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		tokens:       cfg.Tokens,
+		verifier:     cfg.Verifier,
+		signIn:       cfg.SignIn,
 		dev:          cfg.Dev,
 		tokenTTL:     cfg.TokenTTL,
 		corsOrigins:  cfg.CORSOrigins,
@@ -260,6 +274,7 @@ func (s *Server) routes() chi.Router {
 // deadline.
 func (s *Server) boundedRoutes(r chi.Router) {
 	r.Post("/auth/dev-token", s.devToken)
+	r.Get("/auth/config", s.authConfig)
 	r.Route("/admin", s.adminRoutes)
 	r.Route("/analytics", s.analyticsRoutes)
 	r.Group(func(r chi.Router) {
@@ -322,7 +337,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeProblem(w, r, fmt.Errorf("%w: %w", auth.ErrUnauthorized, errNoToken))
 			return
 		}
-		p, err := s.tokens.Verify(token)
+		p, err := s.verifier.Verify(r.Context(), token)
 		if err != nil {
 			s.writeProblem(w, r, err)
 			return
