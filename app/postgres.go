@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
@@ -30,7 +31,9 @@ func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
 		pool.Close()
 		return openedStore{}, err
 	}
-	return onPostgres(s, "postgres", pool, db), nil
+	st := onPostgres(s, "postgres", pool, db)
+	st.pg = s
+	return st, nil
 }
 
 // onPostgres is store s of backend with its read models in the PostgreSQL
@@ -40,6 +43,7 @@ func onPostgres(s eventstore.Store, backend string, pool *pgxpool.Pool, db *sql.
 		store:      s,
 		backend:    backend,
 		readModels: projections.NewPostgresDB(pool),
+		pool:       pool,
 		ready:      []web.ReadinessCheck{storeCheck(s), readModelsCheck(db, migrations.Postgres)},
 		close: func() error {
 			err := s.Close()
@@ -123,4 +127,33 @@ func openPostgresSQL(ctx context.Context, cfg Config) (*sql.DB, migrations.Diale
 		return nil, migrations.Dialect{}, nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
 	return db, migrations.Postgres, func() { db.Close() }, nil
+}
+
+// openReplicas opens a pool on each of cfg.DatabaseReplicaURLs (hot
+// standbys: no migrations, nothing written). A standby that does not
+// answer yet is no error: its queries fall back to the primary until it
+// does (logged once here).
+func openReplicas(ctx context.Context, cfg Config, log *slog.Logger, cl *closers) ([]projections.DB, error) {
+	var dbs []projections.DB
+	for i, u := range cfg.DatabaseReplicaURLs {
+		pcfg, err := pgxpool.ParseConfig(u)
+		if err != nil {
+			return nil, fmt.Errorf("TASKQUEUE_DATABASE_REPLICA_URLS (number %d): %w", i+1, err)
+		}
+		pcfg.MaxConns = int32(cfg.DatabaseMaxConns)
+		if pcfg.ConnConfig.ConnectTimeout <= 0 {
+			pcfg.ConnConfig.ConnectTimeout = cfg.RequestTimeout
+		}
+		pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+		if err != nil {
+			return nil, fmt.Errorf("TASKQUEUE_DATABASE_REPLICA_URLS (number %d): %w", i+1, err)
+		}
+		cl.add(pool.Close)
+		if err := pool.Ping(ctx); err != nil {
+			log.Warn("a read replica does not answer; its queries go to the primary until it does",
+				"replica", i+1, "host", pcfg.ConnConfig.Host, "err", err)
+		}
+		dbs = append(dbs, projections.NewPostgresDB(pool))
+	}
+	return dbs, nil
 }

@@ -13,10 +13,11 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/command"
-	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/metrics"
@@ -41,7 +42,7 @@ func TopicPrefix(cfg Config) string { return cfg.RedisPrefix + "taskqueue" }
 // the relay does not run (nothing outside this process could consume a
 // GoChannel), which is logged once. stop stops claiming, lets the
 // commands in flight finish, releases the claims and the lease.
-func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules domain.Rules, rc *redisx.Client, obs faults.Observer, log *slog.Logger) (_ *processor.Processor, _ *processor.Relay, _ func(), err error) {
+func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbox *pgxpool.Pool, commands command.Config, rc *redisx.Client, obs faults.Observer, log *slog.Logger) (_ *processor.Processor, _ *processor.Relay, _ func(), err error) {
 	var rdb redis.UniversalClient
 	var own *redis.Client
 	if rc != nil {
@@ -59,7 +60,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 	p, err := processor.New(processor.Config{
 		Store:       store,
 		DB:          db,
-		Commands:    command.Config{Rules: rules},
+		Commands:    commands,
 		OfflineCap:  cfg.OfflineCap,
 		Redis:       rdb,
 		TopicPrefix: TopicPrefix(cfg),
@@ -72,7 +73,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 	var relay *processor.Relay
 	var relayPub interface{ Close() error }
 	if rdb != nil {
-		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{rdb}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
+		pub, err := processor.NewIntegrationPublisher(rdb,
 			watermill.NewSlogLogger(log.With("component", "relay-publisher")))
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
@@ -85,8 +86,22 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 			_ = pub.Close()
 			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
 		}
+	} else if outbox != nil {
+		pub, err := processor.NewOutboxPublisher(outbox, watermill.NewSlogLogger(log.With("component", "relay-publisher")))
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
+		}
+		relayPub = pub
+		relay, err = processor.NewRelay(processor.RelayConfig{
+			Store: store, DB: db, Publisher: pub, TopicPrefix: TopicPrefix(cfg), Observer: obs, Logger: log.With("component", "relay"),
+		})
+		if err != nil {
+			_ = pub.Close()
+			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
+		}
+		log.Info("integration events are published into the PostgreSQL outbox (tables watermill_<topic>; docs/EVENTS.md)")
 	} else {
-		log.Info("integration events are not published: the relay publishes to Redis streams and needs TASKQUEUE_REDIS_URL (docs/EVENTS.md)")
+		log.Info("integration events are not published: the relay needs Redis (TASKQUEUE_REDIS_URL) or PostgreSQL (docs/EVENTS.md)")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -95,6 +110,9 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, rules
 			log.Error("processor stopped", "err", err)
 		}
 	})
+	if relay != nil && outbox != nil && rdb == nil {
+		wg.Go(func() { sweepOutbox(ctx, outbox, TopicPrefix(cfg), log) })
+	}
 	if relay != nil {
 		wg.Go(func() {
 			err := processor.RunLeased(ctx, processor.LeaseConfig{
@@ -218,6 +236,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 		}
 	})
 	a.DB = st.readModels
+	horizon := st.watchHorizon(a.Logger, &cl)
 	if cfg.RedisURL != "" {
 		c, err := redisx.Open(redisx.Config{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Logger: a.Logger})
 		if err != nil {
@@ -228,7 +247,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	}
 	a.Metrics = metrics.New()
 	a.Store = tracing.Store(a.Metrics.Store(st.store))
-	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, rules, a.Redis, a.Metrics, a.Logger)
+	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, st.pool, commandConfig(rules, st.store), a.Redis, a.Metrics, a.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -240,6 +259,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 		ActiveQueues: metrics.ActiveQueuesIn(a.DB),
 		DeadLetters:  metrics.DeadLettersIn(a.DB),
 		Relay:        relayLag(relay),
+		LogHorizon:   horizon,
 	})
 	a.Handler = probeHandler(ready, a.Metrics.Handler(), a.Logger)
 	a.Logger.Info("processor built", "backend", st.backend, "redis", a.Redis != nil)
@@ -261,16 +281,14 @@ func probeHandler(ready []web.ReadinessCheck, metricsHandler http.Handler, log *
 }
 
 // Republish re-publishes the integration events of the domain events at
-// and after position from, up to the head of the log now, to the Redis
-// streams of the relay (`taskqueue relay --from N`), and returns how many
-// messages it published. It needs TASKQUEUE_REDIS_URL.
+// and after position from, up to the head of the log now, where the relay
+// publishes them (`taskqueue relay --from N`): the Redis streams with
+// TASKQUEUE_REDIS_URL, else the PostgreSQL outbox. It returns how many
+// messages it published.
 func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut io.Writer) (int, error) {
 	cfg.setDefaults()
 	if err := cfg.ValidateWithoutTokens(); err != nil {
 		return 0, err
-	}
-	if cfg.RedisURL == "" {
-		return 0, errors.New("integration events are published to Redis streams: set TASKQUEUE_REDIS_URL")
 	}
 	if logOut == nil {
 		logOut = os.Stderr
@@ -281,19 +299,28 @@ func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut
 		return 0, err
 	}
 	defer func() { _ = st.close() }()
-	opts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return 0, fmt.Errorf("TASKQUEUE_REDIS_URL: %w", err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		return 0, fmt.Errorf("redis at TASKQUEUE_REDIS_URL does not answer: %w", err)
-	}
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{rdb}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
-		watermill.NewSlogLogger(log.With("component", "relay-publisher")))
-	if err != nil {
-		return 0, err
+	var pub message.Publisher
+	wlog := watermill.NewSlogLogger(log.With("component", "relay-publisher"))
+	switch {
+	case cfg.RedisURL != "":
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return 0, fmt.Errorf("TASKQUEUE_REDIS_URL: %w", err)
+		}
+		rdb := redis.NewClient(opts)
+		defer rdb.Close()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return 0, fmt.Errorf("redis at TASKQUEUE_REDIS_URL does not answer: %w", err)
+		}
+		if pub, err = processor.NewIntegrationPublisher(rdb, wlog); err != nil {
+			return 0, err
+		}
+	case st.pool != nil:
+		if pub, err = processor.NewOutboxPublisher(st.pool, wlog); err != nil {
+			return 0, err
+		}
+	default:
+		return 0, errors.New("integration events are published to Redis streams (set TASKQUEUE_REDIS_URL) or the PostgreSQL outbox (set TASKQUEUE_DATABASE_URL)")
 	}
 	defer pub.Close()
 	r, err := processor.NewRelay(processor.RelayConfig{
@@ -303,4 +330,27 @@ func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut
 		return 0, err
 	}
 	return r.Republish(ctx, processor.Before(from))
+}
+
+// sweepOutbox deletes the outbox's messages older than
+// processor.OutboxRetention once an hour until ctx ends.
+func sweepOutbox(ctx context.Context, pool *pgxpool.Pool, prefix string, log *slog.Logger) {
+	var topics []string
+	for _, typ := range processor.IntegrationTypes {
+		topics = append(topics, processor.Topic(prefix, typ))
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := processor.SweepOutbox(ctx, pool, topics); err != nil && ctx.Err() == nil {
+			log.Warn("outbox sweep failed; it runs again in an hour", "err", err)
+		} else if n > 0 {
+			log.Info("outbox swept", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

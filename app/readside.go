@@ -33,8 +33,10 @@ type readSide struct {
 
 // startReadSide starts the projections runner and the retention sweep on
 // db (the read-model database) following store. stop ends both and waits.
-// obs is told of the projections' outages (the metrics registry).
-func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *slog.Logger, obs faults.Observer) (*readSide, error) {
+// obs is told of the projections' outages (the metrics registry). With
+// replicas (hot standbys of db), the queries read from them first
+// (query.Replicas), and replicaRead is told each outcome.
+func startReadSide(store eventstore.Store, db projections.DB, replicas []projections.DB, cfg Config, log *slog.Logger, obs faults.Observer, replicaRead func(string)) (*readSide, error) {
 	runner, err := projections.NewRunner(projections.Config{
 		Store: store,
 		DB:    db,
@@ -62,10 +64,18 @@ func startReadSide(store eventstore.Store, db projections.DB, cfg Config, log *s
 			log.Warn("history retention sweep failed", "err", err)
 		})
 	}()
-	rm := projections.NewReadModels(db)
+	var rm query.ReadModels = projections.NewReadModels(db)
+	queue := query.NewQueueViewHandler(rm, runner, cfg.QueueLimit)
+	if len(replicas) > 0 {
+		rs := &query.Replicas{Primary: rm, Observe: replicaRead}
+		for _, r := range replicas {
+			rs.Replicas = append(rs.Replicas, projections.NewReadModels(r))
+		}
+		queue, rm = rs.QueueViews(queue), rs
+	}
 	return &readSide{
 		runner:    runner,
-		queue:     query.NewQueueViewHandler(rm, runner, cfg.QueueLimit),
+		queue:     queue,
 		history:   query.NewHistoryHandler(rm).WithCutoff(retention.Cutoff),
 		progress:  query.NewPlayerProgressHandler(rm),
 		analytics: query.NewAnalyticsHandler(rm, nil),

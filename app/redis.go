@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/processor"
+	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/sessionstore"
 	"github.com/taskqueue/taskqueue/web"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -32,8 +33,9 @@ type redisRoles struct {
 }
 
 // openRedis builds the Redis roles of cfg; every closer it adds to
-// closers runs at cleanup (in reverse order).
-func openRedis(cfg Config, log *slog.Logger, cl *closers) (*redisRoles, error) {
+// closers runs at cleanup (in reverse order). Without Redis, sessions are
+// kept in db (the read models' database) when it is not nil.
+func openRedis(cfg Config, log *slog.Logger, cl *closers, db projections.DB) (*redisRoles, error) {
 	r := &redisRoles{}
 	if cfg.RedisURL != "" {
 		c, err := redisx.Open(redisx.Config{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Logger: log})
@@ -43,14 +45,18 @@ func openRedis(cfg Config, log *slog.Logger, cl *closers) (*redisRoles, error) {
 		r.client = c
 		cl.add(func() { _ = c.Close() })
 	}
-	r.sessions = redisx.NewSessions(r.client)
+	if r.client == nil && db != nil {
+		r.sessions = redisx.NewDurableSessions(sessionstore.New(db, redisx.SessionTTL))
+	} else {
+		r.sessions = redisx.NewSessions(r.client)
+	}
 	cl.add(r.sessions.Close)
 	r.limiter = redisx.NewLimiter(r.client, limits(cfg))
 	r.cache, r.progress = redisx.NewQueueCache(r.client), redisx.NewProgressStore(r.client)
 	if r.client != nil {
 		r.wakeups = redisx.NewWakeups(r.client)
 		cl.add(r.wakeups.Close)
-		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: keepOpen{r.client.Redis()}, DefaultMaxlen: processor.IntegrationStreamMaxlen},
+		pub, err := processor.NewIntegrationPublisher(r.client.Redis(),
 			watermill.NewSlogLogger(log.With("component", "presence")))
 		if err != nil {
 			return nil, fmt.Errorf("open the presence publisher: %w", err)

@@ -23,7 +23,7 @@ func TestPresencePublishesPlayerOffline(t *testing.T) {
 	url, prefix := testenv.Redis(t)
 	var cl closers
 	t.Cleanup(func() { cl.closeAll() })
-	rr, err := openRedis(Config{RedisURL: url, RedisPrefix: prefix, RateLimitPlayer: 1, RateLimitIP: 1}, slog.New(slog.DiscardHandler), &cl)
+	rr, err := openRedis(Config{RedisURL: url, RedisPrefix: prefix, RateLimitPlayer: 1, RateLimitIP: 1}, slog.New(slog.DiscardHandler), &cl, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,11 +97,11 @@ func TestPresencePublishesOnceAcrossInstances(t *testing.T) {
 	t.Cleanup(func() { cl.closeAll() })
 	cfg := Config{RedisURL: url, RedisPrefix: prefix, RateLimitPlayer: 1, RateLimitIP: 1}
 	discard := slog.New(slog.DiscardHandler)
-	a, err := openRedis(cfg, discard, &cl)
+	a, err := openRedis(cfg, discard, &cl, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := openRedis(cfg, discard, &cl)
+	b, err := openRedis(cfg, discard, &cl, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestPresencePublishesOnceAcrossInstances(t *testing.T) {
 
 func TestNoRedisMeansInProcess(t *testing.T) {
 	var cl closers
-	rr, err := openRedis(Config{}, slog.New(slog.DiscardHandler), &cl)
+	rr, err := openRedis(Config{}, slog.New(slog.DiscardHandler), &cl, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

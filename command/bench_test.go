@@ -2,17 +2,21 @@ package command_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
+	"github.com/taskqueue/taskqueue/internal/testenv"
 )
 
 // seedStream appends n events of a real queue history (a stopped queue
@@ -121,4 +125,106 @@ func BenchmarkColdLoad100k(b *testing.B) {
 			b.Fatalf("%d %v", snap.Version, err)
 		}
 	}
+}
+
+// longEvents is the length of the old player's stream in
+// BenchmarkOldPlayerVsNew (the docs' figures: -long.events=1000000).
+var longEvents = flag.Int("long.events", 100_000, "events in the old player's stream of BenchmarkOldPlayerVsNew")
+
+// BenchmarkOldPlayerVsNew: a command on a player with -long.events events
+// against the same command on a new player, in the same loop, on each SQL
+// backend (PostgreSQL with TASKQUEUE_TEST_DATABASE_URL). cold: the first
+// command after a restart (new handlers: nothing cached); warm: the queue
+// is cached. It reports both costs and their ratio (old ÷ new, the goal
+// ≤ 1.2). The old player's history is written through the store directly,
+// so one load first takes the snapshot the command side would have taken
+// as it grew.
+func BenchmarkOldPlayerVsNew(b *testing.B) {
+	for _, backend := range []struct {
+		name string
+		open func(b *testing.B) eventstore.Store
+	}{{"sqlite", openBenchStore}, {"postgres", openBenchPostgres}} {
+		b.Run(backend.name, func(b *testing.B) {
+			store := backend.open(b)
+			seedStream(b, store, "old", *longEvents)
+			ctx := context.Background()
+			h, err := command.NewHandlers(store, command.Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := h.GetQueue.Handle(ctx, command.GetQueue{PlayerID: "old"}); err != nil {
+				b.Fatal(err)
+			}
+			command.WaitSnapshots(h)
+			run := uuid.NewString() // keys of this run's commands
+			// toggle stops a running queue and starts a stopped one: one
+			// event either way.
+			toggle := func(h *command.Handlers, player string, i int) time.Duration {
+				start := time.Now()
+				r := command.Request{PlayerID: player, IdempotencyKey: fmt.Sprint(run, "-", i)}
+				res, err := h.StopQueue.Handle(ctx, command.StopQueue{Request: r})
+				if err == nil && len(res.Events) == 0 {
+					r.IdempotencyKey += "s"
+					_, err = h.StartQueue.Handle(ctx, command.StartQueue{Request: r})
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			b.Run("cold", func(b *testing.B) {
+				var old, young time.Duration
+				i := 0
+				for b.Loop() {
+					i++
+					h1, _ := command.NewHandlers(store, command.Config{})
+					old += toggle(h1, "old", i)
+					h2, _ := command.NewHandlers(store, command.Config{})
+					young += toggle(h2, fmt.Sprintf("new-%s-%d", backend.name, i), i)
+					command.WaitSnapshots(h1)
+				}
+				report(b, old, young, i)
+			})
+			b.Run("warm", func(b *testing.B) {
+				h, _ := command.NewHandlers(store, command.Config{})
+				toggle(h, "old", 0)
+				toggle(h, "new-warm-"+backend.name, 0)
+				var old, young time.Duration
+				i := 0
+				for b.Loop() {
+					i++
+					old += toggle(h, "old", i)
+					young += toggle(h, "new-warm-"+backend.name, i)
+				}
+				command.WaitSnapshots(h)
+				report(b, old, young, i)
+			})
+		})
+	}
+}
+
+func report(b *testing.B, old, young time.Duration, n int) {
+	b.ReportMetric(float64(old.Microseconds())/float64(n), "old-µs/cmd")
+	b.ReportMetric(float64(young.Microseconds())/float64(n), "new-µs/cmd")
+	b.ReportMetric(float64(old)/float64(young), "old÷new")
+}
+
+func openBenchPostgres(b *testing.B) eventstore.Store {
+	url := testenv.Postgres(b)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = postgres.Migrate(ctx, pool)
+	pool.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := postgres.Open(ctx, url, postgres.WithMaxConns(6))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	return s
 }

@@ -19,7 +19,9 @@ import (
 // Every eventstore.Store implements it.
 type EventStore interface {
 	ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error)
+	ReadStreams(ctx context.Context, reads []eventstore.StreamRead, limit int) ([][]eventstore.RecordedEvent, error)
 	Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error)
+	AppendMany(ctx context.Context, appends []eventstore.StreamAppend) ([]eventstore.AppendOutcome, error)
 }
 
 // Config configures the command side. The zero value of every field means
@@ -50,6 +52,15 @@ type Config struct {
 	// whose cache other writers keep outdating pays a failed append (and
 	// the reads that explain it) instead of a read. Default false.
 	Optimistic bool
+	// Snapshots keeps the queues' snapshots (see snapshots.go): a queue
+	// that is not cached loads from its snapshot and the events after it.
+	// Nil: the event store's own when it implements
+	// eventstore.SnapshotStore (a decorated store must be given here).
+	Snapshots eventstore.SnapshotStore
+	// SnapshotEvery is how many events a queue's stream grows between two
+	// snapshots of it. Default 50; negative: no snapshots are taken or
+	// read.
+	SnapshotEvery int
 }
 
 func (c *Config) setDefaults() {
@@ -67,6 +78,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReadPageSize <= 0 {
 		c.ReadPageSize = 1000
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = 50
 	}
 }
 
@@ -87,6 +101,7 @@ func (c Config) Validate() error {
 type Queues struct {
 	store EventStore
 	cfg   Config
+	snaps *snapshotter
 
 	mu      sync.Mutex
 	entries map[string]*list.Element // of *cached
@@ -121,6 +136,10 @@ type loaded struct {
 	version int64
 	keys    map[string]*keyRecord
 	order   []string // keys, oldest first
+
+	last       uuid.UUID // ID of the event at version
+	check      uuid.UUID // restored from a snapshot: the event to find at version before going on
+	snapshotAt int64     // version of the last snapshot taken or restored
 }
 
 // keyRecord is what a queue remembers of one command's events.
@@ -140,7 +159,8 @@ func NewQueues(store EventStore, cfg Config) (*Queues, error) {
 		return nil, fmt.Errorf("new command queues: %w", err)
 	}
 	cfg.setDefaults()
-	return &Queues{store: store, cfg: cfg, entries: map[string]*list.Element{}, lru: list.New()}, nil
+	return &Queues{store: store, cfg: cfg, snaps: newSnapshotter(store, cfg.Snapshots, cfg.SnapshotEvery),
+		entries: map[string]*list.Element{}, lru: list.New()}, nil
 }
 
 // Now returns the time of the configured clock.
@@ -175,16 +195,33 @@ func (r *Queues) Len() int {
 	return r.lru.Len()
 }
 
-// catchUp brings c's state to the end of its stream. c's lock must be held.
+// catchUp brings c's state to the end of its stream, from its snapshot
+// when it is not loaded yet. c's lock must be held.
 func (r *Queues) catchUp(ctx context.Context, c *cached, player domain.PlayerID) (*loaded, error) {
 	if c.st == nil {
-		c.st = &loaded{queue: domain.NewQueue(player, r.cfg.Rules), keys: map[string]*keyRecord{}}
+		c.st = r.snaps.load(ctx, c.stream, player, r.cfg.Rules)
+	}
+	if c.st == nil {
+		c.st = r.fresh(player)
 	}
 	st := c.st
 	for {
-		page, err := r.store.ReadStream(ctx, c.stream, st.version+1, r.cfg.ReadPageSize)
+		from := st.version + 1
+		if st.check != uuid.Nil {
+			from = st.version // the snapshot's own event, to check
+		}
+		page, err := r.store.ReadStream(ctx, c.stream, from, r.cfg.ReadPageSize)
 		if err != nil {
-			return nil, fmt.Errorf("read %s from version %d: %w", c.stream, st.version+1, err)
+			return nil, fmt.Errorf("read %s from version %d: %w", c.stream, from, err)
+		}
+		full := len(page) == r.cfg.ReadPageSize
+		if st.check != uuid.Nil {
+			if len(page) == 0 || page[0].Version != st.version || page[0].ID != st.check {
+				c.st = r.fresh(player) // a snapshot of another history: load the stream from the start
+				st = c.st
+				continue
+			}
+			st.check, page = uuid.Nil, page[1:]
 		}
 		for _, rec := range page {
 			if err := r.applyRecorded(st, rec); err != nil {
@@ -192,9 +229,23 @@ func (r *Queues) catchUp(ctx context.Context, c *cached, player domain.PlayerID)
 				return nil, fmt.Errorf("load %s: %w", c.stream, err)
 			}
 		}
-		if len(page) < r.cfg.ReadPageSize {
+		if !full {
 			return st, nil
 		}
+	}
+}
+
+// fresh is the state of a queue before its first event.
+func (r *Queues) fresh(player domain.PlayerID) *loaded {
+	return &loaded{queue: domain.NewQueue(player, r.cfg.Rules), keys: map[string]*keyRecord{}}
+}
+
+// snapshotIfDue saves c's state in the background when its stream grew by
+// Config.SnapshotEvery events since the last snapshot. c's lock must be
+// held.
+func (r *Queues) snapshotIfDue(c *cached) {
+	if r.snaps.due(c.st) {
+		r.snaps.take(c.stream, c.st)
 	}
 }
 
@@ -209,7 +260,7 @@ func (r *Queues) applyRecorded(st *loaded, rec eventstore.RecordedEvent) error {
 	if err := st.queue.Apply(e); err != nil {
 		return err
 	}
-	st.version = rec.Version
+	st.version, st.last = rec.Version, rec.ID
 	r.remember(st, rec.Metadata.CausationID, rec.ID, rec.Version, rec.Position, e)
 	return nil
 }
@@ -284,6 +335,11 @@ type outcome struct {
 // execute runs one command: load, check idempotency and the condition,
 // decide, append with the exact expected version, retry on conflict.
 func (r *Queues) execute(ctx context.Context, req Request, fp string, decide decision) (outcome, error) {
+	return r.executeAs(ctx, req, fp, decide, r.cfg.Optimistic)
+}
+
+// executeAs is execute, optimistic (Config.Optimistic) or not.
+func (r *Queues) executeAs(ctx context.Context, req Request, fp string, decide decision, optimistic bool) (outcome, error) {
 	player, err := domain.ParsePlayerID(req.PlayerID)
 	if err != nil {
 		return outcome{}, err
@@ -297,7 +353,7 @@ func (r *Queues) execute(ctx context.Context, req Request, fp string, decide dec
 	stream := player.Stream()
 	firstID := eventID(stream, key, fp, 0)
 	for attempt := 1; ; attempt++ {
-		out, retry, err := r.attempt(ctx, player, stream, req, key, fp, firstID, decide)
+		out, retry, err := r.attempt(ctx, player, stream, req, key, fp, firstID, decide, optimistic)
 		if !retry {
 			return out, err
 		}
@@ -315,16 +371,17 @@ func (r *Queues) execute(ctx context.Context, req Request, fp string, decide dec
 }
 
 // attempt makes one decision. retry reports a lost race worth retrying.
-// With Config.Optimistic it first decides on the cached queue as it is
+// When optimistic it first decides on the cached queue as it is
 // (see decideOn), and catches up and decides again when that was not
 // enough.
-func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision) (out outcome, retry bool, err error) {
+func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision, optimistic bool) (out outcome, retry bool, err error) {
 	c := r.entry(stream)
 	if err := c.acquire(ctx); err != nil {
 		return outcome{}, false, err
 	}
 	defer c.release()
-	if r.cfg.Optimistic && c.st != nil {
+	defer r.snapshotIfDue(c) // before the release
+	if optimistic && c.st != nil && c.st.check == uuid.Nil {
 		out, retry, err := r.decideOn(ctx, c, c.st, player, stream, req, key, fp, firstID, decide, true)
 		if !errors.Is(err, errMaybeStale) {
 			return out, retry, err
@@ -349,37 +406,57 @@ var errMaybeStale = errors.New("the cached queue may be out of date")
 // end of the stream), and a wrong version, a refusal, no events, a failed
 // If-Match or a known key return errMaybeStale.
 func (r *Queues) decideOn(ctx context.Context, c *cached, st *loaded, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision, optimistic bool) (out outcome, retry bool, err error) {
+	p, out, err := r.prepare(st, stream, req, key, fp, firstID, decide, optimistic)
+	if p == nil {
+		return out, false, err
+	}
+	res, err := r.store.Append(ctx, stream, eventstore.Exact(st.version), p.data...)
+	return r.settle(ctx, c, st, player, stream, key, firstID, p, res, err, optimistic)
+}
+
+// pending is a decision to append: the queue after it, its events and
+// their data.
+type pending struct {
+	queue  *domain.Queue
+	events []domain.Event
+	data   []eventstore.EventData
+}
+
+// prepare checks idempotency and the condition on st and decides (see
+// decideOn). It returns the decision to append, or, when there is nothing
+// to append, nil and the command's answer.
+func (r *Queues) prepare(st *loaded, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision, optimistic bool) (*pending, outcome, error) {
 	if out, seen, err := seenBefore(st, stream, key, firstID); seen {
 		if optimistic {
-			return outcome{}, false, errMaybeStale
+			return nil, outcome{}, errMaybeStale
 		}
-		return out, false, err
+		return nil, out, err
 	}
 	if req.IfMatch != nil && *req.IfMatch != st.version {
 		if optimistic {
-			return outcome{}, false, errMaybeStale
+			return nil, outcome{}, errMaybeStale
 		}
-		return outcome{}, false, &PreconditionFailedError{Stream: stream, Expected: *req.IfMatch, Actual: st.version}
+		return nil, outcome{}, &PreconditionFailedError{Stream: stream, Expected: *req.IfMatch, Actual: st.version}
 	}
 	q := st.queue.Clone()
 	events, err := decide(q, r.cfg.Clock(), key)
 	if err != nil {
 		if optimistic {
-			return outcome{}, false, errMaybeStale
+			return nil, outcome{}, errMaybeStale
 		}
-		return outcome{}, false, err
+		return nil, outcome{}, err
 	}
 	if len(events) == 0 {
 		if optimistic {
-			return outcome{}, false, errMaybeStale
+			return nil, outcome{}, errMaybeStale
 		}
-		return outcome{Result: Result{View: q.View(), Version: st.version}}, false, nil
+		return nil, outcome{Result: Result{View: q.View(), Version: st.version}}, nil
 	}
 	data := make([]eventstore.EventData, len(events))
 	for i, e := range events {
 		typ, version, payload, err := domain.EncodeEvent(e)
 		if err != nil {
-			return outcome{}, false, err
+			return nil, outcome{}, err
 		}
 		data[i] = eventstore.EventData{
 			ID: eventID(stream, key, fp, i), Type: string(typ), SchemaVersion: version, Data: payload,
@@ -388,7 +465,13 @@ func (r *Queues) decideOn(ctx context.Context, c *cached, st *loaded, player dom
 			},
 		}
 	}
-	res, err := r.store.Append(ctx, stream, eventstore.Exact(st.version), data...)
+	return &pending{queue: q, events: events, data: data}, outcome{}, nil
+}
+
+// settle takes the store's answer (res, err) to the append of p with the
+// expected version st.version: it moves st past the events that took, and
+// returns the command's answer (see decideOn). c's lock must be held.
+func (r *Queues) settle(ctx context.Context, c *cached, st *loaded, player domain.PlayerID, stream, key string, firstID uuid.UUID, p *pending, res eventstore.AppendResult, err error, optimistic bool) (out outcome, retry bool, _ error) {
 	switch {
 	case errors.Is(err, eventstore.ErrWrongVersion) && optimistic:
 		return outcome{}, false, errMaybeStale
@@ -403,26 +486,27 @@ func (r *Queues) decideOn(ctx context.Context, c *cached, st *loaded, player dom
 		// run twice.
 		return outcome{}, false, fmt.Errorf("%s: key %q was used by a request older than the last %d: %w", stream, key, r.cfg.KeysPerQueue, ErrIdempotencyKeyReused)
 	case err != nil:
-		return outcome{}, false, fmt.Errorf("append %d events to %s: %w", len(data), stream, err)
+		return outcome{}, false, fmt.Errorf("append %d events to %s: %w", len(p.data), stream, err)
 	case res.Duplicate:
 		// The same request, appended concurrently by another process: read
 		// it and answer as a duplicate.
-		if st, err = r.catchUp(ctx, c, player); err != nil {
+		st, err := r.catchUp(ctx, c, player)
+		if err != nil {
 			return outcome{}, false, err
 		}
 		if out, seen, err := seenBefore(st, stream, key, firstID); seen {
 			return out, false, err
 		}
-		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports them stored, the stream does not show them", len(data), stream)
-	case res.Version != q.Version():
+		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports them stored, the stream does not show them", len(p.data), stream)
+	case res.Version != p.queue.Version():
 		c.st = nil
-		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports version %d, the queue counts %d", len(data), stream, res.Version, q.Version())
+		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports version %d, the queue counts %d", len(p.data), stream, res.Version, p.queue.Version())
 	}
-	st.queue, st.version = q, res.Version
-	for i, e := range events {
-		r.remember(st, key, data[i].ID, res.Version-int64(len(events)-1-i), res.Position, e)
+	st.queue, st.version, st.last = p.queue, res.Version, p.data[len(p.data)-1].ID
+	for i, e := range p.events {
+		r.remember(st, key, p.data[i].ID, res.Version-int64(len(p.events)-1-i), res.Position, e)
 	}
-	return outcome{Result: Result{View: q.View(), Version: res.Version, Position: res.Position, Events: events}}, false, nil
+	return outcome{Result: Result{View: p.queue.View(), Version: res.Version, Position: res.Position, Events: p.events}}, false, nil
 }
 
 // seenBefore answers a request whose key the queue has seen: the first
@@ -452,6 +536,7 @@ func (r *Queues) read(ctx context.Context, playerID string) (domain.QueueView, i
 		return domain.QueueView{}, 0, err
 	}
 	defer c.release()
+	defer r.snapshotIfDue(c) // before the release
 	st, err := r.catchUp(ctx, c, player)
 	if err != nil {
 		return domain.QueueView{}, 0, err

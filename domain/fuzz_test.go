@@ -13,7 +13,8 @@ import (
 // catalog and checks the invariants after every decision: the inventory
 // never goes negative, XP never decreases, the queue never exceeds its
 // limit, a running queue with tasks always has a repetition, decisions only
-// fail with the documented conditions, and replaying every produced event
+// fail with the documented conditions, a snapshot (through JSON) restores
+// the same state, and replaying every produced event
 // (through JSON) onto a new queue rebuilds the same state.
 func FuzzQueue(f *testing.F) {
 	f.Add([]byte{0, 0, 3, 0, 1, 5, 5, 200, 0, 2, 1, 6, 1, 4, 0, 5, 255, 3, 0, 2})
@@ -126,6 +127,9 @@ func FuzzQueue(f *testing.F) {
 			}
 			if q.Version() != int64(len(log)) {
 				t.Fatalf("step %d: version %d after %d events", n, q.Version(), len(log))
+			}
+			if restored := restoreThroughJSON(t, q.Snapshot(), rules); !restored.Equal(q) {
+				t.Fatalf("step %d: the queue restored from its snapshot differs:\nrestored %+v\n     was %+v", n, restored.View(), q.View())
 			}
 		}
 		replayed := domain.NewQueue("fuzz", rules)

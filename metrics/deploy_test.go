@@ -111,3 +111,74 @@ func TestComposeFileIsValid(t *testing.T) {
 		}
 	}
 }
+
+// lookTool returns the path of a tool Debian packages, skipping t without
+// it (failing it when services are required: .ci/run installs them).
+func lookTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if testenv.Required() {
+			t.Fatalf("%s is not installed and TASKQUEUE_TEST_REQUIRE_SERVICES=1 (.ci/run installs Debian's %s)", name, pkg)
+		}
+		t.Skipf("%s is not installed (Debian: apt-get install %s)", name, pkg)
+	}
+	return path
+}
+
+func run(t *testing.T, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// The Prometheus configuration and alert rules pass promtool, and the
+// alert rules' unit tests (deploy/prometheus/alerts_test.yml) pass.
+func TestAlertRules(t *testing.T) {
+	promtool := lookTool(t, "promtool", "prometheus")
+	run(t, "../deploy/prometheus", nil, promtool, "check", "config", "prometheus.yml")
+	run(t, "../deploy/prometheus", nil, promtool, "check", "rules", "alerts.yml")
+	out := run(t, "../deploy/prometheus", nil, promtool, "test", "rules", "alerts_test.yml")
+	if !strings.Contains(out, "SUCCESS") {
+		t.Fatalf("promtool test rules:\n%s", out)
+	}
+}
+
+// Alertmanager's configuration, rendered from its template with and
+// without the receivers' settings, passes amtool, and routes each severity
+// to its receiver: critical pages, warning makes a ticket, info is logged.
+func TestAlertmanagerConfig(t *testing.T) {
+	amtool := lookTool(t, "amtool", "prometheus-alertmanager")
+	dir := t.TempDir()
+	for name, env := range map[string][]string{
+		"unset": nil,
+		"set": {"TASKQUEUE_ALERT_SLACK_WEBHOOK_URL=https://hooks.slack.com/services/T0/B0/a&b|c\"d",
+			"TASKQUEUE_ALERT_PAGERDUTY_ROUTING_KEY=0123456789abcdef0123456789abcdef",
+			"TASKQUEUE_ALERT_EMAIL_TO=oncall@example.com", "TASKQUEUE_ALERT_SMTP_HOST=smtp.example.com:587"},
+	} {
+		out := dir + "/" + name + ".yml"
+		run(t, "../deploy/alertmanager", env, "sh", "render.sh", "alertmanager.yml.tmpl", out)
+		run(t, dir, nil, amtool, "check-config", out)
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "set" && !strings.Contains(string(b), `"https://hooks.slack.com/services/T0/B0/a&b|c\"d"`) {
+			t.Errorf("the Slack URL was not filled in as given:\n%s", b)
+		}
+		for severity, want := range map[string]string{"critical": "page", "warning": "ticket", "info": "log", "": "ticket"} {
+			lines := strings.Split(strings.TrimSpace(run(t, dir, nil, amtool, "config", "routes", "test", "--config.file="+out,
+				"alertname=TaskqueueX", "severity="+severity)), "\n")
+			got := lines[len(lines)-1] // after amtool's warnings
+			if got != want {
+				t.Errorf("%s: severity %q goes to %q, want %q", name, severity, got, want)
+			}
+		}
+	}
+}

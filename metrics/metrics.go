@@ -34,6 +34,7 @@ type Registry struct {
 	redisErrors     *prometheus.CounterVec
 	scrapeErrors    *prometheus.CounterVec
 	transient       *prometheus.CounterVec
+	replicaReads    *prometheus.CounterVec
 	degraded        *prometheus.GaugeVec
 
 	mu      sync.Mutex
@@ -58,6 +59,11 @@ type Sources struct {
 	// its checkpoint and how long the first event it has not published yet
 	// has been in the log. Nil where no relay runs (without Redis).
 	Relay func(ctx context.Context) (eventstore.Position, time.Duration, error)
+	// LogHorizon reports, on PostgreSQL, how long the oldest writing
+	// transaction of the cluster has been open (it holds back every reader
+	// of the log) and how many committed events wait behind it. Nil on
+	// other backends.
+	LogHorizon func() (age time.Duration, waiting int64)
 }
 
 // scrapeTimeout bounds the reads of Sources in one scrape.
@@ -106,12 +112,15 @@ func New() *Registry {
 	r.degraded = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "taskqueue_component_degraded", Help: "1 while a component is retrying through an outage of a dependency, else 0.",
 	}, []string{"component"})
+	r.replicaReads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "taskqueue_replica_reads_total", Help: "Read-side queries with TASKQUEUE_DATABASE_REPLICA_URLS, by outcome: replica (a standby answered), error (it failed; the primary answered), behind (it had not replayed the queue view's minVersion in time; the primary answered).",
+	}, []string{"outcome"})
 	for _, outcome := range []string{"completed", "failed"} {
 		r.repetitions.WithLabelValues(outcome)
 	}
 	r.collectors = []prometheus.Collector{
 		r.httpRequests, r.httpDuration, r.commands, r.commandDuration, r.eventsAppended, r.repetitions,
-		r.lateness, r.databaseErrors, r.redisErrors, r.scrapeErrors, r.transient, r.degraded,
+		r.lateness, r.databaseErrors, r.redisErrors, r.scrapeErrors, r.transient, r.degraded, r.replicaReads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		sourceCollector{r},
 	}
@@ -179,6 +188,10 @@ func (r *Registry) DatabaseError(operation string, err error) {
 func (r *Registry) TransientError(component string, kind faults.Kind) {
 	r.transient.WithLabelValues(component, kind.String()).Inc()
 }
+
+// ReplicaRead counts a read-side query's outcome with replicas
+// (query.Replicas.Observe).
+func (r *Registry) ReplicaRead(outcome string) { r.replicaReads.WithLabelValues(outcome).Inc() }
 
 // Degraded implements faults.Observer.
 func (r *Registry) Degraded(component string, degraded bool) {

@@ -30,6 +30,10 @@ var (
 		"Events the projection applied in this process.", []string{"projection"}, nil)
 	descRelayPosition = prometheus.NewDesc("taskqueue_relay_position",
 		"Sequence part of the relay's checkpoint (eventstore.Position.Seq): integration events are published up to it.", nil, nil)
+	descHorizonAge = prometheus.NewDesc("taskqueue_log_horizon_age_seconds",
+		"PostgreSQL: how long the oldest writing transaction of the cluster has been open; every reader of the log (projections, the processor's schedule, live updates) waits below it.", nil, nil)
+	descHorizonWaiting = prometheus.NewDesc("taskqueue_log_waiting_events",
+		"PostgreSQL: events committed behind the oldest open writing transaction, not yet readable by any reader of the log.", nil, nil)
 	descRelayLagSeconds = prometheus.NewDesc("taskqueue_relay_lag_seconds",
 		"How long the first event the relay has not published yet has been in the log (0: none waits).", nil, nil)
 )
@@ -44,7 +48,7 @@ type sourceCollector struct{ r *Registry }
 func (c sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descActiveQueues, descDeadLetters, descWSConnections, descWSSlow,
 		descProjPosition, descProjLagEvents, descProjLagSeconds, descProjState, descProjApplied,
-		descRelayPosition, descRelayLagSeconds} {
+		descRelayPosition, descRelayLagSeconds, descHorizonAge, descHorizonWaiting} {
 		ch <- d
 	}
 }
@@ -80,6 +84,11 @@ func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descRelayPosition, prometheus.GaugeValue, float64(pos.Seq))
 			ch <- prometheus.MustNewConstMetric(descRelayLagSeconds, prometheus.GaugeValue, lag.Seconds())
 		}
+	}
+	if s.LogHorizon != nil {
+		age, waiting := s.LogHorizon()
+		ch <- prometheus.MustNewConstMetric(descHorizonAge, prometheus.GaugeValue, age.Seconds())
+		ch <- prometheus.MustNewConstMetric(descHorizonWaiting, prometheus.GaugeValue, float64(waiting))
 	}
 	if s.Projections != nil {
 		st, err := s.Projections(ctx)

@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
+	"github.com/taskqueue/taskqueue/api/asyncapi"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 )
@@ -54,6 +55,18 @@ func (c *collector) events(t *testing.T) []IntegrationEvent {
 		}
 		if m.Metadata.Get(MetaPosition) != ev.Position || middleware.MessageCorrelationID(m) != ev.CorrelationID {
 			t.Errorf("metadata %v does not match the payload %s", m.Metadata, m.Payload)
+		}
+		// Both match the spec (api/asyncapi/asyncapi.yaml).
+		schema, err := asyncapi.IntegrationPayload(ev.Type)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := asyncapi.Validate(schema, m.Payload); err != nil {
+			t.Error(err)
+		}
+		headers, _ := json.Marshal(m.Metadata)
+		if err := asyncapi.Validate(asyncapi.IntegrationHeaders, headers); err != nil {
+			t.Error(err)
 		}
 		out = append(out, ev)
 	}

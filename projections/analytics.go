@@ -45,12 +45,116 @@ type hourKey struct {
 	player string
 }
 
+// analyticsBatch is the counts of a run of events, keyed like the rows
+// they add to. Apply and the bulk build (bulk.go) both count through it.
+type analyticsBatch struct {
+	tasks   map[taskDayKey]*taskDay
+	grants  map[grantKey]int64
+	hours   map[hourKey]int64
+	lengths map[string]int64 // change of queue length per player
+}
+
+func newAnalyticsBatch() *analyticsBatch {
+	return &analyticsBatch{tasks: map[taskDayKey]*taskDay{}, grants: map[grantKey]int64{}, hours: map[hourKey]int64{}, lengths: map[string]int64{}}
+}
+
+// add counts the event e of player's queue stream.
+func (a *analyticsBatch) add(player string, e domain.Event) {
+	at := e.OccurredAt().UTC()
+	day := at.Format(time.DateOnly)
+	a.hours[hourKey{at.Truncate(time.Hour), player}]++
+	td := func(typ domain.TaskTypeID) *taskDay {
+		k := taskDayKey{day, string(typ)}
+		if a.tasks[k] == nil {
+			a.tasks[k] = &taskDay{}
+		}
+		return a.tasks[k]
+	}
+	switch e := e.(type) {
+	case domain.TaskEnqueued:
+		a.lengths[player]++
+	case domain.TaskCompleted:
+		td(e.Type).completions++
+		a.lengths[player]--
+	case domain.TaskFailed:
+		td(e.Type).failures++
+		a.lengths[player]--
+	case domain.TaskRemoved:
+		td(e.Type).cancellations++
+		a.lengths[player]--
+	case domain.RepetitionStarted:
+		d := td(e.Type)
+		d.effSum += e.Efficiency
+		d.effCount++
+	case domain.RepetitionCompleted:
+		td(e.Type).repetitions++
+		if e.XP != 0 {
+			a.grants[grantKey{day, "xp", string(e.Skill)}] += e.XP
+		}
+		for item, n := range e.Granted {
+			a.grants[grantKey{day, "item", string(item)}] += n
+		}
+	}
+}
+
+var (
+	taskDailyCols    = []string{"day", "task_type", "completions", "failures", "cancellations", "repetitions", "efficiency_sum", "efficiency_count"}
+	grantsDailyCols  = []string{"day", "kind", "name", "amount"}
+	activeHourlyCols = []string{"hour", "player_id", "events"}
+	queueLengthCols  = []string{"player_id", "task_count"}
+)
+
+// dayArg is a day as the dialect stores it.
+func dayArg(pg bool, d string) any {
+	if pg {
+		v, _ := time.Parse(time.DateOnly, d) // formatted by add
+		return v
+	}
+	return d
+}
+
+func (a *analyticsBatch) taskRows(pg bool) [][]any {
+	var rows [][]any
+	for _, k := range slices.SortedFunc(maps.Keys(a.tasks), func(a, b taskDayKey) int {
+		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.typ, b.typ))
+	}) {
+		d := a.tasks[k]
+		rows = append(rows, []any{dayArg(pg, k.day), k.typ, d.completions, d.failures, d.cancellations, d.repetitions, d.effSum, d.effCount})
+	}
+	return rows
+}
+
+func (a *analyticsBatch) grantRows(pg bool) [][]any {
+	var rows [][]any
+	for _, k := range slices.SortedFunc(maps.Keys(a.grants), func(a, b grantKey) int {
+		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.kind, b.kind), cmp.Compare(a.name, b.name))
+	}) {
+		rows = append(rows, []any{dayArg(pg, k.day), k.kind, k.name, a.grants[k]})
+	}
+	return rows
+}
+
+func (a *analyticsBatch) hourRows() [][]any {
+	var rows [][]any
+	for _, k := range slices.SortedFunc(maps.Keys(a.hours), func(a, b hourKey) int {
+		return cmp.Or(a.hour.Compare(b.hour), cmp.Compare(a.player, b.player))
+	}) {
+		rows = append(rows, []any{k.hour, k.player, a.hours[k]})
+	}
+	return rows
+}
+
+func (a *analyticsBatch) lengthRows() [][]any {
+	var rows [][]any
+	for _, p := range slices.Sorted(maps.Keys(a.lengths)) {
+		rows = append(rows, []any{p, a.lengths[p]})
+	}
+	return rows
+}
+
 // Apply implements Projection.
 func (Analytics) Apply(ctx context.Context, tx Tx, t Tables, events []eventstore.RecordedEvent) error {
-	tasks := map[taskDayKey]*taskDay{}
-	grants := map[grantKey]int64{}
-	hours := map[hourKey]int64{}
-	lengths := map[string]int64{} // change of queue length per player
+	a := newAnalyticsBatch()
 	for _, re := range events {
 		player, e, ok, err := decode(re)
 		if err != nil {
@@ -59,89 +163,23 @@ func (Analytics) Apply(ctx context.Context, tx Tx, t Tables, events []eventstore
 		if !ok {
 			continue // not a queue stream
 		}
-		at := e.OccurredAt().UTC()
-		day := at.Format(time.DateOnly)
-		hours[hourKey{at.Truncate(time.Hour), player}]++
-		td := func(typ domain.TaskTypeID) *taskDay {
-			k := taskDayKey{day, string(typ)}
-			if tasks[k] == nil {
-				tasks[k] = &taskDay{}
-			}
-			return tasks[k]
-		}
-		switch e := e.(type) {
-		case domain.TaskEnqueued:
-			lengths[player]++
-		case domain.TaskCompleted:
-			td(e.Type).completions++
-			lengths[player]--
-		case domain.TaskFailed:
-			td(e.Type).failures++
-			lengths[player]--
-		case domain.TaskRemoved:
-			td(e.Type).cancellations++
-			lengths[player]--
-		case domain.RepetitionStarted:
-			d := td(e.Type)
-			d.effSum += e.Efficiency
-			d.effCount++
-		case domain.RepetitionCompleted:
-			td(e.Type).repetitions++
-			if e.XP != 0 {
-				grants[grantKey{day, "xp", string(e.Skill)}] += e.XP
-			}
-			for item, n := range e.Granted {
-				grants[grantKey{day, "item", string(item)}] += n
-			}
-		}
+		a.add(player, e)
 	}
 	pg := tx.Dialect() == migrations.Postgres
-	dayArg := func(d string) any {
-		if pg {
-			v, _ := time.Parse(time.DateOnly, d) // formatted above
-			return v
-		}
-		return d
-	}
-	var rows [][]any
-	for _, k := range slices.SortedFunc(maps.Keys(tasks), func(a, b taskDayKey) int {
-		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.typ, b.typ))
-	}) {
-		d := tasks[k]
-		rows = append(rows, []any{dayArg(k.day), k.typ, d.completions, d.failures, d.cancellations, d.repetitions, d.effSum, d.effCount})
-	}
 	tbl := t.Name("analytics_task_daily")
-	if err := upsert(ctx, tx, tbl,
-		[]string{"day", "task_type", "completions", "failures", "cancellations", "repetitions", "efficiency_sum", "efficiency_count"},
-		[]string{"day", "task_type"}, addAll(tbl, "completions", "failures", "cancellations", "repetitions", "efficiency_sum", "efficiency_count"), rows); err != nil {
+	if err := upsert(ctx, tx, tbl, taskDailyCols, taskDailyCols[:2], addAll(tbl, taskDailyCols[2:]...), a.taskRows(pg)); err != nil {
 		return err
-	}
-	rows = rows[:0]
-	for _, k := range slices.SortedFunc(maps.Keys(grants), func(a, b grantKey) int {
-		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.kind, b.kind), cmp.Compare(a.name, b.name))
-	}) {
-		rows = append(rows, []any{dayArg(k.day), k.kind, k.name, grants[k]})
 	}
 	tbl = t.Name("analytics_grants_daily")
-	if err := upsert(ctx, tx, tbl, []string{"day", "kind", "name", "amount"}, []string{"day", "kind", "name"}, addAll(tbl, "amount"), rows); err != nil {
+	if err := upsert(ctx, tx, tbl, grantsDailyCols, grantsDailyCols[:3], addAll(tbl, "amount"), a.grantRows(pg)); err != nil {
 		return err
-	}
-	rows = rows[:0]
-	for _, k := range slices.SortedFunc(maps.Keys(hours), func(a, b hourKey) int {
-		return cmp.Or(a.hour.Compare(b.hour), cmp.Compare(a.player, b.player))
-	}) {
-		rows = append(rows, []any{k.hour, k.player, hours[k]})
 	}
 	tbl = t.Name("analytics_active_players_hourly")
-	if err := upsert(ctx, tx, tbl, []string{"hour", "player_id", "events"}, []string{"hour", "player_id"}, addAll(tbl, "events"), rows); err != nil {
+	if err := upsert(ctx, tx, tbl, activeHourlyCols, activeHourlyCols[:2], addAll(tbl, "events"), a.hourRows()); err != nil {
 		return err
 	}
-	rows = rows[:0]
-	for _, p := range slices.Sorted(maps.Keys(lengths)) {
-		rows = append(rows, []any{p, lengths[p]})
-	}
 	tbl = t.Name("analytics_queue_lengths")
-	if err := upsert(ctx, tx, tbl, []string{"player_id", "task_count"}, []string{"player_id"}, addAll(tbl, "task_count"), rows); err != nil {
+	if err := upsert(ctx, tx, tbl, queueLengthCols, queueLengthCols[:1], addAll(tbl, "task_count"), a.lengthRows()); err != nil {
 		return fmt.Errorf("analytics: %w", err)
 	}
 	return nil

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,27 +21,29 @@ import (
 var (
 	benchEvents   = flag.Int("rebuild-events", 20000, "events in the log of BenchmarkRebuildPostgres")
 	benchSettings = flag.String("rebuild-pg-settings", "", "extra PostgreSQL settings for BenchmarkRebuildPostgres's connections, as URL query parameters (e.g. enable_seqscan=off)")
+	benchRounds   = flag.Int("rebuild-rounds", 3, "rounds of BenchmarkRebuildPostgres: a rebuild and both COPY baselines each")
 	benchFixed    = flag.Bool("rebuild-store-queries", false, "read the log with fixedReadStore's queries instead of the store's (see fixedReadStore)")
 )
 
 // BenchmarkRebuildPostgres fills a PostgreSQL log with about
 // -rebuild-events events of the random workload, then measures, in one run:
 //
-//   - catch-up: the three projections built from position 0 at start;
-//   - rebuild: a blue-green rebuild of all three at once while serving;
+//   - catch-up: the three projections built from position 0 at start (the
+//     active generations, batch by batch);
+//   - then -rebuild-rounds rounds of:
+//   - rebuild: a blue-green rebuild of all three at once while serving (the
+//     bulk build, bulk.go), from Rebuild until every view has switched;
 //   - copy-models: a raw COPY of the same read-model rows (every row of
 //     every read model) into empty tables of the same shape, the baseline
 //     for the rows the rebuild writes;
 //   - copy-events: a raw COPY of the same event rows into an empty table
-//     shaped like event_log, the baseline for the rows the rebuild reads.
+//     shaped like event_log, the baseline for the rows the rebuild reads;
 //
-// Run the full size once with:
+// and prints each round with the load average and the ratios COPY time ÷
+// rebuild time (1 = the rebuild as fast as a raw COPY of its rows). Run the
+// documented size with:
 //
 //	go test ./projections -run '^$' -bench RebuildPostgres -benchtime 1x -rebuild-events 1000000 -timeout 60m
-//
-// -rebuild-pg-settings enable_seqscan=off steers the event store's page
-// query off a sequential scan of the whole log that its "held back" check
-// makes at every page on a large log (see the report of this session).
 func BenchmarkRebuildPostgres(b *testing.B) {
 	ctx := context.Background()
 	url := testenv.Postgres(b)
@@ -70,43 +74,76 @@ func BenchmarkRebuildPostgres(b *testing.B) {
 			time.Sleep(100 * time.Millisecond) // polling, sparse so it does not load the database
 		}
 		catchUp := time.Since(start)
-
-		start = time.Now()
-		var wg sync.WaitGroup
-		for _, name := range r.Names() {
-			gen, err := r.Rebuild(ctx, name)
-			if err != nil {
-				b.Fatal(err)
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				last := time.Now()
-				if err := r.WaitRebuilt(ctx, name, gen, time.Second, func(p Progress) {
-					if time.Since(last) > 10*time.Second {
-						fmt.Fprintf(os.Stderr, "%-16s %s\n", name, FormatProgress(p, 30))
-						last = time.Now()
-					}
-				}); err != nil {
-					b.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
-		rebuild := time.Since(start)
-		stop()
-
-		rows, copyModels := copyBaseline(b, be, allViews(), "")
-		_, copyEvents := copyBaseline(b, be, []string{"event_log"}, "")
+		fmt.Fprintf(os.Stderr, "catch-up of the 3 projections from 0 (batch by batch): %.1f s, %.0f events/s\n",
+			catchUp.Seconds(), float64(res.Events)/catchUp.Seconds())
 		b.ReportMetric(float64(res.Events), "events")
 		b.ReportMetric(catchUp.Seconds(), "catchup-s")
-		b.ReportMetric(float64(res.Events)/catchUp.Seconds(), "catchup-events/s")
-		b.ReportMetric(rebuild.Seconds(), "rebuild-s")
-		b.ReportMetric(float64(res.Events)/rebuild.Seconds(), "rebuild-events/s")
-		b.ReportMetric(float64(rows), "model-rows")
-		b.ReportMetric(copyModels.Seconds(), "copy-models-s")
-		b.ReportMetric(copyEvents.Seconds(), "copy-events-s")
+
+		var ratios, ratiosEvents []float64
+		for round := 1; round <= *benchRounds; round++ {
+			load := loadAverage()
+			start = time.Now()
+			var wg sync.WaitGroup
+			for _, name := range r.Names() {
+				gen, err := r.Rebuild(ctx, name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := r.WaitRebuilt(ctx, name, gen, 50*time.Millisecond, nil); err != nil {
+						b.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			rebuild := time.Since(start)
+
+			rows, copyModels := copyBaseline(b, be, allViews())
+			_, copyEvents := copyBaseline(b, be, []string{"event_log"})
+			ratio := copyModels.Seconds() / rebuild.Seconds()
+			ratioEvents := copyEvents.Seconds() / rebuild.Seconds()
+			ratios, ratiosEvents = append(ratios, ratio), append(ratiosEvents, ratioEvents)
+			fmt.Fprintf(os.Stderr, "round %d (load average %s): rebuild %.2f s (%.0f events/s); COPY of the %d read-model rows %.2f s (%.0f rows/s); "+
+				"COPY of the %d event rows %.2f s (%.0f rows/s); COPY-models/rebuild %.2f, COPY-events/rebuild %.2f\n",
+				round, load, rebuild.Seconds(), float64(res.Events)/rebuild.Seconds(), rows, copyModels.Seconds(), float64(rows)/copyModels.Seconds(),
+				res.Events, copyEvents.Seconds(), float64(res.Events)/copyEvents.Seconds(), ratio, ratioEvents)
+			b.ReportMetric(rebuild.Seconds(), "rebuild-s")
+			b.ReportMetric(float64(res.Events)/rebuild.Seconds(), "rebuild-events/s")
+			b.ReportMetric(float64(rows), "model-rows")
+			b.ReportMetric(copyModels.Seconds(), "copy-models-s")
+			b.ReportMetric(copyEvents.Seconds(), "copy-events-s")
+		}
+		stop()
+		fmt.Fprintf(os.Stderr, "COPY-models/rebuild over %d rounds: %s; COPY-events/rebuild: %s\n", len(ratios), spread(ratios), spread(ratiosEvents))
+		b.ReportMetric(median(ratios), "copy-models/rebuild")
+		b.ReportMetric(median(ratiosEvents), "copy-events/rebuild")
 	}
+}
+
+// loadAverage returns the 1-, 5- and 15-minute load averages of the machine.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// spread renders the median and the range of xs.
+func spread(xs []float64) string {
+	return fmt.Sprintf("median %.2f (%.2f-%.2f)", median(xs), slices.Min(xs), slices.Max(xs))
 }
 
 func caughtUp(b *testing.B, r *Runner, res projectiontest.Result) bool {
@@ -124,7 +161,7 @@ func caughtUp(b *testing.B, r *Runner, res projectiontest.Result) bool {
 
 // copyBaseline reads every row of the tables and times a COPY of them into
 // empty tables of the same shape (LIKE ... INCLUDING ALL, not partitioned).
-func copyBaseline(b *testing.B, be backend, tables []string, _ string) (int, time.Duration) {
+func copyBaseline(b *testing.B, be backend, tables []string) (int, time.Duration) {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, be.url)
 	if err != nil {
@@ -167,6 +204,9 @@ func copyBaseline(b *testing.B, be backend, tables []string, _ string) (int, tim
 				b.Fatal(err)
 			}
 			src = physical(tbl, gen)
+		}
+		if _, err := pool.Exec(ctx, "DROP TABLE IF EXISTS copy_"+tbl); err != nil {
+			b.Fatal(err)
 		}
 		if _, err := pool.Exec(ctx, "CREATE TABLE copy_"+tbl+" (LIKE "+src+" INCLUDING ALL)"); err != nil {
 			b.Fatal(err)

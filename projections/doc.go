@@ -72,7 +72,11 @@
 // drops the old tables and checkpoint. A reader sees the old model or the new
 // one, never a half-built one. Progress (done, total, events/s, ETA) is in
 // Status.Rebuild; FormatProgress renders it as a terminal progress bar. A
-// rebuild interrupted by a restart resumes from its own checkpoint.
+// rebuild interrupted by a restart resumes from its own checkpoint. On
+// PostgreSQL the part from position 0 to the head is a bulk build (bulk.go:
+// the log read in stream order, each stream folded in memory, every row
+// written once with COPY, a short transaction per page; a build interrupted
+// there starts again from empty tables).
 //
 // Replay is what `taskqueue replay --projection NAME` runs: a rebuild, a
 // progress bar, the wait for the switch.

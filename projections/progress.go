@@ -97,47 +97,64 @@ func (PlayerProgress) Apply(ctx context.Context, tx Tx, t Tables, events []event
 		}
 		r := rows[player]
 		if r == nil {
-			r = &progressRow{player: player, skills: map[string]SkillProgress{}, inventory: map[string]int64{}}
+			r = newProgressRow(player)
 			rows[player] = r
 		}
-		if re.Version <= r.version {
-			continue
+		if r.applyRecorded(&re, e) {
+			changed[player] = true
 		}
-		switch e := e.(type) {
-		case domain.RepetitionStarted:
-			r.inventory = addItems(r.inventory, e.Consumed, -1)
-		case domain.RepetitionCancelled:
-			r.inventory = addItems(r.inventory, e.Refunded, 1)
-		case domain.RepetitionCompleted:
-			r.inventory = addItems(r.inventory, e.Granted, 1)
-			if e.XP > 0 {
-				s := r.skills[string(e.Skill)]
-				s.XP += e.XP
-				s.Level = domain.LevelForXP(s.XP)
-				r.skills[string(e.Skill)] = s
-			}
-		}
-		r.version = re.Version
-		if at := e.OccurredAt().UTC(); at.After(r.updatedAt) {
-			r.updatedAt = at
-		}
-		changed[player] = true
 	}
 	out := make([][]any, 0, len(changed))
 	for _, p := range slices.Sorted(maps.Keys(changed)) {
-		r := rows[p]
-		var totalXP int64
-		totalLevel := 0
-		for _, s := range r.skills {
-			totalXP += s.XP
-			totalLevel += s.Level
-		}
-		if r.inventory == nil {
-			r.inventory = map[string]int64{}
-		}
-		skills, _ := json.Marshal(r.skills) // plain maps: cannot fail
-		inv, _ := json.Marshal(r.inventory)
-		out = append(out, []any{r.player, string(skills), string(inv), totalXP, totalLevel, r.version, r.updatedAt})
+		out = append(out, rows[p].values())
 	}
 	return upsert(ctx, tx, table, progressCols, progressCols[:1], excludedAll(progressCols, progressCols[:1]), out)
+}
+
+func newProgressRow(player string) *progressRow {
+	return &progressRow{player: player, skills: map[string]SkillProgress{}, inventory: map[string]int64{}}
+}
+
+// applyRecorded applies the event re of the player's stream, decoded as e;
+// false for an event applied before. Apply and the bulk build (bulk.go)
+// both fold through it.
+func (r *progressRow) applyRecorded(re *eventstore.RecordedEvent, e domain.Event) bool {
+	if re.Version <= r.version {
+		return false
+	}
+	switch e := e.(type) {
+	case domain.RepetitionStarted:
+		r.inventory = addItems(r.inventory, e.Consumed, -1)
+	case domain.RepetitionCancelled:
+		r.inventory = addItems(r.inventory, e.Refunded, 1)
+	case domain.RepetitionCompleted:
+		r.inventory = addItems(r.inventory, e.Granted, 1)
+		if e.XP > 0 {
+			s := r.skills[string(e.Skill)]
+			s.XP += e.XP
+			s.Level = domain.LevelForXP(s.XP)
+			r.skills[string(e.Skill)] = s
+		}
+	}
+	r.version = re.Version
+	if at := e.OccurredAt().UTC(); at.After(r.updatedAt) {
+		r.updatedAt = at
+	}
+	return true
+}
+
+// values returns the row's values in progressCols order.
+func (r *progressRow) values() []any {
+	var totalXP int64
+	totalLevel := 0
+	for _, s := range r.skills {
+		totalXP += s.XP
+		totalLevel += s.Level
+	}
+	if r.inventory == nil {
+		r.inventory = map[string]int64{}
+	}
+	skills, _ := json.Marshal(r.skills) // plain maps: cannot fail
+	inv, _ := json.Marshal(r.inventory)
+	return []any{r.player, string(skills), string(inv), totalXP, totalLevel, r.version, r.updatedAt}
 }

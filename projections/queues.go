@@ -94,25 +94,19 @@ func (q Queues) Apply(ctx context.Context, tx Tx, t Tables, events []eventstore.
 		}
 		row := rows[player]
 		if row == nil {
-			row = &queueRow{player: player, createdAt: e.OccurredAt().UTC()}
+			row = newQueueRow(player, e)
 			rows[player] = row
 		}
-		if re.Version <= row.version {
-			continue // applied before (the row is ahead of the checkpoint only if a bug put it there)
-		}
-		h, err := row.apply(e, re.Version)
+		h, applied, err := row.applyRecorded(&re, e)
 		if err != nil {
-			return fmt.Errorf("apply %s (version %d of %s at %s): %w", re.Type, re.Version, re.Stream, re.Position, err)
+			return err
 		}
 		if h != nil {
 			history = append(history, h)
 		}
-		row.version = re.Version
-		if at := e.OccurredAt().UTC(); at.After(row.updatedAt) {
-			row.updatedAt = at
+		if applied {
+			changed[player] = true
 		}
-		row.lastPosition = re.Position.String()
-		changed[player] = true
 	}
 	out := make([][]any, 0, len(changed))
 	for _, p := range slices.Sorted(maps.Keys(changed)) {
@@ -181,6 +175,32 @@ func (Queues) load(ctx context.Context, tx Tx, table string, players []string) (
 		}
 	}
 	return out, nil
+}
+
+// newQueueRow returns the row of a queue whose first event is e.
+func newQueueRow(player string, e domain.Event) *queueRow {
+	return &queueRow{player: player, createdAt: e.OccurredAt().UTC()}
+}
+
+// applyRecorded applies the event re of the row's stream, decoded as e,
+// and returns the task_history row it finished, if any; applied is false
+// for an event applied before (the row is ahead of the checkpoint only if
+// a bug put it there). Apply and the bulk build (bulk.go) both fold
+// through it, so they give the same rows.
+func (r *queueRow) applyRecorded(re *eventstore.RecordedEvent, e domain.Event) (history []any, applied bool, err error) {
+	if re.Version <= r.version {
+		return nil, false, nil
+	}
+	h, err := r.apply(e, re.Version)
+	if err != nil {
+		return nil, false, fmt.Errorf("apply %s (version %d of %s at %s): %w", re.Type, re.Version, re.Stream, re.Position, err)
+	}
+	r.version = re.Version
+	if at := e.OccurredAt().UTC(); at.After(r.updatedAt) {
+		r.updatedAt = at
+	}
+	r.lastPosition = re.Position.String()
+	return h, true, nil
 }
 
 func deref[T any](p *T) T {

@@ -211,9 +211,9 @@ func (m *ReadModels) TaskDaily(ctx context.Context, from, to time.Time, taskType
 		}
 		d.Day = day.Format(time.DateOnly)
 		if n > 0 {
-			// Rounded to 6 decimals: efficiency_sum is a float sum, and its
-			// last bits depend on how the events were batched (live, in
-			// small batches, or replayed in large ones).
+			// Rounded to 6 decimals: efficiency_sum is a float sum whose last
+			// bits depend on the order it was added up in (event by event, or
+			// a rebuild's bulk fold), which must not show in the answer.
 			avg := math.Round(sum/float64(n)*1e6) / 1e6
 			d.AverageEfficiency = &avg
 		}

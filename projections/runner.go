@@ -68,11 +68,23 @@ type Config struct {
 	// transaction after the read-model writes and the checkpoint, just
 	// before the commit.
 	beforeCommit func(projection string)
+	// bulkChunk, when set (by tests), is the page size of bulk builds
+	// instead of defaultBulkChunk.
+	bulkChunk int
+	// afterBulkChunk, when set (by tests), runs after each page a bulk
+	// build committed; an error stops the build there.
+	afterBulkChunk func(projection string) error
+	// bulkBuilt, when set (by tests), is told of every bulk build that
+	// ended, with the events it applied.
+	bulkBuilt func(projection string, events int64)
 }
 
 func (c *Config) setDefaults() {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 1000
+	}
+	if c.bulkChunk <= 0 {
+		c.bulkChunk = defaultBulkChunk
 	}
 	if c.RetryDelay <= 0 {
 		c.RetryDelay = time.Second
@@ -129,6 +141,7 @@ type Runner struct {
 	notify   chan struct{} // closed and replaced after every commit
 
 	cache pageCache
+	scan  bulkScan
 }
 
 // proj is the runner's state for one projection.
@@ -144,6 +157,9 @@ type proj struct {
 	// suspect is, by generation, the event the projection's code refused
 	// once: it becomes a failure only if the fresh attempt fails too.
 	suspect map[string]eventstore.Position
+	// noBulk marks, by generation, the builds whose bulk build the
+	// projection's code refused (bulk.go): they build batch by batch.
+	noBulk map[string]bool
 }
 
 // NewRunner checks cfg and returns a Runner; call Run to start it.
@@ -155,7 +171,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 	r := &Runner{cfg: cfg, projs: map[string]*proj{}, notify: make(chan struct{})}
 	for _, p := range cfg.Projections {
 		r.projs[p.Name()] = &proj{
-			p: p, reload: make(chan struct{}, 1), workers: map[string]*worker{}, suspect: map[string]eventstore.Position{},
+			p: p, reload: make(chan struct{}, 1), workers: map[string]*worker{}, suspect: map[string]eventstore.Position{}, noBulk: map[string]bool{},
 			outage: faults.NewOutage(faults.OutageConfig{Component: "projection " + p.Name(), Logger: cfg.Logger, Observer: cfg.Observer}),
 		}
 		r.order = append(r.order, p.Name())

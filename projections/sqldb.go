@@ -158,6 +158,40 @@ func (t pgTx) QueryRow(ctx context.Context, q string, args ...any) Row {
 	return t.tx.QueryRow(ctx, q, pgArgs(q, args)...)
 }
 
+// copyFrom writes rows into table with COPY (pgx CopyFrom), inside the
+// transaction: the bulk build's write path (bulk.go).
+func (t pgTx) copyFrom(ctx context.Context, table string, cols []string, rows [][]any) (int64, error) {
+	return t.tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+}
+
+// tryLock takes the session-level advisory lock named key on a connection
+// of its own, without waiting, and holds it until release: no transaction
+// stays open meanwhile, so the log's horizon never waits for it, and the
+// lock ends with the session if the process dies. ok is false when another
+// session holds it.
+func (d pgDB) tryLock(ctx context.Context, key string) (release func(), ok bool, err error) {
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("lock %s: %w", key, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, key).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, false, fmt.Errorf("lock %s: %w", key, err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, false, nil
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key); err != nil {
+			_ = conn.Conn().Close(ctx) // the session ends, and the lock with it
+		}
+		conn.Release()
+	}, true, nil
+}
+
 type liteDB struct {
 	writeTx func(ctx context.Context, fn func(*sql.Tx) error) error
 	reader  *sql.DB

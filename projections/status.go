@@ -126,11 +126,13 @@ func (r *Runner) status(ctx context.Context, pr *proj, head eventstore.Position)
 		w := workers[c.generation]
 		pos, applied, state, rate := c.position, c.applied, StateStopped, 0.0
 		var fail *Failure
+		var bulkDone int64
 		if w != nil {
 			w.mu.Lock()
 			if w.pos.Compare(pos) > 0 {
 				pos, applied = w.pos, w.applied
 			}
+			bulkDone = w.bulkDone
 			state, fail, rate = w.state, w.fail, w.meter.rate(now)
 			w.mu.Unlock()
 		}
@@ -155,7 +157,7 @@ func (r *Runner) status(ctx context.Context, pr *proj, head eventstore.Position)
 			continue
 		}
 		pg := &Progress{Generation: c.generation, Version: c.version, State: state, Position: pos,
-			Done: int64(pos.Seq), Total: int64(head.Seq), EventsPerSecond: rate, Failure: fail}
+			Done: max(int64(pos.Seq), bulkDone), Total: int64(head.Seq), EventsPerSecond: rate, Failure: fail}
 		if pg.Done > pg.Total {
 			pg.Total = pg.Done
 		}

@@ -45,6 +45,9 @@ type worker struct {
 	fail     *Failure
 	meter    rateMeter
 	caughtUp bool
+	// bulkDone is the number of events a bulk build has folded so far
+	// (its checkpoint stays at Start until it ends).
+	bulkDone int64
 }
 
 func (r *Runner) newWorker(pr *proj, c checkpoint) *worker {
@@ -88,6 +91,12 @@ func (w *worker) failure() *Failure {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.fail
+}
+
+func (w *worker) position() eventstore.Position {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pos
 }
 
 func (w *worker) setState(s State) {
@@ -168,6 +177,12 @@ func (w *worker) follow(ctx context.Context, stopActive func()) error {
 	p := w.pr.p
 	if w.active {
 		w.setState(StateCatchingUp)
+	} else if w.position().IsZero() {
+		release, err := w.buildFromStart(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 	if err := w.catchUp(ctx); err != nil {
 		return err

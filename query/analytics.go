@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -78,6 +79,50 @@ type AnalyticsReport struct {
 	GrantDays    []GrantDay    `json:"grantDays,omitempty"`
 	ActiveHours  []ActiveHour  `json:"activeHours,omitempty"`
 	QueueLengths []QueueLength `json:"queueLengths,omitempty"`
+}
+
+// MarshalJSON writes the report's own row list even when it is empty
+// ("taskDays": [] for a range without completions), as docs/API.md and the
+// spec promise, and none of the others; omitempty alone dropped an empty
+// list, leaving a client nothing to read.
+func (r AnalyticsReport) MarshalJSON() ([]byte, error) {
+	type base struct {
+		Report string     `json:"report"`
+		From   *time.Time `json:"from,omitempty"`
+		To     *time.Time `json:"to,omitempty"`
+		At     *time.Time `json:"at,omitempty"`
+	}
+	b := base{r.Report, r.From, r.To, r.At}
+	switch r.Report {
+	case ReportTaskDaily:
+		return json.Marshal(struct {
+			base
+			TaskDays []TaskDay `json:"taskDays"`
+		}{b, nonNil(r.TaskDays)})
+	case ReportGrantsDaily:
+		return json.Marshal(struct {
+			base
+			GrantDays []GrantDay `json:"grantDays"`
+		}{b, nonNil(r.GrantDays)})
+	case ReportActivePlayersHourly:
+		return json.Marshal(struct {
+			base
+			ActiveHours []ActiveHour `json:"activeHours"`
+		}{b, nonNil(r.ActiveHours)})
+	case ReportQueueLengths:
+		return json.Marshal(struct {
+			base
+			QueueLengths []QueueLength `json:"queueLengths"`
+		}{b, nonNil(r.QueueLengths)})
+	}
+	return json.Marshal(b)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 // AnalyticsReadModel reads the analytics_* tables.

@@ -3,6 +3,7 @@ package query
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -64,5 +65,25 @@ func TestAnalyticsValidation(t *testing.T) {
 	}
 	if _, err := h.Handle(context.Background(), Analytics{Report: "nope"}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown report: %v", err)
+	}
+}
+
+// A report without rows still carries its (empty) row list, and only its
+// own: a client reads report.taskDays without checking it is there.
+func TestAnalyticsReportAlwaysHasItsRows(t *testing.T) {
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	for report, want := range map[string]string{
+		ReportTaskDaily:           `{"report":"task-daily","from":"2026-12-06T00:00:00Z","to":"2026-12-06T00:00:00Z","taskDays":[]}`,
+		ReportGrantsDaily:         `{"report":"grants-daily","from":"2026-12-06T00:00:00Z","to":"2026-12-06T00:00:00Z","grantDays":[]}`,
+		ReportActivePlayersHourly: `{"report":"active-players-hourly","from":"2026-12-06T00:00:00Z","to":"2026-12-06T00:00:00Z","activeHours":[]}`,
+	} {
+		b, err := json.Marshal(AnalyticsReport{Report: report, From: &now, To: &now})
+		if err != nil || string(b) != want {
+			t.Errorf("%s: %s, %v; want %s", report, b, err, want)
+		}
+	}
+	b, _ := json.Marshal(AnalyticsReport{Report: ReportQueueLengths, At: &now})
+	if want := `{"report":"queue-lengths","at":"2026-12-06T00:00:00Z","queueLengths":[]}`; string(b) != want {
+		t.Errorf("queue-lengths: %s; want %s", b, want)
 	}
 }

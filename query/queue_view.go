@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -50,6 +51,11 @@ type QueueViewHandler struct {
 	// Poll is how often a wait re-reads when no Committed is given (another
 	// process runs the projections). Default 25 ms.
 	Poll time.Duration
+
+	// fallback answers when this handler reads replicas (Replicas.QueueViews)
+	// and they fail or are behind.
+	fallback *QueueViewHandler
+	replicas *Replicas
 }
 
 // NewQueueViewHandler returns the handler. committed may be nil (waits then
@@ -71,6 +77,25 @@ func NewQueueViewHandler(rm QueueViewReadModel, committed Committed, queueLimit 
 // ErrStale. Without MinVersion a wait that ends before the projections
 // agree returns the latest view, without an error.
 func (h *QueueViewHandler) Handle(ctx context.Context, q QueueView) (domain.QueueView, error) {
+	if h.fallback == nil {
+		return h.handle(ctx, q)
+	}
+	v, err := h.handle(ctx, q)
+	switch {
+	case err == nil:
+		h.replicas.observe(ReplicaServed)
+		return v, nil
+	case ctx.Err() != nil, errors.Is(err, domain.ErrInvalid):
+		return v, err
+	case errors.Is(err, ErrStale):
+		h.replicas.observe(ReplicaBehind)
+	default:
+		h.replicas.observe(ReplicaFailed)
+	}
+	return h.fallback.Handle(ctx, q)
+}
+
+func (h *QueueViewHandler) handle(ctx context.Context, q QueueView) (domain.QueueView, error) {
 	player, err := domain.ParsePlayerID(q.PlayerID)
 	if err != nil {
 		return domain.QueueView{}, err

@@ -74,3 +74,17 @@ func TestQueueViewWaitsForTheProjectionsToAgree(t *testing.T) {
 		t.Fatalf("negative minVersion: %v", err)
 	}
 }
+
+func TestQueueStateOf(t *testing.T) {
+	for _, c := range []struct {
+		running bool
+		tasks   int
+		want    QueueState
+	}{
+		{true, 0, QueueIdle}, {true, 1, QueueRunning}, {false, 0, QueueStopped}, {false, 4, QueueStopped},
+	} {
+		if got := QueueStateOf(domain.QueueView{Running: c.running, Tasks: make([]domain.TaskView, c.tasks)}); got != c.want {
+			t.Errorf("running %t with %d tasks: %q, want %q", c.running, c.tasks, got, c.want)
+		}
+	}
+}

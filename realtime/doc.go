@@ -25,7 +25,14 @@
 // MaxResumeEvents, else a reset with a fresh snapshot), sends it, and then
 // streams the live buffer, dropping every message at or below the last
 // position sent. Any event the hub dispatched before the registration is in
-// the log the catch-up reads; any later one is in the buffer. Start
+// the log the catch-up reads; any later one is in the buffer. A resume
+// reads only once the log's readable part has reached the last event
+// committed of the stream (readableHead; on PostgreSQL an older open
+// transaction holds later commits back), so everything answered before the
+// subscribe comes before subscribed.
+//
+// The protocol is specified in api/asyncapi/asyncapi.yaml (AsyncAPI 3.0);
+// the tests validate every message the server sends against it. Start
 // subscribes before the hub serves anything, and a failed subscription
 // resumes from the last position it delivered, so the hub itself never
 // skips an event.

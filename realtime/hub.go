@@ -21,7 +21,7 @@ import (
 type Config struct {
 	// Store is the event log: the source of everything sent. Required.
 	Store eventstore.Store
-	// Tokens verifies bearer tokens (*auth.Tokens). Required.
+	// Tokens verifies bearer tokens (auth.Verifiers). Required.
 	Tokens TokenVerifier
 	// Rules fold the queue views (the same catalog and queue limit as the
 	// command side, so views equal GET /api/queue's).
@@ -159,10 +159,13 @@ type Stats struct {
 // admins watching all). It serves the sockets of GET /api/ws (ServeHTTP).
 // Safe for concurrent use.
 type Hub struct {
-	cfg    Config
-	log    *slog.Logger
-	views  *views
-	outage *faults.Outage // of its subscription to the log
+	cfg Config
+	log *slog.Logger
+	// committed is the store's CommittedHead, nil when its Head is its
+	// committed head (see readableHead).
+	committed CommittedHeader
+	views     *views
+	outage    *faults.Outage // of its subscription to the log
 
 	mu       sync.Mutex
 	started  bool
@@ -233,12 +236,13 @@ func NewHub(cfg Config) (*Hub, error) {
 	log := cfg.Logger.With("component", "realtime")
 	return &Hub{
 		cfg: cfg, log: log,
-		outage:   faults.NewOutage(faults.OutageConfig{Component: "realtime hub", Logger: log, Observer: cfg.Observer}),
-		views:    newViews(cfg.Store, cfg.Rules, cfg.ViewCacheSize),
-		players:  map[domain.PlayerID]map[*subscriber]struct{}{},
-		all:      map[*subscriber]struct{}{},
-		sessions: map[string]map[*subscriber]struct{}{},
-		online:   map[domain.PlayerID]*presenceState{},
+		committed: committedHeadOf(cfg.Store),
+		outage:    faults.NewOutage(faults.OutageConfig{Component: "realtime hub", Logger: log, Observer: cfg.Observer}),
+		views:     newViews(cfg.Store, cfg.Rules, cfg.ViewCacheSize),
+		players:   map[domain.PlayerID]map[*subscriber]struct{}{},
+		all:       map[*subscriber]struct{}{},
+		sessions:  map[string]map[*subscriber]struct{}{},
+		online:    map[domain.PlayerID]*presenceState{},
 	}, nil
 }
 

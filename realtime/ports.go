@@ -9,9 +9,38 @@ import (
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
-// TokenVerifier checks a bearer token; *auth.Tokens implements it.
+// CommittedHeader is offered by an event store whose readable log (Head,
+// ReadAll: the safe prefix) can lag behind what is committed:
+// *postgres.Store, where an event committed after a transaction that is
+// still open is readable only once that transaction ends. CommittedHead
+// returns the position of the last committed event. The hub finds it on
+// Config.Store, through decorators that have an Unwrap() eventstore.Store
+// method; a store without it (SQLite) has nothing committed beyond Head.
+type CommittedHeader interface {
+	CommittedHead(ctx context.Context) (eventstore.Position, error)
+}
+
+// committedHeadOf returns s's CommittedHeader, looking through decorators,
+// or nil.
+func committedHeadOf(s eventstore.Store) CommittedHeader {
+	for s != nil {
+		if c, ok := s.(CommittedHeader); ok {
+			return c
+		}
+		u, ok := s.(interface{ Unwrap() eventstore.Store })
+		if !ok {
+			return nil
+		}
+		s = u.Unwrap()
+	}
+	return nil
+}
+
+// TokenVerifier checks a bearer token; auth.Verifiers (the service's own
+// tokens and the OpenID provider's) and *auth.Tokens implement it, and the
+// HTTP middleware uses the same one.
 type TokenVerifier interface {
-	Verify(token string) (auth.Principal, error)
+	Verify(ctx context.Context, token string) (auth.Principal, error)
 }
 
 // SessionChecker tells whether a session ("sid" claim) is still active;

@@ -9,6 +9,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/query"
 )
 
 // Message types. They are part of the protocol of docs/REALTIME.md:
@@ -91,8 +92,8 @@ type serverMessage struct {
 	Problem  *problemJSON         `json:"problem,omitempty"`
 }
 
-// queueJSON marshals v as GET /api/queue/{playerId} answers it, with
-// serverTime.
+// queueJSON marshals v as GET /api/queue/{playerId} answers it (web's
+// writeQueue), with state and serverTime.
 func queueJSON(v domain.QueueView, now time.Time) (json.RawMessage, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -101,8 +102,11 @@ func queueJSON(v domain.QueueView, now time.Time) (json.RawMessage, error) {
 	if len(b) < 2 || b[len(b)-1] != '}' {
 		return nil, fmt.Errorf("marshal queue view of %s: not an object", v.PlayerID)
 	}
+	state, _ := json.Marshal(query.QueueStateOf(v))
 	t, _ := json.Marshal(now.UTC().Format(time.RFC3339Nano))
-	b = append(b[:len(b)-1], `,"serverTime":`...)
+	b = append(b[:len(b)-1], `,"state":`...)
+	b = append(b, state...)
+	b = append(b, `,"serverTime":`...)
 	b = append(b, t...)
 	return append(b, '}'), nil
 }

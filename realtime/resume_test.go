@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -135,6 +136,11 @@ func TestResumeAfterDisconnectsDeliversExactlyTheMissedEvents(t *testing.T) {
 				want, _ := json.Marshal(snap.View)
 				if got := normalized(t, lastQueue); !reflect.DeepEqual(got, normalized(t, want)) {
 					t.Errorf("last queue view\n got %v\nwant %v", got, normalized(t, want))
+				}
+				// The state, as GET /api/queue gives it.
+				var last struct{ State query.QueueState }
+				if err := json.Unmarshal(lastQueue, &last); err != nil || last.State != query.QueueStateOf(snap.View) {
+					t.Errorf("last queue state %q (%v), want %q", last.State, err, query.QueueStateOf(snap.View))
 				}
 				t.Logf("%d events over %d connections, %d resets, final version %d", events, conns, resets, next-1)
 			})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -41,6 +42,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p, exp, err := h.authenticate(r.Context(), token)
 		if err != nil {
 			h.log.DebugContext(r.Context(), "websocket refused", "err", err)
+			if !errors.Is(err, auth.ErrUnauthorized) && faults.Transient(err) {
+				// The provider's keys or the sessions cannot be reached:
+				// the token may be fine, so the client should come back.
+				w.Header().Set("Retry-After", "1")
+				writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Service unavailable", "the token cannot be checked now; retry later")
+				return
+			}
 			writeProblem(w, http.StatusUnauthorized, "unauthorized", "Unauthorized", "the token is not valid")
 			return
 		}
@@ -82,7 +90,7 @@ func requestToken(r *http.Request) (string, bool) {
 // session is active. It returns the token's expiry too (zero when it has
 // none): the connection is closed then.
 func (h *Hub) authenticate(ctx context.Context, token string) (auth.Principal, time.Time, error) {
-	p, err := h.cfg.Tokens.Verify(token)
+	p, err := h.cfg.Tokens.Verify(ctx, token)
 	if err != nil {
 		return auth.Principal{}, time.Time{}, err
 	}
@@ -285,11 +293,9 @@ func (h *Hub) stream(ctx context.Context, conn *websocket.Conn, sub *subscriber,
 // it, or a reset with a snapshot when since is absent or too far behind. It
 // returns the position the client is at afterwards.
 func (h *Hub) catchUp(ctx context.Context, conn *websocket.Conn, player domain.PlayerID, since *eventstore.Position) (eventstore.Position, error) {
-	rctx, cancel := context.WithTimeout(ctx, h.cfg.ReadTimeout)
-	head, err := h.cfg.Store.Head(rctx)
-	cancel()
+	head, err := h.readableHead(ctx, player, since)
 	if err != nil {
-		return eventstore.Position{}, fmt.Errorf("read head: %w", err)
+		return eventstore.Position{}, err
 	}
 	var missed []eventstore.RecordedEvent
 	resume := since != nil && !head.Less(*since) &&
@@ -354,6 +360,77 @@ func (h *Hub) catchUp(ctx context.Context, conn *websocket.Conn, player domain.P
 		}
 	}
 	return last, nil
+}
+
+// readableHead returns the head of the log's readable part (Store.Head),
+// once a resume's catch-up can read every event it must hold: on a store
+// whose readable part lags behind its commits (CommittedHeader:
+// PostgreSQL, where an event committed after a transaction that is still
+// open is committed, its command answered, but not yet readable), it
+// waits, polling Head, until the head has reached the last event committed
+// when it was called: of the player's stream, or of the whole log for all
+// players. Without the wait such events came after subscribed, as live
+// messages. A first connection (no since) does not wait: its reset reads
+// the stream itself, to its end, whatever the horizon. Nor does a client
+// that already has the stream's last event. The wait, with the reads, is
+// bounded by ReadTimeout: past it the catch-up fails (CloseTryAgainLater),
+// since subscribed would break its promise.
+func (h *Hub) readableHead(ctx context.Context, player domain.PlayerID, since *eventstore.Position) (eventstore.Position, error) {
+	rctx, cancel := context.WithTimeout(ctx, h.cfg.ReadTimeout)
+	defer cancel()
+	var target eventstore.Position // Start: nothing to wait for
+	if h.committed != nil && since != nil {
+		var err error
+		if target, err = h.committedTarget(rctx, player); err != nil {
+			return eventstore.Position{}, err
+		}
+		if !since.Less(target) {
+			target = eventstore.Start // the client has it all
+		}
+	}
+	wait := time.Millisecond
+	for {
+		head, err := h.cfg.Store.Head(rctx)
+		if err != nil {
+			return eventstore.Position{}, fmt.Errorf("read head: %w", err)
+		}
+		if !head.Less(target) {
+			return head, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-rctx.Done():
+			t.Stop()
+			return eventstore.Position{}, fmt.Errorf("the log's readable head %s did not reach %s, committed before the subscribe: %w", head, target, rctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 20*time.Millisecond)
+	}
+}
+
+// committedTarget returns the position of the last event committed now:
+// of player's stream (read directly, not through the horizon), or of the
+// whole log for all players ("").
+func (h *Hub) committedTarget(ctx context.Context, player domain.PlayerID) (eventstore.Position, error) {
+	if player == "" {
+		p, err := h.committed.CommittedHead(ctx)
+		if err != nil {
+			return eventstore.Position{}, fmt.Errorf("read the committed head: %w", err)
+		}
+		return p, nil
+	}
+	v, err := h.cfg.Store.StreamVersion(ctx, player.Stream())
+	if err != nil || v == 0 {
+		return eventstore.Position{}, err
+	}
+	evs, err := h.cfg.Store.ReadStream(ctx, player.Stream(), v, 1)
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("read the last event of %s: %w", player.Stream(), err)
+	}
+	if len(evs) == 0 {
+		return eventstore.Position{}, nil
+	}
+	return evs[0].Position, nil
 }
 
 // foldInto applies e to the catch-up's queue of p, loading it at the

@@ -65,6 +65,7 @@ type Client struct {
 // starts down and comes up when the first ping answers.
 func Open(cfg Config) (*Client, error) {
 	cfg.setDefaults()
+	routeLibraryLog()
 	opts, err := redis.ParseURL(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("open redis (TASKQUEUE_REDIS_URL): %w", err)

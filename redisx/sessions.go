@@ -39,15 +39,19 @@ type Session struct {
 // other instance) call theirs (the realtime hub closes the session's
 // sockets).
 //
-// Without Redis, sessions live in this process only. While Redis is down,
+// Without Redis, sessions live in a SessionStore (NewDurableSessions: the
+// service's database, so a restart signs nobody out and every instance
+// sees one set), or, with none, in this process only. While Redis is down,
 // Active answers from this process's memory: sessions revoked here stay
 // revoked, and any other session is taken as active (fail open: the token's
 // signature and expiry still hold); the outage is logged once. Sessions
-// created during an outage are lost when Redis returns. Safe for
+// created during an outage are lost when Redis returns. A durable store
+// that cannot be reached is answered for the same way (fail open). Safe for
 // concurrent use.
 type Sessions struct {
-	c   *Client
-	now func() time.Time
+	c       *Client
+	durable SessionStore // without Redis; nil: in-process
+	now     func() time.Time
 
 	mu        sync.Mutex
 	local     map[string]Session   // without Redis, and created during an outage
@@ -93,6 +97,31 @@ func NewSessions(c *Client) *Sessions {
 	return s
 }
 
+// SessionStore keeps the sessions of a deployment without Redis, durably
+// (package sessionstore). A session expires SessionTTL after its last
+// refresh. Safe for concurrent use.
+type SessionStore interface {
+	// Put saves a new session.
+	Put(ctx context.Context, sess Session) error
+	// Refresh sets the session's RefreshedAt to at and returns it, unless
+	// it does not exist or expired before at (ok false).
+	Refresh(ctx context.Context, sid string, at time.Time) (_ Session, ok bool, _ error)
+	// Active reports whether the session exists and has not expired at at.
+	Active(ctx context.Context, sid string, at time.Time) (bool, error)
+	// Delete removes the session (a missing one is no error).
+	Delete(ctx context.Context, sid string) error
+	// Sweep deletes the sessions expired at at.
+	Sweep(ctx context.Context, at time.Time) error
+}
+
+// NewDurableSessions returns the sessions of a deployment without Redis,
+// kept in store. A session revoked on one instance is refused by every
+// other at its next request (its sockets there stay open until their token
+// expires: closing them needs Redis's channel).
+func NewDurableSessions(store SessionStore) *Sessions {
+	return &Sessions{durable: store, now: time.Now, local: map[string]Session{}, revoked: map[string]time.Time{}}
+}
+
 // Close stops listening for revocations.
 func (s *Sessions) Close() {
 	if s.cancel != nil {
@@ -124,11 +153,34 @@ func (s *Sessions) Create(ctx context.Context, player string, role auth.Role) (S
 			return sess, nil
 		}
 	}
+	if s.durable != nil {
+		if err := s.durable.Put(ctx, sess); err != nil {
+			return Session{}, fmt.Errorf("create session: %w", err)
+		}
+		s.sweepDurable(ctx, now)
+		return sess, nil
+	}
 	s.mu.Lock()
 	s.sweepLocked(now)
 	s.local[sess.ID] = sess
 	s.mu.Unlock()
 	return sess, nil
+}
+
+// sweepDurable deletes the durable sessions expired at now, at most once a
+// minute per process; a failed sweep is tried again at the next sign-in.
+func (s *Sessions) sweepDurable(ctx context.Context, now time.Time) {
+	s.mu.Lock()
+	due := now.Sub(s.lastSweep) >= time.Minute
+	if due {
+		s.lastSweep = now
+	}
+	s.mu.Unlock()
+	if due && s.durable.Sweep(ctx, now) != nil {
+		s.mu.Lock()
+		s.lastSweep = time.Time{}
+		s.mu.Unlock()
+	}
 }
 
 // sweepLocked drops the in-process sessions expired at now, at most once a
@@ -157,6 +209,16 @@ func (s *Sessions) Refresh(ctx context.Context, sid string) (Session, error) {
 		return Session{}, fmt.Errorf("refresh session %s: %w", sid, ErrNoSession)
 	}
 	now := s.now().UTC()
+	if s.durable != nil {
+		sess, ok, err := s.durable.Refresh(ctx, sid, now)
+		switch {
+		case err != nil:
+			return Session{}, fmt.Errorf("refresh session %s: %w", sid, err)
+		case !ok:
+			return Session{}, fmt.Errorf("refresh session %s: %w", sid, ErrNoSession)
+		}
+		return sess, nil
+	}
 	if s.redisUp() {
 		key := s.c.key(sessionFamily, sid)
 		b, err := s.c.rdb.Get(ctx, key).Bytes()
@@ -213,6 +275,12 @@ func (s *Sessions) localSession(sid string, now time.Time) (Session, bool) {
 // send it again once Redis is back.
 func (s *Sessions) Revoke(ctx context.Context, sid string) error {
 	s.revokedHere(sid)
+	if s.durable != nil {
+		if err := s.durable.Delete(ctx, sid); err != nil {
+			return fmt.Errorf("revoke session %s: revoked on this instance only: %w", sid, err)
+		}
+		return nil
+	}
 	if s.c == nil {
 		return nil
 	}
@@ -263,6 +331,13 @@ func (s *Sessions) redisUp() bool { return s.c != nil && s.c.Up() }
 func (s *Sessions) Active(ctx context.Context, sid string) (bool, error) {
 	if s.isRevoked(sid) {
 		return false, nil
+	}
+	if s.durable != nil {
+		ok, err := s.durable.Active(ctx, sid, s.now().UTC())
+		if err != nil {
+			return true, nil // the database is down: fail open, as while Redis is down
+		}
+		return ok, nil
 	}
 	if s.redisUp() {
 		n, err := s.c.rdb.Exists(ctx, s.c.key(sessionFamily, sid)).Result()

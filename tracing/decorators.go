@@ -97,6 +97,11 @@ func Projection(p projections.Projection) projections.Projection { return projec
 
 type projection struct{ projections.Projection }
 
+// Unwrap returns the decorated projection: the projections' bulk build
+// (a rebuild from position 0 on PostgreSQL) folds with its code directly,
+// without spans.
+func (p projection) Unwrap() projections.Projection { return p.Projection }
+
 func (p projection) Apply(ctx context.Context, tx projections.Tx, t projections.Tables, events []eventstore.RecordedEvent) error {
 	spans := startPerCorrelation(ctx, "projection "+p.Name(), events, attribute.String("taskqueue.projection", p.Name()))
 	err := p.Projection.Apply(ctx, tx, t, events)

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -20,7 +21,8 @@ import (
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
-// client drives one app over real HTTP.
+// client drives one app over real HTTP; every response is checked against
+// the spec (checkContract).
 type client struct {
 	t   *testing.T
 	app *app.App
@@ -29,7 +31,7 @@ type client struct {
 
 func newClient(t *testing.T, a *app.App) *client {
 	t.Helper()
-	srv := httptest.NewServer(a.Handler)
+	srv := httptest.NewServer(checkContract(t, a.Handler))
 	t.Cleanup(srv.Close)
 	return &client{t: t, app: a, url: srv.URL}
 }
@@ -475,7 +477,7 @@ func TestDevToken(t *testing.T) {
 		t.Fatalf("dev-token: %d %s", r.status, r.body)
 	}
 	tok := r.json(t)["token"].(string)
-	p, err := c.app.Tokens.Verify(tok)
+	p, err := c.app.Tokens.Verify(context.Background(), tok)
 	if err != nil || p.PlayerID != "carol" || p.Role != auth.RoleAdmin {
 		t.Fatalf("dev token verifies as %+v, %v", p, err)
 	}

@@ -3,6 +3,15 @@
 // place where errors become problem+json responses, the middleware every
 // request goes through, and the embedded web app.
 //
+// # The contract
+//
+// api/openapi.yaml (package api) specifies every route, and the server
+// serves it at GET /api/openapi.json. This package's tests hold the code to
+// it: every response of the HTTP tests and of FuzzAPI is validated against
+// it (contract_test.go), and the router's routes are the spec's paths
+// (TestSpecCoversEveryRoute). A new route, status, header or response
+// field goes into the spec in the same commit.
+//
 // # Requests
 //
 // Every request passes, in order: request ID (the client's X-Request-Id

@@ -40,7 +40,8 @@ var fuzzRoutes = []struct {
 
 // FuzzAPI sends arbitrary paths, query strings and bodies to the API as
 // an admin (who may do everything, so input checks, not authorization,
-// decide) and checks the bar for bad input: never a 500 (a panic answers
+// decide) and checks the bar for bad input: every answer as the spec
+// (api/openapi.yaml) documents it, never a 500 (a panic answers
 // 500 through the recoverer), every error a problem+json document with
 // its status, and a refused command writes nothing.
 //
@@ -120,6 +121,9 @@ func FuzzAPI(f *testing.F) {
 		a.Handler.ServeHTTP(rec, req)
 		res := rec.Result()
 		got, _ := io.ReadAll(res.Body)
+		if err := contractViolation(req, res.StatusCode, res.Header, got); err != nil {
+			t.Fatalf("contract (api/openapi.yaml): %v\nbody: %.2000s", err, got)
+		}
 		if res.StatusCode >= 500 {
 			t.Fatalf("%s %s with %q: %d %s", rt.method, target, body, res.StatusCode, got)
 		}

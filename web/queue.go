@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -145,7 +146,8 @@ func decodeBody(r *http.Request, body []byte, v any) error {
 	return decodeJSON(r2, v)
 }
 
-// writeQueue answers with the queue view, its ETag and the server's time.
+// writeQueue answers with the queue view, its state (query.QueueStateOf:
+// idle, running or stopped), its ETag and the server's time.
 func (s *Server) writeQueue(w http.ResponseWriter, status int, v domain.QueueView) {
 	b, err := json.Marshal(v)
 	if err != nil || len(b) < 2 || b[len(b)-1] != '}' {
@@ -153,7 +155,10 @@ func (s *Server) writeQueue(w http.ResponseWriter, status int, v domain.QueueVie
 		b = []byte(`{}`)
 	}
 	now, _ := json.Marshal(s.now().UTC().Format(time.RFC3339Nano))
-	b = append(b[:len(b)-1], `,"serverTime":`...)
+	state, _ := json.Marshal(query.QueueStateOf(v))
+	b = append(b[:len(b)-1], `,"state":`...)
+	b = append(b, state...)
+	b = append(b, `,"serverTime":`...)
 	b = append(b, now...)
 	b = append(b, '}', '\n')
 	w.Header().Set("ETag", etag(v.Version))

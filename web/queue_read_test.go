@@ -12,6 +12,7 @@ import (
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
 	"github.com/taskqueue/taskqueue/command"
+	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -27,7 +28,8 @@ func etagVersion(t *testing.T, r response) int64 {
 
 // sameAsAggregate reads the queue of player over GET /api/queue (the
 // read model) at the aggregate's version and requires the same JSON as the
-// aggregate's view (serverTime aside); it retries while the processor moves
+// aggregate's view (serverTime aside; the state the aggregate's view
+// implies); it retries while the processor moves
 // the queue on between the two reads. It returns the view.
 func sameAsAggregate(t *testing.T, c *client, a *app.App, player, tok string) map[string]any {
 	t.Helper()
@@ -55,6 +57,7 @@ func sameAsAggregate(t *testing.T, c *client, a *app.App, player, tok string) ma
 			if err := json.Unmarshal(b, &want); err != nil {
 				t.Fatal(err)
 			}
+			want["state"] = string(query.QueueStateOf(s.View))
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("the read model's view differs from the aggregate's at version %d:\nread model %s\naggregate  %s", s.View.Version, r.body, b)
 			}
@@ -235,5 +238,53 @@ func TestQueueCacheNeverOlderThanMinVersion(t *testing.T) {
 	}
 	if g := c.do(req{method: "GET", path: "/api/queue/gina", token: gina}); g.status != 200 || etagVersion(t, g) != v {
 		t.Fatalf("the view read for minVersion was not cached: %d ETag %s", g.status, g.header.Get("ETag"))
+	}
+}
+
+// The queue view's state is what a client shows: idle for a queue that
+// runs but holds nothing (running alone is true for it), running with
+// tasks, stopped once stopped — in GET's answers (the read side) and in the
+// commands' (the write side).
+func TestQueueState(t *testing.T) {
+	off := false
+	a := apptest.SQLite(t, func(c *app.Config) { c.Processor = &off })
+	c := newClient(t, a)
+	tok := c.token("erin", auth.RolePlayer)
+	state := func(r response) string {
+		t.Helper()
+		if r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		s, _ := r.json(t)["state"].(string)
+		return s
+	}
+	get := func() string {
+		return state(c.do(req{method: "GET", path: "/api/queue/erin?minVersion=" + itoa(c.version("erin")), token: tok}))
+	}
+	if got := get(); got != "idle" {
+		t.Fatalf("a new queue: state %q, want idle", got)
+	}
+	r := c.do(req{method: "POST", path: "/api/queue/erin/tasks", token: tok, body: `{"type":"chop-wood","count":3}`})
+	if r.status != 201 {
+		t.Fatalf("enqueue: %d %s", r.status, r.body)
+	}
+	task := r.json(t)["taskId"].(string)
+	if got := get(); got != "running" {
+		t.Fatalf("a queue with a task: state %q, want running", got)
+	}
+	if got := state(c.do(req{method: "POST", path: "/api/queue/erin/stop", token: tok})); got != "stopped" {
+		t.Fatalf("stop answered state %q, want stopped", got)
+	}
+	if got := get(); got != "stopped" {
+		t.Fatalf("a stopped queue: state %q, want stopped", got)
+	}
+	if got := state(c.do(req{method: "POST", path: "/api/queue/erin/start", token: tok})); got != "running" {
+		t.Fatalf("start answered state %q, want running", got)
+	}
+	if got := state(c.do(req{method: "DELETE", path: "/api/queue/erin/tasks/" + task, token: tok})); got != "idle" {
+		t.Fatalf("removing the last task answered state %q, want idle", got)
+	}
+	if got := get(); got != "idle" {
+		t.Fatalf("an emptied queue: state %q, want idle", got)
 	}
 }

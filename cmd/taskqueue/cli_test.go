@@ -105,7 +105,7 @@ func TestTokenUsesTheDataDirSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := tokens.Verify(strings.TrimSpace(out))
+	p, err := tokens.Verify(context.Background(), strings.TrimSpace(out))
 	if err != nil || p.PlayerID != "alice" || p.Role != auth.RoleAdmin {
 		t.Fatalf("token verifies as %+v, %v", p, err)
 	}
@@ -116,7 +116,7 @@ func TestTokenUsesTheDataDirSecret(t *testing.T) {
 	secret := strings.Repeat("z", 40)
 	code, out, _ = runCLI(t, map[string]string{"TASKQUEUE_JWT_SECRET": secret, "TASKQUEUE_DATABASE_URL": "postgres://x@h/db"}, "token", "--player", "bob")
 	other, _ := auth.NewTokens(auth.TokensConfig{Secret: []byte(secret)})
-	if p, err := other.Verify(strings.TrimSpace(out)); code != 0 || err != nil || p.Role != auth.RolePlayer {
+	if p, err := other.Verify(context.Background(), strings.TrimSpace(out)); code != 0 || err != nil || p.Role != auth.RolePlayer {
 		t.Fatalf("token with TASKQUEUE_JWT_SECRET: %d %+v %v", code, p, err)
 	}
 }
@@ -343,5 +343,33 @@ func TestOperatorCommands(t *testing.T) {
 		if code, _, stderr := runCLI(t, env, args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr)
 		}
+	}
+}
+
+// backup copies a data directory into a new one that serves as it was, and
+// says plainly what it cannot do.
+func TestBackupCommand(t *testing.T) {
+	data := t.TempDir()
+	env := map[string]string{"TASKQUEUE_DATA_DIR": data}
+	if code, _, stderr := runCLI(t, env, "backup"); code != exitUsage || !strings.Contains(stderr, "backup needs --to DIR") {
+		t.Fatalf("backup without --to: %d %s", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, env, "backup", "--to", t.TempDir()+"/b"); code != exitFail || !strings.Contains(stderr, "no database at") {
+		t.Fatalf("backup of an empty data directory: %d %s", code, stderr)
+	}
+	pg := map[string]string{"TASKQUEUE_DATABASE_URL": "postgres://nowhere/db", "TASKQUEUE_JWT_SECRET": strings.Repeat("k", 40)}
+	if code, _, stderr := runCLI(t, pg, "backup", "--to", t.TempDir()+"/b"); code != exitFail || !strings.Contains(stderr, "pg_basebackup") {
+		t.Fatalf("backup on PostgreSQL: %d %s", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, env, "export"); code != exitOK {
+		t.Fatalf("export to create the store: %d %s", code, stderr)
+	}
+	to := t.TempDir() + "/backup"
+	code, stdout, stderr := runCLI(t, env, "backup", "--to", to)
+	if code != exitOK || !strings.Contains(stdout, "backed up 0 events") {
+		t.Fatalf("backup: %d %s %s", code, stdout, stderr)
+	}
+	if code, _, stderr := runCLI(t, map[string]string{"TASKQUEUE_DATA_DIR": to}, "export"); code != exitOK {
+		t.Fatalf("the backup does not open as a data directory: %d %s", code, stderr)
 	}
 }

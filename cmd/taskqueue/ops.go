@@ -13,6 +13,7 @@ import (
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/ops"
+	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // opsFlags are the flags of the operator commands (events, queue, export,
@@ -46,6 +47,8 @@ func opsFlagSet(cmd string) (*flag.FlagSet, *opsFlags) {
 		fs.StringVar(&of.from, "from", "", "events that occurred at or after this time")
 		fs.StringVar(&of.to, "to", "", "events that occurred before this time")
 	case "import":
+	case "backup":
+		fs.StringVar(&of.into, "to", "", "directory to write the copy into; must not exist or be empty (required)")
 	case "replay":
 		fs.StringVar(&of.projection, "projection", "", "projection to rebuild, or all (required)")
 		fs.StringVar(&of.toPosition, "to-position", "", "build the read models as they were at this global position, into a new SQLite file")
@@ -79,6 +82,19 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 		if _, err := domain.ParsePlayerID(of.player); err != nil {
 			return &usageError{"--player: " + err.Error()}
 		}
+	case "backup":
+		if of.into == "" {
+			return &usageError{"backup needs --to DIR"}
+		}
+		if cfg.DatabaseURL != "" || cfg.KurrentDBURL != "" {
+			return fmt.Errorf("backup copies the embedded SQLite data directory; on PostgreSQL use pg_basebackup with WAL archiving (docs/OPERATIONS.md, \"Backup and restore\")")
+		}
+		res, err := ops.Backup(ctx, ops.BackupOptions{DataDir: cfg.DataDir, File: app.SQLiteFileName, To: of.into, Secret: auth.SecretFileName})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "backed up %d events (up to position %s), %d bytes, into %s\n", res.Events, res.Head, res.Bytes, res.Path)
+		return nil
 	case "replay":
 		if of.projection == "" {
 			return &usageError{"replay needs --projection NAME or --projection all"}

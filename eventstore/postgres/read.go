@@ -116,10 +116,50 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	return eventstore.Position{Commit: uint64(xid), Seq: uint64(pos)}, nil
 }
 
+// CommittedHead returns the position of the last committed event of the
+// log, whether or not it is in the safe prefix yet (Head): an event
+// committed after a transaction that is still open is committed but not
+// yet readable. Once Head has reached it, ReadAll returns every event that
+// was committed when CommittedHead was called. The realtime catch-up waits
+// for that, so that everything acknowledged before a resume is in it.
+func (s *Store) CommittedHead(ctx context.Context) (eventstore.Position, error) {
+	if s.closed() {
+		return eventstore.Position{}, fmt.Errorf("read committed head: %w", eventstore.ErrClosed)
+	}
+	ctx, done := s.withStore(ctx)
+	defer done()
+	var xid, pos int64
+	err := s.pool.QueryRow(ctx, `SELECT transaction_id::text::bigint, position FROM event_log
+		ORDER BY event_log.transaction_id DESC, event_log.position DESC LIMIT 1`).Scan(&xid, &pos)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return eventstore.Position{}, nil
+	case err != nil:
+		return eventstore.Position{}, fmt.Errorf("read committed head: %w", s.opError(ctx, err))
+	}
+	return eventstore.Position{Commit: uint64(xid), Seq: uint64(pos)}, nil
+}
+
+// checkPosition refuses a position this backend never hands out: every
+// PostgreSQL position has a commit part (a transaction ID), so "1042" (a
+// SQLite position, Commit 0) comes from another store. Read as a
+// PostgreSQL position it would sit before every event and replay the whole
+// log; ErrInvalid lets the caller tell (the realtime hub answers a reset).
+// Start (0) is valid.
+func checkPosition(p eventstore.Position) error {
+	if p.Commit == 0 && p.Seq != 0 {
+		return fmt.Errorf("%w: position %s is not a PostgreSQL position (it has no commit part)", eventstore.ErrInvalid, p)
+	}
+	return nil
+}
+
 // ReadAll implements eventstore.Store.
 func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, filter eventstore.Filter, limit int) ([]eventstore.RecordedEvent, error) {
 	if s.closed() {
 		return nil, fmt.Errorf("read all after %v: %w", after, eventstore.ErrClosed)
+	}
+	if err := checkPosition(after); err != nil {
+		return nil, fmt.Errorf("read all: %w", err)
 	}
 	if limit <= 0 {
 		limit = defaultPage
@@ -263,4 +303,47 @@ func nullable(list []string) []string {
 		return nil
 	}
 	return list
+}
+
+// ReadStreams implements eventstore.Store: one statement, each stream read
+// through the (stream_id, version) index like ReadStream.
+func (s *Store) ReadStreams(ctx context.Context, reads []eventstore.StreamRead, limit int) ([][]eventstore.RecordedEvent, error) {
+	if s.closed() {
+		return nil, fmt.Errorf("read %d streams: %w", len(reads), eventstore.ErrClosed)
+	}
+	if err := eventstore.ValidateReadStreams(reads); err != nil {
+		return nil, fmt.Errorf("read %d streams: %w", len(reads), err)
+	}
+	out := make([][]eventstore.RecordedEvent, len(reads))
+	if len(reads) == 0 {
+		return out, nil
+	}
+	streams := make([]string, len(reads))
+	froms := make([]int64, len(reads))
+	index := make(map[string]int, len(reads))
+	for i, r := range reads {
+		streams[i], froms[i], index[r.Stream] = r.Stream, r.From, i
+	}
+	var lim *int
+	if limit > 0 {
+		lim = &limit
+	}
+	ctx, done := s.withStore(ctx)
+	defer done()
+	rows, err := s.pool.Query(ctx, `SELECT e.* FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS r(stream, from_version, i)
+		CROSS JOIN LATERAL (SELECT `+eventColumns+` FROM event_log
+			WHERE stream_id = r.stream AND version >= r.from_version ORDER BY version LIMIT $3) AS e
+		ORDER BY r.i, e.version`, streams, froms, lim)
+	if err != nil {
+		return nil, s.opError(ctx, fmt.Errorf("read %d streams: %w", len(reads), err))
+	}
+	evs, err := pgx.CollectRows(rows, scanEvent)
+	if err != nil {
+		return nil, s.opError(ctx, fmt.Errorf("read %d streams: %w", len(reads), err))
+	}
+	for _, e := range evs {
+		i := index[e.Stream]
+		out[i] = append(out[i], e)
+	}
+	return out, nil
 }

@@ -200,3 +200,108 @@ func TestDataColumnKeepsText(t *testing.T) {
 		t.Fatalf("stored %q, want %q", raw, e.Data)
 	}
 }
+
+// A position without a commit part ("1042", as SQLite hands them out) is
+// not a PostgreSQL position: read as one it would sit before every event
+// and replay the whole log. ReadAll and Subscribe refuse it with
+// ErrInvalid; Start ("0") stays valid.
+func TestPositionOfAnotherStoreIsInvalid(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := s.Append(ctx, "foreign", eventstore.Any, newEvent("E")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	foreign := eventstore.Position{Seq: 2}
+	if evs, err := s.ReadAll(ctx, foreign, eventstore.Filter{}, 0); !errors.Is(err, eventstore.ErrInvalid) {
+		t.Errorf("ReadAll after %s = %d events, %v; want ErrInvalid", foreign, len(evs), err)
+	}
+	if sub, err := s.Subscribe(ctx, foreign, eventstore.Filter{}); !errors.Is(err, eventstore.ErrInvalid) {
+		if sub != nil {
+			sub.Close()
+		}
+		t.Errorf("Subscribe after %s: %v; want ErrInvalid", foreign, err)
+	}
+	waitFor(t, "the events to be readable", func() bool {
+		evs, err := s.ReadAll(ctx, eventstore.Start, eventstore.Filter{}, 0)
+		return err == nil && len(evs) == 3
+	})
+}
+
+// CommittedHead sees an append that an older open transaction holds back
+// from Head and ReadAll; Head reaches it once that transaction ends.
+func TestCommittedHeadIncludesHeldBackEvents(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	before, err := s.Append(ctx, "committed-1", eventstore.NoStream, newEvent("Before"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first event to be readable", func() bool {
+		h, err := s.Head(ctx)
+		return err == nil && h == before.Position
+	})
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := s.AppendTx(ctx, tx, "committed-held", eventstore.NoStream, newEvent("Held")); err != nil {
+		t.Fatal(err)
+	}
+	after, err := s.Append(ctx, "committed-2", eventstore.NoStream, newEvent("After"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := s.CommittedHead(ctx); err != nil || h != after.Position {
+		t.Fatalf("committed head = %v, %v; want %v", h, err, after.Position)
+	}
+	if h, err := s.Head(ctx); err != nil || h != before.Position {
+		t.Fatalf("head = %v, %v; want %v (held back)", h, err, before.Position)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the head to pass the committed head", func() bool {
+		h, err := s.Head(ctx)
+		return err == nil && !h.Less(after.Position)
+	})
+}
+
+// Horizon reports a writing transaction that holds the log's readers back,
+// and the committed events waiting behind it. (The server is shared with
+// other tests, so an older transaction may be the one named: the age is at
+// least ours.)
+func TestHorizonReportsAHeldLog(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var pid int32
+	var xid string
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid(), pg_current_xact_id()::text`).Scan(&pid, &xid); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if _, err := s.Append(ctx, "horizon-"+uuid.NewString(), eventstore.NoStream, newEvent("Behind")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	h, err := s.Horizon(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held := time.Since(began); h.Age < held-100*time.Millisecond {
+		t.Fatalf("horizon age %v, want at least the %v our transaction has been open", h.Age, held)
+	}
+	if h.Unreadable < 1 {
+		t.Fatalf("horizon counts %d events waiting, want the one appended behind our transaction", h.Unreadable)
+	}
+	if h.PID == pid && (h.Database == "" || !strings.Contains(h.String(), "open for")) {
+		t.Fatalf("horizon names our transaction without its details: %+v", h)
+	}
+}

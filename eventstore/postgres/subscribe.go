@@ -21,6 +21,9 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position, filter
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("subscribe after %v: %w", after, err)
 	}
+	if err := checkPosition(after); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
 	s.listener.start()
 	return &subscription{store: s, filter: filter, pos: after, done: make(chan struct{})}, nil
 }

@@ -111,12 +111,14 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Read", func(t *testing.T) {
 		t.Run("ReadBackByteEqual", s.testReadBack)
 		t.Run("ReadStreamFromAndLimit", s.testReadStreamRange)
+		t.Run("ReadStreamsAsReadStream", s.testReadStreams)
 		t.Run("ReadAllPagingAndFilters", s.testReadAllPaging)
 		t.Run("ReadAllPagesEndAtAppends", s.testPagesEndAtAppends)
 		t.Run("ReadAllPagesEndAtAppendsOfOneCall", s.testPagesEndAtAppendsOfOneCall)
 		t.Run("StreamVersion", s.testStreamVersion)
 		t.Run("Head", s.testHead)
 	})
+	t.Run("Snapshots", s.testSnapshots)
 	t.Run("Subscribe", func(t *testing.T) {
 		t.Run("CatchUpThenLive", s.testCatchUpThenLive)
 		t.Run("ConcurrentWritersLiveSubscriber", s.testConcurrentWriters)

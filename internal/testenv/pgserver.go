@@ -31,7 +31,48 @@ type PostgresServer struct {
 	t    testing.TB
 	dir  string
 	port int
+	cred *syscall.Credential
 	cmd  *exec.Cmd
+}
+
+// Port is the server's port.
+func (s *PostgresServer) Port() int { return s.port }
+
+// DataDir is the server's data directory.
+func (s *PostgresServer) DataDir() string { return s.dir }
+
+// Stop stops the server now (immediate shutdown); the data directory stays
+// until the test ends.
+func (s *PostgresServer) Stop() { s.stop() }
+
+// Run runs one of PostgreSQL's programs (pg_basebackup, pg_ctl…) as the
+// user the server runs as, failing t with its output if it fails.
+func (s *PostgresServer) Run(program string, args ...string) string {
+	s.t.Helper()
+	cmd := exec.Command(filepath.Join(pgBin, program), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("testenv: %s %s: %v\n%s", program, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// ServerDir returns a new empty directory the server's user may write (an
+// archive, a base backup), removed when the test ends.
+func (s *PostgresServer) ServerDir() string {
+	s.t.Helper()
+	dir, err := os.MkdirTemp("", "taskqueue-pg-dir-")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if s.cred != nil {
+		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // pgBin is where Debian installs PostgreSQL 15's server programs.
@@ -41,6 +82,22 @@ var pgBin = "/usr/lib/postgresql/15/bin"
 // removes its data) when t ends. Without PostgreSQL's programs it skips t
 // (fails it when services are required).
 func StartPostgresServer(t testing.TB) *PostgresServer {
+	t.Helper()
+	return StartPostgresServerWith(t, PostgresOptions{})
+}
+
+// PostgresOptions configures StartPostgresServerWith.
+type PostgresOptions struct {
+	// Settings are extra server settings (postgres -c name=value).
+	Settings map[string]string
+	// DataDir, when set, is a data directory to run (a restored base
+	// backup; it is moved into the server's own temporary directory)
+	// instead of a copy of the template.
+	DataDir string
+}
+
+// StartPostgresServerWith is StartPostgresServer with options.
+func StartPostgresServerWith(t testing.TB, opt PostgresOptions) *PostgresServer {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(pgBin, "postgres")); err != nil {
 		if Required() {
@@ -58,25 +115,38 @@ func StartPostgresServer(t testing.TB) *PostgresServer {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	data := filepath.Join(dir, "data")
-	if out, err := exec.Command("cp", "-a", template, data).CombinedOutput(); err != nil {
+	if opt.DataDir != "" {
+		if err := os.Rename(opt.DataDir, data); err != nil {
+			t.Fatalf("testenv: take the data directory %s: %v", opt.DataDir, err)
+		}
+	} else if out, err := exec.Command("cp", "-a", template, data).CombinedOutput(); err != nil {
 		t.Fatalf("testenv: copy the PostgreSQL template: %v: %s", err, out)
 	}
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			t.Fatal(err)
 		}
+		if opt.DataDir != "" { // the template's copy keeps the template's owner
+			if out, err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", cred.Uid, cred.Gid), data).CombinedOutput(); err != nil {
+				t.Fatalf("testenv: chown %s: %v: %s", data, err, out)
+			}
+		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenBelowEphemeral() // restarted on its port: see listenBelowEphemeral
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	s := &PostgresServer{t: t, dir: data, port: port}
-	s.cmd = exec.Command(filepath.Join(pgBin, "postgres"), "-D", data, "-p", strconv.Itoa(port),
+	s := &PostgresServer{t: t, dir: data, port: port, cred: cred}
+	args := []string{"-D", data, "-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off",
 		"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=60",
-		"-c", "shared_buffers=16MB")
+		"-c", "shared_buffers=16MB"}
+	for name, value := range opt.Settings {
+		args = append(args, "-c", name+"="+value)
+	}
+	s.cmd = exec.Command(filepath.Join(pgBin, "postgres"), args...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if testing.Verbose() {
 		s.cmd.Stderr = os.Stderr

@@ -230,6 +230,8 @@ try {
 
   await step('add a chain of tasks; the head runs with a live progress bar', async () => {
     const { page } = state
+    // An empty queue that nobody stopped is idle, not running.
+    await page.getByTestId('queue-state').filter({ hasText: 'Idle' }).waitFor({ timeout: WAIT })
     await addTask(page, 'chop-wood', 100, 'Woodcutting')
     await addTask(page, 'saw-planks', 2, 'Crafting')
     await addTask(page, 'catch-shrimp', 3, 'Fishing')

@@ -3,8 +3,8 @@ import { durationAtLevel, formatDuration } from './progress'
 import type { Catalog, CatalogTask } from './types'
 import type { TaskQueueState } from './useTaskQueue'
 
-function itemList(catalog: Catalog, items: Record<string, number>): string {
-  const parts = Object.entries(items).map(([id, n]) => `${n} ${catalog.items.find((i) => i.id === id)?.name ?? id}`)
+function itemList(catalog: Catalog, items: Record<string, number> | null): string {
+  const parts = Object.entries(items ?? {}).map(([id, n]) => `${n} ${catalog.items.find((i) => i.id === id)?.name ?? id}`)
   return parts.length ? parts.join(', ') : 'nothing'
 }
 

@@ -15,7 +15,7 @@ import { useEffect, useState } from 'react'
 import { isPendingTaskId, type DisplayTask } from './merge'
 import { reasonFor } from './problems'
 import { computeProgress, formatDuration } from './progress'
-import type { Catalog, QueueView } from './types'
+import type { Catalog, QueueState, QueueView } from './types'
 import type { TaskQueueState } from './useTaskQueue'
 
 function taskName(catalog: Catalog | null, type: string): string {
@@ -37,6 +37,13 @@ function describeCommand(catalog: Catalog | null, c: TaskQueueState['pending'][n
   }
 }
 
+/** How each queue state shows: an empty queue is idle, not running. */
+const stateBadge: Record<QueueState, { label: string; className: string }> = {
+  running: { label: 'Running', className: 'badge-run' },
+  idle: { label: 'Idle', className: 'badge-idle' },
+  stopped: { label: 'Stopped', className: 'badge-stop' },
+}
+
 export function QueuePanel({ q }: { q: TaskQueueState }) {
   const { view, display, catalog, commands } = q
   if (!view || !display) {
@@ -55,8 +62,8 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
     <div className="card queue" data-testid="queue">
       <div className="queue-head">
         <h2>Your queue</h2>
-        <span className={`badge ${display.running ? 'badge-run' : 'badge-stop'}`} data-testid="queue-state">
-          {display.running ? 'Running' : 'Stopped'}
+        <span className={`badge ${stateBadge[display.state].className}`} data-testid="queue-state" data-state={display.state}>
+          {stateBadge[display.state].label}
           {display.pendingRunning && <span className="pending-mark"> · pending</span>}
         </span>
         <span className="muted count" data-testid="queue-count">

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { applyOrder, mergePending, pendingTaskId, rebaseOrder } from './merge'
 import { entryOf, viewOf } from './testdata'
+import type { QueueView } from './types'
 
 const ids = (tasks: { taskId: string }[]) => tasks.map((t) => t.taskId)
 
@@ -89,5 +90,26 @@ describe('rebaseOrder', () => {
   it('covers every task when no repetition runs', () => {
     const v = viewOf({ repetition: null, running: false })
     expect(rebaseOrder(v, ['c'])).toEqual(['c', 'a', 'b'])
+  })
+})
+
+describe('the queue state shown', () => {
+  it('is the server view\'s state with nothing pending: an empty running queue is idle', () => {
+    expect(mergePending(viewOf(), []).state).toBe('running')
+    expect(mergePending(viewOf({ tasks: [], repetition: null, state: 'idle' }), []).state).toBe('idle')
+    expect(mergePending(viewOf({ running: false, repetition: null, state: 'stopped' }), []).state).toBe('stopped')
+  })
+
+  it('is the state the pending commands would leave', () => {
+    const idle = viewOf({ tasks: [], repetition: null, state: 'idle' })
+    expect(mergePending(idle, [entryOf({ kind: 'enqueue', type: 'chop-wood', count: 1 })]).state).toBe('running')
+    expect(mergePending(viewOf(), [entryOf({ kind: 'stop' })]).state).toBe('stopped')
+    const one = viewOf({ tasks: [viewOf().tasks[0]] })
+    expect(mergePending(one, [entryOf({ kind: 'remove', taskId: 'a' })]).state).toBe('idle')
+  })
+
+  it('is derived for a saved view from before the server sent it', () => {
+    const { state: _, ...old } = viewOf({ tasks: [], repetition: null })
+    expect(mergePending(old as QueueView, []).state).toBe('idle')
   })
 })

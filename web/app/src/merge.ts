@@ -2,7 +2,7 @@
 // outbox laid over it. The server's view is the truth; the overlay only shows
 // intent ("pending") and disappears as each command is answered.
 import type { OutboxEntry } from './outbox'
-import type { QueueTask, QueueView } from './types'
+import type { QueueState, QueueTask, QueueView } from './types'
 
 export interface DisplayTask extends QueueTask {
   /** 'add': an enqueue not yet accepted; 'remove': a removal not yet accepted. */
@@ -14,6 +14,11 @@ export interface DisplayTask extends QueueTask {
 export interface DisplayQueue {
   tasks: DisplayTask[]
   running: boolean
+  /**
+   * What the queue is doing, to show as it is: the server's state, or with
+   * commands pending the state they would leave (queueStateOf).
+   */
+  state: QueueState
   /** Set when a stop or start waits in the outbox. */
   pendingRunning?: 'stop' | 'start'
   /** Whether tasks[0] holds a running repetition (it cannot move). */
@@ -34,8 +39,10 @@ export function mergePending(view: QueueView, pending: readonly OutboxEntry[]): 
   let tasks: DisplayTask[] = view.tasks.map((t) => ({ ...t }))
   let running = view.running
   let pendingRunning: DisplayQueue['pendingRunning']
+  let overlaid = false
   for (const entry of pending) {
     if (entry.playerId !== view.playerId) continue
+    overlaid = true
     const c = entry.command
     switch (c.kind) {
       case 'enqueue': {
@@ -69,7 +76,18 @@ export function mergePending(view: QueueView, pending: readonly OutboxEntry[]): 
         break
     }
   }
-  return { tasks, running, pendingRunning, headLocked }
+  // A view saved before the server sent state (an old offline copy) has none.
+  const state = overlaid || !view.state ? queueStateOf(running, tasks.filter((t) => t.pending !== 'remove').length) : view.state
+  return { tasks, running, state, pendingRunning, headLocked }
+}
+
+/**
+ * The state the server gives a queue (query.QueueStateOf): stopped when it
+ * does not advance, idle when it advances with nothing to do, else running.
+ */
+export function queueStateOf(running: boolean, tasks: number): QueueState {
+  if (!running) return 'stopped'
+  return tasks === 0 ? 'idle' : 'running'
 }
 
 /**

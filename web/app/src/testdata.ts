@@ -6,6 +6,7 @@ export function viewOf(partial: Partial<QueueView> = {}): QueueView {
   return {
     playerId: 'alice',
     version: 14,
+    state: 'running',
     running: true,
     stoppedReason: '',
     limit: 10,

@@ -1,108 +1,35 @@
-// The JSON shapes of docs/API.md. Keep them in step with that page.
+// The JSON shapes of the HTTP API, from its spec (api/openapi.yaml, the one
+// source of truth; docs/API.md is its prose). api-types.ts is generated from
+// the spec by `npm run gen:types` and must not be edited; .ci/web fails when
+// it is stale. Only the WebSocket's shapes (docs/REALTIME.md) are written here.
+import type { components } from './api-types'
 
-export interface QueueTask {
-  taskId: string
-  type: string
-  count: number
-  done: number
-  enqueuedAt: string
-}
+type Schemas = components['schemas']
 
-export interface Repetition {
-  taskId: string
-  number: number
-  startedAt: string
-  dueAt: string
-  durationMs: number
-  efficiency: number
-}
+export type QueueTask = Schemas['Task']
+export type Repetition = Schemas['Repetition']
+export type SkillState = Schemas['SkillState']
+/** What the queue is doing: idle (runs, holds nothing), running, stopped. */
+export type QueueState = Schemas['QueueStateName']
+export type QueueView = Schemas['QueueView']
 
-export interface SkillState {
-  xp: number
-  level: number
-}
-
-export interface QueueView {
-  playerId: string
-  version: number
-  running: boolean
-  stoppedReason: string
-  limit: number
-  tasks: QueueTask[]
-  repetition: Repetition | null
-  skills: Record<string, SkillState>
-  inventory: Record<string, number>
-  updatedAt: string
-  serverTime: string
-}
-
-export interface CatalogSkill {
-  id: string
-  name: string
-}
-
-export interface CatalogItem {
-  id: string
-  name: string
-}
-
-export interface CatalogTask {
-  id: string
-  name: string
-  skill: string
-  levelRequired: number
-  baseDurationMs: number
-  inputs: Record<string, number>
-  outputs: Record<string, number>
-  xp: number
-}
-
-export interface Catalog {
-  skills: CatalogSkill[]
-  items: CatalogItem[]
-  tasks: CatalogTask[]
-  levels: { max: number; xpForLevel: number[] }
-}
+export type Catalog = Schemas['Catalog']
+export type CatalogSkill = Catalog['skills'][number]
+export type CatalogItem = Catalog['items'][number]
+export type CatalogTask = Schemas['TaskType']
 
 /** An RFC 9457 problem as the server sends it. */
-export interface Problem {
-  type: string
-  title: string
-  status: number
-  detail?: string
-  field?: string
-  instance?: string
-  requestId?: string
-}
+export type Problem = Schemas['Problem']
 
-/** A domain event as it appears in WebSocket messages and the admin event log. */
+/** One finished task of GET /api/queue/{playerId}/history. */
+export type HistoryEntry = Schemas['HistoryEntry']
+export type HistoryPage = Schemas['HistoryPage']
+
+/** A domain event as it appears in WebSocket messages (docs/REALTIME.md). */
 export interface DomainEvent {
   type: string
   version: number
   position: string
   occurredAt: string
   data: Record<string, unknown>
-}
-
-/** One finished task of GET /api/queue/{playerId}/history (query.HistoryEntry). */
-export interface HistoryEntry {
-  taskId: string
-  type: string
-  outcome: 'completed' | 'failed' | 'cancelled' | string
-  reason: string
-  count: number
-  repetitionsDone: number
-  enqueuedAt: string
-  startedAt: string | null
-  finishedAt: string
-  durationMs: number | null
-  xp: number
-  itemsGranted: Record<string, number> | null
-  itemsConsumed: Record<string, number> | null
-  efficiency: number | null
-}
-
-export interface HistoryPage {
-  entries: HistoryEntry[]
-  nextCursor: string
 }

@@ -1,0 +1,84 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskqueue/taskqueue/api/asyncapi"
+	"github.com/taskqueue/taskqueue/command"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/processor"
+)
+
+// On PostgreSQL without Redis the integration events go into the outbox,
+// and a consumer reads them with watermill-sql's subscriber, each in the
+// spec's shape, for a task started and completed by the processor.
+func TestIntegrationEventsWithoutRedis(t *testing.T) {
+	url := testenv.Postgres(t)
+	dev := true
+	a, cleanup, err := NewWithLog(context.Background(), Config{DataDir: t.TempDir(), Dev: &dev, DatabaseURL: url}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	sub, err := processor.NewOutboxSubscriber(pool, "test-consumer", watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	topic := func(typ string) string { return processor.Topic(TopicPrefix(a.Config), typ) }
+	started, err := sub.Subscribe(ctx, topic(processor.TypeTaskStarted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	completed, err := sub.Subscribe(ctx, topic(processor.TypeTaskCompleted))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := a.Commands.EnqueueTask.Handle(ctx, command.EnqueueTask{Type: "chop-wood", Count: 1,
+		Request: command.Request{PlayerID: "alice", IdempotencyKey: "k1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range map[string]<-chan *message.Message{processor.TypeTaskStarted: started, processor.TypeTaskCompleted: completed} {
+		select {
+		case m := <-ch:
+			var ev processor.IntegrationEvent
+			if err := json.Unmarshal(m.Payload, &ev); err != nil {
+				t.Fatalf("%s payload %s: %v", name, m.Payload, err)
+			}
+			if ev.Type != name || ev.PlayerID != "alice" {
+				t.Fatalf("%s: got %+v", name, ev)
+			}
+			schema, err := asyncapi.IntegrationPayload(ev.Type)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := asyncapi.Validate(schema, m.Payload); err != nil {
+				t.Errorf("%s payload against the spec: %v", name, err)
+			}
+			headers, _ := json.Marshal(m.Metadata)
+			if err := asyncapi.Validate(asyncapi.IntegrationHeaders, headers); err != nil {
+				t.Errorf("%s metadata against the spec: %v", name, err)
+			}
+			m.Ack()
+		case <-ctx.Done():
+			t.Fatalf("no %s message within a minute of task %s", name, res.Task.TaskID)
+		}
+	}
+}

@@ -1,0 +1,168 @@
+package command
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+)
+
+// A queue's stream grows by every command and every repetition (a player
+// running 3-second repetitions around the clock writes ~57,000 events a
+// day), so loading it from the start makes an old player's first command
+// after a restart or an eviction cost seconds. Where the store keeps
+// snapshots (Config.Snapshots), Queues stores one every
+// Config.SnapshotEvery events (default 50): the queue's state and the idempotency keys
+// it remembers, as of a version, and the ID of the event at that version.
+// Loading reads the snapshot and the stream from that version on, and
+// takes the snapshot only if its event is there (a snapshot of another
+// history, such as a log restored from an older backup, is ignored), and
+// only if it was written by this snapshotSchema (a changed aggregate
+// rebuilds from the stream and snapshots again). A snapshot is a cache:
+// failing to read or save one costs a longer load, never a wrong one.
+
+// snapshotSaveTimeout bounds one background save.
+const snapshotSaveTimeout = 10 * time.Second
+
+// snapshotSavers bounds the saves in flight; a snapshot due while they are
+// busy is taken later.
+const snapshotSavers = 4
+
+// snapshotData is what a snapshot's Data holds.
+type snapshotData struct {
+	Queue domain.QueueSnapshot `json:"queue"`
+	Keys  []snapshotKey        `json:"keys,omitempty"` // oldest first
+}
+
+// snapshotKey is a keyRecord with its key.
+type snapshotKey struct {
+	Key      string              `json:"key"`
+	FirstID  uuid.UUID           `json:"firstId"`
+	Version  int64               `json:"version"`
+	Position eventstore.Position `json:"position"`
+	// Enqueued is the task the key's command queued, if any.
+	Enqueued *snapshotEnqueued `json:"enqueued,omitempty"`
+}
+
+// snapshotEnqueued is a domain.TaskEnqueued, times in Unix milliseconds
+// (a change to TaskEnqueued needs a new snapshotKeysSchema).
+type snapshotEnqueued struct {
+	TaskID     domain.TaskID     `json:"t"`
+	Type       domain.TaskTypeID `json:"y"`
+	Count      int               `json:"c"`
+	Position   int               `json:"p"`
+	EnqueuedAt int64             `json:"a"`
+}
+
+// snapshotKeysSchema versions what this package adds to the queue's state
+// in a snapshot (snapshotData, snapshotKey); a snapshot's schema is
+// snapshotSchema, which combines it with domain.SnapshotSchema.
+const snapshotKeysSchema = 1
+
+// snapshotSchema is the schema of the snapshots Queues writes and reads.
+const snapshotSchema = domain.SnapshotSchema<<8 | snapshotKeysSchema
+
+// snapshotter takes and reads the snapshots of Queues.
+type snapshotter struct {
+	store eventstore.SnapshotStore // nil: no snapshots
+	every int64
+	slots chan struct{}
+	wg    sync.WaitGroup
+}
+
+func newSnapshotter(store EventStore, snaps eventstore.SnapshotStore, every int) *snapshotter {
+	s := &snapshotter{every: int64(every), slots: make(chan struct{}, snapshotSavers)}
+	if snaps == nil {
+		snaps, _ = store.(eventstore.SnapshotStore)
+	}
+	if every > 0 {
+		s.store = snaps
+	}
+	return s
+}
+
+// load returns the state of the stream's snapshot, to be checked against
+// the stream (loaded.check), or nil when there is none usable.
+func (s *snapshotter) load(ctx context.Context, stream string, player domain.PlayerID, rules domain.Rules) *loaded {
+	if s.store == nil {
+		return nil
+	}
+	snap, ok, err := s.store.ReadSnapshot(ctx, stream)
+	if err != nil || !ok || snap.Schema != snapshotSchema {
+		return nil
+	}
+	var d snapshotData
+	if err := json.Unmarshal(snap.Data, &d); err != nil || d.Queue.Player != player || d.Queue.Version != snap.Version {
+		return nil
+	}
+	q, err := domain.RestoreQueue(d.Queue, rules)
+	if err != nil {
+		return nil
+	}
+	st := &loaded{queue: q, version: snap.Version, keys: make(map[string]*keyRecord, len(d.Keys)),
+		last: snap.EventID, check: snap.EventID, snapshotAt: snap.Version}
+	for _, k := range d.Keys {
+		rec := &keyRecord{firstID: k.FirstID, version: k.Version, position: k.Position}
+		if e := k.Enqueued; e != nil {
+			rec.enqueued = &domain.TaskEnqueued{TaskID: e.TaskID, Type: e.Type, Count: e.Count, Position: e.Position,
+				EnqueuedAt: time.UnixMilli(e.EnqueuedAt).UTC()}
+		}
+		st.keys[k.Key] = rec
+		st.order = append(st.order, k.Key)
+	}
+	return st
+}
+
+// due reports whether st has grown enough since its last snapshot.
+func (s *snapshotter) due(st *loaded) bool {
+	return s.store != nil && st != nil && st.check == uuid.Nil && st.last != uuid.Nil && st.version-st.snapshotAt >= s.every
+}
+
+// take encodes st (its lock held) and saves it in the background.
+func (s *snapshotter) take(stream string, st *loaded) {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		return // busy: the next command of the stream tries again
+	}
+	snap, err := encodeSnapshot(st)
+	if err != nil {
+		<-s.slots
+		return
+	}
+	st.snapshotAt = st.version
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.slots }()
+		ctx, cancel := context.WithTimeout(context.Background(), snapshotSaveTimeout)
+		defer cancel()
+		_ = s.store.SaveSnapshot(ctx, stream, snap) // a cache: a failed save costs a longer load
+	}()
+}
+
+// wait waits for the saves in flight.
+func (s *snapshotter) wait() { s.wg.Wait() }
+
+func encodeSnapshot(st *loaded) (eventstore.Snapshot, error) {
+	d := snapshotData{Queue: st.queue.Snapshot(), Keys: make([]snapshotKey, 0, len(st.order))}
+	for _, key := range st.order {
+		rec := st.keys[key]
+		k := snapshotKey{Key: key, FirstID: rec.firstID, Version: rec.version, Position: rec.position}
+		if e := rec.enqueued; e != nil {
+			k.Enqueued = &snapshotEnqueued{TaskID: e.TaskID, Type: e.Type, Count: e.Count, Position: e.Position, EnqueuedAt: e.EnqueuedAt.UnixMilli()}
+		}
+		d.Keys = append(d.Keys, k)
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return eventstore.Snapshot{}, fmt.Errorf("encode the snapshot: %w", err)
+	}
+	return eventstore.Snapshot{Version: st.version, EventID: st.last, Schema: snapshotSchema, Data: data}, nil
+}

@@ -1,0 +1,150 @@
+package command_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskqueue/taskqueue/command"
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+)
+
+// grow makes n commands on alice's queue (each enqueues a one-repetition
+// task the next one's time completes), with keys k0…k(n-1).
+func grow(t *testing.T, h *command.Handlers, clk *clock, n int) {
+	t.Helper()
+	for i := range n {
+		clk.add(10 * time.Second)
+		if _, err := h.EnqueueTask.Handle(context.Background(), command.EnqueueTask{Request: req(fmt.Sprintf("k%d", i)), Type: "chop-wood", Count: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// snapshotHandlers are handlers on store, with the snapshots of snaps.
+func snapshotHandlers(t *testing.T, store command.EventStore, snaps eventstore.Store, clk *clock, every int) *command.Handlers {
+	t.Helper()
+	h, err := command.NewHandlers(store, command.Config{
+		Rules: domain.Rules{Catalog: domain.DefaultCatalog(), QueueLimit: 10}, Clock: clk.now, SnapshotEvery: every,
+		Snapshots: snaps.(eventstore.SnapshotStore),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// A queue that is not cached loads from its snapshot and reads only the
+// events after it, to the same state and the same answers (idempotency
+// keys included) as a load of the whole stream.
+func TestColdLoadStartsFromTheSnapshot(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+		ctx := context.Background()
+		clk := newClock()
+		writer := snapshotHandlers(t, store, store, clk, 50)
+		grow(t, writer, clk, 120) // about 4 events each
+		command.WaitSnapshots(writer)
+		snap, ok, err := store.(eventstore.SnapshotStore).ReadSnapshot(ctx, "queue-alice")
+		if err != nil || !ok {
+			t.Fatalf("no snapshot after 120 commands: %v", err)
+		}
+		head, err := store.StreamVersion(ctx, "queue-alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap.Version < head-60 || snap.Schema != command.SnapshotSchema {
+			t.Fatalf("snapshot at version %d (schema %d) of %d events: want one within 50 events of the end", snap.Version, snap.Schema, head)
+		}
+
+		counted := &countingStore{Store: store}
+		cold := snapshotHandlers(t, counted, store, clk, 50)
+		whole := snapshotHandlers(t, store, store, clk, -1)
+		got, err := cold.GetQueue.Handle(ctx, command.GetQueue{PlayerID: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := whole.GetQueue.Handle(ctx, command.GetQueue{PlayerID: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("from the snapshot:\n%+v\nfrom the whole stream:\n%+v", got, want)
+		}
+		if n := counted.read.Load(); n != head-snap.Version+1 {
+			t.Fatalf("the cold load read %d events; want the %d after the snapshot and its own", n, head-snap.Version)
+		}
+
+		// A retry of a command from before the snapshot is answered as the
+		// duplicate it is, by both.
+		answers := map[string]command.EnqueueTaskResult{}
+		for name, h := range map[string]*command.Handlers{"snapshot": cold, "whole": whole} {
+			res, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k50"), Type: "chop-wood", Count: 1})
+			if err != nil || !res.Duplicate || res.Task.Type != "chop-wood" {
+				t.Fatalf("%s: retry of k50 = %+v, %v; want a duplicate with its task", name, res, err)
+			}
+			answers[name] = res
+		}
+		if !reflect.DeepEqual(answers["snapshot"], answers["whole"]) {
+			t.Fatalf("the retry's answer from the snapshot:\n%+v\nfrom the whole stream:\n%+v", answers["snapshot"], answers["whole"])
+		}
+	})
+}
+
+// A snapshot whose event is not at its version in the stream (a log
+// restored from an older backup) or of another schema is ignored: the
+// queue loads from the start.
+func TestForeignSnapshotsAreIgnored(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+		ctx := context.Background()
+		clk := newClock()
+		writer := snapshotHandlers(t, store, store, clk, -1)
+		grow(t, writer, clk, 30)
+		want, err := writer.GetQueue.Handle(ctx, command.GetQueue{PlayerID: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := []byte(fmt.Sprintf(`{"queue":{"player":"alice","version":40,"tasks":[],"xp":{"woodcutting":999999},"updatedAt":%q}}`, t0.Format(time.RFC3339)))
+		snaps := store.(eventstore.SnapshotStore)
+		// In this order: the load after the first case snapshots the real
+		// history (schema SnapshotSchema), which the second replaces.
+		for _, c := range []struct {
+			name string
+			snap eventstore.Snapshot
+		}{
+			{"another history", eventstore.Snapshot{Version: 40, EventID: uuid.New(), Schema: command.SnapshotSchema, Data: data}},
+			{"another schema", eventstore.Snapshot{Version: 41, EventID: eventAt(t, store, 41), Schema: command.SnapshotSchema + 1, Data: data}},
+		} {
+			name, snap := c.name, c.snap
+			if err := snaps.SaveSnapshot(ctx, "queue-alice", snap); err != nil {
+				t.Fatal(err)
+			}
+			counted := &countingStore{Store: store}
+			cold := snapshotHandlers(t, counted, store, clk, 50)
+			got, err := cold.GetQueue.Handle(ctx, command.GetQueue{PlayerID: "alice"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			command.WaitSnapshots(cold)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s: loaded %+v, want %+v", name, got.View, want.View)
+			}
+			if counted.read.Load() < want.Version {
+				t.Fatalf("%s: read %d events, want the whole stream (%d)", name, counted.read.Load(), want.Version)
+			}
+		}
+	})
+}
+
+func eventAt(t *testing.T, store eventstore.Store, version int64) uuid.UUID {
+	t.Helper()
+	evs, err := store.ReadStream(context.Background(), "queue-alice", version, 1)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("event %d: %v", version, err)
+	}
+	return evs[0].ID
+}

@@ -1,0 +1,19 @@
+-- queue_status.state: what the queue is doing, in the one word a client
+-- shows: 'stopped' (not running), 'idle' (running but empty: nothing to do),
+-- 'running' (running with tasks). `running` alone is true for an empty queue,
+-- so "active queues" counted idle players. The expression is
+-- query.QueueStateOf's (the API's queue view), held to it by a test.
+--
+-- SQLite has no procedural SQL, and a rebuild may have replaced
+-- queue_status__v1 by another generation, so the column is added by this
+-- migration's step in migrations.go (sqliteQueueState), in this transaction,
+-- to every generation of the table that exists:
+--
+--   ALTER TABLE queue_status__<gen> ADD COLUMN state TEXT GENERATED ALWAYS AS (
+--     CASE WHEN NOT running THEN 'stopped' WHEN task_count = 0 THEN 'idle' ELSE 'running' END) VIRTUAL;
+--   CREATE INDEX queue_status__<gen>_state_updated ON queue_status__<gen> (state, updated_at);
+--
+-- VIRTUAL because SQLite adds no STORED column to an existing table; the
+-- index stores it. New generations copy this DDL from sqlite_master. The view
+-- (SELECT *) needs nothing: SQLite expands * when a statement is prepared.
+SELECT 1;

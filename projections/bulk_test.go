@@ -1,0 +1,195 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/projections/projectiontest"
+)
+
+// bulkLog fills a PostgreSQL log with the random workload plus what it
+// never writes: a QueueStopped of schema version 1 (upcast when read) on a
+// played queue and as the first event of a new one, and events of a stream
+// that is not a queue's. It fails the test unless every event type is in
+// the log, and returns the number of events and the last position.
+func bulkLog(t *testing.T, b backend) (int, eventstore.Position) {
+	t.Helper()
+	ctx := context.Background()
+	res, err := (projectiontest.Workload{Seed: 21, Players: 25, Commands: 2500}).Run(ctx, b.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := func(at string) eventstore.EventData {
+		return eventstore.EventData{ID: uuid.New(), Type: string(domain.TypeQueueStopped), SchemaVersion: 1,
+			Data: []byte(`{"at":"` + at + `"}`), Metadata: eventstore.Metadata{OccurredAt: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}}
+	}
+	played := domain.PlayerID("p3").Stream()
+	version, err := b.store.StreamVersion(ctx, played)
+	if err != nil || version == 0 {
+		t.Fatalf("stream %s at version %d (%v)", played, version, err)
+	}
+	n := res.Events
+	last := res.Last
+	for _, a := range []struct {
+		stream   string
+		expected eventstore.ExpectedVersion
+		data     eventstore.EventData
+	}{
+		{played, eventstore.Exact(version), v1("2026-12-01T00:00:00Z")},
+		{domain.PlayerID("old1").Stream(), eventstore.NoStream, v1("2026-11-30T12:00:00Z")},
+		{"audit-1", eventstore.Any, eventstore.EventData{ID: uuid.New(), Type: "Audited", SchemaVersion: 1, Data: []byte(`{}`)}},
+	} {
+		ar, err := b.store.Append(ctx, a.stream, a.expected, a.data)
+		if err != nil {
+			t.Fatalf("append to %s: %v", a.stream, err)
+		}
+		n++
+		last = ar.Position
+	}
+	seen := map[string]bool{}
+	for _, e := range mustReadAll(t, b.store) {
+		seen[e.Type] = true
+	}
+	for _, typ := range domain.EventTypes() {
+		if !seen[string(typ)] {
+			t.Fatalf("the log has no %s event: the test would not cover it", typ)
+		}
+	}
+	return n, last
+}
+
+// plain hides a projection's bulk build: the generation builds batch by
+// batch, event by event, as before the bulk build existed.
+type plain struct{ Projection }
+
+// A rebuild from position 0 on PostgreSQL takes the bulk build; its read
+// models equal, row by row, those the event-by-event path builds from the
+// same log (every event type, an upcast old schema version, another
+// stream's events), and its checkpoint counts every event.
+func TestBulkBuildEqualsEventByEvent(t *testing.T) {
+	ctx := context.Background()
+	b := openPostgres(t, "")
+	events, last := bulkLog(t, b)
+
+	// Event by event: the batch-by-batch build of a generation from 0.
+	r, stop := runFor(t, b, Config{BatchSize: 97, Projections: []Projection{plain{Queues{}}, plain{PlayerProgress{}}, plain{Analytics{}}}})
+	waitCaughtUp(t, r, last)
+	for _, name := range r.Names() {
+		rebuildAndWait(t, r, name)
+	}
+	stop()
+	want := map[string][]string{}
+	for _, v := range allViews() {
+		want[v] = dump(t, b.db, v)
+		if len(want[v]) == 0 {
+			t.Fatalf("%s is empty", v)
+		}
+	}
+
+	// Bulk, in pages smaller than the log so that streams span pages.
+	var mu sync.Mutex
+	built := map[string]int64{}
+	r2 := startRunner(t, b, Config{bulkChunk: 500, bulkBuilt: func(name string, n int64) {
+		mu.Lock()
+		built[name] = n
+		mu.Unlock()
+	}})
+	waitCaughtUp(t, r2, last)
+	for _, name := range r2.Names() {
+		rebuildAndWait(t, r2, name)
+	}
+	mu.Lock()
+	for _, name := range r2.Names() {
+		if built[name] != int64(events) {
+			t.Errorf("%s: bulk build applied %d events, the log has %d", name, built[name], events)
+		}
+	}
+	mu.Unlock()
+	for _, v := range allViews() {
+		sameRows(t, v, want[v], dump(t, b.db, v))
+	}
+	st, err := r2.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st {
+		if s.EventsApplied != int64(events) {
+			t.Errorf("%s: checkpoint counts %d events applied, the log has %d", s.Name, s.EventsApplied, events)
+		}
+	}
+}
+
+// rebuildAndWait rebuilds the projection and waits for the switch.
+func rebuildAndWait(t *testing.T, r *Runner, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	gen, err := r.Rebuild(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitRebuilt(ctx, name, gen, 20*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A bulk build stopped after some pages were committed (as a kill would
+// leave it: rows in the new tables, the checkpoint at Start) leaves the
+// serving generation as it was; the next attempt empties the new tables and
+// builds again, and the result is the same.
+func TestBulkBuildStoppedMidwayStartsAgain(t *testing.T) {
+	ctx := context.Background()
+	b := openPostgres(t, "")
+	_, last := bulkLog(t, b)
+	r0, stop := runFor(t, b, Config{Projections: []Projection{plain{Queues{}}}})
+	waitCaughtUp(t, r0, last)
+	stop()
+	want := dump(t, b.db, "queue_status")
+	wantHistory := dump(t, b.db, "task_history")
+
+	var stops atomic.Int32
+	stopped, resume := make(chan struct{}), make(chan struct{})
+	r := startRunner(t, b, Config{Projections: []Projection{Queues{}}, RetryDelay: 50 * time.Millisecond, bulkChunk: 400,
+		afterBulkChunk: func(string) error {
+			if stops.Add(1) != 2 {
+				return nil
+			}
+			close(stopped)
+			<-resume
+			return errors.New("stopped midway")
+		}})
+	gen, err := r.Rebuild(ctx, QueuesName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-stopped
+	// The rows of the committed page are in the new tables, the checkpoint
+	// is at Start, and the views still serve the old generation.
+	if n, err := countRows(ctx, b.db, physical("queue_status", gen)); err != nil || n == 0 {
+		t.Fatalf("the stopped build left %d rows in its tables (%v), want some", n, err)
+	}
+	cps, err := loadCheckpoints(ctx, b.db, QueuesName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cps {
+		if c.generation == gen && !c.position.IsZero() {
+			t.Fatalf("the stopped build's checkpoint is at %s, want Start", c.position)
+		}
+	}
+	sameRows(t, "queue_status while the build is stopped", want, dump(t, b.db, "queue_status"))
+	close(resume)
+	if err := r.WaitRebuilt(ctx, QueuesName, gen, 20*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameRows(t, "queue_status", want, dump(t, b.db, "queue_status"))
+	sameRows(t, "task_history", wantHistory, dump(t, b.db, "task_history"))
+}
