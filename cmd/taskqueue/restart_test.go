@@ -259,3 +259,12 @@ func testKilledServerCatchesUp(t *testing.T, bin string, env map[string]string) 
 	}
 	t.Logf("%d repetitions, %d of them due while no process ran", reps, whileDown)
 }
+
+// TestMain removes the binary the tests built (binary), once they are done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binaryPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binaryPath))
+	}
+	os.Exit(code)
+}
