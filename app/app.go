@@ -190,7 +190,8 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		a.Processor = proc
 		relaySource = relayLag(relay)
 		admin.DeadLetters = proc.DeadLetters()
-		st.ready = append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready})
+		st.ready = append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready},
+			web.ReadinessCheck{Name: "processorOutage", Optional: true, Check: proc.Advancing})
 	case st.readModels != nil:
 		// The processor runs elsewhere (`taskqueue processor`): admins
 		// still list its dead letters here, and with Redis a retry goes
