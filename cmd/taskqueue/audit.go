@@ -79,3 +79,20 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	return store.Append(ctx, []audit.Entry{{At: time.Now().UTC(), Action: audit.AuditRead, Principal: "operator",
 		Detail: fmt.Sprintf("since=%s player=%s action=%s: %d entries", af.since, af.player, af.action, len(entries))}})
 }
+
+// recordOperator adds an operator command run on the host (export, import,
+// replay, backup, events, queue) to the audit trail. The command has done
+// its work; a trail that cannot be written is said on stderr, and the
+// command fails so that a script notices.
+func recordOperator(ctx context.Context, cfg app.Config, stderr io.Writer, action audit.Action, target, detail string) error {
+	store, closeStore, err := app.OpenAuditStore(ctx, cfg)
+	if err == nil {
+		defer closeStore()
+		err = store.Append(ctx, []audit.Entry{{At: time.Now().UTC(), Action: action, Principal: "operator", Target: target, Detail: detail}})
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "taskqueue: the audit trail could not record %s: %v\n", action, err)
+		return fmt.Errorf("record %s in the audit trail: %w", action, err)
+	}
+	return nil
+}

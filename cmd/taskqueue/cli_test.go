@@ -372,4 +372,11 @@ func TestBackupCommand(t *testing.T) {
 	if code, _, stderr := runCLI(t, map[string]string{"TASKQUEUE_DATA_DIR": to}, "export"); code != exitOK {
 		t.Fatalf("the backup does not open as a data directory: %d %s", code, stderr)
 	}
+	// The operator's commands are in the audit trail.
+	for _, action := range []string{"ops.backup", "ops.export"} {
+		code, stdout, stderr := runCLI(t, env, "audit", "--action", action)
+		if code != exitOK || !strings.Contains(stdout, `"action":"`+action+`"`) || !strings.Contains(stdout, `"principal":"operator"`) {
+			t.Errorf("audit --action %s: %d %s %s", action, code, stdout, stderr)
+		}
+	}
 }
