@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
+	"time"
 
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -66,4 +69,33 @@ func (s *Server) authConfig(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// providerOrigins are the origins of the OpenID provider the web app's
+// page connects to (the issuer's, and the token endpoint's once
+// discovered), for its Content-Security-Policy; none without a provider.
+func (s *Server) providerOrigins(ctx context.Context) []string {
+	if s.signIn == nil {
+		return nil
+	}
+	var out []string
+	add := func(raw string) {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || !validHost(u.Host) {
+			return
+		}
+		o := u.Scheme + "://" + u.Host
+		if !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	add(s.signIn.Issuer)
+	// Discovery is cached once read; while the provider is away, a page
+	// load does not wait for it (the issuer's origin is there anyway).
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if d, err := s.signIn.Discover(ctx); err == nil {
+		add(d.TokenEndpoint)
+	}
+	return out
 }

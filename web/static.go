@@ -26,11 +26,16 @@ const (
 )
 
 // contentSecurityPolicy allows the app's own files only: no inline script
-// or style, no other origin; WebSockets to the same host. %s is the host.
-func contentSecurityPolicy(host string) string {
+// or style, no other origin; WebSockets to the same host; and the OpenID
+// provider's origins the app calls from the page (its token endpoint, for
+// the code exchange and refreshes), when sign-in goes through one.
+func contentSecurityPolicy(host string, providers []string) string {
 	connect := "'self'"
 	if validHost(host) {
 		connect += " ws://" + host + " wss://" + host
+	}
+	for _, p := range providers {
+		connect += " " + p
 	}
 	return "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
 		"connect-src " + connect + "; manifest-src 'self'; worker-src 'self'; object-src 'none'; " +
@@ -79,7 +84,7 @@ func (a *webApp) serve(s *Server) http.HandlerFunc {
 			return
 		}
 		name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
-		w.Header().Set("Content-Security-Policy", contentSecurityPolicy(r.Host))
+		w.Header().Set("Content-Security-Policy", contentSecurityPolicy(r.Host, s.providerOrigins(r.Context())))
 		if name == "" || name == "index.html" {
 			a.index(w, r)
 			return
