@@ -167,13 +167,16 @@ type Hub struct {
 	views     *views
 	outage    *faults.Outage // of its subscription to the log
 
-	mu       sync.Mutex
-	started  bool
-	closed   bool
-	pos      eventstore.Position // last position dispatched
-	players  map[domain.PlayerID]map[*subscriber]struct{}
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	pos     eventstore.Position // last position dispatched
+	// A player's subscribers and a session's are short slices (one
+	// socket each, most of the time): a map per player would cost more
+	// than the socket itself.
+	players  map[domain.PlayerID][]*subscriber
 	all      map[*subscriber]struct{}
-	sessions map[string]map[*subscriber]struct{}
+	sessions map[string][]*subscriber
 	online   map[domain.PlayerID]*presenceState
 	presence presenceCalls // see presence.go
 
@@ -185,38 +188,11 @@ type Hub struct {
 	slow      atomic.Int64
 }
 
-// subscriber is one subscribed connection, as the hub sees it.
-type subscriber struct {
-	principal auth.Principal
-	player    domain.PlayerID // "" for all players
-	send      chan *outMessage
-	// last is the last position written to the socket; only the socket's
-	// handler goroutine touches it.
-	last eventstore.Position
-
-	kickOnce sync.Once
-	kicked   chan struct{}
-	code     websocket.StatusCode
-	reason   string
-}
-
 // outMessage is one encoded message and the position it carries, shared by
 // every subscriber it goes to.
 type outMessage struct {
 	pos  eventstore.Position
 	data []byte
-}
-
-// kick tells the connection to close with code; the first kick wins and
-// kick reports whether it was this one.
-func (s *subscriber) kick(code websocket.StatusCode, reason string) bool {
-	first := false
-	s.kickOnce.Do(func() {
-		s.code, s.reason = code, reason
-		close(s.kicked)
-		first = true
-	})
-	return first
 }
 
 // presenceState counts a player's own connections on this instance.
@@ -239,9 +215,9 @@ func NewHub(cfg Config) (*Hub, error) {
 		committed: committedHeadOf(cfg.Store),
 		outage:    faults.NewOutage(faults.OutageConfig{Component: "realtime hub", Logger: log, Observer: cfg.Observer}),
 		views:     newViews(cfg.Store, cfg.Rules, cfg.ViewCacheSize),
-		players:   map[domain.PlayerID]map[*subscriber]struct{}{},
+		players:   map[domain.PlayerID][]*subscriber{},
 		all:       map[*subscriber]struct{}{},
-		sessions:  map[string]map[*subscriber]struct{}{},
+		sessions:  map[string][]*subscriber{},
 		online:    map[domain.PlayerID]*presenceState{},
 	}, nil
 }
@@ -301,9 +277,7 @@ func (h *Hub) Close() {
 		subs = append(subs, s)
 	}
 	for _, set := range h.players {
-		for s := range set {
-			subs = append(subs, s)
-		}
+		subs = append(subs, set...)
 	}
 	for _, p := range h.online {
 		if p.offline != nil {
@@ -312,7 +286,7 @@ func (h *Hub) Close() {
 	}
 	h.mu.Unlock()
 	for _, s := range subs {
-		s.kick(CloseGoingAway, "server shutting down")
+		s.kick(CloseGoingAway, "server shutting down", nil)
 	}
 	if cancel != nil {
 		cancel()
@@ -532,17 +506,16 @@ func (h *Hub) deliver(player domain.PlayerID, m *outMessage) {
 		h.pos = m.pos
 	}
 	offer := func(s *subscriber) {
-		select {
-		case s.send <- m:
+		if s.offer(m) {
 			h.delivered.Add(1)
-		default:
-			if s.kick(CloseSlowConsumer, fmt.Sprintf("too slow: %d messages waited", cap(s.send))) {
-				h.slow.Add(1)
-				h.log.Info("slow websocket client cut off", "player", s.principal.PlayerID, "watching", s.player)
-			}
+			return
+		}
+		if s.kick(CloseSlowConsumer, fmt.Sprintf("too slow: %d messages waited", h.cfg.SendBuffer), nil) {
+			h.slow.Add(1)
+			h.log.Info("slow websocket client cut off", "player", s.principal.PlayerID, "watching", s.player)
 		}
 	}
-	for s := range h.players[player] {
+	for _, s := range h.players[player] {
 		offer(s)
 	}
 	for s := range h.all {
@@ -564,10 +537,11 @@ func (h *Hub) awaitWatermark(ctx context.Context, pos eventstore.Position) {
 	}
 }
 
-// register adds a subscriber for player ("" for all). Live messages reach
-// its buffer from now on.
-func (h *Hub) register(p auth.Principal, player domain.PlayerID) (*subscriber, error) {
-	s := &subscriber{principal: p, player: player, send: make(chan *outMessage, h.cfg.SendBuffer), kicked: make(chan struct{})}
+// register adds a subscriber on conn for player ("" for all). Live
+// messages reach its queue from now on; they are written once the catch-up
+// is over (subscriber.goLive).
+func (h *Hub) register(p auth.Principal, player domain.PlayerID, conn *websocket.Conn) (*subscriber, error) {
+	s := &subscriber{hub: h, conn: conn, principal: p, player: player}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || !h.started {
@@ -576,20 +550,10 @@ func (h *Hub) register(p auth.Principal, player domain.PlayerID) (*subscriber, e
 	if player == "" {
 		h.all[s] = struct{}{}
 	} else {
-		set := h.players[player]
-		if set == nil {
-			set = map[*subscriber]struct{}{}
-			h.players[player] = set
-		}
-		set[s] = struct{}{}
+		h.players[player] = append(h.players[player], s)
 	}
 	if p.SessionID != "" {
-		set := h.sessions[p.SessionID]
-		if set == nil {
-			set = map[*subscriber]struct{}{}
-			h.sessions[p.SessionID] = set
-		}
-		set[s] = struct{}{}
+		h.sessions[p.SessionID] = append(h.sessions[p.SessionID], s)
 	}
 	h.conns.Add(1)
 	if p.Role == auth.RolePlayer && player == domain.PlayerID(p.PlayerID) {
@@ -600,28 +564,39 @@ func (h *Hub) register(p auth.Principal, player domain.PlayerID) (*subscriber, e
 
 // unregister removes s.
 func (h *Hub) unregister(s *subscriber) {
+	last := s.lastSent()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.player == "" {
 		delete(h.all, s)
-	} else if set := h.players[s.player]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
-			delete(h.players, s.player)
-		}
+	} else if set := without(h.players[s.player], s); len(set) == 0 {
+		delete(h.players, s.player)
+	} else {
+		h.players[s.player] = set
 	}
 	if sid := s.principal.SessionID; sid != "" {
-		if set := h.sessions[sid]; set != nil {
-			delete(set, s)
-			if len(set) == 0 {
-				delete(h.sessions, sid)
-			}
+		if set := without(h.sessions[sid], s); len(set) == 0 {
+			delete(h.sessions, sid)
+		} else {
+			h.sessions[sid] = set
 		}
 	}
 	h.conns.Add(-1)
 	if s.principal.Role == auth.RolePlayer && s.player == domain.PlayerID(s.principal.PlayerID) {
-		h.disconnectedLocked(s.player, s.last)
+		h.disconnectedLocked(s.player, last)
 	}
+}
+
+// without returns set less s (in place).
+func without(set []*subscriber, s *subscriber) []*subscriber {
+	for i, x := range set {
+		if x == s {
+			set[i] = set[len(set)-1]
+			set[len(set)-1] = nil
+			return set[:len(set)-1]
+		}
+	}
+	return set
 }
 
 // RevokeSession closes, with CloseUnauthorized, every connection
@@ -629,13 +604,10 @@ func (h *Hub) unregister(s *subscriber) {
 // a session is revoked (on every instance).
 func (h *Hub) RevokeSession(sid string) {
 	h.mu.Lock()
-	var subs []*subscriber
-	for s := range h.sessions[sid] {
-		subs = append(subs, s)
-	}
+	subs := append([]*subscriber(nil), h.sessions[sid]...)
 	h.mu.Unlock()
 	for _, s := range subs {
-		s.kick(CloseUnauthorized, "session revoked")
+		s.kick(CloseUnauthorized, "session revoked", nil)
 	}
 }
 
