@@ -108,8 +108,8 @@ func benchWS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "# bench ws %s: %d clients from %d source addresses, %d events/s for %s, memory after %s idle; %d CPUs\n",
 		time.Now().UTC().Format(time.RFC3339), f.clients, f.sources, f.rate, f.duration, f.idle, numCPU())
-	fmt.Fprintf(stdout, "%-5s %-10s %8s %8s %8s %8s %9s %8s %8s %8s %8s %s\n",
-		"round", "server", "rss0-MiB", "rss-MiB", "KiB/conn", "events", "rate/s", "p50-ms", "p99-ms", "max-ms", "lost", "load (1 5 15)")
+	fmt.Fprintf(stdout, "%-5s %-10s %8s %8s %8s %8s %9s %8s %8s %8s %8s %-15s %s\n",
+		"round", "server", "rss0-MiB", "rss-MiB", "KiB/conn", "events", "rate/s", "p50-ms", "p99-ms", "max-ms", "lost", "load (1 5 15)  ", "answer p50/p99-ms")
 	tq := &taskqueueTarget{self: self}
 	if err := tq.mint(f.clients); err != nil {
 		return err
@@ -179,23 +179,27 @@ type wsResult struct {
 	clients    int
 	sent, lost int
 	rate       float64
-	lat        []time.Duration
+	lat        []time.Duration // request sent → client received
+	ack        []time.Duration // request sent → response received
 	load       string
 }
 
 func (r *wsResult) perConn() float64 { return float64(r.rss-r.rss0) / float64(r.clients) / 1024 }
 
-func (r *wsResult) q(f float64) time.Duration {
-	if len(r.lat) == 0 {
+func (r *wsResult) q(f float64) time.Duration { return quantile(r.lat, f) }
+
+func quantile(xs []time.Duration, f float64) time.Duration {
+	if len(xs) == 0 {
 		return 0
 	}
-	return r.lat[min(len(r.lat)-1, int(f*float64(len(r.lat))))]
+	return xs[min(len(xs)-1, int(f*float64(len(xs))))]
 }
 
 func (r *wsResult) print(w io.Writer, round int, name string) {
 	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 2, 64) }
-	fmt.Fprintf(w, "%-5d %-10s %8.1f %8.1f %8.1f %8d %9.0f %8s %8s %8s %8d %s\n", round, name,
-		float64(r.rss0)/(1<<20), float64(r.rss)/(1<<20), r.perConn(), r.sent, r.rate, ms(r.q(0.5)), ms(r.q(0.99)), ms(r.q(1)), r.lost, r.load)
+	fmt.Fprintf(w, "%-5d %-10s %8.1f %8.1f %8.1f %8d %9.0f %8s %8s %8s %8d %-15s %s/%s\n", round, name,
+		float64(r.rss0)/(1<<20), float64(r.rss)/(1<<20), r.perConn(), r.sent, r.rate, ms(r.q(0.5)), ms(r.q(0.99)), ms(r.q(1)), r.lost, r.load,
+		ms(quantile(r.ack, 0.5)), ms(quantile(r.ack, 0.99)))
 }
 
 // runWSTarget runs one server through one round.
@@ -310,8 +314,10 @@ func runWSTarget(ctx context.Context, t wsTarget, f wsBenchFlags, dir string, st
 					firstErr.CompareAndSwap(nil, err)
 					continue
 				}
+				t1 := time.Now().UnixNano()
 				sentMu.Lock()
 				sent[i] = append(sent[i], t0)
+				res.ack = append(res.ack, time.Duration(t1-t0))
 				sentMu.Unlock()
 			}
 		}()
@@ -352,6 +358,7 @@ func runWSTarget(ctx context.Context, t wsTarget, f wsBenchFlags, dir string, st
 	}
 	recvMu.Unlock()
 	slices.Sort(res.lat)
+	slices.Sort(res.ack)
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		res.load = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
