@@ -61,7 +61,16 @@
 // MaxWatermarkWait), so a REST read after a message never shows older
 // state.
 //
-// Concurrency: Hub is safe for concurrent use; each socket has one writer
-// goroutine (its HTTP handler) and coder/websocket's reader for control
-// frames.
+// # What a socket holds
+//
+// The HTTP handler authenticates, takes the subscribe, writes the catch-up
+// and subscribed, and returns: a live socket holds one goroutine,
+// coder/websocket's reader of control frames, which ends the subscriber
+// when the connection ends. Live messages wait in a queue that is nil while
+// idle; a burst starts one writer goroutine that ends with it. Pings and
+// the token's expiry are runtime timers; the read and write buffers are a
+// few hundred bytes (smallBuffers), and there is no compression.
+//
+// Concurrency: Hub is safe for concurrent use; a socket has at most one
+// writer at a time (its handler during the catch-up, then its flush).
 package realtime
