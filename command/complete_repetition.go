@@ -32,12 +32,21 @@ type CompleteRepetitionHandler struct{ queues *Queues }
 
 // Handle completes the repetition.
 func (h CompleteRepetitionHandler) Handle(ctx context.Context, cmd CompleteRepetition) (Result, error) {
-	out, err := h.queues.execute(ctx, cmd.Request, fingerprint("CompleteRepetition", cmd.TaskID, cmd.Number),
-		func(q *domain.Queue, now time.Time, _ string) ([]domain.Event, error) {
-			return q.CompleteRepetition(domain.TaskID(cmd.TaskID), cmd.Number, now)
-		})
+	out, err := h.queues.execute(ctx, cmd.Request, completionFingerprint(cmd), completionDecision(cmd))
 	if err != nil {
 		return Result{}, fmt.Errorf("complete repetition %d of task %s of %s: %w", cmd.Number, cmd.TaskID, cmd.PlayerID, err)
 	}
 	return out.Result, nil
+}
+
+// completionFingerprint is the fingerprint of a completion (alone or in a
+// batch: the same request either way).
+func completionFingerprint(cmd CompleteRepetition) string {
+	return fingerprint("CompleteRepetition", cmd.TaskID, cmd.Number)
+}
+
+func completionDecision(cmd CompleteRepetition) decision {
+	return func(q *domain.Queue, now time.Time, _ string) ([]domain.Event, error) {
+		return q.CompleteRepetition(domain.TaskID(cmd.TaskID), cmd.Number, now)
+	}
 }

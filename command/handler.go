@@ -77,8 +77,10 @@ type Handlers struct {
 	StopQueue          Handler[StopQueue, Result]
 	StartQueue         Handler[StartQueue, Result]
 	CompleteRepetition Handler[CompleteRepetition, Result]
-	FailTask           Handler[FailTask, Result]
-	GetQueue           Handler[GetQueue, QueueSnapshot]
+	// CompleteRepetitions is the processor's batch of completions.
+	CompleteRepetitions Handler[CompleteRepetitions, []CompletionResult]
+	FailTask            Handler[FailTask, Result]
+	GetQueue            Handler[GetQueue, QueueSnapshot]
 }
 
 // NewHandlers builds every handler on one Queues over store.
@@ -88,15 +90,16 @@ func NewHandlers(store EventStore, cfg Config) (*Handlers, error) {
 		return nil, err
 	}
 	return &Handlers{
-		Queues:             q,
-		EnqueueTask:        EnqueueTaskHandler{q},
-		RemoveTask:         RemoveTaskHandler{q},
-		ReorderTasks:       ReorderTasksHandler{q},
-		StopQueue:          StopQueueHandler{q},
-		StartQueue:         StartQueueHandler{q},
-		CompleteRepetition: CompleteRepetitionHandler{q},
-		FailTask:           FailTaskHandler{q},
-		GetQueue:           GetQueueHandler{q},
+		Queues:              q,
+		EnqueueTask:         EnqueueTaskHandler{q},
+		RemoveTask:          RemoveTaskHandler{q},
+		ReorderTasks:        ReorderTasksHandler{q},
+		StopQueue:           StopQueueHandler{q},
+		StartQueue:          StartQueueHandler{q},
+		CompleteRepetition:  CompleteRepetitionHandler{q},
+		CompleteRepetitions: CompleteRepetitionsHandler{q},
+		FailTask:            FailTaskHandler{q},
+		GetQueue:            GetQueueHandler{q},
 	}, nil
 }
 
@@ -108,6 +111,7 @@ func (h *Handlers) Use(mws ...Middleware) {
 	h.StopQueue = Decorate("StopQueue", h.StopQueue, mws...)
 	h.StartQueue = Decorate("StartQueue", h.StartQueue, mws...)
 	h.CompleteRepetition = Decorate("CompleteRepetition", h.CompleteRepetition, mws...)
+	h.CompleteRepetitions = Decorate("CompleteRepetitions", h.CompleteRepetitions, mws...)
 	h.FailTask = Decorate("FailTask", h.FailTask, mws...)
 	h.GetQueue = Decorate("GetQueue", h.GetQueue, mws...)
 }

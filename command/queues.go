@@ -19,7 +19,9 @@ import (
 // Every eventstore.Store implements it.
 type EventStore interface {
 	ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error)
+	ReadStreams(ctx context.Context, reads []eventstore.StreamRead, limit int) ([][]eventstore.RecordedEvent, error)
 	Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error)
+	AppendMany(ctx context.Context, appends []eventstore.StreamAppend) ([]eventstore.AppendOutcome, error)
 }
 
 // Config configures the command side. The zero value of every field means
@@ -333,6 +335,11 @@ type outcome struct {
 // execute runs one command: load, check idempotency and the condition,
 // decide, append with the exact expected version, retry on conflict.
 func (r *Queues) execute(ctx context.Context, req Request, fp string, decide decision) (outcome, error) {
+	return r.executeAs(ctx, req, fp, decide, r.cfg.Optimistic)
+}
+
+// executeAs is execute, optimistic (Config.Optimistic) or not.
+func (r *Queues) executeAs(ctx context.Context, req Request, fp string, decide decision, optimistic bool) (outcome, error) {
 	player, err := domain.ParsePlayerID(req.PlayerID)
 	if err != nil {
 		return outcome{}, err
@@ -346,7 +353,7 @@ func (r *Queues) execute(ctx context.Context, req Request, fp string, decide dec
 	stream := player.Stream()
 	firstID := eventID(stream, key, fp, 0)
 	for attempt := 1; ; attempt++ {
-		out, retry, err := r.attempt(ctx, player, stream, req, key, fp, firstID, decide)
+		out, retry, err := r.attempt(ctx, player, stream, req, key, fp, firstID, decide, optimistic)
 		if !retry {
 			return out, err
 		}
@@ -364,17 +371,17 @@ func (r *Queues) execute(ctx context.Context, req Request, fp string, decide dec
 }
 
 // attempt makes one decision. retry reports a lost race worth retrying.
-// With Config.Optimistic it first decides on the cached queue as it is
+// When optimistic it first decides on the cached queue as it is
 // (see decideOn), and catches up and decides again when that was not
 // enough.
-func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision) (out outcome, retry bool, err error) {
+func (r *Queues) attempt(ctx context.Context, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision, optimistic bool) (out outcome, retry bool, err error) {
 	c := r.entry(stream)
 	if err := c.acquire(ctx); err != nil {
 		return outcome{}, false, err
 	}
 	defer c.release()
 	defer r.snapshotIfDue(c) // before the release
-	if r.cfg.Optimistic && c.st != nil && c.st.check == uuid.Nil {
+	if optimistic && c.st != nil && c.st.check == uuid.Nil {
 		out, retry, err := r.decideOn(ctx, c, c.st, player, stream, req, key, fp, firstID, decide, true)
 		if !errors.Is(err, errMaybeStale) {
 			return out, retry, err
@@ -399,37 +406,57 @@ var errMaybeStale = errors.New("the cached queue may be out of date")
 // end of the stream), and a wrong version, a refusal, no events, a failed
 // If-Match or a known key return errMaybeStale.
 func (r *Queues) decideOn(ctx context.Context, c *cached, st *loaded, player domain.PlayerID, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision, optimistic bool) (out outcome, retry bool, err error) {
+	p, out, err := r.prepare(st, stream, req, key, fp, firstID, decide, optimistic)
+	if p == nil {
+		return out, false, err
+	}
+	res, err := r.store.Append(ctx, stream, eventstore.Exact(st.version), p.data...)
+	return r.settle(ctx, c, st, player, stream, key, firstID, p, res, err, optimistic)
+}
+
+// pending is a decision to append: the queue after it, its events and
+// their data.
+type pending struct {
+	queue  *domain.Queue
+	events []domain.Event
+	data   []eventstore.EventData
+}
+
+// prepare checks idempotency and the condition on st and decides (see
+// decideOn). It returns the decision to append, or, when there is nothing
+// to append, nil and the command's answer.
+func (r *Queues) prepare(st *loaded, stream string, req Request, key, fp string, firstID uuid.UUID, decide decision, optimistic bool) (*pending, outcome, error) {
 	if out, seen, err := seenBefore(st, stream, key, firstID); seen {
 		if optimistic {
-			return outcome{}, false, errMaybeStale
+			return nil, outcome{}, errMaybeStale
 		}
-		return out, false, err
+		return nil, out, err
 	}
 	if req.IfMatch != nil && *req.IfMatch != st.version {
 		if optimistic {
-			return outcome{}, false, errMaybeStale
+			return nil, outcome{}, errMaybeStale
 		}
-		return outcome{}, false, &PreconditionFailedError{Stream: stream, Expected: *req.IfMatch, Actual: st.version}
+		return nil, outcome{}, &PreconditionFailedError{Stream: stream, Expected: *req.IfMatch, Actual: st.version}
 	}
 	q := st.queue.Clone()
 	events, err := decide(q, r.cfg.Clock(), key)
 	if err != nil {
 		if optimistic {
-			return outcome{}, false, errMaybeStale
+			return nil, outcome{}, errMaybeStale
 		}
-		return outcome{}, false, err
+		return nil, outcome{}, err
 	}
 	if len(events) == 0 {
 		if optimistic {
-			return outcome{}, false, errMaybeStale
+			return nil, outcome{}, errMaybeStale
 		}
-		return outcome{Result: Result{View: q.View(), Version: st.version}}, false, nil
+		return nil, outcome{Result: Result{View: q.View(), Version: st.version}}, nil
 	}
 	data := make([]eventstore.EventData, len(events))
 	for i, e := range events {
 		typ, version, payload, err := domain.EncodeEvent(e)
 		if err != nil {
-			return outcome{}, false, err
+			return nil, outcome{}, err
 		}
 		data[i] = eventstore.EventData{
 			ID: eventID(stream, key, fp, i), Type: string(typ), SchemaVersion: version, Data: payload,
@@ -438,7 +465,13 @@ func (r *Queues) decideOn(ctx context.Context, c *cached, st *loaded, player dom
 			},
 		}
 	}
-	res, err := r.store.Append(ctx, stream, eventstore.Exact(st.version), data...)
+	return &pending{queue: q, events: events, data: data}, outcome{}, nil
+}
+
+// settle takes the store's answer (res, err) to the append of p with the
+// expected version st.version: it moves st past the events that took, and
+// returns the command's answer (see decideOn). c's lock must be held.
+func (r *Queues) settle(ctx context.Context, c *cached, st *loaded, player domain.PlayerID, stream, key string, firstID uuid.UUID, p *pending, res eventstore.AppendResult, err error, optimistic bool) (out outcome, retry bool, _ error) {
 	switch {
 	case errors.Is(err, eventstore.ErrWrongVersion) && optimistic:
 		return outcome{}, false, errMaybeStale
@@ -453,26 +486,27 @@ func (r *Queues) decideOn(ctx context.Context, c *cached, st *loaded, player dom
 		// run twice.
 		return outcome{}, false, fmt.Errorf("%s: key %q was used by a request older than the last %d: %w", stream, key, r.cfg.KeysPerQueue, ErrIdempotencyKeyReused)
 	case err != nil:
-		return outcome{}, false, fmt.Errorf("append %d events to %s: %w", len(data), stream, err)
+		return outcome{}, false, fmt.Errorf("append %d events to %s: %w", len(p.data), stream, err)
 	case res.Duplicate:
 		// The same request, appended concurrently by another process: read
 		// it and answer as a duplicate.
-		if st, err = r.catchUp(ctx, c, player); err != nil {
+		st, err := r.catchUp(ctx, c, player)
+		if err != nil {
 			return outcome{}, false, err
 		}
 		if out, seen, err := seenBefore(st, stream, key, firstID); seen {
 			return out, false, err
 		}
-		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports them stored, the stream does not show them", len(data), stream)
-	case res.Version != q.Version():
+		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports them stored, the stream does not show them", len(p.data), stream)
+	case res.Version != p.queue.Version():
 		c.st = nil
-		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports version %d, the queue counts %d", len(data), stream, res.Version, q.Version())
+		return outcome{}, false, fmt.Errorf("append %d events to %s: the store reports version %d, the queue counts %d", len(p.data), stream, res.Version, p.queue.Version())
 	}
-	st.queue, st.version, st.last = q, res.Version, data[len(data)-1].ID
-	for i, e := range events {
-		r.remember(st, key, data[i].ID, res.Version-int64(len(events)-1-i), res.Position, e)
+	st.queue, st.version, st.last = p.queue, res.Version, p.data[len(p.data)-1].ID
+	for i, e := range p.events {
+		r.remember(st, key, p.data[i].ID, res.Version-int64(len(p.events)-1-i), res.Position, e)
 	}
-	return outcome{Result: Result{View: q.View(), Version: res.Version, Position: res.Position, Events: events}}, false, nil
+	return outcome{Result: Result{View: p.queue.View(), Version: res.Version, Position: res.Position, Events: p.events}}, false, nil
 }
 
 // seenBefore answers a request whose key the queue has seen: the first

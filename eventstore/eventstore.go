@@ -103,6 +103,17 @@ type Store interface {
 	// limit <= 0 means no limit.
 	ReadStream(ctx context.Context, stream string, from int64, limit int) ([]RecordedEvent, error)
 
+	// ReadStreams reads several streams in one call (one round trip on the
+	// SQL backends): for reads[i], up to limit events of its Stream with
+	// version >= its From, in version order, in the result's element i.
+	// A stream that does not exist reads as empty; limit <= 0 means no
+	// limit. A stream named twice, an invalid stream ID, a negative From or
+	// more than MaxStreamsPerRead reads is an error wrapping ErrInvalid.
+	// Each stream is read as ReadStream would read it; the streams are not
+	// read at one instant (a concurrent append to one may show in its
+	// result while an append to another committed before it does not).
+	ReadStreams(ctx context.Context, reads []StreamRead, limit int) ([][]RecordedEvent, error)
+
 	// ReadAll returns up to limit events of the global log strictly after
 	// position after that match filter, in log order. It returns only events
 	// that no reader will ever see preceded by a later commit (the safe
@@ -206,6 +217,53 @@ type StreamAppend struct {
 	Stream   string
 	Expected ExpectedVersion
 	Events   []EventData
+}
+
+// StreamRead is one read of a ReadStreams call: the events of Stream from
+// version From.
+type StreamRead struct {
+	Stream string
+	From   int64
+}
+
+// ValidateReadStreams checks the reads of a ReadStreams call (see there).
+func ValidateReadStreams(reads []StreamRead) error {
+	if len(reads) > MaxStreamsPerRead {
+		return fmt.Errorf("%w: %d reads, at most %d", ErrInvalid, len(reads), MaxStreamsPerRead)
+	}
+	seen := make(map[string]bool, len(reads))
+	for _, r := range reads {
+		if err := ValidateStreamID(r.Stream); err != nil {
+			return err
+		}
+		if r.From < 0 {
+			return fmt.Errorf("%w: stream %s from version %d is negative", ErrInvalid, r.Stream, r.From)
+		}
+		if seen[r.Stream] {
+			return fmt.Errorf("%w: stream %s is read twice", ErrInvalid, r.Stream)
+		}
+		seen[r.Stream] = true
+	}
+	return nil
+}
+
+// ReadStreamsOneByOne implements ReadStreams with one ReadStream per read,
+// for backends without a multi-stream query (KurrentDB).
+func ReadStreamsOneByOne(ctx context.Context, s interface {
+	ReadStream(ctx context.Context, stream string, from int64, limit int) ([]RecordedEvent, error)
+}, reads []StreamRead, limit int) ([][]RecordedEvent, error) {
+	if err := ValidateReadStreams(reads); err != nil {
+		return nil, fmt.Errorf("read %d streams: %w", len(reads), err)
+	}
+	out := make([][]RecordedEvent, len(reads))
+	for i, r := range reads {
+		evs, err := s.ReadStream(ctx, r.Stream, r.From, limit)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = evs
+	}
+	return out, nil
 }
 
 // AppendOutcome is the outcome of one StreamAppend: the AppendResult
@@ -456,6 +514,8 @@ const (
 	MaxEventsPerAppend = 1000
 	// MaxStreamsPerAppendMany bounds the appends of one AppendMany call.
 	MaxStreamsPerAppendMany = 1000
+	// MaxStreamsPerRead bounds the reads of one ReadStreams call.
+	MaxStreamsPerRead = 1000
 	// MaxEventDataSize bounds one event's JSON data.
 	MaxEventDataSize = 1 << 20
 )

@@ -106,11 +106,14 @@ func TestPostgresPointInTimeRecovery(t *testing.T) {
 		"recovery_target_time":   target.UTC().Format("2006-01-02 15:04:05.999999+00"),
 		"recovery_target_action": "promote",
 	}})
-	rstore, rpool := open(restored.URL())
+	waitPool, err := pgxpool.New(ctx, restored.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline = time.Now().Add(time.Minute)
 	for {
 		var inRecovery bool
-		if err := rpool.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&inRecovery); err != nil {
+		if err := waitPool.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&inRecovery); err != nil {
 			t.Fatal(err)
 		}
 		if !inRecovery {
@@ -121,6 +124,8 @@ func TestPostgresPointInTimeRecovery(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	waitPool.Close()
+	rstore, rpool := open(restored.URL()) // read-write once promoted
 
 	// Every command before the target is there, none after.
 	var players []domain.PlayerID

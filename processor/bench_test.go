@@ -13,15 +13,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/internal/testenv"
 )
 
 // BenchmarkRepetitions measures, on PostgreSQL with the real clock, how
@@ -29,7 +25,8 @@ import (
 // runs 1-second repetitions, and their lateness (the commit time of the
 // completion minus its due time); then, on the same PostgreSQL, River
 // running the equivalent scheduled job (one job per player that, when it
-// runs, schedules the next one a second after its own scheduled time).
+// runs, schedules the next one a second after its own scheduled time),
+// tuned for latency (riverLatencyConfig).
 // Size: TASKQUEUE_BENCH_PLAYERS (default 1000) players, each
 // TASKQUEUE_BENCH_REPETITIONS (default 20) repetitions. Run with
 // -benchtime=1x.
@@ -184,32 +181,11 @@ func (w *tickWorker) Work(ctx context.Context, job *river.Job[tickArgs]) error {
 
 func benchRiver(b *testing.B, players, reps int) {
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(testenv.Postgres(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.MaxConns = 12
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	driver := riverpgxv5.New(pool)
-	migrator, err := rivermigrate.New(driver, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		b.Fatal(err)
-	}
+	_, driver := riverPool(b, 12)
 	w := &tickWorker{}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, w)
-	client, err := river.NewClient(driver, &river.Config{
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 100}},
-		Workers: workers,
-		Logger:  quietLogger(),
-	})
+	client, err := river.NewClient(driver, riverLatencyConfig(workers))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -39,6 +39,7 @@ type StopOfflineQueue struct {
 // renaming a type strands the messages of the old name in their topics.
 const (
 	completeCommandName = "CompleteRepetition"
+	batchCommandName    = "CompleteRepetitions"
 	stopCommandName     = "StopOfflineQueue"
 )
 
@@ -88,8 +89,14 @@ func partitionOf(player string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *command.CompleteRepetition) error, stop func(context.Context, *StopOfflineQueue) error,
-	cmdOutage, redisOutage *faults.Outage) (*bus, error) {
+// commandHandlers are the handlers of the commands on the bus.
+type commandHandlers struct {
+	complete func(context.Context, *command.CompleteRepetition) error
+	batch    func(context.Context, *command.CompleteRepetitions) error
+	stop     func(context.Context, *StopOfflineQueue) error
+}
+
+func newBus(cfg *Config, dl *DeadLetters, handlers commandHandlers, cmdOutage, redisOutage *faults.Outage) (*bus, error) {
 	b := &bus{
 		cfg:         cfg,
 		poison:      cfg.TopicPrefix + ".commands.deadletters",
@@ -127,6 +134,12 @@ func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *comman
 			switch c := p.Command.(type) {
 			case *command.CompleteRepetition:
 				player = c.PlayerID
+			case *command.CompleteRepetitions:
+				// A batch holds the players of one partition (sendBatch).
+				if len(c.Completions) == 0 {
+					return "", errors.New("an empty batch of completions")
+				}
+				player = c.Completions[0].PlayerID
 			case *StopOfflineQueue:
 				player = c.PlayerID
 			default:
@@ -138,6 +151,8 @@ func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *comman
 			switch c := p.Command.(type) {
 			case *command.CompleteRepetition:
 				middleware.SetCorrelationID(c.CorrelationID, p.Message)
+			case *command.CompleteRepetitions:
+				middleware.SetCorrelationID(c.Completions[0].CorrelationID, p.Message)
 			case *StopOfflineQueue:
 				middleware.SetCorrelationID(c.CorrelationID, p.Message)
 			}
@@ -186,8 +201,9 @@ func newBus(cfg *Config, dl *DeadLetters, complete func(context.Context, *comman
 	}
 	for part := 0; part < cfg.Partitions; part++ {
 		hs := []partitionHandler{
-			{CommandHandler: cqrs.NewCommandHandler(fmt.Sprintf("%s.p%d", completeCommandName, part), complete), partition: part},
-			{CommandHandler: cqrs.NewCommandHandler(fmt.Sprintf("%s.p%d", stopCommandName, part), stop), partition: part},
+			{CommandHandler: cqrs.NewCommandHandler(fmt.Sprintf("%s.p%d", completeCommandName, part), handlers.complete), partition: part},
+			{CommandHandler: cqrs.NewCommandHandler(fmt.Sprintf("%s.p%d", batchCommandName, part), handlers.batch), partition: part},
+			{CommandHandler: cqrs.NewCommandHandler(fmt.Sprintf("%s.p%d", stopCommandName, part), handlers.stop), partition: part},
 		}
 		for _, h := range hs {
 			rh, err := cp.AddHandler(h)
@@ -452,7 +468,7 @@ func (b *bus) groups() map[string]string {
 	}
 	out := map[string]string{b.poison: b.cfg.TopicPrefix + ".deadletters"}
 	for part := 0; part < b.cfg.Partitions; part++ {
-		for _, name := range []string{completeCommandName, stopCommandName} {
+		for _, name := range []string{completeCommandName, batchCommandName, stopCommandName} {
 			out[b.cfg.commandTopic(name, part)] = fmt.Sprintf("%s.%s.p%d", b.cfg.TopicPrefix, name, part)
 		}
 	}

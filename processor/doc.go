@@ -18,9 +18,14 @@
 // Processor.Run runs the schedule, the command handlers and the due loop.
 // The loop claims up to BatchSize rows due at or before Clock.Now() that no
 // live claim holds (table processor_claims: a lease per stream for one
-// repetition, expiring after ClaimTTL; see claimDue), and sends for each a
-// command.CompleteRepetition with the idempotency key
-// command.CompletionKey(task, number). The aggregate completes the
+// repetition, expiring after ClaimTTL; see claimDue), and sends each
+// partition's share as one command.CompleteRepetitions, a completion per
+// repetition with the idempotency key command.CompletionKey(task, number):
+// its handler loads the queues it has not cached in one ReadStreams call,
+// decides each, and appends them all with one AppendMany (one transaction,
+// one wake-up); a completion whose queue another writer changed is decided
+// again alone, and one that fails is sent on alone as CompleteRepetition
+// (its retries and dead letter are a single command's). The aggregate completes the
 // repetition at its due time, not at the time the command runs, starts the
 // next one at that due time, and completes everything else due by now
 // (offline progress, up to domain.MaxCatchUp per command; the next row is

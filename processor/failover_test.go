@@ -229,7 +229,8 @@ func TestFailoverChild(t *testing.T) {
 	time.Sleep(10 * time.Minute) // until killed
 }
 
-// slowStore delays every append: an instance that falls behind.
+// slowStore delays every append (Append and AppendMany): an instance that
+// falls behind.
 type slowStore struct {
 	eventstore.Store
 	delay time.Duration
@@ -242,4 +243,14 @@ func (s slowStore) Append(ctx context.Context, stream string, expected eventstor
 	case <-time.After(s.delay):
 	}
 	return s.Store.Append(ctx, stream, expected, events...)
+}
+
+// AppendMany is how the child's batches append: delayed like Append.
+func (s slowStore) AppendMany(ctx context.Context, appends []eventstore.StreamAppend) ([]eventstore.AppendOutcome, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(s.delay):
+	}
+	return s.Store.AppendMany(ctx, appends)
 }

@@ -555,6 +555,31 @@ func (c *cuttingStore) Append(ctx context.Context, stream string, expected event
 	return res, err
 }
 
+// AppendMany is how a batch of completions appends: armed, it cuts the
+// database first, like Append.
+func (c *cuttingStore) AppendMany(ctx context.Context, appends []eventstore.StreamAppend) ([]eventstore.AppendOutcome, error) {
+	c.mu.Lock()
+	cut, armed := c.cut, c.armed
+	c.armed = false
+	c.mu.Unlock()
+	if armed {
+		cut()
+	}
+	outs, err := c.Store.AppendMany(ctx, appends)
+	c.count(err, cut)
+	return outs, err
+}
+
+// ReadStreams is how a batch loads its queues.
+func (c *cuttingStore) ReadStreams(ctx context.Context, reads []eventstore.StreamRead, limit int) ([][]eventstore.RecordedEvent, error) {
+	recs, err := c.Store.ReadStreams(ctx, reads, limit)
+	c.mu.Lock()
+	cut := c.cut
+	c.mu.Unlock()
+	c.count(err, cut)
+	return recs, err
+}
+
 // ReadStream is how a command (and its retry) loads its queue: while the
 // database is away a retry fails here, before reaching Append.
 func (c *cuttingStore) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/projections"
 )
@@ -200,7 +201,7 @@ func (p *Processor) Run(ctx context.Context) error {
 // reason.
 func (p *Processor) startBus(ctx, runCtx context.Context) (*bus, <-chan error, error) {
 	for {
-		b, err := newBus(&p.cfg, p.dead, p.handleComplete, p.handleStop, p.cmdOutage, p.redisOutage)
+		b, err := newBus(&p.cfg, p.dead, commandHandlers{complete: p.handleComplete, batch: p.handleBatch, stop: p.handleStop}, p.cmdOutage, p.redisOutage)
 		if err != nil {
 			return nil, nil, fmt.Errorf("processor: %w", err)
 		}
@@ -392,10 +393,13 @@ func (p *Processor) backOff(ctx context.Context, outage *faults.Outage, err erro
 	}
 }
 
-// sendBatch sends the commands of a batch, the partitions concurrently and
-// each partition's in order. On the embedded GoChannel a send returns when
-// the command was handled, so the next poll claims only when the batch is
-// done: no claim expires while its command waits in a queue.
+// sendBatch sends the commands of a batch, one message per partition: the
+// partition's completions as one CompleteRepetitions (its queues loaded in
+// one read, its events appended in one transaction, see handleBatch), then
+// its offline stops one by one. The partitions go concurrently. On the
+// embedded GoChannel a send returns when the command was handled, so the
+// next poll claims only when the batch is done: no claim expires while its
+// command waits in a queue.
 func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time.Time) error {
 	groups := map[int][]due{}
 	for _, d := range batch {
@@ -406,11 +410,8 @@ func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time
 	errs := make(chan error, len(groups))
 	for _, g := range groups {
 		wg.Go(func() {
-			for _, d := range g {
-				if err := p.send(ctx, b, d, now); err != nil {
-					errs <- err
-					return
-				}
+			if err := p.sendPartition(ctx, b, g, now); err != nil {
+				errs <- err
 			}
 		})
 	}
@@ -419,26 +420,109 @@ func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time
 	return <-errs
 }
 
-// send sends the command for one claimed repetition: its completion, or,
-// when it has been due for longer than the offline cap, StopOfflineQueue.
-func (p *Processor) send(ctx context.Context, b *bus, d due, now time.Time) error {
+// sendPartition sends the commands of one partition's share of a batch.
+func (p *Processor) sendPartition(ctx context.Context, b *bus, g []due, now time.Time) error {
+	var completions []command.CompleteRepetition
+	var stops []due
+	for _, d := range g {
+		if now.Sub(d.dueAt) > p.cfg.OfflineCap {
+			stops = append(stops, d)
+			continue
+		}
+		completions = append(completions, completionOf(d))
+	}
+	for start := 0; start < len(completions); start += eventstore.MaxStreamsPerAppendMany {
+		part := completions[start:min(len(completions), start+eventstore.MaxStreamsPerAppendMany)]
+		p.sent.Add(int64(len(part)))
+		if err := b.commands.Send(ctx, &command.CompleteRepetitions{Completions: part}); err != nil {
+			p.sent.Add(-int64(len(part)))
+			return fmt.Errorf("send %d completions: %w", len(part), err)
+		}
+	}
+	for _, d := range stops {
+		if err := p.sendStop(ctx, b, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// completionOf is the completion of a claimed repetition.
+func completionOf(d due) command.CompleteRepetition {
 	key := command.CompletionKey(d.taskID, d.number)
-	var cmd any = &command.CompleteRepetition{
+	return command.CompleteRepetition{
 		Request: command.Request{PlayerID: d.player, IdempotencyKey: key, CorrelationID: key, Actor: "system"},
 		TaskID:  d.taskID, Number: d.number,
 	}
-	if now.Sub(d.dueAt) > p.cfg.OfflineCap {
-		until := d.dueAt.Add(p.cfg.OfflineCap)
-		cmd = &StopOfflineQueue{
-			PlayerID: d.player, TaskID: d.taskID, Number: d.number, Until: until, CorrelationID: key,
-			Reason: fmt.Sprintf("offline progress is capped at %s: the queue stopped at %s; start it to continue",
-				p.cfg.OfflineCap, until.UTC().Format(time.RFC3339)),
-		}
+}
+
+// sendStop sends StopOfflineQueue for a repetition that has been due for
+// longer than the offline cap.
+func (p *Processor) sendStop(ctx context.Context, b *bus, d due) error {
+	key := command.CompletionKey(d.taskID, d.number)
+	until := d.dueAt.Add(p.cfg.OfflineCap)
+	cmd := &StopOfflineQueue{
+		PlayerID: d.player, TaskID: d.taskID, Number: d.number, Until: until, CorrelationID: key,
+		Reason: fmt.Sprintf("offline progress is capped at %s: the queue stopped at %s; start it to continue",
+			p.cfg.OfflineCap, until.UTC().Format(time.RFC3339)),
 	}
 	p.sent.Add(1)
 	if err := b.commands.Send(ctx, cmd); err != nil {
 		p.sent.Add(-1)
-		return fmt.Errorf("send the completion of repetition %d of %s for %s: %w", d.number, d.taskID, d.player, err)
+		return fmt.Errorf("send the offline stop of repetition %d of %s for %s: %w", d.number, d.taskID, d.player, err)
+	}
+	return nil
+}
+
+// handleBatch runs CompleteRepetitions (the bus's handler). A failure of
+// the batch as a whole (the database away) fails the message, which is
+// retried like any command (a transient failure until the database is
+// back; the completions that did go through are then recognized by their
+// keys). A completion that failed on its own is sent on alone as
+// CompleteRepetition, so that it meets the retries and, should it fail
+// for good, the dead letter queue of a single command, without holding
+// back the rest of its batch.
+func (p *Processor) handleBatch(ctx context.Context, cmd *command.CompleteRepetitions) error {
+	var results []command.CompletionResult
+	err := p.attempt(ctx, func(ctx context.Context) (err error) {
+		results, err = p.handlers.CompleteRepetitions.Handle(ctx, *cmd)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for i, r := range results {
+		if r.Err == nil {
+			if len(r.Events) > 0 {
+				p.completed.Add(1)
+			}
+			continue
+		}
+		c := cmd.Completions[i]
+		p.cfg.Logger.Debug("a completion of a batch failed; sending it alone", "owner", p.cfg.Owner,
+			"player", c.PlayerID, "task", c.TaskID, "number", c.Number, "err", r.Err)
+		if err := p.resend(ctx, &c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errStopping is resend's error while the processor stops (or has not
+// started its bus yet): transient, so the batch is not dead-lettered but
+// left to its retry (or, stopping, to the next instance).
+var errStopping = fmt.Errorf("%w: the command bus is not running", faults.ErrUnavailable)
+
+// resend sends one completion as a command of its own.
+func (p *Processor) resend(ctx context.Context, c *command.CompleteRepetition) error {
+	p.pubMu.Lock()
+	b := p.bus
+	p.pubMu.Unlock()
+	if b == nil {
+		return fmt.Errorf("send the completion of repetition %d of %s for %s alone: %w", c.Number, c.TaskID, c.PlayerID, errStopping)
+	}
+	if err := b.commands.Send(ctx, c); err != nil {
+		return fmt.Errorf("send the completion of repetition %d of %s for %s alone: %w", c.Number, c.TaskID, c.PlayerID, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -210,7 +211,10 @@ func (m *ReadModels) TaskDaily(ctx context.Context, from, to time.Time, taskType
 		}
 		d.Day = day.Format(time.DateOnly)
 		if n > 0 {
-			avg := sum / float64(n)
+			// Rounded to 6 decimals: efficiency_sum is a float sum whose last
+			// bits depend on the order it was added up in (event by event, or
+			// a rebuild's bulk fold), which must not show in the answer.
+			avg := math.Round(sum/float64(n)*1e6) / 1e6
 			d.AverageEfficiency = &avg
 		}
 		out = append(out, d)

@@ -407,6 +407,12 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 	return evs, nil
 }
 
+// ReadStreams implements eventstore.Store with one stream read per stream
+// (KurrentDB has no multi-stream read).
+func (s *Store) ReadStreams(ctx context.Context, reads []eventstore.StreamRead, limit int) ([][]eventstore.RecordedEvent, error) {
+	return eventstore.ReadStreamsOneByOne(ctx, s, reads, limit)
+}
+
 // StreamVersion implements eventstore.Store.
 func (s *Store) StreamVersion(ctx context.Context, stream string) (int64, error) {
 	if err := eventstore.ValidateStreamID(stream); err != nil {

@@ -304,3 +304,46 @@ func nullable(list []string) []string {
 	}
 	return list
 }
+
+// ReadStreams implements eventstore.Store: one statement, each stream read
+// through the (stream_id, version) index like ReadStream.
+func (s *Store) ReadStreams(ctx context.Context, reads []eventstore.StreamRead, limit int) ([][]eventstore.RecordedEvent, error) {
+	if s.closed() {
+		return nil, fmt.Errorf("read %d streams: %w", len(reads), eventstore.ErrClosed)
+	}
+	if err := eventstore.ValidateReadStreams(reads); err != nil {
+		return nil, fmt.Errorf("read %d streams: %w", len(reads), err)
+	}
+	out := make([][]eventstore.RecordedEvent, len(reads))
+	if len(reads) == 0 {
+		return out, nil
+	}
+	streams := make([]string, len(reads))
+	froms := make([]int64, len(reads))
+	index := make(map[string]int, len(reads))
+	for i, r := range reads {
+		streams[i], froms[i], index[r.Stream] = r.Stream, r.From, i
+	}
+	var lim *int
+	if limit > 0 {
+		lim = &limit
+	}
+	ctx, done := s.withStore(ctx)
+	defer done()
+	rows, err := s.pool.Query(ctx, `SELECT e.* FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS r(stream, from_version, i)
+		CROSS JOIN LATERAL (SELECT `+eventColumns+` FROM event_log
+			WHERE stream_id = r.stream AND version >= r.from_version ORDER BY version LIMIT $3) AS e
+		ORDER BY r.i, e.version`, streams, froms, lim)
+	if err != nil {
+		return nil, s.opError(ctx, fmt.Errorf("read %d streams: %w", len(reads), err))
+	}
+	evs, err := pgx.CollectRows(rows, scanEvent)
+	if err != nil {
+		return nil, s.opError(ctx, fmt.Errorf("read %d streams: %w", len(reads), err))
+	}
+	for _, e := range evs {
+		i := index[e.Stream]
+		out[i] = append(out[i], e)
+	}
+	return out, nil
+}

@@ -786,6 +786,32 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 	return evs, nil
 }
 
+// ReadStreams implements eventstore.Store: the streams are read in one
+// read transaction (one snapshot of the database file).
+func (s *Store) ReadStreams(ctx context.Context, reads []eventstore.StreamRead, limit int) ([][]eventstore.RecordedEvent, error) {
+	if err := eventstore.ValidateReadStreams(reads); err != nil {
+		return nil, fmt.Errorf("read %d streams: %w", len(reads), err)
+	}
+	if s.isClosed() {
+		return nil, fmt.Errorf("read %d streams: %w", len(reads), eventstore.ErrClosed)
+	}
+	out := make([][]eventstore.RecordedEvent, len(reads))
+	if len(reads) == 0 {
+		return out, nil
+	}
+	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("read %d streams: %w", len(reads), s.closedOr(err))
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	for i, r := range reads {
+		if out[i], err = readStream(ctx, tx, r.Stream, r.From, limit); err != nil {
+			return nil, fmt.Errorf("read stream %s from %d: %w", r.Stream, r.From, s.closedOr(err))
+		}
+	}
+	return out, nil
+}
+
 // ReadAll implements eventstore.Store. Every committed event is in the safe
 // prefix on SQLite (see the package doc).
 func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, filter eventstore.Filter, limit int) ([]eventstore.RecordedEvent, error) {

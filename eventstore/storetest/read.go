@@ -273,3 +273,43 @@ func (s suite) testPagesEndAtAppends(t *testing.T) {
 		sameSequence(t, c.name, page, c.want)
 	}
 }
+
+// testReadStreams checks that ReadStreams gives, for each read, what
+// ReadStream gives for the same stream, from and limit, and refuses bad
+// input.
+func (s suite) testReadStreams(t *testing.T) {
+	st := s.store(t)
+	mustAppend(t, st, "many-a", eventstore.NoStream, events("A", 5)...)
+	mustAppend(t, st, "many-b", eventstore.NoStream, events("B", 2)...)
+	mustAppend(t, st, "many-a", eventstore.Exact(5), events("A", 3)...)
+	reads := []eventstore.StreamRead{{Stream: "many-b", From: 1}, {Stream: "many-missing", From: 1}, {Stream: "many-a", From: 4}, {Stream: "many-c", From: 0}}
+	mustAppend(t, st, "many-c", eventstore.NoStream, events("C", 1)...)
+	ctx, cancel := context.WithTimeout(context.Background(), shortDeadline)
+	defer cancel()
+	for _, limit := range []int{0, 1, 3, 100} {
+		got, err := st.ReadStreams(ctx, reads, limit)
+		if err != nil {
+			t.Fatalf("read streams, limit %d: %v", limit, err)
+		}
+		if len(got) != len(reads) {
+			t.Fatalf("read %d streams, limit %d: %d results", len(reads), limit, len(got))
+		}
+		for i, r := range reads {
+			want := readStream(t, st, r.Stream, r.From, limit)
+			sameSequence(t, fmt.Sprintf("ReadStreams[%d] (%s from %d, limit %d)", i, r.Stream, r.From, limit), got[i], want)
+		}
+	}
+	if got, err := st.ReadStreams(ctx, nil, 0); err != nil || len(got) != 0 {
+		t.Fatalf("read no streams: %d results, %v", len(got), err)
+	}
+	bad := map[string][]eventstore.StreamRead{
+		"a stream twice":   {{Stream: "many-a", From: 1}, {Stream: "many-a", From: 3}},
+		"a negative from":  {{Stream: "many-a", From: -1}},
+		"an invalid ID":    {{Stream: "", From: 1}},
+		"too many streams": make([]eventstore.StreamRead, eventstore.MaxStreamsPerRead+1),
+	}
+	for what, reads := range bad {
+		_, err := st.ReadStreams(ctx, reads, 0)
+		wantInvalid(t, "read streams with "+what, err)
+	}
+}

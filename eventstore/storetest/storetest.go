@@ -111,6 +111,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Read", func(t *testing.T) {
 		t.Run("ReadBackByteEqual", s.testReadBack)
 		t.Run("ReadStreamFromAndLimit", s.testReadStreamRange)
+		t.Run("ReadStreamsAsReadStream", s.testReadStreams)
 		t.Run("ReadAllPagingAndFilters", s.testReadAllPaging)
 		t.Run("ReadAllPagesEndAtAppends", s.testPagesEndAtAppends)
 		t.Run("ReadAllPagesEndAtAppendsOfOneCall", s.testPagesEndAtAppendsOfOneCall)
