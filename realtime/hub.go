@@ -152,6 +152,9 @@ type Stats struct {
 	SlowDisconnects int64
 	// Position is the last position the hub dispatched.
 	Position eventstore.Position
+	// LocalDelivered counts events delivered from this instance's own
+	// appends (LocalAppends), ahead of the log.
+	LocalDelivered int64
 }
 
 // Hub follows the event log with ONE subscription per process and fans every
@@ -182,6 +185,15 @@ type Hub struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// Local deliveries (local.go): this instance's durable appends, and,
+	// for the dispatcher goroutine only, what it delivered from them that
+	// the log has not brought yet: the messages by position (the log's
+	// copy goes to the admins only) and each player's last position.
+	local          chan localAppend
+	localMsgs      map[eventstore.Position]*outMessage
+	localPos       map[domain.PlayerID]eventstore.Position
+	localDelivered atomic.Int64
 
 	conns     atomic.Int64
 	delivered atomic.Int64
@@ -219,6 +231,9 @@ func NewHub(cfg Config) (*Hub, error) {
 		all:       map[*subscriber]struct{}{},
 		sessions:  map[string][]*subscriber{},
 		online:    map[domain.PlayerID]*presenceState{},
+		local:     make(chan localAppend, 1024),
+		localMsgs: map[eventstore.Position]*outMessage{},
+		localPos:  map[domain.PlayerID]eventstore.Position{},
 	}, nil
 }
 
@@ -299,7 +314,8 @@ func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	pos := h.pos
 	h.mu.Unlock()
-	return Stats{Connections: h.conns.Load(), Delivered: h.delivered.Load(), SlowDisconnects: h.slow.Load(), Position: pos}
+	return Stats{Connections: h.conns.Load(), Delivered: h.delivered.Load(), SlowDisconnects: h.slow.Load(), Position: pos,
+		LocalDelivered: h.localDelivered.Load()}
 }
 
 // follow reads the subscription into batches, resubscribing from the last
@@ -385,6 +401,8 @@ func (h *Hub) dispatchLoop(ctx context.Context, batches <-chan []eventstore.Reco
 			if h.cfg.Waker != nil {
 				h.cfg.Waker.Announce(evs[len(evs)-1].Position)
 			}
+		case l := <-h.local:
+			h.deliverLocal(ctx, l)
 		case pos := <-wakeups:
 			h.mu.Lock()
 			behind := pos.IsZero() || h.pos.Less(pos)
@@ -434,7 +452,9 @@ func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
 		return
 	}
 	last := evs[len(evs)-1].Position
-	h.awaitWatermark(ctx, last)
+	if h.waitsForReadModel(evs) {
+		h.awaitWatermark(ctx, last)
+	}
 	now := h.cfg.Now()
 	var changed map[domain.PlayerID]domain.QueueView
 	if h.cfg.Changes != nil {
@@ -449,6 +469,16 @@ func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
 		player, ok := domain.PlayerFromStream(e.Stream)
 		if !ok {
 			h.setPos(e.Position)
+			continue
+		}
+		if m, ok := h.localMsgs[e.Position]; ok {
+			// Delivered to the players from this instance's append: the
+			// admins get it now, in log order.
+			delete(h.localMsgs, e.Position)
+			if h.localPos[player] == e.Position {
+				delete(h.localPos, player)
+			}
+			h.deliverTo(player, m, false, true)
 			continue
 		}
 		interested := h.interested(player)
@@ -477,8 +507,30 @@ func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
 			h.setPos(e.Position)
 			continue
 		}
-		h.deliver(player, &outMessage{pos: e.Position, data: data})
+		h.deliverTo(player, &outMessage{pos: e.Position, data: data}, true, true)
 	}
+}
+
+// waitsForReadModel reports whether the log's batch evs holds a message
+// for someone: not when every event of it was delivered locally (or is
+// watched by nobody) and no admin watches, since those messages were sent
+// before the read model (LocalAppends) and waiting would only hold back
+// the next local delivery.
+func (h *Hub) waitsForReadModel(evs []eventstore.RecordedEvent) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.all) > 0 {
+		return true
+	}
+	for _, e := range evs {
+		if _, ok := h.localMsgs[e.Position]; ok {
+			continue
+		}
+		if p, ok := domain.PlayerFromStream(e.Stream); ok && len(h.players[p]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Hub) setPos(p eventstore.Position) {
@@ -495,15 +547,21 @@ func (h *Hub) interested(player domain.PlayerID) bool {
 	return len(h.players[player]) > 0 || len(h.all) > 0
 }
 
-// deliver hands m to every subscriber of player and of all players, and
-// moves the hub's position to m's under the same lock, so a subscriber
-// registering concurrently either gets m here or finds it in the log. A
-// full buffer never blocks: that subscriber is cut off.
-func (h *Hub) deliver(player domain.PlayerID, m *outMessage) {
+// deliverTo hands m to every subscriber of player (players) and of all
+// players (admins). A message of the log moves the hub's position to m's
+// under the same lock, so a subscriber registering concurrently either
+// gets m here or finds it in the log; a local one (players only, see
+// LocalAppends) is recorded in localMsgs under the lock too: the log's
+// copy then goes to the admins alone. A full buffer never blocks: that
+// subscriber is cut off.
+func (h *Hub) deliverTo(player domain.PlayerID, m *outMessage, players, admins bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.pos.Less(m.pos) {
+	if admins && h.pos.Less(m.pos) {
 		h.pos = m.pos
+	}
+	if !admins {
+		h.localMsgs[m.pos] = m
 	}
 	offer := func(s *subscriber) {
 		if s.offer(m) {
@@ -515,11 +573,15 @@ func (h *Hub) deliver(player domain.PlayerID, m *outMessage) {
 			h.log.Info("slow websocket client cut off", "player", s.principal.PlayerID, "watching", s.player)
 		}
 	}
-	for _, s := range h.players[player] {
-		offer(s)
+	if players {
+		for _, s := range h.players[player] {
+			offer(s)
+		}
 	}
-	for s := range h.all {
-		offer(s)
+	if admins {
+		for s := range h.all {
+			offer(s)
+		}
 	}
 }
 
