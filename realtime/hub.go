@@ -186,11 +186,14 @@ type Hub struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// Local deliveries (local.go): this instance's durable appends, and,
-	// for the dispatcher goroutine only, what it delivered from them that
-	// the log has not brought yet: the messages by position (the log's
-	// copy goes to the admins only) and each player's last position.
-	local          chan localAppend
+	// dmu is the dispatch lock: held while events are folded and handed
+	// to subscribers, by the log's dispatcher (not while it waits for the
+	// read model) and by local deliveries (local.go), so they take turns.
+	// It guards the views' folding and localMsgs and localPos: what was
+	// delivered from this instance's appends that the log has not brought
+	// yet, by position (the log's copy goes to the admins only), and each
+	// player's last such position. Lock order: dmu before mu.
+	dmu            sync.Mutex
 	localMsgs      map[eventstore.Position]*outMessage
 	localPos       map[domain.PlayerID]eventstore.Position
 	localDelivered atomic.Int64
@@ -231,7 +234,6 @@ func NewHub(cfg Config) (*Hub, error) {
 		all:       map[*subscriber]struct{}{},
 		sessions:  map[string][]*subscriber{},
 		online:    map[domain.PlayerID]*presenceState{},
-		local:     make(chan localAppend, 1024),
 		localMsgs: map[eventstore.Position]*outMessage{},
 		localPos:  map[domain.PlayerID]eventstore.Position{},
 	}, nil
@@ -401,8 +403,6 @@ func (h *Hub) dispatchLoop(ctx context.Context, batches <-chan []eventstore.Reco
 			if h.cfg.Waker != nil {
 				h.cfg.Waker.Announce(evs[len(evs)-1].Position)
 			}
-		case l := <-h.local:
-			h.deliverLocal(ctx, l)
 		case pos := <-wakeups:
 			h.mu.Lock()
 			behind := pos.IsZero() || h.pos.Less(pos)
@@ -459,12 +459,14 @@ func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
 	var changed map[domain.PlayerID]domain.QueueView
 	if h.cfg.Changes != nil {
 		changed = map[domain.PlayerID]domain.QueueView{}
-		defer func() {
+		defer func() { // after the dispatch lock is released
 			for _, v := range changed {
 				h.cfg.Changes.QueueChanged(ctx, v)
 			}
 		}()
 	}
+	h.dmu.Lock()
+	defer h.dmu.Unlock()
 	for i, e := range evs {
 		player, ok := domain.PlayerFromStream(e.Stream)
 		if !ok {
@@ -517,6 +519,8 @@ func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
 // before the read model (LocalAppends) and waiting would only hold back
 // the next local delivery.
 func (h *Hub) waitsForReadModel(evs []eventstore.RecordedEvent) bool {
+	h.dmu.Lock()
+	defer h.dmu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.all) > 0 {

@@ -22,8 +22,8 @@ import (
 // Exactly once, in order: the hub delivers an append locally only when the
 // stream's previous event is already delivered (by the log, or locally),
 // and drops from the log what it delivered locally (Hub.deliverLocal). A
-// local delivery that cannot be made (the hub busy, a gap, a failed read)
-// is simply left to the log. Safe for concurrent use.
+// local delivery that cannot be made (a gap, a failed read) is simply left
+// to the log. Safe for concurrent use.
 type LocalAppends struct {
 	eventstore.Store
 	hub atomic.Pointer[Hub]
@@ -80,10 +80,7 @@ func (l *LocalAppends) appended(ctx context.Context, stream string, from, to int
 	if err != nil || len(evs) == 0 || evs[len(evs)-1].Version != to {
 		return // the log delivers them
 	}
-	select {
-	case h.local <- localAppend{player: player, evs: evs, from: from}:
-	default: // the dispatcher is behind: the log delivers them
-	}
+	h.deliverLocal(ctx, localAppend{player: player, evs: evs, from: from})
 }
 
 // localReadTimeout bounds the read back of a local append.
@@ -104,12 +101,15 @@ func (h *Hub) watched(player domain.PlayerID) bool {
 	return len(h.players[player]) > 0
 }
 
-// deliverLocal delivers a local append to the queue's players, on the
-// dispatcher goroutine, when the stream's event before it was delivered
+// deliverLocal delivers a local append to the queue's players, in the
+// appending goroutine, when the stream's event before it was delivered
 // already: by the log (its position is at or below the hub's) or locally
-// (h.localPos). It records the last position delivered so, so that the
-// log's copy goes to the admins only.
+// (h.localPos). It records what it delivered, so that the log's copy goes
+// to the admins only. It holds the dispatch lock, which the dispatcher
+// does not hold while it waits for the read model.
 func (h *Hub) deliverLocal(ctx context.Context, l localAppend) {
+	h.dmu.Lock()
+	defer h.dmu.Unlock()
 	evs := l.evs
 	if evs[0].Version < l.from { // the event before the append
 		prev := evs[0]
