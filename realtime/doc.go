@@ -17,6 +17,15 @@
 // the only source of what is sent; nothing else (a Redis message, a command
 // result) ever becomes a message.
 //
+// # Local delivery
+//
+// The instance's own appends need not wait for the log: LocalAppends, a
+// decorator of the store the commands append through, reads each durable
+// append to a watched queue back from its stream and the hub delivers it to
+// the queue's players at once (not waiting for the read model), when the
+// stream's previous event was delivered already; the log's copy then goes to
+// the admins only. Everything else still comes from the log.
+//
 // # Resume without gap or duplicate
 //
 // A subscribe names the last position the client saw (since). The hub
