@@ -50,12 +50,50 @@ func (l *LocalAppends) Append(ctx context.Context, stream string, expected event
 	return res, err
 }
 
-// AppendMany appends, then offers each stream's events to the hub.
+// AppendMany appends, then offers each watched stream's events to the
+// hub, read back in one ReadStreams call.
 func (l *LocalAppends) AppendMany(ctx context.Context, appends []eventstore.StreamAppend) ([]eventstore.AppendOutcome, error) {
 	outs, err := l.Store.AppendMany(ctx, appends)
+	h := l.hub.Load()
+	if h == nil {
+		return outs, err
+	}
+	var (
+		reads []eventstore.StreamRead
+		local []localAppend
+		most  int64
+	)
 	for i, o := range outs {
-		if o.Err == nil && !o.Duplicate {
-			l.appended(ctx, appends[i].Stream, o.Version-int64(len(appends[i].Events))+1, o.Version)
+		if o.Err != nil || o.Duplicate {
+			continue
+		}
+		player, ok := domain.PlayerFromStream(appends[i].Stream)
+		if !ok || !h.watched(player) || len(reads) == eventstore.MaxStreamsPerRead {
+			continue
+		}
+		from := o.Version - int64(len(appends[i].Events)) + 1
+		first := max(1, from-1)
+		reads = append(reads, eventstore.StreamRead{Stream: appends[i].Stream, From: first})
+		local = append(local, localAppend{player: player, from: from, to: o.Version})
+		most = max(most, o.Version-first+1)
+	}
+	if len(reads) == 0 {
+		return outs, err
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), localReadTimeout)
+	defer cancel()
+	evs, rerr := l.Store.ReadStreams(rctx, reads, int(most))
+	if rerr != nil {
+		return outs, err // the log delivers them
+	}
+	for i, la := range local {
+		// A stream may have grown since: keep its events up to this append.
+		for len(evs[i]) > 0 && evs[i][len(evs[i])-1].Version > la.to {
+			evs[i] = evs[i][:len(evs[i])-1]
+		}
+		if len(evs[i]) > 0 && evs[i][len(evs[i])-1].Version == la.to {
+			la.evs = evs[i]
+			h.deliverLocal(rctx, la)
 		}
 	}
 	return outs, err
@@ -80,7 +118,7 @@ func (l *LocalAppends) appended(ctx context.Context, stream string, from, to int
 	if err != nil || len(evs) == 0 || evs[len(evs)-1].Version != to {
 		return // the log delivers them
 	}
-	h.deliverLocal(ctx, localAppend{player: player, evs: evs, from: from})
+	h.deliverLocal(ctx, localAppend{player: player, evs: evs, from: from, to: to})
 }
 
 // localReadTimeout bounds the read back of a local append.
@@ -89,9 +127,9 @@ const localReadTimeout = time.Second
 // localAppend is a durable append of this instance: evs are the stream's
 // events from version from-1 (when from > 1) to the last appended.
 type localAppend struct {
-	player domain.PlayerID
-	evs    []eventstore.RecordedEvent
-	from   int64
+	player   domain.PlayerID
+	evs      []eventstore.RecordedEvent
+	from, to int64
 }
 
 // watched reports whether a socket here watches player's queue.
