@@ -15,20 +15,17 @@ import (
 // (migration 0014_analyst_role, docs/READ_MODELS.md).
 const AnalystRole = "taskqueue_analyst"
 
-// analystMigration is the version of the migration that creates the role.
-const analystMigration = 14
-
-// analystLock is the advisory lock key that serializes EnsureAnalystRole
-// across instances starting together (roles are cluster-wide: two
-// concurrent ALTER ROLE of one role fail with "tuple concurrently updated").
-const analystLock = 0x74715f616e616c // "tq_anal"
+// analystMigrations are the versions of the migrations that create the
+// role and set its limits, run again in this order at every start.
+var analystMigrations = []int{14, 72}
 
 // EnsureAnalystRole creates the role AnalystRole with password, or sets
 // its password when it exists, and grants it SELECT on the tables and
 // views of db's current schema (also on those created later), read-only
-// sessions. It runs the statements of migration 0014 again with the
-// setting taskqueue.analyst_password set for its transaction only, so the
-// migration and this step cannot drift apart. It is idempotent: the server
+// sessions, and the role's limits (migration 0072: connections, statement
+// and idle-in-transaction timeouts). It runs the statements of migrations
+// 0014 and 0072 again with the setting taskqueue.analyst_password set for
+// its transaction only, so the migrations and this step cannot drift apart. It is idempotent: the server
 // runs it at every start after the migrations, so a changed password takes
 // effect on the next start. An empty password does nothing (an existing
 // role is left as it is). The password never appears in an error.
@@ -40,28 +37,36 @@ func EnsureAnalystRole(ctx context.Context, db *sql.DB, password string) error {
 	if err != nil {
 		return fmt.Errorf("ensure analyst role: %w", err)
 	}
-	var stmt string
-	for _, m := range all {
-		if m.Version == analystMigration {
-			stmt = m.SQL
+	var stmts []string
+	for _, v := range analystMigrations {
+		for _, m := range all {
+			if m.Version == v {
+				stmts = append(stmts, m.SQL)
+			}
 		}
 	}
-	if stmt == "" {
-		return fmt.Errorf("ensure analyst role: migration %04d is missing", analystMigration)
+	if len(stmts) != len(analystMigrations) {
+		return fmt.Errorf("ensure analyst role: a migration of %v is missing", analystMigrations)
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("ensure analyst role: %w", sanitizePG(err))
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(analystLock)); err != nil {
+	// Instances starting together take turns (two concurrent ALTER ROLE of
+	// one role fail with "tuple concurrently updated") on the lock of the
+	// migrations, a table lock the analyst cannot take (an advisory lock
+	// it could hold, and hang every start).
+	if _, err := tx.ExecContext(ctx, `LOCK TABLE schema_migrations IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 		return fmt.Errorf("ensure analyst role: %w", sanitizePG(err))
 	}
 	if _, err := tx.ExecContext(ctx, `SELECT set_config('taskqueue.analyst_password', $1, true)`, password); err != nil {
 		return fmt.Errorf("ensure analyst role: %w", sanitizePG(err))
 	}
-	if _, err := tx.ExecContext(ctx, stmt); err != nil {
-		return fmt.Errorf("ensure analyst role %s: %w", AnalystRole, sanitizePG(err))
+	for _, stmt := range stmts {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("ensure analyst role %s: %w", AnalystRole, sanitizePG(err))
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("ensure analyst role: %w", sanitizePG(err))

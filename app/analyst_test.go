@@ -22,7 +22,7 @@ import (
 // analystTestLock serializes the tests that set the analyst role's
 // password: the role is cluster-wide, so two runs of these tests at once
 // (other packages never set it) would change each other's password.
-const analystTestLock = analystLock + 1
+const analystTestLock = 0x74715f616e616c + 1 // "tq_anal" + 1
 
 // startPostgresApp builds the app on dbURL with the analyst password pw
 // and closes it again; it returns the app's log.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskqueue/taskqueue/audit"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
@@ -56,8 +57,14 @@ type App struct {
 	Realtime *realtime.Hub
 	// Projections runs the read models.
 	Projections *projections.Runner
-	// Tokens mints and verifies bearer tokens.
+	// Tokens mints and verifies the service's own bearer tokens.
 	Tokens *auth.Tokens
+	// OIDC verifies the OpenID provider's tokens (nil without
+	// TASKQUEUE_OIDC_ISSUER).
+	OIDC *auth.OIDC
+	// Verifier checks every bearer token, REST and WebSocket: Tokens' and
+	// OIDC's.
+	Verifier auth.Verifier
 	// Redis is the Redis client of TASKQUEUE_REDIS_URL (nil without it).
 	Redis *redisx.Client
 	// Sessions are the login sessions (on Redis, or in-process).
@@ -66,6 +73,12 @@ type App struct {
 	Logger *slog.Logger
 	// Backend names the event store: "sqlite", "postgres" or "kurrentdb".
 	Backend string
+	// Audit is the audit trail (log lines, and the table audit_log of the
+	// SQL database).
+	Audit *audit.Trail
+	// AdminHandler serves /metrics, /healthz and /readyz on
+	// TASKQUEUE_ADMIN_ADDR (nil without it; Handler serves /metrics then).
+	AdminHandler http.Handler
 }
 
 // New builds the application from cfg: the logger, the event store chosen
@@ -106,6 +119,10 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	if a.Tokens, err = NewTokens(cfg); err != nil {
 		return nil, nil, err
 	}
+	if a.OIDC, err = NewOIDC(cfg); err != nil {
+		return nil, nil, err
+	}
+	a.Verifier = auth.Verifiers{Tokens: a.Tokens, OIDC: a.OIDC}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -123,6 +140,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	a.Redis = rr.client
 	a.Sessions = rr.sessions
 	a.Metrics = metrics.New()
+	a.Audit = startAudit(st.readModels, cfg, a.Logger, &cl)
 	a.Store, a.Backend = tracing.Store(a.Metrics.Store(st.store)), st.backend
 
 	var (
@@ -176,7 +194,8 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		a.Processor = proc
 		relaySource = relayLag(relay)
 		admin.DeadLetters = proc.DeadLetters()
-		st.ready = append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready})
+		st.ready = append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready},
+			web.ReadinessCheck{Name: "processorOutage", Optional: true, Check: proc.Advancing})
 	case st.readModels != nil:
 		// The processor runs elsewhere (`taskqueue processor`): admins
 		// still list its dead letters here, and with Redis a retry goes
@@ -204,7 +223,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	if a.Projections != nil {
 		watermark = queueWatermark(a.Projections)
 	}
-	if a.Realtime, err = startRealtime(ctx, a.Store, rules, a.Tokens, watermark, rr, cfg, a.Metrics, a.Logger); err != nil {
+	if a.Realtime, err = startRealtime(ctx, a.Store, rules, a.Verifier, watermark, rr, cfg, a.Metrics, a.Logger); err != nil {
 		return nil, nil, err
 	}
 	cl.add(a.Realtime.Close)
@@ -224,6 +243,8 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	a.Metrics.SetSources(sources)
 	srv, err := web.NewServer(web.Config{
 		Tokens:      a.Tokens,
+		Verifier:    a.Verifier,
+		SignIn:      signIn(cfg, a.OIDC),
 		Dev:         cfg.DevMode(),
 		TokenTTL:    cfg.TokenTTL,
 		CORSOrigins: cfg.CORSOrigins,
@@ -235,7 +256,8 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		Analytics:   analytics,
 		Realtime:    a.Realtime,
 		Admin:       admin,
-		Metrics:     a.Metrics.Handler(),
+		Metrics:     publicMetrics(cfg, a.Metrics.Handler()),
+		Audit:       a.Audit,
 		Middleware:  []func(http.Handler) http.Handler{a.Metrics.HTTP},
 		Ready:       append(st.ready, rr.ready()...),
 		Sessions:    rr.sessions.Middleware,
@@ -256,9 +278,12 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
 	a.Handler = tracing.HTTP(srv) // outside web's request ID: the trace is derived from it
+	if cfg.AdminAddr != "" {
+		a.AdminHandler = adminHandler(a.Metrics.Handler(), web.Readiness(append(st.ready, rr.ready()...), a.Logger))
+	}
 	if cfg.DevMode() {
-		a.Logger.Warn("dev mode: anyone who reaches this server can mint any token with POST /api/auth/dev-token; " +
-			"set TASKQUEUE_DEV=false (and TASKQUEUE_JWT_SECRET) anywhere but a developer's machine")
+		a.Logger.Warn("DEV MODE: anyone who can reach this server can mint an admin token (POST /api/auth/dev-token); " +
+			"set TASKQUEUE_DEV=false and TASKQUEUE_JWT_SECRET anywhere but a developer's machine")
 	}
 	a.Logger.Info("app built", "backend", a.Backend, "dev", cfg.DevMode(), "tasks", len(a.Catalog.Tasks()))
 	return a, cl.closeAll, nil
@@ -306,26 +331,65 @@ func LoadCatalog(cfg Config) (*domain.Catalog, error) {
 	return c, nil
 }
 
-// NewTokens returns the tokens of cfg: signed with cfg.JWTSecret, or in dev
-// mode without one with the secret kept in the data directory (generated on
-// first use).
+// NewTokens returns the tokens of cfg: signed with the first key of
+// cfg.JWTSecrets, else with cfg.JWTSecret, or in dev mode without either
+// with the secret kept in the data directory (generated on first use).
+// cfg.JWTSecret beside cfg.JWTSecrets verifies the tokens without a "kid".
 func NewTokens(cfg Config) (*auth.Tokens, error) {
 	cfg.setDefaults()
+	keys, err := ParseJWTSecrets(cfg.JWTSecrets)
+	if err != nil {
+		return nil, fmt.Errorf("TASKQUEUE_JWT_SECRETS: %w", err)
+	}
 	secret := []byte(cfg.JWTSecret)
-	if len(secret) == 0 {
+	if len(secret) == 0 && len(keys) == 0 {
 		if !cfg.DevMode() {
-			return nil, errors.New("TASKQUEUE_JWT_SECRET is required outside dev mode")
+			return nil, errors.New("TASKQUEUE_JWT_SECRET (or TASKQUEUE_JWT_SECRETS) is required outside dev mode")
 		}
-		var err error
 		if secret, err = auth.LoadOrCreateSecret(cfg.DataDir); err != nil {
 			return nil, err
 		}
 	}
-	t, err := auth.NewTokens(auth.TokensConfig{Secret: secret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	if len(secret) > 0 {
+		keys = append(keys, auth.Key{Secret: secret})
+	}
+	t, err := auth.NewTokens(auth.TokensConfig{Keys: keys, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
 	if err != nil {
 		return nil, fmt.Errorf("TASKQUEUE_JWT_SECRET: %w", err)
 	}
 	return t, nil
+}
+
+// NewOIDC returns the verifier of cfg's OpenID provider, nil without
+// TASKQUEUE_OIDC_ISSUER. It does no I/O: the provider is asked on first use.
+func NewOIDC(cfg Config) (*auth.OIDC, error) {
+	cfg.setDefaults()
+	if cfg.OIDCIssuer == "" {
+		return nil, nil
+	}
+	roles, err := ParseRoleMap(cfg.OIDCRoleMap)
+	if err != nil {
+		return nil, fmt.Errorf("TASKQUEUE_OIDC_ROLE_MAP: %w", err)
+	}
+	o, err := auth.NewOIDC(auth.OIDCConfig{
+		Issuer:      cfg.OIDCIssuer,
+		Audience:    cfg.OIDCAudience,
+		RoleClaim:   cfg.OIDCRoleClaim,
+		RoleMap:     roles,
+		PlayerClaim: cfg.OIDCPlayerClaim,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("TASKQUEUE_OIDC_ISSUER: %w", err)
+	}
+	return o, nil
+}
+
+// signIn is what the web app is told about signing in with the provider.
+func signIn(cfg Config, o *auth.OIDC) *web.SignIn {
+	if o == nil {
+		return nil
+	}
+	return &web.SignIn{Issuer: cfg.OIDCIssuer, ClientID: cfg.OIDCClientID, Scopes: cfg.OIDCScopes, Discover: o.Discover}
 }
 
 // commandConfig is the command side's configuration: rules, and the

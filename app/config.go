@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Config is everything the service can be told. Every field is an
@@ -90,6 +92,50 @@ type Config struct {
 	// generated once and kept in DataDir/jwt-secret (mode 0600).
 	// TASKQUEUE_JWT_SECRET, --jwt-secret, default "" (generated in dev mode).
 	JWTSecret string
+
+	// JWTSecrets are HS256 keys with IDs, "kid1:secret1,kid2:secret2": the
+	// first signs (its ID in the tokens' "kid" header), every one verifies,
+	// so that a secret can be rotated with an overlap. With JWTSecret also
+	// set, JWTSecret verifies the tokens without a "kid" (those minted
+	// before the rotation) and signs nothing. Secrets hold no comma.
+	// TASKQUEUE_JWT_SECRETS, --jwt-secrets, default "" (JWTSecret alone).
+	JWTSecrets string
+
+	// OIDCIssuer is the issuer URL of the OpenID provider whose tokens are
+	// accepted (verified against its JWKS, found by discovery); the web
+	// app signs players in with it. TASKQUEUE_OIDC_ISSUER, --oidc-issuer,
+	// default "" (no provider).
+	OIDCIssuer string
+
+	// OIDCClientID is the web app's client ID at the provider (a public
+	// client: authorization code with PKCE, no secret).
+	// TASKQUEUE_OIDC_CLIENT_ID, --oidc-client-id, required with OIDCIssuer.
+	OIDCClientID string
+
+	// OIDCAudience must be among the provider's tokens' "aud".
+	// TASKQUEUE_OIDC_AUDIENCE, --oidc-audience, default OIDCClientID.
+	OIDCAudience string
+
+	// OIDCRoleClaim is the claim that carries the role: a dot-separated
+	// path, whose value is a string, an array of strings or an object
+	// keyed by role names. TASKQUEUE_OIDC_ROLE_CLAIM, --oidc-role-claim,
+	// default "role".
+	OIDCRoleClaim string
+
+	// OIDCRoleMap maps the provider's role names to taskqueue's,
+	// "name:role,..." ("game-admins:admin,ops:system"); player, admin and
+	// system map to themselves. Of several the strongest wins; none is a
+	// player. TASKQUEUE_OIDC_ROLE_MAP, --oidc-role-map, default "".
+	OIDCRoleMap string
+
+	// OIDCPlayerClaim is the claim that carries the player ID (1-64
+	// characters of [A-Za-z0-9_-]). TASKQUEUE_OIDC_PLAYER_CLAIM,
+	// --oidc-player-claim, default "sub".
+	OIDCPlayerClaim string
+
+	// OIDCScopes are the scopes the web app asks for at sign-in.
+	// TASKQUEUE_OIDC_SCOPES, --oidc-scopes, default "openid,offline_access".
+	OIDCScopes []string
 
 	// JWTIssuer, when set, is required as the tokens' "iss" and written
 	// into the tokens the service mints.
@@ -194,6 +240,17 @@ type Config struct {
 	// TASKQUEUE_DEBUG_ADDR, --debug-addr, default "" (off).
 	DebugAddr string
 
+	// AdminAddr, when set, is the address of an internal HTTP server that
+	// serves GET /metrics (and /healthz, /readyz), and the public listener
+	// (Addr) then serves no /metrics. Bind it to a private network.
+	// TASKQUEUE_ADMIN_ADDR, --admin-addr, default "" (metrics on Addr).
+	AdminAddr string
+
+	// AuditRetentionDays is how many days the audit trail (table
+	// audit_log) keeps its entries (at least 1).
+	// TASKQUEUE_AUDIT_RETENTION_DAYS, --audit-retention-days, default 90.
+	AuditRetentionDays int
+
 	// Processor says whether `taskqueue serve` runs the processor (the
 	// loop that completes due repetitions) beside the API. Turn it off to
 	// run processors as separate `taskqueue processor` processes.
@@ -209,6 +266,7 @@ const (
 	DefaultTokenTTL         = 24 * time.Hour
 	DefaultQueueLimit       = 10
 	DefaultHistoryRetention = 30
+	DefaultAuditRetention   = 90
 	DefaultLogFormat        = "text"
 	DefaultLogLevel         = "info"
 	DefaultShutdownTimeout  = 15 * time.Second
@@ -243,6 +301,9 @@ func (c *Config) setDefaults() {
 	if c.HistoryRetentionDays == 0 {
 		c.HistoryRetentionDays = DefaultHistoryRetention
 	}
+	if c.AuditRetentionDays == 0 {
+		c.AuditRetentionDays = DefaultAuditRetention
+	}
 	if c.Dev == nil {
 		dev := c.DatabaseURL == "" && c.KurrentDBURL == ""
 		c.Dev = &dev
@@ -275,6 +336,68 @@ func (c *Config) setDefaults() {
 		on := true
 		c.Processor = &on
 	}
+	if c.OIDCAudience == "" {
+		c.OIDCAudience = c.OIDCClientID
+	}
+	if c.OIDCRoleClaim == "" {
+		c.OIDCRoleClaim = auth.DefaultRoleClaim
+	}
+	if c.OIDCPlayerClaim == "" {
+		c.OIDCPlayerClaim = auth.DefaultPlayerClaim
+	}
+	if len(c.OIDCScopes) == 0 {
+		c.OIDCScopes = []string{"openid", "offline_access"}
+	}
+}
+
+// ParseJWTSecrets parses TASKQUEUE_JWT_SECRETS, "kid1:secret1,kid2:secret2",
+// into keys in order (the first signs).
+func ParseJWTSecrets(s string) ([]auth.Key, error) {
+	var keys []auth.Key
+	var errs []error
+	seen := map[string]bool{}
+	for i, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		kid, secret, ok := strings.Cut(part, ":")
+		switch {
+		case !ok || !auth.ValidKeyID(kid):
+			errs = append(errs, fmt.Errorf("entry %d is not kid:secret with a kid of 1-64 characters of [A-Za-z0-9_.-]", i+1))
+		case len(secret) < MinJWTSecretLength:
+			errs = append(errs, fmt.Errorf("the secret of %q is %d bytes, fewer than %d", kid, len(secret), MinJWTSecretLength))
+		case seen[kid]:
+			errs = append(errs, fmt.Errorf("kid %q is given twice", kid))
+		default:
+			seen[kid] = true
+			keys = append(keys, auth.Key{ID: kid, Secret: []byte(secret)})
+		}
+	}
+	return keys, errors.Join(errs...)
+}
+
+// ParseRoleMap parses TASKQUEUE_OIDC_ROLE_MAP, "name:role,...".
+func ParseRoleMap(s string) (map[string]auth.Role, error) {
+	m := map[string]auth.Role{}
+	var errs []error
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, role, ok := strings.Cut(part, ":")
+		r, err := auth.ParseRole(strings.TrimSpace(role))
+		switch {
+		case !ok || strings.TrimSpace(name) == "":
+			errs = append(errs, fmt.Errorf("%q is not name:role", part))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%q: %v", part, err))
+		default:
+			m[strings.TrimSpace(name)] = r
+		}
+	}
+	return m, errors.Join(errs...)
 }
 
 // ProcessorOn reports whether serve runs the processor (after defaults).
@@ -293,7 +416,7 @@ func (c Config) WithDefaults() Config {
 // SQLite file (without a database URL, or beside KurrentDB without one),
 // or the JWT secret it generates in dev mode.
 func (c Config) usesDataDir() bool {
-	return c.DatabaseURL == "" || (c.DevMode() && c.JWTSecret == "")
+	return c.DatabaseURL == "" || (c.DevMode() && c.JWTSecret == "" && c.JWTSecrets == "")
 }
 
 // DevMode reports whether dev mode is on (after defaults).
@@ -348,10 +471,27 @@ func (c Config) validate(tokens bool) error {
 		bad("TASKQUEUE_RATE_LIMIT_IP", "%d is above 1000000 per minute", c.RateLimitIP)
 	}
 	switch {
-	case c.JWTSecret == "" && !c.DevMode() && tokens:
+	case c.JWTSecret == "" && c.JWTSecrets == "" && !c.DevMode() && tokens:
 		bad("TASKQUEUE_JWT_SECRET", "is required outside dev mode (at least %d bytes)", MinJWTSecretLength)
 	case c.JWTSecret != "" && len(c.JWTSecret) < MinJWTSecretLength:
 		bad("TASKQUEUE_JWT_SECRET", "is %d bytes, fewer than %d", len(c.JWTSecret), MinJWTSecretLength)
+	}
+	if _, err := ParseJWTSecrets(c.JWTSecrets); err != nil {
+		bad("TASKQUEUE_JWT_SECRETS", "%v", err)
+	}
+	if c.OIDCIssuer != "" {
+		if u, err := url.Parse(c.OIDCIssuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("TASKQUEUE_OIDC_ISSUER", "%q is not an https:// URL (http:// only for a test provider)", c.OIDCIssuer)
+		}
+		if c.OIDCClientID == "" {
+			bad("TASKQUEUE_OIDC_CLIENT_ID", "is required with TASKQUEUE_OIDC_ISSUER (the web app's client ID at the provider)")
+		}
+		if c.JWTIssuer == c.OIDCIssuer {
+			bad("TASKQUEUE_JWT_ISSUER", "equals TASKQUEUE_OIDC_ISSUER: the service's own tokens need an issuer of their own")
+		}
+	}
+	if _, err := ParseRoleMap(c.OIDCRoleMap); err != nil {
+		bad("TASKQUEUE_OIDC_ROLE_MAP", "%v", err)
 	}
 	if c.TokenTTL <= 0 {
 		bad("TASKQUEUE_TOKEN_TTL", "%s is not positive", c.TokenTTL)
@@ -396,6 +536,16 @@ func (c Config) validate(tokens bool) error {
 	}
 	if c.OfflineCap < time.Minute {
 		bad("TASKQUEUE_OFFLINE_CAP", "%s is shorter than a minute", c.OfflineCap)
+	}
+	if c.AuditRetentionDays < 1 || c.AuditRetentionDays > 3650 {
+		bad("TASKQUEUE_AUDIT_RETENTION_DAYS", "%d is not between 1 and 3650", c.AuditRetentionDays)
+	}
+	if c.AdminAddr != "" {
+		if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			bad("TASKQUEUE_ADMIN_ADDR", "%q is not host:port: %v", c.AdminAddr, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("TASKQUEUE_ADMIN_ADDR", "%q has no valid port", c.AdminAddr)
+		}
 	}
 	if c.DebugAddr != "" {
 		if _, port, err := net.SplitHostPort(c.DebugAddr); err != nil {
@@ -457,6 +607,14 @@ var options = []Option{
 	{"TASKQUEUE_RATE_LIMIT_PLAYER", "rate-limit-player", strconv.Itoa(DefaultRateLimitPlayer), "commands per minute per player (bursts of a sixth); negative: no limit", func(c *Config) flag.Value { return (*intValue)(&c.RateLimitPlayer) }},
 	{"TASKQUEUE_RATE_LIMIT_IP", "rate-limit-ip", strconv.Itoa(DefaultRateLimitIP), "commands per minute per client address (bursts of a tenth); negative: no limit", func(c *Config) flag.Value { return (*intValue)(&c.RateLimitIP) }},
 	{"TASKQUEUE_JWT_SECRET", "jwt-secret", "", "HS256 secret, at least 32 bytes; required outside dev mode, generated into the data directory in dev mode", func(c *Config) flag.Value { return (*stringValue)(&c.JWTSecret) }},
+	{"TASKQUEUE_JWT_SECRETS", "jwt-secrets", "", "HS256 keys with IDs for rotation, kid1:secret1,kid2:secret2: the first signs, all verify", func(c *Config) flag.Value { return (*stringValue)(&c.JWTSecrets) }},
+	{"TASKQUEUE_OIDC_ISSUER", "oidc-issuer", "", "issuer URL of the OpenID provider whose tokens are accepted and with which the web app signs in; empty: none", func(c *Config) flag.Value { return (*stringValue)(&c.OIDCIssuer) }},
+	{"TASKQUEUE_OIDC_CLIENT_ID", "oidc-client-id", "", "the web app's client ID at the OpenID provider (public client, PKCE)", func(c *Config) flag.Value { return (*stringValue)(&c.OIDCClientID) }},
+	{"TASKQUEUE_OIDC_AUDIENCE", "oidc-audience", "the client ID", "audience (aud) the provider's tokens must carry", func(c *Config) flag.Value { return (*stringValue)(&c.OIDCAudience) }},
+	{"TASKQUEUE_OIDC_ROLE_CLAIM", "oidc-role-claim", auth.DefaultRoleClaim, "claim of the provider's tokens that carries the role (a dot-separated path)", func(c *Config) flag.Value { return (*stringValue)(&c.OIDCRoleClaim) }},
+	{"TASKQUEUE_OIDC_ROLE_MAP", "oidc-role-map", "", "provider role names to taskqueue roles, name:role,... (player, admin, system map to themselves)", func(c *Config) flag.Value { return (*stringValue)(&c.OIDCRoleMap) }},
+	{"TASKQUEUE_OIDC_PLAYER_CLAIM", "oidc-player-claim", auth.DefaultPlayerClaim, "claim of the provider's tokens that carries the player ID", func(c *Config) flag.Value { return (*stringValue)(&c.OIDCPlayerClaim) }},
+	{"TASKQUEUE_OIDC_SCOPES", "oidc-scopes", "openid,offline_access", "scopes the web app asks the provider for", func(c *Config) flag.Value { return (*listValue)(&c.OIDCScopes) }},
 	{"TASKQUEUE_JWT_ISSUER", "jwt-issuer", "", "required token issuer (iss); empty: not checked", func(c *Config) flag.Value { return (*stringValue)(&c.JWTIssuer) }},
 	{"TASKQUEUE_JWT_AUDIENCE", "jwt-audience", "", "required token audience (aud); empty: not checked", func(c *Config) flag.Value { return (*stringValue)(&c.JWTAudience) }},
 	{"TASKQUEUE_TOKEN_TTL", "token-ttl", "24h", "lifetime of the tokens the service mints", func(c *Config) flag.Value { return (*durationValue)(&c.TokenTTL) }},
@@ -475,6 +633,8 @@ var options = []Option{
 	{"TASKQUEUE_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For names the client", func(c *Config) flag.Value { return (*prefixListValue)(&c.TrustedProxies) }},
 	{"TASKQUEUE_PROCESSOR", "processor", "true", "run the processor inside serve (false: run `taskqueue processor` separately)", func(c *Config) flag.Value { return &boolPtrValue{&c.Processor} }},
 	{"TASKQUEUE_DEBUG_ADDR", "debug-addr", "", "address of the profiler (net/http/pprof, no auth): bind to loopback, e.g. 127.0.0.1:6060; empty: off", func(c *Config) flag.Value { return (*stringValue)(&c.DebugAddr) }},
+	{"TASKQUEUE_ADMIN_ADDR", "admin-addr", "", "internal address serving /metrics (then not served on --addr), /healthz and /readyz; empty: /metrics on --addr", func(c *Config) flag.Value { return (*stringValue)(&c.AdminAddr) }},
+	{"TASKQUEUE_AUDIT_RETENTION_DAYS", "audit-retention-days", strconv.Itoa(DefaultAuditRetention), "days the audit trail keeps its entries", func(c *Config) flag.Value { return (*intValue)(&c.AuditRetentionDays) }},
 	{"TASKQUEUE_REQUEST_TIMEOUT", "request-timeout", DefaultRequestTimeout.String(), "how long an API request may wait on the database (and a new PostgreSQL connection on connecting) before it answers 503 with Retry-After", func(c *Config) flag.Value { return (*durationValue)(&c.RequestTimeout) }},
 	{"TASKQUEUE_SHUTDOWN_TIMEOUT", "shutdown-timeout", DefaultShutdownTimeout.String(), "how long a graceful shutdown waits for requests in flight", func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
 }

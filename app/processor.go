@@ -253,7 +253,8 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	}
 	cl.add(stop)
 	a.Processor = proc
-	ready := append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready})
+	ready := append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready},
+		web.ReadinessCheck{Name: "processorOutage", Optional: true, Check: proc.Advancing})
 	a.Metrics.SetSources(metrics.Sources{
 		Projections:  proc.Runner().Status,
 		ActiveQueues: metrics.ActiveQueuesIn(a.DB),

@@ -8,8 +8,14 @@
 // A migration that was applied and whose file changed since is reported as an
 // error: migrations that landed are never edited, a new one is added.
 //
-// On PostgreSQL, Up holds an advisory lock while it runs, so several
-// instances starting at once apply each migration exactly once. Statements
+// On PostgreSQL, each migration's transaction first locks schema_migrations
+// (SHARE ROW EXCLUSIVE, which only a role that may write the table can
+// take) and checks again that the migration is still pending, so several
+// instances starting at once apply each migration exactly once. It is a
+// table lock, not an advisory lock, because any role of the database (the
+// read-only analyst) may hold any advisory lock, and one held on the
+// migration lock's key hung every start; the analyst's SELECT takes only
+// ACCESS SHARE, which this lock does not wait for. Statements
 // never name a schema: the connection's search_path decides where tables go,
 // which is how tests give every package a schema of its own.
 package migrations
@@ -106,9 +112,6 @@ func list(fsys fs.FS, d Dialect) ([]Migration, error) {
 	return out, nil
 }
 
-// advisoryLockID keys the PostgreSQL advisory lock held while migrating.
-const advisoryLockID = 0x7461736b71756575 // "taskqueu"
-
 const createTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    INTEGER PRIMARY KEY,
 	name       TEXT NOT NULL,
@@ -132,13 +135,7 @@ func up(ctx context.Context, db *sql.DB, d Dialect, fsys fs.FS) ([]Migration, er
 		return nil, fmt.Errorf("migrate %s: connect: %w", d, err)
 	}
 	defer conn.Close()
-	if d == Postgres {
-		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, int64(advisoryLockID)); err != nil {
-			return nil, fmt.Errorf("migrate %s: take lock: %w", d, err)
-		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(advisoryLockID)) //nolint:errcheck // the lock goes with the connection anyway
-	}
-	if _, err := conn.ExecContext(ctx, createTable); err != nil {
+	if err := createMigrationsTable(ctx, conn); err != nil {
 		return nil, fmt.Errorf("migrate %s: create schema_migrations: %w", d, err)
 	}
 	applied, err := readApplied(ctx, conn)
@@ -153,26 +150,63 @@ func up(ctx context.Context, db *sql.DB, d Dialect, fsys fs.FS) ([]Migration, er
 			}
 			continue
 		}
-		if err := apply(ctx, conn, d, m); err != nil {
+		ran, err := apply(ctx, conn, d, m)
+		if err != nil {
 			return done, err
 		}
-		done = append(done, m)
+		if ran {
+			done = append(done, m)
+		}
 	}
 	return done, nil
 }
 
-func apply(ctx context.Context, conn *sql.Conn, d Dialect, m Migration) error {
+// createMigrationsTable creates schema_migrations if it is missing. Two
+// sessions creating it at once on PostgreSQL may see one of them fail on
+// the catalog's unique index (or find the table there after all): it is
+// then there, and the statement is tried again.
+func createMigrationsTable(ctx context.Context, conn *sql.Conn) error {
+	var err error
+	for range 3 {
+		if _, err = conn.ExecContext(ctx, createTable); err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// apply applies m in a transaction of its own, unless it was applied
+// meanwhile (by another instance): ran says whether it did.
+func apply(ctx context.Context, conn *sql.Conn, d Dialect, m Migration) (ran bool, _ error) {
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("migrate %s: begin %04d_%s: %w", d, m.Version, m.Name, err)
+		return false, fmt.Errorf("migrate %s: begin %04d_%s: %w", d, m.Version, m.Name, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if d == Postgres {
+		if _, err := tx.ExecContext(ctx, `LOCK TABLE schema_migrations IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+			return false, fmt.Errorf("migrate %s: lock schema_migrations: %w", d, err)
+		}
+		var sum string
+		err := tx.QueryRowContext(ctx, `SELECT checksum FROM schema_migrations WHERE version = $1`, m.Version).Scan(&sum)
+		switch {
+		case err == nil && sum != m.Checksum:
+			return false, fmt.Errorf("migrate %s: %w: %04d_%s", d, ErrModified, m.Version, m.Name)
+		case err == nil:
+			return false, nil // another instance applied it while this one waited
+		case !errors.Is(err, sql.ErrNoRows):
+			return false, fmt.Errorf("migrate %s: read schema_migrations: %w", d, err)
+		}
+	}
 	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-		return fmt.Errorf("migrate %s: apply %04d_%s: %w", d, m.Version, m.Name, err)
+		return false, fmt.Errorf("migrate %s: apply %04d_%s: %w", d, m.Version, m.Name, err)
 	}
 	if step := steps[d][m.Version]; step != nil {
 		if err := step(ctx, tx); err != nil {
-			return fmt.Errorf("migrate %s: apply %04d_%s: %w", d, m.Version, m.Name, err)
+			return false, fmt.Errorf("migrate %s: apply %04d_%s: %w", d, m.Version, m.Name, err)
 		}
 	}
 	insert := `INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)`
@@ -181,12 +215,12 @@ func apply(ctx context.Context, conn *sql.Conn, d Dialect, m Migration) error {
 	}
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	if _, err := tx.ExecContext(ctx, insert, m.Version, m.Name, m.Checksum, now); err != nil {
-		return fmt.Errorf("migrate %s: record %04d_%s: %w", d, m.Version, m.Name, err)
+		return false, fmt.Errorf("migrate %s: record %04d_%s: %w", d, m.Version, m.Name, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate %s: commit %04d_%s: %w", d, m.Version, m.Name, err)
+		return false, fmt.Errorf("migrate %s: commit %04d_%s: %w", d, m.Version, m.Name, err)
 	}
-	return nil
+	return true, nil
 }
 
 // steps are the parts of migrations that a dialect cannot say in SQL

@@ -51,7 +51,9 @@ func selectNames(projection string, known []string) ([]string, error) {
 
 // Replay rebuilds the selected projections of a running Runner blue-green,
 // one after the other, drawing each one's progress bar on w, and returns when
-// each new generation serves: `taskqueue replay --projection NAME|all`.
+// each new generation serves: `taskqueue replay --projection NAME|all`. A
+// projection whose rebuild is already in progress (a replay killed midway)
+// is not rebuilt again: Replay waits for that rebuild to switch.
 func Replay(ctx context.Context, runner *projections.Runner, w io.Writer, opt ReplayOptions) error {
 	if runner == nil {
 		return errors.New("replay: no projections runner (the backend runs no read models)")
@@ -63,10 +65,17 @@ func Replay(ctx context.Context, runner *projections.Runner, w io.Writer, opt Re
 	bar := progressBar{w: w, tty: opt.TTY}
 	for _, name := range names {
 		gen, err := runner.Rebuild(ctx, name)
-		if err != nil {
+		switch {
+		case errors.Is(err, projections.ErrRebuildInProgress) && gen != "":
+			// A rebuild left by a replay that was killed, or started by
+			// another operator: finish it rather than refuse. The runners
+			// build every generation they find (this one's too).
+			bar.start(name + " → " + gen + " (the rebuild in progress)")
+		case err != nil:
 			return fmt.Errorf("replay %s: %w", name, err)
+		default:
+			bar.start(name + " → " + gen)
 		}
-		bar.start(name + " → " + gen)
 		err = runner.WaitRebuilt(ctx, name, gen, opt.Interval, func(p projections.Progress) {
 			bar.draw(projections.FormatProgress(p, 30))
 		})

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -115,6 +116,22 @@ func (p *Processor) Owner() string { return p.cfg.Owner }
 
 // DeadLetters returns the processor's dead letter queue (list and retry).
 func (p *Processor) DeadLetters() *DeadLetters { return p.dead }
+
+// Advancing reports why queues may not be advancing on this instance: an
+// error naming each outage the processor is waiting through (its due loop
+// cut off from the database, its commands failing to append, Redis away
+// while its commands travel on Redis streams), since when and the last
+// error; nil when none is under way. The processor resumes by itself;
+// /readyz shows this as degraded ("processorOutage"), not as not ready.
+func (p *Processor) Advancing(context.Context) error {
+	var errs []error
+	for _, o := range []*faults.Outage{p.loopOutage, p.cmdOutage, p.redisOutage} {
+		if since, last, down := o.Down(); down {
+			errs = append(errs, fmt.Errorf("%s: waiting through an outage since %s: %w", o.Component(), since.UTC().Format(time.RFC3339), last))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // Runner returns the runner of the schedule projection (its Status shows
 // the schedule's lag).

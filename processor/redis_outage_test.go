@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 	}
 	var logs logBuffer
 	rec := newRecorder()
-	start(t, b, Config{
+	r := start(t, b, Config{
 		Clock: clock, Commands: commandConfig(rules), Redis: client, TopicPrefix: "tq", Partitions: 2,
 		ErrorBackoffMax: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Observer: rec,
 	})
@@ -70,12 +71,18 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 	waitUntil(t, "the outage of Redis to be noticed", func() (bool, error) {
 		return logs.count(outageStarted(component)) > 0, nil
 	})
+	if err := r.p.Advancing(context.Background()); err == nil || !strings.Contains(err.Error(), component) {
+		t.Errorf("Advancing during the Redis outage = %v; want it named", err)
+	}
 	time.Sleep(5 * time.Second) // watermill-redisstream logged ~50 ERROR lines a second with 2 partitions
 	srv.Start()
 	caughtUp("the 30 s due while Redis was away")
 	clock.Advance(30 * time.Second) // the rest of the 60 s of work
 	caughtUp("the rest")
 	waitUntil(t, "the end of the outage", func() (bool, error) { return logs.count(outageEnded(component)) > 0, nil })
+	if err := r.p.Advancing(context.Background()); err != nil {
+		t.Errorf("Advancing after the Redis outage = %v; want nil", err)
+	}
 	time.Sleep(time.Second) // a late line would show
 
 	if n, m := logs.count(outageStarted(component)), logs.count(outageEnded(component)); n != 1 || m != 1 {

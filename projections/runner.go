@@ -383,13 +383,31 @@ func (r *Runner) Rebuild(ctx context.Context, name string) (string, error) {
 	}
 	gen, err := r.startBuild(ctx, pr.p, cps)
 	if err != nil {
+		if errors.Is(err, ErrRebuildInProgress) && gen != "" && !pr.hasWorker(gen) {
+			// Begun by another runner that is gone (a replay killed
+			// midway): this runner builds it from its checkpoint.
+			pr.poke()
+		}
 		return gen, err
 	}
+	pr.poke()
+	return gen, nil
+}
+
+// poke asks the supervisor to reload the checkpoints and restart the workers.
+func (pr *proj) poke() {
 	select {
 	case pr.reload <- struct{}{}:
 	default:
 	}
-	return gen, nil
+}
+
+// hasWorker reports whether a worker of this runner runs generation gen.
+func (pr *proj) hasWorker(gen string) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	_, ok := pr.workers[gen]
+	return ok
 }
 
 // startBuild creates the tables and the inactive checkpoint of a new

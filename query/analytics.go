@@ -44,7 +44,7 @@ type TaskDay struct {
 	Failures          int64    `json:"failures"`
 	Cancellations     int64    `json:"cancellations"`
 	Repetitions       int64    `json:"repetitions"`
-	AverageEfficiency *float64 `json:"averageEfficiency"`
+	AverageEfficiency *float64 `json:"averageEfficiency"` // rounded to 6 decimals
 }
 
 // GrantDay is one row of ReportGrantsDaily.

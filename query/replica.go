@@ -18,9 +18,9 @@ type ReadModels interface {
 
 // Replica outcomes, told to Replicas.Observe.
 const (
-	ReplicaServed   = "replica"  // the replica answered
-	ReplicaFailed   = "error"    // the replica failed; the primary answered
-	ReplicaBehind   = "behind"   // the replica had not replayed a minVersion in time; the primary answered
+	ReplicaServed = "replica" // the replica answered
+	ReplicaFailed = "error"   // the replica failed; the primary answered
+	ReplicaBehind = "behind"  // the replica had not replayed a minVersion in time; the primary answered
 )
 
 // Replicas reads from PostgreSQL hot standbys' read models in turn and

@@ -21,7 +21,7 @@ import (
 type Config struct {
 	// Store is the event log: the source of everything sent. Required.
 	Store eventstore.Store
-	// Tokens verifies bearer tokens (*auth.Tokens). Required.
+	// Tokens verifies bearer tokens (auth.Verifiers). Required.
 	Tokens TokenVerifier
 	// Rules fold the queue views (the same catalog and queue limit as the
 	// command side, so views equal GET /api/queue's).

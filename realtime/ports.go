@@ -36,9 +36,11 @@ func committedHeadOf(s eventstore.Store) CommittedHeader {
 	return nil
 }
 
-// TokenVerifier checks a bearer token; *auth.Tokens implements it.
+// TokenVerifier checks a bearer token; auth.Verifiers (the service's own
+// tokens and the OpenID provider's) and *auth.Tokens implement it, and the
+// HTTP middleware uses the same one.
 type TokenVerifier interface {
-	Verify(token string) (auth.Principal, error)
+	Verify(ctx context.Context, token string) (auth.Principal, error)
 }
 
 // SessionChecker tells whether a session ("sid" claim) is still active;

@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -41,6 +42,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p, exp, err := h.authenticate(r.Context(), token)
 		if err != nil {
 			h.log.DebugContext(r.Context(), "websocket refused", "err", err)
+			if !errors.Is(err, auth.ErrUnauthorized) && faults.Transient(err) {
+				// The provider's keys or the sessions cannot be reached:
+				// the token may be fine, so the client should come back.
+				w.Header().Set("Retry-After", "1")
+				writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Service unavailable", "the token cannot be checked now; retry later")
+				return
+			}
 			writeProblem(w, http.StatusUnauthorized, "unauthorized", "Unauthorized", "the token is not valid")
 			return
 		}
@@ -85,7 +93,7 @@ func requestToken(r *http.Request) (string, bool) {
 // session is active. It returns the token's expiry too (zero when it has
 // none): the connection is closed then.
 func (h *Hub) authenticate(ctx context.Context, token string) (auth.Principal, time.Time, error) {
-	p, err := h.cfg.Tokens.Verify(token)
+	p, err := h.cfg.Tokens.Verify(ctx, token)
 	if err != nil {
 		return auth.Principal{}, time.Time{}, err
 	}

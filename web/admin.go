@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/taskqueue/taskqueue/audit"
 	"github.com/taskqueue/taskqueue/internal/faults"
 
 	"github.com/taskqueue/taskqueue/query"
@@ -39,15 +40,15 @@ type Admin struct {
 
 func (s *Server) adminRoutes(r chi.Router) {
 	r.Use(s.authenticate, requireAdmin(s))
-	r.Get("/projections", s.adminProjections)
-	r.Get("/projections/{name}", s.adminProjections)
-	r.Post("/projections/{name}/rebuild", s.adminRebuild)
-	r.Post("/projections/{name}/skip", s.adminSkip)
-	r.Post("/projections/{name}/retry", s.adminRetry)
-	r.Get("/players/{playerId}/events", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.PlayerEvents }))
-	r.Get("/players/{playerId}/queue", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.QueueAt }))
-	r.Get("/deadletters", s.adminDeadLetters)
-	r.Post("/deadletters/{id}/retry", s.adminRetryDeadLetter)
+	r.With(s.audited(audit.ProjectionRead, "name")).Get("/projections", s.adminProjections)
+	r.With(s.audited(audit.ProjectionRead, "name")).Get("/projections/{name}", s.adminProjections)
+	r.With(s.audited(audit.Rebuild, "name")).Post("/projections/{name}/rebuild", s.adminRebuild)
+	r.With(s.audited(audit.Skip, "name")).Post("/projections/{name}/skip", s.adminSkip)
+	r.With(s.audited(audit.Retry, "name")).Post("/projections/{name}/retry", s.adminRetry)
+	r.With(s.audited(audit.EventRead, "playerId")).Get("/players/{playerId}/events", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.PlayerEvents }))
+	r.With(s.audited(audit.TimeTravel, "playerId")).Get("/players/{playerId}/queue", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.QueueAt }))
+	r.With(s.audited(audit.DeadLetterRead, "")).Get("/deadletters", s.adminDeadLetters)
+	r.With(s.audited(audit.DeadLetterRetry, "id")).Post("/deadletters/{id}/retry", s.adminRetryDeadLetter)
 }
 
 // requireAdmin lets only admins through.

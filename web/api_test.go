@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -476,7 +477,7 @@ func TestDevToken(t *testing.T) {
 		t.Fatalf("dev-token: %d %s", r.status, r.body)
 	}
 	tok := r.json(t)["token"].(string)
-	p, err := c.app.Tokens.Verify(tok)
+	p, err := c.app.Tokens.Verify(context.Background(), tok)
 	if err != nil || p.PlayerID != "carol" || p.Role != auth.RoleAdmin {
 		t.Fatalf("dev token verifies as %+v, %v", p, err)
 	}

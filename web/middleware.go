@@ -121,6 +121,8 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
+		ctx, who := withPrincipalSlot(r.Context())
+		r = r.WithContext(ctx)
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -140,6 +142,9 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 			if status == 0 {
 				status = http.StatusOK
 			}
+			if status == http.StatusUnauthorized || status == http.StatusForbidden {
+				s.recordRefusal(r, status, who)
+			}
 			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request",
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
@@ -148,6 +153,8 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 				slog.Int64("bytes", rec.bytes),
 				slog.Duration("duration", time.Since(start)),
 				slog.String("remote", r.RemoteAddr),
+				slog.String("principal", who.p.PlayerID),
+				slog.String("role", string(who.p.Role)),
 			)
 		}()
 		next.ServeHTTP(rec, r)

@@ -204,6 +204,7 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 		level = slog.LevelError
 	}
 	s.log.Log(r.Context(), level, "request failed", "status", p.Status, "problem", p.Type, "err", err)
+	noteProblem(r.Context(), err)
 	if p.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((p.retryAfter+time.Second-1)/time.Second)))
 	}

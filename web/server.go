@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/taskqueue/taskqueue/api"
+	"github.com/taskqueue/taskqueue/audit"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -37,8 +38,15 @@ type ReadinessCheck struct {
 
 // Config is what the HTTP layer is built from; app.New fills it.
 type Config struct {
-	// Tokens verifies bearer tokens and mints dev tokens. Required.
+	// Tokens mints the service's own tokens (dev tokens, refreshed
+	// sessions). Required.
 	Tokens *auth.Tokens
+	// Verifier checks bearer tokens (auth.Verifiers: the service's own and
+	// the OpenID provider's); default Tokens.
+	Verifier auth.Verifier
+	// SignIn is what GET /api/auth/config tells the web app about signing
+	// in; nil: the app offers dev sign-in (in dev mode) or a pasted token.
+	SignIn *SignIn
 	// Dev enables POST /api/auth/dev-token.
 	Dev bool
 	// TokenTTL is the lifetime of dev tokens (default 24h).
@@ -61,7 +69,8 @@ type Config struct {
 	// Analytics serves the admin-only GET /api/analytics/{report}; nil: 501
 	// until the read side is wired.
 	Analytics Analytics
-	// Metrics serves GET /metrics (Prometheus); nil: not routed.
+	// Metrics serves GET /metrics (Prometheus); nil: 404 (served on
+	// another listener, TASKQUEUE_ADMIN_ADDR).
 	Metrics http.Handler
 	// Middleware wraps every request inside the router, after the request
 	// ID and before the access log (e.g. the HTTP metrics, which need the
@@ -101,6 +110,9 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// (see clientAddr); empty: the peer is the client.
 	TrustedProxies []netip.Prefix
+	// Audit records sign-ins, refreshes, logouts, every admin request and
+	// every 401 and 403 (audit.go); nil records nothing.
+	Audit *audit.Trail
 }
 
 func (c *Config) setDefaults() {
@@ -112,6 +124,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Verifier == nil && c.Tokens != nil {
+		c.Verifier = c.Tokens
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 5 * time.Second
@@ -139,6 +154,8 @@ func (c Config) Validate() error {
 // Server is the HTTP face of taskqueue. It is safe for concurrent use.
 type Server struct {
 	tokens       *auth.Tokens
+	verifier     auth.Verifier
+	signIn       *SignIn
 	dev          bool
 	tokenTTL     time.Duration
 	corsOrigins  []string
@@ -161,6 +178,7 @@ type Server struct {
 	limit        func(http.Handler) http.Handler
 	now          func() time.Time
 	trusted      []netip.Prefix
+	audit        *audit.Trail
 	app          *webApp
 	router       chi.Router
 }
@@ -177,6 +195,8 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		tokens:       cfg.Tokens,
+		verifier:     cfg.Verifier,
+		signIn:       cfg.SignIn,
 		dev:          cfg.Dev,
 		tokenTTL:     cfg.TokenTTL,
 		corsOrigins:  cfg.CORSOrigins,
@@ -198,6 +218,7 @@ func NewServer(cfg Config) (*Server, error) {
 		limit:        cfg.CommandLimit,
 		now:          cfg.Now,
 		trusted:      cfg.TrustedProxies,
+		audit:        cfg.Audit,
 		app:          app,
 	}
 	s.ready = Readiness(cfg.Ready, s.log)
@@ -223,6 +244,12 @@ func (s *Server) routes() chi.Router {
 	r.Method(http.MethodGet, "/readyz", s.ready)
 	if s.metrics != nil {
 		r.Method(http.MethodGet, "/metrics", s.metrics)
+	} else {
+		// Served elsewhere (TASKQUEUE_ADMIN_ADDR), or not at all: never
+		// the web app's page in its place.
+		r.Get("/metrics", func(w http.ResponseWriter, r *http.Request) {
+			s.writeProblem(w, r, fmt.Errorf("%w: /metrics is not served on this listener", errNotFound))
+		})
 	}
 
 	r.Route("/api", func(r chi.Router) {
@@ -247,6 +274,7 @@ func (s *Server) routes() chi.Router {
 // deadline.
 func (s *Server) boundedRoutes(r chi.Router) {
 	r.Post("/auth/dev-token", s.devToken)
+	r.Get("/auth/config", s.authConfig)
 	r.Route("/admin", s.adminRoutes)
 	r.Route("/analytics", s.analyticsRoutes)
 	r.Group(func(r chi.Router) {
@@ -309,12 +337,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeProblem(w, r, fmt.Errorf("%w: %w", auth.ErrUnauthorized, errNoToken))
 			return
 		}
-		p, err := s.tokens.Verify(token)
+		p, err := s.verifier.Verify(r.Context(), token)
 		if err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
 		s.log.DebugContext(r.Context(), "authenticated", "player", p.PlayerID, "role", string(p.Role))
+		noteAuthenticated(r.Context(), p)
 		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 	})
 }
@@ -486,6 +515,7 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
+	s.RecordSignIn(r, auth.Principal{PlayerID: req.Player, Role: role, SessionID: sid}, "dev-token")
 	writeJSON(w, http.StatusOK, devTokenResponse{Token: token, ExpiresAt: exp})
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/taskqueue/taskqueue/audit"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -46,6 +47,7 @@ func (s *Server) refreshSession(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, err)
 		return
 	}
+	s.record(r, audit.Entry{Action: audit.Refresh, Principal: player, Role: string(role), Status: http.StatusOK})
 	writeJSON(w, http.StatusOK, devTokenResponse{Token: token, ExpiresAt: exp})
 }
 
@@ -61,5 +63,6 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, fmt.Errorf("revoke session %s: %w", p.SessionID, err))
 		return
 	}
+	s.record(r, audit.Entry{Action: audit.Logout, Principal: p.PlayerID, Role: string(p.Role), Status: http.StatusNoContent})
 	w.WriteHeader(http.StatusNoContent)
 }

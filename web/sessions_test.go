@@ -76,7 +76,7 @@ func TestLogoutRevokesRESTAndWebSocket(t *testing.T) {
 		cleanRedis(t, a)
 		c := newClient(t, a)
 		tok := devToken(t, c, "alice")
-		p, err := a.Tokens.Verify(tok)
+		p, err := a.Tokens.Verify(context.Background(), tok)
 		if err != nil || p.SessionID == "" {
 			t.Fatalf("dev token principal %+v, %v: want a session", p, err)
 		}
@@ -128,7 +128,7 @@ func TestLogoutRevokesRESTAndWebSocket(t *testing.T) {
 			t.Fatalf("refresh: %d %s", r.status, r.body)
 		}
 		tok2 := r.json(t)["token"].(string)
-		p2, err := a.Tokens.Verify(tok2)
+		p2, err := a.Tokens.Verify(context.Background(), tok2)
 		if err != nil || p2.SessionID != p.SessionID || p2.PlayerID != "alice" {
 			t.Fatalf("refreshed token principal %+v, %v; want alice in session %s", p2, err, p.SessionID)
 		}

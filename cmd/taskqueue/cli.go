@@ -52,6 +52,8 @@ Usage:
   taskqueue backup --to DIR                 copy the SQLite data directory while serving (restore: serve with DIR)
   taskqueue replay --projection NAME|all [--to-position N | --to-time T [--into FILE]]
                                             rebuild read models blue-green, or as they were at a bound into a new SQLite file
+  taskqueue audit [--since 24h] [--player ID] [--action A] [--limit N]
+                                            print the audit trail's entries as JSON lines
   taskqueue version                         print the version
   taskqueue help [command]                  print this help, or a command's flags
 
@@ -89,6 +91,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = soak(ctx, rest, stdout, stderr, getenv)
 	case "events", "queue", "export", "import", "replay", "backup":
 		err = opsCommand(ctx, cmd, rest, stdin, stdout, stderr, getenv)
+	case "audit":
+		err = auditCmd(ctx, rest, stdout, stderr, getenv)
 	case "version":
 		if len(rest) > 0 {
 			err = &usageError{"version takes no arguments"}
@@ -130,6 +134,9 @@ func help(args []string, stdout io.Writer, getenv func(string) string) error {
 	}
 	if fs == nil {
 		fs, _ = relayFlagSet(args[0])
+	}
+	if fs == nil && args[0] == "audit" {
+		fs, _ = auditFlagSet()
 	}
 	if fs == nil {
 		return &usageError{fmt.Sprintf("unknown command %q", args[0])}
@@ -257,6 +264,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 	defer stopDebug()
+	stopAdmin, err := startAdmin(cfg.AdminAddr, a.AdminHandler, a.Logger)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	srv, url, errc, err := startHTTP(cfg.Addr, a.Handler, certs, a.Logger)
 	if err != nil {
 		return err
@@ -303,6 +315,7 @@ func startHTTP(addr string, h http.Handler, certs *certReloader, log *slog.Logge
 	certs.log = log
 	certs.logLoaded("TLS certificate loaded", certs.cert)
 	srv.TLSConfig = certs.tlsConfig()
+	srv.Handler = hsts(h)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	return srv, "https://" + displayAddr(ln.Addr()), errc, nil
 }

@@ -105,7 +105,7 @@ func TestTokenUsesTheDataDirSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := tokens.Verify(strings.TrimSpace(out))
+	p, err := tokens.Verify(context.Background(), strings.TrimSpace(out))
 	if err != nil || p.PlayerID != "alice" || p.Role != auth.RoleAdmin {
 		t.Fatalf("token verifies as %+v, %v", p, err)
 	}
@@ -116,7 +116,7 @@ func TestTokenUsesTheDataDirSecret(t *testing.T) {
 	secret := strings.Repeat("z", 40)
 	code, out, _ = runCLI(t, map[string]string{"TASKQUEUE_JWT_SECRET": secret, "TASKQUEUE_DATABASE_URL": "postgres://x@h/db"}, "token", "--player", "bob")
 	other, _ := auth.NewTokens(auth.TokensConfig{Secret: []byte(secret)})
-	if p, err := other.Verify(strings.TrimSpace(out)); code != 0 || err != nil || p.Role != auth.RolePlayer {
+	if p, err := other.Verify(context.Background(), strings.TrimSpace(out)); code != 0 || err != nil || p.Role != auth.RolePlayer {
 		t.Fatalf("token with TASKQUEUE_JWT_SECRET: %d %+v %v", code, p, err)
 	}
 }
@@ -371,5 +371,12 @@ func TestBackupCommand(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, map[string]string{"TASKQUEUE_DATA_DIR": to}, "export"); code != exitOK {
 		t.Fatalf("the backup does not open as a data directory: %d %s", code, stderr)
+	}
+	// The operator's commands are in the audit trail.
+	for _, action := range []string{"ops.backup", "ops.export"} {
+		code, stdout, stderr := runCLI(t, env, "audit", "--action", action)
+		if code != exitOK || !strings.Contains(stdout, `"action":"`+action+`"`) || !strings.Contains(stdout, `"principal":"operator"`) {
+			t.Errorf("audit --action %s: %d %s %s", action, code, stdout, stderr)
+		}
 	}
 }

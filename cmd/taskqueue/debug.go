@@ -59,3 +59,31 @@ func loopback(a net.Addr) bool {
 	tcp, ok := a.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
 }
+
+// startAdmin serves h (app.AdminHandler: /metrics, /healthz, /readyz) on
+// TASKQUEUE_ADMIN_ADDR until stop; nothing when addr is empty.
+func startAdmin(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	if addr == "" || h == nil {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on TASKQUEUE_ADMIN_ADDR %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin server stopped", "addr", addr, "err", err)
+		}
+	}()
+	log.Info("metrics listening on the admin address (not on the public one)", "url", "http://"+displayAddr(ln.Addr())+"/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}

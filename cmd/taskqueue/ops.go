@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/taskqueue/taskqueue/app"
+	"github.com/taskqueue/taskqueue/audit"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/ops"
 	"github.com/taskqueue/taskqueue/web/auth"
@@ -94,7 +95,7 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 			return err
 		}
 		fmt.Fprintf(stdout, "backed up %d events (up to position %s), %d bytes, into %s\n", res.Events, res.Head, res.Bytes, res.Path)
-		return nil
+		return recordOperator(ctx, cfg, stderr, audit.Backup, res.Path, fmt.Sprintf("%d events up to %s", res.Events, res.Head))
 	case "replay":
 		if of.projection == "" {
 			return &usageError{"replay needs --projection NAME or --projection all"}
@@ -121,7 +122,10 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 			return err
 		}
 		defer cleanup()
-		return ops.Replay(ctx, a.Projections, stdout, ops.ReplayOptions{Projection: of.projection, TTY: isTerminal(stdout)})
+		if err := ops.Replay(ctx, a.Projections, stdout, ops.ReplayOptions{Projection: of.projection, TTY: isTerminal(stdout)}); err != nil {
+			return err
+		}
+		return recordOperator(ctx, cfg, stderr, audit.Replay, of.projection, "blue-green rebuild")
 	}
 
 	store, closeStore, err := app.OpenEventStore(ctx, cfg)
@@ -141,8 +145,10 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 				types = append(types, t)
 			}
 		}
-		_, err = ops.ListEvents(ctx, store, stdout, ops.EventsQuery{Player: domain.PlayerID(of.player), From: from, Types: types, Limit: of.limit})
-		return err
+		if _, err = ops.ListEvents(ctx, store, stdout, ops.EventsQuery{Player: domain.PlayerID(of.player), From: from, Types: types, Limit: of.limit}); err != nil {
+			return err
+		}
+		return recordOperator(ctx, cfg, stderr, audit.EventRead, of.player, fmt.Sprintf("from=%s type=%s limit=%d", of.from, of.types, of.limit))
 	case "queue":
 		at, err := ops.ParseMoment(of.at)
 		if err != nil {
@@ -152,7 +158,10 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 		if err != nil {
 			return err
 		}
-		return ops.PrintQueueAt(ctx, store, stdout, domain.PlayerID(of.player), at, rules)
+		if err := ops.PrintQueueAt(ctx, store, stdout, domain.PlayerID(of.player), at, rules); err != nil {
+			return err
+		}
+		return recordOperator(ctx, cfg, stderr, audit.TimeTravel, of.player, "at="+of.at)
 	case "export":
 		r, err := ops.ParseRange(of.from, of.to)
 		if err != nil {
@@ -163,7 +172,7 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 			return err
 		}
 		fmt.Fprintf(stderr, "exported %d events up to position %s\n", res.Events, res.Head)
-		return nil
+		return recordOperator(ctx, cfg, stderr, audit.Export, "", fmt.Sprintf("from=%s to=%s: %d events up to %s", of.from, of.to, res.Events, res.Head))
 	case "import":
 		in := stdin
 		if len(rest) == 1 && rest[0] != "-" {
@@ -179,7 +188,7 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 			return err
 		}
 		fmt.Fprintf(stderr, "imported %d events of %d streams; last position %s\n", res.Events, res.Streams, res.Last)
-		return nil
+		return recordOperator(ctx, cfg, stderr, audit.Import, "", fmt.Sprintf("%d events of %d streams, last %s", res.Events, res.Streams, res.Last))
 	default: // replay to a bound
 		moment := of.toPosition
 		if moment == "" {
@@ -200,7 +209,7 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 			return err
 		}
 		fmt.Fprintf(stdout, "%d events replayed into %s\n", res.Events, res.Path)
-		return nil
+		return recordOperator(ctx, cfg, stderr, audit.Replay, of.projection, fmt.Sprintf("to %s into %s: %d events", moment, res.Path, res.Events))
 	}
 }
 

@@ -62,7 +62,15 @@ type serverProcess struct {
 // startServer starts the binary with env and waits for its listening line.
 func startServer(t *testing.T, bin string, env map[string]string) *serverProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "serve")
+	return startBinary(t, bin, env, "listening on ", "serve")
+}
+
+// startBinary starts the binary with args and env and waits for the line
+// of its stdout with marker; base is the word after it ("listening on " of
+// serve, "probes on " of processor).
+func startBinary(t *testing.T, bin string, env map[string]string, marker string, args ...string) *serverProcess {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = os.Environ()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -79,13 +87,15 @@ func startServer(t *testing.T, bin string, env map[string]string) *serverProcess
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	lines := bufio.NewScanner(stdout)
 	for lines.Scan() {
-		if _, url, ok := strings.Cut(lines.Text(), "listening on "); ok {
-			p.base = url
+		if _, rest, ok := strings.Cut(lines.Text(), marker); ok {
+			p.base, _, _ = strings.Cut(rest, " ")
 			break
 		}
 	}
 	if p.base == "" {
-		t.Fatalf("no listening line; stderr:\n%s", p.stderr.String())
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("%s: no %q line; stderr:\n%s", args, marker, p.stderr.String())
 	}
 	go io.Copy(io.Discard, stdout)
 	return p
@@ -248,4 +258,13 @@ func testKilledServerCatchesUp(t *testing.T, bin string, env map[string]string) 
 		t.Errorf("no repetition fell due while the process was down: the test did not test offline progress")
 	}
 	t.Logf("%d repetitions, %d of them due while no process ran", reps, whileDown)
+}
+
+// TestMain removes the binary the tests built (binary), once they are done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binaryPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binaryPath))
+	}
+	os.Exit(code)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -149,4 +150,18 @@ func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 // certificate from r.
 func (r *certReloader) tlsConfig() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: r.GetCertificate}
+}
+
+// hstsMaxAge is the max-age of Strict-Transport-Security: a year, the
+// value browsers' preload lists ask for.
+const hstsMaxAge = "max-age=31536000; includeSubDomains"
+
+// hsts makes every answer over HTTPS tell browsers to use HTTPS only
+// (Strict-Transport-Security): set only when the server speaks TLS itself,
+// since a plain-HTTP server cannot know that a proxy in front speaks it.
+func hsts(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", hstsMaxAge)
+		h.ServeHTTP(w, r)
+	})
 }

@@ -44,9 +44,10 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 // AppendTx appends inside tx, a transaction of this store's database that
 // the caller commits or rolls back; the events become visible to readers
 // when it commits, and the statement NOTIFYs inside tx (AppendTx cannot
-// know when tx commits). The append must be the transaction's first write: a
-// transaction that already holds an ID could commit events behind a later
-// append to the same stream, so AppendTx refuses it. Like every open
+// know when tx commits). The append must be the transaction's first write
+// (or follow AppendTx calls to the same stream): a transaction that already
+// holds an ID could commit events behind a later append to the same
+// stream, so AppendTx refuses it. Like every open
 // transaction, tx holds global readers back until it ends: keep it short.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
 	if s.closed() {
@@ -56,12 +57,21 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected
 	if err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s in a transaction: %w", len(events), stream, err)
 	}
-	var assigned bool
-	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned() IS NOT NULL`).Scan(&assigned); err != nil {
+	// The stream's lock is taken in tx itself, outside the append's
+	// savepoint, so it holds until tx ends even when the append fails: a
+	// later AppendTx to the same stream in tx is then still in order (tx
+	// got its ID while holding the stream), which the row's xmax shows.
+	var first bool
+	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id_if_assigned() IS NULL
+		OR (SELECT xmax = pg_current_xact_id_if_assigned()::xid FROM stream_locks WHERE slot = hashtext($1::text) & `+fmt.Sprint(lockSlots-1)+`)`,
+		stream).Scan(&first); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s in a transaction: %w", len(events), stream, err)
 	}
-	if assigned {
+	if !first {
 		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s in a transaction: %w", len(events), stream, errNotFirstWrite)
+	}
+	if _, err := tx.Exec(ctx, `SELECT slot FROM stream_locks WHERE slot = hashtext($1::text) & `+fmt.Sprint(lockSlots-1)+` FOR UPDATE`, stream); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append %d events to %s in a transaction: lock the stream: %w", len(events), stream, err)
 	}
 	res, err := s.append(ctx, savepointer{tx}, stream, expected, evs, true)
 	if err != nil {
@@ -174,8 +184,10 @@ func (s *Store) append(ctx context.Context, q querier, stream string, expected e
 
 // appendStatement builds the one statement of an append. $1 stream, $2
 // number of events, $3..$10 the events' columns as arrays, $11 the exact
-// expected version. The advisory lock is taken before any row is written,
-// so the transaction's ID is assigned while it holds the stream.
+// expected version. The stream's lock (its row of stream_locks) is taken
+// before any row is written, so the transaction's ID is assigned while it
+// holds the stream: PostgreSQL assigns a row locker's ID once it has the
+// row, not while it waits.
 func appendStatement(stream string, expected eventstore.ExpectedVersion, evs []eventstore.EventData, notify bool) (string, []any) {
 	var streamCTE string
 	n, exact := expected.Version()
@@ -197,7 +209,7 @@ func appendStatement(stream string, expected eventstore.ExpectedVersion, evs []e
 	if notify {
 		notifyColumn = `CASE WHEN count(*) > 0 THEN pg_notify('` + notifyChannel + `', current_schema()) IS NULL END`
 	}
-	sql := `WITH lock AS (SELECT pg_advisory_xact_lock(` + fmt.Sprint(lockClass) + `, hashtext($1::text)) AS locked),
+	sql := `WITH lock AS (SELECT slot FROM stream_locks WHERE slot = hashtext($1::text) & ` + fmt.Sprint(lockSlots-1) + ` FOR UPDATE),
 	s AS (` + streamCTE + `),
 	ins AS (
 		INSERT INTO event_log (event_id, stream_id, version, event_type, schema_version, data,

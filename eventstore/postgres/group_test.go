@@ -41,15 +41,16 @@ func holdStream(t *testing.T, s *postgres.Store, stream string) (commit func()) 
 	return commit
 }
 
-// lockWaiter waits until a backend waits for stream's advisory lock and
-// returns its PID.
+// lockWaiter waits until a backend waits for stream's lock (its row of
+// stream_locks: a waiter holds the row's tuple lock while it waits for the
+// holder's transaction) and returns its PID.
 func lockWaiter(t *testing.T, s *postgres.Store, stream string) int32 {
 	t.Helper()
 	var pid int32
 	waitFor(t, "a backend waiting for the lock of "+stream, func() bool {
-		err := s.Pool().QueryRow(context.Background(), `SELECT pid FROM pg_locks
-			WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-				AND classid = 29809 AND objsubid = 2 AND objid::bigint = (hashtext($1)::bigint & 4294967295)
+		err := s.Pool().QueryRow(context.Background(), `SELECT l.pid FROM pg_locks AS l, stream_locks AS k
+			WHERE k.slot = hashtext($1) & 65535 AND l.locktype = 'tuple' AND l.relation = 'stream_locks'::regclass
+				AND l.page = (k.ctid::text::point)[0] AND l.tuple = (k.ctid::text::point)[1]
 			LIMIT 1`, stream).Scan(&pid)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			t.Fatal(err)

@@ -65,12 +65,16 @@ func invalidValue(err error) error {
 	return fmt.Errorf("%w: PostgreSQL refused a value: %w", eventstore.ErrInvalid, err)
 }
 
-// lockStatement takes the advisory locks of the streams in $1, each key
-// once, in ascending order of key: every transaction that holds several
+// lockStatement takes the locks of the streams in $1 (their rows of
+// stream_locks), each slot once, in ascending order of slot (the rows are
+// sorted before they are locked): every transaction that holds several
 // takes them in the same order, so none waits for another in a cycle. It
-// writes nothing, so the transaction has no ID yet when it holds them.
-var lockStatement = `SELECT count(pg_advisory_xact_lock(` + fmt.Sprint(lockClass) + `, k))
-	FROM (SELECT DISTINCT hashtext(s) AS k FROM unnest($1::text[]) AS s ORDER BY k) AS keys`
+// writes no row, and PostgreSQL assigns a row locker its transaction ID
+// only once it holds the row, so the transaction gets its ID while it
+// holds its streams.
+var lockStatement = `SELECT count(*) FROM (SELECT slot FROM stream_locks
+	WHERE slot = ANY (SELECT hashtext(s) & ` + fmt.Sprint(lockSlots-1) + ` FROM unnest($1::text[]) AS s)
+	ORDER BY slot FOR UPDATE) AS locked`
 
 // groupStatement judges and writes the appends of a group (each to a
 // stream of its own) in one statement, run right after lockStatement in

@@ -4,14 +4,20 @@
 //
 // # Writing
 //
-// An append takes a per-stream advisory lock, moves the stream's version
-// in event_streams (the expected-version check) and inserts its events.
-// Every event row is stamped with the writing transaction's ID,
-// pg_current_xact_id() (xid8), and a number from an identity column
-// (position). The advisory locks are taken before anything is written, so
-// a transaction gets its ID only once it holds its streams: appends to one
-// stream get increasing transaction IDs, which keeps each stream's
-// versions ascending in the global order.
+// An append locks its stream, moves the stream's version in event_streams
+// (the expected-version check) and inserts its events. Every event row is
+// stamped with the writing transaction's ID, pg_current_xact_id() (xid8),
+// and a number from an identity column (position). The stream locks are
+// taken before anything is written, so a transaction gets its ID only once
+// it holds its streams: appends to one stream get increasing transaction
+// IDs, which keeps each stream's versions ascending in the global order.
+//
+// A stream's lock is a row of stream_locks (SELECT ... FOR UPDATE of slot
+// hashtext(stream) & 65535), not an advisory lock: any role of the
+// database may take any advisory lock, so a read-only analyst could hold a
+// stream's and stall its appends, while locking a row needs UPDATE on its
+// table, which only the service's role has. A waiting locker gets no
+// transaction ID until it holds the row, as with the advisory locks.
 //
 // Appends go through a group commit (committer): Append and AppendMany
 // calls queue, and up to WithAppendLanes goroutines (default 1) each take
@@ -98,9 +104,10 @@
 // Input PostgreSQL text cannot hold (NUL bytes in the type or metadata,
 // invalid UTF-8) is refused with ErrInvalid before anything is written.
 //
-// The Store is safe for concurrent use. Renaming the tables, the notification
-// channel or the advisory lock class breaks running deployments: add a
-// migration and keep the old names readable.
+// The Store is safe for concurrent use. Renaming the tables or the
+// notification channel, or changing the slots of stream_locks, breaks
+// running deployments (instances of two versions must lock the same rows):
+// add a migration and keep the old names readable.
 package postgres
 
 import (
@@ -121,9 +128,11 @@ import (
 const (
 	// notifyChannel is the LISTEN/NOTIFY channel appends notify on.
 	notifyChannel = "taskqueue_events"
-	// lockClass is the first key of the per-stream advisory locks
-	// (pg_advisory_xact_lock(lockClass, hashtext(stream))).
-	lockClass = 0x7471 // "tq"
+	// lockSlots is the number of rows of stream_locks (migration
+	// 0070_stream_locks): a stream's lock is the row
+	// hashtext(stream) & (lockSlots-1). Two streams of one slot wait for
+	// each other's appends, which is rare (1 in 65,536) and harmless.
+	lockSlots = 1 << 16
 	// heldBackRetry is how soon a subscription that found events held back
 	// by an open transaction reads again.
 	heldBackRetry = 20 * time.Millisecond

@@ -113,6 +113,9 @@ func (o *Outage) Recovered() {
 	o.log.Info(o.component+": recovered", "after", time.Since(since).Round(time.Millisecond).String(), "failedAttempts", attempts)
 }
 
+// Component is the name the outage was made with.
+func (o *Outage) Component() string { return o.component }
+
 // Down reports whether an outage is under way, since when, and its last
 // error.
 func (o *Outage) Down() (since time.Time, last error, down bool) {

@@ -132,7 +132,7 @@ func StartPostgresServerWith(t testing.TB, opt PostgresOptions) *PostgresServer 
 			}
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenBelowEphemeral() // restarted on its port: see listenBelowEphemeral
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,10 @@
 package testenv
 
 import (
+	"math/rand/v2"
 	"net"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -63,12 +65,18 @@ func (p *TCPProxy) Start(t testing.TB) {
 	p.mu.Lock()
 	addr := p.addr
 	p.mu.Unlock()
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
 	var ln net.Listener
 	var err error
+	if addr == "" {
+		if ln, err = listenBelowEphemeral(); err != nil {
+			t.Fatalf("testenv: proxy listen: %v", err)
+		}
+		addr = ln.Addr().String()
+	}
 	for deadline := time.Now().Add(30 * time.Second); ; {
+		if ln != nil {
+			break
+		}
 		if ln, err = net.Listen("tcp", addr); err == nil || time.Now().After(deadline) {
 			break
 		}
@@ -190,4 +198,23 @@ func (p *TCPProxy) Stop() {
 	for c := range p.conns {
 		c.Close()
 	}
+}
+
+// listenBelowEphemeral listens on a free loopback port below Linux's
+// ephemeral range (32768-60999 by default). A port from that range, once
+// the proxy stops listening to play an outage, can be taken as the local
+// port of any outgoing connection on the machine (a pool's connection to
+// PostgreSQL lives for minutes), and the proxy could not listen on it
+// again: "bind: address already in use".
+func listenBelowEphemeral() (net.Listener, error) {
+	var last error
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			return ln, nil
+		}
+		last = err
+	}
+	return nil, last
 }

@@ -31,7 +31,7 @@ func StartRedisServer(t testing.TB) *RedisServer {
 		}
 		t.Skip("redis-server is not on PATH")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenBelowEphemeral() // restarted on its port: see listenBelowEphemeral
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,26 @@
 // Package auth owns who may call the API: the roles (a closed set), the
-// JWTs that carry them (HS256 only), the principal a request acts as, and
-// the JWT secret kept in the data directory in dev mode.
+// principal a request acts as, and the verifiers of the bearer tokens that
+// carry them: Tokens (HS256 tokens the service mints itself, with rotatable
+// keys), OIDC (tokens of an OpenID provider, checked against its JWKS) and
+// Verifiers (the one Verifier the HTTP middleware and the WebSocket both
+// use, choosing by the token's issuer). It also keeps the JWT secret
+// generated into the data directory in dev mode. It never issues tokens to
+// users of a provider: taskqueue trusts an identity provider, it is not one.
 //
 // Contracts:
-//   - Verify accepts only HS256 tokens signed with the configured secret,
-//     with an "exp" in the future, an "nbf" (when present) in the past, the
-//     configured issuer and audience (when configured), a "sub" that is a
-//     valid player ID and a "role" of the closed set. Anything else is an
-//     error wrapping ErrUnauthorized; the reason is for logs, not clients.
+//   - Tokens.Verify accepts only HS256 tokens signed with one of the
+//     configured keys (chosen by the token's "kid" header; a token without
+//     one is checked with the key without an ID), with an "exp" in the
+//     future, an "nbf" (when present) in the past, the configured issuer and
+//     audience (when configured), a "sub" that is a valid player ID and a
+//     "role" of the closed set. Anything else is an error wrapping
+//     ErrUnauthorized; the reason is for logs, not clients.
+//   - OIDC.Verify accepts only tokens of its issuer, for its audience,
+//     signed RS*, PS*, ES* or EdDSA with a key of the issuer's JWKS (see
+//     oidc.go).
 //   - Claim names ("sub", "role", "sid") are part of the HTTP contract
 //     (docs/API.md): renaming one invalidates every token in circulation.
-//   - Tokens is safe for concurrent use.
+//   - Tokens, OIDC and Verifiers are safe for concurrent use.
 package auth
 
 import (
@@ -122,9 +132,26 @@ func (c Claims) Validate() error {
 	return nil
 }
 
-// Tokens mints and verifies HS256 tokens with one secret.
+// Verifier checks a bearer token and returns the principal it names, or an
+// error wrapping ErrUnauthorized (a token that is not valid) or
+// faults.ErrUnavailable (the provider's keys cannot be fetched). The HTTP
+// middleware and the WebSocket both authenticate through one Verifier.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (Principal, error)
+}
+
+// Key is one HS256 key: its ID (the tokens' "kid" header; empty for the
+// tokens minted before key IDs, which carry none) and its secret.
+type Key struct {
+	ID     string
+	Secret []byte
+}
+
+// Tokens mints and verifies HS256 tokens. The first key signs; every key
+// verifies, so that a secret can be rotated: add the new key first, keep
+// the old one until the tokens it signed have expired, then drop it.
 type Tokens struct {
-	secret   []byte
+	keys     []Key
 	issuer   string
 	audience string
 	now      func() time.Time
@@ -132,8 +159,12 @@ type Tokens struct {
 
 // TokensConfig configures Tokens.
 type TokensConfig struct {
-	// Secret is the HS256 key, at least 32 bytes.
+	// Secret is the HS256 key, at least 32 bytes, without an ID: the
+	// tokens it signs carry no "kid". Used when Keys is empty.
 	Secret []byte
+	// Keys are the HS256 keys, each at least 32 bytes with a distinct ID:
+	// the first signs, all verify.
+	Keys []Key
 	// Issuer, when set, is written into minted tokens and required on
 	// verified ones.
 	Issuer string
@@ -149,15 +180,46 @@ const MinSecretLength = 32
 
 // NewTokens returns Tokens for cfg.
 func NewTokens(cfg TokensConfig) (*Tokens, error) {
-	if len(cfg.Secret) < MinSecretLength {
-		return nil, fmt.Errorf("new tokens: secret is %d bytes, fewer than %d", len(cfg.Secret), MinSecretLength)
+	keys := cfg.Keys
+	if len(keys) == 0 {
+		keys = []Key{{Secret: cfg.Secret}}
 	}
-	now := cfg.Now
-	if now == nil {
-		now = time.Now
+	seen := map[string]bool{}
+	t := &Tokens{issuer: cfg.Issuer, audience: cfg.Audience, now: cfg.Now}
+	for _, k := range keys {
+		switch {
+		case len(k.Secret) < MinSecretLength:
+			return nil, fmt.Errorf("new tokens: secret of key %q is %d bytes, fewer than %d", k.ID, len(k.Secret), MinSecretLength)
+		case seen[k.ID]:
+			return nil, fmt.Errorf("new tokens: key ID %q given twice", k.ID)
+		case k.ID != "" && !ValidKeyID(k.ID):
+			return nil, fmt.Errorf("new tokens: key ID %q is not 1-64 characters of [A-Za-z0-9_.-]", k.ID)
+		}
+		seen[k.ID] = true
+		t.keys = append(t.keys, Key{ID: k.ID, Secret: append([]byte(nil), k.Secret...)})
 	}
-	return &Tokens{secret: append([]byte(nil), cfg.Secret...), issuer: cfg.Issuer, audience: cfg.Audience, now: now}, nil
+	if t.now == nil {
+		t.now = time.Now
+	}
+	return t, nil
 }
+
+// ValidKeyID reports whether id is 1–64 characters of [A-Za-z0-9_.-].
+func ValidKeyID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// SigningKeyID is the ID of the key that signs (empty: none).
+func (t *Tokens) SigningKeyID() string { return t.keys[0].ID }
 
 // Mint returns a token for player acting as role, valid for ttl, and when
 // it expires. The token carries no session ("sid").
@@ -192,7 +254,12 @@ func (t *Tokens) MintSession(player string, role Role, sid string, ttl time.Dura
 	if t.audience != "" {
 		claims.Audience = jwt.ClaimStrings{t.audience}
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(t.secret)
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+	signer := t.keys[0]
+	if signer.ID != "" {
+		tok.Header["kid"] = signer.ID
+	}
+	s, err := tok.SignedString(signer.Secret)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("mint token for %s: %w", player, err)
 	}
@@ -203,8 +270,8 @@ func (t *Tokens) MintSession(player string, role Role, sid string, ttl time.Dura
 const leeway = 5 * time.Second
 
 // Verify checks token and returns its principal, or an error wrapping
-// ErrUnauthorized that says why.
-func (t *Tokens) Verify(token string) (Principal, error) {
+// ErrUnauthorized that says why. It needs no I/O; ctx is for Verifier.
+func (t *Tokens) Verify(_ context.Context, token string) (Principal, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
@@ -218,11 +285,30 @@ func (t *Tokens) Verify(token string) (Principal, error) {
 		opts = append(opts, jwt.WithAudience(t.audience))
 	}
 	var claims Claims
-	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return t.secret, nil }, opts...)
+	_, err := jwt.ParseWithClaims(token, &claims, t.key, opts...)
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrUnauthorized, err)
 	}
 	return Principal{PlayerID: claims.Subject, Role: claims.Role, SessionID: claims.SessionID}, nil
+}
+
+// key returns the secret of the token's "kid" (none: the key without an
+// ID), for the parser, which has checked the algorithm first.
+func (t *Tokens) key(tok *jwt.Token) (any, error) {
+	kid := ""
+	if v, ok := tok.Header["kid"]; ok {
+		s, ok := v.(string)
+		if !ok {
+			return nil, errors.New("kid is not a string")
+		}
+		kid = s
+	}
+	for _, k := range t.keys {
+		if k.ID == kid {
+			return k.Secret, nil
+		}
+	}
+	return nil, fmt.Errorf("no key with ID %q", kid)
 }
 
 // SecretFileName is the file in the data directory that keeps the secret

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
@@ -113,7 +114,7 @@ func TestVerify(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := newTestTokens(t, tc.issuer, tc.audience)
-			got, err := tk.Verify(tc.token(t))
+			got, err := tk.Verify(context.Background(), tc.token(t))
 			if tc.wantErr != "" {
 				if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Verify error = %v, want ErrUnauthorized mentioning %q", err, tc.wantErr)
@@ -136,7 +137,7 @@ func TestMintRoundTrip(t *testing.T) {
 	if !exp.Equal(testNow.Add(2 * time.Hour)) {
 		t.Fatalf("expiry %s", exp)
 	}
-	p, err := tk.Verify(tok)
+	p, err := tk.Verify(context.Background(), tok)
 	if err != nil || p != (Principal{PlayerID: "bob", Role: RoleSystem}) {
 		t.Fatalf("Verify(Mint) = %+v, %v", p, err)
 	}
@@ -216,8 +217,80 @@ func TestMintSessionCarriesSID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := tk.Verify(tok)
+	p, err := tk.Verify(context.Background(), tok)
 	if err != nil || p != (Principal{PlayerID: "bob", Role: RolePlayer, SessionID: "s-1"}) {
 		t.Fatalf("Verify(MintSession) = %+v, %v", p, err)
+	}
+}
+
+// TestKeyRotation: the first key signs with its ID in "kid", every key
+// verifies, a token without a kid needs the key without an ID, and a key
+// dropped after the overlap refuses the tokens it signed.
+func TestKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	oldSecret, newSecret := []byte(strings.Repeat("old-", 8)), []byte(strings.Repeat("new-", 8))
+	mk := func(keys ...Key) *Tokens {
+		tk, err := NewTokens(TokensConfig{Keys: keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tk
+	}
+	legacy := mk(Key{Secret: oldSecret})       // before key IDs: TASKQUEUE_JWT_SECRET alone
+	v1 := mk(Key{ID: "k1", Secret: oldSecret}) // TASKQUEUE_JWT_SECRETS=k1:…
+	overlap := mk(Key{ID: "k2", Secret: newSecret}, Key{ID: "k1", Secret: oldSecret}, Key{Secret: oldSecret})
+	after := mk(Key{ID: "k2", Secret: newSecret})
+
+	mint := func(tk *Tokens) string {
+		s, _, err := tk.Mint("alice", RolePlayer, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	legacyTok, v1Tok, overlapTok := mint(legacy), mint(v1), mint(overlap)
+	if tok, _, _ := jwt.NewParser().ParseUnverified(overlapTok, jwt.MapClaims{}); tok.Header["kid"] != "k2" {
+		t.Fatalf("minted with kid %v, want k2 (the first key)", tok.Header["kid"])
+	}
+	cases := []struct {
+		name  string
+		tk    *Tokens
+		token string
+		ok    bool
+	}{
+		{"overlap accepts the new key's token", overlap, overlapTok, true},
+		{"overlap accepts the old key's token", overlap, v1Tok, true},
+		{"overlap accepts a token without kid", overlap, legacyTok, true},
+		{"after the overlap, the new key's token", after, overlapTok, true},
+		{"after the overlap, the old key's token", after, v1Tok, false},
+		{"after the overlap, a token without kid", after, legacyTok, false},
+		{"the old key refuses the new key's token", v1, overlapTok, false},
+		{"a token without kid needs a key without ID", v1, legacyTok, false},
+	}
+	for _, tc := range cases {
+		_, err := tc.tk.Verify(ctx, tc.token)
+		if tc.ok && err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if !tc.ok && !errors.Is(err, ErrUnauthorized) {
+			t.Errorf("%s: %v, want ErrUnauthorized", tc.name, err)
+		}
+	}
+	// A token naming k1 but signed with another secret is refused.
+	forged := jwt.NewWithClaims(jwt.SigningMethodHS256, claims("alice", RolePlayer, func(c *Claims) {
+		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour)) // valid but for the signature
+	}))
+	forged.Header["kid"] = "k1"
+	s, err := forged.SignedString(newSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := overlap.Verify(ctx, s); !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("kid k1 signed with k2's secret: %v, want ErrUnauthorized", err)
+	}
+	for _, bad := range [][]Key{{{ID: "a", Secret: oldSecret}, {ID: "a", Secret: newSecret}}, {{ID: "bad kid", Secret: oldSecret}}, {{ID: "k", Secret: []byte("short")}}} {
+		if _, err := NewTokens(TokensConfig{Keys: bad}); err == nil {
+			t.Errorf("NewTokens accepted %v", bad)
+		}
 	}
 }

@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-62c188707ff7'
-const SHELL = ["/","/assets/index-B_eJoJj8.js","/assets/index-C0PELJeH.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png"]
+const VERSION = 'taskqueue-aaed91fcd0db'
+const SHELL = ["/","/assets/index-BcwghhDD.js","/assets/index-C0PELJeH.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

@@ -1,7 +1,8 @@
-import { useCallback, useState } from 'react'
+import { useCallback, useEffect, useState } from 'react'
 import { sessionFromToken, type Session } from './api'
 import { SignIn } from './SignIn'
 import { Player } from './Player'
+import { completeSignIn, endSessionUrl, fetchAuthConfig, refreshDelay, refreshSession, type AuthConfig } from './oidc'
 
 const SESSION_KEY = 'taskqueue.session'
 
@@ -11,7 +12,7 @@ function loadSession(): Session | null {
     if (!raw) return null
     const s = JSON.parse(raw) as Session
     if (s.expiresAt && Date.parse(s.expiresAt) < Date.now()) return null
-    return sessionFromToken(s.token)
+    return { ...sessionFromToken(s.token), oidc: s.oidc }
   } catch {
     return null
   }
@@ -20,6 +21,7 @@ function loadSession(): Session | null {
 export function App() {
   const [session, setSession] = useState<Session | null>(loadSession)
   const [notice, setNotice] = useState('')
+  const [auth, setAuth] = useState<AuthConfig | null>(null)
 
   const signIn = useCallback((s: Session) => {
     localStorage.setItem(SESSION_KEY, JSON.stringify(s))
@@ -27,12 +29,47 @@ export function App() {
     setSession(s)
   }, [])
 
-  const signOut = useCallback((why = '') => {
-    localStorage.removeItem(SESSION_KEY)
-    setNotice(why)
-    setSession(null)
-  }, [])
+  const signOut = useCallback(
+    (why = '') => {
+      localStorage.removeItem(SESSION_KEY)
+      setNotice(why)
+      setSession(null)
+      // Signing out by hand ends the session at the provider too.
+      const end = !why && session?.oidc && auth?.oidc ? endSessionUrl(auth.oidc, session) : null
+      if (end) window.location.assign(end)
+    },
+    [session, auth],
+  )
 
-  if (!session) return <SignIn onSignIn={signIn} notice={notice} />
+  // Learn how to sign in; finish a sign-in the provider sent us back from.
+  useEffect(() => {
+    let live = true
+    void fetchAuthConfig().then(async (cfg) => {
+      if (!live) return
+      setAuth(cfg)
+      if (!cfg?.oidc) return
+      try {
+        const s = await completeSignIn(cfg.oidc)
+        if (s && live) signIn(s)
+      } catch (err) {
+        if (live) setNotice(err instanceof Error ? err.message : String(err))
+      }
+    })
+    return () => {
+      live = false
+    }
+  }, [signIn])
+
+  // Silent refresh: renew the provider's tokens before they expire.
+  useEffect(() => {
+    if (!session?.oidc?.refreshToken || !session.expiresAt || !auth?.oidc) return
+    const cfg = auth.oidc
+    const id = setTimeout(() => {
+      refreshSession(cfg, session).then(signIn, () => signOut('Your session at the sign-in provider has ended: sign in again.'))
+    }, refreshDelay(session.expiresAt))
+    return () => clearTimeout(id)
+  }, [session, auth, signIn, signOut])
+
+  if (!session) return <SignIn onSignIn={signIn} notice={notice} auth={auth} />
   return <Player key={session.token} session={session} onSignOut={signOut} />
 }

@@ -1,10 +1,26 @@
 import { useState, type FormEvent } from 'react'
 import { Api, ApiError, NetworkError, sessionFromToken, type Session } from './api'
+import { beginSignIn, type AuthConfig } from './oidc'
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/
 
-export function SignIn({ onSignIn, notice }: { onSignIn: (s: Session) => void; notice: string }) {
+export function SignIn({ onSignIn, notice, auth }: { onSignIn: (s: Session) => void; notice: string; auth: AuthConfig | null }) {
   const [mode, setMode] = useState<'dev' | 'token'>('dev')
+  const oidc = auth?.oidc
+  // With a provider and outside dev mode, the name-only form is not offered.
+  const showDev = !oidc || auth?.dev
+
+  async function providerSignIn() {
+    if (!oidc) return
+    setBusy(true)
+    setError('')
+    try {
+      await beginSignIn(oidc)
+    } catch (err) {
+      setBusy(false)
+      setError(err instanceof Error ? err.message : String(err))
+    }
+  }
   const [name, setName] = useState('')
   const [token, setToken] = useState('')
   const [error, setError] = useState('')
@@ -54,7 +70,15 @@ export function SignIn({ onSignIn, notice }: { onSignIn: (s: Session) => void; n
         </div>
         <p className="muted">Queue up your work, watch it progress, come back to the rewards.</p>
         {notice && <p className="notice">{notice}</p>}
-        {mode === 'dev' ? (
+        {oidc && (
+          <div className="stack">
+            <button type="button" className="primary" onClick={providerSignIn} disabled={busy} data-testid="oidc-sign-in">
+              {busy ? 'Signing in…' : 'Sign in'}
+            </button>
+            <p className="muted small">with your account at {new URL(oidc.issuer).host}</p>
+          </div>
+        )}
+        {!showDev ? null : mode === 'dev' ? (
           <form onSubmit={devSignIn} className="stack">
             <label htmlFor="player-name">Player name</label>
             <input

@@ -76,6 +76,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How the web app signs a player in.
+         * @description Dev mode's name-only sign-in, and the OpenID provider (when TASKQUEUE_OIDC_ISSUER is set) with the endpoints of its discovery document: the app signs in with the authorization code flow and PKCE as a public client, and sends the provider's access token as its bearer token. 503 while the provider's discovery document cannot be read.
+         */
+        get: operations["getAuthConfig"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/refresh": {
         parameters: {
             query?: never;
@@ -575,6 +595,25 @@ export interface components {
             /** Format: date-time */
             expiresAt: string;
         };
+        AuthConfig: {
+            /** @description dev mode: POST /api/auth/dev-token mints tokens */
+            dev: boolean;
+            oidc?: {
+                /** Format: uri */
+                issuer: string;
+                clientId: string;
+                scopes: string[];
+                /** Format: uri */
+                authorizationEndpoint: string;
+                /** Format: uri */
+                tokenEndpoint: string;
+                /**
+                 * Format: uri
+                 * @description absent when the provider offers no RP-initiated logout
+                 */
+                endSessionEndpoint?: string;
+            };
+        };
         DevTokenRequest: {
             player: string;
             /** @enum {string} */
@@ -849,6 +888,7 @@ export interface components {
                 failures: number;
                 cancellations: number;
                 repetitions: number;
+                /** @description mean efficiency of the day's repetitions, rounded to 6 decimals; null without repetitions */
                 averageEfficiency: number | null;
             }[];
         } | {
@@ -1277,6 +1317,30 @@ export interface operations {
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
             413: components["responses"]["PayloadTooLarge"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getAuthConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The sign-in configuration. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthConfig"];
+                };
+            };
+            405: components["responses"]["MethodNotAllowed"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };

@@ -40,6 +40,8 @@ export interface Session {
   playerId: string
   role: string
   expiresAt?: string
+  /** Set when the OpenID provider signed the player in (see oidc.ts). */
+  oidc?: { refreshToken?: string; idToken?: string }
 }
 
 export interface RequestOptions {
