@@ -173,7 +173,11 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	}
 
 	rules := domain.Rules{Catalog: a.Catalog, QueueLimit: cfg.QueueLimit}
-	a.Commands, err = command.NewHandlers(a.Store, commandConfig(rules, st.store))
+	// The command side and the processor append through local: once an
+	// append is durable, the realtime hub delivers it to this instance's
+	// sockets at once (the log stays the path for everything else).
+	local := realtime.NewLocalAppends(a.Store)
+	a.Commands, err = command.NewHandlers(local, commandConfig(rules, st.store))
 	if err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
@@ -182,7 +186,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	var relaySource func(context.Context) (eventstore.Position, time.Duration, error)
 	switch {
 	case st.readModels != nil && cfg.ProcessorOn():
-		proc, relay, stop, err := startProcessor(cfg, a.Store, st.readModels, st.pool, commandConfig(rules, st.store), rr.client, a.Metrics, a.Logger)
+		proc, relay, stop, err := startProcessor(cfg, local, st.readModels, st.pool, commandConfig(rules, st.store), rr.client, a.Metrics, a.Logger)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -223,6 +227,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		return nil, nil, err
 	}
 	cl.add(a.Realtime.Close)
+	local.Deliver(a.Realtime)
 	rr.sessions.OnRevoke(a.Realtime.RevokeSession)
 	sources := metrics.Sources{WebSocket: func() (int64, int64) {
 		st := a.Realtime.Stats()

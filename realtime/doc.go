@@ -17,6 +17,15 @@
 // the only source of what is sent; nothing else (a Redis message, a command
 // result) ever becomes a message.
 //
+// # Local delivery
+//
+// The instance's own appends need not wait for the log: LocalAppends, a
+// decorator of the store the commands append through, reads each durable
+// append to a watched queue back from its stream and the hub delivers it to
+// the queue's players at once (not waiting for the read model), when the
+// stream's previous event was delivered already; the log's copy then goes to
+// the admins only. Everything else still comes from the log.
+//
 // # Resume without gap or duplicate
 //
 // A subscribe names the last position the client saw (since). The hub
@@ -61,7 +70,16 @@
 // MaxWatermarkWait), so a REST read after a message never shows older
 // state.
 //
-// Concurrency: Hub is safe for concurrent use; each socket has one writer
-// goroutine (its HTTP handler) and coder/websocket's reader for control
-// frames.
+// # What a socket holds
+//
+// The HTTP handler authenticates, takes the subscribe, writes the catch-up
+// and subscribed, and returns: a live socket holds one goroutine,
+// coder/websocket's reader of control frames, which ends the subscriber
+// when the connection ends. Live messages wait in a queue that is nil while
+// idle; a burst starts one writer goroutine that ends with it. Pings and
+// the token's expiry are runtime timers; the read and write buffers are a
+// few hundred bytes (smallBuffers), and there is no compression.
+//
+// Concurrency: Hub is safe for concurrent use; a socket has at most one
+// writer at a time (its handler during the catch-up, then its flush).
 package realtime

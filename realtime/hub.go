@@ -152,6 +152,9 @@ type Stats struct {
 	SlowDisconnects int64
 	// Position is the last position the hub dispatched.
 	Position eventstore.Position
+	// LocalDelivered counts events delivered from this instance's own
+	// appends (LocalAppends), ahead of the log.
+	LocalDelivered int64
 }
 
 // Hub follows the event log with ONE subscription per process and fans every
@@ -167,37 +170,37 @@ type Hub struct {
 	views     *views
 	outage    *faults.Outage // of its subscription to the log
 
-	mu       sync.Mutex
-	started  bool
-	closed   bool
-	pos      eventstore.Position // last position dispatched
-	players  map[domain.PlayerID]map[*subscriber]struct{}
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	pos     eventstore.Position // last position dispatched
+	// A player's subscribers and a session's are short slices (one
+	// socket each, most of the time): a map per player would cost more
+	// than the socket itself.
+	players  map[domain.PlayerID][]*subscriber
 	all      map[*subscriber]struct{}
-	sessions map[string]map[*subscriber]struct{}
+	sessions map[string][]*subscriber
 	online   map[domain.PlayerID]*presenceState
 	presence presenceCalls // see presence.go
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// dmu is the dispatch lock: held while events are folded and handed
+	// to subscribers, by the log's dispatcher (not while it waits for the
+	// read model) and by local deliveries (local.go), so they take turns.
+	// It guards the views' folding and localMsgs and localPos: what was
+	// delivered from this instance's appends that the log has not brought
+	// yet, by position (the log's copy goes to the admins only), and each
+	// player's last such position. Lock order: dmu before mu.
+	dmu            sync.Mutex
+	localMsgs      map[eventstore.Position]*outMessage
+	localPos       map[domain.PlayerID]eventstore.Position
+	localDelivered atomic.Int64
+
 	conns     atomic.Int64
 	delivered atomic.Int64
 	slow      atomic.Int64
-}
-
-// subscriber is one subscribed connection, as the hub sees it.
-type subscriber struct {
-	principal auth.Principal
-	player    domain.PlayerID // "" for all players
-	send      chan *outMessage
-	// last is the last position written to the socket; only the socket's
-	// handler goroutine touches it.
-	last eventstore.Position
-
-	kickOnce sync.Once
-	kicked   chan struct{}
-	code     websocket.StatusCode
-	reason   string
 }
 
 // outMessage is one encoded message and the position it carries, shared by
@@ -205,18 +208,6 @@ type subscriber struct {
 type outMessage struct {
 	pos  eventstore.Position
 	data []byte
-}
-
-// kick tells the connection to close with code; the first kick wins and
-// kick reports whether it was this one.
-func (s *subscriber) kick(code websocket.StatusCode, reason string) bool {
-	first := false
-	s.kickOnce.Do(func() {
-		s.code, s.reason = code, reason
-		close(s.kicked)
-		first = true
-	})
-	return first
 }
 
 // presenceState counts a player's own connections on this instance.
@@ -239,10 +230,12 @@ func NewHub(cfg Config) (*Hub, error) {
 		committed: committedHeadOf(cfg.Store),
 		outage:    faults.NewOutage(faults.OutageConfig{Component: "realtime hub", Logger: log, Observer: cfg.Observer}),
 		views:     newViews(cfg.Store, cfg.Rules, cfg.ViewCacheSize),
-		players:   map[domain.PlayerID]map[*subscriber]struct{}{},
+		players:   map[domain.PlayerID][]*subscriber{},
 		all:       map[*subscriber]struct{}{},
-		sessions:  map[string]map[*subscriber]struct{}{},
+		sessions:  map[string][]*subscriber{},
 		online:    map[domain.PlayerID]*presenceState{},
+		localMsgs: map[eventstore.Position]*outMessage{},
+		localPos:  map[domain.PlayerID]eventstore.Position{},
 	}, nil
 }
 
@@ -301,9 +294,7 @@ func (h *Hub) Close() {
 		subs = append(subs, s)
 	}
 	for _, set := range h.players {
-		for s := range set {
-			subs = append(subs, s)
-		}
+		subs = append(subs, set...)
 	}
 	for _, p := range h.online {
 		if p.offline != nil {
@@ -312,7 +303,7 @@ func (h *Hub) Close() {
 	}
 	h.mu.Unlock()
 	for _, s := range subs {
-		s.kick(CloseGoingAway, "server shutting down")
+		s.kick(CloseGoingAway, "server shutting down", nil)
 	}
 	if cancel != nil {
 		cancel()
@@ -325,7 +316,8 @@ func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	pos := h.pos
 	h.mu.Unlock()
-	return Stats{Connections: h.conns.Load(), Delivered: h.delivered.Load(), SlowDisconnects: h.slow.Load(), Position: pos}
+	return Stats{Connections: h.conns.Load(), Delivered: h.delivered.Load(), SlowDisconnects: h.slow.Load(), Position: pos,
+		LocalDelivered: h.localDelivered.Load()}
 }
 
 // follow reads the subscription into batches, resubscribing from the last
@@ -460,21 +452,35 @@ func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
 		return
 	}
 	last := evs[len(evs)-1].Position
-	h.awaitWatermark(ctx, last)
+	if h.waitsForReadModel(evs) {
+		h.awaitWatermark(ctx, last)
+	}
 	now := h.cfg.Now()
 	var changed map[domain.PlayerID]domain.QueueView
 	if h.cfg.Changes != nil {
 		changed = map[domain.PlayerID]domain.QueueView{}
-		defer func() {
+		defer func() { // after the dispatch lock is released
 			for _, v := range changed {
 				h.cfg.Changes.QueueChanged(ctx, v)
 			}
 		}()
 	}
+	h.dmu.Lock()
+	defer h.dmu.Unlock()
 	for i, e := range evs {
 		player, ok := domain.PlayerFromStream(e.Stream)
 		if !ok {
 			h.setPos(e.Position)
+			continue
+		}
+		if m, ok := h.localMsgs[e.Position]; ok {
+			// Delivered to the players from this instance's append: the
+			// admins get it now, in log order.
+			delete(h.localMsgs, e.Position)
+			if h.localPos[player] == e.Position {
+				delete(h.localPos, player)
+			}
+			h.deliverTo(player, m, false, true)
 			continue
 		}
 		interested := h.interested(player)
@@ -503,8 +509,32 @@ func (h *Hub) dispatch(ctx context.Context, evs []eventstore.RecordedEvent) {
 			h.setPos(e.Position)
 			continue
 		}
-		h.deliver(player, &outMessage{pos: e.Position, data: data})
+		h.deliverTo(player, &outMessage{pos: e.Position, data: data}, true, true)
 	}
+}
+
+// waitsForReadModel reports whether the log's batch evs holds a message
+// for someone: not when every event of it was delivered locally (or is
+// watched by nobody) and no admin watches, since those messages were sent
+// before the read model (LocalAppends) and waiting would only hold back
+// the next local delivery.
+func (h *Hub) waitsForReadModel(evs []eventstore.RecordedEvent) bool {
+	h.dmu.Lock()
+	defer h.dmu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.all) > 0 {
+		return true
+	}
+	for _, e := range evs {
+		if _, ok := h.localMsgs[e.Position]; ok {
+			continue
+		}
+		if p, ok := domain.PlayerFromStream(e.Stream); ok && len(h.players[p]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Hub) setPos(p eventstore.Position) {
@@ -521,32 +551,41 @@ func (h *Hub) interested(player domain.PlayerID) bool {
 	return len(h.players[player]) > 0 || len(h.all) > 0
 }
 
-// deliver hands m to every subscriber of player and of all players, and
-// moves the hub's position to m's under the same lock, so a subscriber
-// registering concurrently either gets m here or finds it in the log. A
-// full buffer never blocks: that subscriber is cut off.
-func (h *Hub) deliver(player domain.PlayerID, m *outMessage) {
+// deliverTo hands m to every subscriber of player (players) and of all
+// players (admins). A message of the log moves the hub's position to m's
+// under the same lock, so a subscriber registering concurrently either
+// gets m here or finds it in the log; a local one (players only, see
+// LocalAppends) is recorded in localMsgs under the lock too: the log's
+// copy then goes to the admins alone. A full buffer never blocks: that
+// subscriber is cut off.
+func (h *Hub) deliverTo(player domain.PlayerID, m *outMessage, players, admins bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.pos.Less(m.pos) {
+	if admins && h.pos.Less(m.pos) {
 		h.pos = m.pos
 	}
+	if !admins {
+		h.localMsgs[m.pos] = m
+	}
 	offer := func(s *subscriber) {
-		select {
-		case s.send <- m:
+		if s.offer(m) {
 			h.delivered.Add(1)
-		default:
-			if s.kick(CloseSlowConsumer, fmt.Sprintf("too slow: %d messages waited", cap(s.send))) {
-				h.slow.Add(1)
-				h.log.Info("slow websocket client cut off", "player", s.principal.PlayerID, "watching", s.player)
-			}
+			return
+		}
+		if s.kick(CloseSlowConsumer, fmt.Sprintf("too slow: %d messages waited", h.cfg.SendBuffer), nil) {
+			h.slow.Add(1)
+			h.log.Info("slow websocket client cut off", "player", s.principal.PlayerID, "watching", s.player)
 		}
 	}
-	for s := range h.players[player] {
-		offer(s)
+	if players {
+		for _, s := range h.players[player] {
+			offer(s)
+		}
 	}
-	for s := range h.all {
-		offer(s)
+	if admins {
+		for s := range h.all {
+			offer(s)
+		}
 	}
 }
 
@@ -564,10 +603,11 @@ func (h *Hub) awaitWatermark(ctx context.Context, pos eventstore.Position) {
 	}
 }
 
-// register adds a subscriber for player ("" for all). Live messages reach
-// its buffer from now on.
-func (h *Hub) register(p auth.Principal, player domain.PlayerID) (*subscriber, error) {
-	s := &subscriber{principal: p, player: player, send: make(chan *outMessage, h.cfg.SendBuffer), kicked: make(chan struct{})}
+// register adds a subscriber on conn for player ("" for all). Live
+// messages reach its queue from now on; they are written once the catch-up
+// is over (subscriber.goLive).
+func (h *Hub) register(p auth.Principal, player domain.PlayerID, conn *websocket.Conn) (*subscriber, error) {
+	s := &subscriber{hub: h, conn: conn, principal: p, player: player}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || !h.started {
@@ -576,20 +616,10 @@ func (h *Hub) register(p auth.Principal, player domain.PlayerID) (*subscriber, e
 	if player == "" {
 		h.all[s] = struct{}{}
 	} else {
-		set := h.players[player]
-		if set == nil {
-			set = map[*subscriber]struct{}{}
-			h.players[player] = set
-		}
-		set[s] = struct{}{}
+		h.players[player] = append(h.players[player], s)
 	}
 	if p.SessionID != "" {
-		set := h.sessions[p.SessionID]
-		if set == nil {
-			set = map[*subscriber]struct{}{}
-			h.sessions[p.SessionID] = set
-		}
-		set[s] = struct{}{}
+		h.sessions[p.SessionID] = append(h.sessions[p.SessionID], s)
 	}
 	h.conns.Add(1)
 	if p.Role == auth.RolePlayer && player == domain.PlayerID(p.PlayerID) {
@@ -600,28 +630,39 @@ func (h *Hub) register(p auth.Principal, player domain.PlayerID) (*subscriber, e
 
 // unregister removes s.
 func (h *Hub) unregister(s *subscriber) {
+	last := s.lastSent()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.player == "" {
 		delete(h.all, s)
-	} else if set := h.players[s.player]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
-			delete(h.players, s.player)
-		}
+	} else if set := without(h.players[s.player], s); len(set) == 0 {
+		delete(h.players, s.player)
+	} else {
+		h.players[s.player] = set
 	}
 	if sid := s.principal.SessionID; sid != "" {
-		if set := h.sessions[sid]; set != nil {
-			delete(set, s)
-			if len(set) == 0 {
-				delete(h.sessions, sid)
-			}
+		if set := without(h.sessions[sid], s); len(set) == 0 {
+			delete(h.sessions, sid)
+		} else {
+			h.sessions[sid] = set
 		}
 	}
 	h.conns.Add(-1)
 	if s.principal.Role == auth.RolePlayer && s.player == domain.PlayerID(s.principal.PlayerID) {
-		h.disconnectedLocked(s.player, s.last)
+		h.disconnectedLocked(s.player, last)
 	}
+}
+
+// without returns set less s (in place).
+func without(set []*subscriber, s *subscriber) []*subscriber {
+	for i, x := range set {
+		if x == s {
+			set[i] = set[len(set)-1]
+			set[len(set)-1] = nil
+			return set[:len(set)-1]
+		}
+	}
+	return set
 }
 
 // RevokeSession closes, with CloseUnauthorized, every connection
@@ -629,13 +670,10 @@ func (h *Hub) unregister(s *subscriber) {
 // a session is revoked (on every instance).
 func (h *Hub) RevokeSession(sid string) {
 	h.mu.Lock()
-	var subs []*subscriber
-	for s := range h.sessions[sid] {
-		subs = append(subs, s)
-	}
+	subs := append([]*subscriber(nil), h.sessions[sid]...)
 	h.mu.Unlock()
 	for _, s := range subs {
-		s.kick(CloseUnauthorized, "session revoked")
+		s.kick(CloseUnauthorized, "session revoked", nil)
 	}
 }
 

@@ -60,16 +60,19 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			opts = &websocket.AcceptOptions{InsecureSkipVerify: true}
 		}
 	}
-	conn, err := websocket.Accept(w, r, opts)
+	conn, err := websocket.Accept(smallBuffers{w}, r, opts)
 	if err != nil {
 		// Accept has answered (403 for a foreign origin, 426/400 for a
 		// request that is not a WebSocket handshake).
 		h.log.DebugContext(r.Context(), "websocket handshake refused", "err", err)
 		return
 	}
-	defer conn.CloseNow()
 	conn.SetReadLimit(maxClientMessage)
-	h.serveConn(r.Context(), conn, principal, expires, authed)
+	if !h.serveConn(r.Context(), conn, principal, expires, authed) {
+		conn.CloseNow()
+	}
+	// A live socket outlives this handler: its subscriber's reader holds
+	// it (subscriber), and net/http's request and buffers are freed.
 }
 
 // requestToken returns the bearer token of the Authorization header, else
@@ -152,45 +155,48 @@ var (
 	errSilent     = errors.New("no message in time")
 )
 
-func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal auth.Principal, expires time.Time, authed bool) {
+// serveConn runs a socket's protocol up to the live stream. It reports
+// whether the socket went live (its subscriber owns it from then on); when
+// not, the caller closes it.
+func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal auth.Principal, expires time.Time, authed bool) (live bool) {
 	m, err := h.readMessage(ctx, conn)
 	if err != nil {
 		h.refuseRead(ctx, conn, err)
-		return
+		return false
 	}
 	if !authed {
 		if m.Type != TypeAuth || m.Token == "" {
 			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage("unauthorized", "Unauthorized", 401, "send {\"type\":\"auth\",\"token\":…} first, or the token in the Authorization header or ?access_token="), "no token")
-			return
+			return false
 		}
 		if principal, expires, err = h.authenticate(ctx, m.Token); err != nil {
 			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage("unauthorized", "Unauthorized", 401, "the token is not valid"), "bad token")
-			return
+			return false
 		}
 		if m, err = h.readMessage(ctx, conn); err != nil {
 			h.refuseRead(ctx, conn, err)
-			return
+			return false
 		}
 	}
 	if m.Type != TypeSubscribe {
 		h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, "expected {\"type\":\"subscribe\",\"playerId\":…}"), "expected subscribe")
-		return
+		return false
 	}
 	var player domain.PlayerID
 	switch {
 	case m.PlayerID == AllPlayers:
 		if principal.Role != auth.RoleAdmin && principal.Role != auth.RoleSystem {
 			h.closeWith(ctx, conn, CloseForbidden, errorMessage("forbidden", "Forbidden", 403, "only an admin may watch every queue"), "forbidden")
-			return
+			return false
 		}
 	default:
 		if player, err = domain.ParsePlayerID(m.PlayerID); err != nil {
 			h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, err.Error()), "bad playerId")
-			return
+			return false
 		}
 		if !principal.CanActOn(string(player)) {
 			h.closeWith(ctx, conn, CloseForbidden, errorMessage("forbidden", "Forbidden", 403, "a player may watch only their own queue"), "forbidden")
-			return
+			return false
 		}
 	}
 	var since *eventstore.Position
@@ -198,43 +204,50 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 		p, err := eventstore.ParsePosition(m.Since)
 		if err != nil {
 			h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, "since: "+err.Error()), "bad since")
-			return
+			return false
 		}
 		since = &p
 	}
 
-	sub, err := h.register(principal, player)
+	sub, err := h.register(principal, player, conn)
 	if err != nil {
 		h.closeWith(ctx, conn, CloseGoingAway, nil, "server shutting down")
-		return
+		return false
 	}
-	defer h.unregister(sub)
 	// From here on only control frames are read (pongs, the close
-	// handshake); a data message closes the connection.
-	ctx = conn.CloseRead(ctx)
+	// handshake), by coder/websocket's reader, which outlives this
+	// request; a data message closes the connection. When the connection
+	// ends, however it ends, the subscriber ends with it.
+	ctx = conn.CloseRead(context.WithoutCancel(ctx))
+	context.AfterFunc(ctx, func() {
+		sub.end()
+		h.unregister(sub)
+	})
 	// The connection lives as long as its token: at its expiry it is
 	// closed with CloseUnauthorized, "token expired" (a client reconnects
 	// with a fresh token and since, and misses nothing).
-	var expired <-chan time.Time
 	if !expires.IsZero() {
-		timer := time.NewTimer(max(0, time.Until(expires)))
-		defer timer.Stop()
-		expired = timer.C
+		sub.mu.Lock()
+		sub.expiry = time.AfterFunc(max(0, time.Until(expires)), func() {
+			sub.kick(CloseUnauthorized, ReasonTokenExpired, errorMessage("unauthorized", "Unauthorized", 401,
+				"the token expired; reconnect with a fresh token and since to resume"))
+		})
+		sub.mu.Unlock()
 	}
 
 	last, err := h.catchUp(ctx, conn, player, since)
 	if err != nil {
 		if ctx.Err() == nil {
 			h.log.Warn("websocket catch-up failed", "player", player, "err", err)
-			h.closeWith(ctx, conn, CloseTryAgainLater, nil, "catch-up failed; reconnect with since")
+			sub.kick(CloseTryAgainLater, "catch-up failed; reconnect with since", nil)
 		}
-		return
+		return true // closed, or closing: the reader ends the subscriber
 	}
-	sub.last = last
 	if err := h.write(ctx, conn, subscribedMessage(player, last)); err != nil {
-		return
+		return true
 	}
-	h.stream(ctx, conn, sub, expired)
+	sub.goLive(ctx, last)
+	return true
 }
 
 // refuseRead closes a connection whose first messages could not be read.
@@ -251,41 +264,6 @@ func (h *Hub) write(ctx context.Context, conn *websocket.Conn, msg []byte) error
 	wctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
 	defer cancel()
 	return conn.Write(wctx, websocket.MessageText, msg)
-}
-
-// stream writes live messages after sub.last until the connection ends, pinging
-// when idle, or until expired fires (the token's expiry).
-func (h *Hub) stream(ctx context.Context, conn *websocket.Conn, sub *subscriber, expired <-chan time.Time) {
-	ping := time.NewTicker(h.cfg.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-sub.kicked:
-			_ = conn.Close(sub.code, sub.reason)
-			return
-		case <-expired:
-			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage("unauthorized", "Unauthorized", 401,
-				"the token expired; reconnect with a fresh token and since to resume"), ReasonTokenExpired)
-			return
-		case m := <-sub.send:
-			if !sub.last.Less(m.pos) {
-				continue // already sent by the catch-up
-			}
-			if err := h.write(ctx, conn, m.data); err != nil {
-				return
-			}
-			sub.last = m.pos
-		case <-ping.C:
-			pctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
-			err := conn.Ping(pctx)
-			cancel()
-			if err != nil {
-				return
-			}
-		}
-	}
 }
 
 // catchUp sends what the client missed after since: the events of its queue

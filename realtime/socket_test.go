@@ -2,9 +2,11 @@ package realtime_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -451,4 +453,58 @@ func TestPresenceFollowsThePlayersLastConnection(t *testing.T) {
 	if got := pl.snapshot(); got[0] != "online:alice" || got[1] != "offline:alice@"+res.Position.String() {
 		t.Fatalf("presence calls %v", got)
 	}
+}
+
+// TestIdleSocketsHoldOneGoroutineEach checks the shape of an idle socket
+// that its memory depends on (docs/REALTIME.md, "What a socket costs"): once
+// subscribed, and again after a burst of live messages, each socket keeps
+// one goroutine on the server (coder/websocket's reader of control frames);
+// the HTTP handler has returned and no writer waits.
+func TestIdleSocketsHoldOneGoroutineEach(t *testing.T) {
+	store := openSQLite(t)
+	h := newHandlers(t, store)
+	s := startHub(t, realtime.Config{Store: store})
+	settle := func() int {
+		// Goroutines that are ending (handlers returning, writers whose
+		// queue is empty) get a moment.
+		n := runtime.NumGoroutine()
+		for range 50 {
+			time.Sleep(20 * time.Millisecond)
+			if m := runtime.NumGoroutine(); m == n {
+				return n
+			} else {
+				n = m
+			}
+		}
+		return n
+	}
+	before := settle()
+	const sockets = 40
+	var clients []*client
+	for i := range sockets {
+		p := fmt.Sprintf("idle%d", i)
+		c := mustDial(t, s, token(t, s.tokens, p, auth.RolePlayer))
+		c.subscribe(p, "")
+		c.mustRead() // reset
+		c.mustRead() // subscribed
+		clients = append(clients, c)
+	}
+	check := func(when string) {
+		t.Helper()
+		// The clients' side holds no goroutine while it does not read.
+		if got := settle() - before; got > sockets+sockets/4 {
+			t.Fatalf("%s: %d sockets hold %d goroutines, want about one each", when, sockets, got)
+		}
+	}
+	check("idle after subscribing")
+	for i, c := range clients {
+		p := fmt.Sprintf("idle%d", i)
+		if _, err := h.StopQueue.Handle(context.Background(), command.StopQueue{Request: command.Request{PlayerID: p, Actor: "test"}}); err != nil {
+			t.Fatal(err)
+		}
+		if m := c.mustRead(); m.Type != realtime.TypeEvent || m.PlayerID != p {
+			t.Fatalf("%s: got %+v, want its event", p, m)
+		}
+	}
+	check("idle after a message each")
 }

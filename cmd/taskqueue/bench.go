@@ -43,6 +43,9 @@ requests were rate limited.`
 
 // bench runs the load generator.
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) > 0 && args[0] == "ws" {
+		return benchWS(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	bf := benchFlags{}
 	fs.StringVar(&bf.url, "url", "http://localhost:8080", "base URL of the server")

@@ -40,6 +40,8 @@ Usage:
                                             print a bearer token signed with the configured secret
   taskqueue bench [--url URL] [--rate 500] [--duration 30s] [--players N]
                                             load a running server with POST .../tasks, report latency
+  taskqueue bench ws --centrifugo PATH [--rounds 3] [--clients 10000] [--rate 1000]
+                                            WebSocket memory per connection and latency, beside Centrifugo
   taskqueue soak [--url URL] [--debug-url URL] [--duration 1h] [--players 100]
                                             play a steady load for long and sample the server's memory
   taskqueue events --player ID [--from MOMENT] [--type T,...] [--limit N]
