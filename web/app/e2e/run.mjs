@@ -6,6 +6,7 @@
 //   TASKQUEUE_E2E_BINARY=path   use an already built binary
 //   CHROMIUM=path               another Chromium executable
 //   SCREENSHOTS=dir             where the screenshots go (default docs/screenshots)
+//   E2E_ONLY=regexp             run only the steps whose name matches
 //
 // Each step prints "ok" or "not ok"; the last line is "N passed, N failed".
 // Repetitions complete at their due time through the processor; every command
@@ -69,7 +70,15 @@ const base = `http://127.0.0.1:${port}`
 const serverLog = []
 const server = spawn(binary, [], {
   cwd: tmp,
-  env: { ...process.env, TASKQUEUE_ADDR: `127.0.0.1:${port}`, TASKQUEUE_DATA_DIR: join(tmp, 'data'), TASKQUEUE_DEV: 'true' },
+  // No rate limits: the history step writes a thousand commands to build a long history.
+  env: {
+    ...process.env,
+    TASKQUEUE_ADDR: `127.0.0.1:${port}`,
+    TASKQUEUE_DATA_DIR: join(tmp, 'data'),
+    TASKQUEUE_DEV: 'true',
+    TASKQUEUE_RATE_LIMIT_PLAYER: '-1',
+    TASKQUEUE_RATE_LIMIT_IP: '-1',
+  },
   stdio: ['ignore', 'pipe', 'pipe'],
 })
 server.stdout.on('data', (d) => serverLog.push(String(d)))
@@ -93,7 +102,10 @@ const results = []
 let browser
 const state = {}
 
+const only = process.env.E2E_ONLY ? new RegExp(process.env.E2E_ONLY) : null
+
 async function step(name, fn) {
+  if (only && !only.test(name)) return
   const t0 = Date.now()
   try {
     if (serverExited) throw new Error(`server ${serverExited}`)
@@ -121,6 +133,21 @@ async function newPage(viewport) {
     if (m.type() === 'error' && !/WebSocket|ERR_INTERNET_DISCONNECTED|Failed to load resource/.test(m.text())) console.log(`# console: ${m.text()}`)
   })
   return { context, page }
+}
+
+/** A dev-mode token for player, without a page. */
+async function devToken(player) {
+  const r = await api('POST', '/api/auth/dev-token', null, { player, role: 'player' })
+  assert.equal(r.status, 200, `dev token: ${JSON.stringify(r.body)}`)
+  return r.body.token
+}
+
+/** Opens the app signed in with token, as a reload after sign-in would. */
+async function openAs(page, token, player) {
+  await page.goto('/')
+  await page.evaluate(([token, playerId]) => localStorage.setItem('taskqueue.session', JSON.stringify({ token, playerId, role: 'player' })), [token, player])
+  await page.reload()
+  await page.getByTestId('queue').waitFor({ timeout: WAIT })
 }
 
 async function signIn(page, name) {
@@ -445,6 +472,109 @@ try {
     const w = await api('POST', '/api/queue/alice/tasks', bob, { type: 'chop-wood', count: 1 })
     assert.equal(w.status, 403)
     await state.bobContext.close()
+  })
+  await step('"insert before #N" applies to one add; the next add goes to the end again', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    const token = await devToken('carol')
+    // A long head task that runs (it cannot be inserted before) and two waiting ones.
+    for (const [type, count] of [['chop-wood', 100], ['mine-copper', 1], ['mine-tin', 1]]) {
+      assert.equal((await api('POST', '/api/queue/carol/tasks', token, { type, count })).status, 201)
+    }
+    await openAs(page, token, 'carol')
+    await waitShownTypes(page, ['chop-wood', 'mine-copper', 'mine-tin'])
+    await page.getByTestId('repetition').waitFor({ timeout: WAIT })
+    await page.getByRole('tab', { name: /^Fishing/ }).click()
+    const shrimp = page.locator('[data-testid=catalog-task][data-task-type="catch-shrimp"]')
+    assert.equal(await page.getByTestId('position').inputValue(), 'end')
+    // Choose "before #2 Mine copper" and add.
+    await page.getByTestId('position').selectOption({ index: 1 })
+    assert.match(await page.getByTestId('position').locator('option:checked').innerText(), /before #2 Mine copper/)
+    await addTask(page, 'catch-shrimp', 1)
+    await waitServerTypes(token, 'carol', ['chop-wood', 'catch-shrimp', 'mine-copper', 'mine-tin'])
+    // The position applied to that add only: the next two adds are appended, in order.
+    await addTask(page, 'catch-shrimp', 2)
+    await waitShownTypes(page, ['chop-wood', 'catch-shrimp', 'mine-copper', 'mine-tin', 'catch-shrimp'])
+    await addTask(page, 'mine-tin', 3, 'Mining')
+    const want = ['chop-wood', 'catch-shrimp', 'mine-copper', 'mine-tin', 'catch-shrimp', 'mine-tin']
+    await waitServerTypes(token, 'carol', want)
+    await waitShownTypes(page, want)
+    assert.deepEqual((await serverQueue(token, 'carol')).tasks.map((t) => t.count), [100, 1, 1, 1, 2, 3])
+    // The control says plainly what an add will do: the end by default...
+    const copper = page.locator('[data-testid=catalog-task][data-task-type="mine-copper"]')
+    assert.equal(await page.getByTestId('position').inputValue(), 'end')
+    assert.equal(await page.getByTestId('position-note').count(), 0)
+    assert.equal(await copper.getByTestId('add').getAttribute('aria-label'), 'Add Mine copper at the end')
+    // ...or the place chosen, on the button and in a note.
+    await page.getByTestId('position').selectOption({ index: 2 })
+    await copper.getByTestId('add').filter({ hasText: 'Add before #3' }).waitFor()
+    assert.equal(await copper.getByTestId('add').getAttribute('aria-label'), 'Add Mine copper before #3')
+    await page.getByTestId('position-note').filter({ hasText: 'The next add goes before #3' }).waitFor()
+    await context.close()
+  })
+
+  await step('history: "Show more" pages through 1,000+ entries and keeps its place while repetitions complete', async () => {
+    const token = await devToken('dave')
+    // A long head task keeps repetitions completing (each one moves the
+    // queue's version) while the history is browsed; 1,050 cancelled tasks
+    // make the history (one entry each).
+    assert.equal((await api('POST', '/api/queue/dave/tasks', token, { type: 'chop-wood', count: 1000 })).status, 201)
+    const N = 1050
+    const t0 = Date.now()
+    for (let i = 0; i < N; i++) {
+      const r = await api('POST', '/api/queue/dave/tasks', token, { type: 'mine-copper', count: 1 })
+      assert.equal(r.status, 201, JSON.stringify(r.body))
+      assert.equal((await api('DELETE', `/api/queue/dave/tasks/${r.body.taskId}`, token)).status, 200)
+    }
+    const all = []
+    await until('the history to hold every cancelled task', async () => {
+      all.length = 0
+      let cursor = ''
+      do {
+        const r = await api('GET', `/api/queue/dave/history?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, token)
+        assert.equal(r.status, 200)
+        all.push(...r.body.entries)
+        cursor = r.body.nextCursor
+      } while (cursor)
+      return all.length === N
+    })
+    console.log(`# ${N} history entries written and projected in ${Date.now() - t0} ms`)
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'dave')
+    const entries = page.getByTestId('history-entry')
+    const more = page.getByRole('button', { name: 'Show more' })
+    await until('the first page of history', async () => (await entries.count()) === 50)
+    await more.click()
+    await until('a second page', async () => (await entries.count()) === 100)
+    await more.click()
+    await until('a third page', async () => (await entries.count()) === 150)
+    // Scroll to the 150th entry and let two repetitions complete.
+    const last = entries.nth(149)
+    await last.scrollIntoViewIfNeeded()
+    const lastKey = await last.getAttribute('data-key')
+    const place = await last.evaluate((el) => el.getBoundingClientRect().top)
+    const repetition = page.locator('[data-testid=head-task] [data-testid=repetition]')
+    for (let i = 0; i < 2; i++) {
+      const before = await repetition.innerText()
+      await until('the next repetition', async () => (await repetition.innerText()) !== before)
+    }
+    await page.waitForTimeout(2500) // past the panel's refetch after a change
+    assert.equal(await entries.count(), 150, 'the expanded history kept its 150 entries')
+    assert.equal(await entries.nth(149).getAttribute('data-key'), lastKey)
+    const now = await entries.nth(149).evaluate((el) => el.getBoundingClientRect().top)
+    assert.ok(Math.abs(now - place) < 2, `the 150th entry moved from ${place} to ${now}`)
+    // Page on to the very end: every entry once, newest first.
+    for (let shown = 150; shown < N; ) {
+      await more.click()
+      const want = Math.min(shown + 50, N)
+      await until(`${want} entries`, async () => (await entries.count()) >= want)
+      shown = await entries.count()
+    }
+    await more.waitFor({ state: 'detached', timeout: WAIT })
+    const keys = await entries.evaluateAll((els) => els.map((el) => el.getAttribute('data-key')))
+    assert.equal(keys.length, N)
+    assert.deepEqual(keys, all.map((e) => e.taskId + e.finishedAt))
+    await context.close()
   })
   await step("admin: projections with their lag, a player's event log, a rebuild", async () => {
     const { context, page } = await newPage(DESKTOP)

@@ -14,6 +14,8 @@ function formatSeconds(ms: number): string {
 
 export function CatalogPanel({ q }: { q: TaskQueueState }) {
   const { catalog, view, display } = q
+  // The task to insert before (its ID), or 'end'. It applies to one add:
+  // each add goes back to the end, and so does a target that left the queue.
   const [position, setPosition] = useState('end')
   const [open, setOpen] = useState<string | null>(null)
   if (!catalog) {
@@ -27,7 +29,9 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
   const tasks = display?.tasks ?? []
   const min = display?.headLocked ? 1 : 0
   const full = view ? tasks.length >= view.limit : false
-  const pos = position === 'end' ? undefined : Math.min(Number(position), tasks.length)
+  const at = position === 'end' ? -1 : tasks.findIndex((t) => t.taskId === position)
+  const pos = at >= min ? at : undefined
+  const placement = pos === undefined ? 'end' : `before #${pos + 1}`
   const bySkill = catalog.skills.map((s) => ({ skill: s, tasks: catalog.tasks.filter((t) => t.skill === s.id) })).filter((g) => g.tasks.length > 0)
   const openSkill = open ?? bySkill[0]?.skill.id
   return (
@@ -36,16 +40,21 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
         <h2>Add tasks</h2>
         <label className="position">
           <span className="muted tiny">Insert</span>
-          <select value={position} onChange={(e) => setPosition(e.target.value)} data-testid="position">
+          <select value={pos === undefined ? 'end' : position} onChange={(e) => setPosition(e.target.value)} data-testid="position">
             <option value="end">at the end</option>
             {tasks.slice(min).map((t, i) => (
-              <option key={t.taskId} value={String(min + i)}>
+              <option key={t.taskId} value={t.taskId}>
                 before #{min + i + 1} {catalog.tasks.find((c) => c.id === t.type)?.name ?? t.type}
               </option>
             ))}
           </select>
         </label>
       </div>
+      {pos !== undefined && (
+        <p className="banner banner-info tiny" data-testid="position-note">
+          The next add goes {placement}; the ones after it go to the end.
+        </p>
+      )}
       {full && <p className="banner banner-info">Your queue is full ({view?.limit} tasks). Remove one to add more.</p>}
       <div className="skill-tabs" role="tablist">
         {bySkill.map(({ skill }) => (
@@ -67,7 +76,19 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
         .map(({ skill, tasks: list }) => (
           <ul key={skill.id} className="catalog-list" role="tabpanel" aria-label={skill.name}>
             {list.map((t) => (
-              <CatalogEntry key={t.id} task={t} catalog={catalog} level={view?.skills[t.skill]?.level ?? 1} skillName={skill.name} full={full} onAdd={(count) => void q.commands.enqueue(t.id, count, pos)} />
+              <CatalogEntry
+                key={t.id}
+                task={t}
+                catalog={catalog}
+                level={view?.skills[t.skill]?.level ?? 1}
+                skillName={skill.name}
+                full={full}
+                placement={placement}
+                onAdd={(count) => {
+                  void q.commands.enqueue(t.id, count, pos)
+                  setPosition('end')
+                }}
+              />
             ))}
           </ul>
         ))}
@@ -75,7 +96,23 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
   )
 }
 
-function CatalogEntry({ task, catalog, level, skillName, full, onAdd }: { task: CatalogTask; catalog: Catalog; level: number; skillName: string; full: boolean; onAdd: (count: number) => void }) {
+function CatalogEntry({
+  task,
+  catalog,
+  level,
+  skillName,
+  full,
+  placement,
+  onAdd,
+}: {
+  task: CatalogTask
+  catalog: Catalog
+  level: number
+  skillName: string
+  full: boolean
+  placement: string
+  onAdd: (count: number) => void
+}) {
   const [count, setCount] = useState('10')
   const n = Number(count)
   const validCount = Number.isInteger(n) && n >= 1 && n <= 1000
@@ -124,8 +161,8 @@ function CatalogEntry({ task, catalog, level, skillName, full, onAdd }: { task: 
             Repetitions of {task.name}
           </label>
           <input id={`count-${task.id}`} className="count-input" type="number" min={1} max={1000} value={count} onChange={(e) => setCount(e.target.value)} data-testid="count" />
-          <button type="submit" className="primary small" disabled={!validCount || full} data-testid="add">
-            Add
+          <button type="submit" className="primary small" disabled={!validCount || full} data-testid="add" aria-label={`Add ${task.name} ${placement === 'end' ? 'at the end' : placement}`}>
+            {placement === 'end' ? 'Add' : `Add ${placement}`}
           </button>
         </form>
       )}

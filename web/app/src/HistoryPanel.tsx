@@ -1,10 +1,36 @@
 // The player's finished tasks of the last days (GET /api/queue/{id}/history)
 // with filters, and their efficiency over time as a small chart. The panel
 // hides itself when the server has no read side (404 or 501).
-import { useEffect, useMemo, useState } from 'react'
+import { useEffect, useMemo, useRef, useState } from 'react'
 import { Api, ApiError } from './api'
 import { formatDuration } from './progress'
 import type { Catalog, HistoryEntry } from './types'
+
+const PAGE = 50
+
+const key = (e: HistoryEntry) => e.taskId + e.finishedAt
+
+/** Entries not yet in list, appended. */
+function appendNew(list: HistoryEntry[], more: HistoryEntry[]): HistoryEntry[] {
+  const have = new Set(list.map(key))
+  return [...list, ...more.filter((e) => !have.has(key(e)))]
+}
+
+/**
+ * The newest page (fresh, with its cursor next) merged into what is loaded:
+ * the new entries go on top and the older pages stay. When fresh does not
+ * reach the loaded entries (more than a page finished since), the gap cannot
+ * be filled: start over from fresh.
+ */
+export function mergeNewest(old: { entries: HistoryEntry[]; next: string }, fresh: HistoryEntry[], next: string): { entries: HistoryEntry[]; next: string } {
+  const keys = new Set(fresh.map(key))
+  let last = -1
+  old.entries.forEach((e, i) => {
+    if (keys.has(key(e))) last = i
+  })
+  if (last < 0 || old.entries.length <= fresh.length) return { entries: fresh, next }
+  return { entries: [...fresh, ...old.entries.slice(last + 1)], next: old.next }
+}
 
 const RANGES: Array<[string, number]> = [
   ['24 hours', 1],
@@ -15,8 +41,9 @@ const RANGES: Array<[string, number]> = [
 export function HistoryPanel({ api, playerId, catalog, version }: { api: Api; playerId: string; catalog: Catalog | null; version: number | undefined }) {
   const [type, setType] = useState('')
   const [days, setDays] = useState(30)
-  const [entries, setEntries] = useState<HistoryEntry[]>([])
-  const [next, setNext] = useState('')
+  // The entries loaded so far (newest first) and the cursor after the last.
+  const [list, setList] = useState<{ entries: HistoryEntry[]; next: string }>({ entries: [], next: '' })
+  const { entries, next } = list
   const [hidden, setHidden] = useState(false)
   const [error, setError] = useState('')
 
@@ -28,14 +55,22 @@ export function HistoryPanel({ api, playerId, catalog, version }: { api: Api; pl
     return () => clearTimeout(id)
   }, [version])
 
+  // A refetch after the queue moved merges the newest page into what is
+  // loaded, so the pages opened with "Show more" stay; a change of filters
+  // starts over.
+  const filters = `${playerId}\n${type}\n${days}`
+  const loadedFor = useRef('')
   useEffect(() => {
     const ctl = new AbortController()
     const from = new Date(Date.now() - days * 86400000).toISOString()
     api
-      .history(playerId, { type: type || undefined, from, limit: 50 }, ctl.signal)
+      .history(playerId, { type: type || undefined, from, limit: PAGE }, ctl.signal)
       .then((page) => {
-        setEntries(page.entries ?? [])
-        setNext(page.nextCursor ?? '')
+        const fresh = page.entries ?? []
+        const next = page.nextCursor ?? ''
+        const same = loadedFor.current === filters
+        loadedFor.current = filters
+        setList((old) => (same ? mergeNewest(old, fresh, next) : { entries: fresh, next }))
         setError('')
       })
       .catch((err) => {
@@ -44,14 +79,15 @@ export function HistoryPanel({ api, playerId, catalog, version }: { api: Api; pl
         else setError(err instanceof Error ? err.message : String(err))
       })
     return () => ctl.abort()
-  }, [api, playerId, type, days, tick])
+  }, [api, playerId, type, days, tick, filters])
 
   async function more() {
     const from = new Date(Date.now() - days * 86400000).toISOString()
+    const at = filters
     try {
-      const page = await api.history(playerId, { type: type || undefined, from, cursor: next, limit: 50 })
-      setEntries((e) => [...e, ...(page.entries ?? [])])
-      setNext(page.nextCursor ?? '')
+      const page = await api.history(playerId, { type: type || undefined, from, cursor: next, limit: PAGE })
+      if (loadedFor.current !== at) return
+      setList((old) => (old.next === next ? { entries: appendNew(old.entries, page.entries ?? []), next: page.nextCursor ?? '' } : old))
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err))
     }
@@ -89,7 +125,7 @@ export function HistoryPanel({ api, playerId, catalog, version }: { api: Api; pl
       ) : (
         <ul className="history-list">
           {entries.map((e) => (
-            <li key={e.taskId + e.finishedAt} data-testid="history-entry" data-outcome={e.outcome}>
+            <li key={key(e)} data-testid="history-entry" data-key={key(e)} data-outcome={e.outcome}>
               <div className="row">
                 <span className={`outcome outcome-${e.outcome}`}>{e.outcome}</span>
                 <span className="task-name">{name(e.type)}</span>
@@ -113,7 +149,7 @@ export function HistoryPanel({ api, playerId, catalog, version }: { api: Api; pl
         </ul>
       )}
       {next && (
-        <button type="button" className="ghost small" onClick={() => void more()}>
+        <button type="button" className="ghost small" onClick={() => void more()} data-testid="history-more">
           Show more
         </button>
       )}
