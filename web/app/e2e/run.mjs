@@ -68,23 +68,40 @@ if (!binary) {
 const port = await freePort()
 const base = `http://127.0.0.1:${port}`
 const serverLog = []
-const server = spawn(binary, [], {
-  cwd: tmp,
-  // No rate limits: the history step writes a thousand commands to build a long history.
-  env: {
-    ...process.env,
-    TASKQUEUE_ADDR: `127.0.0.1:${port}`,
-    TASKQUEUE_DATA_DIR: join(tmp, 'data'),
-    TASKQUEUE_DEV: 'true',
-    TASKQUEUE_RATE_LIMIT_PLAYER: '-1',
-    TASKQUEUE_RATE_LIMIT_IP: '-1',
-  },
-  stdio: ['ignore', 'pipe', 'pipe'],
-})
-server.stdout.on('data', (d) => serverLog.push(String(d)))
-server.stderr.on('data', (d) => serverLog.push(String(d)))
+let server
 let serverExited = null
-server.on('exit', (code, signal) => (serverExited = `exited with ${code ?? signal}`))
+/** Starts the server on port and the data directory (again after a restart). */
+function startServer() {
+  serverExited = null
+  server = spawn(binary, [], {
+    cwd: tmp,
+    // No rate limits: the history step writes a thousand commands to build a long history.
+    env: {
+      ...process.env,
+      TASKQUEUE_ADDR: `127.0.0.1:${port}`,
+      TASKQUEUE_DATA_DIR: join(tmp, 'data'),
+      TASKQUEUE_DEV: 'true',
+      TASKQUEUE_RATE_LIMIT_PLAYER: '-1',
+      TASKQUEUE_RATE_LIMIT_IP: '-1',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  server.stdout.on('data', (d) => serverLog.push(String(d)))
+  server.stderr.on('data', (d) => serverLog.push(String(d)))
+  server.on('exit', (code, signal) => (serverExited = `exited with ${code ?? signal}`))
+}
+startServer()
+
+/** Kills the server (SIGKILL: no clean shutdown) and starts it again on the same data directory. */
+async function restartServer(whileDown = async () => {}) {
+  const old = server
+  const exited = new Promise((r) => old.once('exit', r))
+  old.kill('SIGKILL')
+  await exited
+  await whileDown()
+  startServer()
+  await until('the restarted server to answer /healthz', async () => (await fetch(`${base}/healthz`)).ok, 60000)
+}
 
 async function api(method, path, token, body) {
   const res = await fetch(base + path, {
@@ -576,6 +593,39 @@ try {
     assert.deepEqual(keys, all.map((e) => e.taskId + e.finishedAt))
     await context.close()
   })
+  await step('server restart: the player stays signed in, the page reconnects and resumes, an unsent command goes out once', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    const token = await signIn(page, 'erin')
+    await addTask(page, 'chop-wood', 100, 'Woodcutting')
+    await waitServerTypes(token, 'erin', ['chop-wood'])
+    await page.getByTestId('connection').filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    const repetition = page.locator('[data-testid=head-task] [data-testid=repetition]')
+    await repetition.waitFor({ timeout: WAIT })
+    // The server dies (no clean shutdown); while it is down the player adds a
+    // task, which waits in the outbox; then it starts again on the same data.
+    await restartServer(async () => {
+      await page.getByTestId('connection').filter({ hasText: 'Reconnecting' }).waitFor({ timeout: WAIT })
+      await addTask(page, 'mine-copper', 2, 'Mining')
+      await page.getByTestId('outbox-pending').filter({ hasText: '1 change waits' }).waitFor({ timeout: WAIT })
+    })
+    // The page reconnects by itself, still signed in, and sends the command once.
+    await page.getByTestId('connection').filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    await waitServerTypes(token, 'erin', ['chop-wood', 'mine-copper'])
+    await waitShownTypes(page, ['chop-wood', 'mine-copper'])
+    await page.getByTestId('outbox-pending').waitFor({ state: 'detached', timeout: WAIT })
+    assert.equal(await page.getByLabel('Player name').count(), 0, 'the page dropped to sign-in')
+    assert.equal(await page.getByTestId('player-name').innerText(), 'erin')
+    // The queue resumes: repetitions keep completing on the page.
+    const before = await repetition.innerText()
+    await until('a repetition after the restart', async () => (await repetition.innerText()) !== before)
+    await page.waitForTimeout(1000) // nothing is sent twice, even late
+    const q = await serverQueue(token, 'erin')
+    assert.deepEqual(q.tasks.map((t) => [t.type, t.count]), [['chop-wood', 100], ['mine-copper', 2]])
+    assert.equal(await page.getByLabel('Player name').count(), 0, 'the page dropped to sign-in')
+    await context.close()
+  })
+
   await step("admin: projections with their lag, a player's event log, a rebuild", async () => {
     const { context, page } = await newPage(DESKTOP)
     await page.goto('/')
