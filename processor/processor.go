@@ -119,13 +119,13 @@ func (p *Processor) DeadLetters() *DeadLetters { return p.dead }
 
 // Advancing reports why queues may not be advancing on this instance: an
 // error naming each outage the processor is waiting through (its due loop
-// cut off from the database, its commands failing to append, Redis away
-// while its commands travel on Redis streams), since when and the last
-// error; nil when none is under way. The processor resumes by itself;
+// cut off from the database, its commands failing to append), since when
+// and the last error; nil when none is under way. (While Redis is away the
+// due loop runs its commands in this process: queues advance.) The processor resumes by itself;
 // /readyz shows this as degraded ("processorOutage"), not as not ready.
 func (p *Processor) Advancing(context.Context) error {
 	var errs []error
-	for _, o := range []*faults.Outage{p.loopOutage, p.cmdOutage, p.redisOutage} {
+	for _, o := range []*faults.Outage{p.loopOutage, p.cmdOutage} {
 		if since, last, down := o.Down(); down {
 			errs = append(errs, fmt.Errorf("%s: waiting through an outage since %s: %w", o.Component(), since.UTC().Format(time.RFC3339), last))
 		}
@@ -451,7 +451,8 @@ func (p *Processor) sendPartition(ctx context.Context, b *bus, g []due, now time
 	for start := 0; start < len(completions); start += eventstore.MaxStreamsPerAppendMany {
 		part := completions[start:min(len(completions), start+eventstore.MaxStreamsPerAppendMany)]
 		p.sent.Add(int64(len(part)))
-		if err := b.commands.Send(ctx, &command.CompleteRepetitions{Completions: part}); err != nil {
+		cmd := &command.CompleteRepetitions{Completions: part}
+		if err := p.sendOrRun(ctx, b, cmd, func() error { return p.handleBatch(ctx, cmd) }); err != nil {
 			p.sent.Add(-int64(len(part)))
 			return fmt.Errorf("send %d completions: %w", len(part), err)
 		}
@@ -460,6 +461,25 @@ func (p *Processor) sendPartition(ctx context.Context, b *bus, g []due, now time
 		if err := p.sendStop(ctx, b, d); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// sendOrRun sends cmd on the bus; when the bus is Redis and Redis is away,
+// it runs cmd in this process instead (run), so that queues keep advancing
+// through a Redis outage: the due repetitions are this instance's claims,
+// and a command that also reached Redis after all is recognized by its
+// idempotency key when a consumer runs it again.
+func (p *Processor) sendOrRun(ctx context.Context, b *bus, cmd any, run func() error) error {
+	err := b.commands.Send(ctx, cmd)
+	if err == nil || p.cfg.Redis == nil || !faults.Transient(err) || ctx.Err() != nil {
+		return err
+	}
+	// The outage itself is the command streams' subscribers' to record
+	// (one log line each way): they read Redis all the time.
+	p.cfg.Logger.Debug("redis is away: running a command in this process", "owner", p.cfg.Owner, "err", err)
+	if runErr := run(); runErr != nil {
+		return errors.Join(err, runErr)
 	}
 	return nil
 }
@@ -484,7 +504,7 @@ func (p *Processor) sendStop(ctx context.Context, b *bus, d due) error {
 			p.cfg.OfflineCap, until.UTC().Format(time.RFC3339)),
 	}
 	p.sent.Add(1)
-	if err := b.commands.Send(ctx, cmd); err != nil {
+	if err := p.sendOrRun(ctx, b, cmd, func() error { return p.handleStop(ctx, cmd) }); err != nil {
 		p.sent.Add(-1)
 		return fmt.Errorf("send the offline stop of repetition %d of %s for %s: %w", d.number, d.taskID, d.player, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -71,12 +70,14 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 	waitUntil(t, "the outage of Redis to be noticed", func() (bool, error) {
 		return logs.count(outageStarted(component)) > 0, nil
 	})
-	if err := r.p.Advancing(context.Background()); err == nil || !strings.Contains(err.Error(), component) {
-		t.Errorf("Advancing during the Redis outage = %v; want it named", err)
+	// The queues keep advancing: the due loop runs its commands in this
+	// process while Redis is away.
+	caughtUp("the 30 s due while Redis is away")
+	if err := r.p.Advancing(context.Background()); err != nil {
+		t.Errorf("Advancing during the Redis outage = %v; want nil: the queues advance", err)
 	}
 	time.Sleep(5 * time.Second) // watermill-redisstream logged ~50 ERROR lines a second with 2 partitions
 	srv.Start()
-	caughtUp("the 30 s due while Redis was away")
 	clock.Advance(30 * time.Second) // the rest of the 60 s of work
 	caughtUp("the rest")
 	waitUntil(t, "the end of the outage", func() (bool, error) { return logs.count(outageEnded(component)) > 0, nil })
