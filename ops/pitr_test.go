@@ -25,9 +25,7 @@ import (
 // and none after, and its read models, caught up, equal a replay of its log.
 func TestPostgresPointInTimeRecovery(t *testing.T) {
 	ctx := context.Background()
-	probe := testenv.StartPostgresServer(t) // for its user's directories
-	archive := probe.ServerDir()
-	probe.Stop()
+	archive := testenv.PostgresUserDir(t)
 	settings := map[string]string{"wal_level": "replica", "archive_mode": "on",
 		"archive_command": fmt.Sprintf("test ! -f %s/%%f && cp %%p %s/%%f", archive, archive)}
 	srv := testenv.StartPostgresServerWith(t, testenv.PostgresOptions{Settings: settings})

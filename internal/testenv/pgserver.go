@@ -62,17 +62,42 @@ func (s *PostgresServer) Run(program string, args ...string) string {
 // archive, a base backup), removed when the test ends.
 func (s *PostgresServer) ServerDir() string {
 	s.t.Helper()
+	return PostgresUserDir(s.t)
+}
+
+// PostgresUserDir is ServerDir without a server: a new empty directory the
+// user PostgreSQL servers of tests run as may write (for a test that must
+// name it in a server's settings before starting it).
+func PostgresUserDir(t testing.TB) string {
+	t.Helper()
+	needPostgresPrograms(t)
+	_, cred, err := pgTemplate()
+	if err != nil {
+		t.Fatalf("testenv: PostgreSQL template: %v", err)
+	}
 	dir, err := os.MkdirTemp("", "taskqueue-pg-dir-")
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
-	s.t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if s.cred != nil {
-		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
-			s.t.Fatal(err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return dir
+}
+
+// needPostgresPrograms skips t without PostgreSQL's server programs (fails
+// it when services are required).
+func needPostgresPrograms(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(pgBin, "postgres")); err != nil {
+		if Required() {
+			t.Fatalf("PostgreSQL's programs are not in %s and TASKQUEUE_TEST_REQUIRE_SERVICES=1", pgBin)
+		}
+		t.Skipf("PostgreSQL's programs are not in %s", pgBin)
+	}
 }
 
 // pgBin is where Debian installs PostgreSQL 15's server programs.
@@ -99,12 +124,7 @@ type PostgresOptions struct {
 // StartPostgresServerWith is StartPostgresServer with options.
 func StartPostgresServerWith(t testing.TB, opt PostgresOptions) *PostgresServer {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(pgBin, "postgres")); err != nil {
-		if Required() {
-			t.Fatalf("PostgreSQL's programs are not in %s and TASKQUEUE_TEST_REQUIRE_SERVICES=1", pgBin)
-		}
-		t.Skipf("PostgreSQL's programs are not in %s", pgBin)
-	}
+	needPostgresPrograms(t)
 	template, cred, err := pgTemplate()
 	if err != nil {
 		t.Fatalf("testenv: PostgreSQL template: %v", err)
