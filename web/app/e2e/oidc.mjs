@@ -12,43 +12,16 @@
 import assert from 'node:assert/strict'
 import { spawn, execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
+import { WAIT, freePort, until } from './lib.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = resolve(here, '../../..')
 const tmp = mkdtempSync(join(tmpdir(), 'taskqueue-e2e-oidc-'))
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
-const WAIT = 30000
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer()
-    s.once('error', rej)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => res(port))
-    })
-  })
-}
-
-async function until(what, fn, timeout = WAIT) {
-  const deadline = Date.now() + timeout
-  let last
-  for (;;) {
-    try {
-      const v = await fn()
-      if (v) return v
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 console.log('# building ./cmd/taskqueue and the test provider')
 const binary = join(tmp, 'taskqueue')

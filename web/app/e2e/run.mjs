@@ -16,11 +16,11 @@
 import assert from 'node:assert/strict'
 import { spawn, execFileSync } from 'node:child_process'
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
+import { WAIT, freePort, until } from './lib.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = resolve(here, '../../..')
@@ -29,33 +29,6 @@ const tmp = mkdtempSync(join(tmpdir(), 'taskqueue-e2e-'))
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
 const DESKTOP = { width: 1280, height: 860 }
 const PHONE = { width: 390, height: 844 }
-const WAIT = 30000 // generous: CI shares two cores
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer()
-    s.once('error', rej)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => res(port))
-    })
-  })
-}
-
-async function until(what, fn, timeout = WAIT) {
-  const deadline = Date.now() + timeout
-  let last
-  for (;;) {
-    try {
-      const v = await fn()
-      if (v) return v
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 // ---- the server ------------------------------------------------------------
 
