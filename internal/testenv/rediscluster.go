@@ -230,6 +230,28 @@ func (c *RedisCluster) unhealthy() string {
 	return ""
 }
 
+// Masters returns the addresses of the healthy masters, as the first node
+// that answers sees them.
+func (c *RedisCluster) Masters() []string {
+	c.t.Helper()
+	for _, addr := range c.Addrs() {
+		v, err := c.view(addr)
+		if err != nil {
+			continue
+		}
+		var out []string
+		for id, m := range v.master {
+			if m == "" && !v.failed[id] {
+				out = append(out, v.addr[id])
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	c.t.Fatal("no cluster node answers")
+	return nil
+}
+
 // MasterOf returns the address of the master serving key: the node that
 // says of itself that it is a master and holds key's slot.
 func (c *RedisCluster) MasterOf(key string) string {
