@@ -97,20 +97,20 @@ type Tuning struct {
 func (t Target) NewClient(tu Tuning) redis.UniversalClient {
 	if t.cluster != nil {
 		opts := *t.cluster
-		if tu.Timeout > 0 {
-			opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = tu.Timeout, tu.Timeout, tu.Timeout
-		}
-		if tu.PoolSize > 0 {
-			opts.PoolSize = tu.PoolSize
-		}
+		tu.apply(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, &opts.PoolSize)
 		return redis.NewClusterClient(&opts)
 	}
 	opts := *t.single
+	tu.apply(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, &opts.PoolSize)
+	return redis.NewClient(&opts)
+}
+
+// apply sets what tu sets, leaving the URL's values otherwise.
+func (tu Tuning) apply(dial, read, write *time.Duration, pool *int) {
 	if tu.Timeout > 0 {
-		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = tu.Timeout, tu.Timeout, tu.Timeout
+		*dial, *read, *write = tu.Timeout, tu.Timeout, tu.Timeout
 	}
 	if tu.PoolSize > 0 {
-		opts.PoolSize = tu.PoolSize
+		*pool = tu.PoolSize
 	}
-	return redis.NewClient(&opts)
 }
