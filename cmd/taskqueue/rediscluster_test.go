@@ -69,7 +69,10 @@ func TestRedisClusterFailover(t *testing.T) {
 		d.during(fault)
 		time.Sleep(500 * time.Millisecond)
 		killed := time.Now()
+		seen := make(chan string, 1)
+		go func() { time.Sleep(time.Second); seen <- d.operatorView() }()
 		took := cluster.KillMaster(m)
+		t.Logf("%s: operators see 1 s after the kill:\n  %s", fault, <-seen)
 		t.Logf("%s: replica promoted after %s (node timeout %s), cluster healthy again after %s",
 			fault, took.Round(time.Millisecond), testenv.ClusterNodeTimeout, time.Since(killed).Round(time.Millisecond))
 		d.recovered(fault, fault, killed)
