@@ -58,7 +58,7 @@ end
 // a Redis Cluster every presence key carries one hash tag, so all of them
 // live in that key's slot.
 var (
-	// presenceJoin: ARGV prefix, instance, player, ttl ms. Returns 1 when
+	// presenceJoin: ARGV base, instance, player, ttl ms. Returns 1 when
 	// the instance itself was not registered (new, swept or Redis lost its
 	// data): the caller reconciles.
 	presenceJoin = redis.NewScript(presenceLuaClock + `
@@ -67,17 +67,17 @@ redis.call('SADD', p .. 'presence:' .. player, id)
 redis.call('SADD', p .. 'presence-instance:' .. id, player)
 return redis.call('ZADD', p .. 'presence-instances', now_ms() + tonumber(ARGV[4]), id)
 `)
-	// presenceHeartbeat: ARGV prefix, instance, ttl ms. Returns 1 when the
+	// presenceHeartbeat: ARGV base, instance, ttl ms. Returns 1 when the
 	// instance was not registered.
 	presenceHeartbeat = redis.NewScript(presenceLuaClock + `
 return redis.call('ZADD', ARGV[1] .. 'presence-instances', now_ms() + tonumber(ARGV[3]), ARGV[2])
 `)
-	// presenceLeave: ARGV prefix, instance, player. Returns 1 when no live
+	// presenceLeave: ARGV base, instance, player. Returns 1 when no live
 	// instance holds the player any more.
 	presenceLeave = redis.NewScript(presenceLuaClock + `
 return leave(ARGV[1], ARGV[2], ARGV[3], now_ms())
 `)
-	// presenceSweep: ARGV prefix, batch. Takes up to batch players of one
+	// presenceSweep: ARGV base, batch. Takes up to batch players of one
 	// dead instance (alive-until passed); returns {instance, players no
 	// live instance holds any more...}, or {} when no instance is dead. The
 	// instance is forgotten once it holds nobody.
