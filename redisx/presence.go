@@ -123,9 +123,10 @@ type PresenceConfig struct {
 // offline" is decided once for all instances (realtime.Presence's
 // PlayerOffline, via app). See docs/REALTIME.md, "Presence".
 //
-// Keys (after the prefix): presence:{playerId} is the SET of instances
-// holding the player; presence-instance:{instance} the SET of players an
-// instance holds; presence-instances a ZSET of instances scored by when
+// Keys (after the prefix, and on a Redis Cluster after the hash tag
+// {presence}: too; the other braces are placeholders): presence:{playerId}
+// is the SET of instances holding the player; presence-instance:{instance}
+// the SET of players an instance holds; presence-instances a ZSET of instances scored by when
 // they stop counting as alive (Redis's clock, so instances' clocks do not
 // matter). Liveness is per instance, not per player: a heartbeat renews
 // one score however many players the instance holds.
