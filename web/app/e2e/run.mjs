@@ -599,6 +599,87 @@ try {
     await context.close()
   })
 
+  await step('sign out ends the session and clears the player\'s local data', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    const token = await signIn(page, 'frank')
+    await addTask(page, 'chop-wood', 5, 'Woodcutting')
+    await waitServerTypes(token, 'frank', ['chop-wood'])
+    await until('the queue cached for offline reloads', () => page.evaluate(() => localStorage.getItem('taskqueue.view.frank') !== null))
+    await page.getByTestId('sign-out').click()
+    await page.getByLabel('Player name').waitFor({ timeout: WAIT })
+    // The server ended the session: the token no longer reads the queue.
+    await until('the token to be refused', async () => (await api('GET', '/api/queue/frank', token)).status === 401)
+    const left = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('taskqueue.') && k !== 'taskqueue.catalog'))
+    assert.deepEqual(left, [], 'the player\'s data is gone from localStorage')
+    await context.close()
+  })
+
+  await step('sign out while offline asks about unsent commands, keeps them when asked, and ends the session once back online', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    const token = await signIn(page, 'gina')
+    await addTask(page, 'chop-wood', 100, 'Woodcutting')
+    await waitServerTypes(token, 'gina', ['chop-wood'])
+    await context.setOffline(true)
+    await page.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    await addTask(page, 'mine-copper', 1, 'Mining')
+    await page.getByTestId('outbox-pending').filter({ hasText: '1 change waits' }).waitFor({ timeout: WAIT })
+    await page.getByTestId('sign-out').click()
+    const dialog = page.getByTestId('signout-dialog')
+    await dialog.filter({ hasText: '1 change has not reached the server' }).waitFor({ timeout: WAIT })
+    await dialog.getByRole('button', { name: 'Keep and sign out' }).click()
+    await page.getByLabel('Player name').waitFor({ timeout: WAIT })
+    assert.equal(await page.evaluate(() => localStorage.getItem('taskqueue.view.gina')), null)
+    assert.equal((await api('GET', '/api/queue/gina', token)).status, 200, 'offline, the logout has not reached the server yet')
+    await context.setOffline(false)
+    await until('the queued logout to end the session', async () => (await api('GET', '/api/queue/gina', token)).status === 401)
+    // Signed in again, the kept command goes out.
+    const again = await signIn(page, 'gina')
+    await waitServerTypes(again, 'gina', ['chop-wood', 'mine-copper'])
+    await context.close()
+  })
+
+  await step('two tabs share one outbox: a cancel in one is seen by the other, and each command is sent once', async () => {
+    const token = await devToken('hana')
+    assert.equal((await api('POST', '/api/queue/hana/tasks', token, { type: 'chop-wood', count: 100 })).status, 201)
+    const { context, page: a } = await newPage(DESKTOP)
+    state.page = a
+    const b = await context.newPage()
+    const answered = new Map()
+    for (const p of [a, b]) {
+      p.on('response', (r) => {
+        const req = r.request()
+        if (req.method() === 'POST' && req.url().endsWith('/api/queue/hana/tasks')) {
+          const key = req.headers()['idempotency-key']
+          answered.set(key, (answered.get(key) ?? 0) + 1)
+        }
+      })
+    }
+    await openAs(a, token, 'hana')
+    await b.goto('/')
+    await b.getByTestId('queue').waitFor({ timeout: WAIT })
+    await waitShownTypes(b, ['chop-wood'])
+    await context.setOffline(true)
+    for (const p of [a, b]) await p.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    await addTask(a, 'mine-copper', 1, 'Mining')
+    await addTask(a, 'mine-tin', 1)
+    // The other tab sees both commands waiting.
+    await b.locator('[data-testid=task][data-pending=add][data-task-type=mine-tin]').waitFor({ timeout: WAIT })
+    await b.locator('[data-testid=task][data-pending=add][data-task-type=mine-copper]').getByRole('button', { name: 'Cancel' }).click()
+    await a.locator('[data-testid=task][data-pending=add][data-task-type=mine-copper]').waitFor({ state: 'detached', timeout: WAIT })
+    await addTask(b, 'catch-shrimp', 1, 'Fishing')
+    await a.locator('[data-testid=task][data-pending=add][data-task-type=catch-shrimp]').waitFor({ timeout: WAIT })
+    await context.setOffline(false)
+    const want = ['chop-wood', 'mine-tin', 'catch-shrimp']
+    await waitServerTypes(token, 'hana', want)
+    for (const p of [a, b]) await waitShownTypes(p, want)
+    await a.waitForTimeout(1500) // nothing goes out late from the other tab
+    await waitServerTypes(token, 'hana', want)
+    assert.deepEqual([...answered.values()], [1, 1], `answers per idempotency key: ${JSON.stringify([...answered])}`)
+    await context.close()
+  })
+
   await step("admin: projections with their lag, a player's event log, a rebuild", async () => {
     const { context, page } = await newPage(DESKTOP)
     await page.goto('/')

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useState } from 'react'
 import { sessionFromToken, type Session } from './api'
 import { SignIn } from './SignIn'
 import { Player } from './Player'
+import { sendQueuedLogouts } from './signout'
 import { completeSignIn, endSessionUrl, fetchAuthConfig, refreshDelay, refreshSession, type AuthConfig } from './oidc'
 
 const SESSION_KEY = 'taskqueue.session'
@@ -40,6 +41,14 @@ export function App() {
     },
     [session, auth],
   )
+
+  // Logouts made while the server was out of reach go out now, and when the browser is back online.
+  useEffect(() => {
+    void sendQueuedLogouts()
+    const on = () => void sendQueuedLogouts()
+    window.addEventListener('online', on)
+    return () => window.removeEventListener('online', on)
+  }, [])
 
   // Learn how to sign in; finish a sign-in the provider sent us back from.
   useEffect(() => {

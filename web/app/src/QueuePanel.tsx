@@ -191,7 +191,7 @@ function WaitingItem({ task, position, q }: { task: DisplayTask; position: numbe
     disabled: pendingAdd || task.pending === 'remove',
   })
   const name = taskName(q.catalog, task.type)
-  const sending = task.pendingKey !== undefined && task.pendingKey === q.inFlight
+  const sending = task.sending === true || (task.pendingKey !== undefined && task.pendingKey === q.inFlight)
   return (
     <li
       ref={setNodeRef}

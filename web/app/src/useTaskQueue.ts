@@ -5,6 +5,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react'
 import { Api, ApiError, NetworkError, type Session } from './api'
 import { IndexedDbOutboxStorage } from './idb'
+import { BrowserPeers } from './peers'
 import { mergePending, rebaseOrder, type DisplayQueue } from './merge'
 import { MemoryOutboxStorage, Outbox, type Command, type OutboxEntry } from './outbox'
 import { clockOffset } from './progress'
@@ -23,7 +24,8 @@ export interface Toast {
 }
 
 let sharedOutbox: Outbox | null = null
-function outbox(): Outbox {
+/** The outbox of this browser profile, shared by its tabs (outbox.ts). */
+export function outbox(): Outbox {
   if (!sharedOutbox) {
     let storage
     try {
@@ -31,12 +33,13 @@ function outbox(): Outbox {
     } catch {
       storage = new MemoryOutboxStorage()
     }
-    sharedOutbox = new Outbox(storage)
+    sharedOutbox = new Outbox(storage, undefined, BrowserPeers.make())
   }
   return sharedOutbox
 }
 
-const cacheKey = (playerId: string) => `taskqueue.view.${playerId}`
+/** Where the player's last queue view (queue, skills, inventory) is kept for offline reloads. */
+export const cacheKey = (playerId: string) => `taskqueue.view.${playerId}`
 const CATALOG_KEY = 'taskqueue.catalog'
 
 function readCache<T>(key: string): T | null {
@@ -83,7 +86,7 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
 
   const version = useSyncExternalStore(
     useCallback((cb) => box.subscribe(cb), [box]),
-    () => box.pending().length + ':' + box.rejected().length + ':' + (box.inFlight ?? ''),
+    () => box.version,
   )
   const pending = useMemo(() => box.pendingFor(playerId), [box, playerId, version])
   const rejections = useMemo(() => box.rejected().filter((r) => r.entry.playerId === playerId), [box, playerId, version])
