@@ -606,7 +606,7 @@ try {
     await addTask(page, 'chop-wood', 5, 'Woodcutting')
     await waitServerTypes(token, 'frank', ['chop-wood'])
     await until('the queue cached for offline reloads', () => page.evaluate(() => localStorage.getItem('taskqueue.view.frank') !== null))
-    await page.getByTestId('sign-out').click()
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click()
     await page.getByLabel('Player name').waitFor({ timeout: WAIT })
     // The server ended the session: the token no longer reads the queue.
     await until('the token to be refused', async () => (await api('GET', '/api/queue/frank', token)).status === 401)
@@ -625,7 +625,7 @@ try {
     await page.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
     await addTask(page, 'mine-copper', 1, 'Mining')
     await page.getByTestId('outbox-pending').filter({ hasText: '1 change waits' }).waitFor({ timeout: WAIT })
-    await page.getByTestId('sign-out').click()
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click()
     const dialog = page.getByTestId('signout-dialog')
     await dialog.filter({ hasText: '1 change has not reached the server' }).waitFor({ timeout: WAIT })
     await dialog.getByRole('button', { name: 'Keep and sign out' }).click()
@@ -677,6 +677,25 @@ try {
     await a.waitForTimeout(1500) // nothing goes out late from the other tab
     await waitServerTypes(token, 'hana', want)
     assert.deepEqual([...answered.values()], [1, 1], `answers per idempotency key: ${JSON.stringify([...answered])}`)
+    await context.close()
+  })
+
+  await step('an empty queue says idle, with no Stop button, also once it has drained', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    const token = await signIn(page, 'ivan')
+    const badge = page.getByTestId('queue-state')
+    await badge.filter({ hasText: 'Idle' }).waitFor({ timeout: WAIT })
+    assert.equal(await page.getByTestId('stop').count(), 0, 'an idle queue offers no Stop')
+    await addTask(page, 'catch-shrimp', 1, 'Fishing')
+    await badge.filter({ hasText: 'Running' }).waitFor({ timeout: WAIT })
+    await page.getByTestId('stop').waitFor()
+    // Drained (the processor completes the repetition at its due time): idle again.
+    await until('the queue to drain', async () => (await serverQueue(token, 'ivan')).tasks.length === 0)
+    await badge.filter({ hasText: 'Idle' }).waitFor({ timeout: WAIT })
+    assert.equal(await page.getByTestId('stop').count(), 0, 'a drained queue offers no Stop')
+    assert.equal(await page.getByTestId('stopped-reason').count(), 0)
+    assert.equal((await serverQueue(token, 'ivan')).state, 'idle')
     await context.close()
   })
 

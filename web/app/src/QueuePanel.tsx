@@ -57,7 +57,9 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
   const head = display.headLocked ? display.tasks[0] : undefined
   const waiting = display.headLocked ? display.tasks.slice(1) : display.tasks
   const realCount = view.tasks.length
-  const stoppedByServer = !display.running && view.stoppedReason
+  // An empty queue has nothing held back: no "stopped" banner (an old server
+  // stopped queues that offline progress had drained).
+  const stoppedByServer = !display.running && display.tasks.length > 0 && view.stoppedReason
   return (
     <div className="card queue" data-testid="queue">
       <div className="queue-head">
@@ -70,11 +72,13 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
           {display.tasks.length} / {view.limit} tasks
         </span>
         <div className="spacer" />
-        {display.running ? (
+        {/* Idle (running, nothing queued): nothing to stop or start. */}
+        {display.state === 'running' && (
           <button type="button" onClick={() => void commands.stop()} data-testid="stop">
             Stop
           </button>
-        ) : (
+        )}
+        {display.state === 'stopped' && (
           <button type="button" className="primary" onClick={() => void commands.start()} data-testid="start" disabled={display.tasks.length === 0 && realCount === 0}>
             Start
           </button>

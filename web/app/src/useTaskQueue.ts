@@ -123,7 +123,7 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
             toast(`${name} reached level ${s.level}`, 'good')
           }
         }
-        if (next.stoppedReason && next.stoppedReason !== prev.stoppedReason) toast(`Queue stopped: ${next.stoppedReason}`, 'bad')
+        if (next.stoppedReason && next.stoppedReason !== prev.stoppedReason && next.tasks.length > 0) toast(`Queue stopped: ${next.stoppedReason}`, 'bad')
       }
       viewRef.current = next
       setView(next)
