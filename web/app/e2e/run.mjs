@@ -699,6 +699,59 @@ try {
     await context.close()
   })
 
+  await step('timer: time left never exceeds the duration, the bar reaches full and the next starts at 0', async () => {
+    const token = await devToken('jade')
+    assert.equal((await api('POST', '/api/queue/jade/tasks', token, { type: 'chop-wood', count: 100 })).status, 201)
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'jade')
+    await page.getByTestId('repetition').waitFor({ timeout: WAIT })
+    // Sample every frame across three rollovers: the repetition shown, the
+    // bar's drawn scale and the time left.
+    const frames = await page.evaluate(
+      () =>
+        new Promise((resolve) => {
+          const out = []
+          const text = (id) => document.querySelector(`[data-testid=${id}]`)?.textContent ?? ''
+          const first = text('repetition')
+          let changes = 0
+          let last = first
+          const tick = () => {
+            const fill = document.querySelector('[data-testid=bar-fill]')
+            const rep = text('repetition')
+            if (rep !== last) {
+              changes++
+              last = rep
+            }
+            out.push([rep, fill ? new DOMMatrixReadOnly(getComputedStyle(fill).transform).a : -1, text('time-left')])
+            if (changes >= 3) resolve(out)
+            else requestAnimationFrame(tick)
+          }
+          requestAnimationFrame(tick)
+        }),
+    )
+    // Whole repetitions only: from the first change to the last.
+    const segments = []
+    for (const [rep, scale, left] of frames) {
+      if (segments.length === 0 || segments.at(-1).rep !== rep) segments.push({ rep, scales: [], lefts: [] })
+      segments.at(-1).scales.push(scale)
+      segments.at(-1).lefts.push(left)
+    }
+    for (const seg of segments) {
+      for (const left of seg.lefts) {
+        const m = /^(\d+):(\d+) left/.exec(left)
+        if (m) assert.ok(Number(m[1]) * 60 + Number(m[2]) <= 3, `${seg.rep}: "${left}" for a 3 s repetition`)
+      }
+    }
+    for (const seg of segments.slice(1, -1)) {
+      const s = seg.scales
+      assert.ok(s[0] <= 0.2, `${seg.rep} starts drawn at ${s[0].toFixed(2)}, not near 0`)
+      for (let i = 1; i < s.length; i++) assert.ok(s[i] >= s[i - 1] - 0.001, `${seg.rep}: the bar went back from ${s[i - 1].toFixed(3)} to ${s[i].toFixed(3)}`)
+      assert.ok(Math.max(...s) >= 0.95, `${seg.rep} never drawn full (at most ${Math.max(...s).toFixed(2)})`)
+    }
+    await context.close()
+  })
+
   await step("admin: projections with their lag, a player's event log, a rebuild", async () => {
     const { context, page } = await newPage(DESKTOP)
     await page.goto('/')

@@ -14,6 +14,7 @@ import { CSS } from '@dnd-kit/utilities'
 import { useEffect, useState } from 'react'
 import { isPendingTaskId, type DisplayTask } from './merge'
 import { reasonFor } from './problems'
+import { ProgressFill } from './ProgressFill'
 import { computeProgress, formatDuration } from './progress'
 import type { Catalog, QueueState, QueueView } from './types'
 import type { TaskQueueState } from './useTaskQueue'
@@ -126,7 +127,11 @@ function HeadTask({ task, view, offset, catalog, onRemove }: { task: DisplayTask
         )}
       </div>
       <div className="bar bar-progress" role="progressbar" aria-label="Repetition progress" aria-valuemin={0} aria-valuemax={100} aria-valuenow={p ? Math.round(p.fraction * 100) : 0}>
-        <div className="bar-fill" style={{ transform: `scaleX(${p ? p.fraction : 0})` }} />
+        <ProgressFill
+          key={view.repetition ? `${view.repetition.taskId}:${view.repetition.number}` : 'none'}
+          fraction={p ? p.fraction : 0}
+          dueInMs={p && !p.overdue ? p.remainingMs : null}
+        />
       </div>
       <div className="row tiny progress-text">
         <span data-testid="repetition">{p ? `Repetition ${p.repetition} of ${p.count}` : `${task.done} of ${task.count} done`}</span>

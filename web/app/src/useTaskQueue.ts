@@ -8,7 +8,7 @@ import { IndexedDbOutboxStorage } from './idb'
 import { BrowserPeers } from './peers'
 import { mergePending, rebaseOrder, type DisplayQueue } from './merge'
 import { MemoryOutboxStorage, Outbox, type Command, type OutboxEntry } from './outbox'
-import { clockOffset } from './progress'
+import { viewClockOffset } from './progress'
 import { RealtimeClient, type RealtimeState } from './realtime'
 import type { Catalog, QueueView } from './types'
 
@@ -127,7 +127,7 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
       }
       viewRef.current = next
       setView(next)
-      setOffset(clockOffset(next.serverTime, receivedAt))
+      setOffset(viewClockOffset(next, receivedAt))
       writeCache(cacheKey(next.playerId), next)
     },
     [toast, taskName],
