@@ -752,6 +752,103 @@ try {
     await context.close()
   })
 
+  await step('a bad count says why Add is greyed out', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await signIn(page, 'kate')
+    await page.getByRole('tab', { name: /^Woodcutting/ }).click()
+    const entry = page.locator('[data-testid=catalog-task][data-task-type="chop-wood"]')
+    for (const [count, why] of [
+      ['0', 'At least 1 repetition.'],
+      ['-3', 'At least 1 repetition.'],
+      ['1.5', 'Repetitions are whole: no fractions.'],
+      ['1001', 'At most 1000 repetitions at once.'],
+      ['', 'Enter how many times to repeat it (1 to 1000).'],
+    ]) {
+      await entry.getByTestId('count').fill(count)
+      assert.ok(await entry.getByTestId('add').isDisabled(), `Add is enabled for ${JSON.stringify(count)}`)
+      assert.equal(await entry.getByTestId('count-problem').innerText(), why, `the reason for ${JSON.stringify(count)}`)
+      assert.equal(await entry.getByTestId('count').getAttribute('aria-invalid'), 'true')
+    }
+    await entry.getByTestId('count').fill('12')
+    assert.equal(await entry.getByTestId('count-problem').count(), 0)
+    assert.ok(await entry.getByTestId('add').isEnabled())
+    await context.close()
+  })
+
+  await step('a rejection banner survives a reload until it is dismissed', async () => {
+    const token = await devToken('liam')
+    assert.equal((await api('POST', '/api/queue/liam/tasks', token, { type: 'chop-wood', count: 100 })).status, 201)
+    const tin = await api('POST', '/api/queue/liam/tasks', token, { type: 'mine-tin', count: 1 })
+    assert.equal(tin.status, 201)
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'liam')
+    await waitShownTypes(page, ['chop-wood', 'mine-tin'])
+    await context.setOffline(true)
+    await page.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    await page.locator('[data-testid=waiting] [data-testid=task][data-task-type="mine-tin"]').getByRole('button', { name: /^Remove/ }).click()
+    assert.equal((await api('DELETE', `/api/queue/liam/tasks/${tin.body.taskId}`, token)).status, 200)
+    await context.setOffline(false)
+    const banner = page.getByTestId('rejection').filter({ hasText: 'That task is no longer in the queue' })
+    await banner.waitFor({ timeout: WAIT })
+    await page.reload()
+    await page.getByTestId('queue').waitFor({ timeout: WAIT })
+    await banner.waitFor({ timeout: WAIT })
+    await banner.getByRole('button', { name: 'Dismiss' }).click()
+    await banner.waitFor({ state: 'detached', timeout: WAIT })
+    await page.reload()
+    await waitShownTypes(page, ['chop-wood'])
+    await page.waitForTimeout(1000)
+    assert.equal(await page.getByTestId('rejection').count(), 0, 'a dismissed rejection came back')
+    await context.close()
+  })
+
+  await step('toasts never cover a control (phone)', async () => {
+    const { context, page } = await newPage(PHONE)
+    state.page = page
+    await signIn(page, 'mona')
+    await addTask(page, 'catch-shrimp', 1, 'Fishing')
+    await addTask(page, 'catch-shrimp', 1, 'Fishing')
+    await page.locator('.toast').filter({ hasText: 'Finished: Catch shrimp' }).first().waitFor({ timeout: WAIT })
+    // Scroll through the whole page while the toast shows: no control that
+    // the top bar does not itself scroll over may meet a toast.
+    const covered = await page.evaluate(() => {
+      const hits = []
+      const meets = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom
+      const max = document.documentElement.scrollHeight - innerHeight
+      for (let y = 0; y <= max + 100; y += 100) {
+        scrollTo(0, Math.min(y, max))
+        const header = document.querySelector('.topbar').getBoundingClientRect()
+        const toasts = [...document.querySelectorAll('.toast')].map((t) => t.getBoundingClientRect())
+        for (const c of document.querySelectorAll('button, input, select, a[href], [role=tab]')) {
+          if (c.closest('.toasts')) continue
+          const r = c.getBoundingClientRect()
+          if (r.width === 0 || r.bottom < 0 || r.top > innerHeight) continue
+          if (!c.closest('.topbar') && r.top < header.bottom) continue // under the bar itself
+          if (toasts.some((t) => meets(t, r))) hits.push(`${c.tagName} "${(c.getAttribute('aria-label') || c.textContent).trim().slice(0, 30)}" at scroll ${Math.min(y, max)}`)
+        }
+      }
+      scrollTo(0, 0)
+      return [...new Set(hits)]
+    })
+    assert.deepEqual(covered, [], 'controls under a toast')
+    await context.close()
+  })
+
+  await step('the connection pill says "reconnecting" within a second of the server dying', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await signIn(page, 'nina')
+    const pill = page.getByTestId('connection')
+    await pill.filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    await restartServer(async () => {
+      await pill.filter({ hasText: 'Reconnecting' }).waitFor({ timeout: 1000 })
+    })
+    await pill.filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    await context.close()
+  })
+
   await step("admin: projections with their lag, a player's event log, a rebuild", async () => {
     const { context, page } = await newPage(DESKTOP)
     await page.goto('/')

@@ -44,6 +44,13 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
             Sign out
           </button>
         </div>
+        <div className="toasts" aria-live="polite" data-testid="toasts">
+          {[...q.toasts].reverse().map((t) => (
+            <div key={t.id} className={`toast toast-${t.tone}`} title={t.text}>
+              {t.text}
+            </div>
+          ))}
+        </div>
       </header>
       <main className="layout">
         <section className="area-queue">
@@ -66,13 +73,6 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
         )}
       </main>
       {asking && <SignOutDialog waiting={q.pending.length} onKeep={() => signOut(true)} onDiscard={() => signOut(false)} onCancel={() => setAsking(false)} />}
-      <div className="toasts" aria-live="polite">
-        {q.toasts.map((t) => (
-          <div key={t.id} className={`toast toast-${t.tone}`}>
-            {t.text}
-          </div>
-        ))}
-      </div>
     </div>
   )
 }

@@ -266,6 +266,9 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
     }
   }, [refresh, flush])
 
+  const refreshRef = useRef(refresh)
+  refreshRef.current = refresh
+
   // The WebSocket (issue 6). Until the server has /api/ws it ends 'unavailable'.
   const rtRef = useRef<RealtimeClient | null>(null)
   useEffect(() => {
@@ -282,8 +285,12 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
         if (e.type === 'TaskFailed') toast(`Failed: ${name}: ${String(e.data.reason ?? '')}`, 'bad')
       },
       onState: (s) => {
+        const wasLive = liveRef.current
         liveRef.current = s === 'live'
         setRealtime(s)
+        // A live socket that drops usually means the server went away: ask
+        // now rather than at the next poll, so the pill says so at once.
+        if (wasLive && s === 'reconnecting') void refreshRef.current()
       },
     })
     rtRef.current = client
