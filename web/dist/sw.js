@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-5d6323887e12'
-const SHELL = ["/","/assets/index-BSedVuJi.js","/assets/index-grT-MHVm.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png"]
+const VERSION = 'taskqueue-d5505755c903'
+const SHELL = ["/","/assets/index-CaWg8mPm.js","/assets/index-DaWmKjR2.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

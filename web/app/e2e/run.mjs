@@ -849,6 +849,33 @@ try {
     await context.close()
   })
 
+  await step('offline, the queue keeps advancing as an estimate, and is reconciled when back', async () => {
+    const token = await devToken('olga')
+    for (const [type, count] of [['catch-shrimp', 2], ['mine-copper', 100]]) {
+      assert.equal((await api('POST', '/api/queue/olga/tasks', token, { type, count })).status, 201)
+    }
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'olga')
+    const repetition = page.locator('[data-testid=head-task] [data-testid=repetition]')
+    await repetition.filter({ hasText: 'Repetition 1 of 2' }).waitFor({ timeout: WAIT })
+    await context.setOffline(true)
+    await page.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    // The shrimp finish (2 × 2.5 s) and copper mining starts, on the page, marked as estimated.
+    await page.locator('[data-testid=head-task][data-task-type=mine-copper]').waitFor({ timeout: WAIT })
+    await page.getByTestId('estimated').waitFor()
+    await repetition.filter({ hasText: /Repetition \d+ of 100/ }).waitFor()
+    assert.equal(await page.getByTestId('time-left').filter({ hasText: 'finishing' }).count(), 0)
+    await page.getByTestId('inventory').filter({ hasText: 'Raw shrimp' }).waitFor()
+    // Back online: the server's view replaces the estimate.
+    await context.setOffline(false)
+    await page.getByTestId('estimated').waitFor({ state: 'detached', timeout: WAIT })
+    const q = await serverQueue(token, 'olga')
+    assert.deepEqual(q.tasks.map((t) => t.type), ['mine-copper'])
+    await waitShownTypes(page, ['mine-copper'])
+    await context.close()
+  })
+
   await step("admin: projections with their lag, a player's event log, a rebuild", async () => {
     const { context, page } = await newPage(DESKTOP)
     await page.goto('/')

@@ -69,6 +69,11 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
           {stateBadge[display.state].label}
           {display.pendingRunning && <span className="pending-mark"> · pending</span>}
         </span>
+        {q.estimated && (
+          <span className="badge badge-estimated" data-testid="estimated" title="The server cannot be reached: this is where your queue should be by now, by the rules. It is confirmed when the server answers again.">
+            estimated
+          </span>
+        )}
         <span className="muted count" data-testid="queue-count">
           {display.tasks.length} / {view.limit} tasks
         </span>

@@ -9,6 +9,7 @@ import { BrowserPeers } from './peers'
 import { mergePending, rebaseOrder, type DisplayQueue } from './merge'
 import { MemoryOutboxStorage, Outbox, type Command, type OutboxEntry } from './outbox'
 import { viewClockOffset } from './progress'
+import { projectQueue } from './projection'
 import { RealtimeClient, type RealtimeState } from './realtime'
 import type { Catalog, QueueView } from './types'
 
@@ -328,7 +329,25 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
 
   const connection: Connection = !browserOnline || !reachable ? (browserOnline ? 'reconnecting' : 'offline') : live ? 'live' : 'polling'
 
-  const display: DisplayQueue | null = useMemo(() => (view ? mergePending(view, pending) : null), [view, pending])
+  // While the server cannot be asked, the queue goes on there: project it
+  // forward by the rules (projection.ts), shown as an estimate until the
+  // server's next view replaces it.
+  const cut = connection === 'offline' || connection === 'reconnecting'
+  const [projectAt, setProjectAt] = useState(() => Date.now())
+  const advancing = cut && !!view?.running && !!view.repetition
+  useEffect(() => {
+    if (!advancing) return
+    const id = setInterval(() => setProjectAt(Date.now()), 250)
+    return () => clearInterval(id)
+  }, [advancing])
+  const projection = useMemo(
+    () => (advancing && view && catalog ? projectQueue(view, catalog, projectAt + offset) : null),
+    [advancing, view, catalog, projectAt, offset],
+  )
+  const estimated = (projection?.completed ?? 0) > 0
+  const shown = estimated && projection ? projection.view : view
+
+  const display: DisplayQueue | null = useMemo(() => (shown ? mergePending(shown, pending) : null), [shown, pending])
 
   const commands = useMemo(
     () => ({
@@ -345,6 +364,7 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
     [run, box, refresh, flush],
   )
 
-  return { api, view, display, offset, catalog, pending, rejections, inFlight, connection, realtime, toasts, commands }
+  /** view: the server's, or projected forward while it cannot be asked (then estimated is true). */
+  return { api, view: shown, estimated, display, offset, catalog, pending, rejections, inFlight, connection, realtime, toasts, commands }
 }
 export type TaskQueueState = ReturnType<typeof useTaskQueue>
