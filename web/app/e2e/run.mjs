@@ -15,6 +15,8 @@
 // the queue's order does not change under them.
 import assert from 'node:assert/strict'
 import { spawn, execFileSync } from 'node:child_process'
+import http from 'node:http'
+import { brotliDecompressSync, gunzipSync } from 'node:zlib'
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -222,6 +224,67 @@ try {
     assert.match(await index.text(), /<div id="root">/)
     assert.ok((await fetch(base + '/manifest.webmanifest')).ok)
     assert.ok((await fetch(base + '/sw.js')).ok)
+  })
+
+  await step('static files are precompressed (brotli, gzip) with Vary; the sign-in page loads no player or admin code; the manifest is installable', async () => {
+    // Node's http, to choose Accept-Encoding and see the bytes as sent.
+    const get = (path, encoding) =>
+      new Promise((res, rej) => {
+        http.get(base + path, { headers: { 'Accept-Encoding': encoding } }, (r) => {
+          const chunks = []
+          r.on('data', (c) => chunks.push(c))
+          r.on('end', () => res({ status: r.statusCode, headers: r.headers, body: Buffer.concat(chunks) }))
+        }).on('error', rej)
+      })
+    const index = await get('/', 'identity')
+    const scripts = [...String(index.body).matchAll(/\/assets\/[^"']+\.js/g)].map((m) => m[0])
+    assert.ok(scripts.length > 0, 'index.html names its script')
+    for (const path of ['/', ...scripts]) {
+      const raw = await get(path, 'identity')
+      const br = await get(path, 'gzip, deflate, br')
+      const gz = await get(path, 'gzip, deflate')
+      assert.equal(br.headers['content-encoding'], 'br', `${path} with br`)
+      assert.equal(gz.headers['content-encoding'], 'gzip', `${path} with gzip`)
+      assert.equal(raw.headers['content-encoding'], undefined, `${path} as is`)
+      for (const r of [raw, br, gz]) assert.match(r.headers.vary ?? '', /Accept-Encoding/i, `${path}: Vary`)
+      assert.ok(brotliDecompressSync(br.body).equals(raw.body), `${path}: the brotli form is the file`)
+      assert.ok(gunzipSync(gz.body).equals(raw.body), `${path}: the gzip form is the file`)
+      assert.ok(br.body.length < raw.body.length / 2, `${path}: ${br.body.length} bytes of brotli for ${raw.body.length}`)
+    }
+    const manifest = await get('/manifest.webmanifest', 'identity')
+    assert.equal(manifest.headers['content-type'], 'application/manifest+json')
+    const m = JSON.parse(String(manifest.body))
+    assert.ok(m.id, 'the manifest has an id')
+    const maskable = m.icons.find((i) => /maskable/.test(i.purpose ?? ''))
+    assert.ok(maskable, 'a maskable icon')
+
+    // In the browser: the sign-in page fetches no player or admin chunk, and
+    // the maskable icon has no transparent pixel (corners included).
+    const { context, page } = await newPage(DESKTOP)
+    const loaded = []
+    page.on('response', (r) => {
+      if (r.url().endsWith('.js')) loaded.push(new URL(r.url()).pathname)
+    })
+    await page.goto('/')
+    await page.getByLabel('Player name').waitFor({ timeout: WAIT })
+    await page.waitForLoadState('networkidle')
+    assert.ok(loaded.length > 0)
+    for (const path of loaded) assert.ok(!/\/assets\/(Player|AdminPanel)-/.test(path), `the sign-in page loaded ${path}`)
+    const opaque = await page.evaluate(async (src) => {
+      const img = new Image()
+      img.src = src
+      await img.decode()
+      const canvas = document.createElement('canvas')
+      canvas.width = img.naturalWidth
+      canvas.height = img.naturalHeight
+      const g = canvas.getContext('2d')
+      g.drawImage(img, 0, 0)
+      const data = g.getImageData(0, 0, canvas.width, canvas.height).data
+      for (let i = 3; i < data.length; i += 4) if (data[i] !== 255) return false
+      return true
+    }, maskable.src)
+    assert.ok(opaque, `${maskable.src} has transparent pixels: not maskable`)
+    await context.close()
   })
 
   await step('sign in with a player name (dev mode)', async () => {

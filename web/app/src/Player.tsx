@@ -1,6 +1,5 @@
-import { useCallback, useState } from 'react'
+import { Suspense, lazy, useCallback, useState } from 'react'
 import type { Session } from './api'
-import { AdminPanel } from './AdminPanel'
 import { CatalogPanel } from './CatalogPanel'
 import { HistoryPanel } from './HistoryPanel'
 import { QueuePanel } from './QueuePanel'
@@ -8,6 +7,9 @@ import { SignOutDialog } from './SignOutDialog'
 import { signOutPlayer } from './signout'
 import { InventoryPanel, SkillsPanel } from './StatsPanels'
 import { outbox, useTaskQueue, type Connection } from './useTaskQueue'
+
+// Operators only: a chunk of its own, loaded when an admin signs in.
+const AdminPanel = lazy(() => import('./AdminPanel').then((m) => ({ default: m.AdminPanel })))
 
 const CONNECTION_LABEL: Record<Connection, string> = {
   live: 'Live',
@@ -68,7 +70,9 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
         </section>
         {session.role === 'admin' && (
           <section className="area-admin">
-            <AdminPanel api={q.api} />
+            <Suspense fallback={<p className="muted">Loading the admin view…</p>}>
+              <AdminPanel api={q.api} />
+            </Suspense>
           </section>
         )}
       </main>

@@ -5,7 +5,7 @@
 // commands only if they chose to.
 import { Api, ApiError, isRetryable } from './api'
 import type { Outbox } from './outbox'
-import { cacheKey } from './useTaskQueue'
+import { cacheKey } from './localdata'
 
 const LOGOUTS_KEY = 'taskqueue.logouts'
 

@@ -5,6 +5,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react'
 import { Api, ApiError, NetworkError, type Session } from './api'
 import { IndexedDbOutboxStorage } from './idb'
+import { cacheKey } from './localdata'
 import { BrowserPeers } from './peers'
 import { mergePending, rebaseOrder, type DisplayQueue } from './merge'
 import { MemoryOutboxStorage, Outbox, type Command, type OutboxEntry } from './outbox'
@@ -39,8 +40,6 @@ export function outbox(): Outbox {
   return sharedOutbox
 }
 
-/** Where the player's last queue view (queue, skills, inventory) is kept for offline reloads. */
-export const cacheKey = (playerId: string) => `taskqueue.view.${playerId}`
 const CATALOG_KEY = 'taskqueue.catalog'
 
 function readCache<T>(key: string): T | null {
