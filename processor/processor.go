@@ -594,7 +594,7 @@ const maxCappedSteps = domain.MaxQueueLimit * domain.MaxCount / domain.MaxCatchU
 
 // handleStop runs StopOfflineQueue: with the command clock pinned at
 // cmd.Until, it completes every repetition due by then (each at its due
-// time) and stops the queue there.
+// time) and stops the queue there, unless that drained it.
 func (p *Processor) handleStop(ctx context.Context, cmd *StopOfflineQueue) error {
 	p.capMu.Lock()
 	defer p.capMu.Unlock()
@@ -612,7 +612,12 @@ func (p *Processor) handleStop(ctx context.Context, cmd *StopOfflineQueue) error
 		if !snap.View.Running {
 			return nil // stopped already (by us before, or by the player)
 		}
-		if rep == nil || rep.DueAt.After(cmd.Until) {
+		if rep == nil {
+			// Drained before the cap: nothing is left to hold back, and a
+			// stopped empty queue would not run the next task the player adds.
+			return nil
+		}
+		if rep.DueAt.After(cmd.Until) {
 			break
 		}
 		key := command.CompletionKey(string(rep.TaskID), rep.Number)
