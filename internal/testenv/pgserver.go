@@ -172,6 +172,13 @@ func StartPostgresServerWith(t testing.TB, opt PostgresOptions) *PostgresServer 
 		"-c", "listen_addresses=" + host, "-c", "unix_socket_directories=", "-c", "fsync=off",
 		"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=60",
 		"-c", "shared_buffers=16MB"}
+	if opt.Host != nil { // clients on every host of the network, without a password
+		hba := filepath.Join(dir, "pg_hba.conf")
+		if err := os.WriteFile(hba, []byte("host all all "+opt.Host.IP+"/24 trust\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-c", "hba_file="+hba)
+	}
 	for name, value := range opt.Settings {
 		args = append(args, "-c", name+"="+value)
 	}
