@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskqueue/taskqueue/domain"
@@ -88,12 +90,22 @@ func TestSeveralHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	m := &multiHost{t: t, d: d, network: network, db: db, hosts: hosts, pool: pool, serve2: serve2}
+	m := &multiHost{t: t, d: d, network: network, db: db, hosts: hosts, pool: pool, serve2: serve2,
+		burstTokens: map[string]string{}, burstTasks: map[string]bool{}}
+	for i := range burstPlayers {
+		player := fmt.Sprintf("burst%02d", i)
+		code, tok, stderr := runCLI(t, env, "token", "--player", player)
+		if code != 0 {
+			t.Fatalf("token: %s", stderr)
+		}
+		m.burstTokens[player] = strings.TrimSpace(tok)
+	}
 	d.play(func() {
 		m.cutProcessorFromDatabase("proc cut off from PostgreSQL")
 		m.cutServeFromRedis("serve2 cut off from Redis", 5*time.Second)
 	})
 	d.checkInvariants("", pg.URL())
+	m.checkBursts()
 }
 
 // multiHost is TestSeveralHosts's deployment and network.
@@ -105,7 +117,16 @@ type multiHost struct {
 	hosts   map[string]*testenv.Host
 	pool    *pgxpool.Pool
 	serve2  *serverProcess
+
+	burstTokens map[string]string // burst player → token
+	burstTasks  map[string]bool   // tasks of the bursts acknowledged (201)
 }
+
+// burstPlayers queue one repetition each, all at once, before each cut of
+// the processor (burst): they fall due together, and the batch that
+// claims them keeps its claims in flight long enough for a cut to land
+// in the middle of it.
+const burstPlayers = 40
 
 // claimTTL is the processor's default ClaimTTL (docs/EVENTS.md,
 // "Failover"), which the deployment keeps.
@@ -134,7 +155,15 @@ func (m *multiHost) cutProcessorFromDatabase(fault string) {
 	bound := claimTTL + time.Second + allowedSlack
 	const attempts = 6
 	for attempt := 1; ; attempt++ {
-		m.waitHeld(owner)
+		for burst := 1; ; burst++ {
+			m.burst()
+			if m.waitHeld(owner, 3*time.Second) {
+				break
+			}
+			if burst == 10 {
+				t.Fatalf("%s: proc claimed none of 10 bursts of due repetitions", fault)
+			}
+		}
 		cut := m.network.Cut(m.hosts["proc"], m.db, 5432)
 		cutAt := time.Now()
 		m.d.during(fault)
@@ -146,7 +175,11 @@ func (m *multiHost) cutProcessorFromDatabase(fault string) {
 			continue
 		}
 		moved := map[heldClaim]time.Duration{}
+		view := ""
 		for time.Since(cutAt) < claimTTL+2*time.Second || (len(moved) < len(held) && time.Since(cutAt) < 2*claimTTL) {
+			if view == "" && time.Since(cutAt) > 2*time.Second {
+				view = m.d.operatorView() // takes a few seconds: proc's checks wait for their deadlines
+			}
 			for _, h := range held {
 				if _, ok := moved[h]; !ok {
 					if at, ok := m.completedAt(h); ok {
@@ -156,7 +189,7 @@ func (m *multiHost) cutProcessorFromDatabase(fault string) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Logf("%s (attempt %d): operators see:\n  %s", fault, attempt, m.d.operatorView())
+		t.Logf("%s (attempt %d): operators see:\n  %s", fault, attempt, view)
 		overdue := m.overdue(time.Now().Add(-bound))
 		cut.Heal()
 		healed := time.Now()
@@ -197,10 +230,10 @@ func (m *multiHost) cutProcessorFromDatabase(fault string) {
 	}
 }
 
-// waitHeld waits until owner holds a live claim on a repetition that is
-// not completed.
-func (m *multiHost) waitHeld(owner string) {
-	for end := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+// waitHeld waits, for up to within, until owner holds a live claim on a
+// repetition that is not completed, and reports whether it did.
+func (m *multiHost) waitHeld(owner string, within time.Duration) bool {
+	for end := time.Now().Add(within); ; time.Sleep(5 * time.Millisecond) {
 		var n int
 		err := m.pool.QueryRow(context.Background(), `SELECT count(*) FROM processor_claims c
 			WHERE c.owner LIKE $1 AND c.expires_at > now() AND NOT EXISTS (SELECT 1 FROM event_log e
@@ -210,12 +243,91 @@ func (m *multiHost) waitHeld(owner string) {
 			m.t.Fatal(err)
 		}
 		if n > 0 {
-			return
+			return true
 		}
 		if time.Now().After(end) {
-			m.t.Fatalf("proc (%s) held no claim on a repetition not completed for 20 s", owner)
+			return false
 		}
 	}
+}
+
+// burst queues a one-repetition tick task for every burst player at once,
+// through serve1 (the database and Redis reachable: each must be
+// acknowledged).
+func (m *multiHost) burst() {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	client := &http.Client{Timeout: 10 * time.Second}
+	for player, token := range m.burstTokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodPost, m.d.baseURL()+"/api/queue/"+player+"/tasks",
+				strings.NewReader(`{"type":"tick","count":1}`))
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", uuid.NewString())
+			resp, err := client.Do(req)
+			if err != nil {
+				m.t.Errorf("burst of %s: %v", player, err)
+				return
+			}
+			defer resp.Body.Close()
+			var task ackedTask
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &task) != nil {
+				m.t.Errorf("burst of %s: %d %s", player, resp.StatusCode, b)
+				return
+			}
+			mu.Lock()
+			m.burstTasks[task.TaskID] = true
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+}
+
+// checkBursts checks, on the log, the burst players' tasks, which the
+// fault suite's invariants do not cover, and every repetition of the log:
+// each burst task acknowledged is in the log once, no other burst task is,
+// and no repetition of anyone was completed twice.
+func (m *multiHost) checkBursts() {
+	ctx := context.Background()
+	rows, err := m.pool.Query(ctx, `SELECT data->>'taskId', count(*) FROM event_log
+		WHERE event_type = $1 AND stream_id LIKE '%burst%' GROUP BY 1`, string(domain.TypeTaskEnqueued))
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	inLog := map[string]int{}
+	for rows.Next() {
+		var task string
+		var n int
+		if err := rows.Scan(&task, &n); err != nil {
+			m.t.Fatal(err)
+		}
+		inLog[task] = n
+	}
+	rows.Close()
+	for task := range m.burstTasks {
+		if inLog[task] != 1 {
+			m.t.Errorf("burst task %s acknowledged, %d times in the log", task, inLog[task])
+		}
+	}
+	for task := range inLog {
+		if !m.burstTasks[task] {
+			m.t.Errorf("burst task %s in the log, never acknowledged", task)
+		}
+	}
+	var twice, all int
+	err = m.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE n > 1), count(*) FROM (SELECT count(*) AS n FROM event_log
+		WHERE event_type = $1 GROUP BY data->>'taskId', data->>'number') c`, string(domain.TypeRepetitionCompleted)).Scan(&twice, &all)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if twice > 0 {
+		m.t.Errorf("%d of %d repetitions completed more than once", twice, all)
+	}
+	m.t.Logf("bursts: %d tasks acknowledged, each in the log once; %d repetitions in the log, %d completed twice", len(m.burstTasks), all, twice)
 }
 
 // lateness returns how many repetitions were completed between from and
