@@ -293,10 +293,11 @@ func (p *Processor) tendRedis(ctx context.Context, b *bus, log *slog.Logger) {
 }
 
 // databaseAnswers reports whether the database answers a trivial query
-// within ClaimTTL/3 (TestSeveralHosts in cmd/taskqueue cuts an instance off
+// within ClaimTTL/2 (TestSeveralHosts in cmd/taskqueue cuts an instance off
 // from the database and not from Redis).
 func (p *Processor) databaseAnswers(ctx context.Context) bool {
-	qctx, cancel := context.WithTimeout(ctx, p.cfg.ClaimTTL/3)
+	// Renewals then come at most ClaimTTL/3 + ClaimTTL/2 apart: within the key's TTL.
+	qctx, cancel := context.WithTimeout(ctx, p.cfg.ClaimTTL/2)
 	defer cancel()
 	var one int
 	return p.cfg.DB.QueryRow(qctx, `SELECT 1`).Scan(&one) == nil
