@@ -50,12 +50,13 @@ func (c *Config) setDefaults() {
 // trying Redis, and a background ping brings it back. Going down and coming
 // back are each logged once. Safe for concurrent use.
 type Client struct {
-	rdb    redis.UniversalClient
-	target Target
-	tuning Tuning
-	prefix string
-	log    *slog.Logger
-	health time.Duration
+	rdb     redis.UniversalClient
+	target  Target
+	tuning  Tuning
+	prefix  string
+	timeout time.Duration
+	log     *slog.Logger
+	health  time.Duration
 
 	up      atomic.Bool
 	mu      sync.Mutex
@@ -74,9 +75,13 @@ func Open(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open redis (TASKQUEUE_REDIS_URL): %w", err)
 	}
-	tuning := Tuning{Timeout: cfg.Timeout, PoolSize: 32}
+	// One dial, not go-redis's 5 (500 ms each, 100 ms apart: a Redis behind
+	// a partition held every request 2.9 s, past a short request deadline,
+	// so that the caller's context ended first and Redis was never marked
+	// down; TestSeveralHosts in cmd/taskqueue found it).
+	tuning := Tuning{Timeout: cfg.Timeout, PoolSize: 32, DialerRetries: 1}
 	c := &Client{
-		rdb: target.NewClient(tuning), target: target, tuning: tuning, prefix: cfg.Prefix, health: cfg.HealthInterval,
+		rdb: target.NewClient(tuning), target: target, tuning: tuning, prefix: cfg.Prefix, timeout: cfg.Timeout, health: cfg.HealthInterval,
 		log: cfg.Logger.With("component", "redis"), stop: make(chan struct{}),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
@@ -162,6 +167,17 @@ func (c *Client) OnUp(f func()) {
 	c.mu.Lock()
 	c.onUp = append(c.onUp, f)
 	c.mu.Unlock()
+}
+
+// bound returns ctx bounded by the client's Timeout, for one call of a
+// role: however go-redis spends it (waiting for a free connection, dialing,
+// the round trip), a Redis behind a partition costs the call at most
+// Timeout and the error, seen by observe with the caller's own ctx still
+// live, takes Redis down. Without it a call could outlast a short request
+// deadline, and observe then took the failure for the caller's own
+// cancellation (TestSeveralHosts in cmd/taskqueue found it).
+func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.timeout)
 }
 
 // observe records the outcome of a command: an error other than a missing

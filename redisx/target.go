@@ -90,6 +90,9 @@ type Tuning struct {
 	Timeout time.Duration
 	// PoolSize is the connections per server (per node on a cluster).
 	PoolSize int
+	// DialerRetries is how many times a connection is dialed before the
+	// command fails (0: go-redis's default, 5).
+	DialerRetries int
 }
 
 // NewClient opens a client of the target tuned by tu: a *redis.Client or
@@ -97,20 +100,23 @@ type Tuning struct {
 func (t Target) NewClient(tu Tuning) redis.UniversalClient {
 	if t.cluster != nil {
 		opts := *t.cluster
-		tu.apply(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, &opts.PoolSize)
+		tu.apply(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, &opts.PoolSize, &opts.DialerRetries)
 		return redis.NewClusterClient(&opts)
 	}
 	opts := *t.single
-	tu.apply(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, &opts.PoolSize)
+	tu.apply(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout, &opts.PoolSize, &opts.DialerRetries)
 	return redis.NewClient(&opts)
 }
 
 // apply sets what tu sets, leaving the URL's values otherwise.
-func (tu Tuning) apply(dial, read, write *time.Duration, pool *int) {
+func (tu Tuning) apply(dial, read, write *time.Duration, pool, dialerRetries *int) {
 	if tu.Timeout > 0 {
 		*dial, *read, *write = tu.Timeout, tu.Timeout, tu.Timeout
 	}
 	if tu.PoolSize > 0 {
 		*pool = tu.PoolSize
+	}
+	if tu.DialerRetries > 0 {
+		*dialerRetries = tu.DialerRetries
 	}
 }

@@ -47,7 +47,7 @@ func TestRedisClusterFailover(t *testing.T) {
 	d.mu.Unlock()
 	secondBase := strings.Replace(second.base, "localhost", "127.0.0.1", 1)
 	var turn atomic.Int64
-	d.load.base = func() string { // every other request to the second serve
+	d.load.base = func(string) string { // every other request to the second serve
 		if turn.Add(1)%2 == 0 {
 			return secondBase
 		}
