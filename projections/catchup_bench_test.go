@@ -11,7 +11,10 @@ import (
 	"github.com/taskqueue/taskqueue/projections/projectiontest"
 )
 
-var catchUpEvents = flag.Int("catchup-events", 20000, "events appended during each outage of BenchmarkCatchUpPostgres")
+var (
+	catchUpEvents  = flag.Int("catchup-events", 20000, "events appended during each outage of BenchmarkCatchUpPostgres")
+	catchUpProfile = flag.String("catchup-cpuprofile", "", "write a CPU profile of each catch-up of BenchmarkCatchUpPostgres to this path with the round's number appended")
+)
 
 // BenchmarkCatchUpPostgres measures the catch-up of live projections after
 // a long outage against a bulk rebuild in the same round. A log of about
@@ -57,12 +60,14 @@ func BenchmarkCatchUpPostgres(b *testing.B) {
 			res = workload(uint64(round)+1, fmt.Sprintf("r%d", round), *catchUpEvents)
 			total += res.Events
 			load := loadAverage()
+			stopProfile := profileRound(b, *catchUpProfile, round)
 			start := time.Now()
 			r, stop = runFor(b, be, Config{Projections: allProjections()})
 			for !caughtUp(b, r, res) {
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(50 * time.Millisecond)
 			}
 			catchUp := time.Since(start)
+			stopProfile()
 			rebuild := rebuildAll(b, r)
 			catchUpPace, rebuildPace := float64(res.Events)/catchUp.Seconds(), float64(total)/rebuild.Seconds()
 			ratios = append(ratios, catchUpPace/rebuildPace)

@@ -45,8 +45,9 @@ type Config struct {
 	DB DB
 	// Projections to run. Required; names must be unique.
 	Projections []Projection
-	// BatchSize is the most events applied in one transaction during
-	// catch-up. Default 1000.
+	// BatchSize is the most events applied in one transaction while
+	// following the log. Default 1000. A catch-up a full batch behind
+	// applies larger batches on PostgreSQL (catchUpBatch).
 	BatchSize int
 	// RetryDelay is how long a projection waits before it tries an event
 	// that its code refused once again (a refusal becomes a failure only
