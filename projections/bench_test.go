@@ -31,7 +31,7 @@ var (
 // -rebuild-events events of the random workload, then measures, in one run:
 //
 //   - catch-up: the three projections built from position 0 at start (the
-//     active generations, batch by batch);
+//     active generations: catch-up, not the bulk build);
 //   - then -rebuild-rounds rounds of:
 //   - rebuild: a blue-green rebuild of all three at once while serving (the
 //     bulk build, bulk.go), from Rebuild until every view has switched;
@@ -76,7 +76,7 @@ func BenchmarkRebuildPostgres(b *testing.B) {
 			time.Sleep(100 * time.Millisecond) // polling, sparse so it does not load the database
 		}
 		catchUp := time.Since(start)
-		fmt.Fprintf(os.Stderr, "catch-up of the 3 projections from 0 (batch by batch): %.1f s, %.0f events/s\n",
+		fmt.Fprintf(os.Stderr, "catch-up of the 3 projections from 0 (catch-up, not the bulk build): %.1f s, %.0f events/s\n",
 			catchUp.Seconds(), float64(res.Events)/catchUp.Seconds())
 		b.ReportMetric(float64(res.Events), "events")
 		b.ReportMetric(catchUp.Seconds(), "catchup-s")

@@ -18,16 +18,18 @@ import (
 //
 // The log up to a target position (the head when the build starts) is read
 // in stream order (eventstore/postgres ReadByStream: pages of defaultBulkChunk
-// events by the (stream_id, version) key, each a short read-only query),
-// decoded once for all the projections building at the same time (they
-// share the pages, bulkScan), and folded in memory one stream at a time
+// events by the (stream_id, version) key, each a short read-only query;
+// the next page is fetched while one is decoded), decoded once for all the
+// projections building at the same time (they share the pages, bulkScan),
+// and folded in memory one stream at a time
 // through the same code as Apply (queueRow.applyRecorded, ...). A stream's
 // rows are final when its last event is folded, so every row of a
 // per-player table is written once, with COPY, and nothing is read back;
 // the few rows keyed by day (analytics_task_daily, analytics_grants_daily)
 // are kept in memory and written at the end. After every page the rows it
 // finished are committed in a transaction of their own (a COPY of some
-// thousands of rows: milliseconds), never one transaction for the whole
+// thousands of rows: milliseconds; pageWriter, while the fold goes on with
+// the next page), never one transaction for the whole
 // build: on PostgreSQL every reader of the log reads only below the oldest
 // open writing transaction of the cluster, so a long one would stall every
 // projection, the processor and the live updates. The last transaction
@@ -46,7 +48,7 @@ import (
 //
 // Memory: at most bulkCachedChunks pages of defaultBulkChunk events, decoded
 // (about 1 KB an event: some 100 MB), plus one stream's state and the rows
-// of one page per projection, plus the day-keyed aggregates (days × task
+// of two pages per projection (one folded, one written), plus the day-keyed aggregates (days × task
 // types, skills and items). It does not grow with the number of players or
 // the length of a stream.
 //

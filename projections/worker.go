@@ -228,9 +228,9 @@ func (w *worker) follow(ctx context.Context, stopActive func()) error {
 }
 
 // catchUp applies the log from the checkpoint to the head in batches of
-// BatchSize events; as long as it is a full batch behind or more (after an
-// outage, at start), on PostgreSQL, in batches of a bulk build's page
-// (catchUpBatch), so a long outage is caught up at the bulk pace.
+// BatchSize events; while it is a bulk build's page behind or more (after
+// an outage, at start), on PostgreSQL, in batches of that page
+// (catchUpBatch), so that a long outage is caught up at the bulk pace.
 func (w *worker) catchUp(ctx context.Context) error {
 	p := w.pr.p
 	size := w.r.cfg.BatchSize
@@ -245,15 +245,22 @@ func (w *worker) catchUp(ctx context.Context) error {
 		if len(evs) == 0 {
 			return nil
 		}
-		if err := w.apply(ctx, evs, evs[len(evs)-1].Position); err != nil {
+		to := evs[len(evs)-1].Position
+		if err := w.apply(ctx, evs, to); err != nil {
 			return err
 		}
-		size = w.r.catchUpBatch(len(evs) >= w.r.cfg.BatchSize)
+		size = w.r.cfg.BatchSize
+		if len(evs) >= size {
+			if size, err = w.r.catchUpBatch(ctx, to); err != nil {
+				return fmt.Errorf("catch up %s after %s: %w", p.Name(), to, err)
+			}
+		}
 	}
 }
 
-// catchUpBatch is the number of events of the next catch-up batch, behind
-// being true when the last one was full.
+// catchUpBatch is the number of events of the next catch-up batch after
+// at: a bulk build's page (16,384 events) when that many or more lie
+// between at and the head of the log, on PostgreSQL; else BatchSize.
 //
 // Each batch is one transaction that reads the rows it touches and writes
 // them back once (Apply), so the cost per event falls with the batch's
@@ -261,11 +268,18 @@ func (w *worker) catchUp(ctx context.Context) error {
 // instead of once per 1,000 events. Only on PostgreSQL: on SQLite the
 // read models share the event log's single writer, which a long
 // transaction would hold from the appends.
-func (r *Runner) catchUpBatch(behind bool) int {
-	if !behind || r.cfg.DB.Dialect() != migrations.Postgres {
-		return r.cfg.BatchSize
+func (r *Runner) catchUpBatch(ctx context.Context, at eventstore.Position) (int, error) {
+	if r.cfg.DB.Dialect() != migrations.Postgres || r.cfg.bulkChunk <= r.cfg.BatchSize {
+		return r.cfg.BatchSize, nil
 	}
-	return max(r.cfg.BatchSize, r.cfg.bulkChunk)
+	head, err := r.cfg.Store.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if seqLag(at, head) >= int64(r.cfg.bulkChunk) {
+		return r.cfg.bulkChunk, nil
+	}
+	return r.cfg.BatchSize, nil
 }
 
 // apply commits evs and the checkpoint `to` in one transaction. A transient

@@ -52,12 +52,12 @@ func (s *Store) ReadByStream(ctx context.Context, upTo eventstore.Position, afte
 // data into, several events to a buffer.
 const dataBlock = 1 << 20
 
-// byStreamColumns are ReadByStream's columns, every one in binary.
+// byStreamColumns are ReadByStream's columns, every one in binary (xid8: 8 bytes, big-endian, as bigint).
 var byStreamColumns = pgx.QueryResultFormats{pgx.BinaryFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode,
 	pgx.BinaryFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode}
 
 func (s *Store) readByStream(ctx context.Context, upTo eventstore.Position, afterStream string, afterVersion int64, limit int) ([]eventstore.RecordedEvent, error) {
-	rows, err := s.pool.Query(ctx, `SELECT transaction_id::text::bigint, position, event_id, stream_id, version, event_type,
+	rows, err := s.pool.Query(ctx, `SELECT transaction_id, position, event_id, stream_id, version, event_type,
 			schema_version, data::text FROM event_log
 		WHERE (stream_id, version) > ($1, $2::bigint)
 			AND (event_log.transaction_id, event_log.position) <= ($3::text::xid8, $4::bigint)
