@@ -48,7 +48,8 @@ import (
 //
 // Memory: at most bulkCachedChunks pages of defaultBulkChunk events, decoded
 // (about 1 KB an event: some 100 MB), plus one stream's state and the rows
-// of two pages per projection (one folded, one written), plus the day-keyed aggregates (days × task
+// of at most 2+bulkWriteQueue pages per projection (one folded, the others
+// waiting or being written: some thousands of rows a page), plus the day-keyed aggregates (days × task
 // types, skills and items). It does not grow with the number of players or
 // the length of a stream.
 //
@@ -67,6 +68,9 @@ const (
 	bulkCachedChunks = 6
 	// bulkReadAhead is the number of pages read ahead of the one asked for.
 	bulkReadAhead = 2
+	// bulkWriteQueue is the number of folded pages of a projection that
+	// may wait for their commit.
+	bulkWriteQueue = 3
 )
 
 // bulkProjection is a projection that can build a generation from position
@@ -362,8 +366,9 @@ func (w *worker) bulkFold(ctx context.Context, bp bulkProjection, src streamRead
 }
 
 // pageWriter commits the pages of a bulk build, in order, on a goroutine
-// of its own, so that the fold of the next page goes on meanwhile; one
-// page at most waits for it.
+// of its own, so that the fold of the next page goes on meanwhile; at most
+// bulkWriteQueue pages wait for it, and those that waited are committed
+// together.
 //
 // Each page is a transaction of its own that leaves the checkpoint at
 // Start, committed with synchronous_commit off: the build does not need
@@ -385,11 +390,26 @@ type bulkPage struct {
 }
 
 func (w *worker) startPageWriter(ctx context.Context) *pageWriter {
-	pw := &pageWriter{w: w, pages: make(chan bulkPage, 1), done: make(chan struct{})}
+	pw := &pageWriter{w: w, pages: make(chan bulkPage, bulkWriteQueue), done: make(chan struct{})}
 	go func() {
 		defer close(pw.done)
 		for p := range pw.pages {
-			if err := pw.commit(ctx, p); err != nil {
+			// The pages that came while the last commit ran go together:
+			// under load, fewer and larger transactions.
+			batch := []bulkPage{p}
+		more:
+			for len(batch) <= bulkWriteQueue {
+				select {
+				case p, ok := <-pw.pages:
+					if !ok {
+						break more
+					}
+					batch = append(batch, p)
+				default:
+					break more
+				}
+			}
+			if err := pw.commit(ctx, batch); err != nil {
 				pw.err = err // the folder sees it at its next write
 				return
 			}
@@ -398,7 +418,8 @@ func (w *worker) startPageWriter(ctx context.Context) *pageWriter {
 	return pw
 }
 
-func (pw *pageWriter) commit(ctx context.Context, p bulkPage) error {
+// commit writes pages in one transaction.
+func (pw *pageWriter) commit(ctx context.Context, pages []bulkPage) error {
 	w := pw.w
 	name := w.pr.p.Name()
 	err := w.r.cfg.DB.InTx(ctx, func(tx Tx) error {
@@ -410,14 +431,23 @@ func (pw *pageWriter) commit(ctx context.Context, p bulkPage) error {
 		if err := advanceCheckpoint(ctx, tx, name, w.generation, eventstore.Start, eventstore.Start, 0, w.r.cfg.Now()); err != nil {
 			return err
 		}
-		return p.write(ctx, tx, w.tables)
+		for _, p := range pages {
+			if err := p.write(ctx, tx, w.tables); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
+	events := 0
+	for _, p := range pages {
+		events += p.events
+	}
 	w.mu.Lock()
-	w.bulkDone = p.n
-	w.meter.add(w.r.cfg.Now(), int64(p.events))
+	w.bulkDone = pages[len(pages)-1].n
+	w.meter.add(w.r.cfg.Now(), int64(events))
 	w.mu.Unlock()
 	if h := w.r.cfg.afterBulkChunk; h != nil {
 		return h(name)

@@ -72,8 +72,8 @@ type Config struct {
 	// bulkChunk, when set (by tests), is the page size of bulk builds
 	// instead of defaultBulkChunk.
 	bulkChunk int
-	// afterBulkChunk, when set (by tests), runs after each page a bulk
-	// build committed; an error stops the build there.
+	// afterBulkChunk, when set (by tests), runs after each commit of a
+	// bulk build's pages; an error stops the build there.
 	afterBulkChunk func(projection string) error
 	// bulkBuilt, when set (by tests), is told of every bulk build that
 	// ended, with the events it applied.
