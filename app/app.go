@@ -140,6 +140,9 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	a.Redis = rr.client
 	a.Sessions = rr.sessions
 	a.Metrics = metrics.New()
+	if rr.client != nil {
+		rr.client.Redis().AddHook(a.Metrics.RedisHook()) // taskqueue_redis_errors_total
+	}
 	a.Audit = startAudit(st.readModels, cfg, a.Logger, &cl)
 	a.Store, a.Backend = tracing.Store(a.Metrics.Store(st.store)), st.backend
 
