@@ -197,3 +197,10 @@ func upsertRows(ctx context.Context, tx projections.Tx, table string, rows [][]a
 	}
 	return nil
 }
+
+// ForgetPlayer implements projections.PlayerForgetter: the player's row, so
+// the processor never takes up a forgotten player's repetition.
+func (Schedule) ForgetPlayer(ctx context.Context, tx projections.Tx, t projections.Tables, player domain.PlayerID) (int64, bool, error) {
+	n, err := tx.Exec(ctx, `DELETE FROM `+t.Name("processor_schedule")+` WHERE player_id = $1`, string(player))
+	return n, false, err
+}
