@@ -683,3 +683,18 @@ func (h *Hub) position() eventstore.Position {
 	defer h.mu.Unlock()
 	return h.pos
 }
+
+// ForgetPlayer closes, with CloseUnauthorized and ReasonPlayerForgotten,
+// every connection of this instance that watches player's queue, and drops
+// the player's cached view: nothing of a forgotten player is sent again
+// (the log no longer hands out the player's events). Sockets on other
+// instances close through their sessions' revocation.
+func (h *Hub) ForgetPlayer(player domain.PlayerID) {
+	h.mu.Lock()
+	subs := append([]*subscriber(nil), h.players[player]...)
+	h.mu.Unlock()
+	for _, s := range subs {
+		s.kick(CloseUnauthorized, ReasonPlayerForgotten, nil)
+	}
+	h.views.forget(player)
+}
