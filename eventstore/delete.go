@@ -16,6 +16,9 @@ const DeletedStreamPrefix = "$deleted-"
 type DeleteResult struct {
 	// Events is the number of events erased (the stream's version before).
 	Events int64
+	// Last is the position of the last event erased (Start when none): a
+	// reader that has passed it can no longer be handed any of them.
+	Last Position
 }
 
 // IsDeletedStream reports whether stream holds tombstones.

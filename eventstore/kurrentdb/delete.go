@@ -32,12 +32,15 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) (eventstore.Del
 	if s.isClosed() {
 		return eventstore.DeleteResult{}, fmt.Errorf("delete stream %s: %w", stream, eventstore.ErrClosed)
 	}
-	n, err := s.StreamVersion(ctx, stream)
-	if err != nil || n == 0 {
-		return eventstore.DeleteResult{}, err
+	last, err := s.readStream(ctx, s.ns+stream, esdb.ReadStreamOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	if err != nil {
+		return eventstore.DeleteResult{}, fmt.Errorf("delete stream %s: %w", stream, s.fail(ctx, err))
+	}
+	if len(last) == 0 {
+		return eventstore.DeleteResult{}, nil
 	}
 	if _, err := s.client.DeleteStream(ctx, s.ns+stream, esdb.DeleteStreamOptions{ExpectedRevision: esdb.Any{}}); err != nil {
 		return eventstore.DeleteResult{}, fmt.Errorf("delete stream %s: %w", stream, s.fail(ctx, err))
 	}
-	return eventstore.DeleteResult{Events: n}, nil
+	return eventstore.DeleteResult{Events: last[0].Version, Last: last[0].Position}, nil
 }

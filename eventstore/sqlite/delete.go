@@ -26,23 +26,36 @@ func (s *Store) DeleteStream(ctx context.Context, stream string) (eventstore.Del
 	if s.isClosed() {
 		return eventstore.DeleteResult{}, fmt.Errorf("delete stream %s: %w", stream, eventstore.ErrClosed)
 	}
-	var n int64
+	var res eventstore.DeleteResult
 	err := s.WriteTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE events SET stream_id = ?, event_id = `+randomUUID+`,
+		res = eventstore.DeleteResult{}
+		rows, err := tx.QueryContext(ctx, `UPDATE events SET stream_id = ?, event_id = `+randomUUID+`,
 			event_type = ?, schema_version = 1, data = CAST('{}' AS BLOB), occurred_at = recorded_at,
 			correlation_id = '', causation_id = '', actor = ''
-			WHERE stream_id = ?`, eventstore.DeletedStreamPrefix+uuid.NewString(), eventstore.DeletedType, stream)
+			WHERE stream_id = ? RETURNING position`, eventstore.DeletedStreamPrefix+uuid.NewString(), eventstore.DeletedType, stream)
 		if err != nil {
 			return err
 		}
-		if n, err = res.RowsAffected(); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			var pos int64
+			if err := rows.Scan(&pos); err != nil {
+				return err
+			}
+			res.Events++
+			if p := (eventstore.Position{Seq: uint64(pos)}); res.Last.Less(p) {
+				res.Last = p
+			}
+		}
+		if err := rows.Err(); err != nil {
 			return err
 		}
+		rows.Close()
 		_, err = tx.ExecContext(ctx, `DELETE FROM stream_snapshots WHERE stream_id = ?`, stream)
 		return err
 	})
 	if err != nil {
 		return eventstore.DeleteResult{}, fmt.Errorf("delete stream %s: %w", stream, s.closedOr(err))
 	}
-	return eventstore.DeleteResult{Events: n}, nil
+	return res, nil
 }

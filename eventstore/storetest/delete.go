@@ -36,8 +36,8 @@ func (s suite) testDeleteStream(t *testing.T) {
 	headBefore := head(t, st)
 
 	res, err := st.DeleteStream(ctx, gone)
-	if err != nil || res.Events != 4 {
-		t.Fatalf("delete stream: %+v, %v; want 4 events erased", res, err)
+	if err != nil || res.Events != 4 || res.Last != last.Position {
+		t.Fatalf("delete stream: %+v, %v; want 4 events erased, the last at %v", res, err, last.Position)
 	}
 	if evs := readStream(t, st, gone, 0, 0); len(evs) != 0 {
 		t.Fatalf("deleted stream reads %s", describe(evs))
