@@ -28,7 +28,7 @@ import (
 // default of NewOutboxSubscriber).
 
 // IntegrationTypes are the integration event types, one topic each.
-var IntegrationTypes = []string{TypeTaskStarted, TypeTaskCompleted, TypeTaskFailed, TypeQueueUpdated, TypePlayerOffline}
+var IntegrationTypes = []string{TypeTaskStarted, TypeTaskCompleted, TypeTaskFailed, TypeQueueUpdated, TypePlayerOffline, TypePlayerForgotten}
 
 // OutboxAckDeadline is NewOutboxSubscriber's AckDeadline.
 const OutboxAckDeadline = 5 * time.Second

@@ -61,7 +61,9 @@ func (r *Runner) Forget(ctx context.Context, player domain.PlayerID, upTo events
 		if err != nil && !errors.Is(err, ErrRebuildInProgress) {
 			return res, fmt.Errorf("forget %s: %w", player, err)
 		}
-		res.Rebuilds[name] = gen
+		if gen != "" {
+			res.Rebuilds[name] = gen
+		}
 	}
 	return res, nil
 }

@@ -1,0 +1,75 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/ops"
+	"github.com/taskqueue/taskqueue/processor"
+	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/web"
+)
+
+// forgetting wires ops.ForgetPlayer to everything of this app that keeps a
+// player: the log, the sessions, this instance's sockets, the read models
+// of every runner here (the read side's and, when the processor runs
+// here, processor_schedule), the command side's cached queues, the queue
+// cache and Redis; and the integration bus for player.forgotten (Redis
+// streams, else the PostgreSQL outbox, else none: logged). It is built
+// after every component it names.
+func forgetting(a *App, rr *redisRoles, pool *pgxpool.Pool, cfg Config, cl *closers) (ops.Forgetting, error) {
+	f := ops.Forgetting{
+		Store: a.Store,
+		Sessions: func(ctx context.Context, p domain.PlayerID) (int, error) {
+			return rr.sessions.RevokePlayer(ctx, string(p))
+		},
+		Sockets: a.Realtime.ForgetPlayer,
+		Caches: []func(context.Context, domain.PlayerID) error{
+			func(_ context.Context, p domain.PlayerID) error { a.Commands.Queues.Forget(p); return nil },
+			func(ctx context.Context, p domain.PlayerID) error { rr.cache.Invalidate(ctx, p); return nil },
+			rr.client.ForgetPlayer,
+		},
+	}
+	for _, r := range []*projections.Runner{a.Projections, processorRunner(a)} {
+		if r != nil {
+			f.ReadModels = append(f.ReadModels, r.Forget)
+		}
+	}
+	pub, err := integrationPublisher(rr, pool, a.Logger)
+	if err != nil || pub == nil {
+		return f, err
+	}
+	cl.add(func() { _ = pub.Close() })
+	prefix := TopicPrefix(cfg)
+	f.Publish = func(ctx context.Context, p domain.PlayerID, at time.Time, events int64) error {
+		return processor.PublishPlayerForgotten(pub, prefix, string(p), at, events, web.RequestIDFrom(ctx))
+	}
+	return f, nil
+}
+
+// integrationPublisher returns a publisher of integration events on Redis
+// streams, else into the PostgreSQL outbox, else nil (logged).
+func integrationPublisher(rr *redisRoles, pool *pgxpool.Pool, log *slog.Logger) (message.Publisher, error) {
+	wlog := watermill.NewSlogLogger(log.With("component", "forget-publisher"))
+	switch {
+	case rr.client != nil:
+		return processor.NewIntegrationPublisher(rr.client.Redis(), wlog)
+	case pool != nil:
+		return processor.NewOutboxPublisher(pool, wlog)
+	}
+	log.Info("player.forgotten is not published: integration events need Redis (TASKQUEUE_REDIS_URL) or PostgreSQL (docs/EVENTS.md)")
+	return nil, nil
+}
+
+func processorRunner(a *App) *projections.Runner {
+	if a.Processor == nil {
+		return nil
+	}
+	return a.Processor.Runner()
+}
