@@ -20,8 +20,9 @@ import (
 // player: the log, the sessions, this instance's sockets, the read models
 // of every runner here (the read side's and, when the processor runs
 // here, processor_schedule), the command side's cached queues, the queue
-// cache and Redis; and the integration bus for player.forgotten (Redis
-// streams, else the PostgreSQL outbox, else none: logged). It is built
+// cache, Redis and the PostgreSQL outbox's earlier messages of the
+// player; and the integration bus for player.forgotten (Redis streams,
+// else the PostgreSQL outbox, else none: logged). It is built
 // after every component it names.
 func forgetting(a *App, rr *redisRoles, pool *pgxpool.Pool, cfg Config, cl *closers) (ops.Forgetting, error) {
 	f := ops.Forgetting{
@@ -41,14 +42,32 @@ func forgetting(a *App, rr *redisRoles, pool *pgxpool.Pool, cfg Config, cl *clos
 			f.ReadModels = append(f.ReadModels, r.Forget)
 		}
 	}
+	prefix := TopicPrefix(cfg)
+	if pool != nil {
+		var topics []string
+		for _, typ := range processor.IntegrationTypes {
+			if typ != processor.TypePlayerForgotten {
+				topics = append(topics, processor.Topic(prefix, typ))
+			}
+		}
+		f.Caches = append(f.Caches, func(ctx context.Context, p domain.PlayerID) error {
+			_, err := processor.ForgetInOutbox(ctx, pool, topics, string(p))
+			return err
+		})
+	}
 	pub, err := integrationPublisher(rr, pool, a.Logger)
 	if err != nil || pub == nil {
 		return f, err
 	}
 	cl.add(func() { _ = pub.Close() })
-	prefix := TopicPrefix(cfg)
 	f.Publish = func(ctx context.Context, p domain.PlayerID, at time.Time, events int64) error {
-		return processor.PublishPlayerForgotten(pub, prefix, string(p), at, events, web.RequestIDFrom(ctx))
+		if err := processor.PublishPlayerForgotten(pub, prefix, string(p), at, events, web.RequestIDFrom(ctx)); err != nil {
+			return err
+		}
+		if pool != nil && rr.client == nil {
+			return processor.RefuseAnalystOutbox(ctx, pool, processor.Topic(prefix, processor.TypePlayerForgotten))
+		}
+		return nil
 	}
 	return f, nil
 }
