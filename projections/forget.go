@@ -46,6 +46,7 @@ const forgetWait = 10 * time.Second
 // and then the operator rebuilds again). Safe to call again.
 func (r *Runner) Forget(ctx context.Context, player domain.PlayerID, upTo eventstore.Position) (ForgetResult, error) {
 	res := ForgetResult{Rebuilds: map[string]string{}}
+	r.cache.drop() // pages read before the deletion
 	rebuild, err := r.forgetRows(ctx, player, &res)
 	if err != nil {
 		return res, err
@@ -53,6 +54,7 @@ func (r *Runner) Forget(ctx context.Context, player domain.PlayerID, upTo events
 	if err := r.waitPast(ctx, upTo, forgetWait); err != nil {
 		return res, err
 	}
+	r.cache.drop()
 	if _, err := r.forgetRows(ctx, player, &res); err != nil {
 		return res, err
 	}
@@ -73,7 +75,7 @@ func (r *Runner) Forget(ctx context.Context, player domain.PlayerID, upTo events
 func (r *Runner) forgetRows(ctx context.Context, player domain.PlayerID, res *ForgetResult) ([]string, error) {
 	var rebuild []string
 	for _, name := range r.order {
-		f, ok := r.projs[name].p.(PlayerForgetter)
+		f, ok := forgetterOf(r.projs[name].p)
 		if !ok {
 			continue
 		}
@@ -98,6 +100,21 @@ func (r *Runner) forgetRows(ctx context.Context, player domain.PlayerID, res *Fo
 		}
 	}
 	return rebuild, nil
+}
+
+// forgetterOf returns p as a PlayerForgetter, looking through decorators
+// that say what they decorate (tracing.Projection).
+func forgetterOf(p Projection) (PlayerForgetter, bool) {
+	for {
+		if f, ok := p.(PlayerForgetter); ok {
+			return f, true
+		}
+		u, ok := p.(interface{ Unwrap() Projection })
+		if !ok {
+			return nil, false
+		}
+		p = u.Unwrap()
+	}
 }
 
 // waitPast waits until every projection's active generation has read the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -400,9 +401,31 @@ func (m *rateMeter) rate(now time.Time) float64 {
 // changes), at worst shorter than a fresh read.
 type pageCache struct {
 	mu       sync.Mutex
-	pages    map[eventstore.Position][]eventstore.RecordedEvent
+	pages    map[eventstore.Position]cachedPage
 	order    []eventstore.Position
 	inflight map[eventstore.Position]*pageRead
+	// epoch counts drops: a read begun before one is not cached.
+	epoch int
+}
+
+type cachedPage struct {
+	evs []eventstore.RecordedEvent
+	at  time.Time
+}
+
+// cachedPageAge bounds how long a page is reused: pages are shared by
+// projections catching up together, and a page read before a stream was
+// deleted (a forgotten player) must not reach a rebuild in this process
+// long after, when another process did the forgetting.
+const cachedPageAge = 30 * time.Second
+
+// drop forgets every cached page and keeps the reads under way from
+// caching theirs (a stream was deleted: Runner.Forget).
+func (c *pageCache) drop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pages, c.order = map[eventstore.Position]cachedPage{}, nil
+	c.epoch++
 }
 
 type pageRead struct {
@@ -421,9 +444,9 @@ func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f event
 	}
 	c := &r.cache
 	c.mu.Lock()
-	if evs, ok := c.pages[from]; ok {
+	if p, ok := c.pages[from]; ok && time.Since(p.at) < cachedPageAge {
 		c.mu.Unlock()
-		return evs, nil
+		return p.evs, nil
 	}
 	if rd, ok := c.inflight[from]; ok {
 		c.mu.Unlock()
@@ -439,17 +462,21 @@ func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f event
 	}
 	if c.inflight == nil {
 		c.inflight = map[eventstore.Position]*pageRead{}
-		c.pages = map[eventstore.Position][]eventstore.RecordedEvent{}
+		c.pages = map[eventstore.Position]cachedPage{}
 	}
 	rd := &pageRead{done: make(chan struct{})}
 	c.inflight[from] = rd
+	epoch := c.epoch
 	c.mu.Unlock()
 
 	rd.evs, rd.err = r.cfg.Store.ReadAll(ctx, from, f, r.cfg.BatchSize)
 	c.mu.Lock()
 	delete(c.inflight, from)
-	if rd.err == nil && len(rd.evs) > 0 { // an empty page means "caught up": never cached
-		c.pages[from] = rd.evs
+	if rd.err == nil && len(rd.evs) > 0 && epoch == c.epoch { // an empty page means "caught up": never cached
+		if _, ok := c.pages[from]; ok {
+			c.order = slices.DeleteFunc(c.order, func(p eventstore.Position) bool { return p == from })
+		}
+		c.pages[from] = cachedPage{evs: rd.evs, at: time.Now()}
 		c.order = append(c.order, from)
 		if len(c.order) > cachedPages {
 			delete(c.pages, c.order[0])

@@ -1,0 +1,481 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskqueue/taskqueue/api/asyncapi"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/ops"
+	"github.com/taskqueue/taskqueue/processor"
+	"github.com/taskqueue/taskqueue/projections"
+)
+
+// The forgotten player and the one who stays, named so that no other data
+// contains them by chance.
+const (
+	gone = "forgetme7q"
+	kept = "keeperz9x"
+)
+
+// fastCatalog writes the embedded catalog with every task's duration cut
+// to 20 ms, so the processor completes repetitions within the test.
+func fastCatalog(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../domain/catalog.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range c["tasks"].([]any) {
+		task.(map[string]any)["baseDurationMs"] = 20
+	}
+	path := filepath.Join(t.TempDir(), "catalog.json")
+	b, _ = json.Marshal(c)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// forgetClient calls the app's HTTP API.
+type forgetClient struct {
+	t   *testing.T
+	srv *httptest.Server
+}
+
+func (c forgetClient) call(method, path, token, body string) (int, string) {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.srv.URL+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func (c forgetClient) token(player, role string) string {
+	c.t.Helper()
+	code, body := c.call("POST", "/api/auth/dev-token", "", fmt.Sprintf(`{"player":%q,"role":%q}`, player, role))
+	var v struct {
+		Token string `json:"token"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &v) != nil || v.Token == "" {
+		c.t.Fatalf("dev token of %s: %d %s", player, code, body)
+	}
+	return v.Token
+}
+
+// waitFor polls cond every 20 ms until it holds, failing after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// rowsOf returns every row of table as text, sorted.
+func rowsOf(t *testing.T, db *sql.DB, table string) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT * FROM ` + table)
+	if err != nil {
+		t.Fatalf("read %s: %v", table, err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for i, v := range vals {
+			if bs, ok := v.([]byte); ok {
+				v = string(bs)
+			}
+			if tm, ok := v.(time.Time); ok {
+				v = tm.UTC().Format(time.RFC3339Nano)
+			}
+			fmt.Fprintf(&b, "%s=%v|", cols[i], v)
+		}
+		out = append(out, b.String())
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// readModelViews are the views every read model is read through.
+var readModelViews = []string{"queue_status", "task_history", "player_progress", "analytics_task_daily",
+	"analytics_grants_daily", "analytics_active_players_hourly", "analytics_queue_lengths", "processor_schedule"}
+
+func dumpReadModels(t *testing.T, db *sql.DB) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, v := range readModelViews {
+		out[v] = rowsOf(t, db, v)
+	}
+	return out
+}
+
+// tablesHolding lists the tables (and views) of the database whose rows
+// mention s anywhere, but for audit_log (the trail keeps who was forgotten)
+// and the outbox of player.forgotten (its message names the player for the
+// consumers): the analyst role can read neither.
+func tablesHolding(t *testing.T, db *sql.DB, postgres bool, s string) []string {
+	t.Helper()
+	q := `SELECT name FROM sqlite_master WHERE type IN ('table', 'view')`
+	if postgres {
+		q = `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`
+	}
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, name)
+	}
+	rows.Close()
+	var found []string
+	for _, table := range tables {
+		if table == "audit_log" || strings.HasPrefix(table, "sqlite_") || strings.HasSuffix(table, "."+processor.TypePlayerForgotten) {
+			continue
+		}
+		for _, r := range rowsOf(t, db, `"`+table+`"`) {
+			if strings.Contains(r, s) {
+				found = append(found, table+": "+r)
+			}
+		}
+	}
+	return found
+}
+
+// rebuildAll rebuilds every projection of the runners blue-green and waits
+// for the switches.
+func rebuildAll(t *testing.T, ctx context.Context, runners ...*projections.Runner) {
+	t.Helper()
+	for _, r := range runners {
+		for _, name := range r.Names() {
+			gen, err := r.Rebuild(ctx, name)
+			if err != nil {
+				t.Fatalf("rebuild %s: %v", name, err)
+			}
+			if err := r.WaitRebuilt(ctx, name, gen, 50*time.Millisecond, nil); err != nil {
+				t.Fatalf("wait for the rebuild of %s: %v", name, err)
+			}
+		}
+	}
+}
+
+func TestForgetPlayerSQLite(t *testing.T) {
+	dir := t.TempDir()
+	forgetScenario(t, Config{DataDir: dir}, func(t *testing.T) (*sql.DB, bool) {
+		db, err := sql.Open("sqlite", filepath.Join(dir, SQLiteFileName)+"?mode=ro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db, false
+	})
+}
+
+func TestForgetPlayerPostgres(t *testing.T) {
+	url := testenv.Postgres(t)
+	forgetScenario(t, Config{DataDir: t.TempDir(), DatabaseURL: url, DatabaseMaxConns: 6}, func(t *testing.T) (*sql.DB, bool) {
+		return openSQL(t, url), true
+	})
+}
+
+// forgetScenario: two players with queues, history, rewards and sessions;
+// an admin forgets one. Then no route gives anything of them back, the
+// database holds nothing of them (any table the analyst role may read, and
+// more), a rebuild of every read model equals the live ones, the other
+// player is untouched, the log reads whole for everyone else (export,
+// resume from a position among the forgotten events), player.forgotten is
+// published in the spec's shape (PostgreSQL: the outbox), and the same ID
+// signing in again starts from an empty queue.
+func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, bool)) {
+	dev := true
+	cfg.Dev, cfg.Catalog, cfg.LogLevel = &dev, fastCatalog(t), "warn"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, cleanup, err := NewWithLog(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	srv := httptest.NewServer(a.Handler)
+	defer srv.Close()
+	c := forgetClient{t: t, srv: srv}
+	db, postgres := openDB(t)
+
+	goneTok, keptTok, admin := c.token(gone, "player"), c.token(kept, "player"), c.token("opsadmin", "admin")
+	for _, p := range []struct{ id, tok string }{{gone, goneTok}, {kept, keptTok}} {
+		for _, body := range []string{`{"type":"chop-wood","count":3}`, `{"type":"mine-copper","count":2}`} {
+			if code, b := c.call("POST", "/api/queue/"+p.id+"/tasks", p.tok, body); code != 201 && code != 200 {
+				t.Fatalf("enqueue for %s: %d %s", p.id, code, b)
+			}
+		}
+	}
+	history := func(player, tok string) []any {
+		code, b := c.call("GET", "/api/queue/"+player+"/history", tok, "")
+		var v struct {
+			Entries []any `json:"entries"`
+		}
+		if code != 200 || json.Unmarshal([]byte(b), &v) != nil {
+			t.Fatalf("history of %s: %d %s", player, code, b)
+		}
+		return v.Entries
+	}
+	waitFor(t, time.Minute, "both players' tasks completed", func() bool {
+		return len(history(gone, goneTok)) == 2 && len(history(kept, keptTok)) == 2
+	})
+	// The forgotten player still has a running queue: a schedule row.
+	if code, b := c.call("POST", "/api/queue/"+gone+"/tasks", goneTok, `{"type":"chop-wood","count":1000}`); code != 201 && code != 200 {
+		t.Fatalf("enqueue the long task: %d %s", code, b)
+	}
+	head, err := a.Store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A position among the forgotten player's events, for time travel and
+	// resumes.
+	goneEvents, err := a.Store.ReadStream(ctx, "queue-"+gone, 1, 0)
+	if err != nil || len(goneEvents) < 4 {
+		t.Fatalf("the player's events: %d, %v", len(goneEvents), err)
+	}
+	among := goneEvents[len(goneEvents)/2].Position
+	waitFor(t, time.Minute, "the read models caught up", func() bool {
+		for _, name := range a.Projections.Names() {
+			s, err := a.Projections.StatusOf(ctx, name)
+			if err != nil || s.Position.Less(head) {
+				return false
+			}
+		}
+		return true
+	})
+	_, keptQueueBefore := c.call("GET", "/api/queue/"+kept, keptTok, "")
+	keptQueueBefore = withoutServerTime(keptQueueBefore)
+	_, keptProgressBefore := c.call("GET", "/api/players/"+kept+"/progress", keptTok, "")
+	keptHistoryBefore := history(kept, keptTok)
+
+	var forgotten <-chan *watermillMessage
+	if postgres {
+		forgotten = subscribeForgotten(t, ctx, cfg.DatabaseURL, TopicPrefix(a.Config))
+	}
+
+	// The forget, by an admin.
+	if code, b := c.call("POST", "/api/admin/players/"+gone+"/forget", goneTok, ""); code != 403 {
+		t.Fatalf("a player forgetting: %d %s; want 403", code, b)
+	}
+	if code, b := c.call("POST", "/api/admin/players/bad%20id/forget", admin, ""); code != 400 || !strings.Contains(b, "problem") && !strings.Contains(b, "playerId") {
+		t.Fatalf("forget a bad ID: %d %s; want 400 problem+json", code, b)
+	}
+	code, body := c.call("POST", "/api/admin/players/"+gone+"/forget", admin, "")
+	var res ops.ForgetResult
+	if code != 200 || json.Unmarshal([]byte(body), &res) != nil {
+		t.Fatalf("forget: %d %s", code, body)
+	}
+	if res.Events < int64(len(goneEvents)) || res.ReadModelRows == 0 || res.Sessions < 1 || res.Published != postgres {
+		t.Fatalf("forget result %+v; want %d events or more, rows, a session, published %v", res, len(goneEvents), postgres)
+	}
+	for name, gen := range res.Rebuilds {
+		if err := a.Projections.WaitRebuilt(ctx, name, gen, 50*time.Millisecond, nil); err != nil {
+			t.Fatalf("the rebuild of %s after the forget: %v", name, err)
+		}
+	}
+
+	// Nothing of the player by any route.
+	if code, b := c.call("GET", "/api/queue/"+gone, goneTok, ""); code != 401 {
+		t.Fatalf("the forgotten player's old token: %d %s; want 401 (session revoked)", code, b)
+	}
+	for _, path := range []string{"/api/queue/" + gone, "/api/players/" + gone + "/progress", "/api/queue/" + gone + "/history",
+		"/api/admin/players/" + gone + "/events", "/api/admin/players/" + gone + "/queue?at=" + among.String(), "/api/admin/players/" + gone + "/queue"} {
+		code, b := c.call("GET", path, admin, "")
+		if code == 404 {
+			continue
+		}
+		if code != 200 || strings.Contains(b, "chop-wood") || strings.Contains(b, "mine-copper") || strings.Contains(b, `"version":1`) {
+			t.Errorf("GET %s after the forget: %d %s; want 404 or empty", path, code, b)
+		}
+	}
+	var export bytes.Buffer
+	if _, err := ops.Export(ctx, a.Store, &export, ops.Range{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(export.String(), gone) || strings.Contains(export.String(), eventstore.DeletedType) {
+		t.Fatalf("the export holds the forgotten player or a tombstone")
+	}
+	if found := tablesHolding(t, db, postgres, gone); len(found) > 0 {
+		t.Fatalf("the database still holds %s:\n%s", gone, strings.Join(found, "\n"))
+	}
+
+	// The other player is untouched, and reads the log across the gap.
+	if _, b := c.call("GET", "/api/queue/"+kept, keptTok, ""); withoutServerTime(b) != keptQueueBefore {
+		t.Errorf("the other player's queue changed:\n%s\n%s", keptQueueBefore, b)
+	}
+	if _, b := c.call("GET", "/api/players/"+kept+"/progress", keptTok, ""); b != keptProgressBefore {
+		t.Errorf("the other player's progress changed:\n%s\n%s", keptProgressBefore, b)
+	}
+	if h := history(kept, keptTok); len(h) != len(keptHistoryBefore) {
+		t.Errorf("the other player's history: %d entries, had %d", len(h), len(keptHistoryBefore))
+	}
+	keptStream, err := a.Store.ReadStream(ctx, "queue-"+kept, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, e := range keptStream {
+		if among.Less(e.Position) {
+			want = append(want, e.ID.String())
+		}
+	}
+	after, err := a.Store.ReadAll(ctx, among, eventstore.Filter{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range after {
+		got = append(got, e.ID.String())
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("the log read from a position among the forgotten events: %v, want the other player's %v", got, want)
+	}
+
+	// A rebuild reproduces the live read models.
+	live := dumpReadModels(t, db)
+	for _, rows := range live {
+		for _, r := range rows {
+			if strings.Contains(r, gone) {
+				t.Fatalf("a read model still holds the player: %s", r)
+			}
+		}
+	}
+	runners := []*projections.Runner{a.Projections}
+	if a.Processor != nil {
+		runners = append(runners, a.Processor.Runner())
+	}
+	rebuildAll(t, ctx, runners...)
+	rebuilt := dumpReadModels(t, db)
+	for _, v := range readModelViews {
+		if strings.Join(live[v], "\n") != strings.Join(rebuilt[v], "\n") {
+			t.Errorf("%s: the rebuild differs from the live read model\nlive:\n%s\nrebuilt:\n%s", v, strings.Join(live[v], "\n"), strings.Join(rebuilt[v], "\n"))
+		}
+	}
+
+	// player.forgotten, in the spec's shape.
+	if postgres {
+		select {
+		case m := <-forgotten:
+			var ev processor.IntegrationEvent
+			if err := json.Unmarshal(m.payload, &ev); err != nil || ev.Type != processor.TypePlayerForgotten || ev.PlayerID != gone {
+				t.Fatalf("player.forgotten: %s, %v", m.payload, err)
+			}
+			schema, err := asyncapi.IntegrationPayload(ev.Type)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := asyncapi.Validate(schema, m.payload); err != nil {
+				t.Errorf("player.forgotten against the spec: %v", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("no player.forgotten message")
+		}
+	}
+
+	// The same ID signing in again starts afresh.
+	again := c.token(gone, "player")
+	code, b := c.call("GET", "/api/queue/"+gone, again, "")
+	if code != 200 || strings.Contains(b, "chop-wood") {
+		t.Fatalf("the player's queue on signing in again: %d %s; want empty", code, b)
+	}
+	code, b = c.call("POST", "/api/queue/"+gone+"/tasks", again, `{"type":"mine-copper","count":1}`)
+	if code != 201 && code != 200 {
+		t.Fatalf("enqueue on signing in again: %d %s", code, b)
+	}
+	fresh, err := a.Store.ReadStream(ctx, "queue-"+gone, 1, 0)
+	if err != nil || len(fresh) == 0 || len(fresh) > 4 || fresh[0].Version != 1 || fresh[0].Type != "TaskEnqueued" {
+		t.Fatalf("the stream after signing in again: %d events, %v; want a fresh one from version 1", len(fresh), err)
+	}
+}
+
+// withoutServerTime drops the serverTime of a queue's JSON (it is the
+// clock's at the answer).
+func withoutServerTime(body string) string {
+	if i := strings.Index(body, `,"serverTime"`); i >= 0 {
+		return body[:i]
+	}
+	return body
+}
+
+// watermillMessage is what subscribeForgotten hands on.
+type watermillMessage struct{ payload []byte }
+
+// subscribeForgotten reads player.forgotten from the PostgreSQL outbox.
+func subscribeForgotten(t *testing.T, ctx context.Context, url, prefix string) <-chan *watermillMessage {
+	t.Helper()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	sub, err := processor.NewOutboxSubscriber(pool, "forget-test", watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	msgs, err := sub.Subscribe(ctx, processor.Topic(prefix, processor.TypePlayerForgotten))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan *watermillMessage, 1)
+	go func() {
+		for m := range msgs {
+			m.Ack()
+			out <- &watermillMessage{payload: m.Payload}
+			return
+		}
+	}()
+	return out
+}
