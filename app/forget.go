@@ -20,8 +20,8 @@ import (
 // player: the log, the sessions, this instance's sockets, the read models
 // of every runner here (the read side's and, when the processor runs
 // here, processor_schedule), the command side's cached queues, the queue
-// cache, Redis and the PostgreSQL outbox's earlier messages of the
-// player; and the integration bus for player.forgotten (Redis streams,
+// cache, Redis, and the player's earlier integration messages (Redis
+// streams, PostgreSQL outbox); and the integration bus for player.forgotten (Redis streams,
 // else the PostgreSQL outbox, else none: logged). It is built
 // after every component it names.
 func forgetting(a *App, rr *redisRoles, pool *pgxpool.Pool, cfg Config, cl *closers) (ops.Forgetting, error) {
@@ -43,13 +43,22 @@ func forgetting(a *App, rr *redisRoles, pool *pgxpool.Pool, cfg Config, cl *clos
 		}
 	}
 	prefix := TopicPrefix(cfg)
-	if pool != nil {
-		var topics []string
-		for _, typ := range processor.IntegrationTypes {
-			if typ != processor.TypePlayerForgotten {
-				topics = append(topics, processor.Topic(prefix, typ))
-			}
+	var topics []string
+	for _, typ := range processor.IntegrationTypes {
+		if typ != processor.TypePlayerForgotten {
+			topics = append(topics, processor.Topic(prefix, typ))
 		}
+	}
+	if rr.client != nil {
+		f.Caches = append(f.Caches, func(ctx context.Context, p domain.PlayerID) error {
+			if _, err := processor.ForgetInCommandStreams(ctx, rr.client.Redis(), prefix, string(p)); err != nil {
+				return err
+			}
+			_, err := processor.ForgetInStreams(ctx, rr.client.Redis(), topics, string(p))
+			return err
+		})
+	}
+	if pool != nil {
 		f.Caches = append(f.Caches, func(ctx context.Context, p domain.PlayerID) error {
 			_, err := processor.ForgetInOutbox(ctx, pool, topics, string(p))
 			return err

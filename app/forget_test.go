@@ -18,6 +18,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/api/asyncapi"
 	"github.com/taskqueue/taskqueue/eventstore"
@@ -301,9 +302,18 @@ func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, 
 	keptHistoryBefore := history(kept, keptTok)
 
 	var forgotten <-chan *watermillMessage
-	if postgres {
+	var rdb *redis.Client
+	switch {
+	case cfg.RedisURL != "":
+		rdb = redis.NewClient(mustParse(t, cfg.RedisURL))
+		defer rdb.Close()
+		if len(redisHolding(t, rdb, cfg.RedisPrefix, gone)) == 0 {
+			t.Fatal("before the forget, Redis holds nothing of the player: the test would check nothing")
+		}
+	case postgres:
 		forgotten = subscribeForgotten(t, ctx, cfg.DatabaseURL, TopicPrefix(a.Config))
 	}
+	published := postgres || rdb != nil
 
 	// The forget, by an admin.
 	if code, b := c.call("POST", "/api/admin/players/"+gone+"/forget", goneTok, ""); code != 403 {
@@ -317,8 +327,13 @@ func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, 
 	if code != 200 || json.Unmarshal([]byte(body), &res) != nil {
 		t.Fatalf("forget: %d %s", code, body)
 	}
-	if res.Events < int64(len(goneEvents)) || res.ReadModelRows == 0 || res.Sessions < 1 || res.Published != postgres {
-		t.Fatalf("forget result %+v; want %d events or more, rows, a session, published %v", res, len(goneEvents), postgres)
+	if res.Events < int64(len(goneEvents)) || res.ReadModelRows == 0 || res.Sessions < 1 || res.Published != published {
+		t.Fatalf("forget result %+v; want %d events or more, rows, a session, published %v", res, len(goneEvents), published)
+	}
+	if rdb != nil { // before the reads below cache the (empty) queue again
+		if found := redisHolding(t, rdb, cfg.RedisPrefix, gone); len(found) > 0 {
+			t.Fatalf("Redis still holds %s:\n%s", gone, strings.Join(found, "\n"))
+		}
 	}
 	for name, gen := range res.Rebuilds {
 		if err := a.Projections.WaitRebuilt(ctx, name, gen, 50*time.Millisecond, nil); err != nil {
@@ -405,7 +420,18 @@ func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, 
 	}
 
 	// player.forgotten, in the spec's shape.
-	if postgres {
+	if rdb != nil {
+		msgs, err := rdb.XRange(ctx, processor.Topic(TopicPrefix(a.Config), processor.TypePlayerForgotten), "-", "+").Result()
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("player.forgotten on Redis: %d messages, %v; want 1", len(msgs), err)
+		}
+		forgotten = func() <-chan *watermillMessage {
+			ch := make(chan *watermillMessage, 1)
+			ch <- &watermillMessage{payload: []byte(msgs[0].Values[processor.FieldPayload].(string))}
+			return ch
+		}()
+	}
+	if forgotten != nil {
 		select {
 		case m := <-forgotten:
 			var ev processor.IntegrationEvent
@@ -478,4 +504,51 @@ func subscribeForgotten(t *testing.T, ctx context.Context, url, prefix string) <
 		}
 	}()
 	return out
+}
+
+// redisHolding lists the keys under prefix that hold s: in their name, a
+// string's value, a set's members or a stream's entries (but for the
+// stream of player.forgotten, whose message names the player for the
+// consumers).
+func redisHolding(t *testing.T, rdb *redis.Client, prefix, s string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var found []string
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		if strings.HasSuffix(key, "."+processor.TypePlayerForgotten) {
+			continue
+		}
+		if strings.Contains(key, s) {
+			found = append(found, key)
+			continue
+		}
+		var content string
+		switch rdb.Type(ctx, key).Val() {
+		case "string":
+			content = rdb.Get(ctx, key).Val()
+		case "set":
+			content = strings.Join(rdb.SMembers(ctx, key).Val(), " ")
+		case "stream":
+			for _, m := range rdb.XRange(ctx, key, "-", "+").Val() {
+				content += fmt.Sprint(m.Values)
+			}
+		}
+		if strings.Contains(content, s) {
+			found = append(found, key)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+func TestForgetPlayerRedis(t *testing.T) {
+	url, prefix := testenv.Redis(t)
+	pgURL := testenv.Postgres(t)
+	forgetScenario(t, Config{DataDir: t.TempDir(), DatabaseURL: pgURL, DatabaseMaxConns: 6, RedisURL: url, RedisPrefix: prefix}, func(t *testing.T) (*sql.DB, bool) {
+		return openSQL(t, pgURL), true
+	})
 }
