@@ -58,7 +58,7 @@ type Config struct {
 	// eventstore.SnapshotStore (a decorated store must be given here).
 	Snapshots eventstore.SnapshotStore
 	// SnapshotEvery is how many events a queue's stream grows between two
-	// snapshots of it. Default 50; negative: no snapshots are taken or
+	// snapshots of it. Default 20; negative: no snapshots are taken or
 	// read.
 	SnapshotEvery int
 }
@@ -80,7 +80,7 @@ func (c *Config) setDefaults() {
 		c.ReadPageSize = 1000
 	}
 	if c.SnapshotEvery == 0 {
-		c.SnapshotEvery = 50
+		c.SnapshotEvery = 20
 	}
 }
 

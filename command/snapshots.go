@@ -2,8 +2,6 @@ package command
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"sync"
 	"time"
 
@@ -18,7 +16,7 @@ import (
 // day), so loading it from the start makes an old player's first command
 // after a restart or an eviction cost seconds. Where the store keeps
 // snapshots (Config.Snapshots), Queues stores one every
-// Config.SnapshotEvery events (default 50): the queue's state and the idempotency keys
+// Config.SnapshotEvery events (default 20): the queue's state and the idempotency keys
 // it remembers, as of a version, and the ID of the event at that version.
 // Loading reads the snapshot and the stream from that version on, and
 // takes the snapshot only if its event is there (a snapshot of another
@@ -34,36 +32,11 @@ const snapshotSaveTimeout = 10 * time.Second
 // busy is taken later.
 const snapshotSavers = 4
 
-// snapshotData is what a snapshot's Data holds.
-type snapshotData struct {
-	Queue domain.QueueSnapshot `json:"queue"`
-	Keys  []snapshotKey        `json:"keys,omitempty"` // oldest first
-}
-
-// snapshotKey is a keyRecord with its key.
-type snapshotKey struct {
-	Key      string              `json:"key"`
-	FirstID  uuid.UUID           `json:"firstId"`
-	Version  int64               `json:"version"`
-	Position eventstore.Position `json:"position"`
-	// Enqueued is the task the key's command queued, if any.
-	Enqueued *snapshotEnqueued `json:"enqueued,omitempty"`
-}
-
-// snapshotEnqueued is a domain.TaskEnqueued, times in Unix milliseconds
-// (a change to TaskEnqueued needs a new snapshotKeysSchema).
-type snapshotEnqueued struct {
-	TaskID     domain.TaskID     `json:"t"`
-	Type       domain.TaskTypeID `json:"y"`
-	Count      int               `json:"c"`
-	Position   int               `json:"p"`
-	EnqueuedAt int64             `json:"a"`
-}
-
 // snapshotKeysSchema versions what this package adds to the queue's state
-// in a snapshot (snapshotData, snapshotKey); a snapshot's schema is
-// snapshotSchema, which combines it with domain.SnapshotSchema.
-const snapshotKeysSchema = 1
+// in a snapshot (the encoding in snapshot_codec.go); a snapshot's schema
+// is snapshotSchema, which combines it with domain.SnapshotSchema.
+// 1: JSON; 2: the queue as JSON, the keys in binary.
+const snapshotKeysSchema = 2
 
 // snapshotSchema is the schema of the snapshots Queues writes and reads.
 const snapshotSchema = domain.SnapshotSchema<<8 | snapshotKeysSchema
@@ -97,24 +70,13 @@ func (s *snapshotter) load(ctx context.Context, stream string, player domain.Pla
 	if err != nil || !ok || snap.Schema != snapshotSchema {
 		return nil
 	}
-	var d snapshotData
-	if err := json.Unmarshal(snap.Data, &d); err != nil || d.Queue.Player != player || d.Queue.Version != snap.Version {
+	st := &loaded{last: snap.EventID, check: snap.EventID, snapshotAt: snap.Version, version: snap.Version}
+	d, err := decodeSnapshot(snap.Data, st)
+	if err != nil || d.Player != player || d.Version != snap.Version {
 		return nil
 	}
-	q, err := domain.RestoreQueue(d.Queue, rules)
-	if err != nil {
+	if st.queue, err = domain.RestoreQueue(d, rules); err != nil {
 		return nil
-	}
-	st := &loaded{queue: q, version: snap.Version, keys: make(map[string]*keyRecord, len(d.Keys)),
-		last: snap.EventID, check: snap.EventID, snapshotAt: snap.Version}
-	for _, k := range d.Keys {
-		rec := &keyRecord{firstID: k.FirstID, version: k.Version, position: k.Position}
-		if e := k.Enqueued; e != nil {
-			rec.enqueued = &domain.TaskEnqueued{TaskID: e.TaskID, Type: e.Type, Count: e.Count, Position: e.Position,
-				EnqueuedAt: time.UnixMilli(e.EnqueuedAt).UTC()}
-		}
-		st.keys[k.Key] = rec
-		st.order = append(st.order, k.Key)
 	}
 	return st
 }
@@ -149,20 +111,3 @@ func (s *snapshotter) take(stream string, st *loaded) {
 
 // wait waits for the saves in flight.
 func (s *snapshotter) wait() { s.wg.Wait() }
-
-func encodeSnapshot(st *loaded) (eventstore.Snapshot, error) {
-	d := snapshotData{Queue: st.queue.Snapshot(), Keys: make([]snapshotKey, 0, len(st.order))}
-	for _, key := range st.order {
-		rec := st.keys[key]
-		k := snapshotKey{Key: key, FirstID: rec.firstID, Version: rec.version, Position: rec.position}
-		if e := rec.enqueued; e != nil {
-			k.Enqueued = &snapshotEnqueued{TaskID: e.TaskID, Type: e.Type, Count: e.Count, Position: e.Position, EnqueuedAt: e.EnqueuedAt.UnixMilli()}
-		}
-		d.Keys = append(d.Keys, k)
-	}
-	data, err := json.Marshal(d)
-	if err != nil {
-		return eventstore.Snapshot{}, fmt.Errorf("encode the snapshot: %w", err)
-	}
-	return eventstore.Snapshot{Version: st.version, EventID: st.last, Schema: snapshotSchema, Data: data}, nil
-}
