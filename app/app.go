@@ -232,7 +232,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	cl.add(a.Realtime.Close)
 	local.Deliver(a.Realtime)
 	rr.sessions.OnRevoke(a.Realtime.RevokeSession)
-	if a.Forgetting, err = forgetting(a, rr, st.pool, cfg, &cl); err != nil {
+	if a.Forgetting, err = forgetting(a, rr, st.readModels, st.pool, cfg, &cl); err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
 	admin.Forget = func(ctx context.Context, player string, params url.Values) (any, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/ops"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
@@ -19,12 +20,12 @@ import (
 // forgetting wires ops.ForgetPlayer to everything of this app that keeps a
 // player: the log, the sessions, this instance's sockets, the read models
 // of every runner here (the read side's and, when the processor runs
-// here, processor_schedule), the command side's cached queues, the queue
+// here, processor_schedule; else the schedule's rows alone), the command side's cached queues, the queue
 // cache, Redis, and the player's earlier integration messages (Redis
 // streams, PostgreSQL outbox); and the integration bus for player.forgotten (Redis streams,
 // else the PostgreSQL outbox, else none: logged). It is built
 // after every component it names.
-func forgetting(a *App, rr *redisRoles, pool *pgxpool.Pool, cfg Config, cl *closers) (ops.Forgetting, error) {
+func forgetting(a *App, rr *redisRoles, readModels projections.DB, pool *pgxpool.Pool, cfg Config, cl *closers) (ops.Forgetting, error) {
 	f := ops.Forgetting{
 		Store: a.Store,
 		Sessions: func(ctx context.Context, p domain.PlayerID) (int, error) {
@@ -41,6 +42,12 @@ func forgetting(a *App, rr *redisRoles, pool *pgxpool.Pool, cfg Config, cl *clos
 		if r != nil {
 			f.ReadModels = append(f.ReadModels, r.Forget)
 		}
+	}
+	if a.Processor == nil && readModels != nil {
+		// The processor runs elsewhere: its schedule is in this database.
+		f.ReadModels = append(f.ReadModels, func(ctx context.Context, p domain.PlayerID, _ eventstore.Position) (projections.ForgetResult, error) {
+			return projections.ForgetOutside(ctx, readModels, processor.Schedule{}, p)
+		})
 	}
 	prefix := TopicPrefix(cfg)
 	var topics []string

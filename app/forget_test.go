@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/api/asyncapi"
+	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/ops"
@@ -563,4 +564,49 @@ func TestForgetPlayerRedis(t *testing.T) {
 	forgetScenario(t, Config{DataDir: t.TempDir(), DatabaseURL: pgURL, DatabaseMaxConns: 6, RedisURL: url, RedisPrefix: prefix}, func(t *testing.T) (*sql.DB, bool) {
 		return openSQL(t, pgURL), true
 	})
+}
+
+// With the processor in another process (TASKQUEUE_PROCESSOR=false here),
+// forgetting still deletes the player's processor_schedule row, which no
+// runner of this process keeps.
+func TestForgetWithTheProcessorElsewhere(t *testing.T) {
+	url := testenv.Postgres(t)
+	dev, off := true, false
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := Config{DataDir: t.TempDir(), DatabaseURL: url, DatabaseMaxConns: 4, Dev: &dev, LogLevel: "warn"}
+	proc, cleanup, err := NewWithLog(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	cfg.Processor = &off
+	api, cleanupAPI, err := NewWithLog(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanupAPI()
+	if api.Processor != nil || proc.Processor == nil {
+		t.Fatal("want the processor in one app only")
+	}
+	if _, err := proc.Commands.EnqueueTask.Handle(ctx, command.EnqueueTask{Type: "chop-wood", Count: 100,
+		Request: command.Request{PlayerID: gone, IdempotencyKey: "k1"}}); err != nil {
+		t.Fatal(err)
+	}
+	db := openSQL(t, url)
+	scheduled := func() int {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM processor_schedule WHERE player_id = $1`, gone).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitFor(t, 30*time.Second, "the schedule row", func() bool { return scheduled() == 1 })
+	res, err := ops.ForgetPlayer(ctx, api.Forgetting, gone)
+	if err != nil || res.Events == 0 {
+		t.Fatalf("forget: %+v, %v", res, err)
+	}
+	if n := scheduled(); n != 0 {
+		t.Fatalf("%d schedule rows of the forgotten player; want 0", n)
+	}
 }

@@ -116,10 +116,8 @@ func ForgetPlayer(ctx context.Context, f Forgetting, player string) (ForgetResul
 	return res, nil
 }
 
-// AdminForget answers POST /api/admin/players/{id}/forget.
+// AdminForget answers POST /api/admin/players/{id}/forget (no query
+// parameters).
 func AdminForget(ctx context.Context, f Forgetting, player string, _ url.Values) (ForgetResult, error) {
-	if _, err := domain.ParsePlayerID(player); err != nil {
-		return ForgetResult{}, &domain.ValidationError{Field: "playerId", Reason: err.Error()}
-	}
 	return ForgetPlayer(ctx, f, player)
 }

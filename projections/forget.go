@@ -75,31 +75,50 @@ func (r *Runner) Forget(ctx context.Context, player domain.PlayerID, upTo events
 func (r *Runner) forgetRows(ctx context.Context, player domain.PlayerID, res *ForgetResult) ([]string, error) {
 	var rebuild []string
 	for _, name := range r.order {
-		f, ok := forgetterOf(r.projs[name].p)
-		if !ok {
-			continue
-		}
-		cps, err := loadCheckpoints(ctx, r.cfg.DB, name)
+		n, again, err := forgetIn(ctx, r.cfg.DB, r.projs[name].p, player)
+		res.Rows += n
 		if err != nil {
-			return nil, fmt.Errorf("forget %s in %s: %w", player, name, err)
-		}
-		again := false
-		for _, c := range cps {
-			err := r.cfg.DB.InTx(ctx, func(tx Tx) error {
-				n, rb, err := f.ForgetPlayer(ctx, tx, Tables{generation: c.generation}, player)
-				res.Rows += n
-				again = again || rb
-				return err
-			})
-			if err != nil {
-				return nil, fmt.Errorf("forget %s in %s generation %s: %w", player, name, c.generation, err)
-			}
+			return nil, err
 		}
 		if again {
 			rebuild = append(rebuild, name)
 		}
 	}
 	return rebuild, nil
+}
+
+// ForgetOutside deletes player's rows from every generation of p in db,
+// for a projection that no Runner of this process runs (the processor's
+// schedule when the processor runs elsewhere). Unlike Runner.Forget it
+// cannot wait for the projection to pass the erased events, nor rebuild it.
+func ForgetOutside(ctx context.Context, db DB, p Projection, player domain.PlayerID) (ForgetResult, error) {
+	n, _, err := forgetIn(ctx, db, p, player)
+	return ForgetResult{Rows: n}, err
+}
+
+// forgetIn deletes player's rows from every generation of p (when p is a
+// PlayerForgetter) and reports how many, and whether p asks for a rebuild.
+func forgetIn(ctx context.Context, db DB, p Projection, player domain.PlayerID) (rows int64, rebuild bool, _ error) {
+	f, ok := forgetterOf(p)
+	if !ok {
+		return 0, false, nil
+	}
+	cps, err := loadCheckpoints(ctx, db, p.Name())
+	if err != nil {
+		return 0, false, fmt.Errorf("forget %s in %s: %w", player, p.Name(), err)
+	}
+	for _, c := range cps {
+		err := db.InTx(ctx, func(tx Tx) error {
+			n, rb, err := f.ForgetPlayer(ctx, tx, Tables{generation: c.generation}, player)
+			rows += n
+			rebuild = rebuild || rb
+			return err
+		})
+		if err != nil {
+			return rows, false, fmt.Errorf("forget %s in %s generation %s: %w", player, p.Name(), c.generation, err)
+		}
+	}
+	return rows, rebuild, nil
 }
 
 // forgetterOf returns p as a PlayerForgetter, looking through decorators
