@@ -38,6 +38,14 @@ func forgetting(a *App, rr *redisRoles, readModels projections.DB, pool *pgxpool
 			rr.client.ForgetPlayer,
 		},
 	}
+	if rr.presence != nil {
+		// Out of this instance's shared presence, without player.offline
+		// (the hub announces nothing for the sockets it closed).
+		f.Caches = append(f.Caches, func(ctx context.Context, p domain.PlayerID) error {
+			rr.presence.shared.Leave(ctx, string(p))
+			return nil
+		})
+	}
 	for _, r := range []*projections.Runner{a.Projections, processorRunner(a)} {
 		if r != nil {
 			f.ReadModels = append(f.ReadModels, r.Forget)

@@ -2,6 +2,8 @@ package realtime_test
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +14,8 @@ import (
 )
 
 // A player forgotten (their stream deleted, Hub.ForgetPlayer): their socket
-// closes with 4401 "player forgotten"; an admin watching every queue who
+// closes with 4401 "player forgotten" and they are not announced offline;
+// an admin watching every queue who
 // resumes with a position among the forgotten events gets exactly the
 // other player's events after it, none of the forgotten one's, then live
 // ones.
@@ -21,7 +24,8 @@ func TestResumeAcrossAForgottenPlayer(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		h := newHandlers(t, store)
-		s := startHub(t, realtime.Config{Store: store})
+		presence := &presenceLog{}
+		s := startHub(t, realtime.Config{Store: store, Presence: presence, OfflineGrace: 20 * time.Millisecond})
 		enqueue := func(player, key string) command.EnqueueTaskResult {
 			t.Helper()
 			res, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Type: "chop-wood", Count: 2,
@@ -48,6 +52,21 @@ func TestResumeAcrossAForgottenPlayer(t *testing.T) {
 		s.hub.ForgetPlayer("alice")
 		if code := alice.closeStatus(); code != realtime.CloseUnauthorized {
 			t.Fatalf("the forgotten player's socket closed with %d, want %d", code, realtime.CloseUnauthorized)
+		}
+
+		// Bob's socket, closed after alice's: he is announced offline
+		// after the grace period, she never is (no player.offline after
+		// player.forgotten).
+		bob := mustDial(t, s, token(t, s.tokens, "bob", auth.RolePlayer))
+		bob.subscribe("bob", "")
+		bob.mustRead()
+		bob.conn.CloseNow()
+		waitFor(t, "bob announced offline", func() bool {
+			return slices.ContainsFunc(presence.snapshot(), func(c string) bool { return strings.HasPrefix(c, "offline:bob") })
+		})
+		if calls := presence.snapshot(); !slices.Contains(calls, "online:alice") ||
+			slices.ContainsFunc(calls, func(c string) bool { return strings.HasPrefix(c, "offline:alice") }) {
+			t.Fatalf("presence calls %v: want alice online, and never offline once forgotten", calls)
 		}
 
 		admin := mustDial(t, s, token(t, s.tokens, "root", auth.RoleAdmin))
