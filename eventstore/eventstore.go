@@ -44,7 +44,10 @@
 // IDs or its content is left; only that some event was stored there, when.
 // Every reader of the global log skips tombstones inside the store (ReadAll,
 // Subscribe, the SQL backends' bulk reads): a subscriber's Position moves
-// past them like past events its filter does not match.
+// past them like past events its filter does not match. A reader that was
+// handed an event before its stream was deleted keeps what it did with it
+// (a read model's row): erasing that is the reader's owner's job
+// (projections.Runner.Forget).
 //
 // Why tombstones and not deleted rows with recorded gaps: positions are
 // what every reader checkpoints (projections, the relay, WebSocket resume
@@ -61,7 +64,7 @@
 //
 // After DeleteStream the stream reads as never written: ReadStream is empty,
 // StreamVersion is 0, its snapshot is gone, and the next append starts at
-// version 1 (with ExpectNoStream) at a new position after the head. An
+// version 1 (with NoStream) at a new position after the head. An
 // append racing the deletion is ordered by the stream's lock: it lands
 // before (and is erased) or after (and starts the new stream). Deleting a
 // stream that does not exist deletes nothing and is no error. The old rows'
