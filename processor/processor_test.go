@@ -122,6 +122,34 @@ func TestOfflineCapStopsTheQueue(t *testing.T) {
 	})
 }
 
+// A queue that offline progress drains before the cap is left idle, not
+// stopped: it has nothing to hold back, and a stopped empty queue would
+// not run the next task the player adds.
+func TestOfflineCapLeavesADrainedQueueIdle(t *testing.T) {
+	backends(t, func(t *testing.T, b backend) {
+		clock := NewManualClock(t0)
+		rules := domain.Rules{}
+		h := commands(t, b, clock, rules)
+		enqueue(t, h, "dora", "chop-wood", 5)
+		clock.Advance(3 * time.Hour)
+		p, err := New(Config{Store: b.store, DB: b.db, Clock: clock, Commands: commandConfig(rules), OfflineCap: 10 * time.Minute, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := &StopOfflineQueue{PlayerID: "dora", TaskID: "t", Number: 1, Until: t0.Add(3*time.Second + 10*time.Minute), Reason: "capped", CorrelationID: "c"}
+		if err := p.handleStop(context.Background(), stop); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := readQueue(t, b, "dora", rules)
+		if got.Len() != 0 || !got.Running() || got.View().StoppedReason != "" {
+			t.Errorf("after the cap: %d tasks, running %v, stopped reason %q; want the 5 repetitions done and the queue idle", got.Len(), got.Running(), got.View().StoppedReason)
+		}
+		if got.Inventory()["logs"] != 5 {
+			t.Errorf("%d logs, want 5", got.Inventory()["logs"])
+		}
+	})
+}
+
 // A real restart: one processor runs, stops, the clock moves on while
 // nothing runs, a new processor on the same store catches up.
 func TestRestartCatchesUp(t *testing.T) {

@@ -1,16 +1,21 @@
 package web
 
 import (
+	"bytes"
 	"embed"
 	"errors"
 	"io/fs"
+	"mime"
 	"net/http"
 	"path"
 	"strings"
+	"time"
 )
 
 // dist is the built web app (web/app built into web/dist by its CI
 // script). The binary serves it at /, so it runs with no Node on the host.
+// Beside each text file the build writes its gzip (name.gz) and brotli
+// (name.br) forms; a client that accepts one gets it (precompressed).
 //
 //go:embed all:dist
 var dist embed.FS
@@ -57,12 +62,12 @@ func validHost(h string) bool {
 }
 
 // webApp serves the embedded app: files that exist as they are (with the
-// cache policy of their kind), /assets/* that do not exist as 404, and
-// every other path as index.html, so that the app's own routes survive a
-// reload (SPA fallback). Paths under /api never reach it.
+// cache policy of their kind, precompressed when the client accepts it),
+// /assets/* that do not exist as 404, and every other path as index.html,
+// so that the app's own routes survive a reload (SPA fallback). Paths under
+// /api never reach it.
 type webApp struct {
-	files  fs.FS
-	server http.Handler
+	files fs.FS
 }
 
 func newWebApp() (*webApp, error) {
@@ -73,7 +78,7 @@ func newWebApp() (*webApp, error) {
 	if _, err := fs.Stat(sub, "index.html"); err != nil {
 		return nil, errors.New("web/dist has no index.html: build the web app")
 	}
-	return &webApp{files: sub, server: http.FileServerFS(sub)}, nil
+	return &webApp{files: sub}, nil
 }
 
 func (a *webApp) serve(s *Server) http.HandlerFunc {
@@ -97,9 +102,7 @@ func (a *webApp) serve(s *Server) http.HandlerFunc {
 			} else {
 				w.Header().Set("Cache-Control", cacheRevalidate)
 			}
-			r2 := r.Clone(r.Context())
-			r2.URL.Path = "/" + name
-			a.server.ServeHTTP(w, r2)
+			a.file(w, r, name)
 		case strings.HasPrefix(name, "assets/"):
 			w.Header().Del("Content-Security-Policy")
 			s.writeProblem(w, r, errNotFound)
@@ -111,12 +114,71 @@ func (a *webApp) serve(s *Server) http.HandlerFunc {
 
 func (a *webApp) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", cacheRevalidate)
-	b, err := fs.ReadFile(a.files, "index.html")
+	a.file(w, r, "index.html")
+}
+
+// precompressed are the forms the build writes beside a file, best first:
+// the suffix of the file and its Content-Encoding.
+var precompressed = []struct{ suffix, coding string }{{".br", "br"}, {".gz", "gzip"}}
+
+// file writes the file name of the app, or its precompressed form when
+// the request accepts one (Vary says the answer depends on it).
+func (a *webApp) file(w http.ResponseWriter, r *http.Request, name string) {
+	w.Header().Add("Vary", "Accept-Encoding")
+	w.Header().Set("Content-Type", contentType(name))
+	served := name
+	for _, p := range precompressed {
+		if _, err := fs.Stat(a.files, name+p.suffix); err == nil && acceptsEncoding(r.Header.Get("Accept-Encoding"), p.coding) {
+			served = name + p.suffix
+			w.Header().Set("Content-Encoding", p.coding)
+			break
+		}
+	}
+	b, err := fs.ReadFile(a.files, served)
 	if err != nil {
-		http.Error(w, "index.html is missing", http.StatusInternalServerError)
+		http.Error(w, name+" is missing", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	info, _ := fs.Stat(a.files, "index.html")
-	http.ServeContent(w, r, "index.html", info.ModTime(), strings.NewReader(string(b)))
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(b))
+}
+
+// contentType is the media type of a file of the app by its extension;
+// the web app manifest's is not in every system's table.
+func contentType(name string) string {
+	switch ext := path.Ext(name); ext {
+	case ".webmanifest":
+		return "application/manifest+json"
+	case ".html":
+		return "text/html; charset=utf-8"
+	default:
+		if t := mime.TypeByExtension(ext); t != "" {
+			return t
+		}
+		return "application/octet-stream"
+	}
+}
+
+// acceptsEncoding reports whether an Accept-Encoding header accepts coding
+// (RFC 9110 12.5.3): named, or matched by "*", with a q-value above zero.
+func acceptsEncoding(header, coding string) bool {
+	accepted := false
+	for _, part := range strings.Split(header, ",") {
+		token, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		token = strings.TrimSpace(token)
+		if !strings.EqualFold(token, coding) && token != "*" {
+			continue
+		}
+		zero := false
+		for _, p := range strings.Split(params, ";") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+				v = strings.TrimSpace(v)
+				zero = strings.Trim(v, "0.") == "" && v != ""
+			}
+		}
+		if strings.EqualFold(token, coding) {
+			return !zero // the coding named outright decides
+		}
+		accepted = !zero
+	}
+	return accepted
 }

@@ -15,6 +15,8 @@
 // the queue's order does not change under them.
 import assert from 'node:assert/strict'
 import { spawn, execFileSync } from 'node:child_process'
+import http from 'node:http'
+import { brotliDecompressSync, gunzipSync } from 'node:zlib'
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -222,6 +224,67 @@ try {
     assert.match(await index.text(), /<div id="root">/)
     assert.ok((await fetch(base + '/manifest.webmanifest')).ok)
     assert.ok((await fetch(base + '/sw.js')).ok)
+  })
+
+  await step('static files are precompressed (brotli, gzip) with Vary; the sign-in page loads no player or admin code; the manifest is installable', async () => {
+    // Node's http, to choose Accept-Encoding and see the bytes as sent.
+    const get = (path, encoding) =>
+      new Promise((res, rej) => {
+        http.get(base + path, { headers: { 'Accept-Encoding': encoding } }, (r) => {
+          const chunks = []
+          r.on('data', (c) => chunks.push(c))
+          r.on('end', () => res({ status: r.statusCode, headers: r.headers, body: Buffer.concat(chunks) }))
+        }).on('error', rej)
+      })
+    const index = await get('/', 'identity')
+    const scripts = [...String(index.body).matchAll(/\/assets\/[^"']+\.js/g)].map((m) => m[0])
+    assert.ok(scripts.length > 0, 'index.html names its script')
+    for (const path of ['/', ...scripts]) {
+      const raw = await get(path, 'identity')
+      const br = await get(path, 'gzip, deflate, br')
+      const gz = await get(path, 'gzip, deflate')
+      assert.equal(br.headers['content-encoding'], 'br', `${path} with br`)
+      assert.equal(gz.headers['content-encoding'], 'gzip', `${path} with gzip`)
+      assert.equal(raw.headers['content-encoding'], undefined, `${path} as is`)
+      for (const r of [raw, br, gz]) assert.match(r.headers.vary ?? '', /Accept-Encoding/i, `${path}: Vary`)
+      assert.ok(brotliDecompressSync(br.body).equals(raw.body), `${path}: the brotli form is the file`)
+      assert.ok(gunzipSync(gz.body).equals(raw.body), `${path}: the gzip form is the file`)
+      assert.ok(br.body.length < raw.body.length / 2, `${path}: ${br.body.length} bytes of brotli for ${raw.body.length}`)
+    }
+    const manifest = await get('/manifest.webmanifest', 'identity')
+    assert.equal(manifest.headers['content-type'], 'application/manifest+json')
+    const m = JSON.parse(String(manifest.body))
+    assert.ok(m.id, 'the manifest has an id')
+    const maskable = m.icons.find((i) => /maskable/.test(i.purpose ?? ''))
+    assert.ok(maskable, 'a maskable icon')
+
+    // In the browser: the sign-in page fetches no player or admin chunk, and
+    // the maskable icon has no transparent pixel (corners included).
+    const { context, page } = await newPage(DESKTOP)
+    const loaded = []
+    page.on('response', (r) => {
+      if (r.url().endsWith('.js')) loaded.push(new URL(r.url()).pathname)
+    })
+    await page.goto('/')
+    await page.getByLabel('Player name').waitFor({ timeout: WAIT })
+    await page.waitForLoadState('networkidle')
+    assert.ok(loaded.length > 0)
+    for (const path of loaded) assert.ok(!/\/assets\/(Player|AdminPanel)-/.test(path), `the sign-in page loaded ${path}`)
+    const opaque = await page.evaluate(async (src) => {
+      const img = new Image()
+      img.src = src
+      await img.decode()
+      const canvas = document.createElement('canvas')
+      canvas.width = img.naturalWidth
+      canvas.height = img.naturalHeight
+      const g = canvas.getContext('2d')
+      g.drawImage(img, 0, 0)
+      const data = g.getImageData(0, 0, canvas.width, canvas.height).data
+      for (let i = 3; i < data.length; i += 4) if (data[i] !== 255) return false
+      return true
+    }, maskable.src)
+    assert.ok(opaque, `${maskable.src} has transparent pixels: not maskable`)
+    await context.close()
   })
 
   await step('sign in with a player name (dev mode)', async () => {
@@ -596,6 +659,283 @@ try {
     const q = await serverQueue(token, 'erin')
     assert.deepEqual(q.tasks.map((t) => [t.type, t.count]), [['chop-wood', 100], ['mine-copper', 2]])
     assert.equal(await page.getByLabel('Player name').count(), 0, 'the page dropped to sign-in')
+    await context.close()
+  })
+
+  await step('sign out ends the session and clears the player\'s local data', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    const token = await signIn(page, 'frank')
+    await addTask(page, 'chop-wood', 5, 'Woodcutting')
+    await waitServerTypes(token, 'frank', ['chop-wood'])
+    await until('the queue cached for offline reloads', () => page.evaluate(() => localStorage.getItem('taskqueue.view.frank') !== null))
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click()
+    await page.getByLabel('Player name').waitFor({ timeout: WAIT })
+    // The server ended the session: the token no longer reads the queue.
+    await until('the token to be refused', async () => (await api('GET', '/api/queue/frank', token)).status === 401)
+    const left = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('taskqueue.') && k !== 'taskqueue.catalog'))
+    assert.deepEqual(left, [], 'the player\'s data is gone from localStorage')
+    await context.close()
+  })
+
+  await step('sign out while offline asks about unsent commands, keeps them when asked, and ends the session once back online', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    const token = await signIn(page, 'gina')
+    await addTask(page, 'chop-wood', 100, 'Woodcutting')
+    await waitServerTypes(token, 'gina', ['chop-wood'])
+    await context.setOffline(true)
+    await page.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    await addTask(page, 'mine-copper', 1, 'Mining')
+    await page.getByTestId('outbox-pending').filter({ hasText: '1 change waits' }).waitFor({ timeout: WAIT })
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click()
+    const dialog = page.getByTestId('signout-dialog')
+    await dialog.filter({ hasText: '1 change has not reached the server' }).waitFor({ timeout: WAIT })
+    await dialog.getByRole('button', { name: 'Keep and sign out' }).click()
+    await page.getByLabel('Player name').waitFor({ timeout: WAIT })
+    assert.equal(await page.evaluate(() => localStorage.getItem('taskqueue.view.gina')), null)
+    assert.equal((await api('GET', '/api/queue/gina', token)).status, 200, 'offline, the logout has not reached the server yet')
+    await context.setOffline(false)
+    await until('the queued logout to end the session', async () => (await api('GET', '/api/queue/gina', token)).status === 401)
+    // Signed in again, the kept command goes out.
+    const again = await signIn(page, 'gina')
+    await waitServerTypes(again, 'gina', ['chop-wood', 'mine-copper'])
+    await context.close()
+  })
+
+  await step('two tabs share one outbox: a cancel in one is seen by the other, and each command is sent once', async () => {
+    const token = await devToken('hana')
+    assert.equal((await api('POST', '/api/queue/hana/tasks', token, { type: 'chop-wood', count: 100 })).status, 201)
+    const { context, page: a } = await newPage(DESKTOP)
+    state.page = a
+    const b = await context.newPage()
+    const answered = new Map()
+    for (const p of [a, b]) {
+      p.on('response', (r) => {
+        const req = r.request()
+        if (req.method() === 'POST' && req.url().endsWith('/api/queue/hana/tasks')) {
+          const key = req.headers()['idempotency-key']
+          answered.set(key, (answered.get(key) ?? 0) + 1)
+        }
+      })
+    }
+    await openAs(a, token, 'hana')
+    await b.goto('/')
+    await b.getByTestId('queue').waitFor({ timeout: WAIT })
+    await waitShownTypes(b, ['chop-wood'])
+    await context.setOffline(true)
+    for (const p of [a, b]) await p.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    await addTask(a, 'mine-copper', 1, 'Mining')
+    await addTask(a, 'mine-tin', 1)
+    // The other tab sees both commands waiting.
+    await b.locator('[data-testid=task][data-pending=add][data-task-type=mine-tin]').waitFor({ timeout: WAIT })
+    await b.locator('[data-testid=task][data-pending=add][data-task-type=mine-copper]').getByRole('button', { name: 'Cancel' }).click()
+    await a.locator('[data-testid=task][data-pending=add][data-task-type=mine-copper]').waitFor({ state: 'detached', timeout: WAIT })
+    await addTask(b, 'catch-shrimp', 1, 'Fishing')
+    await a.locator('[data-testid=task][data-pending=add][data-task-type=catch-shrimp]').waitFor({ timeout: WAIT })
+    await context.setOffline(false)
+    const want = ['chop-wood', 'mine-tin', 'catch-shrimp']
+    await waitServerTypes(token, 'hana', want)
+    for (const p of [a, b]) await waitShownTypes(p, want)
+    await a.waitForTimeout(1500) // nothing goes out late from the other tab
+    await waitServerTypes(token, 'hana', want)
+    assert.deepEqual([...answered.values()], [1, 1], `answers per idempotency key: ${JSON.stringify([...answered])}`)
+    await context.close()
+  })
+
+  await step('an empty queue says idle, with no Stop button, also once it has drained', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    const token = await signIn(page, 'ivan')
+    const badge = page.getByTestId('queue-state')
+    await badge.filter({ hasText: 'Idle' }).waitFor({ timeout: WAIT })
+    assert.equal(await page.getByTestId('stop').count(), 0, 'an idle queue offers no Stop')
+    await addTask(page, 'catch-shrimp', 1, 'Fishing')
+    await badge.filter({ hasText: 'Running' }).waitFor({ timeout: WAIT })
+    await page.getByTestId('stop').waitFor()
+    // Drained (the processor completes the repetition at its due time): idle again.
+    await until('the queue to drain', async () => (await serverQueue(token, 'ivan')).tasks.length === 0)
+    await badge.filter({ hasText: 'Idle' }).waitFor({ timeout: WAIT })
+    assert.equal(await page.getByTestId('stop').count(), 0, 'a drained queue offers no Stop')
+    assert.equal(await page.getByTestId('stopped-reason').count(), 0)
+    assert.equal((await serverQueue(token, 'ivan')).state, 'idle')
+    await context.close()
+  })
+
+  await step('timer: time left never exceeds the duration, the bar reaches full and the next starts at 0', async () => {
+    const token = await devToken('jade')
+    assert.equal((await api('POST', '/api/queue/jade/tasks', token, { type: 'chop-wood', count: 100 })).status, 201)
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'jade')
+    await page.getByTestId('repetition').waitFor({ timeout: WAIT })
+    // Sample every frame across three rollovers: the repetition shown, the
+    // bar's drawn scale and the time left.
+    const frames = await page.evaluate(
+      () =>
+        new Promise((resolve) => {
+          const out = []
+          const text = (id) => document.querySelector(`[data-testid=${id}]`)?.textContent ?? ''
+          const first = text('repetition')
+          let changes = 0
+          let last = first
+          const tick = () => {
+            const fill = document.querySelector('[data-testid=bar-fill]')
+            const rep = text('repetition')
+            if (rep !== last) {
+              changes++
+              last = rep
+            }
+            out.push([rep, fill ? new DOMMatrixReadOnly(getComputedStyle(fill).transform).a : -1, text('time-left')])
+            if (changes >= 3) resolve(out)
+            else requestAnimationFrame(tick)
+          }
+          requestAnimationFrame(tick)
+        }),
+    )
+    // Whole repetitions only: from the first change to the last.
+    const segments = []
+    for (const [rep, scale, left] of frames) {
+      if (segments.length === 0 || segments.at(-1).rep !== rep) segments.push({ rep, scales: [], lefts: [] })
+      segments.at(-1).scales.push(scale)
+      segments.at(-1).lefts.push(left)
+    }
+    for (const seg of segments) {
+      for (const left of seg.lefts) {
+        const m = /^(\d+):(\d+) left/.exec(left)
+        if (m) assert.ok(Number(m[1]) * 60 + Number(m[2]) <= 3, `${seg.rep}: "${left}" for a 3 s repetition`)
+      }
+    }
+    for (const seg of segments.slice(1, -1)) {
+      const s = seg.scales
+      assert.ok(s[0] <= 0.2, `${seg.rep} starts drawn at ${s[0].toFixed(2)}, not near 0`)
+      for (let i = 1; i < s.length; i++) assert.ok(s[i] >= s[i - 1] - 0.001, `${seg.rep}: the bar went back from ${s[i - 1].toFixed(3)} to ${s[i].toFixed(3)}`)
+      assert.ok(Math.max(...s) >= 0.95, `${seg.rep} never drawn full (at most ${Math.max(...s).toFixed(2)})`)
+    }
+    await context.close()
+  })
+
+  await step('a bad count says why Add is greyed out', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await signIn(page, 'kate')
+    await page.getByRole('tab', { name: /^Woodcutting/ }).click()
+    const entry = page.locator('[data-testid=catalog-task][data-task-type="chop-wood"]')
+    for (const [count, why] of [
+      ['0', 'At least 1 repetition.'],
+      ['-3', 'At least 1 repetition.'],
+      ['1.5', 'Repetitions are whole: no fractions.'],
+      ['1001', 'At most 1000 repetitions at once.'],
+      ['', 'Enter how many times to repeat it (1 to 1000).'],
+    ]) {
+      await entry.getByTestId('count').fill(count)
+      assert.ok(await entry.getByTestId('add').isDisabled(), `Add is enabled for ${JSON.stringify(count)}`)
+      assert.equal(await entry.getByTestId('count-problem').innerText(), why, `the reason for ${JSON.stringify(count)}`)
+      assert.equal(await entry.getByTestId('count').getAttribute('aria-invalid'), 'true')
+    }
+    await entry.getByTestId('count').fill('12')
+    assert.equal(await entry.getByTestId('count-problem').count(), 0)
+    assert.ok(await entry.getByTestId('add').isEnabled())
+    await context.close()
+  })
+
+  await step('a rejection banner survives a reload until it is dismissed', async () => {
+    const token = await devToken('liam')
+    assert.equal((await api('POST', '/api/queue/liam/tasks', token, { type: 'chop-wood', count: 100 })).status, 201)
+    const tin = await api('POST', '/api/queue/liam/tasks', token, { type: 'mine-tin', count: 1 })
+    assert.equal(tin.status, 201)
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'liam')
+    await waitShownTypes(page, ['chop-wood', 'mine-tin'])
+    await context.setOffline(true)
+    await page.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    await page.locator('[data-testid=waiting] [data-testid=task][data-task-type="mine-tin"]').getByRole('button', { name: /^Remove/ }).click()
+    assert.equal((await api('DELETE', `/api/queue/liam/tasks/${tin.body.taskId}`, token)).status, 200)
+    await context.setOffline(false)
+    const banner = page.getByTestId('rejection').filter({ hasText: 'That task is no longer in the queue' })
+    await banner.waitFor({ timeout: WAIT })
+    await page.reload()
+    await page.getByTestId('queue').waitFor({ timeout: WAIT })
+    await banner.waitFor({ timeout: WAIT })
+    await banner.getByRole('button', { name: 'Dismiss' }).click()
+    await banner.waitFor({ state: 'detached', timeout: WAIT })
+    await page.reload()
+    await waitShownTypes(page, ['chop-wood'])
+    await page.waitForTimeout(1000)
+    assert.equal(await page.getByTestId('rejection').count(), 0, 'a dismissed rejection came back')
+    await context.close()
+  })
+
+  await step('toasts never cover a control (phone)', async () => {
+    const { context, page } = await newPage(PHONE)
+    state.page = page
+    await signIn(page, 'mona')
+    await addTask(page, 'catch-shrimp', 1, 'Fishing')
+    await addTask(page, 'catch-shrimp', 1, 'Fishing')
+    await page.locator('.toast').filter({ hasText: 'Finished: Catch shrimp' }).first().waitFor({ timeout: WAIT })
+    // Scroll through the whole page while the toast shows: no control that
+    // the top bar does not itself scroll over may meet a toast.
+    const covered = await page.evaluate(() => {
+      const hits = []
+      const meets = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom
+      const max = document.documentElement.scrollHeight - innerHeight
+      for (let y = 0; y <= max + 100; y += 100) {
+        scrollTo(0, Math.min(y, max))
+        const header = document.querySelector('.topbar').getBoundingClientRect()
+        const toasts = [...document.querySelectorAll('.toast')].map((t) => t.getBoundingClientRect())
+        for (const c of document.querySelectorAll('button, input, select, a[href], [role=tab]')) {
+          if (c.closest('.toasts')) continue
+          const r = c.getBoundingClientRect()
+          if (r.width === 0 || r.bottom < 0 || r.top > innerHeight) continue
+          if (!c.closest('.topbar') && r.top < header.bottom) continue // under the bar itself
+          if (toasts.some((t) => meets(t, r))) hits.push(`${c.tagName} "${(c.getAttribute('aria-label') || c.textContent).trim().slice(0, 30)}" at scroll ${Math.min(y, max)}`)
+        }
+      }
+      scrollTo(0, 0)
+      return [...new Set(hits)]
+    })
+    assert.deepEqual(covered, [], 'controls under a toast')
+    await context.close()
+  })
+
+  await step('the connection pill says "reconnecting" within a second of the server dying', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await signIn(page, 'nina')
+    const pill = page.getByTestId('connection')
+    await pill.filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    await restartServer(async () => {
+      await pill.filter({ hasText: 'Reconnecting' }).waitFor({ timeout: 1000 })
+    })
+    await pill.filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    await context.close()
+  })
+
+  await step('offline, the queue keeps advancing as an estimate, and is reconciled when back', async () => {
+    const token = await devToken('olga')
+    for (const [type, count] of [['catch-shrimp', 2], ['mine-copper', 100]]) {
+      assert.equal((await api('POST', '/api/queue/olga/tasks', token, { type, count })).status, 201)
+    }
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'olga')
+    const repetition = page.locator('[data-testid=head-task] [data-testid=repetition]')
+    await repetition.filter({ hasText: 'Repetition 1 of 2' }).waitFor({ timeout: WAIT })
+    await context.setOffline(true)
+    await page.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    // The shrimp finish (2 × 2.5 s) and copper mining starts, on the page, marked as estimated.
+    await page.locator('[data-testid=head-task][data-task-type=mine-copper]').waitFor({ timeout: WAIT })
+    await page.getByTestId('estimated').waitFor()
+    await repetition.filter({ hasText: /Repetition \d+ of 100/ }).waitFor()
+    assert.equal(await page.getByTestId('time-left').filter({ hasText: 'finishing' }).count(), 0)
+    await page.getByTestId('inventory').filter({ hasText: 'Raw shrimp' }).waitFor()
+    // Back online: the server's view replaces the estimate.
+    await context.setOffline(false)
+    await page.getByTestId('estimated').waitFor({ state: 'detached', timeout: WAIT })
+    const q = await serverQueue(token, 'olga')
+    assert.deepEqual(q.tasks.map((t) => t.type), ['mine-copper'])
+    await waitShownTypes(page, ['mine-copper'])
     await context.close()
   })
 

@@ -1,10 +1,13 @@
-import { useCallback, useEffect, useState } from 'react'
+import { Suspense, lazy, useCallback, useEffect, useState } from 'react'
 import { sessionFromToken, type Session } from './api'
 import { SignIn } from './SignIn'
-import { Player } from './Player'
+import { sendQueuedLogouts } from './signout'
 import { completeSignIn, endSessionUrl, fetchAuthConfig, refreshDelay, refreshSession, type AuthConfig } from './oidc'
 
 const SESSION_KEY = 'taskqueue.session'
+
+// The player's screen is a chunk of its own: the sign-in page loads only what it needs.
+const Player = lazy(() => import('./Player').then((m) => ({ default: m.Player })))
 
 function loadSession(): Session | null {
   try {
@@ -41,6 +44,14 @@ export function App() {
     [session, auth],
   )
 
+  // Logouts made while the server was out of reach go out now, and when the browser is back online.
+  useEffect(() => {
+    void sendQueuedLogouts()
+    const on = () => void sendQueuedLogouts()
+    window.addEventListener('online', on)
+    return () => window.removeEventListener('online', on)
+  }, [])
+
   // Learn how to sign in; finish a sign-in the provider sent us back from.
   useEffect(() => {
     let live = true
@@ -71,5 +82,9 @@ export function App() {
   }, [session, auth, signIn, signOut])
 
   if (!session) return <SignIn onSignIn={signIn} notice={notice} auth={auth} />
-  return <Player key={session.token} session={session} onSignOut={signOut} />
+  return (
+    <Suspense fallback={<p className="muted loading">Loading…</p>}>
+      <Player key={session.token} session={session} onSignOut={signOut} />
+    </Suspense>
+  )
 }

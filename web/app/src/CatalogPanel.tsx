@@ -1,4 +1,5 @@
 import { useState } from 'react'
+import { MAX_COUNT, MIN_COUNT, countProblem } from './counts'
 import { durationAtLevel, formatDuration } from './progress'
 import type { Catalog, CatalogTask } from './types'
 import type { TaskQueueState } from './useTaskQueue'
@@ -115,7 +116,8 @@ function CatalogEntry({
 }) {
   const [count, setCount] = useState('10')
   const n = Number(count)
-  const validCount = Number.isInteger(n) && n >= 1 && n <= 1000
+  const problem = countProblem(count)
+  const validCount = problem === null
   const locked = level < task.levelRequired
   const duration = durationAtLevel(task.baseDurationMs, level, task.levelRequired)
   const faster = duration < task.baseDurationMs
@@ -160,10 +162,26 @@ function CatalogEntry({
           <label className="visually-hidden" htmlFor={`count-${task.id}`}>
             Repetitions of {task.name}
           </label>
-          <input id={`count-${task.id}`} className="count-input" type="number" min={1} max={1000} value={count} onChange={(e) => setCount(e.target.value)} data-testid="count" />
+          <input
+            id={`count-${task.id}`}
+            className="count-input"
+            type="number"
+            min={MIN_COUNT}
+            max={MAX_COUNT}
+            value={count}
+            onChange={(e) => setCount(e.target.value)}
+            aria-invalid={!validCount}
+            aria-describedby={validCount ? undefined : `count-problem-${task.id}`}
+            data-testid="count"
+          />
           <button type="submit" className="primary small" disabled={!validCount || full} data-testid="add" aria-label={`Add ${task.name} ${placement === 'end' ? 'at the end' : placement}`}>
             {placement === 'end' ? 'Add' : `Add ${placement}`}
           </button>
+          {problem && (
+            <p className="count-problem tiny" id={`count-problem-${task.id}`} data-testid="count-problem">
+              {problem}
+            </p>
+          )}
         </form>
       )}
     </li>

@@ -1,11 +1,15 @@
-import { useCallback } from 'react'
+import { Suspense, lazy, useCallback, useState } from 'react'
 import type { Session } from './api'
-import { AdminPanel } from './AdminPanel'
 import { CatalogPanel } from './CatalogPanel'
 import { HistoryPanel } from './HistoryPanel'
 import { QueuePanel } from './QueuePanel'
+import { SignOutDialog } from './SignOutDialog'
+import { signOutPlayer } from './signout'
 import { InventoryPanel, SkillsPanel } from './StatsPanels'
-import { useTaskQueue, type Connection } from './useTaskQueue'
+import { outbox, useTaskQueue, type Connection } from './useTaskQueue'
+
+// Operators only: a chunk of its own, loaded when an admin signs in.
+const AdminPanel = lazy(() => import('./AdminPanel').then((m) => ({ default: m.AdminPanel })))
 
 const CONNECTION_LABEL: Record<Connection, string> = {
   live: 'Live',
@@ -17,6 +21,11 @@ const CONNECTION_LABEL: Record<Connection, string> = {
 export function Player({ session, onSignOut }: { session: Session; onSignOut: (why?: string) => void }) {
   const unauthorized = useCallback(() => onSignOut('Your session has ended: sign in again. Unsent commands are kept.'), [onSignOut])
   const q = useTaskQueue(session, unauthorized)
+  const [asking, setAsking] = useState(false)
+  const signOut = (keepUnsent: boolean) => {
+    setAsking(false)
+    void signOutPlayer(session.token, session.playerId, outbox(), keepUnsent).then(() => onSignOut())
+  }
 
   return (
     <div className="shell">
@@ -33,9 +42,16 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
           <span className="player" data-testid="player-name">
             {session.playerId}
           </span>
-          <button type="button" className="ghost small" onClick={() => onSignOut()}>
+          <button type="button" className="ghost small" onClick={() => (q.pending.length > 0 ? setAsking(true) : signOut(false))} data-testid="sign-out">
             Sign out
           </button>
+        </div>
+        <div className="toasts" aria-live="polite" data-testid="toasts">
+          {[...q.toasts].reverse().map((t) => (
+            <div key={t.id} className={`toast toast-${t.tone}`} title={t.text}>
+              {t.text}
+            </div>
+          ))}
         </div>
       </header>
       <main className="layout">
@@ -54,17 +70,13 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
         </section>
         {session.role === 'admin' && (
           <section className="area-admin">
-            <AdminPanel api={q.api} />
+            <Suspense fallback={<p className="muted">Loading the admin view…</p>}>
+              <AdminPanel api={q.api} />
+            </Suspense>
           </section>
         )}
       </main>
-      <div className="toasts" aria-live="polite">
-        {q.toasts.map((t) => (
-          <div key={t.id} className={`toast toast-${t.tone}`}>
-            {t.text}
-          </div>
-        ))}
-      </div>
+      {asking && <SignOutDialog waiting={q.pending.length} onKeep={() => signOut(true)} onDiscard={() => signOut(false)} onCancel={() => setAsking(false)} />}
     </div>
   )
 }

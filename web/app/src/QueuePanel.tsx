@@ -14,6 +14,7 @@ import { CSS } from '@dnd-kit/utilities'
 import { useEffect, useState } from 'react'
 import { isPendingTaskId, type DisplayTask } from './merge'
 import { reasonFor } from './problems'
+import { ProgressFill } from './ProgressFill'
 import { computeProgress, formatDuration } from './progress'
 import type { Catalog, QueueState, QueueView } from './types'
 import type { TaskQueueState } from './useTaskQueue'
@@ -57,7 +58,9 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
   const head = display.headLocked ? display.tasks[0] : undefined
   const waiting = display.headLocked ? display.tasks.slice(1) : display.tasks
   const realCount = view.tasks.length
-  const stoppedByServer = !display.running && view.stoppedReason
+  // An empty queue has nothing held back: no "stopped" banner (an old server
+  // stopped queues that offline progress had drained).
+  const stoppedByServer = !display.running && display.tasks.length > 0 && view.stoppedReason
   return (
     <div className="card queue" data-testid="queue">
       <div className="queue-head">
@@ -66,15 +69,22 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
           {stateBadge[display.state].label}
           {display.pendingRunning && <span className="pending-mark"> · pending</span>}
         </span>
+        {q.estimated && (
+          <span className="badge badge-estimated" data-testid="estimated" title="The server cannot be reached: this is where your queue should be by now, by the rules. It is confirmed when the server answers again.">
+            estimated
+          </span>
+        )}
         <span className="muted count" data-testid="queue-count">
           {display.tasks.length} / {view.limit} tasks
         </span>
         <div className="spacer" />
-        {display.running ? (
+        {/* Idle (running, nothing queued): nothing to stop or start. */}
+        {display.state === 'running' && (
           <button type="button" onClick={() => void commands.stop()} data-testid="stop">
             Stop
           </button>
-        ) : (
+        )}
+        {display.state === 'stopped' && (
           <button type="button" className="primary" onClick={() => void commands.start()} data-testid="start" disabled={display.tasks.length === 0 && realCount === 0}>
             Start
           </button>
@@ -122,7 +132,11 @@ function HeadTask({ task, view, offset, catalog, onRemove }: { task: DisplayTask
         )}
       </div>
       <div className="bar bar-progress" role="progressbar" aria-label="Repetition progress" aria-valuemin={0} aria-valuemax={100} aria-valuenow={p ? Math.round(p.fraction * 100) : 0}>
-        <div className="bar-fill" style={{ transform: `scaleX(${p ? p.fraction : 0})` }} />
+        <ProgressFill
+          key={view.repetition ? `${view.repetition.taskId}:${view.repetition.number}` : 'none'}
+          fraction={p ? p.fraction : 0}
+          dueInMs={p && !p.overdue ? p.remainingMs : null}
+        />
       </div>
       <div className="row tiny progress-text">
         <span data-testid="repetition">{p ? `Repetition ${p.repetition} of ${p.count}` : `${task.done} of ${task.count} done`}</span>
@@ -191,7 +205,7 @@ function WaitingItem({ task, position, q }: { task: DisplayTask; position: numbe
     disabled: pendingAdd || task.pending === 'remove',
   })
   const name = taskName(q.catalog, task.type)
-  const sending = task.pendingKey !== undefined && task.pendingKey === q.inFlight
+  const sending = task.sending === true || (task.pendingKey !== undefined && task.pendingKey === q.inFlight)
   return (
     <li
       ref={setNodeRef}

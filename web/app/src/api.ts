@@ -109,6 +109,11 @@ export class Api {
     })).body
   }
 
+  /** Ends the caller's session on the server (POST /api/auth/logout). */
+  async logout(): Promise<void> {
+    await this.request<void>('/api/auth/logout', { method: 'POST' })
+  }
+
   async catalog(): Promise<Catalog> {
     return (await this.request<Catalog>('/api/catalog')).body
   }

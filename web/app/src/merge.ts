@@ -9,6 +9,8 @@ export interface DisplayTask extends QueueTask {
   pending?: 'add' | 'remove'
   /** The outbox key of the command that made this task pending. */
   pendingKey?: string
+  /** Set while a tab sends that command: it can no longer be cancelled. */
+  sending?: boolean
 }
 
 export interface DisplayQueue {
@@ -54,6 +56,7 @@ export function mergePending(view: QueueView, pending: readonly OutboxEntry[]): 
           enqueuedAt: entry.createdAt,
           pending: 'add',
           pendingKey: entry.key,
+          ...(entry.sending ? { sending: true } : {}),
         }
         const min = headLocked ? 1 : 0
         const at = c.position === undefined ? tasks.length : Math.min(tasks.length, Math.max(min, c.position))

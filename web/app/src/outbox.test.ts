@@ -3,7 +3,7 @@ import { IDBFactory } from 'fake-indexeddb'
 import { describe, expect, it } from 'vitest'
 import { ApiError, NetworkError } from './api'
 import { IndexedDbOutboxStorage } from './idb'
-import { MemoryOutboxStorage, Outbox, type OutboxEntry, type OutboxStorage } from './outbox'
+import { LocalPeers, MemoryOutboxStorage, Outbox, type OutboxEntry, type OutboxPeers, type OutboxStorage } from './outbox'
 
 function keys() {
   let n = 0
@@ -157,5 +157,106 @@ describe.each(storages)('Outbox over %s storage', (_name, makeStorage) => {
     expect(await box.cancel('key-1')).toBe(true)
     expect(await box.cancel('key-1')).toBe(false)
     expect(box.pending()).toEqual([])
+  })
+})
+
+/** Two tabs' peers: one lock and one channel between them. */
+function tabs(n: number): OutboxPeers[] {
+  const lock = new LocalPeers()
+  const listeners: Array<Set<() => void>> = Array.from({ length: n }, () => new Set())
+  return listeners.map((mine) => ({
+    exclusive: <T,>(fn: () => Promise<T>) => lock.exclusive(fn),
+    announce: () => listeners.filter((l) => l !== mine).forEach((l) => l.forEach((f) => f())),
+    listen: (f: () => void) => {
+      mine.add(f)
+      return () => mine.delete(f)
+    },
+  }))
+}
+
+const sharedStorages: Array<[string, () => () => OutboxStorage]> = [
+  ['memory', () => {
+    const s = new MemoryOutboxStorage()
+    return () => s
+  }],
+  ['indexeddb', () => {
+    const f = new IDBFactory()
+    return () => new IndexedDbOutboxStorage(f)
+  }],
+]
+
+const settle = () => new Promise((r) => setTimeout(r, 20))
+
+describe.each(sharedStorages)('one outbox across tabs over %s storage', (_name, makeShared) => {
+  it('a command cancelled in one tab is not sent by the other, and each command goes out once, in order', async () => {
+    const storage = makeShared()
+    const [pa, pb] = tabs(2)
+    const a = new Outbox(storage(), keys(), pa)
+    const b = new Outbox(storage(), () => 'b-' + Math.random(), pb)
+    await a.add('alice', { kind: 'enqueue', type: 'chop-wood', count: 1 })
+    await a.add('alice', { kind: 'enqueue', type: 'mine-tin', count: 1 })
+    await b.load()
+    await settle()
+    expect(b.pending().map((e) => e.key)).toEqual(['key-1', 'key-2'])
+    // Tab B cancels the first; tab A, which loaded it too, must not send it.
+    expect(await b.cancel('key-1')).toBe(true)
+    await settle()
+    expect(a.pending().map((e) => e.key)).toEqual(['key-2'])
+    const c = await b.add('alice', { kind: 'stop' })
+    const sent: string[] = []
+    const send = async (e: OutboxEntry) => {
+      await settle()
+      sent.push(e.key)
+    }
+    await Promise.all([a.flush('alice', send), b.flush('alice', send), a.flush('alice', send)])
+    expect(sent).toEqual(['key-2', c.key])
+    await settle()
+    expect(a.pending()).toEqual([])
+    expect(b.pending()).toEqual([])
+  })
+
+  it('an entry being sent by one tab cannot be cancelled in another, and shows as sending there', async () => {
+    const storage = makeShared()
+    const [pa, pb] = tabs(2)
+    const a = new Outbox(storage(), keys(), pa)
+    const b = new Outbox(storage(), keys(), pb)
+    await a.add('alice', { kind: 'stop' })
+    await b.load()
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    const flushing = a.flush('alice', () => gate)
+    await settle()
+    expect(b.pending()[0].sending).toBe(true)
+    expect(await b.cancel('key-1')).toBe(false)
+    release()
+    expect(await flushing).toEqual({ sent: 1, rejected: 0 })
+  })
+
+  it('rejections are stored until dismissed, and a dismissal reaches the other tab', async () => {
+    const storage = makeShared()
+    const [pa, pb] = tabs(2)
+    const a = new Outbox(storage(), keys(), pa)
+    await a.add('alice', { kind: 'remove', taskId: 'gone' })
+    await a.flush('alice', async () => {
+      throw problem(404, 'not-found', 'no such task')
+    })
+    // A reload (a new Outbox) still shows it.
+    const b = new Outbox(storage(), keys(), pb)
+    await b.load()
+    expect(b.rejected().map((r) => r.problem.detail)).toEqual(['no such task'])
+    b.dismiss('key-1')
+    await settle()
+    expect(a.rejected()).toEqual([])
+  })
+
+  it('discard at sign-out drops the player\'s rejections, and its unsent commands unless kept', async () => {
+    const storage = makeShared()
+    const box = new Outbox(storage(), keys())
+    await box.add('alice', { kind: 'stop' })
+    await box.add('bob', { kind: 'stop' })
+    await box.discard('alice', true)
+    expect(box.pending().map((e) => e.playerId)).toEqual(['alice', 'bob'])
+    await box.discard('alice', false)
+    expect(box.pending().map((e) => e.playerId)).toEqual(['bob'])
   })
 })

@@ -2,13 +2,21 @@
 // browser, memory in tests), then sent in the order it was made, each with its
 // own idempotency key so a retry after a lost answer changes nothing twice.
 //
+// There is one outbox per browser profile, shared by every tab: the storage
+// is the truth, each Outbox object is one tab's view of it, and the tabs tell
+// one another when it changed (OutboxPeers: a BroadcastChannel and a Web Lock
+// in the browser, see peers.ts).
+//
 // Contract:
 //   - Entries are sent one at a time, in seq order; a later entry is never sent
 //     before an earlier one is settled.
+//   - Each entry is sent by one tab only: a flush holds the peers' exclusive
+//     lock, reads the storage afresh and claims an entry before sending it; a
+//     cancel (in any tab) deletes an entry only when it is not claimed.
 //   - A retryable failure (no answer, 5xx, 429, 401, write conflict) stops the
 //     flush and keeps the entry with the same key for the next flush.
 //   - Any other answer is final: the entry leaves the outbox; a rejection is
-//     recorded with the server's problem so the app can show the reason.
+//     stored with the server's problem until the player dismisses it.
 //   - One flush runs at a time; flush() while one runs returns the running one,
 //     which then runs again once more to pick up what was added meanwhile.
 import { ApiError, isRetryable } from './api'
@@ -31,6 +39,8 @@ export interface OutboxEntry {
   createdAt: string
   /** How many sends failed in a retryable way. */
   attempts: number
+  /** Set while a flush (in some tab) sends it: it can no longer be cancelled. */
+  sending?: boolean
 }
 
 export interface Rejection {
@@ -39,23 +49,78 @@ export interface Rejection {
   at: string
 }
 
-/** Where entries live between page loads. */
+/** Where entries and rejections live between page loads, shared by the tabs. */
 export interface OutboxStorage {
   list(): Promise<OutboxEntry[]>
   put(entry: OutboxEntry): Promise<void>
   delete(key: string): Promise<void>
+  /** Marks the entry as being sent and returns it; null when it is gone. Atomic. */
+  claim(key: string): Promise<OutboxEntry | null>
+  /** Deletes the entry unless it is being sent; false when it is claimed or gone. Atomic. */
+  cancel(key: string): Promise<boolean>
+  listRejections(): Promise<Rejection[]>
+  putRejection(rejection: Rejection): Promise<void>
+  deleteRejection(key: string): Promise<void>
+}
+
+/** The other tabs sharing the storage. */
+export interface OutboxPeers {
+  /** Runs fn while no other flush runs, in this tab or another. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T>
+  /** Tells the other tabs that the storage changed. */
+  announce(): void
+  /** Calls listener when another tab announced a change; returns the unsubscribe. */
+  listen(listener: () => void): () => void
+}
+
+/** Peers for a single tab (tests, and browsers without locks): a local mutex. */
+export class LocalPeers implements OutboxPeers {
+  private tail: Promise<unknown> = Promise.resolve()
+  private readonly listeners = new Set<() => void>()
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn)
+    this.tail = run.catch(() => {})
+    return run
+  }
+  announce(): void {}
+  listen(listener: () => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
 }
 
 export class MemoryOutboxStorage implements OutboxStorage {
   private readonly entries = new Map<string, OutboxEntry>()
+  private readonly rejections = new Map<string, Rejection>()
   async list(): Promise<OutboxEntry[]> {
-    return [...this.entries.values()].map((e) => structuredClone(e))
+    return [...this.entries.values()].map((e) => structuredClone(e)).sort((a, b) => a.seq - b.seq)
   }
   async put(entry: OutboxEntry): Promise<void> {
     this.entries.set(entry.key, structuredClone(entry))
   }
   async delete(key: string): Promise<void> {
     this.entries.delete(key)
+  }
+  async claim(key: string): Promise<OutboxEntry | null> {
+    const e = this.entries.get(key)
+    if (!e) return null
+    e.sending = true
+    return structuredClone(e)
+  }
+  async cancel(key: string): Promise<boolean> {
+    const e = this.entries.get(key)
+    if (!e || e.sending) return false
+    this.entries.delete(key)
+    return true
+  }
+  async listRejections(): Promise<Rejection[]> {
+    return [...this.rejections.values()].map((r) => structuredClone(r))
+  }
+  async putRejection(rejection: Rejection): Promise<void> {
+    this.rejections.set(rejection.entry.key, structuredClone(rejection))
+  }
+  async deleteRejection(key: string): Promise<void> {
+    this.rejections.delete(key)
   }
 }
 
@@ -71,6 +136,7 @@ export interface FlushResult {
 export class Outbox {
   private readonly storage: OutboxStorage
   private readonly newKey: () => string
+  private readonly peers: OutboxPeers
   private entries: OutboxEntry[] = []
   private rejections: Rejection[] = []
   private nextSeq = 1
@@ -78,25 +144,31 @@ export class Outbox {
   private running: Promise<FlushResult> | null = null
   private again = false
   private readonly listeners = new Set<() => void>()
-  /** The key of the entry being sent right now, if any. */
+  /** The key of the entry this tab is sending right now, if any. */
   inFlight: string | null = null
+  /** Bumped on every change, for useSyncExternalStore. */
+  version = 0
 
-  constructor(storage: OutboxStorage, newKey: () => string = () => crypto.randomUUID()) {
+  constructor(storage: OutboxStorage, newKey: () => string = () => crypto.randomUUID(), peers: OutboxPeers = new LocalPeers()) {
     this.storage = storage
     this.newKey = newKey
+    this.peers = peers
+    peers.listen(() => void this.reload())
   }
 
-  /** Reads what an earlier page load left behind. Safe to call more than once. */
+  /** Reads what an earlier page load (or another tab) left behind. Safe to call more than once. */
   load(): Promise<void> {
-    if (!this.loaded) {
-      this.loaded = this.storage.list().then((stored) => {
-        const known = new Set(this.entries.map((e) => e.key))
-        this.entries = [...this.entries, ...stored.filter((e) => !known.has(e.key))].sort((a, b) => a.seq - b.seq)
-        this.nextSeq = Math.max(this.nextSeq, ...this.entries.map((e) => e.seq + 1))
-        this.emit()
-      })
-    }
+    if (!this.loaded) this.loaded = this.reload()
     return this.loaded
+  }
+
+  /** Reads the storage afresh: another tab changed it. */
+  async reload(): Promise<void> {
+    const [stored, rejections] = await Promise.all([this.storage.list(), this.storage.listRejections()])
+    this.entries = stored.sort((a, b) => a.seq - b.seq)
+    this.rejections = rejections.sort((a, b) => a.at.localeCompare(b.at))
+    this.nextSeq = Math.max(this.nextSeq, ...this.entries.map((e) => e.seq + 1))
+    this.emit()
   }
 
   subscribe(listener: () => void): () => void {
@@ -117,14 +189,19 @@ export class Outbox {
     return this.rejections
   }
 
+  /** Forgets a rejection, in every tab and across reloads. */
   dismiss(key: string): void {
     this.rejections = this.rejections.filter((r) => r.entry.key !== key)
     this.emit()
+    void this.storage.deleteRejection(key).then(() => this.peers.announce())
   }
 
   /** Stores a command; it is sent by the next flush. */
   async add(playerId: string, command: Command, now: Date = new Date()): Promise<OutboxEntry> {
     await this.load()
+    // Another tab may have added since this one last looked: number after it.
+    const stored = await this.storage.list()
+    this.nextSeq = Math.max(this.nextSeq, ...stored.map((e) => e.seq + 1))
     const entry: OutboxEntry = {
       key: this.newKey(),
       seq: this.nextSeq++,
@@ -134,18 +211,40 @@ export class Outbox {
       attempts: 0,
     }
     await this.storage.put(entry)
-    this.entries = [...this.entries, entry]
+    this.entries = [...this.entries.filter((e) => e.key !== entry.key), entry]
     this.emit()
+    this.peers.announce()
     return entry
   }
 
-  /** Drops a waiting entry that has not been sent yet. False when it is being sent or gone. */
+  /** Drops a waiting entry that has not been sent yet. False when it is being sent (by any tab) or gone. */
   async cancel(key: string): Promise<boolean> {
-    if (this.inFlight === key || !this.entries.some((e) => e.key === key)) return false
-    this.entries = this.entries.filter((e) => e.key !== key)
-    this.emit()
-    await this.storage.delete(key)
-    return true
+    if (this.inFlight === key) return false
+    const ok = await this.storage.cancel(key)
+    if (ok) {
+      this.entries = this.entries.filter((e) => e.key !== key)
+      this.emit()
+      this.peers.announce()
+    }
+    return ok
+  }
+
+  /**
+   * Forgets what the outbox holds for playerId (at sign-out): its rejections,
+   * and its unsent entries too unless keepUnsent.
+   */
+  async discard(playerId: string, keepUnsent: boolean): Promise<void> {
+    await this.load()
+    for (const r of await this.storage.listRejections()) {
+      if (r.entry.playerId === playerId) await this.storage.deleteRejection(r.entry.key)
+    }
+    if (!keepUnsent) {
+      for (const e of await this.storage.list()) {
+        if (e.playerId === playerId) await this.storage.cancel(e.key)
+      }
+    }
+    await this.reload()
+    this.peers.announce()
   }
 
   /** Sends the waiting entries of playerId in order with send. */
@@ -159,7 +258,7 @@ export class Outbox {
       try {
         do {
           this.again = false
-          const r = await this.flushOnce(playerId, send)
+          const r = await this.peers.exclusive(() => this.flushOnce(playerId, send))
           total = { sent: total.sent + r.sent, rejected: total.rejected + r.rejected, blockedBy: r.blockedBy }
           if (r.blockedBy !== undefined) break
         } while (this.again)
@@ -175,10 +274,20 @@ export class Outbox {
     await this.load()
     const result: FlushResult = { sent: 0, rejected: 0 }
     for (;;) {
-      const entry = this.entries.find((e) => e.playerId === playerId)
-      if (!entry) return result
+      // The storage, not this tab's copy: another tab may have sent or
+      // cancelled an entry since this one last looked.
+      const next = (await this.storage.list()).find((e) => e.playerId === playerId)
+      if (!next) {
+        await this.reload()
+        return result
+      }
+      // Holding the lock, a claimed entry is one a flush left unsettled (its
+      // tab closed mid-send): send it again, with the same key.
+      const entry = await this.storage.claim(next.key)
+      if (!entry) continue
       this.inFlight = entry.key
-      this.emit()
+      await this.reload()
+      this.peers.announce()
       try {
         await send(entry)
         result.sent++
@@ -188,25 +297,25 @@ export class Outbox {
             // A bug or an unexpected answer: keep the entry, but surface it.
             console.error('outbox: send failed', err)
           }
-          const updated = { ...entry, attempts: entry.attempts + 1 }
-          this.entries = this.entries.map((e) => (e.key === entry.key ? updated : e))
+          await this.storage.put({ ...entry, attempts: entry.attempts + 1, sending: false })
           this.inFlight = null
-          this.emit()
-          await this.storage.put(updated)
+          await this.reload()
+          this.peers.announce()
           result.blockedBy = err
           return result
         }
-        this.rejections = [...this.rejections, { entry, problem: err.problem, at: new Date().toISOString() }]
+        await this.storage.putRejection({ entry: { ...entry, sending: false }, problem: err.problem, at: new Date().toISOString() })
         result.rejected++
       }
-      this.entries = this.entries.filter((e) => e.key !== entry.key)
-      this.inFlight = null
-      this.emit()
       await this.storage.delete(entry.key)
+      this.inFlight = null
+      await this.reload()
+      this.peers.announce()
     }
   }
 
   private emit(): void {
+    this.version++
     for (const l of this.listeners) l()
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { clockOffset, computeProgress, durationAtLevel, formatDuration, levelProgress } from './progress'
+import { clockOffset, computeProgress, durationAtLevel, formatDuration, levelProgress, viewClockOffset } from './progress'
 import { viewOf } from './testdata'
 
 const at = (iso: string) => Date.parse(iso)
@@ -74,5 +74,39 @@ describe('levelProgress', () => {
   })
   it('is full at the max level', () => {
     expect(levelProgress(300, 4, curve, 4).fraction).toBe(1)
+  })
+})
+
+describe('timer cosmetics', () => {
+  it('never shows more time left than the repetition lasts, even with a clock behind the server', () => {
+    // The view was stamped 700 ms before the repetition it holds began (a
+    // view built before the command's last event): by serverTime alone a
+    // 3 s repetition would show 3.7 s left ("0:04").
+    const v = viewOf({ serverTime: '2026-11-29T14:00:08.300Z' })
+    const arrival = at('2026-11-29T14:00:09Z')
+    expect(computeProgress(v, clockOffset(v.serverTime, arrival), arrival)!.remainingMs).toBe(3000)
+    expect(formatDuration(computeProgress(v, clockOffset(v.serverTime, arrival), arrival)!.remainingMs)).toBe('0:03')
+    // The view proves the server was at least at startedAt when it arrived.
+    const offset = viewClockOffset(v, arrival)
+    expect(offset).toBe(0)
+    const p = computeProgress(v, offset, arrival + 1)!
+    expect(p.remainingMs).toBe(2999)
+    expect(formatDuration(p.remainingMs)).toBe('0:03')
+  })
+
+  it('keeps the serverTime offset when the view proves nothing more', () => {
+    const v = viewOf()
+    const arrival = at('2026-11-29T14:05:10.500Z')
+    expect(viewClockOffset(v, arrival)).toBe(clockOffset(v.serverTime, arrival))
+    expect(viewClockOffset(viewOf({ repetition: null }), arrival)).toBe(clockOffset(v.serverTime, arrival))
+  })
+
+  it('reaches a fraction of 1 at the due time and 0 at the start, clamped outside', () => {
+    const v = viewOf()
+    expect(computeProgress(v, 0, at('2026-11-29T14:00:12Z'))!.fraction).toBe(1)
+    expect(computeProgress(v, 0, at('2026-11-29T14:00:13Z'))!.fraction).toBe(1)
+    expect(computeProgress(v, 0, at('2026-11-29T14:00:09Z'))!.fraction).toBe(0)
+    expect(computeProgress(v, 0, at('2026-11-29T14:00:08Z'))!.fraction).toBe(0)
+    expect(computeProgress(v, 0, at('2026-11-29T14:00:08Z'))!.remainingMs).toBe(3000)
   })
 })

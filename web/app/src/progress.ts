@@ -25,6 +25,20 @@ export function clockOffset(serverTime: string, localReceivedMs: number): number
   return server - localReceivedMs
 }
 
+/**
+ * The clock offset for a view received at localReceivedMs: its serverTime,
+ * corrected by what the view proves. A repetition cannot have started in the
+ * server's future, so when the view was stamped before the answer left
+ * (latency, a view built a moment before it was sent) the server's clock was
+ * at least at startedAt when it arrived. Without this, a repetition that
+ * just began shows more time left than it lasts.
+ */
+export function viewClockOffset(view: QueueView, localReceivedMs: number): number {
+  const offset = clockOffset(view.serverTime, localReceivedMs)
+  const started = view.repetition ? Date.parse(view.repetition.startedAt) : NaN
+  return Number.isNaN(started) ? offset : Math.max(offset, started - localReceivedMs)
+}
+
 /** Progress of the head task at local time localNowMs, or null when no repetition runs. */
 export function computeProgress(view: QueueView, offsetMs: number, localNowMs: number): Progress | null {
   const rep = view.repetition
@@ -37,7 +51,8 @@ export function computeProgress(view: QueueView, offsetMs: number, localNowMs: n
   const serverNow = localNowMs + offsetMs
   const span = Math.max(1, due - started)
   const fraction = Math.min(1, Math.max(0, (serverNow - started) / span))
-  const remainingMs = Math.max(0, due - serverNow)
+  // Never more time left than the repetition lasts, whatever the clocks say.
+  const remainingMs = Math.min(span, Math.max(0, due - serverNow))
   const perRepetition = rep.durationMs > 0 ? rep.durationMs : span
   const after = Math.max(0, head.count - rep.number)
   return {

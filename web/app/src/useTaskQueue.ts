@@ -5,9 +5,12 @@
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react'
 import { Api, ApiError, NetworkError, type Session } from './api'
 import { IndexedDbOutboxStorage } from './idb'
+import { cacheKey } from './localdata'
+import { BrowserPeers } from './peers'
 import { mergePending, rebaseOrder, type DisplayQueue } from './merge'
 import { MemoryOutboxStorage, Outbox, type Command, type OutboxEntry } from './outbox'
-import { clockOffset } from './progress'
+import { viewClockOffset } from './progress'
+import { projectQueue } from './projection'
 import { RealtimeClient, type RealtimeState } from './realtime'
 import type { Catalog, QueueView } from './types'
 
@@ -23,7 +26,8 @@ export interface Toast {
 }
 
 let sharedOutbox: Outbox | null = null
-function outbox(): Outbox {
+/** The outbox of this browser profile, shared by its tabs (outbox.ts). */
+export function outbox(): Outbox {
   if (!sharedOutbox) {
     let storage
     try {
@@ -31,12 +35,11 @@ function outbox(): Outbox {
     } catch {
       storage = new MemoryOutboxStorage()
     }
-    sharedOutbox = new Outbox(storage)
+    sharedOutbox = new Outbox(storage, undefined, BrowserPeers.make())
   }
   return sharedOutbox
 }
 
-const cacheKey = (playerId: string) => `taskqueue.view.${playerId}`
 const CATALOG_KEY = 'taskqueue.catalog'
 
 function readCache<T>(key: string): T | null {
@@ -83,7 +86,7 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
 
   const version = useSyncExternalStore(
     useCallback((cb) => box.subscribe(cb), [box]),
-    () => box.pending().length + ':' + box.rejected().length + ':' + (box.inFlight ?? ''),
+    () => box.version,
   )
   const pending = useMemo(() => box.pendingFor(playerId), [box, playerId, version])
   const rejections = useMemo(() => box.rejected().filter((r) => r.entry.playerId === playerId), [box, playerId, version])
@@ -120,11 +123,11 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
             toast(`${name} reached level ${s.level}`, 'good')
           }
         }
-        if (next.stoppedReason && next.stoppedReason !== prev.stoppedReason) toast(`Queue stopped: ${next.stoppedReason}`, 'bad')
+        if (next.stoppedReason && next.stoppedReason !== prev.stoppedReason && next.tasks.length > 0) toast(`Queue stopped: ${next.stoppedReason}`, 'bad')
       }
       viewRef.current = next
       setView(next)
-      setOffset(clockOffset(next.serverTime, receivedAt))
+      setOffset(viewClockOffset(next, receivedAt))
       writeCache(cacheKey(next.playerId), next)
     },
     [toast, taskName],
@@ -263,6 +266,9 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
     }
   }, [refresh, flush])
 
+  const refreshRef = useRef(refresh)
+  refreshRef.current = refresh
+
   // The WebSocket (issue 6). Until the server has /api/ws it ends 'unavailable'.
   const rtRef = useRef<RealtimeClient | null>(null)
   useEffect(() => {
@@ -279,8 +285,12 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
         if (e.type === 'TaskFailed') toast(`Failed: ${name}: ${String(e.data.reason ?? '')}`, 'bad')
       },
       onState: (s) => {
+        const wasLive = liveRef.current
         liveRef.current = s === 'live'
         setRealtime(s)
+        // A live socket that drops usually means the server went away: ask
+        // now rather than at the next poll, so the pill says so at once.
+        if (wasLive && s === 'reconnecting') void refreshRef.current()
       },
     })
     rtRef.current = client
@@ -318,7 +328,25 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
 
   const connection: Connection = !browserOnline || !reachable ? (browserOnline ? 'reconnecting' : 'offline') : live ? 'live' : 'polling'
 
-  const display: DisplayQueue | null = useMemo(() => (view ? mergePending(view, pending) : null), [view, pending])
+  // While the server cannot be asked, the queue goes on there: project it
+  // forward by the rules (projection.ts), shown as an estimate until the
+  // server's next view replaces it.
+  const cut = connection === 'offline' || connection === 'reconnecting'
+  const [projectAt, setProjectAt] = useState(() => Date.now())
+  const advancing = cut && !!view?.running && !!view.repetition
+  useEffect(() => {
+    if (!advancing) return
+    const id = setInterval(() => setProjectAt(Date.now()), 250)
+    return () => clearInterval(id)
+  }, [advancing])
+  const projection = useMemo(
+    () => (advancing && view && catalog ? projectQueue(view, catalog, projectAt + offset) : null),
+    [advancing, view, catalog, projectAt, offset],
+  )
+  const estimated = (projection?.completed ?? 0) > 0
+  const shown = estimated && projection ? projection.view : view
+
+  const display: DisplayQueue | null = useMemo(() => (shown ? mergePending(shown, pending) : null), [shown, pending])
 
   const commands = useMemo(
     () => ({
@@ -335,6 +363,7 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
     [run, box, refresh, flush],
   )
 
-  return { api, view, display, offset, catalog, pending, rejections, inFlight, connection, realtime, toasts, commands }
+  /** view: the server's, or projected forward while it cannot be asked (then estimated is true). */
+  return { api, view: shown, estimated, display, offset, catalog, pending, rejections, inFlight, connection, realtime, toasts, commands }
 }
 export type TaskQueueState = ReturnType<typeof useTaskQueue>

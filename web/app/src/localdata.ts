@@ -1,0 +1,5 @@
+// The keys of what the app keeps in localStorage, in one place so that
+// signing out (signout.ts) removes what the queue (useTaskQueue.ts) wrote.
+
+/** The player's last queue view (queue, skills, inventory), for offline reloads. */
+export const cacheKey = (playerId: string) => `taskqueue.view.${playerId}`

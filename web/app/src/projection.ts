@@ -1,0 +1,95 @@
+// Projecting the queue forward while the server cannot be asked (offline, or
+// the server down): the server keeps completing repetitions, and the app
+// knows its rules (package domain's doc: durations at the player's level,
+// inputs taken when a repetition starts, outputs and XP granted when it
+// completes, a task that cannot start fails and the next is tried). The
+// projection is only ever shown as an estimate; the next view the server
+// sends replaces it.
+import type { Catalog, QueueTask, QueueView, Repetition, SkillState } from './types'
+
+/** Milliseconds of one repetition at level (domain.RepetitionDuration: integer maths, at least 1). */
+export function repetitionDuration(baseMs: number, required: number, level: number): { durationMs: number; efficiency: number } {
+  const speedUp = Math.max(0, Math.min(50, level - required))
+  const durationMs = Math.max(1, Math.floor((baseMs * (100 - speedUp)) / 100))
+  return { durationMs, efficiency: Math.round((baseMs / durationMs) * 100) / 100 }
+}
+
+/** The level of xp on the catalog's curve (domain.LevelForXP). */
+export function levelForXp(xp: number, xpForLevel: readonly number[], max: number): number {
+  let level = 1
+  while (level < max && xpForLevel[level + 1] !== undefined && xp >= xpForLevel[level + 1]) level++
+  return level
+}
+
+export interface Projection {
+  view: QueueView
+  /** Repetitions the projection completed beyond the server's view (0: the view as it is). */
+  completed: number
+  /** Tasks it finished or failed. */
+  finished: number
+}
+
+/** Upper bound on the repetitions one projection runs (a day of 1 ms repetitions is not a real queue). */
+const MAX_STEPS = 100000
+
+/** The queue as the server has most likely advanced it by serverNowMs. */
+export function projectQueue(view: QueueView, catalog: Catalog, serverNowMs: number): Projection {
+  const unchanged = { view, completed: 0, finished: 0 }
+  let rep: Repetition | null = view.repetition
+  if (!view.running || !rep || Date.parse(rep.dueAt) > serverNowMs) return unchanged
+  const tasks: QueueTask[] = view.tasks.map((t) => ({ ...t }))
+  const skills: Record<string, SkillState> = Object.fromEntries(Object.entries(view.skills).map(([k, s]) => [k, { ...s }]))
+  const inventory: Record<string, number> = { ...view.inventory }
+  const typeOf = new Map(catalog.tasks.map((t) => [t.id, t]))
+  const { xpForLevel, max } = catalog.levels
+  let completed = 0
+  let finished = 0
+  while (rep && Date.parse(rep.dueAt) <= serverNowMs && completed < MAX_STEPS) {
+    const head = tasks[0]
+    if (!head || head.taskId !== rep.taskId) break
+    const due = Date.parse(rep.dueAt)
+    // Complete the running repetition.
+    const type = typeOf.get(head.type)
+    if (type) {
+      for (const [item, n] of Object.entries(type.outputs ?? {})) inventory[item] = (inventory[item] ?? 0) + n
+      const s = skills[type.skill] ?? { xp: 0, level: 1 }
+      const xp = s.xp + type.xp
+      skills[type.skill] = { xp, level: levelForXp(xp, xpForLevel, max) }
+    }
+    head.done++
+    completed++
+    if (head.done >= head.count) {
+      tasks.shift()
+      finished++
+    }
+    // Start the next repetition at the due time, failing the tasks that cannot.
+    rep = null
+    while (tasks.length > 0 && !rep) {
+      const next = tasks[0]
+      const t = typeOf.get(next.type)
+      const level = t ? (skills[t.skill]?.level ?? 1) : 0
+      const inputs = Object.entries(t?.inputs ?? {})
+      if (!t || level < t.levelRequired || inputs.some(([item, n]) => (inventory[item] ?? 0) < n)) {
+        tasks.shift()
+        finished++
+        continue
+      }
+      for (const [item, n] of inputs) inventory[item] -= n
+      const { durationMs, efficiency } = repetitionDuration(t.baseDurationMs, t.levelRequired, level)
+      rep = {
+        taskId: next.taskId,
+        number: next.done + 1,
+        startedAt: new Date(due).toISOString(),
+        dueAt: new Date(due + durationMs).toISOString(),
+        durationMs,
+        efficiency,
+      }
+    }
+  }
+  for (const [item, n] of Object.entries(inventory)) if (n <= 0) delete inventory[item]
+  return {
+    view: { ...view, tasks, skills, inventory, repetition: rep, state: tasks.length > 0 ? 'running' : 'idle' },
+    completed,
+    finished,
+  }
+}
