@@ -275,3 +275,38 @@ func redisHolding(t *testing.T, rdb *redis.Client, prefix, s string) []string {
 	}
 	return found
 }
+
+// analystHolding lists, connected as the analyst role, the tables it may
+// read whose rows mention s (no exception), and fails unless it may read
+// the read models and may not read the audit trail or the outbox of
+// player.forgotten.
+func analystHolding(t *testing.T, analyst *sql.DB, schema, forgottenTable, s string) []string {
+	t.Helper()
+	rows, err := analyst.Query(`SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'p') AND has_table_privilege(current_user, c.oid, 'SELECT')`, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readable := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		readable[name] = true
+	}
+	rows.Close()
+	if !readable["queue_status"] || readable["audit_log"] || readable[forgottenTable] {
+		t.Fatalf("the analyst reads queue_status %v, audit_log %v, %s %v; want true, false, false",
+			readable["queue_status"], readable["audit_log"], forgottenTable, readable[forgottenTable])
+	}
+	var found []string
+	for table := range readable {
+		for _, r := range rowsOf(t, analyst, `"`+schema+`"."`+table+`"`) {
+			if strings.Contains(r, s) {
+				found = append(found, table+": "+r)
+			}
+		}
+	}
+	return found
+}

@@ -44,7 +44,11 @@ func TestForgetPlayerSQLite(t *testing.T) {
 
 func TestForgetPlayerPostgres(t *testing.T) {
 	url := testenv.Postgres(t)
-	forgetScenario(t, Config{DataDir: t.TempDir(), DatabaseURL: url, DatabaseMaxConns: 6}, func(t *testing.T) (*sql.DB, bool) {
+	// The analyst role is cluster-wide: hold the lock of the tests that
+	// set its password.
+	holdAnalystLock(t, openSQL(t, url))
+	cfg := Config{DataDir: t.TempDir(), DatabaseURL: url, DatabaseMaxConns: 6, AnalystPassword: "forget-analyst-pw-5d1e"}
+	forgetScenario(t, cfg, func(t *testing.T) (*sql.DB, bool) {
 		return openSQL(t, url), true
 	})
 }
@@ -197,6 +201,17 @@ func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, 
 	}
 	if found := tablesHolding(t, db, postgres, gone); len(found) > 0 {
 		t.Fatalf("the database still holds %s:\n%s", gone, strings.Join(found, "\n"))
+	}
+	if cfg.AnalystPassword != "" {
+		analyst := openSQL(t, asAnalyst(t, cfg.DatabaseURL, cfg.AnalystPassword))
+		forgottenTable := "watermill_" + processor.Topic(TopicPrefix(a.Config), processor.TypePlayerForgotten)
+		var schema string
+		if err := db.QueryRow(`SELECT current_schema()`).Scan(&schema); err != nil {
+			t.Fatal(err)
+		}
+		if found := analystHolding(t, analyst, schema, forgottenTable, gone); len(found) > 0 {
+			t.Fatalf("the analyst role reads %s in:\n%s", gone, strings.Join(found, "\n"))
+		}
 	}
 
 	// The other player is untouched, and reads the log across the gap.
