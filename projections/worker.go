@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -437,10 +438,32 @@ func (m *rateMeter) rate(now time.Time) float64 {
 // changes), at worst shorter than a fresh read.
 type pageCache struct {
 	mu       sync.Mutex
-	pages    map[eventstore.Position][]eventstore.RecordedEvent
+	pages    map[eventstore.Position]cachedPage
 	order    []eventstore.Position
 	events   int // in pages
 	inflight map[eventstore.Position]*pageRead
+	// epoch counts drops: a read begun before one is not cached.
+	epoch int
+}
+
+type cachedPage struct {
+	evs []eventstore.RecordedEvent
+	at  time.Time
+}
+
+// cachedPageAge bounds how long a page is reused: pages are shared by
+// projections catching up together, and a page read before a stream was
+// deleted (a forgotten player) must not reach a rebuild in this process
+// long after, when another process did the forgetting.
+const cachedPageAge = 30 * time.Second
+
+// drop forgets every cached page and keeps the reads under way from
+// caching theirs (a stream was deleted: Runner.Forget).
+func (c *pageCache) drop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pages, c.order, c.events = map[eventstore.Position]cachedPage{}, nil, 0
+	c.epoch++
 }
 
 type pageRead struct {
@@ -490,9 +513,9 @@ func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f event
 	}
 	c := &r.cache
 	c.mu.Lock()
-	if evs, ok := c.pages[from]; ok {
+	if p, ok := c.pages[from]; ok && time.Since(p.at) < cachedPageAge {
 		c.mu.Unlock()
-		return evs, nil
+		return p.evs, nil
 	}
 	if rd, ok := c.inflight[from]; ok {
 		c.mu.Unlock()
@@ -508,21 +531,26 @@ func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f event
 	}
 	if c.inflight == nil {
 		c.inflight = map[eventstore.Position]*pageRead{}
-		c.pages = map[eventstore.Position][]eventstore.RecordedEvent{}
+		c.pages = map[eventstore.Position]cachedPage{}
 	}
 	rd := &pageRead{done: make(chan struct{})}
 	c.inflight[from] = rd
+	epoch := c.epoch
 	c.mu.Unlock()
 
 	rd.evs, rd.err = r.readAll(ctx, from, f, size)
 	c.mu.Lock()
 	delete(c.inflight, from)
-	if rd.err == nil && len(rd.evs) > 0 { // an empty page means "caught up": never cached
-		c.pages[from] = rd.evs
+	if rd.err == nil && len(rd.evs) > 0 && epoch == c.epoch { // an empty page means "caught up": never cached
+		if old, ok := c.pages[from]; ok { // aged out, read again
+			c.order = slices.DeleteFunc(c.order, func(p eventstore.Position) bool { return p == from })
+			c.events -= len(old.evs)
+		}
+		c.pages[from] = cachedPage{evs: rd.evs, at: time.Now()}
 		c.order = append(c.order, from)
 		c.events += len(rd.evs)
 		for c.events > cachedEvents && len(c.order) > 1 {
-			c.events -= len(c.pages[c.order[0]])
+			c.events -= len(c.pages[c.order[0]].evs)
 			delete(c.pages, c.order[0])
 			c.order = c.order[1:]
 		}

@@ -28,6 +28,10 @@
 // instance closes its sockets at once) and realtime-wake ("<instance>
 // <position>", the realtime hubs' cross-instance wake-up).
 //
+// Forgetting a player (Client.ForgetPlayer, Sessions.RevokePlayer) deletes
+// the keys of every family named by the player, takes the player out of the
+// presence sets and revokes the player's sessions (scanning session:*).
+//
 // # Redis going away
 //
 // Every role goes through one Client, which keeps Redis's health: a

@@ -12,7 +12,7 @@ import (
 )
 
 // ReadByStream reads the prefix of the global log up to and including
-// upTo, in stream order: the events of every stream whose
+// upTo, in stream order, tombstones skipped: the events of every stream whose
 // (stream, version) comes after (afterStream, afterVersion), ordered by
 // stream then version, at most limit (500 when limit <= 0). Start with
 // ("", 0); continue with the last event's stream and version; an empty
@@ -59,7 +59,7 @@ var byStreamColumns = pgx.QueryResultFormats{pgx.BinaryFormatCode, pgx.BinaryFor
 func (s *Store) readByStream(ctx context.Context, upTo eventstore.Position, afterStream string, afterVersion int64, limit int) ([]eventstore.RecordedEvent, error) {
 	rows, err := s.pool.Query(ctx, `SELECT transaction_id, position, event_id, stream_id, version, event_type,
 			schema_version, data::text FROM event_log
-		WHERE (stream_id, version) > ($1, $2::bigint)
+		WHERE (stream_id, version) > ($1, $2::bigint) AND event_type <> '$deleted'
 			AND (event_log.transaction_id, event_log.position) <= ($3::text::xid8, $4::bigint)
 		ORDER BY stream_id, version LIMIT $5`,
 		byStreamColumns, afterStream, afterVersion, strconv.FormatUint(upTo.Commit, 10), int64(upTo.Seq), limit)
