@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-bfe8408bbdb4'
-const SHELL = ["/","/assets/AdminPanel-DZt1iIwL.js","/assets/Player-oubZW3Qs.js","/assets/index-B-jozD0z.js","/assets/index-DaWmKjR2.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-3325f562915f'
+const SHELL = ["/","/assets/AdminPanel-CFlad84U.js","/assets/Player-C8M0YxLI.js","/assets/index-BPe4Kblt.js","/assets/index-DaWmKjR2.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

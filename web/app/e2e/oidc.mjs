@@ -41,7 +41,8 @@ function start(cmd, args, env) {
   return child
 }
 
-const provider = start(providerBinary, ['-redirect', `${base}/`, '-user', 'alice:alice-pw:player'], {})
+// root's role is the provider's own name for it, which the server maps to admin.
+const provider = start(providerBinary, ['-redirect', `${base}/`, '-user', 'alice:alice-pw:player', '-user', 'root:root-pw:game-admins'], {})
 const issuer = await until('the provider to print its issuer', async () => logs.join('').match(/issuer (\S+)/)?.[1])
 start(binary, [], {
   TASKQUEUE_ADDR: `127.0.0.1:${port}`,
@@ -50,6 +51,7 @@ start(binary, [], {
   TASKQUEUE_JWT_SECRET: 'e2e-oidc-secret-0123456789abcdef0123456789',
   TASKQUEUE_OIDC_ISSUER: issuer,
   TASKQUEUE_OIDC_CLIENT_ID: 'taskqueue',
+  TASKQUEUE_OIDC_ROLE_MAP: 'game-admins:admin',
 })
 
 const results = []
@@ -125,6 +127,18 @@ try {
     await page.getByRole('button', { name: 'Sign out' }).click()
     await page.waitForURL((u) => u.toString().startsWith(base), { timeout: WAIT })
     await page.getByTestId('oidc-sign-in').waitFor({ timeout: WAIT })
+  })
+
+  await step("a role in the provider's own names reaches the app through the server's role map", async () => {
+    await page.getByTestId('oidc-sign-in').click()
+    await page.waitForURL((u) => u.toString().startsWith(issuer), { timeout: WAIT })
+    await page.locator('#username').fill('root')
+    await page.locator('#password').fill('root-pw')
+    await page.getByRole('button', { name: 'Login' }).click()
+    await page.waitForURL((u) => u.toString().startsWith(base), { timeout: WAIT })
+    await page.getByTestId('player-name').filter({ hasText: 'root' }).waitFor({ timeout: WAIT })
+    // The token says role "game-admins"; the app shows what the server made of it.
+    await page.getByTestId('admin').waitFor({ timeout: WAIT })
   })
 } finally {
   await browser?.close().catch(() => {})

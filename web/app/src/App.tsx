@@ -15,7 +15,8 @@ function loadSession(): Session | null {
     if (!raw) return null
     const s = JSON.parse(raw) as Session
     if (s.expiresAt && Date.parse(s.expiresAt) < Date.now()) return null
-    return { ...sessionFromToken(s.token), oidc: s.oidc }
+    // A provider's session keeps the player and role the server read from its token.
+    return { ...sessionFromToken(s.token), ...(s.oidc && { playerId: s.playerId, role: s.role }), oidc: s.oidc }
   } catch {
     return null
   }

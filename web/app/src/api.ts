@@ -109,6 +109,13 @@ export class Api {
     })).body
   }
 
+  /** The caller as the server reads its token (GET /api/auth/me): with an OpenID
+   * provider the player ID and role come from the claims and role map the server
+   * is configured with, not necessarily the token's "sub" and "role". */
+  async me(): Promise<{ playerId: string; role: string }> {
+    return (await this.request<{ playerId: string; role: string }>('/api/auth/me')).body
+  }
+
   /** Ends the caller's session on the server (POST /api/auth/logout). */
   async logout(): Promise<void> {
     await this.request<void>('/api/auth/logout', { method: 'POST' })

@@ -3,7 +3,7 @@
 // client secret is ever in the browser; the access token is the API's bearer
 // token, renewed with the refresh token before it expires; sign-out ends the
 // session at the provider when it has an end_session_endpoint.
-import { sessionFromToken, type Session } from './api'
+import { Api, sessionFromToken, type Session } from './api'
 
 export interface OidcConfig {
   issuer: string
@@ -81,7 +81,9 @@ async function tokenRequest(cfg: OidcConfig, params: Record<string, string>): Pr
   })
   if (!res.ok) throw new Error(`The provider refused the sign-in (${res.status}).`)
   const t = (await res.json()) as TokenResponse
-  return { ...sessionFromToken(t.access_token), oidc: { refreshToken: t.refresh_token, idToken: t.id_token } }
+  // The player and role are the server's reading of the token (its claims and role map).
+  const { playerId, role } = await new Api(t.access_token).me()
+  return { ...sessionFromToken(t.access_token), playerId, role, oidc: { refreshToken: t.refresh_token, idToken: t.id_token } }
 }
 
 /** Completes a sign-in when the provider has just sent the browser back with
