@@ -115,10 +115,14 @@ try {
     assert.ok(token, 'the session token is kept')
     const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString())
     assert.equal(claims.iss, issuer, "the app calls the API with the provider's token")
-    const res = await fetch(`${base}/api/queue/alice`, { headers: { Authorization: `Bearer ${token}` } })
-    assert.equal(res.status, 200)
-    const view = await res.json()
-    assert.equal(view.tasks.length, 1)
+    // The page shows the task at once (it projects the queue); the server's
+    // read model has it a moment later, and the outbox empties.
+    await until('the server to show the task', async () => {
+      const res = await fetch(`${base}/api/queue/alice`, { headers: { Authorization: `Bearer ${token}` } })
+      assert.equal(res.status, 200)
+      return (await res.json()).tasks.length === 1
+    })
+    await page.getByTestId('outbox-pending').waitFor({ state: 'detached', timeout: WAIT })
     const other = await fetch(`${base}/api/queue/bob`, { headers: { Authorization: `Bearer ${token}` } })
     assert.equal(other.status, 403)
   })
