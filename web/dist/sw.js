@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-bfe8408bbdb4'
-const SHELL = ["/","/assets/AdminPanel-DZt1iIwL.js","/assets/Player-oubZW3Qs.js","/assets/index-B-jozD0z.js","/assets/index-DaWmKjR2.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-3ba220dc2afa'
+const SHELL = ["/","/assets/AdminPanel-BaMJKuTD.js","/assets/Player-CUxK4Yyt.js","/assets/index-C7wjaCNH.css","/assets/index-Cslv6CJM.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

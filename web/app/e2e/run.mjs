@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
-import { WAIT, freePort, until } from './lib.mjs'
+import { WAIT, assertAccessible, freePort, until } from './lib.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = resolve(here, '../../..')
@@ -936,6 +936,125 @@ try {
     const q = await serverQueue(token, 'olga')
     assert.deepEqual(q.tasks.map((t) => t.type), ['mine-copper'])
     await waitShownTypes(page, ['mine-copper'])
+    await context.close()
+  })
+
+  await step('accessibility: axe-core finds no serious or critical violation on sign-in, queue, offline, admin and phone', async () => {
+    const token = await devToken('ally')
+    for (const [type, count] of [['chop-wood', 100], ['saw-planks', 2]]) {
+      assert.equal((await api('POST', '/api/queue/ally/tasks', token, { type, count })).status, 201)
+    }
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await page.goto('/')
+    await page.getByLabel('Player name').waitFor()
+    await assertAccessible(page, 'the sign-in page')
+    await openAs(page, token, 'ally')
+    await page.getByTestId('queue-state').filter({ hasText: 'Running' }).waitFor({ timeout: WAIT })
+    await page.getByTestId('connection').filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    await page.getByTestId('history').waitFor({ timeout: WAIT })
+    await assertAccessible(page, 'the queue (desktop)')
+    await context.setOffline(true)
+    await page.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    await assertAccessible(page, 'the queue offline')
+    await context.close()
+    const phone = await newPage(PHONE)
+    state.page = phone.page
+    await openAs(phone.page, token, 'ally')
+    await phone.page.getByTestId('queue-state').filter({ hasText: 'Running' }).waitFor({ timeout: WAIT })
+    await assertAccessible(phone.page, 'the queue on a phone')
+    // Every control a finger uses is at least 44 × 44 px on a phone.
+    const small = await phone.page.evaluate(() =>
+      [...document.querySelectorAll('button, input, select, a[href], [role=tab]')]
+        .filter((el) => el.offsetParent !== null)
+        .map((el) => ({ el, r: el.getBoundingClientRect() }))
+        .filter(({ r }) => r.width < 44 || r.height < 44)
+        .map(({ el, r }) => `${el.tagName.toLowerCase()}${el.className ? '.' + String(el.className).split(' ').join('.') : ''} "${(el.getAttribute('aria-label') || el.textContent || '').trim().slice(0, 30)}" ${Math.round(r.width)}×${Math.round(r.height)}`),
+    )
+    assert.deepEqual(small, [], `controls under 44 px on a phone:\n  ${small.join('\n  ')}`)
+    await phone.context.close()
+    const admin = await newPage(DESKTOP)
+    state.page = admin.page
+    await admin.page.goto('/')
+    await admin.page.getByLabel('Player name').fill('root')
+    await admin.page.getByTestId('as-admin').check()
+    await admin.page.getByRole('button', { name: 'Play' }).click()
+    await admin.page.locator('[data-testid=projections] tbody tr').first().waitFor({ timeout: WAIT })
+    await admin.page.getByTestId('admin-player').fill('ally')
+    await admin.page.getByRole('button', { name: 'Show' }).click()
+    await admin.page.getByTestId('event-log').filter({ hasText: 'TaskEnqueued' }).waitFor({ timeout: WAIT })
+    await assertAccessible(admin.page, 'the admin view')
+    // The event log scrolls: it must be reachable by keyboard.
+    assert.equal(await admin.page.getByTestId('event-log').getAttribute('tabindex'), '0')
+    await admin.context.close()
+  })
+
+  await step('skill tabs: arrow keys move between them, each controls its panel', async () => {
+    const token = await devToken('tabby')
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'tabby')
+    const tabs = page.getByRole('tab')
+    await tabs.first().waitFor({ timeout: WAIT })
+    const names = await tabs.allInnerTexts()
+    assert.ok(names.length >= 3, `tabs: ${names}`)
+    await tabs.first().focus()
+    await page.keyboard.press('ArrowRight')
+    const focused = () => page.evaluate(() => document.activeElement?.getAttribute('aria-selected') === 'true' && document.activeElement.textContent)
+    assert.equal(await focused(), names[1].replace(/\n/g, ''))
+    const panel = await tabs.nth(1).getAttribute('aria-controls')
+    assert.ok(panel, 'the tab has aria-controls')
+    assert.equal(await page.locator(`#${panel}`).getAttribute('role'), 'tabpanel')
+    await page.keyboard.press('ArrowLeft')
+    await page.keyboard.press('ArrowLeft') // wraps round to the last
+    assert.equal(await focused(), names[names.length - 1].replace(/\n/g, ''))
+    await page.keyboard.press('Home')
+    assert.equal(await focused(), names[0].replace(/\n/g, ''))
+    // Only the selected tab is in the tab order.
+    assert.deepEqual(await tabs.evaluateAll((els) => els.map((e) => e.tabIndex)), names.map((_, i) => (i === 0 ? 0 : -1)))
+    await context.close()
+  })
+
+  await step('the progress bar tells a screen reader the repetition and the time left', async () => {
+    const token = await devToken('reader')
+    assert.equal((await api('POST', '/api/queue/reader/tasks', token, { type: 'chop-wood', count: 100 })).status, 201)
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'reader')
+    const bar = page.locator('[data-testid=head-task] [role=progressbar]')
+    let text
+    await until('aria-valuetext', async () => /^repetition \d+ of 100, \d+ s left$/.test((text = await bar.getAttribute('aria-valuetext', { timeout: 1000 })) ?? '')).catch((err) => {
+      throw new Error(`${err.message}; last: ${text}`)
+    })
+    await context.close()
+  })
+
+  await step('the sign-out dialog keeps the focus inside it (Tab and Shift+Tab wrap)', async () => {
+    const token = await devToken('trap')
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'trap')
+    await page.getByTestId('connection').filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    await context.setOffline(true)
+    await page.getByTestId('connection').filter({ hasText: 'Offline' }).waitFor({ timeout: WAIT })
+    await addTask(page, 'chop-wood', 3, 'Woodcutting')
+    await page.getByTestId('sign-out').click()
+    const dialog = page.getByTestId('signout-dialog')
+    await dialog.waitFor()
+    await assertAccessible(page, 'the sign-out dialog')
+    const inside = () => page.evaluate(() => !!document.activeElement?.closest('[data-testid=signout-dialog]'))
+    for (let i = 0; i < 5; i++) {
+      await page.keyboard.press('Tab')
+      assert.ok(await inside(), `Tab ${i + 1} left the dialog`)
+    }
+    for (let i = 0; i < 5; i++) {
+      await page.keyboard.press('Shift+Tab')
+      assert.ok(await inside(), `Shift+Tab ${i + 1} left the dialog`)
+    }
+    await page.keyboard.press('Escape')
+    await dialog.waitFor({ state: 'detached' })
+    // The focus goes back to the Sign out button.
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'sign-out')
     await context.close()
   })
 

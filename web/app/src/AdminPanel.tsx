@@ -132,7 +132,7 @@ export function AdminPanel({ api }: { api: Api }) {
       </form>
       {eventsError && <p className="error tiny">{eventsError}</p>}
       {events && (
-        <ol className="event-log" data-testid="event-log">
+        <ol className="event-log" data-testid="event-log" tabIndex={0} aria-label="Event log">
           {events.length === 0 && <li className="muted">No events.</li>}
           {events.map((e) => (
             <li key={e.id}>

@@ -30,10 +30,10 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
   return (
     <div className="shell">
       <header className="topbar">
-        <div className="brand">
+        <h1 className="brand">
           <img src="/icon.svg" alt="" width="28" height="28" />
           <span>taskqueue</span>
-        </div>
+        </h1>
         <div className="topbar-right">
           <span className={`conn conn-${q.connection}`} data-testid="connection" title={q.connection === 'polling' ? 'Connected; updates every 2 s' : undefined}>
             <span className="dot" aria-hidden="true" />

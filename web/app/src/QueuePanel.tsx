@@ -108,6 +108,12 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
   )
 }
 
+/** What a screen reader says of the bar: "repetition 3 of 10, 2 s left", not "22". */
+function progressText(p: ReturnType<typeof computeProgress>, task: DisplayTask): string {
+  if (!p) return `${task.done} of ${task.count} done`
+  return `repetition ${p.repetition} of ${p.count}, ${p.overdue ? 'finishing' : `${Math.ceil(p.remainingMs / 1000)} s left`}`
+}
+
 function HeadTask({ task, view, offset, catalog, onRemove }: { task: DisplayTask; view: QueueView; offset: number; catalog: Catalog | null; onRemove: () => void }) {
   const [now, setNow] = useState(() => Date.now())
   useEffect(() => {
@@ -131,7 +137,9 @@ function HeadTask({ task, view, offset, catalog, onRemove }: { task: DisplayTask
           </button>
         )}
       </div>
-      <div className="bar bar-progress" role="progressbar" aria-label="Repetition progress" aria-valuemin={0} aria-valuemax={100} aria-valuenow={p ? Math.round(p.fraction * 100) : 0}>
+      <div className="bar bar-progress" role="progressbar" aria-label="Repetition progress" aria-valuemin={0} aria-valuemax={100} aria-valuenow={p ? Math.round(p.fraction * 100) : 0}
+        aria-valuetext={progressText(p, task)}
+      >
         <ProgressFill
           key={view.repetition ? `${view.repetition.taskId}:${view.repetition.number}` : 'none'}
           fraction={p ? p.fraction : 0}
