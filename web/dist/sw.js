@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-22cfbc9a7d8a'
-const SHELL = ["/","/assets/AdminPanel-DWxC95Bg.js","/assets/Player-D-hp8xW2.js","/assets/index-CmeXKHuX.js","/assets/index-ZqBDbOkk.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-8a67ee00be21'
+const SHELL = ["/","/assets/AdminPanel-DV9ns0r0.js","/assets/Player-Gj-0uIwr.js","/assets/index-CAzDDUM5.js","/assets/index-ZqBDbOkk.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

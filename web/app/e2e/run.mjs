@@ -1071,6 +1071,44 @@ try {
     await context.close()
   })
 
+  await step('when it will finish: each task and the whole queue show the clock time they end, by the rules', async () => {
+    const token = await devToken('clara')
+    for (const [type, count] of [['chop-wood', 3], ['mine-copper', 2]]) {
+      assert.equal((await api('POST', '/api/queue/clara/tasks', token, { type, count })).status, 201)
+    }
+    const catalog = (await api('GET', '/api/catalog')).body
+    const copper = catalog.tasks.find((t) => t.id === 'mine-copper')
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'clara')
+    const headEnds = page.locator('[data-testid=head-task] [data-testid=ends-at]')
+    const nextEnds = page.locator('[data-testid=waiting] [data-testid=task][data-task-type=mine-copper] [data-testid=ends-at]')
+    await headEnds.waitFor({ timeout: WAIT })
+    const q = await serverQueue(token, 'clara')
+    const rep = q.repetition
+    const head = q.tasks[0]
+    // The head ends after its running repetition and those left, at the duration running now.
+    const want = Date.parse(rep.dueAt) + (head.count - rep.number) * rep.durationMs
+    const near = (got, want, what) => assert.ok(Math.abs(got - want) < 1500, `${what}: ${new Date(got).toISOString()}, want ${new Date(want).toISOString()}`)
+    near(Number(await headEnds.getAttribute('data-ends-at')), want, 'the head task ends')
+    // Mining copper at level 1 (its level required): its base duration each.
+    near(Number(await nextEnds.getAttribute('data-ends-at')), want + 2 * copper.baseDurationMs, 'mining copper ends')
+    const all = page.getByTestId('queue-ends')
+    assert.equal(await all.getAttribute('data-ends-at'), await nextEnds.getAttribute('data-ends-at'))
+    const clock = await page.evaluate((ms) => new Date(Number(ms)).toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' }), await nextEnds.getAttribute('data-ends-at'))
+    assert.equal(await all.innerText(), `· all done at ${clock}`)
+    assert.match(await headEnds.innerText(), /· ends \d{1,2}:\d{2}/)
+    // Live: after the next repetition the times still hold (the rules, not a countdown drift).
+    await page.locator('[data-testid=head-task] [data-testid=repetition]').filter({ hasText: `Repetition ${rep.number + 1} of` }).waitFor({ timeout: WAIT })
+    near(Number(await headEnds.getAttribute('data-ends-at')), want, 'the head task ends, a repetition later')
+    // A stopped queue ends never: no times.
+    await page.getByTestId('stop').click()
+    await page.getByTestId('queue-state').filter({ hasText: 'Stopped' }).waitFor()
+    await page.getByTestId('queue-ends').waitFor({ state: 'detached', timeout: WAIT })
+    assert.equal(await page.getByTestId('ends-at').count(), 0)
+    await context.close()
+  })
+
   await step("admin: projections with their lag, a player's event log, a rebuild that says when it is done", async () => {
     const token = await devToken('adam')
     assert.equal((await api('POST', '/api/queue/adam/tasks', token, { type: 'chop-wood', count: 100 })).status, 201)
