@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-8a67ee00be21'
-const SHELL = ["/","/assets/AdminPanel-DV9ns0r0.js","/assets/Player-Gj-0uIwr.js","/assets/index-CAzDDUM5.js","/assets/index-ZqBDbOkk.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-27133715fbbc'
+const SHELL = ["/","/assets/AdminPanel-BhEh5RYn.js","/assets/Player-CVdfU-2y.js","/assets/index-CYAKvU-u.css","/assets/index-Xhf5JCJC.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

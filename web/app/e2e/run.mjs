@@ -1109,6 +1109,53 @@ try {
     await context.close()
   })
 
+  await step('while you were away: repetitions, XP, items, finished and failed tasks since the last visit', async () => {
+    const token = await devToken('wendy')
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'wendy')
+    await page.getByTestId('queue-state').filter({ hasText: 'Idle' }).waitFor({ timeout: WAIT })
+    // Nothing happened since the last visit: no summary.
+    await page.reload()
+    await page.getByTestId('queue').waitFor({ timeout: WAIT })
+    await page.waitForTimeout(1500)
+    assert.equal(await page.getByTestId('away').count(), 0, 'a summary with nothing to say')
+    // The player leaves; the queue runs without them: 2 logs, then planks
+    // that need 10 logs fail.
+    await page.goto('about:blank')
+    for (const [type, count] of [['chop-wood', 2], ['saw-planks', 5]]) {
+      assert.equal((await api('POST', '/api/queue/wendy/tasks', token, { type, count })).status, 201)
+    }
+    await until('the queue to run out', async () => (await serverQueue(token, 'wendy')).tasks.length === 0)
+    await until('the history to hold both tasks', async () => (await api('GET', '/api/queue/wendy/history', token)).body.entries.length === 2)
+    // Back: the summary.
+    await page.goto('/')
+    const away = page.getByTestId('away')
+    await away.waitFor({ timeout: WAIT })
+    // What the server says happened: 2 logs chopped, then one plank sawn from
+    // them before the planks ran out of logs.
+    const history = (await api('GET', '/api/queue/wendy/history', token)).body.entries
+    const reps = history.reduce((n, e) => n + e.repetitionsDone, 0)
+    assert.equal(reps, 3)
+    const q = await serverQueue(token, 'wendy')
+    assert.deepEqual(q.inventory, { planks: 1 })
+    assert.equal(await away.getByTestId('away-repetitions').innerText(), '3 repetitions done')
+    assert.deepEqual((await away.getByTestId('away-skill').allInnerTexts()).sort(), ['Crafting: +8 XP', 'Woodcutting: +20 XP'])
+    assert.equal(await away.getByTestId('away-gained').innerText(), 'Gained: 1 Planks')
+    assert.equal(await away.getByTestId('away-finished').innerText(), 'Finished: Chop wood ×2')
+    assert.match(await away.getByTestId('away-failed').innerText(), /^Failed: Saw planks/)
+    await assertAccessible(page, 'the "while you were away" summary')
+    await shot(page, 'away-desktop')
+    await away.getByTestId('away-dismiss').click()
+    await away.waitFor({ state: 'detached' })
+    // Seen: a reload does not show it again.
+    await page.reload()
+    await page.getByTestId('queue').waitFor({ timeout: WAIT })
+    await page.waitForTimeout(1500)
+    assert.equal(await page.getByTestId('away').count(), 0, 'the summary came back after a reload')
+    await context.close()
+  })
+
   await step("admin: projections with their lag, a player's event log, a rebuild that says when it is done", async () => {
     const token = await devToken('adam')
     assert.equal((await api('POST', '/api/queue/adam/tasks', token, { type: 'chop-wood', count: 100 })).status, 201)
