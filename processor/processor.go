@@ -247,7 +247,7 @@ func (p *Processor) startBus(ctx, runCtx context.Context) (*bus, <-chan error, e
 }
 
 // tendRedis keeps this instance's consumers alive in Redis (b.heartbeat,
-// every ClaimTTL/3) and restores the command streams' consumer groups when
+// every ClaimTTL/3) while its database answers, and restores the command streams' consumer groups when
 // Redis lost them (a restart without persistence). Commands sent before the
 // loss are gone with it, so it also releases this instance's claims: the
 // due loop sends their repetitions again at once (the ones already handled
@@ -261,6 +261,13 @@ func (p *Processor) tendRedis(ctx context.Context, b *bus, log *slog.Logger) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if !p.databaseAnswers(ctx) {
+			// Cut off from the database but not from Redis, its consumers
+			// cannot run the commands they read: its alive key runs out,
+			// and the other instances take those commands (shouldClaim)
+			// instead of leaving them to it until the claim hold.
+			continue
 		}
 		if !b.heartbeat(ctx) {
 			continue
@@ -283,6 +290,17 @@ func (p *Processor) tendRedis(ctx context.Context, b *bus, log *slog.Logger) {
 		}
 		cancel()
 	}
+}
+
+// databaseAnswers reports whether the database answers a trivial query
+// within ClaimTTL/2 (TestSeveralHosts in cmd/taskqueue cuts an instance off
+// from the database and not from Redis).
+func (p *Processor) databaseAnswers(ctx context.Context) bool {
+	// Renewals then come at most ClaimTTL/3 + ClaimTTL/2 apart: within the key's TTL.
+	qctx, cancel := context.WithTimeout(ctx, p.cfg.ClaimTTL/2)
+	defer cancel()
+	var one int
+	return p.cfg.DB.QueryRow(qctx, `SELECT 1`).Scan(&one) == nil
 }
 
 // loop is the due loop: claim what is due, send it, sleep until the next

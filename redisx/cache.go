@@ -57,7 +57,9 @@ return 1`)
 // Get returns the cached view of player, or loads it and caches it.
 func (q *QueueCache) Get(ctx context.Context, player domain.PlayerID, load func(context.Context) (domain.QueueView, error)) (domain.QueueView, error) {
 	if q.c != nil && q.c.Up() {
-		b, err := q.c.rdb.Get(ctx, q.c.key(queueFamily, string(player))).Bytes()
+		cctx, cancel := q.c.bound(ctx)
+		b, err := q.c.rdb.Get(cctx, q.c.key(queueFamily, string(player))).Bytes()
+		cancel()
 		q.c.observe(ctx, err)
 		if err == nil {
 			var v domain.QueueView
@@ -84,7 +86,9 @@ func (q *QueueCache) Put(ctx context.Context, v domain.QueueView) {
 	if err != nil {
 		return
 	}
-	err = putNewer.Run(ctx, q.c.rdb, []string{q.c.key(queueFamily, string(v.PlayerID))}, v.Version, b, QueueTTL.Milliseconds()).Err()
+	cctx, cancel := q.c.bound(ctx)
+	defer cancel()
+	err = putNewer.Run(cctx, q.c.rdb, []string{q.c.key(queueFamily, string(v.PlayerID))}, v.Version, b, QueueTTL.Milliseconds()).Err()
 	q.c.observe(ctx, err)
 }
 
@@ -98,7 +102,9 @@ func (q *QueueCache) Invalidate(ctx context.Context, players ...domain.PlayerID)
 	for i, p := range players {
 		keys[i] = q.c.key(queueFamily, string(p))
 	}
-	q.c.observe(ctx, q.c.rdb.Del(ctx, keys...).Err())
+	cctx, cancel := q.c.bound(ctx)
+	defer cancel()
+	q.c.observe(ctx, q.c.rdb.Del(cctx, keys...).Err())
 }
 
 // flush deletes every cached view.

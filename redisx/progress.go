@@ -55,7 +55,9 @@ func (s *ProgressStore) Put(ctx context.Context, v domain.QueueView) {
 	if err != nil {
 		return
 	}
-	err = putNewer.Run(ctx, s.c.rdb, []string{s.c.key(progressFamily, string(v.PlayerID))}, v.Version, b, ProgressTTL.Milliseconds()).Err()
+	cctx, cancel := s.c.bound(ctx)
+	defer cancel()
+	err = putNewer.Run(cctx, s.c.rdb, []string{s.c.key(progressFamily, string(v.PlayerID))}, v.Version, b, ProgressTTL.Milliseconds()).Err()
 	s.c.observe(ctx, err)
 }
 
@@ -64,7 +66,9 @@ func (s *ProgressStore) Get(ctx context.Context, player domain.PlayerID) (Progre
 	if s.c == nil || !s.c.Up() {
 		return Progress{}, false, nil
 	}
-	b, err := s.c.rdb.Get(ctx, s.c.key(progressFamily, string(player))).Bytes()
+	cctx, cancel := s.c.bound(ctx)
+	defer cancel()
+	b, err := s.c.rdb.Get(cctx, s.c.key(progressFamily, string(player))).Bytes()
 	s.c.observe(ctx, err)
 	if errors.Is(err, redis.Nil) {
 		return Progress{}, false, nil

@@ -87,7 +87,9 @@ func (l *Limiter) allow(ctx context.Context, key string, r Rate) (bool, time.Dur
 		return true, 0
 	}
 	if l.rl != nil && l.c.Up() {
-		res, err := l.rl.Allow(ctx, rateFamily+key, redis_rate.Limit{Rate: r.Per, Period: r.Period, Burst: r.Burst})
+		cctx, cancel := l.c.bound(ctx)
+		res, err := l.rl.Allow(cctx, rateFamily+key, redis_rate.Limit{Rate: r.Per, Period: r.Period, Burst: r.Burst})
+		cancel()
 		l.c.observe(ctx, err)
 		if err == nil {
 			return res.Allowed > 0, res.RetryAfter

@@ -147,7 +147,9 @@ func (s *Sessions) Create(ctx context.Context, player string, role auth.Role) (S
 	sess := Session{ID: uuid.NewString(), PlayerID: player, Role: role, CreatedAt: now, RefreshedAt: now}
 	if s.redisUp() {
 		b, _ := json.Marshal(sess)
-		err := s.c.rdb.Set(ctx, s.c.key(sessionFamily, sess.ID), b, SessionTTL).Err()
+		cctx, cancel := s.c.bound(ctx)
+		err := s.c.rdb.Set(cctx, s.c.key(sessionFamily, sess.ID), b, SessionTTL).Err()
+		cancel()
 		s.c.observe(ctx, err)
 		if err == nil {
 			return sess, nil
@@ -221,7 +223,9 @@ func (s *Sessions) Refresh(ctx context.Context, sid string) (Session, error) {
 	}
 	if s.redisUp() {
 		key := s.c.key(sessionFamily, sid)
-		b, err := s.c.rdb.Get(ctx, key).Bytes()
+		cctx, cancel := s.c.bound(ctx)
+		b, err := s.c.rdb.Get(cctx, key).Bytes()
+		cancel()
 		s.c.observe(ctx, err)
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -237,7 +241,9 @@ func (s *Sessions) Refresh(ctx context.Context, sid string) (Session, error) {
 			sess.RefreshedAt = now
 			b, _ = json.Marshal(sess)
 			// XX: a session revoked meanwhile stays revoked.
-			err = s.c.rdb.SetArgs(ctx, key, b, redis.SetArgs{Mode: "XX", TTL: SessionTTL}).Err()
+			cctx, cancel := s.c.bound(ctx)
+			err = s.c.rdb.SetArgs(cctx, key, b, redis.SetArgs{Mode: "XX", TTL: SessionTTL}).Err()
+			cancel()
 			s.c.observe(ctx, err)
 			if errors.Is(err, redis.Nil) {
 				return Session{}, fmt.Errorf("refresh session %s: %w", sid, ErrNoSession)
@@ -287,9 +293,11 @@ func (s *Sessions) Revoke(ctx context.Context, sid string) error {
 	if !s.c.Up() {
 		return fmt.Errorf("revoke session %s: redis is down; revoked on this instance only: %w", sid, faults.ErrUnavailable)
 	}
-	err := s.c.rdb.Del(ctx, s.c.key(sessionFamily, sid)).Err()
+	cctx, cancel := s.c.bound(ctx)
+	defer cancel()
+	err := s.c.rdb.Del(cctx, s.c.key(sessionFamily, sid)).Err()
 	if err == nil {
-		err = s.c.rdb.Publish(ctx, s.c.key(revokedChannel, ""), sid).Err()
+		err = s.c.rdb.Publish(cctx, s.c.key(revokedChannel, ""), sid).Err()
 	}
 	s.c.observe(ctx, err)
 	if err != nil {
@@ -340,7 +348,9 @@ func (s *Sessions) Active(ctx context.Context, sid string) (bool, error) {
 		return ok, nil
 	}
 	if s.redisUp() {
-		n, err := s.c.rdb.Exists(ctx, s.c.key(sessionFamily, sid)).Result()
+		cctx, cancel := s.c.bound(ctx)
+		n, err := s.c.rdb.Exists(cctx, s.c.key(sessionFamily, sid)).Result()
+		cancel()
 		s.c.observe(ctx, err)
 		if err == nil {
 			if n == 1 {

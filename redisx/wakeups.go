@@ -87,7 +87,9 @@ func (w *Wakeups) publish(ctx context.Context) {
 		if pos == nil || !w.c.Up() {
 			continue // while Redis is down, the store's own wake-up carries on
 		}
-		err := w.c.rdb.Publish(ctx, w.c.key(wakeChannel, ""), w.self+" "+pos.String()).Err()
+		cctx, cancel := w.c.bound(ctx)
+		err := w.c.rdb.Publish(cctx, w.c.key(wakeChannel, ""), w.self+" "+pos.String()).Err()
+		cancel()
 		w.c.observe(ctx, err)
 	}
 }

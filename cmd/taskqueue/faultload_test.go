@@ -32,7 +32,7 @@ import (
 // slack.
 type playerLoad struct {
 	t        *testing.T
-	base     func() string // the serve process's URL of the moment
+	base     func(player string) string // the URL of the serve process the player uses, of the moment
 	tokens   map[string]string
 	deadline time.Duration // TASKQUEUE_REQUEST_TIMEOUT + slack
 	client   *http.Client
@@ -60,7 +60,7 @@ type ackedTask struct {
 // this shared, loaded machine (scheduling, the answer's own write).
 const allowedSlack = 1500 * time.Millisecond
 
-func newPlayerLoad(t *testing.T, base func() string, tokens map[string]string, requestTimeout time.Duration) *playerLoad {
+func newPlayerLoad(t *testing.T, base func(player string) string, tokens map[string]string, requestTimeout time.Duration) *playerLoad {
 	return &playerLoad{
 		t: t, base: base, tokens: tokens, deadline: requestTimeout + allowedSlack,
 		client:  &http.Client{Timeout: 60 * time.Second},
@@ -192,7 +192,7 @@ func (l *playerLoad) enqueue(player string, count int) (string, bool) {
 // do sends one request to /api/queue/{player}+path. status 0 is a
 // transport error (the process is down or was killed meanwhile).
 func (l *playerLoad) do(player, method, path, body, key string) (int, []byte, http.Header) {
-	req, err := http.NewRequest(method, l.base()+"/api/queue/"+player+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, l.base(player)+"/api/queue/"+player+path, strings.NewReader(body))
 	if err != nil {
 		l.t.Error(err)
 		return 0, nil, nil

@@ -96,13 +96,7 @@ const probePlayer = "probe"
 func TestFaultSuite(t *testing.T) {
 	bin := binary(t)
 	settings := faultSettingsFromEnv(t)
-	catalog := tickCatalogFile(t)
-	common := map[string]string{
-		"TASKQUEUE_ADDR": "127.0.0.1:0", "TASKQUEUE_CATALOG": catalog,
-		"TASKQUEUE_REQUEST_TIMEOUT":   faultRequestTimeout.String(),
-		"TASKQUEUE_RATE_LIMIT_PLAYER": "-1", "TASKQUEUE_RATE_LIMIT_IP": "-1",
-		"TASKQUEUE_LOG_LEVEL": "info",
-	}
+	common := faultEnv(t)
 	t.Run("sqlite", func(t *testing.T) {
 		env := clone(common)
 		// The data directory on a small file system of its own, to fill.
@@ -135,12 +129,7 @@ func TestFaultSuite(t *testing.T) {
 		pg := testenv.StartPostgresServer(t)
 		dbURL, proxy := testenv.ProxyPostgres(t, pg.URL())
 		rds := testenv.StartRedisServer(t)
-		env := clone(common)
-		env["TASKQUEUE_DATA_DIR"] = t.TempDir()
-		env["TASKQUEUE_DATABASE_URL"] = dbURL
-		env["TASKQUEUE_DATABASE_MAX_CONNS"] = "8"
-		env["TASKQUEUE_JWT_SECRET"] = strings.Repeat("f", 32)
-		env["TASKQUEUE_REDIS_URL"] = rds.URL()
+		env := faultServicesEnv(t, common, dbURL, rds.URL())
 		env["TASKQUEUE_PROCESSOR"] = "false" // a `taskqueue processor` process of its own
 		d := newDeployment(t, bin, env, true)
 		d.play(func() {
@@ -158,6 +147,28 @@ func TestFaultSuite(t *testing.T) {
 		})
 		d.checkInvariants("", pg.URL())
 	})
+}
+
+// faultEnv is the settings of every deployment of the fault suites.
+func faultEnv(t *testing.T) map[string]string {
+	return map[string]string{
+		"TASKQUEUE_ADDR": "127.0.0.1:0", "TASKQUEUE_CATALOG": tickCatalogFile(t),
+		"TASKQUEUE_REQUEST_TIMEOUT":   faultRequestTimeout.String(),
+		"TASKQUEUE_RATE_LIMIT_PLAYER": "-1", "TASKQUEUE_RATE_LIMIT_IP": "-1",
+		"TASKQUEUE_LOG_LEVEL": "info",
+	}
+}
+
+// faultServicesEnv is common with PostgreSQL at dbURL and Redis at
+// redisURL.
+func faultServicesEnv(t *testing.T, common map[string]string, dbURL, redisURL string) map[string]string {
+	env := clone(common)
+	env["TASKQUEUE_DATA_DIR"] = t.TempDir()
+	env["TASKQUEUE_DATABASE_URL"] = dbURL
+	env["TASKQUEUE_DATABASE_MAX_CONNS"] = "8"
+	env["TASKQUEUE_JWT_SECRET"] = strings.Repeat("f", 32)
+	env["TASKQUEUE_REDIS_URL"] = redisURL
+	return env
 }
 
 func clone(m map[string]string) map[string]string {
@@ -193,6 +204,7 @@ type deployment struct {
 	separate  bool // a `taskqueue processor` process beside serve
 	serve     *serverProcess
 	processor *serverProcess
+	others    []*serverProcess // more serve processes, on hosts of their own (multihost_test.go)
 	admin     string
 	load      *playerLoad
 
@@ -208,21 +220,28 @@ type deployment struct {
 func newDeployment(t *testing.T, bin string, env map[string]string, separate bool) *deployment {
 	d := &deployment{t: t, bin: bin, env: env, separate: separate}
 	d.start()
-	code, tok, stderr := runCLI(t, env, "token", "--player", "root", "--role", "admin")
+	var tokens map[string]string
+	d.admin, tokens = faultTokens(t, env)
+	d.load = newPlayerLoad(t, func(string) string { return d.baseURL() }, tokens, faultRequestTimeout)
+	return d
+}
+
+// faultTokens mints an admin's token and one for each of faultPlayers.
+func faultTokens(t *testing.T, env map[string]string) (admin string, players map[string]string) {
+	t.Helper()
+	code, adminTok, stderr := runCLI(t, env, "token", "--player", "root", "--role", "admin")
 	if code != 0 {
 		t.Fatalf("token: %s", stderr)
 	}
-	d.admin = strings.TrimSpace(tok)
-	tokens := map[string]string{}
+	players = map[string]string{}
 	for _, p := range faultPlayers {
 		code, tok, stderr := runCLI(t, env, "token", "--player", p)
 		if code != 0 {
 			t.Fatalf("token: %s", stderr)
 		}
-		tokens[p] = strings.TrimSpace(tok)
+		players[p] = strings.TrimSpace(tok)
 	}
-	d.load = newPlayerLoad(t, d.baseURL, tokens, faultRequestTimeout)
-	return d
+	return strings.TrimSpace(adminTok), players
 }
 
 func (d *deployment) baseURL() string {
@@ -340,8 +359,10 @@ func (d *deployment) probeBases() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := []string{d.base}
-	if d.processor != nil {
-		out = append(out, strings.Replace(d.processor.base, "localhost", "127.0.0.1", 1))
+	for _, p := range append([]*serverProcess{d.processor}, d.others...) {
+		if p != nil {
+			out = append(out, strings.Replace(p.base, "localhost", "127.0.0.1", 1))
+		}
 	}
 	return out
 }
@@ -708,7 +729,7 @@ func (d *deployment) waitQueuesEmpty() {
 func (d *deployment) checkInvariants(sqlitePath, pgURL string) {
 	t := d.t
 	t.Helper()
-	for _, p := range []*serverProcess{d.serve, d.processor} {
+	for _, p := range append([]*serverProcess{d.serve, d.processor}, d.others...) {
 		if p != nil {
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			_ = p.cmd.Wait()

@@ -30,6 +30,7 @@ import (
 type PostgresServer struct {
 	t    testing.TB
 	dir  string
+	host string
 	port int
 	cred *syscall.Credential
 	cmd  *exec.Cmd
@@ -119,6 +120,9 @@ type PostgresOptions struct {
 	// backup; it is moved into the server's own temporary directory)
 	// instead of a copy of the template.
 	DataDir string
+	// Host, when set, is the host of a Network the server runs on (in its
+	// namespace, on its address, port 5432) instead of the loopback.
+	Host *Host
 }
 
 // StartPostgresServerWith is StartPostgresServer with options.
@@ -152,22 +156,43 @@ func StartPostgresServerWith(t testing.TB, opt PostgresOptions) *PostgresServer 
 			}
 		}
 	}
-	l, err := listenBelowEphemeral() // restarted on its port: see listenBelowEphemeral
-	if err != nil {
-		t.Fatal(err)
+	host, port := "127.0.0.1", 5432 // a host of a Network has its ports to itself
+	if opt.Host != nil {
+		host = opt.Host.IP
+	} else {
+		l, err := listenBelowEphemeral() // restarted on its port: see listenBelowEphemeral
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	s := &PostgresServer{t: t, dir: data, port: port, cred: cred}
+	s := &PostgresServer{t: t, dir: data, host: host, port: port, cred: cred}
 	args := []string{"-D", data, "-p", strconv.Itoa(port),
-		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off",
+		"-c", "listen_addresses=" + host, "-c", "unix_socket_directories=", "-c", "fsync=off",
 		"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=60",
 		"-c", "shared_buffers=16MB"}
+	if opt.Host != nil { // clients on every host of the network, without a password
+		hba := filepath.Join(dir, "pg_hba.conf")
+		if err := os.WriteFile(hba, []byte("host all all "+opt.Host.IP+"/24 trust\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-c", "hba_file="+hba)
+	}
 	for name, value := range opt.Settings {
 		args = append(args, "-c", name+"="+value)
 	}
-	s.cmd = exec.Command(filepath.Join(pgBin, "postgres"), args...)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if opt.Host == nil {
+		s.cmd = exec.Command(filepath.Join(pgBin, "postgres"), args...)
+		s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	} else { // ip netns exec needs root: the user is dropped after it (setpriv execs postgres)
+		prog := []string{filepath.Join(pgBin, "postgres")}
+		if cred != nil {
+			prog = []string{"setpriv", "--reuid", strconv.Itoa(int(cred.Uid)), "--regid", strconv.Itoa(int(cred.Gid)),
+				"--clear-groups", prog[0]}
+		}
+		s.cmd = opt.Host.Command(prog[0], append(prog[1:], args...)...)
+	}
 	if testing.Verbose() {
 		s.cmd.Stderr = os.Stderr
 	}
@@ -186,7 +211,7 @@ func StartPostgresServerWith(t testing.TB, opt PostgresOptions) *PostgresServer 
 		}
 		cancel()
 		if time.Now().After(deadline) {
-			t.Fatalf("testenv: the PostgreSQL server on port %d did not answer within 2 minutes: %v", port, err)
+			t.Fatalf("testenv: the PostgreSQL server on %s:%d did not answer within 2 minutes: %v", host, port, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -196,7 +221,7 @@ func StartPostgresServerWith(t testing.TB, opt PostgresOptions) *PostgresServer 
 // URL is the server's connection string (database postgres, user
 // postgres, no password).
 func (s *PostgresServer) URL() string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.port)
+	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", net.JoinHostPort(s.host, strconv.Itoa(s.port)))
 }
 
 // stop kills the server (nothing is kept) and waits for it.

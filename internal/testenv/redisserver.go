@@ -16,7 +16,9 @@ import (
 // shared server of TASKQUEUE_TEST_REDIS_URL. It keeps nothing on disk.
 type RedisServer struct {
 	t    testing.TB
+	addr string
 	port int
+	host *Host // nil: the loopback
 	cmd  *exec.Cmd
 }
 
@@ -25,40 +27,57 @@ type RedisServer struct {
 // required).
 func StartRedisServer(t testing.TB) *RedisServer {
 	t.Helper()
+	return StartRedisServerOn(t, nil)
+}
+
+// StartRedisServerOn is StartRedisServer on a host of a Network (in its
+// namespace, on its address, port 6379); nil is the loopback.
+func StartRedisServerOn(t testing.TB, host *Host) *RedisServer {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if Required() {
 			t.Fatal("redis-server is not on PATH and TASKQUEUE_TEST_REQUIRE_SERVICES=1")
 		}
 		t.Skip("redis-server is not on PATH")
 	}
-	l, err := listenBelowEphemeral() // restarted on its port: see listenBelowEphemeral
-	if err != nil {
-		t.Fatal(err)
+	r := &RedisServer{t: t, addr: "127.0.0.1", port: 6379, host: host} // a host has its ports to itself
+	if host != nil {
+		r.addr = host.IP
+	} else {
+		l, err := listenBelowEphemeral() // restarted on its port: see listenBelowEphemeral
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	r := &RedisServer{t: t, port: port}
 	r.Start()
 	t.Cleanup(r.Stop)
 	return r
 }
 
 // URL is the server's redis:// URL (database 0).
-func (r *RedisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
+func (r *RedisServer) URL() string {
+	return fmt.Sprintf("redis://%s/0", net.JoinHostPort(r.addr, strconv.Itoa(r.port)))
+}
 
 // Start starts the server (again, after Stop) on its port and waits until
 // it answers PING.
 func (r *RedisServer) Start() {
 	r.t.Helper()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no")
+	args := []string{"--port", strconv.Itoa(r.port), "--bind", r.addr, "--save", "", "--appendonly", "no", "--daemonize", "no"}
+	if r.host != nil { // reached from other hosts, without a password
+		r.cmd = r.host.Command("redis-server", append(args, "--protected-mode", "no")...)
+	} else {
+		r.cmd = exec.Command("redis-server", args...)
+	}
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for !r.answers() {
 		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on port %d did not answer PING within 30s", r.port)
+			r.t.Fatalf("redis-server on %s:%d did not answer PING within 30s", r.addr, r.port)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -66,7 +85,7 @@ func (r *RedisServer) Start() {
 
 // answers reports whether the server replies +PONG to an inline PING.
 func (r *RedisServer) answers() bool {
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), time.Second)
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(r.addr, strconv.Itoa(r.port)), time.Second)
 	if err != nil {
 		return false
 	}

@@ -1,6 +1,8 @@
 // Package testenv gives tests the real services they need, isolated from
 // every other test: a PostgreSQL schema of their own, a Redis key prefix of
-// their own.
+// their own; servers of their own to stop or cut (PostgresServer,
+// RedisServer, TCPProxy); and a virtual network of hosts on this machine
+// for real network faults (Network: network namespaces, nftables cuts).
 //
 // The services come from the environment:
 //
