@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-27133715fbbc'
-const SHELL = ["/","/assets/AdminPanel-BhEh5RYn.js","/assets/Player-CVdfU-2y.js","/assets/index-CYAKvU-u.css","/assets/index-Xhf5JCJC.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-8cd71d02199f'
+const SHELL = ["/","/assets/AdminPanel-DqAcCVVz.js","/assets/Player-DNzdc8Ra.js","/assets/index-BYa5VU5W.js","/assets/index-Dz9CG63F.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

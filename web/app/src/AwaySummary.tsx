@@ -60,24 +60,8 @@ export function AwaySummary({ api, before, view, catalog }: { api: Api; before: 
             {k.level !== undefined && <span className="good"> · reached level {k.level}</span>}
           </li>
         ))}
-        {s.items.some((i) => i.change > 0) && (
-          <li data-testid="away-gained">
-            Gained:{' '}
-            {s.items
-              .filter((i) => i.change > 0)
-              .map((i) => `${i.change} ${i.item}`)
-              .join(', ')}
-          </li>
-        )}
-        {s.items.some((i) => i.change < 0) && (
-          <li data-testid="away-used">
-            Used:{' '}
-            {s.items
-              .filter((i) => i.change < 0)
-              .map((i) => `${-i.change} ${i.item}`)
-              .join(', ')}
-          </li>
-        )}
+        {s.gained.length > 0 && <li data-testid="away-gained">Gained: {s.gained.map((i) => `${i.n} ${i.item}`).join(', ')}</li>}
+        {s.used.length > 0 && <li data-testid="away-used">Used: {s.used.map((i) => `${i.n} ${i.item}`).join(', ')}</li>}
         {s.finished.length > 0 && <li data-testid="away-finished">Finished: {s.finished.join(', ')}</li>}
         {s.failed.length > 0 && (
           <li className="error-text" data-testid="away-failed">

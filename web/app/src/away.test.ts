@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { summarizeAway } from './away'
 import { viewOf } from './testdata'
-import type { HistoryEntry } from './types'
+import type { Catalog, HistoryEntry } from './types'
 
 const entry = (e: Partial<HistoryEntry>): HistoryEntry => ({
   taskId: 'a', type: 'chop-wood', outcome: 'completed', reason: '', count: 10, repetitionsDone: 10, enqueuedAt: '2026-11-29T14:00:00Z',
@@ -26,7 +26,8 @@ describe('summarizeAway', () => {
     expect(summarizeAway(before, after, history, null)).toEqual({
       repetitions: 7 + 1,
       skills: [{ skill: 'woodcutting', xp: 80, level: 4 }],
-      items: [{ item: 'logs', change: 8 }],
+      gained: [{ item: 'logs', n: 8 }],
+      used: [],
       finished: ['chop-wood ×10'],
       failed: ['saw-planks (missing logs)'],
       stopped: '',
@@ -39,5 +40,39 @@ describe('summarizeAway', () => {
   it('is null when nothing advanced', () => {
     expect(summarizeAway(before, before, [], null)).toBeNull()
     expect(summarizeAway(before, viewOf({ version: 15 }), [], null)).toBeNull()
+  })
+})
+
+describe('summarizeAway with the catalog', () => {
+  const catalog: Catalog = {
+    skills: [{ id: 'woodcutting', name: 'Woodcutting' }, { id: 'crafting', name: 'Crafting' }],
+    items: [{ id: 'logs', name: 'Logs' }, { id: 'planks', name: 'Planks' }],
+    tasks: [
+      { id: 'chop-wood', name: 'Chop wood', skill: 'woodcutting', levelRequired: 1, baseDurationMs: 3000, inputs: {}, outputs: { logs: 1 }, xp: 10 },
+      { id: 'saw-planks', name: 'Saw planks', skill: 'crafting', levelRequired: 1, baseDurationMs: 2000, inputs: { logs: 2 }, outputs: { planks: 1 }, xp: 8 },
+    ],
+    levels: { max: 99, xpForLevel: [0, 0, 83] },
+  }
+  it('counts what was gained and used, not only the net change', () => {
+    const before = viewOf({ tasks: [], repetition: null, inventory: {}, skills: {} })
+    // 2 logs chopped, then 1 plank sawn from them, then the planks failed; a
+    // saw-planks started since (its 2 logs taken) runs now.
+    const after = viewOf({
+      version: 30,
+      tasks: [{ taskId: 'd', type: 'saw-planks', count: 3, done: 0, enqueuedAt: '2026-11-29T15:00:00Z' }],
+      repetition: { taskId: 'd', number: 1, startedAt: '2026-11-29T15:00:00Z', dueAt: '2026-11-29T15:00:02Z', durationMs: 2000, efficiency: 1 },
+      inventory: { planks: 1 },
+      skills: { woodcutting: { xp: 20, level: 1 }, crafting: { xp: 8, level: 1 } },
+    })
+    const history = [
+      entry({ taskId: 'a', count: 4, repetitionsDone: 4 }),
+      entry({ taskId: 'b', type: 'saw-planks', outcome: 'failed', count: 5, repetitionsDone: 1 }),
+    ]
+    const s = summarizeAway(before, after, history, catalog)
+    expect(s?.repetitions).toBe(5)
+    expect(s?.gained).toEqual([{ item: 'Logs', n: 4 }, { item: 'Planks', n: 1 }])
+    expect(s?.used).toEqual([{ item: 'Logs', n: 4 }])
+    expect(s?.finished).toEqual(['Chop wood ×4'])
+    expect(s?.failed).toEqual(['Saw planks'])
   })
 })
