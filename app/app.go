@@ -76,6 +76,9 @@ type App struct {
 	// Audit is the audit trail (log lines, and the table audit_log of the
 	// SQL database).
 	Audit *audit.Trail
+	// Forgetting is what forgetting a player erases here (ops.ForgetPlayer:
+	// POST /api/admin/players/{id}/forget, `taskqueue forget`).
+	Forgetting ops.Forgetting
 	// AdminHandler serves /metrics, /healthz and /readyz on
 	// TASKQUEUE_ADMIN_ADDR (nil without it; Handler serves /metrics then).
 	AdminHandler http.Handler
@@ -140,6 +143,9 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	a.Redis = rr.client
 	a.Sessions = rr.sessions
 	a.Metrics = metrics.New()
+	if rr.client != nil {
+		rr.client.Redis().AddHook(a.Metrics.RedisHook()) // taskqueue_redis_errors_total
+	}
 	a.Audit = startAudit(st.readModels, cfg, a.Logger, &cl)
 	a.Store, a.Backend = tracing.Store(a.Metrics.Store(st.store)), st.backend
 
@@ -229,6 +235,12 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	cl.add(a.Realtime.Close)
 	local.Deliver(a.Realtime)
 	rr.sessions.OnRevoke(a.Realtime.RevokeSession)
+	if a.Forgetting, err = forgetting(a, rr, st.readModels, st.pool, cfg, &cl); err != nil {
+		return nil, nil, fmt.Errorf("build app: %w", err)
+	}
+	admin.Forget = func(ctx context.Context, player string, params url.Values) (any, error) {
+		return ops.AdminForget(ctx, a.Forgetting, player, params)
+	}
 	sources := metrics.Sources{WebSocket: func() (int64, int64) {
 		st := a.Realtime.Stats()
 		return st.Connections, st.SlowDisconnects

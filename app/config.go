@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -63,9 +64,11 @@ type Config struct {
 	// TASKQUEUE_KURRENTDB_NAMESPACE, --kurrentdb-namespace, default "".
 	KurrentDBNamespace string
 
-	// RedisURL is a Redis server (redis:// or rediss://) for caches, rate
-	// limits, sessions and cross-instance fanout. Without it all of these
-	// are in-process.
+	// RedisURL is a Redis server (redis:// or rediss://) or a Redis
+	// Cluster (redis+cluster://host:port,host:port, rediss+cluster://: seed
+	// addresses, the others are discovered) for caches, rate limits,
+	// sessions, cross-instance fanout and the processor's streams. Without
+	// it all of these are in-process.
 	// TASKQUEUE_REDIS_URL, --redis-url, default "".
 	RedisURL string
 
@@ -461,8 +464,12 @@ func (c Config) validate(tokens bool) error {
 	if strings.HasPrefix(c.KurrentDBNamespace, "$") {
 		bad("TASKQUEUE_KURRENTDB_NAMESPACE", "%q starts with '$', which KurrentDB keeps for system streams", c.KurrentDBNamespace)
 	}
-	if c.RedisURL != "" && !hasScheme(c.RedisURL, "redis", "rediss", "unix") {
-		bad("TASKQUEUE_REDIS_URL", "is not a redis:// or rediss:// URL")
+	if c.RedisURL != "" {
+		if !hasScheme(c.RedisURL, "redis", "rediss", "unix", "redis+cluster", "rediss+cluster") {
+			bad("TASKQUEUE_REDIS_URL", "is not a redis://, rediss:// or redis+cluster:// URL")
+		} else if _, err := redisx.ParseTarget(c.RedisURL); err != nil {
+			bad("TASKQUEUE_REDIS_URL", "%v", err)
+		}
 	}
 	if c.RateLimitPlayer > 1_000_000 {
 		bad("TASKQUEUE_RATE_LIMIT_PLAYER", "%d is above 1000000 per minute", c.RateLimitPlayer)
@@ -602,7 +609,7 @@ var options = []Option{
 	{"TASKQUEUE_DATABASE_MAX_CONNS", "database-max-conns", strconv.Itoa(DefaultDatabaseMaxConns), "PostgreSQL pool size", func(c *Config) flag.Value { return (*intValue)(&c.DatabaseMaxConns) }},
 	{"TASKQUEUE_KURRENTDB_URL", "kurrentdb-url", "", "KurrentDB connection string; when set, events are stored in KurrentDB", func(c *Config) flag.Value { return (*stringValue)(&c.KurrentDBURL) }},
 	{"TASKQUEUE_KURRENTDB_NAMESPACE", "kurrentdb-namespace", "", "prefix of every stream on the KurrentDB server", func(c *Config) flag.Value { return (*stringValue)(&c.KurrentDBNamespace) }},
-	{"TASKQUEUE_REDIS_URL", "redis-url", "", "Redis URL for caches, rate limits, sessions, cross-instance fanout; empty: in-process", func(c *Config) flag.Value { return (*stringValue)(&c.RedisURL) }},
+	{"TASKQUEUE_REDIS_URL", "redis-url", "", "Redis URL (redis://, or redis+cluster://host:port,host:port for a Redis Cluster) for caches, rate limits, sessions, cross-instance fanout; empty: in-process", func(c *Config) flag.Value { return (*stringValue)(&c.RedisURL) }},
 	{"TASKQUEUE_REDIS_PREFIX", "redis-prefix", "", "prefix of every Redis key and channel", func(c *Config) flag.Value { return (*stringValue)(&c.RedisPrefix) }},
 	{"TASKQUEUE_RATE_LIMIT_PLAYER", "rate-limit-player", strconv.Itoa(DefaultRateLimitPlayer), "commands per minute per player (bursts of a sixth); negative: no limit", func(c *Config) flag.Value { return (*intValue)(&c.RateLimitPlayer) }},
 	{"TASKQUEUE_RATE_LIMIT_IP", "rate-limit-ip", strconv.Itoa(DefaultRateLimitIP), "commands per minute per client address (bursts of a tenth); negative: no limit", func(c *Config) flag.Value { return (*intValue)(&c.RateLimitIP) }},

@@ -110,6 +110,25 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
+// A Redis Cluster URL is checked as it will be opened: a bad one is named
+// at startup, not at the first command.
+func TestRedisClusterURL(t *testing.T) {
+	c, err := load(t, map[string]string{"TASKQUEUE_REDIS_URL": "redis+cluster://10.0.0.1:7000,10.0.0.2:7000"})
+	if err != nil || c.RedisURL != "redis+cluster://10.0.0.1:7000,10.0.0.2:7000" {
+		t.Fatalf("a cluster URL: %+v, %v", c.RedisURL, err)
+	}
+	for url, want := range map[string]string{
+		"redis+cluster://10.0.0.1:7000/2": "no database",
+		"redis+cluster:///":               "no seed address",
+		"redis://x:notaport":              "TASKQUEUE_REDIS_URL",
+	} {
+		_, err := load(t, map[string]string{"TASKQUEUE_REDIS_URL": url})
+		if err == nil || !strings.Contains(err.Error(), "TASKQUEUE_REDIS_URL") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: want TASKQUEUE_REDIS_URL named with %q, got %v", url, want, err)
+		}
+	}
+}
+
 func TestUnparsableValuesAreNamed(t *testing.T) {
 	_, err := load(t, map[string]string{"TASKQUEUE_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local", "TASKQUEUE_PROCESSOR": "maybe"})
 	if err == nil || !strings.Contains(err.Error(), `TASKQUEUE_TRUSTED_PROXIES: "proxy.local" is not an IP address`) ||

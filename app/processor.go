@@ -44,12 +44,12 @@ func TopicPrefix(cfg Config) string { return cfg.RedisPrefix + "taskqueue" }
 // commands in flight finish, releases the claims and the lease.
 func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbox *pgxpool.Pool, commands command.Config, rc *redisx.Client, obs faults.Observer, log *slog.Logger) (_ *processor.Processor, _ *processor.Relay, _ func(), err error) {
 	var rdb redis.UniversalClient
-	var own *redis.Client
+	var own redis.UniversalClient
 	if rc != nil {
 		// A pool of its own: each command partition's subscriber holds a
 		// connection through every blocking read, which would leave the
 		// API's pool (sessions, rate limits, cache) short.
-		own = processorRedis(rc.Redis())
+		own = rc.NewPool(processorRedisPool)
 		rdb = own
 		defer func() {
 			if err != nil {
@@ -147,15 +147,9 @@ func relayLag(relay *processor.Relay) func(context.Context) (eventstore.Position
 
 // processorRedisPool is the pool size of the processor's Redis client:
 // two subscribers per partition (completions, offline stops), the dead
-// letters, the publishers and the relay, with room to spare.
+// letters, the publishers and the relay, with room to spare (per node on
+// a Redis Cluster).
 const processorRedisPool = 64
-
-// processorRedis returns a client of its own to the server of c.
-func processorRedis(c *redis.Client) *redis.Client {
-	opts := *c.Options()
-	opts.PoolSize = processorRedisPool
-	return redis.NewClient(&opts)
-}
 
 // remoteDeadLetters is the dead letter queue of processors that run in
 // other processes: listed from db; retried onto their Redis command
@@ -246,6 +240,9 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 		cl.add(func() { _ = c.Close() })
 	}
 	a.Metrics = metrics.New()
+	if a.Redis != nil {
+		a.Redis.Redis().AddHook(a.Metrics.RedisHook()) // taskqueue_redis_errors_total
+	}
 	a.Store = tracing.Store(a.Metrics.Store(st.store))
 	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, st.pool, commandConfig(rules, st.store), a.Redis, a.Metrics, a.Logger)
 	if err != nil {
@@ -304,11 +301,11 @@ func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut
 	wlog := watermill.NewSlogLogger(log.With("component", "relay-publisher"))
 	switch {
 	case cfg.RedisURL != "":
-		opts, err := redis.ParseURL(cfg.RedisURL)
+		target, err := redisx.ParseTarget(cfg.RedisURL)
 		if err != nil {
 			return 0, fmt.Errorf("TASKQUEUE_REDIS_URL: %w", err)
 		}
-		rdb := redis.NewClient(opts)
+		rdb := target.NewClient(redisx.Tuning{})
 		defer rdb.Close()
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return 0, fmt.Errorf("redis at TASKQUEUE_REDIS_URL does not answer: %w", err)

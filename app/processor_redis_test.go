@@ -90,3 +90,20 @@ func TestRelayMetrics(t *testing.T) {
 		}
 	})
 }
+
+// TestRedisErrorsMetric: a Redis command that fails on the app's client
+// is counted in taskqueue_redis_errors_total (which TaskqueueRedisErrors
+// alerts on); before, no client had the hook and the series never moved.
+func TestRedisErrorsMetric(t *testing.T) {
+	url, prefix, _ := teststore.Redis(t)
+	a := apptest.SQLite(t, func(c *app.Config) { c.RedisURL, c.RedisPrefix = url, prefix })
+	if err := a.Redis.Redis().Do(context.Background(), "taskqueue-no-such-command").Err(); err == nil {
+		t.Fatal("an unknown command did not fail")
+	}
+	rec := httptest.NewRecorder()
+	a.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	want := `taskqueue_redis_errors_total{command="taskqueue-no-such-command"} 1`
+	if !strings.Contains(rec.Body.String(), want) {
+		t.Fatalf("/metrics has no %s", want)
+	}
+}

@@ -77,9 +77,9 @@ func (r *redisRoles) ready() []web.ReadinessCheck {
 	if r.client == nil {
 		return nil
 	}
-	rdb := r.client.Redis()
+	c := r.client
 	return []web.ReadinessCheck{{Name: "redis", Optional: true, Check: func(ctx context.Context) error {
-		if err := rdb.Ping(ctx).Err(); err != nil {
+		if err := c.Ping(ctx); err != nil {
 			return fmt.Errorf("redis does not answer (serving from in-process fallbacks): %w", err)
 		}
 		return nil

@@ -54,7 +54,7 @@ type offlineEvent struct {
 // offlineEvents returns (and deletes) the player.offline messages of
 // player on the stream of prefix (TASKQUEUE_REDIS_PREFIX + "taskqueue").
 // The caller deletes the stream (offlineStream) at the end.
-func offlineEvents(t *testing.T, rdb *redis.Client, prefix, player string) []offlineEvent {
+func offlineEvents(t *testing.T, rdb redis.UniversalClient, prefix, player string) []offlineEvent {
 	t.Helper()
 	ctx := context.Background()
 	stream := offlineStream(prefix)
@@ -90,9 +90,18 @@ func offlineStream(prefix string) string {
 // leave a player they both hold publishes nothing, the last publishes
 // player.offline once; an instance that dies holding a player alone is
 // swept by the other, which publishes player.offline without a last
-// position.
+// position. On one Redis server, and on a Redis Cluster of the test's own.
 func TestPresencePublishesOnceAcrossInstances(t *testing.T) {
-	url, prefix := testenv.Redis(t)
+	t.Run("redis", func(t *testing.T) {
+		url, prefix := testenv.Redis(t)
+		presencePublishesOnceAcrossInstances(t, url, prefix)
+	})
+	t.Run("rediscluster", func(t *testing.T) {
+		presencePublishesOnceAcrossInstances(t, testenv.StartRedisCluster(t).URL(), "test:cluster-presence:")
+	})
+}
+
+func presencePublishesOnceAcrossInstances(t *testing.T, url, prefix string) {
 	var cl closers
 	t.Cleanup(func() { cl.closeAll() })
 	cfg := Config{RedisURL: url, RedisPrefix: prefix, RateLimitPlayer: 1, RateLimitIP: 1}
@@ -105,16 +114,25 @@ func TestPresencePublishesOnceAcrossInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb := redis.NewClient(mustParse(t, url))
+	target, err := redisx.ParseTarget(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := target.NewClient(redisx.Tuning{})
 	defer rdb.Close()
-	t.Cleanup(func() {
-		ctx := context.Background()
-		rdb.Del(ctx, offlineStream(prefix))
-		iter := rdb.Scan(ctx, 0, prefix+"presence*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
+	instancesKey := prefix + "presence-instances"
+	if target.Cluster() {
+		instancesKey = prefix + "{presence}:presence-instances" // a cluster of the test's own: no cleanup
+	} else {
+		t.Cleanup(func() {
+			ctx := context.Background()
+			rdb.Del(ctx, offlineStream(prefix))
+			iter := rdb.Scan(ctx, 0, prefix+"presence*", 1000).Iterator()
+			for iter.Next(ctx) {
+				rdb.Del(ctx, iter.Val())
+			}
+		})
+	}
 	ctx := context.Background()
 	player := domain.PlayerID("both-" + prefix[len(prefix)-9:len(prefix)-1])
 	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
@@ -153,7 +171,7 @@ func TestPresencePublishesOnceAcrossInstances(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		got = append(got, offlineEvents(t, rdb, prefix, string(lone))...)
 	}
-	for time.Now().Before(deadline) && rdb.ZScore(ctx, prefix+"presence-instances", dead.shared.Instance()).Err() == nil {
+	for time.Now().Before(deadline) && rdb.ZScore(ctx, instancesKey, dead.shared.Instance()).Err() == nil {
 		time.Sleep(20 * time.Millisecond) // until the sweep forgot the dead instance
 	}
 	got = append(got, offlineEvents(t, rdb, prefix, string(lone))...)

@@ -188,6 +188,20 @@ func (r *Queues) entry(stream string) *cached {
 	return c
 }
 
+// Forget drops the cached queue of player, for a player forgotten
+// (eventstore.Store.DeleteStream): the next command loads the stream from
+// the start. Another process that still caches the queue drops it at its
+// next command, when the append reports a version below the cached one.
+func (r *Queues) Forget(player domain.PlayerID) {
+	stream := player.Stream()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if el, ok := r.entries[stream]; ok {
+		r.lru.Remove(el)
+		delete(r.entries, stream)
+	}
+}
+
 // Len returns the number of queues cached.
 func (r *Queues) Len() int {
 	r.mu.Lock()
@@ -472,6 +486,15 @@ func (r *Queues) prepare(st *loaded, stream string, req Request, key, fp string,
 // expected version st.version: it moves st past the events that took, and
 // returns the command's answer (see decideOn). c's lock must be held.
 func (r *Queues) settle(ctx context.Context, c *cached, st *loaded, player domain.PlayerID, stream, key string, firstID uuid.UUID, p *pending, res eventstore.AppendResult, err error, optimistic bool) (out outcome, retry bool, _ error) {
+	var wrong *eventstore.WrongVersionError
+	if errors.As(err, &wrong) && wrong.Actual < st.version {
+		// The stream is shorter than the queue counts: it was deleted (a
+		// forgotten player, eventstore.Store.DeleteStream) and perhaps
+		// started again. Reading on from st.version would never see the
+		// new stream: load it from the start.
+		c.st = nil
+		return outcome{}, true, err
+	}
 	switch {
 	case errors.Is(err, eventstore.ErrWrongVersion) && optimistic:
 		return outcome{}, false, errMaybeStale

@@ -240,10 +240,18 @@ func DecodeEvent(typ string, schemaVersion int, data []byte) (Event, error) {
 			return nil, fmt.Errorf("decode %s: upcast from schema version %d: %w", typ, schemaVersion, err)
 		}
 	}
-	var (
-		e   Event
-		err error
-	)
+	if e, ok := decodeFast(t, data); ok {
+		return e, nil
+	}
+	e, err := decodeJSON(t, data)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s v%d: %w", typ, schemaVersion, err)
+	}
+	return e, nil
+}
+
+// decodeJSON decodes data as the current schema of t with encoding/json.
+func decodeJSON(t EventType, data []byte) (e Event, err error) {
 	switch t {
 	case TypeTaskEnqueued:
 		e, err = decodeAs[TaskEnqueued](data)
@@ -267,11 +275,10 @@ func DecodeEvent(typ string, schemaVersion int, data []byte) (Event, error) {
 		e, err = decodeAs[TaskFailed](data)
 	case TypeSkillLevelledUp:
 		e, err = decodeAs[SkillLevelledUp](data)
+	default:
+		err = fmt.Errorf("%w: %q", ErrUnknownEvent, t)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("decode %s v%d: %w", typ, schemaVersion, err)
-	}
-	return e, nil
+	return e, err
 }
 
 func decodeAs[T Event](data []byte) (Event, error) {

@@ -32,6 +32,47 @@
 //   - Data and metadata read back equal what was written, byte for byte,
 //     except OccurredAt, which is kept in UTC to the microsecond.
 //
+// # Deleted streams
+//
+// DeleteStream forgets a stream (GDPR erasure of a player: docs/API.md,
+// "Forgetting a player"). The global log keeps its positions and erases the
+// content: each event of the stream becomes a tombstone row at the SAME
+// position, of type DeletedType, in a stream of its own named
+// DeletedStreamPrefix+<random UUID> (one per deletion, versions kept), with
+// a fresh random event ID, empty data ("{}"), no correlation, causation or
+// actor, and OccurredAt set to RecordedAt. Nothing of the stream's name, its
+// IDs or its content is left; only that some event was stored there, when.
+// Every reader of the global log skips tombstones inside the store (ReadAll,
+// Subscribe, the SQL backends' bulk reads): a subscriber's Position moves
+// past them like past events its filter does not match. A reader that was
+// handed an event before its stream was deleted keeps what it did with it
+// (a read model's row): erasing that is the reader's owner's job
+// (projections.Runner.Forget).
+//
+// Why tombstones and not deleted rows with recorded gaps: positions are
+// what every reader checkpoints (projections, the relay, WebSocket resume
+// with since=<position>, time travel to a position, replays to a bound). A
+// deleted row would let the log's head move back (SQLite's position is the
+// rowid, reused once the highest row is gone, so an event could be given a
+// position readers have already passed and be lost to them), and every gap
+// check would need a second table of deleted ranges read in the same
+// snapshot. A tombstone keeps the head, keeps "positions only grow" true
+// without a second structure, and keeps the proof of the gap-free ordering
+// as it was: a tombstone is a row of the same transaction at the same
+// position (PostgreSQL: the UPDATE keeps transaction_id and position, so
+// the horizon rule is unchanged), merely never handed out.
+//
+// After DeleteStream the stream reads as never written: ReadStream is empty,
+// StreamVersion is 0, its snapshot is gone, and the next append starts at
+// version 1 (with NoStream) at a new position after the head. An
+// append racing the deletion is ordered by the stream's lock: it lands
+// before (and is erased) or after (and starts the new stream). Deleting a
+// stream that does not exist deletes nothing and is no error. The old rows'
+// bytes may survive in the database's free pages (SQLite: until VACUUM or
+// reuse; PostgreSQL: until VACUUM), in the WAL and in backups: the
+// operator's retention of those bounds how long (docs/OPERATIONS.md).
+// KurrentDB deletes with the client's stream deletion (see its package).
+//
 // This package is domain-agnostic: it knows nothing of queues or tasks.
 package eventstore
 
@@ -137,6 +178,12 @@ type Store interface {
 	// Head returns the position of the last event in the safe prefix of the
 	// global log (the zero Position for an empty log).
 	Head(ctx context.Context) (Position, error)
+
+	// DeleteStream forgets stream: its events become tombstones that no
+	// reader is handed, at the same positions, and its snapshot is removed
+	// (see "Deleted streams" in the package doc). It reports how many
+	// events were erased (0 for a stream that does not exist).
+	DeleteStream(ctx context.Context, stream string) (DeleteResult, error)
 
 	// Close releases the store's resources. Subscriptions end with ErrClosed.
 	Close() error
@@ -521,7 +568,8 @@ const (
 )
 
 // ValidateStreamID reports whether id may name a stream: non-empty, at most
-// MaxStreamIDLength bytes of valid UTF-8 with no control characters.
+// MaxStreamIDLength bytes of valid UTF-8 with no control characters, not
+// starting with DeletedStreamPrefix.
 func ValidateStreamID(id string) error {
 	switch {
 	case id == "":
@@ -530,6 +578,8 @@ func ValidateStreamID(id string) error {
 		return fmt.Errorf("%w: stream ID is %d bytes, over the limit of %d", ErrInvalid, len(id), MaxStreamIDLength)
 	case !utf8.ValidString(id):
 		return fmt.Errorf("%w: stream ID is not valid UTF-8", ErrInvalid)
+	case IsDeletedStream(id):
+		return fmt.Errorf("%w: stream ID %q names the tombstones of a deleted stream", ErrInvalid, id)
 	}
 	for _, r := range id {
 		if r < 0x20 || r == 0x7f {
@@ -567,6 +617,8 @@ func ValidateAppend(stream string, expected ExpectedVersion, events []EventData)
 			return nil, fmt.Errorf("%w: event %d has no type", ErrInvalid, i)
 		case len(e.Type) > MaxEventTypeLength || !utf8.ValidString(e.Type):
 			return nil, fmt.Errorf("%w: event %d type is not valid UTF-8 of at most %d bytes", ErrInvalid, i, MaxEventTypeLength)
+		case e.Type == DeletedType:
+			return nil, fmt.Errorf("%w: event %d has the tombstones' type %s", ErrInvalid, i, DeletedType)
 		case e.SchemaVersion < 0:
 			return nil, fmt.Errorf("%w: event %d has negative schema version %d", ErrInvalid, i, e.SchemaVersion)
 		case len(e.Data) == 0:

@@ -35,7 +35,9 @@ type SnapshotStore interface {
 	ReadSnapshot(ctx context.Context, stream string) (_ Snapshot, ok bool, _ error)
 	// SaveSnapshot stores s as the stream's snapshot unless the one stored
 	// is of the same schema and a later version (so concurrent savers keep
-	// the newest). s must be valid: a version ≥ 1 and data.
+	// the newest), or the stream does not hold s.EventID at s.Version (a
+	// snapshot finished after its stream was deleted stores nothing). s
+	// must be valid: a version ≥ 1 and data.
 	SaveSnapshot(ctx context.Context, stream string, s Snapshot) error
 }
 

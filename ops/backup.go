@@ -83,7 +83,7 @@ func Backup(ctx context.Context, opt BackupOptions) (BackupResult, error) {
 	}
 	defer db.Close()
 	var head int64
-	if err := db.QueryRowContext(ctx, `SELECT count(*), coalesce(max(position), 0) FROM events`).Scan(&res.Events, &head); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE event_type <> '$deleted'), coalesce(max(position), 0) FROM events`).Scan(&res.Events, &head); err != nil {
 		return res, fmt.Errorf("backup: read the copy: %w", err)
 	}
 	res.Head = eventstore.Position{Seq: uint64(head)}

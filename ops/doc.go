@@ -1,10 +1,11 @@
 // Package ops owns what an operator does to a running taskqueue beside
 // serving it: replaying read models (with a terminal progress bar), listing a
 // player's events, time travel (a queue as it was at a moment, folded from its
-// events), and moving the event log between stores (export to JSON lines,
-// import into an empty store). The `taskqueue replay|events|queue|export|
-// import` commands and the admin routes GET /api/admin/players/{id}/events
-// and GET /api/admin/players/{id}/queue?at= are thin wrappers over the
+// events), moving the event log between stores (export to JSON lines,
+// import into an empty store), and forgetting a player. The `taskqueue
+// replay|events|queue|export|import|forget` commands and the admin routes
+// GET /api/admin/players/{id}/events, GET /api/admin/players/{id}/queue?at=
+// and POST /api/admin/players/{id}/forget are thin wrappers over the
 // functions here: each takes the stores it needs and an io.Writer.
 //
 // # The event line
@@ -14,6 +15,16 @@
 // recordedAt. Export writes them, ListEvents prints them, Import reads them.
 // Renaming a JSON field breaks every export already written: add fields, never
 // rename them.
+//
+// # Forgetting a player
+//
+// ForgetPlayer (forget.go) runs a GDPR erasure over what app wires in
+// Forgetting: sessions and sockets first (the player acts no more), then
+// the stream (eventstore.Store.DeleteStream), the read models of every
+// runner, the caches, and player.forgotten last. Each step is idempotent,
+// so an error (503) is answered by running it again. POST
+// /api/admin/players/{id}/forget (AdminForget) and `taskqueue forget` wrap
+// it; docs/API.md, "Forgetting a player", is the user's view.
 //
 // # Import
 //

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -28,7 +29,7 @@ import (
 // default of NewOutboxSubscriber).
 
 // IntegrationTypes are the integration event types, one topic each.
-var IntegrationTypes = []string{TypeTaskStarted, TypeTaskCompleted, TypeTaskFailed, TypeQueueUpdated, TypePlayerOffline}
+var IntegrationTypes = []string{TypeTaskStarted, TypeTaskCompleted, TypeTaskFailed, TypeQueueUpdated, TypePlayerOffline, TypePlayerForgotten}
 
 // OutboxAckDeadline is NewOutboxSubscriber's AckDeadline.
 const OutboxAckDeadline = 5 * time.Second
@@ -89,4 +90,46 @@ func SweepOutbox(ctx context.Context, pool *pgxpool.Pool, topics []string) (int6
 		deleted += tag.RowsAffected()
 	}
 	return deleted, nil
+}
+
+// ForgetInOutbox deletes player's messages from the outbox tables of
+// topics (a forgotten player: docs/API.md, "Forgetting a player"); a
+// consumer that had not read them never will. The player.forgotten
+// message is not among topics: it must reach the consumers, and it names
+// the player (RefuseAnalystOutbox keeps the analyst role out of its
+// table).
+func ForgetInOutbox(ctx context.Context, pool *pgxpool.Pool, topics []string, player string) (int64, error) {
+	var deleted int64
+	for _, topic := range topics {
+		table := outboxSchema().MessagesTable(topic)
+		var exists bool
+		if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
+			return deleted, fmt.Errorf("forget %s in the outbox: %w", player, err)
+		}
+		if !exists {
+			continue
+		}
+		tag, err := pool.Exec(ctx, `DELETE FROM `+table+` WHERE payload->>'playerId' = $1`, player)
+		if err != nil {
+			return deleted, fmt.Errorf("forget %s in the outbox of %s: %w", player, topic, err)
+		}
+		deleted += tag.RowsAffected()
+	}
+	return deleted, nil
+}
+
+// RefuseAnalystOutbox revokes the analyst role's privileges on the outbox
+// table of topic (player.forgotten's: its messages name forgotten
+// players), when both exist.
+func RefuseAnalystOutbox(ctx context.Context, pool *pgxpool.Pool, topic string) error {
+	table := outboxSchema().MessagesTable(topic)
+	_, err := pool.Exec(ctx, `DO $$ BEGIN
+		IF to_regclass('`+strings.ReplaceAll(table, "'", "''")+`') IS NOT NULL AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'taskqueue_analyst') THEN
+			EXECUTE 'REVOKE ALL ON `+strings.ReplaceAll(table, "'", "''")+` FROM taskqueue_analyst';
+		END IF;
+	END $$`)
+	if err != nil {
+		return fmt.Errorf("refuse the analyst the outbox of %s: %w", topic, err)
+	}
+	return nil
 }

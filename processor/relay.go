@@ -28,6 +28,9 @@ const (
 	TypeTaskFailed    = "task.failed"
 	TypeQueueUpdated  = "queue.updated"
 	TypePlayerOffline = "player.offline"
+	// TypePlayerForgotten: an admin forgot the player (GDPR erasure):
+	// consumers erase what they keep of them.
+	TypePlayerForgotten = "player.forgotten"
 )
 
 // IntegrationStreamMaxlen caps each integration stream on Redis (XADD
@@ -133,6 +136,31 @@ func PublishPlayerOffline(pub message.Publisher, topicPrefix, player string, at 
 	}
 	if err := pub.Publish(Topic(topicPrefix, TypePlayerOffline), msg); err != nil {
 		return fmt.Errorf("publish player.offline for %s: %w", player, err)
+	}
+	return nil
+}
+
+// PlayerForgottenData is player.forgotten's data.
+type PlayerForgottenData struct {
+	// Events is how many of the player's events the log erased (0 when
+	// the player was forgotten before: the event is sent again).
+	Events int64 `json:"events"`
+}
+
+// PublishPlayerForgotten publishes player.forgotten for player (ops.ForgetPlayer,
+// after the player's data is gone here).
+func PublishPlayerForgotten(pub message.Publisher, topicPrefix, player string, at time.Time, events int64, correlationID string) error {
+	data, err := json.Marshal(PlayerForgottenData{Events: events})
+	if err != nil {
+		return err
+	}
+	ev := IntegrationEvent{Type: TypePlayerForgotten, Version: IntegrationEventVersion, OccurredAt: at.UTC(), PlayerID: player, CorrelationID: correlationID, Data: data}
+	msg, err := newIntegrationMessage(uuid.NewString(), ev)
+	if err != nil {
+		return err
+	}
+	if err := pub.Publish(Topic(topicPrefix, TypePlayerForgotten), msg); err != nil {
+		return fmt.Errorf("publish player.forgotten for %s: %w", player, err)
 	}
 	return nil
 }

@@ -197,3 +197,15 @@ func upsertRows(ctx context.Context, tx projections.Tx, table string, rows [][]a
 	}
 	return nil
 }
+
+// ForgetPlayer implements projections.PlayerForgetter: the player's row, so
+// the processor never takes up a forgotten player's repetition, and the
+// claims on the player's queue.
+func (Schedule) ForgetPlayer(ctx context.Context, tx projections.Tx, t projections.Tables, player domain.PlayerID) (int64, bool, error) {
+	n, err := tx.Exec(ctx, `DELETE FROM `+t.Name("processor_schedule")+` WHERE player_id = $1`, string(player))
+	if err != nil {
+		return n, false, err
+	}
+	m, err := tx.Exec(ctx, `DELETE FROM processor_claims WHERE stream_id = $1`, player.Stream())
+	return n + m, false, err
+}

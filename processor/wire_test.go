@@ -57,10 +57,13 @@ func TestIntegrationEventsOnRedisFollowTheSpec(t *testing.T) {
 	if err := PublishPlayerOffline(pub, topicPrefix, "gina", clock.Now(), head, "corr-off"); err != nil {
 		t.Fatal(err)
 	}
+	if err := PublishPlayerForgotten(pub, topicPrefix, "gina", clock.Now(), 12, "corr-forget"); err != nil {
+		t.Fatal(err)
+	}
 
 	streams := specStreams(t)
-	if len(streams) != 5 {
-		t.Fatalf("the spec names %d integration streams, want 5: %v", len(streams), streams)
+	if len(streams) != 6 {
+		t.Fatalf("the spec names %d integration streams, want 6: %v", len(streams), streams)
 	}
 	got := map[string]int{}
 	for typ, address := range streams {
@@ -74,7 +77,7 @@ func TestIntegrationEventsOnRedisFollowTheSpec(t *testing.T) {
 			got[typ]++
 		}
 	}
-	want := map[string]int{TypeTaskStarted: 2, TypeTaskCompleted: 1, TypeTaskFailed: 1, TypeQueueUpdated: 4, TypePlayerOffline: 1}
+	want := map[string]int{TypeTaskStarted: 2, TypeTaskCompleted: 1, TypeTaskFailed: 1, TypeQueueUpdated: 4, TypePlayerOffline: 1, TypePlayerForgotten: 1}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("entries per type %v, want %v", got, want)
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -23,13 +24,14 @@ var (
 	benchSettings = flag.String("rebuild-pg-settings", "", "extra PostgreSQL settings for BenchmarkRebuildPostgres's connections, as URL query parameters (e.g. enable_seqscan=off)")
 	benchRounds   = flag.Int("rebuild-rounds", 3, "rounds of BenchmarkRebuildPostgres: a rebuild and both COPY baselines each")
 	benchFixed    = flag.Bool("rebuild-store-queries", false, "read the log with fixedReadStore's queries instead of the store's (see fixedReadStore)")
+	benchProfile  = flag.String("rebuild-cpuprofile", "", "write a CPU profile of each rebuild of BenchmarkRebuildPostgres's rounds (the rebuild only) to this path with the round's number appended")
 )
 
 // BenchmarkRebuildPostgres fills a PostgreSQL log with about
 // -rebuild-events events of the random workload, then measures, in one run:
 //
 //   - catch-up: the three projections built from position 0 at start (the
-//     active generations, batch by batch);
+//     active generations: catch-up, not the bulk build);
 //   - then -rebuild-rounds rounds of:
 //   - rebuild: a blue-green rebuild of all three at once while serving (the
 //     bulk build, bulk.go), from Rebuild until every view has switched;
@@ -74,7 +76,7 @@ func BenchmarkRebuildPostgres(b *testing.B) {
 			time.Sleep(100 * time.Millisecond) // polling, sparse so it does not load the database
 		}
 		catchUp := time.Since(start)
-		fmt.Fprintf(os.Stderr, "catch-up of the 3 projections from 0 (batch by batch): %.1f s, %.0f events/s\n",
+		fmt.Fprintf(os.Stderr, "catch-up of the 3 projections from 0 (catch-up, not the bulk build): %.1f s, %.0f events/s\n",
 			catchUp.Seconds(), float64(res.Events)/catchUp.Seconds())
 		b.ReportMetric(float64(res.Events), "events")
 		b.ReportMetric(catchUp.Seconds(), "catchup-s")
@@ -82,23 +84,9 @@ func BenchmarkRebuildPostgres(b *testing.B) {
 		var ratios, ratiosEvents []float64
 		for round := 1; round <= *benchRounds; round++ {
 			load := loadAverage()
-			start = time.Now()
-			var wg sync.WaitGroup
-			for _, name := range r.Names() {
-				gen, err := r.Rebuild(ctx, name)
-				if err != nil {
-					b.Fatal(err)
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if err := r.WaitRebuilt(ctx, name, gen, 50*time.Millisecond, nil); err != nil {
-						b.Error(err)
-					}
-				}()
-			}
-			wg.Wait()
-			rebuild := time.Since(start)
+			stopProfile := profileRound(b, *benchProfile, round)
+			rebuild := rebuildAll(b, r)
+			stopProfile()
 
 			rows, copyModels := copyBaseline(b, be, allViews())
 			_, copyEvents := copyBaseline(b, be, []string{"event_log"})
@@ -119,6 +107,50 @@ func BenchmarkRebuildPostgres(b *testing.B) {
 		fmt.Fprintf(os.Stderr, "COPY-models/rebuild over %d rounds: %s; COPY-events/rebuild: %s\n", len(ratios), spread(ratios), spread(ratiosEvents))
 		b.ReportMetric(median(ratios), "copy-models/rebuild")
 		b.ReportMetric(median(ratiosEvents), "copy-events/rebuild")
+	}
+}
+
+// rebuildAll rebuilds every projection of r at once and returns the time
+// from the first Rebuild until every view has switched.
+func rebuildAll(b *testing.B, r *Runner) time.Duration {
+	ctx := context.Background()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, name := range r.Names() {
+		gen, err := r.Rebuild(ctx, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.WaitRebuilt(ctx, name, gen, 50*time.Millisecond, nil); err != nil {
+				b.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// profileRound starts a CPU profile of round into path.N (N the round),
+// when path is not empty, and returns what stops it.
+func profileRound(b *testing.B, path string, round int) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", path, round))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
 	}
 }
 
@@ -176,13 +208,29 @@ func copyBaseline(b *testing.B, be backend, tables []string) (int, time.Duration
 	var all []data
 	n := 0
 	for _, tbl := range tables {
-		rs, err := pool.Query(ctx, "SELECT * FROM "+tbl)
+		src := tbl
+		if tbl != "event_log" {
+			// The view's active table, for its indexes.
+			var gen string
+			if err := pool.QueryRow(ctx, `SELECT generation FROM projection_checkpoints WHERE active AND name = $1`, ownerOf(tbl)).Scan(&gen); err != nil {
+				b.Fatal(err)
+			}
+			src = physical(tbl, gen)
+		}
+		d := data{table: tbl}
+		// Every column but the generated ones (PostgreSQL computes them, COPY
+		// cannot set them), as the rebuild writes them.
+		cols, err := pool.Query(ctx, `SELECT attname FROM pg_attribute
+			WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`, src)
 		if err != nil {
 			b.Fatal(err)
 		}
-		d := data{table: tbl}
-		for _, f := range rs.FieldDescriptions() {
-			d.cols = append(d.cols, f.Name)
+		if d.cols, err = pgx.CollectRows(cols, pgx.RowTo[string]); err != nil {
+			b.Fatal(err)
+		}
+		rs, err := pool.Query(ctx, "SELECT "+strings.Join(d.cols, ", ")+" FROM "+tbl)
+		if err != nil {
+			b.Fatal(err)
 		}
 		for rs.Next() {
 			v, err := rs.Values()
@@ -196,15 +244,6 @@ func copyBaseline(b *testing.B, be backend, tables []string) (int, time.Duration
 			b.Fatal(rs.Err())
 		}
 		n += len(d.rows)
-		src := tbl
-		if tbl != "event_log" {
-			// The view's active table, for its indexes.
-			var gen string
-			if err := pool.QueryRow(ctx, `SELECT generation FROM projection_checkpoints WHERE active AND name = $1`, ownerOf(tbl)).Scan(&gen); err != nil {
-				b.Fatal(err)
-			}
-			src = physical(tbl, gen)
-		}
 		if _, err := pool.Exec(ctx, "DROP TABLE IF EXISTS copy_"+tbl); err != nil {
 			b.Fatal(err)
 		}

@@ -18,16 +18,18 @@ import (
 //
 // The log up to a target position (the head when the build starts) is read
 // in stream order (eventstore/postgres ReadByStream: pages of defaultBulkChunk
-// events by the (stream_id, version) key, each a short read-only query),
-// decoded once for all the projections building at the same time (they
-// share the pages, bulkScan), and folded in memory one stream at a time
+// events by the (stream_id, version) key, each a short read-only query;
+// the next page is fetched while one is decoded), decoded once for all the
+// projections building at the same time (they share the pages, bulkScan),
+// and folded in memory one stream at a time
 // through the same code as Apply (queueRow.applyRecorded, ...). A stream's
 // rows are final when its last event is folded, so every row of a
 // per-player table is written once, with COPY, and nothing is read back;
 // the few rows keyed by day (analytics_task_daily, analytics_grants_daily)
 // are kept in memory and written at the end. After every page the rows it
 // finished are committed in a transaction of their own (a COPY of some
-// thousands of rows: milliseconds), never one transaction for the whole
+// thousands of rows: milliseconds; pageWriter, while the fold goes on with
+// the next page), never one transaction for the whole
 // build: on PostgreSQL every reader of the log reads only below the oldest
 // open writing transaction of the cluster, so a long one would stall every
 // projection, the processor and the live updates. The last transaction
@@ -46,7 +48,8 @@ import (
 //
 // Memory: at most bulkCachedChunks pages of defaultBulkChunk events, decoded
 // (about 1 KB an event: some 100 MB), plus one stream's state and the rows
-// of one page per projection, plus the day-keyed aggregates (days × task
+// of at most 2+bulkWriteQueue pages per projection (one folded, the others
+// waiting or being written: some thousands of rows a page), plus the day-keyed aggregates (days × task
 // types, skills and items). It does not grow with the number of players or
 // the length of a stream.
 //
@@ -65,6 +68,9 @@ const (
 	bulkCachedChunks = 6
 	// bulkReadAhead is the number of pages read ahead of the one asked for.
 	bulkReadAhead = 2
+	// bulkWriteQueue is the number of folded pages of a projection that
+	// may wait for their commit.
+	bulkWriteQueue = 3
 )
 
 // bulkProjection is a projection that can build a generation from position
@@ -83,11 +89,16 @@ type bulkFold interface {
 	// endStream says that the current stream has no more events: its rows
 	// are final.
 	endStream()
-	// flush writes the final rows gathered so far and forgets them.
-	flush(ctx context.Context, tx Tx, t Tables) error
-	// finish writes the rows kept to the end (after the last flush).
+	// take returns the write of the final rows gathered so far and
+	// forgets them: the write runs on another goroutine while the fold
+	// goes on.
+	take() bulkWrite
+	// finish writes the rows kept to the end (after the last take).
 	finish(ctx context.Context, tx Tx, t Tables) error
 }
+
+// bulkWrite writes rows of a bulk build with COPY into the tables t.
+type bulkWrite func(ctx context.Context, tx Tx, t Tables) error
 
 // streamReader reads a prefix of the log in stream order
 // (eventstore/postgres.Store.ReadByStream).
@@ -277,15 +288,22 @@ func (w *worker) setBulkDone(n int64) {
 }
 
 // bulkFold reads the log up to target in stream order, folds it and
-// commits the rows page by page, then the checkpoint. It returns the
-// number of events (all streams) it applied. An error of the projection's
-// code comes back as an applyError.
-func (w *worker) bulkFold(ctx context.Context, bp bulkProjection, src streamReader, target eventstore.Position) (int64, error) {
+// commits the rows page by page (pageWriter), then the checkpoint. It
+// returns the number of events (all streams) it applied. An error of the
+// projection's code comes back as an applyError.
+func (w *worker) bulkFold(ctx context.Context, bp bulkProjection, src streamReader, target eventstore.Position) (n int64, err error) {
 	name := w.pr.p.Name()
 	fold := bp.newBulkFold()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pw := w.startPageWriter(ctx)
+	defer func() {
+		if werr := pw.close(); err == nil {
+			err = werr
+		}
+	}()
 	var (
 		cur    scanCursor
-		n      int64
 		player string
 	)
 	for {
@@ -315,31 +333,18 @@ func (w *worker) bulkFold(ctx context.Context, bp bulkProjection, src streamRead
 		n += int64(len(ch))
 		last := ch[len(ch)-1].re
 		cur = scanCursor{last.Stream, last.Version}
-		err = w.r.cfg.DB.InTx(ctx, func(tx Tx) error {
-			// Still ours and still at Start (the lock makes sure; this
-			// double-checks it).
-			if err := advanceCheckpoint(ctx, tx, name, w.generation, eventstore.Start, eventstore.Start, 0, w.r.cfg.Now()); err != nil {
-				return err
-			}
-			return fold.flush(ctx, tx, w.tables)
-		})
-		if err != nil {
+		if err := pw.write(fold.take(), n, len(ch)); err != nil {
 			return n, err
-		}
-		w.mu.Lock()
-		w.bulkDone = n
-		w.meter.add(w.r.cfg.Now(), int64(len(ch)))
-		w.mu.Unlock()
-		if h := w.r.cfg.afterBulkChunk; h != nil {
-			if err := h(name); err != nil {
-				return n, err
-			}
 		}
 	}
 	fold.endStream()
+	if err := pw.close(); err != nil {
+		return n, err
+	}
 	now := w.r.cfg.Now()
-	err := w.r.cfg.DB.InTx(ctx, func(tx Tx) error {
-		if err := fold.flush(ctx, tx, w.tables); err != nil {
+	last := fold.take()
+	err = w.r.cfg.DB.InTx(ctx, func(tx Tx) error {
+		if err := last(ctx, tx, w.tables); err != nil {
 			return err
 		}
 		if err := fold.finish(ctx, tx, w.tables); err != nil {
@@ -358,6 +363,119 @@ func (w *worker) bulkFold(ctx context.Context, bp bulkProjection, src streamRead
 	}
 	w.r.committed()
 	return n, nil
+}
+
+// pageWriter commits the pages of a bulk build, in order, on a goroutine
+// of its own, so that the fold of the next page goes on meanwhile; at most
+// bulkWriteQueue pages wait for it, and those that waited are committed
+// together.
+//
+// Each page is a transaction of its own that leaves the checkpoint at
+// Start, committed with synchronous_commit off: the build does not need
+// them durable one by one, since a crash before the last transaction (the
+// one that moves the checkpoint, committed as usual) builds the generation
+// again from empty tables anyway, and PostgreSQL writes the WAL in order,
+// so that last commit's flush makes every page before it durable too.
+type pageWriter struct {
+	w     *worker
+	pages chan bulkPage
+	done  chan struct{}
+	err   error // set before done is closed
+}
+
+type bulkPage struct {
+	write  bulkWrite
+	n      int64 // events folded up to this page's end
+	events int   // in this page
+}
+
+func (w *worker) startPageWriter(ctx context.Context) *pageWriter {
+	pw := &pageWriter{w: w, pages: make(chan bulkPage, bulkWriteQueue), done: make(chan struct{})}
+	go func() {
+		defer close(pw.done)
+		for p := range pw.pages {
+			// The pages that came while the last commit ran go together:
+			// under load, fewer and larger transactions.
+			batch := []bulkPage{p}
+		more:
+			for len(batch) <= bulkWriteQueue {
+				select {
+				case p, ok := <-pw.pages:
+					if !ok {
+						break more
+					}
+					batch = append(batch, p)
+				default:
+					break more
+				}
+			}
+			if err := pw.commit(ctx, batch); err != nil {
+				pw.err = err // the folder sees it at its next write
+				return
+			}
+		}
+	}()
+	return pw
+}
+
+// commit writes pages in one transaction.
+func (pw *pageWriter) commit(ctx context.Context, pages []bulkPage) error {
+	w := pw.w
+	name := w.pr.p.Name()
+	err := w.r.cfg.DB.InTx(ctx, func(tx Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+			return err
+		}
+		// Still ours and still at Start (the lock makes sure; this
+		// double-checks it).
+		if err := advanceCheckpoint(ctx, tx, name, w.generation, eventstore.Start, eventstore.Start, 0, w.r.cfg.Now()); err != nil {
+			return err
+		}
+		for _, p := range pages {
+			if err := p.write(ctx, tx, w.tables); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	events := 0
+	for _, p := range pages {
+		events += p.events
+	}
+	w.mu.Lock()
+	w.bulkDone = pages[len(pages)-1].n
+	w.meter.add(w.r.cfg.Now(), int64(events))
+	w.mu.Unlock()
+	if h := w.r.cfg.afterBulkChunk; h != nil {
+		return h(name)
+	}
+	return nil
+}
+
+// write hands a page to the writer; it returns the writer's error once it
+// has failed.
+func (pw *pageWriter) write(p bulkWrite, n int64, events int) error {
+	select {
+	case pw.pages <- bulkPage{p, n, events}:
+		return nil
+	case <-pw.done:
+		return pw.err
+	}
+}
+
+// close waits until every page handed over is committed (or the writer
+// failed) and returns the writer's error. Calling it again is a no-op.
+func (pw *pageWriter) close() error {
+	select {
+	case <-pw.done:
+	default:
+		close(pw.pages)
+		<-pw.done
+	}
+	return pw.err
 }
 
 // scanCursor is where a read in stream order continues: after this
@@ -380,10 +498,15 @@ type scanned struct {
 	err    error        // the event of a queue stream does not decode
 }
 
+// scanRead is the read of one page: fetched is closed when its events have
+// come (next is then where the next page starts, unless the page was the
+// last), done when they are decoded too (or the read failed: err).
 type scanRead struct {
-	done   chan struct{}
-	events []scanned
-	err    error
+	fetched chan struct{}
+	next    *scanCursor
+	done    chan struct{}
+	events  []scanned
+	err     error
 }
 
 // bulkScan shares the pages of the log read in stream order, decoded,
@@ -434,9 +557,10 @@ func (s *bulkScan) end() {
 }
 
 // chunk returns the page at k, read (and decoded) once for every builder,
-// and starts reading the next one.
+// and makes sure the bulkReadAhead pages after it are being read.
 func (s *bulkScan) chunk(ctx context.Context, src streamReader, k scanKey, size int) ([]scanned, error) {
 	rd := s.read(src, k, size)
+	s.readAhead(src, k, rd, size, bulkReadAhead)
 	select {
 	case <-rd.done:
 	case <-ctx.Done():
@@ -450,22 +574,23 @@ func (s *bulkScan) chunk(ctx context.Context, src streamReader, k scanKey, size 
 		s.mu.Unlock()
 		return nil, rd.err
 	}
-	s.readAhead(src, k, rd, size, bulkReadAhead)
 	return rd.events, nil
 }
 
-// readAhead starts reading the n pages after page k (read by rd) as soon
-// as each is known.
+// readAhead starts reading the n pages after page k (read by rd), each as
+// soon as the events of the one before have come: the next page is
+// fetched while this one is decoded.
 func (s *bulkScan) readAhead(src streamReader, k scanKey, rd *scanRead, size, n int) {
-	if n == 0 || rd.err != nil || len(rd.events) < size {
+	if n == 0 {
 		return
 	}
-	last := rd.events[len(rd.events)-1].re
-	next := scanKey{k.upTo, scanCursor{last.Stream, last.Version}}
-	nrd := s.read(src, next, size)
 	go func() {
-		<-nrd.done
-		s.readAhead(src, next, nrd, size, n-1)
+		<-rd.fetched
+		if rd.next == nil {
+			return // the last page, or a failed read
+		}
+		next := scanKey{k.upTo, *rd.next}
+		s.readAhead(src, next, s.read(src, next, size), size, n-1)
 	}()
 }
 
@@ -479,7 +604,7 @@ func (s *bulkScan) read(src streamReader, k scanKey, size int) *scanRead {
 	if s.reads == nil {
 		s.reads = map[scanKey]*scanRead{}
 	}
-	rd := &scanRead{done: make(chan struct{})}
+	rd := &scanRead{fetched: make(chan struct{}), done: make(chan struct{})}
 	s.reads[k] = rd
 	s.order = append(s.order, k)
 	if len(s.order) > bulkCachedChunks {
@@ -492,27 +617,37 @@ func (s *bulkScan) read(src streamReader, k scanKey, size int) *scanRead {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		evs, err := src.ReadByStream(ctx, k.upTo, k.after.stream, k.after.version, size)
+		if err == nil && len(evs) == size {
+			last := evs[len(evs)-1]
+			rd.next = &scanCursor{last.Stream, last.Version}
+		}
+		close(rd.fetched)
 		if err != nil {
 			rd.err = err
 			return
 		}
-		out := make([]scanned, len(evs))
-		// Decoding costs about as much as reading: on two goroutines.
-		var wg sync.WaitGroup
-		half := len(evs) / 2
-		for _, part := range [][2]int{{0, half}, {half, len(evs)}} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := part[0]; i < part[1]; i++ {
-					se := &out[i]
-					se.re = evs[i]
-					se.player, se.e, _, se.err = decode(se.re)
-				}
-			}()
-		}
-		wg.Wait()
-		rd.events = out
+		rd.events = decodeAll(evs)
 	}()
 	return rd
+}
+
+// decodeAll decodes a page on two goroutines (the builders fold it on
+// theirs).
+func decodeAll(evs []eventstore.RecordedEvent) []scanned {
+	out := make([]scanned, len(evs))
+	var wg sync.WaitGroup
+	half := len(evs) / 2
+	for _, part := range [][2]int{{0, half}, {half, len(evs)}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := part[0]; i < part[1]; i++ {
+				se := &out[i]
+				se.re = evs[i]
+				se.player, se.e, _, se.err = decode(se.re)
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }

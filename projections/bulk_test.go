@@ -193,3 +193,34 @@ func TestBulkBuildStoppedMidwayStartsAgain(t *testing.T) {
 	sameRows(t, "queue_status", want, dump(t, b.db, "queue_status"))
 	sameRows(t, "task_history", wantHistory, dump(t, b.db, "task_history"))
 }
+
+// A catch-up far behind the head on PostgreSQL applies batches of a bulk
+// build's page (read with reads of BatchSize events), and its read models
+// equal, row by row, those of the same log applied in small batches.
+func TestCatchUpFarBehindEqualsSmallBatches(t *testing.T) {
+	b := openPostgres(t, "")
+	_, last := bulkLog(t, b)
+	r, stop := runFor(t, b, Config{BatchSize: 97, Projections: allProjections()})
+	waitCaughtUp(t, r, last)
+	stop()
+
+	fresh := openPostgres(t, "")
+	events, freshLast := copyLog(t, b.store, fresh.store)
+	var commits atomic.Int32
+	r2, stop2 := runFor(t, fresh, Config{BatchSize: 50, bulkChunk: 400, Projections: allProjections(),
+		beforeCommit: func(name string) {
+			if name == QueuesName {
+				commits.Add(1)
+			}
+		}})
+	waitCaughtUp(t, r2, freshLast)
+	stop2()
+	// In batches of 50 it would take events/50 commits; far behind, most
+	// are batches of 400.
+	if n := int(commits.Load()); n == 0 || n > events/50/2 {
+		t.Fatalf("%d batches for %d events: the catch-up did not take batches of 400", n, events)
+	}
+	for _, v := range allViews() {
+		sameRows(t, v, dump(t, b.db, v, "last_position"), dump(t, fresh.db, v, "last_position"))
+	}
+}

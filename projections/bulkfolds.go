@@ -52,27 +52,27 @@ func (f *queuesFold) endStream() {
 	f.row, f.seen = nil, nil
 }
 
-func (f *queuesFold) flush(ctx context.Context, tx Tx, t Tables) error {
-	if tx.Dialect() == migrations.Postgres {
-		var fresh [][]any
-		for _, h := range f.history {
-			if d := h[9].(time.Time).UTC().Truncate(24 * time.Hour); !f.partitions[d] {
-				f.partitions[d] = true
-				fresh = append(fresh, h)
+func (f *queuesFold) take() bulkWrite {
+	rows, history := f.rows, f.history
+	f.rows, f.history = nil, nil
+	var fresh [][]any // rows of days without a partition yet
+	for _, h := range history {
+		if d := h[9].(time.Time).UTC().Truncate(24 * time.Hour); !f.partitions[d] {
+			f.partitions[d] = true
+			fresh = append(fresh, h)
+		}
+	}
+	return func(ctx context.Context, tx Tx, t Tables) error {
+		if tx.Dialect() == migrations.Postgres {
+			if err := ensureDayPartitions(ctx, tx, t.Name("task_history"), fresh, 9); err != nil {
+				return err
 			}
 		}
-		if err := ensureDayPartitions(ctx, tx, t.Name("task_history"), fresh, 9); err != nil {
+		if err := copyRows(ctx, tx, t.Name("queue_status"), queueCols, rows); err != nil {
 			return err
 		}
+		return copyRows(ctx, tx, t.Name("task_history"), historyCols, history)
 	}
-	if err := copyRows(ctx, tx, t.Name("queue_status"), queueCols, f.rows); err != nil {
-		return err
-	}
-	if err := copyRows(ctx, tx, t.Name("task_history"), historyCols, f.history); err != nil {
-		return err
-	}
-	f.rows, f.history = f.rows[:0], f.history[:0]
-	return nil
 }
 
 func (f *queuesFold) finish(context.Context, Tx, Tables) error { return nil }
@@ -99,12 +99,12 @@ func (f *progressFold) endStream() {
 	f.row = nil
 }
 
-func (f *progressFold) flush(ctx context.Context, tx Tx, t Tables) error {
-	if err := copyRows(ctx, tx, t.Name("player_progress"), progressCols, f.rows); err != nil {
-		return err
+func (f *progressFold) take() bulkWrite {
+	rows := f.rows
+	f.rows = nil
+	return func(ctx context.Context, tx Tx, t Tables) error {
+		return copyRows(ctx, tx, t.Name("player_progress"), progressCols, rows)
 	}
-	f.rows = f.rows[:0]
-	return nil
 }
 
 func (f *progressFold) finish(context.Context, Tx, Tables) error { return nil }
@@ -134,15 +134,15 @@ func (f *analyticsFold) endStream() {
 	clear(f.cur.lengths)
 }
 
-func (f *analyticsFold) flush(ctx context.Context, tx Tx, t Tables) error {
-	if err := copyRows(ctx, tx, t.Name("analytics_active_players_hourly"), activeHourlyCols, f.hours); err != nil {
-		return err
+func (f *analyticsFold) take() bulkWrite {
+	hours, length := f.hours, f.length
+	f.hours, f.length = nil, nil
+	return func(ctx context.Context, tx Tx, t Tables) error {
+		if err := copyRows(ctx, tx, t.Name("analytics_active_players_hourly"), activeHourlyCols, hours); err != nil {
+			return err
+		}
+		return copyRows(ctx, tx, t.Name("analytics_queue_lengths"), queueLengthCols, length)
 	}
-	if err := copyRows(ctx, tx, t.Name("analytics_queue_lengths"), queueLengthCols, f.length); err != nil {
-		return err
-	}
-	f.hours, f.length = f.hours[:0], f.length[:0]
-	return nil
 }
 
 func (f *analyticsFold) finish(ctx context.Context, tx Tx, t Tables) error {

@@ -88,6 +88,20 @@
 // the last few pages, so each is read from the store once. Events handed to
 // Apply are shared and must not be modified.
 //
+// # Forgetting a player
+//
+// Runner.Forget (forget.go) removes a forgotten player's rows after the
+// player's stream was deleted from the log (eventstore.Store.DeleteStream:
+// tombstones at the same positions, which no reader is handed): every
+// projection implementing PlayerForgetter deletes them from every
+// generation, once at once and once more when every projection has read
+// past the erased positions (a batch read before the deletion may still
+// commit); the runner's shared page cache is dropped, since its pages may
+// hold the erased events. Projections whose tables hold sums over players
+// (Analytics) ask for a blue-green rebuild: subtracting floating sums would
+// not give what a rebuild gives, and a rebuild after a forget must equal
+// the live read models.
+//
 // # Retention
 //
 // Retention sweeps task_history: PostgreSQL drops whole daily partitions

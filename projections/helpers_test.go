@@ -253,3 +253,25 @@ func copyLog(t testing.TB, from, to eventstore.Store) (int, eventstore.Position)
 }
 
 var errStop = errors.New("stop")
+
+// firstEvents returns the log's first n events or more, waiting while fewer are
+// readable: on PostgreSQL a transaction open anywhere on the server (other
+// tests, other sessions) holds the log's readers back for a while.
+func firstEvents(t testing.TB, s eventstore.Store, n int) []eventstore.RecordedEvent {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		evs, err := s.ReadAll(ctx, eventstore.Start, eventstore.Filter{}, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) >= n { // a page ends at a commit's end: it may hold more
+			return evs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events readable after 30 s, want %d", len(evs), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -58,7 +58,8 @@ type queueRow struct {
 	stats         [6]int64 // enqueued, completed, failed, cancelled, repetitions, xp
 	createdAt     time.Time
 	updatedAt     time.Time
-	lastPosition  string
+	lastPosition  string              // as loaded, until an event is applied
+	lastPos       eventstore.Position // of the last event applied, if any (formatted by values)
 }
 
 var queueCols = []string{
@@ -199,7 +200,7 @@ func (r *queueRow) applyRecorded(re *eventstore.RecordedEvent, e domain.Event) (
 	if at := e.OccurredAt().UTC(); at.After(r.updatedAt) {
 		r.updatedAt = at
 	}
-	r.lastPosition = re.Position.String()
+	r.lastPos = re.Position
 	return h, true, nil
 }
 
@@ -348,6 +349,9 @@ func (r *queueRow) values() []any {
 		tasks = []queueTask{}
 	}
 	b, _ := json.Marshal(tasks) // plain data: cannot fail
+	if !r.lastPos.IsZero() {
+		r.lastPosition, r.lastPos = r.lastPos.String(), eventstore.Position{}
+	}
 	return []any{r.player, r.version, !r.stopped, r.stopped, r.stoppedReason, headID, headType, num, started, due,
 		dur, eff, len(r.tasks), string(b), r.stats[0], r.stats[1], r.stats[2], r.stats[3], r.stats[4], r.stats[5],
 		r.createdAt, r.updatedAt, r.lastPosition}

@@ -199,10 +199,7 @@ func TestFailedEventStopsProjectionUntilRetryOrSkip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		evs, err := b.store.ReadAll(ctx, eventstore.Start, eventstore.Filter{}, 200)
-		if err != nil {
-			t.Fatal(err)
-		}
+		evs := firstEvents(t, b.store, 200)
 		bad := evs[150]
 		var broken atomic.Bool
 		broken.Store(true)
@@ -248,7 +245,7 @@ func TestFailedEventStopsProjectionUntilRetryOrSkip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		evs2, _ := b2.store.ReadAll(ctx, eventstore.Start, eventstore.Filter{}, 200)
+		evs2 := firstEvents(t, b2.store, 200)
 		var always atomic.Bool
 		always.Store(true)
 		r2 := startRunner(t, b2, Config{BatchSize: 64, Projections: []Projection{failing{Analytics{}, evs2[99].Position, &always}}})

@@ -45,8 +45,9 @@ type Config struct {
 	DB DB
 	// Projections to run. Required; names must be unique.
 	Projections []Projection
-	// BatchSize is the most events applied in one transaction during
-	// catch-up. Default 1000.
+	// BatchSize is the most events applied in one transaction while
+	// following the log. Default 1000. A catch-up a full batch behind
+	// applies larger batches on PostgreSQL (catchUpBatch).
 	BatchSize int
 	// RetryDelay is how long a projection waits before it tries an event
 	// that its code refused once again (a refusal becomes a failure only
@@ -71,8 +72,8 @@ type Config struct {
 	// bulkChunk, when set (by tests), is the page size of bulk builds
 	// instead of defaultBulkChunk.
 	bulkChunk int
-	// afterBulkChunk, when set (by tests), runs after each page a bulk
-	// build committed; an error stops the build there.
+	// afterBulkChunk, when set (by tests), runs after each commit of a
+	// bulk build's pages; an error stops the build there.
 	afterBulkChunk func(projection string) error
 	// bulkBuilt, when set (by tests), is told of every bulk build that
 	// ended, with the events it applied.

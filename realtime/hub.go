@@ -683,3 +683,24 @@ func (h *Hub) position() eventstore.Position {
 	defer h.mu.Unlock()
 	return h.pos
 }
+
+// ForgetPlayer closes, with CloseUnauthorized and ReasonPlayerForgotten,
+// every connection of this instance that watches player's queue, and drops
+// the player's cached view: nothing of a forgotten player is sent again
+// (the log no longer hands out the player's events). Sockets on other
+// instances close through their sessions' revocation. The player is not
+// announced offline (Presence) when those sockets close.
+func (h *Hub) ForgetPlayer(player domain.PlayerID) {
+	h.mu.Lock()
+	subs := append([]*subscriber(nil), h.players[player]...)
+	if p := h.online[player]; p != nil {
+		// No player.offline after player.forgotten: the sockets closing
+		// now leave without a word (a new sign-in starts a new presence).
+		p.online = false
+	}
+	h.mu.Unlock()
+	for _, s := range subs {
+		s.kick(CloseUnauthorized, ReasonPlayerForgotten, nil)
+	}
+	h.views.forget(player)
+}

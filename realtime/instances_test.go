@@ -25,13 +25,18 @@ type instance struct {
 // Changes made through instance A reach a client of instance B, in order
 // and complete, with and without Redis wake-ups, on PostgreSQL and on one
 // SQLite file shared by two stores. With Redis, a session revoked on A
-// closes its socket on B.
+// closes its socket on B. On PostgreSQL, the same with a Redis Cluster of
+// the test's own.
 func TestTwoInstancesDeliverCrossInstance(t *testing.T) {
 	for _, backend := range []string{"postgres", "sqlite"} {
-		for _, withRedis := range []bool{false, true} {
+		for _, redisKind := range []string{"", "redis", "rediscluster"} {
+			if redisKind == "rediscluster" && backend != "postgres" {
+				continue
+			}
+			withRedis := redisKind != ""
 			name := backend
 			if withRedis {
-				name += "+redis"
+				name += "+" + redisKind
 			}
 			t.Run(name, func(t *testing.T) {
 				var open func() eventstore.Store
@@ -51,9 +56,12 @@ func TestTwoInstancesDeliverCrossInstance(t *testing.T) {
 					}
 				}
 				tokens := newTokens(t)
-				var prefix string
-				if withRedis {
-					_, prefix = testenv.Redis(t)
+				var redisURL, prefix string
+				switch redisKind {
+				case "redis":
+					redisURL, prefix = testenv.Redis(t)
+				case "rediscluster":
+					redisURL, prefix = testenv.StartRedisCluster(t).URL(), "test:"
 				}
 				var insts []instance
 				var sessions []*redisx.Sessions
@@ -61,8 +69,7 @@ func TestTwoInstancesDeliverCrossInstance(t *testing.T) {
 					store := open()
 					cfg := realtime.Config{Store: store, Tokens: tokens}
 					if withRedis {
-						url, _ := testenv.Redis(t)
-						c, err := redisx.Open(redisx.Config{URL: url, Prefix: prefix})
+						c, err := redisx.Open(redisx.Config{URL: redisURL, Prefix: prefix})
 						if err != nil {
 							t.Fatal(err)
 						}

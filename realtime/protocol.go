@@ -52,6 +52,11 @@ const (
 	CloseTryAgainLater = websocket.StatusTryAgainLater
 )
 
+// ReasonPlayerForgotten is the close reason, with CloseUnauthorized, of
+// the sockets of a player an admin forgot (docs/API.md, "Forgetting a
+// player").
+const ReasonPlayerForgotten = "player forgotten"
+
 // ReasonTokenExpired is the close reason, with CloseUnauthorized, of a
 // socket whose token reached its expiry while it was open.
 const ReasonTokenExpired = "token expired"

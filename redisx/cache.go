@@ -104,27 +104,29 @@ func (q *QueueCache) Invalidate(ctx context.Context, players ...domain.PlayerID)
 	}
 	cctx, cancel := q.c.bound(ctx)
 	defer cancel()
-	q.c.observe(ctx, q.c.rdb.Del(cctx, keys...).Err())
+	q.c.observe(ctx, q.c.del(cctx, keys))
 }
 
-// flush deletes every cached view.
+// flush deletes every cached view (on every master of a cluster).
 func (q *QueueCache) flush(ctx context.Context) error {
-	iter := q.c.rdb.Scan(ctx, 0, q.c.key(queueFamily, "*"), 1000).Iterator()
-	var batch []string
-	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-		if len(batch) == 1000 {
-			if err := q.c.rdb.Del(ctx, batch...).Err(); err != nil {
-				return fmt.Errorf("delete cached views: %w", err)
+	return q.c.eachServer(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		iter := rdb.Scan(ctx, 0, q.c.key(queueFamily, "*"), 1000).Iterator()
+		var batch []string
+		for iter.Next(ctx) {
+			batch = append(batch, iter.Val())
+			if len(batch) == 1000 {
+				if err := q.c.del(ctx, batch); err != nil {
+					return fmt.Errorf("delete cached views: %w", err)
+				}
+				batch = batch[:0]
 			}
-			batch = batch[:0]
 		}
-	}
-	if err := iter.Err(); err != nil {
-		return fmt.Errorf("scan cached views: %w", err)
-	}
-	if len(batch) > 0 {
-		return q.c.rdb.Del(ctx, batch...).Err()
-	}
-	return nil
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("scan cached views: %w", err)
+		}
+		if len(batch) > 0 {
+			return q.c.del(ctx, batch)
+		}
+		return nil
+	})
 }

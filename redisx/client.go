@@ -14,7 +14,9 @@ import (
 
 // Config configures a Client.
 type Config struct {
-	// URL is the Redis server (redis://, rediss:// or unix://). Required.
+	// URL is the Redis server (redis://, rediss:// or unix://) or Redis
+	// Cluster (redis+cluster://host:port,host:port, rediss+cluster://; see
+	// ParseTarget). Required.
 	URL string
 	// Prefix starts every key and channel (tests give each their own).
 	// Default "" (the key families of the package doc as they are).
@@ -48,7 +50,9 @@ func (c *Config) setDefaults() {
 // trying Redis, and a background ping brings it back. Going down and coming
 // back are each logged once. Safe for concurrent use.
 type Client struct {
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
+	target  Target
+	tuning  Tuning
 	prefix  string
 	timeout time.Duration
 	log     *slog.Logger
@@ -67,26 +71,21 @@ type Client struct {
 func Open(cfg Config) (*Client, error) {
 	cfg.setDefaults()
 	routeLibraryLog()
-	opts, err := redis.ParseURL(cfg.URL)
+	target, err := ParseTarget(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("open redis (TASKQUEUE_REDIS_URL): %w", err)
 	}
-	opts.DialTimeout = cfg.Timeout
-	opts.ReadTimeout = cfg.Timeout
-	opts.WriteTimeout = cfg.Timeout
-	opts.MaxRetries = 0 // the fallback is the retry
 	// One dial, not go-redis's 5 (500 ms each, 100 ms apart: a Redis behind
 	// a partition held every request 2.9 s, past a short request deadline,
 	// so that the caller's context ended first and Redis was never marked
 	// down; TestSeveralHosts in cmd/taskqueue found it).
-	opts.DialerRetries = 1
-	opts.PoolSize = 32
+	tuning := Tuning{Timeout: cfg.Timeout, PoolSize: 32, DialerRetries: 1}
 	c := &Client{
-		rdb: redis.NewClient(opts), prefix: cfg.Prefix, timeout: cfg.Timeout, health: cfg.HealthInterval,
+		rdb: target.NewClient(tuning), target: target, tuning: tuning, prefix: cfg.Prefix, timeout: cfg.Timeout, health: cfg.HealthInterval,
 		log: cfg.Logger.With("component", "redis"), stop: make(chan struct{}),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
-	err = c.rdb.Ping(ctx).Err()
+	err = c.Ping(ctx)
 	cancel()
 	if err == nil {
 		c.up.Store(true)
@@ -106,14 +105,61 @@ func (c *Client) Close() error {
 }
 
 // Redis returns the underlying client (for roles of other packages, e.g.
-// the watermill Redis Streams bus).
-func (c *Client) Redis() *redis.Client { return c.rdb }
+// the watermill Redis Streams bus): a *redis.Client, or a
+// *redis.ClusterClient on a Redis Cluster.
+func (c *Client) Redis() redis.UniversalClient { return c.rdb }
+
+// Cluster reports whether the client talks to a Redis Cluster.
+func (c *Client) Cluster() bool { return c.target.Cluster() }
+
+// NewPool opens another client of the same server or cluster, with the
+// same timeouts and size connections (per node). The caller closes it.
+func (c *Client) NewPool(size int) redis.UniversalClient {
+	tu := c.tuning
+	tu.PoolSize = size
+	return c.target.NewClient(tu)
+}
+
+// Ping asks the server, or every master of a cluster (a cluster is up
+// when each of its masters answers: a key's role fails on the one that
+// does not).
+func (c *Client) Ping(ctx context.Context) error {
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.Ping(ctx).Err() })
+	}
+	return c.rdb.Ping(ctx).Err()
+}
 
 // Up reports whether Redis is believed to be reachable.
 func (c *Client) Up() bool { return c.up.Load() }
 
 // key returns the key of a family member, e.g. key("queue:", "alice").
 func (c *Client) key(family, id string) string { return c.prefix + family + id }
+
+// del deletes keys: with one DEL on one server; on a cluster with one DEL
+// per key in a pipeline (go-redis sends each to its slot's master), since
+// a DEL of keys in several slots fails with CROSSSLOT.
+func (c *Client) del(ctx context.Context, keys []string) error {
+	if !c.Cluster() {
+		return c.rdb.Del(ctx, keys...).Err()
+	}
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Del(ctx, k)
+		}
+		return nil
+	})
+	return err
+}
+
+// eachServer calls f with the server, or with each master of a cluster
+// (what a SCAN needs: a cluster client sends it to one node only).
+func (c *Client) eachServer(ctx context.Context, f func(context.Context, redis.UniversalClient) error) error {
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return f(ctx, m) })
+	}
+	return f(ctx, c.rdb)
+}
 
 // OnUp registers f to run (in its own goroutine) every time Redis comes
 // back after being down.
@@ -160,7 +206,7 @@ func (c *Client) watch() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.health)
-		err := c.rdb.Ping(ctx).Err()
+		err := c.Ping(ctx)
 		cancel()
 		if err != nil || !c.up.CompareAndSwap(false, true) {
 			continue

@@ -3,8 +3,9 @@
 // (It is not named redis so that it never clashes with go-redis's package
 // name.)
 //
-// Key families (after Config.Prefix). Renaming one orphans what running
-// instances stored and splits a fleet in the middle of a deploy:
+// Key families (after Config.Prefix; the braces are placeholders, not
+// hash tags). Renaming one orphans what running instances stored and
+// splits a fleet in the middle of a deploy:
 //
 //	queue:{playerId}          QueueCache: cached queue view, JSON, TTL 5 min;
 //	                          written only when newer (by version)
@@ -16,9 +17,20 @@
 //	presence-instance:{id}    Presence: SET of the players an instance holds
 //	presence-instances        Presence: ZSET instance → alive until (ms)
 //
+// On a Redis Cluster (Config.URL redis+cluster://, see ParseTarget) the
+// presence keys come after the hash tag {presence}: (presenceBase), since
+// its scripts touch the keys of several players and instances at once;
+// every other role touches one key per command and keeps its names. The
+// cache's multi-key delete and flush go key by key and master by master
+// there (Client.del, Client.eachServer).
+//
 // Pub/sub channels: session-revoked (a revoked session ID, so every
 // instance closes its sockets at once) and realtime-wake ("<instance>
 // <position>", the realtime hubs' cross-instance wake-up).
+//
+// Forgetting a player (Client.ForgetPlayer, Sessions.RevokePlayer) deletes
+// the keys of every family named by the player, takes the player out of the
+// presence sets and revokes the player's sessions (scanning session:*).
 //
 // # Redis going away
 //

@@ -53,10 +53,12 @@ end
 `
 )
 
-// The scripts build their keys from the prefix (ARGV[1]): they run on one
-// Redis server, not on a Redis Cluster.
+// The scripts build their keys from the presence base (ARGV[1], see
+// presenceBase) and are routed by KEYS[1], the presence-instances key: on
+// a Redis Cluster every presence key carries one hash tag, so all of them
+// live in that key's slot.
 var (
-	// presenceJoin: ARGV prefix, instance, player, ttl ms. Returns 1 when
+	// presenceJoin: ARGV base, instance, player, ttl ms. Returns 1 when
 	// the instance itself was not registered (new, swept or Redis lost its
 	// data): the caller reconciles.
 	presenceJoin = redis.NewScript(presenceLuaClock + `
@@ -65,17 +67,17 @@ redis.call('SADD', p .. 'presence:' .. player, id)
 redis.call('SADD', p .. 'presence-instance:' .. id, player)
 return redis.call('ZADD', p .. 'presence-instances', now_ms() + tonumber(ARGV[4]), id)
 `)
-	// presenceHeartbeat: ARGV prefix, instance, ttl ms. Returns 1 when the
+	// presenceHeartbeat: ARGV base, instance, ttl ms. Returns 1 when the
 	// instance was not registered.
 	presenceHeartbeat = redis.NewScript(presenceLuaClock + `
 return redis.call('ZADD', ARGV[1] .. 'presence-instances', now_ms() + tonumber(ARGV[3]), ARGV[2])
 `)
-	// presenceLeave: ARGV prefix, instance, player. Returns 1 when no live
+	// presenceLeave: ARGV base, instance, player. Returns 1 when no live
 	// instance holds the player any more.
 	presenceLeave = redis.NewScript(presenceLuaClock + `
 return leave(ARGV[1], ARGV[2], ARGV[3], now_ms())
 `)
-	// presenceSweep: ARGV prefix, batch. Takes up to batch players of one
+	// presenceSweep: ARGV base, batch. Takes up to batch players of one
 	// dead instance (alive-until passed); returns {instance, players no
 	// live instance holds any more...}, or {} when no instance is dead. The
 	// instance is forgotten once it holds nobody.
@@ -121,9 +123,10 @@ type PresenceConfig struct {
 // offline" is decided once for all instances (realtime.Presence's
 // PlayerOffline, via app). See docs/REALTIME.md, "Presence".
 //
-// Keys (after the prefix): presence:{playerId} is the SET of instances
-// holding the player; presence-instance:{instance} the SET of players an
-// instance holds; presence-instances a ZSET of instances scored by when
+// Keys (after the prefix, and on a Redis Cluster after the hash tag
+// {presence}: too; the other braces are placeholders): presence:{playerId}
+// is the SET of instances holding the player; presence-instance:{instance}
+// the SET of players an instance holds; presence-instances a ZSET of instances scored by when
 // they stop counting as alive (Redis's clock, so instances' clocks do not
 // matter). Liveness is per instance, not per player: a heartbeat renews
 // one score however many players the instance holds.
@@ -152,6 +155,8 @@ type PresenceConfig struct {
 // player must come in order (the realtime hub serialises them).
 type Presence struct {
 	c      *Client
+	base   string   // presenceBase
+	route  []string // KEYS of the scripts: the presence-instances key
 	id     string
 	ttl    time.Duration
 	beat   time.Duration
@@ -188,8 +193,9 @@ func NewPresence(c *Client, cfg PresenceConfig) *Presence {
 		cfg.Logger = c.log
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	base := presenceBase(c)
 	p := &Presence{
-		c: c, id: cfg.Instance, ttl: cfg.TTL, beat: cfg.Heartbeat, gone: cfg.Gone,
+		c: c, base: base, route: []string{base + instancesKey}, id: cfg.Instance, ttl: cfg.TTL, beat: cfg.Heartbeat, gone: cfg.Gone,
 		log:  cfg.Logger.With("component", "presence", "instance", cfg.Instance),
 		held: map[string]struct{}{}, kick: make(chan struct{}, 1), cancel: cancel,
 	}
@@ -208,8 +214,22 @@ func (p *Presence) Close() {
 	p.wg.Wait()
 }
 
+// presenceBase starts every presence key: the prefix on one server; on a
+// Redis Cluster the prefix and the hash tag {presence}, since the scripts
+// touch the keys of several players and instances at once and a cluster
+// runs a script on the keys of one slot only.
+func presenceBase(c *Client) string {
+	if c.Cluster() {
+		return c.prefix + presenceTag
+	}
+	return c.prefix
+}
+
+// presenceTag is the hash tag of the presence keys on a Redis Cluster.
+const presenceTag = "{presence}:"
+
 func (p *Presence) args(more ...any) []any {
-	return append([]any{p.c.prefix, p.id}, more...)
+	return append([]any{p.base, p.id}, more...)
 }
 
 // Join records that this instance holds player.
@@ -223,7 +243,7 @@ func (p *Presence) Join(ctx context.Context, player string) error {
 		p.down(nil)
 		return nil // reconciled when Redis answers
 	}
-	n, err := presenceJoin.Run(ctx, p.c.rdb, nil, p.args(player, p.ttl.Milliseconds())...).Int()
+	n, err := presenceJoin.Run(ctx, p.c.rdb, p.route, p.args(player, p.ttl.Milliseconds())...).Int()
 	p.c.observe(ctx, err)
 	if err != nil {
 		p.down(err)
@@ -249,7 +269,7 @@ func (p *Presence) Leave(ctx context.Context, player string) (last bool) {
 		p.down(nil)
 		return true
 	}
-	n, err := presenceLeave.Run(ctx, p.c.rdb, nil, p.args(player)...).Int()
+	n, err := presenceLeave.Run(ctx, p.c.rdb, p.route, p.args(player)...).Int()
 	p.c.observe(ctx, err)
 	if err != nil {
 		p.down(err)
@@ -298,7 +318,7 @@ func (p *Presence) heartbeat(ctx context.Context) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.beat)
 	defer cancel()
-	n, err := presenceHeartbeat.Run(cctx, p.c.rdb, nil, p.args(p.ttl.Milliseconds())...).Int()
+	n, err := presenceHeartbeat.Run(cctx, p.c.rdb, p.route, p.args(p.ttl.Milliseconds())...).Int()
 	p.c.observe(cctx, err)
 	if err != nil {
 		return
@@ -313,7 +333,7 @@ func (p *Presence) heartbeat(ctx context.Context) {
 func (p *Presence) sweep(ctx context.Context) {
 	for i := 0; i < 50 && ctx.Err() == nil; i++ {
 		cctx, cancel := context.WithTimeout(ctx, p.beat)
-		out, err := presenceSweep.Run(cctx, p.c.rdb, nil, p.c.prefix, presenceSweepBatch).StringSlice()
+		out, err := presenceSweep.Run(cctx, p.c.rdb, p.route, p.base, presenceSweepBatch).StringSlice()
 		p.c.observe(cctx, err)
 		cancel()
 		if err != nil || len(out) == 0 {
@@ -343,11 +363,11 @@ func (p *Presence) reconcile(ctx context.Context) {
 	defer p.sync.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, p.ttl/2)
 	defer cancel()
-	if err := presenceHeartbeat.Run(cctx, p.c.rdb, nil, p.args(p.ttl.Milliseconds())...).Err(); err != nil {
+	if err := presenceHeartbeat.Run(cctx, p.c.rdb, p.route, p.args(p.ttl.Milliseconds())...).Err(); err != nil {
 		p.c.observe(cctx, err)
 		return
 	}
-	inRedis, err := p.c.rdb.SMembers(cctx, p.c.key(instanceFamily, p.id)).Result()
+	inRedis, err := p.c.rdb.SMembers(cctx, p.base+instanceFamily+p.id).Result()
 	p.c.observe(cctx, err)
 	if err != nil {
 		return
@@ -363,13 +383,13 @@ func (p *Presence) reconcile(ctx context.Context) {
 			delete(held, pl)
 			continue
 		}
-		if err := presenceLeave.Run(cctx, p.c.rdb, nil, p.args(pl)...).Err(); err != nil {
+		if err := presenceLeave.Run(cctx, p.c.rdb, p.route, p.args(pl)...).Err(); err != nil {
 			p.c.observe(cctx, err)
 			return
 		}
 	}
 	for pl := range held {
-		if err := presenceJoin.Run(cctx, p.c.rdb, nil, p.args(pl, p.ttl.Milliseconds())...).Err(); err != nil {
+		if err := presenceJoin.Run(cctx, p.c.rdb, p.route, p.args(pl, p.ttl.Milliseconds())...).Err(); err != nil {
 			p.c.observe(cctx, err)
 			return
 		}

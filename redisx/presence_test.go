@@ -47,7 +47,7 @@ func newPresence(t *testing.T, c *redisx.Client, cfg redisx.PresenceConfig) *red
 // one hears "last".
 func TestPresenceLastInstanceDecides(t *testing.T) {
 	ca, prefix := sharedWithPrefix(t)
-	url, _ := testenv.Redis(t)
+	url, _ := redisAt(t)
 	cb := open(t, url, prefix, nil)
 	a := newPresence(t, ca, redisx.PresenceConfig{})
 	b := newPresence(t, cb, redisx.PresenceConfig{})
@@ -80,7 +80,7 @@ func TestPresenceLastInstanceDecides(t *testing.T) {
 			t.Fatalf("%s: simultaneous leaves answered last=%v and %v, want exactly one", player, lastA, lastB)
 		}
 	}
-	if n, err := ca.Redis().Exists(ctx, prefix+"presence:alice", prefix+"presence:p0").Result(); err != nil || n != 0 {
+	if n, err := ca.Redis().Exists(ctx, presenceKey(ca, prefix, "presence:alice"), presenceKey(ca, prefix, "presence:p0")).Result(); err != nil || n != 0 {
 		t.Fatalf("player keys left behind: %d %v", n, err)
 	}
 }
@@ -91,7 +91,7 @@ func TestPresenceLastInstanceDecides(t *testing.T) {
 // longer counts it.
 func TestPresenceDeadInstanceIsSwept(t *testing.T) {
 	ca, prefix := sharedWithPrefix(t)
-	url, _ := testenv.Redis(t)
+	url, _ := redisAt(t)
 	cb, cc := open(t, url, prefix, nil), open(t, url, prefix, nil)
 	short := redisx.PresenceConfig{TTL: 400 * time.Millisecond, Heartbeat: 50 * time.Millisecond}
 	short.Logger = slog.New(slog.DiscardHandler)
@@ -110,7 +110,7 @@ func TestPresenceDeadInstanceIsSwept(t *testing.T) {
 
 	waitFor(t, "the dead instance's lone player to be swept", func() bool { return len(gone.snapshot()) > 0 })
 	waitFor(t, "the dead instance to be forgotten", func() bool {
-		return ca.Redis().ZScore(ctx, prefix+"presence-instances", dead.Instance()).Err() != nil
+		return ca.Redis().ZScore(ctx, presenceKey(ca, prefix, "presence-instances"), dead.Instance()).Err() != nil
 	})
 	if got := gone.snapshot(); !slices.Equal(got, []string{"alone"}) {
 		t.Fatalf("swept %v, want [alone] once", got)

@@ -103,7 +103,7 @@ func (l *Limiter) allow(ctx context.Context, key string, r Rate) (bool, time.Dur
 // keys "rate:"+key itself, and every key the service writes must start
 // with TASKQUEUE_REDIS_PREFIX.
 type prefixedScripts struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 }
 

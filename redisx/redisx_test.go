@@ -53,10 +53,50 @@ func shared(t *testing.T) *redisx.Client {
 	return c
 }
 
+// onCluster is the URL of the Redis Cluster that TestRolesOnRedisCluster
+// runs the tests on, "" otherwise (the shared server).
+var onCluster string
+
+// redisAt is the Redis of a test: the shared server (testenv.Redis) or the
+// cluster of TestRolesOnRedisCluster, and the key prefix only it uses.
+func redisAt(t *testing.T) (url, prefix string) {
+	t.Helper()
+	if onCluster != "" {
+		return onCluster, "test:" + strings.ReplaceAll(t.Name(), "/", ":") + ":"
+	}
+	return testenv.Redis(t)
+}
+
+// presenceKey is a presence key as the package doc lists it: after the
+// prefix, and on a cluster after the hash tag {presence} too.
+func presenceKey(c *redisx.Client, prefix, key string) string {
+	if c.Cluster() {
+		return prefix + "{presence}:" + key
+	}
+	return prefix + key
+}
+
+// The roles that use Redis work on a Redis Cluster (3 masters, 3
+// replicas) as on one server: the same tests, on a cluster of their own.
+func TestRolesOnRedisCluster(t *testing.T) {
+	cluster := testenv.StartRedisCluster(t)
+	onCluster = cluster.URL()
+	defer func() { onCluster = "" }()
+	for name, test := range map[string]func(*testing.T){
+		"cache":          TestQueueCacheReadsThroughAndKeepsTheNewest,
+		"rate limits":    TestRateLimitMiddleware,
+		"sessions":       TestSessionsRevokeEverywhere,
+		"presence":       TestPresenceLastInstanceDecides,
+		"presence sweep": TestPresenceDeadInstanceIsSwept,
+	} {
+		t.Run(name, test)
+	}
+}
+
 // sharedWithPrefix is shared, and the key prefix that only this test uses.
 func sharedWithPrefix(t *testing.T) (*redisx.Client, string) {
 	t.Helper()
-	url, prefix := testenv.Redis(t)
+	url, prefix := redisAt(t)
 	c := open(t, url, prefix, nil)
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -103,6 +143,23 @@ func TestQueueCacheReadsThroughAndKeepsTheNewest(t *testing.T) {
 	}
 	if _, ok, err := redisx.NewProgressStore(c).Get(ctx, "alice"); ok || err != nil {
 		t.Fatalf("progress of a player never put: %v, %v", ok, err)
+	}
+	// Several players at once (their keys in several slots of a cluster),
+	// then everything (on every master of a cluster).
+	for _, p := range []string{"bob", "carol", "dave"} {
+		cache.Put(ctx, view(p, 1))
+	}
+	cache.Invalidate(ctx, "bob", "carol")
+	if n := c.Redis().Exists(ctx, prefix+"queue:bob").Val() + c.Redis().Exists(ctx, prefix+"queue:carol").Val(); n != 0 {
+		t.Fatalf("%d of two invalidated views still cached", n)
+	}
+	if err := redisx.Flush(ctx, cache); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	for _, p := range []string{"alice", "dave"} {
+		if c.Redis().Exists(ctx, prefix+"queue:"+p).Val() != 0 {
+			t.Fatalf("the view of %s outlived the flush", p)
+		}
 	}
 	ps := redisx.NewProgressStore(c)
 	redisx.QueueChanges{Cache: cache, Progress: ps}.QueueChanged(ctx, view("alice", 12))
@@ -155,7 +212,7 @@ func TestRateLimitMiddleware(t *testing.T) {
 // Sessions are created, refreshed, and revoked everywhere at once: the
 // other instance's callbacks hear of it and its Active answers false.
 func TestSessionsRevokeEverywhere(t *testing.T) {
-	url, prefix := testenv.Redis(t)
+	url, prefix := redisAt(t)
 	a := redisx.NewSessions(open(t, url, prefix, nil))
 	defer a.Close()
 	bClient := open(t, url, prefix, nil)

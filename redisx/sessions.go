@@ -110,6 +110,8 @@ type SessionStore interface {
 	Active(ctx context.Context, sid string, at time.Time) (bool, error)
 	// Delete removes the session (a missing one is no error).
 	Delete(ctx context.Context, sid string) error
+	// DeletePlayer removes every session of player and reports how many.
+	DeletePlayer(ctx context.Context, player string) (int, error)
 	// Sweep deletes the sessions expired at at.
 	Sweep(ctx context.Context, at time.Time) error
 }

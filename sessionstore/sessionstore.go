@@ -110,6 +110,20 @@ func (s *Store) Delete(ctx context.Context, sid string) error {
 	return nil
 }
 
+// DeletePlayer removes every session of player (a forgotten player).
+func (s *Store) DeletePlayer(ctx context.Context, player string) (int, error) {
+	var n int64
+	err := s.db.InTx(ctx, func(tx projections.Tx) error {
+		var err error
+		n, err = tx.Exec(ctx, `DELETE FROM login_sessions WHERE player_id = $1`, player)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete the sessions of %s: %w", player, err)
+	}
+	return int(n), nil
+}
+
 // Sweep deletes the sessions expired at at.
 func (s *Store) Sweep(ctx context.Context, at time.Time) error {
 	err := s.db.InTx(ctx, func(tx projections.Tx) error {

@@ -33,6 +33,9 @@ type Admin struct {
 	// QueueAt answers GET /api/admin/players/{playerId}/queue?at=
 	// (ops.AdminQueueAt).
 	QueueAt func(ctx context.Context, player string, params url.Values) (any, error)
+	// Forget answers POST /api/admin/players/{playerId}/forget
+	// (ops.AdminForget).
+	Forget func(ctx context.Context, player string, params url.Values) (any, error)
 	// DeadLetters answers GET /api/admin/deadletters (?all=true&limit=) and
 	// POST /api/admin/deadletters/{id}/retry (202).
 	DeadLetters DeadLetterQueue
@@ -47,6 +50,7 @@ func (s *Server) adminRoutes(r chi.Router) {
 	r.With(s.audited(audit.Retry, "name")).Post("/projections/{name}/retry", s.adminRetry)
 	r.With(s.audited(audit.EventRead, "playerId")).Get("/players/{playerId}/events", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.PlayerEvents }))
 	r.With(s.audited(audit.TimeTravel, "playerId")).Get("/players/{playerId}/queue", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.QueueAt }))
+	r.With(s.audited(audit.Forget, "playerId")).Post("/players/{playerId}/forget", s.adminPlayer(func(a *Admin) func(context.Context, string, url.Values) (any, error) { return a.Forget }))
 	r.With(s.audited(audit.DeadLetterRead, "")).Get("/deadletters", s.adminDeadLetters)
 	r.With(s.audited(audit.DeadLetterRetry, "id")).Post("/deadletters/{id}/retry", s.adminRetryDeadLetter)
 }

@@ -99,6 +99,28 @@ func TestSignInWithOpenIDProvider(t *testing.T) {
 				}
 			}
 
+			// GET /api/auth/me: the principal through the role claim and map
+			// (root's token has no "role": the web app read "player" from it).
+			for _, c := range []struct{ token, player, role string }{
+				{alice.AccessToken, "alice", "player"}, {root.AccessToken, "root", "admin"},
+			} {
+				req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/auth/me", nil)
+				req.Header.Set("Authorization", "Bearer "+c.token)
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var me struct{ PlayerID, Role string }
+				err = json.NewDecoder(res.Body).Decode(&me)
+				res.Body.Close()
+				if err != nil || res.StatusCode != 200 || me.PlayerID != c.player || me.Role != c.role {
+					t.Errorf("GET /api/auth/me as %s: %s %+v %v, want %s/%s", c.player, res.Status, me, err, c.player, c.role)
+				}
+			}
+			if got := get("/api/auth/me", alice.AccessToken+"x"); got != 401 {
+				t.Errorf("GET /api/auth/me with a bad token: %d, want 401", got)
+			}
+
 			// A refreshed token works; so does the WebSocket with the provider's token.
 			fresh, err := p.Refresh(ctx, redirect, alice.RefreshToken)
 			if err != nil {

@@ -282,6 +282,7 @@ func (s *Server) boundedRoutes(r chi.Router) {
 		if s.sessions != nil {
 			r.Use(s.sessions)
 		}
+		r.Get("/auth/me", s.me)
 		if s.sessionStore != nil {
 			r.Post("/auth/refresh", s.refreshSession)
 			r.Post("/auth/logout", s.logout)

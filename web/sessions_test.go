@@ -216,9 +216,19 @@ func TestCommandRateLimit(t *testing.T) {
 
 // TestLogoutOnOneInstanceReachesAnother: two instances sharing Redis (and
 // the JWT secret); a logout on one refuses the token on the other at once
-// and closes the socket open there.
+// and closes the socket open there. On one Redis server, and on a Redis
+// Cluster of the test's own.
 func TestLogoutOnOneInstanceReachesAnother(t *testing.T) {
-	url, prefix := testenv.Redis(t)
+	t.Run("redis", func(t *testing.T) {
+		url, prefix := testenv.Redis(t)
+		logoutOnOneInstanceReachesAnother(t, url, prefix)
+	})
+	t.Run("rediscluster", func(t *testing.T) {
+		logoutOnOneInstanceReachesAnother(t, testenv.StartRedisCluster(t).URL(), "test:")
+	})
+}
+
+func logoutOnOneInstanceReachesAnother(t *testing.T, url, prefix string) {
 	shared := func(c *app.Config) {
 		c.RedisURL, c.RedisPrefix, c.JWTSecret = url, prefix, apptest.Secret
 	}

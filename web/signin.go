@@ -71,6 +71,22 @@ func (s *Server) authConfig(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// principalAnswer is the caller as the server reads its token.
+type principalAnswer struct {
+	PlayerID string `json:"playerId"`
+	Role     string `json:"role"`
+}
+
+// me serves GET /api/auth/me: the caller's player ID and role as the
+// server reads them from its token, through the configured claims and role
+// map (TASKQUEUE_OIDC_PLAYER_CLAIM, TASKQUEUE_OIDC_ROLE_CLAIM,
+// TASKQUEUE_OIDC_ROLE_MAP). The web app acts as this principal: a
+// provider's token need not carry "sub" and "role" as taskqueue means them.
+func (s *Server) me(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.PrincipalFrom(r.Context())
+	writeJSON(w, http.StatusOK, principalAnswer{PlayerID: p.PlayerID, Role: string(p.Role)})
+}
+
 // providerOrigins are the origins of the OpenID provider the web app's
 // page connects to (the issuer's, and the token endpoint's once
 // discovered), for its Content-Security-Policy; none without a provider.

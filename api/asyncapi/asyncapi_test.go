@@ -100,7 +100,7 @@ func TestSchemasRefuseUndocumentedMessages(t *testing.T) {
 			t.Errorf("%s accepted %s", r.pointer, r.msg)
 		}
 	}
-	for _, typ := range []string{"task.started", "task.completed", "task.failed", "queue.updated", "player.offline"} {
+	for _, typ := range []string{"task.started", "task.completed", "task.failed", "queue.updated", "player.offline", "player.forgotten"} {
 		p, err := asyncapi.IntegrationPayload(typ)
 		if err != nil {
 			t.Fatal(err)

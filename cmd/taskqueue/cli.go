@@ -52,6 +52,8 @@ Usage:
   taskqueue backup --to DIR                 copy the SQLite data directory while serving (restore: serve with DIR)
   taskqueue replay --projection NAME|all [--to-position N | --to-time T [--into FILE]]
                                             rebuild read models blue-green, or as they were at a bound into a new SQLite file
+  taskqueue forget --player ID               forget a player (GDPR erasure): their events, read models, sessions,
+                                            cached data; publishes player.forgotten
   taskqueue audit [--since 24h] [--player ID] [--action A] [--limit N]
                                             print the audit trail's entries as JSON lines
   taskqueue version                         print the version
@@ -89,7 +91,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = bench(ctx, rest, stdout, stderr, getenv)
 	case "soak":
 		err = soak(ctx, rest, stdout, stderr, getenv)
-	case "events", "queue", "export", "import", "replay", "backup":
+	case "events", "queue", "export", "import", "replay", "backup", "forget":
 		err = opsCommand(ctx, cmd, rest, stdin, stdout, stderr, getenv)
 	case "audit":
 		err = auditCmd(ctx, rest, stdout, stderr, getenv)

@@ -18,7 +18,7 @@ import (
 )
 
 // opsFlags are the flags of the operator commands (events, queue, export,
-// import, replay) beside the configuration's.
+// import, replay, backup, forget) beside the configuration's.
 type opsFlags struct {
 	player     string
 	from       string
@@ -48,6 +48,8 @@ func opsFlagSet(cmd string) (*flag.FlagSet, *opsFlags) {
 		fs.StringVar(&of.from, "from", "", "events that occurred at or after this time")
 		fs.StringVar(&of.to, "to", "", "events that occurred before this time")
 	case "import":
+	case "forget":
+		fs.StringVar(&of.player, "player", "", "player to forget: erase their events, read models, sessions and cached data (required)")
 	case "backup":
 		fs.StringVar(&of.into, "to", "", "directory to write the copy into; must not exist or be empty (required)")
 	case "replay":
@@ -76,7 +78,7 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 		return &usageError{fmt.Sprintf("%s takes no arguments, got %q", cmd, rest)}
 	}
 	switch cmd {
-	case "events", "queue":
+	case "events", "queue", "forget":
 		if of.player == "" {
 			return &usageError{cmd + " needs --player"}
 		}
@@ -105,6 +107,9 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 		}
 	}
 
+	if cmd == "forget" {
+		return forget(ctx, cfg, of.player, stdout, stderr)
+	}
 	if cmd == "replay" && of.toPosition == "" && of.toTime == "" {
 		// A blue-green rebuild of the serving read models, by a runner of
 		// this process (a running server's runner follows the switch). The

@@ -11,3 +11,7 @@ func QueuedAppends(s *Store) int {
 	defer s.commit.mu.Unlock()
 	return len(s.commit.queue)
 }
+
+// PageQuery is ReadAll's page query (pageQuery), for the benchmark that
+// measures its tombstone condition.
+const PageQuery = pageQuery

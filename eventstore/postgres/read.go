@@ -188,7 +188,8 @@ type page struct {
 }
 
 // pageQuery reads a page and, in the same snapshot, the head and whether
-// events are held back. $1 after.Commit (as text, for xid8), $2 after.Seq,
+// events are held back. The page skips tombstones
+// (eventstore.DeletedType); the head counts them. $1 after.Commit (as text, for xid8), $2 after.Seq,
 // $3 event types, $4 stream prefixes, $5 streams (NULL: no condition),
 // $6 limit. The (SELECT 1) row keeps head and heldBack when the page is
 // empty. heldBack compares the newest transaction ID with the horizon: one
@@ -204,6 +205,7 @@ page AS MATERIALIZED (
 	SELECT ` + eventColumns + ` FROM event_log
 	WHERE (transaction_id, position) > ($1::text::xid8, $2::bigint)
 		AND transaction_id < (SELECT xmin FROM snap)
+		AND event_type <> '$deleted'
 		AND ($3::text[] IS NULL OR event_type = ANY($3::text[]))
 		AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS p(prefix) WHERE starts_with(stream_id, p.prefix)))
 		AND ($5::text[] IS NULL OR stream_id = ANY($5::text[]))
@@ -292,6 +294,7 @@ func readPage(ctx context.Context, q querier, after eventstore.Position, filter 
 // holding the stream's lock.
 const restOfAppend = `SELECT ` + eventColumns + ` FROM event_log
 	WHERE transaction_id = $1::text::xid8 AND position > $2::bigint AND stream_id = $6
+		AND event_type <> '$deleted'
 		AND ($3::text[] IS NULL OR event_type = ANY($3::text[]))
 		AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($4::text[]) AS p(prefix) WHERE starts_with(stream_id, p.prefix)))
 		AND ($5::text[] IS NULL OR stream_id = ANY($5::text[]))

@@ -49,8 +49,11 @@ func (s *Store) SaveSnapshot(ctx context.Context, stream string, snap eventstore
 	}
 	ctx, done := s.withStore(ctx)
 	defer done()
+	// Only a snapshot of an event the stream holds: one taken before the
+	// stream was deleted (DeleteStream) must not bring its state back.
 	_, err := s.pool.Exec(ctx, `INSERT INTO stream_snapshots (stream_id, version, event_id, schema_version, data, saved_at)
-		VALUES ($1, $2, $3, $4, $5, $6)
+		SELECT $1, $2, $3, $4, $5, $6
+		WHERE EXISTS (SELECT 1 FROM event_log WHERE stream_id = $1 AND version = $2 AND event_id = $3::text::uuid)
 		ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, event_id = excluded.event_id,
 			schema_version = excluded.schema_version, data = excluded.data, saved_at = excluded.saved_at
 		WHERE stream_snapshots.version < excluded.version OR stream_snapshots.schema_version <> excluded.schema_version`,

@@ -47,8 +47,11 @@ func (s *Store) SaveSnapshot(ctx context.Context, stream string, snap eventstore
 		return fmt.Errorf("save snapshot of %s: %w", stream, eventstore.ErrClosed)
 	}
 	err := s.WriteTx(ctx, func(tx *sql.Tx) error {
+		// Only a snapshot of an event the stream holds: one taken before
+		// the stream was deleted (DeleteStream) must not bring its state back.
 		_, err := tx.ExecContext(ctx, `INSERT INTO stream_snapshots (stream_id, version, event_id, schema_version, data, saved_at)
-			VALUES (?, ?, ?, ?, ?, ?)
+			SELECT ?1, ?2, ?3, ?4, ?5, ?6
+			WHERE EXISTS (SELECT 1 FROM events WHERE stream_id = ?1 AND version = ?2 AND event_id = ?3)
 			ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, event_id = excluded.event_id,
 				schema_version = excluded.schema_version, data = excluded.data, saved_at = excluded.saved_at
 			WHERE stream_snapshots.version < excluded.version OR stream_snapshots.schema_version <> excluded.schema_version`,

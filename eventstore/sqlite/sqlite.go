@@ -919,13 +919,16 @@ func restOfAppend(ctx context.Context, tx *sql.Tx, last eventstore.RecordedEvent
 	return rest, eventstore.Position{Seq: uint64(end)}, nil
 }
 
-// filterSQL turns filter into SQL conditions (each starting with " AND ").
+// filterSQL turns filter into SQL conditions (each starting with " AND "),
+// the first of which skips tombstones (eventstore.DeletedType): no reader
+// of the global log is handed one.
 // instr(stream_id, p) = 1 is "starts with p", byte for byte.
 func filterSQL(f eventstore.Filter) (string, []any) {
 	var (
 		b    strings.Builder
 		args []any
 	)
+	b.WriteString(` AND event_type <> '` + eventstore.DeletedType + `'`)
 	if len(f.EventTypes) > 0 {
 		b.WriteString(` AND event_type IN (?` + strings.Repeat(",?", len(f.EventTypes)-1) + `)`)
 		for _, t := range f.EventTypes {

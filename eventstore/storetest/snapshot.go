@@ -12,7 +12,8 @@ import (
 
 // testSnapshots: a store that keeps snapshots returns what was saved byte
 // for byte, keeps the newest of one schema, lets another schema replace
-// it, and refuses an invalid one.
+// it, refuses an invalid one, and stores none of an event the stream does
+// not hold.
 func (s suite) testSnapshots(t *testing.T) {
 	st := s.store(t)
 	snaps, ok := st.(eventstore.SnapshotStore)
@@ -24,8 +25,14 @@ func (s suite) testSnapshots(t *testing.T) {
 	if _, found, err := snaps.ReadSnapshot(ctx, stream); err != nil || found {
 		t.Fatalf("snapshot of a stream without one: found %v, %v", found, err)
 	}
+	mustAppend(t, st, stream, eventstore.NoStream, events("Snapped", 300)...)
+	stored := readStream(t, st, stream, 1, 0)
 	at := func(v int64, schema int, data string) eventstore.Snapshot {
-		return eventstore.Snapshot{Version: v, EventID: uuid.New(), Schema: schema, Data: []byte(data)}
+		id := uuid.New()
+		if v >= 1 && v <= int64(len(stored)) {
+			id = stored[v-1].ID
+		}
+		return eventstore.Snapshot{Version: v, EventID: id, Schema: schema, Data: []byte(data)}
 	}
 	expect := func(want eventstore.Snapshot) {
 		t.Helper()
@@ -66,4 +73,14 @@ func (s suite) testSnapshots(t *testing.T) {
 		t.Errorf("save to an empty stream ID: %v, want ErrInvalid", err)
 	}
 	expect(v50)
+
+	// A snapshot of an event the stream does not hold (taken before the
+	// stream was deleted, finished after) is not stored.
+	fresh := "snap-" + uuid.NewString()
+	if err := snaps.SaveSnapshot(ctx, fresh, at(400, 1, "of no event")); err != nil {
+		t.Fatalf("save a snapshot of no event: %v", err)
+	}
+	if got, found, err := snaps.ReadSnapshot(ctx, fresh); err != nil || found {
+		t.Fatalf("a snapshot of an event the stream does not hold was stored: %+v, %v", got, err)
+	}
 }

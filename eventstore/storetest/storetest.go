@@ -119,6 +119,7 @@ func Run(t *testing.T, h Harness) {
 		t.Run("Head", s.testHead)
 	})
 	t.Run("Snapshots", s.testSnapshots)
+	t.Run("DeleteStream", s.testDeleteStream)
 	t.Run("Subscribe", func(t *testing.T) {
 		t.Run("CatchUpThenLive", s.testCatchUpThenLive)
 		t.Run("ConcurrentWritersLiveSubscriber", s.testConcurrentWriters)

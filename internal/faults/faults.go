@@ -181,8 +181,11 @@ func sqliteCode(code int) Kind {
 }
 
 // redisRetryPrefixes start Redis's answers that say "not now": loading its
-// data, a replica, a failover or a cluster reconfiguration under way.
-var redisRetryPrefixes = []string{"LOADING ", "READONLY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "BUSY "}
+// data, a replica, a failover or a cluster reconfiguration under way
+// (UNBLOCKED: a blocking read cut short because its master became a
+// replica in a Redis Cluster failover; MOVED and ASK: a slot still moving
+// after go-redis followed its redirections).
+var redisRetryPrefixes = []string{"LOADING ", "READONLY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "BUSY ", "UNBLOCKED ", "MOVED ", "ASK "}
 
 // The texts the drivers print for transient failures, for errors that
 // reach Classify as text only (compared without regard to case).

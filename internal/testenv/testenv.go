@@ -11,6 +11,10 @@
 //	TASKQUEUE_TEST_KURRENTDB_URL    a KurrentDB server (esdb:// connection string)
 //	TASKQUEUE_TEST_REQUIRE_SERVICES when "1", a test that would skip for a
 //	                                missing service fails instead (CI sets it)
+//
+// Servers a test may break are its own, started from the binaries on PATH:
+// StartRedisServer, StartRedisCluster (redis-server and redis-cli),
+// StartPostgresServer, and TCP proxies in front of them.
 package testenv
 
 import (

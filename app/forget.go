@@ -1,0 +1,118 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/ops"
+	"github.com/taskqueue/taskqueue/processor"
+	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/web"
+)
+
+// forgetting wires ops.ForgetPlayer to everything of this app that keeps a
+// player: the log, the sessions, this instance's sockets, the read models
+// of every runner here (the read side's and, when the processor runs
+// here, processor_schedule; else the schedule's rows alone), the command side's cached queues, the queue
+// cache, Redis, and the player's earlier integration messages (Redis
+// streams, PostgreSQL outbox); and the integration bus for player.forgotten (Redis streams,
+// else the PostgreSQL outbox, else none: logged). It is built
+// after every component it names.
+func forgetting(a *App, rr *redisRoles, readModels projections.DB, pool *pgxpool.Pool, cfg Config, cl *closers) (ops.Forgetting, error) {
+	f := ops.Forgetting{
+		Store: a.Store,
+		Sessions: func(ctx context.Context, p domain.PlayerID) (int, error) {
+			return rr.sessions.RevokePlayer(ctx, string(p))
+		},
+		Sockets: a.Realtime.ForgetPlayer,
+		Caches: []func(context.Context, domain.PlayerID) error{
+			func(_ context.Context, p domain.PlayerID) error { a.Commands.Queues.Forget(p); return nil },
+			func(ctx context.Context, p domain.PlayerID) error { rr.cache.Invalidate(ctx, p); return nil },
+			rr.client.ForgetPlayer,
+		},
+	}
+	if rr.presence != nil {
+		// Out of this instance's shared presence, without player.offline
+		// (the hub announces nothing for the sockets it closed).
+		f.Caches = append(f.Caches, func(ctx context.Context, p domain.PlayerID) error {
+			rr.presence.shared.Leave(ctx, string(p))
+			return nil
+		})
+	}
+	for _, r := range []*projections.Runner{a.Projections, processorRunner(a)} {
+		if r != nil {
+			f.ReadModels = append(f.ReadModels, r.Forget)
+		}
+	}
+	if a.Processor == nil && readModels != nil {
+		// The processor runs elsewhere: its schedule is in this database.
+		f.ReadModels = append(f.ReadModels, func(ctx context.Context, p domain.PlayerID, _ eventstore.Position) (projections.ForgetResult, error) {
+			return projections.ForgetOutside(ctx, readModels, processor.Schedule{}, p)
+		})
+	}
+	prefix := TopicPrefix(cfg)
+	var topics []string
+	for _, typ := range processor.IntegrationTypes {
+		if typ != processor.TypePlayerForgotten {
+			topics = append(topics, processor.Topic(prefix, typ))
+		}
+	}
+	if rr.client != nil {
+		f.Caches = append(f.Caches, func(ctx context.Context, p domain.PlayerID) error {
+			if _, err := processor.ForgetInCommandStreams(ctx, rr.client.Redis(), prefix, string(p)); err != nil {
+				return err
+			}
+			_, err := processor.ForgetInStreams(ctx, rr.client.Redis(), topics, string(p))
+			return err
+		})
+	}
+	if pool != nil {
+		f.Caches = append(f.Caches, func(ctx context.Context, p domain.PlayerID) error {
+			_, err := processor.ForgetInOutbox(ctx, pool, topics, string(p))
+			return err
+		})
+	}
+	pub, err := integrationPublisher(rr, pool, a.Logger)
+	if err != nil || pub == nil {
+		return f, err
+	}
+	cl.add(func() { _ = pub.Close() })
+	f.Publish = func(ctx context.Context, p domain.PlayerID, at time.Time, events int64) error {
+		if err := processor.PublishPlayerForgotten(pub, prefix, string(p), at, events, web.RequestIDFrom(ctx)); err != nil {
+			return err
+		}
+		if pool != nil && rr.client == nil {
+			return processor.RefuseAnalystOutbox(ctx, pool, processor.Topic(prefix, processor.TypePlayerForgotten))
+		}
+		return nil
+	}
+	return f, nil
+}
+
+// integrationPublisher returns a publisher of integration events on Redis
+// streams, else into the PostgreSQL outbox, else nil (logged).
+func integrationPublisher(rr *redisRoles, pool *pgxpool.Pool, log *slog.Logger) (message.Publisher, error) {
+	wlog := watermill.NewSlogLogger(log.With("component", "forget-publisher"))
+	switch {
+	case rr.client != nil:
+		return processor.NewIntegrationPublisher(rr.client.Redis(), wlog)
+	case pool != nil:
+		return processor.NewOutboxPublisher(pool, wlog)
+	}
+	log.Info("player.forgotten is not published: integration events need Redis (TASKQUEUE_REDIS_URL) or PostgreSQL (docs/EVENTS.md)")
+	return nil, nil
+}
+
+func processorRunner(a *App) *projections.Runner {
+	if a.Processor == nil {
+		return nil
+	}
+	return a.Processor.Runner()
+}
