@@ -96,6 +96,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's player ID and role, as the server reads its token.
+         * @description Through the configured claims and role map (TASKQUEUE_OIDC_PLAYER_CLAIM, TASKQUEUE_OIDC_ROLE_CLAIM, TASKQUEUE_OIDC_ROLE_MAP): a provider's token need not carry "sub" and "role" as taskqueue means them, so a client acts as this principal rather than reading the token itself.
+         */
+        get: operations["getPrincipal"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/refresh": {
         parameters: {
             query?: never;
@@ -411,6 +431,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/players/{playerId}/forget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 1–64 characters of [A-Za-z0-9_-]. */
+                playerId: components["parameters"]["PlayerId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Forget the player (GDPR erasure)
+         * @description Erases the player: their events become tombstones in the log (positions kept, content gone,
+         *     skipped by every reader), their read-model rows are deleted (the analytics sums are rebuilt),
+         *     their sessions are revoked and sockets closed, their cached data and Redis keys are dropped,
+         *     and `player.forgotten` is published to integration consumers. Idempotent: forgetting again
+         *     erases nothing more and publishes again. Recorded in the audit trail (`admin.forget`). A
+         *     transient failure (a dependency away) is a 503: send it again. See docs/API.md,
+         *     "Forgetting a player".
+         */
+        post: operations["forgetPlayer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/players/{playerId}/queue": {
         parameters: {
             query?: never;
@@ -594,6 +643,12 @@ export interface components {
             token: string;
             /** Format: date-time */
             expiresAt: string;
+        };
+        Principal: {
+            /** @description the player the token acts as */
+            playerId: string;
+            /** @enum {string} */
+            role: "player" | "admin" | "system";
         };
         AuthConfig: {
             /** @description dev mode: POST /api/auth/dev-token mints tokens */
@@ -1345,6 +1400,31 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    getPrincipal: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Principal"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            405: components["responses"]["MethodNotAllowed"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     refreshSession: {
         parameters: {
             query?: never;
@@ -1922,6 +2002,52 @@ export interface operations {
                 content: {
                     "application/json": {
                         events: components["schemas"]["StoredEvent"][] | null;
+                    };
+                };
+            };
+            400: components["responses"]["Validation"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            405: components["responses"]["MethodNotAllowed"];
+            413: components["responses"]["PayloadTooLarge"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["NotImplemented"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    forgetPlayer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 1–64 characters of [A-Za-z0-9_-]. */
+                playerId: components["parameters"]["PlayerId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The player is forgotten. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        playerId: string;
+                        /** @description Events erased from the log (0 when forgotten before). */
+                        events: number;
+                        /** @description Read-model rows deleted. */
+                        readModelRows: number;
+                        /** @description Sessions revoked. */
+                        sessions: number;
+                        /** @description By projection, the generation rebuilt without the player (GET /api/admin/projections shows its progress). */
+                        rebuilds?: {
+                            [key: string]: string;
+                        };
+                        /** @description Whether player.forgotten went to the integration bus (false without one). */
+                        published: boolean;
                     };
                 };
             };
