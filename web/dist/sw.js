@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-3325f562915f'
-const SHELL = ["/","/assets/AdminPanel-CFlad84U.js","/assets/Player-C8M0YxLI.js","/assets/index-BPe4Kblt.js","/assets/index-DaWmKjR2.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-51528889dffc'
+const SHELL = ["/","/assets/AdminPanel-CqnRKMo6.js","/assets/Player-CLCks6B2.js","/assets/index-D-aQZqBW.js","/assets/index-Dz9CG63F.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

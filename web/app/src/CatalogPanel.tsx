@@ -1,4 +1,4 @@
-import { useState } from 'react'
+import { useState, type KeyboardEvent } from 'react'
 import { MAX_COUNT, MIN_COUNT, countProblem } from './counts'
 import { durationAtLevel, formatDuration } from './progress'
 import type { Catalog, CatalogTask } from './types'
@@ -11,6 +11,21 @@ function itemList(catalog: Catalog, items: Record<string, number> | null): strin
 
 function formatSeconds(ms: number): string {
   return ms < 60000 ? `${Number((ms / 1000).toFixed(2))} s` : formatDuration(ms)
+}
+
+/**
+ * The tabs' keyboard (WAI-ARIA tabs pattern, automatic activation): the
+ * arrows move to the previous or next skill (wrapping round), Home and End
+ * to the first and last; the new tab is selected and focused.
+ */
+function moveTab(e: KeyboardEvent, ids: string[], current: string | undefined, select: (id: string) => void) {
+  const i = ids.indexOf(current ?? '')
+  const to = { ArrowRight: i + 1, ArrowDown: i + 1, ArrowLeft: i - 1, ArrowUp: i - 1, Home: 0, End: ids.length - 1 }[e.key]
+  if (to === undefined || ids.length === 0) return
+  e.preventDefault()
+  const id = ids[(to + ids.length) % ids.length]
+  select(id)
+  document.getElementById(`skill-tab-${id}`)?.focus()
 }
 
 export function CatalogPanel({ q }: { q: TaskQueueState }) {
@@ -57,13 +72,16 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
         </p>
       )}
       {full && <p className="banner banner-info">Your queue is full ({view?.limit} tasks). Remove one to add more.</p>}
-      <div className="skill-tabs" role="tablist">
+      <div className="skill-tabs" role="tablist" aria-label="Skills" onKeyDown={(e) => moveTab(e, bySkill.map((g) => g.skill.id), openSkill, setOpen)}>
         {bySkill.map(({ skill }) => (
           <button
             key={skill.id}
+            id={`skill-tab-${skill.id}`}
             type="button"
             role="tab"
             aria-selected={skill.id === openSkill}
+            aria-controls={`skill-panel-${skill.id}`}
+            tabIndex={skill.id === openSkill ? 0 : -1}
             className={`tab ${skill.id === openSkill ? 'is-active' : ''}`}
             onClick={() => setOpen(skill.id)}
           >
@@ -75,23 +93,25 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
       {bySkill
         .filter(({ skill }) => skill.id === openSkill)
         .map(({ skill, tasks: list }) => (
-          <ul key={skill.id} className="catalog-list" role="tabpanel" aria-label={skill.name}>
-            {list.map((t) => (
-              <CatalogEntry
-                key={t.id}
-                task={t}
-                catalog={catalog}
-                level={view?.skills[t.skill]?.level ?? 1}
-                skillName={skill.name}
-                full={full}
-                placement={placement}
-                onAdd={(count) => {
-                  void q.commands.enqueue(t.id, count, pos)
-                  setPosition('end')
-                }}
-              />
-            ))}
-          </ul>
+          <div key={skill.id} id={`skill-panel-${skill.id}`} role="tabpanel" aria-labelledby={`skill-tab-${skill.id}`}>
+            <ul className="catalog-list">
+              {list.map((t) => (
+                <CatalogEntry
+                  key={t.id}
+                  task={t}
+                  catalog={catalog}
+                  level={view?.skills[t.skill]?.level ?? 1}
+                  skillName={skill.name}
+                  full={full}
+                  placement={placement}
+                  onAdd={(count) => {
+                    void q.commands.enqueue(t.id, count, pos)
+                    setPosition('end')
+                  }}
+                />
+              ))}
+            </ul>
+          </div>
         ))}
     </div>
   )

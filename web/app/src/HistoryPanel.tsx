@@ -123,7 +123,7 @@ export function HistoryPanel({ api, playerId, catalog, version }: { api: Api; pl
       {entries.length === 0 ? (
         <p className="muted">No finished tasks in this range yet.</p>
       ) : (
-        <ul className="history-list">
+        <ul className="history-list" tabIndex={0} aria-label="History entries">
           {entries.map((e) => (
             <li key={key(e)} data-testid="history-entry" data-key={key(e)} data-outcome={e.outcome}>
               <div className="row">

@@ -1,11 +1,14 @@
 import { Suspense, lazy, useCallback, useState } from 'react'
 import type { Session } from './api'
+import { AwaySummary } from './AwaySummary'
 import { CatalogPanel } from './CatalogPanel'
+import { cacheKey } from './localdata'
 import { HistoryPanel } from './HistoryPanel'
 import { QueuePanel } from './QueuePanel'
 import { SignOutDialog } from './SignOutDialog'
 import { signOutPlayer } from './signout'
 import { InventoryPanel, SkillsPanel } from './StatsPanels'
+import type { QueueView } from './types'
 import { outbox, useTaskQueue, type Connection } from './useTaskQueue'
 
 // Operators only: a chunk of its own, loaded when an admin signs in.
@@ -18,10 +21,21 @@ const CONNECTION_LABEL: Record<Connection, string> = {
   offline: 'Offline',
 }
 
+function lastView(playerId: string): QueueView | null {
+  try {
+    const raw = localStorage.getItem(cacheKey(playerId))
+    return raw ? (JSON.parse(raw) as QueueView) : null
+  } catch {
+    return null
+  }
+}
+
 export function Player({ session, onSignOut }: { session: Session; onSignOut: (why?: string) => void }) {
   const unauthorized = useCallback(() => onSignOut('Your session has ended: sign in again. Unsent commands are kept.'), [onSignOut])
   const q = useTaskQueue(session, unauthorized)
   const [asking, setAsking] = useState(false)
+  // The view the app saw last, before this visit: what "while you were away" compares with.
+  const [lastSeen] = useState(() => lastView(session.playerId))
   const signOut = (keepUnsent: boolean) => {
     setAsking(false)
     void signOutPlayer(session.token, session.playerId, outbox(), keepUnsent).then(() => onSignOut())
@@ -30,10 +44,10 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
   return (
     <div className="shell">
       <header className="topbar">
-        <div className="brand">
+        <h1 className="brand">
           <img src="/icon.svg" alt="" width="28" height="28" />
           <span>taskqueue</span>
-        </div>
+        </h1>
         <div className="topbar-right">
           <span className={`conn conn-${q.connection}`} data-testid="connection" title={q.connection === 'polling' ? 'Connected; updates every 2 s' : undefined}>
             <span className="dot" aria-hidden="true" />
@@ -54,27 +68,32 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
           ))}
         </div>
       </header>
-      <main className="layout">
-        <section className="area-queue">
-          <QueuePanel q={q} />
-        </section>
-        <section className="area-catalog">
-          <CatalogPanel q={q} />
-        </section>
-        <section className="area-stats">
-          <SkillsPanel view={q.view} catalog={q.catalog} />
-          <InventoryPanel view={q.view} catalog={q.catalog} />
-        </section>
-        <section className="area-history">
-          <HistoryPanel api={q.api} playerId={session.playerId} catalog={q.catalog} version={q.view?.version} />
-        </section>
-        {session.role === 'admin' && (
-          <section className="area-admin">
-            <Suspense fallback={<p className="muted">Loading the admin view…</p>}>
-              <AdminPanel api={q.api} />
-            </Suspense>
+      <main>
+        <div className="area-away">
+          <AwaySummary api={q.api} before={lastSeen} view={q.estimated ? null : q.view} catalog={q.catalog} />
+        </div>
+        <div className="layout">
+          <section className="area-queue">
+            <QueuePanel q={q} />
           </section>
-        )}
+          <section className="area-catalog">
+            <CatalogPanel q={q} />
+          </section>
+          <section className="area-stats">
+            <SkillsPanel view={q.view} catalog={q.catalog} />
+            <InventoryPanel view={q.view} catalog={q.catalog} />
+          </section>
+          <section className="area-history">
+            <HistoryPanel api={q.api} playerId={session.playerId} catalog={q.catalog} version={q.view?.version} />
+          </section>
+          {session.role === 'admin' && (
+            <section className="area-admin">
+              <Suspense fallback={<p className="muted">Loading the admin view…</p>}>
+                <AdminPanel api={q.api} />
+              </Suspense>
+            </section>
+          )}
+        </div>
       </main>
       {asking && <SignOutDialog waiting={q.pending.length} onKeep={() => signOut(true)} onDiscard={() => signOut(false)} onCancel={() => setAsking(false)} />}
     </div>

@@ -15,7 +15,7 @@ import { useEffect, useState } from 'react'
 import { isPendingTaskId, type DisplayTask } from './merge'
 import { reasonFor } from './problems'
 import { ProgressFill } from './ProgressFill'
-import { computeProgress, formatDuration } from './progress'
+import { computeProgress, formatClock, formatDuration } from './progress'
 import type { Catalog, QueueState, QueueView } from './types'
 import type { TaskQueueState } from './useTaskQueue'
 
@@ -45,6 +45,8 @@ const stateBadge: Record<QueueState, { label: string; className: string }> = {
   stopped: { label: 'Stopped', className: 'badge-stop' },
 }
 
+const noEnds = new Map<string, number>()
+
 export function QueuePanel({ q }: { q: TaskQueueState }) {
   const { view, display, catalog, commands } = q
   if (!view || !display) {
@@ -61,6 +63,11 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
   // An empty queue has nothing held back: no "stopped" banner (an old server
   // stopped queues that offline progress had drained).
   const stoppedByServer = !display.running && display.tasks.length > 0 && view.stoppedReason
+  // The queue ends when its last task does (unknown while one waits to be sent).
+  // Nothing ends while the queue is stopped (or a Stop waits to be sent).
+  const ends = display.running ? q.ends : noEnds
+  const lastEnd = display.tasks.length > 0 ? ends.get(display.tasks[display.tasks.length - 1].taskId) : undefined
+  const allDone = display.running && display.tasks.every((t) => !t.pending) ? lastEnd : undefined
   return (
     <div className="card queue" data-testid="queue">
       <div className="queue-head">
@@ -77,6 +84,11 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
         <span className="muted count" data-testid="queue-count">
           {display.tasks.length} / {view.limit} tasks
         </span>
+        {allDone !== undefined && (
+          <span className="muted count" data-testid="queue-ends" data-ends-at={allDone}>
+            · all done at {formatClock(allDone)}
+          </span>
+        )}
         <div className="spacer" />
         {/* Idle (running, nothing queued): nothing to stop or start. */}
         {display.state === 'running' && (
@@ -97,18 +109,38 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
       )}
       <Outbox q={q} />
       {display.tasks.length === 0 && <p className="empty muted">Nothing queued. Pick a task from the catalog to get going.</p>}
-      {head && <HeadTask task={head} view={view} offset={q.offset} catalog={catalog} onRemove={() => void commands.remove(head.taskId, taskName(catalog, head.type))} />}
+      {head && <HeadTask task={head} view={view} offset={q.offset} catalog={catalog} endsAt={ends.get(head.taskId)} onRemove={() => void commands.remove(head.taskId, taskName(catalog, head.type))} />}
       {waiting.length > 0 && (
         <>
           <h3 className="subhead">{head ? 'Up next' : 'Waiting'}</h3>
-          <WaitingList tasks={waiting} headLocked={display.headLocked} q={q} />
+          <WaitingList tasks={waiting} headLocked={display.headLocked} ends={ends} q={q} />
         </>
       )}
     </div>
   )
 }
 
-function HeadTask({ task, view, offset, catalog, onRemove }: { task: DisplayTask; view: QueueView; offset: number; catalog: Catalog | null; onRemove: () => void }) {
+/** What a screen reader says of the bar: "repetition 3 of 10, 2 s left", not "22". */
+function progressText(p: ReturnType<typeof computeProgress>, task: DisplayTask): string {
+  if (!p) return `${task.done} of ${task.count} done`
+  return `repetition ${p.repetition} of ${p.count}, ${p.overdue ? 'finishing' : `${Math.ceil(p.remainingMs / 1000)} s left`}`
+}
+
+function HeadTask({
+  task,
+  view,
+  offset,
+  catalog,
+  endsAt,
+  onRemove,
+}: {
+  task: DisplayTask
+  view: QueueView
+  offset: number
+  catalog: Catalog | null
+  endsAt: number | undefined
+  onRemove: () => void
+}) {
   const [now, setNow] = useState(() => Date.now())
   useEffect(() => {
     const id = setInterval(() => setNow(Date.now()), 200)
@@ -121,6 +153,7 @@ function HeadTask({ task, view, offset, catalog, onRemove }: { task: DisplayTask
         <div className="task-title">
           <span className="task-name">{taskName(catalog, task.type)}</span>
           <span className="muted"> ×{task.count}</span>
+          <EndsAt at={endsAt} />
         </div>
         <div className="spacer" />
         {task.pending === 'remove' ? (
@@ -131,7 +164,9 @@ function HeadTask({ task, view, offset, catalog, onRemove }: { task: DisplayTask
           </button>
         )}
       </div>
-      <div className="bar bar-progress" role="progressbar" aria-label="Repetition progress" aria-valuemin={0} aria-valuemax={100} aria-valuenow={p ? Math.round(p.fraction * 100) : 0}>
+      <div className="bar bar-progress" role="progressbar" aria-label="Repetition progress" aria-valuemin={0} aria-valuemax={100} aria-valuenow={p ? Math.round(p.fraction * 100) : 0}
+        aria-valuetext={progressText(p, task)}
+      >
         <ProgressFill
           key={view.repetition ? `${view.repetition.taskId}:${view.repetition.number}` : 'none'}
           fraction={p ? p.fraction : 0}
@@ -148,7 +183,7 @@ function HeadTask({ task, view, offset, catalog, onRemove }: { task: DisplayTask
   )
 }
 
-function WaitingList({ tasks, headLocked, q }: { tasks: DisplayTask[]; headLocked: boolean; q: TaskQueueState }) {
+function WaitingList({ tasks, headLocked, ends, q }: { tasks: DisplayTask[]; headLocked: boolean; ends: Map<string, number>; q: TaskQueueState }) {
   const sensors = useSensors(
     useSensor(PointerSensor, { activationConstraint: { distance: 4 } }),
     useSensor(KeyboardSensor, { coordinateGetter: sortableKeyboardCoordinates }),
@@ -190,7 +225,7 @@ function WaitingList({ tasks, headLocked, q }: { tasks: DisplayTask[]; headLocke
       <SortableContext items={ids} strategy={verticalListSortingStrategy}>
         <ol className="waiting" data-testid="waiting">
           {tasks.map((t, i) => (
-            <WaitingItem key={t.taskId} task={t} position={firstPosition + i} q={q} />
+            <WaitingItem key={t.taskId} task={t} position={firstPosition + i} endsAt={ends.get(t.taskId)} q={q} />
           ))}
         </ol>
       </SortableContext>
@@ -198,7 +233,7 @@ function WaitingList({ tasks, headLocked, q }: { tasks: DisplayTask[]; headLocke
   )
 }
 
-function WaitingItem({ task, position, q }: { task: DisplayTask; position: number; q: TaskQueueState }) {
+function WaitingItem({ task, position, endsAt, q }: { task: DisplayTask; position: number; endsAt: number | undefined; q: TaskQueueState }) {
   const pendingAdd = task.pending === 'add'
   const { attributes, listeners, setNodeRef, setActivatorNodeRef, transform, transition, isDragging } = useSortable({
     id: task.taskId,
@@ -239,6 +274,7 @@ function WaitingItem({ task, position, q }: { task: DisplayTask; position: numbe
         <span className="task-name">{name}</span>
         <span className="muted"> ×{task.count}</span>
         {task.done > 0 && <span className="muted tiny"> ({task.done} done)</span>}
+        <EndsAt at={endsAt} />
       </span>
       <span className="spacer" />
       {task.pending && <span className="pending-mark">{sending ? 'sending…' : task.pending === 'add' ? 'pending' : 'removing…'}</span>}
@@ -256,6 +292,17 @@ function WaitingItem({ task, position, q }: { task: DisplayTask; position: numbe
         )
       )}
     </li>
+  )
+}
+
+/** "ends 4:42 PM": when a task ends by the rules (nothing when unknown: stopped, or not sent yet). */
+function EndsAt({ at }: { at: number | undefined }) {
+  if (at === undefined) return null
+  return (
+    <span className="muted tiny ends" data-testid="ends-at" data-ends-at={at}>
+      {' '}
+      · ends {formatClock(at)}
+    </span>
   )
 }
 

@@ -64,10 +64,10 @@ export function SignIn({ onSignIn, notice, auth }: { onSignIn: (s: Session) => v
   return (
     <main className="signin">
       <div className="signin-card card">
-        <div className="brand brand-large">
+        <h1 className="brand brand-large">
           <img src="/icon.svg" alt="" width="40" height="40" />
           <span>taskqueue</span>
-        </div>
+        </h1>
         <p className="muted">Queue up your work, watch it progress, come back to the rewards.</p>
         {notice && <p className="notice">{notice}</p>}
         {oidc && (

@@ -89,3 +89,10 @@ export function levelProgress(xp: number, level: number, xpForLevel: number[], m
   const into = Math.max(0, xp - start)
   return { into, span: next - start, fraction: Math.min(1, into / (next - start)) }
 }
+
+/** A clock time to end at: "4:42 PM", with the weekday when it is not today. */
+export function formatClock(localMs: number, nowMs = Date.now()): string {
+  const d = new Date(localMs)
+  const time = d.toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' })
+  return d.toDateString() === new Date(nowMs).toDateString() ? time : `${d.toLocaleDateString([], { weekday: 'short' })} ${time}`
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { levelForXp, projectQueue, repetitionDuration } from './projection'
+import { finishTimes, levelForXp, projectQueue, repetitionDuration } from './projection'
 import { viewOf } from './testdata'
 import type { Catalog } from './types'
 
@@ -94,5 +94,21 @@ describe('projectQueue', () => {
   it('does not advance a stopped queue', () => {
     const v = viewOf({ running: false, state: 'stopped' })
     expect(projectQueue(v, catalog, at('2026-11-29T14:10:00Z')).view).toBe(v)
+  })
+})
+
+describe('finishTimes', () => {
+  it('ends each task by the rules: the running repetition, then at the level reached by then', () => {
+    const v = viewOf({ tasks: [{ taskId: 'a', type: 'chop-wood', count: 4, done: 3, enqueuedAt: '2026-11-29T14:00:00Z' }, ...viewOf().tasks.slice(1)] })
+    const ends = finishTimes(v, catalog)
+    expect(ends.get('a')).toBe(at('2026-11-29T14:00:12Z'))
+    // 5 planks at crafting level 1: 2 s each.
+    expect(ends.get('b')).toBe(at('2026-11-29T14:00:22Z'))
+    // Woodcutting has 130 XP by then: level 2 on the curve, 2,970 ms a log.
+    expect(ends.get('c')).toBe(at('2026-11-29T14:00:27.940Z'))
+  })
+
+  it('is empty for a stopped queue', () => {
+    expect(finishTimes(viewOf({ running: false, state: 'stopped', repetition: null }), catalog).size).toBe(0)
   })
 })

@@ -32,8 +32,12 @@ export interface Projection {
 /** Upper bound on the repetitions one projection runs (a day of 1 ms repetitions is not a real queue). */
 const MAX_STEPS = 100000
 
-/** The queue as the server has most likely advanced it by serverNowMs. */
-export function projectQueue(view: QueueView, catalog: Catalog, serverNowMs: number): Projection {
+/**
+ * The queue as the server has most likely advanced it by serverNowMs.
+ * onFinish hears each task that finishes or fails on the way, with the
+ * server time it does.
+ */
+export function projectQueue(view: QueueView, catalog: Catalog, serverNowMs: number, onFinish?: (taskId: string, atMs: number) => void): Projection {
   const unchanged = { view, completed: 0, finished: 0 }
   let rep: Repetition | null = view.repetition
   if (!view.running || !rep || Date.parse(rep.dueAt) > serverNowMs) return unchanged
@@ -61,6 +65,7 @@ export function projectQueue(view: QueueView, catalog: Catalog, serverNowMs: num
     if (head.done >= head.count) {
       tasks.shift()
       finished++
+      onFinish?.(head.taskId, due)
     }
     // Start the next repetition at the due time, failing the tasks that cannot.
     rep = null
@@ -72,6 +77,7 @@ export function projectQueue(view: QueueView, catalog: Catalog, serverNowMs: num
       if (!t || level < t.levelRequired || inputs.some(([item, n]) => (inventory[item] ?? 0) < n)) {
         tasks.shift()
         finished++
+        onFinish?.(next.taskId, due)
         continue
       }
       for (const [item, n] of inputs) inventory[item] -= n
@@ -92,4 +98,16 @@ export function projectQueue(view: QueueView, catalog: Catalog, serverNowMs: num
     completed,
     finished,
   }
+}
+
+/**
+ * When each task of a running queue ends (server time, ms), by the rules:
+ * the repetition running now, then each one at the level the player will
+ * have by then (level-ups speed the later ones up), a task that cannot
+ * start ending when it is tried. Empty for a stopped or idle queue.
+ */
+export function finishTimes(view: QueueView, catalog: Catalog): Map<string, number> {
+  const ends = new Map<string, number>()
+  projectQueue(view, catalog, Number.MAX_SAFE_INTEGER, (taskId, atMs) => ends.set(taskId, atMs))
+  return ends
 }

@@ -10,7 +10,7 @@ import { BrowserPeers } from './peers'
 import { mergePending, rebaseOrder, type DisplayQueue } from './merge'
 import { MemoryOutboxStorage, Outbox, type Command, type OutboxEntry } from './outbox'
 import { viewClockOffset } from './progress'
-import { projectQueue } from './projection'
+import { finishTimes, projectQueue } from './projection'
 import { RealtimeClient, type RealtimeState } from './realtime'
 import type { Catalog, QueueView } from './types'
 
@@ -347,6 +347,12 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
   const shown = estimated && projection ? projection.view : view
 
   const display: DisplayQueue | null = useMemo(() => (shown ? mergePending(shown, pending) : null), [shown, pending])
+  // When each task ends (local clock, ms), by the rules, from the view shown.
+  const ends = useMemo(() => {
+    const out = new Map<string, number>()
+    if (shown && catalog) for (const [id, at] of finishTimes(shown, catalog)) out.set(id, at - offset)
+    return out
+  }, [shown, catalog, offset])
 
   const commands = useMemo(
     () => ({
@@ -364,6 +370,6 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
   )
 
   /** view: the server's, or projected forward while it cannot be asked (then estimated is true). */
-  return { api, view: shown, estimated, display, offset, catalog, pending, rejections, inFlight, connection, realtime, toasts, commands }
+  return { api, view: shown, estimated, display, offset, ends, catalog, pending, rejections, inFlight, connection, realtime, toasts, commands }
 }
 export type TaskQueueState = ReturnType<typeof useTaskQueue>
