@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,12 +19,7 @@ import (
 // command (docs/API.md, "Forgetting a player"); with Redis, the player's
 // sockets close on every instance at once.
 func forget(ctx context.Context, cfg app.Config, player string, stdout, stderr io.Writer) error {
-	if cfg.JWTSecret == "" && !cfg.DevMode() {
-		// This process serves no request: a throwaway secret lets the app
-		// build without the deployment's.
-		cfg.JWTSecret = rand.Text() + rand.Text()
-	}
-	a, cleanup, err := app.NewWithLog(ctx, cfg, io.Discard)
+	a, cleanup, err := operatorApp(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -117,12 +117,7 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 		// that fell due (that appends events), whatever TASKQUEUE_PROCESSOR says.
 		off := false
 		cfg.Processor = &off
-		if cfg.JWTSecret == "" && !cfg.DevMode() {
-			// This process serves no request: a throwaway secret lets
-			// the app build without the deployment's.
-			cfg.JWTSecret = rand.Text() + rand.Text()
-		}
-		a, cleanup, err := app.NewWithLog(ctx, cfg, io.Discard)
+		a, cleanup, err := operatorApp(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -222,4 +217,14 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && ops.IsTerminal(f)
+}
+
+// operatorApp builds the whole app for an operator command that serves no
+// request (replay, forget): without the deployment's JWT secret, a
+// throwaway one lets it build.
+func operatorApp(ctx context.Context, cfg app.Config) (*app.App, func(), error) {
+	if cfg.JWTSecret == "" && !cfg.DevMode() {
+		cfg.JWTSecret = rand.Text() + rand.Text()
+	}
+	return app.NewWithLog(ctx, cfg, io.Discard)
 }
