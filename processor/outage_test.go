@@ -30,13 +30,6 @@ func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(
 func outageStarted(component string) string { return component + ": a dependency is unavailable" }
 func outageEnded(component string) string   { return component + ": recovered" }
 
-// scheduleDue counts the schedule's rows due at or before at.
-func scheduleDue(b backend, at time.Time) (int, error) {
-	var n int
-	err := b.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule WHERE due_at <= $1`, at).Scan(&n)
-	return n, err
-}
-
 // deadLetters counts the rows of processor_dead_letters.
 func deadLetters(t testing.TB, b backend) int {
 	t.Helper()

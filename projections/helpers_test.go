@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -251,8 +250,6 @@ func copyLog(t testing.TB, from, to eventstore.Store) (int, eventstore.Position)
 		pos = evs[len(evs)-1].Position
 	}
 }
-
-var errStop = errors.New("stop")
 
 // firstEvents returns the log's first n events or more, waiting while fewer are
 // readable: on PostgreSQL a transaction open anywhere on the server (other

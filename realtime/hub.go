@@ -677,13 +677,6 @@ func (h *Hub) RevokeSession(sid string) {
 	}
 }
 
-// position returns the last position dispatched.
-func (h *Hub) position() eventstore.Position {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.pos
-}
-
 // ForgetPlayer closes, with CloseUnauthorized and ReasonPlayerForgotten,
 // every connection of this instance that watches player's queue, and drops
 // the player's cached view: nothing of a forgotten player is sent again

@@ -84,7 +84,6 @@ var (
 	errNotFound         = errors.New("not found")
 	errMethodNotAllowed = errors.New("method not allowed")
 	errPayloadTooLarge  = errors.New("payload too large")
-	errUnsupportedMedia = errors.New("unsupported media type")
 	errNotImplemented   = errors.New("not implemented")
 	errUnavailable      = errors.New("unavailable")
 )

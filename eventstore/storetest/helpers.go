@@ -209,14 +209,6 @@ func drainFor(t testing.TB, sub eventstore.Subscription, d time.Duration) []even
 	}
 }
 
-func ids(evs []eventstore.RecordedEvent) []uuid.UUID {
-	out := make([]uuid.UUID, len(evs))
-	for i, e := range evs {
-		out[i] = e.ID
-	}
-	return out
-}
-
 func dataIDs(evs []eventstore.EventData) []uuid.UUID {
 	out := make([]uuid.UUID, len(evs))
 	for i, e := range evs {
