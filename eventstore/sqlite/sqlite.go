@@ -19,6 +19,8 @@
 //     never block the writer nor each other, and every read transaction sees
 //     a consistent snapshot.
 //
+// (and one more connection, the checkpointer's: see Checkpoints below).
+//
 // WriteTx runs a transaction on the writer for code that must commit its own
 // rows in the same file in ONE transaction with nothing interleaved, as the
 // projections do with a read model and its checkpoint. Such a transaction
