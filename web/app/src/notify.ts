@@ -2,9 +2,8 @@
 // task fails while the tab is in the background. Permission is asked once, the
 // first time the player queues something (a click: a moment the request makes
 // sense), never on load.
+import { NOTIFICATIONS_ASKED_KEY as ASKED_KEY } from './localdata'
 import type { DomainEvent, QueueView } from './types'
-
-const ASKED_KEY = 'taskqueue.notifications.asked'
 
 function supported(): boolean {
   return typeof window !== 'undefined' && 'Notification' in window
