@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-1ea05d8148db'
-const SHELL = ["/","/assets/AdminPanel-CzQNpeP5.js","/assets/Player-DtOMJ1xc.js","/assets/index-DhXUMSKq.css","/assets/index-PvF_pbjm.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-5cf8e13a1b20'
+const SHELL = ["/","/assets/AdminPanel-Dzq06W6c.js","/assets/Player-BYI6unDe.js","/assets/index-CGcci0EC.js","/assets/index-DhXUMSKq.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

@@ -1536,6 +1536,12 @@ try {
     await assertAccessible(page, 'the expanded queue on a phone')
     await toggle.click()
     assert.equal(await visibleRows(), 1)
+    // The keyboard entering the waiting list (Shift+Tab from the toggle) opens it, to move tasks by keyboard.
+    await toggle.focus()
+    await page.keyboard.press('Shift+Tab')
+    assert.equal(await page.evaluate(() => !!document.activeElement?.closest('[data-testid=waiting]')), true)
+    await until('the list to open', async () => (await visibleRows()) === 9)
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'true')
     await context.close()
     // On a desktop the whole queue shows, with no toggle.
     const desk = await newPage(DESKTOP)

@@ -34,7 +34,17 @@ export function CompactQueue({ q, children }: { q: TaskQueueState; children: Rea
   const hidden = Math.max(0, total - COMPACT_SHOWN)
   const collapsed = phone && !expanded && hidden > 0
   return (
-    <section id="queue-area" className={`area-queue ${collapsed ? 'queue-compact' : ''}`} data-testid="queue-area" data-compact={collapsed}>
+    <section
+      id="queue-area"
+      className={`area-queue ${collapsed ? 'queue-compact' : ''}`}
+      data-testid="queue-area"
+      data-compact={collapsed}
+      // The keyboard reaching the waiting list opens it: moving a task by
+      // keyboard needs the places it can move to (a tap does not open it).
+      onFocus={(e) => {
+        if (collapsed && e.target.closest('.waiting') && e.target.matches(':focus-visible')) setExpanded(true)
+      }}
+    >
       {children}
       {phone && hidden > 0 && (
         <button type="button" className="queue-toggle" aria-expanded={expanded} aria-controls="queue-area" onClick={() => setExpanded(!expanded)} data-testid="queue-toggle">
