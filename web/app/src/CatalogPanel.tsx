@@ -134,7 +134,8 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
                   full={full}
                   placement={placement}
                   inventory={view?.inventory ?? {}}
-                  feed={(count) => (feedStart ? feedWarning(catalog, t.id, checkFeed(feedStart, catalog, t.id, count, feedAt)) : null)}
+                  feedStart={feedStart}
+                  feedAt={feedAt}
                   onAdd={(count) => {
                     void q.commands.enqueue(t.id, count, pos)
                     setPosition('end')
@@ -157,7 +158,8 @@ function CatalogEntry({
   full,
   placement,
   inventory,
-  feed,
+  feedStart,
+  feedAt,
   onAdd,
 }: {
   task: CatalogTask
@@ -167,8 +169,9 @@ function CatalogEntry({
   full: boolean
   placement: string
   inventory: Record<string, number>
-  /** Why the queue cannot feed count repetitions of this task, or null. */
-  feed: (count: number) => string | null
+  /** Where the queue stands, and where an add goes in it: to tell whether the queue can feed this task. */
+  feedStart: FeedStart | null
+  feedAt: number | undefined
   onAdd: (count: number) => void
 }) {
   const [count, setCount] = useState('10')
@@ -179,7 +182,10 @@ function CatalogEntry({
   const duration = durationAtLevel(task.baseDurationMs, level, task.levelRequired)
   const faster = duration < task.baseDurationMs
   const hasInputs = Object.keys(task.inputs ?? {}).length > 0
-  const warning = validCount && !locked && hasInputs ? feed(n) : null
+  const warning = useMemo(
+    () => (validCount && !locked && hasInputs && feedStart ? feedWarning(catalog, task.id, checkFeed(feedStart, catalog, task.id, n, feedAt)) : null),
+    [validCount, locked, hasInputs, feedStart, catalog, task.id, n, feedAt],
+  )
   return (
     <li className={`catalog-entry ${locked ? 'is-locked' : ''}`} data-testid="catalog-task" data-task-type={task.id}>
       <div className="row">
