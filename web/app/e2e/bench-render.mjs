@@ -1,0 +1,262 @@
+// Benchmark (not a test): the main-thread cost of a completed repetition and of
+// a keyboard move, with a 60-task queue and 1,000 history entries, for two
+// builds of the web app in the same run against the same real server.
+//
+//   node e2e/bench-render.mjs                   before = web/dist of git ref main, after = web/dist
+//   BENCH_BEFORE_REF=ref  BENCH_BEFORE=dir       the build to compare with (a ref's web/dist, or a directory)
+//   BENCH_AFTER=dir                              the build measured (default ../dist)
+//   BENCH_ROUNDS=3 BENCH_REPS=8                  rounds (before and after alternate, ABBA) and repetitions per window
+//   TASKQUEUE_E2E_BINARY=path CHROMIUM=path      as in run.mjs
+//
+// One server (the real binary on its embedded default: SQLite in a temp dir,
+// a catalog copy where chopping wood takes 1 s) holds one seeded player: 1,000
+// history entries (cancelled tasks) and 60 tasks, the head chopping wood ×1000.
+// Each build is served to the page by intercepting the static files
+// (context.route) while every /api request goes to the server; service
+// workers are blocked so nothing is cached across builds.
+//
+// For each round and build: sign in, open the whole history (Show more until
+// all 1,000 entries are on the page), settle, then over BENCH_REPS completed
+// repetitions record
+//   - main-thread time per repetition: CDP Performance.getMetrics TaskDuration
+//     (all the renderer main thread's tasks) over the window ÷ repetitions;
+//   - long tasks (PerformanceObserver 'longtask', ≥ 50 ms): how many per
+//     repetition and the longest;
+// and then a keyboard move (pick up the last row, 10 arrow presses, escape)
+// with Event Timing (PerformanceObserver 'event': the longest keydown from
+// input to next paint) and the longest frame (requestAnimationFrame gaps).
+import { execFileSync, spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir, loadavg, cpus } from 'node:os'
+import { dirname, extname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium } from 'playwright-core'
+import { freePort, until } from './lib.mjs'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const repo = resolve(here, '../../..')
+const tmp = mkdtempSync(join(tmpdir(), 'taskqueue-bench-'))
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
+const ROUNDS = Number(process.env.BENCH_ROUNDS || 3)
+const REPS = Number(process.env.BENCH_REPS || 8)
+const HISTORY = 1000
+const TASKS = 60
+
+const log = (...a) => console.log(...a)
+const load = () => loadavg().map((x) => x.toFixed(2)).join(' ')
+
+// ---- the two builds ---------------------------------------------------------
+
+function builds() {
+  const after = resolve(process.env.BENCH_AFTER || join(repo, 'web/dist'))
+  let before = process.env.BENCH_BEFORE && resolve(process.env.BENCH_BEFORE)
+  const ref = process.env.BENCH_BEFORE_REF || 'main'
+  if (!before) {
+    before = join(tmp, 'before')
+    execFileSync('mkdir', ['-p', before])
+    // The committed build of ref (web/dist is committed: what ships is what is measured).
+    execFileSync('sh', ['-c', `git archive ${ref} web/dist | tar -x -C ${JSON.stringify(before)} --strip-components=2`], { cwd: repo })
+  }
+  for (const d of [before, after]) if (!existsSync(join(d, 'index.html'))) throw new Error(`${d}: no index.html`)
+  return { before: { name: process.env.BENCH_BEFORE ? 'before' : `before (${ref})`, dir: before }, after: { name: 'after', dir: after } }
+}
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.png': 'image/png', '.json': 'application/json', '.webmanifest': 'application/manifest+json', '.ico': 'image/x-icon' }
+
+/** Serves dir's files for the page's static requests; /api and the rest go to the server. */
+async function serveBuild(context, base, dir) {
+  await context.route(
+    (url) => url.origin === base && !url.pathname.startsWith('/api') && url.pathname !== '/healthz',
+    async (route) => {
+      const path = new URL(route.request().url()).pathname
+      let file = join(dir, path)
+      if (path === '/' || !existsSync(file) || !extname(path)) file = join(dir, 'index.html')
+      await route.fulfill({ status: 200, body: readFileSync(file), headers: { 'Content-Type': TYPES[extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store' } })
+    },
+  )
+}
+
+// ---- the server -------------------------------------------------------------
+
+let binary = process.env.TASKQUEUE_E2E_BINARY
+if (!binary) {
+  binary = join(tmp, 'taskqueue')
+  log('# building ./cmd/taskqueue')
+  execFileSync('go', ['build', '-o', binary, './cmd/taskqueue'], { cwd: repo, stdio: 'inherit' })
+}
+const catalog = JSON.parse(readFileSync(join(repo, 'domain/catalog.json'), 'utf8'))
+catalog.tasks.find((t) => t.id === 'chop-wood').baseDurationMs = 1000 // short repetitions
+writeFileSync(join(tmp, 'catalog.json'), JSON.stringify(catalog))
+const port = await freePort()
+const base = `http://127.0.0.1:${port}`
+const serverLog = []
+const server = spawn(binary, [], {
+  cwd: tmp,
+  env: {
+    ...process.env,
+    TASKQUEUE_ADDR: `127.0.0.1:${port}`,
+    TASKQUEUE_DATA_DIR: join(tmp, 'data'),
+    TASKQUEUE_DEV: 'true',
+    TASKQUEUE_RATE_LIMIT_PLAYER: '-1',
+    TASKQUEUE_RATE_LIMIT_IP: '-1',
+    TASKQUEUE_QUEUE_LIMIT: '100',
+    TASKQUEUE_CATALOG: join(tmp, 'catalog.json'),
+  },
+  stdio: ['ignore', 'pipe', 'pipe'],
+})
+server.stdout.on('data', (d) => serverLog.push(String(d)))
+server.stderr.on('data', (d) => serverLog.push(String(d)))
+
+async function api(method, path, token, body) {
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  })
+  const text = await res.text()
+  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${text}`)
+  return text ? JSON.parse(text) : null
+}
+
+// ---- one measurement --------------------------------------------------------
+
+async function measure(browser, build, token) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, baseURL: base, deviceScaleFactor: 1, serviceWorkers: 'block' })
+  await serveBuild(context, base, build.dir)
+  const page = await context.newPage()
+  page.on('pageerror', (err) => log(`# page error (${build.name}): ${err.message}`))
+  await page.addInitScript(() => {
+    window.__long = []
+    window.__events = []
+    new PerformanceObserver((l) => window.__long.push(...l.getEntries().map((e) => ({ start: e.startTime, duration: e.duration })))).observe({ type: 'longtask', buffered: true })
+    new PerformanceObserver((l) => window.__events.push(...l.getEntries().map((e) => ({ name: e.name, start: e.startTime, duration: e.duration })))).observe({ type: 'event', durationThreshold: 16, buffered: true })
+  })
+  await page.goto('/')
+  await page.evaluate((token) => localStorage.setItem('taskqueue.session', JSON.stringify({ token, playerId: 'bench', role: 'player' })), token)
+  await page.reload()
+  await page.getByTestId('queue').waitFor({ timeout: 60000 })
+  const entries = page.getByTestId('history-entry')
+  const more = page.getByTestId('history-more')
+  await until('the first page of history', async () => (await entries.count()) >= 50, 60000)
+  while ((await entries.count()) < HISTORY) {
+    const n = await entries.count()
+    await more.click()
+    await until(`more than ${n} entries`, async () => (await entries.count()) > n, 60000)
+  }
+  await until(`${TASKS - 1} waiting tasks`, async () => (await page.locator('[data-testid=waiting] [data-testid=task]').count()) === TASKS - 1, 60000)
+  await page.waitForTimeout(2000)
+
+  // Completed repetitions.
+  const cdp = await context.newCDPSession(page)
+  await cdp.send('Performance.enable')
+  const taskTime = async () => (await cdp.send('Performance.getMetrics')).metrics.find((m) => m.name === 'TaskDuration').value * 1000
+  const repetition = page.locator('[data-testid=head-task] [data-testid=repetition]')
+  let text = await repetition.innerText()
+  await until('a repetition boundary', async () => (await repetition.innerText()) !== text, 30000)
+  text = await repetition.innerText()
+  const t0 = await taskTime()
+  const p0 = await page.evaluate(() => performance.now())
+  for (let i = 0; i < REPS; i++) {
+    await until('the next repetition', async () => (await repetition.innerText()) !== text, 30000)
+    text = await repetition.innerText()
+  }
+  const t1 = await taskTime()
+  const p1 = await page.evaluate(() => performance.now())
+  const long = (await page.evaluate(() => window.__long)).filter((e) => e.start >= p0 && e.start <= p1)
+
+  // A keyboard move: pick up the last row, 10 places up, cancel.
+  const handle = page.locator('[data-testid=waiting] [data-testid=task]').last().locator('.handle')
+  await handle.focus()
+  const k0 = await page.evaluate(() => {
+    window.__frames = []
+    let last = performance.now()
+    window.__framing = true
+    const tick = (t) => {
+      window.__frames.push(t - last)
+      last = t
+      if (window.__framing) requestAnimationFrame(tick)
+    }
+    requestAnimationFrame(tick)
+    return performance.now()
+  })
+  await page.keyboard.press('Space')
+  await page.waitForTimeout(300)
+  for (let i = 0; i < 10; i++) await page.keyboard.press('ArrowUp')
+  await page.waitForTimeout(300)
+  await page.keyboard.press('Escape')
+  await page.waitForTimeout(500)
+  const frames = await page.evaluate(() => {
+    window.__framing = false
+    return window.__frames.slice(1)
+  })
+  const events = (await page.evaluate(() => window.__events)).filter((e) => e.start >= k0 && e.name.startsWith('key'))
+  await context.close()
+  return {
+    perRep: (t1 - t0) / REPS,
+    longPerRep: long.length / REPS,
+    longest: long.reduce((m, e) => Math.max(m, e.duration), 0),
+    keyMax: events.reduce((m, e) => Math.max(m, e.duration), 0),
+    frameMax: frames.reduce((m, f) => Math.max(m, f), 0),
+    load: load(),
+    at: new Date().toISOString().slice(11, 19),
+  }
+}
+
+// ---- main -------------------------------------------------------------------
+
+let browser
+try {
+  const { before, after } = builds()
+  await until('the server to answer /healthz', async () => (await fetch(`${base}/healthz`)).ok, 60000)
+  log(`# ${new Date().toISOString()} · ${cpus().length} cores · load ${load()} · Chromium ${execFileSync(CHROMIUM, ['--version']).toString().trim()}`)
+  const token = (await api('POST', '/api/auth/dev-token', null, { player: 'bench', role: 'player' })).token
+  const s0 = Date.now()
+  for (let i = 0; i < HISTORY; i++) {
+    const r = await api('POST', '/api/queue/bench/tasks', token, { type: 'mine-copper', count: 1 })
+    await api('DELETE', `/api/queue/bench/tasks/${r.taskId}`, token)
+  }
+  await until('the history to hold every cancelled task', async () => {
+    let n = 0
+    let cursor = ''
+    do {
+      const r = await api('GET', `/api/queue/bench/history?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, token)
+      n += r.entries.length
+      cursor = r.nextCursor
+    } while (cursor)
+    return n === HISTORY
+  }, 120000)
+  await api('POST', '/api/queue/bench/tasks', token, { type: 'chop-wood', count: 1000 })
+  for (let i = 1; i < TASKS; i++) await api('POST', '/api/queue/bench/tasks', token, { type: ['mine-copper', 'catch-shrimp', 'mine-tin'][i % 3], count: i })
+  log(`# seeded: ${HISTORY} history entries, ${TASKS} tasks (head: chop-wood ×1000 at 1 s) in ${Date.now() - s0} ms`)
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+  })
+  const rows = []
+  for (let r = 1; r <= ROUNDS; r++) {
+    const order = r % 2 ? [before, after] : [after, before] // ABBA: neither build always goes first
+    const got = {}
+    for (const b of order) got[b.name] = await measure(browser, b, token)
+    const f = (x) => x.toFixed(1)
+    for (const b of [before, after]) {
+      const m = got[b.name]
+      log(`round ${r} ${b.name.padEnd(14)} ${m.at} UTC load ${m.load}: main thread ${f(m.perRep)} ms/repetition, long tasks ${m.longPerRep.toFixed(2)}/repetition (longest ${f(m.longest)} ms), keydown max ${f(m.keyMax)} ms, longest frame ${f(m.frameMax)} ms`)
+    }
+    const a = got[before.name]
+    const b = got[after.name]
+    log(`round ${r} ratio before/after: main thread per repetition ${(a.perRep / b.perRep).toFixed(2)}x, keydown max ${(a.keyMax / Math.max(b.keyMax, 1)).toFixed(2)}x`)
+    rows.push({ round: r, before: a, after: b })
+  }
+  writeFileSync(join(tmp, 'results.json'), JSON.stringify(rows, null, 2))
+} catch (err) {
+  console.error(err.stack || err)
+  console.error(serverLog.join('').slice(-4000))
+  process.exitCode = 1
+} finally {
+  await browser?.close().catch(() => {})
+  server.kill('SIGTERM')
+  await new Promise((r) => (server.exitCode !== null ? r() : server.once('exit', r)))
+  rmSync(tmp, { recursive: true, force: true })
+}
