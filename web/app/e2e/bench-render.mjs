@@ -7,6 +7,7 @@
 //   BENCH_AFTER=dir                              the build measured (default ../dist)
 //   BENCH_ROUNDS=3 BENCH_REPS=8                  rounds (before and after alternate, ABBA) and repetitions per window
 //   TASKQUEUE_E2E_BINARY=path CHROMIUM=path      as in run.mjs
+//   BENCH_PROFILE=1                              only the after build, with its hottest functions (CPU profile)
 //
 // One server (the real binary on its embedded default: SQLite in a temp dir,
 // a catalog copy where chopping wood takes 1 s) holds one seeded player: 1,000
@@ -149,19 +150,52 @@ async function measure(browser, build, token) {
   // Completed repetitions.
   const cdp = await context.newCDPSession(page)
   await cdp.send('Performance.enable')
-  const taskTime = async () => (await cdp.send('Performance.getMetrics')).metrics.find((m) => m.name === 'TaskDuration').value * 1000
-  const repetition = page.locator('[data-testid=head-task] [data-testid=repetition]')
-  let text = await repetition.innerText()
-  await until('a repetition boundary', async () => (await repetition.innerText()) !== text, 30000)
-  text = await repetition.innerText()
-  const t0 = await taskTime()
-  const p0 = await page.evaluate(() => performance.now())
-  for (let i = 0; i < REPS; i++) {
-    await until('the next repetition', async () => (await repetition.innerText()) !== text, 30000)
-    text = await repetition.innerText()
+  const metrics = async () => Object.fromEntries((await cdp.send('Performance.getMetrics')).metrics.map((m) => [m.name, m.value * 1000]))
+  // Repetitions are counted in the page (a MutationObserver on the text, no
+  // polling from here: reading innerText would force layouts of its own).
+  const repetitions = (n) =>
+    page.evaluate(
+      (n) =>
+        new Promise((resolve) => {
+          const text = () => document.querySelector('[data-testid=head-task] [data-testid=repetition]')?.textContent ?? ''
+          let last = text()
+          let seen = 0
+          const obs = new MutationObserver(() => {
+            const now = text()
+            if (now === last) return
+            last = now
+            if (++seen >= n) {
+              obs.disconnect()
+              resolve(performance.now())
+            }
+          })
+          obs.observe(document.body, { subtree: true, childList: true, characterData: true })
+        }),
+      n,
+    )
+  await repetitions(1)
+  if (process.env.BENCH_PROFILE) {
+    await cdp.send('Profiler.enable')
+    await cdp.send('Profiler.start')
   }
-  const t1 = await taskTime()
+  const t0 = await metrics()
+  const p0 = await page.evaluate(() => performance.now())
+  await repetitions(REPS)
+  const t1 = await metrics()
   const p1 = await page.evaluate(() => performance.now())
+  if (process.env.BENCH_PROFILE) {
+    const { profile } = await cdp.send('Profiler.stop')
+    const self = new Map()
+    const dt = new Map()
+    profile.samples.forEach((id, i) => dt.set(id, (dt.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)))
+    for (const n of profile.nodes) {
+      const k = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber}`
+      self.set(k, (self.get(k) ?? 0) + (dt.get(n.id) ?? 0) / 1000)
+    }
+    log(`# profile (${build.name}), self time over ${REPS} repetitions:`)
+    for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) log(`#   ${v.toFixed(0).padStart(6)} ms ${k}`)
+  }
+  const per = (name) => (t1[name] - t0[name]) / REPS
   const long = (await page.evaluate(() => window.__long)).filter((e) => e.start >= p0 && e.start <= p1)
 
   // A keyboard move: pick up the last row, 10 places up, cancel.
@@ -192,7 +226,10 @@ async function measure(browser, build, token) {
   const events = (await page.evaluate(() => window.__events)).filter((e) => e.start >= k0 && e.name.startsWith('key'))
   await context.close()
   return {
-    perRep: (t1 - t0) / REPS,
+    perRep: per('TaskDuration'),
+    script: per('ScriptDuration'),
+    layout: per('LayoutDuration'),
+    style: per('RecalcStyleDuration'),
     longPerRep: long.length / REPS,
     longest: long.reduce((m, e) => Math.max(m, e.duration), 0),
     keyMax: events.reduce((m, e) => Math.max(m, e.duration), 0),
@@ -238,12 +275,14 @@ try {
   for (let r = 1; r <= ROUNDS; r++) {
     const order = r % 2 ? [before, after] : [after, before] // ABBA: neither build always goes first
     const got = {}
-    for (const b of order) got[b.name] = await measure(browser, b, token)
+    const builds = process.env.BENCH_PROFILE ? [after] : [before, after]
+    for (const b of order.filter((b) => builds.includes(b))) got[b.name] = await measure(browser, b, token)
     const f = (x) => x.toFixed(1)
-    for (const b of [before, after]) {
+    for (const b of builds) {
       const m = got[b.name]
-      log(`round ${r} ${b.name.padEnd(14)} ${m.at} UTC load ${m.load}: main thread ${f(m.perRep)} ms/repetition, long tasks ${m.longPerRep.toFixed(2)}/repetition (longest ${f(m.longest)} ms), keydown max ${f(m.keyMax)} ms, longest frame ${f(m.frameMax)} ms`)
+      log(`round ${r} ${b.name.padEnd(14)} ${m.at} UTC load ${m.load}: main thread ${f(m.perRep)} ms/repetition (script ${f(m.script)}, layout ${f(m.layout)}, style ${f(m.style)}), long tasks ${m.longPerRep.toFixed(2)}/repetition (longest ${f(m.longest)} ms), keydown max ${f(m.keyMax)} ms, longest frame ${f(m.frameMax)} ms`)
     }
+    if (process.env.BENCH_PROFILE) continue
     const a = got[before.name]
     const b = got[after.name]
     log(`round ${r} ratio before/after: main thread per repetition ${(a.perRep / b.perRep).toFixed(2)}x, keydown max ${(a.keyMax / Math.max(b.keyMax, 1)).toFixed(2)}x`)

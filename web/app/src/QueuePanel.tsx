@@ -408,8 +408,9 @@ interface WaitingItemProps {
 
 /**
  * Equal when nothing shown changed: the task's fields (each view brings new
- * objects), and its end within a quarter second (each view recomputes it from
- * the server's clock; the text shows minutes).
+ * objects), and its end within a second (each view recomputes it from when
+ * the server actually completed the running repetition, which moves by the
+ * processor's lateness; the text shows minutes).
  */
 function sameItem(a: WaitingItemProps, b: WaitingItemProps): boolean {
   const x = a.task
@@ -417,7 +418,7 @@ function sameItem(a: WaitingItemProps, b: WaitingItemProps): boolean {
   const sameTask =
     x === y ||
     (x.taskId === y.taskId && x.type === y.type && x.count === y.count && x.done === y.done && x.pending === y.pending && x.pendingKey === y.pendingKey && x.sending === y.sending)
-  const sameEnd = a.endsAt === b.endsAt || (a.endsAt !== undefined && b.endsAt !== undefined && Math.abs(a.endsAt - b.endsAt) < 250)
+  const sameEnd = a.endsAt === b.endsAt || (a.endsAt !== undefined && b.endsAt !== undefined && Math.abs(a.endsAt - b.endsAt) < 1000 && formatClock(a.endsAt) === formatClock(b.endsAt))
   return sameTask && sameEnd && a.position === b.position && a.name === b.name && a.sending === b.sending && a.picked === b.picked && a.onKey === b.onKey && a.commands === b.commands
 }
 
