@@ -177,6 +177,7 @@ async function measure(browser, build, token) {
   if (process.env.BENCH_PROFILE) {
     await cdp.send('Profiler.enable')
     await cdp.send('Profiler.start')
+    await browser.startTracing(page, { categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline'] })
   }
   const t0 = await metrics()
   const p0 = await page.evaluate(() => performance.now())
@@ -184,6 +185,12 @@ async function measure(browser, build, token) {
   const t1 = await metrics()
   const p1 = await page.evaluate(() => performance.now())
   if (process.env.BENCH_PROFILE) {
+    const trace = JSON.parse(String(await browser.stopTracing())).traceEvents
+    const main = new Set(trace.filter((e) => e.name === 'thread_name' && e.args?.name === 'CrRendererMain').map((e) => `${e.pid}:${e.tid}`))
+    const byName = new Map()
+    for (const e of trace) if (e.ph === 'X' && e.dur && main.has(`${e.pid}:${e.tid}`)) byName.set(e.name, (byName.get(e.name) ?? 0) + e.dur / 1000)
+    log(`# trace (${build.name}), main-thread events (total time, nested ones counted in their parents too) over ${REPS} repetitions:`)
+    for (const [k, v] of [...byName].sort((a, b) => b[1] - a[1]).slice(0, 20)) log(`#   ${v.toFixed(0).padStart(6)} ms ${k}`)
     const { profile } = await cdp.send('Profiler.stop')
     const self = new Map()
     const dt = new Map()

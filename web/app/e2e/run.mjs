@@ -392,39 +392,44 @@ try {
     const before = (await serverQueue(token, 'kim')).tasks.map((t) => t.taskId)
     assert.equal(before.length, 61)
     const { context, page } = await newPage(DESKTOP)
+    const alicePage = state.page // the steps after this one go on with alice's page
     state.page = page
-    await openAs(page, token, 'kim')
-    const rows = page.locator('[data-testid=waiting] [data-testid=task]')
-    await until('60 waiting tasks', async () => (await rows.count()) === 60)
-    const moving = before[60] // the last, at position 61
-    const row = page.locator(`[data-testid=waiting] [data-testid=task][data-task-id="${moving}"]`)
-    await row.locator('.handle').focus()
-    await page.keyboard.press('Space')
-    // 40 presses as fast as the browser takes them (no wait in between).
-    for (let i = 0; i < 40; i++) await page.keyboard.press('ArrowUp')
-    // Each press moved it one place, and the row's number says so at once.
-    const shownPlace = async () => {
-      const ids = await rows.evaluateAll((els) => els.map((el) => el.getAttribute('data-task-id')))
-      return { index: ids.indexOf(moving), number: await row.locator('.pos').innerText(), label: await row.locator('.handle').getAttribute('aria-label') }
+    try {
+      await openAs(page, token, 'kim')
+      const rows = page.locator('[data-testid=waiting] [data-testid=task]')
+      await until('60 waiting tasks', async () => (await rows.count()) === 60)
+      const moving = before[60] // the last, at position 61
+      const row = page.locator(`[data-testid=waiting] [data-testid=task][data-task-id="${moving}"]`)
+      await row.locator('.handle').focus()
+      await page.keyboard.press('Space')
+      // 40 presses as fast as the browser takes them (no wait in between).
+      for (let i = 0; i < 40; i++) await page.keyboard.press('ArrowUp')
+      // Each press moved it one place, and the row's number says so at once.
+      const shownPlace = async () => {
+        const ids = await rows.evaluateAll((els) => els.map((el) => el.getAttribute('data-task-id')))
+        return { index: ids.indexOf(moving), number: await row.locator('.pos').innerText(), label: await row.locator('.handle').getAttribute('aria-label') }
+      }
+      const during = await shownPlace()
+      assert.deepEqual(during, { index: 19, number: '21', label: during.label.replace(/\(position \d+\)/, '(position 21)') }, `while moving: ${JSON.stringify(during)}`)
+      assert.match(during.label, /\(position 21\)$/)
+      await page.keyboard.press('Space')
+      const want = [...before.slice(0, 20), moving, ...before.slice(20, 60)]
+      let got
+      await until('the server to have the new order', async () => {
+        got = (await serverQueue(token, 'kim')).tasks.map((t) => t.taskId)
+        return JSON.stringify(got) === JSON.stringify(want)
+      }).catch((err) => {
+        throw new Error(`${err.message}; the moved task is at position ${got.indexOf(moving) + 1}`)
+      })
+      const after = await shownPlace()
+      assert.equal(after.index, 19)
+      assert.equal(after.number, '21')
+      const shownIds = await rows.evaluateAll((els) => els.map((el) => el.getAttribute('data-task-id')))
+      assert.deepEqual(shownIds, want.slice(1))
+    } finally {
+      await context.close()
+      state.page = alicePage
     }
-    const during = await shownPlace()
-    assert.deepEqual(during, { index: 19, number: '21', label: during.label.replace(/\(position \d+\)/, '(position 21)') }, `while moving: ${JSON.stringify(during)}`)
-    assert.match(during.label, /\(position 21\)$/)
-    await page.keyboard.press('Space')
-    const want = [...before.slice(0, 20), moving, ...before.slice(20, 60)]
-    let got
-    await until('the server to have the new order', async () => {
-      got = (await serverQueue(token, 'kim')).tasks.map((t) => t.taskId)
-      return JSON.stringify(got) === JSON.stringify(want)
-    }).catch((err) => {
-      throw new Error(`${err.message}; the moved task is at position ${got.indexOf(moving) + 1}`)
-    })
-    const after = await shownPlace()
-    assert.equal(after.index, 19)
-    assert.equal(after.number, '21')
-    const shownIds = await rows.evaluateAll((els) => els.map((el) => el.getAttribute('data-task-id')))
-    assert.deepEqual(shownIds, want.slice(1))
-    await context.close()
   })
 
   await step('remove a waiting task', async () => {
