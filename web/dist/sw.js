@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-f240689d9a13'
-const SHELL = ["/","/assets/AdminPanel-tbDNpAKh.js","/assets/Player-DLhJpXoe.js","/assets/index-CFYXEkMA.js","/assets/index-CNtp-54U.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-aedbf5c7122d'
+const SHELL = ["/","/assets/AdminPanel-DXN5V4Md.js","/assets/Player-DmBfdqgS.js","/assets/index-BML03rJR.js","/assets/index-CNtp-54U.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

@@ -46,8 +46,33 @@ const stateBadge: Record<QueueState, { label: string; className: string }> = {
 
 const noEnds = new Map<string, number>()
 
+/**
+ * The end times, each kept as it was while it moves by less than half a
+ * second and shows the same clock time: every view recomputes them against
+ * the server's clock, whose offset jitters, and a moved end would re-render
+ * its row for nothing. The header, the head task and the rows all use these.
+ */
+function useStableEnds(ends: Map<string, number>): Map<string, number> {
+  const prev = useRef(ends)
+  const p = prev.current
+  if (p === ends) return p
+  const out = new Map<string, number>()
+  let same = p.size === ends.size
+  for (const [id, at] of ends) {
+    const was = p.get(id)
+    const keep = was !== undefined && Math.abs(was - at) < 500 && formatClock(was) === formatClock(at)
+    out.set(id, keep ? was : at)
+    if (!keep) same = false
+  }
+  if (!same) prev.current = out
+  return prev.current
+}
+
 export function QueuePanel({ q }: { q: TaskQueueState }) {
   const { view, display, catalog, commands } = q
+  // The queue ends when its last task does (unknown while one waits to be sent).
+  // Nothing ends while the queue is stopped (or a Stop waits to be sent).
+  const ends = useStableEnds(display?.running ? q.ends : noEnds)
   if (!view || !display) {
     return (
       <div className="card queue">
@@ -62,9 +87,6 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
   // An empty queue has nothing held back: no "stopped" banner (an old server
   // stopped queues that offline progress had drained).
   const stoppedByServer = !display.running && display.tasks.length > 0 && view.stoppedReason
-  // The queue ends when its last task does (unknown while one waits to be sent).
-  // Nothing ends while the queue is stopped (or a Stop waits to be sent).
-  const ends = display.running ? q.ends : noEnds
   const lastEnd = display.tasks.length > 0 ? ends.get(display.tasks[display.tasks.length - 1].taskId) : undefined
   const allDone = display.running && display.tasks.every((t) => !t.pending) ? lastEnd : undefined
   return (
@@ -406,19 +428,14 @@ interface WaitingItemProps {
   commands: Commands
 }
 
-/**
- * Equal when nothing shown changed: the task's fields (each view brings new
- * objects), and its end within a second (each view recomputes it from when
- * the server actually completed the running repetition, which moves by the
- * processor's lateness; the text shows minutes).
- */
+/** Equal when nothing shown changed: the task's fields (each view brings new objects), its end (useStableEnds), its place. */
 function sameItem(a: WaitingItemProps, b: WaitingItemProps): boolean {
   const x = a.task
   const y = b.task
   const sameTask =
     x === y ||
     (x.taskId === y.taskId && x.type === y.type && x.count === y.count && x.done === y.done && x.pending === y.pending && x.pendingKey === y.pendingKey && x.sending === y.sending)
-  const sameEnd = a.endsAt === b.endsAt || (a.endsAt !== undefined && b.endsAt !== undefined && Math.abs(a.endsAt - b.endsAt) < 1000 && formatClock(a.endsAt) === formatClock(b.endsAt))
+  const sameEnd = a.endsAt === b.endsAt
   return sameTask && sameEnd && a.position === b.position && a.name === b.name && a.sending === b.sending && a.picked === b.picked && a.onKey === b.onKey && a.commands === b.commands
 }
 
