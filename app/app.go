@@ -272,13 +272,13 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		Audit:       a.Audit,
 		Middleware:  []func(http.Handler) http.Handler{a.Metrics.HTTP},
 		Ready:       append(st.ready, rr.ready()...),
-		Sessions:    rr.sessions.Middleware,
+		Sessions:    rr.sessions,
 		NewSession: func(ctx context.Context, player string, role auth.Role) (string, error) {
 			sess, err := rr.sessions.Create(ctx, player, role)
 			return sess.ID, err
 		},
 		SessionStore:   sessionStore{rr.sessions},
-		CommandLimit:   rr.limiter.Middleware,
+		CommandLimit:   rr.limiter,
 		TrustedProxies: cfg.TrustedProxies,
 		RequestTimeout: cfg.RequestTimeout,
 		Subscribable: func(ctx context.Context) error {

@@ -2,19 +2,11 @@ package redisx
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"math"
-	"net"
-	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Rate is a limit: Per requests per Period on average, with bursts of Burst.
@@ -151,52 +143,6 @@ func (l *Limiter) AllowPlayer(ctx context.Context, player string) (bool, time.Du
 // AllowIP checks the per-address limit.
 func (l *Limiter) AllowIP(ctx context.Context, ip string) (bool, time.Duration) {
 	return l.allow(ctx, "ip:"+ip, l.cfg.IP)
-}
-
-// Middleware limits the requests that change something (every method but
-// GET, HEAD and OPTIONS): per client address (r.RemoteAddr, which the web
-// server sets from X-Forwarded-For for TASKQUEUE_TRUSTED_PROXIES), then per player (the principal of
-// auth.PrincipalFrom, so it must run after authentication). A refused
-// request gets 429 problem+json "rate-limited" with Retry-After in seconds.
-func (l *Limiter) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet, http.MethodHead, http.MethodOptions:
-			next.ServeHTTP(w, r)
-			return
-		}
-		ip, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			ip = r.RemoteAddr
-		}
-		ok, retry := l.AllowIP(r.Context(), ip)
-		if ok {
-			if p, found := auth.PrincipalFrom(r.Context()); found {
-				ok, retry = l.AllowPlayer(r.Context(), p.PlayerID)
-			}
-		}
-		if !ok {
-			writeRateLimited(w, r, retry)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// writeRateLimited answers 429 as docs/API.md says.
-func writeRateLimited(w http.ResponseWriter, r *http.Request, retry time.Duration) {
-	secs := int(math.Ceil(retry.Seconds()))
-	if secs < 1 {
-		secs = 1
-	}
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(http.StatusTooManyRequests)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"type": "urn:taskqueue:problem:rate-limited", "title": "Too many requests", "status": http.StatusTooManyRequests,
-		"detail": fmt.Sprintf("too many commands; retry in %d s", secs), "instance": r.URL.Path,
-		"requestId": w.Header().Get("X-Request-Id"),
-	})
 }
 
 // localLimiter is the in-process GCRA: per key, the theoretical arrival

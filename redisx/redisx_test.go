@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -84,7 +82,7 @@ func TestRolesOnRedisCluster(t *testing.T) {
 	defer func() { onCluster = "" }()
 	for name, test := range map[string]func(*testing.T){
 		"cache":          TestQueueCacheReadsThroughAndKeepsTheNewest,
-		"rate limits":    TestRateLimitMiddleware,
+		"rate limits":    TestRateLimits,
 		"sessions":       TestSessionsRevokeEverywhere,
 		"presence":       TestPresenceLastInstanceDecides,
 		"presence sweep": TestPresenceDeadInstanceIsSwept,
@@ -168,44 +166,36 @@ func TestQueueCacheReadsThroughAndKeepsTheNewest(t *testing.T) {
 	}
 }
 
-// Commands over the rate are refused with 429 and Retry-After, per player
-// and per address; reads pass.
-func TestRateLimitMiddleware(t *testing.T) {
+// Each player and each address has its own budget; over it, the limiter
+// refuses and says how long to wait (web answers 429 with Retry-After).
+func TestRateLimits(t *testing.T) {
 	c := shared(t)
 	l := redisx.NewLimiter(c, redisx.LimitsConfig{
 		Player: redisx.Rate{Per: 3, Period: time.Minute, Burst: 3},
 		IP:     redisx.Rate{Per: 5, Period: time.Minute, Burst: 5},
 	})
-	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
-	do := func(method, player, addr string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest(method, "/api/queue/"+player+"/stop", nil)
-		r.RemoteAddr = addr
-		r = r.WithContext(auth.WithPrincipal(r.Context(), auth.Principal{PlayerID: player, Role: auth.RolePlayer}))
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w
-	}
+	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		if w := do("POST", "alice", "10.0.0.1:1000"); w.Code != http.StatusNoContent {
-			t.Fatalf("command %d: %d", i, w.Code)
+		if ok, _ := l.AllowPlayer(ctx, "alice"); !ok {
+			t.Fatalf("alice's command %d refused", i)
 		}
 	}
-	w := do("POST", "alice", "10.0.0.1:1000")
-	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" ||
-		!strings.Contains(w.Body.String(), "urn:taskqueue:problem:rate-limited") {
-		t.Fatalf("4th command: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	if ok, retry := l.AllowPlayer(ctx, "alice"); ok || retry <= 0 || retry > 20*time.Second {
+		t.Fatalf("alice's 4th command: allowed %v, retry after %v (want refused, about 20 s)", ok, retry)
 	}
-	if w := do("GET", "alice", "10.0.0.1:1000"); w.Code != http.StatusNoContent {
-		t.Fatalf("a read was limited: %d", w.Code)
+	if ok, _ := l.AllowPlayer(ctx, "bob"); !ok {
+		t.Fatal("bob was refused for alice's commands")
 	}
-	if w := do("POST", "bob", "10.0.0.1:1000"); w.Code != http.StatusNoContent {
-		t.Fatalf("bob's first command: %d", w.Code) // 5th from the address
+	for i := 0; i < 5; i++ {
+		if ok, _ := l.AllowIP(ctx, "10.0.0.1"); !ok {
+			t.Fatalf("command %d from 10.0.0.1 refused", i)
+		}
 	}
-	if w := do("POST", "carol", "10.0.0.1:1000"); w.Code != http.StatusTooManyRequests {
-		t.Fatalf("6th command from one address: %d", w.Code)
+	if ok, retry := l.AllowIP(ctx, "10.0.0.1"); ok || retry <= 0 {
+		t.Fatalf("6th command from one address: allowed %v, retry after %v", ok, retry)
 	}
-	if w := do("POST", "carol", "10.0.0.2:1000"); w.Code != http.StatusNoContent {
-		t.Fatalf("carol from another address: %d", w.Code)
+	if ok, _ := l.AllowIP(ctx, "10.0.0.2"); !ok {
+		t.Fatal("another address was refused")
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -367,29 +366,4 @@ func (s *Sessions) Active(ctx context.Context, sid string) (bool, error) {
 	}
 	_, ok := s.localSession(sid, s.now().UTC())
 	return ok, nil
-}
-
-// Middleware refuses, with 401 problem+json "unauthorized", a request whose
-// principal (auth.PrincipalFrom: run it after authentication) carries a
-// session that is not active. Tokens without a session pass.
-func (s *Sessions) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := auth.PrincipalFrom(r.Context()); ok && p.SessionID != "" {
-			active, err := s.Active(r.Context(), p.SessionID)
-			if err != nil || !active {
-				writeUnauthorized(w, r, "the session was revoked or has expired")
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-func writeUnauthorized(w http.ResponseWriter, r *http.Request, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(http.StatusUnauthorized)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"type": "urn:taskqueue:problem:unauthorized", "title": "Unauthorized", "status": http.StatusUnauthorized,
-		"detail": detail, "instance": r.URL.Path, "requestId": w.Header().Get("X-Request-Id"),
-	})
 }

@@ -131,8 +131,11 @@ func problemFor(err error) Problem {
 		t, detail = ProblemPayloadTooLarge, fmt.Sprintf("the body is over the limit of %d bytes", maxBodyBytes)
 	case errors.Is(err, auth.ErrUnauthorized):
 		t, detail = ProblemUnauthorized, "a valid bearer token is required"
-		if errors.Is(err, errNoToken) {
+		switch {
+		case errors.Is(err, errNoToken):
 			detail = "the Authorization header has no bearer token"
+		case errors.Is(err, errSessionInactive):
+			detail = errSessionInactive.Error()
 		}
 	case errors.Is(err, errForbidden):
 		t = ProblemForbidden
@@ -156,7 +159,8 @@ func problemFor(err error) Problem {
 	case errors.Is(err, domain.ErrInvalid):
 		t = ProblemValidation
 	case errors.As(err, &rl):
-		t, p.retryAfter = ProblemRateLimited, rl.RetryAfter
+		wait := max((rl.RetryAfter + time.Second - 1).Truncate(time.Second), time.Second)
+		t, p.retryAfter, detail = ProblemRateLimited, wait, fmt.Sprintf("too many commands; retry in %d s", int(wait/time.Second))
 	case errors.Is(err, command.ErrConflict), errors.Is(err, eventstore.ErrWrongVersion):
 		t, detail = ProblemConflict, "the queue changed concurrently too many times; retry"
 	case errors.Is(err, query.ErrConflict):

@@ -24,10 +24,9 @@ func TestSpecCoversEveryRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pass := func(next http.Handler) http.Handler { return next }
 	s, err := NewServer(Config{
 		Tokens: tokens, Catalog: domain.DefaultCatalog(), Queues: struct{ Queues }{},
-		Metrics: http.NotFoundHandler(), SessionStore: struct{ SessionStore }{}, Sessions: pass, CommandLimit: pass,
+		Metrics: http.NotFoundHandler(), SessionStore: struct{ SessionStore }{}, Sessions: struct{ SessionChecker }{}, CommandLimit: struct{ Limiter }{},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -93,18 +93,19 @@ type Config struct {
 	// its problem (503 with Retry-After) instead of a socket that could
 	// only be closed.
 	Subscribable func(ctx context.Context) error
-	// Sessions, when set, checks after authentication that a token's
-	// session is still active (redisx.Sessions.Middleware: 401 otherwise).
-	Sessions func(http.Handler) http.Handler
+	// Sessions, when set, is asked after authentication whether a token's
+	// session is still active (401 unauthorized otherwise).
+	Sessions SessionChecker
 	// NewSession, when set, starts a session for each dev token, whose ID
 	// the token carries in "sid" (redisx.Sessions.Create).
 	NewSession func(ctx context.Context, player string, role auth.Role) (sessionID string, err error)
 	// SessionStore, when set, serves POST /api/auth/refresh and
 	// POST /api/auth/logout behind authentication; nil: not routed.
 	SessionStore SessionStore
-	// CommandLimit, when set, wraps the queue's command routes after
-	// authentication (redisx.Limiter.Middleware: 429 rate-limited).
-	CommandLimit func(http.Handler) http.Handler
+	// CommandLimit, when set, counts the queue's commands after
+	// authentication, per client address and per player (429 rate-limited
+	// with Retry-After over the limit).
+	CommandLimit Limiter
 	// Now is the clock of serverTime (default time.Now).
 	Now func() time.Time
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
@@ -170,12 +171,12 @@ type Server struct {
 	metrics      http.Handler
 	middleware   []func(http.Handler) http.Handler
 	ready        http.Handler
-	sessions     func(http.Handler) http.Handler
+	sessions     SessionChecker
 	newSession   func(ctx context.Context, player string, role auth.Role) (string, error)
 	sessionStore SessionStore
 	timeout      time.Duration
 	subscribable func(ctx context.Context) error
-	limit        func(http.Handler) http.Handler
+	limit        Limiter
 	now          func() time.Time
 	trusted      []netip.Prefix
 	audit        *audit.Trail
@@ -280,7 +281,7 @@ func (s *Server) boundedRoutes(r chi.Router) {
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
 		if s.sessions != nil {
-			r.Use(s.sessions)
+			r.Use(s.checkSession)
 		}
 		r.Get("/auth/me", s.me)
 		if s.sessionStore != nil {
@@ -297,7 +298,7 @@ func (s *Server) boundedRoutes(r chi.Router) {
 			r.Get("/history", s.getHistory)
 			r.Group(func(r chi.Router) {
 				if s.limit != nil {
-					r.Use(s.limit)
+					r.Use(s.limitCommands)
 				}
 				r.Post("/tasks", s.enqueue)
 				r.Delete("/tasks/{taskId}", s.removeTask)
