@@ -67,8 +67,10 @@ func Metrics(observe func(name string, d time.Duration, err error)) Middleware {
 	}
 }
 
-// Handlers are all the command handlers over one Queues, plus the read of a
-// queue the web layer uses until the read side serves it.
+// Handlers are all the command handlers over one Queues, plus GetQueue, the
+// aggregate's own current view of a queue (the processor's offline stop
+// reads it; GET /api/queue/{playerId} reads the read model instead, and
+// the aggregate only where an app runs without read models).
 type Handlers struct {
 	Queues             *Queues
 	EnqueueTask        Handler[EnqueueTask, EnqueueTaskResult]

@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/taskqueue/taskqueue/internal/requestid"
 )
 
 // RequestIDHeader is the header whose value is the request's correlation
@@ -25,7 +27,7 @@ const RequestIDHeader = "X-Request-Id"
 func HTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(RequestIDHeader)
-		if !validRequestID(id) {
+		if !requestid.Valid(id) {
 			id = uuid.Must(uuid.NewV7()).String()
 			r.Header.Set(RequestIDHeader, id)
 		}
@@ -58,18 +60,4 @@ func HTTP(next http.Handler) http.Handler {
 			span.SetStatus(codes.Error, strconv.Itoa(status))
 		}
 	})
-}
-
-// validRequestID is web's rule for a client's X-Request-Id: 1-128
-// printable ASCII characters without spaces.
-func validRequestID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] > '~' {
-			return false
-		}
-	}
-	return true
 }

@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-51528889dffc'
-const SHELL = ["/","/assets/AdminPanel-CqnRKMo6.js","/assets/Player-CLCks6B2.js","/assets/index-D-aQZqBW.js","/assets/index-Dz9CG63F.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-1d7cac2d37d4'
+const SHELL = ["/","/assets/AdminPanel-oFyo37dv.js","/assets/Player-O9Owtp36.js","/assets/index-CjvTmynq.css","/assets/index-bLGtMub3.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

@@ -1,7 +1,7 @@
 // The player's finished tasks of the last days (GET /api/queue/{id}/history)
 // with filters, and their efficiency over time as a small chart. The panel
 // hides itself when the server has no read side (404 or 501).
-import { useEffect, useMemo, useRef, useState } from 'react'
+import { memo, useEffect, useMemo, useRef, useState } from 'react'
 import { Api, ApiError } from './api'
 import { formatDuration } from './progress'
 import type { Catalog, HistoryEntry } from './types'
@@ -28,9 +28,14 @@ export function mergeNewest(old: { entries: HistoryEntry[]; next: string }, fres
   old.entries.forEach((e, i) => {
     if (keys.has(key(e))) last = i
   })
-  if (last < 0 || old.entries.length <= fresh.length) return { entries: fresh, next }
-  return { entries: [...fresh, ...old.entries.slice(last + 1)], next: old.next }
+  const merged = last < 0 || old.entries.length <= fresh.length ? { entries: fresh, next } : { entries: [...fresh, ...old.entries.slice(last + 1)], next: old.next }
+  // Nothing new (the usual case at a repetition): the same object, so nothing re-renders.
+  const same = merged.next === old.next && merged.entries.length === old.entries.length && merged.entries.every((e, i) => key(e) === key(old.entries[i]))
+  return same ? old : merged
 }
+
+// One formatter for every row (toLocaleString builds one per call).
+const when = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: '2-digit', second: '2-digit' })
 
 const RANGES: Array<[string, number]> = [
   ['24 hours', 1],
@@ -38,7 +43,7 @@ const RANGES: Array<[string, number]> = [
   ['30 days', 30],
 ]
 
-export function HistoryPanel({ api, playerId, catalog, version }: { api: Api; playerId: string; catalog: Catalog | null; version: number | undefined }) {
+export const HistoryPanel = memo(function HistoryPanel({ api, playerId, catalog, version }: { api: Api; playerId: string; catalog: Catalog | null; version: number | undefined }) {
   const [type, setType] = useState('')
   const [days, setDays] = useState(30)
   // The entries loaded so far (newest first) and the cursor after the last.
@@ -93,9 +98,9 @@ export function HistoryPanel({ api, playerId, catalog, version }: { api: Api; pl
     }
   }
 
+  const names = useMemo(() => new Map(catalog?.tasks.map((t) => [t.id, t.name]) ?? []), [catalog])
+  const items = useMemo(() => new Map(catalog?.items.map((t) => [t.id, t.name]) ?? []), [catalog])
   if (hidden) return null
-  const name = (id: string) => catalog?.tasks.find((t) => t.id === id)?.name ?? id
-  const item = (id: string) => catalog?.items.find((t) => t.id === id)?.name ?? id
   return (
     <div className="card history" data-testid="history">
       <div className="catalog-head">
@@ -120,34 +125,7 @@ export function HistoryPanel({ api, playerId, catalog, version }: { api: Api; pl
       </div>
       <EfficiencyChart entries={entries} />
       {error && <p className="error tiny">{error}</p>}
-      {entries.length === 0 ? (
-        <p className="muted">No finished tasks in this range yet.</p>
-      ) : (
-        <ul className="history-list" tabIndex={0} aria-label="History entries">
-          {entries.map((e) => (
-            <li key={key(e)} data-testid="history-entry" data-key={key(e)} data-outcome={e.outcome}>
-              <div className="row">
-                <span className={`outcome outcome-${e.outcome}`}>{e.outcome}</span>
-                <span className="task-name">{name(e.type)}</span>
-                <span className="muted">
-                  {e.repetitionsDone}/{e.count}
-                </span>
-                <span className="spacer" />
-                <time className="tiny muted" dateTime={e.finishedAt}>
-                  {new Date(e.finishedAt).toLocaleString()}
-                </time>
-              </div>
-              <div className="tiny muted">
-                {e.xp > 0 && `+${e.xp} XP`}
-                {e.itemsGranted && Object.keys(e.itemsGranted).length > 0 && ` · ${Object.entries(e.itemsGranted).map(([k, n]) => `${n} ${item(k)}`).join(', ')}`}
-                {e.durationMs != null && ` · ${formatDuration(e.durationMs)}`}
-                {e.efficiency != null && ` · efficiency ${e.efficiency.toFixed(2)}`}
-                {e.reason && ` · ${e.reason}`}
-              </div>
-            </li>
-          ))}
-        </ul>
-      )}
+      {entries.length === 0 ? <p className="muted">No finished tasks in this range yet.</p> : <HistoryList entries={entries} names={names} items={items} />}
       {next && (
         <button type="button" className="ghost small" onClick={() => void more()} data-testid="history-more">
           Show more
@@ -155,10 +133,50 @@ export function HistoryPanel({ api, playerId, catalog, version }: { api: Api; pl
       )}
     </div>
   )
-}
+})
+
+/** The entries: re-rendered only when the list or the catalog changes, each row only when it is new. */
+const HistoryList = memo(function HistoryList({ entries, names, items }: { entries: HistoryEntry[]; names: Map<string, string>; items: Map<string, string> }) {
+  return (
+    <ul className="history-list" tabIndex={0} aria-label="History entries">
+      {entries.map((e) => (
+        <HistoryRow key={key(e)} entry={e} names={names} items={items} />
+      ))}
+    </ul>
+  )
+})
+
+/** An entry never changes once written: a row with the same key and catalog is the same row. */
+const HistoryRow = memo(
+  function HistoryRow({ entry: e, names, items }: { entry: HistoryEntry; names: Map<string, string>; items: Map<string, string> }) {
+    return (
+      <li data-testid="history-entry" data-key={key(e)} data-outcome={e.outcome}>
+        <div className="row">
+          <span className={`outcome outcome-${e.outcome}`}>{e.outcome}</span>
+          <span className="task-name">{names.get(e.type) ?? e.type}</span>
+          <span className="muted">
+            {e.repetitionsDone}/{e.count}
+          </span>
+          <span className="spacer" />
+          <time className="tiny muted" dateTime={e.finishedAt}>
+            {when.format(new Date(e.finishedAt))}
+          </time>
+        </div>
+        <div className="tiny muted">
+          {e.xp > 0 && `+${e.xp} XP`}
+          {e.itemsGranted && Object.keys(e.itemsGranted).length > 0 && ` · ${Object.entries(e.itemsGranted).map(([k, n]) => `${n} ${items.get(k) ?? k}`).join(', ')}`}
+          {e.durationMs != null && ` · ${formatDuration(e.durationMs)}`}
+          {e.efficiency != null && ` · efficiency ${e.efficiency.toFixed(2)}`}
+          {e.reason && ` · ${e.reason}`}
+        </div>
+      </li>
+    )
+  },
+  (a, b) => key(a.entry) === key(b.entry) && a.entry.outcome === b.entry.outcome && a.names === b.names && a.items === b.items,
+)
 
 /** Efficiency (base duration ÷ actual) of finished tasks over time: a small SVG line. */
-export function EfficiencyChart({ entries }: { entries: HistoryEntry[] }) {
+export const EfficiencyChart = memo(function EfficiencyChart({ entries }: { entries: HistoryEntry[] }) {
   const points = useMemo(
     () =>
       entries
@@ -190,4 +208,4 @@ export function EfficiencyChart({ entries }: { entries: HistoryEntry[] }) {
       </figcaption>
     </figure>
   )
-}
+})

@@ -1,6 +1,5 @@
 import {
   DndContext,
-  KeyboardSensor,
   MeasuringStrategy,
   PointerSensor,
   closestCenter,
@@ -9,12 +8,14 @@ import {
   type Announcements,
   type DragEndEvent,
 } from '@dnd-kit/core'
-import { SortableContext, arrayMove, sortableKeyboardCoordinates, useSortable, verticalListSortingStrategy } from '@dnd-kit/sortable'
+import { SortableContext, arrayMove, useSortable, verticalListSortingStrategy } from '@dnd-kit/sortable'
 import { CSS } from '@dnd-kit/utilities'
-import { useEffect, useState } from 'react'
+import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent as ReactKeyboardEvent } from 'react'
+import { ConfirmButton, removeRunningDialog, stopDialog } from './ConfirmDialog'
 import { isPendingTaskId, type DisplayTask } from './merge'
 import { reasonFor } from './problems'
 import { ProgressFill } from './ProgressFill'
+import { RunningRates } from './RunningRates'
 import { computeProgress, formatClock, formatDuration } from './progress'
 import type { Catalog, QueueState, QueueView } from './types'
 import type { TaskQueueState } from './useTaskQueue'
@@ -47,8 +48,33 @@ const stateBadge: Record<QueueState, { label: string; className: string }> = {
 
 const noEnds = new Map<string, number>()
 
+/**
+ * The end times, each kept as it was while it moves by less than half a
+ * second and shows the same clock time: every view recomputes them against
+ * the server's clock, whose offset jitters, and a moved end would re-render
+ * its row for nothing. The header, the head task and the rows all use these.
+ */
+function useStableEnds(ends: Map<string, number>): Map<string, number> {
+  const prev = useRef(ends)
+  const p = prev.current
+  if (p === ends) return p
+  const out = new Map<string, number>()
+  let same = p.size === ends.size
+  for (const [id, at] of ends) {
+    const was = p.get(id)
+    const keep = was !== undefined && Math.abs(was - at) < 500 && formatClock(was) === formatClock(at)
+    out.set(id, keep ? was : at)
+    if (!keep) same = false
+  }
+  if (!same) prev.current = out
+  return prev.current
+}
+
 export function QueuePanel({ q }: { q: TaskQueueState }) {
   const { view, display, catalog, commands } = q
+  // The queue ends when its last task does (unknown while one waits to be sent).
+  // Nothing ends while the queue is stopped (or a Stop waits to be sent).
+  const ends = useStableEnds(display?.running ? q.ends : noEnds)
   if (!view || !display) {
     return (
       <div className="card queue">
@@ -63,9 +89,6 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
   // An empty queue has nothing held back: no "stopped" banner (an old server
   // stopped queues that offline progress had drained).
   const stoppedByServer = !display.running && display.tasks.length > 0 && view.stoppedReason
-  // The queue ends when its last task does (unknown while one waits to be sent).
-  // Nothing ends while the queue is stopped (or a Stop waits to be sent).
-  const ends = display.running ? q.ends : noEnds
   const lastEnd = display.tasks.length > 0 ? ends.get(display.tasks[display.tasks.length - 1].taskId) : undefined
   const allDone = display.running && display.tasks.every((t) => !t.pending) ? lastEnd : undefined
   return (
@@ -92,9 +115,9 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
         <div className="spacer" />
         {/* Idle (running, nothing queued): nothing to stop or start. */}
         {display.state === 'running' && (
-          <button type="button" onClick={() => void commands.stop()} data-testid="stop">
+          <ConfirmButton ask={display.headLocked && !!head && head.pending !== 'remove'} dialog={stopDialog(head ? taskName(catalog, head.type) : 'the running task')} onConfirm={() => void commands.stop()} data-testid="stop">
             Stop
-          </button>
+          </ConfirmButton>
         )}
         {display.state === 'stopped' && (
           <button type="button" className="primary" onClick={() => void commands.start()} data-testid="start" disabled={display.tasks.length === 0 && realCount === 0}>
@@ -113,7 +136,7 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
       {waiting.length > 0 && (
         <>
           <h3 className="subhead">{head ? 'Up next' : 'Waiting'}</h3>
-          <WaitingList tasks={waiting} headLocked={display.headLocked} ends={ends} q={q} />
+          <WaitingList tasks={waiting} headLocked={display.headLocked} ends={ends} catalog={catalog} inFlight={q.inFlight} commands={commands} />
         </>
       )}
     </div>
@@ -159,9 +182,9 @@ function HeadTask({
         {task.pending === 'remove' ? (
           <span className="pending-mark">removing…</span>
         ) : (
-          <button type="button" className="ghost small" onClick={onRemove} aria-label={`Remove ${taskName(catalog, task.type)}`}>
+          <ConfirmButton ask dialog={removeRunningDialog(taskName(catalog, task.type), task.count - task.done)} onConfirm={onRemove} className="ghost small" aria-label={`Remove ${taskName(catalog, task.type)}`} data-testid="remove-running">
             Remove
-          </button>
+          </ConfirmButton>
         )}
       </div>
       <div className="bar bar-progress" role="progressbar" aria-label="Repetition progress" aria-valuemin={0} aria-valuemax={100} aria-valuenow={p ? Math.round(p.fraction * 100) : 0}
@@ -179,73 +202,257 @@ function HeadTask({
           {p ? (p.overdue ? 'finishing…' : `${formatDuration(p.remainingMs)} left · task ${formatDuration(p.taskRemainingMs)}`) : ''}
         </span>
       </div>
+      <RunningRates view={view} catalog={catalog} />
     </div>
   )
 }
 
-function WaitingList({ tasks, headLocked, ends, q }: { tasks: DisplayTask[]; headLocked: boolean; ends: Map<string, number>; q: TaskQueueState }) {
-  const sensors = useSensors(
-    useSensor(PointerSensor, { activationConstraint: { distance: 4 } }),
-    useSensor(KeyboardSensor, { coordinateGetter: sortableKeyboardCoordinates }),
+type Commands = TaskQueueState['commands']
+
+/** The same array while the ids keep their order, so the sortable context and the rows keep stable props. */
+function useStableIds(ids: string[]): string[] {
+  const ref = useRef(ids)
+  if (ref.current.length !== ids.length || ref.current.some((id, i) => id !== ids[i])) ref.current = ids
+  return ref.current
+}
+
+/** A row being moved with the keyboard: the order as the player sees it now, and where it started. */
+interface KeyboardMove {
+  id: string
+  order: string[]
+  start: string[]
+}
+
+/**
+ * The waiting tasks, in a sortable list. The pointer drags with dnd-kit; the
+ * keyboard moves a row without it: space or enter picks the row up, each arrow
+ * press moves it one place at once (the order lives in a ref, so presses
+ * faster than the page renders are never lost, and the row's number follows
+ * at once), space or enter drops it there and sends the order, escape cancels.
+ */
+const WaitingList = memo(function WaitingList({
+  tasks,
+  headLocked,
+  ends,
+  catalog,
+  inFlight,
+  commands,
+}: {
+  tasks: DisplayTask[]
+  headLocked: boolean
+  ends: Map<string, number>
+  catalog: Catalog | null
+  inFlight: string | null | undefined
+  commands: Commands
+}) {
+  const sensors = useSensors(useSensor(PointerSensor, { activationConstraint: { distance: 4 } }))
+  const serverIds = useStableIds(tasks.map((t) => t.taskId))
+  const byId = useMemo(() => new Map(tasks.map((t) => [t.taskId, t])), [tasks])
+  const names = useMemo(() => new Map(catalog?.tasks.map((t) => [t.id, t.name]) ?? []), [catalog])
+  const nameOf = (type: string) => names.get(type) ?? type
+
+  // The keyboard move in progress (the ref is the truth; the state renders it),
+  // and after a drop the order sent, shown until the queue shows it.
+  const moveRef = useRef<KeyboardMove | null>(null)
+  const [move, setMove] = useState<KeyboardMove | null>(null)
+  const [held, setHeld] = useState<string[] | null>(null)
+  const [announcement, setAnnouncement] = useState('')
+  const listRef = useRef<HTMLOListElement>(null)
+
+  /** An order laid over the current tasks: the ones gone dropped, new ones at the end. */
+  const overlay = (order: string[]) => {
+    const present = order.filter((id) => byId.has(id))
+    const seen = new Set(present)
+    return [...present, ...serverIds.filter((id) => !seen.has(id))]
+  }
+  const shownIds = useStableIds(move ? overlay(move.order) : held ? overlay(held) : serverIds)
+  useEffect(() => {
+    if (!held) return
+    const present = held.filter((id) => byId.has(id))
+    if (present.length === serverIds.length && present.every((id, i) => id === serverIds[i])) {
+      setHeld(null)
+      return
+    }
+    const t = setTimeout(() => setHeld(null), 5000) // refused or overtaken: the queue as it is
+    return () => clearTimeout(t)
+  }, [held, serverIds, byId])
+
+  // A moved row keeps the focus (React may re-insert its element) and stays in sight.
+  useLayoutEffect(() => {
+    if (!move) return
+    const handle = listRef.current?.querySelector<HTMLElement>(`[data-task-id="${CSS_escape(move.id)}"] .handle`)
+    if (!handle) return
+    if (document.activeElement !== handle) handle.focus()
+    handle.scrollIntoView({ block: 'nearest' })
+  }, [move])
+
+  const firstPosition = headLocked ? 2 : 1
+  const idsRef = useRef(shownIds)
+  idsRef.current = shownIds
+  const byIdRef = useRef(byId)
+  byIdRef.current = byId
+  const namesRef = useRef(names)
+  namesRef.current = names
+  // One stable handler for every row, reading the latest state from refs.
+  const onHandleKey = useCallback(
+    (id: string, e: ReactKeyboardEvent) => {
+      const label = (x: string) => {
+        const t = byIdRef.current.get(x)
+        return t ? (namesRef.current.get(t.type) ?? t.type) : 'the task'
+      }
+      const m = moveRef.current
+      const set = (next: KeyboardMove | null) => {
+        moveRef.current = next
+        setMove(next)
+      }
+      if (!m || m.id !== id) {
+        if (e.key !== ' ' && e.key !== 'Enter') return
+        e.preventDefault()
+        const order = idsRef.current
+        set({ id, order, start: order })
+        setAnnouncement(`Picked up ${label(id)} at position ${firstPosition + order.indexOf(id)}.`)
+        return
+      }
+      const at = m.order.indexOf(id)
+      switch (e.key) {
+        case 'ArrowUp':
+        case 'ArrowDown': {
+          e.preventDefault()
+          const to = e.key === 'ArrowUp' ? Math.max(0, at - 1) : Math.min(m.order.length - 1, at + 1)
+          if (to !== at) set({ ...m, order: arrayMove(m.order, at, to) })
+          setAnnouncement(`${label(id)} moved to position ${firstPosition + to}.`)
+          return
+        }
+        case ' ':
+        case 'Enter': {
+          e.preventDefault()
+          set(null)
+          setAnnouncement(`${label(id)} dropped at position ${firstPosition + at}.`)
+          if (m.order.some((x, i) => x !== m.start[i])) {
+            setHeld(m.order)
+            void commands.reorder(m.order.filter((x) => !isPendingTaskId(x)))
+          }
+          return
+        }
+        case 'Escape': {
+          e.preventDefault()
+          set(null)
+          setAnnouncement(`Moving ${label(id)} was cancelled.`)
+          return
+        }
+        case 'Tab':
+          e.preventDefault() // the row stays picked up until dropped or cancelled
+          return
+      }
+    },
+    [commands, firstPosition],
   )
-  const ids = tasks.map((t) => t.taskId)
+  // A row that leaves the queue while picked up ends the move.
+  useEffect(() => {
+    if (move && !byId.has(move.id)) {
+      moveRef.current = null
+      setMove(null)
+    }
+  }, [move, byId])
+
   function onDragEnd(e: DragEndEvent) {
     const { active, over } = e
     if (!over || active.id === over.id) return
-    const from = ids.indexOf(String(active.id))
-    const to = ids.indexOf(String(over.id))
+    const from = shownIds.indexOf(String(active.id))
+    const to = shownIds.indexOf(String(over.id))
     if (from < 0 || to < 0) return
-    const order = arrayMove(ids, from, to).filter((id) => !isPendingTaskId(id))
-    void q.commands.reorder(order)
+    const order = arrayMove(shownIds, from, to)
+    setHeld(order)
+    void commands.reorder(order.filter((id) => !isPendingTaskId(id)))
   }
-  const firstPosition = headLocked ? 2 : 1
   // Screen-reader announcements in words (task names and positions), not IDs.
   const label = (id: string | number) => {
-    const t = tasks.find((x) => x.taskId === String(id))
-    return t ? taskName(q.catalog, t.type) : 'the task'
+    const t = byId.get(String(id))
+    return t ? nameOf(t.type) : 'the task'
   }
-  const positionOf = (id: string | number | undefined) => firstPosition + Math.max(0, ids.indexOf(String(id)))
+  const positionOf = (id: string | number | undefined) => firstPosition + Math.max(0, shownIds.indexOf(String(id)))
   const announcements: Announcements = {
     onDragStart: ({ active }) => `Picked up ${label(active.id)} at position ${positionOf(active.id)}.`,
     onDragOver: ({ active, over }) => (over ? `${label(active.id)} moved to position ${positionOf(over.id)}.` : `${label(active.id)} is not over a position.`),
     onDragEnd: ({ active, over }) => (over ? `${label(active.id)} dropped at position ${positionOf(over.id)}.` : `${label(active.id)} dropped.`),
     onDragCancel: ({ active }) => `Moving ${label(active.id)} was cancelled.`,
   }
-  const screenReaderInstructions = {
-    draggable: 'To move a task, press space or enter. Use the up and down arrow keys to choose its new place, space or enter to drop it there, escape to cancel.',
-  }
   return (
     <DndContext
       sensors={sensors}
       collisionDetection={closestCenter}
-      measuring={{ droppable: { strategy: MeasuringStrategy.Always } }}
+      measuring={measuring}
       onDragEnd={onDragEnd}
       accessibility={{ announcements, screenReaderInstructions }}
     >
-      <SortableContext items={ids} strategy={verticalListSortingStrategy}>
-        <ol className="waiting" data-testid="waiting">
-          {tasks.map((t, i) => (
-            <WaitingItem key={t.taskId} task={t} position={firstPosition + i} endsAt={ends.get(t.taskId)} q={q} />
-          ))}
+      <SortableContext items={shownIds} strategy={verticalListSortingStrategy}>
+        <ol className="waiting" data-testid="waiting" ref={listRef}>
+          {shownIds.map((id, i) => {
+            const t = byId.get(id)!
+            return (
+              <WaitingItem
+                key={id}
+                task={t}
+                position={firstPosition + i}
+                endsAt={move ? undefined : ends.get(id)}
+                name={nameOf(t.type)}
+                sending={t.sending === true || (t.pendingKey !== undefined && t.pendingKey === inFlight)}
+                picked={move?.id === id}
+                onKey={onHandleKey}
+                commands={commands}
+              />
+            )
+          })}
         </ol>
       </SortableContext>
+      <div className="visually-hidden" aria-live="assertive" aria-atomic="true" data-testid="move-announcement">
+        {announcement}
+      </div>
     </DndContext>
   )
+})
+
+const measuring = { droppable: { strategy: MeasuringStrategy.Always } }
+const screenReaderInstructions = {
+  draggable: 'To move a task, press space or enter. Use the up and down arrow keys to move it one place at a time, space or enter to drop it there, escape to cancel.',
 }
 
-function WaitingItem({ task, position, endsAt, q }: { task: DisplayTask; position: number; endsAt: number | undefined; q: TaskQueueState }) {
+// CSS.escape, where the browser has it (task ids are UUIDs: nothing to escape otherwise).
+const CSS_escape = (s: string) => (typeof globalThis.CSS?.escape === 'function' ? globalThis.CSS.escape(s) : s)
+
+interface WaitingItemProps {
+  task: DisplayTask
+  position: number
+  endsAt: number | undefined
+  name: string
+  sending: boolean
+  picked: boolean
+  onKey: (id: string, e: ReactKeyboardEvent) => void
+  commands: Commands
+}
+
+/** Equal when nothing shown changed: the task's fields (each view brings new objects), its end (useStableEnds), its place. */
+function sameItem(a: WaitingItemProps, b: WaitingItemProps): boolean {
+  const x = a.task
+  const y = b.task
+  const sameTask =
+    x === y ||
+    (x.taskId === y.taskId && x.type === y.type && x.count === y.count && x.done === y.done && x.pending === y.pending && x.pendingKey === y.pendingKey && x.sending === y.sending)
+  const sameEnd = a.endsAt === b.endsAt
+  return sameTask && sameEnd && a.position === b.position && a.name === b.name && a.sending === b.sending && a.picked === b.picked && a.onKey === b.onKey && a.commands === b.commands
+}
+
+const WaitingItem = memo(function WaitingItem({ task, position, endsAt, name, sending, picked, onKey, commands }: WaitingItemProps) {
   const pendingAdd = task.pending === 'add'
   const { attributes, listeners, setNodeRef, setActivatorNodeRef, transform, transition, isDragging } = useSortable({
     id: task.taskId,
     disabled: pendingAdd || task.pending === 'remove',
   })
-  const name = taskName(q.catalog, task.type)
-  const sending = task.sending === true || (task.pendingKey !== undefined && task.pendingKey === q.inFlight)
   return (
     <li
       ref={setNodeRef}
       style={{ transform: CSS.Translate.toString(transform), transition }}
-      className={`task ${isDragging ? 'is-dragging' : ''} ${task.pending ? 'is-pending' : ''} ${task.pending === 'remove' ? 'is-removing' : ''}`}
+      className={`task ${isDragging || picked ? 'is-dragging' : ''} ${task.pending ? 'is-pending' : ''} ${task.pending === 'remove' ? 'is-removing' : ''}`}
       data-testid="task"
       data-task-id={task.taskId}
       data-task-type={task.type}
@@ -257,6 +464,8 @@ function WaitingItem({ task, position, endsAt, q }: { task: DisplayTask; positio
         ref={setActivatorNodeRef}
         {...attributes}
         {...listeners}
+        aria-pressed={picked}
+        onKeyDown={(e) => onKey(task.taskId, e)}
         aria-label={`Move ${name} (position ${position})`}
         disabled={pendingAdd || task.pending === 'remove'}
       >
@@ -280,20 +489,20 @@ function WaitingItem({ task, position, endsAt, q }: { task: DisplayTask; positio
       {task.pending && <span className="pending-mark">{sending ? 'sending…' : task.pending === 'add' ? 'pending' : 'removing…'}</span>}
       {pendingAdd ? (
         !sending && (
-          <button type="button" className="ghost small" onClick={() => task.pendingKey && void q.commands.cancel(task.pendingKey)}>
+          <button type="button" className="ghost small" onClick={() => task.pendingKey && void commands.cancel(task.pendingKey)}>
             Cancel
           </button>
         )
       ) : (
         task.pending !== 'remove' && (
-          <button type="button" className="ghost small" onClick={() => void q.commands.remove(task.taskId, name)} aria-label={`Remove ${name}`}>
+          <button type="button" className="ghost small" onClick={() => void commands.remove(task.taskId, name)} aria-label={`Remove ${name}`}>
             Remove
           </button>
         )
       )}
     </li>
   )
-}
+}, sameItem)
 
 /** "ends 4:42 PM": when a task ends by the rules (nothing when unknown: stopped, or not sent yet). */
 function EndsAt({ at }: { at: number | undefined }) {

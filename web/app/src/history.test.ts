@@ -31,6 +31,14 @@ describe('mergeNewest', () => {
     expect(got.next).toBe('c150')
   })
 
+  it('returns the very same object when nothing new finished, so nothing re-renders', () => {
+    const old = { entries: range(0, 150), next: 'c150' }
+    expect(mergeNewest(old, range(0, 50), 'c50')).toBe(old)
+    const one = { entries: range(0, 50), next: 'c50' }
+    expect(mergeNewest(one, range(0, 50), 'c50')).toBe(one)
+    expect(mergeNewest(one, range(-1, 49), 'c49')).not.toBe(one)
+  })
+
   it('puts newly finished entries on top, once each', () => {
     // Entries -3..-1 finished since: the fresh page is -3..46.
     const got = mergeNewest({ entries: range(0, 150), next: 'c150' }, range(-3, 47), 'c47')

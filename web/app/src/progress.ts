@@ -92,7 +92,13 @@ export function levelProgress(xp: number, level: number, xpForLevel: number[], m
 
 /** A clock time to end at: "4:42 PM", with the weekday when it is not today. */
 export function formatClock(localMs: number, nowMs = Date.now()): string {
+  // The formatters are made once: toLocaleTimeString builds one per call,
+  // and a 60-task queue formats 60 end times at every view.
+  clockFormats ??= { time: new Intl.DateTimeFormat([], { hour: 'numeric', minute: '2-digit' }), day: new Intl.DateTimeFormat([], { weekday: 'short' }) }
   const d = new Date(localMs)
-  const time = d.toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' })
-  return d.toDateString() === new Date(nowMs).toDateString() ? time : `${d.toLocaleDateString([], { weekday: 'short' })} ${time}`
+  const now = new Date(nowMs)
+  const time = clockFormats.time.format(d)
+  const today = d.getFullYear() === now.getFullYear() && d.getMonth() === now.getMonth() && d.getDate() === now.getDate()
+  return today ? time : `${clockFormats.day.format(d)} ${time}`
 }
+let clockFormats: { time: Intl.DateTimeFormat; day: Intl.DateTimeFormat } | undefined

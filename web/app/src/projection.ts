@@ -39,26 +39,32 @@ const MAX_STEPS = 100000
  */
 export function projectQueue(view: QueueView, catalog: Catalog, serverNowMs: number, onFinish?: (taskId: string, atMs: number) => void): Projection {
   const unchanged = { view, completed: 0, finished: 0 }
-  let rep: Repetition | null = view.repetition
-  if (!view.running || !rep || Date.parse(rep.dueAt) > serverNowMs) return unchanged
+  const first: Repetition | null = view.repetition
+  if (!view.running || !first || Date.parse(first.dueAt) > serverNowMs) return unchanged
   const tasks: QueueTask[] = view.tasks.map((t) => ({ ...t }))
   const skills: Record<string, SkillState> = Object.fromEntries(Object.entries(view.skills).map(([k, s]) => [k, { ...s }]))
   const inventory: Record<string, number> = { ...view.inventory }
-  const typeOf = new Map(catalog.tasks.map((t) => [t.id, t]))
+  // Each type's inputs and outputs listed once: the loop below runs once a
+  // repetition (finishTimes runs it to the end of the queue at every view).
+  const typeOf = new Map(catalog.tasks.map((t) => [t.id, { t, inputs: Object.entries(t.inputs ?? {}), outputs: Object.entries(t.outputs ?? {}) }]))
   const { xpForLevel, max } = catalog.levels
   let completed = 0
   let finished = 0
-  while (rep && Date.parse(rep.dueAt) <= serverNowMs && completed < MAX_STEPS) {
+  // The running repetition in numbers (the ISO strings are made once, at the end).
+  let repTask: string | null = first.taskId
+  let dueMs = Date.parse(first.dueAt)
+  let started: { taskId: string; number: number; startMs: number; durationMs: number; efficiency: number } | null = null
+  while (repTask !== null && dueMs <= serverNowMs && completed < MAX_STEPS) {
     const head = tasks[0]
-    if (!head || head.taskId !== rep.taskId) break
-    const due = Date.parse(rep.dueAt)
+    if (!head || head.taskId !== repTask) break
+    const due = dueMs
     // Complete the running repetition.
-    const type = typeOf.get(head.type)
-    if (type) {
-      for (const [item, n] of Object.entries(type.outputs ?? {})) inventory[item] = (inventory[item] ?? 0) + n
-      const s = skills[type.skill] ?? { xp: 0, level: 1 }
-      const xp = s.xp + type.xp
-      skills[type.skill] = { xp, level: levelForXp(xp, xpForLevel, max) }
+    const kind = typeOf.get(head.type)
+    if (kind) {
+      for (const [item, n] of kind.outputs) inventory[item] = (inventory[item] ?? 0) + n
+      const s = skills[kind.t.skill] ?? { xp: 0, level: 1 }
+      const xp = s.xp + kind.t.xp
+      skills[kind.t.skill] = { xp, level: levelForXp(xp, xpForLevel, max) }
     }
     head.done++
     completed++
@@ -68,30 +74,37 @@ export function projectQueue(view: QueueView, catalog: Catalog, serverNowMs: num
       onFinish?.(head.taskId, due)
     }
     // Start the next repetition at the due time, failing the tasks that cannot.
-    rep = null
-    while (tasks.length > 0 && !rep) {
+    repTask = null
+    started = null
+    while (tasks.length > 0 && repTask === null) {
       const next = tasks[0]
-      const t = typeOf.get(next.type)
+      const k = typeOf.get(next.type)
+      const t = k?.t
       const level = t ? (skills[t.skill]?.level ?? 1) : 0
-      const inputs = Object.entries(t?.inputs ?? {})
-      if (!t || level < t.levelRequired || inputs.some(([item, n]) => (inventory[item] ?? 0) < n)) {
+      if (!k || !t || level < t.levelRequired || k.inputs.some(([item, n]) => (inventory[item] ?? 0) < n)) {
         tasks.shift()
         finished++
         onFinish?.(next.taskId, due)
         continue
       }
-      for (const [item, n] of inputs) inventory[item] -= n
+      for (const [item, n] of k.inputs) inventory[item] -= n
       const { durationMs, efficiency } = repetitionDuration(t.baseDurationMs, t.levelRequired, level)
-      rep = {
-        taskId: next.taskId,
-        number: next.done + 1,
-        startedAt: new Date(due).toISOString(),
-        dueAt: new Date(due + durationMs).toISOString(),
-        durationMs,
-        efficiency,
-      }
+      repTask = next.taskId
+      dueMs = due + durationMs
+      started = { taskId: next.taskId, number: next.done + 1, startMs: due, durationMs, efficiency }
     }
   }
+  const rep: Repetition | null =
+    completed === 0
+      ? first
+      : started && {
+          taskId: started.taskId,
+          number: started.number,
+          startedAt: new Date(started.startMs).toISOString(),
+          dueAt: new Date(started.startMs + started.durationMs).toISOString(),
+          durationMs: started.durationMs,
+          efficiency: started.efficiency,
+        }
   for (const [item, n] of Object.entries(inventory)) if (n <= 0) delete inventory[item]
   return {
     view: { ...view, tasks, skills, inventory, repetition: rep, state: tasks.length > 0 ? 'running' : 'idle' },
