@@ -155,12 +155,12 @@ func (a *analyticsBatch) lengthRows() [][]any {
 // Apply implements Projection.
 func (Analytics) Apply(ctx context.Context, tx Tx, t Tables, events []eventstore.RecordedEvent) error {
 	a := newAnalyticsBatch()
-	for _, re := range events {
-		player, e, ok, err := decode(re)
-		if err != nil {
-			return err
+	for _, d := range decodeEvents(ctx, events) {
+		player, e := d.player, d.e
+		if d.err != nil {
+			return d.err
 		}
-		if !ok {
+		if !d.ok {
 			continue // not a queue stream
 		}
 		a.add(player, e)

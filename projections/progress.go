@@ -87,12 +87,12 @@ func (PlayerProgress) Apply(ctx context.Context, tx Tx, t Tables, events []event
 		}
 	}
 	changed := map[string]bool{}
-	for _, re := range events {
-		player, e, ok, err := decode(re)
-		if err != nil {
-			return err
+	for i, d := range decodeEvents(ctx, events) {
+		re, player, e := &events[i], d.player, d.e
+		if d.err != nil {
+			return d.err
 		}
-		if !ok {
+		if !d.ok {
 			continue // not a queue stream
 		}
 		r := rows[player]
@@ -100,7 +100,7 @@ func (PlayerProgress) Apply(ctx context.Context, tx Tx, t Tables, events []event
 			r = newProgressRow(player)
 			rows[player] = r
 		}
-		if r.applyRecorded(&re, e) {
+		if r.applyRecorded(re, e) {
 			changed[player] = true
 		}
 	}

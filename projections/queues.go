@@ -85,12 +85,12 @@ func (q Queues) Apply(ctx context.Context, tx Tx, t Tables, events []eventstore.
 	}
 	var history [][]any
 	changed := map[string]bool{}
-	for _, re := range events {
-		player, e, ok, err := decode(re)
-		if err != nil {
-			return err
+	for i, d := range decodeEvents(ctx, events) {
+		re, player, e := &events[i], d.player, d.e
+		if d.err != nil {
+			return d.err
 		}
-		if !ok {
+		if !d.ok {
 			continue // not a queue stream
 		}
 		row := rows[player]
@@ -98,7 +98,7 @@ func (q Queues) Apply(ctx context.Context, tx Tx, t Tables, events []eventstore.
 			row = newQueueRow(player, e)
 			rows[player] = row
 		}
-		h, applied, err := row.applyRecorded(&re, e)
+		h, applied, err := row.applyRecorded(re, e)
 		if err != nil {
 			return err
 		}

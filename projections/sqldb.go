@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -416,6 +417,9 @@ func upsert(ctx context.Context, tx Tx, table string, cols, key []string, update
 	if len(rows) == 0 {
 		return nil
 	}
+	if c, ok := tx.(copier); ok && len(rows) >= stageRows {
+		return stagedUpsert(ctx, tx, c, table, cols, key, update, rows)
+	}
 	per := maxParams / len(cols)
 	conflict := " ON CONFLICT (" + strings.Join(key, ", ") + ") DO NOTHING"
 	if len(update) > 0 {
@@ -442,6 +446,73 @@ func upsert(ctx context.Context, tx Tx, table string, cols, key []string, update
 		}
 	}
 	return nil
+}
+
+// stageRows is the number of rows from which an upsert on PostgreSQL goes
+// through a staging table (stagedUpsert): a catch-up batch far behind
+// (16,384 events) writes thousands of rows per table.
+const stageRows = 1024
+
+// stagedUpsert is upsert for many rows on PostgreSQL: COPY them into a
+// temporary table shaped like table (one per table and connection, emptied
+// at every commit), then one INSERT … SELECT … ON CONFLICT from it, instead
+// of statements of a thousand rows of parameters each. With DO NOTHING the
+// first row of each key wins, as in a multi-row INSERT: the later ones are
+// dropped here, so that the order in which the SELECT reads the staging
+// table does not matter.
+func stagedUpsert(ctx context.Context, tx Tx, c copier, table string, cols, key, update []string, rows [][]any) error {
+	if len(update) == 0 {
+		rows = firstOfEachKey(cols, key, rows)
+	}
+	stage := "stage_" + table
+	if _, err := tx.Exec(ctx, Unprepared("CREATE TEMP TABLE IF NOT EXISTS "+stage+" (LIKE "+table+") ON COMMIT DELETE ROWS")); err != nil {
+		return fmt.Errorf("upsert %d rows into %s: staging table: %w", len(rows), table, err)
+	}
+	if _, err := c.copyFrom(ctx, stage, cols, rows); err != nil {
+		return fmt.Errorf("upsert %d rows into %s: copy into the staging table: %w", len(rows), table, err)
+	}
+	conflict := " ON CONFLICT (" + strings.Join(key, ", ") + ") DO NOTHING"
+	if len(update) > 0 {
+		conflict = " ON CONFLICT (" + strings.Join(key, ", ") + ") DO UPDATE SET " + strings.Join(update, ", ")
+	}
+	list := strings.Join(cols, ", ")
+	if _, err := tx.Exec(ctx, Unprepared("INSERT INTO "+table+" ("+list+") SELECT "+list+" FROM "+stage+conflict)); err != nil {
+		return fmt.Errorf("upsert %d rows into %s: %w", len(rows), table, err)
+	}
+	// Emptied now, not only at the commit: a second upsert into the same
+	// table in this transaction must not insert these rows again.
+	if _, err := tx.Exec(ctx, Unprepared("TRUNCATE "+stage)); err != nil {
+		return fmt.Errorf("upsert %d rows into %s: empty the staging table: %w", len(rows), table, err)
+	}
+	return nil
+}
+
+// firstOfEachKey returns rows without those whose key columns equal an
+// earlier row's.
+func firstOfEachKey(cols, key []string, rows [][]any) [][]any {
+	var idx []int
+	for _, k := range key {
+		idx = append(idx, slices.Index(cols, k))
+	}
+	seen := make(map[string]bool, len(rows))
+	out := make([][]any, 0, len(rows))
+	var b strings.Builder
+	for _, r := range rows {
+		b.Reset()
+		for _, i := range idx {
+			switch v := r[i].(type) {
+			case time.Time: // the instant, as the column compares it
+				fmt.Fprintf(&b, "t%d\x00", v.UnixNano())
+			default:
+				fmt.Fprintf(&b, "%T\x00%v\x00", v, v)
+			}
+		}
+		if k := b.String(); !seen[k] {
+			seen[k] = true
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // excludedAll returns "c = excluded.c" for every column not in key.

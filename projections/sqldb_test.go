@@ -223,3 +223,72 @@ func inWriteTx(ctx context.Context, db *sql.DB, q string, args []any) error {
 	}
 	return tx.Commit()
 }
+
+// TestStagedUpsertAsMultiRow upserts the same rows on PostgreSQL into two
+// tables of the same shape, one with few enough rows per call for the
+// multi-row INSERT path, one with enough for the staging table
+// (stagedUpsert), and checks the tables end the same: DO UPDATE over
+// existing rows, DO NOTHING with repeated keys (the first row wins), and
+// two upserts into one table in one transaction.
+func TestStagedUpsertAsMultiRow(t *testing.T) {
+	ctx := context.Background()
+	b := openPostgres(t, "")
+	for _, tbl := range []string{"staged_a", "staged_b"} {
+		if err := b.db.InTx(ctx, func(tx Tx) error {
+			_, err := tx.Exec(ctx, `CREATE TABLE `+tbl+` (k text, at timestamptz, n bigint NOT NULL, s text NOT NULL, PRIMARY KEY (k, at))`)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cols, key := []string{"k", "at", "n", "s"}, []string{"k", "at"}
+	day := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	batch := func(round int) [][]any {
+		var rows [][]any
+		for i := range 3 * stageRows {
+			// Keys repeat within the batch (i and i+stageRows share one)
+			// and across rounds.
+			k := i % (2 * stageRows)
+			rows = append(rows, []any{fmt.Sprintf("k%05d", k), day.Add(time.Duration(k%7) * time.Hour), int64(round*100000 + i), fmt.Sprintf("r%d-%d", round, i)})
+		}
+		return rows
+	}
+	write := func(tbl string, per int, rows [][]any, update []string) {
+		t.Helper()
+		if err := b.db.InTx(ctx, func(tx Tx) error {
+			for start := 0; start < len(rows); start += per {
+				if err := upsert(ctx, tx, tbl, cols, key, update, rows[start:min(start+per, len(rows))]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nothing := []string(nil)
+	add := []string{"n = TBL.n + excluded.n", "s = excluded.s"}
+	updateOf := func(tbl string) []string {
+		out := make([]string, len(add))
+		for i, a := range add {
+			out[i] = strings.ReplaceAll(a, "TBL", tbl)
+		}
+		return out
+	}
+	for round := 1; round <= 2; round++ {
+		rows := batch(round)
+		// DO NOTHING: repeated keys in one batch, the first one wins.
+		write("staged_a", stageRows-1, rows, nothing)
+		write("staged_b", len(rows), rows, nothing)
+		// DO UPDATE: keys unique within a call, existing rows updated; two
+		// calls into the same table in one transaction.
+		uniq := rows[:2*stageRows]
+		write("staged_a", stageRows-1, uniq, updateOf("staged_a"))
+		write("staged_b", stageRows, uniq, updateOf("staged_b"))
+	}
+	a, bb := dump(t, b.db, "staged_a"), dump(t, b.db, "staged_b")
+	if len(a) != 2*stageRows {
+		t.Fatalf("%d rows, want %d", len(a), 2*stageRows)
+	}
+	sameRows(t, "staged upsert", a, bb)
+}

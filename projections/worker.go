@@ -239,7 +239,7 @@ func (w *worker) catchUp(ctx context.Context) error {
 		w.mu.Lock()
 		from := w.pos
 		w.mu.Unlock()
-		evs, err := w.r.readPage(ctx, from, p.Filter(), size)
+		evs, dec, err := w.r.readPage(ctx, from, p.Filter(), size)
 		if err != nil {
 			return fmt.Errorf("catch up %s after %s: %w", p.Name(), from, err)
 		}
@@ -247,7 +247,7 @@ func (w *worker) catchUp(ctx context.Context) error {
 			return nil
 		}
 		to := evs[len(evs)-1].Position
-		if err := w.apply(ctx, evs, to); err != nil {
+		if err := w.apply(withDecoded(ctx, dec), evs, to); err != nil {
 			return err
 		}
 		size = w.r.cfg.BatchSize
@@ -448,6 +448,7 @@ type pageCache struct {
 
 type cachedPage struct {
 	evs []eventstore.RecordedEvent
+	dec *decodedPage
 	at  time.Time
 }
 
@@ -469,11 +470,13 @@ func (c *pageCache) drop() {
 type pageRead struct {
 	done chan struct{}
 	evs  []eventstore.RecordedEvent
+	dec  *decodedPage
 	err  error
 }
 
-// cachedEvents bounds the events of the cached pages (some 1 KB each):
-// 32 pages of 1,000 events, or 2 of a catch-up far behind.
+// cachedEvents bounds the events of the cached pages (some 1 KB each, and
+// as much again once decoded): 32 pages of 1,000 events, or 2 of a
+// catch-up far behind; some 64 MB at most.
 const cachedEvents = 2 * defaultBulkChunk
 
 // readAll reads at least size events after from (fewer at the head), with
@@ -504,30 +507,33 @@ func (r *Runner) readAll(ctx context.Context, from eventstore.Position, f events
 	return out, nil
 }
 
-// readPage returns the catch-up page after from, of at most size events:
-// from the cache when the filter is the zero one (a cached page may be
-// shorter than size), else from the store.
-func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f eventstore.Filter, size int) ([]eventstore.RecordedEvent, error) {
+// readPage returns the catch-up page after from, of at most size events,
+// and its decoding, done once for every projection that applies the page
+// (decodeEvents): from the cache when the filter is the zero one (a cached
+// page may be shorter than size), else from the store.
+func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f eventstore.Filter, size int) ([]eventstore.RecordedEvent, *decodedPage, error) {
 	if !f.IsZero() {
-		return r.readAll(ctx, from, f, size)
+		evs, err := r.readAll(ctx, from, f, size)
+		return evs, newDecodedPage(evs), err
 	}
 	c := &r.cache
 	c.mu.Lock()
 	if p, ok := c.pages[from]; ok && time.Since(p.at) < cachedPageAge {
 		c.mu.Unlock()
-		return p.evs, nil
+		return p.evs, p.dec, nil
 	}
 	if rd, ok := c.inflight[from]; ok {
 		c.mu.Unlock()
 		select {
 		case <-rd.done:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		if rd.err != nil {
-			return r.readAll(ctx, from, f, size) // the reader's context may have ended
+			evs, err := r.readAll(ctx, from, f, size) // the reader's context may have ended
+			return evs, newDecodedPage(evs), err
 		}
-		return rd.evs, nil
+		return rd.evs, rd.dec, nil
 	}
 	if c.inflight == nil {
 		c.inflight = map[eventstore.Position]*pageRead{}
@@ -539,6 +545,7 @@ func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f event
 	c.mu.Unlock()
 
 	rd.evs, rd.err = r.readAll(ctx, from, f, size)
+	rd.dec = newDecodedPage(rd.evs)
 	c.mu.Lock()
 	delete(c.inflight, from)
 	if rd.err == nil && len(rd.evs) > 0 && epoch == c.epoch { // an empty page means "caught up": never cached
@@ -546,7 +553,7 @@ func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f event
 			c.order = slices.DeleteFunc(c.order, func(p eventstore.Position) bool { return p == from })
 			c.events -= len(old.evs)
 		}
-		c.pages[from] = cachedPage{evs: rd.evs, at: time.Now()}
+		c.pages[from] = cachedPage{evs: rd.evs, dec: rd.dec, at: time.Now()}
 		c.order = append(c.order, from)
 		c.events += len(rd.evs)
 		for c.events > cachedEvents && len(c.order) > 1 {
@@ -557,5 +564,5 @@ func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f event
 	}
 	c.mu.Unlock()
 	close(rd.done)
-	return rd.evs, rd.err
+	return rd.evs, rd.dec, rd.err
 }

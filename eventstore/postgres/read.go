@@ -2,12 +2,11 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/taskqueue/taskqueue/eventstore"
@@ -153,7 +152,9 @@ func checkPosition(p eventstore.Position) error {
 	return nil
 }
 
-// ReadAll implements eventstore.Store.
+// ReadAll implements eventstore.Store. Its pages come in binary and are
+// decoded from the raw values (eventRows): the Data of the events of one
+// read may share a buffer, and their Type and Stream strings are shared.
 func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, filter eventstore.Filter, limit int) ([]eventstore.RecordedEvent, error) {
 	if s.closed() {
 		return nil, fmt.Errorf("read all after %v: %w", after, eventstore.ErrClosed)
@@ -219,49 +220,38 @@ SELECT coalesce((SELECT transaction_id::text::bigint FROM head), 0),
 FROM (SELECT 1) AS one LEFT JOIN page AS p ON true
 ORDER BY p.transaction_id, p.position`
 
+// pageFormats reads pageQuery's columns in binary: head, heldBack, then eventColumns.
+var pageFormats = eventFormats(3)
+
 func readPage(ctx context.Context, q querier, after eventstore.Position, filter eventstore.Filter, limit int) (page, error) {
-	rows, err := q.Query(ctx, pageQuery, strconv.FormatUint(after.Commit, 10), int64(after.Seq),
+	rows, err := q.Query(ctx, pageQuery, pageFormats, strconv.FormatUint(after.Commit, 10), int64(after.Seq),
 		nullable(filter.EventTypes), nullable(filter.StreamPrefixes), nullable(filter.Streams), limit)
 	if err != nil {
 		return page{}, err
 	}
 	defer rows.Close()
-	var p page
+	var (
+		p   page
+		dec eventRows
+	)
 	for rows.Next() {
-		var (
-			headXID, headPos                 int64
-			xid, pos, version                *int64
-			id                               *uuid.UUID
-			stream, typ, data, corr, caus, a *string
-			schema                           *int32
-			at, recorded                     *time.Time
-		)
-		if err := rows.Scan(&headXID, &headPos, &p.heldBack, &xid, &pos, &id, &stream, &version, &typ, &schema,
-			&data, &at, &corr, &caus, &a, &recorded); err != nil {
-			return page{}, err
+		v := rows.RawValues()
+		if len(v) != 16 || len(v[0]) != 8 || len(v[1]) != 8 || len(v[2]) != 1 {
+			return page{}, fmt.Errorf("unexpected binary page row (%d columns)", len(v))
 		}
-		p.head = eventstore.Position{Commit: uint64(headXID), Seq: uint64(headPos)}
-		if xid == nil {
+		p.head = eventstore.Position{Commit: binary.BigEndian.Uint64(v[0]), Seq: binary.BigEndian.Uint64(v[1])}
+		p.heldBack = v[2][0] != 0
+		if v[3] == nil {
 			continue // the empty page's single row
 		}
-		p.events = append(p.events, eventstore.RecordedEvent{
-			EventData: eventstore.EventData{
-				ID:            *id,
-				Type:          *typ,
-				SchemaVersion: int(*schema),
-				Data:          []byte(*data),
-				Metadata: eventstore.Metadata{
-					OccurredAt:    at.UTC(),
-					CorrelationID: *corr,
-					CausationID:   *caus,
-					Actor:         *a,
-				},
-			},
-			Stream:     *stream,
-			Version:    *version,
-			Position:   eventstore.Position{Commit: uint64(*xid), Seq: uint64(*pos)},
-			RecordedAt: recorded.UTC(),
-		})
+		if p.events == nil {
+			p.events = make([]eventstore.RecordedEvent, 0, min(limit, 1<<12))
+		}
+		e, err := dec.event(v[3:])
+		if err != nil {
+			return page{}, err
+		}
+		p.events = append(p.events, e)
 	}
 	if err := rows.Err(); err != nil {
 		return page{}, err
@@ -272,19 +262,28 @@ func readPage(ctx context.Context, q querier, after eventstore.Position, filter 
 		// sees part of one (eventstore.Store.ReadAll). Its events are all
 		// committed and below the horizon.
 		last := p.events[len(p.events)-1]
-		rows, err := q.Query(ctx, restOfAppend, strconv.FormatUint(last.Position.Commit, 10), int64(last.Position.Seq),
+		rows, err := q.Query(ctx, restOfAppend, restFormats, strconv.FormatUint(last.Position.Commit, 10), int64(last.Position.Seq),
 			nullable(filter.EventTypes), nullable(filter.StreamPrefixes), nullable(filter.Streams), last.Stream)
 		if err != nil {
 			return page{}, err
 		}
-		rest, err := pgx.CollectRows(rows, scanEvent)
-		if err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			e, err := dec.event(rows.RawValues())
+			if err != nil {
+				return page{}, err
+			}
+			p.events = append(p.events, e)
+		}
+		if err := rows.Err(); err != nil {
 			return page{}, err
 		}
-		p.events = append(p.events, rest...)
 	}
 	return p, nil
 }
+
+// restFormats reads restOfAppend's columns (eventColumns) in binary.
+var restFormats = eventFormats(0)
 
 // restOfAppend reads the events of stream $6 in transaction $1 after
 // position $2 that match the filter ($3 to $5 as in pageQuery): the rest of

@@ -3,8 +3,11 @@ package postgres
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -105,4 +108,88 @@ func (s *Store) readByStream(ctx context.Context, upTo eventstore.Position, afte
 		return nil, err
 	}
 	return evs, nil
+}
+
+// pgEpoch is PostgreSQL's timestamp epoch: a binary timestamptz counts
+// microseconds from it.
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+
+// binaryTime decodes a binary timestamptz (UTC). Infinity, which no event
+// carries, is an error.
+func binaryTime(v []byte) (time.Time, error) {
+	if len(v) != 8 {
+		return time.Time{}, fmt.Errorf("timestamptz of %d bytes", len(v))
+	}
+	us := int64(binary.BigEndian.Uint64(v))
+	if us == math.MaxInt64 || us == math.MinInt64 {
+		return time.Time{}, errors.New("infinite timestamptz")
+	}
+	return time.UnixMicro(pgEpoch + us).UTC(), nil
+}
+
+// eventRows decodes rows of eventColumns read in binary (eventFormats) from
+// their raw values, without pgx's scan plans: ReadAll's pages and the
+// subscriptions' reads go through it. The event types and streams of one
+// decoder are shared strings, and the Data of several events share a
+// buffer (first blocks are small, so a page of a few events stays small;
+// at most dataBlock).
+type eventRows struct {
+	block   []byte
+	strings map[string]string
+}
+
+// eventFormats reads eventColumns in binary, after skip leading columns
+// also in binary.
+func eventFormats(skip int) pgx.QueryResultFormats {
+	f := make(pgx.QueryResultFormats, skip+13)
+	for i := range f {
+		f[i] = pgx.BinaryFormatCode
+	}
+	return f
+}
+
+// intern returns v as a string, the same one for equal values (types and
+// streams repeat within a page).
+func (d *eventRows) intern(v []byte) string {
+	if s, ok := d.strings[string(v)]; ok {
+		return s
+	}
+	if d.strings == nil {
+		d.strings = map[string]string{}
+	}
+	s := string(v)
+	d.strings[s] = s
+	return s
+}
+
+// event decodes v, the 13 raw values of eventColumns in binary.
+func (d *eventRows) event(v [][]byte) (eventstore.RecordedEvent, error) {
+	var e eventstore.RecordedEvent
+	if len(v) != 13 || len(v[0]) != 8 || len(v[1]) != 8 || len(v[2]) != 16 || len(v[4]) != 8 || len(v[6]) != 4 {
+		return e, fmt.Errorf("unexpected binary event row (%d columns)", len(v))
+	}
+	e.Position = eventstore.Position{Commit: binary.BigEndian.Uint64(v[0]), Seq: binary.BigEndian.Uint64(v[1])}
+	copy(e.ID[:], v[2])
+	e.Stream = d.intern(v[3])
+	e.Version = int64(binary.BigEndian.Uint64(v[4]))
+	e.Type = d.intern(v[5])
+	e.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[6])))
+	if len(d.block)+len(v[7]) > cap(d.block) {
+		size := min(max(2*cap(d.block), 16<<10), dataBlock)
+		d.block = make([]byte, 0, max(size, len(v[7])))
+	}
+	start := len(d.block)
+	d.block = append(d.block, v[7]...)
+	e.Data = d.block[start:len(d.block):len(d.block)]
+	var err error
+	if e.Metadata.OccurredAt, err = binaryTime(v[8]); err != nil {
+		return e, fmt.Errorf("occurred_at: %w", err)
+	}
+	e.Metadata.CorrelationID = string(v[9])
+	e.Metadata.CausationID = string(v[10])
+	e.Metadata.Actor = d.intern(v[11])
+	if e.RecordedAt, err = binaryTime(v[12]); err != nil {
+		return e, fmt.Errorf("recorded_at: %w", err)
+	}
+	return e, nil
 }
