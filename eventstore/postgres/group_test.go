@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -253,6 +254,7 @@ func TestAppendManyLocksInOneOrder(t *testing.T) {
 			t.Fatalf("%s at version %d (%v), want %d", stream, v, err, 8*calls)
 		}
 	}
+	assertStreamsInGlobalOrder(t, stores[0])
 }
 
 // A value PostgreSQL refuses (a time beyond timestamptz's range) that
@@ -300,5 +302,114 @@ func TestGroupWithRefusedValue(t *testing.T) {
 	}
 	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], eventstore.ErrInvalid) {
 		t.Fatalf("appends grouped with a refused value: %v", errs)
+	}
+}
+
+// A group that waits for one of its streams' locks while another
+// transaction appends to a stream it locks later still puts its events of
+// that stream after the other transaction's in the global order: its
+// transaction got its ID at its first lock, before the other's, so it runs
+// again in a new transaction (migration 0073) rather than commit version 2
+// ahead of version 1.
+func TestAppendManyKeepsEachStreamInGlobalOrder(t *testing.T) {
+	s := openStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pool := s.Pool()
+	// Three streams whose lock rows come in the order a, m, b.
+	type stream struct {
+		name string
+		slot int
+	}
+	var ss []stream
+	for i := range 3 {
+		name := fmt.Sprintf("global-order-%d", i)
+		var slot int
+		if err := pool.QueryRow(ctx, `SELECT hashtext($1) & 65535`, name).Scan(&slot); err != nil {
+			t.Fatal(err)
+		}
+		ss = append(ss, stream{name, slot})
+	}
+	slices.SortFunc(ss, func(x, y stream) int { return x.slot - y.slot })
+	a, m, b := ss[0], ss[1], ss[2]
+
+	holder, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(ctx) }()
+	if _, err := holder.Exec(ctx, `SELECT 1 FROM stream_locks WHERE slot = $1 FOR UPDATE`, m.slot); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		outs, err := s.AppendMany(ctx, []eventstore.StreamAppend{
+			{Stream: a.name, Expected: eventstore.Any, Events: []eventstore.EventData{newEvent("Group")}},
+			{Stream: m.name, Expected: eventstore.Any, Events: []eventstore.EventData{newEvent("Group")}},
+			{Stream: b.name, Expected: eventstore.Any, Events: []eventstore.EventData{newEvent("Group")}},
+		})
+		for _, o := range outs {
+			err = errors.Join(err, o.Err)
+		}
+		done <- err
+	}()
+	waitFor(t, "the group to wait for m's lock", func() bool {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%stream_locks%ORDER BY slot FOR UPDATE%'`).Scan(&n)
+		return err == nil && n > 0
+	})
+	// Meanwhile another transaction appends to b, which the group locks
+	// after m, and commits.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendTx(ctx, tx, b.name, eventstore.Any, newEvent("Other")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.ReadStream(ctx, b.name, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Type != "Other" || evs[1].Type != "Group" {
+		t.Fatalf("stream b: %v", evs)
+	}
+	if !evs[0].Position.Less(evs[1].Position) {
+		t.Fatalf("stream b: version 1 at %v, version 2 at %v: version 2 comes first in the global order", evs[0].Position, evs[1].Position)
+	}
+	assertStreamsInGlobalOrder(t, s)
+}
+
+// assertStreamsInGlobalOrder reads the whole log in global order and fails
+// when a stream's versions do not ascend one by one along it.
+func assertStreamsInGlobalOrder(t *testing.T, s *postgres.Store) {
+	t.Helper()
+	last := map[string]int64{}
+	from := eventstore.Start
+	for {
+		evs, err := s.ReadAll(context.Background(), from, eventstore.Filter{}, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return
+		}
+		for _, e := range evs {
+			if e.Version != last[e.Stream]+1 {
+				t.Fatalf("global order: %s version %d at %v follows version %d", e.Stream, e.Version, e.Position, last[e.Stream])
+			}
+			last[e.Stream] = e.Version
+		}
+		from = evs[len(evs)-1].Position
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/taskqueue/taskqueue/eventstore"
 )
@@ -81,6 +83,14 @@ var lockStatement = `SELECT count(*) FROM (SELECT slot FROM stream_locks
 // the same transaction: it starts once the locks are held, so its snapshot
 // sees every append to those streams committed before.
 //
+// The transaction got its ID when lockStatement locked its first row; if
+// it then waited for another stream's lock while a later transaction
+// appended to that stream, writing now would put this group's events of
+// the stream before that transaction's in the global order. Such a stream's
+// last event has a transaction ID above this one's: the statement then
+// fails (ordered, migration 0073: a serialization failure) before it
+// writes, and appendGroup runs the group again in a new transaction.
+//
 // $1 streams, $2 numbers of events, $3 expected versions (-1 Any,
 // -2 StreamExists, n >= 0 Exact(n)), then per event, in append order:
 // $4 the append's index (from 1), $5 the event's place in it (from 1),
@@ -94,6 +104,11 @@ const groupStatement = `WITH a AS MATERIALIZED (
 	SELECT a.i, a.stream, a.n, a.exp, coalesce(st.version, 0) AS actual
 	FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS a(stream, n, exp, i)
 	LEFT JOIN LATERAL (SELECT version FROM event_streams WHERE stream_id = a.stream OFFSET 0) AS st ON true
+),
+ordered AS MATERIALIZED (
+	SELECT count(*) FROM a
+	WHERE CASE WHEN (SELECT transaction_id FROM event_log WHERE stream_id = a.stream AND version = a.actual) > pg_current_xact_id()
+		THEN taskqueue_append_out_of_order(a.stream) ELSE false END
 ),
 e AS MATERIALIZED (
 	SELECT * FROM unnest($4::int8[], $5::int8[], $6::uuid[], $7::text[], $8::int4[], $9::text[],
@@ -125,7 +140,7 @@ v AS MATERIALIZED (
 	FROM a LEFT JOIN g USING (i)
 ),
 w AS MATERIALIZED (
-	SELECT i, stream, actual, n FROM v WHERE NOT dup AND matches AND nfound = 0
+	SELECT i, stream, actual, n FROM v CROSS JOIN ordered WHERE NOT dup AND matches AND nfound = 0
 ),
 st AS (
 	INSERT INTO event_streams AS st (stream_id, version)
@@ -219,11 +234,11 @@ func (s *Store) appendGroup(ctx context.Context, parts []*appendPart) (bool, err
 		if err == nil {
 			return stored, nil
 		}
-		if !isUniqueViolation(err, "event_log_event_id_key") {
+		if !isUniqueViolation(err, "event_log_event_id_key") && !isOutOfOrder(err) {
 			return false, err
 		}
 	}
-	return false, fmt.Errorf("event IDs kept colliding with concurrent appends: %w", err)
+	return false, fmt.Errorf("event IDs kept colliding with concurrent appends, or streams kept being appended to while the group waited for their locks: %w", err)
 }
 
 func (s *Store) tryGroup(ctx context.Context, streams []string, sql string, args []any, parts []*appendPart) (bool, error) {
@@ -299,4 +314,12 @@ func (s *Store) tryGroup(ctx context.Context, streams []string, sql string, args
 		}
 	}
 	return stored, nil
+}
+
+// isOutOfOrder reports whether err is groupStatement's refusal to write a
+// stream that a later transaction appended to while the group waited for
+// its locks (migration 0073).
+func isOutOfOrder(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40001" && strings.Contains(pgErr.Message, "was appended to by a later transaction")
 }

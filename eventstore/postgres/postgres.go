@@ -17,7 +17,13 @@
 // database may take any advisory lock, so a read-only analyst could hold a
 // stream's and stall its appends, while locking a row needs UPDATE on its
 // table, which only the service's role has. A waiting locker gets no
-// transaction ID until it holds the row, as with the advisory locks.
+// transaction ID until it holds the row, as with the advisory locks; but a
+// group append (AppendMany, a group commit) that locks several rows gets
+// its ID at the first, and may then wait for another while a later
+// transaction appends to one of its streams: its statement checks, once it
+// holds them all, that no stream's last event has a later transaction ID
+// than its own, and otherwise fails before writing (migration 0073) and
+// runs again in a new transaction (TestAppendManyKeepsEachStreamInGlobalOrder).
 //
 // Appends go through a group commit (committer): Append and AppendMany
 // calls queue, and up to WithAppendLanes goroutines (default 1) each take
