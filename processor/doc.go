@@ -7,7 +7,9 @@
 // # The schedule
 //
 // Schedule is a projection on projections.Runner (its rows and its
-// checkpoint commit in one transaction): table processor_schedule holds
+// checkpoint commit in one transaction; its catch-up in batches of 1,000
+// events, so that a cold start claims its first due queues after the
+// first batch, not after the whole log): table processor_schedule holds
 // one row per player with a running repetition (stream, task, repetition
 // number, due time). RepetitionStarted writes the row, RepetitionCompleted
 // and RepetitionCancelled of that repetition delete it. The name
@@ -72,7 +74,9 @@
 // instance. Renaming a command type or TopicPrefix strands the messages
 // queued under the old names. The due loop sends a batch's partitions
 // concurrently; on GoChannel a send returns only when the command was
-// handled, so the loop claims again only when its batch is done.
+// handled. While a full batch is being sent the loop claims the next one
+// (more may be due), and sends it when the first is done: it holds at most
+// two batches' claims.
 //
 // # Shutdown and faults
 //

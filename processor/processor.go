@@ -500,8 +500,8 @@ func (p *Processor) backOff(ctx context.Context, outage *faults.Outage, err erro
 // one read, its events appended in one transaction, see handleBatch), then
 // its offline stops one by one. The partitions go concurrently. On the
 // embedded GoChannel a send returns when the command was handled, so the
-// next poll claims only when the batch is done: no claim expires while its
-// command waits in a queue.
+// due loop holds at most the batch being sent and the one it claimed
+// meanwhile (see loop): no claim expires while its command waits in a queue.
 func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time.Time) error {
 	groups := map[int][]due{}
 	for _, d := range batch {
