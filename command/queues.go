@@ -314,9 +314,13 @@ type Request struct {
 	IfMatch *int64
 	// CorrelationID ties the events to the request (e.g. its request ID).
 	CorrelationID string
-	// Actor is who asked: a player ID, "system" or an admin.
+	// Actor is who asked: a player ID, ActorSystem or an admin.
 	Actor string
 }
+
+// ActorSystem is the Actor of the commands the service sends itself (the
+// processor's completions); metrics tells the processor's lateness by it.
+const ActorSystem = "system"
 
 // Result is the outcome of a command.
 type Result struct {

@@ -449,7 +449,9 @@ func TestReorderRefusesWhatIsNotAPermutation(t *testing.T) {
 		{"w"}, {"s"}, {"w", "w"}, {"w", "nope"}, {"s", "w"}, nil,
 	} {
 		q := given(t, sawing()...)
-		q.Enqueue("x", "chop-wood", 1, nil, at(1100))
+		if _, err := q.Enqueue("x", "chop-wood", 1, nil, at(1100)); err != nil {
+			t.Fatal(err)
+		}
 		before := q.Clone()
 		_, err := q.Reorder(order, at(1200))
 		var ve *domain.ValidationError

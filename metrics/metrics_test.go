@@ -148,7 +148,7 @@ func TestMetricsAfterAWorkload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Fatalf("%s %s: %d, want %d", method, path, resp.StatusCode, want)

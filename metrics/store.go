@@ -5,15 +5,9 @@ import (
 	"errors"
 	"time"
 
+	"github.com/taskqueue/taskqueue/command"
+	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-)
-
-// Event types and the actor the Store decorator looks at (domain's and
-// command's names: see domain/events.go and processor).
-const (
-	typeRepetitionCompleted = "RepetitionCompleted"
-	typeTaskFailed          = "TaskFailed"
-	actorSystem             = "system"
 )
 
 // Store returns s decorated with the event log's metrics (see the package
@@ -73,12 +67,12 @@ func (s *store) appended(events []eventstore.EventData, now time.Time) {
 	for _, e := range events {
 		s.r.eventsAppended.WithLabelValues(e.Type).Inc()
 		switch e.Type {
-		case typeRepetitionCompleted:
+		case string(domain.TypeRepetitionCompleted):
 			s.r.repetitions.WithLabelValues("completed").Inc()
-			if e.Metadata.Actor == actorSystem && !e.Metadata.OccurredAt.IsZero() {
+			if e.Metadata.Actor == command.ActorSystem && !e.Metadata.OccurredAt.IsZero() {
 				s.r.ObserveLateness(now.Sub(e.Metadata.OccurredAt))
 			}
-		case typeTaskFailed:
+		case string(domain.TypeTaskFailed):
 			s.r.repetitions.WithLabelValues("failed").Inc()
 		}
 	}

@@ -164,7 +164,7 @@ func RunLeased(ctx context.Context, cfg LeaseConfig, fn func(ctx context.Context
 				}
 				if lost {
 					cancel()
-					<-done
+					<-done //nolint:errcheck // f's error: it was cancelled because the lease was lost
 					break hold
 				}
 			}

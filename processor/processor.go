@@ -173,7 +173,11 @@ func (p *Processor) Run(ctx context.Context) error {
 		wg.Wait()
 		return err
 	}
-	wg.Go(func() { <-routerDone })
+	wg.Go(func() {
+		if err := <-routerDone; err != nil {
+			log.Error("command router stopped with an error", "err", err)
+		}
+	})
 	stopping := context.AfterFunc(ctx, b.stop)
 	defer stopping()
 	p.pubMu.Lock()
@@ -573,7 +577,7 @@ func (p *Processor) sendOrRun(ctx context.Context, b *bus, cmd any, run func() e
 func completionOf(d due) command.CompleteRepetition {
 	key := command.CompletionKey(d.taskID, d.number)
 	return command.CompleteRepetition{
-		Request: command.Request{PlayerID: d.player, IdempotencyKey: key, CorrelationID: key, Actor: "system"},
+		Request: command.Request{PlayerID: d.player, IdempotencyKey: key, CorrelationID: key, Actor: command.ActorSystem},
 		TaskID:  d.taskID, Number: d.number,
 	}
 }
@@ -708,7 +712,7 @@ func (p *Processor) handleStop(ctx context.Context, cmd *StopOfflineQueue) error
 		key := command.CompletionKey(string(rep.TaskID), rep.Number)
 		err = p.attempt(ctx, func(ctx context.Context) error {
 			_, err := p.capped.CompleteRepetition.Handle(ctx, command.CompleteRepetition{
-				Request: command.Request{PlayerID: cmd.PlayerID, IdempotencyKey: key, CorrelationID: cmd.CorrelationID, Actor: "system"},
+				Request: command.Request{PlayerID: cmd.PlayerID, IdempotencyKey: key, CorrelationID: cmd.CorrelationID, Actor: command.ActorSystem},
 				TaskID:  string(rep.TaskID), Number: rep.Number,
 			})
 			return err
@@ -721,7 +725,7 @@ func (p *Processor) handleStop(ctx context.Context, cmd *StopOfflineQueue) error
 		_, err := p.capped.StopQueue.Handle(ctx, command.StopQueue{
 			Request: command.Request{
 				PlayerID: cmd.PlayerID, IdempotencyKey: fmt.Sprintf("offline-cap-%s-%d", cmd.TaskID, cmd.Number),
-				CorrelationID: cmd.CorrelationID, Actor: "system",
+				CorrelationID: cmd.CorrelationID, Actor: command.ActorSystem,
 			},
 			Reason: cmd.Reason,
 		})

@@ -264,7 +264,7 @@ func TestQueueViewWaitsForItsWrite(t *testing.T) {
 		}()
 		rctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		go r.Run(rctx)
+		go func() { _ = r.Run(rctx) }() // Run returns nil once rctx ends
 		if v := <-got; v.Version < want {
 			t.Fatalf("read after write saw version %d, want >= %d", v.Version, want)
 		}

@@ -210,8 +210,8 @@ func TestFanoutClients(t *testing.T) {
 	var outMu sync.Mutex
 	emit := func(s string) {
 		outMu.Lock()
-		out.WriteString(s)
-		out.WriteByte('\n')
+		_, _ = out.WriteString(s) // a bufio.Writer's error comes back from Flush
+		_ = out.WriteByte('\n')
 		outMu.Unlock()
 	}
 	go func() {

@@ -183,8 +183,8 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 		return false
 	}
 	var player domain.PlayerID
-	switch {
-	case m.PlayerID == AllPlayers:
+	switch m.PlayerID {
+	case AllPlayers:
 		if principal.Role != auth.RoleAdmin && principal.Role != auth.RoleSystem {
 			h.closeWith(ctx, conn, CloseForbidden, errorMessage("forbidden", "Forbidden", 403, "only an admin may watch every queue"), "forbidden")
 			return false

@@ -213,7 +213,7 @@ func TestServeBinary(t *testing.T) {
 	if base == "" {
 		t.Fatalf("no listening line; stderr:\n%s", stderr.String())
 	}
-	go io.Copy(io.Discard, stdout)
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 
 	code, out, _ := runCLI(t, map[string]string{"TASKQUEUE_DATA_DIR": dir}, "token", "--player", "alice")
 	if code != 0 {

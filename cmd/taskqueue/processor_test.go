@@ -139,7 +139,7 @@ func TestProcessorCommand(t *testing.T) {
 	if base == "" {
 		t.Fatalf("no probe line; stderr:\n%s", stderr.String())
 	}
-	go io.Copy(io.Discard, stdoutR)
+	go func() { _, _ = io.Copy(io.Discard, stdoutR) }()
 
 	get := func(path string) (int, string) {
 		resp, err := http.Get(base + path)
@@ -459,7 +459,7 @@ func startProcessorCLI(t *testing.T, env map[string]string) (base string, log *t
 			break
 		}
 	}
-	go io.Copy(io.Discard, stdoutR)
+	go func() { _, _ = io.Copy(io.Discard, stdoutR) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

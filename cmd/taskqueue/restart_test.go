@@ -97,7 +97,7 @@ func startBinary(t *testing.T, bin string, env map[string]string, marker string,
 		_ = cmd.Wait()
 		t.Fatalf("%s: no %q line; stderr:\n%s", args, marker, p.stderr.String())
 	}
-	go io.Copy(io.Discard, stdout)
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 	return p
 }
 

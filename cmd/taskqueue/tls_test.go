@@ -198,7 +198,7 @@ func TestServeTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("GET /healthz over HTTPS: %v\n%s", err, s.stderr.String())
 	}
-	io.Copy(io.Discard, resp.Body)
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.Version != tls.VersionTLS13 || resp.ProtoMajor != 2 {
 		t.Fatalf("GET /healthz: %d %s, TLS %+v; want 200 over HTTP/2 and TLS 1.3", resp.StatusCode, resp.Proto, resp.TLS)

@@ -23,8 +23,7 @@ func (s *Store) ReadSnapshot(ctx context.Context, stream string) (eventstore.Sna
 		snap eventstore.Snapshot
 		id   string
 	)
-	err := s.reader.QueryRowContext(ctx, `SELECT version, event_id, schema_version, data FROM stream_snapshots WHERE stream_id = ?`,
-		stream).Scan(&snap.Version, &id, &snap.Schema, &snap.Data)
+	err := s.reads.snapshot.QueryRowContext(ctx, stream).Scan(&snap.Version, &id, &snap.Schema, &snap.Data)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return eventstore.Snapshot{}, false, nil

@@ -19,6 +19,8 @@
 //     never block the writer nor each other, and every read transaction sees
 //     a consistent snapshot.
 //
+// (and one more connection, the checkpointer's: see Checkpoints below).
+//
 // WriteTx runs a transaction on the writer for code that must commit its own
 // rows in the same file in ONE transaction with nothing interleaved, as the
 // projections do with a read model and its checkpoint. Such a transaction
@@ -51,6 +53,13 @@
 // the price is that an event ID already stored (a retry with Any, an ID
 // of another stream) rolls the group back, and the group runs again, one
 // append at a time, in a new transaction.
+//
+// # Checkpoints
+//
+// The writer connection does not checkpoint the WAL in its commits
+// (wal_autocheckpoint is 0 on it): a goroutine with a connection of its own
+// runs PASSIVE checkpoints at most every 50 ms while commits come, so no
+// append waits for one (see checkpointer).
 //
 // # Positions
 //
@@ -159,7 +168,12 @@ type Store struct {
 	// a single-event append prepares nothing.
 	versionStmt *sql.Stmt
 	insertStmt  *sql.Stmt
+	// Statements prepared on the reader pool (database/sql prepares each
+	// on a reader connection the first time it runs there and keeps it):
+	// the reads of a command prepare nothing.
+	reads readStatements
 
+	ckpt  *checkpointer   // checkpoints the WAL in the background
 	gate  writeGate       // who uses the writer next
 	group groupStatements // kept prepared for group commits (gate holder only)
 
@@ -186,7 +200,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite event store: %w", err)
 	}
 	// BEGIN IMMEDIATE for the writer: see the package doc.
-	writer, err := sql.Open("sqlite", dsn(path, url.Values{"_txlock": {"immediate"}}))
+	writer, err := sql.Open("sqlite", dsn(path, writerParams()))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite event store %s: %w", path, err)
 	}
@@ -226,8 +240,23 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		reader.Close()
 		return nil, fmt.Errorf("open sqlite event store %s: readers: %w", path, err)
 	}
+	reads, err := prepareReads(ctx, reader)
+	if err != nil {
+		writer.Close()
+		reader.Close()
+		return nil, fmt.Errorf("open sqlite event store %s: readers: prepare: %w", path, err)
+	}
+	ckpt, err := startCheckpointer(ctx, path)
+	if err != nil {
+		reads.close()
+		writer.Close()
+		reader.Close()
+		return nil, fmt.Errorf("open sqlite event store %s: checkpointer: %w", path, err)
+	}
 	return &Store{
 		path:        path,
+		ckpt:        ckpt,
+		reads:       reads,
 		writer:      writer,
 		versionStmt: versionStmt,
 		insertStmt:  insertStmt,
@@ -311,6 +340,7 @@ func (s *Store) WriteTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.ckpt.committed()
 	return nil
 }
 
@@ -318,7 +348,8 @@ func (s *Store) WriteTx(ctx context.Context, fn func(*sql.Tx) error) error {
 // it are BEGIN IMMEDIATE and serialized with appends, but not ordered with
 // them: prefer WriteTx. While such a transaction is open every Append of
 // this Store waits: keep it short and never call Append inside it (that
-// deadlocks). Do not close the returned pool.
+// deadlocks). Its commits are checkpointed with the next append's or
+// WriteTx's (see checkpointer). Do not close the returned pool.
 func (s *Store) WriteDB() *sql.DB { return s.writer }
 
 // ReadDB returns the pool of read-only connections. Do not close it.
@@ -332,7 +363,7 @@ func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.closed)
-		err = errors.Join(s.versionStmt.Close(), s.insertStmt.Close(), s.closeGroupStatements(), s.writer.Close(), s.reader.Close())
+		err = errors.Join(s.ckpt.close(), s.versionStmt.Close(), s.insertStmt.Close(), s.closeGroupStatements(), s.reads.close(), s.writer.Close(), s.reader.Close())
 	})
 	return err
 }
@@ -553,6 +584,7 @@ func (s *Store) storeGroup(ctx context.Context, group *[]*appendReq, fast bool) 
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("commit: %w", s.closedOr(err))
 	}
+	s.ckpt.committed()
 	return stored, nil
 }
 
@@ -723,14 +755,15 @@ type queryer interface {
 const selectEvents = `SELECT position, stream_id, version, event_id, event_type, schema_version, data,
 	occurred_at, correlation_id, causation_id, actor, recorded_at FROM events`
 
+// selectStream reads a stream from a version on, at most LIMIT events (a
+// negative limit: all of them).
+const selectStream = selectEvents + ` WHERE stream_id = ? AND version >= ? ORDER BY version LIMIT ?`
+
 func readStream(ctx context.Context, q queryer, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
-	query := selectEvents + ` WHERE stream_id = ? AND version >= ? ORDER BY version`
-	args := []any{stream, from}
-	if limit > 0 {
-		query += ` LIMIT ?`
-		args = append(args, limit)
+	if limit <= 0 {
+		limit = -1
 	}
-	return scanEvents(ctx, q, query, args...)
+	return scanEvents(ctx, q, selectStream, stream, from, limit)
 }
 
 func scanEvents(ctx context.Context, q queryer, query string, args ...any) ([]eventstore.RecordedEvent, error) {
@@ -779,7 +812,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 	if s.isClosed() {
 		return nil, fmt.Errorf("read stream %s: %w", stream, eventstore.ErrClosed)
 	}
-	evs, err := readStream(ctx, s.reader, stream, from, limit)
+	evs, err := readStream(ctx, prepared{s.reads.stream}, stream, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s from %d: %w", stream, from, s.closedOr(err))
 	}
@@ -805,7 +838,7 @@ func (s *Store) ReadStreams(ctx context.Context, reads []eventstore.StreamRead, 
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 	for i, r := range reads {
-		if out[i], err = readStream(ctx, tx, r.Stream, r.From, limit); err != nil {
+		if out[i], err = readStream(ctx, prepared{tx.StmtContext(ctx, s.reads.stream)}, r.Stream, r.From, limit); err != nil {
 			return nil, fmt.Errorf("read stream %s from %d: %w", r.Stream, r.From, s.closedOr(err))
 		}
 	}
@@ -968,7 +1001,7 @@ func (s *Store) StreamVersion(ctx context.Context, stream string) (int64, error)
 		return 0, fmt.Errorf("read version of %s: %w", stream, eventstore.ErrClosed)
 	}
 	var v int64
-	if err := s.reader.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?`, stream).Scan(&v); err != nil {
+	if err := s.reads.version.QueryRowContext(ctx, stream).Scan(&v); err != nil {
 		return 0, fmt.Errorf("read version of %s: %w", stream, s.closedOr(err))
 	}
 	return v, nil

@@ -214,12 +214,20 @@ func TestSubscriberSeesAppendsOfThisAndAnotherStore(t *testing.T) {
 		}
 	}
 	next() // catch-up
+	appended := make(chan error, 2)
 	go func() {
-		s.Append(ctx, "skip-1", eventstore.Any, event("A", `"skipped"`))
-		other.Append(ctx, "queue-2", eventstore.Any, event("A", `2`))
+		_, err := s.Append(ctx, "skip-1", eventstore.Any, event("A", `"skipped"`))
+		appended <- err
+		_, err = other.Append(ctx, "queue-2", eventstore.Any, event("A", `2`))
+		appended <- err
 	}()
 	for len(got) < 2 {
 		next()
+	}
+	for range 2 {
+		if err := <-appended; err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := s.Append(ctx, "queue-1", eventstore.Any, event("A", `3`)); err != nil {
 		t.Fatal(err)

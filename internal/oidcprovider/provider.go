@@ -99,7 +99,7 @@ func Start(cfg Config) (*Provider, error) {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	go p.srv.Serve(ln)
+	go func() { _ = p.srv.Serve(ln) }() // http.ErrServerClosed once Close stops it
 	return p, nil
 }
 

@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-51528889dffc'
-const SHELL = ["/","/assets/AdminPanel-CqnRKMo6.js","/assets/Player-CLCks6B2.js","/assets/index-D-aQZqBW.js","/assets/index-Dz9CG63F.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-e3afe97e2105'
+const SHELL = ["/","/assets/AdminPanel-DjF0fJ0S.js","/assets/Player-BKMN2EnH.js","/assets/index-DhXUMSKq.css","/assets/index-QA1Jkjn7.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

@@ -73,9 +73,14 @@ async function restartServer(whileDown = async () => {}) {
   const exited = new Promise((r) => old.once('exit', r))
   old.kill('SIGKILL')
   await exited
-  await whileDown()
-  startServer()
-  await until('the restarted server to answer /healthz', async () => (await fetch(`${base}/healthz`)).ok, 60000)
+  try {
+    await whileDown()
+  } finally {
+    // Started again even when a check made while it was down failed, so that one failed step does
+    // not fail every later one with "server exited".
+    startServer()
+    await until('the restarted server to answer /healthz', async () => (await fetch(`${base}/healthz`)).ok, 60000)
+  }
 }
 
 async function api(method, path, token, body) {
@@ -395,6 +400,8 @@ try {
   await step('stop and start the queue', async () => {
     const { page } = state
     await page.getByTestId('stop').click()
+    // Stop cancels the running repetition: it asks first.
+    await page.getByTestId('confirm-dialog').getByRole('button', { name: 'Stop the queue' }).click()
     await page.getByTestId('queue-state').filter({ hasText: 'Stopped' }).waitFor()
     await until('the server to stop the queue', async () => !(await serverQueue(state.alice, 'alice')).running)
     assert.equal((await serverQueue(state.alice, 'alice')).repetition, null)
@@ -689,7 +696,8 @@ try {
     await page.getByLabel('Player name').waitFor({ timeout: WAIT })
     // The server ended the session: the token no longer reads the queue.
     await until('the token to be refused', async () => (await api('GET', '/api/queue/frank', token)).status === 401)
-    const left = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('taskqueue.') && k !== 'taskqueue.catalog'))
+    // The catalog and whether notifications were asked for belong to the browser, not the player.
+    const left = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('taskqueue.') && k !== 'taskqueue.catalog' && k !== 'taskqueue.notifications.asked'))
     assert.deepEqual(left, [], 'the player\'s data is gone from localStorage')
     await context.close()
   })
@@ -1103,6 +1111,7 @@ try {
     near(Number(await headEnds.getAttribute('data-ends-at')), want, 'the head task ends, a repetition later')
     // A stopped queue ends never: no times.
     await page.getByTestId('stop').click()
+    await page.getByTestId('confirm-ok').click()
     await page.getByTestId('queue-state').filter({ hasText: 'Stopped' }).waitFor()
     await page.getByTestId('queue-ends').waitFor({ state: 'detached', timeout: WAIT })
     assert.equal(await page.getByTestId('ends-at').count(), 0)
@@ -1288,6 +1297,266 @@ try {
     await assertAccessible(page, 'the admin view on a phone')
     await page.getByTestId('admin').screenshot({ path: join(shots, 'admin-phone.png') })
     await context.close()
+  })
+  await step('what you own next to what a task needs: "have N", and a warning before queueing a chain the queue cannot feed', async () => {
+    const token = await devToken('fern')
+    // A stopped queue holding 6 logs to come: saw planks ×5 needs 10.
+    assert.equal((await api('POST', '/api/queue/fern/stop', token)).status, 200)
+    assert.equal((await api('POST', '/api/queue/fern/tasks', token, { type: 'chop-wood', count: 6 })).status, 201)
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'fern')
+    await page.getByTestId('queue-state').filter({ hasText: 'Stopped' }).waitFor({ timeout: WAIT })
+    await page.getByRole('tab', { name: /^Crafting/ }).click()
+    const planks = page.locator('[data-testid=catalog-task][data-task-type="saw-planks"]')
+    const have = planks.locator('[data-testid=input][data-item=logs] [data-testid=have]')
+    await have.filter({ hasText: '(have 0)' }).waitFor({ timeout: WAIT })
+    await planks.getByTestId('count').fill('5')
+    const warning = planks.getByTestId('feed-warning')
+    await warning.filter({ hasText: 'Saw planks ×5 needs 10 Logs: you have 0 and the queue makes 6 before it. Only 3 of 5 can run.' }).waitFor({ timeout: WAIT })
+    // The Add button points a screen reader at the warning; it still adds.
+    assert.equal(await planks.getByTestId('add').getAttribute('aria-describedby'), await warning.getAttribute('id'))
+    assert.equal(await planks.getByTestId('add').isEnabled(), true)
+    await assertAccessible(page, 'the catalog with a feed warning')
+    // Three are fed: no warning.
+    await planks.getByTestId('count').fill('3')
+    await warning.waitFor({ state: 'detached', timeout: WAIT })
+    // A build-crate needs planks: none owned, none to come.
+    const crate = page.locator('[data-testid=catalog-task][data-task-type="build-crate"]')
+    assert.equal(await crate.locator('[data-testid=input][data-item=planks] [data-testid=have]').innerText(), '(have 0)')
+    // Queue the 3 planks; the queue now makes 6 logs and uses 6 of them: the next planks cannot be fed.
+    await planks.getByTestId('add').click()
+    await waitServerTypes(token, 'fern', ['chop-wood', 'saw-planks'])
+    await planks.getByTestId('count').fill('1')
+    await warning.filter({ hasText: 'Saw planks ×1 needs 2 Logs: you have 0. It would fail at once.' }).waitFor({ timeout: WAIT })
+    // Run the queue: "have" follows what the player owns, as the server says.
+    assert.equal((await api('POST', '/api/queue/fern/start', token)).status, 200)
+    await until('logs owned to show', async () => Number(await have.getAttribute('data-have')) >= 1)
+    await until('"have" to match the server', async () => {
+      const logs = (await serverQueue(token, 'fern')).inventory.logs ?? 0
+      return Number(await have.getAttribute('data-have')) === logs && (await have.innerText()) === `(have ${logs})`
+    })
+    await context.close()
+  })
+
+  await step('rates: XP per hour and items per hour of the running task', async () => {
+    const token = await devToken('rita')
+    assert.equal((await api('POST', '/api/queue/rita/tasks', token, { type: 'chop-wood', count: 100 })).status, 201)
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'rita')
+    const rates = page.locator('[data-testid=head-task] [data-testid=rates]')
+    await rates.waitFor({ timeout: WAIT })
+    const q = await serverQueue(token, 'rita')
+    const catalog = (await api('GET', '/api/catalog')).body
+    const chop = catalog.tasks.find((t) => t.id === 'chop-wood')
+    // From the running repetition's duration at the player's level: 10 XP and 1 log every 3 s.
+    const perHour = 3600000 / q.repetition.durationMs
+    assert.equal(Number(await rates.getAttribute('data-xp-per-hour')), chop.xp * perHour)
+    assert.equal(Number(await rates.getByTestId('rate-item').getAttribute('data-per-hour')), chop.outputs.logs * perHour)
+    assert.equal(q.repetition.durationMs, 3000)
+    assert.equal(await rates.innerText(), '12,000 Woodcutting XP/h · 1,200 Logs/h')
+    await context.close()
+  })
+
+  await step('Stop and removing the running task ask first; the dialog works by keyboard and undoes nothing when cancelled', async () => {
+    const token = await devToken('cora')
+    for (const [type, count] of [['chop-wood', 100], ['mine-copper', 5]]) {
+      assert.equal((await api('POST', '/api/queue/cora/tasks', token, { type, count })).status, 201)
+    }
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await openAs(page, token, 'cora')
+    await page.getByTestId('queue-state').filter({ hasText: 'Running' }).waitFor({ timeout: WAIT })
+    const dialog = page.getByTestId('confirm-dialog')
+    const focused = () => page.evaluate(() => document.activeElement?.textContent?.trim())
+    // Keyboard: Enter on Stop opens the question, the focus on the safe choice.
+    await page.getByTestId('stop').focus()
+    await page.keyboard.press('Enter')
+    await dialog.waitFor()
+    assert.equal(await dialog.getAttribute('role'), 'alertdialog')
+    assert.match(await dialog.innerText(), /Stop the queue\?[\s\S]*Chop wood running now is cancelled/)
+    assert.equal(await focused(), 'Keep running')
+    await assertAccessible(page, 'the Stop confirmation')
+    // Escape: nothing happens, the focus goes back to Stop.
+    await page.keyboard.press('Escape')
+    await dialog.waitFor({ state: 'detached' })
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'stop')
+    await page.waitForTimeout(500)
+    assert.equal((await serverQueue(token, 'cora')).running, true, 'cancelled: still running')
+    // Tab wraps inside the dialog; Enter on "Stop the queue" stops it.
+    await page.keyboard.press('Enter')
+    await dialog.waitFor()
+    await page.keyboard.press('Tab')
+    assert.equal(await focused(), 'Stop the queue')
+    await page.keyboard.press('Tab')
+    assert.equal(await focused(), 'Keep running', 'Tab wraps round')
+    await page.keyboard.press('Shift+Tab')
+    await page.keyboard.press('Enter')
+    await page.getByTestId('queue-state').filter({ hasText: 'Stopped' }).waitFor({ timeout: WAIT })
+    await until('the server to stop the queue', async () => !(await serverQueue(token, 'cora')).running)
+    await page.getByTestId('start').click()
+    await page.getByTestId('head-task').waitFor({ timeout: WAIT })
+    // Removing the running task asks too; "Keep it" keeps it.
+    const remove = page.getByTestId('remove-running')
+    await remove.click()
+    await dialog.filter({ hasText: 'Remove Chop wood?' }).waitFor()
+    await dialog.getByRole('button', { name: 'Keep it' }).click()
+    await dialog.waitFor({ state: 'detached' })
+    await page.waitForTimeout(500)
+    assert.deepEqual((await serverQueue(token, 'cora')).tasks.map((t) => t.type), ['chop-wood', 'mine-copper'])
+    await remove.click()
+    await dialog.getByRole('button', { name: 'Remove Chop wood' }).click()
+    await waitServerTypes(token, 'cora', ['mine-copper'])
+    await waitShownTypes(page, ['mine-copper'])
+    // A waiting task is removed at once: nothing running is lost.
+    assert.equal((await api('POST', '/api/queue/cora/tasks', token, { type: 'mine-tin', count: 5 })).status, 201)
+    await page.locator('[data-testid=waiting] [data-testid=task][data-task-type="mine-tin"]').getByRole('button', { name: /^Remove/ }).click()
+    await waitServerTypes(token, 'cora', ['mine-copper'])
+    assert.equal(await dialog.count(), 0)
+    await context.close()
+  })
+
+  await step('notifications: permission is asked after the first add, never on load', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    // A fresh profile: the decision is still open; record the requests.
+    await context.addInitScript(() => {
+      window.__asked = 0
+      Object.defineProperty(Notification, 'permission', { configurable: true, get: () => 'default' })
+      Notification.requestPermission = () => {
+        window.__asked++
+        return Promise.resolve('default')
+      }
+    })
+    await signIn(page, 'nico')
+    await page.getByTestId('connection').filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    await page.reload()
+    await page.getByTestId('queue').waitFor({ timeout: WAIT })
+    assert.equal(await page.evaluate(() => window.__asked), 0, 'not asked on load')
+    await addTask(page, 'chop-wood', 5, 'Woodcutting')
+    await until('permission to be asked', async () => (await page.evaluate(() => window.__asked)) === 1)
+    await addTask(page, 'mine-copper', 5, 'Mining')
+    await waitShownTypes(page, ['chop-wood', 'mine-copper'])
+    await page.reload()
+    await page.getByTestId('queue').waitFor({ timeout: WAIT })
+    // (the recorder starts again at 0 on a reload: the app remembers it asked)
+    await addTask(page, 'mine-tin', 1, 'Mining')
+    await waitShownTypes(page, ['chop-wood', 'mine-copper', 'mine-tin'])
+    assert.equal(await page.evaluate(() => window.__asked), 0, 'asked once per profile, not again after a reload')
+    await context.close()
+  })
+
+  await step('notifications: in the background, the queue emptying and a failed task notify (not while the tab is visible)', async () => {
+    const token = await devToken('nell')
+    const context = await browser.newContext({ viewport: DESKTOP, baseURL: base, deviceScaleFactor: 1, permissions: ['notifications'] })
+    // Record each notification the app makes; it still uses the real API.
+    await context.addInitScript(() => {
+      window.__notes = []
+      const Real = window.Notification
+      window.Notification = class extends Real {
+        constructor(title, options) {
+          super(title, options)
+          window.__notes.push({ title, body: options?.body ?? '' })
+        }
+      }
+    })
+    const page = await context.newPage()
+    state.page = page
+    await openAs(page, token, 'nell')
+    await page.getByTestId('connection').filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    assert.equal(await page.evaluate(() => Notification.permission), 'granted')
+    const notes = () => page.evaluate(() => window.__notes)
+    // Visible: the queue empties without a notification.
+    assert.equal((await api('POST', '/api/queue/nell/tasks', token, { type: 'catch-shrimp', count: 1 })).status, 201)
+    await page.getByTestId('head-task').waitFor({ timeout: WAIT })
+    await page.getByTestId('queue-state').filter({ hasText: 'Idle' }).waitFor({ timeout: WAIT })
+    assert.deepEqual(await notes(), [])
+    // Hidden (another tab in front).
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' })
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => true })
+      document.dispatchEvent(new Event('visibilitychange'))
+    })
+    assert.equal((await api('POST', '/api/queue/nell/tasks', token, { type: 'catch-shrimp', count: 1 })).status, 201)
+    await until('a notification that the queue is empty', async () => (await notes()).some((n) => n.title === 'Your queue is empty'))
+    // Saw planks without logs: it fails when it starts.
+    assert.equal((await api('POST', '/api/queue/nell/tasks', token, { type: 'saw-planks', count: 3 })).status, 201)
+    await until('a notification that the task failed', async () => (await notes()).some((n) => n.title === 'Task failed: Saw planks'))
+    const failed = (await notes()).find((n) => n.title === 'Task failed: Saw planks')
+    assert.match(failed.body, /after 0 of 3\.$/)
+    assert.equal((await notes()).filter((n) => n.title === 'Your queue is empty').length, 1, 'one notice per emptying')
+    await context.close()
+  })
+
+  await step('the "Finished" toast says what the task granted', async () => {
+    const { context, page } = await newPage(DESKTOP)
+    state.page = page
+    await signIn(page, 'tobi')
+    await page.getByTestId('connection').filter({ hasText: 'Live' }).waitFor({ timeout: WAIT })
+    await addTask(page, 'catch-shrimp', 2, 'Fishing')
+    const toast = page.locator('.toast').filter({ hasText: 'Finished: Catch shrimp ×2' })
+    await toast.first().waitFor({ timeout: WAIT })
+    assert.equal(await toast.first().getAttribute('title'), 'Finished: Catch shrimp ×2 · +2 Raw shrimp, +16 Fishing XP')
+    const q = await serverQueue(await devToken('tobi'), 'tobi')
+    assert.equal(q.inventory['raw-shrimp'], 2)
+    assert.equal(q.skills.fishing.xp, 16)
+    await context.close()
+  })
+
+  await step('phone: the queue is compact and collapsible, so the catalog is near the top', async () => {
+    const token = await devToken('pia')
+    const types = ['chop-wood', 'mine-copper', 'mine-tin', 'catch-shrimp', 'chop-wood', 'mine-copper', 'mine-tin', 'catch-shrimp', 'chop-wood', 'mine-copper']
+    for (const [i, type] of types.entries()) {
+      assert.equal((await api('POST', '/api/queue/pia/tasks', token, { type, count: i === 0 ? 500 : 5 })).status, 201)
+    }
+    const { context, page } = await newPage(PHONE)
+    state.page = page
+    await openAs(page, token, 'pia')
+    await page.getByTestId('head-task').waitFor({ timeout: WAIT })
+    const toggle = page.getByTestId('queue-toggle')
+    await toggle.filter({ hasText: 'Show 8 more tasks' }).waitFor({ timeout: WAIT })
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'false')
+    const rows = page.locator('[data-testid=waiting] [data-testid=task]')
+    const visibleRows = () => rows.evaluateAll((els) => els.filter((el) => el.offsetParent !== null).length)
+    assert.equal(await rows.count(), 9)
+    assert.equal(await visibleRows(), 1, 'collapsed: the head and the next task')
+    const area = page.getByTestId('queue-area')
+    const collapsed = (await area.boundingBox()).height
+    const catalogTop = await page.getByTestId('catalog').evaluate((el) => el.getBoundingClientRect().top + scrollY)
+    assert.ok(collapsed < 520, `the collapsed queue is ${collapsed} px high`)
+    assert.ok(catalogTop < 844, `the catalog starts ${catalogTop} px down, below the first screen`)
+    const box = await toggle.boundingBox()
+    assert.ok(box.height >= 44 && box.width >= 44, `the toggle is ${box.width}×${box.height}`)
+    await assertAccessible(page, 'the compact queue on a phone')
+    await shot(page, 'queue-phone-compact')
+    // Expand (keyboard): every task shows.
+    await toggle.focus()
+    await page.keyboard.press('Enter')
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'true')
+    await toggle.filter({ hasText: 'Show less of the queue' }).waitFor()
+    assert.equal(await visibleRows(), 9)
+    const expanded = (await area.boundingBox()).height
+    assert.ok(expanded > collapsed + 300, `expanded ${expanded} px, collapsed ${collapsed} px`)
+    await assertAccessible(page, 'the expanded queue on a phone')
+    await toggle.click()
+    assert.equal(await visibleRows(), 1)
+    // The keyboard entering the waiting list (Shift+Tab from the toggle) opens it, to move tasks by keyboard.
+    await toggle.focus()
+    await page.keyboard.press('Shift+Tab')
+    assert.equal(await page.evaluate(() => !!document.activeElement?.closest('[data-testid=waiting]')), true)
+    await until('the list to open', async () => (await visibleRows()) === 9)
+    assert.equal(await toggle.getAttribute('aria-expanded'), 'true')
+    await context.close()
+    // On a desktop the whole queue shows, with no toggle.
+    const desk = await newPage(DESKTOP)
+    state.page = desk.page
+    await openAs(desk.page, token, 'pia')
+    await desk.page.getByTestId('head-task').waitFor({ timeout: WAIT })
+    await until('nine waiting rows', async () => (await desk.page.locator('[data-testid=waiting] [data-testid=task]').count()) === 9)
+    assert.equal(await desk.page.getByTestId('queue-toggle').count(), 0)
+    assert.equal(await desk.page.locator('[data-testid=waiting] [data-testid=task]').evaluateAll((els) => els.filter((el) => el.offsetParent !== null).length), 9)
+    await desk.context.close()
   })
 } catch (err) {
   results.push(false)

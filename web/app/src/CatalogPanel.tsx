@@ -1,5 +1,7 @@
-import { useState, type KeyboardEvent } from 'react'
+import { useMemo, useState, type KeyboardEvent } from 'react'
 import { MAX_COUNT, MIN_COUNT, countProblem } from './counts'
+import { checkFeed, feedWarning, type FeedStart } from './feed'
+import { askNotificationsOnce } from './notify'
 import { durationAtLevel, formatDuration } from './progress'
 import type { Catalog, CatalogTask } from './types'
 import type { TaskQueueState } from './useTaskQueue'
@@ -7,6 +9,24 @@ import type { TaskQueueState } from './useTaskQueue'
 function itemList(catalog: Catalog, items: Record<string, number> | null): string {
   const parts = Object.entries(items ?? {}).map(([id, n]) => `${n} ${catalog.items.find((i) => i.id === id)?.name ?? id}`)
   return parts.length ? parts.join(', ') : 'nothing'
+}
+
+/** The inputs with what the player owns of each: "2 Logs (have 12)". */
+function inputList(catalog: Catalog, items: Record<string, number> | null, inventory: Record<string, number>) {
+  const entries = Object.entries(items ?? {})
+  if (entries.length === 0) return 'nothing'
+  return entries.map(([id, n], i) => {
+    const have = inventory[id] ?? 0
+    return (
+      <span key={id} data-testid="input" data-item={id}>
+        {i > 0 && ', '}
+        {n} {catalog.items.find((x) => x.id === id)?.name ?? id}{' '}
+        <span className={have >= n ? 'muted' : 'short'} data-testid="have" data-have={have}>
+          (have {have.toLocaleString('en')})
+        </span>
+      </span>
+    )
+  })
 }
 
 function formatSeconds(ms: number): string {
@@ -34,6 +54,13 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
   // each add goes back to the end, and so does a target that left the queue.
   const [position, setPosition] = useState('end')
   const [open, setOpen] = useState<string | null>(null)
+  // What the queue starts from to tell whether it can feed a new task: the
+  // tasks shown (adds waiting to be sent count, removals waiting do not).
+  const feedStart = useMemo<FeedStart | null>(() => {
+    if (!view || !display) return null
+    const tasks = display.tasks.filter((t) => t.pending !== 'remove')
+    return { tasks, repetition: display.headLocked ? view.repetition : null, inventory: view.inventory, skills: view.skills }
+  }, [view, display])
   if (!catalog) {
     return (
       <div className="card">
@@ -50,6 +77,8 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
   const placement = pos === undefined ? 'end' : `before #${pos + 1}`
   const bySkill = catalog.skills.map((s) => ({ skill: s, tasks: catalog.tasks.filter((t) => t.skill === s.id) })).filter((g) => g.tasks.length > 0)
   const openSkill = open ?? bySkill[0]?.skill.id
+  // The add's place among the tasks the feed check runs over (removals waiting left out).
+  const feedAt = pos === undefined || !feedStart ? undefined : Math.max(0, feedStart.tasks.findIndex((t) => t.taskId === tasks[pos].taskId))
   return (
     <div className="card catalog" data-testid="catalog">
       <div className="catalog-head">
@@ -104,9 +133,13 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
                   skillName={skill.name}
                   full={full}
                   placement={placement}
+                  inventory={view?.inventory ?? {}}
+                  feedStart={feedStart}
+                  feedAt={feedAt}
                   onAdd={(count) => {
                     void q.commands.enqueue(t.id, count, pos)
                     setPosition('end')
+                    askNotificationsOnce()
                   }}
                 />
               ))}
@@ -124,6 +157,9 @@ function CatalogEntry({
   skillName,
   full,
   placement,
+  inventory,
+  feedStart,
+  feedAt,
   onAdd,
 }: {
   task: CatalogTask
@@ -132,6 +168,10 @@ function CatalogEntry({
   skillName: string
   full: boolean
   placement: string
+  inventory: Record<string, number>
+  /** Where the queue stands, and where an add goes in it: to tell whether the queue can feed this task. */
+  feedStart: FeedStart | null
+  feedAt: number | undefined
   onAdd: (count: number) => void
 }) {
   const [count, setCount] = useState('10')
@@ -141,6 +181,11 @@ function CatalogEntry({
   const locked = level < task.levelRequired
   const duration = durationAtLevel(task.baseDurationMs, level, task.levelRequired)
   const faster = duration < task.baseDurationMs
+  const hasInputs = Object.keys(task.inputs ?? {}).length > 0
+  const warning = useMemo(
+    () => (validCount && !locked && hasInputs && feedStart ? feedWarning(catalog, task.id, checkFeed(feedStart, catalog, task.id, n, feedAt)) : null),
+    [validCount, locked, hasInputs, feedStart, catalog, task.id, n, feedAt],
+  )
   return (
     <li className={`catalog-entry ${locked ? 'is-locked' : ''}`} data-testid="catalog-task" data-task-type={task.id}>
       <div className="row">
@@ -151,7 +196,7 @@ function CatalogEntry({
       <dl className="facts tiny">
         <div>
           <dt>Uses</dt>
-          <dd>{itemList(catalog, task.inputs)}</dd>
+          <dd>{inputList(catalog, task.inputs, inventory)}</dd>
         </div>
         <div>
           <dt>Makes</dt>
@@ -194,9 +239,14 @@ function CatalogEntry({
             aria-describedby={validCount ? undefined : `count-problem-${task.id}`}
             data-testid="count"
           />
-          <button type="submit" className="primary small" disabled={!validCount || full} data-testid="add" aria-label={`Add ${task.name} ${placement === 'end' ? 'at the end' : placement}`}>
+          <button type="submit" className="primary small" disabled={!validCount || full} data-testid="add" aria-describedby={warning ? `feed-warning-${task.id}` : undefined} aria-label={`Add ${task.name} ${placement === 'end' ? 'at the end' : placement}`}>
             {placement === 'end' ? 'Add' : `Add ${placement}`}
           </button>
+          {warning && (
+            <p className="feed-warning tiny" id={`feed-warning-${task.id}`} data-testid="feed-warning">
+              <strong>Short of inputs:</strong> {warning}
+            </p>
+          )}
           {problem && (
             <p className="count-problem tiny" id={`count-problem-${task.id}`} data-testid="count-problem">
               {problem}

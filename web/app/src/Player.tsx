@@ -2,6 +2,7 @@ import { Suspense, lazy, useCallback, useState } from 'react'
 import type { Session } from './api'
 import { AwaySummary } from './AwaySummary'
 import { CatalogPanel } from './CatalogPanel'
+import { CompactQueue } from './CompactQueue'
 import { cacheKey } from './localdata'
 import { HistoryPanel } from './HistoryPanel'
 import { QueuePanel } from './QueuePanel'
@@ -73,9 +74,9 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
           <AwaySummary api={q.api} before={lastSeen} view={q.estimated ? null : q.view} catalog={q.catalog} />
         </div>
         <div className="layout">
-          <section className="area-queue">
+          <CompactQueue q={q}>
             <QueuePanel q={q} />
-          </section>
+          </CompactQueue>
           <section className="area-catalog">
             <CatalogPanel q={q} />
           </section>

@@ -12,9 +12,11 @@ import {
 import { SortableContext, arrayMove, sortableKeyboardCoordinates, useSortable, verticalListSortingStrategy } from '@dnd-kit/sortable'
 import { CSS } from '@dnd-kit/utilities'
 import { useEffect, useState } from 'react'
+import { ConfirmButton, removeRunningDialog, stopDialog } from './ConfirmDialog'
 import { isPendingTaskId, type DisplayTask } from './merge'
 import { reasonFor } from './problems'
 import { ProgressFill } from './ProgressFill'
+import { RunningRates } from './RunningRates'
 import { computeProgress, formatClock, formatDuration } from './progress'
 import type { Catalog, QueueState, QueueView } from './types'
 import type { TaskQueueState } from './useTaskQueue'
@@ -92,9 +94,9 @@ export function QueuePanel({ q }: { q: TaskQueueState }) {
         <div className="spacer" />
         {/* Idle (running, nothing queued): nothing to stop or start. */}
         {display.state === 'running' && (
-          <button type="button" onClick={() => void commands.stop()} data-testid="stop">
+          <ConfirmButton ask={display.headLocked && !!head && head.pending !== 'remove'} dialog={stopDialog(head ? taskName(catalog, head.type) : 'the running task')} onConfirm={() => void commands.stop()} data-testid="stop">
             Stop
-          </button>
+          </ConfirmButton>
         )}
         {display.state === 'stopped' && (
           <button type="button" className="primary" onClick={() => void commands.start()} data-testid="start" disabled={display.tasks.length === 0 && realCount === 0}>
@@ -159,9 +161,9 @@ function HeadTask({
         {task.pending === 'remove' ? (
           <span className="pending-mark">removing…</span>
         ) : (
-          <button type="button" className="ghost small" onClick={onRemove} aria-label={`Remove ${taskName(catalog, task.type)}`}>
+          <ConfirmButton ask dialog={removeRunningDialog(taskName(catalog, task.type), task.count - task.done)} onConfirm={onRemove} className="ghost small" aria-label={`Remove ${taskName(catalog, task.type)}`} data-testid="remove-running">
             Remove
-          </button>
+          </ConfirmButton>
         )}
       </div>
       <div className="bar bar-progress" role="progressbar" aria-label="Repetition progress" aria-valuemin={0} aria-valuemax={100} aria-valuenow={p ? Math.round(p.fraction * 100) : 0}
@@ -179,6 +181,7 @@ function HeadTask({
           {p ? (p.overdue ? 'finishing…' : `${formatDuration(p.remainingMs)} left · task ${formatDuration(p.taskRemainingMs)}`) : ''}
         </span>
       </div>
+      <RunningRates view={view} catalog={catalog} />
     </div>
   )
 }

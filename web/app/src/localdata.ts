@@ -3,3 +3,6 @@
 
 /** The player's last queue view (queue, skills, inventory), for offline reloads. */
 export const cacheKey = (playerId: string) => `taskqueue.view.${playerId}`
+
+/** Whether the app asked for notification permission: the browser profile's, not the player's (kept at sign-out). */
+export const NOTIFICATIONS_ASKED_KEY = 'taskqueue.notifications.asked'

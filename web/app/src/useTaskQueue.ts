@@ -8,10 +8,12 @@ import { IndexedDbOutboxStorage } from './idb'
 import { cacheKey } from './localdata'
 import { BrowserPeers } from './peers'
 import { mergePending, rebaseOrder, type DisplayQueue } from './merge'
+import { emptiedNotice, failedNotice, notifyInBackground } from './notify'
 import { MemoryOutboxStorage, Outbox, type Command, type OutboxEntry } from './outbox'
 import { viewClockOffset } from './progress'
 import { finishTimes, projectQueue } from './projection'
 import { RealtimeClient, type RealtimeState } from './realtime'
+import { finishedText } from './rewards'
 import type { Catalog, QueueView } from './types'
 
 /** How often the queue is fetched while the WebSocket is not live. */
@@ -114,7 +116,7 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
           if (removedByMe.current.delete(t.taskId)) continue
           if (liveRef.current) continue
           const started = t.done > 0 || (i === 0 && prev.repetition?.taskId === t.taskId)
-          if (started) toast(`Finished: ${taskName(t.type)} ×${t.count}`, 'good')
+          if (started) toast(finishedText(catalogRef.current, t.type, t.count), 'good')
         }
         for (const [skill, s] of Object.entries(next.skills)) {
           const before = prev.skills[skill]?.level ?? 1
@@ -124,6 +126,8 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
           }
         }
         if (next.stoppedReason && next.stoppedReason !== prev.stoppedReason && next.tasks.length > 0) toast(`Queue stopped: ${next.stoppedReason}`, 'bad')
+        // In the background, a notification says the queue ran dry.
+        notifyInBackground(emptiedNotice(prev, next))
       }
       viewRef.current = next
       setView(next)
@@ -281,8 +285,11 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
       onEvent: (e) => {
         // Data fields as in package domain's TaskCompleted and TaskFailed.
         const name = taskName(String(e.data.type ?? ''))
-        if (e.type === 'TaskCompleted') toast(`Finished: ${name} ×${String(e.data.count ?? '')}`, 'good')
-        if (e.type === 'TaskFailed') toast(`Failed: ${name}: ${String(e.data.reason ?? '')}`, 'bad')
+        if (e.type === 'TaskCompleted') toast(finishedText(catalogRef.current, String(e.data.type ?? ''), Number(e.data.count ?? 0)), 'good')
+        if (e.type === 'TaskFailed') {
+          toast(`Failed: ${name}: ${String(e.data.reason ?? '')}`, 'bad')
+          notifyInBackground(failedNotice(e, taskName))
+        }
       },
       onState: (s) => {
         const wasLive = liveRef.current
