@@ -95,9 +95,13 @@ func New(cfg Config) (*Processor, error) {
 		Store:       cfg.Store,
 		DB:          cfg.DB,
 		Projections: []projections.Projection{Schedule{}},
-		Logger:      cfg.Logger,
-		Observer:    cfg.Observer,
-		Now:         cfg.Clock.Now,
+		// The due loop claims only committed rows: a cold start's first
+		// due queues are claimed after the first 1,000 events, not after a
+		// 16,384-event catch-up batch (seconds at 10,000 due queues).
+		SmallCatchUp: true,
+		Logger:       cfg.Logger,
+		Observer:     cfg.Observer,
+		Now:          cfg.Clock.Now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("processor: schedule runner: %w", err)
@@ -314,6 +318,15 @@ func (p *Processor) databaseAnswers(ctx context.Context) bool {
 // a permanent one is logged and tried again after ErrorBackoffMax.
 func (p *Processor) loop(ctx context.Context, b *bus) {
 	lastPrune, lastRenew := time.Time{}, time.Time{}
+	// ahead is a full batch being sent while the loop claims the next one
+	// (nil when none): a burst of due repetitions is claimed and sent
+	// without the claims' round trips between the batches.
+	var ahead *sending
+	defer func() {
+		if ahead != nil {
+			<-ahead.done // the bus closes after the loop: let the send end
+		}
+	}()
 	for ctx.Err() == nil {
 		changed := p.runner.Committed()
 		now := p.cfg.Clock.Now()
@@ -336,6 +349,24 @@ func (p *Processor) loop(ctx context.Context, b *bus) {
 			continue
 		}
 		p.loopOutage.Recovered()
+		if ahead != nil {
+			err := p.landed(ctx, ahead)
+			ahead = nil
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				// The batch just claimed goes out with the next poll too.
+				p.release(ctx, batch)
+				p.backOff(ctx, p.sendOutage(), err)
+				continue
+			}
+		}
+		if len(batch) == p.cfg.BatchSize {
+			// More may be due: claim the next batch while this one goes.
+			ahead = p.sendAhead(ctx, b, batch, now)
+			continue
+		}
 		if err := p.sendBatch(ctx, b, batch, now); err != nil {
 			if ctx.Err() != nil {
 				return
@@ -343,19 +374,12 @@ func (p *Processor) loop(ctx context.Context, b *bus) {
 			// The next poll sends the batch again (what did go out is then
 			// a no-op) instead of leaving it to claims this instance keeps
 			// renewing.
-			if rerr := p.query(context.WithoutCancel(ctx), func(ctx context.Context) error {
-				return releaseBatch(ctx, p.cfg.DB, p.cfg.Owner, batch)
-			}); rerr != nil {
-				p.loopOutage.Failed(rerr)
-			}
+			p.release(ctx, batch)
 			p.backOff(ctx, p.sendOutage(), err)
 			continue
 		}
 		if len(batch) > 0 && p.cfg.Redis != nil {
 			p.redisOutage.Recovered()
-		}
-		if len(batch) == p.cfg.BatchSize {
-			continue // more may be due
 		}
 		if now.Sub(lastPrune) > 10*p.cfg.ClaimTTL {
 			if err := p.query(ctx, func(ctx context.Context) error {
@@ -390,6 +414,49 @@ func (p *Processor) loop(ctx context.Context, b *bus) {
 		case <-changed:
 		case <-p.cfg.Clock.At(wake):
 		}
+	}
+}
+
+// sending is a batch the due loop sends while it claims the next one.
+type sending struct {
+	batch []due
+	done  chan error // receives sendBatch's error, then closes
+}
+
+// sendAhead sends batch in the background (sendBatch).
+func (p *Processor) sendAhead(ctx context.Context, b *bus, batch []due, now time.Time) *sending {
+	s := &sending{batch: batch, done: make(chan error, 1)}
+	go func() {
+		defer close(s.done)
+		s.done <- p.sendBatch(ctx, b, batch, now)
+	}()
+	return s
+}
+
+// landed waits for a batch sent ahead; when it failed (and ctx has not
+// ended) it releases the batch's claims, so the next poll sends it again.
+func (p *Processor) landed(ctx context.Context, s *sending) error {
+	err := <-s.done
+	if err == nil {
+		if p.cfg.Redis != nil {
+			p.redisOutage.Recovered()
+		}
+		return nil
+	}
+	if ctx.Err() == nil {
+		p.release(ctx, s.batch)
+	}
+	return err
+}
+
+// release deletes this instance's claims on batch (a batch not sent, or
+// not sent in full): the next poll sends it again (what did go out is then
+// a no-op) instead of leaving it to claims this instance keeps renewing.
+func (p *Processor) release(ctx context.Context, batch []due) {
+	if err := p.query(context.WithoutCancel(ctx), func(ctx context.Context) error {
+		return releaseBatch(ctx, p.cfg.DB, p.cfg.Owner, batch)
+	}); err != nil {
+		p.loopOutage.Failed(err)
 	}
 }
 
@@ -437,8 +504,8 @@ func (p *Processor) backOff(ctx context.Context, outage *faults.Outage, err erro
 // one read, its events appended in one transaction, see handleBatch), then
 // its offline stops one by one. The partitions go concurrently. On the
 // embedded GoChannel a send returns when the command was handled, so the
-// next poll claims only when the batch is done: no claim expires while its
-// command waits in a queue.
+// due loop holds at most the batch being sent and the one it claimed
+// meanwhile (see loop): no claim expires while its command waits in a queue.
 func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time.Time) error {
 	groups := map[int][]due{}
 	for _, d := range batch {

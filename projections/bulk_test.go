@@ -224,3 +224,35 @@ func TestCatchUpFarBehindEqualsSmallBatches(t *testing.T) {
 		sameRows(t, v, dump(t, b.db, v, "last_position"), dump(t, fresh.db, v, "last_position"))
 	}
 }
+
+// With SmallCatchUp a catch-up far behind the head stays in batches of
+// BatchSize (the processor's schedule: its due loop claims only committed
+// rows, so the first rows must commit soon), and its read models equal
+// those of the log applied in bulk pages.
+func TestSmallCatchUpKeepsBatchSize(t *testing.T) {
+	b := openPostgres(t, "")
+	_, last := bulkLog(t, b)
+	r, stop := runFor(t, b, Config{BatchSize: 97, Projections: allProjections()})
+	waitCaughtUp(t, r, last)
+	stop()
+
+	fresh := openPostgres(t, "")
+	events, freshLast := copyLog(t, b.store, fresh.store)
+	var commits atomic.Int32
+	r2, stop2 := runFor(t, fresh, Config{BatchSize: 50, bulkChunk: 400, SmallCatchUp: true, Projections: allProjections(),
+		beforeCommit: func(name string) {
+			if name == QueuesName {
+				commits.Add(1)
+			}
+		}})
+	waitCaughtUp(t, r2, freshLast)
+	stop2()
+	// Queues reads most events: batches of 50 take nearly events/50
+	// commits; batches of 400 would take about events/400.
+	if n := int(commits.Load()); n < events/100 {
+		t.Fatalf("%d batches for %d events: the catch-up took batches larger than 50", n, events)
+	}
+	for _, v := range allViews() {
+		sameRows(t, v, dump(t, b.db, v, "last_position"), dump(t, fresh.db, v, "last_position"))
+	}
+}

@@ -49,6 +49,12 @@ type Config struct {
 	// following the log. Default 1000. A catch-up a full batch behind
 	// applies larger batches on PostgreSQL (catchUpBatch).
 	BatchSize int
+	// SmallCatchUp keeps every catch-up batch to BatchSize events, never a
+	// bulk build's page: for projections whose readers wait on each commit
+	// (the processor's schedule, whose due loop claims only committed rows),
+	// where the first rows committing soon matters more than the catch-up's
+	// total time.
+	SmallCatchUp bool
 	// RetryDelay is how long a projection waits before it tries an event
 	// that its code refused once again (a refusal becomes a failure only
 	// when the fresh attempt fails too), and before it starts again after

@@ -231,7 +231,8 @@ func (w *worker) follow(ctx context.Context, stopActive func()) error {
 // catchUp applies the log from the checkpoint to the head in batches of
 // BatchSize events; while it is a bulk build's page behind or more (after
 // an outage, at start), on PostgreSQL, in batches of that page
-// (catchUpBatch), so that a long outage is caught up at the bulk pace.
+// (catchUpBatch), so that a long outage is caught up at the bulk pace
+// (unless Config.SmallCatchUp).
 func (w *worker) catchUp(ctx context.Context) error {
 	p := w.pr.p
 	size := w.r.cfg.BatchSize
@@ -270,7 +271,7 @@ func (w *worker) catchUp(ctx context.Context) error {
 // read models share the event log's single writer, which a long
 // transaction would hold from the appends.
 func (r *Runner) catchUpBatch(ctx context.Context, at eventstore.Position) (int, error) {
-	if r.cfg.DB.Dialect() != migrations.Postgres || r.cfg.bulkChunk <= r.cfg.BatchSize {
+	if r.cfg.SmallCatchUp || r.cfg.DB.Dialect() != migrations.Postgres || r.cfg.bulkChunk <= r.cfg.BatchSize {
 		return r.cfg.BatchSize, nil
 	}
 	head, err := r.cfg.Store.Head(ctx)
