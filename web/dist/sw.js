@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-1d7cac2d37d4'
-const SHELL = ["/","/assets/AdminPanel-oFyo37dv.js","/assets/Player-O9Owtp36.js","/assets/index-CjvTmynq.css","/assets/index-bLGtMub3.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-b3a13ef05313'
+const SHELL = ["/","/assets/AdminPanel-DNS1gwBu.js","/assets/Player-CLpI2JkB.js","/assets/index-CjvTmynq.css","/assets/index-knSAl_r-.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

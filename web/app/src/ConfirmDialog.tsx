@@ -1,7 +1,8 @@
 // A modal question before an action that loses progress (Stop, removing the
 // running task). The focus starts on the safe choice; Escape cancels; Tab and
 // Shift+Tab stay inside; the focus goes back to the button that opened it.
-import { useEffect, useId, useRef, useState, type KeyboardEvent, type ReactNode } from 'react'
+import { useId, useState, type ReactNode } from 'react'
+import { useModalFocus } from './modalFocus'
 
 export function ConfirmDialog({
   title,
@@ -19,25 +20,7 @@ export function ConfirmDialog({
   onCancel: () => void
 }) {
   const id = useId()
-  const safe = useRef<HTMLButtonElement>(null)
-  const box = useRef<HTMLDivElement>(null)
-  useEffect(() => {
-    const before = document.activeElement as HTMLElement | null
-    safe.current?.focus()
-    return () => before?.focus()
-  }, [])
-  function onKeyDown(e: KeyboardEvent) {
-    if (e.key === 'Escape') {
-      e.preventDefault()
-      return onCancel()
-    }
-    if (e.key !== 'Tab' || !box.current) return
-    const controls = [...box.current.querySelectorAll<HTMLElement>('button:not(:disabled)')]
-    const at = controls.indexOf(document.activeElement as HTMLElement)
-    const next = e.shiftKey ? (at <= 0 ? controls.length - 1 : at - 1) : at === controls.length - 1 ? 0 : at + 1
-    e.preventDefault()
-    controls[next]?.focus()
-  }
+  const { first: safe, box, onKeyDown } = useModalFocus(onCancel)
   return (
     <div className="dialog-backdrop" onClick={(e) => e.target === e.currentTarget && onCancel()}>
       <div

@@ -1,26 +1,9 @@
 // Asked at sign-out when commands wait in the outbox: keep them (they go out
 // when the player signs in again) or discard them.
-import { useEffect, useRef, type KeyboardEvent } from 'react'
+import { useModalFocus } from './modalFocus'
 
 export function SignOutDialog({ waiting, onKeep, onDiscard, onCancel }: { waiting: number; onKeep: () => void; onDiscard: () => void; onCancel: () => void }) {
-  const first = useRef<HTMLButtonElement>(null)
-  const box = useRef<HTMLDivElement>(null)
-  // Focus the first choice; give the focus back to what had it (Sign out) on close.
-  useEffect(() => {
-    const before = document.activeElement as HTMLElement | null
-    first.current?.focus()
-    return () => before?.focus()
-  }, [])
-  // A modal dialog keeps the focus inside: Tab and Shift+Tab wrap round.
-  function onKeyDown(e: KeyboardEvent) {
-    if (e.key === 'Escape') return onCancel()
-    if (e.key !== 'Tab' || !box.current) return
-    const controls = [...box.current.querySelectorAll<HTMLElement>('button:not(:disabled)')]
-    const at = controls.indexOf(document.activeElement as HTMLElement)
-    const next = e.shiftKey ? (at <= 0 ? controls.length - 1 : at - 1) : at === controls.length - 1 ? 0 : at + 1
-    e.preventDefault()
-    controls[next]?.focus()
-  }
+  const { first, box, onKeyDown } = useModalFocus(onCancel)
   return (
     <div className="dialog-backdrop">
       <div
