@@ -11,6 +11,7 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/migrations"
+	"github.com/taskqueue/taskqueue/query"
 )
 
 // Queues is the "queues" projection: queue_status (one row per player) and
@@ -226,21 +227,21 @@ func (r *queueRow) apply(e domain.Event, version int64) ([]any, error) {
 			return nil, err
 		}
 		r.stats[3]++
-		return r.history(t, "cancelled", "", e.Done, e.At, version), nil
+		return r.history(t, query.OutcomeCancelled, "", e.Done, e.At, version), nil
 	case domain.TaskFailed:
 		t, err := r.remove(string(e.TaskID))
 		if err != nil {
 			return nil, err
 		}
 		r.stats[2]++
-		return r.history(t, "failed", e.Reason, e.Done, e.At, version), nil
+		return r.history(t, query.OutcomeFailed, e.Reason, e.Done, e.At, version), nil
 	case domain.TaskCompleted:
 		t, err := r.remove(string(e.TaskID))
 		if err != nil {
 			return nil, err
 		}
 		r.stats[1]++
-		return r.history(t, "completed", "", t.Done, e.At, version), nil
+		return r.history(t, query.OutcomeCompleted, "", t.Done, e.At, version), nil
 	case domain.TasksReordered:
 		byID := make(map[string]queueTask, len(r.tasks))
 		for _, t := range r.tasks {
@@ -320,7 +321,7 @@ func (r *queueRow) remove(id string) (queueTask, error) {
 	return queueTask{}, fmt.Errorf("task %q is not queued", id)
 }
 
-func (r *queueRow) history(t queueTask, outcome, reason string, done int, at time.Time, version int64) []any {
+func (r *queueRow) history(t queueTask, outcome query.Outcome, reason string, done int, at time.Time, version int64) []any {
 	at = at.UTC()
 	var started any
 	var duration any

@@ -32,11 +32,22 @@ const (
 	MaxHistoryLimit     = 500
 )
 
+// Outcome is how a task left the queue (task_history.outcome; the API's
+// history entries).
+type Outcome string
+
+// The outcomes a history entry can have.
+const (
+	OutcomeCompleted Outcome = "completed" // every repetition done
+	OutcomeFailed    Outcome = "failed"    // a repetition could not start (TaskFailed)
+	OutcomeCancelled Outcome = "cancelled" // removed by the player (TaskRemoved)
+)
+
 // HistoryEntry is one finished task (a task_history row).
 type HistoryEntry struct {
 	TaskID          string           `json:"taskId"`
 	Type            string           `json:"type"`
-	Outcome         string           `json:"outcome"` // completed | failed | cancelled
+	Outcome         Outcome          `json:"outcome"`
 	Reason          string           `json:"reason"`
 	Count           int              `json:"count"`
 	RepetitionsDone int              `json:"repetitionsDone"`
@@ -232,7 +243,7 @@ func (p HistoryPage) WriteCSV(w io.Writer) error {
 		if e.Efficiency != nil {
 			eff = strconv.FormatFloat(*e.Efficiency, 'f', -1, 64)
 		}
-		rec := []string{e.TaskID, e.Type, e.Outcome, e.Reason, strconv.Itoa(e.Count), strconv.Itoa(e.RepetitionsDone),
+		rec := []string{e.TaskID, e.Type, string(e.Outcome), e.Reason, strconv.Itoa(e.Count), strconv.Itoa(e.RepetitionsDone),
 			e.EnqueuedAt.UTC().Format(time.RFC3339Nano), started, e.FinishedAt.UTC().Format(time.RFC3339Nano), dur,
 			strconv.FormatInt(e.XP, 10), itemsCell(e.ItemsGranted), itemsCell(e.ItemsConsumed), eff}
 		if err := cw.Write(rec); err != nil {
