@@ -553,13 +553,22 @@ func (d *deployment) redisLoss(fault string, rds *testenv.RedisServer, length ti
 func (d *deployment) diskFull(fault, dir string, length time.Duration) {
 	// Empty the WAL first (it is shared by every connection to the file):
 	// else the writes of a light load go on in the space it holds already.
-	db, err := sql.Open("sqlite", filepath.Join(dir, app.SQLiteFileName))
+	// The server checkpoints in the background too, and a checkpoint that
+	// meets another answers busy: wait for the lock, and try again until
+	// this one truncated the WAL.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, app.SQLiteFileName)+"?_pragma=busy_timeout(2000)")
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	var busy, walPages, moved int
-	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &walPages, &moved); err != nil {
-		d.t.Fatal(err)
+	for attempt := 0; ; attempt++ {
+		var busy, walPages, moved int
+		if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &walPages, &moved); err != nil {
+			d.t.Fatal(err)
+		}
+		if busy == 0 || attempt == 20 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	db.Close()
 	filler := filepath.Join(dir, "filler")
