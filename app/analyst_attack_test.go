@@ -13,8 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/internal/testenv"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Old lock keys an analyst could hold before the stream and migration

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskqueue/taskqueue/audit"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
@@ -31,7 +32,6 @@ import (
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/tracing"
 	"github.com/taskqueue/taskqueue/web"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // SQLiteFileName is the SQLite file in the data directory.

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/redisx"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Config is everything the service can be told. Every field is an

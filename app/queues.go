@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/web"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // queues adapts the command handlers and the queue read model to the web

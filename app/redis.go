@@ -10,6 +10,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/processor"
@@ -17,7 +18,6 @@ import (
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/sessionstore"
 	"github.com/taskqueue/taskqueue/web"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // redisRoles are the roles of package redisx the app runs: on Redis when

@@ -35,7 +35,7 @@ type Action string
 
 const (
 	// SignIn: a token was issued to a principal (dev token, or the OIDC
-	// sign-in of web/auth).
+	// sign-in of package auth).
 	SignIn Action = "auth.sign-in"
 	// Refresh: a session's token was renewed.
 	Refresh Action = "auth.refresh"

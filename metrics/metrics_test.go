@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore/postgres"
@@ -28,7 +29,6 @@ import (
 	"github.com/taskqueue/taskqueue/metrics"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/realtime"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // families are every metric family issue 8 names, as /metrics shows them.

@@ -22,9 +22,9 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/realtime"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // BenchmarkFanout measures, on one instance over the embedded SQLite store,

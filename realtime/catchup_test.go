@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/tracing"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Everything acknowledged before a resume is in its catch-up, before

@@ -18,12 +18,12 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/taskqueue/taskqueue/api/asyncapi"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/realtime"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 var testSecret = []byte(strings.Repeat("realtime-secret-", 3))

@@ -11,10 +11,10 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Config configures a Hub. Zero durations and sizes mean their defaults.

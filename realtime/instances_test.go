@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/redisx"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // instance is one server process: its own store handle (pool, listener) on

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/realtime"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // stuckWatermark is a read model that does not catch up while stuck: only

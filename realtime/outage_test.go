@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/realtime"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // observer is a faults.Observer that keeps what it heard.

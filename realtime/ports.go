@@ -4,9 +4,9 @@ import (
 	"context"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // CommittedHeader is offered by an event store whose readable log (Head,

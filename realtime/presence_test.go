@@ -11,12 +11,12 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/redisx"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // fleetPresence is app's presence adapter without the publisher: the

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // A client that keeps dropping its socket at random points while a random

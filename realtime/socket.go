@@ -12,10 +12,10 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // maxClientMessage bounds a client's message.

@@ -12,9 +12,9 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // subscriber is one subscribed connection. What an idle one holds is the

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/redisx"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 func waitFor(t testing.TB, what string, cond func() bool) {

@@ -11,8 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/internal/faults"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // SessionTTL is how long a session lives after its creation or last refresh.

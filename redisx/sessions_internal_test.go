@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 // TestLocalSessionsDoNotOutliveTheirTTL signs in many players on the

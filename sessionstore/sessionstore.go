@@ -15,9 +15,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/redisx"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Store is the sessions table of one database. Safe for concurrent use.

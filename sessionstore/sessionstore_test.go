@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/sessionstore"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 func databases(t *testing.T) map[string]projections.DB {

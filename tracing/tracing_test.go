@@ -17,12 +17,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/tracing"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // useProvider installs tp globally for the test.

@@ -11,8 +11,8 @@ import (
 	"github.com/taskqueue/taskqueue/audit"
 	"github.com/taskqueue/taskqueue/internal/faults"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/query"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Admin serves the admin API under /api/admin (role admin only; 403 for

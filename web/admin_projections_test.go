@@ -11,8 +11,8 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 type projectionJSON struct {

@@ -7,7 +7,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/taskqueue/taskqueue/audit"
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 // What the HTTP layer writes to the audit trail (package audit): every

@@ -1,5 +1,5 @@
 // Package web is the HTTP face of taskqueue: the chi router of every route
-// in docs/API.md, authentication and authorization (web/auth), the
+// in docs/API.md, authentication and authorization (over package auth), the
 // middleware every request goes through, the embedded web app (web/dist),
 // and the one place where errors become problem+json responses
 // (writeProblem and problemFor in problem.go: handlers never choose a status

@@ -13,7 +13,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 // fuzzRoutes are the requests FuzzAPI sends: {seg} is the fuzzed path

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 // SessionChecker tells whether a session is still active (redisx.Sessions

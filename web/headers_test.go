@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/taskqueue/taskqueue/app/apptest"
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 // An Idempotency-Key the API refuses is a 400 validation problem naming

@@ -24,8 +24,8 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/internal/testenv"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // outageRoute is one request a client may send while a dependency is down.

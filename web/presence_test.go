@@ -11,9 +11,9 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/processor"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // TestPlayerOfflineAcrossInstances: two whole apps sharing Redis, a

@@ -9,13 +9,13 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/query"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // ProblemType is the stable kind of an error response (docs/API.md,

@@ -15,13 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/query"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // problemCases pin the one mapping from errors to problem types, wrapped

@@ -12,10 +12,10 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/query"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Queues runs the queue's commands and reads a queue. app adapts the

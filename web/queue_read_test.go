@@ -11,9 +11,9 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/query"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // etagVersion is the version in a response's ETag.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // waitFor polls get until done accepts its body, for up to 60 s.

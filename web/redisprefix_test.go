@@ -11,8 +11,8 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/internal/testenv"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Every key, channel and stream the service writes to Redis starts with

@@ -10,8 +10,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/taskqueue/taskqueue/api"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // TestSpecCoversEveryRoute holds the router and api/openapi.yaml to each

@@ -15,8 +15,8 @@ import (
 
 	"github.com/taskqueue/taskqueue/api"
 	"github.com/taskqueue/taskqueue/audit"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // ReadinessCheck is one dependency /readyz asks about: nil when it is

@@ -6,7 +6,7 @@ import (
 	"net/http"
 
 	"github.com/taskqueue/taskqueue/audit"
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 // SessionStore is what POST /api/auth/refresh and /api/auth/logout need of

@@ -11,8 +11,8 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/internal/testenv"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // withRedis configures the app on the test Redis under a key prefix of the

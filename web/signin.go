@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 // SignIn is how the web app signs a player in with the OpenID provider:

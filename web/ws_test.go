@@ -10,7 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/taskqueue/taskqueue/app/apptest"
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 // TestWebSocketThroughTheRouter opens GET /api/ws through the whole

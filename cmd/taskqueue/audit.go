@@ -10,7 +10,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/audit"
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 // auditFlags are the flags of `taskqueue audit` beside the configuration's.

@@ -13,7 +13,7 @@ import (
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
 	"github.com/taskqueue/taskqueue/audit"
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 // Sign-ins, refusals and admin actions reach the audit trail with the

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/taskqueue/taskqueue/app"
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 // benchFlags are the flags of `bench` beside the configuration's (which

@@ -24,7 +24,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 const benchWSHelp = `bench ws runs taskqueue's WebSocket fanout and Centrifugo side by side, in the

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/taskqueue/taskqueue/app"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/migrations"
 	"github.com/taskqueue/taskqueue/tracing"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Exit statuses.

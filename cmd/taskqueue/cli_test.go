@@ -18,9 +18,9 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/app/apptest"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/internal/testenv"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // runCLI runs the command functions in process with env as the whole

@@ -12,9 +12,9 @@ import (
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/audit"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/ops"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // opsFlags are the flags of the operator commands (events, queue, export,

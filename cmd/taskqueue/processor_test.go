@@ -19,13 +19,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/app"
+	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
-	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // serviceEnv is the environment of a deployment on the test's own

@@ -23,7 +23,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskqueue/taskqueue/app"
-	"github.com/taskqueue/taskqueue/web/auth"
+	"github.com/taskqueue/taskqueue/auth"
 )
 
 const soakHelp = `soak runs a steady, player-like load against a running server for a long
