@@ -15,6 +15,8 @@
 //     audience (when configured), a "sub" that is a valid player ID and a
 //     "role" of the closed set. Anything else is an error wrapping
 //     ErrUnauthorized; the reason is for logs, not clients.
+//   - Every Verifier fills Principal.ExpiresAt with the token's "exp", which
+//     it requires.
 //   - OIDC.Verify accepts only tokens of its issuer, for its audience,
 //     signed RS*, PS*, ES* or EdDSA with a key of the issuer's JWKS (see
 //     oidc.go).
@@ -84,6 +86,11 @@ type Principal struct {
 	Role Role
 	// SessionID is the token's "sid", empty when it has none.
 	SessionID string
+	// ExpiresAt is the token's "exp": every verifier requires one and
+	// fills it, so that a long-lived connection (a WebSocket) can end with
+	// its token without reading the token again. Zero for a principal that
+	// no token carried.
+	ExpiresAt time.Time
 }
 
 // CanActOn reports whether p may act on playerID's queue: a player only on
@@ -289,7 +296,7 @@ func (t *Tokens) Verify(_ context.Context, token string) (Principal, error) {
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrUnauthorized, err)
 	}
-	return Principal{PlayerID: claims.Subject, Role: claims.Role, SessionID: claims.SessionID}, nil
+	return Principal{PlayerID: claims.Subject, Role: claims.Role, SessionID: claims.SessionID, ExpiresAt: claims.ExpiresAt.Time}, nil
 }
 
 // key returns the secret of the token's "kid" (none: the key without an

@@ -50,6 +50,12 @@ func sign(t *testing.T, method jwt.SigningMethod, key any, c Claims) string {
 	return s
 }
 
+// samePrincipal compares principals field by field, the expiry as an
+// instant (a parsed token's time is local, the test's UTC).
+func samePrincipal(a, b Principal) bool {
+	return a.PlayerID == b.PlayerID && a.Role == b.Role && a.SessionID == b.SessionID && a.ExpiresAt.Equal(b.ExpiresAt)
+}
+
 func TestVerify(t *testing.T) {
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -65,10 +71,10 @@ func TestVerify(t *testing.T) {
 	}{
 		{name: "valid player", token: func(t *testing.T) string {
 			return sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", RolePlayer, nil))
-		}, want: Principal{PlayerID: "alice", Role: RolePlayer}},
+		}, want: Principal{PlayerID: "alice", Role: RolePlayer, ExpiresAt: testNow.Add(time.Hour)}},
 		{name: "valid admin with session", token: func(t *testing.T) string {
 			return sign(t, jwt.SigningMethodHS256, testSecret, claims("root", RoleAdmin, func(c *Claims) { c.SessionID = "s1" }))
-		}, want: Principal{PlayerID: "root", Role: RoleAdmin, SessionID: "s1"}},
+		}, want: Principal{PlayerID: "root", Role: RoleAdmin, SessionID: "s1", ExpiresAt: testNow.Add(time.Hour)}},
 		{name: "bad signature", token: func(t *testing.T) string {
 			return sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("x", 40)), claims("alice", RolePlayer, nil))
 		}, wantErr: "signature"},
@@ -105,7 +111,7 @@ func TestVerify(t *testing.T) {
 		}, wantErr: "issuer"},
 		{name: "right issuer", issuer: "https://issuer.example", token: func(t *testing.T) string {
 			return sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", RolePlayer, func(c *Claims) { c.Issuer = "https://issuer.example" }))
-		}, want: Principal{PlayerID: "alice", Role: RolePlayer}},
+		}, want: Principal{PlayerID: "alice", Role: RolePlayer, ExpiresAt: testNow.Add(time.Hour)}},
 		{name: "wrong audience", audience: "taskqueue", token: func(t *testing.T) string {
 			return sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", RolePlayer, func(c *Claims) { c.Audience = jwt.ClaimStrings{"other"} }))
 		}, wantErr: "audience"},
@@ -121,7 +127,7 @@ func TestVerify(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tc.want {
+			if err != nil || !samePrincipal(got, tc.want) {
 				t.Fatalf("Verify = %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
@@ -138,7 +144,7 @@ func TestMintRoundTrip(t *testing.T) {
 		t.Fatalf("expiry %s", exp)
 	}
 	p, err := tk.Verify(context.Background(), tok)
-	if err != nil || p != (Principal{PlayerID: "bob", Role: RoleSystem}) {
+	if err != nil || !samePrincipal(p, Principal{PlayerID: "bob", Role: RoleSystem, ExpiresAt: exp}) {
 		t.Fatalf("Verify(Mint) = %+v, %v", p, err)
 	}
 	if _, _, err := tk.Mint("", RolePlayer, time.Hour); err == nil {
@@ -158,11 +164,11 @@ func TestCanActOn(t *testing.T) {
 		target string
 		want   bool
 	}{
-		{Principal{"alice", RolePlayer, ""}, "alice", true},
-		{Principal{"alice", RolePlayer, ""}, "bob", false},
-		{Principal{"root", RoleAdmin, ""}, "bob", true},
-		{Principal{"proc", RoleSystem, ""}, "bob", true},
-		{Principal{"x", Role("guest"), ""}, "x", false},
+		{Principal{PlayerID: "alice", Role: RolePlayer}, "alice", true},
+		{Principal{PlayerID: "alice", Role: RolePlayer}, "bob", false},
+		{Principal{PlayerID: "root", Role: RoleAdmin}, "bob", true},
+		{Principal{PlayerID: "proc", Role: RoleSystem}, "bob", true},
+		{Principal{PlayerID: "x", Role: Role("guest")}, "x", false},
 	} {
 		if got := tc.p.CanActOn(tc.target); got != tc.want {
 			t.Errorf("%+v.CanActOn(%s) = %v", tc.p, tc.target, got)
@@ -213,12 +219,12 @@ func TestLoadOrCreateSecret(t *testing.T) {
 
 func TestMintSessionCarriesSID(t *testing.T) {
 	tk := newTestTokens(t, "", "")
-	tok, _, err := tk.MintSession("bob", RolePlayer, "s-1", time.Hour)
+	tok, exp, err := tk.MintSession("bob", RolePlayer, "s-1", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := tk.Verify(context.Background(), tok)
-	if err != nil || p != (Principal{PlayerID: "bob", Role: RolePlayer, SessionID: "s-1"}) {
+	if err != nil || !samePrincipal(p, Principal{PlayerID: "bob", Role: RolePlayer, SessionID: "s-1", ExpiresAt: exp}) {
 		t.Fatalf("Verify(MintSession) = %+v, %v", p, err)
 	}
 }

@@ -195,7 +195,7 @@ func (o *OIDC) Verify(ctx context.Context, token string) (Principal, error) {
 	// The provider's "sid" names its own session, not one of taskqueue's
 	// sessions: the principal has none (refresh and sign-out happen at the
 	// provider).
-	return Principal{PlayerID: player, Role: o.role(lookupClaim(claims, o.cfg.RoleClaim))}, nil
+	return Principal{PlayerID: player, Role: o.role(lookupClaim(claims, o.cfg.RoleClaim)), ExpiresAt: tok.Expiry}, nil
 }
 
 // role maps the role claim's value to the strongest role it names.

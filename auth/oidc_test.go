@@ -78,6 +78,48 @@ func kidOf(t *testing.T, token string) string {
 	return kid
 }
 
+// expOf reads the "exp" claim of token, which the test trusts (it comes
+// from the provider the test started).
+func expOf(t *testing.T, token string) time.Time {
+	t.Helper()
+	var c jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &c); err != nil || c.ExpiresAt == nil {
+		t.Fatalf("token without exp: %v", err)
+	}
+	return c.ExpiresAt.Time
+}
+
+// Every verifier fills the principal's expiry with the token's "exp", on
+// both paths of Verifiers (the service's HS256 tokens, the provider's
+// tokens checked against its JWKS): the realtime hub closes a socket at
+// that instant and reads the token no more.
+func TestVerifiersFillExpiresAt(t *testing.T) {
+	p := startProvider(t)
+	c := &clock{}
+	tokens, err := NewTokens(TokensConfig{Secret: testSecret, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := Verifiers{Tokens: tokens, OIDC: newOIDC(t, p, c, nil)}
+	own, exp, err := tokens.Mint("alice", RolePlayer, 90*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := v.Verify(context.Background(), own)
+	if err != nil || !got.ExpiresAt.Equal(exp) {
+		t.Fatalf("HS256 token expiring at %s: got %+v, %v", exp, got, err)
+	}
+	provider := signIn(t, p, "root")
+	want := expOf(t, provider)
+	if !want.After(c.now()) {
+		t.Fatalf("the provider's token expires at %s, not in the future", want)
+	}
+	got, err = v.Verify(context.Background(), provider)
+	if err != nil || got.Role != RoleAdmin || !got.ExpiresAt.Equal(want) {
+		t.Fatalf("OIDC token expiring at %s: got %+v, %v", want, got, err)
+	}
+}
+
 func TestOIDCAcceptsTheProvidersTokensWithTheirRole(t *testing.T) {
 	p := startProvider(t)
 	c := &clock{}
@@ -98,8 +140,10 @@ func TestOIDCAcceptsTheProvidersTokensWithTheirRole(t *testing.T) {
 		{"alice", byGroups, Principal{PlayerID: "alice", Role: RolePlayer}},
 	}
 	for _, tc := range cases {
-		got, err := tc.v.Verify(context.Background(), signIn(t, p, tc.user))
-		if err != nil || got != tc.want {
+		tok := signIn(t, p, tc.user)
+		tc.want.ExpiresAt = expOf(t, tok)
+		got, err := tc.v.Verify(context.Background(), tok)
+		if err != nil || !samePrincipal(got, tc.want) {
 			t.Errorf("%s (role claim %s): got %+v, %v; want %+v", tc.user, tc.v.cfg.RoleClaim, got, err, tc.want)
 		}
 	}

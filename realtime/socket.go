@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
@@ -90,8 +89,9 @@ func requestToken(r *http.Request) (string, bool) {
 }
 
 // authenticate verifies token and, when it names a session, that the
-// session is active. It returns the token's expiry too (zero when it has
-// none): the connection is closed then.
+// session is active. It returns the token's expiry too
+// (Principal.ExpiresAt; zero when it has none): the connection is closed
+// then.
 func (h *Hub) authenticate(ctx context.Context, token string) (auth.Principal, time.Time, error) {
 	p, err := h.cfg.Tokens.Verify(ctx, token)
 	if err != nil {
@@ -106,17 +106,7 @@ func (h *Hub) authenticate(ctx context.Context, token string) (auth.Principal, t
 			return auth.Principal{}, time.Time{}, fmt.Errorf("%w: session revoked or expired", auth.ErrUnauthorized)
 		}
 	}
-	return p, tokenExpiry(token), nil
-}
-
-// tokenExpiry returns the exp claim of a token that Verify accepted (its
-// signature is checked there), or the zero time when it has none.
-func tokenExpiry(token string) time.Time {
-	var c jwt.RegisteredClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(token, &c); err != nil || c.ExpiresAt == nil {
-		return time.Time{}
-	}
-	return c.ExpiresAt.Time
+	return p, p.ExpiresAt, nil
 }
 
 // closeWith sends an error message, then closes with code.
