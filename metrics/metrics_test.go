@@ -136,7 +136,11 @@ func TestMetricsAfterAWorkload(t *testing.T) {
 		}
 		_ = json.NewEncoder(w).Encode(snap.View)
 	})
-	router.Handle("/api/ws", hub)
+	router.Get("/api/ws", func(w http.ResponseWriter, r *http.Request) {
+		if err := hub.Serve(w, r); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
 	router.Handle("/metrics", reg.Handler())
 	srv := httptest.NewServer(reg.HTTP(router))
 	t.Cleanup(srv.Close)

@@ -56,7 +56,7 @@ func BenchmarkFanout(b *testing.B) {
 	if err := hub.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewServer(hub)
+	srv := httptest.NewServer(handler(hub))
 	defer func() { hub.Close(); srv.Close() }()
 
 	runtime.GC()

@@ -22,6 +22,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/realtime"
 )
@@ -120,12 +121,31 @@ func startHub(t testing.TB, cfg realtime.Config) *server {
 	if err := hub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(hub)
+	srv := httptest.NewServer(handler(hub))
 	t.Cleanup(func() {
 		hub.Close()
 		srv.Close()
 	})
 	return &server{hub: hub, srv: srv, tokens: cfg.Tokens.(*auth.Tokens)}
+}
+
+// handler serves the hub as web does: the errors Serve returns before the
+// upgrade are answered with the status web's problemFor gives them (401 for
+// auth.ErrUnauthorized, 503 for an unavailable dependency). web's own tests
+// check the problem documents.
+func handler(hub *realtime.Hub) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := hub.Serve(w, r)
+		switch {
+		case err == nil:
+		case errors.Is(err, auth.ErrUnauthorized):
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+		case faults.Transient(err):
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		default:
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
 }
 
 func (s *server) url() string { return "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/api/ws" }

@@ -159,8 +159,8 @@ type Stats struct {
 
 // Hub follows the event log with ONE subscription per process and fans every
 // queue event out to the connections subscribed to that queue (and to the
-// admins watching all). It serves the sockets of GET /api/ws (ServeHTTP).
-// Safe for concurrent use.
+// admins watching all). It serves the sockets of GET /api/ws (Serve, which
+// web calls). Safe for concurrent use.
 type Hub struct {
 	cfg Config
 	log *slog.Logger

@@ -20,17 +20,35 @@ import (
 // maxClientMessage bounds a client's message.
 const maxClientMessage = 8 << 10
 
-// ServeHTTP serves GET /api/ws: it authenticates (Authorization header,
+// Errors of Serve for a request refused before the upgrade. Each wraps
+// what the HTTP layer answers by (web: problem+json): auth.ErrUnauthorized
+// (401) or faults.ErrUnavailable (503, come back later).
+var (
+	// ErrNotRunning: the hub is not started yet, or closed.
+	ErrNotRunning = fmt.Errorf("the realtime hub is not running: %w", faults.ErrUnavailable)
+	// ErrTokenUnchecked: the provider's keys or the sessions cannot be
+	// reached, so the token may be fine: the client should come back.
+	ErrTokenUnchecked = fmt.Errorf("the token cannot be checked now: %w", faults.ErrUnavailable)
+)
+
+// Serve serves GET /api/ws: it authenticates (Authorization header,
 // ?access_token=, or a first "auth" message), upgrades, takes one
 // "subscribe", replays what the client missed (or a reset), then streams
 // live messages until either side closes.
-func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+//
+// It returns an error only for a request it refused before the upgrade,
+// having written nothing: ErrNotRunning, ErrTokenUnchecked, or an error
+// wrapping auth.ErrUnauthorized (a token that is not valid). The caller
+// answers it; the hub never chooses an HTTP status for an error. Once the
+// upgrade was tried it returns nil: a failed handshake is answered by the
+// WebSocket library (403 for a foreign origin, 426 or 400 for a request
+// that is not a handshake), everything after it by close codes.
+func (h *Hub) Serve(w http.ResponseWriter, r *http.Request) error {
 	h.mu.Lock()
 	running := h.started && !h.closed
 	h.mu.Unlock()
 	if !running {
-		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Service unavailable", "the realtime hub is not running")
-		return
+		return ErrNotRunning
 	}
 	var (
 		principal auth.Principal
@@ -42,14 +60,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			h.log.DebugContext(r.Context(), "websocket refused", "err", err)
 			if !errors.Is(err, auth.ErrUnauthorized) && faults.Transient(err) {
-				// The provider's keys or the sessions cannot be reached:
-				// the token may be fine, so the client should come back.
-				w.Header().Set("Retry-After", "1")
-				writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Service unavailable", "the token cannot be checked now; retry later")
-				return
+				return fmt.Errorf("%w: %w", ErrTokenUnchecked, err)
 			}
-			writeProblem(w, http.StatusUnauthorized, "unauthorized", "Unauthorized", "the token is not valid")
-			return
+			if !errors.Is(err, auth.ErrUnauthorized) {
+				return fmt.Errorf("%w: %w", auth.ErrUnauthorized, err)
+			}
+			return err
 		}
 		principal, expires, authed = p, exp, true
 	}
@@ -64,7 +80,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Accept has answered (403 for a foreign origin, 426/400 for a
 		// request that is not a WebSocket handshake).
 		h.log.DebugContext(r.Context(), "websocket handshake refused", "err", err)
-		return
+		return nil
 	}
 	conn.SetReadLimit(maxClientMessage)
 	if !h.serveConn(r.Context(), conn, principal, expires, authed) {
@@ -72,6 +88,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// A live socket outlives this handler: its subscriber's reader holds
 	// it (subscriber), and net/http's request and buffers are freed.
+	return nil
 }
 
 // requestToken returns the bearer token of the Authorization header, else
@@ -446,12 +463,4 @@ func (h *Hub) reset(ctx context.Context, conn *websocket.Conn, player domain.Pla
 		return eventstore.Position{}, err
 	}
 	return pos, h.write(ctx, conn, resetMessage(player, pos, queue))
-}
-
-// writeProblem answers a request refused before the upgrade.
-func writeProblem(w http.ResponseWriter, status int, kind, title, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(problemJSON{Type: problemPrefix + kind, Title: title, Status: status, Detail: detail})
 }

@@ -2,6 +2,7 @@ package realtime_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/realtime"
 )
 
@@ -207,6 +210,91 @@ func TestAuthenticationAndOrigin(t *testing.T) {
 	})
 }
 
+// Serve refuses a request before the upgrade with an error that says why,
+// and writes nothing: the HTTP layer (web) answers it. A hub that is not
+// running and a token that cannot be checked now are unavailable (come
+// back), a token that is not valid is unauthorized.
+func TestServeRefusesBeforeTheUpgradeWithErrors(t *testing.T) {
+	store := openSQLite(t)
+	tokens := newTokens(t)
+	good := token(t, tokens, "alice", auth.RolePlayer)
+	serve := func(t *testing.T, hub *realtime.Hub, tok string) error {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, "/api/ws?access_token="+tok, nil)
+		err := hub.Serve(rec, r)
+		if rec.Body.Len() != 0 || len(rec.Header()) != 0 {
+			t.Fatalf("Serve refused with %v and wrote %d %v %q", err, rec.Code, rec.Header(), rec.Body)
+		}
+		return err
+	}
+	start := func(t *testing.T, cfg realtime.Config) *realtime.Hub {
+		t.Helper()
+		cfg.Store = store
+		hub, err := realtime.NewHub(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := hub.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { hub.Close() })
+		return hub
+	}
+	unavailable := func(t *testing.T, err, want error) {
+		t.Helper()
+		if !errors.Is(err, want) || !errors.Is(err, faults.ErrUnavailable) || errors.Is(err, auth.ErrUnauthorized) {
+			t.Fatalf("Serve = %v, want %v (faults.ErrUnavailable, not auth.ErrUnauthorized)", err, want)
+		}
+	}
+
+	t.Run("not started, then closed", func(t *testing.T) {
+		hub, err := realtime.NewHub(realtime.Config{Store: store, Tokens: tokens})
+		if err != nil {
+			t.Fatal(err)
+		}
+		unavailable(t, serve(t, hub, good), realtime.ErrNotRunning)
+		if err := hub.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		hub.Close()
+		unavailable(t, serve(t, hub, good), realtime.ErrNotRunning)
+	})
+	t.Run("token not valid", func(t *testing.T) {
+		hub := start(t, realtime.Config{Tokens: tokens})
+		if err := serve(t, hub, good[:len(good)-2]); !errors.Is(err, auth.ErrUnauthorized) || faults.Transient(err) {
+			t.Fatalf("Serve with a broken token = %v, want auth.ErrUnauthorized", err)
+		}
+	})
+	t.Run("provider unreachable", func(t *testing.T) {
+		// A real OIDC verifier whose provider does not answer: its
+		// discovery fails, so no token can be checked.
+		o, err := auth.NewOIDC(auth.OIDCConfig{Issuer: "http://127.0.0.1:1", Audience: "taskqueue-web",
+			HTTPClient: &http.Client{Timeout: time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hub := start(t, realtime.Config{Tokens: o})
+		unavailable(t, serve(t, hub, good), realtime.ErrTokenUnchecked)
+	})
+	t.Run("sessions failing", func(t *testing.T) {
+		down := &failingSessions{err: fmt.Errorf("read session: %w", syscall.ECONNREFUSED)}
+		hub := start(t, realtime.Config{Tokens: tokens, Sessions: down})
+		tok := sessionToken(t, "alice", "s-1")
+		unavailable(t, serve(t, hub, tok), realtime.ErrTokenUnchecked)
+		// A failure that is not transient refuses the token.
+		down.err = errors.New("session record is corrupt")
+		if err := serve(t, hub, tok); !errors.Is(err, auth.ErrUnauthorized) {
+			t.Fatalf("Serve with a session that cannot be read = %v, want auth.ErrUnauthorized", err)
+		}
+	})
+}
+
+// failingSessions is a SessionChecker whose every answer is err.
+type failingSessions struct{ err error }
+
+func (s *failingSessions) Active(context.Context, string) (bool, error) { return false, s.err }
+
 // sessions is an in-memory SessionChecker: the set of revoked sessions.
 type sessions struct {
 	mu      sync.Mutex
@@ -299,7 +387,7 @@ func TestSlowReaderIsCutOffWithoutSlowingOthers(t *testing.T) {
 	if err := hub.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(hub)
+	srv := httptest.NewUnstartedServer(handler(hub))
 	srv.Listener = smallListener{srv.Listener}
 	srv.Start()
 	t.Cleanup(func() { hub.Close(); srv.Close() })

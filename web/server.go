@@ -80,7 +80,7 @@ type Config struct {
 	Admin *Admin
 	// Realtime serves GET /api/ws (realtime.Hub): it authenticates the
 	// socket itself (header, ?access_token= or a first message). Nil: 501.
-	Realtime http.Handler
+	Realtime Sockets
 	// Ready are the checks of /readyz.
 	Ready []ReadinessCheck
 	// RequestTimeout bounds the work of every /api request but the
@@ -166,7 +166,7 @@ type Server struct {
 	history      History
 	progress     Progress
 	analytics    Analytics
-	realtime     http.Handler
+	realtime     Sockets
 	admin        *Admin
 	metrics      http.Handler
 	middleware   []func(http.Handler) http.Handler
@@ -521,9 +521,20 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, devTokenResponse{Token: token, ExpiresAt: exp})
 }
 
+// Sockets is the realtime hub as GET /api/ws uses it (*realtime.Hub
+// implements it). Serve authenticates and upgrades; an error means it
+// refused the request before the upgrade and wrote nothing, and web answers
+// it like any other: one wrapping auth.ErrUnauthorized is 401, one wrapping
+// faults.ErrUnavailable (the hub is not running, the token cannot be
+// checked now) 503 with Retry-After.
+type Sockets interface {
+	Serve(w http.ResponseWriter, r *http.Request) error
+}
+
 // websocket hands GET /api/ws to the realtime hub, once the store answers
 // (Subscribable): while it cannot be reached the client gets 503 with
-// Retry-After before the upgrade, not a socket closed at once.
+// Retry-After before the upgrade, not a socket closed at once. The hub's
+// own refusals before the upgrade are answered here too.
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	if s.realtime == nil {
 		s.notImplemented(w, r)
@@ -538,7 +549,9 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.realtime.ServeHTTP(w, r)
+	if err := s.realtime.Serve(w, r); err != nil {
+		s.writeProblem(w, r, fmt.Errorf("websocket: %w", err))
+	}
 }
 
 func (s *Server) notImplemented(w http.ResponseWriter, r *http.Request) {

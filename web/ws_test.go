@@ -94,3 +94,26 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// The hub's refusals before the upgrade are web's problems like any
+// other (the hub returns errors, web answers them): a token that is not
+// valid is 401 unauthorized, a hub that no longer runs 503 unavailable with
+// Retry-After, each with the title of its type.
+func TestWebSocketRefusalsAreProblems(t *testing.T) {
+	a := apptest.SQLite(t)
+	c := newClient(t, a)
+	alice := c.token("alice", auth.RolePlayer)
+	p := c.do(req{method: "GET", path: "/api/ws", token: alice[:len(alice)-2]}).problem(t, 401, "unauthorized")
+	if p["title"] != "Unauthorized" {
+		t.Fatalf("401 problem %v, want the title Unauthorized", p)
+	}
+	p = c.do(req{method: "GET", path: "/api/ws?access_token=nope"}).problem(t, 401, "unauthorized")
+	if p["title"] != "Unauthorized" || p["instance"] != "/api/ws" {
+		t.Fatalf("401 problem %v, want the title Unauthorized and the instance /api/ws", p)
+	}
+	a.Realtime.Close()
+	r := c.do(req{method: "GET", path: "/api/ws", token: alice})
+	if p := r.problem(t, 503, "unavailable"); p["title"] != "Service unavailable" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("503 problem %v with Retry-After %q, want the title Service unavailable and a Retry-After", p, r.header.Get("Retry-After"))
+	}
+}
