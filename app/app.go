@@ -199,7 +199,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		cl.add(stop)
 		a.Processor = proc
 		relaySource = relayLag(relay)
-		admin.DeadLetters = proc.DeadLetters()
+		admin.DeadLetters = deadLetters{proc.DeadLetters()}
 		st.ready = append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready},
 			web.ReadinessCheck{Name: "processorOutage", Optional: true, Check: proc.Advancing})
 	case st.readModels != nil:
@@ -212,7 +212,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		if err != nil {
 			return nil, nil, err
 		}
-		admin.DeadLetters = dl
+		admin.DeadLetters = deadLetters{dl}
 	}
 
 	if a.Projections != nil {

@@ -2,21 +2,48 @@ package web
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
-
-	"github.com/taskqueue/taskqueue/processor"
 )
 
 // DeadLetterQueue is the processor's dead letter queue as the admin API
-// uses it (*processor.DeadLetters implements it). Retry needs the running
-// processor's own queue; an unknown ID is processor.ErrDeadLetterNotFound
-// (404).
+// uses it (app adapts the processor's to it). Retry needs the running
+// processor's own queue: while there is none it returns an error wrapping
+// ErrProcessorNotRunning (503); an unknown ID is an error wrapping
+// ErrDeadLetterNotFound (404).
 type DeadLetterQueue interface {
-	List(ctx context.Context, limit int, includeRetried bool) ([]processor.DeadLetter, error)
+	List(ctx context.Context, limit int, includeRetried bool) ([]DeadLetter, error)
 	Retry(ctx context.Context, id string) error
+}
+
+// Errors a DeadLetterQueue wraps for problemFor.
+var (
+	ErrDeadLetterNotFound  = errors.New("dead letter not found")
+	ErrProcessorNotRunning = errors.New("the processor is not running")
+)
+
+// DeadLetter is a command that failed after every retry, as GET
+// /api/admin/deadletters lists it (its JSON is the API's).
+type DeadLetter struct {
+	// ID is the failed message's UUID.
+	ID string `json:"id"`
+	// Topic is the command topic it came from (and is re-sent to).
+	Topic string `json:"topic"`
+	// Command is the command's name, e.g. "CompleteRepetition".
+	Command string `json:"command"`
+	// Payload is the command's JSON.
+	Payload json.RawMessage `json:"payload"`
+	// Error is the last error the processor recorded.
+	Error         string     `json:"error"`
+	CorrelationID string     `json:"correlationId"`
+	FailedAt      time.Time  `json:"failedAt"`
+	RetriedAt     *time.Time `json:"retriedAt"`
+	Retries       int        `json:"retries"`
 }
 
 // maxDeadLetters is the largest ?limit= of GET /api/admin/deadletters (the
@@ -24,7 +51,7 @@ type DeadLetterQueue interface {
 const maxDeadLetters = 1000
 
 type deadLettersPage struct {
-	DeadLetters []processor.DeadLetter `json:"deadLetters"`
+	DeadLetters []DeadLetter `json:"deadLetters"`
 }
 
 // adminDeadLetters lists the dead letters, newest first: those not retried,
@@ -59,7 +86,7 @@ func (s *Server) adminDeadLetters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if list == nil {
-		list = []processor.DeadLetter{}
+		list = []DeadLetter{}
 	}
 	writeJSON(w, http.StatusOK, deadLettersPage{DeadLetters: list})
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
-	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/query"
 )
 
@@ -140,7 +139,7 @@ func problemFor(err error) Problem {
 	case errors.Is(err, errForbidden):
 		t = ProblemForbidden
 	case errors.Is(err, errNotFound), errors.Is(err, domain.ErrTaskNotFound), errors.Is(err, query.ErrNotFound),
-		errors.Is(err, processor.ErrDeadLetterNotFound):
+		errors.Is(err, ErrDeadLetterNotFound):
 		t = ProblemNotFound
 	case errors.Is(err, errMethodNotAllowed):
 		t = ProblemMethodNotAllowed
@@ -169,7 +168,7 @@ func problemFor(err error) Problem {
 		t, detail = ProblemUnavailable, "the read side has not reached the requested version yet; retry after a moment"
 	case errors.Is(err, errUnavailable), errors.Is(err, eventstore.ErrClosed):
 		t, detail = ProblemUnavailable, "the service cannot reach its store; retry later"
-	case errors.Is(err, processor.ErrNotRunning):
+	case errors.Is(err, ErrProcessorNotRunning):
 		t, detail = ProblemUnavailable, "the processor is starting or stopping; retry later"
 	default:
 		switch faults.Classify(err) {

@@ -20,7 +20,6 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
-	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/query"
 )
 
@@ -49,7 +48,8 @@ var problemCases = []struct {
 	{fmt.Errorf("read: %w", eventstore.ErrClosed), ProblemUnavailable, "", "1"},
 	{fmt.Errorf("read: %w", context.DeadlineExceeded), ProblemUnavailable, "", "1"},
 	{fmt.Errorf("read queue: %w", query.ErrStale), ProblemUnavailable, "", "1"},
-	{fmt.Errorf("retry: %w", processor.ErrNotRunning), ProblemUnavailable, "", "1"},
+	{fmt.Errorf("retry: %w", ErrProcessorNotRunning), ProblemUnavailable, "", "1"},
+	{fmt.Errorf("retry dead letter x: %w", ErrDeadLetterNotFound), ProblemNotFound, "", ""},
 	{fmt.Errorf("read: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), ProblemUnavailable, "", "1"},
 	{fmt.Errorf("refresh: %w", faults.ErrUnavailable), ProblemUnavailable, "", "1"},
 	{fmt.Errorf("append: %w", syscall.ENOSPC), ProblemStorageFull, "", "10"},

@@ -21,7 +21,8 @@ import (
 // Queues runs the queue's commands and reads a queue. app adapts the
 // command handlers (command/) and the read side's queue view (query/) to
 // it; of the write side, web knows only command's errors and key rule
-// (problemFor, ValidateKey) and processor's dead letters (deadletters.go).
+// (problemFor, ValidateKey); the dead letters come through their own port
+// (DeadLetterQueue, deadletters.go).
 //
 // Errors are returned as the domain, command and store packages make them
 // (command.ErrPreconditionFailed for an If-Match that did not match,
