@@ -14,6 +14,7 @@ import (
 	"github.com/taskqueue/taskqueue/ops"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/relay"
 	"github.com/taskqueue/taskqueue/web"
 )
 
@@ -59,9 +60,9 @@ func forgetting(a *App, rr *redisRoles, readModels projections.DB, pool *pgxpool
 	}
 	prefix := TopicPrefix(cfg)
 	var topics []string
-	for _, typ := range processor.IntegrationTypes {
-		if typ != processor.TypePlayerForgotten {
-			topics = append(topics, processor.Topic(prefix, typ))
+	for _, typ := range relay.IntegrationTypes {
+		if typ != relay.TypePlayerForgotten {
+			topics = append(topics, relay.Topic(prefix, typ))
 		}
 	}
 	if rr.client != nil {
@@ -69,13 +70,13 @@ func forgetting(a *App, rr *redisRoles, readModels projections.DB, pool *pgxpool
 			if _, err := processor.ForgetInCommandStreams(ctx, rr.client.Redis(), prefix, string(p)); err != nil {
 				return err
 			}
-			_, err := processor.ForgetInStreams(ctx, rr.client.Redis(), topics, string(p))
+			_, err := relay.ForgetInStreams(ctx, rr.client.Redis(), topics, string(p))
 			return err
 		})
 	}
 	if pool != nil {
 		f.Caches = append(f.Caches, func(ctx context.Context, p domain.PlayerID) error {
-			_, err := processor.ForgetInOutbox(ctx, pool, topics, string(p))
+			_, err := relay.ForgetInOutbox(ctx, pool, topics, string(p))
 			return err
 		})
 	}
@@ -85,11 +86,11 @@ func forgetting(a *App, rr *redisRoles, readModels projections.DB, pool *pgxpool
 	}
 	cl.add(func() { _ = pub.Close() })
 	f.Publish = func(ctx context.Context, p domain.PlayerID, at time.Time, events int64) error {
-		if err := processor.PublishPlayerForgotten(pub, prefix, string(p), at, events, web.RequestIDFrom(ctx)); err != nil {
+		if err := relay.PublishPlayerForgotten(pub, prefix, string(p), at, events, web.RequestIDFrom(ctx)); err != nil {
 			return err
 		}
 		if pool != nil && rr.client == nil {
-			return processor.RefuseAnalystOutbox(ctx, pool, processor.Topic(prefix, processor.TypePlayerForgotten))
+			return relay.RefuseAnalystOutbox(ctx, pool, relay.Topic(prefix, relay.TypePlayerForgotten))
 		}
 		return nil
 	}
@@ -102,9 +103,9 @@ func integrationPublisher(rr *redisRoles, pool *pgxpool.Pool, log *slog.Logger) 
 	wlog := watermill.NewSlogLogger(log.With("component", "forget-publisher"))
 	switch {
 	case rr.client != nil:
-		return processor.NewIntegrationPublisher(rr.client.Redis(), wlog)
+		return relay.NewIntegrationPublisher(rr.client.Redis(), wlog)
 	case pool != nil:
-		return processor.NewOutboxPublisher(pool, wlog)
+		return relay.NewOutboxPublisher(pool, wlog)
 	}
 	log.Info("player.forgotten is not published: integration events need Redis (TASKQUEUE_REDIS_URL) or PostgreSQL (docs/EVENTS.md)")
 	return nil, nil

@@ -19,8 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/relay"
 )
 
 // fastCatalog writes the embedded catalog with every task's duration cut
@@ -168,7 +168,7 @@ func tablesHolding(t *testing.T, db *sql.DB, postgres bool, s string) []string {
 	rows.Close()
 	var found []string
 	for _, table := range tables {
-		if table == "audit_log" || strings.HasPrefix(table, "sqlite_") || strings.HasSuffix(table, "."+processor.TypePlayerForgotten) {
+		if table == "audit_log" || strings.HasPrefix(table, "sqlite_") || strings.HasSuffix(table, "."+relay.TypePlayerForgotten) {
 			continue
 		}
 		for _, r := range rowsOf(t, db, `"`+table+`"`) {
@@ -217,12 +217,12 @@ func subscribeForgotten(t *testing.T, ctx context.Context, url, prefix string) <
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	sub, err := processor.NewOutboxSubscriber(pool, "forget-test", watermill.NopLogger{})
+	sub, err := relay.NewOutboxSubscriber(pool, "forget-test", watermill.NopLogger{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Close() })
-	msgs, err := sub.Subscribe(ctx, processor.Topic(prefix, processor.TypePlayerForgotten))
+	msgs, err := sub.Subscribe(ctx, relay.Topic(prefix, relay.TypePlayerForgotten))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func redisHolding(t *testing.T, rdb *redis.Client, prefix, s string) []string {
 	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		key := iter.Val()
-		if strings.HasSuffix(key, "."+processor.TypePlayerForgotten) {
+		if strings.HasSuffix(key, "."+relay.TypePlayerForgotten) {
 			continue
 		}
 		if strings.Contains(key, s) {

@@ -19,8 +19,8 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/ops"
-	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/relay"
 )
 
 // The forgotten player and the one who stays, named so that no other data
@@ -204,7 +204,7 @@ func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, 
 	}
 	if cfg.AnalystPassword != "" {
 		analyst := openSQL(t, asAnalyst(t, cfg.DatabaseURL, cfg.AnalystPassword))
-		forgottenTable := "watermill_" + processor.Topic(TopicPrefix(a.Config), processor.TypePlayerForgotten)
+		forgottenTable := "watermill_" + relay.Topic(TopicPrefix(a.Config), relay.TypePlayerForgotten)
 		var schema string
 		if err := db.QueryRow(`SELECT current_schema()`).Scan(&schema); err != nil {
 			t.Fatal(err)
@@ -269,21 +269,21 @@ func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, 
 
 	// player.forgotten, in the spec's shape.
 	if rdb != nil {
-		msgs, err := rdb.XRange(ctx, processor.Topic(TopicPrefix(a.Config), processor.TypePlayerForgotten), "-", "+").Result()
+		msgs, err := rdb.XRange(ctx, relay.Topic(TopicPrefix(a.Config), relay.TypePlayerForgotten), "-", "+").Result()
 		if err != nil || len(msgs) != 2 {
 			t.Fatalf("player.forgotten on Redis: %d messages, %v; want 2 (one per forget)", len(msgs), err)
 		}
 		forgotten = func() <-chan *watermillMessage {
 			ch := make(chan *watermillMessage, 1)
-			ch <- &watermillMessage{payload: []byte(msgs[0].Values[processor.FieldPayload].(string))}
+			ch <- &watermillMessage{payload: []byte(msgs[0].Values[relay.FieldPayload].(string))}
 			return ch
 		}()
 	}
 	if forgotten != nil {
 		select {
 		case m := <-forgotten:
-			var ev processor.IntegrationEvent
-			if err := json.Unmarshal(m.payload, &ev); err != nil || ev.Type != processor.TypePlayerForgotten || ev.PlayerID != gone {
+			var ev relay.IntegrationEvent
+			if err := json.Unmarshal(m.payload, &ev); err != nil || ev.Type != relay.TypePlayerForgotten || ev.PlayerID != gone {
 				t.Fatalf("player.forgotten: %s, %v", m.payload, err)
 			}
 			schema, err := asyncapi.IntegrationPayload(ev.Type)

@@ -14,7 +14,7 @@ import (
 	"github.com/taskqueue/taskqueue/api/asyncapi"
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/internal/testenv"
-	"github.com/taskqueue/taskqueue/processor"
+	"github.com/taskqueue/taskqueue/relay"
 )
 
 // On PostgreSQL without Redis the integration events go into the outbox,
@@ -35,17 +35,17 @@ func TestIntegrationEventsWithoutRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	sub, err := processor.NewOutboxSubscriber(pool, "test-consumer", watermill.NopLogger{})
+	sub, err := relay.NewOutboxSubscriber(pool, "test-consumer", watermill.NopLogger{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	topic := func(typ string) string { return processor.Topic(TopicPrefix(a.Config), typ) }
-	started, err := sub.Subscribe(ctx, topic(processor.TypeTaskStarted))
+	topic := func(typ string) string { return relay.Topic(TopicPrefix(a.Config), typ) }
+	started, err := sub.Subscribe(ctx, topic(relay.TypeTaskStarted))
 	if err != nil {
 		t.Fatal(err)
 	}
-	completed, err := sub.Subscribe(ctx, topic(processor.TypeTaskCompleted))
+	completed, err := sub.Subscribe(ctx, topic(relay.TypeTaskCompleted))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,10 +55,10 @@ func TestIntegrationEventsWithoutRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, ch := range map[string]<-chan *message.Message{processor.TypeTaskStarted: started, processor.TypeTaskCompleted: completed} {
+	for name, ch := range map[string]<-chan *message.Message{relay.TypeTaskStarted: started, relay.TypeTaskCompleted: completed} {
 		select {
 		case m := <-ch:
-			var ev processor.IntegrationEvent
+			var ev relay.IntegrationEvent
 			if err := json.Unmarshal(m.Payload, &ev); err != nil {
 				t.Fatalf("%s payload %s: %v", name, m.Payload, err)
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/relay"
 	"github.com/taskqueue/taskqueue/tracing"
 	"github.com/taskqueue/taskqueue/web"
 )
@@ -42,7 +43,7 @@ func TopicPrefix(cfg Config) string { return cfg.RedisPrefix + "taskqueue" }
 // the relay does not run (nothing outside this process could consume a
 // GoChannel), which is logged once. stop stops claiming, lets the
 // commands in flight finish, releases the claims and the lease.
-func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbox *pgxpool.Pool, commands command.Config, rc *redisx.Client, obs faults.Observer, log *slog.Logger) (_ *processor.Processor, _ *processor.Relay, _ func(), err error) {
+func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbox *pgxpool.Pool, commands command.Config, rc *redisx.Client, obs faults.Observer, log *slog.Logger) (_ *processor.Processor, _ *relay.Relay, _ func(), err error) {
 	var rdb redis.UniversalClient
 	var own redis.UniversalClient
 	if rc != nil {
@@ -70,16 +71,16 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbo
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("start the processor: %w", err)
 	}
-	var relay *processor.Relay
+	var rel *relay.Relay
 	var relayPub interface{ Close() error }
 	if rdb != nil {
-		pub, err := processor.NewIntegrationPublisher(rdb,
+		pub, err := relay.NewIntegrationPublisher(rdb,
 			watermill.NewSlogLogger(log.With("component", "relay-publisher")))
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
 		}
 		relayPub = pub
-		relay, err = processor.NewRelay(processor.RelayConfig{
+		rel, err = relay.New(relay.Config{
 			Store: store, DB: db, Publisher: pub, TopicPrefix: TopicPrefix(cfg), Observer: obs, Logger: log.With("component", "relay"),
 		})
 		if err != nil {
@@ -87,12 +88,12 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbo
 			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
 		}
 	} else if outbox != nil {
-		pub, err := processor.NewOutboxPublisher(outbox, watermill.NewSlogLogger(log.With("component", "relay-publisher")))
+		pub, err := relay.NewOutboxPublisher(outbox, watermill.NewSlogLogger(log.With("component", "relay-publisher")))
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
 		}
 		relayPub = pub
-		relay, err = processor.NewRelay(processor.RelayConfig{
+		rel, err = relay.New(relay.Config{
 			Store: store, DB: db, Publisher: pub, TopicPrefix: TopicPrefix(cfg), Observer: obs, Logger: log.With("component", "relay"),
 		})
 		if err != nil {
@@ -110,20 +111,20 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbo
 			log.Error("processor stopped", "err", err)
 		}
 	})
-	if relay != nil && outbox != nil && rdb == nil {
+	if rel != nil && outbox != nil && rdb == nil {
 		wg.Go(func() { sweepOutbox(ctx, outbox, TopicPrefix(cfg), log) })
 	}
-	if relay != nil {
+	if rel != nil {
 		wg.Go(func() {
-			err := processor.RunLeased(ctx, processor.LeaseConfig{
-				DB: db, Name: processor.RelayLeaseName, Owner: p.Owner(), Observer: obs, Logger: log,
-			}, relay.Run)
+			err := relay.RunLeased(ctx, relay.LeaseConfig{
+				DB: db, Name: relay.LeaseName, Owner: p.Owner(), Observer: obs, Logger: log,
+			}, rel.Run)
 			if err != nil {
 				log.Error("relay stopped", "err", err)
 			}
 		})
 	}
-	return p, relay, func() {
+	return p, rel, func() {
 		cancel()
 		wg.Wait()
 		if relayPub != nil {
@@ -135,13 +136,13 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbo
 	}, nil
 }
 
-// relayLag is the metrics source of relay, nil without one.
-func relayLag(relay *processor.Relay) func(context.Context) (eventstore.Position, time.Duration, error) {
-	if relay == nil {
+// relayLag is the metrics source of r, nil without one.
+func relayLag(r *relay.Relay) func(context.Context) (eventstore.Position, time.Duration, error) {
+	if r == nil {
 		return nil
 	}
 	return func(ctx context.Context) (eventstore.Position, time.Duration, error) {
-		return relay.Lag(ctx, time.Now())
+		return r.Lag(ctx, time.Now())
 	}
 }
 
@@ -310,37 +311,37 @@ func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return 0, fmt.Errorf("redis at TASKQUEUE_REDIS_URL does not answer: %w", err)
 		}
-		if pub, err = processor.NewIntegrationPublisher(rdb, wlog); err != nil {
+		if pub, err = relay.NewIntegrationPublisher(rdb, wlog); err != nil {
 			return 0, err
 		}
 	case st.pool != nil:
-		if pub, err = processor.NewOutboxPublisher(st.pool, wlog); err != nil {
+		if pub, err = relay.NewOutboxPublisher(st.pool, wlog); err != nil {
 			return 0, err
 		}
 	default:
 		return 0, errors.New("integration events are published to Redis streams (set TASKQUEUE_REDIS_URL) or the PostgreSQL outbox (set TASKQUEUE_DATABASE_URL)")
 	}
 	defer pub.Close()
-	r, err := processor.NewRelay(processor.RelayConfig{
+	r, err := relay.New(relay.Config{
 		Store: st.store, DB: st.readModels, Publisher: pub, TopicPrefix: TopicPrefix(cfg), Logger: log,
 	})
 	if err != nil {
 		return 0, err
 	}
-	return r.Republish(ctx, processor.Before(from))
+	return r.Republish(ctx, relay.Before(from))
 }
 
 // sweepOutbox deletes the outbox's messages older than
-// processor.OutboxRetention once an hour until ctx ends.
+// relay.OutboxRetention once an hour until ctx ends.
 func sweepOutbox(ctx context.Context, pool *pgxpool.Pool, prefix string, log *slog.Logger) {
 	var topics []string
-	for _, typ := range processor.IntegrationTypes {
-		topics = append(topics, processor.Topic(prefix, typ))
+	for _, typ := range relay.IntegrationTypes {
+		topics = append(topics, relay.Topic(prefix, typ))
 	}
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if n, err := processor.SweepOutbox(ctx, pool, topics); err != nil && ctx.Err() == nil {
+		if n, err := relay.SweepOutbox(ctx, pool, topics); err != nil && ctx.Err() == nil {
 			log.Warn("outbox sweep failed; it runs again in an hour", "err", err)
 		} else if n > 0 {
 			log.Info("outbox swept", "deleted", n)

@@ -13,9 +13,9 @@ import (
 	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/relay"
 	"github.com/taskqueue/taskqueue/sessionstore"
 	"github.com/taskqueue/taskqueue/web"
 )
@@ -56,7 +56,7 @@ func openRedis(cfg Config, log *slog.Logger, cl *closers, db projections.DB) (*r
 	if r.client != nil {
 		r.wakeups = redisx.NewWakeups(r.client)
 		cl.add(r.wakeups.Close)
-		pub, err := processor.NewIntegrationPublisher(r.client.Redis(),
+		pub, err := relay.NewIntegrationPublisher(r.client.Redis(),
 			watermill.NewSlogLogger(log.With("component", "presence")))
 		if err != nil {
 			return nil, fmt.Errorf("open the presence publisher: %w", err)
@@ -134,7 +134,7 @@ func newPresence(c *redisx.Client, pub message.Publisher, prefix string, cfg red
 		p.log = slog.Default()
 	}
 	cfg.Gone = func(_ context.Context, player string, at time.Time) {
-		if err := processor.PublishPlayerOffline(p.pub, p.prefix, player, at, eventstore.Position{}, ""); err != nil {
+		if err := relay.PublishPlayerOffline(p.pub, p.prefix, player, at, eventstore.Position{}, ""); err != nil {
 			p.log.Warn("publish presence", "player", player, "online", false, "err", err)
 		}
 	}
@@ -150,5 +150,5 @@ func (p *presence) PlayerOffline(ctx context.Context, player domain.PlayerID, at
 	if !p.shared.Leave(ctx, string(player)) {
 		return nil // another instance holds the player
 	}
-	return processor.PublishPlayerOffline(p.pub, p.prefix, string(player), at, last, "")
+	return relay.PublishPlayerOffline(p.pub, p.prefix, string(player), at, last, "")
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
-	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/relay"
 )
 
 // TestPresencePublishesPlayerOffline: with Redis the hub's presence port
@@ -48,7 +48,7 @@ func TestPresencePublishesPlayerOffline(t *testing.T) {
 // offlineEvent is one player.offline read back from the stream.
 type offlineEvent struct {
 	at   time.Time
-	data processor.PlayerOfflineData
+	data relay.PlayerOfflineData
 }
 
 // offlineEvents returns (and deletes) the player.offline messages of
@@ -65,15 +65,15 @@ func offlineEvents(t *testing.T, rdb redis.UniversalClient, prefix, player strin
 	var out []offlineEvent
 	for _, m := range msgs {
 		payload, _ := m.Values["payload"].(string)
-		var ev processor.IntegrationEvent
+		var ev relay.IntegrationEvent
 		if json.Unmarshal([]byte(payload), &ev) != nil || ev.PlayerID != player {
 			continue
 		}
 		_ = rdb.XDel(ctx, stream, m.ID).Err()
-		if ev.Type != processor.TypePlayerOffline {
+		if ev.Type != relay.TypePlayerOffline {
 			t.Fatalf("%s on the player.offline stream", ev.Type)
 		}
-		var data processor.PlayerOfflineData
+		var data relay.PlayerOfflineData
 		if err := json.Unmarshal(ev.Data, &data); err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func offlineEvents(t *testing.T, rdb redis.UniversalClient, prefix, player strin
 }
 
 func offlineStream(prefix string) string {
-	return processor.Topic(TopicPrefix(Config{RedisPrefix: prefix}), processor.TypePlayerOffline)
+	return relay.Topic(TopicPrefix(Config{RedisPrefix: prefix}), relay.TypePlayerOffline)
 }
 
 // Two instances (two openRedis on one Redis and prefix): the first to

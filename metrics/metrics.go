@@ -55,7 +55,7 @@ type Sources struct {
 	// cut off since it started (realtime.Hub.Stats: Connections,
 	// SlowDisconnects).
 	WebSocket func() (connections, slowDisconnects int64)
-	// Relay reports the relay of integration events (processor.Relay.Lag):
+	// Relay reports the relay of integration events (relay.Relay.Lag):
 	// its checkpoint and how long the first event it has not published yet
 	// has been in the log. Nil where no relay runs (without Redis).
 	Relay func(ctx context.Context) (eventstore.Position, time.Duration, error)

@@ -21,10 +21,10 @@ import (
 type Config struct {
 	// Store is the event log. Required.
 	Store eventstore.Store
-	// DB holds the schedule, the claims, the dead letters and the relay
-	// checkpoint (migration 0030): projections.NewPostgresDB of the event
-	// store's pool, or projections.NewSQLiteStoreDB of the SQLite
-	// store. Required.
+	// DB holds the schedule, the claims and the dead letters (migration
+	// 0030; the relay keeps its checkpoint there too):
+	// projections.NewPostgresDB of the event store's pool, or
+	// projections.NewSQLiteStoreDB of the SQLite store. Required.
 	DB projections.DB
 	// Commands configures the processor's own command handlers (rules,
 	// cache size); its Clock is replaced by Clock and Optimistic is set.

@@ -1,8 +1,8 @@
 // Package processor advances every running queue on time, whether or not its
 // player is connected: the schedule projection of due repetitions, the due
 // loop that claims and completes them in batches, the watermill command bus
-// they travel on, the dead letter queue, and the relay that publishes
-// integration events (docs/EVENTS.md).
+// they travel on, and the dead letter queue. The relay of integration
+// events is package relay.
 //
 // It must never complete a repetition twice nor record a transient error as
 // a failure of the data: claims are leases per stream, completions carry
@@ -11,10 +11,10 @@
 //
 // Where to look: schedule.go (the projection), processor.go and claims.go
 // (the due loop and claims), bus.go (topics, partitions, consumer groups),
-// deadletters.go, relay.go, lease.go and outbox.go (the relay). The design
-// (batches, offline cap, several instances, shutdown and faults, the relay's
-// lease): docs/ARCHITECTURE.md, "processor".
+// deadletters.go, forget.go (a forgotten player's commands). The design
+// (batches, offline cap, several instances, shutdown and faults):
+// docs/ARCHITECTURE.md, "processor".
 //
-// Concurrency: Processor, DeadLetters and Relay are safe for concurrent
-// use; Run may be called once per Processor.
+// Concurrency: Processor and DeadLetters are safe for concurrent use; Run
+// may be called once per Processor.
 package processor

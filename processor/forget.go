@@ -2,27 +2,11 @@ package processor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
-
-// ForgetInStreams deletes player's messages from the integration streams
-// on Redis of topics (a forgotten player: docs/API.md, "Forgetting a
-// player"); a consumer that had not read them never will. It reads each
-// stream whole, a page at a time (at most IntegrationStreamMaxlen
-// entries): forgetting is rare. player.forgotten's own stream is not among
-// topics: its message must reach the consumers.
-func ForgetInStreams(ctx context.Context, rdb redis.UniversalClient, topics []string, player string) (int64, error) {
-	return deleteFromStreams(ctx, rdb, topics, func(payload string) bool {
-		var ev struct {
-			PlayerID string `json:"playerId"`
-		}
-		return json.Unmarshal([]byte(payload), &ev) == nil && ev.PlayerID == player
-	})
-}
 
 // ForgetInCommandStreams deletes the commands that name player from the
 // processor's command streams on Redis (topicPrefix's
@@ -43,6 +27,11 @@ func ForgetInCommandStreams(ctx context.Context, rdb redis.UniversalClient, topi
 	return deleteFromStreams(ctx, rdb, streams, func(payload string) bool { return strings.Contains(payload, quoted) })
 }
 
+// commandPayloadField is the field of a command stream entry that holds
+// the command (watermill-redisstream's default marshaller, which the bus
+// uses).
+const commandPayloadField = "payload"
+
 // deleteFromStreams deletes the entries of streams whose payload field
 // matches.
 func deleteFromStreams(ctx context.Context, rdb redis.UniversalClient, streams []string, match func(payload string) bool) (int64, error) {
@@ -56,7 +45,7 @@ func deleteFromStreams(ctx context.Context, rdb redis.UniversalClient, streams [
 			}
 			var ids []string
 			for _, m := range msgs {
-				if payload, _ := m.Values[FieldPayload].(string); match(payload) {
+				if payload, _ := m.Values[commandPayloadField].(string); match(payload) {
 					ids = append(ids, m.ID)
 				}
 			}

@@ -56,7 +56,7 @@ type SessionChecker interface {
 // sockets: the implementation decides whether the player is offline
 // everywhere (the app's, on Redis, asks every instance through
 // redisx.Presence before it publishes player.offline with
-// processor.PublishPlayerOffline). Calls for one player arrive in order,
+// relay.PublishPlayerOffline). Calls for one player arrive in order,
 // one at a time, each with a deadline; an error is logged, not retried.
 type Presence interface {
 	PlayerOnline(ctx context.Context, player domain.PlayerID, at time.Time) error

@@ -13,7 +13,7 @@ import (
 	"github.com/taskqueue/taskqueue/app/apptest"
 	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/internal/teststore"
-	"github.com/taskqueue/taskqueue/processor"
+	"github.com/taskqueue/taskqueue/relay"
 )
 
 // TestPlayerOfflineAcrossInstances: two whole apps sharing Redis, a
@@ -51,14 +51,14 @@ func TestPlayerOfflineAcrossInstances(t *testing.T) {
 	}
 	offline := func() int {
 		t.Helper()
-		msgs, err := rdb.XRange(ctx, processor.Topic(app.TopicPrefix(a.Config), processor.TypePlayerOffline), "-", "+").Result()
+		msgs, err := rdb.XRange(ctx, relay.Topic(app.TopicPrefix(a.Config), relay.TypePlayerOffline), "-", "+").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := 0
 		for _, m := range msgs {
 			payload, _ := m.Values["payload"].(string)
-			var ev processor.IntegrationEvent
+			var ev relay.IntegrationEvent
 			if json.Unmarshal([]byte(payload), &ev) == nil && ev.PlayerID == "zoe" {
 				n++
 			}

@@ -24,8 +24,8 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/internal/teststore"
-	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/relay"
 )
 
 // serviceEnv is the environment of a deployment on the test's own
@@ -79,16 +79,16 @@ func enqueueCLI(t *testing.T, h *command.Handlers, player, typ string, count int
 
 // streamEvents reads every integration message of one type from its Redis
 // stream.
-func streamEvents(t *testing.T, rdb *redis.Client, prefix, typ string) []processor.IntegrationEvent {
+func streamEvents(t *testing.T, rdb *redis.Client, prefix, typ string) []relay.IntegrationEvent {
 	t.Helper()
-	msgs, err := rdb.XRange(context.Background(), processor.Topic(prefix+"taskqueue", typ), "-", "+").Result()
+	msgs, err := rdb.XRange(context.Background(), relay.Topic(prefix+"taskqueue", typ), "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []processor.IntegrationEvent
+	var out []relay.IntegrationEvent
 	for _, m := range msgs {
 		payload, _ := m.Values["payload"].(string)
-		var ev processor.IntegrationEvent
+		var ev relay.IntegrationEvent
 		if err := json.Unmarshal([]byte(payload), &ev); err != nil {
 			t.Fatalf("message %s of %s: %v", m.ID, typ, err)
 		}
@@ -186,10 +186,10 @@ func TestProcessorCommand(t *testing.T) {
 	}
 
 	// The relay published both task.completed to the deployment's streams.
-	waitProc(t, "two task.completed on Redis", func() bool { return len(streamEvents(t, rdb, prefix, processor.TypeTaskCompleted)) >= 2 })
-	done := map[string]processor.TaskCompletedData{}
-	for _, ev := range streamEvents(t, rdb, prefix, processor.TypeTaskCompleted) {
-		var d processor.TaskCompletedData
+	waitProc(t, "two task.completed on Redis", func() bool { return len(streamEvents(t, rdb, prefix, relay.TypeTaskCompleted)) >= 2 })
+	done := map[string]relay.TaskCompletedData{}
+	for _, ev := range streamEvents(t, rdb, prefix, relay.TypeTaskCompleted) {
+		var d relay.TaskCompletedData
 		if err := json.Unmarshal(ev.Data, &d); err != nil {
 			t.Fatal(err)
 		}
@@ -206,13 +206,13 @@ func TestProcessorCommand(t *testing.T) {
 	}
 	// Nothing under the unprefixed names (deployments sharing a Redis
 	// server stay apart).
-	if n, _ := rdb.Exists(context.Background(), processor.Topic(prefix+"taskqueue", processor.TypeTaskStarted)).Result(); n != 1 {
+	if n, _ := rdb.Exists(context.Background(), relay.Topic(prefix+"taskqueue", relay.TypeTaskStarted)).Result(); n != 1 {
 		t.Errorf("no task.started stream under the prefix")
 	}
 
 	cfg, _ := app.FromEnv(func(k string) string { return env[k] })
 	db := openDB(t, cfg)
-	holder, err := processor.LeaseHolder(context.Background(), db, processor.RelayLeaseName, time.Now())
+	holder, err := relay.LeaseHolder(context.Background(), db, relay.LeaseName, time.Now())
 	if err != nil || holder == "" {
 		t.Fatalf("relay lease holder %q, %v; want this processor", holder, err)
 	}
@@ -232,7 +232,7 @@ func TestProcessorCommand(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
-	if holder, err := processor.LeaseHolder(context.Background(), db, processor.RelayLeaseName, time.Now()); err != nil || holder != "" {
+	if holder, err := relay.LeaseHolder(context.Background(), db, relay.LeaseName, time.Now()); err != nil || holder != "" {
 		t.Errorf("relay lease still held by %q after the stop (%v)", holder, err)
 	}
 	var claims int
@@ -302,7 +302,7 @@ func TestRelayCommand(t *testing.T) {
 	}
 	got := map[string]bool{}
 	var ids []string
-	for _, typ := range []string{processor.TypeTaskStarted, processor.TypeQueueUpdated} {
+	for _, typ := range []string{relay.TypeTaskStarted, relay.TypeQueueUpdated} {
 		for _, ev := range streamEvents(t, rdb, prefix, typ) {
 			if got[ev.Position] {
 				t.Errorf("position %s published twice", ev.Position)
@@ -324,7 +324,7 @@ func TestRelayCommand(t *testing.T) {
 		t.Fatalf("second relay: %d %q", code, out)
 	}
 	var again []string
-	for _, typ := range []string{processor.TypeTaskStarted, processor.TypeQueueUpdated} {
+	for _, typ := range []string{relay.TypeTaskStarted, relay.TypeQueueUpdated} {
 		evs := streamEvents(t, rdb, prefix, typ)
 		for _, ev := range evs[len(evs)/2:] {
 			again = append(again, ev.EventID)
@@ -338,7 +338,7 @@ func TestRelayCommand(t *testing.T) {
 
 	// From the head on: nothing.
 	head, _ := store.Head(context.Background())
-	next := processor.Before(eventstore.Position{Commit: head.Commit, Seq: head.Seq + 2})
+	next := relay.Before(eventstore.Position{Commit: head.Commit, Seq: head.Seq + 2})
 	if code, out, _ := runCLI(t, env, "relay", "--from", next.String()); code != 0 || !strings.Contains(out, "re-published 0 ") {
 		t.Errorf("relay from past the head: %d %q", code, out)
 	}
@@ -496,11 +496,11 @@ func TestTwoProcessorsOneRelay(t *testing.T) {
 	for i := range players {
 		enqueueCLI(t, h, fmt.Sprintf("tp%d", i), "chop-wood", 1)
 	}
-	completed := func() []processor.IntegrationEvent {
-		return streamEvents(t, rdb, prefix, processor.TypeTaskCompleted)
+	completed := func() []relay.IntegrationEvent {
+		return streamEvents(t, rdb, prefix, relay.TypeTaskCompleted)
 	}
 	waitProc(t, "every task.completed", func() bool { return len(completed()) >= players })
-	holder, err := processor.LeaseHolder(context.Background(), db, processor.RelayLeaseName, time.Now())
+	holder, err := relay.LeaseHolder(context.Background(), db, relay.LeaseName, time.Now())
 	if err != nil || holder == "" {
 		t.Fatalf("relay lease holder %q, %v", holder, err)
 	}
@@ -517,7 +517,7 @@ func TestTwoProcessorsOneRelay(t *testing.T) {
 			seen[k] = true
 		}
 	}
-	for _, typ := range []string{processor.TypeTaskStarted, processor.TypeTaskCompleted, processor.TypeQueueUpdated} {
+	for _, typ := range []string{relay.TypeTaskStarted, relay.TypeTaskCompleted, relay.TypeQueueUpdated} {
 		checkOnce(typ)
 	}
 
@@ -531,14 +531,14 @@ func TestTwoProcessorsOneRelay(t *testing.T) {
 		enqueueCLI(t, h, fmt.Sprintf("tp%d", i), "chop-wood", 1)
 	}
 	waitProc(t, "the task.completed after the stop", func() bool { return len(completed()) >= 2*players })
-	after, err := processor.LeaseHolder(context.Background(), db, processor.RelayLeaseName, time.Now())
+	after, err := relay.LeaseHolder(context.Background(), db, relay.LeaseName, time.Now())
 	if err != nil || after == "" {
 		t.Fatalf("relay lease holder after the stop %q, %v", after, err)
 	}
 	if after == holder {
 		t.Fatalf("the stopped instance %s still holds the relay lease", holder)
 	}
-	for _, typ := range []string{processor.TypeTaskStarted, processor.TypeTaskCompleted, processor.TypeQueueUpdated} {
+	for _, typ := range []string{relay.TypeTaskStarted, relay.TypeTaskCompleted, relay.TypeQueueUpdated} {
 		checkOnce(typ)
 	}
 	other()

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/taskqueue/taskqueue/internal/testenv"
-	"github.com/taskqueue/taskqueue/processor"
+	"github.com/taskqueue/taskqueue/relay"
 )
 
 // TestRedisClusterFailover runs the fault suite's deployment on a Redis
@@ -64,7 +64,7 @@ func TestRedisClusterFailover(t *testing.T) {
 			d.recovered(fault, fault, time.Now())
 			d.load.setPhase("between faults")
 		}
-		m := cluster.MasterOf(processor.Topic("tq:taskqueue", processor.TypeTaskCompleted))
+		m := cluster.MasterOf(relay.Topic("tq:taskqueue", relay.TypeTaskCompleted))
 		fault := "kill -9 master " + m
 		d.during(fault)
 		time.Sleep(500 * time.Millisecond)

@@ -1,4 +1,4 @@
-package processor
+package relay
 
 import (
 	"encoding/json"
@@ -87,3 +87,10 @@ func NewIntegrationPublisher(rdb redis.UniversalClient, logger watermill.LoggerA
 	}
 	return pub, nil
 }
+
+// keepOpen is the caller's Redis client as watermill-redisstream gets it:
+// its publishers close their client when they close, and this one belongs
+// to the caller, so closing is a no-op.
+type keepOpen struct{ redis.UniversalClient }
+
+func (keepOpen) Close() error { return nil }

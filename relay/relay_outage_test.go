@@ -1,4 +1,4 @@
-package processor
+package relay
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/internal/teststore"
+	"github.com/taskqueue/taskqueue/processor"
 )
 
 // published records every message of every relay instance, with when.
@@ -106,7 +107,7 @@ func runRelayOutage(t *testing.T, mode string) {
 	}
 	proxied, proxy := testenv.ProxyPostgres(t, url)
 	direct := openPostgresAt(t, url, 2)
-	h := commands(t, direct, SystemClock{}, domain.Rules{})
+	h := commands(t, direct, processor.SystemClock{}, domain.Rules{})
 
 	// The writer: another instance, never cut.
 	wctx, stopWriter := context.WithCancel(context.Background())
@@ -142,13 +143,13 @@ func runRelayOutage(t *testing.T, mode string) {
 		}
 		recs[name], logs[name] = newRecorder(), &logBuffer{}
 		log := logs[name].logger()
-		r, err := NewRelay(RelayConfig{Store: relayStore, DB: relayDB, Publisher: instancePublisher{pub, name},
+		r, err := New(Config{Store: relayStore, DB: relayDB, Publisher: instancePublisher{pub, name},
 			Observer: recs[name], Logger: log, RetryDelay: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
 		relays.Go(func() {
-			_ = RunLeased(rctx, LeaseConfig{DB: leaseDB, Name: RelayLeaseName, Owner: name, TTL: ttl, Observer: recs[name], Logger: log},
+			_ = RunLeased(rctx, LeaseConfig{DB: leaseDB, Name: LeaseName, Owner: name, TTL: ttl, Observer: recs[name], Logger: log},
 				func(ctx context.Context) error {
 					n := running.Add(1)
 					defer running.Add(-1)
@@ -161,7 +162,7 @@ func runRelayOutage(t *testing.T, mode string) {
 	t.Cleanup(func() { stopRelays(); relays.Wait() })
 
 	// The checkpoint never goes back.
-	checker, _ := NewRelay(RelayConfig{Store: direct.store, DB: direct.db, Publisher: instancePublisher{&published{uuids: map[string]bool{}}, "x"}})
+	checker, _ := New(Config{Store: direct.store, DB: direct.db, Publisher: instancePublisher{&published{uuids: map[string]bool{}}, "x"}})
 	var back atomic.Value
 	cctx, stopChecking := context.WithCancel(context.Background())
 	var checking sync.WaitGroup
@@ -180,7 +181,7 @@ func runRelayOutage(t *testing.T, mode string) {
 	t.Cleanup(func() { stopChecking(); checking.Wait() })
 
 	holder := func() string {
-		h, err := LeaseHolder(context.Background(), direct.db, RelayLeaseName, time.Now())
+		h, err := LeaseHolder(context.Background(), direct.db, LeaseName, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +238,7 @@ func runRelayOutage(t *testing.T, mode string) {
 	})
 	// Every integration event of the log was published.
 	all := &published{uuids: map[string]bool{}}
-	replay, err := NewRelay(RelayConfig{Store: direct.store, DB: direct.db, Publisher: instancePublisher{all, "replay"}})
+	replay, err := New(Config{Store: direct.store, DB: direct.db, Publisher: instancePublisher{all, "replay"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +268,7 @@ func runRelayOutage(t *testing.T, mode string) {
 	// the holder's relay (the other instance's relay never ran into it).
 	for name, log := range logs {
 		var components []string
-		for _, c := range []string{"lease " + RelayLeaseName, "relay integration"} {
+		for _, c := range []string{"lease " + LeaseName, "relay integration"} {
 			// Both ask for the lease during a lease outage; with a long
 			// lease (all-refused) one may not have asked in the 2 s, and
 			// only the holder's relay reads the log.

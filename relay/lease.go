@@ -1,4 +1,4 @@
-package processor
+package relay
 
 import (
 	"context"
@@ -16,7 +16,7 @@ type LeaseConfig struct {
 	// DB holds the leases (table processor_leases, migration 0031).
 	// Required.
 	DB projections.DB
-	// Name is the role the lease is for, e.g. RelayLeaseName. Required.
+	// Name is the role the lease is for, e.g. LeaseName. Required.
 	Name string
 	// Owner names this instance. Required.
 	Owner string
@@ -34,9 +34,9 @@ type LeaseConfig struct {
 	Logger *slog.Logger
 }
 
-// RelayLeaseName is the lease of the integration-event relay: one instance
+// LeaseName is the lease of the integration-event relay: one instance
 // relays at a time.
-const RelayLeaseName = "relay:integration"
+const LeaseName = "relay:integration"
 
 func (c *LeaseConfig) setDefaults() error {
 	if c.TTL <= 0 {

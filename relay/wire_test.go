@@ -1,4 +1,4 @@
-package processor
+package relay
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/teststore"
+	"github.com/taskqueue/taskqueue/processor"
 )
 
 // A consumer that knows only the spec (api/asyncapi/asyncapi.yaml) reads
@@ -35,15 +36,15 @@ func TestIntegrationEventsOnRedisFollowTheSpec(t *testing.T) {
 	t.Cleanup(func() { _ = pub.Close() })
 	topicPrefix := prefix + "taskqueue"
 
-	clock := NewManualClock(t0)
+	clock := processor.NewManualClock(t0)
 	rules := domain.Rules{}
 	h := commands(t, b, clock, rules)
 	enqueue(t, h, "gina", "chop-wood", 3)
 	enqueue(t, h, "gina", "saw-planks", 5) // 3 logs make 1 plank, then it fails
 	clock.Advance(time.Minute)
-	start(t, b, Config{Clock: clock, Commands: commandConfig(rules)})
+	startProcessor(t, b, processor.Config{Clock: clock, Commands: commandConfig(rules)})
 	waitUntil(t, "gina's queue to finish", queueDone(t, b, "gina", rules))
-	r, err := NewRelay(RelayConfig{Store: b.store, DB: b.db, Publisher: pub, TopicPrefix: topicPrefix, Logger: quietLogger()})
+	r, err := New(Config{Store: b.store, DB: b.db, Publisher: pub, TopicPrefix: topicPrefix, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

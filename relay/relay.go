@@ -1,7 +1,8 @@
-package processor
+package relay
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
@@ -189,8 +191,8 @@ func newIntegrationMessage(id string, ev IntegrationEvent) (*message.Message, er
 	return msg, nil
 }
 
-// RelayConfig configures a Relay.
-type RelayConfig struct {
+// Config configures a Relay.
+type Config struct {
 	// Store is the event log. Required.
 	Store eventstore.Store
 	// DB holds the checkpoint (processor_relay_checkpoints). Required.
@@ -215,7 +217,7 @@ type RelayConfig struct {
 	Logger *slog.Logger
 }
 
-func (c *RelayConfig) setDefaults() {
+func (c *Config) setDefaults() {
 	if c.Name == "" {
 		c.Name = "integration"
 	}
@@ -231,7 +233,7 @@ func (c *RelayConfig) setDefaults() {
 }
 
 // Validate reports every problem of c at once.
-func (c RelayConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	if c.Store == nil {
 		errs = append(errs, errors.New("relay: Store is required"))
@@ -252,13 +254,13 @@ func (c RelayConfig) Validate() error {
 // publishes the batch again; consumers deduplicate by message UUID (derived
 // from the domain event's ID and the integration type) or by position.
 type Relay struct {
-	cfg RelayConfig
+	cfg Config
 	// The outages of its database (checkpoint, log) and of its publisher.
 	outage, pubOutage *faults.Outage
 }
 
-// NewRelay checks cfg and returns a Relay; call Run to start it.
-func NewRelay(cfg RelayConfig) (*Relay, error) {
+// New checks cfg and returns a Relay; call Run to start it.
+func New(cfg Config) (*Relay, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -594,4 +596,8 @@ func (r *Relay) completed(ctx context.Context, rec eventstore.RecordedEvent, e d
 		d.Efficiency = float64(int(base/float64(d.DurationMs)*100+0.5)) / 100
 	}
 	return d, nil
+}
+
+func isNoRows(err error) bool {
+	return errors.Is(err, pgx.ErrNoRows) || errors.Is(err, sql.ErrNoRows)
 }

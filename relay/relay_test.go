@@ -1,4 +1,4 @@
-package processor
+package relay
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/taskqueue/taskqueue/api/asyncapi"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/processor"
 )
 
 // collector gathers the integration messages of every type.
@@ -87,7 +88,7 @@ func (c *collector) distinct() int {
 }
 
 func runRelay(t *testing.T, b backend, pub message.Publisher) (*Relay, func()) {
-	r, err := NewRelay(RelayConfig{Store: b.store, DB: b.db, Publisher: pub, Logger: quietLogger()})
+	r, err := New(Config{Store: b.store, DB: b.db, Publisher: pub, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,13 +106,13 @@ func TestRelayPublishesIntegrationEvents(t *testing.T) {
 		ps := gochannel.NewGoChannel(gochannel.Config{}, nil)
 		t.Cleanup(func() { ps.Close() })
 		c := collect(t, ps)
-		clock := NewManualClock(t0)
+		clock := processor.NewManualClock(t0)
 		rules := domain.Rules{}
 		h := commands(t, b, clock, rules)
 		enqueue(t, h, "gina", "chop-wood", 3)
 		enqueue(t, h, "gina", "saw-planks", 5) // 3 logs make 1 plank, then it fails
 		clock.Advance(time.Minute)
-		start(t, b, Config{Clock: clock, Commands: commandConfig(rules)})
+		startProcessor(t, b, processor.Config{Clock: clock, Commands: commandConfig(rules)})
 		waitUntil(t, "gina's queue to finish", queueDone(t, b, "gina", rules))
 		r1, stop := runRelay(t, b, ps)
 		waitUntil(t, "8 integration events", func() (bool, error) { return c.count() >= 8, nil })

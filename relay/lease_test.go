@@ -1,4 +1,4 @@
-package processor
+package relay
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/taskqueue/taskqueue/projections"
 )
 
 // One holder at a time among instances asking for the same lease; a
@@ -86,7 +88,7 @@ func TestRunLeasedOneHolderAtATime(t *testing.T) {
 
 		// A dead holder (no renewal, no release): taken once it expires.
 		expires := time.Now().Add(time.Second)
-		err := b.db.InTx(context.Background(), func(tx projectionsTx) error {
+		err := b.db.InTx(context.Background(), func(tx projections.Tx) error {
 			_, err := tx.Exec(context.Background(), `INSERT INTO processor_leases (name, owner, expires_at) VALUES ($1, $2, $3)`, "test", "dead", expires)
 			return err
 		})
