@@ -18,7 +18,7 @@ import (
 
 // openPostgres connects a pool of cfg.DatabaseMaxConns to cfg.DatabaseURL,
 // applies every PostgreSQL migration, creates or updates the analyst role
-// when cfg.AnalystPassword is set (EnsureAnalystRole), and opens the event
+// when cfg.AnalystPassword is set (migrations.EnsureAnalystRole), and opens the event
 // store on it.
 func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
 	pool, db, err := connectPostgres(ctx, cfg)
@@ -65,7 +65,7 @@ const idleInTransactionParam = "idle_in_transaction_session_timeout"
 
 // connectPostgres connects a pool of cfg.DatabaseMaxConns to
 // cfg.DatabaseURL, applies every PostgreSQL migration and creates or
-// updates the analyst role (EnsureAnalystRole). db is a database/sql view
+// updates the analyst role (migrations.EnsureAnalystRole). db is a database/sql view
 // of the pool; close db, then the pool.
 //
 // A new connection gives up after cfg.RequestTimeout unless the URL sets
@@ -107,7 +107,7 @@ func connectPostgres(ctx context.Context, cfg Config) (*pgxpool.Pool, *sql.DB, e
 		return nil, nil, err
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	if err := EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
+	if err := migrations.EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
 		db.Close()
 		pool.Close()
 		return nil, nil, err

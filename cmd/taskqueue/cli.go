@@ -364,10 +364,10 @@ func migrate(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		}
 		fmt.Fprintf(stdout, "%s schema is up to date (%d applied now)\n", dialect, len(done))
 		if dialect == migrations.Postgres && cfg.AnalystPassword != "" {
-			if err := app.EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
+			if err := migrations.EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "analyst role %s created or updated (password from TASKQUEUE_ANALYST_PASSWORD)\n", app.AnalystRole)
+			fmt.Fprintf(stdout, "analyst role %s created or updated (password from TASKQUEUE_ANALYST_PASSWORD)\n", migrations.AnalystRole)
 		}
 		return nil
 	}
