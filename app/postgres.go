@@ -13,6 +13,7 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/migrations"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/tracing"
 	"github.com/taskqueue/taskqueue/web"
 )
 
@@ -94,6 +95,7 @@ func connectPostgres(ctx context.Context, cfg Config) (*pgxpool.Pool, *sql.DB, e
 	if _, set := pcfg.ConnConfig.RuntimeParams[idleInTransactionParam]; !set {
 		pcfg.ConnConfig.RuntimeParams[idleInTransactionParam] = IdleInTransactionTimeout
 	}
+	pcfg.ConnConfig.Tracer = tracing.PostgresTracer()
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to PostgreSQL: %w", err)
@@ -144,6 +146,7 @@ func openReplicas(ctx context.Context, cfg Config, log *slog.Logger, cl *closers
 		if pcfg.ConnConfig.ConnectTimeout <= 0 {
 			pcfg.ConnConfig.ConnectTimeout = cfg.RequestTimeout
 		}
+		pcfg.ConnConfig.Tracer = tracing.PostgresTracer()
 		pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 		if err != nil {
 			return nil, fmt.Errorf("TASKQUEUE_DATABASE_REPLICA_URLS (number %d): %w", i+1, err)
