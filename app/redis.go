@@ -14,6 +14,7 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/ratelimit"
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/sessionstore"
 	"github.com/taskqueue/taskqueue/web"
@@ -25,7 +26,7 @@ import (
 type redisRoles struct {
 	client   *redisx.Client
 	sessions *redisx.Sessions
-	limiter  *redisx.Limiter
+	limiter  *ratelimit.Limiter
 	cache    *redisx.QueueCache
 	progress *redisx.ProgressStore
 	wakeups  *redisx.Wakeups
@@ -51,7 +52,7 @@ func openRedis(cfg Config, log *slog.Logger, cl *closers, db projections.DB) (*r
 		r.sessions = redisx.NewSessions(r.client)
 	}
 	cl.add(r.sessions.Close)
-	r.limiter = redisx.NewLimiter(r.client, limits(cfg))
+	r.limiter = ratelimit.New(r.client, limits(cfg))
 	r.cache, r.progress = redisx.NewQueueCache(r.client), redisx.NewProgressStore(r.client)
 	if r.client != nil {
 		r.wakeups = redisx.NewWakeups(r.client)
@@ -102,15 +103,15 @@ func (s sessionStore) Revoke(ctx context.Context, sid string) error { return s.s
 
 // limits turns the per-minute settings into the limiter's rates: bursts of
 // a sixth (player) and a tenth (address) of the minute's rate, as
-// redisx's defaults (120/20 and 600/60).
-func limits(cfg Config) redisx.LimitsConfig {
-	rate := func(perMinute, burstDiv int) redisx.Rate {
+// package ratelimit's defaults (120/20 and 600/60).
+func limits(cfg Config) ratelimit.Config {
+	rate := func(perMinute, burstDiv int) ratelimit.Rate {
 		if perMinute < 0 {
-			return redisx.Rate{Per: -1}
+			return ratelimit.Rate{Per: -1}
 		}
-		return redisx.Rate{Per: perMinute, Period: time.Minute, Burst: max(1, perMinute/burstDiv)}
+		return ratelimit.Rate{Per: perMinute, Period: time.Minute, Burst: max(1, perMinute/burstDiv)}
 	}
-	return redisx.LimitsConfig{Player: rate(cfg.RateLimitPlayer, 6), IP: rate(cfg.RateLimitIP, 10)}
+	return ratelimit.Config{Player: rate(cfg.RateLimitPlayer, 6), IP: rate(cfg.RateLimitIP, 10)}
 }
 
 // presence tells other services that a player went offline

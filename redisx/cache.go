@@ -57,10 +57,10 @@ return 1`)
 // Get returns the cached view of player, or loads it and caches it.
 func (q *QueueCache) Get(ctx context.Context, player domain.PlayerID, load func(context.Context) (domain.QueueView, error)) (domain.QueueView, error) {
 	if q.c != nil && q.c.Up() {
-		cctx, cancel := q.c.bound(ctx)
-		b, err := q.c.rdb.Get(cctx, q.c.key(queueFamily, string(player))).Bytes()
+		cctx, cancel := q.c.Bound(ctx)
+		b, err := q.c.rdb.Get(cctx, q.c.Key(queueFamily, string(player))).Bytes()
 		cancel()
-		q.c.observe(ctx, err)
+		q.c.Observe(ctx, err)
 		if err == nil {
 			var v domain.QueueView
 			if json.Unmarshal(b, &v) == nil && v.PlayerID == player {
@@ -86,10 +86,10 @@ func (q *QueueCache) Put(ctx context.Context, v domain.QueueView) {
 	if err != nil {
 		return
 	}
-	cctx, cancel := q.c.bound(ctx)
+	cctx, cancel := q.c.Bound(ctx)
 	defer cancel()
-	err = putNewer.Run(cctx, q.c.rdb, []string{q.c.key(queueFamily, string(v.PlayerID))}, v.Version, b, QueueTTL.Milliseconds()).Err()
-	q.c.observe(ctx, err)
+	err = putNewer.Run(cctx, q.c.rdb, []string{q.c.Key(queueFamily, string(v.PlayerID))}, v.Version, b, QueueTTL.Milliseconds()).Err()
+	q.c.Observe(ctx, err)
 }
 
 // Invalidate drops the cached views of players (after a change whose view
@@ -100,22 +100,22 @@ func (q *QueueCache) Invalidate(ctx context.Context, players ...domain.PlayerID)
 	}
 	keys := make([]string, len(players))
 	for i, p := range players {
-		keys[i] = q.c.key(queueFamily, string(p))
+		keys[i] = q.c.Key(queueFamily, string(p))
 	}
-	cctx, cancel := q.c.bound(ctx)
+	cctx, cancel := q.c.Bound(ctx)
 	defer cancel()
-	q.c.observe(ctx, q.c.del(cctx, keys))
+	q.c.Observe(ctx, q.c.Del(cctx, keys))
 }
 
 // flush deletes every cached view (on every master of a cluster).
 func (q *QueueCache) flush(ctx context.Context) error {
-	return q.c.eachServer(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
-		iter := rdb.Scan(ctx, 0, q.c.key(queueFamily, "*"), 1000).Iterator()
+	return q.c.EachServer(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		iter := rdb.Scan(ctx, 0, q.c.Key(queueFamily, "*"), 1000).Iterator()
 		var batch []string
 		for iter.Next(ctx) {
 			batch = append(batch, iter.Val())
 			if len(batch) == 1000 {
-				if err := q.c.del(ctx, batch); err != nil {
+				if err := q.c.Del(ctx, batch); err != nil {
 					return fmt.Errorf("delete cached views: %w", err)
 				}
 				batch = batch[:0]
@@ -125,7 +125,7 @@ func (q *QueueCache) flush(ctx context.Context) error {
 			return fmt.Errorf("scan cached views: %w", err)
 		}
 		if len(batch) > 0 {
-			return q.c.del(ctx, batch)
+			return q.c.Del(ctx, batch)
 		}
 		return nil
 	})

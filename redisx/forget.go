@@ -23,19 +23,19 @@ func (c *Client) ForgetPlayer(ctx context.Context, player domain.PlayerID) error
 		return fmt.Errorf("forget %s in redis: %w", player, faults.ErrUnavailable)
 	}
 	p := string(player)
-	keys := []string{c.key(queueFamily, p), c.key(progressFamily, p), c.key("rate:"+rateFamily, p), c.key(presenceFamily, p)}
+	keys := []string{c.Key(queueFamily, p), c.Key(progressFamily, p), c.Key("rate:ratelimit:", p), c.Key(presenceFamily, p)}
 	err := c.rdb.Del(ctx, keys...).Err()
 	if err == nil {
 		var instances []string
-		if instances, err = c.rdb.ZRange(ctx, c.key(instancesKey, ""), 0, -1).Result(); err == nil {
+		if instances, err = c.rdb.ZRange(ctx, c.Key(instancesKey, ""), 0, -1).Result(); err == nil {
 			for _, id := range instances {
-				if err = c.rdb.SRem(ctx, c.key(instanceFamily, id), p).Err(); err != nil {
+				if err = c.rdb.SRem(ctx, c.Key(instanceFamily, id), p).Err(); err != nil {
 					break
 				}
 			}
 		}
 	}
-	c.observe(ctx, err)
+	c.Observe(ctx, err)
 	if err != nil {
 		return fmt.Errorf("forget %s in redis: %w", player, err)
 	}
@@ -71,7 +71,7 @@ func (s *Sessions) RevokePlayer(ctx context.Context, player string) (int, error)
 	if !s.c.Up() {
 		return n, fmt.Errorf("revoke the sessions of %s: %w", player, faults.ErrUnavailable)
 	}
-	iter := s.c.rdb.Scan(ctx, 0, s.c.key(sessionFamily, "*"), 1000).Iterator()
+	iter := s.c.rdb.Scan(ctx, 0, s.c.Key(sessionFamily, "*"), 1000).Iterator()
 	for iter.Next(ctx) {
 		b, err := s.c.rdb.Get(ctx, iter.Val()).Bytes()
 		if err != nil {
@@ -87,7 +87,7 @@ func (s *Sessions) RevokePlayer(ctx context.Context, player string) (int, error)
 		n++
 	}
 	if err := iter.Err(); err != nil {
-		s.c.observe(ctx, err)
+		s.c.Observe(ctx, err)
 		return n, fmt.Errorf("revoke the sessions of %s: %w", player, err)
 	}
 	return n, nil

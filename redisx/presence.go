@@ -244,7 +244,7 @@ func (p *Presence) Join(ctx context.Context, player string) error {
 		return nil // reconciled when Redis answers
 	}
 	n, err := presenceJoin.Run(ctx, p.c.rdb, p.route, p.args(player, p.ttl.Milliseconds())...).Int()
-	p.c.observe(ctx, err)
+	p.c.Observe(ctx, err)
 	if err != nil {
 		p.down(err)
 		return nil
@@ -270,7 +270,7 @@ func (p *Presence) Leave(ctx context.Context, player string) (last bool) {
 		return true
 	}
 	n, err := presenceLeave.Run(ctx, p.c.rdb, p.route, p.args(player)...).Int()
-	p.c.observe(ctx, err)
+	p.c.Observe(ctx, err)
 	if err != nil {
 		p.down(err)
 		return true
@@ -319,7 +319,7 @@ func (p *Presence) heartbeat(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, p.beat)
 	defer cancel()
 	n, err := presenceHeartbeat.Run(cctx, p.c.rdb, p.route, p.args(p.ttl.Milliseconds())...).Int()
-	p.c.observe(cctx, err)
+	p.c.Observe(cctx, err)
 	if err != nil {
 		return
 	}
@@ -334,7 +334,7 @@ func (p *Presence) sweep(ctx context.Context) {
 	for i := 0; i < 50 && ctx.Err() == nil; i++ {
 		cctx, cancel := context.WithTimeout(ctx, p.beat)
 		out, err := presenceSweep.Run(cctx, p.c.rdb, p.route, p.base, presenceSweepBatch).StringSlice()
-		p.c.observe(cctx, err)
+		p.c.Observe(cctx, err)
 		cancel()
 		if err != nil || len(out) == 0 {
 			return
@@ -364,11 +364,11 @@ func (p *Presence) reconcile(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, p.ttl/2)
 	defer cancel()
 	if err := presenceHeartbeat.Run(cctx, p.c.rdb, p.route, p.args(p.ttl.Milliseconds())...).Err(); err != nil {
-		p.c.observe(cctx, err)
+		p.c.Observe(cctx, err)
 		return
 	}
 	inRedis, err := p.c.rdb.SMembers(cctx, p.base+instanceFamily+p.id).Result()
-	p.c.observe(cctx, err)
+	p.c.Observe(cctx, err)
 	if err != nil {
 		return
 	}
@@ -384,13 +384,13 @@ func (p *Presence) reconcile(ctx context.Context) {
 			continue
 		}
 		if err := presenceLeave.Run(cctx, p.c.rdb, p.route, p.args(pl)...).Err(); err != nil {
-			p.c.observe(cctx, err)
+			p.c.Observe(cctx, err)
 			return
 		}
 	}
 	for pl := range held {
 		if err := presenceJoin.Run(cctx, p.c.rdb, p.route, p.args(pl, p.ttl.Milliseconds())...).Err(); err != nil {
-			p.c.observe(cctx, err)
+			p.c.Observe(cctx, err)
 			return
 		}
 	}

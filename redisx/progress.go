@@ -55,10 +55,10 @@ func (s *ProgressStore) Put(ctx context.Context, v domain.QueueView) {
 	if err != nil {
 		return
 	}
-	cctx, cancel := s.c.bound(ctx)
+	cctx, cancel := s.c.Bound(ctx)
 	defer cancel()
-	err = putNewer.Run(cctx, s.c.rdb, []string{s.c.key(progressFamily, string(v.PlayerID))}, v.Version, b, ProgressTTL.Milliseconds()).Err()
-	s.c.observe(ctx, err)
+	err = putNewer.Run(cctx, s.c.rdb, []string{s.c.Key(progressFamily, string(v.PlayerID))}, v.Version, b, ProgressTTL.Milliseconds()).Err()
+	s.c.Observe(ctx, err)
 }
 
 // Get returns the stored progress of player, and false on a miss.
@@ -66,10 +66,10 @@ func (s *ProgressStore) Get(ctx context.Context, player domain.PlayerID) (Progre
 	if s.c == nil || !s.c.Up() {
 		return Progress{}, false, nil
 	}
-	cctx, cancel := s.c.bound(ctx)
+	cctx, cancel := s.c.Bound(ctx)
 	defer cancel()
-	b, err := s.c.rdb.Get(cctx, s.c.key(progressFamily, string(player))).Bytes()
-	s.c.observe(ctx, err)
+	b, err := s.c.rdb.Get(cctx, s.c.Key(progressFamily, string(player))).Bytes()
+	s.c.Observe(ctx, err)
 	if errors.Is(err, redis.Nil) {
 		return Progress{}, false, nil
 	}

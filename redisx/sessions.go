@@ -74,7 +74,7 @@ func NewSessions(c *Client) *Sessions {
 	if c != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.cancel = cancel
-		ps := c.rdb.Subscribe(ctx, c.key(revokedChannel, ""))
+		ps := c.rdb.Subscribe(ctx, c.Key(revokedChannel, ""))
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -148,10 +148,10 @@ func (s *Sessions) Create(ctx context.Context, player string, role auth.Role) (S
 	sess := Session{ID: uuid.NewString(), PlayerID: player, Role: role, CreatedAt: now, RefreshedAt: now}
 	if s.redisUp() {
 		b, _ := json.Marshal(sess)
-		cctx, cancel := s.c.bound(ctx)
-		err := s.c.rdb.Set(cctx, s.c.key(sessionFamily, sess.ID), b, SessionTTL).Err()
+		cctx, cancel := s.c.Bound(ctx)
+		err := s.c.rdb.Set(cctx, s.c.Key(sessionFamily, sess.ID), b, SessionTTL).Err()
 		cancel()
-		s.c.observe(ctx, err)
+		s.c.Observe(ctx, err)
 		if err == nil {
 			return sess, nil
 		}
@@ -223,11 +223,11 @@ func (s *Sessions) Refresh(ctx context.Context, sid string) (Session, error) {
 		return sess, nil
 	}
 	if s.redisUp() {
-		key := s.c.key(sessionFamily, sid)
-		cctx, cancel := s.c.bound(ctx)
+		key := s.c.Key(sessionFamily, sid)
+		cctx, cancel := s.c.Bound(ctx)
 		b, err := s.c.rdb.Get(cctx, key).Bytes()
 		cancel()
-		s.c.observe(ctx, err)
+		s.c.Observe(ctx, err)
 		switch {
 		case errors.Is(err, redis.Nil):
 			if sess, ok := s.localSession(sid, now); ok {
@@ -242,10 +242,10 @@ func (s *Sessions) Refresh(ctx context.Context, sid string) (Session, error) {
 			sess.RefreshedAt = now
 			b, _ = json.Marshal(sess)
 			// XX: a session revoked meanwhile stays revoked.
-			cctx, cancel := s.c.bound(ctx)
+			cctx, cancel := s.c.Bound(ctx)
 			err = s.c.rdb.SetArgs(cctx, key, b, redis.SetArgs{Mode: "XX", TTL: SessionTTL}).Err()
 			cancel()
-			s.c.observe(ctx, err)
+			s.c.Observe(ctx, err)
 			if errors.Is(err, redis.Nil) {
 				return Session{}, fmt.Errorf("refresh session %s: %w", sid, ErrNoSession)
 			}
@@ -294,13 +294,13 @@ func (s *Sessions) Revoke(ctx context.Context, sid string) error {
 	if !s.c.Up() {
 		return fmt.Errorf("revoke session %s: redis is down; revoked on this instance only: %w", sid, faults.ErrUnavailable)
 	}
-	cctx, cancel := s.c.bound(ctx)
+	cctx, cancel := s.c.Bound(ctx)
 	defer cancel()
-	err := s.c.rdb.Del(cctx, s.c.key(sessionFamily, sid)).Err()
+	err := s.c.rdb.Del(cctx, s.c.Key(sessionFamily, sid)).Err()
 	if err == nil {
-		err = s.c.rdb.Publish(cctx, s.c.key(revokedChannel, ""), sid).Err()
+		err = s.c.rdb.Publish(cctx, s.c.Key(revokedChannel, ""), sid).Err()
 	}
-	s.c.observe(ctx, err)
+	s.c.Observe(ctx, err)
 	if err != nil {
 		return fmt.Errorf("revoke session %s: %w", sid, err)
 	}
@@ -349,10 +349,10 @@ func (s *Sessions) Active(ctx context.Context, sid string) (bool, error) {
 		return ok, nil
 	}
 	if s.redisUp() {
-		cctx, cancel := s.c.bound(ctx)
-		n, err := s.c.rdb.Exists(cctx, s.c.key(sessionFamily, sid)).Result()
+		cctx, cancel := s.c.Bound(ctx)
+		n, err := s.c.rdb.Exists(cctx, s.c.Key(sessionFamily, sid)).Result()
 		cancel()
-		s.c.observe(ctx, err)
+		s.c.Observe(ctx, err)
 		if err == nil {
 			if n == 1 {
 				return true, nil

@@ -37,7 +37,7 @@ type Wakeups struct {
 func NewWakeups(c *Client) *Wakeups {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Wakeups{c: c, self: uuid.NewString(), out: make(chan eventstore.Position, 64), poke: make(chan struct{}, 1), cancel: cancel}
-	ps := c.rdb.Subscribe(ctx, c.key(wakeChannel, ""))
+	ps := c.rdb.Subscribe(ctx, c.Key(wakeChannel, ""))
 	w.wg.Add(2)
 	go func() {
 		defer w.wg.Done()
@@ -87,10 +87,10 @@ func (w *Wakeups) publish(ctx context.Context) {
 		if pos == nil || !w.c.Up() {
 			continue // while Redis is down, the store's own wake-up carries on
 		}
-		cctx, cancel := w.c.bound(ctx)
-		err := w.c.rdb.Publish(cctx, w.c.key(wakeChannel, ""), w.self+" "+pos.String()).Err()
+		cctx, cancel := w.c.Bound(ctx)
+		err := w.c.rdb.Publish(cctx, w.c.Key(wakeChannel, ""), w.self+" "+pos.String()).Err()
 		cancel()
-		w.c.observe(ctx, err)
+		w.c.Observe(ctx, err)
 	}
 }
 

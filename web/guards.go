@@ -17,7 +17,7 @@ type SessionChecker interface {
 }
 
 // Limiter counts the requests of a client address and of a player, and
-// says how long to wait when one is over its limit (redisx.Limiter
+// says how long to wait when one is over its limit (ratelimit.Limiter
 // implements it, with Redis or in-process).
 type Limiter interface {
 	AllowIP(ctx context.Context, ip string) (bool, time.Duration)
