@@ -16,7 +16,8 @@ import (
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/ratelimit"
 	"github.com/taskqueue/taskqueue/redisx"
-	"github.com/taskqueue/taskqueue/sessionstore"
+	"github.com/taskqueue/taskqueue/sessions"
+	"github.com/taskqueue/taskqueue/sessions/sqlstore"
 	"github.com/taskqueue/taskqueue/web"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -25,7 +26,7 @@ import (
 // TASKQUEUE_REDIS_URL is set, in-process otherwise (client nil).
 type redisRoles struct {
 	client   *redisx.Client
-	sessions *redisx.Sessions
+	sessions *sessions.Sessions
 	limiter  *ratelimit.Limiter
 	cache    *redisx.QueueCache
 	progress *redisx.ProgressStore
@@ -47,9 +48,9 @@ func openRedis(cfg Config, log *slog.Logger, cl *closers, db projections.DB) (*r
 		cl.add(func() { _ = c.Close() })
 	}
 	if r.client == nil && db != nil {
-		r.sessions = redisx.NewDurableSessions(sessionstore.New(db, redisx.SessionTTL))
+		r.sessions = sessions.NewDurable(sqlstore.New(db, sessions.TTL))
 	} else {
-		r.sessions = redisx.NewSessions(r.client)
+		r.sessions = sessions.New(r.client)
 	}
 	cl.add(r.sessions.Close)
 	r.limiter = ratelimit.New(r.client, limits(cfg))
@@ -89,11 +90,11 @@ func (r *redisRoles) ready() []web.ReadinessCheck {
 
 // sessionStore is the sessions as the web layer's refresh and logout see
 // them: a session that is gone is unauthorized.
-type sessionStore struct{ s *redisx.Sessions }
+type sessionStore struct{ s *sessions.Sessions }
 
 func (s sessionStore) Refresh(ctx context.Context, sid string) (string, auth.Role, error) {
 	sess, err := s.s.Refresh(ctx, sid)
-	if errors.Is(err, redisx.ErrNoSession) {
+	if errors.Is(err, sessions.ErrNoSession) {
 		return "", "", fmt.Errorf("%w: %w", auth.ErrUnauthorized, err)
 	}
 	return sess.PlayerID, sess.Role, err

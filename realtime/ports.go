@@ -44,7 +44,7 @@ type TokenVerifier interface {
 }
 
 // SessionChecker tells whether a session ("sid" claim) is still active;
-// redisx.Sessions implements it. A token without a session ID is not
+// sessions.Sessions implements it. A token without a session ID is not
 // checked.
 type SessionChecker interface {
 	Active(ctx context.Context, sessionID string) (bool, error)

@@ -10,7 +10,7 @@ import (
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
-// SessionChecker tells whether a session is still active (redisx.Sessions
+// SessionChecker tells whether a session is still active (sessions.Sessions
 // implements it, with Redis or in-process).
 type SessionChecker interface {
 	Active(ctx context.Context, sessionID string) (bool, error)
