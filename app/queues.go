@@ -9,7 +9,7 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/query"
-	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/queuecache"
 	"github.com/taskqueue/taskqueue/web"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -22,7 +22,7 @@ import (
 // read side runs (view nil).
 type queues struct {
 	h     *command.Handlers
-	cache *redisx.QueueCache
+	cache *queuecache.Cache
 	view  *query.QueueViewHandler
 	// store is the event log the read model follows: when a read of the
 	// read model fails because the store was closed, that is the error.

@@ -14,6 +14,7 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/queuecache"
 	"github.com/taskqueue/taskqueue/ratelimit"
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/sessions"
@@ -28,8 +29,8 @@ type redisRoles struct {
 	client   *redisx.Client
 	sessions *sessions.Sessions
 	limiter  *ratelimit.Limiter
-	cache    *redisx.QueueCache
-	progress *redisx.ProgressStore
+	cache    *queuecache.Cache
+	progress *queuecache.ProgressStore
 	wakeups  *redisx.Wakeups
 	presence *presence
 }
@@ -54,7 +55,7 @@ func openRedis(cfg Config, log *slog.Logger, cl *closers, db projections.DB) (*r
 	}
 	cl.add(r.sessions.Close)
 	r.limiter = ratelimit.New(r.client, limits(cfg))
-	r.cache, r.progress = redisx.NewQueueCache(r.client), redisx.NewProgressStore(r.client)
+	r.cache, r.progress = queuecache.New(r.client), queuecache.NewProgressStore(r.client)
 	if r.client != nil {
 		r.wakeups = redisx.NewWakeups(r.client)
 		cl.add(r.wakeups.Close)

@@ -88,7 +88,7 @@ type Watermark interface {
 
 // ChangeSink hears, after each batch is delivered, of every queue the batch
 // changed, with the view after the batch's last event of that queue (the
-// Redis queue cache and progress entries: redisx.QueueChanges). Calls come
+// Redis queue cache and progress entries: queuecache.Changes). Calls come
 // from the hub's dispatcher: a slow sink delays the next batch, so keep it
 // bounded (redisx's commands time out).
 type ChangeSink interface {

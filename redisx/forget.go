@@ -22,7 +22,7 @@ func (c *Client) ForgetPlayer(ctx context.Context, player domain.PlayerID) error
 		return fmt.Errorf("forget %s in redis: %w", player, faults.ErrUnavailable)
 	}
 	p := string(player)
-	keys := []string{c.Key(queueFamily, p), c.Key(progressFamily, p), c.Key("rate:ratelimit:", p), c.Key(presenceFamily, p)}
+	keys := []string{c.Key("queue:", p), c.Key("progress:", p), c.Key("rate:ratelimit:", p), c.Key(presenceFamily, p)}
 	err := c.rdb.Del(ctx, keys...).Err()
 	if err == nil {
 		var instances []string
