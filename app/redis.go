@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/presence"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/queuecache"
@@ -32,7 +33,7 @@ type redisRoles struct {
 	cache    *queuecache.Cache
 	progress *queuecache.ProgressStore
 	wakeups  *redisx.Wakeups
-	presence *presence
+	presence *fleetPresence
 }
 
 // openRedis builds the Redis roles of cfg; every closer it adds to
@@ -65,7 +66,7 @@ func openRedis(cfg Config, log *slog.Logger, cl *closers, db projections.DB) (*r
 			return nil, fmt.Errorf("open the presence publisher: %w", err)
 		}
 		cl.add(func() { _ = pub.Close() })
-		r.presence = newPresence(r.client, pub, TopicPrefix(cfg), redisx.PresenceConfig{Logger: log})
+		r.presence = newFleetPresence(r.client, pub, TopicPrefix(cfg), presence.Config{Logger: log})
 		cl.add(r.presence.shared.Close)
 	}
 	return r, nil
@@ -116,23 +117,23 @@ func limits(cfg Config) ratelimit.Config {
 	return ratelimit.Config{Player: rate(cfg.RateLimitPlayer, 6), IP: rate(cfg.RateLimitIP, 10)}
 }
 
-// presence tells other services that a player went offline
+// fleetPresence tells other services that a player went offline
 // (player.offline on the integration topics, Redis streams) for the
 // realtime hub (realtime.Presence): offline means no instance of the fleet
-// holds the player's socket any more, which redisx.Presence decides
+// holds the player's socket any more, which presence.Presence decides
 // (docs/REALTIME.md, "Presence"). Coming online publishes nothing; it
 // counts this instance in.
-type presence struct {
+type fleetPresence struct {
 	pub    message.Publisher
 	prefix string
-	shared *redisx.Presence
+	shared *presence.Presence
 	log    *slog.Logger
 }
 
-// newPresence starts the shared presence of this instance on c; the
+// newFleetPresence starts the shared presence of this instance on c; the
 // players of dead instances are published offline with no last position.
-func newPresence(c *redisx.Client, pub message.Publisher, prefix string, cfg redisx.PresenceConfig) *presence {
-	p := &presence{pub: pub, prefix: prefix, log: cfg.Logger}
+func newFleetPresence(c *redisx.Client, pub message.Publisher, prefix string, cfg presence.Config) *fleetPresence {
+	p := &fleetPresence{pub: pub, prefix: prefix, log: cfg.Logger}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -141,15 +142,15 @@ func newPresence(c *redisx.Client, pub message.Publisher, prefix string, cfg red
 			p.log.Warn("publish presence", "player", player, "online", false, "err", err)
 		}
 	}
-	p.shared = redisx.NewPresence(c, cfg)
+	p.shared = presence.New(c, cfg)
 	return p
 }
 
-func (p *presence) PlayerOnline(ctx context.Context, player domain.PlayerID, _ time.Time) error {
+func (p *fleetPresence) PlayerOnline(ctx context.Context, player domain.PlayerID, _ time.Time) error {
 	return p.shared.Join(ctx, string(player))
 }
 
-func (p *presence) PlayerOffline(ctx context.Context, player domain.PlayerID, at time.Time, last eventstore.Position) error {
+func (p *fleetPresence) PlayerOffline(ctx context.Context, player domain.PlayerID, at time.Time, last eventstore.Position) error {
 	if !p.shared.Leave(ctx, string(player)) {
 		return nil // another instance holds the player
 	}

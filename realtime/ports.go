@@ -55,7 +55,7 @@ type SessionChecker interface {
 // last position the player's sockets were sent. The hub only knows its own
 // sockets: the implementation decides whether the player is offline
 // everywhere (the app's, on Redis, asks every instance through
-// redisx.Presence before it publishes player.offline with
+// presence.Presence before it publishes player.offline with
 // processor.PublishPlayerOffline). Calls for one player arrive in order,
 // one at a time, each with a deadline; an error is logged, not retried.
 type Presence interface {
