@@ -20,6 +20,7 @@ import (
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/sessions"
 	"github.com/taskqueue/taskqueue/sessions/sqlstore"
+	"github.com/taskqueue/taskqueue/wakeups"
 	"github.com/taskqueue/taskqueue/web"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -32,7 +33,7 @@ type redisRoles struct {
 	limiter  *ratelimit.Limiter
 	cache    *queuecache.Cache
 	progress *queuecache.ProgressStore
-	wakeups  *redisx.Wakeups
+	wakeups  *wakeups.Wakeups
 	presence *fleetPresence
 }
 
@@ -58,7 +59,7 @@ func openRedis(cfg Config, log *slog.Logger, cl *closers, db projections.DB) (*r
 	r.limiter = ratelimit.New(r.client, limits(cfg))
 	r.cache, r.progress = queuecache.New(r.client), queuecache.NewProgressStore(r.client)
 	if r.client != nil {
-		r.wakeups = redisx.NewWakeups(r.client)
+		r.wakeups = wakeups.New(r.client)
 		cl.add(r.wakeups.Close)
 		pub, err := processor.NewIntegrationPublisher(r.client.Redis(),
 			watermill.NewSlogLogger(log.With("component", "presence")))

@@ -13,6 +13,7 @@ import (
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/redisx"
 	loginsessions "github.com/taskqueue/taskqueue/sessions"
+	"github.com/taskqueue/taskqueue/wakeups"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -75,7 +76,7 @@ func TestTwoInstancesDeliverCrossInstance(t *testing.T) {
 							t.Fatal(err)
 						}
 						t.Cleanup(func() { _ = c.Close() })
-						w := redisx.NewWakeups(c)
+						w := wakeups.New(c)
 						t.Cleanup(w.Close)
 						sess := loginsessions.New(c)
 						t.Cleanup(sess.Close)
@@ -138,7 +139,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = c.Close() })
-		w := redisx.NewWakeups(c)
+		w := wakeups.New(c)
 		t.Cleanup(w.Close)
 		store := openPostgres(t, url)
 		insts = append(insts, instance{store: store, srv: startHub(t, realtime.Config{Store: store, Tokens: tokens, Waker: w})})

@@ -64,7 +64,7 @@ type Presence interface {
 }
 
 // Waker carries "the log has grown to this position" between instances;
-// redisx.Wakeups implements it on Redis pub/sub. It is only a wake-up: what
+// wakeups.Wakeups implements it on Redis pub/sub. It is only a wake-up: what
 // is sent always comes from the event store, by position, so a lost
 // wake-up delays delivery until the store's own subscription notices, and
 // never loses a message.

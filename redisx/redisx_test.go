@@ -17,6 +17,7 @@ import (
 	"github.com/taskqueue/taskqueue/ratelimit"
 	"github.com/taskqueue/taskqueue/ratelimit/ratelimittest"
 	"github.com/taskqueue/taskqueue/sessions/sessionstest"
+	"github.com/taskqueue/taskqueue/wakeups/wakeupstest"
 )
 
 // The roles that use Redis work on a Redis Cluster (3 masters, 3
@@ -41,6 +42,9 @@ func TestRolesOnRedisCluster(t *testing.T) {
 		},
 		"presence": func(t *testing.T) {
 			presencetest.Run(t, func(t *testing.T) presencetest.Backend { return presencetest.Redis(t, redistest.On(t, cluster)) })
+		},
+		"wake-ups": func(t *testing.T) {
+			wakeupstest.Run(t, func(t *testing.T) wakeupstest.Backend { return wakeupstest.Redis(t, redistest.On(t, cluster)) })
 		},
 	} {
 		t.Run(name, test)
