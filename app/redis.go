@@ -25,7 +25,8 @@ import (
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
-// redisRoles are the roles of package redisx the app runs: on Redis when
+// redisRoles are the Redis roles the app runs (packages sessions,
+// ratelimit, queuecache, wakeups, presence): on Redis when
 // TASKQUEUE_REDIS_URL is set, in-process otherwise (client nil).
 type redisRoles struct {
 	client   *redisx.Client
