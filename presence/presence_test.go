@@ -62,7 +62,7 @@ func TestPresenceRedisDownFallsBackAndReconciles(t *testing.T) {
 		}
 
 		proxy.Start(t)
-		redistest.WaitFor(t, "the instance to be written back", func() bool {
+		testenv.WaitFor(t, "the instance to be written back", func() bool {
 			in, _ := raw.Redis().SMembers(ctx, prefix+"presence-instance:"+p.Instance()).Result()
 			return slices.Equal(in, []string{"joined"})
 		})
@@ -77,9 +77,9 @@ func TestPresenceRedisDownFallsBackAndReconciles(t *testing.T) {
 		ctx := context.Background()
 		must(t, p.Join(ctx, "alice"))
 		srv.Stop() // keeps nothing: comes back empty
-		redistest.WaitFor(t, "redis down", func() bool { return !c.Up() })
+		testenv.WaitFor(t, "redis down", func() bool { return !c.Up() })
 		srv.Start()
-		redistest.WaitFor(t, "alice to be written back", func() bool {
+		testenv.WaitFor(t, "alice to be written back", func() bool {
 			ok, _ := c.Redis().SIsMember(ctx, "presence:alice", p.Instance()).Result()
 			return ok
 		})

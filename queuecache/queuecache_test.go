@@ -86,7 +86,7 @@ func TestRedisDownAndBack(t *testing.T) {
 		t.Fatalf("%d loads with Redis down, want every get to load", n)
 	}
 	srv.Start()
-	redistest.WaitFor(t, "the client to notice Redis is back", c.Up)
+	testenv.WaitFor(t, "the client to notice Redis is back", c.Up)
 	before := loads.Load()
 	get()
 	get()

@@ -68,7 +68,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 
 	srv.Start()
-	redistest.WaitFor(t, "the client to notice Redis is back", c.Up)
+	testenv.WaitFor(t, "the client to notice Redis is back", c.Up)
 	if n := allowedOf5("dave"); n != 2 {
 		t.Fatalf("Redis limiter allowed %d of 5, want 2", n)
 	}

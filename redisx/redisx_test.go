@@ -86,7 +86,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 
 	srv.Start()
-	redistest.WaitFor(t, "the client to notice Redis is back", c.Up)
+	testenv.WaitFor(t, "the client to notice Redis is back", c.Up)
 	if n := strings.Count(log.String(), "redis is back"); n != 1 {
 		t.Fatalf("the recovery was logged %d times, want once", n)
 	}

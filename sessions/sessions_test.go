@@ -94,7 +94,7 @@ func TestRedisRevokesEverywhere(t *testing.T) {
 	// b subscribes asynchronously: revoke until it hears (a revocation is
 	// idempotent).
 	var sid string
-	redistest.WaitFor(t, "b to hear the revocation", func() bool {
+	testenv.WaitFor(t, "b to hear the revocation", func() bool {
 		if err := a.Revoke(ctx, sess.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +143,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 
 	srv.Start()
-	redistest.WaitFor(t, "the client to notice Redis is back", c.Up)
+	testenv.WaitFor(t, "the client to notice Redis is back", c.Up)
 	// This Redis kept nothing: the sessions are in it again from now on.
 	again, err := s.Create(ctx, "alice", auth.RolePlayer)
 	if err != nil {

@@ -72,19 +72,6 @@ func (s Server) Open(t testing.TB, log io.Writer) *redisx.Client {
 func (s Server) OpenUp(t testing.TB, log io.Writer) *redisx.Client {
 	t.Helper()
 	c := s.Open(t, log)
-	WaitFor(t, "redis up", c.Up)
+	testenv.WaitFor(t, "redis up", c.Up)
 	return c
-}
-
-// WaitFor polls cond every 10 ms for up to 30 s, and fails t if it never
-// holds.
-func WaitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/taskqueue/taskqueue/internal/redistest"
+	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/presence"
 	"github.com/taskqueue/taskqueue/redisx"
 )
@@ -151,8 +152,8 @@ func deadInstanceIsSwept(t *testing.T, be Backend) {
 	must(t, c.Join(ctx, "other"))
 	dead.Close() // its heartbeat stops, as if killed
 
-	redistest.WaitFor(t, "the dead instance's lone player to be swept", func() bool { return len(gone.snapshot()) > 0 })
-	redistest.WaitFor(t, "the dead instance to be forgotten", func() bool {
+	testenv.WaitFor(t, "the dead instance's lone player to be swept", func() bool { return len(gone.snapshot()) > 0 })
+	testenv.WaitFor(t, "the dead instance to be forgotten", func() bool {
 		return be.Redis.Redis().ZScore(ctx, be.Key("presence-instances"), dead.Instance()).Err() != nil
 	})
 	if got := gone.snapshot(); !slices.Equal(got, []string{"alone"}) {
