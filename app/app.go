@@ -30,6 +30,7 @@ import (
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/sessions"
 	"github.com/taskqueue/taskqueue/tracing"
 	"github.com/taskqueue/taskqueue/web"
 )
@@ -67,8 +68,8 @@ type App struct {
 	Verifier auth.Verifier
 	// Redis is the Redis client of TASKQUEUE_REDIS_URL (nil without it).
 	Redis *redisx.Client
-	// Sessions are the login sessions (on Redis, or in-process).
-	Sessions *redisx.Sessions
+	// Sessions are the login sessions (on Redis, in the database, or in-process).
+	Sessions *sessions.Sessions
 	// Logger is the app's logger (request IDs attached from contexts).
 	Logger *slog.Logger
 	// Backend names the event store: "sqlite", "postgres" or "kurrentdb".

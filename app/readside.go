@@ -11,8 +11,8 @@ import (
 	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/query"
+	"github.com/taskqueue/taskqueue/queuecache"
 	"github.com/taskqueue/taskqueue/realtime"
-	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/tracing"
 	"github.com/taskqueue/taskqueue/web"
 )
@@ -131,7 +131,7 @@ func startRealtime(ctx context.Context, store eventstore.Store, rules domain.Rul
 		ReadTimeout:    cfg.RequestTimeout,
 		Logger:         log,
 		Sessions:       rr.sessions,
-		Changes:        redisx.QueueChanges{Cache: rr.cache, Progress: rr.progress},
+		Changes:        queuecache.Changes{Cache: rr.cache, Progress: rr.progress},
 		Observer:       obs,
 	}
 	if rr.presence != nil {

@@ -13,23 +13,29 @@ import (
 	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/presence"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/queuecache"
+	"github.com/taskqueue/taskqueue/ratelimit"
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/relay"
-	"github.com/taskqueue/taskqueue/sessionstore"
+	"github.com/taskqueue/taskqueue/sessions"
+	"github.com/taskqueue/taskqueue/sessions/sqlstore"
+	"github.com/taskqueue/taskqueue/wakeups"
 	"github.com/taskqueue/taskqueue/web"
 )
 
-// redisRoles are the roles of package redisx the app runs: on Redis when
+// redisRoles are the Redis roles the app runs (packages sessions,
+// ratelimit, queuecache, wakeups, presence): on Redis when
 // TASKQUEUE_REDIS_URL is set, in-process otherwise (client nil).
 type redisRoles struct {
 	client   *redisx.Client
-	sessions *redisx.Sessions
-	limiter  *redisx.Limiter
-	cache    *redisx.QueueCache
-	progress *redisx.ProgressStore
-	wakeups  *redisx.Wakeups
-	presence *presence
+	sessions *sessions.Sessions
+	limiter  *ratelimit.Limiter
+	cache    *queuecache.Cache
+	progress *queuecache.ProgressStore
+	wakeups  *wakeups.Wakeups
+	presence *fleetPresence
 }
 
 // openRedis builds the Redis roles of cfg; every closer it adds to
@@ -46,15 +52,15 @@ func openRedis(cfg Config, log *slog.Logger, cl *closers, db projections.DB) (*r
 		cl.add(func() { _ = c.Close() })
 	}
 	if r.client == nil && db != nil {
-		r.sessions = redisx.NewDurableSessions(sessionstore.New(db, redisx.SessionTTL))
+		r.sessions = sessions.NewDurable(sqlstore.New(db, sessions.TTL))
 	} else {
-		r.sessions = redisx.NewSessions(r.client)
+		r.sessions = sessions.New(r.client)
 	}
 	cl.add(r.sessions.Close)
-	r.limiter = redisx.NewLimiter(r.client, limits(cfg))
-	r.cache, r.progress = redisx.NewQueueCache(r.client), redisx.NewProgressStore(r.client)
+	r.limiter = ratelimit.New(r.client, limits(cfg))
+	r.cache, r.progress = queuecache.New(r.client), queuecache.NewProgressStore(r.client)
 	if r.client != nil {
-		r.wakeups = redisx.NewWakeups(r.client)
+		r.wakeups = wakeups.New(r.client)
 		cl.add(r.wakeups.Close)
 		pub, err := relay.NewIntegrationPublisher(r.client.Redis(),
 			watermill.NewSlogLogger(log.With("component", "presence")))
@@ -62,7 +68,7 @@ func openRedis(cfg Config, log *slog.Logger, cl *closers, db projections.DB) (*r
 			return nil, fmt.Errorf("open the presence publisher: %w", err)
 		}
 		cl.add(func() { _ = pub.Close() })
-		r.presence = newPresence(r.client, pub, TopicPrefix(cfg), redisx.PresenceConfig{Logger: log})
+		r.presence = newFleetPresence(r.client, pub, TopicPrefix(cfg), presence.Config{Logger: log})
 		cl.add(r.presence.shared.Close)
 	}
 	return r, nil
@@ -88,11 +94,11 @@ func (r *redisRoles) ready() []web.ReadinessCheck {
 
 // sessionStore is the sessions as the web layer's refresh and logout see
 // them: a session that is gone is unauthorized.
-type sessionStore struct{ s *redisx.Sessions }
+type sessionStore struct{ s *sessions.Sessions }
 
 func (s sessionStore) Refresh(ctx context.Context, sid string) (string, auth.Role, error) {
 	sess, err := s.s.Refresh(ctx, sid)
-	if errors.Is(err, redisx.ErrNoSession) {
+	if errors.Is(err, sessions.ErrNoSession) {
 		return "", "", fmt.Errorf("%w: %w", auth.ErrUnauthorized, err)
 	}
 	return sess.PlayerID, sess.Role, err
@@ -102,34 +108,34 @@ func (s sessionStore) Revoke(ctx context.Context, sid string) error { return s.s
 
 // limits turns the per-minute settings into the limiter's rates: bursts of
 // a sixth (player) and a tenth (address) of the minute's rate, as
-// redisx's defaults (120/20 and 600/60).
-func limits(cfg Config) redisx.LimitsConfig {
-	rate := func(perMinute, burstDiv int) redisx.Rate {
+// package ratelimit's defaults (120/20 and 600/60).
+func limits(cfg Config) ratelimit.Config {
+	rate := func(perMinute, burstDiv int) ratelimit.Rate {
 		if perMinute < 0 {
-			return redisx.Rate{Per: -1}
+			return ratelimit.Rate{Per: -1}
 		}
-		return redisx.Rate{Per: perMinute, Period: time.Minute, Burst: max(1, perMinute/burstDiv)}
+		return ratelimit.Rate{Per: perMinute, Period: time.Minute, Burst: max(1, perMinute/burstDiv)}
 	}
-	return redisx.LimitsConfig{Player: rate(cfg.RateLimitPlayer, 6), IP: rate(cfg.RateLimitIP, 10)}
+	return ratelimit.Config{Player: rate(cfg.RateLimitPlayer, 6), IP: rate(cfg.RateLimitIP, 10)}
 }
 
-// presence tells other services that a player went offline
+// fleetPresence tells other services that a player went offline
 // (player.offline on the integration topics, Redis streams) for the
 // realtime hub (realtime.Presence): offline means no instance of the fleet
-// holds the player's socket any more, which redisx.Presence decides
+// holds the player's socket any more, which presence.Presence decides
 // (docs/REALTIME.md, "Presence"). Coming online publishes nothing; it
 // counts this instance in.
-type presence struct {
+type fleetPresence struct {
 	pub    message.Publisher
 	prefix string
-	shared *redisx.Presence
+	shared *presence.Presence
 	log    *slog.Logger
 }
 
-// newPresence starts the shared presence of this instance on c; the
+// newFleetPresence starts the shared presence of this instance on c; the
 // players of dead instances are published offline with no last position.
-func newPresence(c *redisx.Client, pub message.Publisher, prefix string, cfg redisx.PresenceConfig) *presence {
-	p := &presence{pub: pub, prefix: prefix, log: cfg.Logger}
+func newFleetPresence(c *redisx.Client, pub message.Publisher, prefix string, cfg presence.Config) *fleetPresence {
+	p := &fleetPresence{pub: pub, prefix: prefix, log: cfg.Logger}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -138,15 +144,15 @@ func newPresence(c *redisx.Client, pub message.Publisher, prefix string, cfg red
 			p.log.Warn("publish presence", "player", player, "online", false, "err", err)
 		}
 	}
-	p.shared = redisx.NewPresence(c, cfg)
+	p.shared = presence.New(c, cfg)
 	return p
 }
 
-func (p *presence) PlayerOnline(ctx context.Context, player domain.PlayerID, _ time.Time) error {
+func (p *fleetPresence) PlayerOnline(ctx context.Context, player domain.PlayerID, _ time.Time) error {
 	return p.shared.Join(ctx, string(player))
 }
 
-func (p *presence) PlayerOffline(ctx context.Context, player domain.PlayerID, at time.Time, last eventstore.Position) error {
+func (p *fleetPresence) PlayerOffline(ctx context.Context, player domain.PlayerID, at time.Time, last eventstore.Position) error {
 	if !p.shared.Leave(ctx, string(player)) {
 		return nil // another instance holds the player
 	}

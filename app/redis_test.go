@@ -12,6 +12,7 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/presence"
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/relay"
 )
@@ -137,7 +138,7 @@ func presencePublishesOnceAcrossInstances(t *testing.T, url, prefix string) {
 	player := domain.PlayerID("both-" + prefix[len(prefix)-9:len(prefix)-1])
 	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	pos := eventstore.Position{Commit: 7, Seq: 7}
-	for _, p := range []*presence{a.presence, b.presence} {
+	for _, p := range []*fleetPresence{a.presence, b.presence} {
 		if err := p.PlayerOnline(ctx, player, at); err != nil {
 			t.Fatal(err)
 		}
@@ -156,9 +157,9 @@ func presencePublishesOnceAcrossInstances(t *testing.T, url, prefix string) {
 	}
 
 	// An instance with a short TTL that dies (its heartbeat stops).
-	short := redisx.PresenceConfig{TTL: 300 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Logger: discard}
-	dead := newPresence(a.client, a.presence.pub, a.presence.prefix, short)
-	sweeper := newPresence(b.client, b.presence.pub, b.presence.prefix, short)
+	short := presence.Config{TTL: 300 * time.Millisecond, Heartbeat: 50 * time.Millisecond, Logger: discard}
+	dead := newFleetPresence(a.client, a.presence.pub, a.presence.prefix, short)
+	sweeper := newFleetPresence(b.client, b.presence.pub, b.presence.prefix, short)
 	defer sweeper.shared.Close()
 	lone := player + "-lone"
 	if err := dead.PlayerOnline(ctx, lone, at); err != nil {

@@ -13,6 +13,8 @@ import (
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/redisx"
+	loginsessions "github.com/taskqueue/taskqueue/sessions"
+	"github.com/taskqueue/taskqueue/wakeups"
 )
 
 // instance is one server process: its own store handle (pool, listener) on
@@ -64,7 +66,7 @@ func TestTwoInstancesDeliverCrossInstance(t *testing.T) {
 					redisURL, prefix = testenv.StartRedisCluster(t).URL(), "test:"
 				}
 				var insts []instance
-				var sessions []*redisx.Sessions
+				var sessList []*loginsessions.Sessions
 				for i := 0; i < 2; i++ {
 					store := open()
 					cfg := realtime.Config{Store: store, Tokens: tokens}
@@ -74,16 +76,16 @@ func TestTwoInstancesDeliverCrossInstance(t *testing.T) {
 							t.Fatal(err)
 						}
 						t.Cleanup(func() { _ = c.Close() })
-						w := redisx.NewWakeups(c)
+						w := wakeups.New(c)
 						t.Cleanup(w.Close)
-						sess := redisx.NewSessions(c)
+						sess := loginsessions.New(c)
 						t.Cleanup(sess.Close)
-						sessions = append(sessions, sess)
+						sessList = append(sessList, sess)
 						cfg.Waker, cfg.Sessions = w, sess
 					}
 					srv := startHub(t, cfg)
 					if withRedis {
-						sessions[i].OnRevoke(srv.hub.RevokeSession)
+						sessList[i].OnRevoke(srv.hub.RevokeSession)
 					}
 					insts = append(insts, instance{store: store, srv: srv})
 				}
@@ -92,7 +94,7 @@ func TestTwoInstancesDeliverCrossInstance(t *testing.T) {
 				tok := token(t, tokens, "alice", auth.RolePlayer)
 				var sid string
 				if withRedis {
-					sess, err := sessions[0].Create(context.Background(), "alice", auth.RolePlayer)
+					sess, err := sessList[0].Create(context.Background(), "alice", auth.RolePlayer)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -112,7 +114,7 @@ func TestTwoInstancesDeliverCrossInstance(t *testing.T) {
 					}
 				}
 				if withRedis {
-					if err := sessions[0].Revoke(context.Background(), sid); err != nil {
+					if err := sessList[0].Revoke(context.Background(), sid); err != nil {
 						t.Fatal(err)
 					}
 					if got := c.closeStatus(); got != realtime.CloseUnauthorized {
@@ -137,7 +139,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = c.Close() })
-		w := redisx.NewWakeups(c)
+		w := wakeups.New(c)
 		t.Cleanup(w.Close)
 		store := openPostgres(t, url)
 		insts = append(insts, instance{store: store, srv: startHub(t, realtime.Config{Store: store, Tokens: tokens, Waker: w})})

@@ -44,7 +44,7 @@ type TokenVerifier interface {
 }
 
 // SessionChecker tells whether a session ("sid" claim) is still active;
-// redisx.Sessions implements it. A token without a session ID is not
+// sessions.Sessions implements it. A token without a session ID is not
 // checked.
 type SessionChecker interface {
 	Active(ctx context.Context, sessionID string) (bool, error)
@@ -55,7 +55,7 @@ type SessionChecker interface {
 // last position the player's sockets were sent. The hub only knows its own
 // sockets: the implementation decides whether the player is offline
 // everywhere (the app's, on Redis, asks every instance through
-// redisx.Presence before it publishes player.offline with
+// presence.Presence before it publishes player.offline with
 // relay.PublishPlayerOffline). Calls for one player arrive in order,
 // one at a time, each with a deadline; an error is logged, not retried.
 type Presence interface {
@@ -64,7 +64,7 @@ type Presence interface {
 }
 
 // Waker carries "the log has grown to this position" between instances;
-// redisx.Wakeups implements it on Redis pub/sub. It is only a wake-up: what
+// wakeups.Wakeups implements it on Redis pub/sub. It is only a wake-up: what
 // is sent always comes from the event store, by position, so a lost
 // wake-up delays delivery until the store's own subscription notices, and
 // never loses a message.
@@ -88,7 +88,7 @@ type Watermark interface {
 
 // ChangeSink hears, after each batch is delivered, of every queue the batch
 // changed, with the view after the batch's last event of that queue (the
-// Redis queue cache and progress entries: redisx.QueueChanges). Calls come
+// Redis queue cache and progress entries: queuecache.Changes). Calls come
 // from the hub's dispatcher: a slow sink delays the next batch, so keep it
 // bounded (redisx's commands time out).
 type ChangeSink interface {

@@ -15,6 +15,7 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/presence"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/redisx"
 )
@@ -22,7 +23,7 @@ import (
 // fleetPresence is app's presence adapter without the publisher: the
 // shared count decides, the test records what would be published.
 type fleetPresence struct {
-	shared *redisx.Presence
+	shared *presence.Presence
 	log    *fleetLog
 	name   string
 }
@@ -63,7 +64,7 @@ func TestPresenceIsDecidedAcrossInstances(t *testing.T) {
 	url, prefix := testenv.Redis(t)
 	var log fleetLog
 	var servers []*server
-	var shared []*redisx.Presence
+	var shared []*presence.Presence
 	var raw *redisx.Client
 	for _, name := range []string{"A", "B"} {
 		c, err := redisx.Open(redisx.Config{URL: url, Prefix: prefix, Logger: slog.New(slog.DiscardHandler)})
@@ -81,7 +82,7 @@ func TestPresenceIsDecidedAcrossInstances(t *testing.T) {
 				}
 			})
 		}
-		p := redisx.NewPresence(c, redisx.PresenceConfig{Logger: slog.New(slog.DiscardHandler)})
+		p := presence.New(c, presence.Config{Logger: slog.New(slog.DiscardHandler)})
 		t.Cleanup(p.Close)
 		shared = append(shared, p)
 		servers = append(servers, startHub(t, realtime.Config{

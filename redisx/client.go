@@ -133,13 +133,20 @@ func (c *Client) Ping(ctx context.Context) error {
 // Up reports whether Redis is believed to be reachable.
 func (c *Client) Up() bool { return c.up.Load() }
 
-// key returns the key of a family member, e.g. key("queue:", "alice").
-func (c *Client) key(family, id string) string { return c.prefix + family + id }
+// Prefix is Config.Prefix: it starts every key and channel.
+func (c *Client) Prefix() string { return c.prefix }
 
-// del deletes keys: with one DEL on one server; on a cluster with one DEL
+// Logger is the client's logger (component "redis").
+func (c *Client) Logger() *slog.Logger { return c.log }
+
+// Key returns the key of a family member, e.g. Key("queue:", "alice"):
+// the prefix, the family, the ID.
+func (c *Client) Key(family, id string) string { return c.prefix + family + id }
+
+// Del deletes keys: with one DEL on one server; on a cluster with one DEL
 // per key in a pipeline (go-redis sends each to its slot's master), since
 // a DEL of keys in several slots fails with CROSSSLOT.
-func (c *Client) del(ctx context.Context, keys []string) error {
+func (c *Client) Del(ctx context.Context, keys []string) error {
 	if !c.Cluster() {
 		return c.rdb.Del(ctx, keys...).Err()
 	}
@@ -152,9 +159,9 @@ func (c *Client) del(ctx context.Context, keys []string) error {
 	return err
 }
 
-// eachServer calls f with the server, or with each master of a cluster
+// EachServer calls f with the server, or with each master of a cluster
 // (what a SCAN needs: a cluster client sends it to one node only).
-func (c *Client) eachServer(ctx context.Context, f func(context.Context, redis.UniversalClient) error) error {
+func (c *Client) EachServer(ctx context.Context, f func(context.Context, redis.UniversalClient) error) error {
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return f(ctx, m) })
 	}
@@ -169,20 +176,20 @@ func (c *Client) OnUp(f func()) {
 	c.mu.Unlock()
 }
 
-// bound returns ctx bounded by the client's Timeout, for one call of a
+// Bound returns ctx bounded by the client's Timeout, for one call of a
 // role: however go-redis spends it (waiting for a free connection, dialing,
 // the round trip), a Redis behind a partition costs the call at most
-// Timeout and the error, seen by observe with the caller's own ctx still
+// Timeout and the error, seen by Observe with the caller's own ctx still
 // live, takes Redis down. Without it a call could outlast a short request
-// deadline, and observe then took the failure for the caller's own
+// deadline, and Observe then took the failure for the caller's own
 // cancellation (TestSeveralHosts in cmd/taskqueue found it).
-func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+func (c *Client) Bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.timeout)
 }
 
-// observe records the outcome of a command: an error other than a missing
+// Observe records the outcome of a role's command: an error other than a missing
 // key (redis.Nil) or the caller's own cancellation takes Redis down.
-func (c *Client) observe(ctx context.Context, err error) {
+func (c *Client) Observe(ctx context.Context, err error) {
 	if err == nil || errors.Is(err, redis.Nil) || ctx.Err() != nil {
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/redisx"
 )
 
@@ -21,7 +22,7 @@ func TestGoRedisLogsAtDebug(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
 
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	defer slog.SetDefault(prev)
@@ -32,7 +33,7 @@ func TestGoRedisLogsAtDebug(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitFor(t, "go-redis to report a failed dial", func() bool { return strings.Contains(out.String(), "failed to dial") })
+	testenv.WaitFor(t, "go-redis to report a failed dial", func() bool { return strings.Contains(out.String(), "failed to dial") })
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		if strings.Contains(line, "failed to dial") && (!strings.Contains(line, "level=DEBUG") || !strings.Contains(line, "component=go-redis")) {
 			t.Fatalf("go-redis line not routed to debug: %s", line)

@@ -10,14 +10,14 @@ import (
 	"github.com/taskqueue/taskqueue/auth"
 )
 
-// SessionChecker tells whether a session is still active (redisx.Sessions
+// SessionChecker tells whether a session is still active (sessions.Sessions
 // implements it, with Redis or in-process).
 type SessionChecker interface {
 	Active(ctx context.Context, sessionID string) (bool, error)
 }
 
 // Limiter counts the requests of a client address and of a player, and
-// says how long to wait when one is over its limit (redisx.Limiter
+// says how long to wait when one is over its limit (ratelimit.Limiter
 // implements it, with Redis or in-process).
 type Limiter interface {
 	AllowIP(ctx context.Context, ip string) (bool, time.Duration)

@@ -97,7 +97,7 @@ type Config struct {
 	// session is still active (401 unauthorized otherwise).
 	Sessions SessionChecker
 	// NewSession, when set, starts a session for each dev token, whose ID
-	// the token carries in "sid" (redisx.Sessions.Create).
+	// the token carries in "sid" (sessions.Sessions.Create).
 	NewSession func(ctx context.Context, player string, role auth.Role) (sessionID string, err error)
 	// SessionStore, when set, serves POST /api/auth/refresh and
 	// POST /api/auth/logout behind authentication; nil: not routed.

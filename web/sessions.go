@@ -10,7 +10,7 @@ import (
 )
 
 // SessionStore is what POST /api/auth/refresh and /api/auth/logout need of
-// the sessions (app adapts redisx.Sessions to it).
+// the sessions (app adapts sessions.Sessions to it).
 //
 // While the store behind the sessions (Redis) is down, Refresh and Revoke
 // return an error that faults.Classify calls Unavailable: the answer is
@@ -19,7 +19,7 @@ import (
 // session is fine; a logout is recorded on this instance at once, but the
 // other instances learn of it only through the store, so the client is
 // asked to send it again rather than told it is done. Checking a session
-// on every request (Config.Sessions) fails open instead: see redisx.
+// on every request (Config.Sessions) fails open instead: see package sessions.
 type SessionStore interface {
 	// Refresh renews session sid and returns whose it is. A session that
 	// does not exist, expired or was revoked is an error matching

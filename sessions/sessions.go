@@ -1,4 +1,12 @@
-package redisx
+// Package sessions owns login sessions: the tokens minted for one carry
+// its ID in "sid", and a session revoked is refused everywhere (web's
+// session check, the realtime hub's sockets). Sessions live in Redis when
+// the service has one, else in the service's database (package sqlstore),
+// else in this process; what each answers while its backend is away is on
+// the Sessions type.
+//
+// The contract every backend passes: package sessionstest.
+package sessions
 
 import (
 	"context"
@@ -13,10 +21,11 @@ import (
 
 	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/internal/faults"
+	"github.com/taskqueue/taskqueue/redisx"
 )
 
-// SessionTTL is how long a session lives after its creation or last refresh.
-const SessionTTL = 24 * time.Hour
+// TTL is how long a session lives after its creation or last refresh.
+const TTL = 24 * time.Hour
 
 // ErrNoSession is returned by Refresh for a session that does not exist:
 // never created, expired or revoked.
@@ -31,14 +40,14 @@ type Session struct {
 	RefreshedAt time.Time `json:"refreshedAt"`
 }
 
-// Sessions keeps sessions in session:{sessionId} (TTL SessionTTL, renewed
+// Sessions keeps sessions in session:{sessionId} (TTL 24 h, renewed
 // by Refresh) and revokes them everywhere at once: Revoke deletes the key,
 // remembers the ID in-process, calls the OnRevoke callbacks here and
 // publishes the ID on the session-revoked channel, whose subscribers (every
 // other instance) call theirs (the realtime hub closes the session's
 // sockets).
 //
-// Without Redis, sessions live in a SessionStore (NewDurableSessions: the
+// Without Redis, sessions live in a Store (NewDurable: the
 // service's database, so a restart signs nobody out and every instance
 // sees one set), or, with none, in this process only. While Redis is down,
 // Active answers from this process's memory: sessions revoked here stay
@@ -48,8 +57,8 @@ type Session struct {
 // that cannot be reached is answered for the same way (fail open). Safe for
 // concurrent use.
 type Sessions struct {
-	c       *Client
-	durable SessionStore // without Redis; nil: in-process
+	c       *redisx.Client
+	durable Store // without Redis; nil: in-process
 	now     func() time.Time
 
 	mu        sync.Mutex
@@ -67,14 +76,14 @@ const (
 	revokedChannel = "session-revoked"
 )
 
-// NewSessions returns the session store on c (nil: in-process only). Close
-// it to stop listening for revocations.
-func NewSessions(c *Client) *Sessions {
+// New returns the sessions on c (nil: in-process only). Close them to stop
+// listening for revocations.
+func New(c *redisx.Client) *Sessions {
 	s := &Sessions{c: c, now: time.Now, local: map[string]Session{}, revoked: map[string]time.Time{}}
 	if c != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.cancel = cancel
-		ps := c.rdb.Subscribe(ctx, c.key(revokedChannel, ""))
+		ps := c.Redis().Subscribe(ctx, c.Key(revokedChannel, ""))
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -96,10 +105,10 @@ func NewSessions(c *Client) *Sessions {
 	return s
 }
 
-// SessionStore keeps the sessions of a deployment without Redis, durably
-// (package sessionstore). A session expires SessionTTL after its last
+// Store keeps the sessions of a deployment without Redis, durably
+// (package sqlstore). A session expires TTL after its last
 // refresh. Safe for concurrent use.
-type SessionStore interface {
+type Store interface {
 	// Put saves a new session.
 	Put(ctx context.Context, sess Session) error
 	// Refresh sets the session's RefreshedAt to at and returns it, unless
@@ -115,11 +124,11 @@ type SessionStore interface {
 	Sweep(ctx context.Context, at time.Time) error
 }
 
-// NewDurableSessions returns the sessions of a deployment without Redis,
+// NewDurable returns the sessions of a deployment without Redis,
 // kept in store. A session revoked on one instance is refused by every
 // other at its next request (its sockets there stay open until their token
 // expires: closing them needs Redis's channel).
-func NewDurableSessions(store SessionStore) *Sessions {
+func NewDurable(store Store) *Sessions {
 	return &Sessions{durable: store, now: time.Now, local: map[string]Session{}, revoked: map[string]time.Time{}}
 }
 
@@ -148,10 +157,10 @@ func (s *Sessions) Create(ctx context.Context, player string, role auth.Role) (S
 	sess := Session{ID: uuid.NewString(), PlayerID: player, Role: role, CreatedAt: now, RefreshedAt: now}
 	if s.redisUp() {
 		b, _ := json.Marshal(sess)
-		cctx, cancel := s.c.bound(ctx)
-		err := s.c.rdb.Set(cctx, s.c.key(sessionFamily, sess.ID), b, SessionTTL).Err()
+		cctx, cancel := s.c.Bound(ctx)
+		err := s.c.Redis().Set(cctx, s.c.Key(sessionFamily, sess.ID), b, TTL).Err()
 		cancel()
-		s.c.observe(ctx, err)
+		s.c.Observe(ctx, err)
 		if err == nil {
 			return sess, nil
 		}
@@ -197,7 +206,7 @@ func (s *Sessions) sweepLocked(now time.Time) {
 	}
 	s.lastSweep = now
 	for id, sess := range s.local {
-		if now.Sub(sess.RefreshedAt) > SessionTTL {
+		if now.Sub(sess.RefreshedAt) > TTL {
 			delete(s.local, id)
 		}
 	}
@@ -223,11 +232,11 @@ func (s *Sessions) Refresh(ctx context.Context, sid string) (Session, error) {
 		return sess, nil
 	}
 	if s.redisUp() {
-		key := s.c.key(sessionFamily, sid)
-		cctx, cancel := s.c.bound(ctx)
-		b, err := s.c.rdb.Get(cctx, key).Bytes()
+		key := s.c.Key(sessionFamily, sid)
+		cctx, cancel := s.c.Bound(ctx)
+		b, err := s.c.Redis().Get(cctx, key).Bytes()
 		cancel()
-		s.c.observe(ctx, err)
+		s.c.Observe(ctx, err)
 		switch {
 		case errors.Is(err, redis.Nil):
 			if sess, ok := s.localSession(sid, now); ok {
@@ -242,10 +251,10 @@ func (s *Sessions) Refresh(ctx context.Context, sid string) (Session, error) {
 			sess.RefreshedAt = now
 			b, _ = json.Marshal(sess)
 			// XX: a session revoked meanwhile stays revoked.
-			cctx, cancel := s.c.bound(ctx)
-			err = s.c.rdb.SetArgs(cctx, key, b, redis.SetArgs{Mode: "XX", TTL: SessionTTL}).Err()
+			cctx, cancel := s.c.Bound(ctx)
+			err = s.c.Redis().SetArgs(cctx, key, b, redis.SetArgs{Mode: "XX", TTL: TTL}).Err()
 			cancel()
-			s.c.observe(ctx, err)
+			s.c.Observe(ctx, err)
 			if errors.Is(err, redis.Nil) {
 				return Session{}, fmt.Errorf("refresh session %s: %w", sid, ErrNoSession)
 			}
@@ -263,12 +272,25 @@ func (s *Sessions) Refresh(ctx context.Context, sid string) (Session, error) {
 	return Session{}, fmt.Errorf("refresh session %s: %w", sid, ErrNoSession)
 }
 
+// localActive reports whether an in-process session exists and has not
+// expired at now, without renewing it (only Refresh renews a session).
+func (s *Sessions) localActive(sid string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.local[sid]
+	if !ok || now.Sub(sess.RefreshedAt) > TTL {
+		delete(s.local, sid)
+		return false
+	}
+	return true
+}
+
 // localSession renews and returns an in-process session.
 func (s *Sessions) localSession(sid string, now time.Time) (Session, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sess, ok := s.local[sid]
-	if !ok || now.Sub(sess.RefreshedAt) > SessionTTL {
+	if !ok || now.Sub(sess.RefreshedAt) > TTL {
 		delete(s.local, sid)
 		return Session{}, false
 	}
@@ -294,13 +316,13 @@ func (s *Sessions) Revoke(ctx context.Context, sid string) error {
 	if !s.c.Up() {
 		return fmt.Errorf("revoke session %s: redis is down; revoked on this instance only: %w", sid, faults.ErrUnavailable)
 	}
-	cctx, cancel := s.c.bound(ctx)
+	cctx, cancel := s.c.Bound(ctx)
 	defer cancel()
-	err := s.c.rdb.Del(cctx, s.c.key(sessionFamily, sid)).Err()
+	err := s.c.Redis().Del(cctx, s.c.Key(sessionFamily, sid)).Err()
 	if err == nil {
-		err = s.c.rdb.Publish(cctx, s.c.key(revokedChannel, ""), sid).Err()
+		err = s.c.Redis().Publish(cctx, s.c.Key(revokedChannel, ""), sid).Err()
 	}
-	s.c.observe(ctx, err)
+	s.c.Observe(ctx, err)
 	if err != nil {
 		return fmt.Errorf("revoke session %s: %w", sid, err)
 	}
@@ -313,7 +335,7 @@ func (s *Sessions) revokedHere(sid string) {
 	s.mu.Lock()
 	delete(s.local, sid)
 	now := s.now()
-	s.revoked[sid] = now.Add(SessionTTL)
+	s.revoked[sid] = now.Add(TTL)
 	for id, until := range s.revoked {
 		if now.After(until) {
 			delete(s.revoked, id)
@@ -349,21 +371,91 @@ func (s *Sessions) Active(ctx context.Context, sid string) (bool, error) {
 		return ok, nil
 	}
 	if s.redisUp() {
-		cctx, cancel := s.c.bound(ctx)
-		n, err := s.c.rdb.Exists(cctx, s.c.key(sessionFamily, sid)).Result()
+		cctx, cancel := s.c.Bound(ctx)
+		n, err := s.c.Redis().Exists(cctx, s.c.Key(sessionFamily, sid)).Result()
 		cancel()
-		s.c.observe(ctx, err)
+		s.c.Observe(ctx, err)
 		if err == nil {
 			if n == 1 {
 				return true, nil
 			}
-			_, ok := s.localSession(sid, s.now().UTC())
-			return ok, nil
+			return s.localActive(sid, s.now().UTC()), nil
 		}
 	}
 	if s.c != nil {
 		return true, nil // Redis down: fail open, see the type's doc
 	}
-	_, ok := s.localSession(sid, s.now().UTC())
-	return ok, nil
+	return s.localActive(sid, s.now().UTC()), nil
+}
+
+// RevokePlayer revokes every session of player, as Revoke does one (the
+// sockets of those sessions close on every instance), and returns how many
+// it found. On Redis it scans session:*, once per call: forgetting is rare.
+func (s *Sessions) RevokePlayer(ctx context.Context, player string) (int, error) {
+	s.mu.Lock()
+	var sids []string
+	for sid, sess := range s.local {
+		if sess.PlayerID == player {
+			sids = append(sids, sid)
+		}
+	}
+	s.mu.Unlock()
+	for _, sid := range sids {
+		s.revokedHere(sid)
+	}
+	n := len(sids)
+	if s.durable != nil {
+		m, err := s.durable.DeletePlayer(ctx, player)
+		if err != nil {
+			return n, fmt.Errorf("revoke the sessions of %s: %w", player, err)
+		}
+		return n + m, nil
+	}
+	if s.c == nil {
+		return n, nil
+	}
+	if !s.c.Up() {
+		return n, fmt.Errorf("revoke the sessions of %s: %w", player, faults.ErrUnavailable)
+	}
+	// Every master of a cluster (at once): a cluster client scans one node
+	// only.
+	var (
+		mu        sync.Mutex
+		revokeErr error
+	)
+	err := s.c.EachServer(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		iter := rdb.Scan(ctx, 0, s.c.Key(sessionFamily, "*"), 1000).Iterator()
+		for iter.Next(ctx) {
+			b, err := rdb.Get(ctx, iter.Val()).Bytes()
+			if err != nil {
+				continue // expired meanwhile
+			}
+			var sess Session
+			if json.Unmarshal(b, &sess) != nil || sess.PlayerID != player {
+				continue
+			}
+			err = s.Revoke(ctx, sess.ID)
+			mu.Lock()
+			if err != nil {
+				revokeErr = err
+			} else {
+				n++
+			}
+			mu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+		return iter.Err()
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if revokeErr != nil {
+		return n, revokeErr
+	}
+	if err != nil {
+		s.c.Observe(ctx, err)
+		return n, fmt.Errorf("revoke the sessions of %s: %w", player, err)
+	}
+	return n, nil
 }

@@ -1,4 +1,4 @@
-package redisx
+package sessions
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 func TestLocalSessionsDoNotOutliveTheirTTL(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
-	s := NewSessions(nil)
+	s := New(nil)
 	s.now = func() time.Time { return now }
 	kept, err := s.Create(ctx, "keeper", auth.RolePlayer)
 	if err != nil {
@@ -37,9 +37,9 @@ func TestLocalSessionsDoNotOutliveTheirTTL(t *testing.T) {
 	s.mu.Lock()
 	held := len(s.local)
 	s.mu.Unlock()
-	// A session lives SessionTTL (24 h) after its last use: the sign-ins of
+	// A session lives TTL (24 h) after its last use: the sign-ins of
 	// the last day (100 an hour), the one in use, no more.
-	if limit := int(SessionTTL/time.Hour)*100 + 100 + 1; held > limit {
+	if limit := int(TTL/time.Hour)*100 + 100 + 1; held > limit {
 		t.Errorf("after %d sign-ins over %d hours the store holds %d sessions, more than the %d of its last day",
 			players, players/100, held, limit)
 	}

@@ -1,12 +1,12 @@
-// Package sessionstore keeps login sessions in the service's database
+// Package sqlstore keeps login sessions in the service's database
 // (SQLite or PostgreSQL, the read models' database, table login_sessions)
 // for a deployment without Redis: a restart signs nobody out, and every
-// instance sees one set of sessions. It implements redisx.SessionStore.
+// instance sees one set of sessions. It implements sessions.Store.
 //
 // A row holds the SHA-256 of the session ID, never the ID itself, so the
 // table lets nobody who can read it (an analyst, a backup) present a
 // session. Times are Unix milliseconds.
-package sessionstore
+package sqlstore
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/projections"
-	"github.com/taskqueue/taskqueue/redisx"
+	"github.com/taskqueue/taskqueue/sessions"
 )
 
 // Store is the sessions table of one database. Safe for concurrent use.
@@ -26,10 +26,10 @@ type Store struct {
 	ttl time.Duration
 }
 
-var _ redisx.SessionStore = (*Store)(nil)
+var _ sessions.Store = (*Store)(nil)
 
 // New returns the sessions of db (migrated: migration 0050), which expire
-// ttl after their last refresh (redisx.SessionTTL in the service).
+// ttl after their last refresh (sessions.TTL in the service).
 func New(db projections.DB, ttl time.Duration) *Store { return &Store{db: db, ttl: ttl} }
 
 func hash(sid string) string {
@@ -38,7 +38,7 @@ func hash(sid string) string {
 }
 
 // Put saves a new session.
-func (s *Store) Put(ctx context.Context, sess redisx.Session) error {
+func (s *Store) Put(ctx context.Context, sess sessions.Session) error {
 	err := s.db.InTx(ctx, func(tx projections.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO login_sessions (id_hash, player_id, role, created_at, refreshed_at)
 			VALUES ($1, $2, $3, $4, $5)`,
@@ -53,9 +53,9 @@ func (s *Store) Put(ctx context.Context, sess redisx.Session) error {
 
 // Refresh moves the session's RefreshedAt to at, unless it is missing or
 // expired before at.
-func (s *Store) Refresh(ctx context.Context, sid string, at time.Time) (redisx.Session, bool, error) {
+func (s *Store) Refresh(ctx context.Context, sid string, at time.Time) (sessions.Session, bool, error) {
 	var (
-		sess             redisx.Session
+		sess             sessions.Session
 		role             string
 		created, touched int64
 		ok               bool
@@ -80,7 +80,7 @@ func (s *Store) Refresh(ctx context.Context, sid string, at time.Time) (redisx.S
 		if err != nil {
 			err = fmt.Errorf("refresh session: %w", err)
 		}
-		return redisx.Session{}, false, err
+		return sessions.Session{}, false, err
 	}
 	sess.ID, sess.Role = sid, auth.Role(role)
 	sess.CreatedAt, sess.RefreshedAt = time.UnixMilli(created).UTC(), time.UnixMilli(touched).UTC()

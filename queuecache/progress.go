@@ -1,4 +1,4 @@
-package redisx
+package queuecache
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/redisx"
 )
 
 // ProgressTTL is how long a player's progress entry lives.
@@ -39,10 +40,10 @@ func ProgressOf(v domain.QueueView) Progress {
 // ProgressStore keeps Progress in Redis. Without Redis (nil client or down)
 // Put does nothing and Get reports a miss: callers fall back to the queue
 // view. Safe for concurrent use.
-type ProgressStore struct{ c *Client }
+type ProgressStore struct{ c *redisx.Client }
 
 // NewProgressStore returns the store on c (nil: always a miss).
-func NewProgressStore(c *Client) *ProgressStore { return &ProgressStore{c: c} }
+func NewProgressStore(c *redisx.Client) *ProgressStore { return &ProgressStore{c: c} }
 
 const progressFamily = "progress:"
 
@@ -55,10 +56,10 @@ func (s *ProgressStore) Put(ctx context.Context, v domain.QueueView) {
 	if err != nil {
 		return
 	}
-	cctx, cancel := s.c.bound(ctx)
+	cctx, cancel := s.c.Bound(ctx)
 	defer cancel()
-	err = putNewer.Run(cctx, s.c.rdb, []string{s.c.key(progressFamily, string(v.PlayerID))}, v.Version, b, ProgressTTL.Milliseconds()).Err()
-	s.c.observe(ctx, err)
+	err = putNewer.Run(cctx, s.c.Redis(), []string{s.c.Key(progressFamily, string(v.PlayerID))}, v.Version, b, ProgressTTL.Milliseconds()).Err()
+	s.c.Observe(ctx, err)
 }
 
 // Get returns the stored progress of player, and false on a miss.
@@ -66,10 +67,10 @@ func (s *ProgressStore) Get(ctx context.Context, player domain.PlayerID) (Progre
 	if s.c == nil || !s.c.Up() {
 		return Progress{}, false, nil
 	}
-	cctx, cancel := s.c.bound(ctx)
+	cctx, cancel := s.c.Bound(ctx)
 	defer cancel()
-	b, err := s.c.rdb.Get(cctx, s.c.key(progressFamily, string(player))).Bytes()
-	s.c.observe(ctx, err)
+	b, err := s.c.Redis().Get(cctx, s.c.Key(progressFamily, string(player))).Bytes()
+	s.c.Observe(ctx, err)
 	if errors.Is(err, redis.Nil) {
 		return Progress{}, false, nil
 	}
@@ -83,15 +84,15 @@ func (s *ProgressStore) Get(ctx context.Context, player domain.PlayerID) (Progre
 	return p, true, nil
 }
 
-// QueueChanges keeps the queue cache and the progress entries up to date
+// Changes keeps the queue cache and the progress entries up to date
 // with every change the realtime hub dispatches (realtime.ChangeSink).
-type QueueChanges struct {
-	Cache    *QueueCache
+type Changes struct {
+	Cache    *Cache
 	Progress *ProgressStore
 }
 
 // QueueChanged stores v in the cache and its progress.
-func (q QueueChanges) QueueChanged(ctx context.Context, v domain.QueueView) {
+func (q Changes) QueueChanged(ctx context.Context, v domain.QueueView) {
 	if q.Cache != nil {
 		q.Cache.Put(ctx, v)
 	}

@@ -1,4 +1,11 @@
-package redisx
+// Package wakeups owns the realtime hubs' cross-instance wake-ups on Redis
+// pub/sub (realtime.Waker): "the log reached this position". It is only a
+// wake-up, never the data: a hub reads the log from where it is. Without
+// Redis, or while it is down, each hub wakes on its own store's appends.
+//
+// The contract it passes on one Redis server and on a Redis Cluster:
+// package wakeupstest.
+package wakeups
 
 import (
 	"context"
@@ -9,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/redisx"
 )
 
 const wakeChannel = "realtime-wake"
@@ -21,7 +29,7 @@ const wakeChannel = "realtime-wake"
 // announcements may have been lost, read the log from where you are. Safe
 // for concurrent use.
 type Wakeups struct {
-	c    *Client
+	c    *redisx.Client
 	self string
 	out  chan eventstore.Position
 
@@ -33,11 +41,11 @@ type Wakeups struct {
 	wg     sync.WaitGroup
 }
 
-// NewWakeups starts publishing and listening on c. Close stops it.
-func NewWakeups(c *Client) *Wakeups {
+// New starts publishing and listening on c. Close stops it.
+func New(c *redisx.Client) *Wakeups {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Wakeups{c: c, self: uuid.NewString(), out: make(chan eventstore.Position, 64), poke: make(chan struct{}, 1), cancel: cancel}
-	ps := c.rdb.Subscribe(ctx, c.key(wakeChannel, ""))
+	ps := c.Redis().Subscribe(ctx, c.Key(wakeChannel, ""))
 	w.wg.Add(2)
 	go func() {
 		defer w.wg.Done()
@@ -87,10 +95,10 @@ func (w *Wakeups) publish(ctx context.Context) {
 		if pos == nil || !w.c.Up() {
 			continue // while Redis is down, the store's own wake-up carries on
 		}
-		cctx, cancel := w.c.bound(ctx)
-		err := w.c.rdb.Publish(cctx, w.c.key(wakeChannel, ""), w.self+" "+pos.String()).Err()
+		cctx, cancel := w.c.Bound(ctx)
+		err := w.c.Redis().Publish(cctx, w.c.Key(wakeChannel, ""), w.self+" "+pos.String()).Err()
 		cancel()
-		w.c.observe(ctx, err)
+		w.c.Observe(ctx, err)
 	}
 }
 

@@ -1,4 +1,10 @@
-package redisx
+// Package ratelimit owns the command rate limits (per player and per
+// client address) that web's command limit asks: on Redis when the service
+// has one, shared by every instance, else in-process. It decides only
+// whether a command may run and when to retry; web answers 429.
+//
+// The contract every implementation passes: package ratelimittest.
+package ratelimit
 
 import (
 	"context"
@@ -7,6 +13,8 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskqueue/taskqueue/redisx"
 )
 
 // Rate is a limit: Per requests per Period on average, with bursts of Burst.
@@ -16,9 +24,9 @@ type Rate struct {
 	Burst  int
 }
 
-// LimitsConfig configures the command rate limits. A zero Rate means its
+// Config configures the command rate limits. A zero Rate means its
 // default; a negative Per disables that limit.
-type LimitsConfig struct {
+type Config struct {
 	// Player limits the commands of one player (by the token's subject).
 	// Default 120 per minute, bursts of 20.
 	Player Rate
@@ -27,7 +35,7 @@ type LimitsConfig struct {
 	IP Rate
 }
 
-func (c *LimitsConfig) setDefaults() {
+func (c *Config) setDefaults() {
 	if c.Player.Per == 0 {
 		c.Player = Rate{Per: 120, Period: time.Minute, Burst: 20}
 	}
@@ -52,23 +60,25 @@ func (c *LimitsConfig) setDefaults() {
 // absent or down (each instance then allows the rate on its own). Safe for
 // concurrent use.
 type Limiter struct {
-	c     *Client
+	c     *redisx.Client
 	rl    *redis_rate.Limiter
-	cfg   LimitsConfig
+	cfg   Config
 	local *localLimiter
 	now   func() time.Time
 }
 
-// NewLimiter returns the limiter on c (nil: in-process only).
-func NewLimiter(c *Client, cfg LimitsConfig) *Limiter {
+// New returns the limiter on c (nil: in-process only).
+func New(c *redisx.Client, cfg Config) *Limiter {
 	cfg.setDefaults()
 	l := &Limiter{c: c, cfg: cfg, local: newLocalLimiter(), now: time.Now}
 	if c != nil {
-		l.rl = redis_rate.NewLimiter(prefixedScripts{c.rdb, c.prefix})
+		l.rl = redis_rate.NewLimiter(prefixedScripts{c.Redis(), c.Prefix()})
 	}
 	return l
 }
 
+// rateFamily is the key family after redis_rate's "rate:" (redisx's
+// ForgetPlayer deletes a player's key: rename both or neither).
 const rateFamily = "ratelimit:"
 
 // Allow reports whether one more command of key ("player:alice" style
@@ -79,10 +89,10 @@ func (l *Limiter) allow(ctx context.Context, key string, r Rate) (bool, time.Dur
 		return true, 0
 	}
 	if l.rl != nil && l.c.Up() {
-		cctx, cancel := l.c.bound(ctx)
+		cctx, cancel := l.c.Bound(ctx)
 		res, err := l.rl.Allow(cctx, rateFamily+key, redis_rate.Limit{Rate: r.Per, Period: r.Period, Burst: r.Burst})
 		cancel()
-		l.c.observe(ctx, err)
+		l.c.Observe(ctx, err)
 		if err == nil {
 			return res.Allowed > 0, res.RetryAfter
 		}

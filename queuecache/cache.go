@@ -1,4 +1,12 @@
-package redisx
+// Package queuecache owns what Redis keeps of queue views for cheap
+// reads: the read-through cache of queue views (Cache, queue:{playerId})
+// and the players' progress entries (ProgressStore, progress:{playerId}),
+// both written only when newer. Without Redis (or while it is down) both
+// keep nothing: every Get loads, every progress is a miss. Neither is a
+// source of truth.
+//
+// The contract both implementations pass: package queuecachetest.
+package queuecache
 
 import (
 	"context"
@@ -9,36 +17,39 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/redisx"
 )
 
-// QueueTTL is how long a cached queue view lives.
-const QueueTTL = 5 * time.Minute
+// TTL is how long a cached queue view lives.
+const TTL = 5 * time.Minute
 
-// QueueCache is the read-through cache of queue views, queue:{playerId}
-// (TTL QueueTTL), in front of whatever reads a queue (the read model or the
+// Cache is the read-through cache of queue views, queue:{playerId}
+// (TTL 5 min), in front of whatever reads a queue (the read model or the
 // command side). Writes are conditional on the view's version, so a slow
 // writer never replaces a newer view with an older one. Without Redis (nil
 // client, or Redis down) every Get loads. Safe for concurrent use.
-type QueueCache struct {
-	c *Client
+type Cache struct {
+	c *redisx.Client
 }
 
-// NewQueueCache returns the cache on c; a nil c caches nothing.
-func NewQueueCache(c *Client) *QueueCache {
-	qc := &QueueCache{c: c}
+// New returns the cache on c; a nil c caches nothing.
+func New(c *redisx.Client) *Cache {
+	qc := &Cache{c: c}
 	if c != nil {
 		// Invalidations were lost while Redis was down: drop every view.
 		c.OnUp(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			if err := qc.flush(ctx); err != nil {
-				c.log.Warn("flush cached queue views after redis came back", "err", err)
+				c.Logger().Warn("flush cached queue views after redis came back", "err", err)
 			}
 		})
 	}
 	return qc
 }
 
+// queueFamily and progressFamily are the key families (redisx's
+// ForgetPlayer deletes a player's keys: rename both or neither).
 const queueFamily = "queue:"
 
 // putNewer stores ARGV[2] at KEYS[1] for ARGV[3] ms unless the stored view
@@ -55,12 +66,12 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1`)
 
 // Get returns the cached view of player, or loads it and caches it.
-func (q *QueueCache) Get(ctx context.Context, player domain.PlayerID, load func(context.Context) (domain.QueueView, error)) (domain.QueueView, error) {
+func (q *Cache) Get(ctx context.Context, player domain.PlayerID, load func(context.Context) (domain.QueueView, error)) (domain.QueueView, error) {
 	if q.c != nil && q.c.Up() {
-		cctx, cancel := q.c.bound(ctx)
-		b, err := q.c.rdb.Get(cctx, q.c.key(queueFamily, string(player))).Bytes()
+		cctx, cancel := q.c.Bound(ctx)
+		b, err := q.c.Redis().Get(cctx, q.c.Key(queueFamily, string(player))).Bytes()
 		cancel()
-		q.c.observe(ctx, err)
+		q.c.Observe(ctx, err)
 		if err == nil {
 			var v domain.QueueView
 			if json.Unmarshal(b, &v) == nil && v.PlayerID == player {
@@ -78,7 +89,7 @@ func (q *QueueCache) Get(ctx context.Context, player domain.PlayerID, load func(
 
 // Put caches v unless a view of the same or a newer version is cached.
 // Errors only take Redis down; the cache is an optimization.
-func (q *QueueCache) Put(ctx context.Context, v domain.QueueView) {
+func (q *Cache) Put(ctx context.Context, v domain.QueueView) {
 	if q.c == nil || !q.c.Up() {
 		return
 	}
@@ -86,36 +97,36 @@ func (q *QueueCache) Put(ctx context.Context, v domain.QueueView) {
 	if err != nil {
 		return
 	}
-	cctx, cancel := q.c.bound(ctx)
+	cctx, cancel := q.c.Bound(ctx)
 	defer cancel()
-	err = putNewer.Run(cctx, q.c.rdb, []string{q.c.key(queueFamily, string(v.PlayerID))}, v.Version, b, QueueTTL.Milliseconds()).Err()
-	q.c.observe(ctx, err)
+	err = putNewer.Run(cctx, q.c.Redis(), []string{q.c.Key(queueFamily, string(v.PlayerID))}, v.Version, b, TTL.Milliseconds()).Err()
+	q.c.Observe(ctx, err)
 }
 
 // Invalidate drops the cached views of players (after a change whose view
 // the caller does not have).
-func (q *QueueCache) Invalidate(ctx context.Context, players ...domain.PlayerID) {
+func (q *Cache) Invalidate(ctx context.Context, players ...domain.PlayerID) {
 	if q.c == nil || !q.c.Up() || len(players) == 0 {
 		return
 	}
 	keys := make([]string, len(players))
 	for i, p := range players {
-		keys[i] = q.c.key(queueFamily, string(p))
+		keys[i] = q.c.Key(queueFamily, string(p))
 	}
-	cctx, cancel := q.c.bound(ctx)
+	cctx, cancel := q.c.Bound(ctx)
 	defer cancel()
-	q.c.observe(ctx, q.c.del(cctx, keys))
+	q.c.Observe(ctx, q.c.Del(cctx, keys))
 }
 
 // flush deletes every cached view (on every master of a cluster).
-func (q *QueueCache) flush(ctx context.Context) error {
-	return q.c.eachServer(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
-		iter := rdb.Scan(ctx, 0, q.c.key(queueFamily, "*"), 1000).Iterator()
+func (q *Cache) flush(ctx context.Context) error {
+	return q.c.EachServer(ctx, func(ctx context.Context, rdb redis.UniversalClient) error {
+		iter := rdb.Scan(ctx, 0, q.c.Key(queueFamily, "*"), 1000).Iterator()
 		var batch []string
 		for iter.Next(ctx) {
 			batch = append(batch, iter.Val())
 			if len(batch) == 1000 {
-				if err := q.c.del(ctx, batch); err != nil {
+				if err := q.c.Del(ctx, batch); err != nil {
 					return fmt.Errorf("delete cached views: %w", err)
 				}
 				batch = batch[:0]
@@ -125,7 +136,7 @@ func (q *QueueCache) flush(ctx context.Context) error {
 			return fmt.Errorf("scan cached views: %w", err)
 		}
 		if len(batch) > 0 {
-			return q.c.del(ctx, batch)
+			return q.c.Del(ctx, batch)
 		}
 		return nil
 	})

@@ -1,4 +1,4 @@
-package sessionstore_test
+package sqlstore_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"github.com/taskqueue/taskqueue/auth"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/projections"
-	"github.com/taskqueue/taskqueue/redisx"
-	"github.com/taskqueue/taskqueue/sessionstore"
+	"github.com/taskqueue/taskqueue/sessions"
+	"github.com/taskqueue/taskqueue/sessions/sqlstore"
 )
 
 func databases(t *testing.T) map[string]projections.DB {
@@ -28,11 +28,11 @@ func TestSessionsLifecycle(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			const ttl = time.Hour
-			s := sessionstore.New(db, ttl)
+			s := sqlstore.New(db, ttl)
 			t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-			a := redisx.Session{ID: "sid-alice-0123456789", PlayerID: "alice", Role: auth.RolePlayer, CreatedAt: t0, RefreshedAt: t0}
-			b := redisx.Session{ID: "sid-bob-0123456789", PlayerID: "bob", Role: auth.RoleAdmin, CreatedAt: t0, RefreshedAt: t0}
-			for _, sess := range []redisx.Session{a, b} {
+			a := sessions.Session{ID: "sid-alice-0123456789", PlayerID: "alice", Role: auth.RolePlayer, CreatedAt: t0, RefreshedAt: t0}
+			b := sessions.Session{ID: "sid-bob-0123456789", PlayerID: "bob", Role: auth.RoleAdmin, CreatedAt: t0, RefreshedAt: t0}
+			for _, sess := range []sessions.Session{a, b} {
 				if err := s.Put(ctx, sess); err != nil {
 					t.Fatal(err)
 				}

@@ -1,4 +1,11 @@
-package redisx
+// Package presence owns which instances of the fleet hold a player (have
+// their socket, or wait out its grace period), on Redis, so that "the
+// player went offline" is decided once for the whole fleet. Without Redis
+// there is one instance, and the realtime hub decides alone.
+//
+// The contract it passes on one Redis server and on a Redis Cluster:
+// package presencetest.
+package presence
 
 import (
 	"context"
@@ -11,14 +18,16 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskqueue/taskqueue/redisx"
 )
 
 // Presence defaults.
 const (
-	// PresenceTTL is how long an instance counts as alive after its last
+	// TTL is how long an instance counts as alive after its last
 	// heartbeat: a killed instance's players go offline about this long
 	// after it stopped.
-	PresenceTTL = 30 * time.Second
+	TTL = 30 * time.Second
 	// presenceSweepBatch bounds the players one sweep script handles.
 	presenceSweepBatch = 200
 )
@@ -99,13 +108,13 @@ return out
 `)
 )
 
-// PresenceConfig configures a Presence.
-type PresenceConfig struct {
+// Config configures a Presence.
+type Config struct {
 	// Instance names this process; default host-pid-random. Two live
 	// processes must never share one.
 	Instance string
 	// TTL is how long the instance counts as alive after a heartbeat.
-	// Default PresenceTTL.
+	// Default TTL.
 	TTL time.Duration
 	// Heartbeat is how often the instance renews itself and sweeps dead
 	// instances. Default TTL/6.
@@ -154,7 +163,7 @@ type PresenceConfig struct {
 // becomes what it holds here. Safe for concurrent use; calls for one
 // player must come in order (the realtime hub serialises them).
 type Presence struct {
-	c      *Client
+	c      *redisx.Client
 	base   string   // presenceBase
 	route  []string // KEYS of the scripts: the presence-instances key
 	id     string
@@ -175,22 +184,22 @@ type Presence struct {
 	wg     sync.WaitGroup
 }
 
-// NewPresence starts the presence of this instance on c (required) and its
+// New starts the presence of this instance on c (required) and its
 // heartbeat. Close stops the heartbeat; the instance's players are then
 // swept by the others after TTL.
-func NewPresence(c *Client, cfg PresenceConfig) *Presence {
+func New(c *redisx.Client, cfg Config) *Presence {
 	if cfg.Instance == "" {
 		host, _ := os.Hostname()
 		cfg.Instance = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
 	}
 	if cfg.TTL <= 0 {
-		cfg.TTL = PresenceTTL
+		cfg.TTL = TTL
 	}
 	if cfg.Heartbeat <= 0 || cfg.Heartbeat >= cfg.TTL {
 		cfg.Heartbeat = cfg.TTL / 6
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = c.log
+		cfg.Logger = c.Logger()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	base := presenceBase(c)
@@ -218,11 +227,11 @@ func (p *Presence) Close() {
 // Redis Cluster the prefix and the hash tag {presence}, since the scripts
 // touch the keys of several players and instances at once and a cluster
 // runs a script on the keys of one slot only.
-func presenceBase(c *Client) string {
+func presenceBase(c *redisx.Client) string {
 	if c.Cluster() {
-		return c.prefix + presenceTag
+		return c.Prefix() + presenceTag
 	}
-	return c.prefix
+	return c.Prefix()
 }
 
 // presenceTag is the hash tag of the presence keys on a Redis Cluster.
@@ -243,8 +252,8 @@ func (p *Presence) Join(ctx context.Context, player string) error {
 		p.down(nil)
 		return nil // reconciled when Redis answers
 	}
-	n, err := presenceJoin.Run(ctx, p.c.rdb, p.route, p.args(player, p.ttl.Milliseconds())...).Int()
-	p.c.observe(ctx, err)
+	n, err := presenceJoin.Run(ctx, p.c.Redis(), p.route, p.args(player, p.ttl.Milliseconds())...).Int()
+	p.c.Observe(ctx, err)
 	if err != nil {
 		p.down(err)
 		return nil
@@ -269,8 +278,8 @@ func (p *Presence) Leave(ctx context.Context, player string) (last bool) {
 		p.down(nil)
 		return true
 	}
-	n, err := presenceLeave.Run(ctx, p.c.rdb, p.route, p.args(player)...).Int()
-	p.c.observe(ctx, err)
+	n, err := presenceLeave.Run(ctx, p.c.Redis(), p.route, p.args(player)...).Int()
+	p.c.Observe(ctx, err)
 	if err != nil {
 		p.down(err)
 		return true
@@ -318,8 +327,8 @@ func (p *Presence) heartbeat(ctx context.Context) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.beat)
 	defer cancel()
-	n, err := presenceHeartbeat.Run(cctx, p.c.rdb, p.route, p.args(p.ttl.Milliseconds())...).Int()
-	p.c.observe(cctx, err)
+	n, err := presenceHeartbeat.Run(cctx, p.c.Redis(), p.route, p.args(p.ttl.Milliseconds())...).Int()
+	p.c.Observe(cctx, err)
 	if err != nil {
 		return
 	}
@@ -333,8 +342,8 @@ func (p *Presence) heartbeat(ctx context.Context) {
 func (p *Presence) sweep(ctx context.Context) {
 	for i := 0; i < 50 && ctx.Err() == nil; i++ {
 		cctx, cancel := context.WithTimeout(ctx, p.beat)
-		out, err := presenceSweep.Run(cctx, p.c.rdb, p.route, p.base, presenceSweepBatch).StringSlice()
-		p.c.observe(cctx, err)
+		out, err := presenceSweep.Run(cctx, p.c.Redis(), p.route, p.base, presenceSweepBatch).StringSlice()
+		p.c.Observe(cctx, err)
 		cancel()
 		if err != nil || len(out) == 0 {
 			return
@@ -363,12 +372,12 @@ func (p *Presence) reconcile(ctx context.Context) {
 	defer p.sync.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, p.ttl/2)
 	defer cancel()
-	if err := presenceHeartbeat.Run(cctx, p.c.rdb, p.route, p.args(p.ttl.Milliseconds())...).Err(); err != nil {
-		p.c.observe(cctx, err)
+	if err := presenceHeartbeat.Run(cctx, p.c.Redis(), p.route, p.args(p.ttl.Milliseconds())...).Err(); err != nil {
+		p.c.Observe(cctx, err)
 		return
 	}
-	inRedis, err := p.c.rdb.SMembers(cctx, p.base+instanceFamily+p.id).Result()
-	p.c.observe(cctx, err)
+	inRedis, err := p.c.Redis().SMembers(cctx, p.base+instanceFamily+p.id).Result()
+	p.c.Observe(cctx, err)
 	if err != nil {
 		return
 	}
@@ -383,14 +392,14 @@ func (p *Presence) reconcile(ctx context.Context) {
 			delete(held, pl)
 			continue
 		}
-		if err := presenceLeave.Run(cctx, p.c.rdb, p.route, p.args(pl)...).Err(); err != nil {
-			p.c.observe(cctx, err)
+		if err := presenceLeave.Run(cctx, p.c.Redis(), p.route, p.args(pl)...).Err(); err != nil {
+			p.c.Observe(cctx, err)
 			return
 		}
 	}
 	for pl := range held {
-		if err := presenceJoin.Run(cctx, p.c.rdb, p.route, p.args(pl, p.ttl.Milliseconds())...).Err(); err != nil {
-			p.c.observe(cctx, err)
+		if err := presenceJoin.Run(cctx, p.c.Redis(), p.route, p.args(pl, p.ttl.Milliseconds())...).Err(); err != nil {
+			p.c.Observe(cctx, err)
 			return
 		}
 	}
