@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-82c5c2cfa12c'
-const SHELL = ["/","/assets/AdminPanel-vjZk37FV.js","/assets/Player-BjSNURdD.js","/assets/index-DhXUMSKq.css","/assets/index-kvueHaow.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-774cd3900dc1'
+const SHELL = ["/","/assets/AdminPanel-CbvmqjCF.js","/assets/Player-B1WMt0KJ.js","/assets/index-8zjk5q0o.js","/assets/index-DhXUMSKq.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

@@ -1,14 +1,13 @@
 import { Suspense, lazy, useCallback, useState } from 'react'
 import type { Session } from './api'
 import { AwaySummary } from './AwaySummary'
-import { CatalogPanel } from './CatalogPanel'
 import { CompactQueue } from './CompactQueue'
 import { cacheKey } from './localdata'
 import { HistoryPanel } from './HistoryPanel'
 import { QueuePanel } from './QueuePanel'
+import { SidePanels } from './SidePanels'
 import { SignOutDialog } from './SignOutDialog'
 import { signOutPlayer } from './signout'
-import { InventoryPanel, SkillsPanel } from './StatsPanels'
 import type { QueueView } from './types'
 import { outbox, useTaskQueue, type Connection } from './useTaskQueue'
 
@@ -77,13 +76,7 @@ export function Player({ session, onSignOut }: { session: Session; onSignOut: (w
           <CompactQueue q={q}>
             <QueuePanel q={q} />
           </CompactQueue>
-          <section className="area-catalog">
-            <CatalogPanel q={q} />
-          </section>
-          <section className="area-stats">
-            <SkillsPanel view={q.view} catalog={q.catalog} />
-            <InventoryPanel view={q.view} catalog={q.catalog} />
-          </section>
+          <SidePanels view={q.view} display={q.display} catalog={q.catalog} offline={q.connection === 'offline'} enqueue={q.commands.enqueue} />
           <section className="area-history">
             <HistoryPanel api={q.api} playerId={session.playerId} catalog={q.catalog} version={q.view?.version} />
           </section>

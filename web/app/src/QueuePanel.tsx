@@ -17,6 +17,7 @@ import { reasonFor } from './problems'
 import { ProgressFill } from './ProgressFill'
 import { RunningRates } from './RunningRates'
 import { computeProgress, formatClock, formatDuration } from './progress'
+import { countRender } from './renders'
 import type { Catalog, QueueState, QueueView } from './types'
 import type { TaskQueueState } from './useTaskQueue'
 
@@ -71,6 +72,7 @@ function useStableEnds(ends: Map<string, number>): Map<string, number> {
 }
 
 export function QueuePanel({ q }: { q: TaskQueueState }) {
+  countRender('QueuePanel')
   const { view, display, catalog, commands } = q
   // The queue ends when its last task does (unknown while one waits to be sent).
   // Nothing ends while the queue is stopped (or a Stop waits to be sent).
@@ -164,6 +166,7 @@ function HeadTask({
   endsAt: number | undefined
   onRemove: () => void
 }) {
+  countRender('HeadTask')
   const [now, setNow] = useState(() => Date.now())
   useEffect(() => {
     const id = setInterval(() => setNow(Date.now()), 200)
@@ -245,6 +248,7 @@ const WaitingList = memo(function WaitingList({
   inFlight: string | null | undefined
   commands: Commands
 }) {
+  countRender('WaitingList')
   const sensors = useSensors(useSensor(PointerSensor, { activationConstraint: { distance: 4 } }))
   const serverIds = useStableIds(tasks.map((t) => t.taskId))
   const byId = useMemo(() => new Map(tasks.map((t) => [t.taskId, t])), [tasks])
@@ -443,6 +447,7 @@ function sameItem(a: WaitingItemProps, b: WaitingItemProps): boolean {
 }
 
 const WaitingItem = memo(function WaitingItem({ task, position, endsAt, name, sending, picked, onKey, commands }: WaitingItemProps) {
+  countRender('WaitingItem')
   const pendingAdd = task.pending === 'add'
   const { attributes, listeners, setNodeRef, setActivatorNodeRef, transform, transition, isDragging } = useSortable({
     id: task.taskId,
