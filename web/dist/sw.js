@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-774cd3900dc1'
-const SHELL = ["/","/assets/AdminPanel-CbvmqjCF.js","/assets/Player-B1WMt0KJ.js","/assets/index-8zjk5q0o.js","/assets/index-DhXUMSKq.css","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-d51174f76bca'
+const SHELL = ["/","/assets/AdminPanel-DZCE1wMr.js","/assets/Player-CSpYQ8FG.js","/assets/index-BdITmb2l.css","/assets/index-aBIqa-HW.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(
