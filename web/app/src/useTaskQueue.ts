@@ -19,9 +19,6 @@ import type { Catalog, QueueView } from './types'
 /** How often the queue is fetched while the WebSocket is not live. */
 export const POLL_MS = 2000
 
-/** How many views' clock offsets the estimate keeps (the last ones). */
-const OFFSET_SAMPLES = 8
-
 export type Connection = 'live' | 'polling' | 'reconnecting' | 'offline'
 
 export interface Toast {
@@ -86,7 +83,6 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
   const viewRef = useRef<QueueView | null>(view)
   const liveRef = useRef(false)
   const removedByMe = useRef(new Set<string>())
-  const offsetSamples = useRef<number[]>([])
   const catalogRef = useRef(catalog)
   catalogRef.current = catalog
 
@@ -135,14 +131,7 @@ export function useTaskQueue(session: Session, onUnauthorized: () => void) {
       }
       viewRef.current = next
       setView(next)
-      // Each view's offset is at most the true one (its stamp is older than
-      // its arrival, by a latency that varies): the largest of the last few
-      // is the best estimate, and it stays put from view to view, so the end
-      // times and the bar do not move (nor re-render 60 rows) with the latency.
-      const samples = offsetSamples.current
-      samples.push(viewClockOffset(next, receivedAt))
-      if (samples.length > OFFSET_SAMPLES) samples.shift()
-      setOffset(Math.max(...samples))
+      setOffset(viewClockOffset(next, receivedAt))
       writeCache(cacheKey(next.playerId), next)
     },
     [toast, taskName],
