@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-cdbe09ccf466'
-const SHELL = ["/","/assets/AdminPanel-CoZOQXFu.js","/assets/Player-Di136kRK.js","/assets/index-BdITmb2l.css","/assets/index-uEnPLNJ-.js","/assets/oidc-EwZAZg1X.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-e802c8168514'
+const SHELL = ["/","/assets/AdminPanel-SJixj9fQ.js","/assets/Player-BjPNxou1.js","/assets/index-BdITmb2l.css","/assets/index-wsbjN_Gu.js","/assets/oidc-DjmES3ia.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

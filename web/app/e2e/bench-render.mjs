@@ -227,7 +227,7 @@ async function measure(browser, build, token) {
   const per = (name) => (t1[name] - t0[name]) / REPS
   const counts = await page.evaluate(() => window.__taskqueueRenders)
   // A component not rendered is not in counts: 0, when the build counts at all (the head task always renders).
-  const renders = Object.keys(counts).length === 0 ? {} : Object.fromEntries(COUNTED.map((k) => [k, (counts[k] ?? 0) / REPS]))
+  const renders = Object.keys(counts).length === 0 ? {} : Object.fromEntries([...new Set([...COUNTED, ...Object.keys(counts)])].map((k) => [k, (counts[k] ?? 0) / REPS]))
   const long = (await page.evaluate(() => window.__long)).filter((e) => e.start >= p0 && e.start <= p1)
 
   // A keyboard move: pick up the last row, 10 places up, cancel.

@@ -249,7 +249,7 @@ const WaitingList = memo(function WaitingList({
   commands: Commands
 }) {
   countRender('WaitingList')
-  const sensors = useSensors(useSensor(PointerSensor, { activationConstraint: { distance: 4 } }))
+  const sensors = useSensors(useSensor(PointerSensor, pointerOptions))
   const serverIds = useStableIds(tasks.map((t) => t.taskId))
   const byId = useMemo(() => new Map(tasks.map((t) => [t.taskId, t])), [tasks])
   const names = useMemo(() => new Map(catalog?.tasks.map((t) => [t.id, t.name]) ?? []), [catalog])
@@ -417,6 +417,9 @@ const WaitingList = memo(function WaitingList({
 })
 
 const measuring = { droppable: { strategy: MeasuringStrategy.Always } }
+// One object for every render: useSensor memoises on it, and a new sensor
+// changes dnd-kit's internal context, which re-renders every sortable row.
+const pointerOptions = { activationConstraint: { distance: 4 } }
 const screenReaderInstructions = {
   draggable: 'To move a task, press space or enter. Use the up and down arrow keys to move it one place at a time, space or enter to drop it there, escape to cancel.',
 }
