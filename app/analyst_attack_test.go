@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/migrations"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
@@ -159,7 +160,7 @@ func TestAnalystRoleLimits(t *testing.T) {
 	ctx := context.Background()
 
 	var connLimit int
-	if err := admin.QueryRow(`SELECT rolconnlimit FROM pg_roles WHERE rolname = $1`, AnalystRole).Scan(&connLimit); err != nil {
+	if err := admin.QueryRow(`SELECT rolconnlimit FROM pg_roles WHERE rolname = $1`, migrations.AnalystRole).Scan(&connLimit); err != nil {
 		t.Fatal(err)
 	}
 	if connLimit != 5 {
@@ -203,7 +204,7 @@ func TestAnalystRoleLimits(t *testing.T) {
 	rw.Close()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		var n int
-		if err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE usename = $1`, AnalystRole).Scan(&n); err != nil {
+		if err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE usename = $1`, migrations.AnalystRole).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n == 0 {
@@ -237,7 +238,7 @@ func TestAnalystRoleLimits(t *testing.T) {
 	if altered == nil {
 		startPostgresApp(t, dbURL, pw)
 		var config string
-		if err := admin.QueryRow(`SELECT array_to_string(rolconfig, ',') FROM pg_roles WHERE rolname = $1`, AnalystRole).Scan(&config); err != nil {
+		if err := admin.QueryRow(`SELECT array_to_string(rolconfig, ',') FROM pg_roles WHERE rolname = $1`, migrations.AnalystRole).Scan(&config); err != nil {
 			t.Fatal(err)
 		}
 		for _, want := range []string{"default_transaction_read_only=on", "statement_timeout=60s"} {

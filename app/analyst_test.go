@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/migrations"
 )
 
 // analystTestLock serializes the tests that set the analyst role's
@@ -75,7 +76,7 @@ func holdAnalystLock(t *testing.T, db *sql.DB) {
 func passwordIs(t *testing.T, db *sql.DB, pw string) bool {
 	t.Helper()
 	var stored sql.NullString
-	if err := db.QueryRow(`SELECT rolpassword FROM pg_authid WHERE rolname = $1`, AnalystRole).Scan(&stored); err != nil {
+	if err := db.QueryRow(`SELECT rolpassword FROM pg_authid WHERE rolname = $1`, migrations.AnalystRole).Scan(&stored); err != nil {
 		t.Fatalf("read the role's password: %v", err)
 	}
 	s := stored.String
@@ -115,7 +116,7 @@ func asAnalyst(t *testing.T, dbURL, pw string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.User = url.UserPassword(AnalystRole, pw)
+	u.User = url.UserPassword(migrations.AnalystRole, pw)
 	return u.String()
 }
 
@@ -133,11 +134,11 @@ func TestAnalystRoleFromConfig(t *testing.T) {
 	}
 	var login, readOnly bool
 	if err := admin.QueryRow(`SELECT rolcanlogin, COALESCE('default_transaction_read_only=on' = ANY(rolconfig), false)
-		FROM pg_roles WHERE rolname = $1`, AnalystRole).Scan(&login, &readOnly); err != nil {
-		t.Fatalf("role %s after a start with a password: %v", AnalystRole, err)
+		FROM pg_roles WHERE rolname = $1`, migrations.AnalystRole).Scan(&login, &readOnly); err != nil {
+		t.Fatalf("role %s after a start with a password: %v", migrations.AnalystRole, err)
 	}
 	if !login || !readOnly {
-		t.Fatalf("role %s: login %v, read-only sessions %v", AnalystRole, login, readOnly)
+		t.Fatalf("role %s: login %v, read-only sessions %v", migrations.AnalystRole, login, readOnly)
 	}
 	if !passwordIs(t, admin, pw1) {
 		t.Fatal("the role's password is not the configured one")
@@ -145,11 +146,11 @@ func TestAnalystRoleFromConfig(t *testing.T) {
 	for _, table := range []string{"queue_status", "player_progress", "task_history", "event_log"} {
 		for priv, want := range map[string]bool{"SELECT": true, "INSERT": false, "UPDATE": false, "DELETE": false, "TRUNCATE": false} {
 			var got bool
-			if err := admin.QueryRow(`SELECT has_table_privilege($1, $2, $3)`, AnalystRole, table, priv).Scan(&got); err != nil {
+			if err := admin.QueryRow(`SELECT has_table_privilege($1, $2, $3)`, migrations.AnalystRole, table, priv).Scan(&got); err != nil {
 				t.Fatalf("privilege %s on %s: %v", priv, table, err)
 			}
 			if got != want {
-				t.Errorf("%s has %s on %s: %v, want %v", AnalystRole, priv, table, got, want)
+				t.Errorf("%s has %s on %s: %v, want %v", migrations.AnalystRole, priv, table, got, want)
 			}
 		}
 	}
@@ -158,7 +159,7 @@ func TestAnalystRoleFromConfig(t *testing.T) {
 	analyst := openSQL(t, asAnalyst(t, dbURL, pw1))
 	var user string
 	var n int
-	if err := analyst.QueryRow(`SELECT current_user, (SELECT count(*) FROM queue_status)`).Scan(&user, &n); err != nil || user != AnalystRole {
+	if err := analyst.QueryRow(`SELECT current_user, (SELECT count(*) FROM queue_status)`).Scan(&user, &n); err != nil || user != migrations.AnalystRole {
 		t.Fatalf("read as the analyst: user %q, %v", user, err)
 	}
 	for _, stmt := range []string{
@@ -203,12 +204,12 @@ func TestNoAnalystRoleWithoutPassword(t *testing.T) {
 	admin := openSQL(t, dbURL)
 	holdAnalystLock(t, admin)
 	var existed bool
-	if err := admin.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, AnalystRole).Scan(&existed); err != nil {
+	if err := admin.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, migrations.AnalystRole).Scan(&existed); err != nil {
 		t.Fatal(err)
 	}
 	startPostgresApp(t, dbURL, "")
 	var exists bool
-	if err := admin.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, AnalystRole).Scan(&exists); err != nil {
+	if err := admin.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, migrations.AnalystRole).Scan(&exists); err != nil {
 		t.Fatal(err)
 	}
 	if exists && !existed {
@@ -217,7 +218,7 @@ func TestNoAnalystRoleWithoutPassword(t *testing.T) {
 	if exists {
 		var usage, sel bool
 		if err := admin.QueryRow(`SELECT has_schema_privilege($1, current_schema(), 'USAGE'),
-			has_table_privilege($1, 'queue_status', 'SELECT')`, AnalystRole).Scan(&usage, &sel); err != nil {
+			has_table_privilege($1, 'queue_status', 'SELECT')`, migrations.AnalystRole).Scan(&usage, &sel); err != nil {
 			t.Fatal(err)
 		}
 		if usage || sel {

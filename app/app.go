@@ -145,6 +145,9 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	a.Metrics = metrics.New()
 	if rr.client != nil {
 		rr.client.Redis().AddHook(a.Metrics.RedisHook()) // taskqueue_redis_errors_total
+		if err := tracing.Redis(rr.client.Redis()); err != nil {
+			return nil, nil, fmt.Errorf("trace redis: %w", err)
+		}
 	}
 	a.Audit = startAudit(st.readModels, cfg, a.Logger, &cl)
 	a.Store, a.Backend = tracing.Store(a.Metrics.Store(st.store)), st.backend
@@ -262,7 +265,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		CORSOrigins: cfg.CORSOrigins,
 		Logger:      a.Logger,
 		Catalog:     a.Catalog,
-		Queues:      queues{h: a.Commands, cache: rr.cache, view: queueView, store: a.Store},
+		Queues:      newQueues(a.Commands, rr.cache, queueView, a.Store),
 		History:     history,
 		Progress:    progress,
 		Analytics:   analytics,

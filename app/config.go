@@ -13,30 +13,32 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
 // Config is everything the service can be told. Every field is an
 // environment variable TASKQUEUE_* and a flag of `taskqueue serve` (see
-// Options): the flag wins over the variable, the variable over the default.
-// The zero Config is the embedded default once setDefaults has run.
+// Options, where each default is written): the flag wins over the
+// variable, the variable over the default. The zero Config is the embedded
+// default once setDefaults has run.
 type Config struct {
 	// Addr is the address the HTTP server listens on.
-	// TASKQUEUE_ADDR, --addr, default ":8080".
+	// TASKQUEUE_ADDR, --addr.
 	Addr string
 
 	// DataDir holds the SQLite file (events and read models in the embedded
 	// default) and the generated JWT secret. It is created when missing; a
 	// directory that cannot be created or written is reported at start in
 	// those words (sqlite.PrepareDir).
-	// TASKQUEUE_DATA_DIR, --data-dir, default "./data".
+	// TASKQUEUE_DATA_DIR, --data-dir.
 	DataDir string
 
 	// DatabaseURL is a PostgreSQL connection string. When set, the event
 	// store (unless KurrentDBURL is set) and the read models live in
 	// PostgreSQL, and the service is not in dev mode unless Dev says so.
-	// TASKQUEUE_DATABASE_URL, --database-url, default "" (SQLite in DataDir).
+	// TASKQUEUE_DATABASE_URL, --database-url.
 	DatabaseURL string
 
 	// DatabaseReplicaURLs are PostgreSQL hot standbys of DatabaseURL that
@@ -45,23 +47,23 @@ type Config struct {
 	// or has not replayed a queue view's minVersion within ReplicaWait.
 	// Commands, projections and the processor use the primary.
 	// TASKQUEUE_DATABASE_REPLICA_URLS, --database-replica-urls (comma-
-	// separated), default none.
+	// separated).
 	DatabaseReplicaURLs []string
 
 	// DatabaseMaxConns bounds the PostgreSQL connection pool.
-	// TASKQUEUE_DATABASE_MAX_CONNS, --database-max-conns, default 16.
+	// TASKQUEUE_DATABASE_MAX_CONNS, --database-max-conns.
 	DatabaseMaxConns int
 
 	// KurrentDBURL is a KurrentDB connection string (kurrentdb:// or
 	// esdb://). When set, the event store is KurrentDB; read models stay in
 	// PostgreSQL when DatabaseURL is set, else in SQLite in DataDir.
-	// TASKQUEUE_KURRENTDB_URL, --kurrentdb-url, default "".
+	// TASKQUEUE_KURRENTDB_URL, --kurrentdb-url.
 	KurrentDBURL string
 
 	// KurrentDBNamespace prefixes every stream on the KurrentDB server, so
 	// that several deployments (or test runs) can share one server.
 	// Changing it hides every event written under the old one.
-	// TASKQUEUE_KURRENTDB_NAMESPACE, --kurrentdb-namespace, default "".
+	// TASKQUEUE_KURRENTDB_NAMESPACE, --kurrentdb-namespace.
 	KurrentDBNamespace string
 
 	// RedisURL is a Redis server (redis:// or rediss://) or a Redis
@@ -69,31 +71,31 @@ type Config struct {
 	// addresses, the others are discovered) for caches, rate limits,
 	// sessions, cross-instance fanout and the processor's streams. Without
 	// it all of these are in-process.
-	// TASKQUEUE_REDIS_URL, --redis-url, default "".
+	// TASKQUEUE_REDIS_URL, --redis-url.
 	RedisURL string
 
 	// RedisPrefix starts every Redis key and channel, so that several
 	// deployments (or test runs) can share one server. Changing it drops
 	// the caches, sessions and rate limits stored under the old one.
-	// TASKQUEUE_REDIS_PREFIX, --redis-prefix, default "".
+	// TASKQUEUE_REDIS_PREFIX, --redis-prefix.
 	RedisPrefix string
 
 	// RateLimitPlayer is how many commands (POST, PUT, DELETE on a queue)
 	// one player may send per minute on average, in bursts of a sixth of
 	// it; negative: no limit. Shared by every instance with Redis, per
 	// instance without.
-	// TASKQUEUE_RATE_LIMIT_PLAYER, --rate-limit-player, default 120.
+	// TASKQUEUE_RATE_LIMIT_PLAYER, --rate-limit-player.
 	RateLimitPlayer int
 
 	// RateLimitIP is how many commands one client address may send per
 	// minute on average, in bursts of a tenth of it; negative: no limit.
-	// TASKQUEUE_RATE_LIMIT_IP, --rate-limit-ip, default 600.
+	// TASKQUEUE_RATE_LIMIT_IP, --rate-limit-ip.
 	RateLimitIP int
 
 	// JWTSecret signs and verifies tokens (HS256), at least 32 bytes.
 	// Required outside dev mode. In dev mode without it, a secret is
 	// generated once and kept in DataDir/jwt-secret (mode 0600).
-	// TASKQUEUE_JWT_SECRET, --jwt-secret, default "" (generated in dev mode).
+	// TASKQUEUE_JWT_SECRET, --jwt-secret.
 	JWTSecret string
 
 	// JWTSecrets are HS256 keys with IDs, "kid1:secret1,kid2:secret2": the
@@ -101,13 +103,13 @@ type Config struct {
 	// so that a secret can be rotated with an overlap. With JWTSecret also
 	// set, JWTSecret verifies the tokens without a "kid" (those minted
 	// before the rotation) and signs nothing. Secrets hold no comma.
-	// TASKQUEUE_JWT_SECRETS, --jwt-secrets, default "" (JWTSecret alone).
+	// TASKQUEUE_JWT_SECRETS, --jwt-secrets.
 	JWTSecrets string
 
 	// OIDCIssuer is the issuer URL of the OpenID provider whose tokens are
 	// accepted (verified against its JWKS, found by discovery); the web
-	// app signs players in with it. TASKQUEUE_OIDC_ISSUER, --oidc-issuer,
-	// default "" (no provider).
+	// app signs players in with it. TASKQUEUE_OIDC_ISSUER, --oidc-issuer
+	// (empty: no provider).
 	OIDCIssuer string
 
 	// OIDCClientID is the web app's client ID at the provider (a public
@@ -116,75 +118,74 @@ type Config struct {
 	OIDCClientID string
 
 	// OIDCAudience must be among the provider's tokens' "aud".
-	// TASKQUEUE_OIDC_AUDIENCE, --oidc-audience, default OIDCClientID.
+	// TASKQUEUE_OIDC_AUDIENCE, --oidc-audience.
 	OIDCAudience string
 
 	// OIDCRoleClaim is the claim that carries the role: a dot-separated
 	// path, whose value is a string, an array of strings or an object
-	// keyed by role names. TASKQUEUE_OIDC_ROLE_CLAIM, --oidc-role-claim,
-	// default "role".
+	// keyed by role names. TASKQUEUE_OIDC_ROLE_CLAIM, --oidc-role-claim.
 	OIDCRoleClaim string
 
 	// OIDCRoleMap maps the provider's role names to taskqueue's,
 	// "name:role,..." ("game-admins:admin,ops:system"); player, admin and
 	// system map to themselves. Of several the strongest wins; none is a
-	// player. TASKQUEUE_OIDC_ROLE_MAP, --oidc-role-map, default "".
+	// player. TASKQUEUE_OIDC_ROLE_MAP, --oidc-role-map.
 	OIDCRoleMap string
 
 	// OIDCPlayerClaim is the claim that carries the player ID (1-64
 	// characters of [A-Za-z0-9_-]). TASKQUEUE_OIDC_PLAYER_CLAIM,
-	// --oidc-player-claim, default "sub".
+	// --oidc-player-claim.
 	OIDCPlayerClaim string
 
 	// OIDCScopes are the scopes the web app asks for at sign-in.
-	// TASKQUEUE_OIDC_SCOPES, --oidc-scopes, default "openid,offline_access".
+	// TASKQUEUE_OIDC_SCOPES, --oidc-scopes.
 	OIDCScopes []string
 
 	// JWTIssuer, when set, is required as the tokens' "iss" and written
 	// into the tokens the service mints.
-	// TASKQUEUE_JWT_ISSUER, --jwt-issuer, default "" (not checked).
+	// TASKQUEUE_JWT_ISSUER, --jwt-issuer.
 	JWTIssuer string
 
 	// JWTAudience, when set, must be among the tokens' "aud" and is written
 	// into the tokens the service mints.
-	// TASKQUEUE_JWT_AUDIENCE, --jwt-audience, default "" (not checked).
+	// TASKQUEUE_JWT_AUDIENCE, --jwt-audience.
 	JWTAudience string
 
 	// TokenTTL is the lifetime of the tokens the service mints
 	// (POST /api/auth/dev-token, and the default of `taskqueue token`).
-	// TASKQUEUE_TOKEN_TTL, --token-ttl, default 24h.
+	// TASKQUEUE_TOKEN_TTL, --token-ttl.
 	TokenTTL time.Duration
 
 	// Catalog is the path of a task catalog file replacing the embedded one.
-	// TASKQUEUE_CATALOG, --catalog, default "" (the embedded catalog).
+	// TASKQUEUE_CATALOG, --catalog.
 	Catalog string
 
 	// QueueLimit is how many tasks a queue holds at most (1–1000).
-	// TASKQUEUE_QUEUE_LIMIT, --queue-limit, default 10.
+	// TASKQUEUE_QUEUE_LIMIT, --queue-limit.
 	QueueLimit int
 
 	// HistoryRetentionDays is how many days of finished tasks the history
 	// read model keeps (GET /api/queue/{playerId}/history).
-	// TASKQUEUE_HISTORY_RETENTION_DAYS, --history-retention-days, default 30.
+	// TASKQUEUE_HISTORY_RETENTION_DAYS, --history-retention-days.
 	HistoryRetentionDays int
 
 	// CORSOrigins are the origins allowed to call the API from a browser,
 	// comma separated ("https://game.example,https://admin.example"), or "*".
-	// TASKQUEUE_CORS_ORIGINS, --cors-origins, default "" (none: same origin only).
+	// TASKQUEUE_CORS_ORIGINS, --cors-origins.
 	CORSOrigins []string
 
 	// Dev turns on what a developer's machine needs and production must not
 	// have: POST /api/auth/dev-token and the generated JWT secret.
-	// TASKQUEUE_DEV, --dev, default true on the embedded default, false when
-	// DatabaseURL or KurrentDBURL is set.
+	// TASKQUEUE_DEV, --dev; unset, it is on for the embedded default and
+	// off when DatabaseURL or KurrentDBURL is set.
 	Dev *bool
 
 	// LogFormat is "text" (for a terminal) or "json" (for a log collector).
-	// TASKQUEUE_LOG_FORMAT, --log-format, default "text".
+	// TASKQUEUE_LOG_FORMAT, --log-format.
 	LogFormat string
 
 	// LogLevel is "debug", "info", "warn" or "error".
-	// TASKQUEUE_LOG_LEVEL, --log-level, default "info".
+	// TASKQUEUE_LOG_LEVEL, --log-level.
 	LogLevel string
 
 	// RequestTimeout bounds every API request's work (each database call
@@ -193,32 +194,32 @@ type Config struct {
 	// the store in time is answered 503 unavailable with Retry-After instead
 	// of waiting on an unreachable database. The WebSocket's stream is not
 	// bounded by it; its subscribe and catch-up are.
-	// TASKQUEUE_REQUEST_TIMEOUT, --request-timeout, default 5s.
+	// TASKQUEUE_REQUEST_TIMEOUT, --request-timeout.
 	RequestTimeout time.Duration
 
 	// ShutdownTimeout bounds how long a graceful shutdown waits for requests
 	// in flight before closing them.
-	// TASKQUEUE_SHUTDOWN_TIMEOUT, --shutdown-timeout, default 15s.
+	// TASKQUEUE_SHUTDOWN_TIMEOUT, --shutdown-timeout.
 	ShutdownTimeout time.Duration
 
 	// TLSCert and TLSKey are the PEM files of the server's certificate
 	// (chain) and private key. Both set: the server speaks HTTPS only,
 	// TLS 1.3 at least; both empty: plain HTTP (behind a proxy that ends
 	// TLS). One without the other is an error.
-	// TASKQUEUE_TLS_CERT, --tls-cert; TASKQUEUE_TLS_KEY, --tls-key; default "".
+	// TASKQUEUE_TLS_CERT, --tls-cert; TASKQUEUE_TLS_KEY, --tls-key.
 	TLSCert string
 	TLSKey  string
 
 	// AnalystPassword, when set, is the password of the read-only
 	// PostgreSQL role taskqueue_analyst that the migrations create for
 	// analysts; empty: the role is not created (or left as it is).
-	// TASKQUEUE_ANALYST_PASSWORD, --analyst-password, default "".
+	// TASKQUEUE_ANALYST_PASSWORD, --analyst-password.
 	AnalystPassword string
 
 	// OfflineCap is how much offline progress a queue gets: a repetition
 	// due longer ago than this is completed up to this much after its due
 	// time, and the queue stops there with a reason the player sees.
-	// TASKQUEUE_OFFLINE_CAP, --offline-cap, default 24h.
+	// TASKQUEUE_OFFLINE_CAP, --offline-cap.
 	OfflineCap time.Duration
 
 	// TrustedProxies are the addresses (or CIDR ranges) of the reverse
@@ -226,13 +227,13 @@ type Config struct {
 	// client is the last untrusted address of X-Forwarded-For, for the
 	// access log and the per-address rate limit. Empty: the peer is the
 	// client and X-Forwarded-For is ignored.
-	// TASKQUEUE_TRUSTED_PROXIES, --trusted-proxies, default "".
+	// TASKQUEUE_TRUSTED_PROXIES, --trusted-proxies.
 	TrustedProxies []netip.Prefix
 
 	// PresenceGrace is how long a player's last WebSocket must stay closed
 	// (on every instance, with Redis) before player.offline is published;
 	// a reconnect within it is not an absence.
-	// TASKQUEUE_PRESENCE_GRACE, --presence-grace, default 30s.
+	// TASKQUEUE_PRESENCE_GRACE, --presence-grace.
 	PresenceGrace time.Duration
 
 	// DebugAddr, when set, is the address of a second HTTP server with Go's
@@ -240,116 +241,54 @@ type Config struct {
 	// during a soak or an incident. It has no authentication: bind it to
 	// loopback ("127.0.0.1:6060") and reach it over SSH or kubectl
 	// port-forward, never expose it. Empty: no such server.
-	// TASKQUEUE_DEBUG_ADDR, --debug-addr, default "" (off).
+	// TASKQUEUE_DEBUG_ADDR, --debug-addr.
 	DebugAddr string
 
 	// AdminAddr, when set, is the address of an internal HTTP server that
 	// serves GET /metrics (and /healthz, /readyz), and the public listener
 	// (Addr) then serves no /metrics. Bind it to a private network.
-	// TASKQUEUE_ADMIN_ADDR, --admin-addr, default "" (metrics on Addr).
+	// TASKQUEUE_ADMIN_ADDR, --admin-addr.
 	AdminAddr string
 
 	// AuditRetentionDays is how many days the audit trail (table
 	// audit_log) keeps its entries (at least 1).
-	// TASKQUEUE_AUDIT_RETENTION_DAYS, --audit-retention-days, default 90.
+	// TASKQUEUE_AUDIT_RETENTION_DAYS, --audit-retention-days.
 	AuditRetentionDays int
 
 	// Processor says whether `taskqueue serve` runs the processor (the
 	// loop that completes due repetitions) beside the API. Turn it off to
 	// run processors as separate `taskqueue processor` processes.
-	// TASKQUEUE_PROCESSOR, --processor, default true.
+	// TASKQUEUE_PROCESSOR, --processor.
 	Processor *bool
 }
 
-// Defaults of Config, applied by setDefaults to fields left at their zero value.
 const (
-	DefaultAddr             = ":8080"
-	DefaultDataDir          = "./data"
-	DefaultDatabaseMaxConns = 16
-	DefaultTokenTTL         = 24 * time.Hour
-	DefaultQueueLimit       = 10
-	DefaultHistoryRetention = 30
-	DefaultAuditRetention   = 90
-	DefaultLogFormat        = "text"
-	DefaultLogLevel         = "info"
-	DefaultShutdownTimeout  = 15 * time.Second
-	DefaultRequestTimeout   = 5 * time.Second
-	DefaultRateLimitPlayer  = 120
-	DefaultRateLimitIP      = 600
-	DefaultOfflineCap       = 24 * time.Hour
-	DefaultPresenceGrace    = 30 * time.Second
 	// MinJWTSecretLength is the least number of bytes of a JWT secret.
 	MinJWTSecretLength = 32
 	// MaxQueueLimit bounds QueueLimit.
 	MaxQueueLimit = 1000
 )
 
-// setDefaults fills every field left at its zero value.
+// setDefaults fills every field left at its zero value: with the default
+// of its option (the table below, the one place a default is written),
+// or, for the options whose default depends on other settings, as their
+// Default says.
 func (c *Config) setDefaults() {
-	if c.Addr == "" {
-		c.Addr = DefaultAddr
-	}
-	if c.DataDir == "" {
-		c.DataDir = DefaultDataDir
-	}
-	if c.DatabaseMaxConns == 0 {
-		c.DatabaseMaxConns = DefaultDatabaseMaxConns
-	}
-	if c.TokenTTL == 0 {
-		c.TokenTTL = DefaultTokenTTL
-	}
-	if c.QueueLimit == 0 {
-		c.QueueLimit = DefaultQueueLimit
-	}
-	if c.HistoryRetentionDays == 0 {
-		c.HistoryRetentionDays = DefaultHistoryRetention
-	}
-	if c.AuditRetentionDays == 0 {
-		c.AuditRetentionDays = DefaultAuditRetention
+	var zero Config
+	for _, o := range options {
+		if computedDefaults[o.Env] || o.Default == "" || o.value(c).String() != o.value(&zero).String() {
+			continue
+		}
+		if err := o.value(c).Set(o.Default); err != nil {
+			panic(fmt.Sprintf("the default of %s does not parse: %v", o.Env, err)) // a mistake in the table: TestOptionDefaultsParse
+		}
 	}
 	if c.Dev == nil {
 		dev := c.DatabaseURL == "" && c.KurrentDBURL == ""
 		c.Dev = &dev
 	}
-	if c.LogFormat == "" {
-		c.LogFormat = DefaultLogFormat
-	}
-	if c.LogLevel == "" {
-		c.LogLevel = DefaultLogLevel
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.RateLimitPlayer == 0 {
-		c.RateLimitPlayer = DefaultRateLimitPlayer
-	}
-	if c.RateLimitIP == 0 {
-		c.RateLimitIP = DefaultRateLimitIP
-	}
-	if c.OfflineCap == 0 {
-		c.OfflineCap = DefaultOfflineCap
-	}
-	if c.PresenceGrace == 0 {
-		c.PresenceGrace = DefaultPresenceGrace
-	}
-	if c.Processor == nil {
-		on := true
-		c.Processor = &on
-	}
 	if c.OIDCAudience == "" {
 		c.OIDCAudience = c.OIDCClientID
-	}
-	if c.OIDCRoleClaim == "" {
-		c.OIDCRoleClaim = auth.DefaultRoleClaim
-	}
-	if c.OIDCPlayerClaim == "" {
-		c.OIDCPlayerClaim = auth.DefaultPlayerClaim
-	}
-	if len(c.OIDCScopes) == 0 {
-		c.OIDCScopes = []string{"openid", "offline_access"}
 	}
 }
 
@@ -589,30 +528,52 @@ func hasScheme(s string, schemes ...string) bool {
 }
 
 // Option describes one setting: its environment variable, its flag and its
-// default, as the README's configuration table shows them.
+// default, as the README's configuration table and `taskqueue help serve`
+// show them. The table of options is the one place a default is written:
+// setDefaults applies Default to a field left at its zero value.
 type Option struct {
 	Env     string
 	Flag    string
-	Default string
+	Default string // as a value would be written, or, when computed, in words
 	Usage   string
 	value   func(c *Config) flag.Value
+}
+
+// computedDefaults are the options whose default depends on other
+// settings: setDefaults computes it, and their Default says how in words.
+var computedDefaults = map[string]bool{"TASKQUEUE_DEV": true, "TASKQUEUE_OIDC_AUDIENCE": true}
+
+// Arg names the kind of value the option takes, for help: string, int,
+// duration or list; empty for a boolean (a flag given alone means true).
+func (o Option) Arg() string {
+	switch o.value(&Config{}).(type) {
+	case *intValue:
+		return "int"
+	case *durationValue:
+		return "duration"
+	case *listValue, *prefixListValue:
+		return "list"
+	case *boolPtrValue:
+		return ""
+	}
+	return "string"
 }
 
 // Options lists every setting of Config, in the order of the README table.
 func Options() []Option { return options }
 
 var options = []Option{
-	{"TASKQUEUE_ADDR", "addr", DefaultAddr, "address to listen on", func(c *Config) flag.Value { return (*stringValue)(&c.Addr) }},
-	{"TASKQUEUE_DATA_DIR", "data-dir", DefaultDataDir, "directory of the SQLite file and the generated JWT secret", func(c *Config) flag.Value { return (*stringValue)(&c.DataDir) }},
+	{"TASKQUEUE_ADDR", "addr", ":8080", "address to listen on", func(c *Config) flag.Value { return (*stringValue)(&c.Addr) }},
+	{"TASKQUEUE_DATA_DIR", "data-dir", "./data", "directory of the SQLite file and the generated JWT secret", func(c *Config) flag.Value { return (*stringValue)(&c.DataDir) }},
 	{"TASKQUEUE_DATABASE_URL", "database-url", "", "PostgreSQL connection string (events and read models); empty: SQLite in the data directory", func(c *Config) flag.Value { return (*stringValue)(&c.DatabaseURL) }},
 	{"TASKQUEUE_DATABASE_REPLICA_URLS", "database-replica-urls", "", "comma-separated PostgreSQL hot standbys that serve the read side's queries; empty: the primary serves them", func(c *Config) flag.Value { return (*listValue)(&c.DatabaseReplicaURLs) }},
-	{"TASKQUEUE_DATABASE_MAX_CONNS", "database-max-conns", strconv.Itoa(DefaultDatabaseMaxConns), "PostgreSQL pool size", func(c *Config) flag.Value { return (*intValue)(&c.DatabaseMaxConns) }},
+	{"TASKQUEUE_DATABASE_MAX_CONNS", "database-max-conns", "16", "PostgreSQL pool size", func(c *Config) flag.Value { return (*intValue)(&c.DatabaseMaxConns) }},
 	{"TASKQUEUE_KURRENTDB_URL", "kurrentdb-url", "", "KurrentDB connection string; when set, events are stored in KurrentDB", func(c *Config) flag.Value { return (*stringValue)(&c.KurrentDBURL) }},
 	{"TASKQUEUE_KURRENTDB_NAMESPACE", "kurrentdb-namespace", "", "prefix of every stream on the KurrentDB server", func(c *Config) flag.Value { return (*stringValue)(&c.KurrentDBNamespace) }},
 	{"TASKQUEUE_REDIS_URL", "redis-url", "", "Redis URL (redis://, or redis+cluster://host:port,host:port for a Redis Cluster) for caches, rate limits, sessions, cross-instance fanout; empty: in-process", func(c *Config) flag.Value { return (*stringValue)(&c.RedisURL) }},
 	{"TASKQUEUE_REDIS_PREFIX", "redis-prefix", "", "prefix of every Redis key and channel", func(c *Config) flag.Value { return (*stringValue)(&c.RedisPrefix) }},
-	{"TASKQUEUE_RATE_LIMIT_PLAYER", "rate-limit-player", strconv.Itoa(DefaultRateLimitPlayer), "commands per minute per player (bursts of a sixth); negative: no limit", func(c *Config) flag.Value { return (*intValue)(&c.RateLimitPlayer) }},
-	{"TASKQUEUE_RATE_LIMIT_IP", "rate-limit-ip", strconv.Itoa(DefaultRateLimitIP), "commands per minute per client address (bursts of a tenth); negative: no limit", func(c *Config) flag.Value { return (*intValue)(&c.RateLimitIP) }},
+	{"TASKQUEUE_RATE_LIMIT_PLAYER", "rate-limit-player", "120", "commands per minute per player (bursts of a sixth); negative: no limit", func(c *Config) flag.Value { return (*intValue)(&c.RateLimitPlayer) }},
+	{"TASKQUEUE_RATE_LIMIT_IP", "rate-limit-ip", "600", "commands per minute per client address (bursts of a tenth); negative: no limit", func(c *Config) flag.Value { return (*intValue)(&c.RateLimitIP) }},
 	{"TASKQUEUE_JWT_SECRET", "jwt-secret", "", "HS256 secret, at least 32 bytes; required outside dev mode, generated into the data directory in dev mode", func(c *Config) flag.Value { return (*stringValue)(&c.JWTSecret) }},
 	{"TASKQUEUE_JWT_SECRETS", "jwt-secrets", "", "HS256 keys with IDs for rotation, kid1:secret1,kid2:secret2: the first signs, all verify", func(c *Config) flag.Value { return (*stringValue)(&c.JWTSecrets) }},
 	{"TASKQUEUE_OIDC_ISSUER", "oidc-issuer", "", "issuer URL of the OpenID provider whose tokens are accepted and with which the web app signs in; empty: none", func(c *Config) flag.Value { return (*stringValue)(&c.OIDCIssuer) }},
@@ -626,24 +587,24 @@ var options = []Option{
 	{"TASKQUEUE_JWT_AUDIENCE", "jwt-audience", "", "required token audience (aud); empty: not checked", func(c *Config) flag.Value { return (*stringValue)(&c.JWTAudience) }},
 	{"TASKQUEUE_TOKEN_TTL", "token-ttl", "24h", "lifetime of the tokens the service mints", func(c *Config) flag.Value { return (*durationValue)(&c.TokenTTL) }},
 	{"TASKQUEUE_CATALOG", "catalog", "", "path of a task catalog JSON file; empty: the embedded catalog", func(c *Config) flag.Value { return (*stringValue)(&c.Catalog) }},
-	{"TASKQUEUE_QUEUE_LIMIT", "queue-limit", strconv.Itoa(DefaultQueueLimit), "most tasks a queue holds (1-1000)", func(c *Config) flag.Value { return (*intValue)(&c.QueueLimit) }},
-	{"TASKQUEUE_HISTORY_RETENTION_DAYS", "history-retention-days", strconv.Itoa(DefaultHistoryRetention), "days of finished tasks the history keeps", func(c *Config) flag.Value { return (*intValue)(&c.HistoryRetentionDays) }},
+	{"TASKQUEUE_QUEUE_LIMIT", "queue-limit", strconv.Itoa(domain.DefaultQueueLimit), "most tasks a queue holds (1-1000)", func(c *Config) flag.Value { return (*intValue)(&c.QueueLimit) }},
+	{"TASKQUEUE_HISTORY_RETENTION_DAYS", "history-retention-days", "30", "days of finished tasks the history keeps", func(c *Config) flag.Value { return (*intValue)(&c.HistoryRetentionDays) }},
 	{"TASKQUEUE_CORS_ORIGINS", "cors-origins", "", "comma-separated origins allowed to call the API from a browser, or *; empty: none", func(c *Config) flag.Value { return (*listValue)(&c.CORSOrigins) }},
 	{"TASKQUEUE_DEV", "dev", "true on SQLite, false with a database URL", "dev mode: POST /api/auth/dev-token and a generated JWT secret", func(c *Config) flag.Value { return &boolPtrValue{&c.Dev} }},
-	{"TASKQUEUE_LOG_FORMAT", "log-format", DefaultLogFormat, "log format: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
-	{"TASKQUEUE_LOG_LEVEL", "log-level", DefaultLogLevel, "log level: debug, info, warn or error", func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
+	{"TASKQUEUE_LOG_FORMAT", "log-format", "text", "log format: text or json", func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
+	{"TASKQUEUE_LOG_LEVEL", "log-level", "info", "log level: debug, info, warn or error", func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
 	{"TASKQUEUE_TLS_CERT", "tls-cert", "", "PEM certificate file; with --tls-key the server speaks HTTPS (TLS 1.3)", func(c *Config) flag.Value { return (*stringValue)(&c.TLSCert) }},
 	{"TASKQUEUE_TLS_KEY", "tls-key", "", "PEM private key file of --tls-cert", func(c *Config) flag.Value { return (*stringValue)(&c.TLSKey) }},
 	{"TASKQUEUE_ANALYST_PASSWORD", "analyst-password", "", "password of the read-only PostgreSQL role taskqueue_analyst; empty: no role", func(c *Config) flag.Value { return (*stringValue)(&c.AnalystPassword) }},
-	{"TASKQUEUE_OFFLINE_CAP", "offline-cap", DefaultOfflineCap.String(), "how far back offline progress reaches before a queue stops", func(c *Config) flag.Value { return (*durationValue)(&c.OfflineCap) }},
-	{"TASKQUEUE_PRESENCE_GRACE", "presence-grace", DefaultPresenceGrace.String(), "how long a player's last WebSocket must stay closed before player.offline", func(c *Config) flag.Value { return (*durationValue)(&c.PresenceGrace) }},
+	{"TASKQUEUE_OFFLINE_CAP", "offline-cap", "24h", "how far back offline progress reaches before a queue stops", func(c *Config) flag.Value { return (*durationValue)(&c.OfflineCap) }},
+	{"TASKQUEUE_PRESENCE_GRACE", "presence-grace", "30s", "how long a player's last WebSocket must stay closed before player.offline", func(c *Config) flag.Value { return (*durationValue)(&c.PresenceGrace) }},
 	{"TASKQUEUE_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For names the client", func(c *Config) flag.Value { return (*prefixListValue)(&c.TrustedProxies) }},
 	{"TASKQUEUE_PROCESSOR", "processor", "true", "run the processor inside serve (false: run `taskqueue processor` separately)", func(c *Config) flag.Value { return &boolPtrValue{&c.Processor} }},
 	{"TASKQUEUE_DEBUG_ADDR", "debug-addr", "", "address of the profiler (net/http/pprof, no auth): bind to loopback, e.g. 127.0.0.1:6060; empty: off", func(c *Config) flag.Value { return (*stringValue)(&c.DebugAddr) }},
 	{"TASKQUEUE_ADMIN_ADDR", "admin-addr", "", "internal address serving /metrics (then not served on --addr), /healthz and /readyz; empty: /metrics on --addr", func(c *Config) flag.Value { return (*stringValue)(&c.AdminAddr) }},
-	{"TASKQUEUE_AUDIT_RETENTION_DAYS", "audit-retention-days", strconv.Itoa(DefaultAuditRetention), "days the audit trail keeps its entries", func(c *Config) flag.Value { return (*intValue)(&c.AuditRetentionDays) }},
-	{"TASKQUEUE_REQUEST_TIMEOUT", "request-timeout", DefaultRequestTimeout.String(), "how long an API request may wait on the database (and a new PostgreSQL connection on connecting) before it answers 503 with Retry-After", func(c *Config) flag.Value { return (*durationValue)(&c.RequestTimeout) }},
-	{"TASKQUEUE_SHUTDOWN_TIMEOUT", "shutdown-timeout", DefaultShutdownTimeout.String(), "how long a graceful shutdown waits for requests in flight", func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
+	{"TASKQUEUE_AUDIT_RETENTION_DAYS", "audit-retention-days", "90", "days the audit trail keeps its entries", func(c *Config) flag.Value { return (*intValue)(&c.AuditRetentionDays) }},
+	{"TASKQUEUE_REQUEST_TIMEOUT", "request-timeout", "5s", "how long an API request may wait on the database (and a new PostgreSQL connection on connecting) before it answers 503 with Retry-After", func(c *Config) flag.Value { return (*durationValue)(&c.RequestTimeout) }},
+	{"TASKQUEUE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long a graceful shutdown waits for requests in flight", func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
 }
 
 // FromEnv reads the TASKQUEUE_* variables through getenv (os.Getenv when

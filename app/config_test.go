@@ -194,3 +194,39 @@ func TestRateLimits(t *testing.T) {
 		t.Fatalf("default limiter config %+v, want 120/20 and 600/60", l)
 	}
 }
+
+// Every default is written once, in the table of options: the zero Config
+// gets each option's default from there, as help and the README show it.
+func TestOptionDefaultsParse(t *testing.T) {
+	c := Config{}.WithDefaults()
+	for _, o := range Options() {
+		if computedDefaults[o.Env] || o.Default == "" {
+			continue
+		}
+		want := Config{}
+		if err := o.value(&want).Set(o.Default); err != nil {
+			t.Errorf("%s: default %q does not parse: %v", o.Env, o.Default, err)
+			continue
+		}
+		if got := o.value(&c).String(); got != o.value(&want).String() {
+			t.Errorf("%s: the zero Config gets %q, its option says %q", o.Env, got, o.Default)
+		}
+	}
+	if c.Dev == nil || !*c.Dev {
+		t.Errorf("dev mode of the embedded default: %v, want on", c.Dev)
+	}
+	if pg := (Config{DatabaseURL: "postgres://x/db", JWTSecret: strings.Repeat("s", 32)}).WithDefaults(); *pg.Dev {
+		t.Error("dev mode with a database URL: on, want off")
+	}
+	if a := (Config{OIDCClientID: "web"}).WithDefaults().OIDCAudience; a != "web" {
+		t.Errorf("OIDC audience by default: %q, want the client ID", a)
+	}
+}
+
+// A value given is kept: a default fills only what was left unset.
+func TestDefaultsKeepWhatIsSet(t *testing.T) {
+	c := Config{Addr: ":9999", RateLimitIP: -1, OfflineCap: time.Hour}.WithDefaults()
+	if c.Addr != ":9999" || c.RateLimitIP != -1 || c.OfflineCap != time.Hour {
+		t.Errorf("set values changed by the defaults: %q %d %s", c.Addr, c.RateLimitIP, c.OfflineCap)
+	}
+}

@@ -80,18 +80,6 @@ func (c forgetClient) token(player, role string) string {
 	return v.Token
 }
 
-// waitFor polls cond every 20 ms until it holds, failing after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // rowsOf returns every row of table as text, sorted.
 func rowsOf(t *testing.T, db *sql.DB, table string) []string {
 	t.Helper()

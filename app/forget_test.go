@@ -94,7 +94,7 @@ func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, 
 		}
 		return v.Entries
 	}
-	waitFor(t, time.Minute, "both players' tasks completed", func() bool {
+	testenv.WaitForWithin(t, time.Minute, "both players' tasks completed", func() bool {
 		return len(history(gone, goneTok)) == 2 && len(history(kept, keptTok)) == 2
 	})
 	// The forgotten player still has a running queue: a schedule row.
@@ -112,7 +112,7 @@ func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, 
 		t.Fatalf("the player's events: %d, %v", len(goneEvents), err)
 	}
 	among := goneEvents[len(goneEvents)/2].Position
-	waitFor(t, time.Minute, "the read models caught up", func() bool {
+	testenv.WaitForWithin(t, time.Minute, "the read models caught up", func() bool {
 		for _, name := range a.Projections.Names() {
 			s, err := a.Projections.StatusOf(ctx, name)
 			if err != nil || s.Position.Less(head) {
@@ -357,7 +357,7 @@ func TestForgetWithTheProcessorElsewhere(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, 30*time.Second, "the schedule row", func() bool { return scheduled() == 1 })
+	testenv.WaitForWithin(t, 30*time.Second, "the schedule row", func() bool { return scheduled() == 1 })
 	res, err := ops.ForgetPlayer(ctx, api.Forgetting, gone)
 	if err != nil || res.Events == 0 {
 		t.Fatalf("forget: %+v, %v", res, err)

@@ -13,12 +13,13 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/migrations"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/tracing"
 	"github.com/taskqueue/taskqueue/web"
 )
 
 // openPostgres connects a pool of cfg.DatabaseMaxConns to cfg.DatabaseURL,
 // applies every PostgreSQL migration, creates or updates the analyst role
-// when cfg.AnalystPassword is set (EnsureAnalystRole), and opens the event
+// when cfg.AnalystPassword is set (migrations.EnsureAnalystRole), and opens the event
 // store on it.
 func openPostgres(ctx context.Context, cfg Config) (openedStore, error) {
 	pool, db, err := connectPostgres(ctx, cfg)
@@ -65,7 +66,7 @@ const idleInTransactionParam = "idle_in_transaction_session_timeout"
 
 // connectPostgres connects a pool of cfg.DatabaseMaxConns to
 // cfg.DatabaseURL, applies every PostgreSQL migration and creates or
-// updates the analyst role (EnsureAnalystRole). db is a database/sql view
+// updates the analyst role (migrations.EnsureAnalystRole). db is a database/sql view
 // of the pool; close db, then the pool.
 //
 // A new connection gives up after cfg.RequestTimeout unless the URL sets
@@ -94,6 +95,7 @@ func connectPostgres(ctx context.Context, cfg Config) (*pgxpool.Pool, *sql.DB, e
 	if _, set := pcfg.ConnConfig.RuntimeParams[idleInTransactionParam]; !set {
 		pcfg.ConnConfig.RuntimeParams[idleInTransactionParam] = IdleInTransactionTimeout
 	}
+	pcfg.ConnConfig.Tracer = tracing.PostgresTracer()
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to PostgreSQL: %w", err)
@@ -107,7 +109,7 @@ func connectPostgres(ctx context.Context, cfg Config) (*pgxpool.Pool, *sql.DB, e
 		return nil, nil, err
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	if err := EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
+	if err := migrations.EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
 		db.Close()
 		pool.Close()
 		return nil, nil, err
@@ -144,6 +146,7 @@ func openReplicas(ctx context.Context, cfg Config, log *slog.Logger, cl *closers
 		if pcfg.ConnConfig.ConnectTimeout <= 0 {
 			pcfg.ConnConfig.ConnectTimeout = cfg.RequestTimeout
 		}
+		pcfg.ConnConfig.Tracer = tracing.PostgresTracer()
 		pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 		if err != nil {
 			return nil, fmt.Errorf("TASKQUEUE_DATABASE_REPLICA_URLS (number %d): %w", i+1, err)

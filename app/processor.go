@@ -242,6 +242,9 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	a.Metrics = metrics.New()
 	if a.Redis != nil {
 		a.Redis.Redis().AddHook(a.Metrics.RedisHook()) // taskqueue_redis_errors_total
+		if err := tracing.Redis(a.Redis.Redis()); err != nil {
+			return nil, nil, fmt.Errorf("trace redis: %w", err)
+		}
 	}
 	a.Store = tracing.Store(a.Metrics.Store(st.store))
 	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, st.pool, commandConfig(rules, st.store), a.Redis, a.Metrics, a.Logger)

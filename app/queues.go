@@ -3,33 +3,43 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/query"
-	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/web"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
 
-// queues adapts the command handlers and the queue read model to the web
-// layer's Queues port. Commands run on the aggregate and answer its view;
-// each that succeeds puts its view in the queue cache (conditional on the
-// version, so an older view never replaces a newer). Reads go through the
-// cache to the queue_status read model (view), or to the aggregate when no
-// read side runs (view nil).
+// queues adapts the command handlers to the web layer's Queues port, and
+// reads through the query side's QueueReader. Each command that succeeds
+// puts the view it answered with in the reader's cache.
 type queues struct {
-	h     *command.Handlers
-	cache *redisx.QueueCache
-	view  *query.QueueViewHandler
-	// store is the event log the read model follows: when a read of the
-	// read model fails because the store was closed, that is the error.
-	store eventstore.Store
+	h    *command.Handlers
+	read query.QueueReader
 }
 
-var _ web.Queues = queues{}
+// newQueues reads through cache to the queue read model (view), or to the
+// aggregate when no read side runs (view nil). store is the event log the
+// read model follows: when a read fails because it was closed, that is the
+// error.
+func newQueues(h *command.Handlers, cache query.QueueCache, view *query.QueueViewHandler, store eventstore.Store) queues {
+	return queues{h: h, read: query.QueueReader{
+		Cache: cache,
+		View:  view,
+		Aggregate: func(ctx context.Context, player domain.PlayerID) (domain.QueueView, error) {
+			s, err := h.GetQueue.Handle(ctx, command.GetQueue{PlayerID: string(player)})
+			return s.View, err
+		},
+		Closed: func(ctx context.Context) error {
+			if _, err := store.Head(ctx); errors.Is(err, eventstore.ErrClosed) {
+				return eventstore.ErrClosed
+			}
+			return nil
+		},
+	}}
+}
 
 // request turns the web layer's command metadata into command.Request.
 func request(m web.CommandMeta) command.Request {
@@ -58,62 +68,15 @@ func result(r command.Result) web.Result {
 	return web.Result{Queue: r.View, Version: r.Version}
 }
 
-// Queue reads the queue: a cached view when one is cached at minVersion or
-// later, else the read model (waiting for minVersion) and caches it.
+// Queue reads the queue at minVersion or later (query.QueueReader).
 func (q queues) Queue(ctx context.Context, player domain.PlayerID, minVersion int64) (domain.QueueView, error) {
-	v, err := q.cache.Get(ctx, player, func(ctx context.Context) (domain.QueueView, error) {
-		return q.load(ctx, player, minVersion)
-	})
-	if err != nil || v.Version >= minVersion {
-		return v, err
-	}
-	// The cached view is older than the client's own write.
-	if v, err = q.load(ctx, player, minVersion); err != nil {
-		return domain.QueueView{}, err
-	}
-	q.cache.Put(ctx, v)
-	return v, nil
-}
-
-// load reads the queue from the read model, or from the aggregate without
-// one. A view older than minVersion is never returned: the error then
-// matches query.ErrStale.
-func (q queues) load(ctx context.Context, player domain.PlayerID, minVersion int64) (domain.QueueView, error) {
-	if q.view != nil {
-		v, err := q.view.Handle(ctx, query.QueueView{PlayerID: string(player), MinVersion: minVersion})
-		if err != nil {
-			return domain.QueueView{}, q.closedOr(ctx, err)
-		}
-		return v, nil
-	}
-	s, err := q.h.GetQueue.Handle(ctx, command.GetQueue{PlayerID: string(player)})
-	if err != nil {
-		return domain.QueueView{}, err
-	}
-	if s.View.Version < minVersion {
-		// The aggregate is the latest state: the version does not exist.
-		return domain.QueueView{}, fmt.Errorf("queue of %s at version %d, asked for %d: %w", player, s.View.Version, minVersion, query.ErrStale)
-	}
-	return s.View, nil
-}
-
-// closedOr returns err, marked eventstore.ErrClosed when the store is
-// closed (the read model's database/sql pool then only says "database is
-// closed"): the web layer answers 503 for it, like for a command.
-func (q queues) closedOr(ctx context.Context, err error) error {
-	if q.store == nil || errors.Is(err, query.ErrStale) || errors.Is(err, domain.ErrInvalid) {
-		return err
-	}
-	if _, herr := q.store.Head(ctx); errors.Is(herr, eventstore.ErrClosed) {
-		return fmt.Errorf("%w: %w", eventstore.ErrClosed, err)
-	}
-	return err
+	return q.read.Queue(ctx, player, minVersion)
 }
 
 // cached puts the view of a successful command in the cache.
 func (q queues) cached(ctx context.Context, res web.Result, err error) (web.Result, error) {
 	if err == nil {
-		q.cache.Put(ctx, res.Queue)
+		q.read.Put(ctx, res.Queue)
 	}
 	return res, err
 }

@@ -4,63 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/eventstore/postgres"
-	"github.com/taskqueue/taskqueue/eventstore/sqlite"
-	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 )
-
-// backends opens each real event store for a test.
-var backends = []struct {
-	name string
-	open func(t *testing.T) eventstore.Store
-}{
-	{"sqlite", func(t *testing.T) eventstore.Store {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "events.db"))
-		if err != nil {
-			t.Fatalf("open sqlite: %v", err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}},
-	{"postgres", func(t *testing.T) eventstore.Store {
-		url := testenv.Postgres(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		pool, err := pgxpool.New(ctx, url)
-		if err != nil {
-			t.Fatalf("connect: %v", err)
-		}
-		err = postgres.Migrate(ctx, pool)
-		pool.Close()
-		if err != nil {
-			t.Fatalf("migrate: %v", err)
-		}
-		s, err := postgres.Open(ctx, url, postgres.WithMaxConns(6))
-		if err != nil {
-			t.Fatalf("open postgres: %v", err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}},
-}
-
-// eachBackend runs f against every backend.
-func eachBackend(t *testing.T, f func(t *testing.T, store eventstore.Store)) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) { f(t, b.open(t)) })
-	}
-}
 
 // clock is a settable test clock.
 type clock struct{ ns atomic.Int64 }
@@ -89,7 +42,7 @@ func req(key string) command.Request {
 }
 
 func TestEnqueueAppendsWithKeyAsCausation(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		h := handlers(t, store, newClock(), 10)
 		res, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k1"), Type: "chop-wood", Count: 3})
@@ -122,7 +75,7 @@ func TestEnqueueAppendsWithKeyAsCausation(t *testing.T) {
 }
 
 func TestRetriedCommandReturnsFirstResultAndAppendsNothing(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		clk := newClock()
 		h := handlers(t, store, clk, 10)
@@ -163,7 +116,7 @@ func storeVersion(ctx context.Context, store eventstore.Store) (int64, error) {
 }
 
 func TestIfMatch(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		h := handlers(t, store, newClock(), 10)
 		res, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k1"), Type: "chop-wood", Count: 3})
@@ -193,7 +146,7 @@ func TestIfMatch(t *testing.T) {
 }
 
 func TestDomainErrorsPassThrough(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		h := handlers(t, store, newClock(), 1)
 		cases := []struct {
@@ -243,7 +196,7 @@ func TestDomainErrorsPassThrough(t *testing.T) {
 }
 
 func TestWalkthroughStopReorderRemoveComplete(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		clk := newClock()
 		h := handlers(t, store, clk, 10)
@@ -322,7 +275,7 @@ func (c *countingStore) ReadStream(ctx context.Context, stream string, from int6
 // If-Match, a wrong version) is replaced by the answer on the caught-up
 // queue.
 func TestOptimisticSkipsTheReadUnlessOutdated(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		clk := newClock()
 		counting := &countingStore{Store: store}
@@ -397,7 +350,7 @@ func TestOptimisticSkipsTheReadUnlessOutdated(t *testing.T) {
 }
 
 func TestCachedQueueReadsOnlyTheTail(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		clk := newClock()
 		counting := &countingStore{Store: store}
@@ -450,7 +403,7 @@ func mustHead(t *testing.T, h *command.Handlers) string {
 // the same player, each request sent twice. Every accepted request is in
 // the stream exactly once; refused ones (conflict) not at all.
 func TestConcurrentCommandsAreReflectedExactlyOnce(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		clk := newClock()
 		conflicts := &conflictCounter{Store: store}
@@ -532,7 +485,7 @@ func TestConcurrentCommandsAreReflectedExactlyOnce(t *testing.T) {
 }
 
 func TestMiddlewareWrapsEveryHandler(t *testing.T) {
-	store := backends[0].open(t)
+	store := teststore.SQLite(t, "")
 	h := handlers(t, store, newClock(), 10)
 	var names []string
 	h.Use(command.Metrics(func(name string, _ time.Duration, err error) { names = append(names, name) }))
@@ -564,7 +517,7 @@ func (c *conflictCounter) Append(ctx context.Context, stream string, expected ev
 }
 
 func TestCacheIsBounded(t *testing.T) {
-	store := backends[0].open(t)
+	store := teststore.SQLite(t, "")
 	h, err := command.NewHandlers(store, command.Config{CacheSize: 2, Clock: newClock().now})
 	if err != nil {
 		t.Fatal(err)
@@ -590,7 +543,7 @@ func TestCacheIsBounded(t *testing.T) {
 // A key older than the keys a queue remembers is refused, not run twice
 // and not a server error: its derived event IDs are already stored.
 func TestForgottenKeyIsRefusedNotRunAgain(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		h, err := command.NewHandlers(store, command.Config{
 			Rules: domain.Rules{Catalog: domain.DefaultCatalog(), QueueLimit: 10}, Clock: newClock().now, KeysPerQueue: 2,
@@ -625,7 +578,7 @@ func TestForgottenKeyIsRefusedNotRunAgain(t *testing.T) {
 }
 
 func TestEarlyCompletionIsRefused(t *testing.T) {
-	store := backends[0].open(t)
+	store := teststore.SQLite(t, "")
 	clk := newClock()
 	h := handlers(t, store, clk, 10)
 	ctx := context.Background()

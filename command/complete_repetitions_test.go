@@ -9,6 +9,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 )
 
 // batchCountingStore counts the calls a batch makes to a real store.
@@ -48,7 +49,7 @@ func (c *batchCountingStore) calls() [4]int64 {
 // changed since it was cached loses the version check and is completed
 // alone, not failing the others.
 func TestCompleteRepetitionsInOneReadAndOneAppend(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		clk := newClock()
 		web := handlers(t, store, clk, 10)

@@ -7,6 +7,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 )
 
 // TestCachedQueueOfDeletedStream: a queue cached by a process that was not
@@ -15,7 +16,7 @@ import (
 // cached version forever; with and without Optimistic.
 func TestCachedQueueOfDeletedStream(t *testing.T) {
 	for _, optimistic := range []bool{false, true} {
-		eachBackend(t, func(t *testing.T, store eventstore.Store) {
+		teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 			ctx := context.Background()
 			h, err := command.NewHandlers(store, command.Config{
 				Rules: domain.Rules{Catalog: domain.DefaultCatalog(), QueueLimit: 10}, Clock: newClock().now, Optimistic: optimistic,
@@ -45,7 +46,7 @@ func TestCachedQueueOfDeletedStream(t *testing.T) {
 // TestForgetDropsTheCachedQueue: Queues.Forget drops the cached queue, so
 // the next command reads the (deleted) stream from the start.
 func TestForgetDropsTheCachedQueue(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		h := handlers(t, store, newClock(), 10)
 		if _, err := h.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k1"), Type: "chop-wood", Count: 3}); err != nil {

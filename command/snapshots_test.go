@@ -12,6 +12,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 )
 
 // grow makes n commands on alice's queue (each enqueues a one-repetition
@@ -43,7 +44,7 @@ func snapshotHandlers(t *testing.T, store command.EventStore, snaps eventstore.S
 // events after it, to the same state and the same answers (idempotency
 // keys included) as a load of the whole stream.
 func TestColdLoadStartsFromTheSnapshot(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		clk := newClock()
 		writer := snapshotHandlers(t, store, store, clk, 50)
@@ -99,7 +100,7 @@ func TestColdLoadStartsFromTheSnapshot(t *testing.T) {
 // restored from an older backup) or of another schema is ignored: the
 // queue loads from the start.
 func TestForeignSnapshotsAreIgnored(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		clk := newClock()
 		writer := snapshotHandlers(t, store, store, clk, -1)

@@ -55,7 +55,7 @@ func TestAnalystRoleReadsButCannotWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, r, "the switch", func(ctx context.Context) (bool, error) {
+	waitForRunner(t, r, "the switch", func(ctx context.Context) (bool, error) {
 		s, err := r.StatusOf(ctx, QueuesName)
 		return s.Generation == gen && s.Rebuild == nil, err
 	})

@@ -84,7 +84,7 @@ func TestSQLiteDiskFullDegradesAndHeals(t *testing.T) {
 	obs := &outages{}
 	r := startRunner(t, b, Config{BatchSize: 20, Observer: obs})
 	var seen Status
-	waitFor(t, r, "a projection degraded by the full disk", func(ctx context.Context) (bool, error) {
+	waitForRunner(t, r, "a projection degraded by the full disk", func(ctx context.Context) (bool, error) {
 		st, err := r.Status(ctx)
 		for _, s := range st {
 			if s.State == StateFailed {

@@ -84,7 +84,7 @@ func TestTransientErrorDegradesAndHeals(t *testing.T) {
 	f := newFlaky(PlayerProgress{}, evs[150].Position, full, 4)
 	r := startRunner(t, b, Config{BatchSize: 64, RetryDelay: time.Hour, Projections: []Projection{f}})
 	var seen Status
-	waitFor(t, r, "degraded", func(ctx context.Context) (bool, error) {
+	waitForRunner(t, r, "degraded", func(ctx context.Context) (bool, error) {
 		s, err := r.StatusOf(ctx, PlayerProgressName)
 		if s.State == StateDegraded {
 			seen = s
@@ -122,7 +122,7 @@ func TestTransientErrorDegradesAndHeals(t *testing.T) {
 func failedAt(t *testing.T, b backend, name string, p Projection) *Runner {
 	t.Helper()
 	r := startRunner(t, b, Config{BatchSize: 64, RetryDelay: 10 * time.Millisecond, Projections: []Projection{p}})
-	waitFor(t, r, name+" failed", func(ctx context.Context) (bool, error) {
+	waitForRunner(t, r, name+" failed", func(ctx context.Context) (bool, error) {
 		s, err := r.StatusOf(ctx, name)
 		return s.State == StateFailed, err
 	})

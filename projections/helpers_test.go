@@ -76,7 +76,7 @@ func startRunner(t testing.TB, b backend, cfg Config) *Runner {
 
 // waitFor polls cond after every commit (and at least every 50 ms) until it
 // holds or the generous deadline passes.
-func waitFor(t testing.TB, r *Runner, what string, cond func(context.Context) (bool, error)) {
+func waitForRunner(t testing.TB, r *Runner, what string, cond func(context.Context) (bool, error)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -108,7 +108,7 @@ func waitFor(t testing.TB, r *Runner, what string, cond func(context.Context) (b
 // rebuild runs.
 func waitCaughtUp(t testing.TB, r *Runner, last ...eventstore.Position) {
 	t.Helper()
-	waitFor(t, r, "projections at the head", func(ctx context.Context) (bool, error) {
+	waitForRunner(t, r, "projections at the head", func(ctx context.Context) (bool, error) {
 		st, err := r.Status(ctx)
 		if err != nil {
 			return false, err

@@ -91,7 +91,7 @@ func TestRebuildIsBlueGreen(t *testing.T) {
 		if _, err := r.Rebuild(ctx, "nope"); !errors.Is(err, ErrUnknownProjection) {
 			t.Fatalf("rebuild of unknown projection: got %v", err)
 		}
-		waitFor(t, r, "the switch to "+gen, func(ctx context.Context) (bool, error) {
+		waitForRunner(t, r, "the switch to "+gen, func(ctx context.Context) (bool, error) {
 			s, err := r.StatusOf(ctx, QueuesName)
 			return s.Generation == gen && s.Rebuild == nil && s.State == StateLive, err
 		})
@@ -146,7 +146,7 @@ func TestVersionBumpRebuilds(t *testing.T) {
 		cancel()
 
 		r2 := startRunner(t, b, Config{Projections: []Projection{bumped{PlayerProgress{}, 2}}})
-		waitFor(t, r2, "generation v2 serving", func(ctx context.Context) (bool, error) {
+		waitForRunner(t, r2, "generation v2 serving", func(ctx context.Context) (bool, error) {
 			s, err := r2.StatusOf(ctx, PlayerProgressName)
 			return s.Generation == "v2" && s.Version == 2 && s.Rebuild == nil && s.State == StateLive, err
 		})
@@ -206,7 +206,7 @@ func TestFailedEventStopsProjectionUntilRetryOrSkip(t *testing.T) {
 		r := startRunner(t, b, Config{BatchSize: 64, Projections: []Projection{
 			failing{Queues{}, bad.Position, &broken}, PlayerProgress{}, Analytics{},
 		}})
-		waitFor(t, r, "queues failed", func(ctx context.Context) (bool, error) {
+		waitForRunner(t, r, "queues failed", func(ctx context.Context) (bool, error) {
 			s, err := r.StatusOf(ctx, QueuesName)
 			return s.State == StateFailed, err
 		})
@@ -220,7 +220,7 @@ func TestFailedEventStopsProjectionUntilRetryOrSkip(t *testing.T) {
 		if err := r.Ready(ctx); err == nil || !strings.Contains(err.Error(), QueuesName) {
 			t.Fatalf("Ready = %v, want the failed projection named", err)
 		}
-		waitFor(t, r, "the other projections at the head", func(ctx context.Context) (bool, error) {
+		waitForRunner(t, r, "the other projections at the head", func(ctx context.Context) (bool, error) {
 			p, err := r.StatusOf(ctx, PlayerProgressName)
 			return p.State == StateLive && !p.Position.Less(p.Head), err
 		})
@@ -249,7 +249,7 @@ func TestFailedEventStopsProjectionUntilRetryOrSkip(t *testing.T) {
 		var always atomic.Bool
 		always.Store(true)
 		r2 := startRunner(t, b2, Config{BatchSize: 64, Projections: []Projection{failing{Analytics{}, evs2[99].Position, &always}}})
-		waitFor(t, r2, "analytics failed", func(ctx context.Context) (bool, error) {
+		waitForRunner(t, r2, "analytics failed", func(ctx context.Context) (bool, error) {
 			s, err := r2.StatusOf(ctx, AnalyticsName)
 			return s.State == StateFailed, err
 		})

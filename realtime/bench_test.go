@@ -23,6 +23,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/taskqueue/taskqueue/command"
+	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -85,7 +86,7 @@ func BenchmarkFanout(b *testing.B) {
 	for lines.Scan() && lines.Text() != "ready" {
 	}
 	b.Logf("%d sockets dialed and subscribed in %s", clients, time.Since(dialStart).Round(time.Millisecond))
-	waitFor(b, "every socket to be subscribed", func() bool { return hub.Stats().Connections == int64(clients) })
+	testenv.WaitFor(b, "every socket to be subscribed", func() bool { return hub.Stats().Connections == int64(clients) })
 
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -270,7 +271,7 @@ func TestFanoutClients(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, "every socket", func() bool { return subscribed.Load() == int64(n) })
+	testenv.WaitFor(t, "every socket", func() bool { return subscribed.Load() == int64(n) })
 	emit("ready")
 	wg.Wait()
 }

@@ -110,7 +110,7 @@ func TestResumeCatchUpHoldsEverythingAcknowledged(t *testing.T) {
 // PostgreSQL) gets a reset, as docs/REALTIME.md promises, not a replay of
 // the queue from its start (issue 15, point 2).
 func TestSinceOfAnotherStoreGetsAReset(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		h := newHandlers(t, store)
 		s := startHub(t, realtime.Config{Store: store})
 		const player = "bob"

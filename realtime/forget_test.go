@@ -9,6 +9,8 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -20,7 +22,7 @@ import (
 // other player's events after it, none of the forgotten one's, then live
 // ones.
 func TestResumeAcrossAForgottenPlayer(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		h := newHandlers(t, store)
@@ -61,7 +63,7 @@ func TestResumeAcrossAForgottenPlayer(t *testing.T) {
 		bob.subscribe("bob", "")
 		bob.mustRead()
 		bob.conn.CloseNow()
-		waitFor(t, "bob announced offline", func() bool {
+		testenv.WaitFor(t, "bob announced offline", func() bool {
 			return slices.ContainsFunc(presence.snapshot(), func(c string) bool { return strings.HasPrefix(c, "offline:bob") })
 		})
 		if calls := presence.snapshot(); !slices.Contains(calls, "online:alice") ||

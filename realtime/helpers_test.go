@@ -44,20 +44,6 @@ func openPostgres(t testing.TB, url string) eventstore.Store {
 	return s
 }
 
-var backends = []struct {
-	name string
-	open func(t testing.TB) eventstore.Store
-}{
-	{"sqlite", openSQLite},
-	{"postgres", func(t testing.TB) eventstore.Store { return openPostgres(t, postgresURL(t)) }},
-}
-
-func eachBackend(t *testing.T, f func(t *testing.T, store eventstore.Store)) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) { f(t, b.open(t)) })
-	}
-}
-
 func newTokens(t testing.TB) *auth.Tokens {
 	t.Helper()
 	tk, err := auth.NewTokens(auth.TokensConfig{Secret: testSecret})
@@ -311,18 +297,6 @@ func normalized(t testing.TB, b []byte) map[string]any {
 	delete(m, "serverTime")
 	delete(m, "state")
 	return m
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 var _ = sync.Mutex{}

@@ -10,6 +10,8 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -37,7 +39,7 @@ func (w *stuckWatermark) WaitFor(ctx context.Context, _ eventstore.Position) err
 // queue at its version; the admin watching every queue gets every event
 // once, in log order; and local deliveries did not wait for the read model.
 func TestLocalAppendsDeliverExactlyOnceInOrder(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		wm := &stuckWatermark{}
 		s := startHub(t, realtime.Config{Store: store, SendBuffer: 1 << 14, Watermark: wm, MaxWatermarkWait: 2 * time.Second})
 		local := realtime.NewLocalAppends(store)
@@ -110,7 +112,7 @@ func TestLocalAppendsDeliverExactlyOnceInOrder(t *testing.T) {
 		// Once the hub's log has caught up, hold it back (the admin's
 		// messages wait for the stuck read model): the batch can only
 		// reach the players from this instance's append.
-		waitFor(t, "the hub to reach the log's head", func() bool {
+		testenv.WaitFor(t, "the hub to reach the log's head", func() bool {
 			head, err := store.Head(context.Background())
 			return err == nil && !s.hub.Stats().Position.Less(head)
 		})

@@ -99,13 +99,13 @@ func TestPresenceIsDecidedAcrossInstances(t *testing.T) {
 	tok := token(t, tokens, "alice", auth.RolePlayer)
 	a := mustDial(t, servers[0], tok)
 	a.subscribe("alice", "")
-	waitFor(t, "A to hold alice", holds(0))
+	testenv.WaitFor(t, "A to hold alice", holds(0))
 	b := mustDial(t, servers[1], tok)
 	b.subscribe("alice", "")
-	waitFor(t, "B to hold alice", holds(1))
+	testenv.WaitFor(t, "B to hold alice", holds(1))
 
 	a.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "A's grace to pass", func() bool { d, _ := log.snapshot(); return len(d) == 1 })
+	testenv.WaitFor(t, "A's grace to pass", func() bool { d, _ := log.snapshot(); return len(d) == 1 })
 	if d, p := log.snapshot(); d[0] != "A:alice" || len(p) != 0 {
 		t.Fatalf("A left alice: decided %v, published %v; want no player.offline while B holds her", d, p)
 	}
@@ -114,7 +114,7 @@ func TestPresenceIsDecidedAcrossInstances(t *testing.T) {
 	}
 
 	b.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "B's grace to pass", func() bool { d, _ := log.snapshot(); return len(d) == 2 })
+	testenv.WaitFor(t, "B's grace to pass", func() bool { d, _ := log.snapshot(); return len(d) == 2 })
 	if d, p := log.snapshot(); d[1] != "B:alice" || !slices.Equal(p, []string{"alice"}) {
 		t.Fatalf("B left alice: decided %v, published %v; want alice offline once", d, p)
 	}
@@ -124,17 +124,17 @@ func TestPresenceIsDecidedAcrossInstances(t *testing.T) {
 	// grace is the same as this overlap): still online.
 	c := mustDial(t, servers[1], tok)
 	c.subscribe("alice", "")
-	waitFor(t, "B to hold alice again", holds(1))
+	testenv.WaitFor(t, "B to hold alice again", holds(1))
 	d := mustDial(t, servers[0], tok)
 	d.subscribe("alice", "")
-	waitFor(t, "A to hold alice again", holds(0))
+	testenv.WaitFor(t, "A to hold alice again", holds(0))
 	c.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "B's grace to pass again", func() bool { d, _ := log.snapshot(); return len(d) == 3 })
+	testenv.WaitFor(t, "B's grace to pass again", func() bool { d, _ := log.snapshot(); return len(d) == 3 })
 	if _, p := log.snapshot(); len(p) != 1 {
 		t.Fatalf("alice moved from B to A and was announced offline: %v", p)
 	}
 	d.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "A's grace to pass again", func() bool { d, _ := log.snapshot(); return len(d) == 4 })
+	testenv.WaitFor(t, "A's grace to pass again", func() bool { d, _ := log.snapshot(); return len(d) == 4 })
 	if _, p := log.snapshot(); !slices.Equal(p, []string{"alice", "alice"}) {
 		t.Fatalf("published %v, want alice offline twice (two offline transitions)", p)
 	}
@@ -168,19 +168,19 @@ func TestPresenceCallsOfAPlayerAreOrdered(t *testing.T) {
 	a := mustDial(t, s, tok)
 	a.subscribe("alice", "")
 	a.mustRead()
-	waitFor(t, "online", func() bool { return len(pl.snapshot()) == 1 })
+	testenv.WaitFor(t, "online", func() bool { return len(pl.snapshot()) == 1 })
 	a.conn.Close(websocket.StatusNormalClosure, "")
 	<-pl.offlineStarted
 
 	b := mustDial(t, s, tok)
 	b.subscribe("alice", "")
 	b.mustRead()
-	waitFor(t, "the new socket to count", func() bool { return s.hub.Stats().Connections == 1 })
+	testenv.WaitFor(t, "the new socket to count", func() bool { return s.hub.Stats().Connections == 1 })
 	if got := pl.snapshot(); len(got) != 1 {
 		t.Fatalf("presence calls %v while the offline was running, want the online to wait", got)
 	}
 	pl.releaseOffline()
-	waitFor(t, "the second online", func() bool { return len(pl.snapshot()) == 3 })
+	testenv.WaitFor(t, "the second online", func() bool { return len(pl.snapshot()) == 3 })
 	if got := pl.snapshot(); !strings.HasPrefix(got[1], "offline:alice@") || got[2] != "online:alice" {
 		t.Fatalf("presence calls %v, want online, offline, online", got)
 	}

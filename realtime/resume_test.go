@@ -12,6 +12,8 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/web/auth"
@@ -31,7 +33,7 @@ func TestResumeAfterDisconnectsDeliversExactlyTheMissedEvents(t *testing.T) {
 		{"resume", 1 << 20, false},
 		{"resets", 3, true},
 	}
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		for i, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				h := newHandlers(t, store)
@@ -118,7 +120,7 @@ func TestResumeAfterDisconnectsDeliversExactlyTheMissedEvents(t *testing.T) {
 					if tc.wantResets && rng.IntN(3) == 0 {
 						// Stay away long enough to miss more than MaxResumeEvents.
 						from := next
-						waitFor(t, "the queue to move on", func() bool {
+						testenv.WaitFor(t, "the queue to move on", func() bool {
 							return done.Load() || streamVersion(t, store, player) >= from+int64(tc.maxResume)+1
 						})
 					}

@@ -18,6 +18,8 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/web/auth"
 )
@@ -26,7 +28,7 @@ import (
 // watching all receives both; a player may not watch another's queue nor
 // all of them.
 func TestPlayersReceiveOnlyTheirOwnQueue(t *testing.T) {
-	eachBackend(t, func(t *testing.T, store eventstore.Store) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		h := newHandlers(t, store)
 		// The clients read only after the workload: their buffers hold it all.
 		s := startHub(t, realtime.Config{Store: store, SendBuffer: 1 << 14})
@@ -361,7 +363,7 @@ func TestSlowReaderIsCutOffWithoutSlowingOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := streamVersion(t, store, "alice")
-		waitFor(t, "the fast client to keep up", func() bool {
+		testenv.WaitFor(t, "the fast client to keep up", func() bool {
 			select {
 			case err := <-readErr:
 				t.Fatalf("fast client: %v after %d events", err, got.Load())
@@ -444,12 +446,12 @@ func TestPresenceFollowsThePlayersLastConnection(t *testing.T) {
 	admin := mustDial(t, s, token(t, s.tokens, "root", auth.RoleAdmin))
 	admin.subscribe("alice", "")
 	admin.mustRead()
-	waitFor(t, "online", func() bool { return len(pl.snapshot()) == 1 })
+	testenv.WaitFor(t, "online", func() bool { return len(pl.snapshot()) == 1 })
 
 	a.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "the first socket to be gone", func() bool { return s.hub.Stats().Connections == 2 })
+	testenv.WaitFor(t, "the first socket to be gone", func() bool { return s.hub.Stats().Connections == 2 })
 	b.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "offline", func() bool { return len(pl.snapshot()) == 2 })
+	testenv.WaitFor(t, "offline", func() bool { return len(pl.snapshot()) == 2 })
 	if got := pl.snapshot(); got[0] != "online:alice" || got[1] != "offline:alice@"+res.Position.String() {
 		t.Fatalf("presence calls %v", got)
 	}

@@ -16,7 +16,7 @@ import (
 )
 
 // waitFor polls get until done accepts its body, for up to 60 s.
-func waitFor(t *testing.T, what string, get func() response, done func(response) bool) response {
+func waitForResponse(t *testing.T, what string, get func() response, done func(response) bool) response {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -77,7 +77,7 @@ func TestProgressAndAnalytics(t *testing.T) {
 			t.Fatalf("enqueue: %d %s", r.status, r.body)
 		}
 		for _, tok := range []string{alice, root, proc} {
-			r := waitFor(t, "the completed task in the progress", func() response {
+			r := waitForResponse(t, "the completed task in the progress", func() response {
 				return c.do(req{method: "GET", path: "/api/players/alice/progress", token: tok})
 			}, func(r response) bool {
 				if r.status != 200 {
@@ -92,7 +92,7 @@ func TestProgressAndAnalytics(t *testing.T) {
 		}
 
 		from := time.Now().UTC().Add(-24 * time.Hour).Format(time.RFC3339)
-		r = waitFor(t, "the completion in task-daily", func() response {
+		r = waitForResponse(t, "the completion in task-daily", func() response {
 			return c.do(req{method: "GET", path: "/api/analytics/task-daily?taskType=catch-shrimp&from=" + from, token: root})
 		}, func(r response) bool {
 			if r.status != 200 {
@@ -115,7 +115,7 @@ func TestProgressAndAnalytics(t *testing.T) {
 			}
 			return len(rep.TaskDays) == 1 && rep.TaskDays[0].Completions == 1
 		})
-		r = waitFor(t, "the fishing XP in grants-daily", func() response {
+		r = waitForResponse(t, "the fishing XP in grants-daily", func() response {
 			return c.do(req{method: "GET", path: "/api/analytics/grants-daily", token: root})
 		}, func(r response) bool {
 			if r.status != 200 {
@@ -306,7 +306,7 @@ func TestDeadLetterRetryOverHTTP(t *testing.T) {
 			RetriedAt *time.Time `json:"retriedAt"`
 		} `json:"deadLetters"`
 	}
-	r := waitFor(t, "the retried command's new dead letter", func() response {
+	r := waitForResponse(t, "the retried command's new dead letter", func() response {
 		return c.do(req{method: "GET", path: "/api/admin/deadletters", token: root})
 	}, func(r response) bool {
 		p := decodeInto[page](t, r)

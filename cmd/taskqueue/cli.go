@@ -147,8 +147,34 @@ func help(args []string, stdout io.Writer, getenv func(string) string) error {
 	cfg.RegisterFlags(fs)
 	fs.SetOutput(stdout)
 	fmt.Fprintf(stdout, "Usage of taskqueue %s:\n", args[0])
-	fs.PrintDefaults()
+	printFlags(stdout, fs)
 	return nil
+}
+
+// printFlags prints the flags of fs as flag.PrintDefaults does, except
+// that a configuration option names the kind of value it takes (string,
+// int, duration, list: app.Option.Arg) instead of "value", and each flag
+// is written with two dashes, as the README writes them.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	args := map[string]string{}
+	for _, o := range app.Options() {
+		args[o.Flag] = o.Arg()
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		opt, isOption := args[f.Name]
+		if isOption {
+			arg = opt
+		}
+		fmt.Fprintf(w, "  --%s", f.Name)
+		if arg != "" {
+			fmt.Fprintf(w, " %s", arg)
+		}
+		if !isOption && f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" {
+			usage += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "\n    \t%s\n", strings.ReplaceAll(usage, "\n", "\n    \t"))
+	})
 }
 
 // tokenFlags are the flags of `token` beside the configuration's.
@@ -204,8 +230,7 @@ func parseCommandLine(fs *flag.FlagSet, help string, args []string, stderr io.Wr
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stderr, help)
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
+			printFlags(stderr, fs)
 			return cfg, err
 		}
 		return cfg, &usageError{err.Error()}
@@ -364,10 +389,10 @@ func migrate(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		}
 		fmt.Fprintf(stdout, "%s schema is up to date (%d applied now)\n", dialect, len(done))
 		if dialect == migrations.Postgres && cfg.AnalystPassword != "" {
-			if err := app.EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
+			if err := migrations.EnsureAnalystRole(ctx, db, cfg.AnalystPassword); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "analyst role %s created or updated (password from TASKQUEUE_ANALYST_PASSWORD)\n", app.AnalystRole)
+			fmt.Fprintf(stdout, "analyst role %s created or updated (password from TASKQUEUE_ANALYST_PASSWORD)\n", migrations.AnalystRole)
 		}
 		return nil
 	}

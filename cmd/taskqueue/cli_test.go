@@ -82,7 +82,7 @@ func TestHelpAndVersion(t *testing.T) {
 	if code, out, _ := runCLI(t, nil, "help"); code != 0 || !strings.Contains(out, "taskqueue token --player") {
 		t.Fatalf("help: %d %q", code, out)
 	}
-	if code, out, _ := runCLI(t, nil, "help", "serve"); code != 0 || !strings.Contains(out, "TASKQUEUE_ADDR") {
+	if code, out, _ := runCLI(t, nil, "help", "serve"); code != 0 || !strings.Contains(out, "TASKQUEUE_ADDR") || !strings.Contains(out, "--addr string") || !strings.Contains(out, "--offline-cap duration") || strings.Contains(out, " value\n") {
 		t.Fatalf("help serve: %d %q", code, out)
 	}
 	if code, _, stderr := runCLI(t, nil, "serve", "-h"); code != 0 || !strings.Contains(stderr, "-data-dir") {

@@ -288,7 +288,7 @@ func TestServeTLS(t *testing.T) {
 		resp.Body.Close()
 		return resp.TLS.PeerCertificates[0].Subject.CommonName
 	}
-	waitFor(t, "the rotated certificate to be served", func() bool { return servedCN() == "second" })
+	testenv.WaitFor(t, "the rotated certificate to be served", func() bool { return servedCN() == "second" })
 	if !strings.Contains(s.stderr.String(), "TLS certificate reloaded") {
 		t.Errorf("no reload in the log:\n%s", s.stderr.String())
 	}
@@ -305,22 +305,10 @@ func TestServeTLS(t *testing.T) {
 		t.Errorf("the failed reload is logged %d times, want once:\n%s", n, s.stderr.String())
 	}
 	replaceFile(t, keyFile, third.keyPEM)
-	waitFor(t, "the completed rotation to be served", func() bool { return servedCN() == "third" })
+	testenv.WaitFor(t, "the completed rotation to be served", func() bool { return servedCN() == "third" })
 
 	if code := s.stop(t); code != 0 {
 		t.Fatalf("serve exited %d after shutdown; stderr:\n%s", code, s.stderr.String())
-	}
-}
-
-// waitFor polls cond until it holds or 30 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

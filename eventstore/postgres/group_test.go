@@ -15,6 +15,7 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/internal/faults"
+	"github.com/taskqueue/taskqueue/internal/testenv"
 )
 
 // holdStream appends to stream in a transaction left open: it holds the
@@ -48,7 +49,7 @@ func holdStream(t *testing.T, s *postgres.Store, stream string) (commit func()) 
 func lockWaiter(t *testing.T, s *postgres.Store, stream string) int32 {
 	t.Helper()
 	var pid int32
-	waitFor(t, "a backend waiting for the lock of "+stream, func() bool {
+	testenv.WaitFor(t, "a backend waiting for the lock of "+stream, func() bool {
 		err := s.Pool().QueryRow(context.Background(), `SELECT l.pid FROM pg_locks AS l, stream_locks AS k
 			WHERE k.slot = hashtext($1) & 65535 AND l.locktype = 'tuple' AND l.relation = 'stream_locks'::regclass
 				AND l.page = (k.ctid::text::point)[0] AND l.tuple = (k.ctid::text::point)[1]
@@ -101,7 +102,7 @@ func TestGroupCommitSharesOneTransaction(t *testing.T) {
 			defer wg.Done()
 			results[i], errs[i] = s.Append(ctx, c.stream, c.expected, c.event)
 		}()
-		waitFor(t, "the append to queue", func() bool { return postgres.QueuedAppends(s) == i+1 })
+		testenv.WaitFor(t, "the append to queue", func() bool { return postgres.QueuedAppends(s) == i+1 })
 	}
 	wg.Add(1)
 	go func() {
@@ -115,7 +116,7 @@ func TestGroupCommitSharesOneTransaction(t *testing.T) {
 			errs[len(calls)] = errors.Join(outs[0].Err, outs[1].Err)
 		}
 	}()
-	waitFor(t, "the call to queue", func() bool { return postgres.QueuedAppends(s) == len(calls)+1 })
+	testenv.WaitFor(t, "the call to queue", func() bool { return postgres.QueuedAppends(s) == len(calls)+1 })
 	commit()
 	if err := <-blocked; err != nil {
 		t.Fatalf("the append that waited for the lock: %v", err)
@@ -293,7 +294,7 @@ func TestGroupWithRefusedValue(t *testing.T) {
 			defer wg.Done()
 			_, errs[i] = s.Append(ctx, fmt.Sprintf("refused-%d", i), eventstore.NoStream, e)
 		}()
-		waitFor(t, "the append to queue", func() bool { return postgres.QueuedAppends(s) == i+1 })
+		testenv.WaitFor(t, "the append to queue", func() bool { return postgres.QueuedAppends(s) == i+1 })
 	}
 	commit()
 	wg.Wait()
@@ -353,7 +354,7 @@ func TestAppendManyKeepsEachStreamInGlobalOrder(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, "the group to wait for m's lock", func() bool {
+	testenv.WaitFor(t, "the group to wait for m's lock", func() bool {
 		var n int
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%stream_locks%ORDER BY slot FOR UPDATE%'`).Scan(&n)

@@ -18,18 +18,6 @@ func newEvent(typ string) eventstore.EventData {
 	return eventstore.EventData{ID: uuid.New(), Type: typ, Data: []byte(`{}`), Metadata: eventstore.Metadata{OccurredAt: time.Unix(1e9, 0)}}
 }
 
-// waitFor polls cond until it holds or the generous deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func next(t *testing.T, sub eventstore.Subscription) []eventstore.RecordedEvent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -51,13 +39,13 @@ func TestListenerReconnects(t *testing.T) {
 	}
 	defer sub.Close()
 	var first uint32
-	waitFor(t, "the listener to connect", func() bool { first = postgres.ListenerPID(s); return first != 0 })
+	testenv.WaitFor(t, "the listener to connect", func() bool { first = postgres.ListenerPID(s); return first != 0 })
 
 	var killed bool
 	if err := s.Pool().QueryRow(ctx, `SELECT pg_terminate_backend($1)`, int32(first)).Scan(&killed); err != nil || !killed {
 		t.Fatalf("terminate listener backend %d: %v, %v", first, killed, err)
 	}
-	waitFor(t, "a new listener connection", func() bool {
+	testenv.WaitFor(t, "a new listener connection", func() bool {
 		pid := postgres.ListenerPID(s)
 		return pid != 0 && pid != first
 	})
@@ -79,7 +67,7 @@ func TestOpenTransactionDelaysReaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first event to be readable", func() bool {
+	testenv.WaitFor(t, "the first event to be readable", func() bool {
 		h, err := s.Head(ctx)
 		return err == nil && h == before.Position
 	})
@@ -104,7 +92,7 @@ func TestOpenTransactionDelaysReaders(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the held-back event", func() bool {
+	testenv.WaitFor(t, "the held-back event", func() bool {
 		evs, err := s.ReadAll(ctx, before.Position, eventstore.Filter{}, 0)
 		return err == nil && len(evs) == 1 && evs[0].Position == after.Position
 	})
@@ -223,7 +211,7 @@ func TestPositionOfAnotherStoreIsInvalid(t *testing.T) {
 		}
 		t.Errorf("Subscribe after %s: %v; want ErrInvalid", foreign, err)
 	}
-	waitFor(t, "the events to be readable", func() bool {
+	testenv.WaitFor(t, "the events to be readable", func() bool {
 		evs, err := s.ReadAll(ctx, eventstore.Start, eventstore.Filter{}, 0)
 		return err == nil && len(evs) == 3
 	})
@@ -238,7 +226,7 @@ func TestCommittedHeadIncludesHeldBackEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first event to be readable", func() bool {
+	testenv.WaitFor(t, "the first event to be readable", func() bool {
 		h, err := s.Head(ctx)
 		return err == nil && h == before.Position
 	})
@@ -263,7 +251,7 @@ func TestCommittedHeadIncludesHeldBackEvents(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the head to pass the committed head", func() bool {
+	testenv.WaitFor(t, "the head to pass the committed head", func() bool {
 		h, err := s.Head(ctx)
 		return err == nil && !h.Less(after.Position)
 	})

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/taskqueue/taskqueue/eventstore"
@@ -217,7 +218,11 @@ func (l *listener) setConn(pid uint32, listening bool) {
 func (l *listener) run() {
 	defer close(l.finished)
 	ctx := l.ctx
-	backoff := 10 * time.Millisecond
+	// Reconnect after 10 ms, doubling up to 1 s while the server stays
+	// away; a connection that got as far as LISTEN starts over at 10 ms.
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval, bo.Multiplier, bo.RandomizationFactor = 10*time.Millisecond, time.Second, 2, 0.2
+	bo.Reset()
 	for ctx.Err() == nil {
 		// While the connection is down the subscriptions poll fast, so the
 		// error needs no other handling than a retry.
@@ -227,14 +232,15 @@ func (l *listener) run() {
 			return
 		}
 		if connected {
-			backoff = 10 * time.Millisecond
+			bo.Reset()
 		}
+		t := time.NewTimer(bo.NextBackOff())
 		select {
-		case <-time.After(backoff):
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 			return
 		}
-		backoff = min(backoff*2, time.Second)
 	}
 }
 

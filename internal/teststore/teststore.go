@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/postgres"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/internal/testenv"
@@ -108,4 +109,15 @@ func Redis(t testing.TB) (url, prefix string, rdb *redis.Client) {
 		_ = rdb.Close()
 	})
 	return url, prefix, rdb
+}
+
+// EachStore runs f as a subtest on each SQL event store: SQLite in a file
+// of the test's own, and PostgreSQL on a fresh schema with a pool of its
+// own of 6 connections.
+func EachStore(t *testing.T, f func(t *testing.T, store eventstore.Store)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, SQLite(t, "")) })
+	t.Run("postgres", func(t *testing.T) {
+		s, _ := Postgres(t, "", 6)
+		f(t, s)
+	})
 }

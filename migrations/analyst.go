@@ -1,4 +1,4 @@
-package app
+package migrations
 
 import (
 	"context"
@@ -7,12 +7,11 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/taskqueue/taskqueue/migrations"
 )
 
 // AnalystRole is the read-only PostgreSQL login role for analysts
-// (migration 0014_analyst_role, docs/READ_MODELS.md).
+// (migration 0014_analyst_role, docs/READ_MODELS.md), which the server
+// creates or updates at every start (EnsureAnalystRole).
 const AnalystRole = "taskqueue_analyst"
 
 // analystMigrations are the versions of the migrations that create the
@@ -33,7 +32,7 @@ func EnsureAnalystRole(ctx context.Context, db *sql.DB, password string) error {
 	if password == "" {
 		return nil
 	}
-	all, err := migrations.List(migrations.Postgres)
+	all, err := List(Postgres)
 	if err != nil {
 		return fmt.Errorf("ensure analyst role: %w", err)
 	}
