@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-82c5c2cfa12c'
-const SHELL = ["/","/assets/AdminPanel-vjZk37FV.js","/assets/Player-BjSNURdD.js","/assets/index-DhXUMSKq.css","/assets/index-kvueHaow.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-67228f125594'
+const SHELL = ["/","/assets/AdminPanel-ByIUvBXn.js","/assets/Player-Ch03W094.js","/assets/index-BeksRFtz.css","/assets/index-DcsfXZLV.js","/assets/oidc-yXLIFk3g.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

@@ -26,6 +26,13 @@
 //     (all the renderer main thread's tasks) over the window ÷ repetitions;
 //   - long tasks (PerformanceObserver 'longtask', ≥ 50 ms): how many per
 //     repetition and the longest;
+//   - renders per repetition of each counted component (src/renders.ts: the
+//     page turns the counters on with window.__taskqueueRenders before the app
+//     loads; a build without them prints none). The head task re-renders 5
+//     times a second for its clock, the rest only when what they show changed:
+//     a repetition changes the head, one skill and the items it made (the
+//     catalog's entries with inputs too, in the open tab: none in the default
+//     tab, woodcutting), and nothing in the history;
 // and then a keyboard move (pick up the last row, 10 arrow presses, escape)
 // with Event Timing (PerformanceObserver 'event': the longest keydown from
 // input to next paint) and the longest frame (requestAnimationFrame gaps).
@@ -45,6 +52,9 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS || 3)
 const REPS = Number(process.env.BENCH_REPS || 8)
 const HISTORY = 1000
 const TASKS = 60
+
+/** The components whose renders src/renders.ts counts. */
+const COUNTED = ['QueuePanel', 'HeadTask', 'RunningRates', 'WaitingList', 'WaitingItem', 'CatalogPanel', 'CatalogEntry', 'SkillsPanel', 'SkillRow', 'InventoryPanel', 'InventoryItem', 'HistoryPanel', 'HistoryList', 'HistoryRow']
 
 const log = (...a) => console.log(...a)
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ')
@@ -130,6 +140,7 @@ async function measure(browser, build, token) {
   const page = await context.newPage()
   page.on('pageerror', (err) => log(`# page error (${build.name}): ${err.message}`))
   await page.addInitScript(() => {
+    window.__taskqueueRenders = {}
     window.__long = []
     window.__events = []
     new PerformanceObserver((l) => window.__long.push(...l.getEntries().map((e) => ({ start: e.startTime, duration: e.duration })))).observe({ type: 'longtask', buffered: true })
@@ -182,6 +193,7 @@ async function measure(browser, build, token) {
     await cdp.send('Profiler.enable')
     await cdp.send('Profiler.start')
   }
+  await page.evaluate(() => (window.__taskqueueRenders = {}))
   await browser.startTracing(page, { categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline'] })
   const t0 = await metrics()
   const p0 = await page.evaluate(() => performance.now())
@@ -213,6 +225,9 @@ async function measure(browser, build, token) {
     for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) log(`#   ${v.toFixed(0).padStart(6)} ms ${k}`)
   }
   const per = (name) => (t1[name] - t0[name]) / REPS
+  const counts = await page.evaluate(() => window.__taskqueueRenders)
+  // A component not rendered is not in counts: 0, when the build counts at all (the head task always renders).
+  const renders = Object.keys(counts).length === 0 ? {} : Object.fromEntries([...new Set([...COUNTED, ...Object.keys(counts)])].map((k) => [k, (counts[k] ?? 0) / REPS]))
   const long = (await page.evaluate(() => window.__long)).filter((e) => e.start >= p0 && e.start <= p1)
 
   // A keyboard move: pick up the last row, 10 places up, cancel.
@@ -254,6 +269,7 @@ async function measure(browser, build, token) {
     longest: long.reduce((m, e) => Math.max(m, e.duration), 0),
     keyMax: events.reduce((m, e) => Math.max(m, e.duration), 0),
     frameMax: frames.reduce((m, f) => Math.max(m, f), 0),
+    renders,
     load: load(),
     at: new Date().toISOString().slice(11, 19),
   }
@@ -302,6 +318,8 @@ try {
     const f = (x) => x.toFixed(1)
     for (const b of builds) {
       const m = got[b.name]
+      const counted = Object.entries(m.renders)
+      log(`round ${r} ${b.name.padEnd(14)} renders per repetition: ${counted.length ? counted.map(([k, n]) => `${k} ${n.toFixed(2)}`).join(', ') : 'none counted (a build without render counters)'}`)
       log(`round ${r} ${b.name.padEnd(14)} ${m.at} UTC load ${m.load}: main-thread CPU ${f(m.cpu)} ms/repetition, tasks over 50 ms CPU ${m.longCpu.toFixed(2)}/repetition (longest ${f(m.longestCpu)} ms); wall: main thread ${f(m.perRep)} ms/repetition (script ${f(m.script)}, layout ${f(m.layout)}, style ${f(m.style)}), long tasks ${m.longPerRep.toFixed(2)}/repetition (longest ${f(m.longest)} ms), keydown max ${f(m.keyMax)} ms, longest frame ${f(m.frameMax)} ms`)
     }
     if (process.env.BENCH_PROFILE) continue

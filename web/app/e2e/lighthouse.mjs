@@ -8,6 +8,14 @@
 // The queue page needs a session: a Chromium profile is prepared with the
 // player's dev token in localStorage (playwright-core), and Lighthouse runs in
 // that profile with --disable-storage-reset.
+//
+// Then what moves on the queue page (Lighthouse's CLS, with its causes): the
+// page is loaded at Lighthouse's phone size (412×823, 1.75 dppx, touch) with
+// 4× CPU throttling, and a PerformanceObserver lists every layout shift with
+// the elements that moved (their top and height before → after), on a first
+// visit (nothing saved) and on a return after LAYOUT_AWAY_MS (default 9 s)
+// away (the saved queue, and the "while you were away" card). LAYOUT_ONLY=1
+// runs only this part.
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
@@ -64,37 +72,88 @@ function lighthouse(url, what, extraChromeFlags = '', extra = []) {
   for (const a of failed) console.log(`    below 0.9: ${a.id} (${a.score}) ${a.displayValue ?? ''}`)
 }
 
+/** The layout shifts of the queue page on a phone: each with its time, value and the elements that moved; their sum. */
+async function layoutShifts(token, player, returning) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS.split(' ') })
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 412, height: 823 }, deviceScaleFactor: 1.75, isMobile: true, hasTouch: true, serviceWorkers: 'block' })
+    const page = await ctx.newPage()
+    await page.goto(base + '/')
+    await page.evaluate(([token, player]) => localStorage.setItem('taskqueue.session', JSON.stringify({ token, playerId: player, role: 'player' })), [token, player])
+    if (returning) {
+      // A visit that saves the queue, then time away while the queue runs.
+      await page.reload()
+      await page.getByTestId('queue').waitFor({ timeout: 60000 })
+      await page.waitForTimeout(1500)
+      await page.goto('about:blank')
+      await page.waitForTimeout(Number(process.env.LAYOUT_AWAY_MS || 9000))
+    }
+    await page.addInitScript(() => {
+      const describe = (s) => {
+        const el = s.node?.nodeType === 1 ? s.node : s.node?.parentElement
+        const name = el ? `${el.tagName.toLowerCase()}${el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\s+/).join('.') : ''}${el.dataset?.testid ? `[${el.dataset.testid}]` : ''}` : '(removed)'
+        const r = (x) => `top ${Math.round(x.y)} height ${Math.round(x.height)}`
+        return `${name}: ${r(s.previousRect)} → ${r(s.currentRect)}`
+      }
+      window.__shifts = []
+      new PerformanceObserver((l) => {
+        for (const e of l.getEntries()) window.__shifts.push({ at: e.startTime, value: e.value, input: e.hadRecentInput, sources: (e.sources ?? []).map(describe) })
+      }).observe({ type: 'layout-shift', buffered: true })
+    })
+    const cdp = await ctx.newCDPSession(page)
+    await cdp.send('Emulation.setCPUThrottlingRate', { rate: 4 })
+    await page.goto(base + '/')
+    await page.getByTestId('queue').waitFor({ timeout: 60000 })
+    await page.waitForTimeout(8000)
+    const shifts = (await page.evaluate(() => window.__shifts)).filter((s) => !s.input)
+    const away = await page.getByTestId('away').count()
+    const what = returning ? `returning after ${Number(process.env.LAYOUT_AWAY_MS || 9000) / 1000} s away${away ? ' (with the away card)' : ' (no away card)'}` : 'first visit'
+    console.log(`layout  ${new Date().toISOString().slice(11, 19)} UTC load ${loadavg().map((x) => x.toFixed(2)).join(' ')}: queue page, ${what}: ${shifts.length} shifts, sum ${shifts.reduce((n, s) => n + s.value, 0).toFixed(4)}`)
+    for (const s of shifts) console.log(`    at ${Math.round(s.at)} ms: ${s.value.toFixed(4)}${s.sources.map((x) => `\n      ${x}`).join('')}`)
+  } finally {
+    await browser.close()
+  }
+}
+
 try {
   await until('the server to answer /healthz', async () => (await fetch(`${base}/healthz`)).ok, 60000)
   const token = (await api('POST', '/api/auth/dev-token', null, { player: 'lh', role: 'player' })).token
   for (const [type, count] of [['chop-wood', 50], ['mine-copper', 5], ['catch-shrimp', 5], ['cook-shrimp', 3]]) await api('POST', '/api/queue/lh/tasks', token, { type, count })
+  // Two more players like lh, for the layout-shift probes (each starts with nothing saved).
+  for (const player of ['lh-first', 'lh-back']) {
+    const t = (await api('POST', '/api/auth/dev-token', null, { player, role: 'player' })).token
+    for (const [type, count] of [['chop-wood', 50], ['mine-copper', 5], ['catch-shrimp', 5], ['cook-shrimp', 3]]) await api('POST', `/api/queue/${player}/tasks`, t, { type, count })
+    await layoutShifts(t, player, player === 'lh-back')
+  }
+  if (!process.env.LAYOUT_ONLY) {
 
-  lighthouse(`${base}/`, 'sign-in')
+    lighthouse(`${base}/`, 'sign-in')
 
-  // A profile that is signed in as lh.
-  const profile = join(tmp, 'profile')
-  const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS.split(' ') })
-  const page = await ctx.newPage()
-  await page.goto(base + '/')
-  await page.evaluate((token) => localStorage.setItem('taskqueue.session', JSON.stringify({ token, playerId: 'lh', role: 'player' })), token)
-  await page.reload()
-  await page.getByTestId('queue').waitFor({ timeout: 60000 })
-  await ctx.close()
-  lighthouse(`${base}/`, 'queue', ` --user-data-dir=${profile}`, ['--disable-storage-reset'])
+    // A profile that is signed in as lh.
+    const profile = join(tmp, 'profile')
+    const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS.split(' ') })
+    const page = await ctx.newPage()
+    await page.goto(base + '/')
+    await page.evaluate((token) => localStorage.setItem('taskqueue.session', JSON.stringify({ token, playerId: 'lh', role: 'player' })), token)
+    await page.reload()
+    await page.getByTestId('queue').waitFor({ timeout: 60000 })
+    await ctx.close()
+    lighthouse(`${base}/`, 'queue', ` --user-data-dir=${profile}`, ['--disable-storage-reset'])
 
-  // What the browser downloads.
-  const dist = join(repo, 'web/dist')
-  const kb = (n) => (n / 1024).toFixed(1)
-  const files = ['index.html', 'sw.js', ...readdirSync(join(dist, 'assets')).filter((f) => /\.(js|css)$/.test(f)).map((f) => `assets/${f}`)]
-  for (const f of files) {
-    const size = (g) => {
-      try {
-        return kb(statSync(join(dist, f + g)).size)
-      } catch {
-        return '-'
+    // What the browser downloads.
+    const dist = join(repo, 'web/dist')
+    const kb = (n) => (n / 1024).toFixed(1)
+    const files = ['index.html', 'sw.js', ...readdirSync(join(dist, 'assets')).filter((f) => /\.(js|css)$/.test(f)).map((f) => `assets/${f}`)]
+    for (const f of files) {
+      const size = (g) => {
+        try {
+          return kb(statSync(join(dist, f + g)).size)
+        } catch {
+          return '-'
+        }
       }
+      console.log(`size ${f.padEnd(36)} ${size('').padStart(7)} KiB, gzip ${size('.gz').padStart(6)} KiB, brotli ${size('.br').padStart(6)} KiB`)
     }
-    console.log(`size ${f.padEnd(36)} ${size('').padStart(7)} KiB, gzip ${size('.gz').padStart(6)} KiB, brotli ${size('.br').padStart(6)} KiB`)
   }
 } finally {
   server.kill('SIGTERM')

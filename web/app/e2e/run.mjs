@@ -746,8 +746,13 @@ try {
     // The server ended the session: the token no longer reads the queue.
     await until('the token to be refused', async () => (await api('GET', '/api/queue/frank', token)).status === 401)
     // The catalog and whether notifications were asked for belong to the browser, not the player.
-    const left = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('taskqueue.') && k !== 'taskqueue.catalog' && k !== 'taskqueue.notifications.asked'))
-    assert.deepEqual(left, [], 'the player\'s data is gone from localStorage')
+    // The sent logout leaves localStorage once the page has the server's answer, which may come
+    // just after the server refuses the token.
+    const left = () => page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('taskqueue.') && k !== 'taskqueue.catalog' && k !== 'taskqueue.notifications.asked'))
+    await until('the player\'s data to be gone from localStorage', async () => (await left()).length === 0).catch(async (err) => {
+      assert.deepEqual(await left(), [], 'the player\'s data is gone from localStorage')
+      throw err
+    })
     await context.close()
   })
 

@@ -2,12 +2,14 @@ import { Suspense, lazy, useCallback, useEffect, useState } from 'react'
 import { sessionFromToken, type Session } from './api'
 import { SignIn } from './SignIn'
 import { sendQueuedLogouts } from './signout'
-import { completeSignIn, endSessionUrl, fetchAuthConfig, refreshDelay, refreshSession, type AuthConfig } from './oidc'
+import { fetchAuthConfig, refreshDelay, type AuthConfig } from './auth'
 
 const SESSION_KEY = 'taskqueue.session'
 
 // The player's screen is a chunk of its own: the sign-in page loads only what it needs.
 const Player = lazy(() => import('./Player').then((m) => ({ default: m.Player })))
+// So are the provider's sign-in flows, loaded when the server has a provider.
+const oidc = () => import('./oidc')
 
 function loadSession(): Session | null {
   try {
@@ -39,8 +41,13 @@ export function App() {
       setNotice(why)
       setSession(null)
       // Signing out by hand ends the session at the provider too.
-      const end = !why && session?.oidc && auth?.oidc ? endSessionUrl(auth.oidc, session) : null
-      if (end) window.location.assign(end)
+      const cfg = auth?.oidc
+      if (!why && session?.oidc && cfg) {
+        void oidc().then((m) => {
+          const end = m.endSessionUrl(cfg, session)
+          if (end) window.location.assign(end)
+        })
+      }
     },
     [session, auth],
   )
@@ -61,7 +68,7 @@ export function App() {
       setAuth(cfg)
       if (!cfg?.oidc) return
       try {
-        const s = await completeSignIn(cfg.oidc)
+        const s = await (await oidc()).completeSignIn(cfg.oidc)
         if (s && live) signIn(s)
       } catch (err) {
         if (live) setNotice(err instanceof Error ? err.message : String(err))
@@ -77,7 +84,7 @@ export function App() {
     if (!session?.oidc?.refreshToken || !session.expiresAt || !auth?.oidc) return
     const cfg = auth.oidc
     const id = setTimeout(() => {
-      refreshSession(cfg, session).then(signIn, () => signOut('Your session at the sign-in provider has ended: sign in again.'))
+      oidc().then((m) => m.refreshSession(cfg, session)).then(signIn, () => signOut('Your session at the sign-in provider has ended: sign in again.'))
     }, refreshDelay(session.expiresAt))
     return () => clearTimeout(id)
   }, [session, auth, signIn, signOut])

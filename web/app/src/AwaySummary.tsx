@@ -1,7 +1,7 @@
 // The "while you were away" card: shown once, when the server's first view
 // after the app opens shows the queue advanced since the view the app saw
 // last (away.ts sums it up, with the history of the tasks finished since).
-import { useEffect, useRef, useState } from 'react'
+import { useCallback, useEffect, useRef, useState } from 'react'
 import type { Api } from './api'
 import { summarizeAway, type AwaySummary as Summary } from './away'
 import type { Catalog, HistoryEntry, QueueView } from './types'
@@ -26,27 +26,43 @@ async function historySince(api: Api, before: QueueView, after: QueueView): Prom
   return entries
 }
 
-export function AwaySummary({ api, before, view, catalog }: { api: Api; before: QueueView | null; view: QueueView | null; catalog: Catalog | null }) {
+/**
+ * The summary to show (null: none) and whether that is known yet: false until
+ * the server's first view (not the saved one) has come and, when the queue
+ * advanced meanwhile, its history. The player's screen waits for it, so that
+ * the card does not appear above the queue once the queue is on screen.
+ */
+export function useAwaySummary(api: Api, before: QueueView | null, view: QueueView | null, catalog: Catalog | null) {
   const [summary, setSummary] = useState<Summary | null>(null)
-  const decided = useRef(false)
+  // Nothing to compare with (a first visit): nothing to wait for.
+  const [decided, setDecided] = useState(before === null)
+  const started = useRef(false)
   useEffect(() => {
     // The first view from the server (not the cached one the app opened with).
-    if (decided.current || !before || !view || view === before || view.serverTime === before.serverTime) return
-    decided.current = true
-    if (view.version <= before.version) return
+    if (started.current || !before || !view || view === before || view.serverTime === before.serverTime) return
+    started.current = true
+    if (view.version <= before.version) {
+      setDecided(true)
+      return
+    }
     void historySince(api, before, view)
       .catch(() => [])
-      .then((history) => setSummary(summarizeAway(before, view, history, catalog)))
+      .then((history) => {
+        setSummary(summarizeAway(before, view, history, catalog))
+        setDecided(true)
+      })
   }, [api, before, view, catalog])
+  const dismiss = useCallback(() => setSummary(null), [])
+  return { summary, decided, dismiss }
+}
 
-  if (!summary) return null
-  const s = summary
+export function AwaySummary({ summary: s, onDismiss }: { summary: Summary; onDismiss: () => void }) {
   return (
     <section className="card away" data-testid="away" aria-labelledby="away-title">
       <div className="row">
         <h2 id="away-title">While you were away</h2>
         <span className="spacer" />
-        <button type="button" className="ghost small" onClick={() => setSummary(null)} data-testid="away-dismiss">
+        <button type="button" className="ghost small" onClick={onDismiss} data-testid="away-dismiss">
           Dismiss
         </button>
       </div>

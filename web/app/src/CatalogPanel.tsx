@@ -1,10 +1,10 @@
-import { useMemo, useState, type KeyboardEvent } from 'react'
+import { createContext, memo, use, useCallback, useMemo, useState, type KeyboardEvent } from 'react'
 import { MAX_COUNT, MIN_COUNT, countProblem } from './counts'
 import { checkFeed, feedWarning, type FeedStart } from './feed'
 import { askNotificationsOnce } from './notify'
 import { durationAtLevel, formatDuration } from './progress'
+import { countRender } from './renders'
 import type { Catalog, CatalogTask } from './types'
-import type { TaskQueueState } from './useTaskQueue'
 
 function itemList(catalog: Catalog, items: Record<string, number> | null): string {
   const parts = Object.entries(items ?? {}).map(([id, n]) => `${n} ${catalog.items.find((i) => i.id === id)?.name ?? id}`)
@@ -48,37 +48,78 @@ function moveTab(e: KeyboardEvent, ids: string[], current: string | undefined, s
   document.getElementById(`skill-tab-${id}`)?.focus()
 }
 
-export function CatalogPanel({ q }: { q: TaskQueueState }) {
-  const { catalog, view, display } = q
+/** What a completed repetition changes for the catalog: the inventory ("have N") and where the queue stands (the feed warnings). */
+export interface FeedState {
+  inventory: Readonly<Record<string, number>>
+  /** What the queue starts from to tell whether it can feed a new task (null until the queue is known). */
+  feedStart: FeedStart | null
+}
+
+/**
+ * Given by the player's screen, read only by the entries that have inputs:
+ * the catalog and its other entries do not re-render at each repetition.
+ */
+export const FeedContext = createContext<FeedState>({ inventory: {}, feedStart: null })
+
+/** A task of the queue, as the catalog's "Insert before" list shows it. */
+export interface QueuedTask {
+  taskId: string
+  type: string
+}
+
+/**
+ * The catalog, by skill. Its props change when the catalog, a skill's level or
+ * the queue's tasks do, not at each repetition (the player's screen keeps them
+ * stable; see FeedContext for what does change).
+ */
+export const CatalogPanel = memo(function CatalogPanel({
+  catalog,
+  offline,
+  limit,
+  tasks,
+  headLocked,
+  levels,
+  enqueue,
+}: {
+  catalog: Catalog | null
+  offline: boolean
+  /** The queue's limit; undefined until the queue is known. */
+  limit: number | undefined
+  /** The tasks shown in the queue (adds waiting to be sent too). */
+  tasks: readonly QueuedTask[]
+  headLocked: boolean
+  /** Each skill's level (a skill missing is level 1). */
+  levels: Readonly<Record<string, number>>
+  enqueue: (type: string, count: number, position?: number) => Promise<void>
+}) {
+  countRender('CatalogPanel')
   // The task to insert before (its ID), or 'end'. It applies to one add:
   // each add goes back to the end, and so does a target that left the queue.
   const [position, setPosition] = useState('end')
   const [open, setOpen] = useState<string | null>(null)
-  // What the queue starts from to tell whether it can feed a new task: the
-  // tasks shown (adds waiting to be sent count, removals waiting do not).
-  const feedStart = useMemo<FeedStart | null>(() => {
-    if (!view || !display) return null
-    const tasks = display.tasks.filter((t) => t.pending !== 'remove')
-    return { tasks, repetition: display.headLocked ? view.repetition : null, inventory: view.inventory, skills: view.skills }
-  }, [view, display])
+  const min = headLocked ? 1 : 0
+  const at = position === 'end' ? -1 : tasks.findIndex((t) => t.taskId === position)
+  const pos = at >= min ? at : undefined
+  const onAdd = useCallback(
+    (type: string, count: number) => {
+      void enqueue(type, count, pos)
+      setPosition('end')
+      askNotificationsOnce()
+    },
+    [enqueue, pos],
+  )
   if (!catalog) {
     return (
       <div className="card">
         <h2>Add tasks</h2>
-        <p className="muted">{q.connection === 'offline' ? 'The catalog loads when you are online.' : 'Loading the catalog…'}</p>
+        <p className="muted">{offline ? 'The catalog loads when you are online.' : 'Loading the catalog…'}</p>
       </div>
     )
   }
-  const tasks = display?.tasks ?? []
-  const min = display?.headLocked ? 1 : 0
-  const full = view ? tasks.length >= view.limit : false
-  const at = position === 'end' ? -1 : tasks.findIndex((t) => t.taskId === position)
-  const pos = at >= min ? at : undefined
+  const full = limit !== undefined && tasks.length >= limit
   const placement = pos === undefined ? 'end' : `before #${pos + 1}`
   const bySkill = catalog.skills.map((s) => ({ skill: s, tasks: catalog.tasks.filter((t) => t.skill === s.id) })).filter((g) => g.tasks.length > 0)
   const openSkill = open ?? bySkill[0]?.skill.id
-  // The add's place among the tasks the feed check runs over (removals waiting left out).
-  const feedAt = pos === undefined || !feedStart ? undefined : Math.max(0, feedStart.tasks.findIndex((t) => t.taskId === tasks[pos].taskId))
   return (
     <div className="card catalog" data-testid="catalog">
       <div className="catalog-head">
@@ -100,7 +141,7 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
           The next add goes {placement}; the ones after it go to the end.
         </p>
       )}
-      {full && <p className="banner banner-info">Your queue is full ({view?.limit} tasks). Remove one to add more.</p>}
+      {full && <p className="banner banner-info">Your queue is full ({limit} tasks). Remove one to add more.</p>}
       <div className="skill-tabs" role="tablist" aria-label="Skills" onKeyDown={(e) => moveTab(e, bySkill.map((g) => g.skill.id), openSkill, setOpen)}>
         {bySkill.map(({ skill }) => (
           <button
@@ -115,7 +156,7 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
             onClick={() => setOpen(skill.id)}
           >
             {skill.name}
-            <span className="tiny muted"> Lv {view?.skills[skill.id]?.level ?? 1}</span>
+            <span className="tiny muted"> Lv {levels[skill.id] ?? 1}</span>
           </button>
         ))}
       </div>
@@ -129,18 +170,12 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
                   key={t.id}
                   task={t}
                   catalog={catalog}
-                  level={view?.skills[t.skill]?.level ?? 1}
+                  level={levels[t.skill] ?? 1}
                   skillName={skill.name}
                   full={full}
                   placement={placement}
-                  inventory={view?.inventory ?? {}}
-                  feedStart={feedStart}
-                  feedAt={feedAt}
-                  onAdd={(count) => {
-                    void q.commands.enqueue(t.id, count, pos)
-                    setPosition('end')
-                    askNotificationsOnce()
-                  }}
+                  before={pos === undefined ? undefined : tasks[pos].taskId}
+                  onAdd={onAdd}
                 />
               ))}
             </ul>
@@ -148,18 +183,18 @@ export function CatalogPanel({ q }: { q: TaskQueueState }) {
         ))}
     </div>
   )
-}
+})
 
-function CatalogEntry({
+const noFeed: FeedState = { inventory: {}, feedStart: null }
+
+const CatalogEntry = memo(function CatalogEntry({
   task,
   catalog,
   level,
   skillName,
   full,
   placement,
-  inventory,
-  feedStart,
-  feedAt,
+  before,
   onAdd,
 }: {
   task: CatalogTask
@@ -168,12 +203,17 @@ function CatalogEntry({
   skillName: string
   full: boolean
   placement: string
-  inventory: Record<string, number>
-  /** Where the queue stands, and where an add goes in it: to tell whether the queue can feed this task. */
-  feedStart: FeedStart | null
-  feedAt: number | undefined
-  onAdd: (count: number) => void
+  /** The queued task an add goes before (its ID); undefined: the end. */
+  before: string | undefined
+  onAdd: (type: string, count: number) => void
 }) {
+  countRender('CatalogEntry')
+  const hasInputs = Object.keys(task.inputs ?? {}).length > 0
+  // Only an entry with inputs shows what the player owns and whether the
+  // queue can feed it: only it reads (and re-renders with) the feed state.
+  const { inventory, feedStart } = hasInputs ? use(FeedContext) : noFeed
+  // The add's place among the tasks the feed check runs over (removals waiting left out).
+  const feedAt = before === undefined || !feedStart ? undefined : Math.max(0, feedStart.tasks.findIndex((t) => t.taskId === before))
   const [count, setCount] = useState('10')
   const n = Number(count)
   const problem = countProblem(count)
@@ -181,7 +221,6 @@ function CatalogEntry({
   const locked = level < task.levelRequired
   const duration = durationAtLevel(task.baseDurationMs, level, task.levelRequired)
   const faster = duration < task.baseDurationMs
-  const hasInputs = Object.keys(task.inputs ?? {}).length > 0
   const warning = useMemo(
     () => (validCount && !locked && hasInputs && feedStart ? feedWarning(catalog, task.id, checkFeed(feedStart, catalog, task.id, n, feedAt)) : null),
     [validCount, locked, hasInputs, feedStart, catalog, task.id, n, feedAt],
@@ -221,7 +260,7 @@ function CatalogEntry({
           className="add-row"
           onSubmit={(e) => {
             e.preventDefault()
-            if (validCount && !full) onAdd(n)
+            if (validCount && !full) onAdd(task.id, n)
           }}
         >
           <label className="visually-hidden" htmlFor={`count-${task.id}`}>
@@ -256,4 +295,4 @@ function CatalogEntry({
       )}
     </li>
   )
-}
+})

@@ -4,6 +4,7 @@
 import { memo, useEffect, useMemo, useRef, useState } from 'react'
 import { Api, ApiError } from './api'
 import { formatDuration } from './progress'
+import { countRender } from './renders'
 import type { Catalog, HistoryEntry } from './types'
 
 const PAGE = 50
@@ -44,6 +45,7 @@ const RANGES: Array<[string, number]> = [
 ]
 
 export const HistoryPanel = memo(function HistoryPanel({ api, playerId, catalog, version }: { api: Api; playerId: string; catalog: Catalog | null; version: number | undefined }) {
+  countRender('HistoryPanel')
   const [type, setType] = useState('')
   const [days, setDays] = useState(30)
   // The entries loaded so far (newest first) and the cursor after the last.
@@ -137,6 +139,7 @@ export const HistoryPanel = memo(function HistoryPanel({ api, playerId, catalog,
 
 /** The entries: re-rendered only when the list or the catalog changes, each row only when it is new. */
 const HistoryList = memo(function HistoryList({ entries, names, items }: { entries: HistoryEntry[]; names: Map<string, string>; items: Map<string, string> }) {
+  countRender('HistoryList')
   return (
     <ul className="history-list" tabIndex={0} aria-label="History entries">
       {entries.map((e) => (
@@ -149,6 +152,7 @@ const HistoryList = memo(function HistoryList({ entries, names, items }: { entri
 /** An entry never changes once written: a row with the same key and catalog is the same row. */
 const HistoryRow = memo(
   function HistoryRow({ entry: e, names, items }: { entry: HistoryEntry; names: Map<string, string>; items: Map<string, string> }) {
+    countRender('HistoryRow')
     return (
       <li data-testid="history-entry" data-key={key(e)} data-outcome={e.outcome}>
         <div className="row">

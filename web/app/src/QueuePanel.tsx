@@ -17,6 +17,7 @@ import { reasonFor } from './problems'
 import { ProgressFill } from './ProgressFill'
 import { RunningRates } from './RunningRates'
 import { computeProgress, formatClock, formatDuration } from './progress'
+import { countRender } from './renders'
 import type { Catalog, QueueState, QueueView } from './types'
 import type { TaskQueueState } from './useTaskQueue'
 
@@ -71,6 +72,7 @@ function useStableEnds(ends: Map<string, number>): Map<string, number> {
 }
 
 export function QueuePanel({ q }: { q: TaskQueueState }) {
+  countRender('QueuePanel')
   const { view, display, catalog, commands } = q
   // The queue ends when its last task does (unknown while one waits to be sent).
   // Nothing ends while the queue is stopped (or a Stop waits to be sent).
@@ -164,6 +166,7 @@ function HeadTask({
   endsAt: number | undefined
   onRemove: () => void
 }) {
+  countRender('HeadTask')
   const [now, setNow] = useState(() => Date.now())
   useEffect(() => {
     const id = setInterval(() => setNow(Date.now()), 200)
@@ -245,7 +248,8 @@ const WaitingList = memo(function WaitingList({
   inFlight: string | null | undefined
   commands: Commands
 }) {
-  const sensors = useSensors(useSensor(PointerSensor, { activationConstraint: { distance: 4 } }))
+  countRender('WaitingList')
+  const sensors = useSensors(useSensor(PointerSensor, pointerOptions))
   const serverIds = useStableIds(tasks.map((t) => t.taskId))
   const byId = useMemo(() => new Map(tasks.map((t) => [t.taskId, t])), [tasks])
   const names = useMemo(() => new Map(catalog?.tasks.map((t) => [t.id, t.name]) ?? []), [catalog])
@@ -413,6 +417,9 @@ const WaitingList = memo(function WaitingList({
 })
 
 const measuring = { droppable: { strategy: MeasuringStrategy.Always } }
+// One object for every render: useSensor memoises on it, and a new sensor
+// changes dnd-kit's internal context, which re-renders every sortable row.
+const pointerOptions = { activationConstraint: { distance: 4 } }
 const screenReaderInstructions = {
   draggable: 'To move a task, press space or enter. Use the up and down arrow keys to move it one place at a time, space or enter to drop it there, escape to cancel.',
 }
@@ -443,6 +450,7 @@ function sameItem(a: WaitingItemProps, b: WaitingItemProps): boolean {
 }
 
 const WaitingItem = memo(function WaitingItem({ task, position, endsAt, name, sending, picked, onKey, commands }: WaitingItemProps) {
+  countRender('WaitingItem')
   const pendingAdd = task.pending === 'add'
   const { attributes, listeners, setNodeRef, setActivatorNodeRef, transform, transition, isDragging } = useSortable({
     id: task.taskId,

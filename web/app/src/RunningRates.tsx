@@ -1,9 +1,13 @@
 // "1,200 XP/h · 1,200 Logs/h": the rates of the running task, at the duration
 // its repetitions take at the player's level.
+import { memo } from 'react'
 import { formatRate, runningRates } from './rates'
+import { countRender } from './renders'
 import type { Catalog, QueueView } from './types'
 
-export function RunningRates({ view, catalog }: { view: QueueView; catalog: Catalog | null }) {
+/** Memoised: the head task re-renders 5 times a second, the rates change with the view. */
+export const RunningRates = memo(function RunningRates({ view, catalog }: { view: QueueView; catalog: Catalog | null }) {
+  countRender('RunningRates')
   const r = catalog ? runningRates(view, catalog) : null
   if (!r || !catalog) return null
   const item = (id: string) => catalog.items.find((i) => i.id === id)?.name ?? id
@@ -22,4 +26,4 @@ export function RunningRates({ view, catalog }: { view: QueueView; catalog: Cata
       {uses.length > 0 && <span> · uses {uses.map(([id, n]) => `${formatRate(n)} ${item(id)}/h`).join(', ')}</span>}
     </p>
   )
-}
+})

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from 'react'
 import { Api, ApiError, NetworkError, sessionFromToken, type Session } from './api'
-import { beginSignIn, type AuthConfig } from './oidc'
+import type { AuthConfig } from './auth'
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/
 
@@ -15,7 +15,7 @@ export function SignIn({ onSignIn, notice, auth }: { onSignIn: (s: Session) => v
     setBusy(true)
     setError('')
     try {
-      await beginSignIn(oidc)
+      await (await import('./oidc')).beginSignIn(oidc)
     } catch (err) {
       setBusy(false)
       setError(err instanceof Error ? err.message : String(err))

@@ -4,36 +4,16 @@
 // token, renewed with the refresh token before it expires; sign-out ends the
 // session at the provider when it has an end_session_endpoint.
 import { Api, sessionFromToken, type Session } from './api'
+import type { OidcConfig } from './auth'
 
-export interface OidcConfig {
-  issuer: string
-  clientId: string
-  scopes: string[]
-  authorizationEndpoint: string
-  tokenEndpoint: string
-  endSessionEndpoint?: string
-}
-
-export interface AuthConfig {
-  dev: boolean
-  oidc?: OidcConfig
-}
+export type { AuthConfig, OidcConfig } from './auth'
+export { fetchAuthConfig, refreshDelay } from './auth'
 
 const PENDING = 'taskqueue.oidc.pending'
 
 /** Where the provider sends the player back: the app's root. */
 export function redirectUri(): string {
   return window.location.origin + '/'
-}
-
-export async function fetchAuthConfig(): Promise<AuthConfig | null> {
-  try {
-    const res = await fetch('/api/auth/config', { headers: { Accept: 'application/json' } })
-    if (!res.ok) return null
-    return (await res.json()) as AuthConfig
-  } catch {
-    return null
-  }
 }
 
 function base64url(bytes: Uint8Array): string {
@@ -107,13 +87,6 @@ export async function refreshSession(cfg: OidcConfig, s: Session): Promise<Sessi
   const next = await tokenRequest(cfg, { grant_type: 'refresh_token', refresh_token: s.oidc.refreshToken })
   // A provider may keep the refresh and ID tokens: keep the ones we have then.
   return { ...next, oidc: { refreshToken: next.oidc?.refreshToken ?? s.oidc.refreshToken, idToken: next.oidc?.idToken ?? s.oidc.idToken } }
-}
-
-/** How long before expiry a session is renewed: a fifth of a short lifetime,
- * a minute of a long one. */
-export function refreshDelay(expiresAt: string, now = Date.now()): number {
-  const left = Date.parse(expiresAt) - now
-  return Math.max(0, left - Math.min(60_000, left / 5))
 }
 
 /** The provider's sign-out page, or null when it has none. */
