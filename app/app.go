@@ -27,7 +27,6 @@ import (
 	"github.com/taskqueue/taskqueue/ops"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
-	"github.com/taskqueue/taskqueue/query"
 	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/sessions"
@@ -100,26 +99,18 @@ func NewWithLog(ctx context.Context, cfg Config, logOut io.Writer) (*App, func()
 }
 
 func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(), err error) {
-	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("build app: %w", err)
-	}
 	var cl closers
 	defer func() {
 		if err != nil {
 			cl.closeAll()
 		}
 	}()
-	a := &App{Config: cfg, Logger: NewLogger(cfg, logOut)}
-
-	if a.Catalog, err = LoadCatalog(cfg); err != nil {
+	b, err := openBase(ctx, "build app", cfg, logOut, Config.Validate, &cl)
+	if err != nil {
 		return nil, nil, err
 	}
-	if cfg.usesDataDir() {
-		if err := sqlite.PrepareDir(cfg.DataDir); err != nil {
-			return nil, nil, fmt.Errorf("TASKQUEUE_DATA_DIR: %w", err)
-		}
-	}
+	cfg, st, rules := b.cfg, b.st, b.rules
+	a := &App{Config: cfg, Logger: b.log, Catalog: b.catalog, Metrics: b.metrics, Store: b.store, Backend: st.backend}
 	if a.Tokens, err = NewTokens(cfg); err != nil {
 		return nil, nil, err
 	}
@@ -127,44 +118,24 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		return nil, nil, err
 	}
 	a.Verifier = auth.Verifiers{Tokens: a.Tokens, OIDC: a.OIDC}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	cl.add(func() {
-		if err := st.close(); err != nil {
-			a.Logger.Error("close event store", "err", err)
-		}
-	})
-	horizon := st.watchHorizon(a.Logger, &cl)
 	rr, err := openRedis(cfg, a.Logger, &cl, st.readModels)
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := b.instrumentRedis(rr.client); err != nil {
+		return nil, nil, err
+	}
 	a.Redis = rr.client
 	a.Sessions = rr.sessions
-	a.Metrics = metrics.New()
-	if rr.client != nil {
-		rr.client.Redis().AddHook(a.Metrics.RedisHook()) // taskqueue_redis_errors_total
-		if err := tracing.Redis(rr.client.Redis()); err != nil {
-			return nil, nil, fmt.Errorf("trace redis: %w", err)
-		}
-	}
 	a.Audit = startAudit(st.readModels, cfg, a.Logger, &cl)
-	a.Store, a.Backend = tracing.Store(a.Metrics.Store(st.store)), st.backend
 
-	var (
-		queueView *query.QueueViewHandler
-		history   web.History
-		progress  web.Progress
-		analytics web.Analytics
-	)
+	var rs *readSide
 	admin := &web.Admin{
 		PlayerEvents: func(ctx context.Context, player string, params url.Values) (any, error) {
 			return ops.AdminEvents(ctx, a.Store, player, params)
 		},
 		QueueAt: func(ctx context.Context, player string, params url.Values) (any, error) {
-			return ops.AdminQueueAt(ctx, a.Store, player, params, domain.Rules{Catalog: a.Catalog, QueueLimit: cfg.QueueLimit})
+			return ops.AdminQueueAt(ctx, a.Store, player, params, rules)
 		},
 	}
 	if st.readModels != nil {
@@ -172,17 +143,14 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		if err != nil {
 			return nil, nil, err
 		}
-		rs, err := startReadSide(a.Store, st.readModels, replicas, cfg, a.Logger, a.Metrics, a.Metrics.ReplicaRead)
-		if err != nil {
+		if rs, err = startReadSide(a.Store, st.readModels, replicas, cfg, a.Logger, a.Metrics, a.Metrics.ReplicaRead); err != nil {
 			return nil, nil, err
 		}
 		cl.add(rs.stop)
 		a.Projections = rs.runner
-		queueView, history, progress, analytics = rs.queue, rs.history, rs.progress, rs.analytics
 		st.ready = append(st.ready, projectionsCheck(rs.runner))
 	}
 
-	rules := domain.Rules{Catalog: a.Catalog, QueueLimit: cfg.QueueLimit}
 	// The command side and the processor append through local: once an
 	// append is durable, the realtime hub delivers it to this instance's
 	// sockets at once (the log stays the path for everything else).
@@ -194,29 +162,12 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	a.Commands.Use(tracing.Command(), command.Logging(a.Logger), command.Metrics(a.Metrics.ObserveCommand))
 
 	var relaySource func(context.Context) (eventstore.Position, time.Duration, error)
-	switch {
-	case st.readModels != nil && cfg.ProcessorOn():
-		proc, relay, stop, err := startProcessor(cfg, local, st.readModels, st.pool, commandConfig(rules, st.store), rr.client, a.Metrics, a.Logger)
-		if err != nil {
+	if st.readModels != nil {
+		var ready []web.ReadinessCheck
+		if a.Processor, relaySource, ready, err = processorHere(b, rr, local, admin, &cl); err != nil {
 			return nil, nil, err
 		}
-		cl.add(stop)
-		a.Processor = proc
-		relaySource = relayLag(relay)
-		admin.DeadLetters = deadLetters{proc.DeadLetters()}
-		st.ready = append(st.ready, web.ReadinessCheck{Name: "processor", Check: proc.Runner().Ready},
-			web.ReadinessCheck{Name: "processorOutage", Optional: true, Check: proc.Advancing})
-	case st.readModels != nil:
-		// The processor runs elsewhere (`taskqueue processor`): admins
-		// still list its dead letters here, and with Redis a retry goes
-		// to the command streams the processors consume (without Redis
-		// it answers 503: nothing here could handle it).
-		a.Logger.Info("the processor does not run in this process (TASKQUEUE_PROCESSOR=false)")
-		dl, err := remoteDeadLetters(st.readModels, rr.client, &cl)
-		if err != nil {
-			return nil, nil, err
-		}
-		admin.DeadLetters = deadLetters{dl}
+		st.ready = append(st.ready, ready...)
 	}
 
 	if a.Projections != nil {
@@ -239,7 +190,8 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	cl.add(a.Realtime.Close)
 	local.Deliver(a.Realtime)
 	rr.sessions.OnRevoke(a.Realtime.RevokeSession)
-	if a.Forgetting, err = forgetting(a, rr, st.readModels, st.pool, cfg, &cl); err != nil {
+	if a.Forgetting, err = forgetting(keepers{store: a.Store, log: a.Logger, projections: a.Projections, processor: a.Processor,
+		realtime: a.Realtime, commands: a.Commands}, rr, st.readModels, st.pool, cfg, &cl); err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
 	admin.Forget = func(ctx context.Context, player string, params url.Values) (any, error) {
@@ -255,41 +207,9 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 		sources.DeadLetters = metrics.DeadLettersIn(st.readModels)
 	}
 	sources.Relay = relaySource
-	sources.LogHorizon = horizon
+	sources.LogHorizon = b.horizon
 	a.Metrics.SetSources(sources)
-	srv, err := web.NewServer(web.Config{
-		Tokens:      a.Tokens,
-		Verifier:    a.Verifier,
-		SignIn:      signIn(cfg, a.OIDC),
-		Dev:         cfg.DevMode(),
-		TokenTTL:    cfg.TokenTTL,
-		CORSOrigins: cfg.CORSOrigins,
-		Logger:      a.Logger,
-		Catalog:     a.Catalog,
-		Queues:      newQueues(a.Commands, rr.cache, queueView, a.Store),
-		History:     history,
-		Progress:    progress,
-		Analytics:   analytics,
-		Realtime:    a.Realtime,
-		Admin:       admin,
-		Metrics:     publicMetrics(cfg, a.Metrics.Handler()),
-		Audit:       a.Audit,
-		Middleware:  []func(http.Handler) http.Handler{a.Metrics.HTTP},
-		Ready:       append(st.ready, rr.ready()...),
-		Sessions:    rr.sessions,
-		NewSession: func(ctx context.Context, player string, role auth.Role) (string, error) {
-			sess, err := rr.sessions.Create(ctx, player, role)
-			return sess.ID, err
-		},
-		SessionStore:   sessionStore{rr.sessions},
-		CommandLimit:   rr.limiter,
-		TrustedProxies: cfg.TrustedProxies,
-		RequestTimeout: cfg.RequestTimeout,
-		Subscribable: func(ctx context.Context) error {
-			_, err := a.Store.Head(ctx)
-			return err
-		},
-	})
+	srv, err := newHTTP(a, rr, rs, admin, append(st.ready, rr.ready()...))
 	if err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}

@@ -9,35 +9,53 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/ops"
 	"github.com/taskqueue/taskqueue/processor"
 	"github.com/taskqueue/taskqueue/projections"
+	"github.com/taskqueue/taskqueue/realtime"
 	"github.com/taskqueue/taskqueue/relay"
 	"github.com/taskqueue/taskqueue/web"
 )
 
-// forgetting wires ops.ForgetPlayer to everything of this app that keeps a
-// player: the log, the sessions, this instance's sockets, the read models
-// of every runner here (the read side's and, when the processor runs
-// here, processor_schedule; else the schedule's rows alone), the command side's cached queues, the queue
-// cache, Redis, and the player's earlier integration messages (Redis
-// streams, PostgreSQL outbox); and the integration bus for player.forgotten (Redis streams,
-// else the PostgreSQL outbox, else none: logged). It is built
-// after every component it names.
-func forgetting(a *App, rr *redisRoles, readModels projections.DB, pool *pgxpool.Pool, cfg Config, cl *closers) (ops.Forgetting, error) {
+// keepers are the components of this process that keep something of a
+// player besides the log and the Redis roles; each is nil when it does not
+// run here (an operator command runs no hub and no command side).
+type keepers struct {
+	store       eventstore.Store
+	log         *slog.Logger
+	projections *projections.Runner
+	processor   *processor.Processor
+	realtime    *realtime.Hub
+	commands    *command.Handlers
+}
+
+// forgetting wires ops.ForgetPlayer to everything of this process that
+// keeps a player: the log, the sessions, this instance's sockets, the read
+// models of every runner here (the read side's and, when the processor
+// runs here, processor_schedule; else the schedule's rows alone), the
+// command side's cached queues, the queue cache, Redis, and the player's
+// earlier integration messages (Redis streams, PostgreSQL outbox); and the
+// integration bus for player.forgotten (Redis streams, else the PostgreSQL
+// outbox, else none: logged). It is built after every component it names.
+func forgetting(k keepers, rr *redisRoles, readModels projections.DB, pool *pgxpool.Pool, cfg Config, cl *closers) (ops.Forgetting, error) {
 	f := ops.Forgetting{
-		Store: a.Store,
+		Store: k.store,
 		Sessions: func(ctx context.Context, p domain.PlayerID) (int, error) {
 			return rr.sessions.RevokePlayer(ctx, string(p))
 		},
-		Sockets: a.Realtime.ForgetPlayer,
 		Caches: []func(context.Context, domain.PlayerID) error{
-			func(_ context.Context, p domain.PlayerID) error { a.Commands.Queues.Forget(p); return nil },
 			func(ctx context.Context, p domain.PlayerID) error { rr.cache.Invalidate(ctx, p); return nil },
 			rr.client.ForgetPlayer,
 		},
+	}
+	if k.realtime != nil {
+		f.Sockets = k.realtime.ForgetPlayer
+	}
+	if k.commands != nil {
+		f.Caches = append(f.Caches, func(_ context.Context, p domain.PlayerID) error { k.commands.Queues.Forget(p); return nil })
 	}
 	if rr.presence != nil {
 		// Out of this instance's shared presence, without player.offline
@@ -47,12 +65,13 @@ func forgetting(a *App, rr *redisRoles, readModels projections.DB, pool *pgxpool
 			return nil
 		})
 	}
-	for _, r := range []*projections.Runner{a.Projections, processorRunner(a)} {
-		if r != nil {
-			f.ReadModels = append(f.ReadModels, r.Forget)
-		}
+	if k.projections != nil {
+		f.ReadModels = append(f.ReadModels, k.projections.Forget)
 	}
-	if a.Processor == nil && readModels != nil {
+	if k.processor != nil {
+		f.ReadModels = append(f.ReadModels, k.processor.Runner().Forget)
+	}
+	if k.processor == nil && readModels != nil {
 		// The processor runs elsewhere: its schedule is in this database.
 		f.ReadModels = append(f.ReadModels, func(ctx context.Context, p domain.PlayerID, _ eventstore.Position) (projections.ForgetResult, error) {
 			return projections.ForgetOutside(ctx, readModels, processor.Schedule{}, p)
@@ -80,7 +99,7 @@ func forgetting(a *App, rr *redisRoles, readModels projections.DB, pool *pgxpool
 			return err
 		})
 	}
-	pub, err := integrationPublisher(rr, pool, a.Logger)
+	pub, err := integrationPublisher(rr, pool, k.log)
 	if err != nil || pub == nil {
 		return f, err
 	}
@@ -109,11 +128,4 @@ func integrationPublisher(rr *redisRoles, pool *pgxpool.Pool, log *slog.Logger) 
 	}
 	log.Info("player.forgotten is not published: integration events need Redis (TASKQUEUE_REDIS_URL) or PostgreSQL (docs/EVENTS.md)")
 	return nil, nil
-}
-
-func processorRunner(a *App) *projections.Runner {
-	if a.Processor == nil {
-		return nil
-	}
-	return a.Processor.Runner()
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/relay"
-	"github.com/taskqueue/taskqueue/tracing"
 	"github.com/taskqueue/taskqueue/web"
 )
 
@@ -203,35 +202,18 @@ type ProcessorApp struct {
 // gracefully and closes what was opened; on error everything is closed
 // already. logOut receives the log (os.Stderr when nil).
 func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *ProcessorApp, _ func(), err error) {
-	if logOut == nil {
-		logOut = os.Stderr
-	}
-	cfg.setDefaults()
-	if err := cfg.ValidateWithoutTokens(); err != nil {
-		return nil, nil, fmt.Errorf("build processor: %w", err)
-	}
 	var cl closers
 	defer func() {
 		if err != nil {
 			cl.closeAll()
 		}
 	}()
-	a := &ProcessorApp{Config: cfg, Logger: NewLogger(cfg, logOut)}
-	rules, err := Rules(cfg)
+	b, err := openBase(ctx, "build processor", cfg, logOut, Config.ValidateWithoutTokens, &cl)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	cl.add(func() {
-		if err := st.close(); err != nil {
-			a.Logger.Error("close event store", "err", err)
-		}
-	})
-	a.DB = st.readModels
-	horizon := st.watchHorizon(a.Logger, &cl)
+	cfg, st := b.cfg, b.st
+	a := &ProcessorApp{Config: cfg, Logger: b.log, DB: st.readModels, Metrics: b.metrics, Store: b.store}
 	if cfg.RedisURL != "" {
 		c, err := redisx.Open(redisx.Config{URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Logger: a.Logger})
 		if err != nil {
@@ -240,15 +222,10 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 		a.Redis = c
 		cl.add(func() { _ = c.Close() })
 	}
-	a.Metrics = metrics.New()
-	if a.Redis != nil {
-		a.Redis.Redis().AddHook(a.Metrics.RedisHook()) // taskqueue_redis_errors_total
-		if err := tracing.Redis(a.Redis.Redis()); err != nil {
-			return nil, nil, fmt.Errorf("trace redis: %w", err)
-		}
+	if err := b.instrumentRedis(a.Redis); err != nil {
+		return nil, nil, err
 	}
-	a.Store = tracing.Store(a.Metrics.Store(st.store))
-	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, st.pool, commandConfig(rules, st.store), a.Redis, a.Metrics, a.Logger)
+	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, st.pool, commandConfig(b.rules, st.store), a.Redis, a.Metrics, a.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -261,7 +238,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 		ActiveQueues: metrics.ActiveQueuesIn(a.DB),
 		DeadLetters:  metrics.DeadLettersIn(a.DB),
 		Relay:        relayLag(relay),
-		LogHorizon:   horizon,
+		LogHorizon:   b.horizon,
 	})
 	a.Handler = probeHandler(ready, a.Metrics.Handler(), a.Logger)
 	a.Logger.Info("processor built", "backend", st.backend, "redis", a.Redis != nil)
@@ -355,4 +332,37 @@ func sweepOutbox(ctx context.Context, pool *pgxpool.Pool, prefix string, log *sl
 		case <-t.C:
 		}
 	}
+}
+
+// processorHere starts the processor in serve's process when cfg says so,
+// appending through store (the command side's local appends), and gives
+// the admin API its dead letters; it returns the processor (nil when it
+// runs elsewhere), the relay's lag for the metrics and the readiness checks
+// it adds. When the processor runs elsewhere (`taskqueue processor`),
+// admins still list its dead letters here, and with Redis a retry goes to
+// the command streams the processors consume (without Redis it answers
+// 503: nothing here could handle it).
+func processorHere(b *base, rr *redisRoles, store eventstore.Store, admin *web.Admin, cl *closers) (
+	*processor.Processor, func(context.Context) (eventstore.Position, time.Duration, error), []web.ReadinessCheck, error,
+) {
+	cfg, st := b.cfg, b.st
+	if !cfg.ProcessorOn() {
+		b.log.Info("the processor does not run in this process (TASKQUEUE_PROCESSOR=false)")
+		dl, err := remoteDeadLetters(st.readModels, rr.client, cl)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		admin.DeadLetters = deadLetters{dl}
+		return nil, nil, nil, nil
+	}
+	proc, relay, stop, err := startProcessor(cfg, store, st.readModels, st.pool, commandConfig(b.rules, st.store), rr.client, b.metrics, b.log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cl.add(stop)
+	admin.DeadLetters = deadLetters{proc.DeadLetters()}
+	return proc, relayLag(relay), []web.ReadinessCheck{
+		{Name: "processor", Check: proc.Runner().Ready},
+		{Name: "processorOutage", Optional: true, Check: proc.Advancing},
+	}, nil
 }

@@ -167,7 +167,9 @@ func (r *Runner) past(ctx context.Context, upTo eventstore.Position) (bool, erro
 		if err != nil {
 			return false, err
 		}
+		active := false
 		for _, c := range cps {
+			active = active || c.active
 			if !c.active || !c.position.Less(upTo) {
 				continue
 			}
@@ -178,6 +180,11 @@ func (r *Runner) past(ctx context.Context, upTo eventstore.Position) (bool, erro
 			if len(next) > 0 && !upTo.Less(next[0].Position) {
 				return false, nil
 			}
+		}
+		if !active {
+			// The runner has not started this projection yet (a process
+			// that just opened its read models): it has read nothing.
+			return false, nil
 		}
 	}
 	return true, nil

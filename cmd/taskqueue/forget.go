@@ -12,14 +12,14 @@ import (
 	"github.com/taskqueue/taskqueue/ops"
 )
 
-// forget runs `taskqueue forget --player ID`: ops.ForgetPlayer on an app
-// built like replay's (its runner serves the read models' rebuild, which
+// forget runs `taskqueue forget --player ID`: ops.ForgetPlayer on the
+// operator app, replay's (its runner serves the read models' rebuild, which
 // it waits for), the result as JSON on stdout, and the audit trail's entry.
 // A running server drops its own in-process copies at the player's next
 // command (docs/API.md, "Forgetting a player"); with Redis, the player's
 // sockets close on every instance at once.
 func forget(ctx context.Context, cfg app.Config, player string, stdout, stderr io.Writer) error {
-	a, cleanup, err := operatorApp(ctx, cfg)
+	a, cleanup, err := app.NewOperatorApp(ctx, cfg, io.Discard)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"flag"
 	"fmt"
 	"io"
@@ -112,12 +111,10 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 	}
 	if cmd == "replay" && of.toPosition == "" && of.toTime == "" {
 		// A blue-green rebuild of the serving read models, by a runner of
-		// this process (a running server's runner follows the switch). The
-		// processor stays off: replaying must not complete the repetitions
-		// that fell due (that appends events), whatever TASKQUEUE_PROCESSOR says.
-		off := false
-		cfg.Processor = &off
-		a, cleanup, err := operatorApp(ctx, cfg)
+		// this process (a running server's runner follows the switch). No
+		// processor runs here: replaying must not complete the repetitions
+		// that fell due (that appends events).
+		a, cleanup, err := app.NewOperatorApp(ctx, cfg, io.Discard)
 		if err != nil {
 			return err
 		}
@@ -217,14 +214,4 @@ func opsCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && ops.IsTerminal(f)
-}
-
-// operatorApp builds the whole app for an operator command that serves no
-// request (replay, forget): without the deployment's JWT secret, a
-// throwaway one lets it build.
-func operatorApp(ctx context.Context, cfg app.Config) (*app.App, func(), error) {
-	if cfg.JWTSecret == "" && !cfg.DevMode() {
-		cfg.JWTSecret = rand.Text() + rand.Text()
-	}
-	return app.NewWithLog(ctx, cfg, io.Discard)
 }
