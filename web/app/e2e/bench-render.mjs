@@ -208,22 +208,7 @@ async function measure(browser, build, token) {
   const tasks = trace.filter((e) => e.ph === 'X' && e.name === 'RunTask' && main.has(`${e.pid}:${e.tid}`))
   const cpu = tasks.reduce((sum, e) => sum + (e.tdur ?? 0) / 1000, 0)
   const longCpu = tasks.filter((e) => (e.tdur ?? 0) >= 50000)
-  if (process.env.BENCH_PROFILE) {
-    const byName = new Map()
-    for (const e of trace) if (e.ph === 'X' && e.dur && main.has(`${e.pid}:${e.tid}`)) byName.set(e.name, (byName.get(e.name) ?? 0) + e.dur / 1000)
-    log(`# trace (${build.name}), main-thread events (total time, nested ones counted in their parents too) over ${REPS} repetitions:`)
-    for (const [k, v] of [...byName].sort((a, b) => b[1] - a[1]).slice(0, 20)) log(`#   ${v.toFixed(0).padStart(6)} ms ${k}`)
-    const { profile } = await cdp.send('Profiler.stop')
-    const self = new Map()
-    const dt = new Map()
-    profile.samples.forEach((id, i) => dt.set(id, (dt.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)))
-    for (const n of profile.nodes) {
-      const k = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber}`
-      self.set(k, (self.get(k) ?? 0) + (dt.get(n.id) ?? 0) / 1000)
-    }
-    log(`# profile (${build.name}), self time over ${REPS} repetitions:`)
-    for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) log(`#   ${v.toFixed(0).padStart(6)} ms ${k}`)
-  }
+  if (process.env.BENCH_PROFILE) await printProfile(cdp, trace, main, `${REPS} repetitions`, build.name)
   const per = (name) => (t1[name] - t0[name]) / REPS
   const counts = await page.evaluate(() => window.__taskqueueRenders)
   // A component not rendered is not in counts: 0, when the build counts at all (the head task always renders).
@@ -245,12 +230,32 @@ async function measure(browser, build, token) {
     requestAnimationFrame(tick)
     return performance.now()
   })
+  // Renders per keydown, by phase: the pickup, each arrow press (÷ 10), the escape.
+  const rendersSince = () => page.evaluate(() => {
+    const c = window.__taskqueueRenders
+    window.__taskqueueRenders = {}
+    return c
+  })
+  await rendersSince()
+  if (process.env.BENCH_PROFILE) {
+    await cdp.send('Profiler.start')
+    await browser.startTracing(page, { categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline'] })
+  }
+  const keyRenders = {}
   await page.keyboard.press('Space')
   await page.waitForTimeout(300)
+  keyRenders.pickup = await rendersSince()
   for (let i = 0; i < 10; i++) await page.keyboard.press('ArrowUp')
   await page.waitForTimeout(300)
+  keyRenders.arrow = Object.fromEntries(Object.entries(await rendersSince()).map(([k, n]) => [k, n / 10]))
   await page.keyboard.press('Escape')
   await page.waitForTimeout(500)
+  keyRenders.escape = await rendersSince()
+  if (process.env.BENCH_PROFILE) {
+    const trace = JSON.parse(String(await browser.stopTracing())).traceEvents
+    const main = new Set(trace.filter((e) => e.name === 'thread_name' && e.args?.name === 'CrRendererMain').map((e) => `${e.pid}:${e.tid}`))
+    await printProfile(cdp, trace, main, 'the keyboard move (12 keydowns)', build.name)
+  }
   const frames = await page.evaluate(() => {
     window.__framing = false
     return window.__frames.slice(1)
@@ -268,11 +273,31 @@ async function measure(browser, build, token) {
     longPerRep: long.length / REPS,
     longest: long.reduce((m, e) => Math.max(m, e.duration), 0),
     keyMax: events.reduce((m, e) => Math.max(m, e.duration), 0),
+    keys: events.filter((e) => e.name === 'keydown').map((e) => e.duration),
+    keyRenders,
     frameMax: frames.reduce((m, f) => Math.max(m, f), 0),
     renders,
     load: load(),
     at: new Date().toISOString().slice(11, 19),
   }
+}
+
+/** Prints the trace's main-thread events and the CPU profile's hottest functions (self time), then stops the profiler. */
+async function printProfile(cdp, trace, main, over, name) {
+  const byName = new Map()
+  for (const e of trace) if (e.ph === 'X' && e.dur && main.has(`${e.pid}:${e.tid}`)) byName.set(e.name, (byName.get(e.name) ?? 0) + e.dur / 1000)
+  log(`# trace (${name}), main-thread events (total time, nested ones counted in their parents too) over ${over}:`)
+  for (const [k, v] of [...byName].sort((a, b) => b[1] - a[1]).slice(0, 20)) log(`#   ${v.toFixed(0).padStart(6)} ms ${k}`)
+  const { profile } = await cdp.send('Profiler.stop')
+  const self = new Map()
+  const dt = new Map()
+  profile.samples.forEach((id, i) => dt.set(id, (dt.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)))
+  for (const n of profile.nodes) {
+    const k = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber}`
+    self.set(k, (self.get(k) ?? 0) + (dt.get(n.id) ?? 0) / 1000)
+  }
+  log(`# profile (${name}), self time over ${over}:`)
+  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) log(`#   ${v.toFixed(0).padStart(6)} ms ${k}`)
 }
 
 // ---- main -------------------------------------------------------------------
@@ -320,6 +345,9 @@ try {
       const m = got[b.name]
       const counted = Object.entries(m.renders)
       log(`round ${r} ${b.name.padEnd(14)} renders per repetition: ${counted.length ? counted.map(([k, n]) => `${k} ${n.toFixed(2)}`).join(', ') : 'none counted (a build without render counters)'}`)
+      const rc = (c) => (Object.keys(c).length ? Object.entries(c).map(([k, n]) => `${k} ${+n.toFixed(2)}`).join(', ') : 'none')
+      log(`round ${r} ${b.name.padEnd(14)} renders per keydown: pickup: ${rc(m.keyRenders.pickup)}; each arrow: ${rc(m.keyRenders.arrow)}; escape: ${rc(m.keyRenders.escape)}`)
+      log(`round ${r} ${b.name.padEnd(14)} keydowns (Event Timing, input to next paint; only those of 16 ms or more are reported): ${m.keys.length ? m.keys.map((d) => d.toFixed(0)).join(' ') : 'none'} ms`)
       log(`round ${r} ${b.name.padEnd(14)} ${m.at} UTC load ${m.load}: main-thread CPU ${f(m.cpu)} ms/repetition, tasks over 50 ms CPU ${m.longCpu.toFixed(2)}/repetition (longest ${f(m.longestCpu)} ms); wall: main thread ${f(m.perRep)} ms/repetition (script ${f(m.script)}, layout ${f(m.layout)}, style ${f(m.style)}), long tasks ${m.longPerRep.toFixed(2)}/repetition (longest ${f(m.longest)} ms), keydown max ${f(m.keyMax)} ms, longest frame ${f(m.frameMax)} ms`)
     }
     if (process.env.BENCH_PROFILE) continue
