@@ -255,6 +255,16 @@ async function measure(browser, build, token) {
     const trace = JSON.parse(String(await browser.stopTracing())).traceEvents
     const main = new Set(trace.filter((e) => e.name === 'thread_name' && e.args?.name === 'CrRendererMain').map((e) => `${e.pid}:${e.tid}`))
     await printProfile(cdp, trace, main, 'the keyboard move (12 keydowns)', build.name)
+    // Each keydown's task on the main thread, and what took its time (direct children, and the frame after it).
+    const onMain = trace.filter((e) => e.ph === 'X' && main.has(`${e.pid}:${e.tid}`))
+    const runs = onMain.filter((e) => e.name === 'RunTask').sort((x, y) => x.ts - y.ts)
+    for (const d of onMain.filter((e) => e.name === 'EventDispatch' && e.args?.data?.type === 'keydown').sort((x, y) => x.ts - y.ts)) {
+      const task = runs.find((t) => t.ts <= d.ts && t.ts + t.dur >= d.ts + d.dur)
+      const inTask = (t) => onMain.filter((e) => e.ts >= t.ts && e.ts + e.dur <= t.ts + t.dur && e !== t && ['EventDispatch', 'FunctionCall', 'Layout', 'UpdateLayoutTree', 'Paint', 'PrePaint', 'Commit', 'Layerize', 'FireAnimationFrame', 'TimerFire', 'RunMicrotasks', 'V8.GC_SCAVENGER'].includes(e.name))
+      const sum = (t) => Object.entries(inTask(t).reduce((m, e) => ((m[e.name] = (m[e.name] ?? 0) + e.dur / 1000), m), {})).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')
+      const frame = task && runs.find((t) => t.ts > task.ts + task.dur && inTask(t).some((e) => e.name === 'Commit'))
+      log(`#   keydown: task ${task ? (task.dur / 1000).toFixed(1) : '?'} ms (cpu ${task ? ((task.tdur ?? 0) / 1000).toFixed(1) : '?'}): ${task ? sum(task) : ''}${frame ? ` | next frame ${(frame.dur / 1000).toFixed(1)} ms: ${sum(frame)}` : ''}`)
+    }
   }
   const frames = await page.evaluate(() => {
     window.__framing = false
