@@ -34,8 +34,17 @@
 //     catalog's entries with inputs too, in the open tab: none in the default
 //     tab, woodcutting), and nothing in the history;
 // and then a keyboard move (pick up the last row, 10 arrow presses, escape)
-// with Event Timing (PerformanceObserver 'event': the longest keydown from
-// input to next paint) and the longest frame (requestAnimationFrame gaps).
+// with
+//   - Event Timing (PerformanceObserver 'event'): every keydown of 16 ms or
+//     more from input to next paint, and the longest;
+//   - each keydown's main-thread CPU (trace thread time): the task that ran
+//     its handlers (React renders and commits a keydown's updates there) plus
+//     the frame after it (style, layout, paint);
+//   - renders per keydown of each counted component: the pickup, each arrow
+//     press (÷ 10), the escape (a repetition completing meanwhile adds its own);
+//   - the longest frame (requestAnimationFrame gaps);
+// with BENCH_PROFILE also the keyboard move's CPU profile and trace, and each
+// keydown's task and next frame by trace event.
 import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, loadavg, cpus } from 'node:os'
@@ -57,6 +66,7 @@ const TASKS = 60
 const COUNTED = ['QueuePanel', 'HeadTask', 'RunningRates', 'WaitingList', 'WaitingItem', 'CatalogPanel', 'CatalogEntry', 'SkillsPanel', 'SkillRow', 'InventoryPanel', 'InventoryItem', 'HistoryPanel', 'HistoryList', 'HistoryRow']
 
 const log = (...a) => console.log(...a)
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1)
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ')
 
 // ---- the two builds ---------------------------------------------------------
@@ -208,22 +218,7 @@ async function measure(browser, build, token) {
   const tasks = trace.filter((e) => e.ph === 'X' && e.name === 'RunTask' && main.has(`${e.pid}:${e.tid}`))
   const cpu = tasks.reduce((sum, e) => sum + (e.tdur ?? 0) / 1000, 0)
   const longCpu = tasks.filter((e) => (e.tdur ?? 0) >= 50000)
-  if (process.env.BENCH_PROFILE) {
-    const byName = new Map()
-    for (const e of trace) if (e.ph === 'X' && e.dur && main.has(`${e.pid}:${e.tid}`)) byName.set(e.name, (byName.get(e.name) ?? 0) + e.dur / 1000)
-    log(`# trace (${build.name}), main-thread events (total time, nested ones counted in their parents too) over ${REPS} repetitions:`)
-    for (const [k, v] of [...byName].sort((a, b) => b[1] - a[1]).slice(0, 20)) log(`#   ${v.toFixed(0).padStart(6)} ms ${k}`)
-    const { profile } = await cdp.send('Profiler.stop')
-    const self = new Map()
-    const dt = new Map()
-    profile.samples.forEach((id, i) => dt.set(id, (dt.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)))
-    for (const n of profile.nodes) {
-      const k = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber}`
-      self.set(k, (self.get(k) ?? 0) + (dt.get(n.id) ?? 0) / 1000)
-    }
-    log(`# profile (${build.name}), self time over ${REPS} repetitions:`)
-    for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) log(`#   ${v.toFixed(0).padStart(6)} ms ${k}`)
-  }
+  if (process.env.BENCH_PROFILE) await printProfile(cdp, trace, main, `${REPS} repetitions`, build.name)
   const per = (name) => (t1[name] - t0[name]) / REPS
   const counts = await page.evaluate(() => window.__taskqueueRenders)
   // A component not rendered is not in counts: 0, when the build counts at all (the head task always renders).
@@ -245,12 +240,43 @@ async function measure(browser, build, token) {
     requestAnimationFrame(tick)
     return performance.now()
   })
+  // Renders per keydown, by phase: the pickup, each arrow press (÷ 10), the escape.
+  const rendersSince = () => page.evaluate(() => {
+    const c = window.__taskqueueRenders
+    window.__taskqueueRenders = {}
+    return c
+  })
+  await rendersSince()
+  if (process.env.BENCH_PROFILE) await cdp.send('Profiler.start')
+  await browser.startTracing(page, { categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline'] })
+  const keyRenders = {}
   await page.keyboard.press('Space')
   await page.waitForTimeout(300)
+  keyRenders.pickup = await rendersSince()
   for (let i = 0; i < 10; i++) await page.keyboard.press('ArrowUp')
   await page.waitForTimeout(300)
+  keyRenders.arrow = Object.fromEntries(Object.entries(await rendersSince()).map(([k, n]) => [k, n / 10]))
   await page.keyboard.press('Escape')
   await page.waitForTimeout(500)
+  keyRenders.escape = await rendersSince()
+  // Each keydown's main-thread CPU (thread time): the task that ran its
+  // handlers (React renders and commits a keydown's updates there) and the
+  // frame after it (style, layout, paint), robust to a loaded machine.
+  const ktrace = JSON.parse(String(await browser.stopTracing())).traceEvents
+  const kmain = new Set(ktrace.filter((e) => e.name === 'thread_name' && e.args?.name === 'CrRendererMain').map((e) => `${e.pid}:${e.tid}`))
+  const onMain = ktrace.filter((e) => e.ph === 'X' && kmain.has(`${e.pid}:${e.tid}`))
+  const runs = onMain.filter((e) => e.name === 'RunTask').sort((x, y) => x.ts - y.ts)
+  const inTask = (t) => onMain.filter((e) => e.ts >= t.ts && e.ts + e.dur <= t.ts + t.dur && e !== t && ['EventDispatch', 'FunctionCall', 'Layout', 'UpdateLayoutTree', 'Paint', 'PrePaint', 'Commit', 'Layerize', 'FireAnimationFrame', 'TimerFire', 'RunMicrotasks', 'V8.GC_SCAVENGER'].includes(e.name))
+  const sum = (t) => Object.entries(inTask(t).reduce((m, e) => ((m[e.name] = (m[e.name] ?? 0) + e.dur / 1000), m), {})).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')
+  const keyCpu = []
+  if (process.env.BENCH_PROFILE) await printProfile(cdp, ktrace, kmain, 'the keyboard move (12 keydowns)', build.name)
+  for (const d of onMain.filter((e) => e.name === 'EventDispatch' && e.args?.data?.type === 'keydown').sort((x, y) => x.ts - y.ts)) {
+    const task = runs.find((t) => t.ts <= d.ts && t.ts + t.dur >= d.ts + d.dur)
+    if (!task) continue
+    const frame = runs.find((t) => t.ts > task.ts + task.dur && inTask(t).some((e) => e.name === 'Commit'))
+    keyCpu.push(((task.tdur ?? 0) + (frame?.tdur ?? 0)) / 1000)
+    if (process.env.BENCH_PROFILE) log(`#   keydown: task ${(task.dur / 1000).toFixed(1)} ms (cpu ${((task.tdur ?? 0) / 1000).toFixed(1)}): ${sum(task)}${frame ? ` | next frame ${(frame.dur / 1000).toFixed(1)} ms (cpu ${((frame.tdur ?? 0) / 1000).toFixed(1)}): ${sum(frame)}` : ''}`)
+  }
   const frames = await page.evaluate(() => {
     window.__framing = false
     return window.__frames.slice(1)
@@ -268,11 +294,32 @@ async function measure(browser, build, token) {
     longPerRep: long.length / REPS,
     longest: long.reduce((m, e) => Math.max(m, e.duration), 0),
     keyMax: events.reduce((m, e) => Math.max(m, e.duration), 0),
+    keys: events.filter((e) => e.name === 'keydown').map((e) => e.duration),
+    keyRenders,
+    keyCpu,
     frameMax: frames.reduce((m, f) => Math.max(m, f), 0),
     renders,
     load: load(),
     at: new Date().toISOString().slice(11, 19),
   }
+}
+
+/** Prints the trace's main-thread events and the CPU profile's hottest functions (self time), then stops the profiler. */
+async function printProfile(cdp, trace, main, over, name) {
+  const byName = new Map()
+  for (const e of trace) if (e.ph === 'X' && e.dur && main.has(`${e.pid}:${e.tid}`)) byName.set(e.name, (byName.get(e.name) ?? 0) + e.dur / 1000)
+  log(`# trace (${name}), main-thread events (total time, nested ones counted in their parents too) over ${over}:`)
+  for (const [k, v] of [...byName].sort((a, b) => b[1] - a[1]).slice(0, 20)) log(`#   ${v.toFixed(0).padStart(6)} ms ${k}`)
+  const { profile } = await cdp.send('Profiler.stop')
+  const self = new Map()
+  const dt = new Map()
+  profile.samples.forEach((id, i) => dt.set(id, (dt.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)))
+  for (const n of profile.nodes) {
+    const k = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber}`
+    self.set(k, (self.get(k) ?? 0) + (dt.get(n.id) ?? 0) / 1000)
+  }
+  log(`# profile (${name}), self time over ${over}:`)
+  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) log(`#   ${v.toFixed(0).padStart(6)} ms ${k}`)
 }
 
 // ---- main -------------------------------------------------------------------
@@ -320,12 +367,16 @@ try {
       const m = got[b.name]
       const counted = Object.entries(m.renders)
       log(`round ${r} ${b.name.padEnd(14)} renders per repetition: ${counted.length ? counted.map(([k, n]) => `${k} ${n.toFixed(2)}`).join(', ') : 'none counted (a build without render counters)'}`)
+      const rc = (c) => (Object.keys(c).length ? Object.entries(c).map(([k, n]) => `${k} ${+n.toFixed(2)}`).join(', ') : 'none')
+      log(`round ${r} ${b.name.padEnd(14)} renders per keydown: pickup: ${rc(m.keyRenders.pickup)}; each arrow: ${rc(m.keyRenders.arrow)}; escape: ${rc(m.keyRenders.escape)}`)
+      log(`round ${r} ${b.name.padEnd(14)} keydowns, main-thread CPU of the keydown's task and the next frame: ${m.keyCpu.map((d) => d.toFixed(1)).join(' ')} ms (pickup, 10 arrows, escape)`)
+      log(`round ${r} ${b.name.padEnd(14)} keydowns (Event Timing, input to next paint; only those of 16 ms or more are reported): ${m.keys.length ? m.keys.map((d) => d.toFixed(0)).join(' ') : 'none'} ms`)
       log(`round ${r} ${b.name.padEnd(14)} ${m.at} UTC load ${m.load}: main-thread CPU ${f(m.cpu)} ms/repetition, tasks over 50 ms CPU ${m.longCpu.toFixed(2)}/repetition (longest ${f(m.longestCpu)} ms); wall: main thread ${f(m.perRep)} ms/repetition (script ${f(m.script)}, layout ${f(m.layout)}, style ${f(m.style)}), long tasks ${m.longPerRep.toFixed(2)}/repetition (longest ${f(m.longest)} ms), keydown max ${f(m.keyMax)} ms, longest frame ${f(m.frameMax)} ms`)
     }
     if (process.env.BENCH_PROFILE) continue
     const a = got[before.name]
     const b = got[after.name]
-    log(`round ${r} ratio before/after: main-thread CPU per repetition ${(a.cpu / b.cpu).toFixed(2)}x, wall ${(a.perRep / b.perRep).toFixed(2)}x, keydown max ${(a.keyMax / Math.max(b.keyMax, 1)).toFixed(2)}x`)
+    log(`round ${r} ratio before/after: main-thread CPU per repetition ${(a.cpu / b.cpu).toFixed(2)}x, wall ${(a.perRep / b.perRep).toFixed(2)}x, keydown max ${(a.keyMax / Math.max(b.keyMax, 1)).toFixed(2)}x, keydown CPU (mean) ${(mean(a.keyCpu) / mean(b.keyCpu)).toFixed(2)}x`)
     rows.push({ round: r, before: a, after: b })
   }
   writeFileSync(join(tmp, 'results.json'), JSON.stringify(rows, null, 2))

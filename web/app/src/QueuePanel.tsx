@@ -10,7 +10,7 @@ import {
 } from '@dnd-kit/core'
 import { SortableContext, arrayMove, useSortable, verticalListSortingStrategy } from '@dnd-kit/sortable'
 import { CSS } from '@dnd-kit/utilities'
-import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent as ReactKeyboardEvent } from 'react'
+import { memo, startTransition, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent as ReactKeyboardEvent } from 'react'
 import { ConfirmButton, removeRunningDialog, stopDialog } from './ConfirmDialog'
 import { isPendingTaskId, type DisplayTask } from './merge'
 import { reasonFor } from './problems'
@@ -270,6 +270,15 @@ const WaitingList = memo(function WaitingList({
     return [...present, ...serverIds.filter((id) => !seen.has(id))]
   }
   const shownIds = useStableIds(move ? overlay(move.order) : held ? overlay(held) : serverIds)
+  // What dnd-kit's sortable context holds: during a keyboard move, the order
+  // at the pickup (nothing is dragged by dnd-kit then, and a pointer drag
+  // ends the keyboard move first; outside a drag, the order of its items
+  // shows nowhere). A new items array changes the context every useSortable
+  // reads, which re-renders every row, memoised or not: this way a press
+  // re-renders only the two rows whose places changed, and after a drop
+  // dnd-kit gets the new order in a transition, after the drop is painted.
+  const [frozen, setFrozen] = useState<string[] | null>(null)
+  const sortableIds = useStableIds(frozen ? overlay(frozen) : shownIds)
   useEffect(() => {
     if (!held) return
     const present = held.filter((id) => byId.has(id))
@@ -305,15 +314,21 @@ const WaitingList = memo(function WaitingList({
         return t ? (namesRef.current.get(t.type) ?? t.type) : 'the task'
       }
       const m = moveRef.current
-      const set = (next: KeyboardMove | null) => {
+      const set = (next: KeyboardMove | null, moved = false) => {
         moveRef.current = next
         setMove(next)
+        if (next) return
+        // Dropped in a new place: dnd-kit gets the order once the drop is
+        // painted. Cancelled, or dropped where it was: nothing changes for dnd-kit.
+        if (moved) startTransition(() => setFrozen(null))
+        else setFrozen(null)
       }
       if (!m || m.id !== id) {
         if (e.key !== ' ' && e.key !== 'Enter') return
         e.preventDefault()
         const order = idsRef.current
         set({ id, order, start: order })
+        setFrozen(order)
         setAnnouncement(`Picked up ${label(id)} at position ${firstPosition + order.indexOf(id)}.`)
         return
       }
@@ -330,9 +345,10 @@ const WaitingList = memo(function WaitingList({
         case ' ':
         case 'Enter': {
           e.preventDefault()
-          set(null)
+          const moved = m.order.some((x, i) => x !== m.start[i])
+          set(null, moved)
           setAnnouncement(`${label(id)} dropped at position ${firstPosition + at}.`)
-          if (m.order.some((x, i) => x !== m.start[i])) {
+          if (moved) {
             setHeld(m.order)
             void commands.reorder(m.order.filter((x) => !isPendingTaskId(x)))
           }
@@ -356,9 +372,17 @@ const WaitingList = memo(function WaitingList({
     if (move && !byId.has(move.id)) {
       moveRef.current = null
       setMove(null)
+      setFrozen(null)
     }
   }, [move, byId])
 
+  // A pointer drag while a row is picked up with the keyboard cancels the keyboard move.
+  function onDragStart() {
+    setFrozen(null)
+    if (!moveRef.current) return
+    moveRef.current = null
+    setMove(null)
+  }
   function onDragEnd(e: DragEndEvent) {
     const { active, over } = e
     if (!over || active.id === over.id) return
@@ -369,28 +393,37 @@ const WaitingList = memo(function WaitingList({
     setHeld(order)
     void commands.reorder(order.filter((id) => !isPendingTaskId(id)))
   }
-  // Screen-reader announcements in words (task names and positions), not IDs.
-  const label = (id: string | number) => {
-    const t = byId.get(String(id))
-    return t ? nameOf(t.type) : 'the task'
-  }
-  const positionOf = (id: string | number | undefined) => firstPosition + Math.max(0, shownIds.indexOf(String(id)))
-  const announcements: Announcements = {
-    onDragStart: ({ active }) => `Picked up ${label(active.id)} at position ${positionOf(active.id)}.`,
-    onDragOver: ({ active, over }) => (over ? `${label(active.id)} moved to position ${positionOf(over.id)}.` : `${label(active.id)} is not over a position.`),
-    onDragEnd: ({ active, over }) => (over ? `${label(active.id)} dropped at position ${positionOf(over.id)}.` : `${label(active.id)} dropped.`),
-    onDragCancel: ({ active }) => `Moving ${label(active.id)} was cancelled.`,
-  }
+  // Screen-reader announcements of pointer drags, in words (task names and
+  // positions), not IDs. One object, reading the latest state from refs:
+  // dnd-kit re-subscribes its announcer whenever it gets a new one.
+  const firstRef = useRef(firstPosition)
+  firstRef.current = firstPosition
+  const announcements = useMemo<Announcements>(() => {
+    const label = (id: string | number) => {
+      const t = byIdRef.current.get(String(id))
+      return t ? (namesRef.current.get(t.type) ?? t.type) : 'the task'
+    }
+    const positionOf = (id: string | number | undefined) => firstRef.current + Math.max(0, idsRef.current.indexOf(String(id)))
+    return {
+      onDragStart: ({ active }) => `Picked up ${label(active.id)} at position ${positionOf(active.id)}.`,
+      onDragOver: ({ active, over }) => (over ? `${label(active.id)} moved to position ${positionOf(over.id)}.` : `${label(active.id)} is not over a position.`),
+      onDragEnd: ({ active, over }) => (over ? `${label(active.id)} dropped at position ${positionOf(over.id)}.` : `${label(active.id)} dropped.`),
+      onDragCancel: ({ active }) => `Moving ${label(active.id)} was cancelled.`,
+    }
+  }, [])
+  const accessibility = useMemo(() => ({ announcements, screenReaderInstructions }), [announcements])
   return (
     <DndContext
       sensors={sensors}
       collisionDetection={closestCenter}
       measuring={measuring}
+      onDragStart={onDragStart}
       onDragEnd={onDragEnd}
-      accessibility={{ announcements, screenReaderInstructions }}
+      accessibility={accessibility}
     >
-      <SortableContext items={shownIds} strategy={verticalListSortingStrategy}>
-        <ol className="waiting" data-testid="waiting" ref={listRef}>
+      <SortableContext items={sortableIds} strategy={verticalListSortingStrategy}>
+        {/* While a row is moved, the end times (of the order as it was) are hidden by the class, not by re-rendering every row. */}
+        <ol className={`waiting ${move ? 'is-moving' : ''}`} data-testid="waiting" ref={listRef}>
           {shownIds.map((id, i) => {
             const t = byId.get(id)!
             return (
@@ -398,7 +431,7 @@ const WaitingList = memo(function WaitingList({
                 key={id}
                 task={t}
                 position={firstPosition + i}
-                endsAt={move ? undefined : ends.get(id)}
+                endsAt={ends.get(id)}
                 name={nameOf(t.type)}
                 sending={t.sending === true || (t.pendingKey !== undefined && t.pendingKey === inFlight)}
                 picked={move?.id === id}
