@@ -35,8 +35,10 @@ const snapshotSavers = 4
 // snapshotKeysSchema versions what this package adds to the queue's state
 // in a snapshot (the encoding in snapshot_codec.go); a snapshot's schema
 // is snapshotSchema, which combines it with domain.SnapshotSchema.
-// 1: JSON; 2: the queue as JSON, the keys in binary.
-const snapshotKeysSchema = 2
+// 1: JSON; 2: the queue as JSON, the keys in binary; 3: both in binary.
+// Snapshots of 2 load still (their queue decodes from JSON); the next
+// snapshot of the stream replaces them.
+const snapshotKeysSchema = 3
 
 // snapshotSchema is the schema of the snapshots Queues writes and reads.
 const snapshotSchema = domain.SnapshotSchema<<8 | snapshotKeysSchema
@@ -67,11 +69,11 @@ func (s *snapshotter) load(ctx context.Context, stream string, player domain.Pla
 		return nil
 	}
 	snap, ok, err := s.store.ReadSnapshot(ctx, stream)
-	if err != nil || !ok || snap.Schema != snapshotSchema {
+	if err != nil || !ok || snap.Schema>>8 != domain.SnapshotSchema {
 		return nil
 	}
 	st := &loaded{last: snap.EventID, check: snap.EventID, snapshotAt: snap.Version, version: snap.Version}
-	d, err := decodeSnapshot(snap.Data, st)
+	d, err := decodeSnapshot(snap.Data, snap.Schema&0xff, st)
 	if err != nil || d.Player != player || d.Version != snap.Version {
 		return nil
 	}
