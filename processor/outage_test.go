@@ -14,7 +14,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/internal/faults"
+	"github.com/taskqueue/taskqueue/internal/faults/faultstest"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/internal/teststore"
@@ -39,41 +39,6 @@ func deadLetters(t testing.TB, b backend) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// recorder is a faults.Observer that keeps what it heard, per component.
-type recorder struct {
-	mu       sync.Mutex
-	errs     map[string]int
-	degraded map[string][]bool
-}
-
-func newRecorder() *recorder {
-	return &recorder{errs: map[string]int{}, degraded: map[string][]bool{}}
-}
-
-func (r *recorder) TransientError(component string, _ faults.Kind) {
-	r.mu.Lock()
-	r.errs[component]++
-	r.mu.Unlock()
-}
-
-func (r *recorder) Degraded(component string, d bool) {
-	r.mu.Lock()
-	r.degraded[component] = append(r.degraded[component], d)
-	r.mu.Unlock()
-}
-
-func (r *recorder) errors(component string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.errs[component]
-}
-
-func (r *recorder) transitions(component string) []bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]bool(nil), r.degraded[component]...)
 }
 
 // readyWatch polls the schedule runner's readiness until the test ends and
@@ -179,7 +144,7 @@ func TestDueLoopOutageIsLoggedOnce(t *testing.T) {
 		enqueue(t, h, fmt.Sprintf("l%02d", i), "chop-wood", 20)
 	}
 	var logs logBuffer
-	rec := newRecorder()
+	rec := faultstest.NewRecorder()
 	r := start(t, b, Config{Clock: clock, Commands: commandConfig(rules), ErrorBackoffMax: time.Second, Observer: rec, Logger: logs.logger()})
 	w := watchReady(t, r)
 	defer func() {
@@ -199,7 +164,7 @@ func TestDueLoopOutageIsLoggedOnce(t *testing.T) {
 	})
 	clock.Advance(30 * time.Second)
 	const loop = "processor due loop"
-	testenv.WaitUntil(t, waitDeadline, "several failed attempts of the due loop", func() (bool, error) { return rec.errors(loop) >= 4, nil })
+	testenv.WaitUntil(t, waitDeadline, "several failed attempts of the due loop", func() (bool, error) { return rec.Errors(loop) >= 4, nil })
 	proxy.Start(t)
 	restarted = true
 	caughtUp(t, b, clock, w, ps, "the 30 s due during the outage")
@@ -208,7 +173,7 @@ func TestDueLoopOutageIsLoggedOnce(t *testing.T) {
 	if n, m := logs.count(outageStarted(loop)), logs.count(outageEnded(loop)); n != 1 || m != 1 {
 		t.Errorf("%d lines for the start and %d for the end of one outage of the due loop, want 1 and 1:\n%s", n, m, logs.String())
 	}
-	if got := rec.transitions(loop); len(got) != 2 || !got[0] || got[1] {
+	if got := rec.Transitions(loop); len(got) != 2 || !got[0] || got[1] {
 		t.Errorf("the Observer heard degraded %v, want true then false", got)
 	}
 	for i := range 5 {
@@ -223,11 +188,11 @@ func TestDueLoopOutageIsLoggedOnce(t *testing.T) {
 	}
 	// The schedule's runner tells the same Observer.
 	testenv.WaitUntil(t, waitDeadline, "the schedule projection's outage to reach the Observer and end", func() (bool, error) {
-		got := rec.transitions("projection " + ScheduleName)
+		got := rec.Transitions("projection " + ScheduleName)
 		return len(got) >= 2 && got[0] && !got[len(got)-1], nil
 	})
 	t.Logf("%d failed attempts of the due loop during the outage; the Observer heard the schedule projection degraded %v",
-		rec.errors(loop), rec.transitions("projection "+ScheduleName))
+		rec.Errors(loop), rec.Transitions("projection "+ScheduleName))
 }
 
 // A partitioned database (connections held open, nothing answered) does
@@ -244,7 +209,7 @@ func TestDueLoopPartitionRunsOutOfQueryTimeout(t *testing.T) {
 	enqueue(t, h, "m00", "chop-wood", 10)
 	ps := []string{"m00"}
 	var logs logBuffer
-	rec := newRecorder()
+	rec := faultstest.NewRecorder()
 	r := start(t, b, Config{Clock: clock, Commands: commandConfig(rules), QueryTimeout: 300 * time.Millisecond,
 		ErrorBackoffMax: 500 * time.Millisecond, Observer: rec, Logger: logs.logger()})
 	w := watchReady(t, r)
@@ -261,7 +226,7 @@ func TestDueLoopPartitionRunsOutOfQueryTimeout(t *testing.T) {
 	clock.Advance(10 * time.Second) // wakes the loop into the partition
 	const loop = "processor due loop"
 	partitioned := time.Now()
-	testenv.WaitUntil(t, waitDeadline, "the due loop's calls to run out of time", func() (bool, error) { return rec.errors(loop) >= 3, nil })
+	testenv.WaitUntil(t, waitDeadline, "the due loop's calls to run out of time", func() (bool, error) { return rec.Errors(loop) >= 3, nil })
 	t.Logf("3 calls of the due loop ran out of time within %s of the partition", time.Since(partitioned).Round(time.Millisecond))
 	if logs.count(outageStarted(loop)) != 1 {
 		t.Errorf("no outage logged by the due loop:\n%s", logs.String())

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/internal/faults/faultstest"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/internal/testreadside"
 )
@@ -41,7 +42,7 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 		enqueue(t, h, fmt.Sprintf("q%02d", i), "chop-wood", 20)
 	}
 	var logs logBuffer
-	rec := newRecorder()
+	rec := faultstest.NewRecorder()
 	r := start(t, b, Config{
 		Clock: clock, Commands: commandConfig(rules), Redis: client, TopicPrefix: "tq", Partitions: 2,
 		ErrorBackoffMax: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Observer: rec,
@@ -93,13 +94,13 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 	if n := logs.count("level=ERROR"); n != 0 {
 		t.Errorf("%d ERROR lines during a Redis outage, want none", n)
 	}
-	if got := rec.transitions(component); len(got) != 2 || !got[0] || got[1] {
+	if got := rec.Transitions(component); len(got) != 2 || !got[0] || got[1] {
 		t.Errorf("the Observer heard degraded %v, want true then false", got)
 	}
-	if rec.errors(component) < 10 {
-		t.Errorf("the Observer counted %d failures during 5 s without Redis, want every failed read", rec.errors(component))
+	if rec.Errors(component) < 10 {
+		t.Errorf("the Observer counted %d failures during 5 s without Redis, want every failed read", rec.Errors(component))
 	}
-	t.Logf("%d log lines in all; %d failures counted during the outage", logs.count("\n"), rec.errors(component))
+	t.Logf("%d log lines in all; %d failures counted during the outage", logs.count("\n"), rec.Errors(component))
 
 	for i := range players {
 		player := fmt.Sprintf("q%02d", i)

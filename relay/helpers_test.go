@@ -12,7 +12,6 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
-	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/processor"
@@ -121,38 +120,3 @@ func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(
 // The log lines of an outage of component (faults.Outage's).
 func outageStarted(component string) string { return component + ": a dependency is unavailable" }
 func outageEnded(component string) string   { return component + ": recovered" }
-
-// recorder is a faults.Observer that keeps what it heard, per component.
-type recorder struct {
-	mu       sync.Mutex
-	errs     map[string]int
-	degraded map[string][]bool
-}
-
-func newRecorder() *recorder {
-	return &recorder{errs: map[string]int{}, degraded: map[string][]bool{}}
-}
-
-func (r *recorder) TransientError(component string, _ faults.Kind) {
-	r.mu.Lock()
-	r.errs[component]++
-	r.mu.Unlock()
-}
-
-func (r *recorder) Degraded(component string, d bool) {
-	r.mu.Lock()
-	r.degraded[component] = append(r.degraded[component], d)
-	r.mu.Unlock()
-}
-
-func (r *recorder) errors(component string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.errs[component]
-}
-
-func (r *recorder) transitions(component string) []bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]bool(nil), r.degraded[component]...)
-}

@@ -13,6 +13,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults/faultstest"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/internal/teststore"
@@ -132,7 +133,7 @@ func runRelayOutage(t *testing.T, mode string) {
 
 	pub := &published{uuids: map[string]bool{}}
 	var running, most atomic.Int32
-	recs := map[string]*recorder{}
+	recs := map[string]*faultstest.Recorder{}
 	logs := map[string]*logBuffer{}
 	var relays sync.WaitGroup
 	rctx, stopRelays := context.WithCancel(context.Background())
@@ -142,7 +143,7 @@ func runRelayOutage(t *testing.T, mode string) {
 		if mode == "all-refused" {
 			relayStore, relayDB = viaProxy.Store, viaProxy.DB
 		}
-		recs[name], logs[name] = newRecorder(), &logBuffer{}
+		recs[name], logs[name] = faultstest.NewRecorder(), &logBuffer{}
 		log := logs[name].logger()
 		r, err := New(Config{Store: relayStore, DB: relayDB, Publisher: instancePublisher{pub, name},
 			Observer: recs[name], Logger: log, RetryDelay: 100 * time.Millisecond})
@@ -273,7 +274,7 @@ func runRelayOutage(t *testing.T, mode string) {
 			// Both ask for the lease during a lease outage; with a long
 			// lease (all-refused) one may not have asked in the 2 s, and
 			// only the holder's relay reads the log.
-			if recs[name].errors(c) > 0 || c != "relay integration" && mode != "all-refused" {
+			if recs[name].Errors(c) > 0 || c != "relay integration" && mode != "all-refused" {
 				components = append(components, c)
 			}
 		}
@@ -282,12 +283,12 @@ func runRelayOutage(t *testing.T, mode string) {
 			if n, m := log.count(outageStarted(c)), log.count(outageEnded(c)); n != 1 || m != 1 {
 				t.Errorf("%s: %d lines for the start and %d for the end of the outage of %s, want 1 and 1:\n%s", name, n, m, c, log.String())
 			}
-			if got := recs[name].transitions(c); len(got) != 2 || !got[0] || got[1] {
+			if got := recs[name].Transitions(c); len(got) != 2 || !got[0] || got[1] {
 				t.Errorf("%s: the Observer heard %s degraded %v, want true then false", name, c, got)
 			}
 		}
 	}
-	if mode == "all-refused" && recs["a"].errors("relay integration")+recs["b"].errors("relay integration") == 0 {
+	if mode == "all-refused" && recs["a"].Errors("relay integration")+recs["b"].Errors("relay integration") == 0 {
 		t.Error("the relay never failed to read the log: the outage missed it")
 	}
 	t.Logf("%d messages published for %d integration events; the database was away %s", published, len(all.uuids), back1.Sub(cut).Round(time.Millisecond))
