@@ -158,18 +158,36 @@ func BenchmarkOldPlayerVsNew(b *testing.B) {
 			command.WaitSnapshots(h)
 			run := uuid.NewString() // keys of this run's commands
 			// toggle stops a running queue and starts a stopped one: one
-			// event either way.
-			toggle := func(h *command.Handlers, player string, i int) time.Duration {
+			// command and one event either way. It sends the command the
+			// queue's last known state calls for (a new queue runs, the old
+			// player's was seeded stopped), so that both players run one
+			// command per toggle; a command that finds the queue already in
+			// its state (no event) is followed by the other.
+			stopped := map[string]bool{"old": true}
+			seq := 0 // the commands' keys, distinct across the sub-benchmarks
+			toggle := func(h *command.Handlers, player string, _ int) time.Duration {
+				seq++
 				start := time.Now()
-				r := command.Request{PlayerID: player, IdempotencyKey: fmt.Sprint(run, "-", i)}
-				res, err := h.StopQueue.Handle(ctx, command.StopQueue{Request: r})
+				r := command.Request{PlayerID: player, IdempotencyKey: fmt.Sprint(run, "-", seq)}
+				send := func(stop bool) (command.Result, error) {
+					if stop {
+						return h.StopQueue.Handle(ctx, command.StopQueue{Request: r})
+					}
+					return h.StartQueue.Handle(ctx, command.StartQueue{Request: r})
+				}
+				res, err := send(!stopped[player])
 				if err == nil && len(res.Events) == 0 {
 					r.IdempotencyKey += "s"
-					_, err = h.StartQueue.Handle(ctx, command.StartQueue{Request: r})
+					res, err = send(stopped[player])
+					stopped[player] = !stopped[player]
 				}
 				if err != nil {
 					b.Fatal(err)
 				}
+				if len(res.Events) == 0 {
+					b.Fatalf("%s: no event", player)
+				}
+				stopped[player] = !stopped[player]
 				return time.Since(start)
 			}
 			b.Run("cold", func(b *testing.B) {
@@ -179,9 +197,12 @@ func BenchmarkOldPlayerVsNew(b *testing.B) {
 					i++
 					h1, _ := command.NewHandlers(store, command.Config{})
 					old += toggle(h1, "old", i)
+					// The old player's snapshot, when its command took one,
+					// is saved before the new player's command is timed.
+					command.WaitSnapshots(h1)
 					h2, _ := command.NewHandlers(store, command.Config{})
 					young += toggle(h2, fmt.Sprintf("new-%s-%d", backend.name, i), i)
-					command.WaitSnapshots(h1)
+					command.WaitSnapshots(h2)
 				}
 				report(b, old, young, i)
 			})

@@ -137,9 +137,10 @@ type loaded struct {
 	keys    map[string]*keyRecord
 	order   []string // keys, oldest first
 
-	last       uuid.UUID // ID of the event at version
-	check      uuid.UUID // restored from a snapshot: the event to find at version before going on
-	snapshotAt int64     // version of the last snapshot taken or restored
+	last         uuid.UUID // ID of the event at version
+	check        uuid.UUID // restored from a snapshot: the event to find at version before going on
+	snapshotAt   int64     // version of the last snapshot taken or restored
+	snapshotSoon bool      // a cold load read a long tail: snapshot at the next command's end
 }
 
 // keyRecord is what a queue remembers of one command's events.
@@ -211,14 +212,22 @@ func (r *Queues) Len() int {
 
 // catchUp brings c's state to the end of its stream, from its snapshot
 // when it is not loaded yet. c's lock must be held.
-func (r *Queues) catchUp(ctx context.Context, c *cached, player domain.PlayerID) (*loaded, error) {
+func (r *Queues) catchUp(ctx context.Context, c *cached, player domain.PlayerID) (st *loaded, err error) {
 	if c.st == nil {
+		// A cold load snapshots the queue if it read a tail of a quarter
+		// of Config.SnapshotEvery events or more, so that the next cold
+		// load (after another restart or an eviction) reads a short one.
+		defer func() {
+			if st != nil {
+				st.snapshotSoon = st.version-st.snapshotAt >= r.snaps.coldTail()
+			}
+		}()
 		c.st = r.snaps.load(ctx, c.stream, player, r.cfg.Rules)
 	}
 	if c.st == nil {
 		c.st = r.fresh(player)
 	}
-	st := c.st
+	st = c.st
 	for {
 		from := st.version + 1
 		if st.check != uuid.Nil {

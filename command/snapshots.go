@@ -17,7 +17,11 @@ import (
 // after a restart or an eviction cost seconds. Where the store keeps
 // snapshots (Config.Snapshots), Queues stores one every
 // Config.SnapshotEvery events (default 20): the queue's state and the idempotency keys
-// it remembers, as of a version, and the ID of the event at that version.
+// it remembers, as of a version, and the ID of the event at that version;
+// and at the end of the command of a cold load that read a quarter of
+// that or more after the snapshot (a queue loaded again and again, after
+// evictions or restarts, reads a short tail each time; a queue kept in
+// the cache is snapshotted as it was).
 // Loading reads the snapshot and the stream from that version on, and
 // takes the snapshot only if its event is there (a snapshot of another
 // history, such as a log restored from an older backup, is ignored), and
@@ -35,8 +39,10 @@ const snapshotSavers = 4
 // snapshotKeysSchema versions what this package adds to the queue's state
 // in a snapshot (the encoding in snapshot_codec.go); a snapshot's schema
 // is snapshotSchema, which combines it with domain.SnapshotSchema.
-// 1: JSON; 2: the queue as JSON, the keys in binary.
-const snapshotKeysSchema = 2
+// 1: JSON; 2: the queue as JSON, the keys in binary; 3: both in binary.
+// Snapshots of 2 load still (their queue decodes from JSON); the next
+// snapshot of the stream replaces them.
+const snapshotKeysSchema = 3
 
 // snapshotSchema is the schema of the snapshots Queues writes and reads.
 const snapshotSchema = domain.SnapshotSchema<<8 | snapshotKeysSchema
@@ -67,11 +73,11 @@ func (s *snapshotter) load(ctx context.Context, stream string, player domain.Pla
 		return nil
 	}
 	snap, ok, err := s.store.ReadSnapshot(ctx, stream)
-	if err != nil || !ok || snap.Schema != snapshotSchema {
+	if err != nil || !ok || snap.Schema>>8 != domain.SnapshotSchema {
 		return nil
 	}
 	st := &loaded{last: snap.EventID, check: snap.EventID, snapshotAt: snap.Version, version: snap.Version}
-	d, err := decodeSnapshot(snap.Data, st)
+	d, err := decodeSnapshot(snap.Data, snap.Schema&0xff, st)
 	if err != nil || d.Player != player || d.Version != snap.Version {
 		return nil
 	}
@@ -81,10 +87,19 @@ func (s *snapshotter) load(ctx context.Context, stream string, player domain.Pla
 	return st
 }
 
-// due reports whether st has grown enough since its last snapshot.
+// due reports whether st has grown enough since its last snapshot, or was
+// loaded cold from a long tail (coldTail) and has a new version since.
 func (s *snapshotter) due(st *loaded) bool {
-	return s.store != nil && st != nil && st.check == uuid.Nil && st.last != uuid.Nil && st.version-st.snapshotAt >= s.every
+	if s.store == nil || st == nil || st.check != uuid.Nil || st.last == uuid.Nil {
+		return false
+	}
+	grown := st.version - st.snapshotAt
+	return grown >= s.every || st.snapshotSoon && grown > 0
 }
+
+// coldTail is the tail of a cold load past which the queue is snapshotted
+// at once: a quarter of the interval (at least 1).
+func (s *snapshotter) coldTail() int64 { return max(1, s.every/4) }
 
 // take encodes st (its lock held) and saves it in the background.
 func (s *snapshotter) take(stream string, st *loaded) {
@@ -98,7 +113,7 @@ func (s *snapshotter) take(stream string, st *loaded) {
 		<-s.slots
 		return
 	}
-	st.snapshotAt = st.version
+	st.snapshotAt, st.snapshotSoon = st.version, false
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

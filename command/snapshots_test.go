@@ -149,3 +149,76 @@ func eventAt(t *testing.T, store eventstore.Store, version int64) uuid.UUID {
 	}
 	return evs[0].ID
 }
+
+// A cold load that reads a tail of a quarter of SnapshotEvery events or
+// more snapshots the queue at the end of its command (the next cold load
+// reads a short tail); one with a shorter tail does not.
+func TestColdLoadOfALongTailSnapshots(t *testing.T) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
+		ctx := context.Background()
+		clk := newClock()
+		writer := snapshotHandlers(t, store, store, clk, -1) // takes none
+		snaps := store.(eventstore.SnapshotStore)
+		keys := 0
+		toggle := func(n int) {
+			t.Helper()
+			for range n {
+				keys++
+				r := req(fmt.Sprint("toggle-", keys))
+				var err error
+				if keys%2 == 1 {
+					_, err = writer.StopQueue.Handle(ctx, command.StopQueue{Request: r})
+				} else {
+					_, err = writer.StartQueue.Handle(ctx, command.StartQueue{Request: r})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// coldLoad loads alice's queue in new handlers (a snapshot every
+		// 20 events: a cold tail of 5 or more snapshots) and returns the
+		// version of the snapshot stored after it.
+		coldLoad := func() int64 {
+			t.Helper()
+			cold := snapshotHandlers(t, store, store, clk, 20)
+			if _, err := cold.GetQueue.Handle(ctx, command.GetQueue{PlayerID: "alice"}); err != nil {
+				t.Fatal(err)
+			}
+			command.WaitSnapshots(cold)
+			snap, ok, err := snaps.ReadSnapshot(ctx, "queue-alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				return 0
+			}
+			return snap.Version
+		}
+		head := func() int64 {
+			t.Helper()
+			v, err := store.StreamVersion(ctx, "queue-alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		// An empty queue stopped and started: one event per command.
+		toggle(6)
+		h := head()
+		if h != 6 {
+			t.Fatalf("%d events after 6 stops and starts; want 6", h)
+		}
+		if got := coldLoad(); got != h {
+			t.Fatalf("a cold load of %d events (no snapshot) left a snapshot at %d; want one at %d", h, got, h)
+		}
+		toggle(4) // a tail of 4: no snapshot
+		if got := coldLoad(); got != h {
+			t.Fatalf("a cold load of a 4-event tail left the snapshot at %d; want it still at %d", got, h)
+		}
+		toggle(1) // a tail of 5
+		if got, want := coldLoad(), head(); got != want {
+			t.Fatalf("a cold load of a 5-event tail left the snapshot at %d; want one at %d", got, want)
+		}
+	})
+}

@@ -31,7 +31,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	}
 	src := openSQLiteAt(t, path)
 	startRunner(t, src) // the read models are written to while the backup is taken
-	h, err := command.NewHandlers(src.store, command.Config{})
+	h, err := command.NewHandlers(src.Store, command.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestBackupUnderLoad(t *testing.T) {
 		before++
 		if keys[a.player] == nil {
 			keys[a.player] = map[string]bool{}
-			evs, err := copied.store.ReadStream(ctx, a.player.Stream(), 1, 0)
+			evs, err := copied.Store.ReadStream(ctx, a.player.Stream(), 1, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -119,7 +119,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	if before < 20 || len(acks) <= before {
 		t.Fatalf("%d commands acknowledged before the backup, %d in all: the load did not straddle it", before, len(acks))
 	}
-	head, err := copied.store.Head(ctx)
+	head, err := copied.Store.Head(ctx)
 	if err != nil || head != res.Head {
 		t.Fatalf("the copy's head %s (%v), the backup reported %s", head, err, res.Head)
 	}
@@ -129,7 +129,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	restored := startRunner(t, copied)
 	waitCaughtUp(t, restored, head)
 	into := filepath.Join(t.TempDir(), "replayed.db")
-	if _, err := ReplayTo(ctx, copied.store, io.Discard, ReplayToOptions{
+	if _, err := ReplayTo(ctx, copied.Store, io.Discard, ReplayToOptions{
 		ReplayOptions: ReplayOptions{Projection: AllProjections, Interval: 20 * time.Millisecond},
 		To:            Moment{Position: head, HasPosition: true}, Into: into}); err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	for p := range keys {
 		players = append(players, p)
 	}
-	got := opstest.SameReadModels(t, opstest.Side{Name: "restored", DB: copied.db},
+	got := opstest.SameReadModels(t, opstest.Side{Name: "restored", DB: copied.DB},
 		opstest.Side{Name: "replayed", DB: projections.NewSQLiteStoreDB(replayed)}, players,
 		time.Now().Add(-48*time.Hour), time.Now().Add(48*time.Hour))
 	if got.Players == 0 {

@@ -12,46 +12,47 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/projections/projectiontest"
 )
 
 func TestImportRefusesANonEmptyStoreAndWritesNothing(t *testing.T) {
 	ctx := context.Background()
-	for _, b := range []backend{openSQLite(t), openPostgres(t)} {
-		t.Run(b.name, func(t *testing.T) {
-			src := openSQLite(t)
-			if _, err := (projectiontest.Workload{Seed: 1, Players: 2, Commands: 40}).Run(ctx, src.store); err != nil {
+	for _, b := range []backend{testreadside.SQLite(t), testreadside.Postgres(t, "", 6)} {
+		t.Run(b.Name, func(t *testing.T) {
+			src := testreadside.SQLite(t)
+			if _, err := (projectiontest.Workload{Seed: 1, Players: 2, Commands: 40}).Run(ctx, src.Store); err != nil {
 				t.Fatal(err)
 			}
 			var file bytes.Buffer
-			if _, err := Export(ctx, src.store, &file, Range{}); err != nil {
+			if _, err := Export(ctx, src.Store, &file, Range{}); err != nil {
 				t.Fatal(err)
 			}
-			history := scriptedHistory(t, b.store)
+			history := scriptedHistory(t, b.Store)
 			// Head is the last event below the horizon, which on PostgreSQL
 			// any transaction of the cluster (another package's test) holds
 			// back for a while: wait until it shows alice's last event.
-			recs, err := b.store.ReadStream(ctx, "queue-alice", 1, 0)
+			recs, err := b.Store.ReadStream(ctx, "queue-alice", 1, 0)
 			if err != nil || len(recs) == 0 {
 				t.Fatalf("read alice's stream: %d events, %v", len(recs), err)
 			}
 			head := recs[len(recs)-1].Position
 			for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-				if h, err := b.store.Head(ctx); err == nil && h == head {
+				if h, err := b.Store.Head(ctx); err == nil && h == head {
 					break
 				} else if time.Now().After(deadline) {
 					t.Fatalf("head %s (%v) never reached alice's last event %s", h, err, head)
 				}
 			}
-			_, err = Import(ctx, b.store, bytes.NewReader(file.Bytes()))
+			_, err = Import(ctx, b.Store, bytes.NewReader(file.Bytes()))
 			if !errors.Is(err, ErrStoreNotEmpty) || !strings.Contains(err.Error(), "empty store") {
 				t.Fatalf("import into a store with events: %v, want ErrStoreNotEmpty", err)
 			}
-			after, _ := b.store.Head(ctx)
+			after, _ := b.Store.Head(ctx)
 			if after != head {
 				t.Fatalf("refused import moved the head from %s to %s", head, after)
 			}
-			got, err := QueueAt(ctx, b.store, "alice", Moment{}, domain.Rules{})
+			got, err := QueueAt(ctx, b.Store, "alice", Moment{}, domain.Rules{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,12 +65,12 @@ func TestImportRefusesANonEmptyStoreAndWritesNothing(t *testing.T) {
 
 func TestImportOfBadInputWritesNothing(t *testing.T) {
 	ctx := context.Background()
-	src := openSQLite(t)
-	if _, err := (projectiontest.Workload{Seed: 2, Players: 2, Commands: 60}).Run(ctx, src.store); err != nil {
+	src := testreadside.SQLite(t)
+	if _, err := (projectiontest.Workload{Seed: 2, Players: 2, Commands: 60}).Run(ctx, src.Store); err != nil {
 		t.Fatal(err)
 	}
 	var file bytes.Buffer
-	if _, err := Export(ctx, src.store, &file, Range{}); err != nil {
+	if _, err := Export(ctx, src.Store, &file, Range{}); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.SplitAfter(strings.TrimSuffix(file.String(), "\n"), "\n")
@@ -88,12 +89,12 @@ func TestImportOfBadInputWritesNothing(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			dst := openSQLite(t)
-			_, err := Import(ctx, dst.store, strings.NewReader(c.input))
+			dst := testreadside.SQLite(t)
+			_, err := Import(ctx, dst.Store, strings.NewReader(c.input))
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "line ") {
 				t.Fatalf("import: %v, want an error naming the line and %q", err, c.want)
 			}
-			if head, _ := dst.store.Head(ctx); !head.IsZero() {
+			if head, _ := dst.Store.Head(ctx); !head.IsZero() {
 				t.Fatalf("bad input wrote events up to %s", head)
 			}
 		})
@@ -102,7 +103,7 @@ func TestImportOfBadInputWritesNothing(t *testing.T) {
 
 func TestBadOperatorInputGetsClearErrors(t *testing.T) {
 	ctx := context.Background()
-	b := openSQLite(t)
+	b := testreadside.SQLite(t)
 	r := startRunner(t, b)
 
 	var out bytes.Buffer
@@ -114,15 +115,15 @@ func TestBadOperatorInputGetsClearErrors(t *testing.T) {
 		t.Errorf("replay without a projection: %v", err)
 	}
 	into := filepath.Join(t.TempDir(), "x.db")
-	if _, err := ReplayTo(ctx, b.store, &out, ReplayToOptions{ReplayOptions: ReplayOptions{Projection: "nope"}, To: Moment{Time: time.Now()}, Into: into}); !errors.Is(err, ErrInvalid) {
+	if _, err := ReplayTo(ctx, b.Store, &out, ReplayToOptions{ReplayOptions: ReplayOptions{Projection: "nope"}, To: Moment{Time: time.Now()}, Into: into}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("replay to of an unknown projection: %v", err)
 	}
-	if _, err := ReplayTo(ctx, b.store, &out, ReplayToOptions{ReplayOptions: ReplayOptions{Projection: "all"}, Into: into}); !errors.Is(err, ErrInvalid) {
+	if _, err := ReplayTo(ctx, b.Store, &out, ReplayToOptions{ReplayOptions: ReplayOptions{Projection: "all"}, Into: into}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("replay to without a bound: %v", err)
 	}
 	existing := filepath.Join(t.TempDir(), "taken.db")
 	openSQLiteAt(t, existing)
-	if _, err := ReplayTo(ctx, b.store, &out, ReplayToOptions{ReplayOptions: ReplayOptions{Projection: "all"}, To: Moment{Time: time.Now()}, Into: existing}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "exists") {
+	if _, err := ReplayTo(ctx, b.Store, &out, ReplayToOptions{ReplayOptions: ReplayOptions{Projection: "all"}, To: Moment{Time: time.Now()}, Into: existing}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "exists") {
 		t.Errorf("replay into an existing file: %v", err)
 	}
 
@@ -149,21 +150,21 @@ func TestBadOperatorInputGetsClearErrors(t *testing.T) {
 	if _, err := ParseRange("2026-11-29", "soon"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "--to") {
 		t.Errorf("bad --to: %v", err)
 	}
-	if _, err := Export(ctx, b.store, &out, Range{From: time.Now(), To: time.Now().Add(-time.Hour)}); !errors.Is(err, ErrInvalid) {
+	if _, err := Export(ctx, b.Store, &out, Range{From: time.Now(), To: time.Now().Add(-time.Hour)}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("export with from after to: %v", err)
 	}
-	if _, err := ListEvents(ctx, b.store, &out, EventsQuery{Player: "not a player!"}); !errors.Is(err, ErrInvalid) {
+	if _, err := ListEvents(ctx, b.Store, &out, EventsQuery{Player: "not a player!"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("events of a bad player ID: %v", err)
 	}
-	if _, err := QueueAt(ctx, b.store, "", Moment{}, domain.Rules{}); !errors.Is(err, ErrInvalid) {
+	if _, err := QueueAt(ctx, b.Store, "", Moment{}, domain.Rules{}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("queue of an empty player ID: %v", err)
 	}
 }
 
 func TestAdminParametersAreValidated(t *testing.T) {
 	ctx := context.Background()
-	b := openSQLite(t)
-	history := scriptedHistory(t, b.store)
+	b := testreadside.SQLite(t)
+	history := scriptedHistory(t, b.Store)
 	var ve *domain.ValidationError
 	for _, c := range []struct {
 		params url.Values
@@ -173,18 +174,18 @@ func TestAdminParametersAreValidated(t *testing.T) {
 		{url.Values{"limit": {"0"}}, "limit"},
 		{url.Values{"limit": {"1001"}}, "limit"},
 	} {
-		if _, err := AdminEvents(ctx, b.store, "alice", c.params); !errors.As(err, &ve) || ve.Field != c.field {
+		if _, err := AdminEvents(ctx, b.Store, "alice", c.params); !errors.As(err, &ve) || ve.Field != c.field {
 			t.Errorf("AdminEvents(%v): %v, want a validation error on %s", c.params, err, c.field)
 		}
 	}
-	if _, err := AdminQueueAt(ctx, b.store, "alice", url.Values{"at": {"then"}}, domain.Rules{}); !errors.As(err, &ve) || ve.Field != "at" {
+	if _, err := AdminQueueAt(ctx, b.Store, "alice", url.Values{"at": {"then"}}, domain.Rules{}); !errors.As(err, &ve) || ve.Field != "at" {
 		t.Errorf("AdminQueueAt(at=then): %v", err)
 	}
-	page, err := AdminEvents(ctx, b.store, "alice", url.Values{"type": {"TaskEnqueued,QueueStopped"}, "limit": {"2"}})
+	page, err := AdminEvents(ctx, b.Store, "alice", url.Values{"type": {"TaskEnqueued,QueueStopped"}, "limit": {"2"}})
 	if err != nil || len(page.Events) != 2 || page.Events[0].Type != "TaskEnqueued" || page.Events[1].Type != "TaskEnqueued" {
 		t.Fatalf("AdminEvents by type: %+v, %v", page, err)
 	}
-	res, err := AdminQueueAt(ctx, b.store, "alice", url.Values{"at": {history[0].at.Format(time.RFC3339)}}, domain.Rules{})
+	res, err := AdminQueueAt(ctx, b.Store, "alice", url.Values{"at": {history[0].at.Format(time.RFC3339)}}, domain.Rules{})
 	if err != nil || mustJSON(t, res.Queue) != mustJSON(t, history[0].view) {
 		t.Fatalf("AdminQueueAt: %+v, %v", res, err)
 	}

@@ -9,33 +9,17 @@ import (
 
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/eventstore/sqlite"
-	"github.com/taskqueue/taskqueue/internal/teststore"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
 // backend is an event store with its read-model database.
-type backend struct {
-	name  string
-	store eventstore.Store
-	db    projections.DB
-}
-
-func openSQLite(t testing.TB) backend {
-	t.Helper()
-	s := teststore.SQLite(t, "")
-	return backend{name: "sqlite", store: s, db: projections.NewSQLiteStoreDB(s)}
-}
-
-func openPostgres(t testing.TB) backend {
-	t.Helper()
-	s, pool := teststore.Postgres(t, "", 6)
-	return backend{name: "postgres", store: s, db: projections.NewPostgresDB(pool)}
-}
+type backend = testreadside.Backend
 
 // startRunner runs the service's projections on b until the test ends.
 func startRunner(t testing.TB, b backend) *projections.Runner {
 	t.Helper()
-	r, err := projections.NewRunner(projections.Config{Store: b.store, DB: b.db, Projections: DefaultProjections(), Logger: discardLogger()})
+	r, err := projections.NewRunner(projections.Config{Store: b.Store, DB: b.DB, Projections: DefaultProjections(), Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +78,5 @@ func openSQLiteAt(t testing.TB, path string) backend {
 		t.Fatalf("open sqlite store %s: %v", path, err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return backend{name: "sqlite", store: s, db: projections.NewSQLiteStoreDB(s)}
+	return backend{Name: "sqlite", Store: s, DB: projections.NewSQLiteStoreDB(s)}
 }

@@ -150,20 +150,20 @@ func TestPostgresPointInTimeRecovery(t *testing.T) {
 
 	// 4. The read models, caught up, equal a replay of the restored log.
 	db := projections.NewPostgresDB(rpool)
-	b := backend{name: "restored", store: rstore, db: db}
+	b := backend{Name: "restored", Store: rstore, DB: db}
 	runner := startRunner(t, b)
 	head, err := rstore.Head(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitCaughtUp(t, runner, head)
-	into := filepath.Join(t.TempDir(), "replayed.db")
+	into := filepath.Join(t.TempDir(), "replayed.DB")
 	if _, err := ReplayTo(ctx, rstore, io.Discard, ReplayToOptions{
 		ReplayOptions: ReplayOptions{Projection: AllProjections, Interval: 20 * time.Millisecond},
 		To:            Moment{Position: head, HasPosition: true}, Into: into}); err != nil {
 		t.Fatal(err)
 	}
 	replayed := openSQLiteAt(t, into)
-	opstest.SameReadModels(t, opstest.Side{Name: "restored", DB: db}, opstest.Side{Name: "replayed", DB: replayed.db},
+	opstest.SameReadModels(t, opstest.Side{Name: "restored", DB: db}, opstest.Side{Name: "replayed", DB: replayed.DB},
 		players, time.Now().Add(-48*time.Hour), time.Now().Add(48*time.Hour))
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/projections/projectiontest"
 )
@@ -16,8 +17,8 @@ import (
 // runner resumes it) instead of refusing with ErrRebuildInProgress.
 func TestReplayFinishesARebuildLeftInProgress(t *testing.T) {
 	ctx := context.Background()
-	b := openSQLite(t)
-	wl, err := (projectiontest.Workload{Seed: 5, Players: 3, Commands: 100}).Run(ctx, b.store)
+	b := testreadside.SQLite(t)
+	wl, err := (projectiontest.Workload{Seed: 5, Players: 3, Commands: 100}).Run(ctx, b.Store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestReplayFinishesARebuildLeftInProgress(t *testing.T) {
 	}
 	// The killed replay (another process): its runner created the new
 	// generation, then died before building it.
-	killed, err := projections.NewRunner(projections.Config{Store: b.store, DB: b.db, Projections: DefaultProjections(), Logger: discardLogger()})
+	killed, err := projections.NewRunner(projections.Config{Store: b.Store, DB: b.DB, Projections: DefaultProjections(), Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

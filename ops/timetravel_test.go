@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
@@ -74,10 +75,10 @@ func scriptedHistory(t *testing.T, store eventstore.Store) []moment {
 
 func TestQueueAtShowsTheQueueAsItWasAtEachMoment(t *testing.T) {
 	ctx := context.Background()
-	for _, b := range []backend{openSQLite(t), openPostgres(t)} {
-		t.Run(b.name, func(t *testing.T) {
-			history := scriptedHistory(t, b.store)
-			before, err := QueueAt(ctx, b.store, "alice", Moment{Time: history[0].at.Add(-time.Second)}, domain.Rules{})
+	for _, b := range []backend{testreadside.SQLite(t), testreadside.Postgres(t, "", 6)} {
+		t.Run(b.Name, func(t *testing.T) {
+			history := scriptedHistory(t, b.Store)
+			before, err := QueueAt(ctx, b.Store, "alice", Moment{Time: history[0].at.Add(-time.Second)}, domain.Rules{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +89,7 @@ func TestQueueAtShowsTheQueueAsItWasAtEachMoment(t *testing.T) {
 				want := mustJSON(t, m.view)
 				// By time: at the command, and just before the next one.
 				for _, at := range []time.Time{m.at, m.at.Add(500 * time.Millisecond)} {
-					got, err := QueueAt(ctx, b.store, "alice", Moment{Time: at}, domain.Rules{})
+					got, err := QueueAt(ctx, b.Store, "alice", Moment{Time: at}, domain.Rules{})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -97,7 +98,7 @@ func TestQueueAtShowsTheQueueAsItWasAtEachMoment(t *testing.T) {
 					}
 				}
 				// By position.
-				got, err := QueueAt(ctx, b.store, "alice", Moment{Position: m.position, HasPosition: true}, domain.Rules{})
+				got, err := QueueAt(ctx, b.Store, "alice", Moment{Position: m.position, HasPosition: true}, domain.Rules{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -119,7 +120,7 @@ func TestQueueAtShowsTheQueueAsItWasAtEachMoment(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := PrintQueueAt(ctx, b.store, &out, "alice", at, domain.Rules{}); err != nil {
+			if err := PrintQueueAt(ctx, b.Store, &out, "alice", at, domain.Rules{}); err != nil {
 				t.Fatal(err)
 			}
 			var printed struct {
@@ -136,7 +137,7 @@ func TestQueueAtShowsTheQueueAsItWasAtEachMoment(t *testing.T) {
 
 			// Events listing: from a time, of some types.
 			var lines bytes.Buffer
-			n, err := ListEvents(ctx, b.store, &lines, EventsQuery{Player: "alice", From: Moment{Time: history[3].at}, Types: []string{"QueueStarted", "TaskRemoved"}})
+			n, err := ListEvents(ctx, b.Store, &lines, EventsQuery{Player: "alice", From: Moment{Time: history[3].at}, Types: []string{"QueueStarted", "TaskRemoved"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,13 +152,13 @@ func TestQueueAtShowsTheQueueAsItWasAtEachMoment(t *testing.T) {
 // its queue equals what time travel folds at the same moment.
 func TestReplayToBuildsTheReadModelsAsTheyWereIntoANewFile(t *testing.T) {
 	ctx := context.Background()
-	src := openSQLite(t)
-	history := scriptedHistory(t, src.store)
+	src := testreadside.SQLite(t)
+	history := scriptedHistory(t, src.Store)
 	for _, m := range []moment{history[1], history[3], history[5]} {
 		for _, to := range []Moment{{Time: m.at}, {Position: m.position, HasPosition: true}} {
 			into := filepath.Join(t.TempDir(), "at.db")
 			var out bytes.Buffer
-			res, err := ReplayTo(ctx, src.store, &out, ReplayToOptions{
+			res, err := ReplayTo(ctx, src.Store, &out, ReplayToOptions{
 				ReplayOptions: ReplayOptions{Projection: AllProjections, Interval: 20 * time.Millisecond}, To: to, Into: into})
 			if err != nil {
 				t.Fatalf("replay to %s: %v\n%s", to, err, out.String())
@@ -166,11 +167,11 @@ func TestReplayToBuildsTheReadModelsAsTheyWereIntoANewFile(t *testing.T) {
 				t.Errorf("replay output:\n%s", out.String())
 			}
 			copyStore := openSQLiteAt(t, into)
-			snap, err := projections.NewReadModels(copyStore.db).QueueSnapshot(ctx, "alice")
+			snap, err := projections.NewReadModels(copyStore.DB).QueueSnapshot(ctx, "alice")
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := QueueAt(ctx, src.store, "alice", to, domain.Rules{})
+			want, err := QueueAt(ctx, src.Store, "alice", to, domain.Rules{})
 			if err != nil {
 				t.Fatal(err)
 			}

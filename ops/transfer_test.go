@@ -11,6 +11,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/ops/opstest"
 	"github.com/taskqueue/taskqueue/projections"
 	"github.com/taskqueue/taskqueue/projections/projectiontest"
@@ -21,14 +22,14 @@ import (
 // serve the same read models.
 func TestExportFromSQLiteImportIntoPostgresReplaySameReadModels(t *testing.T) {
 	ctx := context.Background()
-	src := openSQLite(t)
-	wl, err := projectiontest.Workload{Seed: 8, Players: 6, Commands: 600}.Run(ctx, src.store)
+	src := testreadside.SQLite(t)
+	wl, err := projectiontest.Workload{Seed: 8, Players: 6, Commands: 600}.Run(ctx, src.Store)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	var file bytes.Buffer
-	exp, err := Export(ctx, src.store, &file, Range{})
+	exp, err := Export(ctx, src.Store, &file, Range{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,8 +40,8 @@ func TestExportFromSQLiteImportIntoPostgresReplaySameReadModels(t *testing.T) {
 		t.Fatalf("export has %d lines, want %d", lines, wl.Events)
 	}
 
-	dst := openPostgres(t)
-	imp, err := Import(ctx, dst.store, bytes.NewReader(file.Bytes()))
+	dst := testreadside.Postgres(t, "", 6)
+	imp, err := Import(ctx, dst.Store, bytes.NewReader(file.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,11 +58,11 @@ func TestExportFromSQLiteImportIntoPostgresReplaySameReadModels(t *testing.T) {
 		}
 	})
 	for _, p := range players {
-		a, err := src.store.ReadStream(ctx, p.Stream(), 1, 0)
+		a, err := src.Store.ReadStream(ctx, p.Stream(), 1, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := dst.store.ReadStream(ctx, p.Stream(), 1, 0)
+		b, err := dst.Store.ReadStream(ctx, p.Stream(), 1, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,12 +97,12 @@ func TestExportFromSQLiteImportIntoPostgresReplaySameReadModels(t *testing.T) {
 	waitCaughtUp(t, dstRunner, imp.Last)
 
 	from, to := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC), wl.End.Add(48*time.Hour)
-	got := opstest.SameReadModels(t, opstest.Side{Name: "sqlite", DB: src.db}, opstest.Side{Name: "postgres", DB: dst.db}, players, from, to)
+	got := opstest.SameReadModels(t, opstest.Side{Name: "sqlite", DB: src.DB}, opstest.Side{Name: "postgres", DB: dst.DB}, players, from, to)
 	if got.HistoryEntries == 0 {
 		t.Fatal("the workload finished no task: the history comparison compared nothing")
 	}
 	// The read models show what the aggregates decided.
-	a := projections.NewReadModels(src.db)
+	a := projections.NewReadModels(src.DB)
 	for _, p := range players {
 		sa, err := a.QueueSnapshot(ctx, p)
 		if err != nil {
@@ -115,20 +116,20 @@ func TestExportFromSQLiteImportIntoPostgresReplaySameReadModels(t *testing.T) {
 
 func TestExportTimeRangeKeepsOnlyEventsThatOccurredInIt(t *testing.T) {
 	ctx := context.Background()
-	src := openSQLite(t)
-	wl, err := projectiontest.Workload{Seed: 3, Players: 3, Commands: 200}.Run(ctx, src.store)
+	src := testreadside.SQLite(t)
+	wl, err := projectiontest.Workload{Seed: 3, Players: 3, Commands: 200}.Run(ctx, src.Store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
 	r := Range{From: start.Add(2 * time.Minute), To: start.Add(4 * time.Minute)}
 	var out bytes.Buffer
-	res, err := Export(ctx, src.store, &out, r)
+	res, err := Export(ctx, src.Store, &out, r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := 0
-	all, err := src.store.ReadAll(ctx, eventstore.Start, eventstore.Filter{}, 100000)
+	all, err := src.Store.ReadAll(ctx, eventstore.Start, eventstore.Filter{}, 100000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestExportTimeRangeKeepsOnlyEventsThatOccurredInIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Such an export holds streams from their middle: import refuses it.
-	_, err = Import(ctx, openSQLite(t).store, bytes.NewReader(raw))
+	_, err = Import(ctx, testreadside.SQLite(t).Store, bytes.NewReader(raw))
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "not 1") {
 		t.Fatalf("import of a ranged export: %v, want a clear refusal", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 )
 
 // BenchmarkRepetitions measures, on PostgreSQL with the real clock, how
@@ -82,9 +83,9 @@ func report(b *testing.B, kind string, done int, elapsed time.Duration, lateness
 }
 
 func benchProcessor(b *testing.B, players, reps int) {
-	be := openPostgres(b, 12)
+	be := testreadside.Postgres(b, "", 12)
 	rules := domain.Rules{Catalog: tickCatalog(b)}
-	h, err := command.NewHandlers(be.store, command.Config{Rules: rules})
+	h, err := command.NewHandlers(be.Store, command.Config{Rules: rules})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func benchProcessor(b *testing.B, players, reps int) {
 		if time.Now().After(deadline) {
 			b.Fatalf("%d of %d repetitions after the deadline", done, total)
 		}
-		evs, err := be.store.ReadAll(ctx, after, filter, 5000)
+		evs, err := be.Store.ReadAll(ctx, after, filter, 5000)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 )
 
 // The holder of a claim renews it while its repetition is in the schedule
@@ -11,7 +13,7 @@ import (
 // does not send its command again; but not past the hold, not once the
 // repetition left the schedule, and never for another owner.
 func TestRenewedClaimsHoldWhileTheScheduleLags(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		ctx := context.Background()
 		const ttl = 5 * time.Second
 		hold := claimHoldTTLs * ttl
@@ -19,7 +21,7 @@ func TestRenewedClaimsHoldWhileTheScheduleLags(t *testing.T) {
 		// fresh database; processor_schedule is the view over it).
 		schedule := func(task string, number int) {
 			t.Helper()
-			if err := b.db.InTx(ctx, func(tx projectionsTx) error {
+			if err := b.DB.InTx(ctx, func(tx projectionsTx) error {
 				if _, err := tx.Exec(ctx, `DELETE FROM processor_schedule__v1 WHERE stream_id = 'queue-gus'`); err != nil {
 					return err
 				}
@@ -32,7 +34,7 @@ func TestRenewedClaimsHoldWhileTheScheduleLags(t *testing.T) {
 		}
 		claim := func(owner string, at time.Time) int {
 			t.Helper()
-			got, err := claimDue(ctx, b.db, owner, at, ttl, 10)
+			got, err := claimDue(ctx, b.DB, owner, at, ttl, 10)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -40,7 +42,7 @@ func TestRenewedClaimsHoldWhileTheScheduleLags(t *testing.T) {
 		}
 		renew := func(owner string, at time.Time) int64 {
 			t.Helper()
-			n, err := renewClaims(ctx, b.db, owner, at, ttl, hold)
+			n, err := renewClaims(ctx, b.DB, owner, at, ttl, hold)
 			if err != nil {
 				t.Fatal(err)
 			}

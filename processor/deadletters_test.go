@@ -8,12 +8,14 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 )
 
 // busOf waits for r's command bus to run and returns it.
 func busOf(t testing.TB, r *running) *bus {
 	var b *bus
-	waitUntil(t, "the command bus", func() (bool, error) {
+	testenv.WaitUntil(t, waitDeadline, "the command bus", func() (bool, error) {
 		r.p.pubMu.Lock()
 		defer r.p.pubMu.Unlock()
 		b = r.p.bus
@@ -26,7 +28,7 @@ func busOf(t testing.TB, r *running) *bus {
 // error and correlation ID; a retry re-sends it, and its new failure is a
 // new dead letter while the first is marked retried.
 func TestFailedCommandsGoToTheDeadLetterQueue(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		clock := NewManualClock(t0)
 		r := start(t, b, Config{Clock: clock, Commands: commandConfig(domain.Rules{}), MaxRetries: 2})
 		ctx := context.Background()
@@ -39,7 +41,7 @@ func TestFailedCommandsGoToTheDeadLetterQueue(t *testing.T) {
 		}
 		dl := r.p.DeadLetters()
 		var got []DeadLetter
-		waitUntil(t, "the dead letter", func() (bool, error) {
+		testenv.WaitUntil(t, waitDeadline, "the dead letter", func() (bool, error) {
 			var err error
 			got, err = dl.List(ctx, 10, false)
 			return len(got) == 1, err
@@ -52,7 +54,7 @@ func TestFailedCommandsGoToTheDeadLetterQueue(t *testing.T) {
 		if err := dl.Retry(ctx, d.ID); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, "the retried command's second failure", func() (bool, error) {
+		testenv.WaitUntil(t, waitDeadline, "the retried command's second failure", func() (bool, error) {
 			all, err := dl.List(ctx, 10, true)
 			return len(all) == 2, err
 		})

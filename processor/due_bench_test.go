@@ -23,6 +23,7 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 )
 
 // BenchmarkDueAtOnce measures, on PostgreSQL with the real clock, N players
@@ -103,7 +104,7 @@ func dueCatalog(b testing.TB, d time.Duration) *domain.Catalog {
 }
 
 func dueProcessor(b *testing.B, n int, cold bool) dueResult {
-	be := openPostgres(b, 12)
+	be := testreadside.Postgres(b, "", 12)
 	budget := dueSetupBudget(n)
 	t0 := time.Now().Truncate(time.Millisecond)
 	due := t0.Add(budget)
@@ -115,7 +116,7 @@ func dueProcessor(b *testing.B, n int, cold bool) dueResult {
 	}
 	// Every queue's repetition starts at t0 (the enqueue's clock), so all
 	// fall due at t0+budget.
-	h, err := command.NewHandlers(be.store, command.Config{Rules: rules, Clock: func() time.Time { return t0 }})
+	h, err := command.NewHandlers(be.Store, command.Config{Rules: rules, Clock: func() time.Time { return t0 }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func dueProcessor(b *testing.B, n int, cold bool) dueResult {
 		if time.Now().After(deadline) {
 			b.Fatalf("%d of %d repetitions after the deadline", len(late), n)
 		}
-		evs, err := be.store.ReadAll(ctx, after, filter, 5000)
+		evs, err := be.Store.ReadAll(ctx, after, filter, 5000)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 )
 
@@ -62,7 +63,7 @@ func runFailover(t *testing.T, withRedis bool) {
 	// shared server's transaction horizon would delay the survivor's
 	// schedule, not its take-over.
 	url := testenv.StartPostgresServer(t).URL()
-	survivor := openPostgresAt(t, url, 4)
+	survivor := testreadside.Postgres(t, url, 4)
 	var redisURL, prefix string
 	var client *redis.Client
 	if withRedis {
@@ -88,7 +89,7 @@ func runFailover(t *testing.T, withRedis bool) {
 	// Everything due by a few seconds after the kill completes (however
 	// long it takes: the bound is checked below, from the events).
 	horizon := killed.Add(3 * time.Second)
-	waitUntil(t, "the repetitions due by shortly after the kill", func() (bool, error) {
+	testenv.WaitUntil(t, waitDeadline, "the repetitions due by shortly after the kill", func() (bool, error) {
 		if time.Now().Before(horizon) {
 			return false, nil
 		}
@@ -213,8 +214,8 @@ func TestFailoverChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := openPostgresAt(t, url, 4)
-	b.store = slowStore{Store: b.store, delay: delay}
+	b := testreadside.Postgres(t, url, 4)
+	b.Store = slowStore{Store: b.Store, delay: delay}
 	cfg := Config{Commands: commandConfig(domain.Rules{}), ClaimTTL: ttl, Owner: "killed", TopicPrefix: os.Getenv(childPrefix)}
 	if u := os.Getenv(childRedis); u != "" {
 		opts, err := redis.ParseURL(u)

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskqueue/taskqueue/redisx"
 )
 
 // ForgetInCommandStreams deletes the commands that name player from the
@@ -24,43 +26,10 @@ func ForgetInCommandStreams(ctx context.Context, rdb redis.UniversalClient, topi
 		return 0, fmt.Errorf("forget %s in the command streams: %w", player, err)
 	}
 	quoted := `"` + player + `"`
-	return deleteFromStreams(ctx, rdb, streams, func(payload string) bool { return strings.Contains(payload, quoted) })
+	return redisx.DeleteFromStreams(ctx, rdb, streams, commandPayloadField, func(payload string) bool { return strings.Contains(payload, quoted) })
 }
 
 // commandPayloadField is the field of a command stream entry that holds
 // the command (watermill-redisstream's default marshaller, which the bus
 // uses).
 const commandPayloadField = "payload"
-
-// deleteFromStreams deletes the entries of streams whose payload field
-// matches.
-func deleteFromStreams(ctx context.Context, rdb redis.UniversalClient, streams []string, match func(payload string) bool) (int64, error) {
-	var deleted int64
-	for _, stream := range streams {
-		from := "-"
-		for {
-			msgs, err := rdb.XRangeN(ctx, stream, from, "+", 1000).Result()
-			if err != nil {
-				return deleted, fmt.Errorf("read stream %s: %w", stream, err)
-			}
-			var ids []string
-			for _, m := range msgs {
-				if payload, _ := m.Values[commandPayloadField].(string); match(payload) {
-					ids = append(ids, m.ID)
-				}
-			}
-			if len(ids) > 0 {
-				n, err := rdb.XDel(ctx, stream, ids...).Result()
-				if err != nil {
-					return deleted, fmt.Errorf("delete from stream %s: %w", stream, err)
-				}
-				deleted += n
-			}
-			if len(msgs) < 1000 {
-				break
-			}
-			from = "(" + msgs[len(msgs)-1].ID
-		}
-	}
-	return deleted, nil
-}

@@ -16,42 +16,12 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/internal/testenv"
-	"github.com/taskqueue/taskqueue/internal/teststore"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
 // backend is a real event store and the database of its read models.
-type backend struct {
-	name  string
-	store eventstore.Store
-	db    projections.DB
-}
-
-func openSQLite(t testing.TB) backend {
-	t.Helper()
-	s := teststore.SQLite(t, "")
-	return backend{name: "sqlite", store: s, db: projections.NewSQLiteStoreDB(s)}
-}
-
-func openPostgres(t testing.TB, maxConns int32) backend {
-	t.Helper()
-	return openPostgresAt(t, testenv.Postgres(t), maxConns)
-}
-
-// openPostgresAt opens a store of its own (its own pool) on url, as another
-// process would.
-func openPostgresAt(t testing.TB, url string, maxConns int32) backend {
-	t.Helper()
-	s, pool := teststore.Postgres(t, url, maxConns)
-	return backend{name: "postgres", store: s, db: projections.NewPostgresDB(pool)}
-}
-
-// backends runs f on SQLite and on PostgreSQL.
-func backends(t *testing.T, f func(t *testing.T, b backend)) {
-	t.Run("sqlite", func(t *testing.T) { f(t, openSQLite(t)) })
-	t.Run("postgres", func(t *testing.T) { f(t, openPostgres(t, 6)) })
-}
+type backend = testreadside.Backend
 
 func quietLogger() *slog.Logger {
 	if os.Getenv("PROCESSOR_TEST_LOG") != "" {
@@ -70,7 +40,7 @@ type running struct {
 // end of the test.
 func start(t testing.TB, b backend, cfg Config) *running {
 	t.Helper()
-	cfg.Store, cfg.DB = b.store, b.db
+	cfg.Store, cfg.DB = b.Store, b.DB
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
@@ -98,7 +68,7 @@ func start(t testing.TB, b backend, cfg Config) *running {
 // would use them.
 func commands(t testing.TB, b backend, clock Clock, rules domain.Rules) *command.Handlers {
 	t.Helper()
-	h, err := command.NewHandlers(b.store, command.Config{Rules: rules, Clock: clock.Now})
+	h, err := command.NewHandlers(b.Store, command.Config{Rules: rules, Clock: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,25 +85,6 @@ func enqueue(t testing.TB, h *command.Handlers, player, typ string, count int) {
 	}
 }
 
-// waitUntil polls cond until it holds or a generous deadline passes.
-func waitUntil(t testing.TB, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(waitDeadline)
-	for {
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("wait for %s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // readQueue replays a player's stream into a fresh aggregate (no cache).
 func readQueue(t testing.TB, b backend, player string, rules domain.Rules) (*domain.Queue, []eventstore.RecordedEvent) {
 	t.Helper()
@@ -141,7 +92,7 @@ func readQueue(t testing.TB, b backend, player string, rules domain.Rules) (*dom
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, err := b.store.ReadStream(context.Background(), id.Stream(), 1, 0)
+	recs, err := b.Store.ReadStream(context.Background(), id.Stream(), 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,9 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/internal/faults"
+	"github.com/taskqueue/taskqueue/internal/faults/faultstest"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 )
 
@@ -34,45 +35,10 @@ func outageEnded(component string) string   { return component + ": recovered" }
 func deadLetters(t testing.TB, b backend) int {
 	t.Helper()
 	var n int
-	if err := b.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_dead_letters`).Scan(&n); err != nil {
+	if err := b.DB.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_dead_letters`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// recorder is a faults.Observer that keeps what it heard, per component.
-type recorder struct {
-	mu       sync.Mutex
-	errs     map[string]int
-	degraded map[string][]bool
-}
-
-func newRecorder() *recorder {
-	return &recorder{errs: map[string]int{}, degraded: map[string][]bool{}}
-}
-
-func (r *recorder) TransientError(component string, _ faults.Kind) {
-	r.mu.Lock()
-	r.errs[component]++
-	r.mu.Unlock()
-}
-
-func (r *recorder) Degraded(component string, d bool) {
-	r.mu.Lock()
-	r.degraded[component] = append(r.degraded[component], d)
-	r.mu.Unlock()
-}
-
-func (r *recorder) errors(component string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.errs[component]
-}
-
-func (r *recorder) transitions(component string) []bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]bool(nil), r.degraded[component]...)
 }
 
 // readyWatch polls the schedule runner's readiness until the test ends and
@@ -118,7 +84,7 @@ func (w *readyWatch) err() error {
 // schedule projection have failed.
 func caughtUp(t testing.TB, b backend, clock *ManualClock, w *readyWatch, players []string, what string) {
 	t.Helper()
-	waitUntil(t, what, func() (bool, error) {
+	testenv.WaitUntil(t, waitDeadline, what, func() (bool, error) {
 		if err := w.err(); err != nil {
 			return false, fmt.Errorf("the schedule projection failed: %w", err)
 		}
@@ -134,7 +100,7 @@ func caughtUp(t testing.TB, b backend, clock *ManualClock, w *readyWatch, player
 // upToDate reports whether player's queue has no repetition due at or
 // before now still running (false while the database cannot be read).
 func upToDate(b backend, player string, now time.Time) bool {
-	recs, err := b.store.ReadStream(context.Background(), domain.PlayerID(player).Stream(), 1, 0)
+	recs, err := b.Store.ReadStream(context.Background(), domain.PlayerID(player).Stream(), 1, 0)
 	if err != nil {
 		return false
 	}
@@ -168,7 +134,7 @@ func names(prefix string, n int) []string {
 func TestDueLoopOutageIsLoggedOnce(t *testing.T) {
 	url := teststore.PostgresURL(t)
 	proxied, proxy := testenv.ProxyPostgres(t, url)
-	b := openPostgresAt(t, proxied, 3)
+	b := testreadside.Postgres(t, proxied, 3)
 	clock := NewManualClock(t0)
 	rules := domain.Rules{}
 	h := commands(t, b, clock, rules)
@@ -178,7 +144,7 @@ func TestDueLoopOutageIsLoggedOnce(t *testing.T) {
 		enqueue(t, h, fmt.Sprintf("l%02d", i), "chop-wood", 20)
 	}
 	var logs logBuffer
-	rec := newRecorder()
+	rec := faultstest.NewRecorder()
 	r := start(t, b, Config{Clock: clock, Commands: commandConfig(rules), ErrorBackoffMax: time.Second, Observer: rec, Logger: logs.logger()})
 	w := watchReady(t, r)
 	defer func() {
@@ -198,16 +164,16 @@ func TestDueLoopOutageIsLoggedOnce(t *testing.T) {
 	})
 	clock.Advance(30 * time.Second)
 	const loop = "processor due loop"
-	waitUntil(t, "several failed attempts of the due loop", func() (bool, error) { return rec.errors(loop) >= 4, nil })
+	testenv.WaitUntil(t, waitDeadline, "several failed attempts of the due loop", func() (bool, error) { return rec.Errors(loop) >= 4, nil })
 	proxy.Start(t)
 	restarted = true
 	caughtUp(t, b, clock, w, ps, "the 30 s due during the outage")
-	waitUntil(t, "the end of the outage", func() (bool, error) { return logs.count(outageEnded(loop)) > 0, nil })
+	testenv.WaitUntil(t, waitDeadline, "the end of the outage", func() (bool, error) { return logs.count(outageEnded(loop)) > 0, nil })
 
 	if n, m := logs.count(outageStarted(loop)), logs.count(outageEnded(loop)); n != 1 || m != 1 {
 		t.Errorf("%d lines for the start and %d for the end of one outage of the due loop, want 1 and 1:\n%s", n, m, logs.String())
 	}
-	if got := rec.transitions(loop); len(got) != 2 || !got[0] || got[1] {
+	if got := rec.Transitions(loop); len(got) != 2 || !got[0] || got[1] {
 		t.Errorf("the Observer heard degraded %v, want true then false", got)
 	}
 	for i := range 5 {
@@ -221,12 +187,12 @@ func TestDueLoopOutageIsLoggedOnce(t *testing.T) {
 		}
 	}
 	// The schedule's runner tells the same Observer.
-	waitUntil(t, "the schedule projection's outage to reach the Observer and end", func() (bool, error) {
-		got := rec.transitions("projection " + ScheduleName)
+	testenv.WaitUntil(t, waitDeadline, "the schedule projection's outage to reach the Observer and end", func() (bool, error) {
+		got := rec.Transitions("projection " + ScheduleName)
 		return len(got) >= 2 && got[0] && !got[len(got)-1], nil
 	})
 	t.Logf("%d failed attempts of the due loop during the outage; the Observer heard the schedule projection degraded %v",
-		rec.errors(loop), rec.transitions("projection "+ScheduleName))
+		rec.Errors(loop), rec.Transitions("projection "+ScheduleName))
 }
 
 // A partitioned database (connections held open, nothing answered) does
@@ -236,14 +202,14 @@ func TestDueLoopOutageIsLoggedOnce(t *testing.T) {
 func TestDueLoopPartitionRunsOutOfQueryTimeout(t *testing.T) {
 	url := testenv.StartPostgresServer(t).URL() // a partition holds back the whole server's horizon
 	proxied, proxy := testenv.ProxyPostgres(t, url)
-	b := openPostgresAt(t, proxied, 3)
+	b := testreadside.Postgres(t, proxied, 3)
 	clock := NewManualClock(t0)
 	rules := domain.Rules{}
 	h := commands(t, b, clock, rules)
 	enqueue(t, h, "m00", "chop-wood", 10)
 	ps := []string{"m00"}
 	var logs logBuffer
-	rec := newRecorder()
+	rec := faultstest.NewRecorder()
 	r := start(t, b, Config{Clock: clock, Commands: commandConfig(rules), QueryTimeout: 300 * time.Millisecond,
 		ErrorBackoffMax: 500 * time.Millisecond, Observer: rec, Logger: logs.logger()})
 	w := watchReady(t, r)
@@ -260,7 +226,7 @@ func TestDueLoopPartitionRunsOutOfQueryTimeout(t *testing.T) {
 	clock.Advance(10 * time.Second) // wakes the loop into the partition
 	const loop = "processor due loop"
 	partitioned := time.Now()
-	waitUntil(t, "the due loop's calls to run out of time", func() (bool, error) { return rec.errors(loop) >= 3, nil })
+	testenv.WaitUntil(t, waitDeadline, "the due loop's calls to run out of time", func() (bool, error) { return rec.Errors(loop) >= 3, nil })
 	t.Logf("3 calls of the due loop ran out of time within %s of the partition", time.Since(partitioned).Round(time.Millisecond))
 	if logs.count(outageStarted(loop)) != 1 {
 		t.Errorf("no outage logged by the due loop:\n%s", logs.String())
@@ -294,8 +260,8 @@ func TestTransientCommandFailuresAreNotDeadLettered(t *testing.T) {
 			}
 		}
 		var logs logBuffer
-		cutter := &cuttingStore{Store: b.store}
-		b.store = cutter
+		cutter := &cuttingStore{Store: b.Store}
+		b.Store = cutter
 		// The Retry middleware's schedule: 3 retries, 50 ms doubling, about
 		// 350 ms in all; the outage lasts 3 s.
 		cfg := Config{Clock: clock, Commands: commandConfig(rules), MaxRetries: 3, RetryInitial: 50 * time.Millisecond,
@@ -316,11 +282,11 @@ func TestTransientCommandFailuresAreNotDeadLettered(t *testing.T) {
 		})
 		cutter.arm(func() { down.Store(true); proxy.Stop() })
 		clock.Advance(10 * time.Minute)
-		waitUntil(t, "the cut command to be retried", func() (bool, error) { return cutter.failed.Load() >= 2, nil })
+		testenv.WaitUntil(t, waitDeadline, "the cut command to be retried", func() (bool, error) { return cutter.failed.Load() >= 2, nil })
 		time.Sleep(3 * time.Second)
 		proxy.Start(t)
 		down.Store(false)
-		waitUntil(t, "every queue to finish (or a dead letter)", func() (bool, error) {
+		testenv.WaitUntil(t, waitDeadline, "every queue to finish (or a dead letter)", func() (bool, error) {
 			if deadLetters(t, b) > 0 {
 				return true, nil
 			}
@@ -370,7 +336,7 @@ func backendsThroughProxy(t *testing.T, f func(t *testing.T, b backend, proxy *t
 			}
 			url := teststore.PostgresURL(t)
 			proxied, proxy := testenv.ProxyPostgres(t, url)
-			f(t, openPostgresAt(t, proxied, 3), proxy, client, prefix)
+			f(t, testreadside.Postgres(t, proxied, 3), proxy, client, prefix)
 		})
 	}
 }
@@ -433,7 +399,7 @@ func runDatabaseFault(t *testing.T, f databaseFault, withRedis bool) {
 		url = teststore.PostgresURL(t)
 	}
 	proxied, proxy := testenv.ProxyPostgres(t, url)
-	b := openPostgresAt(t, proxied, 3)
+	b := testreadside.Postgres(t, proxied, 3)
 	clock := NewManualClock(t0)
 	rules := domain.Rules{}
 	h := commands(t, b, clock, rules)
@@ -448,8 +414,8 @@ func runDatabaseFault(t *testing.T, f databaseFault, withRedis bool) {
 		}
 	}
 	var logs logBuffer
-	cutter := &cuttingStore{Store: b.store}
-	b.store = cutter
+	cutter := &cuttingStore{Store: b.Store}
+	b.Store = cutter
 	cfg := Config{Clock: clock, Commands: commandConfig(rules), Partitions: 2, Logger: logs.logger()}
 	if client != nil {
 		cfg.Redis, cfg.TopicPrefix = client, prefix
@@ -488,7 +454,7 @@ func runDatabaseFault(t *testing.T, f databaseFault, withRedis bool) {
 		before := cutter.failed.Load()
 		cutter.arm(cut)
 		clock.Advance(10 * time.Second)
-		waitUntil(t, "the fault to hit a command", func() (bool, error) { return down.Load(), nil })
+		testenv.WaitUntil(t, waitDeadline, "the fault to hit a command", func() (bool, error) { return down.Load(), nil })
 		time.Sleep(f.length)
 		restore()
 		caughtUp(t, b, clock, w, ps, fmt.Sprintf("round %d: what fell due", round+1))

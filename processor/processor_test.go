@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -22,7 +24,7 @@ func queueDone(t testing.TB, b backend, player string, rules domain.Rules) func(
 // The README's chain, with the clock moving in small steps: every
 // repetition completes once, at its due time, with the rules' rewards.
 func TestChainCompletesOnTime(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		clock := NewManualClock(t0)
 		rules := domain.Rules{}
 		start(t, b, Config{Clock: clock, Commands: commandConfig(rules)})
@@ -41,7 +43,7 @@ func TestChainCompletesOnTime(t *testing.T) {
 				t.Fatalf("queue not done after %d steps: %+v", step, q.View())
 			}
 			// Wait until the processor has caught up with the clock, then move it.
-			waitUntil(t, "the repetitions due by now", func() (bool, error) {
+			testenv.WaitUntil(t, waitDeadline, "the repetitions due by now", func() (bool, error) {
 				q, _ := readQueue(t, b, "alice", rules)
 				rep, ok := q.Repetition()
 				return !ok || rep.DueAt.After(clock.Now()), nil
@@ -65,7 +67,7 @@ func TestChainCompletesOnTime(t *testing.T) {
 // Offline progress: the clock jumps an hour ahead; every repetition that
 // fell due completes, in order, at its due time.
 func TestOfflineProgressAfterAJump(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		clock := NewManualClock(t0)
 		rules := domain.Rules{}
 		h := commands(t, b, clock, rules)
@@ -74,7 +76,7 @@ func TestOfflineProgressAfterAJump(t *testing.T) {
 		enqueue(t, h, "bob", "saw-planks", 100)
 		clock.Advance(time.Hour)
 		start(t, b, Config{Clock: clock, Commands: commandConfig(rules)})
-		waitUntil(t, "bob's queue to finish", queueDone(t, b, "bob", rules))
+		testenv.WaitUntil(t, waitDeadline, "bob's queue to finish", queueDone(t, b, "bob", rules))
 		got, recs := readQueue(t, b, "bob", rules)
 		if n := checkCompletionsOnTime(t, "bob", recs); n != 400 {
 			t.Errorf("%d repetitions completed, want 400", n)
@@ -88,14 +90,14 @@ func TestOfflineProgressAfterAJump(t *testing.T) {
 // Beyond the offline cap, the queue gets OfflineCap of progress after the
 // due time it stopped at, and stops there with a reason the player sees.
 func TestOfflineCapStopsTheQueue(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		clock := NewManualClock(t0)
 		rules := domain.Rules{}
 		h := commands(t, b, clock, rules)
 		enqueue(t, h, "carol", "chop-wood", 1000)
 		clock.Advance(3 * time.Hour)
 		start(t, b, Config{Clock: clock, Commands: commandConfig(rules), OfflineCap: 10 * time.Minute})
-		waitUntil(t, "carol's queue to stop", func() (bool, error) {
+		testenv.WaitUntil(t, waitDeadline, "carol's queue to stop", func() (bool, error) {
 			q, _ := readQueue(t, b, "carol", rules)
 			return !q.Running(), nil
 		})
@@ -126,13 +128,13 @@ func TestOfflineCapStopsTheQueue(t *testing.T) {
 // stopped: it has nothing to hold back, and a stopped empty queue would
 // not run the next task the player adds.
 func TestOfflineCapLeavesADrainedQueueIdle(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		clock := NewManualClock(t0)
 		rules := domain.Rules{}
 		h := commands(t, b, clock, rules)
 		enqueue(t, h, "dora", "chop-wood", 5)
 		clock.Advance(3 * time.Hour)
-		p, err := New(Config{Store: b.store, DB: b.db, Clock: clock, Commands: commandConfig(rules), OfflineCap: 10 * time.Minute, Logger: quietLogger()})
+		p, err := New(Config{Store: b.Store, DB: b.DB, Clock: clock, Commands: commandConfig(rules), OfflineCap: 10 * time.Minute, Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +155,7 @@ func TestOfflineCapLeavesADrainedQueueIdle(t *testing.T) {
 // A real restart: one processor runs, stops, the clock moves on while
 // nothing runs, a new processor on the same store catches up.
 func TestRestartCatchesUp(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		clock := NewManualClock(t0)
 		rules := domain.Rules{}
 		h := commands(t, b, clock, rules)
@@ -163,14 +165,14 @@ func TestRestartCatchesUp(t *testing.T) {
 		}
 		first := start(t, b, Config{Clock: clock, Commands: commandConfig(rules)})
 		clock.Advance(30 * time.Second)
-		waitUntil(t, "the first repetitions", func() (bool, error) {
+		testenv.WaitUntil(t, waitDeadline, "the first repetitions", func() (bool, error) {
 			q, _ := readQueue(t, b, "dave", rules)
 			return q.Inventory()["copper-ore"] >= 9, nil
 		})
 		first.stop()
 		clock.Advance(2 * time.Hour)
 		start(t, b, Config{Clock: clock, Commands: commandConfig(rules)})
-		waitUntil(t, "dave's queue to finish", queueDone(t, b, "dave", rules))
+		testenv.WaitUntil(t, waitDeadline, "dave's queue to finish", queueDone(t, b, "dave", rules))
 		got, recs := readQueue(t, b, "dave", rules)
 		if n := checkCompletionsOnTime(t, "dave", recs); n != 150 {
 			t.Errorf("%d repetitions completed, want 150", n)
@@ -187,7 +189,7 @@ func TestRestartCatchesUp(t *testing.T) {
 // A task type removed from the catalog while queued fails with a reason
 // when its turn comes, and the queue moves on.
 func TestRemovedTaskTypeFailsAndTheQueueMovesOn(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		clock := NewManualClock(t0)
 		h := commands(t, b, clock, domain.Rules{})
 		enqueue(t, h, "erin", "chop-wood", 2)
@@ -198,7 +200,7 @@ func TestRemovedTaskTypeFailsAndTheQueueMovesOn(t *testing.T) {
 		rules := domain.Rules{Catalog: reduced}
 		clock.Advance(time.Minute)
 		start(t, b, Config{Clock: clock, Commands: commandConfig(rules)})
-		waitUntil(t, "erin's queue to finish", queueDone(t, b, "erin", rules))
+		testenv.WaitUntil(t, waitDeadline, "erin's queue to finish", queueDone(t, b, "erin", rules))
 		got, recs := readQueue(t, b, "erin", rules)
 		var reason string
 		for _, r := range recs {
@@ -220,8 +222,8 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "Store is required") || !strings.Contains(err.Error(), "DB is required") {
 		t.Fatalf("New(Config{}) = %v, want both missing dependencies", err)
 	}
-	b := openSQLite(t)
-	_, err := New(Config{Store: b.store, DB: b.db, OfflineCap: time.Second, BatchSize: 20000})
+	b := testreadside.SQLite(t)
+	_, err := New(Config{Store: b.Store, DB: b.DB, OfflineCap: time.Second, BatchSize: 20000})
 	if err == nil || !strings.Contains(err.Error(), "OfflineCap") || !strings.Contains(err.Error(), "BatchSize") {
 		t.Fatalf("err = %v, want OfflineCap and BatchSize reported together", err)
 	}
@@ -229,10 +231,10 @@ func TestConfigValidate(t *testing.T) {
 
 // Graceful shutdown releases the instance's claims.
 func TestShutdownReleasesClaims(t *testing.T) {
-	b := openSQLite(t)
+	b := testreadside.SQLite(t)
 	clock := NewManualClock(t0)
 	ctx := context.Background()
-	if err := b.db.InTx(ctx, func(tx projectionsTx) error {
+	if err := b.DB.InTx(ctx, func(tx projectionsTx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO processor_claims (stream_id, task_id, number, owner, expires_at) VALUES ('queue-x', 't', 1, 'me', $1)`, t0.Add(time.Hour))
 		return err
 	}); err != nil {
@@ -241,7 +243,7 @@ func TestShutdownReleasesClaims(t *testing.T) {
 	r := start(t, b, Config{Clock: clock, Owner: "me", Commands: commandConfig(domain.Rules{})})
 	r.stop()
 	var n int
-	if err := b.db.QueryRow(ctx, `SELECT COUNT(*) FROM processor_claims WHERE owner = 'me'`).Scan(&n); err != nil {
+	if err := b.DB.QueryRow(ctx, `SELECT COUNT(*) FROM processor_claims WHERE owner = 'me'`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {

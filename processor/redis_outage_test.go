@@ -10,7 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/internal/faults/faultstest"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 )
 
 // Redis, which carries the commands, goes away for a few seconds while
@@ -30,7 +32,7 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 	}
 	client := redis.NewClient(opts)
 	t.Cleanup(func() { client.Close() })
-	b := openPostgres(t, 6)
+	b := testreadside.Postgres(t, "", 6)
 	clock := NewManualClock(t0)
 	rules := domain.Rules{}
 	h := commands(t, b, clock, rules)
@@ -40,16 +42,16 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 		enqueue(t, h, fmt.Sprintf("q%02d", i), "chop-wood", 20)
 	}
 	var logs logBuffer
-	rec := newRecorder()
+	rec := faultstest.NewRecorder()
 	r := start(t, b, Config{
 		Clock: clock, Commands: commandConfig(rules), Redis: client, TopicPrefix: "tq", Partitions: 2,
 		ErrorBackoffMax: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Observer: rec,
 	})
 	caughtUp := func(what string) {
 		t.Helper()
-		waitUntil(t, what, func() (bool, error) {
+		testenv.WaitUntil(t, waitDeadline, what, func() (bool, error) {
 			var n int
-			if err := b.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&n); err != nil || n == 0 {
+			if err := b.DB.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&n); err != nil || n == 0 {
 				return n == 0 && err == nil && clock.Now().Sub(t0) >= 60*time.Second, err
 			}
 			due, err := dueCount(b, clock.Now())
@@ -67,7 +69,7 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 		}
 	}()
 	const component = "processor redis"
-	waitUntil(t, "the outage of Redis to be noticed", func() (bool, error) {
+	testenv.WaitUntil(t, waitDeadline, "the outage of Redis to be noticed", func() (bool, error) {
 		return logs.count(outageStarted(component)) > 0, nil
 	})
 	// The queues keep advancing: the due loop runs its commands in this
@@ -80,7 +82,7 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 	srv.Start()
 	clock.Advance(30 * time.Second) // the rest of the 60 s of work
 	caughtUp("the rest")
-	waitUntil(t, "the end of the outage", func() (bool, error) { return logs.count(outageEnded(component)) > 0, nil })
+	testenv.WaitUntil(t, waitDeadline, "the end of the outage", func() (bool, error) { return logs.count(outageEnded(component)) > 0, nil })
 	if err := r.p.Advancing(context.Background()); err != nil {
 		t.Errorf("Advancing after the Redis outage = %v; want nil", err)
 	}
@@ -92,13 +94,13 @@ func TestRedisOutageCommandsResume(t *testing.T) {
 	if n := logs.count("level=ERROR"); n != 0 {
 		t.Errorf("%d ERROR lines during a Redis outage, want none", n)
 	}
-	if got := rec.transitions(component); len(got) != 2 || !got[0] || got[1] {
+	if got := rec.Transitions(component); len(got) != 2 || !got[0] || got[1] {
 		t.Errorf("the Observer heard degraded %v, want true then false", got)
 	}
-	if rec.errors(component) < 10 {
-		t.Errorf("the Observer counted %d failures during 5 s without Redis, want every failed read", rec.errors(component))
+	if rec.Errors(component) < 10 {
+		t.Errorf("the Observer counted %d failures during 5 s without Redis, want every failed read", rec.Errors(component))
 	}
-	t.Logf("%d log lines in all; %d failures counted during the outage", logs.count("\n"), rec.errors(component))
+	t.Logf("%d log lines in all; %d failures counted during the outage", logs.count("\n"), rec.Errors(component))
 
 	for i := range players {
 		player := fmt.Sprintf("q%02d", i)
@@ -125,7 +127,7 @@ func TestProcessorStartsWithoutRedis(t *testing.T) {
 	}
 	client := redis.NewClient(opts)
 	t.Cleanup(func() { client.Close() })
-	b := openPostgres(t, 4)
+	b := testreadside.Postgres(t, "", 4)
 	clock := NewManualClock(t0)
 	rules := domain.Rules{}
 	h := commands(t, b, clock, rules)
@@ -139,13 +141,13 @@ func TestProcessorStartsWithoutRedis(t *testing.T) {
 			t.Logf("log:\n%s", logs.String())
 		}
 	}()
-	waitUntil(t, "the processor to find Redis away", func() (bool, error) {
+	testenv.WaitUntil(t, waitDeadline, "the processor to find Redis away", func() (bool, error) {
 		return logs.count(outageStarted(redisComponent)) > 0, nil
 	})
 	time.Sleep(5 * time.Second) // the command router tries to subscribe meanwhile
 	srv.Start()
 	clock.Advance(20 * time.Second)
-	waitUntil(t, "the queue to finish", queueDone(t, b, "s00", rules))
+	testenv.WaitUntil(t, waitDeadline, "the queue to finish", queueDone(t, b, "s00", rules))
 	_, recs := readQueue(t, b, "s00", rules)
 	if c := checkCompletionsOnTime(t, "s00", recs); c != 5 {
 		t.Errorf("%d repetitions completed, want 5", c)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 )
 
@@ -16,7 +17,7 @@ import (
 func TestRedisStreamsShareCommands(t *testing.T) {
 	_, prefix, client := teststore.Redis(t)
 	url := testenv.Postgres(t)
-	b1, b2 := openPostgresAt(t, url, 4), openPostgresAt(t, url, 4)
+	b1, b2 := testreadside.Postgres(t, url, 4), testreadside.Postgres(t, url, 4)
 	clock := NewManualClock(t0)
 	rules := domain.Rules{}
 	h := commands(t, b1, clock, rules)
@@ -32,18 +33,18 @@ func TestRedisStreamsShareCommands(t *testing.T) {
 	}
 	p1 := start(t, b1, cfg("one"))
 	p2 := start(t, b2, cfg("two"))
-	waitUntil(t, "the schedule", func() (bool, error) {
+	testenv.WaitUntil(t, waitDeadline, "the schedule", func() (bool, error) {
 		var n int
-		err := b1.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&n)
+		err := b1.DB.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&n)
 		return n == players, err
 	})
 	for step := 0; ; step++ {
-		waitUntil(t, "every repetition due by now", func() (bool, error) {
+		testenv.WaitUntil(t, waitDeadline, "every repetition due by now", func() (bool, error) {
 			n, err := dueCount(b1, clock.Now())
 			return n == 0, err
 		})
 		var left int
-		if err := b1.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&left); err != nil {
+		if err := b1.DB.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&left); err != nil {
 			t.Fatal(err)
 		}
 		if left == 0 {

@@ -10,12 +10,13 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 )
 
 // dueCount counts the schedule rows due at or before at.
 func dueCount(b backend, at time.Time) (int, error) {
 	var n int
-	err := b.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule WHERE due_at <= $1`, at).Scan(&n)
+	err := b.DB.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule WHERE due_at <= $1`, at).Scan(&n)
 	return n, err
 }
 
@@ -31,7 +32,7 @@ func TestScaleOutNeverCompletesTwice(t *testing.T) {
 	const instances, players = 3, 300
 	var bs []backend
 	for range instances {
-		bs = append(bs, openPostgresAt(t, url, 4))
+		bs = append(bs, testreadside.Postgres(t, url, 4))
 	}
 	runScaleOut(t, bs, players)
 }
@@ -39,7 +40,7 @@ func TestScaleOutNeverCompletesTwice(t *testing.T) {
 // The same code path on SQLite, one process (two processors over one
 // store, as two goroutines of one process would).
 func TestScaleOutSQLite(t *testing.T) {
-	b := openSQLite(t)
+	b := testreadside.SQLite(t)
 	runScaleOut(t, []backend{b, b}, 60)
 }
 
@@ -66,18 +67,18 @@ func runScaleOut(t *testing.T, bs []backend, players int) {
 	for i, b := range bs {
 		procs = append(procs, start(t, b, Config{Clock: clock, Commands: commandConfig(rules), Owner: fmt.Sprintf("instance-%d", i), BatchSize: 50}))
 	}
-	waitUntil(t, "the schedule to hold every player", func() (bool, error) {
+	testenv.WaitUntil(t, waitDeadline, "the schedule to hold every player", func() (bool, error) {
 		var n int
-		err := bs[0].db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&n)
+		err := bs[0].DB.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&n)
 		return n == players, err
 	})
 	for step := 0; ; step++ {
-		waitUntil(t, "every repetition due by now", func() (bool, error) {
+		testenv.WaitUntil(t, waitDeadline, "every repetition due by now", func() (bool, error) {
 			n, err := dueCount(bs[0], clock.Now())
 			return n == 0, err
 		})
 		var left int
-		if err := bs[0].db.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&left); err != nil {
+		if err := bs[0].DB.QueryRow(context.Background(), `SELECT COUNT(*) FROM processor_schedule`).Scan(&left); err != nil {
 			t.Fatal(err)
 		}
 		if left == 0 {
@@ -115,7 +116,7 @@ func runScaleOut(t *testing.T, bs []backend, players int) {
 // the schedule only moves forward and claims are taken from its rows — so
 // the "live" claim was displaced at once.)
 func TestExpiredClaimsAreTakenOver(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		ctx := context.Background()
 		clock := NewManualClock(t0)
 		rules := domain.Rules{}
@@ -129,14 +130,14 @@ func TestExpiredClaimsAreTakenOver(t *testing.T) {
 		// An instance projects the schedule (frank's repetition, due at
 		// t0+3s) and dies after claiming it until t0+8s.
 		first := start(t, b, Config{Clock: clock, Commands: commandConfig(rules), Owner: "first"})
-		waitUntil(t, "frank's repetition in the schedule", func() (bool, error) {
+		testenv.WaitUntil(t, waitDeadline, "frank's repetition in the schedule", func() (bool, error) {
 			var n int
-			err := b.db.QueryRow(ctx, `SELECT COUNT(*) FROM processor_schedule WHERE stream_id = 'queue-frank' AND number = 1`).Scan(&n)
+			err := b.DB.QueryRow(ctx, `SELECT COUNT(*) FROM processor_schedule WHERE stream_id = 'queue-frank' AND number = 1`).Scan(&n)
 			return n == 1, err
 		})
 		first.stop()
 		clock.Advance(3 * time.Second)
-		if err := b.db.InTx(ctx, func(tx projectionsTx) error {
+		if err := b.DB.InTx(ctx, func(tx projectionsTx) error {
 			_, err := tx.Exec(ctx, `INSERT INTO processor_claims (stream_id, task_id, number, owner, expires_at) VALUES ('queue-frank', $1, 1, 'killed', $2)`,
 				string(res.Task.TaskID), clock.Now().Add(5*time.Second))
 			return err
@@ -153,16 +154,16 @@ func TestExpiredClaimsAreTakenOver(t *testing.T) {
 			}
 		}
 		var owner string
-		if err := b.db.QueryRow(ctx, `SELECT owner FROM processor_claims WHERE stream_id = 'queue-frank'`).Scan(&owner); err != nil || owner != "killed" {
+		if err := b.DB.QueryRow(ctx, `SELECT owner FROM processor_claims WHERE stream_id = 'queue-frank'`).Scan(&owner); err != nil || owner != "killed" {
 			t.Fatalf("the live claim is %q (%v), want killed's", owner, err)
 		}
 		// Past its expiry the survivor takes it over and completes it at its
 		// due time.
 		clock.Advance(5 * time.Second)
-		waitUntil(t, "the take-over", queueDone(t, b, "frank", rules))
+		testenv.WaitUntil(t, waitDeadline, "the take-over", queueDone(t, b, "frank", rules))
 		// The survivor counts its completion after the append the queue
 		// already shows.
-		waitUntil(t, "the survivor to count its completion", func() (bool, error) {
+		testenv.WaitUntil(t, waitDeadline, "the survivor to count its completion", func() (bool, error) {
 			return second.p.Stats().Completed == 1, nil
 		})
 		_, recs := readQueue(t, b, "frank", rules)

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
@@ -18,7 +19,7 @@ import (
 // row with it, a completion of the repetition a row holds deletes it, a
 // completion of another one leaves the row alone.
 func TestScheduleBatchDeletesEndedRows(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		ctx := context.Background()
 		started := func(stream, task string, number int) eventstore.EventData {
 			due := t0.Add(time.Duration(number) * time.Second)
@@ -34,7 +35,7 @@ func TestScheduleBatchDeletesEndedRows(t *testing.T) {
 		}
 		appendTo := func(stream string, evs ...eventstore.EventData) {
 			t.Helper()
-			if _, err := b.store.Append(ctx, stream, eventstore.Any, evs...); err != nil {
+			if _, err := b.Store.Append(ctx, stream, eventstore.Any, evs...); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -43,7 +44,7 @@ func TestScheduleBatchDeletesEndedRows(t *testing.T) {
 		// in one page.
 		catchUp := func(want ...string) {
 			t.Helper()
-			r, err := projections.NewRunner(projections.Config{Store: b.store, DB: b.db,
+			r, err := projections.NewRunner(projections.Config{Store: b.Store, DB: b.DB,
 				Projections: []projections.Projection{Schedule{}}, Logger: quietLogger()})
 			if err != nil {
 				t.Fatal(err)
@@ -55,7 +56,7 @@ func TestScheduleBatchDeletesEndedRows(t *testing.T) {
 			var got []string
 			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 				got = nil
-				rows, err := b.db.Query(ctx, `SELECT stream_id FROM processor_schedule ORDER BY stream_id`)
+				rows, err := b.DB.Query(ctx, `SELECT stream_id FROM processor_schedule ORDER BY stream_id`)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/problem"
 	"github.com/taskqueue/taskqueue/query"
 )
 
@@ -79,14 +80,6 @@ type eventJSON struct {
 	Data       json.RawMessage     `json:"data"`
 }
 
-// problemJSON is an RFC 9457 problem, as docs/API.md's errors.
-type problemJSON struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-}
-
 // serverMessage is every message the server sends.
 type serverMessage struct {
 	Type     string               `json:"type"`
@@ -94,7 +87,7 @@ type serverMessage struct {
 	PlayerID domain.PlayerID      `json:"playerId,omitempty"`
 	Event    *eventJSON           `json:"event,omitempty"`
 	Queue    json.RawMessage      `json:"queue,omitempty"`
-	Problem  *problemJSON         `json:"problem,omitempty"`
+	Problem  *problem.Details     `json:"problem,omitempty"`
 }
 
 // queueJSON marshals v as GET /api/queue/{playerId} answers it (web's
@@ -160,12 +153,9 @@ func subscribedMessage(player domain.PlayerID, pos eventstore.Position) []byte {
 	return b
 }
 
-// problem types of docs/API.md used on the socket.
-const problemPrefix = "urn:taskqueue:problem:"
-
-func errorMessage(kind, title string, status int, detail string) []byte {
-	b, _ := json.Marshal(serverMessage{Type: TypeError, Problem: &problemJSON{
-		Type: problemPrefix + kind, Title: title, Status: status, Detail: detail,
-	}})
+// errorMessage is an "error" message carrying the problem document of t.
+func errorMessage(t problem.Type, detail string) []byte {
+	p := problem.Of(t, detail)
+	b, _ := json.Marshal(serverMessage{Type: TypeError, Problem: &p})
 	return b
 }

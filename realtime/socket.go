@@ -15,6 +15,7 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
+	"github.com/taskqueue/taskqueue/internal/problem"
 )
 
 // maxClientMessage bounds a client's message.
@@ -173,11 +174,11 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 	}
 	if !authed {
 		if m.Type != TypeAuth || m.Token == "" {
-			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage("unauthorized", "Unauthorized", 401, "send {\"type\":\"auth\",\"token\":…} first, or the token in the Authorization header or ?access_token="), "no token")
+			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage(problem.Unauthorized, "send {\"type\":\"auth\",\"token\":…} first, or the token in the Authorization header or ?access_token="), "no token")
 			return false
 		}
 		if principal, expires, err = h.authenticate(ctx, m.Token); err != nil {
-			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage("unauthorized", "Unauthorized", 401, "the token is not valid"), "bad token")
+			h.closeWith(ctx, conn, CloseUnauthorized, errorMessage(problem.Unauthorized, "the token is not valid"), "bad token")
 			return false
 		}
 		if m, err = h.readMessage(ctx, conn); err != nil {
@@ -186,23 +187,23 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 		}
 	}
 	if m.Type != TypeSubscribe {
-		h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, "expected {\"type\":\"subscribe\",\"playerId\":…}"), "expected subscribe")
+		h.closeWith(ctx, conn, CloseBadRequest, errorMessage(problem.Validation, "expected {\"type\":\"subscribe\",\"playerId\":…}"), "expected subscribe")
 		return false
 	}
 	var player domain.PlayerID
 	switch m.PlayerID {
 	case AllPlayers:
 		if principal.Role != auth.RoleAdmin && principal.Role != auth.RoleSystem {
-			h.closeWith(ctx, conn, CloseForbidden, errorMessage("forbidden", "Forbidden", 403, "only an admin may watch every queue"), "forbidden")
+			h.closeWith(ctx, conn, CloseForbidden, errorMessage(problem.Forbidden, "only an admin may watch every queue"), "forbidden")
 			return false
 		}
 	default:
 		if player, err = domain.ParsePlayerID(m.PlayerID); err != nil {
-			h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, err.Error()), "bad playerId")
+			h.closeWith(ctx, conn, CloseBadRequest, errorMessage(problem.Validation, err.Error()), "bad playerId")
 			return false
 		}
 		if !principal.CanActOn(string(player)) {
-			h.closeWith(ctx, conn, CloseForbidden, errorMessage("forbidden", "Forbidden", 403, "a player may watch only their own queue"), "forbidden")
+			h.closeWith(ctx, conn, CloseForbidden, errorMessage(problem.Forbidden, "a player may watch only their own queue"), "forbidden")
 			return false
 		}
 	}
@@ -210,7 +211,7 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 	if m.Since != "" {
 		p, err := eventstore.ParsePosition(m.Since)
 		if err != nil {
-			h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, "since: "+err.Error()), "bad since")
+			h.closeWith(ctx, conn, CloseBadRequest, errorMessage(problem.Validation, "since: "+err.Error()), "bad since")
 			return false
 		}
 		since = &p
@@ -236,7 +237,7 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 	if !expires.IsZero() {
 		sub.mu.Lock()
 		sub.expiry = time.AfterFunc(max(0, time.Until(expires)), func() {
-			sub.kick(CloseUnauthorized, ReasonTokenExpired, errorMessage("unauthorized", "Unauthorized", 401,
+			sub.kick(CloseUnauthorized, ReasonTokenExpired, errorMessage(problem.Unauthorized,
 				"the token expired; reconnect with a fresh token and since to resume"))
 		})
 		sub.mu.Unlock()
@@ -260,7 +261,7 @@ func (h *Hub) serveConn(ctx context.Context, conn *websocket.Conn, principal aut
 // refuseRead closes a connection whose first messages could not be read.
 func (h *Hub) refuseRead(ctx context.Context, conn *websocket.Conn, err error) {
 	if errors.Is(err, errBadMessage) {
-		h.closeWith(ctx, conn, CloseBadRequest, errorMessage("validation", "Invalid request", 400, err.Error()), "bad message")
+		h.closeWith(ctx, conn, CloseBadRequest, errorMessage(problem.Validation, err.Error()), "bad message")
 	}
 	// Otherwise the timer has closed it (errSilent), or the client went
 	// away or broke the protocol: CloseNow.

@@ -12,12 +12,9 @@ import (
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
-	"github.com/taskqueue/taskqueue/eventstore"
-	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/internal/testenv"
-	"github.com/taskqueue/taskqueue/internal/teststore"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/processor"
-	"github.com/taskqueue/taskqueue/projections"
 )
 
 // The relay's tests drive real queues to produce the events it publishes:
@@ -30,36 +27,7 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 var waitDeadline = 2 * time.Minute
 
 // backend is a real event store and the database of its read models.
-type backend struct {
-	name  string
-	store eventstore.Store
-	db    projections.DB
-}
-
-func openSQLite(t testing.TB) backend {
-	t.Helper()
-	s := teststore.SQLite(t, "")
-	return backend{name: "sqlite", store: s, db: projections.NewSQLiteStoreDB(s)}
-}
-
-func openPostgres(t testing.TB, maxConns int32) backend {
-	t.Helper()
-	return openPostgresAt(t, testenv.Postgres(t), maxConns)
-}
-
-// openPostgresAt opens a store of its own (its own pool) on url, as another
-// process would.
-func openPostgresAt(t testing.TB, url string, maxConns int32) backend {
-	t.Helper()
-	s, pool := teststore.Postgres(t, url, maxConns)
-	return backend{name: "postgres", store: s, db: projections.NewPostgresDB(pool)}
-}
-
-// backends runs f on SQLite and on PostgreSQL.
-func backends(t *testing.T, f func(t *testing.T, b backend)) {
-	t.Run("sqlite", func(t *testing.T) { f(t, openSQLite(t)) })
-	t.Run("postgres", func(t *testing.T) { f(t, openPostgres(t, 6)) })
-}
+type backend = testreadside.Backend
 
 func quietLogger() *slog.Logger {
 	if os.Getenv("RELAY_TEST_LOG") != "" {
@@ -72,7 +40,7 @@ func quietLogger() *slog.Logger {
 // of the test.
 func startProcessor(t testing.TB, b backend, cfg processor.Config) {
 	t.Helper()
-	cfg.Store, cfg.DB = b.store, b.db
+	cfg.Store, cfg.DB = b.Store, b.DB
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
@@ -98,7 +66,7 @@ func startProcessor(t testing.TB, b backend, cfg processor.Config) {
 // would use them.
 func commands(t testing.TB, b backend, clock processor.Clock, rules domain.Rules) *command.Handlers {
 	t.Helper()
-	h, err := command.NewHandlers(b.store, command.Config{Rules: rules, Clock: clock.Now})
+	h, err := command.NewHandlers(b.Store, command.Config{Rules: rules, Clock: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,25 +83,6 @@ func enqueue(t testing.TB, h *command.Handlers, player, typ string, count int) {
 	}
 }
 
-// waitUntil polls cond until it holds or a generous deadline passes.
-func waitUntil(t testing.TB, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(waitDeadline)
-	for {
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("wait for %s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // queueDone reports whether the player's queue has no tasks left.
 func queueDone(t testing.TB, b backend, player string, rules domain.Rules) func() (bool, error) {
 	return func() (bool, error) {
@@ -141,7 +90,7 @@ func queueDone(t testing.TB, b backend, player string, rules domain.Rules) func(
 		if err != nil {
 			return false, err
 		}
-		recs, err := b.store.ReadStream(context.Background(), id.Stream(), 1, 0)
+		recs, err := b.Store.ReadStream(context.Background(), id.Stream(), 1, 0)
 		if err != nil {
 			return false, err
 		}
@@ -171,38 +120,3 @@ func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(
 // The log lines of an outage of component (faults.Outage's).
 func outageStarted(component string) string { return component + ": a dependency is unavailable" }
 func outageEnded(component string) string   { return component + ": recovered" }
-
-// recorder is a faults.Observer that keeps what it heard, per component.
-type recorder struct {
-	mu       sync.Mutex
-	errs     map[string]int
-	degraded map[string][]bool
-}
-
-func newRecorder() *recorder {
-	return &recorder{errs: map[string]int{}, degraded: map[string][]bool{}}
-}
-
-func (r *recorder) TransientError(component string, _ faults.Kind) {
-	r.mu.Lock()
-	r.errs[component]++
-	r.mu.Unlock()
-}
-
-func (r *recorder) Degraded(component string, d bool) {
-	r.mu.Lock()
-	r.degraded[component] = append(r.degraded[component], d)
-	r.mu.Unlock()
-}
-
-func (r *recorder) errors(component string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.errs[component]
-}
-
-func (r *recorder) transitions(component string) []bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]bool(nil), r.degraded[component]...)
-}

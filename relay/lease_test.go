@@ -7,13 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
 // One holder at a time among instances asking for the same lease; a
 // stopped holder hands over at once, a dead one when its lease expires.
 func TestRunLeasedOneHolderAtATime(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		var running, most atomic.Int32
 		var mu sync.Mutex
 		var holders []string
@@ -35,7 +37,7 @@ func TestRunLeasedOneHolderAtATime(t *testing.T) {
 			}
 		}
 		holder := func() string {
-			h, err := LeaseHolder(context.Background(), b.db, "test", time.Now())
+			h, err := LeaseHolder(context.Background(), b.DB, "test", time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -47,7 +49,7 @@ func TestRunLeasedOneHolderAtATime(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancels[owner] = cancel
 			wg.Go(func() {
-				cfg := LeaseConfig{DB: b.db, Name: "test", Owner: owner, TTL: 600 * time.Millisecond, Logger: quietLogger()}
+				cfg := LeaseConfig{DB: b.DB, Name: "test", Owner: owner, TTL: 600 * time.Millisecond, Logger: quietLogger()}
 				if err := RunLeased(ctx, cfg, fn(owner)); err != nil {
 					t.Errorf("RunLeased %s: %v", owner, err)
 				}
@@ -62,12 +64,12 @@ func TestRunLeasedOneHolderAtATime(t *testing.T) {
 		// Each holder in turn stops; another takes over.
 		for range 2 {
 			var h string
-			waitUntil(t, "a holder running", func() (bool, error) {
+			testenv.WaitUntil(t, waitDeadline, "a holder running", func() (bool, error) {
 				h = holder()
 				return h != "" && running.Load() == 1, nil
 			})
 			cancels[h]()
-			waitUntil(t, "another holder", func() (bool, error) {
+			testenv.WaitUntil(t, waitDeadline, "another holder", func() (bool, error) {
 				next := holder()
 				return next != "" && next != h && running.Load() == 1, nil
 			})
@@ -88,7 +90,7 @@ func TestRunLeasedOneHolderAtATime(t *testing.T) {
 
 		// A dead holder (no renewal, no release): taken once it expires.
 		expires := time.Now().Add(time.Second)
-		err := b.db.InTx(context.Background(), func(tx projections.Tx) error {
+		err := b.DB.InTx(context.Background(), func(tx projections.Tx) error {
 			_, err := tx.Exec(context.Background(), `INSERT INTO processor_leases (name, owner, expires_at) VALUES ($1, $2, $3)`, "test", "dead", expires)
 			return err
 		})
@@ -99,7 +101,7 @@ func TestRunLeasedOneHolderAtATime(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
-			_ = RunLeased(ctx, LeaseConfig{DB: b.db, Name: "test", Owner: "d", TTL: 600 * time.Millisecond, Logger: quietLogger()},
+			_ = RunLeased(ctx, LeaseConfig{DB: b.DB, Name: "test", Owner: "d", TTL: 600 * time.Millisecond, Logger: quietLogger()},
 				func(ctx context.Context) error { started <- time.Now(); <-ctx.Done(); return nil })
 		}()
 		select {

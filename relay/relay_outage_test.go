@@ -13,7 +13,9 @@ import (
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/faults/faultstest"
 	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/processor"
 )
@@ -106,7 +108,7 @@ func runRelayOutage(t *testing.T, mode string) {
 		url = teststore.PostgresURL(t)
 	}
 	proxied, proxy := testenv.ProxyPostgres(t, url)
-	direct := openPostgresAt(t, url, 2)
+	direct := testreadside.Postgres(t, url, 2)
 	h := commands(t, direct, processor.SystemClock{}, domain.Rules{})
 
 	// The writer: another instance, never cut.
@@ -131,17 +133,17 @@ func runRelayOutage(t *testing.T, mode string) {
 
 	pub := &published{uuids: map[string]bool{}}
 	var running, most atomic.Int32
-	recs := map[string]*recorder{}
+	recs := map[string]*faultstest.Recorder{}
 	logs := map[string]*logBuffer{}
 	var relays sync.WaitGroup
 	rctx, stopRelays := context.WithCancel(context.Background())
 	for _, name := range []string{"a", "b"} {
-		viaProxy := openPostgresAt(t, proxied, 2)
-		leaseDB, relayStore, relayDB := viaProxy.db, direct.store, direct.db
+		viaProxy := testreadside.Postgres(t, proxied, 2)
+		leaseDB, relayStore, relayDB := viaProxy.DB, direct.Store, direct.DB
 		if mode == "all-refused" {
-			relayStore, relayDB = viaProxy.store, viaProxy.db
+			relayStore, relayDB = viaProxy.Store, viaProxy.DB
 		}
-		recs[name], logs[name] = newRecorder(), &logBuffer{}
+		recs[name], logs[name] = faultstest.NewRecorder(), &logBuffer{}
 		log := logs[name].logger()
 		r, err := New(Config{Store: relayStore, DB: relayDB, Publisher: instancePublisher{pub, name},
 			Observer: recs[name], Logger: log, RetryDelay: 100 * time.Millisecond})
@@ -162,7 +164,7 @@ func runRelayOutage(t *testing.T, mode string) {
 	t.Cleanup(func() { stopRelays(); relays.Wait() })
 
 	// The checkpoint never goes back.
-	checker, _ := New(Config{Store: direct.store, DB: direct.db, Publisher: instancePublisher{&published{uuids: map[string]bool{}}, "x"}})
+	checker, _ := New(Config{Store: direct.Store, DB: direct.DB, Publisher: instancePublisher{&published{uuids: map[string]bool{}}, "x"}})
 	var back atomic.Value
 	cctx, stopChecking := context.WithCancel(context.Background())
 	var checking sync.WaitGroup
@@ -181,13 +183,13 @@ func runRelayOutage(t *testing.T, mode string) {
 	t.Cleanup(func() { stopChecking(); checking.Wait() })
 
 	holder := func() string {
-		h, err := LeaseHolder(context.Background(), direct.db, LeaseName, time.Now())
+		h, err := LeaseHolder(context.Background(), direct.DB, LeaseName, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		return h
 	}
-	waitUntil(t, "one instance relaying", func() (bool, error) {
+	testenv.WaitUntil(t, waitDeadline, "one instance relaying", func() (bool, error) {
 		return holder() != "" && running.Load() == 1 && len(pub.during(time.Now().Add(-time.Second), time.Now())) > 0, nil
 	})
 
@@ -222,23 +224,23 @@ func runRelayOutage(t *testing.T, mode string) {
 	}
 
 	// After the outage one instance relays again, and catches up.
-	waitUntil(t, "one instance relaying again", func() (bool, error) {
+	testenv.WaitUntil(t, waitDeadline, "one instance relaying again", func() (bool, error) {
 		return holder() != "" && running.Load() == 1 && len(pub.during(back1, time.Now())) > 0, nil
 	})
 	time.Sleep(ttl) // more events after the outage
 	stopWriter()
 	writes.Wait()
-	head, err := direct.store.Head(context.Background())
+	head, err := direct.Store.Head(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the checkpoint at the head", func() (bool, error) {
+	testenv.WaitUntil(t, waitDeadline, "the checkpoint at the head", func() (bool, error) {
 		cp, err := checker.Checkpoint(context.Background())
 		return !cp.Less(head), err
 	})
 	// Every integration event of the log was published.
 	all := &published{uuids: map[string]bool{}}
-	replay, err := New(Config{Store: direct.store, DB: direct.db, Publisher: instancePublisher{all, "replay"}})
+	replay, err := New(Config{Store: direct.Store, DB: direct.DB, Publisher: instancePublisher{all, "replay"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,21 +274,21 @@ func runRelayOutage(t *testing.T, mode string) {
 			// Both ask for the lease during a lease outage; with a long
 			// lease (all-refused) one may not have asked in the 2 s, and
 			// only the holder's relay reads the log.
-			if recs[name].errors(c) > 0 || c != "relay integration" && mode != "all-refused" {
+			if recs[name].Errors(c) > 0 || c != "relay integration" && mode != "all-refused" {
 				components = append(components, c)
 			}
 		}
 		for _, c := range components {
-			waitUntil(t, name+": the end of the outage of "+c, func() (bool, error) { return log.count(outageEnded(c)) > 0, nil })
+			testenv.WaitUntil(t, waitDeadline, name+": the end of the outage of "+c, func() (bool, error) { return log.count(outageEnded(c)) > 0, nil })
 			if n, m := log.count(outageStarted(c)), log.count(outageEnded(c)); n != 1 || m != 1 {
 				t.Errorf("%s: %d lines for the start and %d for the end of the outage of %s, want 1 and 1:\n%s", name, n, m, c, log.String())
 			}
-			if got := recs[name].transitions(c); len(got) != 2 || !got[0] || got[1] {
+			if got := recs[name].Transitions(c); len(got) != 2 || !got[0] || got[1] {
 				t.Errorf("%s: the Observer heard %s degraded %v, want true then false", name, c, got)
 			}
 		}
 	}
-	if mode == "all-refused" && recs["a"].errors("relay integration")+recs["b"].errors("relay integration") == 0 {
+	if mode == "all-refused" && recs["a"].Errors("relay integration")+recs["b"].Errors("relay integration") == 0 {
 		t.Error("the relay never failed to read the log: the outage missed it")
 	}
 	t.Logf("%d messages published for %d integration events; the database was away %s", published, len(all.uuids), back1.Sub(cut).Round(time.Millisecond))

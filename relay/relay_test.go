@@ -15,6 +15,8 @@ import (
 	"github.com/taskqueue/taskqueue/api/asyncapi"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/processor"
 )
 
@@ -88,7 +90,7 @@ func (c *collector) distinct() int {
 }
 
 func runRelay(t *testing.T, b backend, pub message.Publisher) (*Relay, func()) {
-	r, err := New(Config{Store: b.store, DB: b.db, Publisher: pub, Logger: quietLogger()})
+	r, err := New(Config{Store: b.Store, DB: b.DB, Publisher: pub, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func runRelay(t *testing.T, b backend, pub message.Publisher) (*Relay, func()) {
 }
 
 func TestRelayPublishesIntegrationEvents(t *testing.T) {
-	backends(t, func(t *testing.T, b backend) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
 		ps := gochannel.NewGoChannel(gochannel.Config{}, nil)
 		t.Cleanup(func() { ps.Close() })
 		c := collect(t, ps)
@@ -113,14 +115,14 @@ func TestRelayPublishesIntegrationEvents(t *testing.T) {
 		enqueue(t, h, "gina", "saw-planks", 5) // 3 logs make 1 plank, then it fails
 		clock.Advance(time.Minute)
 		startProcessor(t, b, processor.Config{Clock: clock, Commands: commandConfig(rules)})
-		waitUntil(t, "gina's queue to finish", queueDone(t, b, "gina", rules))
+		testenv.WaitUntil(t, waitDeadline, "gina's queue to finish", queueDone(t, b, "gina", rules))
 		r1, stop := runRelay(t, b, ps)
-		waitUntil(t, "8 integration events", func() (bool, error) { return c.count() >= 8, nil })
-		head, err := b.store.Head(context.Background())
+		testenv.WaitUntil(t, waitDeadline, "8 integration events", func() (bool, error) { return c.count() >= 8, nil })
+		head, err := b.Store.Head(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, "the checkpoint at the head", func() (bool, error) {
+		testenv.WaitUntil(t, waitDeadline, "the checkpoint at the head", func() (bool, error) {
 			cp, err := r1.Checkpoint(context.Background())
 			return cp == head, err
 		})
@@ -164,7 +166,7 @@ func TestRelayPublishesIntegrationEvents(t *testing.T) {
 		// A new relay resumes from the checkpoint: only the new events.
 		enqueue(t, h, "gina", "chop-wood", 1)
 		r2, stop2 := runRelay(t, b, ps)
-		waitUntil(t, "the new events", func() (bool, error) { return c.distinct() >= 10, nil })
+		testenv.WaitUntil(t, waitDeadline, "the new events", func() (bool, error) { return c.distinct() >= 10, nil })
 		stop2()
 		time.Sleep(20 * time.Millisecond) // not needed for correctness: lets a wrong duplicate show
 		// At least once: the last batch before a stop may come again, not
@@ -181,7 +183,7 @@ func TestRelayPublishesIntegrationEvents(t *testing.T) {
 		if n == 0 {
 			t.Fatalf("republished %d events", n)
 		}
-		waitUntil(t, "the re-published events", func() (bool, error) { return c.count() >= before+10, nil })
+		testenv.WaitUntil(t, waitDeadline, "the re-published events", func() (bool, error) { return c.count() >= before+10, nil })
 		if c.distinct() != 10 {
 			t.Fatalf("re-published messages have new UUIDs: %d distinct", c.distinct())
 		}
@@ -189,7 +191,7 @@ func TestRelayPublishesIntegrationEvents(t *testing.T) {
 		if err := PublishPlayerOffline(ps, "taskqueue", "gina", clock.Now(), last, "corr-off"); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, "player.offline", func() (bool, error) { return c.distinct() == 11, nil })
+		testenv.WaitUntil(t, waitDeadline, "player.offline", func() (bool, error) { return c.distinct() == 11, nil })
 		all := c.events(t)
 		off := all[len(all)-1]
 		if off.Type != TypePlayerOffline || off.CorrelationID != "corr-off" || !strings.Contains(string(off.Data), last.String()) {

@@ -15,6 +15,8 @@ import (
 	"github.com/taskqueue/taskqueue/api/asyncapi"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/processor"
 )
@@ -28,7 +30,7 @@ import (
 // point 5).
 func TestIntegrationEventsOnRedisFollowTheSpec(t *testing.T) {
 	_, prefix, rdb := teststore.Redis(t)
-	b := openSQLite(t)
+	b := testreadside.SQLite(t)
 	pub, err := NewIntegrationPublisher(rdb, watermill.NopLogger{})
 	if err != nil {
 		t.Fatal(err)
@@ -43,15 +45,15 @@ func TestIntegrationEventsOnRedisFollowTheSpec(t *testing.T) {
 	enqueue(t, h, "gina", "saw-planks", 5) // 3 logs make 1 plank, then it fails
 	clock.Advance(time.Minute)
 	startProcessor(t, b, processor.Config{Clock: clock, Commands: commandConfig(rules)})
-	waitUntil(t, "gina's queue to finish", queueDone(t, b, "gina", rules))
-	r, err := New(Config{Store: b.store, DB: b.db, Publisher: pub, TopicPrefix: topicPrefix, Logger: quietLogger()})
+	testenv.WaitUntil(t, waitDeadline, "gina's queue to finish", queueDone(t, b, "gina", rules))
+	r, err := New(Config{Store: b.Store, DB: b.DB, Publisher: pub, TopicPrefix: topicPrefix, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Republish(context.Background(), eventstore.Start); err != nil {
 		t.Fatal(err)
 	}
-	head, err := b.store.Head(context.Background())
+	head, err := b.Store.Head(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ func PostgresTracer() pgx.QueryTracer {
 	if !Enabled() {
 		return nil
 	}
-	return otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName())
+	return otelpgx.NewTracer()
 }
 
 // Redis adds one client span per Redis command (redisotel) to rdb when

@@ -14,36 +14,32 @@ import (
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
+	"github.com/taskqueue/taskqueue/internal/problem"
 	"github.com/taskqueue/taskqueue/query"
 )
 
 // ProblemType is the stable kind of an error response (docs/API.md,
-// "Errors"). The set is closed; clients switch on these names, so renaming
-// one breaks them.
-type ProblemType struct {
-	name   string
-	status int
-	title  string
-}
+// "Errors"; package problem holds the set).
+type ProblemType = problem.Type
 
 // The problem types of docs/API.md.
 var (
-	ProblemValidation           = ProblemType{"validation", http.StatusBadRequest, "Invalid request"}
-	ProblemUnauthorized         = ProblemType{"unauthorized", http.StatusUnauthorized, "Unauthorized"}
-	ProblemForbidden            = ProblemType{"forbidden", http.StatusForbidden, "Forbidden"}
-	ProblemNotFound             = ProblemType{"not-found", http.StatusNotFound, "Not found"}
-	ProblemMethodNotAllowed     = ProblemType{"method-not-allowed", http.StatusMethodNotAllowed, "Method not allowed"}
-	ProblemQueueFull            = ProblemType{"queue-full", http.StatusConflict, "Queue is full"}
-	ProblemConflict             = ProblemType{"conflict", http.StatusConflict, "Conflict"}
-	ProblemPreconditionFailed   = ProblemType{"precondition-failed", http.StatusPreconditionFailed, "Precondition failed"}
-	ProblemPayloadTooLarge      = ProblemType{"payload-too-large", http.StatusRequestEntityTooLarge, "Payload too large"}
-	ProblemRequirementNotMet    = ProblemType{"requirement-not-met", http.StatusUnprocessableEntity, "Requirement not met"}
-	ProblemIdempotencyKeyReused = ProblemType{"idempotency-key-reused", http.StatusUnprocessableEntity, "Idempotency key reused"}
-	ProblemRateLimited          = ProblemType{"rate-limited", http.StatusTooManyRequests, "Too many requests"}
-	ProblemNotImplemented       = ProblemType{"not-implemented", http.StatusNotImplemented, "Not implemented"}
-	ProblemUnavailable          = ProblemType{"unavailable", http.StatusServiceUnavailable, "Service unavailable"}
-	ProblemStorageFull          = ProblemType{"storage-full", http.StatusInsufficientStorage, "Insufficient storage"}
-	ProblemInternal             = ProblemType{"internal", http.StatusInternalServerError, "Internal error"}
+	ProblemValidation           = problem.Validation
+	ProblemUnauthorized         = problem.Unauthorized
+	ProblemForbidden            = problem.Forbidden
+	ProblemNotFound             = problem.NotFound
+	ProblemMethodNotAllowed     = problem.MethodNotAllowed
+	ProblemQueueFull            = problem.QueueFull
+	ProblemConflict             = problem.Conflict
+	ProblemPreconditionFailed   = problem.PreconditionFailed
+	ProblemPayloadTooLarge      = problem.PayloadTooLarge
+	ProblemRequirementNotMet    = problem.RequirementNotMet
+	ProblemIdempotencyKeyReused = problem.IdempotencyKeyReused
+	ProblemRateLimited          = problem.RateLimited
+	ProblemNotImplemented       = problem.NotImplemented
+	ProblemUnavailable          = problem.Unavailable
+	ProblemStorageFull          = problem.StorageFull
+	ProblemInternal             = problem.Internal
 )
 
 // How long a client is asked to wait (Retry-After) before retrying after a
@@ -55,23 +51,11 @@ const (
 )
 
 // ProblemTypePrefix starts every problem type URI.
-const ProblemTypePrefix = "urn:taskqueue:problem:"
+const ProblemTypePrefix = problem.TypePrefix
 
-// URI returns the type's URI, e.g. "urn:taskqueue:problem:validation".
-func (t ProblemType) URI() string { return ProblemTypePrefix + t.name }
-
-// Status returns the HTTP status of the type.
-func (t ProblemType) Status() int { return t.status }
-
-// Problem is an RFC 9457 problem details document.
+// Problem is an RFC 9457 problem details document, as an HTTP answer.
 type Problem struct {
-	Type      string `json:"type"`
-	Title     string `json:"title"`
-	Status    int    `json:"status"`
-	Detail    string `json:"detail,omitempty"`
-	Field     string `json:"field,omitempty"`
-	Instance  string `json:"instance,omitempty"`
-	RequestID string `json:"requestId,omitempty"`
+	problem.Details
 
 	retryAfter time.Duration
 }
@@ -183,10 +167,11 @@ func problemFor(err error) Problem {
 	switch {
 	case t == ProblemStorageFull:
 		p.retryAfter = retryStorageFull
-	case t.status == http.StatusServiceUnavailable && p.retryAfter <= 0:
+	case t.Status() == http.StatusServiceUnavailable && p.retryAfter <= 0:
 		p.retryAfter = retryUnavailable
 	}
-	p.Type, p.Title, p.Status, p.Detail = t.URI(), t.title, t.status, detail
+	d := problem.Of(t, detail)
+	p.Type, p.Title, p.Status, p.Detail = d.Type, d.Title, d.Status, d.Detail
 	return p
 }
 

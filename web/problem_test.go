@@ -62,7 +62,7 @@ func TestProblemFor(t *testing.T) {
 	var logs bytes.Buffer
 	s := &Server{log: slog.New(LogHandler(slog.NewTextHandler(&logs, nil)))}
 	for _, tc := range problemCases {
-		t.Run(tc.typ.name, func(t *testing.T) {
+		t.Run(tc.typ.Name(), func(t *testing.T) {
 			w := httptest.NewRecorder()
 			r := httptest.NewRequest("POST", "/api/queue/a/tasks", nil)
 			r = r.WithContext(WithRequestID(r.Context(), "req-1"))
@@ -71,7 +71,7 @@ func TestProblemFor(t *testing.T) {
 			if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil {
 				t.Fatal(err)
 			}
-			if w.Code != tc.typ.status || p.Type != tc.typ.URI() || p.Status != tc.typ.status || p.Field != tc.field ||
+			if w.Code != tc.typ.Status() || p.Type != tc.typ.URI() || p.Status != tc.typ.Status() || p.Field != tc.field ||
 				p.RequestID != "req-1" || p.Instance != "/api/queue/a/tasks" {
 				t.Fatalf("%v answered %d %+v; want %s", tc.err, w.Code, p, tc.typ.URI())
 			}
