@@ -58,11 +58,10 @@ func forgetting(k keepers, rr *redisRoles, readModels projections.DB, pool *pgxp
 		f.Caches = append(f.Caches, func(_ context.Context, p domain.PlayerID) error { k.commands.Queues.Forget(p); return nil })
 	}
 	if rr.presence != nil {
-		// Out of this instance's shared presence, without player.offline
-		// (the hub announces nothing for the sockets it closed).
+		// Out of the fleet's presence, without player.offline (the hubs
+		// announce nothing for the sockets they closed).
 		f.Caches = append(f.Caches, func(ctx context.Context, p domain.PlayerID) error {
-			rr.presence.shared.Leave(ctx, string(p))
-			return nil
+			return rr.presence.shared.Forget(ctx, string(p))
 		})
 	}
 	if k.projections != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskqueue/taskqueue/internal/faults"
 	"github.com/taskqueue/taskqueue/redisx"
 )
 
@@ -285,6 +286,38 @@ func (p *Presence) Leave(ctx context.Context, player string) (last bool) {
 		return true
 	}
 	return n == 1
+}
+
+// Forget erases player from the fleet's presence (forgetting a player:
+// docs/API.md, "Forgetting a player"): the player's set and their place in
+// every instance's set, on every instance at once, without player.offline.
+// With Redis down it fails with an error wrapping faults.ErrUnavailable,
+// and forgetting is retried.
+func (p *Presence) Forget(ctx context.Context, player string) error {
+	p.sync.RLock()
+	defer p.sync.RUnlock()
+	p.mu.Lock()
+	delete(p.held, player)
+	p.mu.Unlock()
+	if !p.c.Up() {
+		return fmt.Errorf("forget %s in presence: %w", player, faults.ErrUnavailable)
+	}
+	rdb := p.c.Redis()
+	ids, err := rdb.ZRange(ctx, p.base+instancesKey, 0, -1).Result()
+	for _, id := range ids {
+		if err != nil {
+			break
+		}
+		err = rdb.SRem(ctx, p.base+instanceFamily+id, player).Err()
+	}
+	if err == nil {
+		err = rdb.Del(ctx, p.base+presenceFamily+player).Err()
+	}
+	p.c.Observe(ctx, err)
+	if err != nil {
+		return fmt.Errorf("forget %s in presence: %w", player, err)
+	}
+	return nil
 }
 
 // down warns, once per outage, that presence is decided per instance.

@@ -43,6 +43,27 @@ func TestRolesOnRedisCluster(t *testing.T) {
 		"presence": func(t *testing.T) {
 			presencetest.Run(t, func(t *testing.T) presencetest.Backend { return presencetest.Redis(t, redistest.On(t, cluster)) })
 		},
+		"forget": func(t *testing.T) {
+			// The player's keys are in several slots: one DEL of them all
+			// would fail with CROSSSLOT.
+			c := redistest.On(t, cluster).OpenUp(t, nil)
+			ctx := context.Background()
+			keys := []string{c.Key("queue:", "alice"), c.Key("progress:", "alice"), c.Key("rate:ratelimit:", "alice"), c.Key("queue:", "bob")}
+			for _, k := range keys {
+				if err := c.Redis().Set(ctx, k, "x", time.Minute).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.ForgetPlayer(ctx, "alice"); err != nil {
+				t.Fatalf("forget alice on a cluster: %v", err)
+			}
+			for i, k := range keys {
+				n, err := c.Redis().Exists(ctx, k).Result()
+				if err != nil || (n == 0) != (i < 3) {
+					t.Errorf("%s after forgetting alice: exists %d, %v", k, n, err)
+				}
+			}
+		},
 		"wake-ups": func(t *testing.T) {
 			wakeupstest.Run(t, func(t *testing.T) wakeupstest.Backend { return wakeupstest.Redis(t, redistest.On(t, cluster)) })
 		},

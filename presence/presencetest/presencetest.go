@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/taskqueue/taskqueue/internal/redistest"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/presence"
@@ -63,6 +65,7 @@ func Run(t *testing.T, setup Setup) {
 	}{
 		{"LastInstanceDecides", lastInstanceDecides},
 		{"DeadInstanceIsSwept", deadInstanceIsSwept},
+		{"ForgetErasesThePlayerEverywhere", forgetErasesThePlayerEverywhere},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, setup(t)) })
 	}
@@ -164,5 +167,39 @@ func deadInstanceIsSwept(t *testing.T, be Backend) {
 	}
 	if !c.Leave(ctx, "other") {
 		t.Fatal("the last live instance's leave is not the last")
+	}
+}
+
+// Forgetting a player erases them from every instance's presence, and
+// only them: their own set and their place in each instance's set. The
+// other instance is written into Redis as another process would have (an
+// instance of this process that still held the player would, rightly, put
+// them back at its next reconcile).
+func forgetErasesThePlayerEverywhere(t *testing.T, be Backend) {
+	a := be.Instance(presence.Config{})
+	ctx := context.Background()
+	must(t, a.Join(ctx, "alice"))
+	must(t, a.Join(ctx, "bob"))
+	rdb := be.Redis.Redis()
+	const other = "other-instance"
+	must(t, rdb.ZAdd(ctx, be.Key("presence-instances"), redis.Z{Score: float64(time.Now().Add(time.Hour).UnixMilli()), Member: other}).Err())
+	must(t, rdb.SAdd(ctx, be.Key("presence-instance:"+other), "alice", "bob").Err())
+	for _, p := range []string{"alice", "bob"} {
+		must(t, rdb.SAdd(ctx, be.Key("presence:"+p), other).Err())
+	}
+
+	must(t, a.Forget(ctx, "alice"))
+	if n, err := rdb.Exists(ctx, be.Key("presence:alice")).Result(); err != nil || n != 0 {
+		t.Fatalf("alice's presence set after the forget: exists %d, %v", n, err)
+	}
+	for _, id := range []string{a.Instance(), other} {
+		members, err := rdb.SMembers(ctx, be.Key("presence-instance:"+id)).Result()
+		must(t, err)
+		if slices.Contains(members, "alice") || !slices.Contains(members, "bob") {
+			t.Fatalf("instance %s holds %v after forgetting alice; want bob and not alice", id, members)
+		}
+	}
+	if n, err := rdb.SCard(ctx, be.Key("presence:bob")).Result(); err != nil || n != 2 {
+		t.Fatalf("bob's presence after forgetting alice: %d instances, %v; want 2", n, err)
 	}
 }
