@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// WaitFor polls cond every 10 ms until it holds, failing the test after
+// WaitFor polls cond every 5 ms until it holds, failing the test after
 // 30 s (generous: the machine may be loaded) with "timed out waiting for
 // what".
 func WaitFor(t testing.TB, what string, cond func() bool) {
@@ -16,13 +16,7 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 // WaitForWithin is WaitFor with the deadline d.
 func WaitForWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (%v)", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	WaitUntil(t, d, what, func() (bool, error) { return cond(), nil })
 }
 
 // WaitUntil polls cond every 5 ms until it reports true, failing the test
