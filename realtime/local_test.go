@@ -109,13 +109,21 @@ func TestLocalAppendsDeliverExactlyOnceInOrder(t *testing.T) {
 		if len(batch.Completions) == 0 {
 			t.Fatal("no queue had a running repetition to complete: the batch checks nothing")
 		}
-		// Once the hub's log has caught up, hold it back (the admin's
-		// messages wait for the stuck read model): the batch can only
-		// reach the players from this instance's append.
-		testenv.WaitFor(t, "the hub to reach the log's head", func() bool {
-			head, err := store.Head(context.Background())
-			return err == nil && !s.hub.Stats().Position.Less(head)
-		})
+		// Once the hub's log has delivered each queue's last event, hold
+		// it back (the admin's messages wait for the stuck read model):
+		// the batch can only reach the players from this instance's
+		// append. (Not store.Head: on PostgreSQL it is the log's safe
+		// prefix, which another database's open transaction holds back.)
+		for _, p := range players {
+			evs, err := store.ReadStream(context.Background(), domain.PlayerID(p).Stream(), 1, 0)
+			if err != nil || len(evs) == 0 {
+				t.Fatalf("read %s's queue: %d events, %v", p, len(evs), err)
+			}
+			last := evs[len(evs)-1].Position
+			testenv.WaitFor(t, "the hub to deliver "+p+"'s last event", func() bool {
+				return !s.hub.Stats().Position.Less(last)
+			})
+		}
 		wm.stuck.Store(true)
 		before := s.hub.Stats().LocalDelivered
 		results, err := proc.CompleteRepetitions.Handle(context.Background(), batch)
