@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/taskqueue/taskqueue/eventstore"
 )
@@ -22,13 +23,15 @@ type ExportResult struct {
 // Export writes every event of the log whose OccurredAt is in r to w as
 // JSON lines (EventLine), in log order: `taskqueue export --from T --to T`.
 // It reads up to the head of the log when it starts, so it ends on a live
-// store. An export with a From bound holds streams from their middle: Import
+// store: every event committed before it started, even where the log's
+// readable prefix lags behind (on PostgreSQL a transaction open anywhere on
+// the server holds it back; the export waits for it to pass the head). An export with a From bound holds streams from their middle: Import
 // refuses it (a stream must start at version 1).
 func Export(ctx context.Context, store eventstore.Store, w io.Writer, r Range) (ExportResult, error) {
 	if err := r.Validate(); err != nil {
 		return ExportResult{}, err
 	}
-	head, err := store.Head(ctx)
+	head, err := committedHead(ctx, store)
 	if err != nil {
 		return ExportResult{}, fmt.Errorf("export: read the head of the log: %w", err)
 	}
@@ -41,7 +44,19 @@ func Export(ctx context.Context, store eventstore.Store, w io.Writer, r Range) (
 			return res, fmt.Errorf("export: read the log after %s: %w", after, err)
 		}
 		if len(page) == 0 {
-			break
+			readable, err := store.Head(ctx)
+			if err != nil {
+				return res, fmt.Errorf("export: read the head of the log: %w", err)
+			}
+			if !readable.Less(head) {
+				break // nothing more up to head
+			}
+			select { // the readable prefix has not reached head yet
+			case <-ctx.Done():
+				return res, fmt.Errorf("export: the log's readable head %s did not reach %s: %w", readable, head, ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
 		}
 		for _, e := range page {
 			if head.Less(e.Position) {
@@ -61,4 +76,16 @@ func Export(ctx context.Context, store eventstore.Store, w io.Writer, r Range) (
 		return res, fmt.Errorf("export: write: %w", err)
 	}
 	return res, nil
+}
+
+// committedHead returns the position of the last event committed now: the
+// store's CommittedHead where its readable Head can lag behind
+// (PostgreSQL, found through decorators), its Head elsewhere.
+func committedHead(ctx context.Context, store eventstore.Store) (eventstore.Position, error) {
+	if c, ok := eventstore.As[interface {
+		CommittedHead(context.Context) (eventstore.Position, error)
+	}](store); ok {
+		return c.CommittedHead(ctx)
+	}
+	return store.Head(ctx)
 }

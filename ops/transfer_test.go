@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/internal/testreadside"
 	"github.com/taskqueue/taskqueue/ops/opstest"
 	"github.com/taskqueue/taskqueue/projections"
@@ -155,5 +158,54 @@ func TestExportTimeRangeKeepsOnlyEventsThatOccurredInIt(t *testing.T) {
 	_, err = Import(ctx, testreadside.SQLite(t).Store, bytes.NewReader(raw))
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "not 1") {
 		t.Fatalf("import of a ranged export: %v, want a clear refusal", err)
+	}
+}
+
+// An export has every event committed before it began, even while a
+// transaction opened earlier elsewhere on the server holds PostgreSQL's
+// readable prefix of the log back: it waits for the prefix to pass its
+// head instead of ending early.
+func TestExportWaitsForTheReadablePrefix(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.Postgres(t)
+	b := testreadside.Postgres(t, url, 4)
+	holder, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT txid_current()`); err != nil { // the transaction takes an ID
+		t.Fatal(err)
+	}
+	wl, err := projectiontest.Workload{Seed: 5, Players: 2, Commands: 40}.Run(ctx, b.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head, err := b.Store.Head(ctx); err != nil || !head.IsZero() {
+		t.Fatalf("the readable head with the older transaction open: %s, %v; want none (the test would check nothing)", head, err)
+	}
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = tx.Rollback(ctx)
+		close(released)
+	}()
+	var out bytes.Buffer
+	res, err := Export(ctx, b.Store, &out, Range{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-released:
+	default:
+		t.Fatal("the export ended while the older transaction was still open")
+	}
+	if res.Events != wl.Events {
+		t.Fatalf("exported %d events, want all %d committed before the export", res.Events, wl.Events)
 	}
 }

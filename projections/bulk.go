@@ -136,16 +136,7 @@ func bulkOf(p Projection) (bulkProjection, bool) {
 // streamReaderOf returns s as a streamReader, looking through decorators
 // (tracing.Store, metrics' store).
 func streamReaderOf(s eventstore.Store) (streamReader, bool) {
-	for {
-		if r, ok := s.(streamReader); ok {
-			return r, true
-		}
-		u, ok := s.(interface{ Unwrap() eventstore.Store })
-		if !ok {
-			return nil, false
-		}
-		s = u.Unwrap()
-	}
+	return eventstore.As[streamReader](s)
 }
 
 func copyRows(ctx context.Context, tx Tx, table string, cols []string, rows [][]any) error {

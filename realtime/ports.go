@@ -23,17 +23,8 @@ type CommittedHeader interface {
 // committedHeadOf returns s's CommittedHeader, looking through decorators,
 // or nil.
 func committedHeadOf(s eventstore.Store) CommittedHeader {
-	for s != nil {
-		if c, ok := s.(CommittedHeader); ok {
-			return c
-		}
-		u, ok := s.(interface{ Unwrap() eventstore.Store })
-		if !ok {
-			return nil
-		}
-		s = u.Unwrap()
-	}
-	return nil
+	c, _ := eventstore.As[CommittedHeader](s)
+	return c
 }
 
 // TokenVerifier checks a bearer token; auth.Verifiers (the service's own
