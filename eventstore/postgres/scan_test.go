@@ -20,24 +20,26 @@ import (
 func TestReadByStreamPagesThePrefix(t *testing.T) {
 	s := openStore(t)
 	ctx := context.Background()
-	appendN := func(stream string, n int) {
+	appendN := func(stream string, n int) (last eventstore.Position) {
 		t.Helper()
 		for range n {
-			if _, err := s.Append(ctx, stream, eventstore.Any, newEvent("E")); err != nil {
+			res, err := s.Append(ctx, stream, eventstore.Any, newEvent("E"))
+			if err != nil {
 				t.Fatal(err)
 			}
+			last = res.Position
 		}
+		return last
 	}
 	appendN("a", 4)
 	appendN("c", 5)
-	appendN("gone", 3)
+	// Not s.Head: the readable prefix, which a transaction open elsewhere
+	// on the shared server holds back.
+	upTo := appendN("gone", 3)
 	if _, err := s.DeleteStream(ctx, "gone"); err != nil {
 		t.Fatal(err)
 	}
-	upTo, err := s.Head(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var err error
 	appendN("b", 10) // after upTo: not in the prefix
 	appendN("a", 2)
 	appendN("c", 1)
