@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"path/filepath"
@@ -32,7 +33,7 @@ const (
 
 func TestForgetPlayerSQLite(t *testing.T) {
 	dir := t.TempDir()
-	forgetScenario(t, Config{DataDir: dir}, func(t *testing.T) (*sql.DB, bool) {
+	forgetScenario(t, Config{DataDir: dir}, nil, func(t *testing.T) (*sql.DB, bool) {
 		db, err := sql.Open("sqlite", filepath.Join(dir, SQLiteFileName)+"?mode=ro")
 		if err != nil {
 			t.Fatal(err)
@@ -48,7 +49,7 @@ func TestForgetPlayerPostgres(t *testing.T) {
 	// set its password.
 	holdAnalystLock(t, openSQL(t, url))
 	cfg := Config{DataDir: t.TempDir(), DatabaseURL: url, DatabaseMaxConns: 6, AnalystPassword: "forget-analyst-pw-5d1e"}
-	forgetScenario(t, cfg, func(t *testing.T) (*sql.DB, bool) {
+	forgetScenario(t, cfg, nil, func(t *testing.T) (*sql.DB, bool) {
 		return openSQL(t, url), true
 	})
 }
@@ -60,8 +61,11 @@ func TestForgetPlayerPostgres(t *testing.T) {
 // player is untouched, the log reads whole for everyone else (export,
 // resume from a position among the forgotten events), player.forgotten is
 // published in the spec's shape (PostgreSQL: the outbox), and the same ID
-// signing in again starts from an empty queue.
-func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, bool)) {
+// signing in again starts from an empty queue. With lost (the proxy
+// cfg.RedisURL goes through), Redis is lost at the first forget: it
+// answers a transient error and erases nothing, and once Redis is back
+// the same request does the whole work.
+func forgetScenario(t *testing.T, cfg Config, lost *testenv.TCPProxy, openDB func(*testing.T) (*sql.DB, bool)) {
 	dev := true
 	cfg.Dev, cfg.Catalog, cfg.LogLevel = &dev, fastCatalog(t), "warn"
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -147,7 +151,28 @@ func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, 
 	if code, b := c.call("POST", "/api/admin/players/bad%20id/forget", admin, ""); code != 400 || !strings.Contains(b, "problem") && !strings.Contains(b, "playerId") {
 		t.Fatalf("forget a bad ID: %d %s; want 400 problem+json", code, b)
 	}
+	if lost != nil {
+		lost.Stop()
+		code, b := c.call("POST", "/api/admin/players/"+gone+"/forget", admin, "")
+		if code != 503 || !strings.Contains(b, "problem") {
+			t.Fatalf("forget with Redis lost: %d %s; want 503 problem+json", code, b)
+		}
+		if evs, err := a.Store.ReadStream(ctx, "queue-"+gone, 1, 0); err != nil || len(evs) < len(goneEvents) {
+			t.Fatalf("the player's stream after a failed forget: %d events, %v; want its %d or more", len(evs), err, len(goneEvents))
+		}
+		lost.Start(t)
+	}
 	code, body := c.call("POST", "/api/admin/players/"+gone+"/forget", admin, "")
+	if lost != nil {
+		// Until the app's probe sees Redis again (about a second), the
+		// forget still answers 503: an operator retries.
+		testenv.WaitForWithin(t, 30*time.Second, "the forget to go through once Redis is back", func() bool {
+			if code == 503 {
+				code, body = c.call("POST", "/api/admin/players/"+gone+"/forget", admin, "")
+			}
+			return code != 503
+		})
+	}
 	var res ops.ForgetResult
 	if code != 200 || json.Unmarshal([]byte(body), &res) != nil {
 		t.Fatalf("forget: %d %s", code, body)
@@ -317,7 +342,19 @@ func forgetScenario(t *testing.T, cfg Config, openDB func(*testing.T) (*sql.DB, 
 func TestForgetPlayerRedis(t *testing.T) {
 	url, prefix := testenv.Redis(t)
 	pgURL := testenv.Postgres(t)
-	forgetScenario(t, Config{DataDir: t.TempDir(), DatabaseURL: pgURL, DatabaseMaxConns: 6, RedisURL: url, RedisPrefix: prefix}, func(t *testing.T) (*sql.DB, bool) {
+	forgetScenario(t, Config{DataDir: t.TempDir(), DatabaseURL: pgURL, DatabaseMaxConns: 6, RedisURL: url, RedisPrefix: prefix}, nil, func(t *testing.T) (*sql.DB, bool) {
+		return openSQL(t, pgURL), true
+	})
+}
+
+// Redis lost during a forget: a transient error, nothing erased; the same
+// request finishes the work once Redis is back.
+func TestForgetPlayerRedisLost(t *testing.T) {
+	url, prefix := testenv.Redis(t)
+	u := mustParse(t, url)
+	proxy := testenv.StartTCPProxy(t, u.Addr)
+	pgURL := testenv.Postgres(t)
+	forgetScenario(t, Config{DataDir: t.TempDir(), DatabaseURL: pgURL, DatabaseMaxConns: 6, RedisURL: "redis://" + proxy.Addr() + "/" + fmt.Sprint(u.DB), RedisPrefix: prefix}, proxy, func(t *testing.T) (*sql.DB, bool) {
 		return openSQL(t, pgURL), true
 	})
 }

@@ -2,16 +2,20 @@ package command_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/eventstore/postgres"
+	"github.com/taskqueue/taskqueue/eventstore/sqlite"
 	"github.com/taskqueue/taskqueue/internal/teststore"
 )
 
@@ -113,16 +117,28 @@ func TestForeignSnapshotsAreIgnored(t *testing.T) {
 		snaps := store.(eventstore.SnapshotStore)
 		// In this order: the load after the first case snapshots the real
 		// history (schema SnapshotSchema), which the second replaces.
+		other, otherID := foreignSnapshot(t, eventAt(t, store, 40))
 		for _, c := range []struct {
-			name string
-			snap eventstore.Snapshot
+			name    string
+			snap    eventstore.Snapshot
+			foreign uuid.UUID
 		}{
-			{"another history", eventstore.Snapshot{Version: 40, EventID: uuid.New(), Schema: command.SnapshotSchema, Data: data}},
-			{"another schema", eventstore.Snapshot{Version: 41, EventID: eventAt(t, store, 41), Schema: command.SnapshotSchema + 1, Data: data}},
+			{"another history", other, otherID},
+			{"another schema", eventstore.Snapshot{Version: 41, EventID: eventAt(t, store, 41), Schema: command.SnapshotSchema + 1, Data: data}, uuid.Nil},
 		} {
 			name, snap := c.name, c.snap
 			if err := snaps.SaveSnapshot(ctx, "queue-alice", snap); err != nil {
 				t.Fatal(err)
+			}
+			if c.foreign != uuid.Nil {
+				// SaveSnapshot stores only a snapshot of an event the
+				// stream holds: the row is re-pointed to the other
+				// history's event, as a log restored from an older
+				// backup would leave it.
+				repointSnapshot(t, store, "queue-alice", c.foreign)
+			}
+			if stored, ok, err := snaps.ReadSnapshot(ctx, "queue-alice"); err != nil || !ok || stored.Version != snap.Version || stored.Schema != snap.Schema {
+				t.Fatalf("%s: the stored snapshot is v%d schema %d (%v, %v), want the foreign one", name, stored.Version, stored.Schema, ok, err)
 			}
 			counted := &countingStore{Store: store}
 			cold := snapshotHandlers(t, counted, store, clk, 50)
@@ -139,6 +155,66 @@ func TestForeignSnapshotsAreIgnored(t *testing.T) {
 			}
 		}
 	})
+}
+
+// foreignSnapshot returns a genuine snapshot of alice's queue at version
+// 40 in another history (another store, where her queue was only stopped
+// and started), named as of the event at; foreign is the other history's
+// event at version 40.
+func foreignSnapshot(t *testing.T, at uuid.UUID) (snap eventstore.Snapshot, foreign uuid.UUID) {
+	t.Helper()
+	ctx := context.Background()
+	other := teststore.SQLite(t, "")
+	h := snapshotHandlers(t, other, other, newClock(), 40)
+	for i := range 40 {
+		r := req(fmt.Sprint("toggle-", i))
+		var err error
+		if i%2 == 0 {
+			_, err = h.StopQueue.Handle(ctx, command.StopQueue{Request: r})
+		} else {
+			_, err = h.StartQueue.Handle(ctx, command.StartQueue{Request: r})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	command.WaitSnapshots(h)
+	snap, ok, err := other.ReadSnapshot(ctx, "queue-alice")
+	if err != nil || !ok || snap.Version != 40 {
+		t.Fatalf("the other history's snapshot: v%d, %v, %v; want v40", snap.Version, ok, err)
+	}
+	foreign, snap.EventID = snap.EventID, at
+	return snap, foreign
+}
+
+// repointSnapshot makes stream's stored snapshot name the event id,
+// bypassing SaveSnapshot's check that the stream holds it.
+func repointSnapshot(t *testing.T, store eventstore.Store, stream string, id uuid.UUID) {
+	t.Helper()
+	ctx := context.Background()
+	var (
+		n   int64
+		err error
+	)
+	switch s := store.(type) {
+	case *sqlite.Store:
+		err = s.WriteTx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `UPDATE stream_snapshots SET event_id = ? WHERE stream_id = ?`, id.String(), stream)
+			if err == nil {
+				n, err = res.RowsAffected()
+			}
+			return err
+		})
+	case *postgres.Store:
+		var tag pgconn.CommandTag
+		tag, err = s.Pool().Exec(ctx, `UPDATE stream_snapshots SET event_id = $1::text::uuid WHERE stream_id = $2`, id.String(), stream)
+		n = tag.RowsAffected()
+	default:
+		t.Fatalf("re-point a snapshot in a %T", store)
+	}
+	if err != nil || n != 1 {
+		t.Fatalf("re-point %s's snapshot: %d rows, %v", stream, n, err)
+	}
 }
 
 func eventAt(t *testing.T, store eventstore.Store, version int64) uuid.UUID {

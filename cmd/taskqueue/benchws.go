@@ -37,7 +37,11 @@ dial and after --idle, then sends --rate events per second for --duration,
 each to one client (taskqueue: POST /api/queue/{player}/stop or /start, one
 event; Centrifugo: POST /api/publish of a payload the size of taskqueue's
 event message), and reports the latency from just before the request to the
-client's receipt. scripts/bench-ws.sh installs Centrifugo and runs it.
+client's receipt, the request's own answer, and for taskqueue the time from
+the command's decision (the event's occurredAt, taken just before its
+append, truncated to the millisecond: up to 1 ms too long) to the client's
+receipt: the append, its commit and the fanout.
+scripts/bench-ws.sh installs Centrifugo and runs it.
 
   taskqueue bench ws --centrifugo PATH [--rounds 3] [--clients 10000]
       [--rate 1000] [--duration 20s] [--idle 10s] [--sources 4]
@@ -108,8 +112,8 @@ func benchWS(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "# bench ws %s: %d clients from %d source addresses, %d events/s for %s, memory after %s idle; %d CPUs\n",
 		time.Now().UTC().Format(time.RFC3339), f.clients, f.sources, f.rate, f.duration, f.idle, numCPU())
-	fmt.Fprintf(stdout, "%-5s %-10s %8s %8s %8s %8s %9s %8s %8s %8s %8s %-15s %s\n",
-		"round", "server", "rss0-MiB", "rss-MiB", "KiB/conn", "events", "rate/s", "p50-ms", "p99-ms", "max-ms", "lost", "load (1 5 15)  ", "answer p50/p99-ms")
+	fmt.Fprintf(stdout, "%-5s %-10s %8s %8s %8s %8s %9s %8s %8s %8s %8s %-15s %-17s %s\n",
+		"round", "server", "rss0-MiB", "rss-MiB", "KiB/conn", "events", "rate/s", "p50-ms", "p99-ms", "max-ms", "lost", "load (1 5 15)  ", "answer p50/p99-ms", "decided→client p50/p99-ms")
 	tq := &taskqueueTarget{self: self}
 	if err := tq.mint(f.clients); err != nil {
 		return err
@@ -168,8 +172,9 @@ type wsTarget interface {
 	// dial opens and subscribes client i.
 	dial(ctx context.Context, client *http.Client, i int) (*websocket.Conn, error)
 	// events counts the event deliveries in a frame, answering the
-	// server's application-level pings on conn.
-	events(ctx context.Context, conn *websocket.Conn, frame []byte) int
+	// server's application-level pings on conn; decided is when the
+	// server decided the frame's event (zero when the frame does not say).
+	events(ctx context.Context, conn *websocket.Conn, frame []byte) (n int, decided time.Time)
 	// send makes one event for client i.
 	send(ctx context.Context, client *http.Client, i int) error
 }
@@ -181,6 +186,7 @@ type wsResult struct {
 	rate       float64
 	lat        []time.Duration // request sent → client received
 	ack        []time.Duration // request sent → response received
+	decided    []time.Duration // the event decided (before its append) → client received
 	load       string
 }
 
@@ -197,9 +203,13 @@ func quantile(xs []time.Duration, f float64) time.Duration {
 
 func (r *wsResult) print(w io.Writer, round int, name string) {
 	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 2, 64) }
-	fmt.Fprintf(w, "%-5d %-10s %8.1f %8.1f %8.1f %8d %9.0f %8s %8s %8s %8d %-15s %s/%s\n", round, name,
+	decided := "-"
+	if len(r.decided) > 0 {
+		decided = ms(quantile(r.decided, 0.5)) + "/" + ms(quantile(r.decided, 0.99))
+	}
+	fmt.Fprintf(w, "%-5d %-10s %8.1f %8.1f %8.1f %8d %9.0f %8s %8s %8s %8d %-15s %-17s %s\n", round, name,
 		float64(r.rss0)/(1<<20), float64(r.rss)/(1<<20), r.perConn(), r.sent, r.rate, ms(r.q(0.5)), ms(r.q(0.99)), ms(r.q(1)), r.lost, r.load,
-		ms(quantile(r.ack, 0.5)), ms(quantile(r.ack, 0.99)))
+		ms(quantile(r.ack, 0.5))+"/"+ms(quantile(r.ack, 0.99)), decided)
 }
 
 // runWSTarget runs one server through one round.
@@ -229,6 +239,8 @@ func runWSTarget(ctx context.Context, t wsTarget, f wsBenchFlags, dir string, st
 
 	recv := make([][]int64, f.clients) // receipt times, by client
 	var recvMu sync.Mutex
+	var measuring atomic.Bool      // the latency phase has begun
+	var decidedLat []time.Duration // under recvMu
 	conns := make([]*websocket.Conn, f.clients)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -267,11 +279,14 @@ func runWSTarget(ctx context.Context, t wsTarget, f wsBenchFlags, dir string, st
 					if err != nil {
 						return
 					}
-					at := time.Now().UnixNano()
-					if n := t.events(runCtx, conn, b); n > 0 {
+					at := time.Now()
+					if n, decided := t.events(runCtx, conn, b); n > 0 {
 						recvMu.Lock()
 						for range n {
-							recv[i] = append(recv[i], at)
+							recv[i] = append(recv[i], at.UnixNano())
+						}
+						if !decided.IsZero() && measuring.Load() {
+							decidedLat = append(decidedLat, at.Sub(decided))
 						}
 						recvMu.Unlock()
 					}
@@ -298,6 +313,7 @@ func runWSTarget(ctx context.Context, t wsTarget, f wsBenchFlags, dir string, st
 	var firstErr atomic.Value
 	const producers = 32
 	var wg sync.WaitGroup
+	measuring.Store(true)
 	begin := time.Now()
 	for p := range producers {
 		wg.Add(1)
@@ -356,9 +372,11 @@ func runWSTarget(ctx context.Context, t wsTarget, f wsBenchFlags, dir string, st
 			}
 		}
 	}
+	res.decided = slices.Clone(decidedLat)
 	recvMu.Unlock()
 	slices.Sort(res.lat)
 	slices.Sort(res.ack)
+	slices.Sort(res.decided)
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		res.load = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
@@ -483,12 +501,28 @@ func (t *taskqueueTarget) dial(ctx context.Context, client *http.Client, i int) 
 	}
 }
 
-func (t *taskqueueTarget) events(_ context.Context, _ *websocket.Conn, frame []byte) int {
-	if bytes.HasPrefix(frame, []byte(`{"type":"event"`)) {
-		t.msgSize.Store(int64(len(frame)))
-		return 1
+func (t *taskqueueTarget) events(_ context.Context, _ *websocket.Conn, frame []byte) (int, time.Time) {
+	if !bytes.HasPrefix(frame, []byte(`{"type":"event"`)) {
+		return 0, time.Time{}
 	}
-	return 0
+	t.msgSize.Store(int64(len(frame)))
+	return 1, occurredAt(frame)
+}
+
+// occurredAt reads the event's occurredAt from an event message (its
+// command's decision time, taken just before the append), or zero.
+func occurredAt(frame []byte) time.Time {
+	const key = `"occurredAt":"`
+	_, rest, ok := bytes.Cut(frame, []byte(key))
+	if !ok {
+		return time.Time{}
+	}
+	v, _, ok := bytes.Cut(rest, []byte(`"`))
+	if !ok {
+		return time.Time{}
+	}
+	at, _ := time.Parse(time.RFC3339Nano, string(v))
+	return at
 }
 
 func (t *taskqueueTarget) send(ctx context.Context, client *http.Client, i int) error {
@@ -607,7 +641,7 @@ func (t *centrifugoTarget) dial(ctx context.Context, client *http.Client, i int)
 	return conn, nil
 }
 
-func (t *centrifugoTarget) events(ctx context.Context, conn *websocket.Conn, frame []byte) int {
+func (t *centrifugoTarget) events(ctx context.Context, conn *websocket.Conn, frame []byte) (int, time.Time) {
 	n := 0
 	for _, line := range bytes.Split(frame, []byte("\n")) {
 		switch {
@@ -617,7 +651,7 @@ func (t *centrifugoTarget) events(ctx context.Context, conn *websocket.Conn, fra
 			n++
 		}
 	}
-	return n
+	return n, time.Time{}
 }
 
 func (t *centrifugoTarget) send(ctx context.Context, client *http.Client, i int) error {
