@@ -427,6 +427,10 @@ type sending struct {
 	batch []due
 	done  chan struct{} // closed when sendBatch returned
 	err   error         // sendBatch's error, once done is closed
+	// ranHere is set when a command of the batch ran in this process
+	// because Redis was away (sendOrRun): the batch's success then says
+	// nothing of Redis.
+	ranHere atomic.Bool
 }
 
 // sendAhead sends batch in the background (sendBatch).
@@ -434,7 +438,7 @@ func (p *Processor) sendAhead(ctx context.Context, b *bus, batch []due, now time
 	s := &sending{batch: batch, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		s.err = p.sendBatch(ctx, b, batch, now)
+		s.err = p.sendBatch(ctx, b, batch, now, &s.ranHere)
 	}()
 	return s
 }
@@ -466,7 +470,7 @@ func (p *Processor) landed(ctx context.Context, s *sending) error {
 	<-s.done
 	err := s.err
 	if err == nil {
-		if p.cfg.Redis != nil {
+		if p.cfg.Redis != nil && !s.ranHere.Load() {
 			p.redisOutage.Recovered()
 		}
 		return nil
@@ -535,7 +539,7 @@ func (p *Processor) backOff(ctx context.Context, outage *faults.Outage, err erro
 // due loop holds at most maxInFlight batches being sent and the one it
 // claimed meanwhile (see loop): no claim expires while its command waits
 // in a queue.
-func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time.Time) error {
+func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time.Time, ranHere *atomic.Bool) error {
 	groups := map[int][]due{}
 	for _, d := range batch {
 		k := partitionOf(d.player, p.cfg.Partitions)
@@ -545,7 +549,7 @@ func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time
 	errs := make(chan error, len(groups))
 	for _, g := range groups {
 		wg.Go(func() {
-			if err := p.sendPartition(ctx, b, g, now); err != nil {
+			if err := p.sendPartition(ctx, b, g, now, ranHere); err != nil {
 				errs <- err
 			}
 		})
@@ -556,7 +560,7 @@ func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time
 }
 
 // sendPartition sends the commands of one partition's share of a batch.
-func (p *Processor) sendPartition(ctx context.Context, b *bus, g []due, now time.Time) error {
+func (p *Processor) sendPartition(ctx context.Context, b *bus, g []due, now time.Time, ranHere *atomic.Bool) error {
 	var completions []command.CompleteRepetition
 	var stops []due
 	for _, d := range g {
@@ -570,13 +574,13 @@ func (p *Processor) sendPartition(ctx context.Context, b *bus, g []due, now time
 		part := completions[start:min(len(completions), start+eventstore.MaxStreamsPerAppendMany)]
 		p.sent.Add(int64(len(part)))
 		cmd := &command.CompleteRepetitions{Completions: part}
-		if err := p.sendOrRun(ctx, b, cmd, func() error { return p.handleBatch(ctx, cmd) }); err != nil {
+		if err := p.sendOrRun(ctx, b, cmd, ranHere, func() error { return p.handleBatch(ctx, cmd) }); err != nil {
 			p.sent.Add(-int64(len(part)))
 			return fmt.Errorf("send %d completions: %w", len(part), err)
 		}
 	}
 	for _, d := range stops {
-		if err := p.sendStop(ctx, b, d); err != nil {
+		if err := p.sendStop(ctx, b, d, ranHere); err != nil {
 			return err
 		}
 	}
@@ -587,8 +591,9 @@ func (p *Processor) sendPartition(ctx context.Context, b *bus, g []due, now time
 // it runs cmd in this process instead (run), so that queues keep advancing
 // through a Redis outage: the due repetitions are this instance's claims,
 // and a command that also reached Redis after all is recognized by its
-// idempotency key when a consumer runs it again.
-func (p *Processor) sendOrRun(ctx context.Context, b *bus, cmd any, run func() error) error {
+// idempotency key when a consumer runs it again. Running it here sets
+// ranHere.
+func (p *Processor) sendOrRun(ctx context.Context, b *bus, cmd any, ranHere *atomic.Bool, run func() error) error {
 	err := b.commands.Send(ctx, cmd)
 	if err == nil || p.cfg.Redis == nil || !faults.Transient(err) || ctx.Err() != nil {
 		return err
@@ -596,6 +601,7 @@ func (p *Processor) sendOrRun(ctx context.Context, b *bus, cmd any, run func() e
 	// The outage itself is the command streams' subscribers' to record
 	// (one log line each way): they read Redis all the time.
 	p.cfg.Logger.Debug("redis is away: running a command in this process", "owner", p.cfg.Owner, "err", err)
+	ranHere.Store(true)
 	if runErr := run(); runErr != nil {
 		return errors.Join(err, runErr)
 	}
@@ -613,7 +619,7 @@ func completionOf(d due) command.CompleteRepetition {
 
 // sendStop sends StopOfflineQueue for a repetition that has been due for
 // longer than the offline cap.
-func (p *Processor) sendStop(ctx context.Context, b *bus, d due) error {
+func (p *Processor) sendStop(ctx context.Context, b *bus, d due, ranHere *atomic.Bool) error {
 	key := command.CompletionKey(d.taskID, d.number)
 	until := d.dueAt.Add(p.cfg.OfflineCap)
 	cmd := &StopOfflineQueue{
@@ -622,7 +628,7 @@ func (p *Processor) sendStop(ctx context.Context, b *bus, d due) error {
 			p.cfg.OfflineCap, until.UTC().Format(time.RFC3339)),
 	}
 	p.sent.Add(1)
-	if err := p.sendOrRun(ctx, b, cmd, func() error { return p.handleStop(ctx, cmd) }); err != nil {
+	if err := p.sendOrRun(ctx, b, cmd, ranHere, func() error { return p.handleStop(ctx, cmd) }); err != nil {
 		p.sent.Add(-1)
 		return fmt.Errorf("send the offline stop of repetition %d of %s for %s: %w", d.number, d.taskID, d.player, err)
 	}
