@@ -3,12 +3,14 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskqueue/taskqueue/api/asyncapi"
@@ -80,5 +82,35 @@ func TestIntegrationEventsWithoutRedis(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("no %s message within a minute of task %s", name, res.Task.TaskID)
 		}
+	}
+
+	// The relay writes each batch and its checkpoint in one transaction
+	// (relay.Config.Outbox): the last batch's messages carry the ID of the
+	// transaction that last moved the checkpoint.
+	head, err := a.Store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cpXID string
+	testenv.WaitUntil(t, time.Minute, "the relay's checkpoint at the head", func() (bool, error) {
+		var commit, seq int64
+		err := pool.QueryRow(ctx, `SELECT commit_position, seq_position, xmin::text FROM processor_relay_checkpoints WHERE name = 'integration'`).
+			Scan(&commit, &seq, &cpXID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		return uint64(commit) == head.Commit && uint64(seq) == head.Seq, err
+	})
+	written := 0
+	for _, typ := range []string{relay.TypeTaskStarted, relay.TypeTaskCompleted, relay.TypeQueueUpdated} {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM "watermill_`+topic(typ)+`" WHERE (transaction_id::text::bigint & 4294967295)::text = $1`,
+			cpXID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		written += n
+	}
+	if written == 0 {
+		t.Fatalf("no message in the outbox was written by the transaction %s that last moved the relay's checkpoint", cpXID)
 	}
 }

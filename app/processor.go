@@ -87,16 +87,11 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbo
 			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
 		}
 	} else if outbox != nil {
-		pub, err := relay.NewOutboxPublisher(outbox, watermill.NewSlogLogger(log.With("component", "relay-publisher")))
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
-		}
-		relayPub = pub
+		// Each batch and its checkpoint in one transaction (relay.Config.Outbox).
 		rel, err = relay.New(relay.Config{
-			Store: store, DB: db, Publisher: pub, TopicPrefix: TopicPrefix(cfg), Observer: obs, Logger: log.With("component", "relay"),
+			Store: store, DB: db, Outbox: outbox, TopicPrefix: TopicPrefix(cfg), Observer: obs, Logger: log.With("component", "relay"),
 		})
 		if err != nil {
-			_ = pub.Close()
 			return nil, nil, nil, fmt.Errorf("start the relay: %w", err)
 		}
 		log.Info("integration events are published into the PostgreSQL outbox (tables watermill_<topic>; docs/EVENTS.md)")
@@ -295,16 +290,18 @@ func Republish(ctx context.Context, cfg Config, from eventstore.Position, logOut
 			return 0, err
 		}
 	case st.pool != nil:
-		if pub, err = relay.NewOutboxPublisher(st.pool, wlog); err != nil {
-			return 0, err
-		}
+		// Each page in one transaction of the outbox (relay.Config.Outbox).
 	default:
 		return 0, errors.New("integration events are published to Redis streams (set TASKQUEUE_REDIS_URL) or the PostgreSQL outbox (set TASKQUEUE_DATABASE_URL)")
 	}
-	defer pub.Close()
-	r, err := relay.New(relay.Config{
-		Store: st.store, DB: st.readModels, Publisher: pub, TopicPrefix: TopicPrefix(cfg), Logger: log,
-	})
+	if pub != nil {
+		defer pub.Close()
+	}
+	rcfg := relay.Config{Store: st.store, DB: st.readModels, Publisher: pub, TopicPrefix: TopicPrefix(cfg), Logger: log}
+	if pub == nil {
+		rcfg.Outbox = st.pool
+	}
+	r, err := relay.New(rcfg)
 	if err != nil {
 		return 0, err
 	}

@@ -103,7 +103,8 @@ type bulkWrite func(ctx context.Context, tx Tx, t Tables) error
 // streamReader reads a prefix of the log in stream order
 // (eventstore/postgres.Store.ReadByStream).
 type streamReader interface {
-	ReadByStream(ctx context.Context, upTo eventstore.Position, afterStream string, afterVersion int64, limit int) ([]eventstore.RecordedEvent, error)
+	ReadByStream(ctx context.Context, upTo eventstore.Position, afterStream string, afterVersion int64, limit int) (
+		evs []eventstore.RecordedEvent, nextStream string, nextVersion int64, more bool, err error)
 }
 
 // copier is a transaction that can COPY rows into a table (pgTx).
@@ -307,12 +308,9 @@ func (w *worker) bulkFold(ctx context.Context, bp bulkProjection, src streamRead
 		player string
 	)
 	for {
-		ch, err := w.r.scan.chunk(ctx, src, scanKey{target, cur}, w.r.cfg.bulkChunk)
+		ch, next, err := w.r.scan.chunk(ctx, src, scanKey{target, cur}, w.r.cfg.bulkChunk)
 		if err != nil {
 			return n, fmt.Errorf("read the log after %s/%d: %w", cur.stream, cur.version, err)
-		}
-		if len(ch) == 0 {
-			break
 		}
 		for i := range ch {
 			se := &ch[i]
@@ -330,12 +328,16 @@ func (w *worker) bulkFold(ctx context.Context, bp bulkProjection, src streamRead
 				return n, applyError{err}
 			}
 		}
-		n += int64(len(ch))
-		last := ch[len(ch)-1].re
-		cur = scanCursor{last.Stream, last.Version}
-		if err := pw.write(fold.take(), n, len(ch)); err != nil {
-			return n, err
+		if len(ch) > 0 {
+			n += int64(len(ch))
+			if err := pw.write(fold.take(), n, len(ch)); err != nil {
+				return n, err
+			}
 		}
+		if next == nil {
+			break
+		}
+		cur = *next
 	}
 	fold.endStream()
 	if err := pw.close(); err != nil {
@@ -499,7 +501,7 @@ type scanned struct {
 }
 
 // scanRead is the read of one page: fetched is closed when its events have
-// come (next is then where the next page starts, unless the page was the
+// come (next is then where the next page starts, nil when the page was the
 // last), done when they are decoded too (or the read failed: err).
 type scanRead struct {
 	fetched chan struct{}
@@ -557,14 +559,16 @@ func (s *bulkScan) end() {
 }
 
 // chunk returns the page at k, read (and decoded) once for every builder,
-// and makes sure the bulkReadAhead pages after it are being read.
-func (s *bulkScan) chunk(ctx context.Context, src streamReader, k scanKey, size int) ([]scanned, error) {
+// and where the next page starts (nil after the last page), and makes sure
+// the bulkReadAhead pages after it are being read. A page may hold no
+// events before the last one (events past the target).
+func (s *bulkScan) chunk(ctx context.Context, src streamReader, k scanKey, size int) ([]scanned, *scanCursor, error) {
 	rd := s.read(src, k, size)
 	s.readAhead(src, k, rd, size, bulkReadAhead)
 	select {
 	case <-rd.done:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	if rd.err != nil {
 		s.mu.Lock()
@@ -572,9 +576,9 @@ func (s *bulkScan) chunk(ctx context.Context, src streamReader, k scanKey, size 
 			delete(s.reads, k) // the next builder asking reads it again
 		}
 		s.mu.Unlock()
-		return nil, rd.err
+		return nil, nil, rd.err
 	}
-	return rd.events, nil
+	return rd.events, rd.next, nil
 }
 
 // readAhead starts reading the n pages after page k (read by rd), each as
@@ -616,10 +620,9 @@ func (s *bulkScan) read(src streamReader, k scanKey, size int) *scanRead {
 		// Not the asker's context: other builders may wait for this page.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		evs, err := src.ReadByStream(ctx, k.upTo, k.after.stream, k.after.version, size)
-		if err == nil && len(evs) == size {
-			last := evs[len(evs)-1]
-			rd.next = &scanCursor{last.Stream, last.Version}
+		evs, stream, version, more, err := src.ReadByStream(ctx, k.upTo, k.after.stream, k.after.version, size)
+		if err == nil && more {
+			rd.next = &scanCursor{stream, version}
 		}
 		close(rd.fetched)
 		if err != nil {

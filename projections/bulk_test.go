@@ -256,3 +256,51 @@ func TestSmallCatchUpKeepsBatchSize(t *testing.T) {
 		sameRows(t, v, dump(t, b.db, v, "last_position"), dump(t, fresh.db, v, "last_position"))
 	}
 }
+
+// A catch-up far behind the head reads the next page while the projections
+// apply this one: while the first batch of a bulk build's page (400 events)
+// is held in its transaction, the cache holds the page after it, or is
+// reading it.
+func TestCatchUpFarBehindReadsAhead(t *testing.T) {
+	b := openPostgres(t, "")
+	_, last := bulkLog(t, b)
+	var (
+		runner  atomic.Pointer[Runner]
+		commits atomic.Int32
+		ahead   atomic.Bool
+	)
+	r, stop := runFor(t, b, Config{BatchSize: 50, bulkChunk: 400, Projections: []Projection{Queues{}},
+		beforeCommit: func(string) {
+			// The first batch is BatchSize (at Start), the second a page
+			// of 400: Start's and the second's pages are cached, and the
+			// one after the second must come without this commit.
+			if commits.Add(1) != 2 {
+				return
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				r := runner.Load()
+				if r == nil { // runFor has not returned yet
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				r.cache.mu.Lock()
+				n := len(r.cache.pages) + len(r.cache.inflight)
+				r.cache.mu.Unlock()
+				if n >= 3 {
+					ahead.Store(true)
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}})
+	runner.Store(r)
+	waitCaughtUp(t, r, last)
+	stop()
+	if commits.Load() < 3 {
+		t.Fatalf("%d batches: the log is not far enough behind for the test", commits.Load())
+	}
+	if !ahead.Load() {
+		t.Fatal("the page after the batch being applied was not read while it was applied")
+	}
+}

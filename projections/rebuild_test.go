@@ -270,16 +270,39 @@ func TestFailedEventStopsProjectionUntilRetryOrSkip(t *testing.T) {
 	})
 }
 
+// mustReadAll reads the whole log as committed when it is called. On
+// PostgreSQL ReadAll stops at the log's safe prefix, which a transaction
+// open anywhere on the server (another package's test) holds back: it
+// reads on until it has the committed head.
 func mustReadAll(t *testing.T, s eventstore.Store) []eventstore.RecordedEvent {
+	t.Helper()
+	ctx := context.Background()
+	var head eventstore.Position
+	if c, ok := s.(interface {
+		CommittedHead(context.Context) (eventstore.Position, error)
+	}); ok {
+		var err error
+		if head, err = c.CommittedHead(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var out []eventstore.RecordedEvent
 	pos := eventstore.Start
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		evs, err := s.ReadAll(context.Background(), pos, eventstore.Filter{}, 1000)
+		evs, err := s.ReadAll(ctx, pos, eventstore.Filter{}, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(evs) == 0 {
-			return out
+			if !pos.Less(head) {
+				return out
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the log read stops at %s, before its committed head %s", pos, head)
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		out = append(out, evs...)
 		pos = evs[len(evs)-1].Position

@@ -476,9 +476,10 @@ type pageRead struct {
 }
 
 // cachedEvents bounds the events of the cached pages (some 1 KB each, and
-// as much again once decoded): 32 pages of 1,000 events, or 2 of a
-// catch-up far behind; some 64 MB at most.
-const cachedEvents = 2 * defaultBulkChunk
+// as much again once decoded): 48 pages of 1,000 events, or 3 of a
+// catch-up far behind (the page the slowest projection applies, the one
+// the fastest applies and the one read ahead); some 96 MB at most.
+const cachedEvents = 3 * defaultBulkChunk
 
 // readAll reads at least size events after from (fewer at the head), with
 // reads of at most BatchSize events. One read of a catch-up batch far
@@ -521,6 +522,7 @@ func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f event
 	c.mu.Lock()
 	if p, ok := c.pages[from]; ok && time.Since(p.at) < cachedPageAge {
 		c.mu.Unlock()
+		r.readAhead(ctx, p.evs, size)
 		return p.evs, p.dec, nil
 	}
 	if rd, ok := c.inflight[from]; ok {
@@ -534,18 +536,70 @@ func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f event
 			evs, err := r.readAll(ctx, from, f, size) // the reader's context may have ended
 			return evs, newDecodedPage(evs), err
 		}
+		r.readAhead(ctx, rd.evs, size)
 		return rd.evs, rd.dec, nil
 	}
+	rd, epoch := c.begin(from)
+	c.mu.Unlock()
+	r.read(ctx, rd, epoch, from, size)
+	if rd.err == nil {
+		r.readAhead(ctx, rd.evs, size)
+	}
+	return rd.evs, rd.dec, rd.err
+}
+
+// readAhead starts reading the page after evs, a page of the zero filter
+// read for size events, into the cache, unless it is there or on its way
+// already: while the projections apply one page of a catch-up far behind,
+// the next one is read (before, a projection read a page only once it had
+// applied the one before), and decoded. Only after a full page of a
+// catch-up far behind (catchUpBatch: a bulk build's page, larger than
+// BatchSize): near the head there is nothing to read ahead, and a
+// SmallCatchUp runner never reads such pages. The read goes on
+// when ctx ends (other projections may wait for it), for at most a minute.
+func (r *Runner) readAhead(ctx context.Context, evs []eventstore.RecordedEvent, size int) {
+	if size < r.cfg.bulkChunk || size <= r.cfg.BatchSize || len(evs) < size {
+		return
+	}
+	from := evs[len(evs)-1].Position
+	c := &r.cache
+	c.mu.Lock()
+	if _, ok := c.pages[from]; ok {
+		c.mu.Unlock()
+		return
+	}
+	if _, ok := c.inflight[from]; ok {
+		c.mu.Unlock()
+		return
+	}
+	rd, epoch := c.begin(from)
+	c.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		r.read(ctx, rd, epoch, from, size)
+		if rd.err == nil {
+			rd.dec.events() // decoded ahead too
+		}
+	}()
+}
+
+// begin registers the read of the page after from; c.mu is held.
+func (c *pageCache) begin(from eventstore.Position) (*pageRead, int) {
 	if c.inflight == nil {
 		c.inflight = map[eventstore.Position]*pageRead{}
 		c.pages = map[eventstore.Position]cachedPage{}
 	}
 	rd := &pageRead{done: make(chan struct{})}
 	c.inflight[from] = rd
-	epoch := c.epoch
-	c.mu.Unlock()
+	return rd, c.epoch
+}
 
-	rd.evs, rd.err = r.readAll(ctx, from, f, size)
+// read reads the page after from (of the zero filter) into rd, caches it
+// and closes rd.done.
+func (r *Runner) read(ctx context.Context, rd *pageRead, epoch int, from eventstore.Position, size int) {
+	c := &r.cache
+	rd.evs, rd.err = r.readAll(ctx, from, eventstore.Filter{}, size)
 	rd.dec = newDecodedPage(rd.evs)
 	c.mu.Lock()
 	delete(c.inflight, from)
@@ -565,5 +619,4 @@ func (r *Runner) readPage(ctx context.Context, from eventstore.Position, f event
 	}
 	c.mu.Unlock()
 	close(rd.done)
-	return rd.evs, rd.dec, rd.err
 }

@@ -9,7 +9,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskqueue/taskqueue/eventstore"
 )
 
 // A PostgreSQL deployment without Redis publishes its integration events
@@ -20,7 +23,13 @@ import (
 // consumer reads them with watermill-sql's subscriber
 // (NewOutboxSubscriber in Go) or any SQL client; the relay's checkpoint,
 // lease and re-publishing (taskqueue relay --from) are the same as on
-// Redis, and delivery is at least once (consumers dedupe by uuid).
+// Redis, and delivery is at least once (consumers dedupe by uuid). The
+// relay (Config.Outbox) writes each batch and the checkpoint after it in
+// one transaction: one commit, one WAL flush, per batch. Published one
+// message per transaction, the outbox cost a flush per message, more than
+// the disk of docs/BENCHMARKS.md flushes in a second at 500 commands/s
+// (the relay fell ever further behind, and every append's commit queued
+// behind its flushes).
 //
 // A consumer's reading transaction locks its offsets row until it acks,
 // and so, like any writing transaction of the cluster, holds back every
@@ -52,6 +61,96 @@ func NewOutboxPublisher(pool *pgxpool.Pool, logger watermill.LoggerAdapter) (mes
 		return nil, fmt.Errorf("open the outbox publisher: %w", err)
 	}
 	return pub, nil
+}
+
+// publishOutbox writes the messages of events into the outbox
+// (Config.Outbox) in one transaction and, when move is not nil, moves the
+// checkpoint from move[0] to move[1] in it: the batch and its checkpoint
+// commit together or not at all (errCheckpointMoved when another relay
+// moved it: nothing is published). Each topic's messages are one insert,
+// in log order; all of them get the transaction's ID, so a consumer reads
+// them in that order (watermill-sql orders a topic by transaction ID, then
+// offset). It returns how many messages it wrote.
+func (r *Relay) publishOutbox(ctx context.Context, events []eventstore.RecordedEvent, move *[2]eventstore.Position) (int, error) {
+	var (
+		topics  []string
+		byTopic = map[string][]*message.Message{}
+		n       int
+	)
+	for _, e := range events {
+		msgs, err := r.messages(ctx, e)
+		if err != nil {
+			return 0, err
+		}
+		for _, m := range msgs {
+			t := Topic(r.cfg.TopicPrefix, m.Metadata.Get(MetaType))
+			if _, ok := byTopic[t]; !ok {
+				topics = append(topics, t)
+			}
+			byTopic[t] = append(byTopic[t], m)
+			n++
+		}
+	}
+	// A read batch gets its checkpoint even when ctx just ended.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for _, t := range topics {
+		if err := r.createOutboxTable(ctx, t); err != nil {
+			return 0, err
+		}
+	}
+	err := pgx.BeginFunc(ctx, r.cfg.Outbox, func(tx pgx.Tx) error {
+		if len(topics) > 0 {
+			pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: outboxSchema()}, watermill.NopLogger{})
+			if err != nil {
+				return err
+			}
+			for _, t := range topics {
+				msgs := byTopic[t]
+				msgs[0].SetContext(ctx) // the insert runs under the first message's context
+				if err := pub.Publish(t, msgs...); err != nil {
+					return fmt.Errorf("relay: publish %d messages into the outbox of %s: %w", len(msgs), t, err)
+				}
+			}
+		}
+		if move == nil {
+			return nil
+		}
+		return r.moveCheckpoint(ctx, func(ctx context.Context, q string, args ...any) (int64, error) {
+			tag, err := tx.Exec(ctx, q, args...)
+			return tag.RowsAffected(), err
+		}, move[0], move[1])
+	})
+	if err != nil {
+		return 0, err
+	}
+	r.pubOutage.Recovered()
+	return n, nil
+}
+
+// createOutboxTable creates the outbox table of topic if it does not exist
+// (once per Relay), outside the batch's transaction.
+func (r *Relay) createOutboxTable(ctx context.Context, topic string) error {
+	if _, ok := r.topics.Load(topic); ok {
+		return nil
+	}
+	queries, err := outboxSchema().SchemaInitializingQueries(wsql.SchemaInitializingQueriesParams{Topic: topic})
+	if err != nil {
+		return fmt.Errorf("relay: create the outbox table of %s: %w", topic, err)
+	}
+	err = pgx.BeginFunc(ctx, r.cfg.Outbox, func(tx pgx.Tx) error {
+		for _, q := range queries {
+			if _, err := tx.Exec(ctx, q.Query, q.Args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("relay: create the outbox table of %s: %w", topic, err)
+	}
+	r.topics.Store(topic, true)
+	return nil
 }
 
 // NewOutboxSubscriber returns a watermill subscriber of the outbox for

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
@@ -197,8 +199,16 @@ type Config struct {
 	Store eventstore.Store
 	// DB holds the checkpoint (processor_relay_checkpoints). Required.
 	DB projections.DB
-	// Publisher carries the integration messages. Required.
+	// Publisher carries the integration messages. Required unless Outbox
+	// is set.
 	Publisher message.Publisher
+	// Outbox, when set, is the PostgreSQL pool of the outbox (the tables
+	// of NewOutboxPublisher) in the database of DB, and replaces
+	// Publisher: the messages of each batch and the checkpoint after them
+	// are written in ONE transaction, one commit (one WAL flush) per batch
+	// instead of one per message, and a batch is in the outbox exactly
+	// when the checkpoint has passed it.
+	Outbox *pgxpool.Pool
 	// Name keys the checkpoint: renaming it publishes everything again.
 	// Default "integration".
 	Name string
@@ -241,8 +251,8 @@ func (c Config) Validate() error {
 	if c.DB == nil {
 		errs = append(errs, errors.New("relay: DB is required"))
 	}
-	if c.Publisher == nil {
-		errs = append(errs, errors.New("relay: Publisher is required"))
+	if c.Publisher == nil && c.Outbox == nil {
+		errs = append(errs, errors.New("relay: Publisher or Outbox is required"))
 	}
 	return errors.Join(errs...)
 }
@@ -255,6 +265,8 @@ func (c Config) Validate() error {
 // from the domain event's ID and the integration type) or by position.
 type Relay struct {
 	cfg Config
+	// topics are the outbox topics whose tables exist (Config.Outbox).
+	topics sync.Map
 	// The outages of its database (checkpoint, log) and of its publisher.
 	outage, pubOutage *faults.Outage
 }
@@ -343,11 +355,18 @@ func (r *Relay) runOnce(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("relay: read after %s: %w", from, err)
 		}
+		to := sub.Position()
+		if r.cfg.Outbox != nil {
+			if _, err := r.publishOutbox(ctx, events, &[2]eventstore.Position{from, to}); err != nil {
+				return err
+			}
+			from = to
+			continue
+		}
 		if _, err := r.publish(ctx, events); err != nil {
 			return err
 		}
 		r.pubOutage.Recovered()
-		to := sub.Position()
 		// A published batch gets its checkpoint even when ctx just ended.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		err = r.saveCheckpoint(sctx, from, to)
@@ -392,27 +411,33 @@ func (r *Relay) Checkpoint(ctx context.Context) (eventstore.Position, error) {
 
 func (r *Relay) saveCheckpoint(ctx context.Context, old, pos eventstore.Position) error {
 	return r.cfg.DB.InTx(ctx, func(tx projections.Tx) error {
-		n, err := tx.Exec(ctx, `UPDATE processor_relay_checkpoints SET commit_position = $1, seq_position = $2, updated_at = $3
-			WHERE name = $4 AND commit_position = $5 AND seq_position = $6`,
-			int64(pos.Commit), int64(pos.Seq), time.Now().UTC(), r.cfg.Name, int64(old.Commit), int64(old.Seq))
+		return r.moveCheckpoint(ctx, tx.Exec, old, pos)
+	})
+}
+
+// moveCheckpoint moves the checkpoint from old to pos with exec (in a
+// transaction), or returns errCheckpointMoved when it is not at old.
+func (r *Relay) moveCheckpoint(ctx context.Context, exec func(ctx context.Context, q string, args ...any) (int64, error), old, pos eventstore.Position) error {
+	n, err := exec(ctx, `UPDATE processor_relay_checkpoints SET commit_position = $1, seq_position = $2, updated_at = $3
+		WHERE name = $4 AND commit_position = $5 AND seq_position = $6`,
+		int64(pos.Commit), int64(pos.Seq), time.Now().UTC(), r.cfg.Name, int64(old.Commit), int64(old.Seq))
+	if err != nil {
+		return fmt.Errorf("relay: save checkpoint %s: %w", pos, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	if old.IsZero() {
+		n, err = exec(ctx, `INSERT INTO processor_relay_checkpoints (name, commit_position, seq_position, updated_at)
+			VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING`, r.cfg.Name, int64(pos.Commit), int64(pos.Seq), time.Now().UTC())
 		if err != nil {
 			return fmt.Errorf("relay: save checkpoint %s: %w", pos, err)
 		}
 		if n == 1 {
 			return nil
 		}
-		if old.IsZero() {
-			n, err = tx.Exec(ctx, `INSERT INTO processor_relay_checkpoints (name, commit_position, seq_position, updated_at)
-				VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING`, r.cfg.Name, int64(pos.Commit), int64(pos.Seq), time.Now().UTC())
-			if err != nil {
-				return fmt.Errorf("relay: save checkpoint %s: %w", pos, err)
-			}
-			if n == 1 {
-				return nil
-			}
-		}
-		return errCheckpointMoved
-	})
+	}
+	return errCheckpointMoved
 }
 
 // Republish publishes again every integration event of the domain events
@@ -442,7 +467,12 @@ func (r *Relay) Republish(ctx context.Context, after eventstore.Position) (int, 
 			}
 			batch = append(batch, e)
 		}
-		m, err := r.publish(ctx, batch)
+		var m int
+		if r.cfg.Outbox != nil {
+			m, err = r.publishOutbox(ctx, batch, nil)
+		} else {
+			m, err = r.publish(ctx, batch)
+		}
 		n += m
 		if err != nil {
 			return n, err

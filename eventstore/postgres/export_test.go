@@ -15,3 +15,7 @@ func QueuedAppends(s *Store) int {
 // PageQuery is ReadAll's page query (pageQuery), for the benchmark that
 // measures its tombstone condition.
 const PageQuery = pageQuery
+
+// ByStreamQuery is ReadByStream's page query (byStreamQuery), for the test
+// of its plan.
+const ByStreamQuery = byStreamQuery

@@ -82,7 +82,8 @@
 // append throughput by about 3.5 times in docs/BENCHMARKS.md. So a committed
 // group wakes the subscriptions of its own Store at once, and a notifier goroutine
 // sends one coalesced pg_notify for other processes (while one is in flight,
-// further appends share the next). WithNotifyInTransaction restores the
+// further appends share the next), committed without waiting for the WAL
+// flush (asyncCommit: it carries no data). WithNotifyInTransaction restores the
 // in-transaction NOTIFY; AppendTx always notifies in its transaction. A
 // process that dies between commit and NOTIFY costs other processes one
 // fallback poll, nothing more.
@@ -360,9 +361,26 @@ func (s *Store) notifier() {
 			return
 		case <-s.pokes:
 		}
-		_, _ = s.pool.Exec(s.ctx, `SELECT pg_notify($1, $2)`, notifyChannel, s.schema)
+		// The NOTIFY's transaction commits without waiting for the WAL
+		// flush: it carries no data (the appends it announces committed,
+		// flushed, before it), yet a notifying commit gets a transaction
+		// ID, which holds back every reader of the log until it ends, and
+		// holds the cluster's notify lock through its commit. A NOTIFY lost
+		// in a crash costs other processes one fallback poll, as one never
+		// sent does.
+		b := &pgx.Batch{}
+		b.Queue(asyncCommit)
+		b.Queue(`SELECT pg_notify($1, $2)`, notifyChannel, s.schema)
+		_ = s.pool.SendBatch(s.ctx, b).Close()
 	}
 }
+
+// asyncCommit, queued first in a batch (one implicit transaction), lets
+// that transaction commit without waiting for the WAL flush
+// (synchronous_commit off for it alone). Only for transactions whose loss
+// in a crash costs nothing but a cache entry or a wake-up: never for an
+// append.
+const asyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
 
 // querier is what reads need: the pool or a transaction.
 type querier interface {

@@ -15,11 +15,15 @@ import (
 )
 
 // ReadByStream reads the prefix of the global log up to and including
-// upTo, in stream order, tombstones skipped: the events of every stream whose
-// (stream, version) comes after (afterStream, afterVersion), ordered by
-// stream then version, at most limit (500 when limit <= 0). Start with
-// ("", 0); continue with the last event's stream and version; an empty
-// result is the end.
+// upTo, in stream order, tombstones skipped, one page at a time: it walks
+// the next limit keys of the (stream_id, version) index after
+// (afterStream, afterVersion) (500 when limit <= 0) and returns the events
+// among them at or before upTo, ordered by stream then version, and where
+// the next page starts: the last key it walked, events past upTo and
+// tombstones included. more is false when the walk reached the end of the
+// log. Start with ("", 0) and continue with the returned key until more is
+// false; a page may hold fewer than limit events, even none, before the
+// end (events appended after upTo).
 //
 // upTo must be a position a global reader has seen (Head, or an event of
 // ReadAll): every event at or before it is committed, so the prefix never
@@ -30,65 +34,90 @@ import (
 // from its first event to its last, writing each read-model row once
 // (projections, docs/READ_MODELS.md).
 //
+// The limit applies to the walk of the key, and the upTo and tombstone
+// conditions to what it found: with both in one WHERE the planner, which
+// estimates a row comparison at a third of the table whatever the
+// statistics say, chose to read the whole log up to upTo by the primary key
+// and sort it at every page (an external sort on disk: 333 ms a page of a
+// 218,257-event log, against 20 ms for the walk of the key).
+//
 // It reads what a fold needs and nothing more, at the pace of the wire: the
 // events' ID, Type, SchemaVersion, Data, Stream, Version and Position are
 // set; their Metadata and RecordedAt are left zero. The columns come in
 // binary and are taken as they are: the Data of many events share a buffer,
 // and the events of one stream share its Stream string.
-func (s *Store) ReadByStream(ctx context.Context, upTo eventstore.Position, afterStream string, afterVersion int64, limit int) ([]eventstore.RecordedEvent, error) {
+func (s *Store) ReadByStream(ctx context.Context, upTo eventstore.Position, afterStream string, afterVersion int64, limit int) (
+	evs []eventstore.RecordedEvent, nextStream string, nextVersion int64, more bool, err error) {
 	if s.closed() {
-		return nil, fmt.Errorf("read by stream after %s/%d: %w", afterStream, afterVersion, eventstore.ErrClosed)
+		return nil, "", 0, false, fmt.Errorf("read by stream after %s/%d: %w", afterStream, afterVersion, eventstore.ErrClosed)
 	}
 	if limit <= 0 {
 		limit = defaultPage
 	}
 	ctx, done := s.withStore(ctx)
 	defer done()
-	evs, err := s.readByStream(ctx, upTo, afterStream, afterVersion, limit)
+	evs, nextStream, nextVersion, more, err = s.readByStream(ctx, upTo, afterStream, afterVersion, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read by stream after %s/%d: %w", afterStream, afterVersion, s.opError(ctx, err))
+		return nil, "", 0, false, fmt.Errorf("read by stream after %s/%d: %w", afterStream, afterVersion, s.opError(ctx, err))
 	}
-	return evs, nil
+	return evs, nextStream, nextVersion, more, nil
 }
 
 // dataBlock is the size of the buffers that ReadByStream copies the events'
 // data into, several events to a buffer.
 const dataBlock = 1 << 20
 
-// byStreamColumns are ReadByStream's columns, every one in binary (xid8: 8 bytes, big-endian, as bigint).
+// byStreamColumns are byStreamQuery's columns, every one in binary (xid8: 8 bytes, big-endian, as bigint).
 var byStreamColumns = pgx.QueryResultFormats{pgx.BinaryFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode,
 	pgx.BinaryFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode}
 
-func (s *Store) readByStream(ctx context.Context, upTo eventstore.Position, afterStream string, afterVersion int64, limit int) ([]eventstore.RecordedEvent, error) {
-	rows, err := s.pool.Query(ctx, `SELECT transaction_id, position, event_id, stream_id, version, event_type,
-			schema_version, data::text FROM event_log
-		WHERE (stream_id, version) > ($1, $2::bigint) AND event_type <> '$deleted'
-			AND (event_log.transaction_id, event_log.position) <= ($3::text::xid8, $4::bigint)
-		ORDER BY stream_id, version LIMIT $5`,
+// byStreamQuery is ReadByStream's page: the walk of $5 keys after ($1, $2)
+// in the subquery (its LIMIT keeps the planner on the (stream_id, version)
+// index), then the conditions on what it found. A row that does not
+// qualify (past upTo, $3 and $4, or a tombstone) comes with a NULL
+// event_type and data, for its key only.
+const byStreamQuery = `SELECT transaction_id, position, event_id, stream_id, version,
+		CASE WHEN ok THEN event_type END, schema_version, CASE WHEN ok THEN data::text END
+	FROM (SELECT transaction_id, position, event_id, stream_id, version, event_type, schema_version, data,
+			event_type <> '$deleted' AND (transaction_id, position) <= ($3::text::xid8, $4::bigint) AS ok
+		FROM event_log WHERE (stream_id, version) > ($1, $2::bigint)
+		ORDER BY stream_id, version LIMIT $5) AS walk
+	ORDER BY stream_id, version`
+
+func (s *Store) readByStream(ctx context.Context, upTo eventstore.Position, afterStream string, afterVersion int64, limit int) (
+	evs []eventstore.RecordedEvent, nextStream string, nextVersion int64, more bool, err error) {
+	rows, err := s.pool.Query(ctx, byStreamQuery,
 		byStreamColumns, afterStream, afterVersion, strconv.FormatUint(upTo.Commit, 10), int64(upTo.Seq), limit)
 	if err != nil {
-		return nil, err
+		return nil, "", 0, false, err
 	}
 	defer rows.Close()
 	var (
-		evs    = make([]eventstore.RecordedEvent, 0, min(limit, 1<<16))
 		block  []byte // the data of the last events read, one after the other
 		stream string
 		types  = map[string]string{}
+		walked int
 	)
+	evs = make([]eventstore.RecordedEvent, 0, min(limit, 1<<16))
 	for rows.Next() {
 		v := rows.RawValues()
 		if len(v) != 8 || len(v[0]) != 8 || len(v[1]) != 8 || len(v[2]) != 16 || len(v[4]) != 8 || len(v[6]) != 4 {
-			return nil, fmt.Errorf("read by stream: unexpected binary row (%d columns)", len(v))
+			return nil, "", 0, false, fmt.Errorf("read by stream: unexpected binary row (%d columns)", len(v))
+		}
+		walked++
+		if string(v[3]) != stream {
+			stream = string(v[3])
+		}
+		version := int64(binary.BigEndian.Uint64(v[4]))
+		nextStream, nextVersion = stream, version
+		if v[5] == nil {
+			continue // past upTo, or a tombstone
 		}
 		var e eventstore.RecordedEvent
 		e.Position = eventstore.Position{Commit: binary.BigEndian.Uint64(v[0]), Seq: binary.BigEndian.Uint64(v[1])}
 		copy(e.ID[:], v[2])
-		if string(v[3]) != stream {
-			stream = string(v[3])
-		}
 		e.Stream = stream
-		e.Version = int64(binary.BigEndian.Uint64(v[4]))
+		e.Version = version
 		t, ok := types[string(v[5])]
 		if !ok {
 			t = string(v[5])
@@ -105,9 +134,12 @@ func (s *Store) readByStream(ctx context.Context, upTo eventstore.Position, afte
 		evs = append(evs, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, "", 0, false, err
 	}
-	return evs, nil
+	if walked < limit {
+		return evs, "", 0, false, nil
+	}
+	return evs, nextStream, nextVersion, true, nil
 }
 
 // pgEpoch is PostgreSQL's timestamp epoch: a binary timestamptz counts
