@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskqueue/taskqueue/migrations"
 	"github.com/taskqueue/taskqueue/projections"
 )
 
@@ -25,7 +26,8 @@ type due struct {
 // the old claim expired or its repetition left the schedule (completed or
 // cancelled), RETURNING the rows it took: on PostgreSQL the row lock of the conflicting claim serializes
 // two claimers (the second sees the first's fresh claim and takes nothing),
-// on SQLite the single writer does. The same statements run on both.
+// on SQLite the single writer does. On PostgreSQL the select and the
+// claim are one statement (claimPostgres), with the same conditions.
 //
 // A claim whose repetition is not in the schedule is stale: claims are only
 // taken from schedule rows, and the schedule only moves forward (one shared
@@ -35,6 +37,9 @@ type due struct {
 // costs one no-op command (the completion key and the expected version keep
 // the repetition from completing twice), never a double reward.
 func claimDue(ctx context.Context, db projections.DB, owner string, now time.Time, ttl time.Duration, limit int) ([]due, error) {
+	if db.Dialect() == migrations.Postgres {
+		return claimDuePostgres(ctx, db, owner, now, ttl, limit)
+	}
 	var out []due
 	err := db.InTx(ctx, func(tx projections.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT s.stream_id, s.player_id, s.task_id, s.number, s.due_at
@@ -103,6 +108,66 @@ func claimDue(ctx context.Context, db projections.DB, owner string, now time.Tim
 			if got[d.stream] {
 				out = append(out, d)
 			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// claimPostgres is claimDue's statement on PostgreSQL: the candidates
+// and their claim in one statement (one round trip, a fixed text prepared
+// once per connection, where the claim's multi-row VALUES of 3,000
+// parameters was planned for every batch). The INSERT's ON CONFLICT takes
+// a candidate whose claim another instance holds exactly as claimDue's
+// separate INSERT does: it waits for that instance's transaction and then
+// updates the claim only when it expired or its repetition left the
+// schedule. $1 now, $2 limit, $3 owner, $4 expiry.
+const claimPostgres = `WITH cand AS MATERIALIZED (
+	SELECT s.stream_id, s.player_id, s.task_id, s.number, s.due_at
+	FROM processor_schedule s
+	LEFT JOIN processor_claims c ON c.stream_id = s.stream_id AND c.task_id = s.task_id
+		AND c.number = s.number AND c.expires_at > $1::timestamptz
+	WHERE s.due_at <= $1 AND c.stream_id IS NULL
+	ORDER BY s.due_at LIMIT $2::int8
+),
+taken AS (
+	INSERT INTO processor_claims (stream_id, task_id, number, owner, expires_at, claimed_at)
+	SELECT stream_id, task_id, number, $3::text, $4::timestamptz, $1::timestamptz FROM cand
+	ON CONFLICT (stream_id) DO UPDATE SET task_id = excluded.task_id, number = excluded.number,
+		owner = excluded.owner, expires_at = excluded.expires_at, claimed_at = excluded.claimed_at
+	WHERE processor_claims.expires_at <= $1
+		OR NOT EXISTS (SELECT 1 FROM processor_schedule s WHERE s.stream_id = processor_claims.stream_id
+			AND s.task_id = processor_claims.task_id AND s.number = processor_claims.number)
+	RETURNING stream_id
+)
+SELECT cand.stream_id, cand.player_id, cand.task_id, cand.number, cand.due_at
+FROM cand JOIN taken USING (stream_id)
+ORDER BY cand.due_at, cand.stream_id`
+
+// claimDuePostgres is claimDue on PostgreSQL (claimPostgres).
+func claimDuePostgres(ctx context.Context, db projections.DB, owner string, now time.Time, ttl time.Duration, limit int) ([]due, error) {
+	var out []due
+	err := db.InTx(ctx, func(tx projections.Tx) error {
+		out = out[:0]
+		rows, err := tx.Query(ctx, claimPostgres, now, limit, owner, now.Add(ttl))
+		if err != nil {
+			return fmt.Errorf("claim due repetitions: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var d due
+			var at projections.Time
+			if err := rows.Scan(&d.stream, &d.player, &d.taskID, &d.number, &at); err != nil {
+				return fmt.Errorf("scan a claimed repetition: %w", err)
+			}
+			d.dueAt = at.Time
+			out = append(out, d)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("claim due repetitions: %w", err)
 		}
 		return nil
 	})

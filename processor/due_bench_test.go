@@ -35,7 +35,9 @@ import (
 // processor (River's client) runs before the instant; cold: it starts
 // after it (the processor builds its schedule from the log first).
 // Throughput = N / (last commit − due instant); lateness = commit − due.
-// Players: TASKQUEUE_BENCH_DUE_PLAYERS (default "1000,10000"). Run with
+// Players: TASKQUEUE_BENCH_DUE_PLAYERS (default "1000,10000"). The
+// processor's Partitions and BatchSize: TASKQUEUE_BENCH_DUE_PARTITIONS
+// (default 8) and TASKQUEUE_BENCH_DUE_BATCH (default 1000). Run with
 // -benchtime=1x; -count 3 gives three rounds.
 func BenchmarkDueAtOnce(b *testing.B) {
 	sizes := []int{1000, 10000}
@@ -85,6 +87,20 @@ func dueSetupBudget(n int) time.Duration {
 	return 4*time.Second + time.Duration(n)*per
 }
 
+// dueBenchInt is the positive integer in the environment variable name, or
+// def when it is not set.
+func dueBenchInt(b *testing.B, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s: %q", name, s)
+	}
+	return n
+}
+
 // dueCatalog is the default catalog plus "due": one repetition of d.
 func dueCatalog(b testing.TB, d time.Duration) *domain.Catalog {
 	var f map[string]any
@@ -109,7 +125,8 @@ func dueProcessor(b *testing.B, n int, cold bool) dueResult {
 	t0 := time.Now().Truncate(time.Millisecond)
 	due := t0.Add(budget)
 	rules := domain.Rules{Catalog: dueCatalog(b, budget)}
-	cfg := Config{Commands: command.Config{Rules: rules}, Partitions: 8, BatchSize: 1000}
+	cfg := Config{Commands: command.Config{Rules: rules},
+		Partitions: dueBenchInt(b, "TASKQUEUE_BENCH_DUE_PARTITIONS", 8), BatchSize: dueBenchInt(b, "TASKQUEUE_BENCH_DUE_BATCH", 1000)}
 	var r *running
 	if !cold {
 		r = start(b, be, cfg)

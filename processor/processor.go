@@ -318,13 +318,16 @@ func (p *Processor) databaseAnswers(ctx context.Context) bool {
 // a permanent one is logged and tried again after ErrorBackoffMax.
 func (p *Processor) loop(ctx context.Context, b *bus) {
 	lastPrune, lastRenew := time.Time{}, time.Time{}
-	// ahead is a full batch being sent while the loop claims the next one
-	// (nil when none): a burst of due repetitions is claimed and sent
-	// without the claims' round trips between the batches.
-	var ahead *sending
+	// ahead are the batches being sent (oldest first, at most maxInFlight)
+	// while the loop claims the next one: a burst of due repetitions is
+	// claimed and sent without the claims' round trips between the
+	// batches, a batch's commands start (their reads) while the previous
+	// batch's appends are still being committed, and the rows the schedule
+	// commits during a cold start's catch-up are claimed as they commit.
+	var ahead []*sending
 	defer func() {
-		if ahead != nil {
-			<-ahead.done //nolint:errcheck // shutting down: the send ends with ctx; its claims expire or were released
+		for _, s := range ahead {
+			<-s.done
 		}
 	}()
 	for ctx.Err() == nil {
@@ -349,37 +352,39 @@ func (p *Processor) loop(ctx context.Context, b *bus) {
 			continue
 		}
 		p.loopOutage.Recovered()
-		if ahead != nil {
-			err := p.landed(ctx, ahead)
-			ahead = nil
-			if err != nil {
-				if ctx.Err() != nil {
-					return
+		if len(batch) > 0 {
+			// It goes out behind the batches in flight, waiting first for
+			// the oldest when maxInFlight are out.
+			if len(ahead) == maxInFlight {
+				err := p.landed(ctx, ahead[0])
+				ahead = ahead[1:]
+				if err != nil {
+					// The batch just claimed goes out with the next poll
+					// too, and so does any batch in flight that fails.
+					p.stalled(ctx, batch, &ahead, err)
+					continue
 				}
-				// The batch just claimed goes out with the next poll too.
-				p.release(ctx, batch)
-				p.backOff(ctx, p.sendOutage(), err)
-				continue
+			}
+			ahead = append(ahead, p.sendAhead(ctx, b, batch, now))
+			if len(batch) == p.cfg.BatchSize {
+				continue // more may be due: claim the next batch at once
 			}
 		}
-		if len(batch) == p.cfg.BatchSize {
-			// More may be due: claim the next batch while this one goes.
-			ahead = p.sendAhead(ctx, b, batch, now)
-			continue
-		}
-		if err := p.sendBatch(ctx, b, batch, now); err != nil {
-			if ctx.Err() != nil {
-				return
+		if len(ahead) > 0 {
+			// Everything due and in the schedule is claimed: claim again
+			// when the schedule commits (a cold start's catch-up commits
+			// more due rows) or the oldest batch lands.
+			select {
+			case <-ctx.Done():
+			case <-changed:
+			case <-ahead[0].done:
+				err := p.landed(ctx, ahead[0])
+				ahead = ahead[1:]
+				if err != nil {
+					p.stalled(ctx, nil, &ahead, err)
+				}
 			}
-			// The next poll sends the batch again (what did go out is then
-			// a no-op) instead of leaving it to claims this instance keeps
-			// renewing.
-			p.release(ctx, batch)
-			p.backOff(ctx, p.sendOutage(), err)
 			continue
-		}
-		if len(batch) > 0 && p.cfg.Redis != nil {
-			p.redisOutage.Recovered()
 		}
 		if now.Sub(lastPrune) > 10*p.cfg.ClaimTTL {
 			if err := p.query(ctx, func(ctx context.Context) error {
@@ -420,25 +425,52 @@ func (p *Processor) loop(ctx context.Context, b *bus) {
 // sending is a batch the due loop sends while it claims the next one.
 type sending struct {
 	batch []due
-	done  chan error // receives sendBatch's error, then closes
+	done  chan struct{} // closed when sendBatch returned
+	err   error         // sendBatch's error, once done is closed
+	// ranHere is set when a command of the batch ran in this process
+	// because Redis was away (sendOrRun): the batch's success then says
+	// nothing of Redis.
+	ranHere atomic.Bool
 }
 
 // sendAhead sends batch in the background (sendBatch).
 func (p *Processor) sendAhead(ctx context.Context, b *bus, batch []due, now time.Time) *sending {
-	s := &sending{batch: batch, done: make(chan error, 1)}
+	s := &sending{batch: batch, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		s.done <- p.sendBatch(ctx, b, batch, now)
+		s.err = p.sendBatch(ctx, b, batch, now, &s.ranHere)
 	}()
 	return s
+}
+
+// maxInFlight bounds the batches the due loop sends at once (on the
+// embedded GoChannel each partition handles its commands one at a time, so
+// the second batch's commands wait behind the first's on each partition).
+const maxInFlight = 2
+
+// stalled handles a batch in flight that failed (err): unless ctx ended,
+// it releases the claims of batch (claimed, not sent; may be nil), waits
+// for the other batches in flight (each that fails releases its claims),
+// and backs off, so the next poll sends them all again.
+func (p *Processor) stalled(ctx context.Context, batch []due, ahead *[]*sending, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	p.release(ctx, batch)
+	for _, s := range *ahead {
+		_ = p.landed(ctx, s) // a failure releases its claims
+	}
+	*ahead = nil
+	p.backOff(ctx, p.sendOutage(), err)
 }
 
 // landed waits for a batch sent ahead; when it failed (and ctx has not
 // ended) it releases the batch's claims, so the next poll sends it again.
 func (p *Processor) landed(ctx context.Context, s *sending) error {
-	err := <-s.done
+	<-s.done
+	err := s.err
 	if err == nil {
-		if p.cfg.Redis != nil {
+		if p.cfg.Redis != nil && !s.ranHere.Load() {
 			p.redisOutage.Recovered()
 		}
 		return nil
@@ -504,9 +536,10 @@ func (p *Processor) backOff(ctx context.Context, outage *faults.Outage, err erro
 // one read, its events appended in one transaction, see handleBatch), then
 // its offline stops one by one. The partitions go concurrently. On the
 // embedded GoChannel a send returns when the command was handled, so the
-// due loop holds at most the batch being sent and the one it claimed
-// meanwhile (see loop): no claim expires while its command waits in a queue.
-func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time.Time) error {
+// due loop holds at most maxInFlight batches being sent and the one it
+// claimed meanwhile (see loop): no claim expires while its command waits
+// in a queue.
+func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time.Time, ranHere *atomic.Bool) error {
 	groups := map[int][]due{}
 	for _, d := range batch {
 		k := partitionOf(d.player, p.cfg.Partitions)
@@ -516,7 +549,7 @@ func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time
 	errs := make(chan error, len(groups))
 	for _, g := range groups {
 		wg.Go(func() {
-			if err := p.sendPartition(ctx, b, g, now); err != nil {
+			if err := p.sendPartition(ctx, b, g, now, ranHere); err != nil {
 				errs <- err
 			}
 		})
@@ -527,7 +560,7 @@ func (p *Processor) sendBatch(ctx context.Context, b *bus, batch []due, now time
 }
 
 // sendPartition sends the commands of one partition's share of a batch.
-func (p *Processor) sendPartition(ctx context.Context, b *bus, g []due, now time.Time) error {
+func (p *Processor) sendPartition(ctx context.Context, b *bus, g []due, now time.Time, ranHere *atomic.Bool) error {
 	var completions []command.CompleteRepetition
 	var stops []due
 	for _, d := range g {
@@ -541,13 +574,13 @@ func (p *Processor) sendPartition(ctx context.Context, b *bus, g []due, now time
 		part := completions[start:min(len(completions), start+eventstore.MaxStreamsPerAppendMany)]
 		p.sent.Add(int64(len(part)))
 		cmd := &command.CompleteRepetitions{Completions: part}
-		if err := p.sendOrRun(ctx, b, cmd, func() error { return p.handleBatch(ctx, cmd) }); err != nil {
+		if err := p.sendOrRun(ctx, b, cmd, ranHere, func() error { return p.handleBatch(ctx, cmd) }); err != nil {
 			p.sent.Add(-int64(len(part)))
 			return fmt.Errorf("send %d completions: %w", len(part), err)
 		}
 	}
 	for _, d := range stops {
-		if err := p.sendStop(ctx, b, d); err != nil {
+		if err := p.sendStop(ctx, b, d, ranHere); err != nil {
 			return err
 		}
 	}
@@ -558,8 +591,9 @@ func (p *Processor) sendPartition(ctx context.Context, b *bus, g []due, now time
 // it runs cmd in this process instead (run), so that queues keep advancing
 // through a Redis outage: the due repetitions are this instance's claims,
 // and a command that also reached Redis after all is recognized by its
-// idempotency key when a consumer runs it again.
-func (p *Processor) sendOrRun(ctx context.Context, b *bus, cmd any, run func() error) error {
+// idempotency key when a consumer runs it again. Running it here sets
+// ranHere.
+func (p *Processor) sendOrRun(ctx context.Context, b *bus, cmd any, ranHere *atomic.Bool, run func() error) error {
 	err := b.commands.Send(ctx, cmd)
 	if err == nil || p.cfg.Redis == nil || !faults.Transient(err) || ctx.Err() != nil {
 		return err
@@ -567,6 +601,7 @@ func (p *Processor) sendOrRun(ctx context.Context, b *bus, cmd any, run func() e
 	// The outage itself is the command streams' subscribers' to record
 	// (one log line each way): they read Redis all the time.
 	p.cfg.Logger.Debug("redis is away: running a command in this process", "owner", p.cfg.Owner, "err", err)
+	ranHere.Store(true)
 	if runErr := run(); runErr != nil {
 		return errors.Join(err, runErr)
 	}
@@ -584,7 +619,7 @@ func completionOf(d due) command.CompleteRepetition {
 
 // sendStop sends StopOfflineQueue for a repetition that has been due for
 // longer than the offline cap.
-func (p *Processor) sendStop(ctx context.Context, b *bus, d due) error {
+func (p *Processor) sendStop(ctx context.Context, b *bus, d due, ranHere *atomic.Bool) error {
 	key := command.CompletionKey(d.taskID, d.number)
 	until := d.dueAt.Add(p.cfg.OfflineCap)
 	cmd := &StopOfflineQueue{
@@ -593,7 +628,7 @@ func (p *Processor) sendStop(ctx context.Context, b *bus, d due) error {
 			p.cfg.OfflineCap, until.UTC().Format(time.RFC3339)),
 	}
 	p.sent.Add(1)
-	if err := p.sendOrRun(ctx, b, cmd, func() error { return p.handleStop(ctx, cmd) }); err != nil {
+	if err := p.sendOrRun(ctx, b, cmd, ranHere, func() error { return p.handleStop(ctx, cmd) }); err != nil {
 		p.sent.Add(-1)
 		return fmt.Errorf("send the offline stop of repetition %d of %s for %s: %w", d.number, d.taskID, d.player, err)
 	}

@@ -156,3 +156,62 @@ func TestProcessorStartsWithoutRedis(t *testing.T) {
 		t.Error("completed by nobody")
 	}
 }
+
+// While Redis is away, the batches the due loop runs in this process
+// (sendOrRun) do not end the Redis outage: it stays degraded, with no
+// "recovered" line, until Redis answers again.
+func TestBatchesRunHereDoNotEndTheRedisOutage(t *testing.T) {
+	srv := testenv.StartRedisServer(t)
+	opts, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() })
+	b := testreadside.Postgres(t, "", 6)
+	clock := NewManualClock(t0)
+	rules := domain.Rules{}
+	h := commands(t, b, clock, rules)
+	const players = 5
+	for i := range players {
+		enqueue(t, h, fmt.Sprintf("r%02d", i), "chop-wood", 20)
+	}
+	var logs logBuffer
+	rec := faultstest.NewRecorder()
+	start(t, b, Config{
+		Clock: clock, Commands: commandConfig(rules), Redis: client, TopicPrefix: "tq", Partitions: 2,
+		ErrorBackoffMax: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Observer: rec,
+	})
+	defer func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	}()
+	caughtUp := func(what string) {
+		t.Helper()
+		testenv.WaitUntil(t, waitDeadline, what, func() (bool, error) {
+			for i := range players {
+				if !upToDate(b, fmt.Sprintf("r%02d", i), clock.Now()) {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+	}
+	clock.Advance(10 * time.Second)
+	caughtUp("the first 10 s, through Redis")
+	srv.Stop()
+	const component = "processor redis"
+	testenv.WaitUntil(t, waitDeadline, "the outage of Redis to be noticed", func() (bool, error) {
+		return logs.count(outageStarted(component)) > 0, nil
+	})
+	clock.Advance(20 * time.Second)
+	caughtUp("the 20 s due while Redis is away, run in this process")
+	time.Sleep(500 * time.Millisecond) // a late line would show
+	if n := logs.count(outageEnded(component)); n != 0 {
+		t.Errorf("%d lines for the end of the Redis outage while Redis is away, want none", n)
+	}
+	if got := rec.Transitions(component); len(got) != 1 || !got[0] {
+		t.Errorf("the Observer heard degraded %v while Redis is away, want [true]", got)
+	}
+}
