@@ -25,28 +25,11 @@ import (
 // failed reads and claim rounds (two a second each) — and the Observer
 // counts every failure meanwhile.
 func TestRedisOutageCommandsResume(t *testing.T) {
-	srv := testenv.StartRedisServer(t)
-	opts, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { client.Close() })
-	b := testreadside.Postgres(t, "", 6)
-	clock := NewManualClock(t0)
-	rules := domain.Rules{}
-	h := commands(t, b, clock, rules)
 	const players = 10
 	tasks := [][2]any{{"chop-wood", 20}}
-	for i := range players {
-		enqueue(t, h, fmt.Sprintf("q%02d", i), "chop-wood", 20)
-	}
-	var logs logBuffer
-	rec := faultstest.NewRecorder()
-	r := start(t, b, Config{
-		Clock: clock, Commands: commandConfig(rules), Redis: client, TopicPrefix: "tq", Partitions: 2,
-		ErrorBackoffMax: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Observer: rec,
-	})
+	o := startRedisOutage(t, "q", players)
+	srv, b, clock, rules, r, rec := o.srv, o.b, o.clock, o.rules, o.r, o.rec
+	logs := &o.logs
 	caughtUp := func(what string) {
 		t.Helper()
 		testenv.WaitUntil(t, waitDeadline, what, func() (bool, error) {
@@ -161,27 +144,10 @@ func TestProcessorStartsWithoutRedis(t *testing.T) {
 // (sendOrRun) do not end the Redis outage: it stays degraded, with no
 // "recovered" line, until Redis answers again.
 func TestBatchesRunHereDoNotEndTheRedisOutage(t *testing.T) {
-	srv := testenv.StartRedisServer(t)
-	opts, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { client.Close() })
-	b := testreadside.Postgres(t, "", 6)
-	clock := NewManualClock(t0)
-	rules := domain.Rules{}
-	h := commands(t, b, clock, rules)
 	const players = 5
-	for i := range players {
-		enqueue(t, h, fmt.Sprintf("r%02d", i), "chop-wood", 20)
-	}
-	var logs logBuffer
-	rec := faultstest.NewRecorder()
-	start(t, b, Config{
-		Clock: clock, Commands: commandConfig(rules), Redis: client, TopicPrefix: "tq", Partitions: 2,
-		ErrorBackoffMax: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Observer: rec,
-	})
+	o := startRedisOutage(t, "r", players)
+	srv, b, clock, rec := o.srv, o.b, o.clock, o.rec
+	logs := &o.logs
 	defer func() {
 		if t.Failed() {
 			t.Logf("log:\n%s", logs.String())
@@ -214,4 +180,36 @@ func TestBatchesRunHereDoNotEndTheRedisOutage(t *testing.T) {
 	if got := rec.Transitions(component); len(got) != 1 || !got[0] {
 		t.Errorf("the Observer heard degraded %v while Redis is away, want [true]", got)
 	}
+}
+
+// redisOutage is a processor on a redis-server of the test's own, with
+// players (prefix00, prefix01, ...) each running a 20-repetition task.
+type redisOutage struct {
+	srv   *testenv.RedisServer
+	b     testreadside.Backend
+	clock *ManualClock
+	rules domain.Rules
+	r     *running
+	rec   *faultstest.Recorder
+	logs  logBuffer
+}
+
+func startRedisOutage(t *testing.T, prefix string, players int) *redisOutage {
+	t.Helper()
+	o := &redisOutage{srv: testenv.StartRedisServer(t), b: testreadside.Postgres(t, "", 6), clock: NewManualClock(t0), rec: faultstest.NewRecorder()}
+	opts, err := redis.ParseURL(o.srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() })
+	h := commands(t, o.b, o.clock, o.rules)
+	for i := range players {
+		enqueue(t, h, fmt.Sprintf("%s%02d", prefix, i), "chop-wood", 20)
+	}
+	o.r = start(t, o.b, Config{
+		Clock: o.clock, Commands: commandConfig(o.rules), Redis: client, TopicPrefix: "tq", Partitions: 2,
+		ErrorBackoffMax: time.Second, Logger: slog.New(slog.NewTextHandler(&o.logs, nil)), Observer: o.rec,
+	})
+	return o
 }
