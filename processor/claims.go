@@ -149,30 +149,24 @@ ORDER BY cand.due_at, cand.stream_id`
 
 // claimDuePostgres is claimDue on PostgreSQL (claimPostgres).
 func claimDuePostgres(ctx context.Context, db projections.DB, owner string, now time.Time, ttl time.Duration, limit int) ([]due, error) {
-	var out []due
-	err := db.InTx(ctx, func(tx projections.Tx) error {
-		out = out[:0]
-		rows, err := tx.Query(ctx, claimPostgres, now, limit, owner, now.Add(ttl))
-		if err != nil {
-			return fmt.Errorf("claim due repetitions: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var d due
-			var at projections.Time
-			if err := rows.Scan(&d.stream, &d.player, &d.taskID, &d.number, &at); err != nil {
-				return fmt.Errorf("scan a claimed repetition: %w", err)
-			}
-			d.dueAt = at.Time
-			out = append(out, d)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("claim due repetitions: %w", err)
-		}
-		return nil
-	})
+	// One statement outside BEGIN … COMMIT (see execAlone).
+	rows, err := db.Query(ctx, claimPostgres, now, limit, owner, now.Add(ttl))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("claim due repetitions: %w", err)
+	}
+	defer rows.Close()
+	var out []due
+	for rows.Next() {
+		var d due
+		var at projections.Time
+		if err := rows.Scan(&d.stream, &d.player, &d.taskID, &d.number, &at); err != nil {
+			return nil, fmt.Errorf("scan a claimed repetition: %w", err)
+		}
+		d.dueAt = at.Time
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim due repetitions: %w", err)
 	}
 	return out, nil
 }
@@ -191,16 +185,11 @@ const claimHoldTTLs = 12
 // its last renewal; a command that got lost (a trimmed Redis stream) or
 // dead-lettered goes out again once hold has passed.
 func renewClaims(ctx context.Context, db projections.DB, owner string, now time.Time, ttl, hold time.Duration) (int64, error) {
-	var n int64
-	err := db.InTx(ctx, func(tx projections.Tx) error {
-		var err error
-		n, err = tx.Exec(ctx, `UPDATE processor_claims SET expires_at = $1
+	n, err := execAlone(ctx, db, `UPDATE processor_claims SET expires_at = $1
 			WHERE owner = $2 AND expires_at > $3 AND claimed_at > $4
 				AND EXISTS (SELECT 1 FROM processor_schedule s WHERE s.stream_id = processor_claims.stream_id
 					AND s.task_id = processor_claims.task_id AND s.number = processor_claims.number)`,
-			now.Add(ttl), owner, now, now.Add(-hold))
-		return err
-	})
+		now.Add(ttl), owner, now, now.Add(-hold))
 	if err != nil {
 		return 0, fmt.Errorf("renew the claims of %s: %w", owner, err)
 	}
@@ -224,12 +213,7 @@ func nextDue(ctx context.Context, db projections.DB, now time.Time) (time.Time, 
 // releaseClaims deletes owner's claims (graceful shutdown), so another
 // instance takes their repetitions at once instead of after ClaimTTL.
 func releaseClaims(ctx context.Context, db projections.DB, owner string) (int64, error) {
-	var n int64
-	err := db.InTx(ctx, func(tx projections.Tx) error {
-		var err error
-		n, err = tx.Exec(ctx, `DELETE FROM processor_claims WHERE owner = $1`, owner)
-		return err
-	})
+	n, err := execAlone(ctx, db, `DELETE FROM processor_claims WHERE owner = $1`, owner)
 	if err != nil {
 		return 0, fmt.Errorf("release the claims of %s: %w", owner, err)
 	}
@@ -255,21 +239,48 @@ func releaseBatch(ctx context.Context, db projections.DB, owner string, batch []
 		fmt.Fprintf(&b, "$%d", len(args))
 	}
 	b.WriteString(")")
-	return db.InTx(ctx, func(tx projections.Tx) error {
-		if _, err := tx.Exec(ctx, projections.Unprepared(b.String()), args...); err != nil {
-			return fmt.Errorf("release the claims of a batch not sent: %w", err)
-		}
-		return nil
-	})
+	if _, err := execAlone(ctx, db, projections.Unprepared(b.String()), args...); err != nil {
+		return fmt.Errorf("release the claims of a batch not sent: %w", err)
+	}
+	return nil
 }
 
 // pruneClaims deletes claims that expired before at: they no longer hold
 // anything and only grow the table.
 func pruneClaims(ctx context.Context, db projections.DB, at time.Time) error {
-	return db.InTx(ctx, func(tx projections.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM processor_claims WHERE expires_at <= $1`, at); err != nil {
-			return fmt.Errorf("prune expired claims: %w", err)
-		}
-		return nil
-	})
+	if _, err := execAlone(ctx, db, `DELETE FROM processor_claims WHERE expires_at <= $1`, at); err != nil {
+		return fmt.Errorf("prune expired claims: %w", err)
+	}
+	return nil
+}
+
+// execAlone runs one statement that writes claims in a transaction of its
+// own and reports the rows it affected. On PostgreSQL it is sent outside
+// BEGIN … COMMIT, so its implicit transaction commits on the server as the
+// statement ends: a process cut off from the server between a statement
+// and its COMMIT would otherwise leave a transaction open there holding
+// the row locks of its claims, and another instance's claim of those
+// repetitions would wait on them until the server ends that session
+// (idle_in_transaction_session_timeout, 30 s), far past the failover's
+// ClaimTTL. SQLite (one process, its single writer) runs it in InTx.
+func execAlone(ctx context.Context, db projections.DB, q string, args ...any) (int64, error) {
+	if db.Dialect() != migrations.Postgres {
+		var n int64
+		err := db.InTx(ctx, func(tx projections.Tx) error {
+			var err error
+			n, err = tx.Exec(ctx, q, args...)
+			return err
+		})
+		return n, err
+	}
+	rows, err := db.Query(ctx, q+" RETURNING 1", args...)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var n int64
+	for rows.Next() {
+		n++
+	}
+	return n, rows.Err()
 }
