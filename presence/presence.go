@@ -272,9 +272,7 @@ func (p *Presence) Join(ctx context.Context, player string) error {
 func (p *Presence) Leave(ctx context.Context, player string) (last bool) {
 	p.sync.RLock()
 	defer p.sync.RUnlock()
-	p.mu.Lock()
-	delete(p.held, player)
-	p.mu.Unlock()
+	p.unhold(player)
 	if !p.c.Up() {
 		p.down(nil)
 		return true
@@ -296,9 +294,7 @@ func (p *Presence) Leave(ctx context.Context, player string) (last bool) {
 func (p *Presence) Forget(ctx context.Context, player string) error {
 	p.sync.RLock()
 	defer p.sync.RUnlock()
-	p.mu.Lock()
-	delete(p.held, player)
-	p.mu.Unlock()
+	p.unhold(player)
 	if !p.c.Up() {
 		return fmt.Errorf("forget %s in presence: %w", player, faults.ErrUnavailable)
 	}
@@ -437,4 +433,11 @@ func (p *Presence) reconcile(ctx context.Context) {
 		}
 	}
 	p.warned.Store(false)
+}
+
+// unhold takes player out of what this instance holds.
+func (p *Presence) unhold(player string) {
+	p.mu.Lock()
+	delete(p.held, player)
+	p.mu.Unlock()
 }
