@@ -245,6 +245,71 @@ func releaseBatch(ctx context.Context, db projections.DB, owner string, batch []
 	return nil
 }
 
+// strayClaims are claims the database may hold for this instance that no
+// batch of its due loop knows of, so nothing would send their repetitions:
+// they would be renewed, unsent, until claimHoldTTLs passed (a minute at the
+// default ClaimTTL). A claim statement whose result was lost (the
+// connection cut while it ran: the server finishes it, and on PostgreSQL
+// it commits by itself, see execAlone) leaves such claims, with claimed_at
+// the time of that attempt; so does a batch whose release failed. The due
+// loop releases them (release) before it claims again.
+type strayClaims struct {
+	from, to time.Time // the attempts whose result was lost (from zero: none)
+	batches  [][]due   // batches whose release failed
+}
+
+// lost records a claim attempt at now that failed: it may have taken claims.
+func (s *strayClaims) lost(now time.Time) {
+	if s.from.IsZero() || now.Before(s.from) {
+		s.from = now
+	}
+	if now.After(s.to) {
+		s.to = now
+	}
+}
+
+// unreleased records a batch whose claims could not be released.
+func (s *strayClaims) unreleased(batch []due) {
+	if len(batch) > 0 {
+		s.batches = append(s.batches, batch)
+	}
+}
+
+func (s *strayClaims) any() bool { return !s.from.IsZero() || len(s.batches) > 0 }
+
+// release deletes owner's stray claims, except the claims of the batches
+// in flight (a lost attempt may have taken the next repetition of a
+// stream in flight, once the schedule moved past the one in flight). The lost
+// attempts' claims are the ones taken between the first and the last of
+// them; a claim this instance took earlier at the same instant (a clock
+// that did not move) whose command is already out is released with them,
+// and its repetition sent again: a no-op, by its completion key.
+func (s *strayClaims) release(ctx context.Context, db projections.DB, owner string, inFlight []*sending) error {
+	for len(s.batches) > 0 {
+		if err := releaseBatch(ctx, db, owner, s.batches[0]); err != nil {
+			return err
+		}
+		s.batches = s.batches[1:]
+	}
+	if s.from.IsZero() {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("DELETE FROM processor_claims WHERE owner = $1 AND claimed_at >= $2 AND claimed_at <= $3")
+	args := []any{owner, s.from, s.to}
+	for _, f := range inFlight {
+		for _, d := range f.batch {
+			args = append(args, d.stream, d.taskID, d.number)
+			fmt.Fprintf(&b, " AND NOT (stream_id = $%d AND task_id = $%d AND number = $%d)", len(args)-2, len(args)-1, len(args))
+		}
+	}
+	if _, err := execAlone(ctx, db, projections.Unprepared(b.String()), args...); err != nil {
+		return fmt.Errorf("release the claims of a claim whose result was lost: %w", err)
+	}
+	s.from, s.to = time.Time{}, time.Time{}
+	return nil
+}
+
 // pruneClaims deletes claims that expired before at: they no longer hold
 // anything and only grow the table.
 func pruneClaims(ctx context.Context, db projections.DB, at time.Time) error {

@@ -2,10 +2,17 @@ package processor
 
 import (
 	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/internal/faults"
+	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/internal/testreadside"
+	"github.com/taskqueue/taskqueue/projections"
 )
 
 // The holder of a claim renews it while its repetition is in the schedule
@@ -87,6 +94,136 @@ func TestRenewedClaimsHoldWhileTheScheduleLags(t *testing.T) {
 		}
 		if claim("a", past.Add(ttl+time.Second)) != 1 {
 			t.Fatal("a did not claim the next repetition")
+		}
+	})
+}
+
+// lossyDB loses the result of the next claim that takes something, once
+// armed: the statement runs and commits on the server, and the due loop
+// gets a transient error, as when the connection is cut while the claim
+// runs.
+type lossyDB struct {
+	projections.DB
+	armed atomic.Bool
+	lost  atomic.Int32
+}
+
+func (db *lossyDB) Query(ctx context.Context, q string, args ...any) (projections.Rows, error) {
+	rows, err := db.DB.Query(ctx, q, args...)
+	if err != nil || !strings.Contains(q, "INSERT INTO processor_claims") {
+		return rows, err
+	}
+	return &lossyRows{Rows: rows, db: db}, nil
+}
+
+type lossyRows struct {
+	projections.Rows
+	db *lossyDB
+	n  int
+}
+
+func (r *lossyRows) Next() bool {
+	if !r.Rows.Next() {
+		return false
+	}
+	r.n++
+	return true
+}
+
+func (r *lossyRows) Err() error {
+	r.Rows.Close() // the statement has committed once the rows are closed
+	if err := r.Rows.Err(); err != nil {
+		return err
+	}
+	if r.n > 0 && r.db.armed.CompareAndSwap(true, false) {
+		r.db.lost.Add(1)
+		return fmt.Errorf("%w: the connection was cut (test)", faults.ErrUnavailable)
+	}
+	return nil
+}
+
+// A claim whose result was lost on PostgreSQL (the server ran it, and it
+// committed by itself, while the connection was cut) holds nothing back:
+// the due loop releases the claims it does not know of before it claims
+// again, and sends their repetitions, instead of renewing them unsent
+// until the claims' hold passed. The clock stands still here, so without
+// the release the repetition would never complete.
+func TestALostClaimResultHoldsNothing(t *testing.T) {
+	b := testreadside.Postgres(t, "", 6)
+	clock := NewManualClock(t0)
+	rules := domain.Rules{}
+	enqueue(t, commands(t, b, clock, rules), "alice", "chop-wood", 1)
+	db := &lossyDB{DB: b.DB}
+	db.armed.Store(true)
+	lossy := b
+	lossy.DB = db
+	r := start(t, lossy, Config{Clock: clock, Commands: commandConfig(rules)})
+	clock.Advance(time.Hour)
+	testenv.WaitUntil(t, waitDeadline, "alice's repetition completed", func() (bool, error) {
+		return upToDate(b, "alice", clock.Now()), nil
+	})
+	if n := db.lost.Load(); n != 1 {
+		t.Fatalf("%d claim results lost, want 1: the test lost nothing", n)
+	}
+	_, recs := readQueue(t, b, "alice", rules)
+	if n := checkCompletionsOnTime(t, "alice", recs); n != 1 {
+		t.Errorf("%d repetitions completed, want 1", n)
+	}
+	testenv.WaitUntil(t, waitDeadline, "this processor to count the completion", func() (bool, error) {
+		return r.p.Stats().Completed == 1, nil
+	})
+}
+
+// The due loop releases the claims a lost attempt took, but not the claims
+// of the batches in flight: by repetition, since a lost attempt may have
+// taken the next repetition of a stream whose batch is in flight (the
+// schedule had moved on).
+func TestStrayClaimsSpareTheBatchesInFlight(t *testing.T) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		claim := func(stream, task string, number int, owner string, at time.Time) {
+			t.Helper()
+			if _, err := execAlone(ctx, b.DB, `INSERT INTO processor_claims (stream_id, task_id, number, owner, expires_at, claimed_at)
+				VALUES ($1, $2, $3, $4, $5, $6)`, stream, task, number, owner, at.Add(time.Minute), at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lost := t0.Add(10 * time.Second)
+		claim("queue-a", "t1", 24, "me", t0)                        // before the lost attempt: its batch landed
+		claim("queue-b", "t1", 7, "me", lost)                       // in flight, claimed at that instant too
+		claim("queue-c", "t1", 27, "me", lost)                      // the lost attempt's, on a stream
+		claim("queue-d", "t1", 3, "someone", lost)                  // another instance's
+		claim("queue-e", "t1", 5, "me", lost.Add(time.Millisecond)) // after the lost attempt
+		var s strayClaims
+		s.lost(lost)
+		inFlight := []*sending{{batch: []due{
+			{stream: "queue-b", taskID: "t1", number: 7},
+			{stream: "queue-c", taskID: "t1", number: 26}, // the repetition before
+		}}}
+		if err := s.release(ctx, b.DB, "me", inFlight); err != nil {
+			t.Fatal(err)
+		}
+		if s.any() {
+			t.Errorf("strays left after a release: %+v", s)
+		}
+		rows, err := b.DB.Query(ctx, `SELECT stream_id FROM processor_claims ORDER BY stream_id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var left []string
+		for rows.Next() {
+			var stream string
+			if err := rows.Scan(&stream); err != nil {
+				t.Fatal(err)
+			}
+			left = append(left, stream)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"queue-a", "queue-b", "queue-d", "queue-e"}; fmt.Sprint(left) != fmt.Sprint(want) {
+			t.Errorf("claims left %v, want %v", left, want)
 		}
 	})
 }

@@ -41,6 +41,10 @@ type Processor struct {
 	loopOutage, cmdOutage, redisOutage *faults.Outage
 
 	sent, completed, stopped atomic.Int64
+
+	// strays are the claims the due loop must release before it claims
+	// again (its goroutine's alone).
+	strays strayClaims
 }
 
 // pinnedClock returns the time it was set to.
@@ -343,11 +347,20 @@ func (p *Processor) loop(ctx context.Context, b *bus) {
 			}
 			lastRenew = now
 		}
+		if p.strays.any() {
+			if err := p.query(ctx, func(ctx context.Context) error {
+				return p.strays.release(ctx, p.cfg.DB, p.cfg.Owner, ahead)
+			}); err != nil {
+				p.backOff(ctx, p.loopOutage, err)
+				continue
+			}
+		}
 		var batch []due
 		if err := p.query(ctx, func(ctx context.Context) (err error) {
 			batch, err = claimDue(ctx, p.cfg.DB, p.cfg.Owner, now, p.cfg.ClaimTTL, p.cfg.BatchSize)
 			return err
 		}); err != nil {
+			p.strays.lost(now)
 			p.backOff(ctx, p.loopOutage, err)
 			continue
 		}
@@ -484,11 +497,14 @@ func (p *Processor) landed(ctx context.Context, s *sending) error {
 // release deletes this instance's claims on batch (a batch not sent, or
 // not sent in full): the next poll sends it again (what did go out is then
 // a no-op) instead of leaving it to claims this instance keeps renewing.
+// When that fails the batch's claims are strays, released before the next
+// claim.
 func (p *Processor) release(ctx context.Context, batch []due) {
 	if err := p.query(context.WithoutCancel(ctx), func(ctx context.Context) error {
 		return releaseBatch(ctx, p.cfg.DB, p.cfg.Owner, batch)
 	}); err != nil {
 		p.loopOutage.Failed(err)
+		p.strays.unreleased(batch)
 	}
 }
 
