@@ -277,6 +277,12 @@ func (s *strayClaims) unreleased(batch []due) {
 
 func (s *strayClaims) any() bool { return !s.from.IsZero() || len(s.batches) > 0 }
 
+// maxSpared bounds the claims in flight that a release spares, three
+// parameters each (SQLite takes at most 32,766 in a statement): with more
+// in flight (a BatchSize in the thousands) the claims of lost attempts are
+// released once some have landed.
+const maxSpared = 4000
+
 // release deletes owner's stray claims, except the claims of the batches
 // in flight (a lost attempt may have taken the next repetition of a
 // stream in flight, once the schedule moved past the one in flight). The lost
@@ -291,17 +297,26 @@ func (s *strayClaims) release(ctx context.Context, db projections.DB, owner stri
 		}
 		s.batches = s.batches[1:]
 	}
-	if s.from.IsZero() {
-		return nil
+	spared := 0
+	for _, f := range inFlight {
+		spared += len(f.batch)
+	}
+	if s.from.IsZero() || spared > maxSpared {
+		return nil // with that many in flight, once some have landed
 	}
 	var b strings.Builder
 	b.WriteString("DELETE FROM processor_claims WHERE owner = $1 AND claimed_at >= $2 AND claimed_at <= $3")
 	args := []any{owner, s.from, s.to}
+	sep := " AND (stream_id, task_id, number) NOT IN (VALUES "
 	for _, f := range inFlight {
 		for _, d := range f.batch {
 			args = append(args, d.stream, d.taskID, d.number)
-			fmt.Fprintf(&b, " AND NOT (stream_id = $%d AND task_id = $%d AND number = $%d)", len(args)-2, len(args)-1, len(args))
+			fmt.Fprintf(&b, "%s($%d, $%d, CAST($%d AS INTEGER))", sep, len(args)-2, len(args)-1, len(args))
+			sep = ", "
 		}
+	}
+	if spared > 0 {
+		b.WriteString(")")
 	}
 	if _, err := execAlone(ctx, db, projections.Unprepared(b.String()), args...); err != nil {
 		return fmt.Errorf("release the claims of a claim whose result was lost: %w", err)

@@ -199,7 +199,17 @@ func TestStrayClaimsSpareTheBatchesInFlight(t *testing.T) {
 		inFlight := []*sending{{batch: []due{
 			{stream: "queue-b", taskID: "t1", number: 7},
 			{stream: "queue-c", taskID: "t1", number: 26}, // the repetition before
-		}}}
+		}}, {}}
+		for i := range maxSpared - 2 { // as many as a release spares
+			inFlight[1].batch = append(inFlight[1].batch, due{stream: fmt.Sprintf("queue-x%d", i), taskID: "t1", number: 1})
+		}
+		tooMany := append(inFlight, &sending{batch: []due{{stream: "queue-y", taskID: "t1", number: 1}}})
+		if err := s.release(ctx, b.DB, "me", tooMany); err != nil {
+			t.Fatal(err)
+		}
+		if !s.any() {
+			t.Fatal("released with more claims in flight than a release spares")
+		}
 		if err := s.release(ctx, b.DB, "me", inFlight); err != nil {
 			t.Fatal(err)
 		}
