@@ -349,7 +349,11 @@ func (p *Presence) run(ctx context.Context) {
 }
 
 // heartbeat renews this instance (reconciling when it was unregistered)
-// and sweeps dead instances.
+// and sweeps dead instances. Each call is bounded by a context of its own
+// (cctx); its failures are observed with the run's ctx, so that a call
+// that ran out of its own bound (a Redis that does not answer, or a
+// stopped one while go-redis retries) takes Redis down instead of passing
+// for the caller's cancellation (redisx.Client.Observe).
 func (p *Presence) heartbeat(ctx context.Context) {
 	if !p.c.Up() {
 		return
@@ -357,7 +361,7 @@ func (p *Presence) heartbeat(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, p.beat)
 	defer cancel()
 	n, err := presenceHeartbeat.Run(cctx, p.c.Redis(), p.route, p.args(p.ttl.Milliseconds())...).Int()
-	p.c.Observe(cctx, err)
+	p.c.Observe(ctx, err)
 	if err != nil {
 		return
 	}
@@ -372,7 +376,7 @@ func (p *Presence) sweep(ctx context.Context) {
 	for i := 0; i < 50 && ctx.Err() == nil; i++ {
 		cctx, cancel := context.WithTimeout(ctx, p.beat)
 		out, err := presenceSweep.Run(cctx, p.c.Redis(), p.route, p.base, presenceSweepBatch).StringSlice()
-		p.c.Observe(cctx, err)
+		p.c.Observe(ctx, err)
 		cancel()
 		if err != nil || len(out) == 0 {
 			return
@@ -402,11 +406,11 @@ func (p *Presence) reconcile(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, p.ttl/2)
 	defer cancel()
 	if err := presenceHeartbeat.Run(cctx, p.c.Redis(), p.route, p.args(p.ttl.Milliseconds())...).Err(); err != nil {
-		p.c.Observe(cctx, err)
+		p.c.Observe(ctx, err)
 		return
 	}
 	inRedis, err := p.c.Redis().SMembers(cctx, p.base+instanceFamily+p.id).Result()
-	p.c.Observe(cctx, err)
+	p.c.Observe(ctx, err)
 	if err != nil {
 		return
 	}
@@ -422,13 +426,13 @@ func (p *Presence) reconcile(ctx context.Context) {
 			continue
 		}
 		if err := presenceLeave.Run(cctx, p.c.Redis(), p.route, p.args(pl)...).Err(); err != nil {
-			p.c.Observe(cctx, err)
+			p.c.Observe(ctx, err)
 			return
 		}
 	}
 	for pl := range held {
 		if err := presenceJoin.Run(cctx, p.c.Redis(), p.route, p.args(pl, p.ttl.Milliseconds())...).Err(); err != nil {
-			p.c.Observe(cctx, err)
+			p.c.Observe(ctx, err)
 			return
 		}
 	}

@@ -70,6 +70,26 @@ func TestPresenceRedisDownFallsBackAndReconciles(t *testing.T) {
 			t.Fatal("the instance that left during the outage still holds the player")
 		}
 	})
+	t.Run("partitioned", func(t *testing.T) {
+		// Redis holds the connections and answers nothing: the
+		// heartbeat's calls run out of their own deadline, which is
+		// Redis's failure, not a cancellation of the caller's.
+		srv := redistest.Shared(t)
+		u, err := neturl.Parse(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxy := testenv.StartTCPProxy(t, u.Host)
+		u.Host = proxy.Addr()
+		c := redistest.Server{URL: u.String(), Prefix: srv.Prefix}.OpenUp(t, nil)
+		p := newPresence(t, c, presence.Config{Heartbeat: 20 * time.Millisecond})
+		ctx := context.Background()
+		must(t, p.Join(ctx, "alice"))
+		proxy.Partition()
+		testenv.WaitFor(t, "redis down", func() bool { return !c.Up() })
+		proxy.Heal()
+		testenv.WaitFor(t, "redis up", c.Up)
+	})
 	t.Run("restarted", func(t *testing.T) {
 		srv := testenv.StartRedisServer(t)
 		c := redistest.Server{URL: srv.URL()}.OpenUp(t, nil)
