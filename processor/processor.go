@@ -350,9 +350,14 @@ func (p *Processor) loop(ctx context.Context, b *bus) {
 		if p.strays.any() {
 			if err := p.query(ctx, func(ctx context.Context) error {
 				return p.strays.release(ctx, p.cfg.DB, p.cfg.Owner, ahead)
-			}); err != nil {
+			}); err != nil && faults.Transient(err) {
 				p.backOff(ctx, p.loopOutage, err)
 				continue
+			} else if err != nil {
+				// Not worth stopping the loop for: the strays' hold runs out.
+				p.cfg.Logger.Error("due loop: stray claims not released; their repetitions go out when the claims' hold runs out",
+					"owner", p.cfg.Owner, "err", err)
+				p.strays = strayClaims{}
 			}
 		}
 		var batch []due
