@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,8 +153,9 @@ func dueProcessor(b *testing.B, n int, cold bool) dueResult {
 	if left := time.Until(due); left < 500*time.Millisecond {
 		b.Fatalf("setup of %d players took longer than its budget %s (%s left)", n, budget, left)
 	}
+	time.Sleep(time.Until(due))
+	stopProfile := dueProfile(b)
 	if cold {
-		time.Sleep(time.Until(due))
 		r = start(b, be, cfg)
 	}
 	ctx := context.Background()
@@ -182,9 +184,33 @@ func dueProcessor(b *testing.B, n int, cold bool) dueResult {
 		}
 		after = evs[len(evs)-1].Position
 	}
+	stopProfile()
 	r.stop()
 	b.Logf("processor stats: %+v", r.p.Stats())
 	return dueReport(b, "processor", n, last.Sub(due), late)
+}
+
+// dueProfile starts a CPU profile of this process from the due instant
+// until the last repetition is seen, when TASKQUEUE_BENCH_DUE_CPUPROFILE
+// names a file (each run overwrites it), and returns what stops it.
+func dueProfile(b *testing.B) (stop func()) {
+	path := os.Getenv("TASKQUEUE_BENCH_DUE_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func dueReport(b *testing.B, kind string, n int, span time.Duration, late []time.Duration) dueResult {
