@@ -19,3 +19,12 @@ const PageQuery = pageQuery
 // ByStreamQuery is ReadByStream's page query (byStreamQuery), for the test
 // of its plan.
 const ByStreamQuery = byStreamQuery
+
+// StartLanesAt makes s start a lane beside the running ones once n appends
+// queue (a full group, maxGroup, by default), so that tests can run small
+// groups side by side.
+func StartLanesAt(s *Store, n int) {
+	s.commit.mu.Lock()
+	defer s.commit.mu.Unlock()
+	s.commit.full = n
+}

@@ -14,11 +14,16 @@ import (
 
 const (
 	// defaultLanes is how many group transactions a Store runs at once
-	// (WithAppendLanes). One: where commits wait for the WAL flush (the
-	// machine of docs/BENCHMARKS.md: about 3.5 ms per fdatasync), a second
-	// lane halves the groups and flushes about twice as often for the same
-	// appends, and measured slower in BenchmarkAppendVsRawInsert.
-	defaultLanes = 1
+	// (WithAppendLanes). A lane beyond the first starts only while a full
+	// group (maxGroup appends) waits behind the running ones, and stops
+	// when none does: single appends, however many, share one lane and
+	// its large groups (a second lane splitting them measured slower in
+	// BenchmarkAppendVsRawInsert, 2026-12-06 and -07, on slow and fast
+	// disks alike), while large AppendMany calls, such as the processor's
+	// batches of completions, each a group of its own, run side by side
+	// instead of one after the other (PostgreSQL executes one statement on
+	// one core).
+	defaultLanes = 4
 	// maxGroup is the most appends one group transaction takes; an
 	// AppendMany call of more runs alone.
 	maxGroup = 128
@@ -56,8 +61,12 @@ type committer struct {
 	mu      sync.Mutex
 	queue   []*appendReq  // oldest first
 	grew    chan struct{} // closed and replaced when a request queues; nil until a lane waits
+	parts   int           // appends queued: the parts of the requests in queue
 	running int           // lanes running
 	lanes   int
+	// full is how many queued appends start a lane beside the running
+	// ones (maxGroup; tests lower it to run small groups side by side).
+	full int
 }
 
 // submit queues req and waits for its outcome. A call whose context ends
@@ -76,7 +85,10 @@ func (s *Store) submit(req *appendReq) error {
 	case <-req.ctx.Done():
 	}
 	c.mu.Lock()
-	c.queue = slices.DeleteFunc(c.queue, func(r *appendReq) bool { return r == req })
+	if i := slices.Index(c.queue, req); i >= 0 {
+		c.queue = slices.Delete(c.queue, i, i+1)
+		c.parts -= len(req.parts)
+	}
 	c.mu.Unlock()
 	select {
 	case <-req.done:
@@ -86,23 +98,25 @@ func (s *Store) submit(req *appendReq) error {
 	}
 }
 
-// enqueue queues req and reports whether a lane must start for it.
+// enqueue queues req and reports whether a lane must start for it: the
+// first, or another (up to lanes) when a full group waits.
 func (c *committer) enqueue(req *appendReq) (startLane bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.queue = append(c.queue, req)
+	c.parts += len(req.parts)
 	if c.grew != nil {
 		close(c.grew)
 		c.grew = nil
 	}
-	if c.running < c.lanes {
+	if c.running == 0 || (c.running < c.lanes && c.parts >= c.full) {
 		c.running++
 		return true
 	}
 	return false
 }
 
-// lane commits groups until the queue is empty.
+// lane commits groups until take stops it.
 func (s *Store) lane() {
 	var (
 		last int           // calls in the last group
@@ -161,11 +175,12 @@ func (c *committer) gather(last int, linger time.Duration) {
 // order, those that fit beside it (at most maxGroup appends; no stream and
 // no event ID twice in a group, so that each stream has at most one append
 // per transaction and one statement can judge them all). With nothing
-// queued it stops the lane and returns nil.
+// queued, or, while other lanes run, less than a full group, it stops the
+// lane and returns nil.
 func (c *committer) take() []*appendReq {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.queue) == 0 {
+	if len(c.queue) == 0 || (c.running > 1 && c.parts < c.full) {
 		c.running--
 		return nil
 	}
@@ -210,6 +225,7 @@ func (c *committer) take() []*appendReq {
 	}
 	clear(c.queue[len(rest):])
 	c.queue = rest
+	c.parts -= parts
 	return group
 }
 

@@ -212,6 +212,9 @@ func TestAppendManyLocksInOneOrder(t *testing.T) {
 		openURL(t, url, postgres.WithMaxConns(3), postgres.WithAppendLanes(2)),
 		openURL(t, url, postgres.WithMaxConns(3), postgres.WithAppendLanes(2)),
 	}
+	for _, s := range stores {
+		postgres.StartLanesAt(s, 1) // the second lane runs whenever a call waits
+	}
 	streams := []string{"order-a", "order-b", "order-c", "order-d", "order-e", "order-f"}
 	calls := 25
 	if testing.Short() {
@@ -256,6 +259,68 @@ func TestAppendManyLocksInOneOrder(t *testing.T) {
 		}
 	}
 	assertStreamsInGlobalOrder(t, stores[0])
+}
+
+// A full group that queues while a lane is busy commits beside it in a
+// lane of its own: here the busy lane waits for a stream's lock that a
+// transaction holds, and a large AppendMany of other streams (a batch of
+// the processor's completions) must not wait for it.
+func TestFullGroupCommitsBesideABusyLane(t *testing.T) {
+	s := openStoreOpts(t, postgres.WithMaxConns(4))
+	ctx := context.Background()
+	call := func(prefix string, n int) []eventstore.StreamAppend {
+		appends := make([]eventstore.StreamAppend, n)
+		for i := range appends {
+			appends[i] = eventstore.StreamAppend{Stream: fmt.Sprintf("%s-%d", prefix, i), Expected: eventstore.NoStream,
+				Events: []eventstore.EventData{newEvent("Beside")}}
+		}
+		return appends
+	}
+	commit := holdStream(t, s, "beside-held")
+	blocked := make(chan error, 1)
+	go func() {
+		appends := append(call("beside-blocked", 99), eventstore.StreamAppend{Stream: "beside-held", Expected: eventstore.Any,
+			Events: []eventstore.EventData{newEvent("Beside")}})
+		_, err := s.AppendMany(ctx, appends)
+		blocked <- err
+	}()
+	lockWaiter(t, s, "beside-held")
+
+	done := make(chan error, 2)
+	for _, prefix := range []string{"beside-a", "beside-b"} { // 200 appends queued: a full group waits
+		go func() {
+			outs, err := s.AppendMany(ctx, call(prefix, 100))
+			for _, o := range outs {
+				err = errors.Join(err, o.Err)
+			}
+			done <- err
+		}()
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no call committed while the first lane waited for a lock: the full group did not get a lane of its own")
+	}
+	select {
+	case err := <-blocked:
+		t.Fatalf("the call waiting for the held lock returned before it was released: %v", err)
+	default:
+	}
+	commit()
+	for _, ch := range []chan error{done, blocked} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a call did not commit after the lock was released")
+		}
+	}
+	assertStreamsInGlobalOrder(t, s)
 }
 
 // A value PostgreSQL refuses (a time beyond timestamptz's range) that

@@ -26,15 +26,19 @@
 // runs again in a new transaction (TestAppendManyKeepsEachStreamInGlobalOrder).
 //
 // Appends go through a group commit (committer): Append and AppendMany
-// calls queue, and up to WithAppendLanes goroutines (default 1) each take
-// what is queued as one group and commit it in ONE transaction, each
-// append with its own outcome; while the lanes are busy appends queue, so
+// calls queue, and a goroutine (a lane) takes what is queued as one group
+// and commits it in ONE transaction, each append with its own outcome;
+// while it is busy appends queue, so
 // the busier the store the larger the groups, and a queue of appends costs
 // one commit (one WAL flush) and one round trip instead of one each. A
 // lane that just answered a group waits a little (a quarter of that
 // commit's time at most) for as many calls to queue again before it takes
 // the next. A group takes each stream at most once (a second append to a
 // stream waits for the next group) and never splits an AppendMany call.
+// While a full group (128 appends) waits behind the running lanes, another
+// lane starts, up to WithAppendLanes (default 4), and commits beside them;
+// it stops when no full group waits, so that many small appends keep
+// sharing one lane's large groups.
 //
 //   - A group of one Append is one statement in an implicit transaction
 //     (appendStatement): the lock, the version, the events. When it writes
@@ -208,10 +212,10 @@ func WithNotifyInTransaction() Option {
 const DefaultConnectTimeout = 5 * time.Second
 
 // WithAppendLanes sets how many group transactions of appends the store
-// commits at once (default 1; see the package doc). Each takes a pool
-// connection while it runs. More lanes mean smaller groups: they pay where
-// commits are cheap next to executing a group (a fast disk, a busy
-// server), not where they wait for the WAL flush. n < 1 means 1.
+// may commit at once (default 4; see the package doc): a lane beyond the
+// first runs only while a full group waits. Each takes a pool connection
+// while it runs. n < 1 means 1, which commits every group after the
+// previous one.
 func WithAppendLanes(n int) Option {
 	return func(o *options) { o.lanes = max(n, 1) }
 }
@@ -266,7 +270,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Store{pool: pool, schema: schema, ctx: sctx, cancel: cancel, done: sctx.Done(),
 		notifyInTx: o.notifyInTx, pokes: make(chan struct{}, 1)}
-	s.commit.lanes = defaultLanes
+	s.commit.lanes, s.commit.full = defaultLanes, maxGroup
 	if o.lanes > 0 {
 		s.commit.lanes = o.lanes
 	}
