@@ -71,14 +71,14 @@ func NewOutboxPublisher(pool *pgxpool.Pool, logger watermill.LoggerAdapter) (mes
 // in log order; all of them get the transaction's ID, so a consumer reads
 // them in that order (watermill-sql orders a topic by transaction ID, then
 // offset). It returns how many messages it wrote.
-func (r *Relay) publishOutbox(ctx context.Context, events []eventstore.RecordedEvent, move *[2]eventstore.Position) (int, error) {
+func (r *Relay) publishOutbox(ctx context.Context, f *followed, events []eventstore.RecordedEvent, move *[2]eventstore.Position) (int, error) {
 	var (
 		topics  []string
 		byTopic = map[string][]*message.Message{}
 		n       int
 	)
 	for _, e := range events {
-		msgs, err := r.messages(ctx, e)
+		msgs, err := r.messages(ctx, f, e)
 		if err != nil {
 			return 0, err
 		}

@@ -84,7 +84,7 @@ func TestOutboxBatchCommitsWithItsCheckpoint(t *testing.T) {
 	if err := moved.saveCheckpoint(ctx, eventstore.Start, events[0].Position); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := moved.publishOutbox(ctx, events, &[2]eventstore.Position{eventstore.Start, head}); !errors.Is(err, errCheckpointMoved) {
+	if _, err := moved.publishOutbox(ctx, newFollowed(), events, &[2]eventstore.Position{eventstore.Start, head}); !errors.Is(err, errCheckpointMoved) {
 		t.Fatalf("publish after a moved checkpoint: %v, want errCheckpointMoved", err)
 	}
 	if rows := outboxRows(t, pool, types...); len(rows) != 0 {

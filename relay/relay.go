@@ -290,11 +290,14 @@ type publishError struct{ err error }
 func (e publishError) Error() string { return e.err.Error() }
 func (e publishError) Unwrap() error { return e.err }
 
-// relayFilter selects the domain events the relay turns into messages.
+// relayFilter selects the domain events the relay turns into messages, and
+// those it follows for them.
 var relayFilter = eventstore.Filter{StreamPrefixes: []string{domain.StreamPrefix}, EventTypes: []string{
 	string(domain.TypeRepetitionStarted), string(domain.TypeTaskCompleted), string(domain.TypeTaskFailed),
 	string(domain.TypeTaskEnqueued), string(domain.TypeTaskRemoved), string(domain.TypeTasksReordered),
 	string(domain.TypeQueueStopped), string(domain.TypeQueueStarted),
+	// No message of its own: it feeds a task's rewards (followed).
+	string(domain.TypeRepetitionCompleted),
 }}
 
 // Run publishes from the checkpoint on until ctx ends (then it returns
@@ -350,6 +353,7 @@ func (r *Relay) runOnce(ctx context.Context) error {
 		return fmt.Errorf("relay: subscribe after %s: %w", from, err)
 	}
 	defer sub.Close()
+	f := newFollowed()
 	for {
 		events, err := sub.Next(ctx)
 		if err != nil {
@@ -357,13 +361,13 @@ func (r *Relay) runOnce(ctx context.Context) error {
 		}
 		to := sub.Position()
 		if r.cfg.Outbox != nil {
-			if _, err := r.publishOutbox(ctx, events, &[2]eventstore.Position{from, to}); err != nil {
+			if _, err := r.publishOutbox(ctx, f, events, &[2]eventstore.Position{from, to}); err != nil {
 				return err
 			}
 			from = to
 			continue
 		}
-		if _, err := r.publish(ctx, events); err != nil {
+		if _, err := r.publish(ctx, f, events); err != nil {
 			return err
 		}
 		r.pubOutage.Recovered()
@@ -452,6 +456,7 @@ func (r *Relay) Republish(ctx context.Context, after eventstore.Position) (int, 
 		return 0, fmt.Errorf("relay: republish: read the head: %w", err)
 	}
 	n := 0
+	f := newFollowed()
 	for after.Less(head) {
 		events, err := r.cfg.Store.ReadAll(ctx, after, relayFilter, 1000)
 		if err != nil {
@@ -469,9 +474,9 @@ func (r *Relay) Republish(ctx context.Context, after eventstore.Position) (int, 
 		}
 		var m int
 		if r.cfg.Outbox != nil {
-			m, err = r.publishOutbox(ctx, batch, nil)
+			m, err = r.publishOutbox(ctx, f, batch, nil)
 		} else {
-			m, err = r.publish(ctx, batch)
+			m, err = r.publish(ctx, f, batch)
 		}
 		n += m
 		if err != nil {
@@ -501,10 +506,10 @@ func Before(p eventstore.Position) eventstore.Position {
 
 // publish turns events into messages and publishes them in order; it
 // returns how many it published.
-func (r *Relay) publish(ctx context.Context, events []eventstore.RecordedEvent) (int, error) {
+func (r *Relay) publish(ctx context.Context, f *followed, events []eventstore.RecordedEvent) (int, error) {
 	n := 0
 	for _, e := range events {
-		msgs, err := r.messages(ctx, e)
+		msgs, err := r.messages(ctx, f, e)
 		if err != nil {
 			return n, err
 		}
@@ -522,7 +527,7 @@ func (r *Relay) publish(ctx context.Context, events []eventstore.RecordedEvent) 
 var integrationNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("urn:taskqueue:integration-event"))
 
 // messages maps one domain event to its integration messages.
-func (r *Relay) messages(ctx context.Context, rec eventstore.RecordedEvent) ([]*message.Message, error) {
+func (r *Relay) messages(ctx context.Context, f *followed, rec eventstore.RecordedEvent) ([]*message.Message, error) {
 	player, ok := domain.PlayerFromStream(rec.Stream)
 	if !ok {
 		return nil, nil
@@ -531,6 +536,7 @@ func (r *Relay) messages(ctx context.Context, rec eventstore.RecordedEvent) ([]*
 	if err != nil {
 		return nil, fmt.Errorf("relay: decode event %s at %s: %w", rec.ID, rec.Position, err)
 	}
+	f.see(rec, e)
 	type out struct {
 		typ  string
 		data any
@@ -546,7 +552,7 @@ func (r *Relay) messages(ctx context.Context, rec eventstore.RecordedEvent) ([]*
 				StartedAt: e.StartedAt, FirstDueAt: e.DueAt, DurationMs: e.DurationMs, Efficiency: e.Efficiency}})
 		}
 	case domain.TaskCompleted:
-		d, err := r.completed(ctx, rec, e)
+		d, err := r.completed(ctx, f, rec, e)
 		if err != nil {
 			return nil, err
 		}
@@ -587,22 +593,37 @@ func (r *Relay) messages(ctx context.Context, rec eventstore.RecordedEvent) ([]*
 // completed sums the rewards, durations and efficiency of a completed
 // task's repetitions from the stream's tail before the TaskCompleted
 // event (a task of count n wrote at most about 3n events since its first
-// repetition started, plus the stops and starts in between).
-func (r *Relay) completed(ctx context.Context, rec eventstore.RecordedEvent, e domain.TaskCompleted) (TaskCompletedData, error) {
-	d := TaskCompletedData{TaskID: string(e.TaskID), TaskType: string(e.Type), Count: e.Count, CompletedAt: e.At,
-		Rewards: Rewards{XP: map[string]int64{}, Items: map[string]int64{}}}
+// repetition started, plus the stops and starts in between): the events
+// of that window that f followed, or, when f did not see all of them (the
+// task began before the relay's pass), the window read from the stream.
+func (r *Relay) completed(ctx context.Context, f *followed, rec eventstore.RecordedEvent, e domain.TaskCompleted) (TaskCompletedData, error) {
 	from := max(1, rec.Version-int64(4*e.Count+64))
+	if events, ok := f.window(rec, e.TaskID, from); ok {
+		return completedData(e, events), nil
+	}
 	tail, err := r.cfg.Store.ReadStream(ctx, rec.Stream, from, int(rec.Version-from+1))
 	if err != nil {
-		return d, fmt.Errorf("relay: read %s for the rewards of task %s: %w", rec.Stream, e.TaskID, err)
+		return TaskCompletedData{}, fmt.Errorf("relay: read %s for the rewards of task %s: %w", rec.Stream, e.TaskID, err)
 	}
-	durations := map[int]domain.RepetitionStarted{}
-	var base float64
+	events := make([]domain.Event, 0, len(tail))
 	for _, t := range tail {
 		ev, err := domain.DecodeEvent(t.Type, t.SchemaVersion, t.Data)
 		if err != nil {
-			return d, fmt.Errorf("relay: decode event %s: %w", t.ID, err)
+			return TaskCompletedData{}, fmt.Errorf("relay: decode event %s: %w", t.ID, err)
 		}
+		events = append(events, ev)
+	}
+	return completedData(e, events), nil
+}
+
+// completedData folds the repetitions of task e among events (in stream
+// order) into its integration event's data.
+func completedData(e domain.TaskCompleted, events []domain.Event) TaskCompletedData {
+	d := TaskCompletedData{TaskID: string(e.TaskID), TaskType: string(e.Type), Count: e.Count, CompletedAt: e.At,
+		Rewards: Rewards{XP: map[string]int64{}, Items: map[string]int64{}}}
+	durations := map[int]domain.RepetitionStarted{}
+	var base float64
+	for _, ev := range events {
 		switch ev := ev.(type) {
 		case domain.RepetitionStarted:
 			if ev.TaskID == e.TaskID {
@@ -625,7 +646,7 @@ func (r *Relay) completed(ctx context.Context, rec eventstore.RecordedEvent, e d
 	if d.DurationMs > 0 {
 		d.Efficiency = float64(int(base/float64(d.DurationMs)*100+0.5)) / 100
 	}
-	return d, nil
+	return d
 }
 
 func isNoRows(err error) bool {

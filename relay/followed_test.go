@@ -1,0 +1,220 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/taskqueue/taskqueue/domain"
+	"github.com/taskqueue/taskqueue/eventstore"
+	"github.com/taskqueue/taskqueue/internal/testenv"
+	"github.com/taskqueue/taskqueue/internal/testreadside"
+	"github.com/taskqueue/taskqueue/processor"
+)
+
+// What a pass of the relay follows gives every task.completed exactly what
+// the read of the stream's window gives, whatever the pass's first event:
+// random queues (tasks of random counts, stops and starts, removals, a task
+// ID enqueued again after its task ended) are relayed from a random point
+// of their streams, and at each TaskCompleted the followed events, when the
+// pass saw the whole window, must fold to the window's figures.
+func TestFollowedEqualsTheStreamsWindow(t *testing.T) {
+	relayed := map[string]bool{}
+	for _, typ := range relayFilter.EventTypes {
+		relayed[typ] = true
+	}
+	for seed := range uint64(40) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		streams := map[string][]eventstore.RecordedEvent{}
+		decoded := map[string][]domain.Event{}
+		var log []eventstore.RecordedEvent // all streams, in log order
+		queues := map[string]*domain.Queue{}
+		now := t0
+		record := func(player string) func([]domain.Event, error) {
+			return func(events []domain.Event, err error) {
+				if err != nil {
+					return // a refused decision (a full queue, a task already gone): nothing written
+				}
+				stream := domain.PlayerID(player).Stream()
+				for _, e := range events {
+					rec := eventstore.RecordedEvent{Stream: stream, Version: int64(len(streams[stream]) + 1)}
+					rec.Type = string(e.EventType())
+					streams[stream] = append(streams[stream], rec)
+					decoded[stream] = append(decoded[stream], e)
+					log = append(log, rec)
+				}
+			}
+		}
+		players := []string{"ann", "bob", "cy"}
+		for _, p := range players {
+			queues[p] = domain.NewQueue(domain.PlayerID(p), domain.Rules{})
+		}
+		for range 600 {
+			p := players[rng.IntN(len(players))]
+			q := queues[p]
+			now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+			switch k := rng.IntN(10); {
+			case k < 3:
+				id := domain.TaskID(fmt.Sprint("t", rng.IntN(12))) // a small set: IDs come back after their task ended
+				record(p)(q.Enqueue(id, "chop-wood", 1+rng.IntN(4), nil, now))
+			case k < 7:
+				if r, ok := q.Repetition(); ok {
+					now = r.DueAt
+					record(p)(q.CompleteRepetition(r.TaskID, r.Number, r.DueAt))
+				}
+			case k == 7:
+				record(p)(q.Stop("", now))
+			case k == 8:
+				record(p)(q.Start(now))
+			default:
+				if view := q.View(); len(view.Tasks) > 0 {
+					record(p)(q.Remove(view.Tasks[rng.IntN(len(view.Tasks))].TaskID, now))
+				}
+			}
+		}
+
+		start := rng.IntN(len(log)) // the pass's first event in the log
+		f := newFollowed()
+		followedTasks, read := 0, 0
+		for _, rec := range log[start:] {
+			if !relayed[rec.Type] {
+				continue
+			}
+			e := decoded[rec.Stream][rec.Version-1]
+			f.see(rec, e)
+			done, ok := e.(domain.TaskCompleted)
+			if !ok {
+				continue
+			}
+			from := max(1, rec.Version-int64(4*done.Count+64))
+			want := completedData(done, decoded[rec.Stream][from-1:rec.Version])
+			events, ok := f.window(rec, done.TaskID, from)
+			if !ok {
+				read++
+				if first := firstRelayed(log[start:], relayed, rec.Stream); first <= from && !reusedIn(decoded[rec.Stream][:rec.Version-1], done.TaskID) {
+					t.Errorf("seed %d: task %s of %s (versions %d-%d) not followed though the pass saw the stream from version %d",
+						seed, done.TaskID, rec.Stream, from, rec.Version, first)
+				}
+				continue
+			}
+			followedTasks++
+			if got := completedData(done, events); !reflect.DeepEqual(got, want) {
+				t.Fatalf("seed %d: task %s of %s at version %d: followed %+v, the window gives %+v", seed, done.TaskID, rec.Stream, rec.Version, got, want)
+			}
+		}
+		if seed == 0 && followedTasks == 0 {
+			t.Fatalf("seed 0 followed no task (%d read): the test checks nothing", read)
+		}
+	}
+}
+
+// firstRelayed is the version of the first relayed event of stream in log.
+func firstRelayed(log []eventstore.RecordedEvent, relayed map[string]bool, stream string) int64 {
+	i := slices.IndexFunc(log, func(r eventstore.RecordedEvent) bool { return r.Stream == stream && relayed[r.Type] })
+	return log[i].Version
+}
+
+// reusedIn reports whether task id ended in events before (its ID enqueued
+// again since).
+func reusedIn(events []domain.Event, id domain.TaskID) bool {
+	return slices.ContainsFunc(events, func(e domain.Event) bool {
+		switch e := e.(type) {
+		case domain.TaskCompleted:
+			return e.TaskID == id
+		case domain.TaskFailed:
+			return e.TaskID == id
+		case domain.TaskRemoved:
+			return e.TaskID == id
+		}
+		return false
+	})
+}
+
+// readCounter counts the stream reads of a real store.
+type readCounter struct {
+	eventstore.Store
+	reads atomic.Int32
+}
+
+func (c *readCounter) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
+	c.reads.Add(1)
+	return c.Store.ReadStream(ctx, stream, from, limit)
+}
+
+// A relay that saw a task start reads nothing to publish its
+// task.completed; one whose pass began after the task started reads the
+// stream's tail, and both publish the same message.
+func TestRelayReadsOnlyTheTasksItDidNotFollow(t *testing.T) {
+	testreadside.Each(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		clock := processor.NewManualClock(t0)
+		h := commands(t, b, clock, domain.Rules{})
+		enqueue(t, h, "ida", "chop-wood", 3)
+		clock.Advance(time.Minute)
+		startProcessor(t, b, processor.Config{Clock: clock, Commands: commandConfig(domain.Rules{})})
+		testenv.WaitUntil(t, waitDeadline, "ida's queue to finish", queueDone(t, b, "ida", domain.Rules{}))
+		recs, err := b.Store.ReadStream(ctx, domain.PlayerID("ida").Stream(), 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		started := slices.IndexFunc(recs, func(r eventstore.RecordedEvent) bool { return r.Type == string(domain.TypeRepetitionStarted) })
+		head, err := b.Store.Head(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		completed := func(name string, after eventstore.Position) (data json.RawMessage, reads int32) {
+			store := &readCounter{Store: b.Store}
+			ps := gochannel.NewGoChannel(gochannel.Config{}, nil)
+			t.Cleanup(func() { ps.Close() })
+			c := collect(t, ps)
+			r, err := New(Config{Name: name, Store: store, DB: b.DB, Publisher: ps, Logger: quietLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after != eventstore.Start {
+				if err := r.saveCheckpoint(ctx, eventstore.Start, after); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() { defer close(done); _ = r.Run(rctx) }()
+			testenv.WaitUntil(t, waitDeadline, name+"'s task.completed", func() (bool, error) {
+				cp, err := r.Checkpoint(ctx)
+				return cp == head && c.count() > 0, err
+			})
+			cancel()
+			<-done
+			for _, ev := range c.events(t) {
+				if ev.Type == TypeTaskCompleted {
+					return ev.Data, store.reads.Load()
+				}
+			}
+			t.Fatalf("%s published no task.completed", name)
+			return nil, 0
+		}
+		whole, reads := completed("whole", eventstore.Start)
+		if reads != 0 {
+			t.Errorf("the relay that followed the task from its start read %d streams", reads)
+		}
+		late, reads := completed("late", recs[started].Position)
+		if reads != 1 {
+			t.Errorf("the relay whose pass began after the task's first repetition read %d streams, want 1", reads)
+		}
+		if string(whole) != string(late) {
+			t.Errorf("task.completed followed: %s; read: %s", whole, late)
+		}
+		var d TaskCompletedData
+		if err := json.Unmarshal(whole, &d); err != nil || d.Count != 3 || d.Rewards.Items["logs"] != 3 || d.DurationMs != 9000 {
+			t.Errorf("task.completed %s (%v)", whole, err)
+		}
+	})
+}
