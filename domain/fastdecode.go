@@ -2,6 +2,8 @@ package domain
 
 import (
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +23,63 @@ import (
 // results and its errors stay those of encoding/json. FuzzDecodeFast holds
 // the two to the same events.
 
+// Decoded events share what repeats among them (shared): the maps of items
+// decoded from the same JSON text are one map, and task types and skills
+// are one string each. An event's maps are read only, as those the domain
+// emits are (a RepetitionStarted's are its catalog's): nothing may write
+// into them. A rebuild decodes a million events, most of them a
+// repetition with one to three maps of the few that a catalog's tasks
+// have.
+
+// maxShared bounds each table of shared values: past it, values are
+// decoded anew each time.
+const maxShared = 4096
+
+// sharedTable maps a value's JSON text to its decoded value. Readers load
+// the map without a lock; a writer copies it with one more entry.
+type sharedTable[V any] struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[string]V]
+}
+
+func (t *sharedTable[V]) get(text []byte) (V, bool) {
+	var zero V
+	m := t.m.Load()
+	if m == nil {
+		return zero, false
+	}
+	v, ok := (*m)[string(text)]
+	return v, ok
+}
+
+func (t *sharedTable[V]) put(text []byte, v V) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.m.Load()
+	if old != nil && (len(*old) >= maxShared || hasKey(*old, text)) {
+		return
+	}
+	m := make(map[string]V, 1)
+	if old != nil {
+		m = make(map[string]V, len(*old)+1)
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[string(text)] = v
+	t.m.Store(&m)
+}
+
+func hasKey[V any](m map[string]V, text []byte) bool {
+	_, ok := m[string(text)]
+	return ok
+}
+
+var shared struct {
+	items sharedTable[map[ItemID]int64]
+	names sharedTable[string]
+}
+
 // decodeFast decodes data as the current schema of t; ok is false when it
 // gives up.
 func decodeFast(t EventType, data []byte) (e Event, ok bool) {
@@ -33,7 +92,7 @@ func decodeFast(t EventType, data []byte) (e Event, ok bool) {
 			case "taskId":
 				return s.str((*string)(&v.TaskID))
 			case "type":
-				return s.str((*string)(&v.Type))
+				return s.name((*string)(&v.Type))
 			case "count":
 				return s.int(&v.Count)
 			case "position":
@@ -51,7 +110,7 @@ func decodeFast(t EventType, data []byte) (e Event, ok bool) {
 			case "taskId":
 				return s.str((*string)(&v.TaskID))
 			case "type":
-				return s.str((*string)(&v.Type))
+				return s.name((*string)(&v.Type))
 			case "done":
 				return s.int(&v.Done)
 			case "at":
@@ -100,7 +159,7 @@ func decodeFast(t EventType, data []byte) (e Event, ok bool) {
 			case "taskId":
 				return s.str((*string)(&v.TaskID))
 			case "type":
-				return s.str((*string)(&v.Type))
+				return s.name((*string)(&v.Type))
 			case "number":
 				return s.int(&v.Number)
 			case "startedAt":
@@ -114,7 +173,7 @@ func decodeFast(t EventType, data []byte) (e Event, ok bool) {
 			case "consumed":
 				return s.items(&v.Consumed)
 			case "skill":
-				return s.str((*string)(&v.Skill))
+				return s.name((*string)(&v.Skill))
 			case "xp":
 				return s.int64(&v.XP)
 			case "outputs":
@@ -130,11 +189,11 @@ func decodeFast(t EventType, data []byte) (e Event, ok bool) {
 			case "taskId":
 				return s.str((*string)(&v.TaskID))
 			case "type":
-				return s.str((*string)(&v.Type))
+				return s.name((*string)(&v.Type))
 			case "number":
 				return s.int(&v.Number)
 			case "skill":
-				return s.str((*string)(&v.Skill))
+				return s.name((*string)(&v.Skill))
 			case "xp":
 				return s.int64(&v.XP)
 			case "granted":
@@ -168,7 +227,7 @@ func decodeFast(t EventType, data []byte) (e Event, ok bool) {
 			case "taskId":
 				return s.str((*string)(&v.TaskID))
 			case "type":
-				return s.str((*string)(&v.Type))
+				return s.name((*string)(&v.Type))
 			case "count":
 				return s.int(&v.Count)
 			case "at":
@@ -184,7 +243,7 @@ func decodeFast(t EventType, data []byte) (e Event, ok bool) {
 			case "taskId":
 				return s.str((*string)(&v.TaskID))
 			case "type":
-				return s.str((*string)(&v.Type))
+				return s.name((*string)(&v.Type))
 			case "done":
 				return s.int(&v.Done)
 			case "count":
@@ -202,7 +261,7 @@ func decodeFast(t EventType, data []byte) (e Event, ok bool) {
 		ok = s.object(func(k []byte) bool {
 			switch string(k) {
 			case "skill":
-				return s.str((*string)(&v.Skill))
+				return s.name((*string)(&v.Skill))
 			case "level":
 				return s.int(&v.Level)
 			case "at":
@@ -311,6 +370,22 @@ func (s *jsonScanner) rawString() ([]byte, bool) {
 	return nil, false
 }
 
+// name reads a string that repeats across events (a task type, a skill)
+// as the string shared by every event.
+func (s *jsonScanner) name(p *string) bool {
+	raw, ok := s.rawString()
+	if !ok {
+		return false
+	}
+	if v, ok := shared.names.get(raw); ok {
+		*p = v
+		return true
+	}
+	*p = string(raw[1 : len(raw)-1])
+	shared.names.put(raw, *p)
+	return true
+}
+
 func (s *jsonScanner) str(p *string) bool {
 	raw, ok := s.rawString()
 	if ok {
@@ -404,13 +479,51 @@ func (s *jsonScanner) null() bool {
 	return false
 }
 
-// items reads an object of item to count into a new map (empty for {}),
-// or a null (a nil map, as EncodeEvent writes one).
+// items reads an object of item to count into a map (empty for {}),
+// shared by every event with the same text, or a null (a nil map, as
+// EncodeEvent writes one).
 func (s *jsonScanner) items(p *map[ItemID]int64) bool {
 	if s.null() {
 		*p = nil
 		return true
 	}
+	s.space()
+	start := s.i
+	if end := objectEnd(s.b, start); end > start {
+		if m, ok := shared.items.get(s.b[start:end]); ok {
+			*p, s.i = m, end
+			return true
+		}
+	}
+	if !s.readItems(p) {
+		return false
+	}
+	shared.items.put(s.b[start:s.i], *p)
+	return true
+}
+
+// objectEnd returns the index just past the object that starts at
+// b[start] (without nested objects or arrays), or -1.
+func objectEnd(b []byte, start int) int {
+	if start >= len(b) || b[start] != '{' {
+		return -1
+	}
+	inString := false
+	for i := start + 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			inString = !inString
+		case c == '\\' || c == '{' || c == '[':
+			return -1
+		case c == '}' && !inString:
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// readItems reads an object of item to count into a new map.
+func (s *jsonScanner) readItems(p *map[ItemID]int64) bool {
 	if !s.byte('{') {
 		return false
 	}

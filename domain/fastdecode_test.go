@@ -1,9 +1,12 @@
 package domain
 
 import (
+	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // sampleEvents has one event of every type, with maps, lists, fractions
@@ -123,4 +126,48 @@ func FuzzDecodeFast(f *testing.F) {
 			t.Fatalf("%s: fast path %#v, encoding/json %#v", data, got, want)
 		}
 	})
+}
+
+// Events whose maps of items have the same JSON text share one map, and
+// their task types and skills one string each; other texts get maps of
+// their own, and what they decode to is what encoding/json gives. A full
+// table stops growing.
+func TestDecodedEventsShareWhatRepeats(t *testing.T) {
+	decode := func(data string) RepetitionStarted {
+		t.Helper()
+		e, err := DecodeEvent(string(TypeRepetitionStarted), TypeRepetitionStarted.SchemaVersion(), []byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.(RepetitionStarted)
+	}
+	const a = `{"taskId":"t-%d","type":"saw_planks","number":1,"startedAt":"2026-12-07T06:00:00Z","dueAt":"2026-12-07T06:00:03Z",` +
+		`"durationMs":3000,"efficiency":1,"consumed":{"logs":3},"skill":"woodcutting","xp":10,"outputs":{"planks":1, "sawdust":2}}`
+	one, two := decode(fmt.Sprintf(a, 1)), decode(fmt.Sprintf(a, 2))
+	same := func(x, y map[ItemID]int64) bool {
+		return reflect.ValueOf(x).UnsafePointer() == reflect.ValueOf(y).UnsafePointer()
+	}
+	if !same(one.Consumed, two.Consumed) || !same(one.Outputs, two.Outputs) {
+		t.Error("two events with the same maps of items decoded to maps of their own")
+	}
+	if same(one.Consumed, one.Outputs) {
+		t.Error("different maps of items decoded to one map")
+	}
+	if unsafe.StringData(string(one.Type)) != unsafe.StringData(string(two.Type)) || unsafe.StringData(string(one.Skill)) != unsafe.StringData(string(two.Skill)) {
+		t.Error("two events' task types or skills are strings of their own")
+	}
+	var want RepetitionStarted
+	if err := json.Unmarshal([]byte(fmt.Sprintf(a, 2)), &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(two, want) {
+		t.Errorf("decoded %+v, encoding/json gives %+v", two, want)
+	}
+
+	for i := range maxShared + 10 {
+		decode(fmt.Sprintf(`{"taskId":"t","consumed":{"item-%d":1},"outputs":null}`, i))
+	}
+	if n := len(*shared.items.m.Load()); n != maxShared {
+		t.Errorf("%d maps of items shared after %d distinct ones, want the bound, %d", n, maxShared+10, maxShared)
+	}
 }
