@@ -54,7 +54,9 @@ func (t EventType) Valid() bool { _, ok := schemaVersions[t]; return ok }
 func (t EventType) SchemaVersion() int { return schemaVersions[t] }
 
 // Event is a domain event of a queue stream. The set is closed: only the
-// types of this package implement it.
+// types of this package implement it. An event's maps are read only:
+// events share them (a decision's with the catalog, decoded events with
+// one another), so a reader that needs to change one clones it.
 type Event interface {
 	// EventType returns the event's stable name.
 	EventType() EventType
