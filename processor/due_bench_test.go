@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,8 +37,10 @@ import (
 // Throughput = N / (last commit − due instant); lateness = commit − due.
 // Players: TASKQUEUE_BENCH_DUE_PLAYERS (default "1000,10000"). The
 // processor's Partitions and BatchSize: TASKQUEUE_BENCH_DUE_PARTITIONS
-// (default 8) and TASKQUEUE_BENCH_DUE_BATCH (default 1000). Run with
-// -benchtime=1x; -count 3 gives three rounds.
+// (default 8) and TASKQUEUE_BENCH_DUE_BATCH (default 1000).
+// TASKQUEUE_BENCH_DUE_CPUPROFILE=file profiles the processor's runs from
+// the due instant to the last completion (each run overwrites it). Run
+// with -benchtime=1x; -count 3 gives three rounds.
 func BenchmarkDueAtOnce(b *testing.B) {
 	sizes := []int{1000, 10000}
 	if s := os.Getenv("TASKQUEUE_BENCH_DUE_PLAYERS"); s != "" {
@@ -154,7 +155,8 @@ func dueProcessor(b *testing.B, n int, cold bool) dueResult {
 		b.Fatalf("setup of %d players took longer than its budget %s (%s left)", n, budget, left)
 	}
 	time.Sleep(time.Until(due))
-	stopProfile := dueProfile(b)
+	// A CPU profile from the instant to the last completion, not the setup.
+	stopProfile := testenv.CPUProfile(b, os.Getenv("TASKQUEUE_BENCH_DUE_CPUPROFILE"))
 	if cold {
 		r = start(b, be, cfg)
 	}
@@ -188,29 +190,6 @@ func dueProcessor(b *testing.B, n int, cold bool) dueResult {
 	r.stop()
 	b.Logf("processor stats: %+v", r.p.Stats())
 	return dueReport(b, "processor", n, last.Sub(due), late)
-}
-
-// dueProfile starts a CPU profile of this process from the due instant
-// until the last repetition is seen, when TASKQUEUE_BENCH_DUE_CPUPROFILE
-// names a file (each run overwrites it), and returns what stops it.
-func dueProfile(b *testing.B) (stop func()) {
-	path := os.Getenv("TASKQUEUE_BENCH_DUE_CPUPROFILE")
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 func dueReport(b *testing.B, kind string, n int, span time.Duration, late []time.Duration) dueResult {

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -139,19 +138,7 @@ func profileRound(b *testing.B, path string, round int) (stop func()) {
 	if path == "" {
 		return func() {}
 	}
-	f, err := os.Create(fmt.Sprintf("%s.%d", path, round))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			b.Error(err)
-		}
-	}
+	return testenv.CPUProfile(b, fmt.Sprintf("%s.%d", path, round))
 }
 
 // loadAverage returns the 1-, 5- and 15-minute load averages of the machine.
