@@ -28,9 +28,9 @@
 // Appends go through a group commit (committer): Append and AppendMany
 // calls queue, and a goroutine (a lane) takes what is queued as one group
 // and commits it in ONE transaction, each append with its own outcome;
-// while it is busy appends queue, so
-// the busier the store the larger the groups, and a queue of appends costs
-// one commit (one WAL flush) and one round trip instead of one each. A
+// while it is busy appends queue, so the busier the store the larger the
+// groups, and a queue of appends costs one commit (one WAL flush) and one
+// round trip instead of one each. A
 // lane that just answered a group waits a little (a quarter of that
 // commit's time at most) for as many calls to queue again before it takes
 // the next. A group takes each stream at most once (a second append to a
