@@ -87,7 +87,11 @@ func (s *followedStream) end(f *followed, id domain.TaskID) {
 // of them (the caller then reads the stream).
 func (f *followed) window(rec eventstore.RecordedEvent, id domain.TaskID, from int64) (events []domain.Event, ok bool) {
 	s := f.streams[rec.Stream]
-	if s == nil || s.since > from || s.ended[id] {
+	if s == nil {
+		return nil, false
+	}
+	defer s.end(f, id)
+	if s.since > from || s.ended[id] {
 		return nil, false
 	}
 	for _, ev := range s.tasks[id] {
@@ -95,6 +99,5 @@ func (f *followed) window(rec eventstore.RecordedEvent, id domain.TaskID, from i
 			events = append(events, ev.e)
 		}
 	}
-	s.end(f, id)
 	return events, true
 }

@@ -218,3 +218,21 @@ func TestRelayReadsOnlyTheTasksItDidNotFollow(t *testing.T) {
 		}
 	})
 }
+
+// A task completed that the pass did not see start (its tail is read) is
+// forgotten all the same: what a pass holds is only the running tasks'.
+func TestFollowedForgetsEveryEndedTask(t *testing.T) {
+	f := newFollowed()
+	stream := domain.PlayerID("jo").Stream()
+	rec := func(v int64) eventstore.RecordedEvent { return eventstore.RecordedEvent{Stream: stream, Version: v} }
+	f.see(rec(10), domain.RepetitionCompleted{TaskID: "a", Number: 3})
+	f.see(rec(11), domain.RepetitionStarted{TaskID: "a", Number: 4})
+	f.see(rec(12), domain.RepetitionCompleted{TaskID: "a", Number: 4})
+	f.see(rec(13), domain.TaskCompleted{TaskID: "a", Count: 4})
+	if _, ok := f.window(rec(13), "a", 1); ok {
+		t.Fatal("a window from version 1 followed from version 10")
+	}
+	if f.held != 1 || len(f.streams[stream].tasks) != 0 {
+		t.Errorf("after the task ended the pass holds %d (tasks %v), want its ended ID alone", f.held, f.streams[stream].tasks)
+	}
+}
