@@ -226,7 +226,7 @@ func appendStatement(stream string, expected eventstore.ExpectedVersion, evs []e
 		` + notifyColumn + `
 	FROM ins`
 	var (
-		ids   = make([]uuid.UUID, len(evs))
+		ids   = make([][16]byte, len(evs)) // binary, not uuid.UUID's text Value
 		types = make([]string, len(evs))
 		svs   = make([]int32, len(evs))
 		datas = make([]string, len(evs))

@@ -180,7 +180,7 @@ func groupArgs(parts []*appendPart) []any {
 		counts  = make([]int64, len(parts))
 		exps    = make([]int64, len(parts))
 		is, ks  []int64
-		ids     []uuid.UUID
+		ids     [][16]byte // binary, not uuid.UUID's text Value
 		types   []string
 		svs     []int32
 		datas   []string
