@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-c555ec0eb5ca'
-const SHELL = ["/","/assets/AdminPanel-BXBFeh0N.js","/assets/Player-DBbhVdv1.js","/assets/index-BM2HQV6a.js","/assets/index-DTavDMa-.css","/assets/oidc-IXC9s1G9.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-5ba9218b8738'
+const SHELL = ["/","/assets/AdminPanel-C2lVFy-n.js","/assets/Player-CZZ9FoJc.js","/assets/index-CgB5pg3J.js","/assets/index-DriYPPqu.css","/assets/oidc-CNkl0wEC.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(
