@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -477,5 +478,131 @@ func assertStreamsInGlobalOrder(t *testing.T, s *postgres.Store) {
 			last[e.Stream] = e.Version
 		}
 		from = evs[len(evs)-1].Position
+	}
+}
+
+// Full groups committing side by side in several lanes ride through a cut
+// of the database: for a second refused (the proxy stopped) and for a
+// second partitioned (connections held open), four writers keep sending
+// calls of 100 appends and retry a failed one as it was (same events,
+// same expected versions). The cut meets calls in flight; each failure is
+// transient, each call is stored exactly once (a retry of a call that was
+// committed finds it: Duplicate), and the store takes calls again by
+// itself after the cut.
+func TestLanesRideThroughADatabaseCut(t *testing.T) {
+	for _, mode := range []string{"refused", "partitioned"} {
+		t.Run(mode, func(t *testing.T) {
+			url, proxy := testenv.ProxyPostgres(t, migratedURL(t))
+			s := openURL(t, url, postgres.WithMaxConns(8))
+			const writers, streams = 4, 100
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			var (
+				wg       sync.WaitGroup
+				stop     = make(chan struct{})
+				done     [writers]atomic.Int64 // calls stored, per writer
+				failures atomic.Int64
+				longest  atomic.Int64 // the longest call, retries included, in ms
+			)
+			errs := make(chan error, writers)
+			for w := range writers {
+				wg.Go(func() {
+					for k := int64(0); ; k++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						call := make([]eventstore.StreamAppend, streams)
+						for i := range call {
+							call[i] = eventstore.StreamAppend{Stream: fmt.Sprintf("cut-%s-%d-%d", mode, w, i),
+								Expected: eventstore.Exact(k), Events: []eventstore.EventData{newEvent("Cut")}}
+						}
+						began := time.Now()
+						for {
+							cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+							outs, err := s.AppendMany(cctx, call)
+							ccancel()
+							if err == nil {
+								for i, o := range outs {
+									if o.Err != nil {
+										errs <- fmt.Errorf("writer %d call %d append %d: %w", w, k, i, o.Err)
+										return
+									}
+								}
+								break
+							}
+							if c := faults.Classify(err); c != faults.Unavailable && !errors.Is(err, context.DeadlineExceeded) {
+								errs <- fmt.Errorf("writer %d call %d: %v classified %v, want a transient failure", w, k, err, c)
+								return
+							}
+							failures.Add(1)
+							if ctx.Err() != nil {
+								errs <- fmt.Errorf("writer %d call %d: still failing when the test ran out: %w", w, k, err)
+								return
+							}
+							time.Sleep(50 * time.Millisecond)
+						}
+						if d := time.Since(began).Milliseconds(); d > longest.Load() {
+							longest.Store(d)
+						}
+						done[w].Add(1)
+					}
+				})
+			}
+			stored := func(n int64) func() bool {
+				return func() bool {
+					for w := range writers {
+						if done[w].Load() < n {
+							return false
+						}
+					}
+					return true
+				}
+			}
+			testenv.WaitFor(t, "two calls of every writer", stored(2))
+			before := [writers]int64{}
+			for w := range writers {
+				before[w] = done[w].Load()
+			}
+			if mode == "refused" {
+				proxy.Stop()
+				time.Sleep(time.Second)
+				proxy.Start(t)
+			} else {
+				proxy.Partition()
+				time.Sleep(time.Second)
+				proxy.Heal()
+			}
+			testenv.WaitFor(t, "three more calls of every writer after the cut", func() bool {
+				for w := range writers {
+					if done[w].Load() < before[w]+3 {
+						return false
+					}
+				}
+				return true
+			})
+			close(stop)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if failures.Load() == 0 && longest.Load() < 900 {
+				t.Fatalf("no call failed or waited through the cut (longest %d ms): the cut met nothing in flight", longest.Load())
+			}
+			for w := range writers {
+				for i := range streams {
+					stream := fmt.Sprintf("cut-%s-%d-%d", mode, w, i)
+					if v, err := s.StreamVersion(ctx, stream); err != nil || v != done[w].Load() {
+						t.Fatalf("%s at version %d (%v), want %d: a call lost or stored twice", stream, v, err, done[w].Load())
+					}
+				}
+			}
+			if n := postgres.QueuedAppends(s); n != 0 {
+				t.Errorf("%d calls still queued", n)
+			}
+			t.Logf("%d failed attempts during the cut, each retried; the longest call took %d ms", failures.Load(), longest.Load())
+		})
 	}
 }
