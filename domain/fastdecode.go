@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -55,24 +56,19 @@ func (t *sharedTable[V]) get(text []byte) (V, bool) {
 func (t *sharedTable[V]) put(text []byte, v V) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.m.Load()
-	if old != nil && (len(*old) >= maxShared || hasKey(*old, text)) {
+	var old map[string]V
+	if p := t.m.Load(); p != nil {
+		old = *p
+	}
+	if _, ok := old[string(text)]; ok || len(old) >= maxShared {
 		return
 	}
-	m := make(map[string]V, 1)
-	if old != nil {
-		m = make(map[string]V, len(*old)+1)
-		for k, v := range *old {
-			m[k] = v
-		}
+	m := maps.Clone(old)
+	if m == nil {
+		m = map[string]V{}
 	}
 	m[string(text)] = v
 	t.m.Store(&m)
-}
-
-func hasKey[V any](m map[string]V, text []byte) bool {
-	_, ok := m[string(text)]
-	return ok
 }
 
 var shared struct {
