@@ -315,7 +315,7 @@ func (w *worker) bulkFold(ctx context.Context, bp bulkProjection, src streamRead
 				fold.endStream()
 				player = se.player
 			}
-			if err := fold.add(&se.re, se.player, se.e); err != nil {
+			if err := fold.add(se.re, se.player, se.e); err != nil {
 				return n, applyError{err}
 			}
 		}
@@ -485,10 +485,10 @@ type scanKey struct {
 
 // scanned is one event of a page read in stream order, decoded.
 type scanned struct {
-	re     eventstore.RecordedEvent
-	player string       // "" for an event of another stream than a queue's
-	e      domain.Event // the decoded event of a queue stream
-	err    error        // the event of a queue stream does not decode
+	re     *eventstore.RecordedEvent // in the page read
+	player string                    // "" for an event of another stream than a queue's
+	e      domain.Event              // the decoded event of a queue stream
+	err    error                     // the event of a queue stream does not decode
 }
 
 // scanRead is the read of one page: fetched is closed when its events have
@@ -637,7 +637,7 @@ func decodeAll(evs []eventstore.RecordedEvent) []scanned {
 			defer wg.Done()
 			for i := part[0]; i < part[1]; i++ {
 				se := &out[i]
-				se.re = evs[i]
+				se.re = &evs[i]
 				se.player, se.e, _, se.err = decode(se.re)
 			}
 		}()

@@ -49,7 +49,7 @@ func (d *decodedPage) events() []decodedEvent {
 				defer wg.Done()
 				for i := lo; i < hi; i++ {
 					de := &out[i]
-					de.player, de.e, de.ok, de.err = decode(d.src[i])
+					de.player, de.e, de.ok, de.err = decode(&d.src[i])
 				}
 			}()
 		}
@@ -79,7 +79,7 @@ func decodeEvents(ctx context.Context, events []eventstore.RecordedEvent) []deco
 	out := make([]decodedEvent, len(events))
 	for i := range events {
 		de := &out[i]
-		de.player, de.e, de.ok, de.err = decode(events[i])
+		de.player, de.e, de.ok, de.err = decode(&events[i])
 	}
 	return out
 }

@@ -383,7 +383,7 @@ func itemsJSON(m map[string]int64) string {
 // ok is false for an event of another stream (the projections skip those).
 // An event of a queue stream that does not decode is an error: the
 // projection fails on it rather than skip it silently.
-func decode(re eventstore.RecordedEvent) (player string, e domain.Event, ok bool, err error) {
+func decode(re *eventstore.RecordedEvent) (player string, e domain.Event, ok bool, err error) {
 	p, ok := domain.PlayerFromStream(re.Stream)
 	if !ok {
 		return "", nil, false, nil

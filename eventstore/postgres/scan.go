@@ -113,7 +113,8 @@ func (s *Store) readByStream(ctx context.Context, upTo eventstore.Position, afte
 		if v[5] == nil {
 			continue // past upTo, or a tombstone
 		}
-		var e eventstore.RecordedEvent
+		evs = append(evs, eventstore.RecordedEvent{})
+		e := &evs[len(evs)-1] // filled in place: no copy of a 200-byte struct
 		e.Position = eventstore.Position{Commit: binary.BigEndian.Uint64(v[0]), Seq: binary.BigEndian.Uint64(v[1])}
 		copy(e.ID[:], v[2])
 		e.Stream = stream
@@ -131,7 +132,6 @@ func (s *Store) readByStream(ctx context.Context, upTo eventstore.Position, afte
 		start := len(block)
 		block = append(block, v[7]...)
 		e.Data = block[start:len(block):len(block)]
-		evs = append(evs, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, "", 0, false, err
