@@ -155,7 +155,15 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	// append is durable, the realtime hub delivers it to this instance's
 	// sockets at once (the log stays the path for everything else).
 	local := realtime.NewLocalAppends(a.Store)
-	a.Commands, err = command.NewHandlers(local, commandConfig(rules, st.store))
+	cc := commandConfig(rules, st.store)
+	// With the processor here, the commands and the completions share one
+	// queue cache (processor.Config.Queues), which then sees every write of
+	// this process: a command decides on the cached queue and appends with
+	// its version, reading the stream's tail only when the append finds
+	// another (another instance wrote it) or the decision needs a second
+	// look.
+	cc.Optimistic = st.readModels != nil && cfg.ProcessorOn()
+	a.Commands, err = command.NewHandlers(local, cc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("build app: %w", err)
 	}
@@ -164,7 +172,7 @@ func build(ctx context.Context, cfg Config, logOut io.Writer) (_ *App, _ func(),
 	var relaySource func(context.Context) (eventstore.Position, time.Duration, error)
 	if st.readModels != nil {
 		var ready []web.ReadinessCheck
-		if a.Processor, relaySource, ready, err = processorHere(b, rr, local, admin, &cl); err != nil {
+		if a.Processor, relaySource, ready, err = processorHere(b, rr, local, a.Commands.Queues, admin, &cl); err != nil {
 			return nil, nil, err
 		}
 		st.ready = append(st.ready, ready...)

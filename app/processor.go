@@ -41,8 +41,10 @@ func TopicPrefix(cfg Config) string { return cfg.RedisPrefix + "taskqueue" }
 // on the one instance that holds the relay lease at a time; without Redis
 // the relay does not run (nothing outside this process could consume a
 // GoChannel), which is logged once. stop stops claiming, lets the
-// commands in flight finish, releases the claims and the lease.
-func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbox *pgxpool.Pool, commands command.Config, rc *redisx.Client, obs faults.Observer, log *slog.Logger) (_ *processor.Processor, _ *relay.Relay, _ func(), err error) {
+// commands in flight finish, releases the claims and the lease. queues,
+// when not nil, is this process's command-side cache, which the
+// processor's completions then share (processor.Config.Queues).
+func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbox *pgxpool.Pool, commands command.Config, queues *command.Queues, rc *redisx.Client, obs faults.Observer, log *slog.Logger) (_ *processor.Processor, _ *relay.Relay, _ func(), err error) {
 	var rdb redis.UniversalClient
 	var own redis.UniversalClient
 	if rc != nil {
@@ -61,6 +63,7 @@ func startProcessor(cfg Config, store eventstore.Store, db projections.DB, outbo
 		Store:       store,
 		DB:          db,
 		Commands:    commands,
+		Queues:      queues,
 		OfflineCap:  cfg.OfflineCap,
 		Redis:       rdb,
 		TopicPrefix: TopicPrefix(cfg),
@@ -220,7 +223,7 @@ func NewProcessorApp(ctx context.Context, cfg Config, logOut io.Writer) (_ *Proc
 	if err := b.instrumentRedis(a.Redis); err != nil {
 		return nil, nil, err
 	}
-	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, st.pool, commandConfig(b.rules, st.store), a.Redis, a.Metrics, a.Logger)
+	proc, relay, stop, err := startProcessor(cfg, a.Store, a.DB, st.pool, commandConfig(b.rules, st.store), nil, a.Redis, a.Metrics, a.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -339,7 +342,7 @@ func sweepOutbox(ctx context.Context, pool *pgxpool.Pool, prefix string, log *sl
 // admins still list its dead letters here, and with Redis a retry goes to
 // the command streams the processors consume (without Redis it answers
 // 503: nothing here could handle it).
-func processorHere(b *base, rr *redisRoles, store eventstore.Store, admin *web.Admin, cl *closers) (
+func processorHere(b *base, rr *redisRoles, store eventstore.Store, queues *command.Queues, admin *web.Admin, cl *closers) (
 	*processor.Processor, func(context.Context) (eventstore.Position, time.Duration, error), []web.ReadinessCheck, error,
 ) {
 	cfg, st := b.cfg, b.st
@@ -352,7 +355,7 @@ func processorHere(b *base, rr *redisRoles, store eventstore.Store, admin *web.A
 		admin.DeadLetters = deadLetters{dl}
 		return nil, nil, nil, nil
 	}
-	proc, relay, stop, err := startProcessor(cfg, store, st.readModels, st.pool, commandConfig(b.rules, st.store), rr.client, b.metrics, b.log)
+	proc, relay, stop, err := startProcessor(cfg, store, st.readModels, st.pool, commandConfig(b.rules, st.store), queues, rr.client, b.metrics, b.log)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -592,3 +592,54 @@ func TestEarlyCompletionIsRefused(t *testing.T) {
 		t.Fatalf("early completion: %v", err)
 	}
 }
+
+// Two writers of one process that share a cache (Queues.Share: the API and
+// the processor) each find the queue as the other's last command left it:
+// optimistic, neither reads the stream; each decides with its own clock;
+// and Forget on one forgets for both.
+func TestSharedQueuesSeeEachOthersCommands(t *testing.T) {
+	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
+		ctx := context.Background()
+		apiClock, procClock := newClock(), newClock()
+		procClock.add(time.Hour)
+		counting := &countingStore{Store: store}
+		api, err := command.NewHandlers(counting, command.Config{
+			Rules: domain.Rules{Catalog: domain.DefaultCatalog(), QueueLimit: 10}, Clock: apiClock.now, Optimistic: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		proc := command.HandlersOn(api.Queues.Share(procClock.now, true))
+
+		first, err := api.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("k1"), Type: "chop-wood", Count: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := counting.calls.Load()
+		stop, err := proc.StopQueue.Handle(ctx, command.StopQueue{Request: req("stop1")})
+		if err != nil || len(stop.Events) == 0 || stop.Version != first.Version+int64(len(stop.Events)) {
+			t.Fatalf("stop through the other writer: %+v %v", stop, err)
+		}
+		if at := stop.Events[len(stop.Events)-1].OccurredAt(); !at.Equal(procClock.now()) {
+			t.Errorf("the other writer decided at %v, want its own clock's %v", at, procClock.now())
+		}
+		apiClock.add(2 * time.Hour)
+		start, err := api.StartQueue.Handle(ctx, command.StartQueue{Request: req("start1")})
+		if err != nil || len(start.Events) == 0 || start.Version != stop.Version+int64(len(start.Events)) || !start.View.Running {
+			t.Fatalf("start after the other writer's stop: %+v %v", start, err)
+		}
+		if at := start.Events[len(start.Events)-1].OccurredAt(); !at.Equal(apiClock.now()) {
+			t.Errorf("the API decided at %v, want its clock's %v", at, apiClock.now())
+		}
+		if n := counting.calls.Load() - calls; n != 0 {
+			t.Errorf("commands after the other writer's read the stream %d times, want 0 (one cache)", n)
+		}
+		if api.Queues.Len() != 1 || proc.Queues.Len() != 1 {
+			t.Errorf("cached queues: %d and %d, want the same one", api.Queues.Len(), proc.Queues.Len())
+		}
+		api.Queues.Forget("alice")
+		if proc.Queues.Len() != 0 {
+			t.Errorf("Forget through one left %d queues in the other", proc.Queues.Len())
+		}
+	})
+}

@@ -91,6 +91,11 @@ func NewHandlers(store EventStore, cfg Config) (*Handlers, error) {
 	if err != nil {
 		return nil, err
 	}
+	return HandlersOn(q), nil
+}
+
+// HandlersOn builds every handler on q (for a Queues from Queues.Share).
+func HandlersOn(q *Queues) *Handlers {
 	return &Handlers{
 		Queues:              q,
 		EnqueueTask:         EnqueueTaskHandler{q},
@@ -102,7 +107,7 @@ func NewHandlers(store EventStore, cfg Config) (*Handlers, error) {
 		CompleteRepetitions: CompleteRepetitionsHandler{q},
 		FailTask:            FailTaskHandler{q},
 		GetQueue:            GetQueueHandler{q},
-	}, nil
+	}
 }
 
 // Use wraps every handler with mws (see Decorate).

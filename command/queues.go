@@ -101,6 +101,13 @@ func (c Config) Validate() error {
 type Queues struct {
 	store EventStore
 	cfg   Config
+	*cache
+}
+
+// cache is what the Queues that Share returns have in common: the loaded
+// queues, the locks that serialize the commands of each stream in this
+// process, and the snapshots.
+type cache struct {
 	snaps *snapshotter
 
 	mu      sync.Mutex
@@ -160,8 +167,20 @@ func NewQueues(store EventStore, cfg Config) (*Queues, error) {
 		return nil, fmt.Errorf("new command queues: %w", err)
 	}
 	cfg.setDefaults()
-	return &Queues{store: store, cfg: cfg, snaps: newSnapshotter(store, cfg.Snapshots, cfg.SnapshotEvery),
-		entries: map[string]*list.Element{}, lru: list.New()}, nil
+	return &Queues{store: store, cfg: cfg, cache: &cache{snaps: newSnapshotter(store, cfg.Snapshots, cfg.SnapshotEvery),
+		entries: map[string]*list.Element{}, lru: list.New()}}, nil
+}
+
+// Share returns a Queues over r's cache that decides with clock and is
+// optimistic or not (Config.Optimistic), for another writer of the same
+// streams in this process: the processor beside the API. Each finds the
+// queues as the other's commands left them, so neither reads a tail the
+// other wrote, and their commands on one stream take turns instead of
+// racing to the store.
+func (r *Queues) Share(clock func() time.Time, optimistic bool) *Queues {
+	cfg := r.cfg
+	cfg.Clock, cfg.Optimistic = clock, optimistic
+	return &Queues{store: r.store, cfg: cfg, cache: r.cache}
 }
 
 // Now returns the time of the configured clock.

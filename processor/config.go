@@ -31,6 +31,13 @@ type Config struct {
 	// Commands.Rules must be the rules the rest of the application
 	// decides by.
 	Commands command.Config
+	// Queues, when set, is the queue cache of this process's command side
+	// (command.Handlers.Queues, over the same Store): the processor's
+	// completions then share it (command.Queues.Share) instead of a cache
+	// of their own, so that a completion after a player's command, and a
+	// command after a completion, find the queue up to date. Commands
+	// still configures the processor's capped handlers (OfflineCap).
+	Queues *command.Queues
 	// Clock gives the time of claims and commands. Default SystemClock.
 	Clock Clock
 	// Owner names this instance in its claims. Default host-pid-random.

@@ -81,14 +81,21 @@ func New(cfg Config) (*Processor, error) {
 	p.loopOutage = outage("processor due loop")
 	p.cmdOutage = outage("processor commands")
 	p.redisOutage = outage("processor redis")
-	cc := cfg.Commands
-	cc.Clock = cfg.Clock.Now
-	cc.Optimistic = true // the processor makes most of its streams' writes
-	h, err := command.NewHandlers(cfg.Store, cc)
-	if err != nil {
-		return nil, fmt.Errorf("processor: %w", err)
+	// Optimistic: the processor makes most of its streams' writes, and
+	// with a shared cache it sees the others of this process too.
+	if cfg.Queues != nil {
+		p.handlers = command.HandlersOn(cfg.Queues.Share(cfg.Clock.Now, true))
+	} else {
+		cc := cfg.Commands
+		cc.Clock = cfg.Clock.Now
+		cc.Optimistic = true
+		h, err := command.NewHandlers(cfg.Store, cc)
+		if err != nil {
+			return nil, fmt.Errorf("processor: %w", err)
+		}
+		p.handlers = h
 	}
-	p.handlers = h
+	var err error
 	pc := cfg.Commands
 	pc.Clock = p.pinned.now
 	pc.CacheSize = 64
