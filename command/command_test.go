@@ -255,20 +255,6 @@ func TestWalkthroughStopReorderRemoveComplete(t *testing.T) {
 	})
 }
 
-// countingStore counts the ReadStream calls to a real store and the events
-// they return.
-type countingStore struct {
-	eventstore.Store
-	read, calls atomic.Int64
-}
-
-func (c *countingStore) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
-	evs, err := c.Store.ReadStream(ctx, stream, from, limit)
-	c.calls.Add(1)
-	c.read.Add(int64(len(evs)))
-	return evs, err
-}
-
 // With Optimistic, a command on a cached queue that nothing else wrote
 // appends without reading the stream; when another process did write it,
 // whatever the outdated queue would answer (a no-op, a duplicate, a failed
@@ -278,7 +264,7 @@ func TestOptimisticSkipsTheReadUnlessOutdated(t *testing.T) {
 	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		clk := newClock()
-		counting := &countingStore{Store: store}
+		counting := &teststore.Reads{Store: store}
 		h, err := command.NewHandlers(counting, command.Config{
 			Rules: domain.Rules{Catalog: domain.DefaultCatalog(), QueueLimit: 10}, Clock: clk.now, Optimistic: true,
 		})
@@ -290,12 +276,12 @@ func TestOptimisticSkipsTheReadUnlessOutdated(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		calls := counting.calls.Load()
+		calls := counting.Calls.Load()
 		res, err := h.StopQueue.Handle(ctx, command.StopQueue{Request: req("stop1")})
 		if err != nil || len(res.Events) == 0 || res.Version != first.Version+int64(len(res.Events)) {
 			t.Fatalf("stop: %+v %v", res, err)
 		}
-		if n := counting.calls.Load() - calls; n != 0 {
+		if n := counting.Calls.Load() - calls; n != 0 {
 			t.Fatalf("a command on the current cached queue read the stream %d times, want 0", n)
 		}
 
@@ -353,7 +339,7 @@ func TestCachedQueueReadsOnlyTheTail(t *testing.T) {
 	teststore.EachStore(t, func(t *testing.T, store eventstore.Store) {
 		ctx := context.Background()
 		clk := newClock()
-		counting := &countingStore{Store: store}
+		counting := &teststore.Reads{Store: store}
 		h := handlers(t, counting, clk, 10)
 		// 300 commands make a long stream (stop/start, each 1-2 events).
 		for i := range 150 {
@@ -379,11 +365,11 @@ func TestCachedQueueReadsOnlyTheTail(t *testing.T) {
 		if _, err := other.EnqueueTask.Handle(ctx, command.EnqueueTask{Request: req("other"), Type: "chop-wood", Count: 1}); err != nil {
 			t.Fatal(err)
 		}
-		before := counting.read.Load()
+		before := counting.Events.Load()
 		if _, err := h.StopQueue.Handle(ctx, command.StopQueue{Request: req("last")}); err != nil {
 			t.Fatal(err)
 		}
-		if n := counting.read.Load() - before; n != 2 {
+		if n := counting.Events.Load() - before; n != 2 {
 			t.Fatalf("the cached queue read %d events, want the 2 of the tail", n)
 		}
 	})
@@ -602,7 +588,7 @@ func TestSharedQueuesSeeEachOthersCommands(t *testing.T) {
 		ctx := context.Background()
 		apiClock, procClock := newClock(), newClock()
 		procClock.add(time.Hour)
-		counting := &countingStore{Store: store}
+		counting := &teststore.Reads{Store: store}
 		api, err := command.NewHandlers(counting, command.Config{
 			Rules: domain.Rules{Catalog: domain.DefaultCatalog(), QueueLimit: 10}, Clock: apiClock.now, Optimistic: true,
 		})
@@ -615,7 +601,7 @@ func TestSharedQueuesSeeEachOthersCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		calls := counting.calls.Load()
+		calls := counting.Calls.Load()
 		stop, err := proc.StopQueue.Handle(ctx, command.StopQueue{Request: req("stop1")})
 		if err != nil || len(stop.Events) == 0 || stop.Version != first.Version+int64(len(stop.Events)) {
 			t.Fatalf("stop through the other writer: %+v %v", stop, err)
@@ -631,7 +617,7 @@ func TestSharedQueuesSeeEachOthersCommands(t *testing.T) {
 		if at := start.Events[len(start.Events)-1].OccurredAt(); !at.Equal(apiClock.now()) {
 			t.Errorf("the API decided at %v, want its clock's %v", at, apiClock.now())
 		}
-		if n := counting.calls.Load() - calls; n != 0 {
+		if n := counting.Calls.Load() - calls; n != 0 {
 			t.Errorf("commands after the other writer's read the stream %d times, want 0 (one cache)", n)
 		}
 		if api.Queues.Len() != 1 || proc.Queues.Len() != 1 {

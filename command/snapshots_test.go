@@ -66,7 +66,7 @@ func TestColdLoadStartsFromTheSnapshot(t *testing.T) {
 			t.Fatalf("snapshot at version %d (schema %d) of %d events: want one within 50 events of the end", snap.Version, snap.Schema, head)
 		}
 
-		counted := &countingStore{Store: store}
+		counted := &teststore.Reads{Store: store}
 		cold := snapshotHandlers(t, counted, store, clk, 50)
 		whole := snapshotHandlers(t, store, store, clk, -1)
 		got, err := cold.GetQueue.Handle(ctx, command.GetQueue{PlayerID: "alice"})
@@ -80,7 +80,7 @@ func TestColdLoadStartsFromTheSnapshot(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("from the snapshot:\n%+v\nfrom the whole stream:\n%+v", got, want)
 		}
-		if n := counted.read.Load(); n != head-snap.Version+1 {
+		if n := counted.Events.Load(); n != head-snap.Version+1 {
 			t.Fatalf("the cold load read %d events; want the %d after the snapshot and its own", n, head-snap.Version)
 		}
 
@@ -140,7 +140,7 @@ func TestForeignSnapshotsAreIgnored(t *testing.T) {
 			if stored, ok, err := snaps.ReadSnapshot(ctx, "queue-alice"); err != nil || !ok || stored.Version != snap.Version || stored.Schema != snap.Schema {
 				t.Fatalf("%s: the stored snapshot is v%d schema %d (%v, %v), want the foreign one", name, stored.Version, stored.Schema, ok, err)
 			}
-			counted := &countingStore{Store: store}
+			counted := &teststore.Reads{Store: store}
 			cold := snapshotHandlers(t, counted, store, clk, 50)
 			got, err := cold.GetQueue.Handle(ctx, command.GetQueue{PlayerID: "alice"})
 			if err != nil {
@@ -150,8 +150,8 @@ func TestForeignSnapshotsAreIgnored(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s: loaded %+v, want %+v", name, got.View, want.View)
 			}
-			if counted.read.Load() < want.Version {
-				t.Fatalf("%s: read %d events, want the whole stream (%d)", name, counted.read.Load(), want.Version)
+			if counted.Events.Load() < want.Version {
+				t.Fatalf("%s: read %d events, want the whole stream (%d)", name, counted.Events.Load(), want.Version)
 			}
 		}
 	})

@@ -2,27 +2,15 @@ package processor
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
-	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/internal/testreadside"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 )
-
-// readCounting counts the ReadStream calls to a real store.
-type readCounting struct {
-	eventstore.Store
-	calls atomic.Int64
-}
-
-func (c *readCounting) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
-	c.calls.Add(1)
-	return c.Store.ReadStream(ctx, stream, from, limit)
-}
 
 // With Config.Queues the processor's completions go through the command
 // side's cache: a player's next command finds the queue as the processor
@@ -32,7 +20,7 @@ func TestCompletionsLandInTheSharedCache(t *testing.T) {
 		ctx := context.Background()
 		clock := NewManualClock(t0)
 		rules := domain.Rules{}
-		counting := &readCounting{Store: b.Store}
+		counting := &teststore.Reads{Store: b.Store}
 		api, err := command.NewHandlers(counting, command.Config{Rules: rules, Clock: clock.Now, Optimistic: true})
 		if err != nil {
 			t.Fatal(err)
@@ -42,7 +30,7 @@ func TestCompletionsLandInTheSharedCache(t *testing.T) {
 		clock.Advance(time.Hour)
 		testenv.WaitUntil(t, waitDeadline, "carol's queue to finish", queueDone(t, b, "carol", rules))
 
-		calls := counting.calls.Load()
+		calls := counting.Calls.Load()
 		res, err := api.EnqueueTask.Handle(ctx, command.EnqueueTask{
 			Request: command.Request{PlayerID: "carol", Actor: "carol"}, Type: "mine-copper", Count: 1,
 		})
@@ -53,7 +41,7 @@ func TestCompletionsLandInTheSharedCache(t *testing.T) {
 		if last := recs[len(recs)-1].Version; res.Version != last {
 			t.Errorf("the command after the completions answered version %d, the stream is at %d", res.Version, last)
 		}
-		if n := counting.calls.Load() - calls; n != 0 {
+		if n := counting.Calls.Load() - calls; n != 0 {
 			t.Errorf("the command after the processor's completions read the stream %d times, want 0 (one cache)", n)
 		}
 	})

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/testenv"
 	"github.com/taskqueue/taskqueue/internal/testreadside"
+	"github.com/taskqueue/taskqueue/internal/teststore"
 	"github.com/taskqueue/taskqueue/processor"
 )
 
@@ -137,17 +137,6 @@ func reusedIn(events []domain.Event, id domain.TaskID) bool {
 	})
 }
 
-// readCounter counts the stream reads of a real store.
-type readCounter struct {
-	eventstore.Store
-	reads atomic.Int32
-}
-
-func (c *readCounter) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
-	c.reads.Add(1)
-	return c.Store.ReadStream(ctx, stream, from, limit)
-}
-
 // A relay that saw a task start reads nothing to publish its
 // task.completed; one whose pass began after the task started reads the
 // stream's tail, and both publish the same message.
@@ -170,8 +159,8 @@ func TestRelayReadsOnlyTheTasksItDidNotFollow(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		completed := func(name string, after eventstore.Position) (json.RawMessage, int32) {
-			store := &readCounter{Store: b.Store}
+		completed := func(name string, after eventstore.Position) (json.RawMessage, int64) {
+			store := &teststore.Reads{Store: b.Store}
 			ps := gochannel.NewGoChannel(gochannel.Config{}, nil)
 			t.Cleanup(func() { ps.Close() })
 			c := collect(t, ps)
@@ -200,7 +189,7 @@ func TestRelayReadsOnlyTheTasksItDidNotFollow(t *testing.T) {
 			})
 			cancel()
 			<-done
-			return data, store.reads.Load()
+			return data, store.Calls.Load()
 		}
 		whole, reads := completed("whole", eventstore.Start)
 		if reads != 0 {

@@ -11,6 +11,7 @@ package teststore
 import (
 	"context"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,4 +121,19 @@ func EachStore(t *testing.T, f func(t *testing.T, store eventstore.Store)) {
 		s, _ := Postgres(t, "", 6)
 		f(t, s)
 	})
+}
+
+// Reads counts the ReadStream calls to a real store and the events they
+// returned.
+type Reads struct {
+	eventstore.Store
+	Calls, Events atomic.Int64
+}
+
+// ReadStream implements eventstore.Store.
+func (r *Reads) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.RecordedEvent, error) {
+	evs, err := r.Store.ReadStream(ctx, stream, from, limit)
+	r.Calls.Add(1)
+	r.Events.Add(int64(len(evs)))
+	return evs, err
 }
