@@ -83,19 +83,16 @@ func New(cfg Config) (*Processor, error) {
 	p.redisOutage = outage("processor redis")
 	// Optimistic: the processor makes most of its streams' writes, and
 	// with a shared cache it sees the others of this process too.
+	var err error
 	if cfg.Queues != nil {
 		p.handlers = command.HandlersOn(cfg.Queues.Share(cfg.Clock.Now, true))
 	} else {
 		cc := cfg.Commands
-		cc.Clock = cfg.Clock.Now
-		cc.Optimistic = true
-		h, err := command.NewHandlers(cfg.Store, cc)
-		if err != nil {
+		cc.Clock, cc.Optimistic = cfg.Clock.Now, true
+		if p.handlers, err = command.NewHandlers(cfg.Store, cc); err != nil {
 			return nil, fmt.Errorf("processor: %w", err)
 		}
-		p.handlers = h
 	}
-	var err error
 	pc := cfg.Commands
 	pc.Clock = p.pinned.now
 	pc.CacheSize = 64
