@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskqueue/taskqueue/command"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults/faultstest"
@@ -360,7 +361,9 @@ var databaseFaults = []databaseFault{
 }
 
 // The processor's PostgreSQL is cut, in every way of databaseFaults, with
-// its commands on the GoChannel and on Redis, each case in parallel (the
+// its commands on the GoChannel and on Redis, and on the GoChannel with the
+// queue cache shared with an API's handlers (Config.Queues, as in
+// `taskqueue serve`), each case in parallel (the
 // longest, 60 s refused, sets the wall time). Every round's fault starts
 // in the middle of a command (its append cuts the database) while more
 // repetitions fall due. After each round the processor completes all that
@@ -373,16 +376,16 @@ func TestDatabaseFaultsProcessorResumes(t *testing.T) {
 	}
 	t.Parallel() // with the other long fault tests
 	for _, f := range databaseFaults {
-		for _, transport := range []string{"gochannel", "redis"} {
+		for _, transport := range []string{"gochannel", "redis", "gochannel-shared"} {
 			t.Run(f.name+"/"+transport, func(t *testing.T) {
 				t.Parallel()
-				runDatabaseFault(t, f, transport == "redis")
+				runDatabaseFault(t, f, transport == "redis", transport == "gochannel-shared")
 			})
 		}
 	}
 }
 
-func runDatabaseFault(t *testing.T, f databaseFault, withRedis bool) {
+func runDatabaseFault(t *testing.T, f databaseFault, withRedis, shared bool) {
 	var client *redis.Client
 	var prefix string
 	if withRedis {
@@ -419,6 +422,14 @@ func runDatabaseFault(t *testing.T, f databaseFault, withRedis bool) {
 	cfg := Config{Clock: clock, Commands: commandConfig(rules), Partitions: 2, Logger: logs.logger()}
 	if client != nil {
 		cfg.Redis, cfg.TopicPrefix = client, prefix
+	}
+	var api *command.Handlers
+	if shared {
+		var err error
+		if api, err = command.NewHandlers(cutter, command.Config{Rules: rules, Clock: clock.Now, Optimistic: true}); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Queues = api.Queues
 	}
 	r := start(t, b, cfg)
 	w := watchReady(t, r)
@@ -471,6 +482,13 @@ func runDatabaseFault(t *testing.T, f databaseFault, withRedis bool) {
 		checkCompletionsOnTime(t, player, recs)
 		if err := sameProgress(got, reference(t, player, rules, t0, clock.Now(), tasks)); err != nil {
 			t.Errorf("%s: %v", player, err)
+		}
+		if api != nil {
+			// The API's side of the shared cache is the stream's too.
+			q, err := api.GetQueue.Handle(context.Background(), command.GetQueue{PlayerID: player})
+			if err != nil || q.Version != recs[len(recs)-1].Version {
+				t.Errorf("%s: the API's queue after the faults: version %d, %v; the stream is at %d", player, q.Version, err, recs[len(recs)-1].Version)
+			}
 		}
 	}
 	if n := deadLetters(t, b); n != 0 {
