@@ -102,6 +102,12 @@
 // (idlePoll while the listener is up, downPoll while it reconnects). A dropped
 // listener connection is reconnected with backoff.
 //
+// The subscriptions of a Store that follow the head of the log share their
+// reads (tailReads): one query of the unfiltered log answers every one that
+// waits for a read as fresh as the wake-up it waits on, each with the events
+// after its own position that its filter selects. A subscription that
+// catches up reads alone.
+//
 // # Schema and transactions
 //
 // Open and New do not apply migrations: the application runs migrations.Up
@@ -168,6 +174,7 @@ type Store struct {
 	done      <-chan struct{} // ctx.Done()
 	closeOnce sync.Once
 	listener  *listener
+	tail      tailReads // the subscriptions' shared reads of the head
 
 	notifyInTx bool
 	pokes      chan struct{} // buffered 1: an append committed, NOTIFY pending
@@ -275,6 +282,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 		s.commit.lanes = o.lanes
 	}
 	s.listener = newListener(sctx, pool.Config().ConnConfig, schema)
+	s.tail.s = s
 	if !s.notifyInTx {
 		s.notifierWG.Add(1)
 		go s.notifier()

@@ -186,6 +186,10 @@ type page struct {
 	// heldBack is true when committed events exist at or above the
 	// horizon: an open transaction holds them back for now.
 	heldBack bool
+	// cut is true when the page is a part of a shared read that its limit
+	// cut (tailReads): head is the end of that read, and more events may
+	// follow at once.
+	cut bool
 }
 
 // pageQuery reads a page and, in the same snapshot, the head and whether

@@ -35,6 +35,9 @@ type subscription struct {
 
 	mu  sync.Mutex // guards pos, for Position called from another goroutine
 	pos eventstore.Position
+	// live is true when the last read reached the head of the log: the
+	// next read shares the store's (tailReads).
+	live bool
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -49,8 +52,8 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.RecordedEvent, 
 		}
 		// Take the wake-up channel before reading, so a notification that
 		// arrives during the read is not lost.
-		wake, listening := s.listener.wake()
-		p, err := sub.read(ctx)
+		wake, gen, listening := s.listener.wake()
+		p, err := sub.read(ctx, gen)
 		if err != nil {
 			if stop := sub.stopped(ctx); stop != nil {
 				return nil, stop
@@ -59,6 +62,9 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.RecordedEvent, 
 		}
 		if len(p.events) > 0 {
 			return p.events, nil
+		}
+		if p.cut {
+			continue // a shared read cut before anything of ours: read on
 		}
 		var wait time.Duration
 		switch {
@@ -83,8 +89,9 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.RecordedEvent, 
 
 // read reads one page after the subscription's position and moves the
 // position past the events delivered and, when the page reached the head,
-// past everything scanned.
-func (sub *subscription) read(ctx context.Context) (page, error) {
+// past everything scanned. gen is the generation of the wake-up channel
+// the caller waits on next (see tailReads).
+func (sub *subscription) read(ctx context.Context, gen uint64) (page, error) {
 	s := sub.store
 	qctx, done := s.withStore(ctx)
 	defer done()
@@ -93,10 +100,19 @@ func (sub *subscription) read(ctx context.Context) (page, error) {
 	stop := context.AfterFunc(doneContext(sub.done), cancel)
 	defer stop()
 	from := sub.Position()
-	p, err := readPage(qctx, s.pool, from, sub.filter, defaultPage)
+	var (
+		p   page
+		err error
+	)
+	if sub.live {
+		p, err = s.tail.read(qctx, from, sub.filter, gen)
+	} else {
+		p, err = readPage(qctx, s.pool, from, sub.filter, defaultPage)
+	}
 	if err != nil {
 		return p, err
 	}
+	sub.live = !p.cut && len(p.events) < defaultPage
 	next := from
 	if len(p.events) > 0 {
 		next = p.events[len(p.events)-1].Position
@@ -162,6 +178,7 @@ type listener struct {
 
 	mu        sync.Mutex
 	wakeCh    chan struct{} // closed and replaced on every wake-up
+	gen       uint64        // wake-ups so far: wakeCh's generation
 	listening bool
 	pid       uint32 // backend PID of the listener connection, 0 if none
 }
@@ -191,12 +208,19 @@ func (l *listener) wait() {
 	}
 }
 
-// wake returns the channel closed at the next wake-up and whether the
-// listener connection is up.
-func (l *listener) wake() (<-chan struct{}, bool) {
+// wake returns the channel closed at the next wake-up, its generation and
+// whether the listener connection is up.
+func (l *listener) wake() (<-chan struct{}, uint64, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.wakeCh, l.listening
+	return l.wakeCh, l.gen, l.listening
+}
+
+// generation returns the number of wake-ups so far.
+func (l *listener) generation() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gen
 }
 
 func (l *listener) broadcast() {
@@ -204,6 +228,7 @@ func (l *listener) broadcast() {
 	defer l.mu.Unlock()
 	close(l.wakeCh)
 	l.wakeCh = make(chan struct{})
+	l.gen++
 }
 
 func (l *listener) setConn(pid uint32, listening bool) {
