@@ -24,18 +24,28 @@ func tailEvents(typ string, n int) []eventstore.EventData {
 	return out
 }
 
+// openAtHead returns a store on a fresh schema, a context that ends with
+// the test (within a minute), and the log's head.
+func openAtHead(t *testing.T) (*postgres.Store, context.Context, eventstore.Position) {
+	t.Helper()
+	s := openStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	start, err := s.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ctx, start
+}
+
 // Subscriptions that follow the head of the log share their reads of it
 // (several answered by one read), and each still gets exactly the events
 // its filter selects, in log order, once, while appends commit side by
 // side.
 func TestSubscriptionsAtTheHeadShareTheirReads(t *testing.T) {
-	s := openStore(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	s, base, start := openAtHead(t)
+	ctx, cancel := context.WithCancel(base) // ends the subscriptions
 	defer cancel()
-	start, err := s.Head(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	filters := []eventstore.Filter{
 		{}, {},
 		{StreamPrefixes: []string{"a-"}},
@@ -145,13 +155,7 @@ func TestSubscriptionsAtTheHeadShareTheirReads(t *testing.T) {
 // with the events up to it, marked cut, and leaves a request at or past its
 // end for the next read, which starts from there.
 func TestSharedReadCutByItsLimit(t *testing.T) {
-	s := openStore(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	start, err := s.Head(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ctx, start := openAtHead(t)
 	for i := range 7 {
 		if _, err := s.Append(ctx, fmt.Sprint("s-", i), eventstore.NoStream, tailEvents("X", 100)...); err != nil {
 			t.Fatal(err)
