@@ -74,7 +74,8 @@ func (t *tailReads) read(ctx context.Context, after eventstore.Position, filter 
 	r := &tailRead{after: after, filter: filter, gen: gen, done: make(chan struct{})}
 	t.mu.Lock()
 	switch f := t.inflight; {
-	case f != nil && f.gen >= gen && !after.Less(f.after):
+	case f != nil && f.left > 0 && f.gen >= gen && !after.Less(f.after):
+		// (A read whose requests all stopped waiting is being cancelled.)
 		r.round = f
 		f.batch = append(f.batch, r)
 		f.left++
