@@ -155,7 +155,7 @@ func (t *tailReads) answer(batch []*tailRead, p page, err error) {
 			later = append(later, r)
 			continue
 		default:
-			r.p = p.answer(r.after, r.filter)
+			r.p = p.part(r.after, r.filter)
 			t.answers.Add(1)
 		}
 		close(r.done)
@@ -170,11 +170,11 @@ func (t *tailReads) answer(batch []*tailRead, p page, err error) {
 	}
 }
 
-// answer is the part of p, an unfiltered page, that a read after after
+// part is the part of p, an unfiltered page, that a read after after
 // with filter would have returned from the same snapshot. Its events are
 // copies, their data in a buffer of the answer's own, so that no two
 // subscriptions share memory.
-func (p page) answer(after eventstore.Position, filter eventstore.Filter) page {
+func (p page) part(after eventstore.Position, filter eventstore.Filter) page {
 	out := page{head: p.head, heldBack: p.heldBack}
 	if len(p.events) >= defaultPage {
 		// Cut by the limit: what follows the page is unknown.
