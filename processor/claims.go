@@ -124,7 +124,13 @@ func claimDue(ctx context.Context, db projections.DB, owner string, now time.Tim
 // a candidate whose claim another instance holds exactly as claimDue's
 // separate INSERT does: it waits for that instance's transaction and then
 // updates the claim only when it expired or its repetition left the
-// schedule. $1 now, $2 limit, $3 owner, $4 expiry.
+// schedule: the stream's schedule row (stream_id is its key) holds another
+// repetition, or there is none. That test is a scalar subquery, one probe
+// of the key per conflicting claim; written as a NOT EXISTS it was planned
+// as a hash of the whole schedule, built by a sequential scan at every
+// claim that met a conflict (most do: a stream keeps its claim row), and
+// that scan was most of the claim's time on a busy schedule.
+// $1 now, $2 limit, $3 owner, $4 expiry.
 const claimPostgres = `WITH cand AS MATERIALIZED (
 	SELECT s.stream_id, s.player_id, s.task_id, s.number, s.due_at
 	FROM processor_schedule s
@@ -139,8 +145,8 @@ taken AS (
 	ON CONFLICT (stream_id) DO UPDATE SET task_id = excluded.task_id, number = excluded.number,
 		owner = excluded.owner, expires_at = excluded.expires_at, claimed_at = excluded.claimed_at
 	WHERE processor_claims.expires_at <= $1
-		OR NOT EXISTS (SELECT 1 FROM processor_schedule s WHERE s.stream_id = processor_claims.stream_id
-			AND s.task_id = processor_claims.task_id AND s.number = processor_claims.number)
+		OR (SELECT (s.task_id, s.number) FROM processor_schedule s WHERE s.stream_id = processor_claims.stream_id)
+			IS DISTINCT FROM (processor_claims.task_id, processor_claims.number)
 	RETURNING stream_id
 )
 SELECT cand.stream_id, cand.player_id, cand.task_id, cand.number, cand.due_at
