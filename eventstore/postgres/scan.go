@@ -207,7 +207,7 @@ func (d *eventRows) event(v [][]byte) (eventstore.RecordedEvent, error) {
 	e.Type = d.intern(v[5])
 	e.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[6])))
 	if len(d.block)+len(v[7]) > cap(d.block) {
-		size := min(max(2*cap(d.block), 16<<10), dataBlock)
+		size := min(max(2*cap(d.block), 1<<10), dataBlock)
 		d.block = make([]byte, 0, max(size, len(v[7])))
 	}
 	start := len(d.block)
