@@ -242,11 +242,18 @@ func (s *Store) appendGroup(ctx context.Context, parts []*appendPart) (bool, err
 }
 
 func (s *Store) tryGroup(ctx context.Context, streams []string, sql string, args []any, parts []*appendPart) (bool, error) {
+	// Generic plans: every step of both statements is a probe of a key,
+	// whatever the arrays hold, and left to choose PostgreSQL planned them
+	// again for most groups (0.18 and 0.58 ms a plan at 500 commands/s).
 	b := &pgx.Batch{}
+	b.Queue(genericPlans)
 	b.Queue(lockStatement, streams)
 	b.Queue(sql, args...)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return false, fmt.Errorf("plan the group: %w", err)
+	}
 	if _, err := br.Exec(); err != nil {
 		return false, fmt.Errorf("lock streams: %w", err)
 	}

@@ -170,10 +170,9 @@ type eventRows struct {
 	strings map[string]string
 }
 
-// eventFormats reads eventColumns in binary, after skip leading columns
-// also in binary.
-func eventFormats(skip int) pgx.QueryResultFormats {
-	f := make(pgx.QueryResultFormats, skip+13)
+// eventFormats reads eventColumns in binary.
+func eventFormats() pgx.QueryResultFormats {
+	f := make(pgx.QueryResultFormats, 13)
 	for i := range f {
 		f[i] = pgx.BinaryFormatCode
 	}
