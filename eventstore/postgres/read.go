@@ -254,15 +254,16 @@ func binaryColumns(fields []pgconn.FieldDescription) error {
 // walks the key as the custom ones do, filtered by types or prefixes or
 // not, from the start or from the head).
 func readPage(ctx context.Context, pool *pgxpool.Pool, after eventstore.Position, filter eventstore.Filter, limit int) (page, error) {
+	generic := len(filter.Streams) == 0
 	b := &pgx.Batch{}
-	if len(filter.Streams) == 0 {
+	if generic {
 		b.Queue(genericPlans)
 	}
 	b.Queue(pageQuery, strconv.FormatUint(after.Commit, 10), int64(after.Seq),
 		nullable(filter.EventTypes), nullable(filter.StreamPrefixes), nullable(filter.Streams), limit)
 	br := pool.SendBatch(ctx, b)
 	defer br.Close()
-	if len(filter.Streams) == 0 {
+	if generic {
 		if _, err := br.Exec(); err != nil {
 			return page{}, err
 		}
