@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/domain"
 	"github.com/taskqueue/taskqueue/eventstore"
@@ -31,7 +33,8 @@ import (
 // beside it — under a light load of players, through faults played for
 // real: SIGKILL, the database cut (a TCP proxy refusing), down for longer,
 // partitioned (connections held open, nothing forwarded), Redis killed and
-// started again empty, the SQLite disk full, a kill in the middle of a
+// started again empty, the disk full (SQLite's data directory, or the
+// tablespace of PostgreSQL's database), a kill in the middle of a
 // blue-green rebuild. After each fault every component must be healthy
 // again by itself (/readyz 200 and a new task completed: projections live,
 // the processor advancing) and no answer may have been a 500, a 503/507
@@ -127,9 +130,16 @@ func TestFaultSuite(t *testing.T) {
 		// server, so on the shared one every other test's subscriptions
 		// would stall with it.
 		pg := testenv.StartPostgresServer(t)
-		dbURL, proxy := testenv.ProxyPostgres(t, pg.URL())
+		// The service's database in a tablespace on a small file system
+		// of its own, to fill; the server's WAL stays on the main disk.
+		space, tmpfs := postgresSpace(t, pg, "128m")
+		dbURL := pg.URL()
+		if tmpfs {
+			dbURL = databaseIn(t, pg, space)
+		}
+		proxied, proxy := testenv.ProxyPostgres(t, dbURL)
 		rds := testenv.StartRedisServer(t)
-		env := faultServicesEnv(t, common, dbURL, rds.URL())
+		env := faultServicesEnv(t, common, proxied, rds.URL())
 		env["TASKQUEUE_PROCESSOR"] = "false" // a `taskqueue processor` process of its own
 		d := newDeployment(t, bin, env, true)
 		d.play(func() {
@@ -141,11 +151,17 @@ func TestFaultSuite(t *testing.T) {
 				d.databaseOutage(fmt.Sprintf("database outage %s, round %d", settings.outage, r), proxy, settings.outage)
 				d.partition(fmt.Sprintf("database partition %s, round %d", settings.partition, r), proxy, settings.partition)
 				d.redisLoss(fmt.Sprintf("Redis loss %s, round %d", settings.outage, r), rds, settings.outage)
+				if tmpfs {
+					d.fullFor(fmt.Sprintf("database disk full %s, round %d", settings.outage, r), space, settings.outage)
+				}
 				d.killDuringRebuild(fmt.Sprintf("kill -9 serve mid-rebuild, round %d", r))
 				d.killReplayCommand(fmt.Sprintf("kill -9 `taskqueue replay` mid-rebuild, round %d", r))
 			}
+			if !tmpfs {
+				t.Log("database disk full not played: no tmpfs could be mounted (needs root)")
+			}
 		})
-		d.checkInvariants("", pg.URL())
+		d.checkInvariants("", dbURL)
 	})
 }
 
@@ -177,6 +193,51 @@ func clone(m map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// postgresSpace mounts a tmpfs of size, owned by the user pg runs as, on
+// a new directory that user can reach (unmounted when t ends), for a
+// tablespace; tmpfs is false where the process may not mount.
+func postgresSpace(t *testing.T, pg *testenv.PostgresServer, size string) (dir string, tmpfs bool) {
+	t.Helper()
+	info, err := os.Stat(pg.DataDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := info.Sys().(*syscall.Stat_t)
+	dir, err = os.MkdirTemp("", "taskqueue-pgspace-") // not t.TempDir: its parent is closed to other users
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	opts := fmt.Sprintf("size=%s,mode=0700,uid=%d,gid=%d", size, owner.Uid, owner.Gid)
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
+		return dir, false
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+	})
+	return dir, true
+}
+
+// databaseIn creates the database taskqueue on pg in a tablespace at dir
+// and returns its URL.
+func databaseIn(t *testing.T, pg *testenv.PostgresServer, dir string) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, stmt := range []string{"CREATE TABLESPACE small_disk LOCATION '" + dir + "'", "CREATE DATABASE taskqueue TABLESPACE small_disk"} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	return strings.Replace(pg.URL(), "/postgres?", "/taskqueue?", 1)
 }
 
 // smallFileSystem mounts a tmpfs of size on a new directory (unmounted when
@@ -289,6 +350,7 @@ func (d *deployment) play(scenarios func()) {
 	d.load.finish()
 	stopWatch()
 	d.waitQueuesEmpty()
+	d.noDeadLetters()
 	d.t.Logf("slowest answer %s; %d commands acknowledged", d.load.slowest.Round(time.Millisecond), d.ackedCount())
 	for _, r := range d.recoveries {
 		d.t.Log(r)
@@ -571,6 +633,12 @@ func (d *deployment) diskFull(fault, dir string, length time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	db.Close()
+	d.fullFor(fault, dir, length)
+}
+
+// fullFor fills the file system of dir for length, then frees the space,
+// and checks that a command met the full disk (507) meanwhile.
+func (d *deployment) fullFor(fault, dir string, length time.Duration) {
 	filler := filepath.Join(dir, "filler")
 	f, err := os.Create(filler)
 	if err != nil {
@@ -589,18 +657,72 @@ func (d *deployment) diskFull(fault, dir string, length time.Duration) {
 	}
 	f.Close()
 	d.during(fault)
+	full, before := time.Now(), d.storageFullErrors()
 	time.Sleep(length / 2)
 	d.t.Logf("%s: operators see:\n  %s", fault, d.operatorView())
 	time.Sleep(length - length/2)
+	// PostgreSQL's tables may still have room in the pages they hold: the
+	// disk stays full until a command was answered 507 or a component
+	// counted the full disk as transient (a minute more at most).
+	met := func() bool {
+		return strings.Contains(d.load.phaseAnswers(fault+": during"), "POST 507") || d.storageFullErrors() > before
+	}
+	for !met() && time.Since(full) < length+time.Minute {
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err := os.Remove(filler); err != nil {
 		d.t.Fatal(err)
 	}
 	freed := time.Now()
 	d.recovered(fault, fault, freed)
-	if got := d.load.phaseAnswers(fault + ": during"); !strings.Contains(got, "POST 507") {
-		d.t.Errorf("%s: no command met the full disk (%s)", fault, got)
+	if !met() {
+		d.t.Errorf("%s: neither a command nor a component met the full disk (%s; %v storage-full errors counted)",
+			fault, d.load.phaseAnswers(fault+": during"), d.storageFullErrors()-before)
 	}
 	d.load.setPhase("between faults")
+}
+
+// storageFullErrors is the sum over the processes of
+// taskqueue_transient_errors_total{kind="storage-full"}.
+func (d *deployment) storageFullErrors() float64 {
+	client := &http.Client{Timeout: 5 * time.Second}
+	var sum float64
+	for _, base := range d.probeBases() {
+		resp, err := client.Get(base + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "taskqueue_transient_errors_total{") && strings.Contains(line, `kind="storage-full"`) {
+				if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+					sum += v
+				}
+			}
+		}
+	}
+	return sum
+}
+
+// noDeadLetters fails the test if a command was dead-lettered: every
+// command of the players is valid, so a dead letter is a transient error
+// recorded as a failure.
+func (d *deployment) noDeadLetters() {
+	d.t.Helper()
+	code, body := d.adminCall(http.MethodGet, "/api/admin/deadletters?all=true")
+	var page struct {
+		DeadLetters []struct {
+			Command string `json:"command"`
+			Error   string `json:"error"`
+		} `json:"deadLetters"`
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &page) != nil {
+		d.t.Fatalf("GET /api/admin/deadletters: %d %s", code, body)
+	}
+	if n := len(page.DeadLetters); n > 0 {
+		d.t.Errorf("%d commands were dead-lettered, first: %s: %s", n, page.DeadLetters[0].Command, page.DeadLetters[0].Error)
+	}
 }
 
 // adminProjections returns the serve process's projections (GET
