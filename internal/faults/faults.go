@@ -112,6 +112,11 @@ func classifyTypes(err error) (Kind, bool) {
 	}
 	var re redis.Error
 	if errors.As(err, &re) {
+		for _, p := range redisFullPrefixes {
+			if strings.HasPrefix(re.Error(), p) {
+				return StorageFull, true
+			}
+		}
 		for _, p := range redisRetryPrefixes {
 			if strings.HasPrefix(re.Error(), p) {
 				return Unavailable, true
@@ -187,11 +192,17 @@ func sqliteCode(code int) Kind {
 // after go-redis followed its redirections).
 var redisRetryPrefixes = []string{"LOADING ", "READONLY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "BUSY ", "UNBLOCKED ", "MOVED ", "ASK "}
 
+// redisFullPrefixes start Redis's refusals to write: its maxmemory reached
+// under the noeviction policy (OOM), or a server that cannot save its data
+// to disk (MISCONF). Reads still answer; writes return when there is room.
+var redisFullPrefixes = []string{"OOM ", "MISCONF "}
+
 // The texts the drivers print for transient failures, for errors that
 // reach Classify as text only (compared without regard to case).
 var (
 	storageFullTexts = []string{
 		"database or disk is full", "no space left on device", "disk quota exceeded", ErrStorageFull.Error(),
+		"OOM command not allowed when used memory", "MISCONF Redis is configured to save",
 	}
 	unavailableTexts = []string{
 		"connection refused", "connection reset", "broken pipe", "i/o timeout", "timeout:",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	_ "modernc.org/sqlite"
 
 	"github.com/taskqueue/taskqueue/internal/faults"
@@ -111,6 +112,32 @@ func TestSQLiteErrors(t *testing.T) {
 	}
 	_, err = db.Exec(`INSERT INTO k VALUES (2, zeroblob(100000))`)
 	check(t, "full", err, faults.StorageFull)
+}
+
+// A Redis that refuses writes: its maxmemory reached under noeviction
+// (OOM), through a plain command and through a script.
+func TestRedisErrors(t *testing.T) {
+	srv := testenv.StartRedisServer(t)
+	opts, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	ctx := context.Background()
+	check(t, "missing key", c.Get(ctx, "missing").Err(), faults.Permanent)
+	for _, kv := range [][2]string{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if err := c.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(t, "SET over maxmemory", c.Set(ctx, "k", "v", 0).Err(), faults.StorageFull)
+	check(t, "XADD over maxmemory", c.XAdd(ctx, &redis.XAddArgs{Stream: "s", Values: []string{"f", "v"}}).Err(), faults.StorageFull)
+	script := redis.NewScript(`return redis.call('SET', KEYS[1], ARGV[1])`)
+	check(t, "a script's SET over maxmemory", script.Run(ctx, c, []string{"k"}, "v").Err(), faults.StorageFull)
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING over maxmemory: %v (reads still answer)", err)
+	}
 }
 
 func TestOtherErrors(t *testing.T) {
