@@ -86,7 +86,7 @@ func (r *redisRoles) ready() []web.ReadinessCheck {
 	c := r.client
 	return []web.ReadinessCheck{{Name: "redis", Optional: true, Check: func(ctx context.Context) error {
 		if err := c.Ping(ctx); err != nil {
-			return fmt.Errorf("redis does not answer (serving from in-process fallbacks): %w", err)
+			return fmt.Errorf("redis does not answer or refuses writes (serving from in-process fallbacks): %w", err)
 		}
 		return nil
 	}}}

@@ -122,12 +122,21 @@ func (c *Client) NewPool(size int) redis.UniversalClient {
 
 // Ping asks the server, or every master of a cluster (a cluster is up
 // when each of its masters answers: a key's role fails on the one that
-// does not).
+// does not), then writes the key health (a minute's TTL): every role
+// writes, and a Redis that answers but refuses writes (its maxmemory
+// reached under noeviction, or unable to save to its disk) serves none of
+// them. On a cluster the write reaches the master of health's slot.
 func (c *Client) Ping(ctx context.Context) error {
+	var err error
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.Ping(ctx).Err() })
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.Ping(ctx).Err() })
+	} else {
+		err = c.rdb.Ping(ctx).Err()
 	}
-	return c.rdb.Ping(ctx).Err()
+	if err != nil {
+		return err
+	}
+	return c.rdb.Set(ctx, c.Key("health", ""), "1", time.Minute).Err()
 }
 
 // Up reports whether Redis is believed to be reachable.

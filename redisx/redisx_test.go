@@ -117,3 +117,43 @@ func TestRedisDownAndBack(t *testing.T) {
 		t.Fatal("the OnUp callback did not run when Redis came back")
 	}
 }
+
+// Redis answers but refuses every write (its maxmemory reached under
+// noeviction): a role's failed write takes the client down, and it stays
+// down, its fallbacks serving, while a ping would answer; it comes back,
+// logged once, when writes do.
+func TestRedisRefusingWritesStaysDown(t *testing.T) {
+	srv := testenv.StartRedisServer(t)
+	log := &testenv.SyncBuffer{}
+	c := redistest.Server{URL: srv.URL()}.OpenUp(t, log)
+	ctx := context.Background()
+	config := func(name, value string) {
+		if err := c.Redis().ConfigSet(ctx, name, value).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config("maxmemory-policy", "noeviction")
+	config("maxmemory", "1")
+	cctx, cancel := c.Bound(ctx)
+	err := c.Redis().Set(cctx, c.Key("queue:", "alice"), "{}", time.Minute).Err()
+	cancel()
+	c.Observe(ctx, err)
+	if err == nil || c.Up() {
+		t.Fatalf("a write over maxmemory: %v, up %v; want an error and down", err, c.Up())
+	}
+	if err := c.Redis().Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING over maxmemory: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // ten health checks (redistest: 50 ms apart)
+	if c.Up() {
+		t.Fatal("Redis refuses writes, but the client came back up")
+	}
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("Ping succeeded while Redis refuses writes")
+	}
+	config("maxmemory", "0")
+	testenv.WaitFor(t, "the client to notice Redis takes writes again", c.Up)
+	if down, back := strings.Count(log.String(), "redis is down"), strings.Count(log.String(), "redis is back"); down != 1 || back != 1 {
+		t.Fatalf("logged %d times down and %d times back, want once each:\n%s", down, back, log.String())
+	}
+}
