@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskqueue/taskqueue/app"
 	"github.com/taskqueue/taskqueue/domain"
@@ -151,6 +152,7 @@ func TestFaultSuite(t *testing.T) {
 				d.databaseOutage(fmt.Sprintf("database outage %s, round %d", settings.outage, r), proxy, settings.outage)
 				d.partition(fmt.Sprintf("database partition %s, round %d", settings.partition, r), proxy, settings.partition)
 				d.redisLoss(fmt.Sprintf("Redis loss %s, round %d", settings.outage, r), rds, settings.outage)
+				d.redisFull(fmt.Sprintf("Redis full %s, round %d", settings.outage, r), rds, settings.outage)
 				if tmpfs {
 					d.fullFor(fmt.Sprintf("database disk full %s, round %d", settings.outage, r), space, settings.outage)
 				}
@@ -608,6 +610,62 @@ func (d *deployment) redisLoss(fault string, rds *testenv.RedisServer, length ti
 	rds.Start() // empty: its streams and consumer groups are gone
 	d.recovered(fault, fault, time.Now())
 	d.load.setPhase("between faults")
+}
+
+// redisFull lowers Redis's maxmemory below what it holds, with the
+// noeviction policy, for length: every write is refused ("OOM command not
+// allowed"), reads and PING answer. The queues must advance meanwhile, as
+// through a Redis loss: the probe's task, queued as the fault starts,
+// completes before Redis takes writes again. Then it lifts the limit.
+func (d *deployment) redisFull(fault string, rds *testenv.RedisServer, length time.Duration) {
+	opts, err := redis.ParseURL(rds.URL())
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	ctx := context.Background()
+	set := func(name, value string) {
+		if err := c.ConfigSet(ctx, name, value).Err(); err != nil {
+			d.t.Fatalf("redis CONFIG SET %s %s: %v", name, value, err)
+		}
+	}
+	d.during(fault)
+	set("maxmemory-policy", "noeviction")
+	set("maxmemory", "1")
+	time.Sleep(length / 2)
+	d.t.Logf("%s: operators see:\n  %s", fault, d.operatorView())
+	time.Sleep(length - length/2)
+	if !d.probeDone(10 * time.Second) {
+		d.t.Errorf("%s: the probe's task did not complete while Redis refused writes (queues stalled)", fault)
+	}
+	set("maxmemory", "0")
+	d.recovered(fault, fault, time.Now())
+	d.load.setPhase("between faults")
+}
+
+// probeDone waits for the probe's commands sent during the fault to be
+// acknowledged, then up to wait more for its queue to run empty, and
+// reports whether it did.
+func (d *deployment) probeDone(wait time.Duration) bool {
+	d.mu.Lock()
+	probing := append([]chan struct{}(nil), d.probing...)
+	d.mu.Unlock()
+	for _, done := range probing {
+		<-done
+	}
+	for end := time.Now().Add(wait); ; time.Sleep(50 * time.Millisecond) {
+		status, body, _ := d.load.do(probePlayer, http.MethodGet, "", "", "")
+		var q struct {
+			Tasks []json.RawMessage `json:"tasks"`
+		}
+		if status == http.StatusOK && json.Unmarshal(body, &q) == nil && len(q.Tasks) == 0 {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
+		}
+	}
 }
 
 // diskFull fills the data directory's file system for length, then frees
