@@ -92,7 +92,17 @@ func classifyTypes(err error) (Kind, bool) {
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return pgState(pe.Code), true
+		if k := pgState(pe.Code); k != Permanent {
+			return k, true
+		}
+		// A FATAL (or PANIC) ends the session, not a statement: the
+		// server refused the connection or dropped it (a full disk's
+		// "could not write init file" at connection start is XX000).
+		// Never the data's fault.
+		if pe.Severity == "FATAL" || pe.Severity == "PANIC" {
+			return Unavailable, true
+		}
+		return Permanent, true
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"testing"
 	"time"
@@ -61,6 +62,17 @@ func TestPostgresErrors(t *testing.T) {
 	_, err = tx.Exec(ctx, `SELECT pg_sleep(1)`)
 	check(t, "statement timeout", err, faults.Unavailable)
 	_ = tx.Rollback(ctx)
+
+	// The server refuses the connection with a FATAL (here: no such
+	// database; on a full disk also "could not write init file", XX000):
+	// no statement ran, so it is never about the data.
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/taskqueue_no_such_database"
+	_, err = pgx.Connect(ctx, u.String())
+	check(t, "FATAL at connection start", err, faults.Unavailable)
 
 	// The proxy goes away under an open connection, then refuses new ones.
 	proxied, proxy := testenv.ProxyPostgres(t, dsn)
