@@ -1,8 +1,8 @@
 // The service worker: keeps the app shell (HTML, scripts, styles, icons) in a
 // cache named after the build, so the app opens offline. API calls never go
 // through the cache: the app's outbox handles offline commands itself.
-const VERSION = 'taskqueue-5ba9218b8738'
-const SHELL = ["/","/assets/AdminPanel-C2lVFy-n.js","/assets/Player-CZZ9FoJc.js","/assets/index-CgB5pg3J.js","/assets/index-DriYPPqu.css","/assets/oidc-CNkl0wEC.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
+const VERSION = 'taskqueue-1c34ac6db41e'
+const SHELL = ["/","/assets/AdminPanel-BO7qENDQ.js","/assets/Player-CR1qmWtq.js","/assets/index-DJ0MgU9u.js","/assets/index-DriYPPqu.css","/assets/oidc-B33xC5fF.js","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/icon-maskable-512.png"]
 
 self.addEventListener('install', (event) => {
   event.waitUntil(

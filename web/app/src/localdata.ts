@@ -6,3 +6,6 @@ export const cacheKey = (playerId: string) => `taskqueue.view.${playerId}`
 
 /** Whether the app asked for notification permission: the browser profile's, not the player's (kept at sign-out). */
 export const NOTIFICATIONS_ASKED_KEY = 'taskqueue.notifications.asked'
+
+/** The outbox's dismissed rejections whose deletion from IndexedDB may not have completed (outbox.ts). */
+export const DISMISSED_KEY = 'taskqueue.outbox.dismissed'

@@ -3,7 +3,7 @@ import { IDBFactory } from 'fake-indexeddb'
 import { describe, expect, it } from 'vitest'
 import { ApiError, NetworkError } from './api'
 import { IndexedDbOutboxStorage } from './idb'
-import { LocalPeers, MemoryOutboxStorage, Outbox, type OutboxEntry, type OutboxPeers, type OutboxStorage } from './outbox'
+import { LocalPeers, MemoryDismissals, MemoryOutboxStorage, Outbox, StoredDismissals, type OutboxEntry, type OutboxPeers, type OutboxStorage } from './outbox'
 
 function keys() {
   let n = 0
@@ -258,5 +258,51 @@ describe.each(sharedStorages)('one outbox across tabs over %s storage', (_name, 
     expect(box.pending().map((e) => e.playerId)).toEqual(['alice', 'bob'])
     await box.discard('alice', false)
     expect(box.pending().map((e) => e.playerId)).toEqual(['bob'])
+  })
+})
+
+// A storage whose deletions of rejections never complete while cut is set,
+// as when the page unloads before IndexedDB commits them.
+class CutShort extends MemoryOutboxStorage {
+  cut = true
+  deleteRejection(key: string): Promise<void> {
+    return this.cut ? new Promise<void>(() => {}) : super.deleteRejection(key)
+  }
+}
+
+describe('dismissed rejections', () => {
+  it('stay dismissed across a reload that cut the deletion short, which the reload then finishes', async () => {
+    const storage = new CutShort()
+    const dismissals = new MemoryDismissals()
+    const a = new Outbox(storage, keys(), new LocalPeers(), dismissals)
+    await a.add('alice', { kind: 'stop' })
+    await a.flush('alice', async () => {
+      throw problem(404, 'not-found', 'no such task')
+    })
+    a.dismiss('key-1')
+    expect(a.rejected()).toEqual([])
+    expect((await storage.listRejections()).map((r) => r.entry.key)).toEqual(['key-1'])
+
+    storage.cut = false // the reloaded page's deletions complete
+    const b = new Outbox(storage, keys(), new LocalPeers(), dismissals)
+    await b.load()
+    expect(b.rejected()).toEqual([])
+    await settle()
+    expect(await storage.listRejections()).toEqual([])
+    expect(dismissals.keys()).toEqual([])
+  })
+
+  it('are kept in a Storage as a list of keys, and a malformed one reads as empty', () => {
+    const items = new Map<string, string>()
+    const store = { getItem: (k: string) => items.get(k) ?? null, setItem: (k: string, v: string) => void items.set(k, v) }
+    const d = new StoredDismissals(store)
+    d.add('a')
+    d.add('b')
+    d.add('a')
+    expect(new StoredDismissals(store).keys()).toEqual(['a', 'b'])
+    d.remove('a')
+    expect(d.keys()).toEqual(['b'])
+    items.set('taskqueue.outbox.dismissed', '{not json')
+    expect(d.keys()).toEqual([])
   })
 })

@@ -20,6 +20,7 @@
 //   - One flush runs at a time; flush() while one runs returns the running one,
 //     which then runs again once more to pick up what was added meanwhile.
 import { ApiError, isRetryable } from './api'
+import { DISMISSED_KEY } from './localdata'
 import type { Problem } from './types'
 
 export type Command =
@@ -133,10 +134,66 @@ export interface FlushResult {
   blockedBy?: unknown
 }
 
+/**
+ * The rejections dismissed whose deletion may not have reached the storage
+ * yet, kept synchronously: the storage deletes asynchronously, and a reload
+ * right after a dismissal aborts a deletion in flight, which brought the
+ * dismissed rejection back. Shared by the tabs (localStorage in the browser).
+ */
+export interface Dismissals {
+  keys(): string[]
+  add(key: string): void
+  remove(key: string): void
+}
+
+/** Dismissals in this object's memory (tests, and browsers without localStorage). */
+export class MemoryDismissals implements Dismissals {
+  private readonly set = new Set<string>()
+  keys(): string[] {
+    return [...this.set]
+  }
+  add(key: string): void {
+    this.set.add(key)
+  }
+  remove(key: string): void {
+    this.set.delete(key)
+  }
+}
+
+/** Dismissals in a Storage: localStorage in the browser, synchronous and shared by the tabs. */
+export class StoredDismissals implements Dismissals {
+  private readonly store: Pick<Storage, 'getItem' | 'setItem'>
+  constructor(store: Pick<Storage, 'getItem' | 'setItem'>) {
+    this.store = store
+  }
+  keys(): string[] {
+    try {
+      const v: unknown = JSON.parse(this.store.getItem(DISMISSED_KEY) ?? '[]')
+      return Array.isArray(v) ? v.filter((k): k is string => typeof k === 'string') : []
+    } catch {
+      return []
+    }
+  }
+  add(key: string): void {
+    this.write([...new Set([...this.keys(), key])])
+  }
+  remove(key: string): void {
+    this.write(this.keys().filter((k) => k !== key))
+  }
+  private write(keys: string[]): void {
+    try {
+      this.store.setItem(DISMISSED_KEY, JSON.stringify(keys))
+    } catch {
+      // Full or refused: the storage's own deletion still runs.
+    }
+  }
+}
+
 export class Outbox {
   private readonly storage: OutboxStorage
   private readonly newKey: () => string
   private readonly peers: OutboxPeers
+  private readonly dismissals: Dismissals
   private entries: OutboxEntry[] = []
   private rejections: Rejection[] = []
   private nextSeq = 1
@@ -149,10 +206,16 @@ export class Outbox {
   /** Bumped on every change, for useSyncExternalStore. */
   version = 0
 
-  constructor(storage: OutboxStorage, newKey: () => string = () => crypto.randomUUID(), peers: OutboxPeers = new LocalPeers()) {
+  constructor(
+    storage: OutboxStorage,
+    newKey: () => string = () => crypto.randomUUID(),
+    peers: OutboxPeers = new LocalPeers(),
+    dismissals: Dismissals = new MemoryDismissals(),
+  ) {
     this.storage = storage
     this.newKey = newKey
     this.peers = peers
+    this.dismissals = dismissals
     peers.listen(() => void this.reload())
   }
 
@@ -166,7 +229,15 @@ export class Outbox {
   async reload(): Promise<void> {
     const [stored, rejections] = await Promise.all([this.storage.list(), this.storage.listRejections()])
     this.entries = stored.sort((a, b) => a.seq - b.seq)
-    this.rejections = rejections.sort((a, b) => a.at.localeCompare(b.at))
+    // A dismissal whose deletion did not reach the storage (a reload cut
+    // it short) is finished now; one that did is forgotten.
+    const dismissed = new Set(this.dismissals.keys())
+    const left = new Set(rejections.filter((r) => dismissed.has(r.entry.key)).map((r) => r.entry.key))
+    for (const key of dismissed) {
+      if (left.has(key)) void this.deleteRejection(key)
+      else this.dismissals.remove(key)
+    }
+    this.rejections = rejections.filter((r) => !dismissed.has(r.entry.key)).sort((a, b) => a.at.localeCompare(b.at))
     this.nextSeq = Math.max(this.nextSeq, ...this.entries.map((e) => e.seq + 1))
     this.emit()
   }
@@ -189,11 +260,22 @@ export class Outbox {
     return this.rejections
   }
 
-  /** Forgets a rejection, in every tab and across reloads. */
+  /** Forgets a rejection, in every tab and across reloads (even one that comes before the storage's deletion). */
   dismiss(key: string): void {
+    this.dismissals.add(key)
     this.rejections = this.rejections.filter((r) => r.entry.key !== key)
     this.emit()
-    void this.storage.deleteRejection(key).then(() => this.peers.announce())
+    void this.deleteRejection(key)
+  }
+
+  private async deleteRejection(key: string): Promise<void> {
+    try {
+      await this.storage.deleteRejection(key)
+    } catch {
+      return // still recorded as dismissed: the next reload deletes it again
+    }
+    this.dismissals.remove(key)
+    this.peers.announce()
   }
 
   /** Stores a command; it is sent by the next flush. */

@@ -9,7 +9,7 @@ import { cacheKey } from './localdata'
 import { BrowserPeers } from './peers'
 import { mergePending, rebaseOrder, type DisplayQueue } from './merge'
 import { emptiedNotice, failedNotice, notifyInBackground } from './notify'
-import { MemoryOutboxStorage, Outbox, type Command, type OutboxEntry } from './outbox'
+import { MemoryOutboxStorage, Outbox, StoredDismissals, type Command, type OutboxEntry } from './outbox'
 import { viewClockOffset } from './progress'
 import { finishTimes, projectQueue } from './projection'
 import { RealtimeClient, type RealtimeState } from './realtime'
@@ -37,7 +37,8 @@ export function outbox(): Outbox {
     } catch {
       storage = new MemoryOutboxStorage()
     }
-    sharedOutbox = new Outbox(storage, undefined, BrowserPeers.make())
+    const dismissals = typeof localStorage === 'undefined' ? undefined : new StoredDismissals(localStorage)
+    sharedOutbox = new Outbox(storage, undefined, BrowserPeers.make(), dismissals)
   }
   return sharedOutbox
 }
