@@ -123,6 +123,63 @@ func TestRebuildIsBlueGreen(t *testing.T) {
 	})
 }
 
+// The switch of a rebuild retires the old generation while its worker may
+// be in the middle of a batch: it holds the old tables and ends by
+// advancing its checkpoint. The switch waits for that batch instead of
+// taking the checkpoint rows first (PostgreSQL then broke the deadlock
+// after a second by failing one side).
+func TestSwitchWaitsForTheRetiredGenerationsBatch(t *testing.T) {
+	ctx := context.Background()
+	b := openPostgres(t, "")
+	r := startRunner(t, b, Config{BatchSize: 100})
+	res, err := (projectiontest.Workload{Seed: 7, Players: 3, Commands: 100}).Run(ctx, b.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, r, res.Last)
+	var gen string
+	err = b.db.InTx(ctx, func(tx Tx) error {
+		// A batch of the old generation: it wrote its table ...
+		var pid int
+		if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE queue_status__v1 SET updated_at = updated_at`); err != nil {
+			return err
+		}
+		// ... when the rebuild reaches its switch, which waits for it ...
+		var err error
+		if gen, err = r.Rebuild(ctx, QueuesName); err != nil {
+			return err
+		}
+		for end := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			var waiting int
+			if err := b.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&waiting); err != nil {
+				return err
+			}
+			if waiting > 0 {
+				break
+			}
+			if time.Now().After(end) {
+				return errors.New("the switch never waited for the batch")
+			}
+		}
+		// ... and the batch ends by advancing its checkpoint, at once.
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '500ms'`); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE projection_checkpoints SET updated_at = now() WHERE name = $1 AND generation = 'v1'`, QueuesName)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the old generation's batch could not end while the switch waited: %v", err)
+	}
+	waitForRunner(t, r, "the switch to "+gen, func(ctx context.Context) (bool, error) {
+		s, err := r.StatusOf(ctx, QueuesName)
+		return s.Generation == gen && s.Rebuild == nil && s.State == StateLive, err
+	})
+}
+
 type bumped struct {
 	Projection
 	v int

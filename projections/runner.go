@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskqueue/taskqueue/eventstore"
 	"github.com/taskqueue/taskqueue/internal/faults"
+	"github.com/taskqueue/taskqueue/migrations"
 )
 
 // State is what a projection's worker is doing. The set is closed.
@@ -476,13 +477,20 @@ func (r *Runner) switchTo(ctx context.Context, p Projection, gen string, at even
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET active = (generation = $1) WHERE name = $2`, gen, p.Name()); err != nil {
-			return fmt.Errorf("activate %s/%s: %w", p.Name(), gen, err)
-		}
+		// Locks in the order readers and workers take them: the views
+		// (a reader locks a view, then its table), the retired tables,
+		// then their checkpoints (a worker's batch holds its tables and
+		// ends by advancing its checkpoint).
 		for _, t := range p.Tables() {
 			if err := pointView(ctx, tx, t, physical(t, gen)); err != nil {
 				return err
 			}
+		}
+		if err := lockRetired(ctx, tx, p, gen, cps); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET active = (generation = $1) WHERE name = $2`, gen, p.Name()); err != nil {
+			return fmt.Errorf("activate %s/%s: %w", p.Name(), gen, err)
 		}
 		for _, c := range cps {
 			if c.generation == gen {
@@ -499,6 +507,36 @@ func (r *Runner) switchTo(ctx context.Context, p Projection, gen string, at even
 		}
 		return nil
 	})
+}
+
+// lockRetired locks the tables of the generations that switchTo retires
+// before it touches their checkpoints (PostgreSQL). A retired generation's
+// worker may be in the middle of a batch, which holds its tables and ends
+// by advancing its checkpoint: locking the checkpoint rows first (the
+// UPDATE of active) and the tables then (DROP TABLE) waited for that batch
+// while the batch waited for its row, a deadlock PostgreSQL broke after a
+// second by failing one of the two (the fault suite's rebuilds met it).
+// Called once the views are locked: a reader takes a view, then its table.
+func lockRetired(ctx context.Context, tx Tx, p Projection, gen string, cps []checkpoint) error {
+	if tx.Dialect() != migrations.Postgres {
+		return nil // SQLite: one writer at a time
+	}
+	var tables []string
+	for _, c := range cps {
+		if c.generation == gen {
+			continue
+		}
+		for _, t := range p.Tables() {
+			tables = append(tables, physical(t, c.generation))
+		}
+	}
+	if len(tables) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(tables, ", ")+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		return fmt.Errorf("lock the retired tables of %s: %w", p.Name(), err)
+	}
+	return nil
 }
 
 // Retry restarts a failed projection from its checkpoint (after the cause
