@@ -191,6 +191,16 @@ func (l *playerLoad) enqueue(player string, count int) (string, bool) {
 
 // do sends one request to /api/queue/{player}+path. status 0 is a
 // transport error (the process is down or was killed meanwhile).
+// queueEmpty reads player's queue (path: a query such as ?minVersion=…)
+// and reports whether it answered 200 with no task, with the answer.
+func (l *playerLoad) queueEmpty(player, path string) (bool, int, []byte) {
+	status, body, _ := l.do(player, http.MethodGet, path, "", "")
+	var q struct {
+		Tasks []json.RawMessage `json:"tasks"`
+	}
+	return status == http.StatusOK && json.Unmarshal(body, &q) == nil && len(q.Tasks) == 0, status, body
+}
+
 func (l *playerLoad) do(player, method, path, body, key string) (int, []byte, http.Header) {
 	req, err := http.NewRequest(method, l.base(player)+"/api/queue/"+player+path, strings.NewReader(body))
 	if err != nil {

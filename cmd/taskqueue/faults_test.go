@@ -401,15 +401,10 @@ func (d *deployment) watch() (stop func()) {
 			case <-time.After(200 * time.Millisecond):
 			}
 			for _, base := range d.probeBases() {
-				resp, err := client.Get(base + "/readyz")
-				if err != nil {
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if strings.Contains(string(b), "projections failed") {
+				_, b, err := get(client, base+"/readyz")
+				if err == nil && strings.Contains(b, "projections failed") {
 					d.mu.Lock()
-					d.failedSeen = append(d.failedSeen, string(b))
+					d.failedSeen = append(d.failedSeen, b)
 					d.mu.Unlock()
 				}
 			}
@@ -436,16 +431,25 @@ func (d *deployment) ready() (bool, string) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	ok, bodies := true, ""
 	for _, base := range d.probeBases() {
-		resp, err := client.Get(base + "/readyz")
+		status, b, err := get(client, base+"/readyz")
 		if err != nil {
 			return false, err.Error()
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		ok = ok && resp.StatusCode == http.StatusOK
-		bodies += string(b) + " "
+		ok = ok && status == http.StatusOK
+		bodies += b + " "
 	}
 	return ok, bodies
+}
+
+// get answers a GET of url: the status and the body.
+func get(client *http.Client, url string) (int, string, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 // operatorView is what an operator sees during a fault: /readyz and the
@@ -454,21 +458,16 @@ func (d *deployment) operatorView() string {
 	client := &http.Client{Timeout: 5 * time.Second}
 	var out []string
 	for _, base := range d.probeBases() {
-		resp, err := client.Get(base + "/readyz")
+		status, b, err := get(client, base+"/readyz")
 		if err != nil {
 			out = append(out, "readyz: "+err.Error())
 			continue
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		out = append(out, fmt.Sprintf("readyz %d %s", resp.StatusCode, strings.TrimSpace(string(b))))
-		resp, err = client.Get(base + "/metrics")
-		if err != nil {
+		out = append(out, fmt.Sprintf("readyz %d %s", status, strings.TrimSpace(b)))
+		if _, b, err = get(client, base+"/metrics"); err != nil {
 			continue
 		}
-		b, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, line := range strings.Split(string(b), "\n") {
+		for _, line := range strings.Split(b, "\n") {
 			if strings.HasPrefix(line, "taskqueue_component_degraded{") && !strings.HasSuffix(line, " 0") {
 				out = append(out, line)
 			}
@@ -509,11 +508,8 @@ func (d *deployment) recovered(fault, label string, healed time.Time) time.Durat
 	}
 	for {
 		// At least the enqueue's version: no task then is the task done.
-		status, body, _ := d.load.do(probePlayer, http.MethodGet, "?minVersion="+version, "", "")
-		var q struct {
-			Tasks []json.RawMessage `json:"tasks"`
-		}
-		if status == http.StatusOK && json.Unmarshal(body, &q) == nil && len(q.Tasks) == 0 {
+		empty, status, body := d.load.queueEmpty(probePlayer, "?minVersion="+version)
+		if empty {
 			break
 		}
 		if time.Since(healed) > 90*time.Second {
@@ -655,11 +651,7 @@ func (d *deployment) probeDone(wait time.Duration) bool {
 		<-done
 	}
 	for end := time.Now().Add(wait); ; time.Sleep(50 * time.Millisecond) {
-		status, body, _ := d.load.do(probePlayer, http.MethodGet, "", "", "")
-		var q struct {
-			Tasks []json.RawMessage `json:"tasks"`
-		}
-		if status == http.StatusOK && json.Unmarshal(body, &q) == nil && len(q.Tasks) == 0 {
+		if empty, _, _ := d.load.queueEmpty(probePlayer, ""); empty {
 			return true
 		}
 		if time.Now().After(end) {
@@ -746,13 +738,11 @@ func (d *deployment) storageFullErrors() float64 {
 	client := &http.Client{Timeout: 5 * time.Second}
 	var sum float64
 	for _, base := range d.probeBases() {
-		resp, err := client.Get(base + "/metrics")
+		_, b, err := get(client, base+"/metrics")
 		if err != nil {
 			continue
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, line := range strings.Split(string(b), "\n") {
+		for _, line := range strings.Split(b, "\n") {
 			if strings.HasPrefix(line, "taskqueue_transient_errors_total{") && strings.Contains(line, `kind="storage-full"`) {
 				if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
 					sum += v
@@ -899,11 +889,8 @@ func (d *deployment) waitQueuesEmpty() {
 	d.t.Helper()
 	for _, p := range faultPlayers {
 		for end := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-			status, body, _ := d.load.do(p, http.MethodGet, "", "", "")
-			var q struct {
-				Tasks []json.RawMessage `json:"tasks"`
-			}
-			if status == http.StatusOK && json.Unmarshal(body, &q) == nil && len(q.Tasks) == 0 {
+			empty, status, body := d.load.queueEmpty(p, "")
+			if empty {
 				break
 			}
 			if time.Now().After(end) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -245,11 +244,8 @@ func (m *multiHost) cutServeFromRedis(fault string, length time.Duration) {
 	}
 	acked := time.Since(cutAt)
 	for {
-		status, body, _ := m.d.load.do(probePlayer, http.MethodGet, "?minVersion="+version, "", "")
-		var q struct {
-			Tasks []json.RawMessage `json:"tasks"`
-		}
-		if status == http.StatusOK && json.Unmarshal(body, &q) == nil && len(q.Tasks) == 0 {
+		empty, status, body := m.d.load.queueEmpty(probePlayer, "?minVersion="+version)
+		if empty {
 			break
 		}
 		if time.Since(cutAt) > length {
