@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -178,6 +179,63 @@ func TestSwitchWaitsForTheRetiredGenerationsBatch(t *testing.T) {
 		s, err := r.StatusOf(ctx, QueuesName)
 		return s.Generation == gen && s.Rebuild == nil && s.State == StateLive, err
 	})
+}
+
+// A worker of a generation that a rebuild retired meanwhile (in another
+// process: a replay, another instance) finds its tables gone at its next
+// batch. It stops as superseded, quietly: the batch's failure is not the
+// events', so nothing is isolated or logged as a refused batch.
+func TestRetiredGenerationsBatchIsSuperseded(t *testing.T) {
+	ctx := context.Background()
+	b := openPostgres(t, "")
+	r := startRunner(t, b, Config{BatchSize: 100})
+	res, err := (projectiontest.Workload{Seed: 11, Players: 3, Commands: 100}).Run(ctx, b.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, r, res.Last)
+	old, err := r.StatusOf(ctx, QueuesName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := r.Rebuild(ctx, QueuesName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForRunner(t, r, "the switch to "+gen, func(ctx context.Context) (bool, error) {
+		s, err := r.StatusOf(ctx, QueuesName)
+		return s.Generation == gen && s.Rebuild == nil && s.State == StateLive, err
+	})
+	if ok, _ := tableExists(ctx, b.db, "queue_status__"+old.Generation); ok {
+		t.Fatalf("the retired generation's table queue_status__%s is still there", old.Generation)
+	}
+
+	// Another runner's worker of the retired generation, where it stood.
+	var logged strings.Builder
+	stale, err := NewRunner(Config{Store: b.store, DB: b.db, Projections: []Projection{Queues{}},
+		Logger: slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := stale.newWorker(stale.projs[QueuesName], checkpoint{name: QueuesName, generation: old.Generation,
+		version: old.Version, active: true, position: old.Position})
+	more, err := (projectiontest.Workload{Seed: 12, Players: 2, Prefix: "later-", Commands: 10}).Run(ctx, b.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := b.store.ReadAll(ctx, old.Position, eventstore.Filter{}, 100)
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("read the events after %s: %d, %v (the workload ended at %s)", old.Position, len(evs), err, more.Last)
+	}
+	if err := w.apply(ctx, evs, evs[len(evs)-1].Position); !errors.Is(err, errSuperseded) {
+		t.Fatalf("the retired generation's batch: %v, want errSuperseded", err)
+	}
+	if strings.Contains(logged.String(), "level=WARN") || strings.Contains(logged.String(), "level=ERROR") {
+		t.Fatalf("the retired generation's batch was logged as a failure:\n%s", logged.String())
+	}
+	if f := w.failure(); f != nil {
+		t.Fatalf("the retired generation's worker recorded a failure: %+v", f)
+	}
 }
 
 type bumped struct {

@@ -300,6 +300,12 @@ func (w *worker) apply(ctx context.Context, evs []eventstore.RecordedEvent, to e
 	if err == nil || errors.Is(err, errSuperseded) || ctx.Err() != nil || faults.Transient(err) {
 		return err
 	}
+	// Still ours? A generation that a rebuild retired meanwhile (in another
+	// process) fails its batch on its dropped tables: superseded, not a
+	// batch to isolate.
+	if err := w.commit(ctx, nil, from, from); err != nil {
+		return err
+	}
 	w.r.cfg.Logger.Warn("projection batch failed; isolating the event", "projection", w.pr.p.Name(), "events", len(evs), "err", err)
 	for _, e := range evs {
 		w.mu.Lock()
