@@ -122,21 +122,39 @@ func (c *Client) NewPool(size int) redis.UniversalClient {
 
 // Ping asks the server, or every master of a cluster (a cluster is up
 // when each of its masters answers: a key's role fails on the one that
-// does not), then writes the key health (a minute's TTL): every role
-// writes, and a Redis that answers but refuses writes (its maxmemory
-// reached under noeviction, or unable to save to its disk) serves none of
-// them. On a cluster the write reaches the master of health's slot.
+// does not), then writes the key health (a minute's TTL), on a cluster a
+// key health{n} on each master: every role writes, and a Redis that
+// answers but refuses writes (its maxmemory reached under noeviction, or
+// unable to save to its disk) serves none of them.
 func (c *Client) Ping(ctx context.Context) error {
-	var err error
-	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.Ping(ctx).Err() })
-	} else {
-		err = c.rdb.Ping(ctx).Err()
+	cc, ok := c.rdb.(*redis.ClusterClient)
+	if !ok {
+		if err := c.rdb.Ping(ctx).Err(); err != nil {
+			return err
+		}
+		return c.rdb.Set(ctx, c.Key("health", ""), "1", time.Minute).Err()
 	}
+	if err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.Ping(ctx).Err() }); err != nil {
+		return err
+	}
+	ranges, err := cc.ClusterSlots(ctx).Result()
 	if err != nil {
 		return err
 	}
-	return c.rdb.Set(ctx, c.Key("health", ""), "1", time.Minute).Err()
+	// One key in the first slot of each master's (go-redis sends each
+	// write to its slot's master).
+	_, err = cc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		written := map[string]bool{}
+		for _, r := range ranges {
+			if len(r.Nodes) == 0 || written[r.Nodes[0].Addr] {
+				continue
+			}
+			written[r.Nodes[0].Addr] = true
+			p.Set(ctx, c.Key("health", slotTag(r.Start)), "1", time.Minute)
+		}
+		return nil
+	})
+	return err
 }
 
 // Up reports whether Redis is believed to be reachable.

@@ -16,6 +16,7 @@ import (
 	"github.com/taskqueue/taskqueue/queuecache/queuecachetest"
 	"github.com/taskqueue/taskqueue/ratelimit"
 	"github.com/taskqueue/taskqueue/ratelimit/ratelimittest"
+	"github.com/taskqueue/taskqueue/redisx"
 	"github.com/taskqueue/taskqueue/sessions/sessionstest"
 	"github.com/taskqueue/taskqueue/wakeups/wakeupstest"
 )
@@ -62,6 +63,47 @@ func TestRolesOnRedisCluster(t *testing.T) {
 				if err != nil || (n == 0) != (i < 3) {
 					t.Errorf("%s after forgetting alice: exists %d, %v", k, n, err)
 				}
+			}
+		},
+		"key slots": func(t *testing.T) {
+			c := redistest.On(t, cluster).OpenUp(t, nil)
+			for _, key := range []string{"foo{}{bar}", "foo{{bar}}zap", "foo{bar}{zap}", "{", "}{", "a{b", "health{7}", c.Key("health", "")} {
+				want, err := c.Redis().ClusterKeySlot(context.Background(), key).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := redisx.Slot(key); got != int(want) {
+					t.Errorf("Slot(%q) = %d, the server says %d", key, got, want)
+				}
+			}
+		},
+		"health check": func(t *testing.T) {
+			// One master refusing writes, not the one of the key health:
+			// the check writes to every master, so the client stays down.
+			c := redistest.On(t, cluster).OpenUp(t, nil)
+			ctx := context.Background()
+			var full string
+			for _, m := range cluster.Masters() {
+				if m != cluster.MasterOf(c.Key("health", "")) {
+					full = m
+				}
+			}
+			node := redis.NewClient(&redis.Options{Addr: full})
+			t.Cleanup(func() { node.Close() })
+			config := func(name, value string) {
+				if err := node.ConfigSet(ctx, name, value).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			config("maxmemory-policy", "noeviction")
+			config("maxmemory", "1")
+			t.Cleanup(func() { config("maxmemory", "0") })
+			if err := c.Ping(ctx); err == nil || !strings.Contains(err.Error(), "OOM") {
+				t.Fatalf("Ping while the master %s refuses writes: %v, want its OOM", full, err)
+			}
+			config("maxmemory", "0")
+			if err := c.Ping(ctx); err != nil {
+				t.Fatalf("Ping once every master takes writes: %v", err)
 			}
 		},
 		"wake-ups": func(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskqueue/taskqueue/redisx"
 )
 
 // RedisCluster is a Redis Cluster of the test's own: three masters, each
@@ -256,7 +258,7 @@ func (c *RedisCluster) Masters() []string {
 // says of itself that it is a master and holds key's slot.
 func (c *RedisCluster) MasterOf(key string) string {
 	c.t.Helper()
-	slot := redisSlot(key)
+	slot := redisx.Slot(key)
 	for _, addr := range c.Addrs() {
 		out, err := c.node(addr, "CLUSTER", "NODES")
 		if err != nil {
@@ -282,27 +284,6 @@ func (c *RedisCluster) MasterOf(key string) string {
 	}
 	c.t.Fatalf("no master serves slot %d of %q", slot, key)
 	return ""
-}
-
-// redisSlot is the cluster hash slot of key (CRC16 of its hash tag).
-func redisSlot(key string) int {
-	if s := strings.IndexByte(key, '{'); s >= 0 {
-		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
-			key = key[s+1 : s+1+e]
-		}
-	}
-	var crc uint16
-	for i := 0; i < len(key); i++ {
-		crc ^= uint16(key[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return int(crc) % 16384
 }
 
 // Failover promotes the replica of the master at addr with CLUSTER
