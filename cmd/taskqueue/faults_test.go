@@ -352,6 +352,7 @@ func (d *deployment) play(scenarios func()) {
 	d.load.finish()
 	stopWatch()
 	d.waitQueuesEmpty()
+	d.waitReadModelsCaughtUp()
 	d.noDeadLetters()
 	d.t.Logf("slowest answer %s; %d commands acknowledged", d.load.slowest.Round(time.Millisecond), d.ackedCount())
 	for _, r := range d.recoveries {
@@ -781,21 +782,21 @@ func (d *deployment) noDeadLetters() {
 	}
 }
 
-// adminProjections returns the serve process's projections (GET
-// /api/admin/projections), processor_schedule aside.
-func (d *deployment) adminProjections() map[string]struct {
+// projectionState is a projection as GET /api/admin/projections shows it.
+type projectionState struct {
+	Name       string          `json:"name"`
 	Generation string          `json:"generation"`
 	State      string          `json:"state"`
 	Rebuild    json.RawMessage `json:"rebuild"`
-} {
+	LagSeconds float64         `json:"lagSeconds"`
+}
+
+// adminProjections returns the serve process's projections (GET
+// /api/admin/projections), processor_schedule aside.
+func (d *deployment) adminProjections() map[string]projectionState {
 	d.t.Helper()
 	var out struct {
-		Projections []struct {
-			Name       string          `json:"name"`
-			Generation string          `json:"generation"`
-			State      string          `json:"state"`
-			Rebuild    json.RawMessage `json:"rebuild"`
-		} `json:"projections"`
+		Projections []projectionState `json:"projections"`
 	}
 	for end := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		code, body := d.adminCall(http.MethodGet, "/api/admin/projections")
@@ -806,22 +807,36 @@ func (d *deployment) adminProjections() map[string]struct {
 			d.t.Fatalf("GET /api/admin/projections: %d %s", code, body)
 		}
 	}
-	m := map[string]struct {
-		Generation string          `json:"generation"`
-		State      string          `json:"state"`
-		Rebuild    json.RawMessage `json:"rebuild"`
-	}{}
+	m := map[string]projectionState{}
 	for _, p := range out.Projections {
-		if p.Name == "processor_schedule" {
-			continue
+		if p.Name != "processor_schedule" {
+			m[p.Name] = p
 		}
-		m[p.Name] = struct {
-			Generation string          `json:"generation"`
-			State      string          `json:"state"`
-			Rebuild    json.RawMessage `json:"rebuild"`
-		}{p.Generation, p.State, p.Rebuild}
 	}
 	return m
+}
+
+// waitReadModelsCaughtUp waits until the serve process's projections have
+// no rebuild under way and no event waiting: the players' queues
+// run empty in the queue cache (which the commands fill) before the read
+// models, which the end of the run compares with a replay, have applied
+// the last events.
+func (d *deployment) waitReadModelsCaughtUp() {
+	d.t.Helper()
+	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		behind := ""
+		for name, p := range d.adminProjections() {
+			if len(p.Rebuild) > 0 && string(p.Rebuild) != "null" || p.LagSeconds > 0 {
+				behind = fmt.Sprintf("%s: %s, rebuild %s, lag %.3f s", name, p.State, p.Rebuild, p.LagSeconds)
+			}
+		}
+		if behind == "" {
+			return
+		}
+		if time.Now().After(end) {
+			d.t.Fatalf("the read models did not catch up: %s", behind)
+		}
+	}
 }
 
 func (d *deployment) adminCall(method, path string) (int, string) {
