@@ -131,15 +131,9 @@ func TestRebuildIsBlueGreen(t *testing.T) {
 // after a second by failing one side).
 func TestSwitchWaitsForTheRetiredGenerationsBatch(t *testing.T) {
 	ctx := context.Background()
-	b := openPostgres(t, "")
-	r := startRunner(t, b, Config{BatchSize: 100})
-	res, err := (projectiontest.Workload{Seed: 7, Players: 3, Commands: 100}).Run(ctx, b.store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitCaughtUp(t, r, res.Last)
+	b, r := liveOnPostgres(t, 7)
 	var gen string
-	err = b.db.InTx(ctx, func(tx Tx) error {
+	err := b.db.InTx(ctx, func(tx Tx) error {
 		// A batch of the old generation: it wrote its table ...
 		var pid int
 		if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
@@ -181,19 +175,28 @@ func TestSwitchWaitsForTheRetiredGenerationsBatch(t *testing.T) {
 	})
 }
 
+// liveOnPostgres starts a runner (batches of 100) on a PostgreSQL
+// backend of its own and returns once it has applied a workload of 100
+// commands by 3 players (seed seed).
+func liveOnPostgres(t *testing.T, seed uint64) (backend, *Runner) {
+	t.Helper()
+	b := openPostgres(t, "")
+	r := startRunner(t, b, Config{BatchSize: 100})
+	res, err := (projectiontest.Workload{Seed: seed, Players: 3, Commands: 100}).Run(context.Background(), b.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, r, res.Last)
+	return b, r
+}
+
 // A worker of a generation that a rebuild retired meanwhile (in another
 // process: a replay, another instance) finds its tables gone at its next
 // batch. It stops as superseded, quietly: the batch's failure is not the
 // events', so nothing is isolated or logged as a refused batch.
 func TestRetiredGenerationsBatchIsSuperseded(t *testing.T) {
 	ctx := context.Background()
-	b := openPostgres(t, "")
-	r := startRunner(t, b, Config{BatchSize: 100})
-	res, err := (projectiontest.Workload{Seed: 11, Players: 3, Commands: 100}).Run(ctx, b.store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitCaughtUp(t, r, res.Last)
+	b, r := liveOnPostgres(t, 11)
 	old, err := r.StatusOf(ctx, QueuesName)
 	if err != nil {
 		t.Fatal(err)

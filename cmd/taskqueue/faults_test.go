@@ -791,6 +791,11 @@ type projectionState struct {
 	LagSeconds float64         `json:"lagSeconds"`
 }
 
+// rebuilding reports whether a new generation of p is being built.
+func (p projectionState) rebuilding() bool {
+	return len(p.Rebuild) > 0 && string(p.Rebuild) != "null"
+}
+
 // adminProjections returns the serve process's projections (GET
 // /api/admin/projections), processor_schedule aside.
 func (d *deployment) adminProjections() map[string]projectionState {
@@ -826,7 +831,7 @@ func (d *deployment) waitReadModelsCaughtUp() {
 	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		behind := ""
 		for name, p := range d.adminProjections() {
-			if len(p.Rebuild) > 0 && string(p.Rebuild) != "null" || p.LagSeconds > 0 {
+			if p.rebuilding() || p.LagSeconds > 0 {
 				behind = fmt.Sprintf("%s: %s, rebuild %s, lag %.3f s", name, p.State, p.Rebuild, p.LagSeconds)
 			}
 		}
@@ -873,7 +878,7 @@ func (d *deployment) killDuringRebuild(fault string) {
 		done := true
 		for name, b := range before {
 			a := after[name]
-			done = done && a.Generation != b.Generation && (len(a.Rebuild) == 0 || string(a.Rebuild) == "null") && a.State == "live"
+			done = done && a.Generation != b.Generation && !a.rebuilding() && a.State == "live"
 		}
 		if done {
 			break
