@@ -39,6 +39,25 @@ func openAtHead(t *testing.T) (*postgres.Store, context.Context, eventstore.Posi
 	return s, ctx, start
 }
 
+// readBack reads the log after start once its n events are readable:
+// readers stop below the oldest open writing transaction of the server,
+// which another test's may hold for a moment.
+func readBack(t *testing.T, ctx context.Context, s *postgres.Store, start eventstore.Position, n int) []eventstore.RecordedEvent {
+	t.Helper()
+	var all []eventstore.RecordedEvent
+	testenv.WaitFor(t, fmt.Sprintf("the %d events to be readable", n), func() bool {
+		var err error
+		if all, err = s.ReadAll(ctx, start, eventstore.Filter{}, 10_000); err != nil {
+			t.Fatal(err)
+		}
+		return len(all) >= n
+	})
+	if len(all) != n {
+		t.Fatalf("read back %d events, want %d", len(all), n)
+	}
+	return all
+}
+
 // Subscriptions that follow the head of the log share their reads of it
 // (several answered by one read), and each still gets exactly the events
 // its filter selects, in log order, once, while appends commit side by
@@ -98,13 +117,7 @@ func TestSubscriptionsAtTheHeadShareTheirReads(t *testing.T) {
 		}()
 	}
 	writers.Wait()
-	all, err := s.ReadAll(ctx, start, eventstore.Filter{}, 10_000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(all) != 4*60*2 {
-		t.Fatalf("read back %d events, want %d", len(all), 4*60*2)
-	}
+	all := readBack(t, ctx, s, start, 4*60*2)
 	want := make([][]eventstore.RecordedEvent, len(filters))
 	for i, f := range filters {
 		for _, e := range all {
@@ -162,16 +175,7 @@ func TestSharedReadCutByItsLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Readers of the log stop below the oldest open writing transaction of
-	// the server, which another test's may hold for a moment.
-	var all []eventstore.RecordedEvent
-	testenv.WaitFor(t, "the 700 events to be readable", func() bool {
-		var err error
-		if all, err = s.ReadAll(ctx, start, eventstore.Filter{}, 10_000); err != nil {
-			t.Fatal(err)
-		}
-		return len(all) == 700
-	})
+	all := readBack(t, ctx, s, start, 700)
 	got, err := postgres.TailRound(ctx, s, start, all[549].Position, all[499].Position)
 	if err != nil {
 		t.Fatal(err)
