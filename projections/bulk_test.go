@@ -304,3 +304,82 @@ func TestCatchUpFarBehindReadsAhead(t *testing.T) {
 		t.Fatal("the page after the batch being applied was not read while it was applied")
 	}
 }
+
+// readCounter counts the events ReadAll returns for the zero filter: the
+// catch-up's pages.
+type readCounter struct {
+	eventstore.Store
+	events atomic.Int64
+}
+
+func (s *readCounter) ReadAll(ctx context.Context, after eventstore.Position, f eventstore.Filter, limit int) ([]eventstore.RecordedEvent, error) {
+	evs, err := s.Store.ReadAll(ctx, after, f, limit)
+	if f.IsZero() {
+		s.events.Add(int64(len(evs)))
+	}
+	return evs, err
+}
+
+func (s *readCounter) Unwrap() eventstore.Store { return s.Store }
+
+// Projections catching up far behind together read each page of the log
+// once, even when one of them applies its batches far slower than the
+// others: the faster ones wait for it rather than run so far ahead that
+// the pages it still needs leave the cache and are read again.
+func TestSlowProjectionDoesNotReadPagesTwice(t *testing.T) {
+	b := openPostgres(t, "")
+	events, last := bulkLog(t, b)
+	counter := &readCounter{Store: b.store}
+	counted := backend{name: b.name, store: counter, db: b.db, url: b.url}
+	r, stop := runFor(t, counted, Config{BatchSize: 20, bulkChunk: 100, Projections: allProjections(),
+		beforeCommit: func(name string) {
+			if name == QueuesName {
+				time.Sleep(30 * time.Millisecond)
+			}
+		}})
+	waitCaughtUp(t, r, last)
+	stop()
+	if n := counter.events.Load(); n > int64(events)*13/10 {
+		t.Fatalf("the catch-up read %d events of a %d-event log: pages read again", n, events)
+	}
+}
+
+// A projection catching up far behind that stalls (its database blocks a
+// batch) holds the others back for maxPaceWait at most, not page after
+// page (some 20 pages here: 40 s): they reach the head while it is still
+// stalled, well within 20 s.
+func TestStalledProjectionHoldsNoOneBack(t *testing.T) {
+	b := openPostgres(t, "")
+	_, last := bulkLog(t, b)
+	release := make(chan struct{})
+	var batches atomic.Int32
+	r, stop := runFor(t, b, Config{BatchSize: 20, bulkChunk: 100, Projections: allProjections(),
+		beforeCommit: func(name string) {
+			if name == QueuesName && batches.Add(1) == 2 {
+				<-release
+			}
+		}})
+	defer stop()
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, name := range []string{PlayerProgressName, AnalyticsName} {
+		for {
+			s, err := r.StatusOf(ctx, name)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if !s.Position.Less(last) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s at %v after 20 s while queues stalls, want %v", name, s.Position, last)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	if s, err := r.StatusOf(ctx, QueuesName); err != nil || !s.Position.Less(last) {
+		t.Fatalf("queues at %v (%v) while stalled, want behind %v", s.Position, err, last)
+	}
+}
