@@ -305,8 +305,9 @@ func TestCatchUpFarBehindReadsAhead(t *testing.T) {
 	}
 }
 
-// readCounter counts the events ReadAll returns for the zero filter: the
-// catch-up's pages.
+// readCounter counts the events ReadAll returns for the zero filter in
+// reads of more than one event: the catch-up's pages (the status's probes
+// of what follows a checkpoint read one).
 type readCounter struct {
 	eventstore.Store
 	events atomic.Int64
@@ -314,7 +315,7 @@ type readCounter struct {
 
 func (s *readCounter) ReadAll(ctx context.Context, after eventstore.Position, f eventstore.Filter, limit int) ([]eventstore.RecordedEvent, error) {
 	evs, err := s.Store.ReadAll(ctx, after, f, limit)
-	if f.IsZero() {
+	if f.IsZero() && limit > 1 {
 		s.events.Add(int64(len(evs)))
 	}
 	return evs, err
@@ -339,21 +340,23 @@ func TestSlowProjectionDoesNotReadPagesTwice(t *testing.T) {
 		}})
 	waitCaughtUp(t, r, last)
 	stop()
-	if n := counter.events.Load(); n > int64(events)*13/10 {
+	n := counter.events.Load()
+	if n > int64(events)*11/10 {
 		t.Fatalf("the catch-up read %d events of a %d-event log: pages read again", n, events)
 	}
+	t.Logf("the catch-up read %d events of a %d-event log", n, events)
 }
 
 // A projection catching up far behind that stalls (its database blocks a
-// batch) holds the others back for maxPaceWait at most, not page after
-// page (some 20 pages here: 40 s): they reach the head while it is still
-// stalled, well within 20 s.
+// batch) holds the others back for paceWait (1 s here) at most, not page
+// after page (some 20 pages here: 20 s): they reach the head while it is
+// still stalled, well within 15 s.
 func TestStalledProjectionHoldsNoOneBack(t *testing.T) {
 	b := openPostgres(t, "")
 	_, last := bulkLog(t, b)
 	release := make(chan struct{})
 	var batches atomic.Int32
-	r, stop := runFor(t, b, Config{BatchSize: 20, bulkChunk: 100, Projections: allProjections(),
+	r, stop := runFor(t, b, Config{BatchSize: 20, bulkChunk: 100, paceWait: time.Second, Projections: allProjections(),
 		beforeCommit: func(name string) {
 			if name == QueuesName && batches.Add(1) == 2 {
 				<-release
@@ -361,7 +364,7 @@ func TestStalledProjectionHoldsNoOneBack(t *testing.T) {
 		}})
 	defer stop()
 	defer close(release)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	for _, name := range []string{PlayerProgressName, AnalyticsName} {
 		for {
@@ -374,7 +377,7 @@ func TestStalledProjectionHoldsNoOneBack(t *testing.T) {
 			}
 			select {
 			case <-ctx.Done():
-				t.Fatalf("%s at %v after 20 s while queues stalls, want %v", name, s.Position, last)
+				t.Fatalf("%s at %v after 15 s while queues stalls, want %v", name, s.Position, last)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}

@@ -85,6 +85,8 @@ type Config struct {
 	// bulkBuilt, when set (by tests), is told of every bulk build that
 	// ended, with the events it applied.
 	bulkBuilt func(projection string, events int64)
+	// paceWait, when set (by tests), replaces defaultPaceWait.
+	paceWait time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -93,6 +95,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.bulkChunk <= 0 {
 		c.bulkChunk = defaultBulkChunk
+	}
+	if c.paceWait <= 0 {
+		c.paceWait = defaultPaceWait
 	}
 	if c.RetryDelay <= 0 {
 		c.RetryDelay = time.Second

@@ -241,12 +241,16 @@ func (w *worker) catchUp(ctx context.Context) error {
 		w.mu.Lock()
 		from := w.pos
 		w.mu.Unlock()
-		if size > w.r.cfg.BatchSize && p.Filter().IsZero() {
-			if err := w.r.cache.pace(ctx, w, from, size); err != nil {
+		if p.Filter().IsZero() {
+			// Far behind, keep within two pages of the slowest; else (the
+			// first batch, or near the head) say where this one is.
+			lead := 0
+			if size > w.r.cfg.BatchSize {
+				lead = (cachedPages - 1) * size
+			}
+			if err := w.r.cache.pace(ctx, w, from, lead, w.r.cfg.paceWait); err != nil {
 				return err
 			}
-		} else {
-			w.r.cache.leave(w) // near the head: no longer far behind
 		}
 		evs, dec, err := w.r.readPage(ctx, from, p.Filter(), size)
 		if err != nil {
@@ -459,27 +463,29 @@ type pageCache struct {
 	inflight map[eventstore.Position]*pageRead
 	// epoch counts drops: a read begun before one is not cached.
 	epoch int
-	// readers are the projections catching up far behind through the
-	// cache, each at the page it reads or applies (pace); moved is closed
-	// and replaced when one of them moves on or leaves.
+	// readers are the projections catching up through the cache, each
+	// at the page it reads or applies (pace); moved is closed and
+	// replaced when one of them moves on or leaves.
 	readers map[*worker]paceMark
 	moved   chan struct{}
 }
 
-// maxPaceWait bounds how long a projection catching up far behind waits
-// for a slower one that does not move on (pageCache.pace).
-const maxPaceWait = 2 * time.Second
+// defaultPaceWait bounds how long a projection catching up far behind
+// waits for a slower one that does not move on (pageCache.pace): longer
+// than a 16,384-event page takes to apply on a loaded machine.
+const defaultPaceWait = 10 * time.Second
 
-// pace records that w, catching up far behind, is about to read the page
-// of size events after from, and waits while another projection doing the
-// same is more than two such pages behind it: the cache keeps the last
-// cachedPages pages, so running further ahead would push out the pages the
-// slower one has yet to apply, and it would read and decode them again
-// (with a 30-ms batch for one projection of three, a test's catch-up read
-// its log 2.6 to 3.5 times over). A projection that has not moved on for
-// maxPaceWait (its database stalls, say) holds no one back. It returns
-// ctx's error if ctx ends while it waits.
-func (c *pageCache) pace(ctx context.Context, w *worker, from eventstore.Position, size int) error {
+// pace records that w, catching up through the cache, is about to read
+// the page after from. When lead > 0 (w reads pages of a catch-up far
+// behind), it then waits while another projection catching up is more
+// than lead events behind from: the cache keeps the last cachedPages
+// pages, so running further ahead would push out the pages the slower one
+// has yet to apply, and it would read and decode them again (with a 30-ms
+// batch for one projection of three, a test's catch-up read its log nearly
+// twice over). A projection that has not moved on for limit (its database
+// stalls, say) holds no one back. It returns ctx's error if ctx ends while
+// it waits.
+func (c *pageCache) pace(ctx context.Context, w *worker, from eventstore.Position, lead int, limit time.Duration) error {
 	for {
 		c.mu.Lock()
 		now := time.Now()
@@ -492,8 +498,8 @@ func (c *pageCache) pace(ctx context.Context, w *worker, from eventstore.Positio
 		}
 		var wait time.Duration // until the slower one is taken for stalled
 		for other, m := range c.readers {
-			if other != w && seqLag(m.at, from) > int64((cachedPages-1)*size) {
-				wait = max(wait, m.since.Add(maxPaceWait).Sub(now))
+			if lead > 0 && other != w && seqLag(m.at, from) > int64(lead) {
+				wait = max(wait, m.since.Add(limit).Sub(now))
 			}
 		}
 		moved := c.moved
@@ -513,14 +519,14 @@ func (c *pageCache) pace(ctx context.Context, w *worker, from eventstore.Positio
 	}
 }
 
-// paceMark is where a projection catching up far behind is (the page it
-// reads or applies) and since when.
+// paceMark is where a projection catching up is (the page it reads or
+// applies) and since when.
 type paceMark struct {
 	at    eventstore.Position
 	since time.Time
 }
 
-// leave says that w no longer catches up far behind.
+// leave says that w no longer catches up.
 func (c *pageCache) leave(w *worker) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
