@@ -386,3 +386,55 @@ func TestStalledProjectionHoldsNoOneBack(t *testing.T) {
 		t.Fatalf("queues at %v (%v) while stalled, want behind %v", s.Position, err, last)
 	}
 }
+
+// Projections catching up far apart in the log (one added to the runner,
+// catching up from the start, while the others catch up from their
+// checkpoints) read different pages anyway: none waits for the other.
+func TestFarApartProjectionsDoNotPaceEachOther(t *testing.T) {
+	ctx := context.Background()
+	b := openPostgres(t, "")
+	_, first := bulkLog(t, b)
+	r1, stop1 := runFor(t, b, Config{Projections: []Projection{PlayerProgress{}, Analytics{}}})
+	waitCaughtUp(t, r1, first)
+	stop1()
+	if _, err := (projectiontest.Workload{Seed: 22, Prefix: "later", Players: 25, Commands: 2500}).Run(ctx, b.store); err != nil {
+		t.Fatal(err)
+	}
+	head, err := b.store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Queues, from the start, stalls at its second batch for longer than
+	// the test; a minute before a projection counts as stalled.
+	release := make(chan struct{})
+	var batches atomic.Int32
+	r, stop := runFor(t, b, Config{BatchSize: 20, bulkChunk: 100, paceWait: time.Minute, Projections: allProjections(),
+		beforeCommit: func(name string) {
+			if name == QueuesName && batches.Add(1) == 2 {
+				<-release
+			}
+		}})
+	defer stop()
+	defer close(release)
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for _, name := range []string{PlayerProgressName, AnalyticsName} {
+		for {
+			s, err := r.StatusOf(wctx, name)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if !s.Position.Less(head) {
+				break
+			}
+			select {
+			case <-wctx.Done():
+				t.Fatalf("%s at %v after 15 s, want %v: it waited for queues, far behind it", name, s.Position, head)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	if s, err := r.StatusOf(ctx, QueuesName); err != nil || !s.Position.Less(first) {
+		t.Fatalf("queues at %v (%v), want still before %v", s.Position, err, first)
+	}
+}

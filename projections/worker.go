@@ -478,13 +478,16 @@ const defaultPaceWait = 10 * time.Second
 // pace records that w, catching up through the cache, is about to read
 // the page after from. When lead > 0 (w reads pages of a catch-up far
 // behind), it then waits while another projection catching up is more
-// than lead events behind from: the cache keeps the last cachedPages
-// pages, so running further ahead would push out the pages the slower one
-// has yet to apply, and it would read and decode them again (with a 30-ms
-// batch for one projection of three, a test's catch-up read its log nearly
-// twice over). A projection that has not moved on for limit (its database
-// stalls, say) holds no one back. It returns ctx's error if ctx ends while
-// it waits.
+// than lead events behind from, but not twice as much: the cache keeps the
+// last cachedPages pages, so running further ahead would push out the
+// pages the slower one has yet to apply, and it would read and decode them
+// again (with a 30-ms batch for one projection of three, a test's catch-up
+// read its log nearly twice over). One further behind reads other pages
+// anyway (a projection catching up from the start while the others catch
+// up from their checkpoints): waiting for it would only hold the others'
+// read models back. A projection that has not moved on for limit (its
+// database stalls, say) holds no one back. It returns ctx's error if ctx
+// ends while it waits.
 func (c *pageCache) pace(ctx context.Context, w *worker, from eventstore.Position, lead int, limit time.Duration) error {
 	for {
 		c.mu.Lock()
@@ -498,7 +501,7 @@ func (c *pageCache) pace(ctx context.Context, w *worker, from eventstore.Positio
 		}
 		var wait time.Duration // until the slower one is taken for stalled
 		for other, m := range c.readers {
-			if lead > 0 && other != w && seqLag(m.at, from) > int64(lead) {
+			if lag := seqLag(m.at, from); lead > 0 && other != w && lag > int64(lead) && lag <= 2*int64(lead) {
 				wait = max(wait, m.since.Add(limit).Sub(now))
 			}
 		}
