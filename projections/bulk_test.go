@@ -348,9 +348,9 @@ func TestSlowProjectionDoesNotReadPagesTwice(t *testing.T) {
 }
 
 // A projection catching up far behind that stalls (its database blocks a
-// batch) holds the others back for paceWait (1 s here) at most, not page
-// after page (some 20 pages here: 20 s): they reach the head while it is
-// still stalled, well within 15 s.
+// batch) holds the others back for paceWait (1 s here), not for as long as
+// it stalls: they reach the head while it is still stalled, well within
+// 15 s (without the bound they stay two pages ahead of it).
 func TestStalledProjectionHoldsNoOneBack(t *testing.T) {
 	b := openPostgres(t, "")
 	_, last := bulkLog(t, b)
