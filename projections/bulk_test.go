@@ -354,35 +354,9 @@ func TestSlowProjectionDoesNotReadPagesTwice(t *testing.T) {
 func TestStalledProjectionHoldsNoOneBack(t *testing.T) {
 	b := openPostgres(t, "")
 	_, last := bulkLog(t, b)
-	release := make(chan struct{})
-	var batches atomic.Int32
-	r, stop := runFor(t, b, Config{BatchSize: 20, bulkChunk: 100, paceWait: time.Second, Projections: allProjections(),
-		beforeCommit: func(name string) {
-			if name == QueuesName && batches.Add(1) == 2 {
-				<-release
-			}
-		}})
-	defer stop()
-	defer close(release)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	for _, name := range []string{PlayerProgressName, AnalyticsName} {
-		for {
-			s, err := r.StatusOf(ctx, name)
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			if !s.Position.Less(last) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%s at %v after 15 s while queues stalls, want %v", name, s.Position, last)
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}
-	if s, err := r.StatusOf(ctx, QueuesName); err != nil || !s.Position.Less(last) {
+	r := runWithQueuesStalled(t, b, time.Second)
+	othersReach(t, r, last, "while queues stalls")
+	if s, err := r.StatusOf(context.Background(), QueuesName); err != nil || !s.Position.Less(last) {
 		t.Fatalf("queues at %v (%v) while stalled, want behind %v", s.Position, err, last)
 	}
 }
@@ -406,21 +380,38 @@ func TestFarApartProjectionsDoNotPaceEachOther(t *testing.T) {
 	}
 	// Queues, from the start, stalls at its second batch for longer than
 	// the test; a minute before a projection counts as stalled.
+	r := runWithQueuesStalled(t, b, time.Minute)
+	othersReach(t, r, head, "it waited for queues, far behind it")
+	if s, err := r.StatusOf(ctx, QueuesName); err != nil || !s.Position.Less(first) {
+		t.Fatalf("queues at %v (%v), want still before %v", s.Position, err, first)
+	}
+}
+
+// runWithQueuesStalled runs every projection on b in far-behind pages of
+// 100 events, queues stalling at its second batch until the test ends.
+func runWithQueuesStalled(t *testing.T, b backend, paceWait time.Duration) *Runner {
+	t.Helper()
 	release := make(chan struct{})
 	var batches atomic.Int32
-	r, stop := runFor(t, b, Config{BatchSize: 20, bulkChunk: 100, paceWait: time.Minute, Projections: allProjections(),
+	r, stop := runFor(t, b, Config{BatchSize: 20, bulkChunk: 100, paceWait: paceWait, Projections: allProjections(),
 		beforeCommit: func(name string) {
 			if name == QueuesName && batches.Add(1) == 2 {
 				<-release
 			}
 		}})
-	defer stop()
-	defer close(release)
-	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	t.Cleanup(func() { close(release); stop() }) // before runFor's own cleanup
+	return r
+}
+
+// othersReach fails the test unless player_progress and analytics reach
+// head within 15 s.
+func othersReach(t *testing.T, r *Runner, head eventstore.Position, why string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	for _, name := range []string{PlayerProgressName, AnalyticsName} {
 		for {
-			s, err := r.StatusOf(wctx, name)
+			s, err := r.StatusOf(ctx, name)
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
@@ -428,13 +419,10 @@ func TestFarApartProjectionsDoNotPaceEachOther(t *testing.T) {
 				break
 			}
 			select {
-			case <-wctx.Done():
-				t.Fatalf("%s at %v after 15 s, want %v: it waited for queues, far behind it", name, s.Position, head)
+			case <-ctx.Done():
+				t.Fatalf("%s at %v after 15 s, want %v: %s", name, s.Position, head, why)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-	}
-	if s, err := r.StatusOf(ctx, QueuesName); err != nil || !s.Position.Less(first) {
-		t.Fatalf("queues at %v (%v), want still before %v", s.Position, err, first)
 	}
 }
