@@ -38,18 +38,27 @@ func Export(ctx context.Context, store eventstore.Store, w io.Writer, r Range) (
 	res := ExportResult{Head: head}
 	bw := bufio.NewWriterSize(w, 1<<16)
 	enc := json.NewEncoder(bw)
+	// passed: the readable prefix had reached head before the last read
+	// began, so an empty page then means nothing readable is left up to
+	// head (only tombstones). An empty page before that may just have been
+	// read while the prefix lagged, even if it has passed head since.
+	passed := false
 	for after := eventstore.Start; after.Less(head); {
 		page, err := store.ReadAll(ctx, after, eventstore.Filter{}, readPage)
 		if err != nil {
 			return res, fmt.Errorf("export: read the log after %s: %w", after, err)
 		}
 		if len(page) == 0 {
+			if passed {
+				break
+			}
 			readable, err := store.Head(ctx)
 			if err != nil {
 				return res, fmt.Errorf("export: read the head of the log: %w", err)
 			}
 			if !readable.Less(head) {
-				break // nothing more up to head
+				passed = true
+				continue // read again: this read sees every event up to head
 			}
 			select { // the readable prefix has not reached head yet
 			case <-ctx.Done():
