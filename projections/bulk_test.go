@@ -347,6 +347,87 @@ func TestSlowProjectionDoesNotReadPagesTwice(t *testing.T) {
 	t.Logf("the catch-up read %d events of a %d-event log", n, events)
 }
 
+// byStreamCounter counts the events ReadByStream returns (the bulk
+// build's pages) once counting is set, and holds every read but the first
+// page's until open is closed.
+type byStreamCounter struct {
+	eventstore.Store
+	counting atomic.Bool
+	open     chan struct{}
+	events   atomic.Int64
+}
+
+func (s *byStreamCounter) ReadByStream(ctx context.Context, upTo eventstore.Position, afterStream string, afterVersion int64, limit int) (
+	[]eventstore.RecordedEvent, string, int64, bool, error) {
+	if !s.counting.Load() {
+		return s.reader().ReadByStream(ctx, upTo, afterStream, afterVersion, limit)
+	}
+	if afterStream != "" {
+		select {
+		case <-s.open:
+		case <-ctx.Done():
+			return nil, "", 0, false, ctx.Err()
+		}
+	}
+	evs, stream, version, more, err := s.reader().ReadByStream(ctx, upTo, afterStream, afterVersion, limit)
+	s.events.Add(int64(len(evs)))
+	return evs, stream, version, more, err
+}
+
+func (s *byStreamCounter) reader() streamReader {
+	src, _ := streamReaderOf(s.Store)
+	return src
+}
+
+func (s *byStreamCounter) Unwrap() eventstore.Store { return s.Store }
+
+// Projections rebuilt in bulk together read each page of the log once,
+// even when one of them folds and writes its pages far slower than the
+// others: the faster ones wait for it rather than run so far ahead that
+// the pages it still needs leave the scan's cache and are read again. The
+// log's pages after the first are held until every builder has joined
+// (the three rebuilds are asked for one after the other, and 100-event
+// pages take a millisecond or two to read).
+func TestSlowBulkBuilderDoesNotReadPagesTwice(t *testing.T) {
+	ctx := context.Background()
+	b := openPostgres(t, "")
+	events, last := bulkLog(t, b)
+	counter := &byStreamCounter{Store: b.store, open: make(chan struct{})}
+	r := startRunner(t, backend{name: b.name, store: counter, db: b.db, url: b.url}, Config{bulkChunk: 100,
+		afterBulkChunk: func(name string) error {
+			if name == QueuesName {
+				time.Sleep(30 * time.Millisecond)
+			}
+			return nil
+		}})
+	waitCaughtUp(t, r, last) // the first build, in bulk too
+	counter.counting.Store(true)
+	gens := map[string]string{}
+	for _, name := range r.Names() {
+		gen, err := r.Rebuild(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gens[name] = gen
+	}
+	waitForRunner(t, r, "every bulk build under way", func(context.Context) (bool, error) {
+		r.scan.builders.mu.Lock()
+		defer r.scan.builders.mu.Unlock()
+		return len(r.scan.builders.marks) == len(gens), nil
+	})
+	close(counter.open)
+	for name, gen := range gens {
+		if err := r.WaitRebuilt(ctx, name, gen, 20*time.Millisecond, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := counter.events.Load()
+	if n > int64(events)*11/10 {
+		t.Fatalf("the bulk builds read %d events of a %d-event log: pages read again", n, events)
+	}
+	t.Logf("the bulk builds read %d events of a %d-event log", n, events)
+}
+
 // A projection catching up far behind that stalls (its database blocks a
 // batch) holds the others back for paceWait (1 s here), not for as long as
 // it stalls: they reach the head while it is still stalled, well within

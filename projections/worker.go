@@ -236,19 +236,24 @@ func (w *worker) follow(ctx context.Context, stopActive func()) error {
 func (w *worker) catchUp(ctx context.Context) error {
 	p := w.pr.p
 	size := w.r.cfg.BatchSize
-	defer w.r.cache.leave(w)
+	defer w.r.cache.readers.leave(w)
 	for {
 		w.mu.Lock()
 		from := w.pos
 		w.mu.Unlock()
 		if p.Filter().IsZero() {
-			// Far behind, keep within two pages of the slowest; else (the
-			// first batch, or near the head) say where this one is.
-			lead := 0
+			// Far behind, keep within two pages of the slowest, since the
+			// cache keeps the last cachedPages pages, but not of one more
+			// than four pages behind: that one reads other pages anyway
+			// (catching up from the start while the others catch up from
+			// their checkpoints), and waiting for it would only hold the
+			// others' read models back. Else (the first batch, or near the
+			// head) say where this one is.
+			var lead int64
 			if size > w.r.cfg.BatchSize {
-				lead = (cachedPages - 1) * size
+				lead = int64(cachedPages-1) * int64(size)
 			}
-			if err := w.r.cache.pace(ctx, w, from, lead, w.r.cfg.paceWait); err != nil {
+			if err := w.r.cache.readers.pace(ctx, w, logPlace(from), lead, 2*lead, w.r.cfg.paceWait); err != nil {
 				return err
 			}
 		}
@@ -464,88 +469,14 @@ type pageCache struct {
 	// epoch counts drops: a read begun before one is not cached.
 	epoch int
 	// readers are the projections catching up through the cache, each
-	// at the page it reads or applies (pace); moved is closed and
-	// replaced when one of them moves on or leaves.
-	readers map[*worker]paceMark
-	moved   chan struct{}
+	// at the page it reads or applies (see catchUp).
+	readers pacer[logPlace]
 }
 
-// defaultPaceWait bounds how long a projection catching up far behind
-// waits for a slower one that does not move on (pageCache.pace): longer
-// than a 16,384-event page takes to apply on a loaded machine.
+// defaultPaceWait bounds how long a projection catching up far behind, or
+// building in bulk, waits for a slower one that does not move on (pacer):
+// longer than a 16,384-event page takes to apply on a loaded machine.
 const defaultPaceWait = 10 * time.Second
-
-// pace records that w, catching up through the cache, is about to read
-// the page after from. When lead > 0 (w reads pages of a catch-up far
-// behind), it then waits while another projection catching up is more
-// than lead events behind from, but not twice as much: the cache keeps the
-// last cachedPages pages, so running further ahead would push out the
-// pages the slower one has yet to apply, and it would read and decode them
-// again (with a 30-ms batch for one projection of three, a test's catch-up
-// read its log nearly twice over). One further behind reads other pages
-// anyway (a projection catching up from the start while the others catch
-// up from their checkpoints): waiting for it would only hold the others'
-// read models back. A projection that has not moved on for limit (its
-// database stalls, say) holds no one back. It returns ctx's error if ctx
-// ends while it waits.
-func (c *pageCache) pace(ctx context.Context, w *worker, from eventstore.Position, lead int, limit time.Duration) error {
-	for {
-		c.mu.Lock()
-		now := time.Now()
-		if c.readers == nil {
-			c.readers = map[*worker]paceMark{}
-		}
-		if m, ok := c.readers[w]; !ok || m.at != from {
-			c.readers[w] = paceMark{at: from, since: now}
-			c.wake()
-		}
-		var wait time.Duration // until the slower one is taken for stalled
-		for other, m := range c.readers {
-			if lag := seqLag(m.at, from); lead > 0 && other != w && lag > int64(lead) && lag <= 2*int64(lead) {
-				wait = max(wait, m.since.Add(limit).Sub(now))
-			}
-		}
-		moved := c.moved
-		c.mu.Unlock()
-		if wait <= 0 {
-			return nil
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-moved:
-			t.Stop()
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		}
-	}
-}
-
-// paceMark is where a projection catching up is (the page it reads or
-// applies) and since when.
-type paceMark struct {
-	at    eventstore.Position
-	since time.Time
-}
-
-// leave says that w no longer catches up.
-func (c *pageCache) leave(w *worker) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.readers[w]; ok {
-		delete(c.readers, w)
-		c.wake()
-	}
-}
-
-// wake tells the projections waiting in pace that one moved; c.mu is held.
-func (c *pageCache) wake() {
-	if c.moved != nil {
-		close(c.moved)
-	}
-	c.moved = make(chan struct{})
-}
 
 type cachedPage struct {
 	evs []eventstore.RecordedEvent
