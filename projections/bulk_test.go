@@ -428,6 +428,51 @@ func TestSlowBulkBuilderDoesNotReadPagesTwice(t *testing.T) {
 	t.Logf("the bulk builds read %d events of a %d-event log", n, events)
 }
 
+// A bulk builder that stalls (its database blocks a page's commit) holds
+// the others back for paceWait (1 s here), not for as long as it stalls:
+// their rebuilds switch while it is still stalled, well within 15 s
+// (without the bound they wait three pages ahead of it).
+func TestStalledBulkBuilderHoldsNoOneBack(t *testing.T) {
+	b := openPostgres(t, "")
+	_, last := bulkLog(t, b)
+	var (
+		rebuilding atomic.Bool // not the first build
+		pages      atomic.Int32
+		release    = make(chan struct{})
+	)
+	r := startRunner(t, b, Config{bulkChunk: 100, paceWait: time.Second,
+		afterBulkChunk: func(name string) error {
+			if name == QueuesName && rebuilding.Load() && pages.Add(1) == 2 {
+				<-release
+			}
+			return nil
+		}})
+	t.Cleanup(func() { close(release) }) // before startRunner's own cleanup
+	waitCaughtUp(t, r, last)
+	rebuilding.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	gens := map[string]string{}
+	for _, name := range r.Names() {
+		gen, err := r.Rebuild(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gens[name] = gen
+	}
+	for _, name := range []string{PlayerProgressName, AnalyticsName} {
+		if err := r.WaitRebuilt(ctx, name, gens[name], 20*time.Millisecond, nil); err != nil {
+			t.Fatalf("%s's rebuild while queues' stalls: %v", name, err)
+		}
+	}
+	if pages.Load() < 2 {
+		t.Fatal("queues' build never reached its stall: the test did not test it")
+	}
+	if s, err := r.StatusOf(context.Background(), QueuesName); err != nil || s.Rebuild == nil {
+		t.Fatalf("queues' rebuild %+v (%v), want still under way", s.Rebuild, err)
+	}
+}
+
 // A projection catching up far behind that stalls (its database blocks a
 // batch) holds the others back for paceWait (1 s here), not for as long as
 // it stalls: they reach the head while it is still stalled, well within
