@@ -234,6 +234,9 @@ func (w *worker) bulkBuild(ctx context.Context) error {
 		return err
 	}
 	defer w.r.scan.builders.leave(w)
+	if h := w.r.cfg.beforeBulk; h != nil {
+		h(p.Name())
+	}
 	if err := w.emptyTables(ctx); err != nil {
 		return err
 	}

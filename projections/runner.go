@@ -79,6 +79,9 @@ type Config struct {
 	// bulkChunk, when set (by tests), is the page size of bulk builds
 	// instead of defaultBulkChunk.
 	bulkChunk int
+	// beforeBulk, when set (by tests), runs as a bulk build begins,
+	// before it empties its tables.
+	beforeBulk func(projection string)
 	// afterBulkChunk, when set (by tests), runs after each commit of a
 	// bulk build's pages; an error stops the build there.
 	afterBulkChunk func(projection string) error
