@@ -115,21 +115,7 @@ func BenchmarkRebuildPostgres(b *testing.B) {
 func rebuildAll(b *testing.B, r *Runner) time.Duration {
 	ctx := context.Background()
 	start := time.Now()
-	var wg sync.WaitGroup
-	for _, name := range r.Names() {
-		gen, err := r.Rebuild(ctx, name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.WaitRebuilt(ctx, name, gen, 50*time.Millisecond, nil); err != nil {
-				b.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	waitRebuilt(ctx, b, r, startRebuilds(ctx, b, r), 50*time.Millisecond)
 	return time.Since(start)
 }
 

@@ -421,25 +421,14 @@ func TestSlowBulkBuilderDoesNotReadPagesTwice(t *testing.T) {
 		}})
 	waitCaughtUp(t, r, last) // the first build, in bulk too
 	counter.counting.Store(true)
-	gens := map[string]string{}
-	for _, name := range r.Names() {
-		gen, err := r.Rebuild(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		gens[name] = gen
-	}
+	gens := startRebuilds(ctx, t, r)
 	waitForRunner(t, r, "every bulk build under way", func(context.Context) (bool, error) {
 		r.scan.builders.mu.Lock()
 		defer r.scan.builders.mu.Unlock()
 		return len(r.scan.builders.marks) == len(gens), nil
 	})
 	close(counter.open)
-	for name, gen := range gens {
-		if err := r.WaitRebuilt(ctx, name, gen, 20*time.Millisecond, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitRebuilt(ctx, t, r, gens, 20*time.Millisecond)
 	counter.check(t, events)
 }
 
@@ -474,19 +463,8 @@ func TestLateBulkBuilderFindsTheFirstPages(t *testing.T) {
 		}})
 	waitCaughtUp(t, r, last) // the first build, in bulk too
 	counter.counting.Store(true)
-	gens := map[string]string{}
-	for _, name := range r.Names() {
-		gen, err := r.Rebuild(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		gens[name] = gen
-	}
-	for name, gen := range gens {
-		if err := r.WaitRebuilt(ctx, name, gen, 20*time.Millisecond, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gens := startRebuilds(ctx, t, r)
+	waitRebuilt(ctx, t, r, gens, 20*time.Millisecond)
 	counter.check(t, events)
 }
 
@@ -514,14 +492,7 @@ func TestStalledBulkBuilderHoldsNoOneBack(t *testing.T) {
 	rebuilding.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	gens := map[string]string{}
-	for _, name := range r.Names() {
-		gen, err := r.Rebuild(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		gens[name] = gen
-	}
+	gens := startRebuilds(ctx, t, r)
 	for _, name := range []string{PlayerProgressName, AnalyticsName} {
 		if err := r.WaitRebuilt(ctx, name, gens[name], 20*time.Millisecond, nil); err != nil {
 			t.Fatalf("%s's rebuild while queues' stalls: %v", name, err)
@@ -532,6 +503,32 @@ func TestStalledBulkBuilderHoldsNoOneBack(t *testing.T) {
 	}
 	if s, err := r.StatusOf(context.Background(), QueuesName); err != nil || s.Rebuild == nil {
 		t.Fatalf("queues' rebuild %+v (%v), want still under way", s.Rebuild, err)
+	}
+}
+
+// startRebuilds asks for a rebuild of every projection of r, one after
+// the other, and returns their new generations by name.
+func startRebuilds(ctx context.Context, t testing.TB, r *Runner) map[string]string {
+	t.Helper()
+	gens := map[string]string{}
+	for _, name := range r.Names() {
+		gen, err := r.Rebuild(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gens[name] = gen
+	}
+	return gens
+}
+
+// waitRebuilt waits for every rebuild of gens to switch, looking every
+// poll.
+func waitRebuilt(ctx context.Context, t testing.TB, r *Runner, gens map[string]string, poll time.Duration) {
+	t.Helper()
+	for name, gen := range gens {
+		if err := r.WaitRebuilt(ctx, name, gen, poll, nil); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
 	}
 }
 
